@@ -1,0 +1,24 @@
+/*
+ * api.h - the C core's Lua modules.
+ *
+ * Each C file under src/api opens one Lua module; connrt_preload() registers them all in
+ * package.preload so the runtime's Lua layer (in lua/connrt) can `require` them. The same
+ * objects are also linked into build/connrt.so, where Lua's all-in-one loader finds
+ * luaopen_connrt_<name> for `require "connrt.<name>"` from a plain lua5.4.
+ */
+#ifndef CONNRT_API_H
+#define CONNRT_API_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+int luaopen_connrt_http(lua_State *L);     /* HTTP client (libcurl) */
+int luaopen_connrt_crypto(lua_State *L);   /* random, hashes, base64, AES-256-GCM (OpenSSL) */
+int luaopen_connrt_listener(lua_State *L); /* loopback redirect listener */
+int luaopen_connrt_store(lua_State *L);    /* LMDB environments and transactions */
+int luaopen_connrt_sys(lua_State *L);      /* clocks, sleep, terminals, processes */
+
+/* Registers every module above in package.preload. */
+void connrt_preload(lua_State *L);
+
+#endif

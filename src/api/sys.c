@@ -1,0 +1,235 @@
+/*
+ * sys.c - the few operating-system services the Lua layer needs and Lua lacks:
+ * sub-second clocks and sleep, terminal checks, echo-free reads, the process id,
+ * directories with a mode, and starting a detached helper (the browser) without a shell.
+ *
+ * Opens the `connrt.sys` module.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+
+extern char **environ;
+
+/* sys.time() -> seconds since the epoch, with sub-second precision */
+static int sys_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* sys.monotime() -> seconds on a clock that never jumps, for timeouts */
+static int sys_monotime(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* sys.sleep(seconds) */
+static int sys_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  if (s <= 0) return 0;
+  struct timespec ts = { (time_t)s, (long)((s - (lua_Number)(time_t)s) * 1e9) };
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+  return 0;
+}
+
+/* sys.isatty(fd) -> boolean; fd 0, 1 or 2 */
+static int sys_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* sys.getpid() -> integer */
+static int sys_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* sys.mkdir(path, mode) -> true | nil, message. Creates missing parents too (with the
+ * same mode); an existing directory is not an error and keeps its mode. */
+static int sys_mkdir(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  mode_t mode = (mode_t)luaL_optinteger(L, 2, 0700);
+  luaL_Buffer b;
+  char *buf = luaL_buffinitsize(L, &b, len + 1);
+  memcpy(buf, path, len + 1);
+  for (char *p = buf + 1; ; p++) {
+    if (*p == '/' || *p == '\0') {
+      char saved = *p;
+      *p = '\0';
+      if (mkdir(buf, mode) == -1 && errno != EEXIST) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot create directory %s: %s", buf, strerror(errno));
+        return 2;
+      }
+      *p = saved;
+      if (saved == '\0') break;
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sys.chmod(path, mode) -> true | nil, message */
+static int sys_chmod(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  if (chmod(path, (mode_t)luaL_checkinteger(L, 2)) == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot chmod %s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sys.write_private(path, data) -> true | nil, message. Creates the file 0600 with
+ * O_EXCL, so an existing file is never overwritten (keys are written once). */
+static int sys_write_private(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot create %s: %s", path, strerror(errno));
+    return 2;
+  }
+  size_t off = 0;
+  while (off < len) {
+    ssize_t n = write(fd, data + off, len - off);
+    if (n == -1 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = errno;
+      close(fd);
+      unlink(path);
+      lua_pushnil(L);
+      lua_pushfstring(L, "cannot write %s: %s", path, strerror(e));
+      return 2;
+    }
+    off += (size_t)n;
+  }
+  if (fsync(fd) == -1 || close(fd) == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot write %s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sys.mode(path) -> permission bits | nil, message */
+static int sys_mode(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot stat %s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushinteger(L, st.st_mode & 07777);
+  return 1;
+}
+
+/* sys.readline_noecho(prompt) -> line | nil: reads a line from the terminal on standard
+ * input with echo off, for secrets. */
+static int sys_readline_noecho(lua_State *L) {
+  const char *prompt = luaL_optstring(L, 1, "");
+  struct termios old, quiet;
+  int tty = tcgetattr(STDIN_FILENO, &old) == 0;
+  if (tty) {
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  }
+  fputs(prompt, stderr);
+  fflush(stderr);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int c, got = 0;
+  while ((c = getchar()) != EOF && c != '\n') {
+    luaL_addchar(&b, (char)c);
+    got = 1;
+  }
+  if (tty) {
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    fputc('\n', stderr);
+  }
+  if (!got && c == EOF) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* sys.spawn_detached(argv) -> pid | nil, message. Starts argv[1] with arguments argv[2..]
+ * searched on PATH, no shell involved, standard input and output on /dev/null, and does
+ * not wait for it (its exit is reaped by a double fork). */
+static int sys_spawn_detached(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)luaL_len(L, 1);
+  luaL_argcheck(L, n >= 1, 1, "empty argv");
+  const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    argv[i - 1] = luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* strings stay alive: the table holds them */
+  }
+  argv[n] = NULL;
+  pid_t child = fork();
+  if (child == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot start %s: %s", argv[0], strerror(errno));
+    return 2;
+  }
+  if (child == 0) {
+    setsid();
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) { dup2(fd, 0); dup2(fd, 1); }
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
+    _exit(rc == 0 ? 0 : 127);
+  }
+  int status = 0;
+  while (waitpid(child, &status, 0) == -1 && errno == EINTR) {}
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot start %s", argv[0]);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg sys_funcs[] = {
+  { "time", sys_time },
+  { "monotime", sys_monotime },
+  { "sleep", sys_sleep },
+  { "isatty", sys_isatty },
+  { "getpid", sys_getpid },
+  { "mkdir", sys_mkdir },
+  { "chmod", sys_chmod },
+  { "mode", sys_mode },
+  { "write_private", sys_write_private },
+  { "readline_noecho", sys_readline_noecho },
+  { "spawn_detached", sys_spawn_detached },
+  { NULL, NULL }
+};
+
+int luaopen_connrt_sys(lua_State *L) {
+  luaL_newlib(L, sys_funcs);
+  return 1;
+}

@@ -1,0 +1,92 @@
+/*
+ * main.c - the connrt binary.
+ *
+ * A Lua 5.4 interpreter with the C core preloaded (see api/api.c). All command handling
+ * lives in lua/connrt/cli.lua; this file only sets up the state, points package.path at
+ * the runtime's Lua directory and hands over the command line.
+ *
+ * The Lua directory is CONNRT_LUA_DIR (baked in at build time: the source tree for an
+ * in-tree build, $(PREFIX)/share/connrt/lua when installed), overridable at run time by
+ * the environment variable of the same name.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "api/api.h"
+
+#ifndef CONNRT_LUA_DIR
+#define CONNRT_LUA_DIR "/usr/local/share/connrt/lua"
+#endif
+
+/* Puts the runtime's Lua directory first on package.path. */
+static void set_lua_path(lua_State *L) {
+  const char *dir = getenv("CONNRT_LUA_DIR");
+  if (!dir || !*dir) dir = CONNRT_LUA_DIR;
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}
+
+/* Keeps the traceback for errors that are bugs; cli.lua reports expected failures itself. */
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+  return 1;
+}
+
+static int run_cli(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  luaL_openlibs(L);
+  connrt_preload(L);
+  set_lua_path(L);
+
+  lua_createtable(L, argc, 1); /* global arg, as lua.c sets it */
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setglobal(L, "arg");
+
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "connrt.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main");
+  lua_createtable(L, argc, 0);
+  for (int i = 1; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fputs("connrt: cannot create the Lua state: out of memory\n", stderr);
+    return 70;
+  }
+  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, run_cli);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  int status = 1;
+  if (lua_pcall(L, 2, 1, 1) != LUA_OK) {
+    fprintf(stderr, "connrt: internal error: %s\n", lua_tostring(L, -1));
+    status = 70;
+  } else {
+    status = (int)luaL_optinteger(L, -1, 0);
+  }
+  fflush(stdout);
+  lua_close(L);
+  return status;
+}
