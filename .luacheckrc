@@ -1,0 +1,5 @@
+std = "lua54"
+max_line_length = 150
+files["spec"] = { std = "+busted" }
+files["connectors"] = { globals = { "connrt" } }
+files["examples"] = { globals = { "connrt" } }

@@ -1,0 +1,249 @@
+--- cli.lua - the `connrt` command line: parses arguments, runs a command, maps errors
+-- to exit codes (see errors.lua) and prints them through log.lua, so no secret is
+-- printed in clear.
+local cjson = require("cjson")
+local errors = require("connrt.errors")
+local log = require("connrt.log")
+
+local M = {}
+
+M.VERSION = "0.1.0"
+
+local USAGE = [[
+usage: connrt COMMAND [options]
+
+commands:
+  run CONNECTOR.lua    connect an account: sign in, check the test API, store it
+  list                 list stored connections
+  show ID              show one connection (never its secrets)
+  delete ID            delete a stored connection
+  redirect-url         print the redirect URL to register with the app
+  lua SCRIPT [ARGS]    run a Lua script with connrt's modules
+  version              print the version
+
+run options:
+  --field KEY=VALUE        a connector field (repeatable)
+  --client-id ID           the app's client id (or CONNRT_CLIENT_ID)
+  --client-secret-file F   a file holding the client secret (or CONNRT_CLIENT_SECRET)
+  --client-secret SECRET   the client secret (visible to other local users: prefer the above)
+  --timeout SECONDS        how long to wait for the sign-in (default 300)
+  --no-browser             print the URL only; do not open a browser
+  --json                   print the result as JSON on standard output
+
+list and show take --json. Environment: CONNRT_HOME (the store), CONNRT_KEY (the
+sealing key), CONNRT_REDIRECT_URL, CONNRT_BROWSER (command that opens the URL).
+]]
+
+-- Parses argv against `spec` (option name -> "flag" | "value" | "multi").
+local function parse(argv, spec)
+  local opts, rest = {}, {}
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then
+      for j = i + 1, #argv do rest[#rest + 1] = argv[j] end
+      break
+    elseif a:sub(1, 2) == "--" then
+      local name, inline = a:match("^%-%-([^=]+)=(.*)$")
+      name = name or a:sub(3)
+      local kind = spec[name]
+      if not kind then errors.raise("usage", "unknown option --%s (connrt help)", name) end
+      if kind == "flag" then
+        if inline then errors.raise("usage", "--%s takes no value", name) end
+        opts[name] = true
+      else
+        local v = inline
+        if not v then
+          i = i + 1
+          v = argv[i]
+          if v == nil then errors.raise("usage", "--%s needs a value", name) end
+        end
+        if kind == "multi" then
+          opts[name] = opts[name] or {}
+          table.insert(opts[name], v)
+        else
+          opts[name] = v
+        end
+      end
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, rest
+end
+
+local function fmt_time(t)
+  if not t then return "never" end
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", t)
+end
+
+-- A connection as shown: everything but the sealed secrets.
+local function public(rec)
+  return {
+    id = rec.id, connector = rec.connector, title = rec.title, name = rec.name,
+    unique_id = rec.unique_id, fields = rec.fields, values = rec.values,
+    client_id = rec.client_id, allowed_urls = rec.allowed_urls, scope = rec.scope,
+    token_type = rec.token_type, expires_at = rec.expires_at,
+    has_refresh_token = rec.has_refresh_token,
+    created_at = rec.created_at, updated_at = rec.updated_at,
+  }
+end
+
+local function json_out(v)
+  log.out("%s", cjson.encode(v))
+end
+
+local commands = {}
+
+function commands.run(argv)
+  local o, rest = parse(argv, { field = "multi", ["client-id"] = "value", ["client-secret"] = "value",
+    ["client-secret-file"] = "value", timeout = "value", ["no-browser"] = "flag", json = "flag" })
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt run CONNECTOR.lua [options]") end
+  local fields = {}
+  for _, f in ipairs(o.field or {}) do
+    local k, v = f:match("^([^=]+)=(.*)$")
+    if not k then errors.raise("usage", "--field %s: expected KEY=VALUE", f) end
+    fields[k] = v
+  end
+  local timeout = o.timeout and tonumber(o.timeout)
+  if o.timeout and (not timeout or timeout <= 0) then
+    errors.raise("usage", "--timeout %s: expected a number of seconds", o.timeout)
+  end
+  local sys = require("connrt.sys")
+  local rec, updated = require("connrt.flow").run({
+    connector = rest[1], fields = fields, client_id = o["client-id"],
+    client_secret = o["client-secret"], client_secret_file = o["client-secret-file"],
+    timeout = timeout, browser = not o["no-browser"], interactive = sys.isatty(0),
+  })
+  if o.json then
+    json_out({ id = rec.id, connector = rec.connector, name = rec.name, unique_id = rec.unique_id,
+      updated = updated })
+  else
+    log.out("%s %s as %s (%s): %s", updated and "Updated" or "Connected", rec.title, rec.name,
+      rec.unique_id, rec.id)
+  end
+  return 0
+end
+
+function commands.list(argv)
+  local o, rest = parse(argv, { json = "flag" })
+  if #rest > 0 then errors.raise("usage", "usage: connrt list [--json]") end
+  local st = require("connrt.store").open()
+  local recs = st:list()
+  st:close()
+  if o.json then
+    local out = setmetatable({}, cjson.array_mt)
+    for i, r in ipairs(recs) do out[i] = public(r) end
+    json_out(out)
+    return 0
+  end
+  if #recs == 0 then log.out("no connections") return 0 end
+  local rows = { { "ID", "CONNECTOR", "NAME", "ACCOUNT", "EXPIRES" } }
+  for _, r in ipairs(recs) do
+    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, fmt_time(r.expires_at) }
+  end
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, utf8.len(cell) or #cell) end
+  end
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i, cell in ipairs(row) do
+      cells[i] = i < #row and (cell .. string.rep(" ", widths[i] - (utf8.len(cell) or #cell))) or cell
+    end
+    log.out("%s", table.concat(cells, "  "))
+  end
+  return 0
+end
+
+function commands.show(argv)
+  local o, rest = parse(argv, { json = "flag" })
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt show ID [--json]") end
+  local st = require("connrt.store").open()
+  local rec = public(st:find(rest[1]))
+  st:close()
+  if o.json then json_out(rec) return 0 end
+  local order = { "id", "connector", "title", "name", "unique_id", "client_id", "scope", "token_type" }
+  for _, k in ipairs(order) do
+    if rec[k] ~= nil then log.out("%-18s %s", k, tostring(rec[k])) end
+  end
+  log.out("%-18s %s", "expires_at", fmt_time(rec.expires_at))
+  log.out("%-18s %s", "refresh_token", rec.has_refresh_token and "yes (sealed)" or "no")
+  log.out("%-18s %s", "allowed_urls", table.concat(rec.allowed_urls or {}, " "))
+  for _, group in ipairs({ "fields", "values" }) do
+    local keys = {}
+    for k in pairs(rec[group] or {}) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do log.out("%-18s %s", group .. "." .. k, tostring(rec[group][k])) end
+  end
+  log.out("%-18s %s", "created_at", fmt_time(rec.created_at))
+  log.out("%-18s %s", "updated_at", fmt_time(rec.updated_at))
+  return 0
+end
+
+function commands.delete(argv)
+  local _, rest = parse(argv, {})
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt delete ID") end
+  local st = require("connrt.store").open()
+  local rec = st:find(rest[1])
+  st:delete(rec.id)
+  st:close()
+  log.err("deleted %s (%s)", rec.id, rec.name)
+  return 0
+end
+
+commands["redirect-url"] = function(argv)
+  local _, rest = parse(argv, {})
+  if #rest > 0 then errors.raise("usage", "usage: connrt redirect-url") end
+  log.out("%s", (require("connrt.flow").redirect()))
+  return 0
+end
+
+function commands.lua(argv)
+  local script = argv[1]
+  if not script then errors.raise("usage", "usage: connrt lua SCRIPT [ARGS]") end
+  local chunk, err = loadfile(script)
+  if not chunk then errors.raise("usage", "%s", err) end
+  local args = { [0] = script }
+  for i = 2, #argv do args[i - 1] = argv[i] end
+  _G.arg = args
+  local rc = chunk(table.unpack(args))
+  return math.type(rc) == "integer" and rc or 0
+end
+
+function commands.version()
+  log.out("connrt %s (%s, %s)", M.VERSION, _VERSION, require("connrt.http").version())
+  return 0
+end
+
+function commands.help()
+  io.stdout:write(USAGE)
+  return 0
+end
+
+--- Entry point: returns the exit status.
+function M.main(argv)
+  local cmd = argv[1]
+  if cmd == nil or cmd == "--help" or cmd == "-h" then cmd = "help" end
+  if cmd == "--version" then cmd = "version" end
+  local fn = commands[cmd]
+  local rest = { table.unpack(argv, 2) }
+  if not fn then
+    log.err("connrt: unknown command %q (connrt help lists them)", cmd)
+    return errors.exit_codes.usage
+  end
+  local ok, res = xpcall(fn, function(e)
+    if errors.is(e) then return e end
+    return debug.traceback(tostring(e), 2)
+  end, rest)
+  if ok then return res end
+  if errors.is(res) then
+    log.err("connrt: %s", res.message)
+    return errors.exit_codes[res.kind]
+  end
+  log.err("connrt: internal error: %s", tostring(res))
+  return 70
+end
+
+return M

@@ -1,0 +1,259 @@
+--- connector.lua - loading a connector script in its sandbox and checking it.
+--
+-- A connector is a Lua file that returns a table (see schema.lua for the format). It
+-- runs in an environment of its own: the pure Lua libraries (string, table, math,
+-- utf8, a few of os's clock functions) and connrt's helpers (json, base64, url
+-- encoding), without io, os.execute, require, load or debug, and under an instruction
+-- budget so a looping hook cannot hang the runtime. Hooks run in the same sandbox.
+local cjson = require("cjson.safe")
+local crypto = require("connrt.crypto")
+local errors = require("connrt.errors")
+local schema = require("connrt.schema")
+local template = require("connrt.template")
+local url = require("connrt.url")
+
+local M = {}
+
+-- Instructions a connector chunk or one hook call may run before it is stopped.
+M.INSTRUCTION_BUDGET = 50 * 1000 * 1000
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+--- The helpers connectors get as the global `connrt`.
+local function helpers()
+  return {
+    json = {
+      decode = function(s) return cjson.decode(s) end,
+      encode = function(v) return cjson.encode(v) end,
+      null = cjson.null,
+    },
+    base64 = { encode = crypto.b64encode, decode = crypto.b64decode },
+    base64url = { encode = crypto.b64url_encode, decode = crypto.b64url_decode },
+    url = {
+      encode = url.encode, decode = url.decode,
+      form_encode = url.form_encode, form_decode = url.form_decode,
+      parse = url.parse, build = url.build,
+    },
+  }
+end
+
+--- A fresh sandbox environment.
+local function sandbox()
+  local s = copy(string)
+  s.dump = nil
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+    pcall = pcall, xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen,
+    rawset = rawset, select = select, setmetatable = setmetatable, getmetatable = getmetatable,
+    tonumber = tonumber, tostring = tostring, type = type, _VERSION = _VERSION,
+    string = s, table = copy(table), math = copy(math), utf8 = copy(utf8),
+    os = { time = os.time, date = os.date, clock = os.clock, difftime = os.difftime },
+    connrt = helpers(),
+  }
+  env._G = env
+  return env
+end
+
+--- Calls `fn` with an instruction budget; returns pcall's results.
+local function budgeted(fn, ...)
+  local count = 0
+  local step = 10000
+  debug.sethook(function()
+    count = count + step
+    if count > M.INSTRUCTION_BUDGET then
+      debug.sethook()
+      error("instruction budget exceeded (a loop that never ends?)", 2)
+    end
+  end, "", step)
+  local res = table.pack(pcall(fn, ...))
+  debug.sethook()
+  return table.unpack(res, 1, res.n)
+end
+
+local function fail(path, fmt, ...)
+  errors.raise("connector", "%s: " .. fmt, path, ...)
+end
+
+-- Names of values that are secret: they may feed request parameters, never a
+-- connection's name or unique id (those are stored and shown in clear).
+local SECRET_NAMES = { access_token = true, refresh_token = true, id_token = true,
+  client_secret = true, code = true, code_verifier = true }
+
+local URL_KEYS = { "issuer", "authorize_url", "token_url", "refresh_url", "revoke_url" }
+
+-- Checks that the connector's templates are well formed and that templates used before
+-- any token exists (URLs, authorize parameters) name only fields.
+local function check_templates(c, path)
+  local fieldset, secret = {}, {}
+  local names = {}
+  for _, f in ipairs(c.fields or {}) do
+    fieldset[f.key] = true
+    names[#names + 1] = f.key
+    if f.secret then secret[f.key] = true end
+  end
+  local field_list = #names > 0 and table.concat(names, ", ") or "none"
+
+  local function only_fields(text, key)
+    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+      local root = v:match("^[^.]+")
+      if not fieldset[root] then
+        fail(path, "%s uses {{%s}}, which is not a field of this connector (fields: %s)",
+          key, v, field_list)
+      end
+    end
+  end
+
+  for _, k in ipairs(URL_KEYS) do
+    if c[k] then only_fields(c[k], k) end
+  end
+  for i, a in ipairs(c.allowed_urls) do only_fields(a, "allowed_urls[" .. i .. "]") end
+  for k, v in pairs(c.authorize_params or {}) do
+    if type(v) == "string" then only_fields(v, "authorize_params." .. k) end
+  end
+  for _, k in ipairs({ "name", "unique_id" }) do
+    for _, v in ipairs(template.variables(c[k], path .. ": " .. k)) do
+      local root = v:match("^[^.]+")
+      if SECRET_NAMES[root] or secret[root] then
+        fail(path, "%s uses {{%s}}, a secret value: names and unique ids are stored in clear", k, v)
+      end
+    end
+  end
+  local function parse_all(t, key)
+    for k, v in pairs(t or {}) do
+      if type(v) == "string" then template.parse(v, path .. ": " .. key .. "." .. k) end
+    end
+  end
+  parse_all(c.request and c.request.headers, "request.headers")
+  parse_all(c.request and c.request.query, "request.query")
+  parse_all(c.request and c.request.body, "request.body")
+  parse_all(c.token_params, "token_params")
+  if type(c.test) == "string" then template.parse(c.test, path .. ": test") end
+end
+
+local function check_fields(c, path)
+  local seen = {}
+  for i, f in ipairs(c.fields or {}) do
+    local where = string.format("fields[%d] (%s)", i, f.key)
+    if seen[f.key] then fail(path, "%s: key '%s' is declared twice", where, f.key) end
+    seen[f.key] = true
+    if f.default ~= nil then
+      local ok, why = M.check_field_value(f, f.default)
+      if not ok then fail(path, "%s: default %s", where, why) end
+    end
+    if f.choices and #f.choices == 0 then fail(path, "%s: choices is empty", where) end
+  end
+end
+
+--- Checks a value against a field's choices and pattern. Returns true, or false and why.
+function M.check_field_value(f, value)
+  if f.choices then
+    for _, ch in ipairs(f.choices) do if ch == value then return true end end
+    return false, string.format("%q is not one of: %s", value, table.concat(f.choices, ", "))
+  end
+  if f.pattern then
+    local s, e = value:find(f.pattern)
+    if not (s == 1 and e == #value) then
+      return false, string.format("%q does not match the pattern %s", value, f.pattern)
+    end
+  end
+  return true
+end
+
+--- Loads and validates connector source text; `path` names it in errors.
+function M.load_source(src, path)
+  local chunk, err = load(src, "@" .. path, "t", sandbox())
+  if not chunk then
+    fail(path, "syntax error: %s", tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ":", "line "))
+  end
+  local ok, c = budgeted(chunk)
+  if not ok then
+    fail(path, "error while loading: %s", tostring(c))
+  end
+  if type(c) ~= "table" then
+    fail(path, "must return a table, returned %s", type(c))
+  end
+  local errs = schema.validate(c, schema.connector)
+  if #errs > 0 then
+    local lines = {}
+    for _, e in ipairs(errs) do lines[#lines + 1] = string.format("key '%s': %s", e[1], e[2]) end
+    fail(path, "%s", table.concat(lines, "; "))
+  end
+  if #c.allowed_urls == 0 then fail(path, "key 'allowed_urls': needs at least one URL") end
+  check_fields(c, path)
+  check_templates(c, path)
+  -- defaults
+  c.title = c.title or c.id
+  c.fields = c.fields or {}
+  c.scopes = c.scopes or {}
+  c.scope_separator = c.scope_separator or " "
+  c.authorize_params = c.authorize_params or {}
+  c.token_params = c.token_params or {}
+  c.client_auth = c.client_auth or "basic"
+  if c.pkce == nil then c.pkce = true end
+  if type(c.test) == "string" then c.test = { url = c.test } end
+  c.test.method = c.test.method or "GET"
+  c.request = c.request or {}
+  c.request.headers = c.request.headers or {}
+  c.request.query = c.request.query or {}
+  c.request.body = c.request.body or {}
+  c.hooks = c.hooks or {}
+  c.path = path
+  c.source = src
+  return c
+end
+
+--- Loads and validates a connector file.
+function M.load(path)
+  local f, err = io.open(path, "rb")
+  if not f then errors.raise("connector", "cannot read connector: %s", err) end
+  local src = f:read("a")
+  f:close()
+  return M.load_source(src, path)
+end
+
+--- Runs a connector hook in the sandbox. Errors name the connector and the hook.
+function M.call_hook(c, name, ...)
+  local fn = c.hooks[name]
+  local ok, a, b = budgeted(fn, ...)
+  if not ok then
+    errors.raise("connector", "%s: hooks.%s failed: %s", c.path, name, tostring(a))
+  end
+  return a, b
+end
+
+--- Resolves a URL template with `values`. A value that begins the template must be an
+-- absolute URL itself (a base-URL field, as for self-hosted instances); every other value
+-- is percent-encoded, so it can never add a '/', '@', ':' or '?' and so never moves the
+-- URL to another host or path.
+function M.render_url_text(text, values, where)
+  local function encode(v, name, at_start)
+    if at_start then
+      local u, err = url.parse(v)
+      if not u then errors.raise("connector", "%s: {{%s}}: %s", where, name, err) end
+      if u.has_query or u.fragment ~= "" or u.userinfo then
+        errors.raise("connector", "%s: {{%s}} must be a base URL without query, fragment or userinfo", where, name)
+      end
+      return (v:gsub("/+$", ""))
+    end
+    return url.encode(v)
+  end
+  return template.render(text, { values }, where, encode)
+end
+
+--- Resolves one of the connector's URL keys (or allowed_urls[i] for a number) with
+-- field values and checks that it may carry credentials.
+function M.render_url(c, key, fields)
+  local text = c[key]
+  if type(key) == "number" then text = c.allowed_urls[key]; key = "allowed_urls[" .. key .. "]" end
+  if text == nil then return nil end
+  local out = M.render_url_text(text, fields, c.path .. ": " .. key)
+  local ok, why = url.check_secure(out, key)
+  if not ok then errors.raise("connector", "%s: %s", c.path, why) end
+  return out
+end
+
+return M

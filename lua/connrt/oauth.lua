@@ -1,0 +1,172 @@
+--- oauth.lua - the OAuth 2.0 authorization code grant, as the connector describes it:
+-- the authorization URL (state, PKCE S256), the token request with the client
+-- authentication the connector names, and turning a token response into one normalized
+-- token.
+local cjson = require("cjson.safe")
+local connector = require("connrt.connector")
+local crypto = require("connrt.crypto")
+local errors = require("connrt.errors")
+local log = require("connrt.log")
+local request = require("connrt.request")
+local template = require("connrt.template")
+local url = require("connrt.url")
+
+local M = {}
+
+--- A fresh state value: 32 random bytes (256 bits), base64url.
+function M.new_state()
+  return crypto.b64url_encode(crypto.random(32))
+end
+
+--- A PKCE pair (RFC 7636): a 32-byte random verifier, base64url (43 characters), and
+-- its S256 challenge.
+function M.new_pkce()
+  local verifier = crypto.b64url_encode(crypto.random(32))
+  return verifier, crypto.b64url_encode(crypto.sha256(verifier))
+end
+
+--- The authorization URL. `ctx`: fields, client_id, redirect_uri, state, challenge.
+function M.authorize_url(c, ctx)
+  local base = connector.render_url(c, "authorize_url", ctx.fields)
+  local params = {
+    { "response_type", "code" },
+    { "client_id", ctx.client_id },
+    { "redirect_uri", ctx.redirect_uri },
+  }
+  if #c.scopes > 0 then params[#params + 1] = { "scope", table.concat(c.scopes, c.scope_separator) } end
+  params[#params + 1] = { "state", ctx.state }
+  if c.pkce then
+    params[#params + 1] = { "code_challenge", ctx.challenge }
+    params[#params + 1] = { "code_challenge_method", "S256" }
+  end
+  local names = {}
+  for k in pairs(c.authorize_params) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    params[#params + 1] = { k, template.render(tostring(c.authorize_params[k]), { ctx.fields },
+      c.path .. ": authorize_params." .. k) }
+  end
+  return url.add_query(base, params)
+end
+
+--- The token endpoint request for `grant` (array of {name, value}).
+function M.token_request(c, token_url, ctx, grant)
+  local params = {}
+  for _, p in ipairs(grant) do params[#params + 1] = p end
+  local names = {}
+  for k in pairs(c.token_params) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    params[#params + 1] = { k, template.render(tostring(c.token_params[k]), { ctx.fields },
+      c.path .. ": token_params." .. k) }
+  end
+  local headers = {
+    { "Accept", "application/json" },
+    { "Content-Type", "application/x-www-form-urlencoded" },
+  }
+  if c.client_auth == "basic" then
+    -- RFC 6749 2.3.1: id and secret are form-encoded before they are joined
+    local cred = url.encode(ctx.client_id) .. ":" .. url.encode(ctx.client_secret or "")
+    headers[#headers + 1] = { "Authorization", "Basic " .. log.secret(crypto.b64encode(cred)) }
+  else
+    params[#params + 1] = { "client_id", ctx.client_id }
+    if ctx.client_secret then params[#params + 1] = { "client_secret", ctx.client_secret } end
+  end
+  return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params) }
+end
+
+local function title_of(body)
+  local t = body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</[Tt][Ii][Tt][Ll][Ee]>")
+  return t and (" (page title: " .. t:sub(1, 80) .. ")") or ""
+end
+
+--- Parses a token endpoint's body: JSON, or form-encoded when the provider says so.
+-- Returns a table, or nil.
+local function parse_body(raw)
+  local ctype = (raw.header["content-type"] or ""):lower()
+  if ctype:find("x-www-form-urlencoded", 1, true) then
+    return (url.form_decode(raw.body))
+  end
+  local v = cjson.decode(raw.body)
+  if type(v) == "table" then return v end
+  if ctype == "" or ctype:find("text/plain", 1, true) then
+    local map = url.form_decode(raw.body)
+    if map.access_token or map.error then return map end
+  end
+  return nil
+end
+
+local SCALAR = { string = true, number = true, boolean = true }
+local TOKEN_KEYS = { access_token = true, refresh_token = true, id_token = true,
+  token_type = true, expires_in = true, scope = true }
+
+--- Checks a token table (from the default parser or a hook) and fills expires_at.
+-- Returns {access_token, refresh_token, id_token, token_type, scope, expires_in,
+-- expires_at, values = other scalar response values}.
+function M.finish_token(t, where)
+  if type(t) ~= "table" then
+    errors.raise("provider", "%s: expected a token table, got %s", where, type(t))
+  end
+  if type(t.access_token) ~= "string" or t.access_token == "" then
+    errors.raise("provider", "%s: the response has no access_token", where)
+  end
+  local tok = { values = {} }
+  for k in pairs(TOKEN_KEYS) do
+    local v = t[k]
+    if v ~= nil and v ~= cjson.null then tok[k] = v end
+  end
+  for _, k in ipairs({ "access_token", "refresh_token", "id_token" }) do
+    if tok[k] ~= nil and type(tok[k]) ~= "string" then
+      errors.raise("provider", "%s: %s is a %s, not a string", where, k, type(tok[k]))
+    end
+    log.secret(tok[k])
+  end
+  if tok.expires_in ~= nil then
+    local n = tonumber(tok.expires_in)
+    if not n or n < 0 then
+      errors.raise("provider", "%s: expires_in is not a number of seconds: %s", where, tostring(tok.expires_in))
+    end
+    tok.expires_in = math.floor(n)
+    tok.expires_at = os.time() + tok.expires_in
+  end
+  for k, v in pairs(t.values or t) do
+    if type(k) == "string" and not TOKEN_KEYS[k] and k ~= "values" and SCALAR[type(v)] then
+      tok.values[k] = v
+    end
+  end
+  return tok
+end
+
+--- Turns a raw token endpoint response {status, headers, header, body} into a token,
+-- or raises a provider error that says what the endpoint answered.
+function M.normalize(raw, where)
+  local body = parse_body(raw)
+  local ctype = raw.header["content-type"] or "no content type"
+  if not body then
+    errors.raise("provider", "%s answered %d with %s, not a token response%s", where, raw.status,
+      ctype:match("^[^;]*"), title_of(raw.body))
+  end
+  if body.error or raw.status < 200 or raw.status > 299 then
+    local e = body.error and tostring(body.error) or "no error code"
+    local d = body.error_description and (": " .. tostring(body.error_description)) or ""
+    errors.raise("provider", "%s answered %d: %s%s", where, raw.status, e, d)
+  end
+  return M.finish_token(body, where)
+end
+
+--- Sends a token request and returns the normalized token, through the connector's
+-- token_response hook when it has one.
+function M.fetch_token(c, req, where)
+  local raw = request.send(req, where)
+  if c.hooks.token_response then
+    local t, err = connector.call_hook(c, "token_response",
+      { status = raw.status, headers = raw.header, body = raw.body })
+    if t == nil then
+      errors.raise("provider", "%s answered %d: %s", where, raw.status, tostring(err or "rejected by hooks.token_response"))
+    end
+    return M.finish_token(t, where .. " (through hooks.token_response)")
+  end
+  return M.normalize(raw, where)
+end
+
+return M

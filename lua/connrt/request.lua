@@ -1,0 +1,124 @@
+--- request.lua - sending HTTP requests: one libcurl client per process, errors that name
+-- the URL, and the credentials a connection adds to a request.
+--
+-- The C client never follows redirects; `send` follows them only when asked and only to
+-- URLs the caller allows, dropping every header the caller marked as a credential
+-- when the scheme, host or port changes (curl alone would drop only Authorization and
+-- Cookie).
+local errors = require("connrt.errors")
+local http = require("connrt.http")
+local template = require("connrt.template")
+local url = require("connrt.url")
+
+local M = {}
+
+local client
+local function shared_client()
+  if not client then
+    client = http.client({ ca_bundle = os.getenv("CONNRT_CA_BUNDLE") })
+  end
+  return client
+end
+
+--- Headers as a map with lowercased names (repeated names joined with ", ").
+function M.header_map(list)
+  local map = {}
+  for _, h in ipairs(list or {}) do
+    local k = h.name:lower()
+    map[k] = map[k] and (map[k] .. ", " .. h.value) or h.value
+  end
+  return map
+end
+
+local function strip_query(u)
+  return (u:gsub("[?#].*$", ""))
+end
+
+--- Sends `req` {method, url, headers = array of {name, value}, body, secret_headers =
+-- set of lowercased header names, follow = max redirects, allowed = URL list for
+-- redirects}. `what` names the request in errors ("token endpoint"). Returns the response
+-- {status, headers (list), header (map), body, url}. Raises a network error when no
+-- answer came.
+function M.send(req, what)
+  local current = req.url
+  local headers = req.headers or {}
+  local method, body = req.method or "GET", req.body
+  local origin = url.parse(current)
+  for hop = 0, req.follow or 0 do
+    local lines = {}
+    for _, h in ipairs(headers) do lines[#lines + 1] = h[1] .. ": " .. h[2] end
+    local resp, err, code = shared_client():request({
+      method = method, url = current, headers = lines, body = body, timeout = req.timeout,
+    })
+    if not resp then
+      errors.raise("network", "%s: no answer from %s %s: %s", what, method, strip_query(current),
+        (err or "?"):gsub("^%u+ %S+: ", ""), code)
+    end
+    resp.header = M.header_map(resp.headers)
+    local loc = resp.header.location
+    if not (resp.status >= 300 and resp.status < 400 and loc and hop < (req.follow or 0)) then
+      return resp
+    end
+    local target = loc:match("^%a[%w+.-]*://") and loc or url.join(url.build({
+      scheme = origin.scheme, host = origin.host, port = origin.port, path = "",
+    }), loc)
+    local ok, why = url.allowed(target, req.allowed or {})
+    if not ok then
+      errors.raise("refused", "%s: %s %s redirected to %s, which is refused: %s", what, method,
+        strip_query(current), strip_query(target), why)
+    end
+    local t = url.parse(target)
+    if t.scheme ~= origin.scheme or t.host ~= origin.host or t.port ~= origin.port then
+      local kept = {}
+      for _, h in ipairs(headers) do
+        if not (req.secret_headers or {})[h[1]:lower()] then kept[#kept + 1] = h end
+      end
+      headers = kept
+    end
+    if resp.status == 303 or ((resp.status == 301 or resp.status == 302) and method == "POST") then
+      method, body = "GET", nil
+    end
+    current, origin = target, t
+  end
+end
+
+--- Builds the request a connection sends: the connector's request parameters (headers,
+-- query, body values) rendered with `scope`, merged with the caller's own `req`
+-- (caller's values win). Every header the connector adds counts as a credential.
+function M.with_parameters(params, scope, req, where)
+  local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {} }
+  local given = {}
+  for _, h in ipairs(req.headers or {}) do given[h[1]:lower()] = true end
+  local names = {}
+  for k in pairs(params.headers or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    if not given[k:lower()] then
+      local v = template.render(tostring(params.headers[k]), scope, where .. ".headers." .. k)
+      out.headers[#out.headers + 1] = { k, v }
+      out.secret_headers[k:lower()] = true
+    end
+  end
+  for _, h in ipairs(req.headers or {}) do out.headers[#out.headers + 1] = h end
+  local query = {}
+  local qnames = {}
+  for k in pairs(params.query or {}) do qnames[#qnames + 1] = k end
+  table.sort(qnames)
+  for _, k in ipairs(qnames) do
+    query[#query + 1] = { k, template.render(tostring(params.query[k]), scope, where .. ".query." .. k) }
+  end
+  out.url = url.add_query(req.url, query)
+  if next(params.body or {}) and (out.method ~= "GET" and out.method ~= "HEAD") then
+    local form = {}
+    for k, v in pairs(params.body) do form[k] = template.render(tostring(v), scope, where .. ".body." .. k) end
+    if out.body and out.body ~= "" then
+      out.body = out.body .. "&" .. url.form_encode(form)
+    else
+      out.body = url.form_encode(form)
+      out.headers[#out.headers + 1] = { "Content-Type", "application/x-www-form-urlencoded" }
+    end
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,206 @@
+--- schema.lua - the connector format, declared as data, and the validator that checks it.
+--
+-- Like a Kong plugin's schema: the connector table is checked against the declaration
+-- below, key by key, and every error names the key path (`fields[2].choices`) and what
+-- was expected. Checks a table cannot say (templates that name fields, secrets kept out
+-- of names) live in connector.lua.
+local M = {}
+
+-- Type checkers: each returns nil when fine, or a message.
+local function is(t) return function(v) if type(v) ~= t then return "expected a " .. t .. ", got " .. type(v) end end end
+local string_t, boolean_t, function_t = is("string"), is("boolean"), is("function")
+
+local function pattern_t(pat, what)
+  return function(v)
+    if type(v) ~= "string" then return "expected a string, got " .. type(v) end
+    if not v:match(pat) then return "expected " .. what .. ", got " .. string.format("%q", v) end
+  end
+end
+
+local function enum_t(...)
+  local allowed = { ... }
+  return function(v)
+    for _, a in ipairs(allowed) do if v == a then return nil end end
+    return "expected one of " .. table.concat(allowed, ", ") .. ", got " .. tostring(v)
+  end
+end
+
+local function lua_pattern_t(v)
+  if type(v) ~= "string" then return "expected a string, got " .. type(v) end
+  local ok, err = pcall(string.find, "", v)
+  if not ok then return "not a valid Lua pattern: " .. tostring(err):gsub("^.-:%d+: ", "") end
+end
+
+-- A declaration is { check = fn } for a leaf, { record = {...} } for a table with known
+-- keys, { array = decl } for a list, { map = decl } for string keys to values, or
+-- { one_of = { decl, ... } }. `required = true` marks a key that must be present.
+local function leaf(check, extra)
+  local d = { check = check }
+  for k, v in pairs(extra or {}) do d[k] = v end
+  return d
+end
+
+local string_map = { map = leaf(function(v)
+  if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
+    return "expected a string, got " .. type(v)
+  end
+end) }
+
+local field_decl = { record = {
+  key = leaf(pattern_t("^[%a_][%w_]*$", "a name of letters, digits and '_'"), { required = true }),
+  label = leaf(string_t),
+  description = leaf(string_t),
+  required = leaf(boolean_t),
+  default = leaf(string_t),
+  choices = { array = leaf(string_t) },
+  pattern = leaf(lua_pattern_t),
+  secret = leaf(boolean_t),
+} }
+
+local request_decl = { record = {
+  method = leaf(pattern_t("^%u+$", "an HTTP method in capitals")),
+  url = leaf(string_t, { required = true }),
+  headers = string_map,
+  query = string_map,
+  body = leaf(string_t),
+  json = leaf(function(v) if type(v) ~= "table" then return "expected a table, got " .. type(v) end end),
+} }
+
+--- The connector format. Each key is one setup step; see docs/connectors.md.
+M.connector = { record = {
+  id = leaf(pattern_t("^[a-z0-9][a-z0-9_-]*$", "lowercase letters, digits, '-' and '_'"), { required = true }),
+  title = leaf(string_t),
+  fields = { array = field_decl },                                   -- 1
+  -- 2: the redirect URL is the runtime's (`connrt redirect-url`); 3: client id and
+  -- secret are never in the script.
+  issuer = leaf(string_t),
+  authorize_url = leaf(string_t, { required = true }),               -- 4
+  scopes = { array = leaf(string_t) },
+  scope_separator = leaf(string_t),
+  authorize_params = string_map,
+  pkce = leaf(boolean_t),
+  token_url = leaf(string_t, { required = true }),                   -- 5
+  client_auth = leaf(enum_t("basic", "body")),
+  token_params = string_map,
+  refresh_url = leaf(string_t),                                      -- 6
+  revoke_url = leaf(string_t),                                       -- 7
+  test = { one_of = { leaf(string_t), request_decl }, required = true }, -- 8
+  name = leaf(string_t, { required = true }),                        -- 9
+  allowed_urls = { array = leaf(string_t), required = true },        -- 10
+  unique_id = leaf(string_t, { required = true }),                   -- 11
+  request = { record = {                                             -- 12
+    headers = string_map,
+    query = string_map,
+    body = string_map,
+  } },
+  hooks = { record = {
+    token_response = leaf(function_t),
+    callback = leaf(function_t),
+  } },
+} }
+
+local function keys_sorted(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+-- The closest known key, for "did you mean" hints on typos.
+local function closest(name, record)
+  local best, best_d
+  for k in pairs(record) do
+    local d = 0
+    local a, b = name, k
+    if math.abs(#a - #b) <= 2 then
+      for i = 1, math.max(#a, #b) do
+        if a:sub(i, i) ~= b:sub(i, i) then d = d + 1 end
+      end
+      if d <= 2 and (not best_d or d < best_d) then best, best_d = k, d end
+    end
+  end
+  return best
+end
+
+local function join(path, key)
+  if type(key) == "number" then return path .. "[" .. key .. "]" end
+  return path == "" and key or path .. "." .. key
+end
+
+local validate
+
+local function validate_record(v, decl, path, errs)
+  if type(v) ~= "table" then
+    errs[#errs + 1] = { path, "expected a table, got " .. type(v) }
+    return
+  end
+  for _, k in ipairs(keys_sorted(v)) do
+    if type(k) ~= "string" or not decl.record[k] then
+      local hint = type(k) == "string" and closest(k, decl.record)
+      errs[#errs + 1] = { join(path, tostring(k)), "unknown key" .. (hint and (" (did you mean '" .. hint .. "'?)") or "") }
+    end
+  end
+  for _, k in ipairs(keys_sorted(decl.record)) do
+    local sub = decl.record[k]
+    if v[k] == nil then
+      if sub.required then errs[#errs + 1] = { join(path, k), "is required" } end
+    else
+      validate(v[k], sub, join(path, k), errs)
+    end
+  end
+end
+
+function validate(v, decl, path, errs)
+  if decl.check then
+    local msg = decl.check(v)
+    if msg then errs[#errs + 1] = { path, msg } end
+  elseif decl.record then
+    validate_record(v, decl, path, errs)
+  elseif decl.array then
+    if type(v) ~= "table" then
+      errs[#errs + 1] = { path, "expected an array, got " .. type(v) }
+      return
+    end
+    local n = #v
+    for k in pairs(v) do
+      if math.type(k) ~= "integer" or k < 1 or k > n then
+        errs[#errs + 1] = { path, "expected an array, got a table with key " .. tostring(k) }
+        return
+      end
+    end
+    for i = 1, n do validate(v[i], decl.array, join(path, i), errs) end
+  elseif decl.map then
+    if type(v) ~= "table" then
+      errs[#errs + 1] = { path, "expected a table of names to values, got " .. type(v) }
+      return
+    end
+    for _, k in ipairs(keys_sorted(v)) do
+      if type(k) ~= "string" then
+        errs[#errs + 1] = { path, "expected names as keys, got " .. type(k) }
+      else
+        validate(v[k], decl.map, join(path, k), errs)
+      end
+    end
+  elseif decl.one_of then
+    local closest_errs
+    for _, d in ipairs(decl.one_of) do
+      local sub = {}
+      validate(v, d, path, sub)
+      if #sub == 0 then return end
+      -- report against the declaration of the value's own kind (table or not)
+      if (type(v) == "table") == (d.check == nil) then closest_errs = sub end
+    end
+    for _, e in ipairs(closest_errs or { { path, "has the wrong type: " .. type(v) } }) do
+      errs[#errs + 1] = e
+    end
+  end
+end
+
+--- Validates `value` against `decl`. Returns a list of {path, message}, empty when valid.
+function M.validate(value, decl)
+  local errs = {}
+  validate(value, decl, "", errs)
+  return errs
+end
+
+return M

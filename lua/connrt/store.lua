@@ -1,0 +1,286 @@
+--- store.lua - stored connections: the one narrow interface the rest of connrt uses.
+--
+-- Backed by LMDB (the connrt.store C module). Every read runs in one read transaction
+-- and every change in one short write transaction that commits or aborts whole, so a
+-- crash leaves the old or the new connection, never half of one; no transaction is ever
+-- held across network I/O (callers do their I/O first, then call in here).
+--
+-- Secrets (access, refresh and id tokens, the client secret, secret fields) are sealed
+-- with AES-256-GCM under a 32-byte key, bound to the connection id as associated data;
+-- the rest of a record is plain JSON so `connrt list` needs no key.
+--
+-- Databases: connections (id -> record), accounts (connector NUL unique id -> id),
+-- clients (connector -> client id and sealed secret, so credentials are given once),
+-- connectors (sha256 of a connector's source -> source), leases (id -> lease), meta.
+--
+-- A networked backend for fleets needs only the methods of Store below.
+local cjson = require("cjson")
+local crypto = require("connrt.crypto")
+local errors = require("connrt.errors")
+local lmdb = require("connrt.store")
+local sys = require("connrt.sys")
+
+local M = {}
+
+local DBS = { "connections", "accounts", "clients", "connectors", "leases", "meta" }
+local KEY_CHECK = "connrt key check v1"
+
+--- The store's directory: CONNRT_HOME, else $XDG_DATA_HOME/connrt, else ~/.local/share/connrt.
+function M.default_home()
+  local home = os.getenv("CONNRT_HOME")
+  if home and home ~= "" then return home end
+  local xdg = os.getenv("XDG_DATA_HOME")
+  if xdg and xdg ~= "" then return xdg .. "/connrt" end
+  return (os.getenv("HOME") or ".") .. "/.local/share/connrt"
+end
+
+local function decode_key(text, where)
+  text = text:gsub("%s+$", "")
+  local raw
+  if #text == 64 and text:match("^%x+$") then
+    raw = crypto.unhex(text)
+  else
+    raw = crypto.b64decode(text)
+  end
+  if not raw or #raw ~= 32 then
+    errors.raise("store", "%s: the key must be 32 bytes, as 64 hex digits or base64", where)
+  end
+  return raw
+end
+
+-- The sealing key: CONNRT_KEY, else the key file (CONNRT_KEY_FILE or HOME/key), which is
+-- created 0600 with a fresh random key on first use.
+local function load_key(home)
+  local env = os.getenv("CONNRT_KEY")
+  if env and env ~= "" then return decode_key(env, "CONNRT_KEY"), "CONNRT_KEY" end
+  local path = os.getenv("CONNRT_KEY_FILE")
+  if not path or path == "" then path = home .. "/key" end
+  local f = io.open(path, "rb")
+  if not f then
+    local ok, err = sys.write_private(path, crypto.hex(crypto.random(32)) .. "\n")
+    if not ok then errors.raise("store", "%s", err) end
+    f = assert(io.open(path, "rb"))
+  end
+  local text = f:read("a")
+  f:close()
+  local mode = sys.mode(path)
+  if mode and mode & 0077 ~= 0 then
+    errors.raise("store", "key file %s is readable by others (mode %o): chmod 600 it", path, mode)
+  end
+  return decode_key(text, "key file " .. path), "key file " .. path
+end
+
+local Store = {}
+Store.__index = Store
+
+--- Opens (creating if needed) the store in `home` (default M.default_home()).
+function M.open(home)
+  home = home or M.default_home()
+  local ok, err = sys.mkdir(home, 448) -- 0700
+  if not ok then errors.raise("store", "%s", err) end
+  local env, oerr = lmdb.open(home, DBS, {})
+  if not env then errors.raise("store", "%s", oerr) end
+  local key, key_source = load_key(home)
+  local self = setmetatable({ env = env, home = home, key = key, key_source = key_source }, Store)
+  self:check_key()
+  return self
+end
+
+--- Verifies the key against the check value sealed when the store was created.
+function Store:check_key()
+  local check
+  do
+    local txn <close> = self.env:begin(false)
+    check = txn:get("meta", "keycheck")
+    txn:abort()
+  end
+  if check then
+    if crypto.open(self.key, check, "meta/keycheck") ~= KEY_CHECK then
+      errors.raise("store", "cannot decrypt: wrong key? The store %s was sealed with another key than the %s",
+        self.home, self.key_source)
+    end
+    return
+  end
+  local txn <close> = self.env:begin(true)
+  if not txn:get("meta", "keycheck") then
+    txn:put("meta", "keycheck", crypto.seal(self.key, KEY_CHECK, "meta/keycheck"))
+    txn:put("meta", "version", "1")
+  end
+  txn:commit()
+end
+
+function Store:close()
+  if self.env then self.env:close(); self.env = nil end
+end
+
+local function account_key(connector, unique_id)
+  return connector .. "\0" .. unique_id
+end
+
+local function seal(self, secrets, aad)
+  return crypto.b64encode(crypto.seal(self.key, cjson.encode(secrets), aad))
+end
+
+local function unseal(self, blob, aad, what)
+  local raw = crypto.b64decode(blob or "")
+  local plain = raw and crypto.open(self.key, raw, aad)
+  if not plain then
+    errors.raise("store", "cannot decrypt %s: wrong key or damaged data", what)
+  end
+  return cjson.decode(plain)
+end
+
+local function decode_record(value, id)
+  local ok, rec = pcall(cjson.decode, value)
+  if not ok or type(rec) ~= "table" then
+    errors.raise("store", "connection %s: damaged record in the store", id)
+  end
+  return rec
+end
+
+--- Reads a connection record by id (secrets still sealed), or nil.
+function Store:get(id)
+  local txn <close> = self.env:begin(false)
+  local v = txn:get("connections", id)
+  txn:abort()
+  return v and decode_record(v, id) or nil
+end
+
+--- Finds a connection by its id, or by its connector's id where that connector has
+-- exactly one connection. Raises a notfound error that says what exists otherwise.
+function Store:find(ref)
+  local rec = self:get(ref)
+  if rec then return rec end
+  local matches = {}
+  for _, r in ipairs(self:list()) do
+    if r.connector == ref then matches[#matches + 1] = r end
+  end
+  if #matches == 1 then return matches[1] end
+  if #matches > 1 then
+    local ids = {}
+    for _, r in ipairs(matches) do ids[#ids + 1] = r.id end
+    errors.raise("usage", "%s has %d connections; name one by id: %s", ref, #matches, table.concat(ids, ", "))
+  end
+  errors.raise("notfound", "no connection %s (connrt list shows them)", ref)
+end
+
+--- The secrets of a record, unsealed.
+function Store:secrets(rec)
+  return unseal(self, rec.sealed, "connection/" .. rec.id, "connection " .. rec.id)
+end
+
+--- All connection records (secrets sealed), in id order.
+function Store:list()
+  local txn <close> = self.env:begin(false)
+  local rows = txn:list("connections")
+  txn:abort()
+  local out = {}
+  for i, kv in ipairs(rows) do out[i] = decode_record(kv[2], kv[1]) end
+  return out
+end
+
+--- The client credentials given for a connector earlier, or nil.
+function Store:client(connector)
+  local txn <close> = self.env:begin(false)
+  local v = txn:get("clients", connector)
+  txn:abort()
+  if not v then return nil end
+  local c = cjson.decode(v)
+  local s = unseal(self, c.sealed, "client/" .. connector, "the client secret of " .. connector)
+  return { client_id = c.client_id, client_secret = s.client_secret }
+end
+
+--- The connector source stored under its hash, or nil.
+function Store:connector_source(hash)
+  local txn <close> = self.env:begin(false)
+  local v = txn:get("connectors", hash)
+  txn:abort()
+  return v
+end
+
+local function new_id(connector)
+  return connector .. "-" .. crypto.hex(crypto.random(4))
+end
+
+--- Saves a connection: `rec` (plain metadata, with connector and unique_id), `secrets`
+-- (sealed here), the connector's source, and the client credentials to remember. One
+-- write transaction: connecting the same account (same connector and unique id) again
+-- updates that connection, keeping its id. Returns the id and whether it was an update.
+function Store:save(rec, secrets, source, client)
+  local now = os.time()
+  local hash = crypto.hex(crypto.sha256(source))
+  local txn <close> = self.env:begin(true)
+  local akey = account_key(rec.connector, rec.unique_id)
+  local existing_id = txn:get("accounts", akey)
+  local updated = false
+  if existing_id then
+    local old = txn:get("connections", existing_id)
+    if old then
+      rec.id = existing_id
+      rec.created_at = decode_record(old, existing_id).created_at
+      updated = true
+    end
+  end
+  if not updated then
+    repeat rec.id = new_id(rec.connector) until not txn:get("connections", rec.id)
+    rec.created_at = now
+  end
+  rec.updated_at = now
+  rec.connector_hash = hash
+  rec.sealed = seal(self, secrets, "connection/" .. rec.id)
+  txn:put("connections", rec.id, cjson.encode(rec))
+  txn:put("accounts", akey, rec.id)
+  txn:put("connectors", hash, source)
+  if client then
+    txn:put("clients", rec.connector, cjson.encode({
+      client_id = client.client_id,
+      sealed = seal(self, { client_secret = client.client_secret }, "client/" .. rec.connector),
+    }))
+  end
+  txn:commit()
+  return rec.id, updated
+end
+
+--- Deletes a connection. Returns true when it existed.
+function Store:delete(id)
+  local txn <close> = self.env:begin(true)
+  local v = txn:get("connections", id)
+  if not v then txn:abort(); return false end
+  local rec = decode_record(v, id)
+  txn:del("connections", id)
+  if txn:get("accounts", account_key(rec.connector, rec.unique_id)) == id then
+    txn:del("accounts", account_key(rec.connector, rec.unique_id))
+  end
+  txn:del("leases", id)
+  txn:commit()
+  return true
+end
+
+--- Takes the lease on a connection for `ttl` seconds for `owner` (single flight across
+-- processes: the holder refreshes, the others wait and re-read). Returns true, or false
+-- and the current holder's lease.
+function Store:acquire_lease(id, owner, ttl)
+  local now = sys.time()
+  local txn <close> = self.env:begin(true)
+  local v = txn:get("leases", id)
+  if v then
+    local lease = cjson.decode(v)
+    if lease.expires > now and lease.owner ~= owner then
+      txn:abort()
+      return false, lease
+    end
+  end
+  txn:put("leases", id, cjson.encode({ owner = owner, expires = now + ttl }))
+  txn:commit()
+  return true
+end
+
+--- Gives a lease back if `owner` still holds it.
+function Store:release_lease(id, owner)
+  local txn <close> = self.env:begin(true)
+  local v = txn:get("leases", id)
+  if v and cjson.decode(v).owner == owner then txn:del("leases", id) end
+  txn:commit()
+end
+
+return M

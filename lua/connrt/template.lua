@@ -1,0 +1,145 @@
+--- template.lua - the `{{name}}` template engine of connectors.
+--
+-- A template is text with placeholders `{{path}}`, where a path is names joined by dots
+-- (`user.email`) and numeric segments index JSON arrays from 0 (`emails.0.value`).
+-- Values come from a scope: an ordered list of tables looked up first to last. A
+-- placeholder whose value does not exist is an error naming the variable and the
+-- connector key the template came from; it never becomes an empty string.
+local M = {}
+
+local PATH = "^[%a_][%w_%-]*$"
+
+local function fail(where, fmt, ...)
+  local errors = require("connrt.errors")
+  errors.raise("connector", "%s: " .. fmt, where, ...)
+end
+
+--- Splits a template into literal strings and placeholder paths. Cached per text.
+local parsed = {}
+function M.parse(text, where)
+  local hit = parsed[text]
+  if hit then return hit end
+  local parts, i = {}, 1
+  while true do
+    local s, e, inner = text:find("{{(.-)}}", i)
+    local open = text:find("{{", i, true)
+    if open and (not s or open < s) then
+      fail(where or "template", "'{{' without a matching '}}' in %q", text)
+    end
+    if not s then break end
+    if s > i then parts[#parts + 1] = text:sub(i, s - 1) end
+    local path = inner:match("^%s*(.-)%s*$")
+    local segs = {}
+    for seg in (path .. "."):gmatch("([^.]*)%.") do
+      if not (seg:match(PATH) or seg:match("^%d+$")) then
+        fail(where or "template", "invalid placeholder {{%s}} in %q", inner, text)
+      end
+      segs[#segs + 1] = seg
+    end
+    parts[#parts + 1] = { path = path, segs = segs }
+    i = e + 1
+  end
+  if i <= #text then parts[#parts + 1] = text:sub(i) end
+  parsed[text] = parts
+  return parts
+end
+
+--- The placeholder paths of a template, in order.
+function M.variables(text, where)
+  local vars = {}
+  for _, p in ipairs(M.parse(text, where)) do
+    if type(p) == "table" then vars[#vars + 1] = p.path end
+  end
+  return vars
+end
+
+--- True when the text has at least one placeholder.
+function M.has_placeholders(text)
+  return type(text) == "string" and text:find("{{", 1, true) ~= nil
+end
+
+local function step(value, seg)
+  if type(value) ~= "table" then return nil end
+  local n = seg:match("^%d+$")
+  if n and value[1] ~= nil then return value[tonumber(n) + 1] end
+  return value[seg]
+end
+
+--- Looks a path up in a scope (array of tables, first match wins). Returns the value
+-- or nil.
+function M.lookup(scope, segs)
+  for _, layer in ipairs(scope) do
+    local v = layer
+    for _, seg in ipairs(segs) do
+      v = step(v, seg)
+      if v == nil then break end
+    end
+    if v ~= nil and v ~= (require("cjson").null) then return v end
+  end
+  return nil
+end
+
+local function scalar(v, path, where)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" then
+    if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then
+      return string.format("%d", v)
+    end
+    return tostring(v)
+  end
+  if t == "boolean" then return tostring(v) end
+  fail(where, "{{%s}} is %s, not a single value", path, t == "table" and "an object or array" or t)
+end
+
+local function known_names(scope)
+  local names, seen = {}, {}
+  for _, layer in ipairs(scope) do
+    for k in pairs(layer) do
+      if type(k) == "string" and not seen[k] then seen[k] = true; names[#names + 1] = k end
+    end
+  end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
+--- Renders a template. `scope` is an array of tables; `where` names the connector key
+-- for errors; `encode(value, path, at_start)`, when given, is applied to every
+-- substituted value (URLs use percent-encoding so a value cannot change the URL's
+-- structure; `at_start` is true for a placeholder that begins the text).
+function M.render(text, scope, where, encode)
+  local out = {}
+  for _, p in ipairs(M.parse(text, where)) do
+    if type(p) == "string" then
+      out[#out + 1] = p
+    else
+      local v = M.lookup(scope, p.segs)
+      if v == nil then
+        local have = known_names(scope)
+        fail(where, "{{%s}} names a value that does not exist (values here: %s)",
+          p.path, have ~= "" and have or "none")
+      end
+      v = scalar(v, p.path, where)
+      out[#out + 1] = encode and encode(v, p.path, #out == 0) or v
+    end
+  end
+  return table.concat(out)
+end
+
+--- Renders every string of a (possibly nested) table of templates; keys name `where`.
+function M.render_table(t, scope, where, encode)
+  local out = {}
+  for k, v in pairs(t) do
+    local w = where .. "." .. tostring(k)
+    if type(v) == "string" then
+      out[k] = M.render(v, scope, w, encode)
+    elseif type(v) == "table" then
+      out[k] = M.render_table(v, scope, w, encode)
+    else
+      out[k] = v
+    end
+  end
+  return out
+end
+
+return M

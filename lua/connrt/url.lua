@@ -1,0 +1,204 @@
+--- url.lua - parsing, building and encoding URLs, and the allowed-URL rule.
+--
+-- Everything that decides where a request goes works on parsed URLs, never on string
+-- prefixes: `allowed` compares scheme, host, port and whole path segments after dot
+-- segments are resolved, so `https://api.example.com.evil.test`, userinfo tricks and
+-- `..` climbing out of a prefix do not match.
+local M = {}
+
+local DEFAULT_PORT = { http = 80, https = 443 }
+
+--- Percent-encodes everything but RFC 3986 unreserved characters.
+function M.encode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+--- Decodes percent-escapes; `plus` also turns '+' into a space (form encoding).
+function M.decode(s, plus)
+  if plus then s = s:gsub("+", " ") end
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- Encodes pairs as application/x-www-form-urlencoded (or a query string).
+-- `pairs_list` is an array of {name, value}; a map is sorted by name for a stable order.
+function M.form_encode(params)
+  local list = params
+  if params[1] == nil then
+    list = {}
+    for k, v in pairs(params) do list[#list + 1] = { k, v } end
+    table.sort(list, function(a, b) return a[1] < b[1] end)
+  end
+  local out = {}
+  for _, p in ipairs(list) do
+    out[#out + 1] = M.encode(p[1]) .. "=" .. M.encode(p[2])
+  end
+  return table.concat(out, "&")
+end
+
+--- Decodes a query or form body into a map (first value of a name wins) and a list.
+function M.form_decode(s)
+  local map, list = {}, {}
+  for part in tostring(s or ""):gmatch("[^&]+") do
+    local k, v = part:match("^([^=]*)=?(.*)$")
+    k, v = M.decode(k, true), M.decode(v, true)
+    list[#list + 1] = { k, v }
+    if map[k] == nil then map[k] = v end
+  end
+  return map, list
+end
+
+local function bad(url, why)
+  return nil, string.format("invalid URL %q: %s", url, why)
+end
+
+--- Parses an absolute http(s) URL. Returns a table {scheme, host, port, path, query,
+-- fragment, userinfo} with scheme and host lowercased and the port filled in, or nil and
+-- a message that names the URL.
+function M.parse(url)
+  if type(url) ~= "string" then return nil, "invalid URL: not a string" end
+  if url:find("[%c ]") then return bad(url, "contains spaces or control characters") end
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return bad(url, "not an absolute URL (scheme://host/...)") end
+  scheme = scheme:lower()
+  if not DEFAULT_PORT[scheme] then return bad(url, "scheme must be http or https") end
+  local authority, tail = rest:match("^([^/?#]*)(.*)$")
+  local userinfo, hostport = authority:match("^(.*)@(.*)$")
+  if not userinfo then hostport = authority end
+  local host, port
+  if hostport:sub(1, 1) == "[" then
+    host, port = hostport:match("^(%[[%x:.]+%])(.*)$")
+    if not host then return bad(url, "malformed IPv6 host") end
+  else
+    host, port = hostport:match("^([^:]*)(.*)$")
+  end
+  if port ~= "" then
+    port = port:match("^:(%d+)$")
+    if not port or tonumber(port) < 1 or tonumber(port) > 65535 then
+      return bad(url, "malformed port")
+    end
+    port = tonumber(port)
+  else
+    port = DEFAULT_PORT[scheme]
+  end
+  if host == "" then return bad(url, "no host") end
+  if host:sub(1, 1) ~= "[" and not host:match("^[%w.-]+$") then
+    return bad(url, "host has characters a host name cannot have")
+  end
+  if host:find("%.%.") or host:sub(1, 1) == "." or host:sub(1, 1) == "-" then
+    return bad(url, "malformed host")
+  end
+  local path, query, fragment = tail:match("^([^?#]*)%??([^#]*)#?(.*)$")
+  local u = {
+    scheme = scheme, userinfo = userinfo, host = host:lower(), port = port,
+    path = path ~= "" and path or "/", query = query, fragment = fragment,
+    has_query = tail:find("?", 1, true) ~= nil,
+  }
+  return u
+end
+
+--- Builds a URL string from parsed parts (the default port is left out).
+function M.build(u)
+  local s = u.scheme .. "://"
+  if u.userinfo then s = s .. u.userinfo .. "@" end
+  s = s .. u.host
+  if u.port and u.port ~= DEFAULT_PORT[u.scheme] then s = s .. ":" .. u.port end
+  s = s .. (u.path or "/")
+  if u.query and u.query ~= "" then s = s .. "?" .. u.query end
+  if u.fragment and u.fragment ~= "" then s = s .. "#" .. u.fragment end
+  return s
+end
+
+--- Appends query parameters (array of {name, value}) to a URL string.
+function M.add_query(url, params)
+  if #params == 0 then return url end
+  local q = M.form_encode(params)
+  local base, frag = url:match("^([^#]*)(#?.*)$")
+  local sep = base:find("?", 1, true) and (base:sub(-1) == "?" and "" or "&") or "?"
+  return base .. sep .. q .. frag
+end
+
+--- Resolves "." and ".." segments (RFC 3986 section 5.2.4).
+function M.remove_dot_segments(path)
+  local out = {}
+  local segs = {}
+  for seg in (path .. "/"):gmatch("([^/]*)/") do segs[#segs + 1] = seg end
+  -- the loop above yields a leading "" for an absolute path and drops the last segment's slash
+  local trailing = path:sub(-1) == "/" or path:match("/%.%.?$")
+  for i, seg in ipairs(segs) do
+    if seg == ".." then
+      if #out > 1 then table.remove(out) end
+    elseif seg ~= "." then
+      out[#out + 1] = seg
+    end
+    if i == #segs and (seg == "." or seg == "..") then trailing = true end
+  end
+  local p = table.concat(out, "/")
+  if trailing and p:sub(-1) ~= "/" then p = p .. "/" end
+  if p == "" then p = "/" end
+  return p
+end
+
+--- Joins a URL relative to a base: "/user" against "https://gitlab.com/api/v4" gives
+-- "https://gitlab.com/api/v4/user" (the base is a prefix, as API docs write them).
+-- Absolute URLs are returned as they are.
+function M.join(base, ref)
+  if ref:match("^%a[%w+.-]*://") then return ref end
+  local b = base:gsub("[?#].*$", ""):gsub("/+$", "")
+  if ref:sub(1, 1) ~= "/" then ref = "/" .. ref end
+  return b .. ref
+end
+
+local LOOPBACK = { ["127.0.0.1"] = true, ["localhost"] = true, ["[::1]"] = true }
+
+--- True for loopback hosts (the only hosts plain http is accepted for).
+function M.is_loopback(host)
+  return LOOPBACK[host] or (host:match("^127%.%d+%.%d+%.%d+$") ~= nil)
+end
+
+--- Checks that a URL may carry credentials: https, or http to a loopback host.
+-- Returns the parsed URL, or nil and a message naming `what`.
+function M.check_secure(url, what)
+  local u, err = M.parse(url)
+  if not u then return nil, string.format("%s: %s", what, err) end
+  if u.scheme ~= "https" and not M.is_loopback(u.host) then
+    return nil, string.format("%s %s: plain http is allowed only for loopback hosts", what, url)
+  end
+  if u.userinfo then
+    return nil, string.format("%s %s: credentials in the URL are not allowed", what, url)
+  end
+  return u
+end
+
+-- An encoded '/', '\' or '.' in a path could mean one thing to us and another to a server.
+local function has_encoded_separator(path)
+  local p = path:lower()
+  return p:find("%2f", 1, true) or p:find("%5c", 1, true) or p:find("%2e", 1, true)
+end
+
+--- True when `url` falls under one of `allowed` (URL strings): same scheme, host and
+-- port, and its path (dot segments resolved) is the allowed path or below it at a
+-- segment boundary. Returns false and a reason otherwise.
+function M.allowed(url, allowed)
+  local u, err = M.parse(url)
+  if not u then return false, err end
+  if u.userinfo then return false, "the URL carries userinfo" end
+  if u.path:find("\\", 1, true) or has_encoded_separator(u.path) then
+    return false, "the path has an encoded or backslash separator"
+  end
+  local path = M.remove_dot_segments(u.path)
+  for _, a in ipairs(allowed) do
+    local au = M.parse(a)
+    if au and au.scheme == u.scheme and au.host == u.host and au.port == u.port then
+      local prefix = M.remove_dot_segments(au.path)
+      if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
+      if path == prefix:sub(1, -2) or path:sub(1, #prefix) == prefix or prefix == "/" then
+        return true
+      end
+    end
+  end
+  return false, "it matches none of the allowed URLs"
+end
+
+return M

@@ -1,0 +1,122 @@
+// The real authorization server of the specs and of `make demo`: oidc-provider (a
+// certified OpenID Connect server, pinned in spec/package-lock.json) on a loopback port.
+//
+// usage: node spec/support/oidc-server.mjs [--port N] [--redirect URL]... [--access-ttl S]
+// Prints one JSON line {"issuer": ..., "port": ...} on stdout when it listens; exits when
+// its standard input closes (so a spec that dies cannot leave it behind) or on SIGTERM.
+//
+// Clients (their secrets are test fixtures, not secrets):
+//   connrt-basic      client_secret_basic            secret basic-secret
+//   connrt-post       client_secret_post             secret post-secret
+//   connrt-shortcode  client_secret_basic, authorization codes live 1 s (so a late
+//                     callback meets a real invalid_grant)     secret short-secret
+// Accounts: any login signs in; `john` and `jane` have profile claims, others have none.
+//
+// Beside the provider, /test/* routes play what no real server plays on purpose:
+//   /test/html-token   a token endpoint behind a broken gateway (502, text/html)
+//   /test/stats        grant counts (JSON), for the refresh single-flight specs
+import http from 'node:http';
+import Provider from 'oidc-provider';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const all = (name) => args.flatMap((a, i) => (a === name ? [args[i + 1]] : []));
+
+const port = Number(opt('--port', '0'));
+const redirects = all('--redirect');
+if (redirects.length === 0) redirects.push('http://127.0.0.1:8400/callback');
+const accessTtl = Number(opt('--access-ttl', '3600'));
+
+const accounts = {
+  john: { sub: 'john', name: 'John', given_name: 'John', family_name: 'Doe', email: 'john@example.com', email_verified: true },
+  jane: { sub: 'jane', name: 'Jane', given_name: 'Jane', family_name: 'Roe', email: 'jane@example.com', email_verified: true },
+};
+
+const client = (id, secret, method, extra = {}) => ({
+  client_id: id,
+  client_secret: secret,
+  token_endpoint_auth_method: method,
+  redirect_uris: redirects,
+  grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+  response_types: ['code'],
+  ...extra,
+});
+
+const stats = { grants: {} };
+
+const configuration = {
+  clients: [
+    client('connrt-basic', 'basic-secret', 'client_secret_basic'),
+    client('connrt-post', 'post-secret', 'client_secret_post'),
+    client('connrt-shortcode', 'short-secret', 'client_secret_basic'),
+  ],
+  async findAccount(ctx, id) {
+    const claims = accounts[id] || { sub: id };
+    return { accountId: id, async claims() { return claims; } };
+  },
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'given_name', 'family_name'],
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'api'],
+  features: {
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    clientCredentials: { enabled: true },
+    deviceFlow: { enabled: true },
+  },
+  // every client that may refresh gets a refresh token, offline_access or not
+  issueRefreshToken: async (ctx, c) => c.grantTypeAllowed('refresh_token'),
+  ttl: {
+    AccessToken: accessTtl,
+    AuthorizationCode: (ctx, token, c) => (c && c.clientId === 'connrt-shortcode' ? 1 : 60),
+    Grant: 3600,
+    Interaction: 600,
+    Session: 3600,
+    RefreshToken: 86400,
+    ClientCredentials: accessTtl,
+    DeviceCode: 600,
+  },
+  cookies: { keys: ['connrt-spec-cookie-key'] },
+  pkce: { required: () => false },
+};
+
+const issuerFor = (p) => `http://127.0.0.1:${p}`;
+
+async function main() {
+  const server = http.createServer();
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const actual = server.address().port;
+  const provider = new Provider(issuerFor(actual), configuration);
+  provider.on('grant.success', (ctx) => {
+    const g = ctx.oidc.params.grant_type;
+    stats.grants[g] = (stats.grants[g] || 0) + 1;
+  });
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    if (req.url === '/test/html-token') {
+      res.writeHead(502, { 'content-type': 'text/html; charset=utf-8' });
+      res.end('<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>');
+      return;
+    }
+    if (req.url === '/test/stats') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stats));
+      return;
+    }
+    callback(req, res);
+  });
+  process.stdout.write(`${JSON.stringify({ issuer: issuerFor(actual), port: actual })}\n`);
+  const stop = () => { server.close(); process.exit(0); };
+  process.stdin.on('end', stop);
+  process.stdin.on('close', stop);
+  process.stdin.resume();
+  process.on('SIGTERM', stop);
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });
