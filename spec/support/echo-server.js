@@ -1,0 +1,96 @@
+// A tiny HTTP server for spec/http_spec.lua: node built-ins only, no npm packages.
+//
+// usage: node spec/support/echo-server.js
+// Listens on 127.0.0.1, port chosen by the system, and prints the port as the first line
+// on stdout. Exits by itself after 60 s, when its standard input (if a pipe) closes, or
+// on GET /exit (what the spec's teardown calls, so closing its pipe does not wait).
+//
+// Routes:
+//   /echo            any method: JSON {method, url, headers, body, body_base64, port}
+//                    (headers as node gives them, names lowercased; body_base64 is the exact
+//                    bytes; port is the client's source port, to see connection reuse)
+//   /status/N        answers with status N
+//   /redirect        302 with Location: /echo
+//   /set-cookie      sets the cookie sid=abc
+//   /slow            answers after 3 s
+//   /big             2 MB (2,000,000 bytes) of 'x'
+//   /headers?A=1&b=2 answers with the query's names and values as response headers, in
+//                    that order and with the names' case as given
+//   /gzip            a gzip-encoded text body (Content-Encoding: gzip)
+//   /early-hints     a 103 Early Hints (with a Link header) before the final 200
+//   /exit            answers, then exits
+import http from 'node:http';
+import fs from 'node:fs';
+import zlib from 'node:zlib';
+
+const LIFETIME_MS = 60_000;
+const BIG = 2_000_000;
+
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, { 'Content-Length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    const url = new URL(req.url, 'http://127.0.0.1');
+    const path = url.pathname;
+    let m;
+    if (path === '/echo') {
+      const json = JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        body: body.toString('utf8'),
+        body_base64: body.toString('base64'),
+        port: req.socket.remotePort,
+      });
+      send(res, 200, json, { 'Content-Type': 'application/json' });
+    } else if ((m = path.match(/^\/status\/(\d{3})$/))) {
+      send(res, Number(m[1]), `status ${m[1]}\n`, { 'Content-Type': 'text/plain' });
+    } else if (path === '/redirect') {
+      send(res, 302, '', { Location: '/echo' });
+    } else if (path === '/set-cookie') {
+      send(res, 200, 'cookie set\n', { 'Set-Cookie': 'sid=abc; Path=/; HttpOnly' });
+    } else if (path === '/slow') {
+      setTimeout(() => send(res, 200, 'slow\n'), 3000);
+    } else if (path === '/big') {
+      send(res, 200, Buffer.alloc(BIG, 'x'), { 'Content-Type': 'application/octet-stream' });
+    } else if (path === '/headers') {
+      const raw = [];
+      for (const [name, value] of url.searchParams) raw.push(name, value);
+      raw.push('Content-Length', '0');
+      res.writeHead(200, raw);
+      res.end();
+    } else if (path === '/gzip') {
+      const gz = zlib.gzipSync(Buffer.from('hello, compressed world\n'.repeat(100)));
+      send(res, 200, gz, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' });
+    } else if (path === '/early-hints') {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+      send(res, 200, 'final\n', { 'X-Final': 'yes' });
+    } else if (path === '/exit') {
+      send(res, 200, 'bye\n', { Connection: 'close' });
+      res.on('finish', () => process.exit(0));
+    } else {
+      send(res, 404, 'not found\n', { 'Content-Type': 'text/plain' });
+    }
+  });
+});
+
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`${server.address().port}\n`);
+});
+
+setTimeout(() => process.exit(0), LIFETIME_MS).unref();
+
+// Only a pipe's end means the parent is gone: a terminal or /dev/null says nothing.
+let stdin = null;
+try { stdin = fs.fstatSync(0); } catch { /* no standard input at all */ }
+if (stdin && (stdin.isFIFO() || stdin.isSocket())) {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
+}

@@ -1,0 +1,338 @@
+/*
+ * crypto.c - the cryptography the runtime needs, on OpenSSL 3's EVP interfaces: random
+ * bytes (state, nonces, PKCE verifiers, keys), SHA-256 and HMAC-SHA-256, strict base64,
+ * base64url and hex codecs, constant-time comparison, and AES-256-GCM sealing of the
+ * secrets kept in the store.
+ *
+ * A sealed blob is: version byte 0x01 || nonce (12 bytes) || ciphertext || tag (16 bytes).
+ * open() never raises for bad data (it answers nil, message); only a key of the wrong
+ * length is a programmer error and raises.
+ *
+ * Buffers this file allocates for key material or plaintext are wiped (OPENSSL_cleanse)
+ * once their content has been handed to Lua.
+ *
+ * Opens the `connrt.crypto` module.
+ */
+#include <limits.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "api.h"
+
+#define SEAL_VERSION   0x01
+#define SEAL_KEY_LEN   32
+#define SEAL_NONCE_LEN 12
+#define SEAL_TAG_LEN   16
+#define SEAL_OVERHEAD  (1 + SEAL_NONCE_LEN + SEAL_TAG_LEN)
+#define RANDOM_MAX     65536
+
+static const char OPEN_FAILED[] = "cannot decrypt: wrong key or damaged data";
+
+static const char B64_STD[] =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char B64_URL[] =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* A scratch buffer owned by Lua (a userdata on the stack), so an error raised while it is
+ * in use cannot leak it. */
+static unsigned char *scratch(lua_State *L, size_t n) {
+  return lua_newuserdatauv(L, n ? n : 1, 0);
+}
+
+/* Pushes buf[0..n) as a string, wipes buf and drops the scratch userdata below it. */
+static void push_wiped(lua_State *L, unsigned char *buf, size_t n) {
+  lua_pushlstring(L, (const char *)buf, n);
+  OPENSSL_cleanse(buf, n);
+  lua_remove(L, -2);
+}
+
+/* crypto.random(n) -> n random bytes, 1 <= n <= 65536 */
+static int crypto_random(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 1 && n <= RANDOM_MAX, 1, "byte count must be 1..65536");
+  unsigned char *buf = scratch(L, (size_t)n);
+  if (RAND_bytes(buf, (int)n) != 1)
+    return luaL_error(L, "random: the system random generator failed");
+  push_wiped(L, buf, (size_t)n);
+  return 1;
+}
+
+/* crypto.sha256(s) -> 32-byte digest */
+static int crypto_sha256(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  if (EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+    return luaL_error(L, "sha256: digest failed");
+  lua_pushlstring(L, (const char *)md, mdlen);
+  return 1;
+}
+
+/* crypto.hmac_sha256(key, s) -> 32-byte MAC */
+static int crypto_hmac_sha256(lua_State *L) {
+  size_t klen, len;
+  const char *key = luaL_checklstring(L, 1, &klen);
+  const char *s = luaL_checklstring(L, 2, &len);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  size_t maclen = 0;
+  if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, klen,
+                 (const unsigned char *)s, len, mac, sizeof mac, &maclen))
+    return luaL_error(L, "hmac_sha256: MAC computation failed");
+  lua_pushlstring(L, (const char *)mac, maclen);
+  OPENSSL_cleanse(mac, sizeof mac);
+  return 1;
+}
+
+/* Encodes s with alphabet abc, with or without '=' padding. */
+static void b64_encode(lua_State *L, const unsigned char *s, size_t len,
+                       const char *abc, int pad) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  size_t i = 0;
+  for (; i + 3 <= len; i += 3) {
+    unsigned long v = ((unsigned long)s[i] << 16) | ((unsigned long)s[i + 1] << 8) | s[i + 2];
+    char out[4] = { abc[(v >> 18) & 63], abc[(v >> 12) & 63], abc[(v >> 6) & 63], abc[v & 63] };
+    luaL_addlstring(&b, out, 4);
+  }
+  if (len - i == 1) {
+    unsigned long v = (unsigned long)s[i] << 16;
+    char out[4] = { abc[(v >> 18) & 63], abc[(v >> 12) & 63], '=', '=' };
+    luaL_addlstring(&b, out, pad ? 4 : 2);
+  } else if (len - i == 2) {
+    unsigned long v = ((unsigned long)s[i] << 16) | ((unsigned long)s[i + 1] << 8);
+    char out[4] = { abc[(v >> 18) & 63], abc[(v >> 12) & 63], abc[(v >> 6) & 63], '=' };
+    luaL_addlstring(&b, out, pad ? 4 : 3);
+  }
+  luaL_pushresult(&b);
+}
+
+/* Value of c in alphabet abc, or -1. */
+static int b64_value(const char *abc, unsigned char c) {
+  const char *p = c ? strchr(abc, c) : NULL;
+  return p ? (int)(p - abc) : -1;
+}
+
+/* Strictly decodes s with alphabet abc. need_pad: the input must be padded to a multiple
+ * of 4; otherwise padding is optional but, when present, must be exact. Characters outside
+ * the alphabet (whitespace included), misplaced '=' and non-zero unused bits are errors.
+ * Pushes the bytes and returns 1, or returns 0 with nothing pushed. */
+static int b64_decode(lua_State *L, const char *s, size_t len, const char *abc, int need_pad) {
+  size_t pads = 0;
+  while (pads < len && pads < 2 && s[len - 1 - pads] == '=') pads++;
+  if (pads > 0 || need_pad) {
+    if (len % 4 != 0) return 0;
+  }
+  size_t n = len - pads;         /* significant characters */
+  if (n % 4 == 1) return 0;      /* 6 bits cannot make a byte */
+  if (pads > 0 && (n % 4) + pads != 4) return 0;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  unsigned long acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int v = b64_value(abc, (unsigned char)s[i]);
+    if (v < 0) { luaL_pushresult(&b); lua_pop(L, 1); return 0; }
+    acc = (acc << 6) | (unsigned long)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      luaL_addchar(&b, (char)((acc >> bits) & 0xff));
+      acc &= (1UL << bits) - 1;
+    }
+  }
+  if (acc != 0) { luaL_pushresult(&b); lua_pop(L, 1); return 0; } /* non-canonical */
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* crypto.b64encode(s) -> standard base64 with padding */
+static int crypto_b64encode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  b64_encode(L, (const unsigned char *)s, len, B64_STD, 1);
+  return 1;
+}
+
+/* crypto.b64decode(s) -> bytes | nil, "invalid base64" */
+static int crypto_b64decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (b64_decode(L, s, len, B64_STD, 1)) return 1;
+  lua_pushnil(L);
+  lua_pushliteral(L, "invalid base64");
+  return 2;
+}
+
+/* crypto.b64url_encode(s) -> base64url without padding (RFC 4648 section 5) */
+static int crypto_b64url_encode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  b64_encode(L, (const unsigned char *)s, len, B64_URL, 0);
+  return 1;
+}
+
+/* crypto.b64url_decode(s) -> bytes | nil, "invalid base64url"; padding optional */
+static int crypto_b64url_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (b64_decode(L, s, len, B64_URL, 0)) return 1;
+  lua_pushnil(L);
+  lua_pushliteral(L, "invalid base64url");
+  return 2;
+}
+
+/* crypto.hex(s) -> lowercase hex */
+static int crypto_hex(lua_State *L) {
+  static const char digits[] = "0123456789abcdef";
+  size_t len;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, len * 2);
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = digits[s[i] >> 4];
+    out[2 * i + 1] = digits[s[i] & 15];
+  }
+  luaL_pushresultsize(&b, len * 2);
+  return 1;
+}
+
+static int hex_value(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* crypto.unhex(s) -> bytes | nil, "invalid hex"; either case accepted */
+static int crypto_unhex(lua_State *L) {
+  size_t len;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  if (len % 2 != 0) goto invalid;
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, len / 2);
+  for (size_t i = 0; i < len; i += 2) {
+    int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
+    if (hi < 0 || lo < 0) { lua_pop(L, 1); goto invalid; } /* drop the buffer box */
+    out[i / 2] = (char)(hi << 4 | lo);
+  }
+  luaL_pushresultsize(&b, len / 2);
+  return 1;
+invalid:
+  lua_pushnil(L);
+  lua_pushliteral(L, "invalid hex");
+  return 2;
+}
+
+/* The 32-byte key argument of seal/open; a wrong length is a programmer error. */
+static const unsigned char *check_key(lua_State *L, int arg, const char *fname) {
+  size_t len;
+  const char *key = luaL_checklstring(L, arg, &len);
+  if (len != SEAL_KEY_LEN)
+    luaL_error(L, "%s: key must be %d bytes, got %d", fname, SEAL_KEY_LEN, (int)len);
+  return (const unsigned char *)key;
+}
+
+/* crypto.seal(key, plaintext[, aad]) -> blob (AES-256-GCM, fresh random nonce) */
+static int crypto_seal(lua_State *L) {
+  const unsigned char *key = check_key(L, 1, "seal");
+  size_t len, aadlen;
+  const unsigned char *pt = (const unsigned char *)luaL_checklstring(L, 2, &len);
+  const unsigned char *aad = (const unsigned char *)luaL_optlstring(L, 3, "", &aadlen);
+  if (len > (size_t)INT_MAX - SEAL_OVERHEAD || aadlen > (size_t)INT_MAX)
+    return luaL_error(L, "seal: input too large");
+  size_t total = SEAL_OVERHEAD + len;
+  unsigned char *blob = scratch(L, total);
+  unsigned char *nonce = blob + 1, *ct = blob + 1 + SEAL_NONCE_LEN, *tag = ct + len;
+  blob[0] = SEAL_VERSION;
+  if (RAND_bytes(nonce, SEAL_NONCE_LEN) != 1)
+    return luaL_error(L, "seal: the system random generator failed");
+
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  int ok = ctx != NULL, outl = 0, finl = 0;
+  ok = ok && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1;
+  ok = ok && EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
+  ok = ok && (aadlen == 0 || EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aadlen) == 1);
+  ok = ok && EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) == 1;
+  ok = ok && EVP_EncryptFinal_ex(ctx, ct + outl, &finl) == 1;
+  ok = ok && (size_t)outl + (size_t)finl == len;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, SEAL_TAG_LEN, tag) == 1;
+  EVP_CIPHER_CTX_free(ctx); /* wipes the expanded key */
+  if (!ok) return luaL_error(L, "seal: encryption failed");
+  lua_pushlstring(L, (const char *)blob, total);
+  return 1;
+}
+
+/* crypto.open(key, blob[, aad]) -> plaintext | nil, message. Bad data never raises. */
+static int crypto_open(lua_State *L) {
+  const unsigned char *key = check_key(L, 1, "open");
+  size_t len, aadlen;
+  const unsigned char *blob = (const unsigned char *)luaL_checklstring(L, 2, &len);
+  const unsigned char *aad = (const unsigned char *)luaL_optlstring(L, 3, "", &aadlen);
+  if (len < SEAL_OVERHEAD || blob[0] != SEAL_VERSION ||
+      len > (size_t)INT_MAX || aadlen > (size_t)INT_MAX)
+    goto fail;
+
+  const unsigned char *nonce = blob + 1, *ct = blob + 1 + SEAL_NONCE_LEN;
+  size_t ctlen = len - SEAL_OVERHEAD;
+  unsigned char tag[SEAL_TAG_LEN];
+  memcpy(tag, ct + ctlen, SEAL_TAG_LEN); /* the ctrl takes a non-const pointer */
+  unsigned char *pt = scratch(L, ctlen);
+
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  int ok = ctx != NULL, outl = 0, finl = 0;
+  ok = ok && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1;
+  ok = ok && EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
+  ok = ok && (aadlen == 0 || EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aadlen) == 1);
+  ok = ok && EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)ctlen) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, SEAL_TAG_LEN, tag) == 1;
+  ok = ok && EVP_DecryptFinal_ex(ctx, pt + outl, &finl) == 1; /* checks the tag */
+  ok = ok && (size_t)outl + (size_t)finl == ctlen;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) {
+    OPENSSL_cleanse(pt, ctlen); /* unauthenticated plaintext must not linger */
+    lua_pop(L, 1);
+    goto fail;
+  }
+  push_wiped(L, pt, ctlen);
+  return 1;
+fail:
+  lua_pushnil(L);
+  lua_pushstring(L, OPEN_FAILED);
+  return 2;
+}
+
+/* crypto.equal(a, b) -> boolean, in time independent of the content (not of the length) */
+static int crypto_equal(lua_State *L) {
+  size_t alen, blen;
+  const char *a = luaL_checklstring(L, 1, &alen);
+  const char *b = luaL_checklstring(L, 2, &blen);
+  lua_pushboolean(L, alen == blen && CRYPTO_memcmp(a, b, alen) == 0);
+  return 1;
+}
+
+static const luaL_Reg crypto_funcs[] = {
+  { "random", crypto_random },
+  { "sha256", crypto_sha256 },
+  { "hmac_sha256", crypto_hmac_sha256 },
+  { "b64encode", crypto_b64encode },
+  { "b64decode", crypto_b64decode },
+  { "b64url_encode", crypto_b64url_encode },
+  { "b64url_decode", crypto_b64url_decode },
+  { "hex", crypto_hex },
+  { "unhex", crypto_unhex },
+  { "seal", crypto_seal },
+  { "open", crypto_open },
+  { "equal", crypto_equal },
+  { NULL, NULL }
+};
+
+int luaopen_connrt_crypto(lua_State *L) {
+  luaL_newlib(L, crypto_funcs);
+  return 1;
+}

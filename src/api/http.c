@@ -1,0 +1,540 @@
+/*
+ * http.c - the HTTP client of the runtime, on libcurl's easy interface.
+ *
+ * A client owns one easy handle for its whole life, so connections are kept alive and
+ * reused and, when asked for, cookies live in curl's in-memory cookie engine. The handle
+ * is never reset between requests (that would drop the cookie engine); instead every
+ * per-request option (method, URL, headers, body, timeout) is set again on each request.
+ *
+ * Security rules held here, not left to callers: redirects are never followed (the Lua
+ * layer follows them itself after checking each hop), only http and https are spoken,
+ * TLS peer and host verification are always on, and response bodies are capped.
+ *
+ * Transport failures are answers, not errors: request() returns nil, message, code with
+ * code one of "connect", "timeout", "tls", "resolve", "protocol", "other". Wrong
+ * arguments are programmer errors and raise.
+ *
+ * Opens the `connrt.http` module.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "api.h"
+
+#define CLIENT_MT        "connrt.http.client"
+#define DEFAULT_TIMEOUT  30.0
+#define DEFAULT_CONNECT  10.0
+#define DEFAULT_UA       "connrt/0.1"
+#define DEFAULT_MAX_BODY ((lua_Integer)64 * 1024 * 1024)
+#define MAX_SECONDS      (7.0 * 24 * 3600) /* longer is surely a mistake */
+
+/* A growable byte buffer filled from curl's callbacks (which must not raise). */
+typedef struct {
+  char *p;
+  size_t len, cap;
+} buf_t;
+
+/* One response header: name and value stored back to back in client.hdata. */
+typedef struct {
+  size_t off, nlen, vlen;
+} hdr_t;
+
+typedef struct {
+  CURL *h;
+  curl_off_t max_body;
+  long timeout_ms;
+  char errbuf[CURL_ERROR_SIZE];
+  /* per-request state: kept here, not on the C stack, so that an error raised while the
+   * response is turned into Lua values cannot leak it (the next request or __gc frees) */
+  struct curl_slist *req_headers;
+  buf_t body;
+  buf_t hdata;
+  hdr_t *hdrs;
+  size_t nhdrs, caphdrs;
+  int in_headers;    /* inside the header block of the latest response */
+  int too_big;       /* the body went over max_body */
+  int oom;           /* a callback could not allocate */
+} client_t;
+
+static int curl_ready = 0;
+
+/* --- buffers ------------------------------------------------------------------------- */
+
+static int buf_reserve(buf_t *b, size_t extra) {
+  if (b->cap - b->len >= extra) return 1;
+  size_t cap = b->cap ? b->cap : 1024;
+  while (cap - b->len < extra) {
+    if (cap > ((size_t)-1) / 2) return 0;
+    cap *= 2;
+  }
+  char *p = realloc(b->p, cap);
+  if (!p) return 0;
+  b->p = p;
+  b->cap = cap;
+  return 1;
+}
+
+static int buf_add(buf_t *b, const char *s, size_t n) {
+  if (!buf_reserve(b, n)) return 0;
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  return 1;
+}
+
+static void buf_free(buf_t *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+/* Frees everything a request left behind. */
+static void client_clear(client_t *c) {
+  curl_slist_free_all(c->req_headers);
+  c->req_headers = NULL;
+  buf_free(&c->body);
+  buf_free(&c->hdata);
+  free(c->hdrs);
+  c->hdrs = NULL;
+  c->nhdrs = c->caphdrs = 0;
+  c->in_headers = c->too_big = c->oom = 0;
+}
+
+/* --- curl callbacks ------------------------------------------------------------------ */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
+  client_t *c = ud;
+  size_t n = size * nmemb;
+  if ((curl_off_t)(c->body.len + n) > c->max_body) {
+    c->too_big = 1;
+    return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+  }
+  if (!buf_add(&c->body, data, n)) {
+    c->oom = 1;
+    return 0;
+  }
+  return n;
+}
+
+static int is_space(char ch) {
+  return ch == ' ' || ch == '\t';
+}
+
+/* Called once per header line, status lines and the blank line included. Keeps only the
+ * headers of the latest response (a 100 Continue or a proxy's answer comes first). */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
+  client_t *c = ud;
+  size_t n = size * nmemb, len = n;
+  while (len > 0 && (data[len - 1] == '\r' || data[len - 1] == '\n')) len--;
+
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) { /* a status line: a new response */
+    c->hdata.len = 0;
+    c->nhdrs = 0;
+    c->in_headers = 1;
+    return n;
+  }
+  if (len == 0) { /* end of the header block */
+    c->in_headers = 0;
+    return n;
+  }
+  if (!c->in_headers) return n; /* trailers: not kept */
+
+  if (is_space(data[0])) { /* obsolete line folding: continues the previous value */
+    if (c->nhdrs == 0) return n;
+    size_t i = 0;
+    while (i < len && is_space(data[i])) i++;
+    if (!buf_add(&c->hdata, " ", 1) || !buf_add(&c->hdata, data + i, len - i)) goto oom;
+    c->hdrs[c->nhdrs - 1].vlen += 1 + (len - i);
+    return n;
+  }
+
+  const char *colon = memchr(data, ':', len);
+  if (!colon) return n; /* not a header line */
+  size_t nlen = (size_t)(colon - data);
+  size_t v = nlen + 1;
+  while (v < len && is_space(data[v])) v++;
+  size_t vend = len;
+  while (vend > v && is_space(data[vend - 1])) vend--;
+
+  if (c->nhdrs == c->caphdrs) {
+    size_t cap = c->caphdrs ? c->caphdrs * 2 : 16;
+    hdr_t *h = realloc(c->hdrs, cap * sizeof *h);
+    if (!h) goto oom;
+    c->hdrs = h;
+    c->caphdrs = cap;
+  }
+  hdr_t *h = &c->hdrs[c->nhdrs];
+  h->off = c->hdata.len;
+  h->nlen = nlen;
+  h->vlen = vend - v;
+  if (!buf_add(&c->hdata, data, nlen) || !buf_add(&c->hdata, data + v, vend - v)) goto oom;
+  c->nhdrs++;
+  return n;
+oom:
+  c->oom = 1;
+  return 0;
+}
+
+/* --- errors -------------------------------------------------------------------------- */
+
+/* The short code a Lua caller can branch on. */
+static const char *error_code(CURLcode rc) {
+  switch (rc) {
+  case CURLE_COULDNT_CONNECT:
+    return "connect";
+  case CURLE_OPERATION_TIMEDOUT:
+    return "timeout";
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+    return "resolve";
+  case CURLE_UNSUPPORTED_PROTOCOL:
+    return "protocol";
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_SHUTDOWN_FAILED:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_CLIENTCERT:
+  case CURLE_USE_SSL_FAILED:
+    return "tls";
+  default:
+    return "other";
+  }
+}
+
+/* Pushes "METHOD URL: " with the URL cut before its query string or fragment, which may
+ * carry codes or tokens that have no business in logs. The caller adds the rest. */
+static void push_context(lua_State *L, luaL_Buffer *b, const char *method, const char *url) {
+  luaL_buffinit(L, b);
+  luaL_addstring(b, method);
+  luaL_addchar(b, ' ');
+  luaL_addlstring(b, url, strcspn(url, "?#"));
+  luaL_addstring(b, ": ");
+}
+
+/* Returns nil, "METHOD URL: what happened", code. */
+static int transport_error(lua_State *L, client_t *c, CURLcode rc,
+                           const char *method, const char *url) {
+  lua_pushnil(L);
+  luaL_Buffer b;
+  push_context(L, &b, method, url);
+  const char *code = "other";
+  if (c->too_big) {
+    lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)c->max_body);
+    luaL_addvalue(&b);
+  } else if (c->oom) {
+    luaL_addstring(&b, "out of memory while receiving the response");
+  } else {
+    luaL_addstring(&b, curl_easy_strerror(rc));
+    size_t elen = strlen(c->errbuf);
+    while (elen > 0 && (c->errbuf[elen - 1] == '\n' || c->errbuf[elen - 1] == '\r')) elen--;
+    if (elen > 0) {
+      luaL_addstring(&b, " (");
+      luaL_addlstring(&b, c->errbuf, elen);
+      luaL_addchar(&b, ')');
+    }
+    code = error_code(rc);
+  }
+  luaL_pushresult(&b);
+  lua_pushstring(L, code);
+  return 3;
+}
+
+/* --- options ------------------------------------------------------------------------- */
+
+/* Raises if a curl option cannot be set: this libcurl lacks something we rely on. */
+static void must(lua_State *L, CURLcode rc, const char *what) {
+  if (rc != CURLE_OK)
+    luaL_error(L, "http: cannot set %s: %s", what, curl_easy_strerror(rc));
+}
+
+#define SETOPT(L, h, opt, val) must((L), curl_easy_setopt((h), (opt), (val)), #opt)
+
+/* Reads opts[field] as a number of seconds into milliseconds; dflt when absent. */
+static long opt_ms(lua_State *L, int idx, const char *where, const char *field, double dflt) {
+  double s = dflt;
+  int t = lua_getfield(L, idx, field);
+  if (t != LUA_TNIL) {
+    if (t != LUA_TNUMBER)
+      luaL_error(L, "%s: %s must be a number of seconds, got %s", where, field,
+                 luaL_typename(L, -1));
+    s = (double)lua_tonumber(L, -1);
+    if (!(s > 0 && s <= MAX_SECONDS))
+      luaL_error(L, "%s: %s must be more than 0 and at most %d seconds, got %f", where,
+                 field, (int)MAX_SECONDS, (lua_Number)s);
+  }
+  lua_pop(L, 1);
+  long ms = (long)(s * 1000.0);
+  return ms > 0 ? ms : 1;
+}
+
+/* Reads opts[field] as an optional string (NULL when absent). The string stays valid as
+ * long as the opts table holds it. */
+static const char *opt_string(lua_State *L, int idx, const char *where, const char *field) {
+  int t = lua_getfield(L, idx, field);
+  const char *s = NULL;
+  if (t != LUA_TNIL) {
+    if (t != LUA_TSTRING)
+      luaL_error(L, "%s: %s must be a string, got %s", where, field, luaL_typename(L, -1));
+    s = lua_tostring(L, -1);
+  }
+  lua_pop(L, 1);
+  return s;
+}
+
+static client_t *check_client(lua_State *L) {
+  client_t *c = luaL_checkudata(L, 1, CLIENT_MT);
+  if (!c->h) luaL_error(L, "http: the client is closed");
+  return c;
+}
+
+/* --- client -------------------------------------------------------------------------- */
+
+/* http.client([opts]) -> client. opts: cookies, timeout, connect_timeout, ca_bundle,
+ * user_agent, max_body (see the file header of the module's documentation). */
+static int http_client(lua_State *L) {
+  static const char where[] = "http.client";
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+
+  client_t *c = lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
+  luaL_setmetatable(L, CLIENT_MT); /* from here on, __gc cleans up whatever is set */
+
+  int t = lua_getfield(L, 1, "cookies");
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+    luaL_error(L, "%s: cookies must be a boolean, got %s", where, luaL_typename(L, -1));
+  int cookies = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+
+  c->timeout_ms = opt_ms(L, 1, where, "timeout", DEFAULT_TIMEOUT);
+  long connect_ms = opt_ms(L, 1, where, "connect_timeout", DEFAULT_CONNECT);
+  const char *ca = opt_string(L, 1, where, "ca_bundle");
+  const char *ua = opt_string(L, 1, where, "user_agent");
+
+  c->max_body = (curl_off_t)DEFAULT_MAX_BODY;
+  t = lua_getfield(L, 1, "max_body");
+  if (t != LUA_TNIL) {
+    int isint = 0;
+    lua_Integer mb = lua_tointegerx(L, -1, &isint);
+    if (!isint || mb < 0)
+      luaL_error(L, "%s: max_body must be a byte count (an integer >= 0)", where);
+    c->max_body = (curl_off_t)mb;
+  }
+  lua_pop(L, 1);
+
+  c->h = curl_easy_init();
+  if (!c->h) return luaL_error(L, "%s: cannot create a curl handle", where);
+  CURL *h = c->h;
+  SETOPT(L, h, CURLOPT_NOSIGNAL, 1L);
+  SETOPT(L, h, CURLOPT_ERRORBUFFER, c->errbuf);
+  SETOPT(L, h, CURLOPT_FOLLOWLOCATION, 0L);
+  SETOPT(L, h, CURLOPT_PROTOCOLS_STR, "http,https");
+  SETOPT(L, h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SETOPT(L, h, CURLOPT_SSL_VERIFYPEER, 1L);
+  SETOPT(L, h, CURLOPT_SSL_VERIFYHOST, 2L);
+  SETOPT(L, h, CURLOPT_ACCEPT_ENCODING, "");
+  SETOPT(L, h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+  SETOPT(L, h, CURLOPT_USERAGENT, ua ? ua : DEFAULT_UA);
+  if (ca) SETOPT(L, h, CURLOPT_CAINFO, ca);
+  if (cookies) SETOPT(L, h, CURLOPT_COOKIEFILE, "");
+  SETOPT(L, h, CURLOPT_WRITEFUNCTION, on_body);
+  SETOPT(L, h, CURLOPT_WRITEDATA, c);
+  SETOPT(L, h, CURLOPT_HEADERFUNCTION, on_header);
+  SETOPT(L, h, CURLOPT_HEADERDATA, c);
+  return 1;
+}
+
+/* A method must be an HTTP token, so it cannot smuggle anything into the request line. */
+static int valid_method(const char *m) {
+  if (!*m) return 0;
+  for (; *m; m++)
+    if (!strchr("!#$%&'*+-.^_`|~", *m) &&
+        !(*m >= '0' && *m <= '9') && !(*m >= 'A' && *m <= 'Z') && !(*m >= 'a' && *m <= 'z'))
+      return 0;
+  return 1;
+}
+
+/* Builds the request header list from req.headers (at stack index idx) into c. */
+static void set_headers(lua_State *L, client_t *c, int idx) {
+  int t = lua_getfield(L, idx, "headers");
+  if (t != LUA_TNIL) {
+    if (t != LUA_TTABLE)
+      luaL_error(L, "http request: headers must be an array of \"Name: value\" strings, got %s",
+                 luaL_typename(L, -1));
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+        luaL_error(L, "http request: headers[%I] must be a string, got %s", i,
+                   luaL_typename(L, -1));
+      size_t len;
+      const char *line = lua_tolstring(L, -1, &len);
+      if (len != strlen(line) || strpbrk(line, "\r\n") || !strchr(line, ':'))
+        luaL_error(L, "http request: headers[%I] is not a single \"Name: value\" line", i);
+      struct curl_slist *l = curl_slist_append(c->req_headers, line);
+      if (!l) luaL_error(L, "http request: out of memory");
+      c->req_headers = l;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  /* never ask for 100-continue: it costs a round trip and some servers mishandle it */
+  struct curl_slist *l = curl_slist_append(c->req_headers, "Expect:");
+  if (!l) luaL_error(L, "http request: out of memory");
+  c->req_headers = l;
+}
+
+/* Pushes the response table { status, headers, body, url }. */
+static int push_response(lua_State *L, client_t *c) {
+  long status = 0;
+  char *eff = NULL;
+  curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(c->h, CURLINFO_EFFECTIVE_URL, &eff);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "status");
+  lua_createtable(L, (int)c->nhdrs, 0);
+  for (size_t i = 0; i < c->nhdrs; i++) {
+    const hdr_t *h = &c->hdrs[i];
+    lua_createtable(L, 0, 2);
+    lua_pushlstring(L, c->hdata.p + h->off, h->nlen);
+    lua_setfield(L, -2, "name");
+    lua_pushlstring(L, c->hdata.p + h->off + h->nlen, h->vlen);
+    lua_setfield(L, -2, "value");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, c->body.p ? c->body.p : "", c->body.len);
+  lua_setfield(L, -2, "body");
+  lua_pushstring(L, eff ? eff : "");
+  lua_setfield(L, -2, "url");
+  return 1;
+}
+
+/* client:request(req) -> response | nil, message, code.
+ * req: method (default "GET"), url, headers (array of "Name: value"), body, timeout. */
+static int client_request(lua_State *L) {
+  client_t *c = check_client(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+
+  if (lua_getfield(L, 2, "url") != LUA_TSTRING)
+    return luaL_error(L, "http request: url is required (a string), got %s",
+                      luaL_typename(L, -1));
+  const char *url = lua_tostring(L, -1); /* index 3, kept on the stack */
+  const char *method = opt_string(L, 2, "http request", "method");
+  if (!method) method = "GET";
+  if (!valid_method(method))
+    return luaL_error(L, "http request: invalid method \"%s\"", method);
+  size_t blen = 0;
+  const char *body = NULL;
+  int t = lua_getfield(L, 2, "body"); /* index 4, kept on the stack during the transfer */
+  if (t != LUA_TNIL) {
+    if (t != LUA_TSTRING)
+      return luaL_error(L, "http request: body must be a string, got %s", luaL_typename(L, -1));
+    body = lua_tolstring(L, -1, &blen);
+  }
+  int is_get = strcmp(method, "GET") == 0, is_head = strcmp(method, "HEAD") == 0;
+  if (body && (is_get || is_head))
+    return luaL_error(L, "http request: a %s request cannot have a body", method);
+  long timeout_ms = opt_ms(L, 2, "http request", "timeout", (double)c->timeout_ms / 1000.0);
+
+  client_clear(c);
+  set_headers(L, c, 2);
+  CURL *h = c->h;
+  SETOPT(L, h, CURLOPT_URL, url);
+  SETOPT(L, h, CURLOPT_HTTPHEADER, c->req_headers);
+  SETOPT(L, h, CURLOPT_TIMEOUT_MS, timeout_ms);
+  /* Every request starts from a plain GET with no body: setting POSTFIELDS (even to NULL)
+   * turns the handle into POST, so it comes first and HTTPGET after it. */
+  SETOPT(L, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+  SETOPT(L, h, CURLOPT_POSTFIELDS, (char *)NULL);
+  SETOPT(L, h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+  SETOPT(L, h, CURLOPT_NOBODY, 0L);
+  SETOPT(L, h, CURLOPT_HTTPGET, 1L);
+  if (is_head) {
+    SETOPT(L, h, CURLOPT_NOBODY, 1L);
+  } else if (!is_get) {
+    if (body || strcmp(method, "POST") == 0) {
+      /* the body string stays on the Lua stack for the whole transfer */
+      SETOPT(L, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      SETOPT(L, h, CURLOPT_POSTFIELDS, body ? body : "");
+    }
+    if (strcmp(method, "POST") != 0) SETOPT(L, h, CURLOPT_CUSTOMREQUEST, method);
+  }
+
+  c->errbuf[0] = '\0';
+  CURLcode rc = curl_easy_perform(h);
+  /* drop the pointer to the body string, which Lua may collect after we return */
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, (char *)NULL);
+  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+
+  int n = rc == CURLE_OK ? push_response(L, c) : transport_error(L, c, rc, method, url);
+  client_clear(c);
+  return n;
+}
+
+/* client:close(); also __gc and __close. Closing twice is harmless. */
+static int client_close(lua_State *L) {
+  client_t *c = luaL_checkudata(L, 1, CLIENT_MT);
+  if (c->h) {
+    curl_easy_cleanup(c->h);
+    c->h = NULL;
+  }
+  client_clear(c);
+  return 0;
+}
+
+/* http.version() -> libcurl's version string */
+static int http_version(lua_State *L) {
+  lua_pushstring(L, curl_version());
+  return 1;
+}
+
+static const luaL_Reg client_methods[] = {
+  { "request", client_request },
+  { "close", client_close },
+  { NULL, NULL }
+};
+
+static const luaL_Reg client_meta[] = {
+  { "__gc", client_close },
+  { "__close", client_close },
+  { NULL, NULL }
+};
+
+static const luaL_Reg http_funcs[] = {
+  { "client", http_client },
+  { "version", http_version },
+  { NULL, NULL }
+};
+
+int luaopen_connrt_http(lua_State *L) {
+  if (!curl_ready) {
+    CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (rc != CURLE_OK)
+      return luaL_error(L, "http: cannot initialise libcurl: %s", curl_easy_strerror(rc));
+    curl_ready = 1;
+  }
+  if (luaL_newmetatable(L, CLIENT_MT)) {
+    luaL_setfuncs(L, client_meta, 0);
+    luaL_newlib(L, client_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, http_funcs);
+  return 1;
+}
