@@ -43,9 +43,9 @@ local function parse(argv, spec)
     if a == "--" then
       for j = i + 1, #argv do rest[#rest + 1] = argv[j] end
       break
-    elseif a:sub(1, 2) == "--" then
+    elseif a:sub(1, 2) == "--" or a:match("^%-%a$") then
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
-      name = name or a:sub(3)
+      name = name or a:gsub("^%-%-?", "")
       local kind = spec[name]
       if not kind then errors.raise("usage", "unknown option --%s (connrt help)", name) end
       if kind == "flag" then
@@ -190,6 +190,102 @@ function commands.delete(argv)
   st:delete(rec.id)
   st:close()
   log.err("deleted %s (%s)", rec.id, rec.name)
+  return 0
+end
+
+-- Opens the store and the connection named `ref`.
+local function open_connection(ref)
+  local st = require("connrt.store").open()
+  return require("connrt.connection").open(st, ref), st
+end
+
+local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true, OPTIONS = true }
+
+function commands.request(argv)
+  local o, rest = parse(argv, { H = "multi", header = "multi", d = "value", data = "value",
+    ["json-body"] = "value", include = "flag", i = "flag", retries = "value", ["max-wait"] = "value",
+    json = "flag" })
+  local ref, method, target
+  if #rest == 2 then
+    ref, target = rest[1], rest[2]
+  elseif #rest == 3 and METHODS[rest[2]:upper()] then
+    ref, method, target = rest[1], rest[2]:upper(), rest[3]
+  else
+    errors.raise("usage", "usage: connrt request ID [METHOD] URL [-H 'Name: value']... [-d BODY | --json-body JSON] [--include]")
+  end
+  local headers = {}
+  for _, hv in ipairs((o.H or {})) do headers[#headers + 1] = hv end
+  for _, hv in ipairs((o.header or {})) do headers[#headers + 1] = hv end
+  local hlist = {}
+  for _, hv in ipairs(headers) do
+    local n, v = hv:match("^([%w!#$%%&'*+.^_`|~-]+):%s*(.*)$")
+    if not n then errors.raise("usage", "-H %q: expected 'Name: value'", hv) end
+    hlist[#hlist + 1] = { n, v }
+  end
+  local body = o.d or o.data
+  local json
+  if o["json-body"] then
+    if body then errors.raise("usage", "give -d or --json-body, not both") end
+    local v = require("cjson.safe").decode(o["json-body"])
+    if v == nil then errors.raise("usage", "--json-body: not valid JSON") end
+    json = v
+  end
+  method = method or ((body or json) and "POST" or "GET")
+  local function number_opt(name, dflt)
+    if o[name] == nil then return dflt end
+    local n = tonumber(o[name])
+    if not n or n < 0 then errors.raise("usage", "--%s %s: expected a number", name, o[name]) end
+    return n
+  end
+  local conn, st = open_connection(ref)
+  local resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
+    retries = math.floor(number_opt("retries", 0)), max_wait = number_opt("max-wait", 60),
+    on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
+  st:close()
+  log.err("%d %s", resp.status, target)
+  if o.json then
+    json_out({ status = resp.status, headers = resp.header, body = resp.json or resp.body })
+  else
+    if o.include or o.i then
+      io.stdout:write(("HTTP %d\r\n"):format(resp.status))
+      for _, hd in ipairs(resp.headers) do io.stdout:write(log.redact(hd.name .. ": " .. hd.value), "\r\n") end
+      io.stdout:write("\r\n")
+    end
+    io.stdout:write(log.redact(resp.body))
+  end
+  if resp.status >= 400 then return errors.exit_codes.provider end
+  return 0
+end
+
+function commands.token(argv)
+  local _, rest = parse(argv, {})
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt token ID") end
+  local conn, st = open_connection(rest[1])
+  local tok = conn:token()
+  st:close()
+  log.raw(tok .. "\n")
+  return 0
+end
+
+function commands.refresh(argv)
+  local _, rest = parse(argv, {})
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt refresh ID") end
+  local conn, st = open_connection(rest[1])
+  conn:refresh()
+  st:close()
+  log.err("refreshed %s; the token expires %s", conn:id(), fmt_time(conn.rec.expires_at))
+  return 0
+end
+
+function commands.revoke(argv)
+  local _, rest = parse(argv, {})
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt revoke ID") end
+  local conn, st = open_connection(rest[1])
+  local done = conn:revoke()
+  st:delete(conn:id())
+  st:close()
+  log.err("revoked the %s of %s at the provider and deleted the connection", table.concat(done, " and "):gsub("_", " "),
+    conn:id())
   return 0
 end
 

@@ -93,9 +93,13 @@ M.connector = { record = {
     query = string_map,
     body = string_map,
   } },
+  refresh_on = { array = leaf(function(v)
+    if math.type(v) ~= "integer" or v < 400 or v > 599 then return "expected an HTTP error status, got " .. tostring(v) end
+  end) },
   hooks = { record = {
     token_response = leaf(function_t),
     callback = leaf(function_t),
+    expired = leaf(function_t),
   } },
 } }
 

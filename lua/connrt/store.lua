@@ -1,6 +1,6 @@
 --- store.lua - stored connections: the one narrow interface the rest of connrt uses.
 --
--- Backed by LMDB (the connrt.store C module). Every read runs in one read transaction
+-- Backed by LMDB (the connrt.lmdb C module, src/api/store.c). Every read runs in one read transaction
 -- and every change in one short write transaction that commits or aborts whole, so a
 -- crash leaves the old or the new connection, never half of one; no transaction is ever
 -- held across network I/O (callers do their I/O first, then call in here).
@@ -17,7 +17,7 @@
 local cjson = require("cjson")
 local crypto = require("connrt.crypto")
 local errors = require("connrt.errors")
-local lmdb = require("connrt.store")
+local lmdb = require("connrt.lmdb")
 local sys = require("connrt.sys")
 
 local M = {}
@@ -239,6 +239,41 @@ function Store:save(rec, secrets, source, client)
   end
   txn:commit()
   return rec.id, updated
+end
+
+--- Saves refreshed tokens in one write transaction: the new access token, the new
+-- refresh token when the provider rotated it (else the old one is kept), the expiry.
+-- Returns the new record and secrets.
+function Store:save_tokens(id, tok)
+  local txn <close> = self.env:begin(true)
+  local v = txn:get("connections", id)
+  if not v then errors.raise("notfound", "connection %s was deleted", id) end
+  local rec = decode_record(v, id)
+  local secrets = unseal(self, rec.sealed, "connection/" .. id, "connection " .. id)
+  secrets.access_token = tok.access_token
+  if tok.refresh_token then secrets.refresh_token = tok.refresh_token end
+  if tok.id_token then secrets.id_token = tok.id_token end
+  rec.expires_at = tok.expires_at
+  if tok.token_type then rec.token_type = tok.token_type end
+  if tok.scope then rec.scope = tok.scope end
+  rec.has_refresh_token = secrets.refresh_token ~= nil
+  rec.needs_reconnect, rec.last_error = nil, nil
+  rec.refreshed_at = os.time()
+  rec.sealed = seal(self, secrets, "connection/" .. id)
+  txn:put("connections", id, cjson.encode(rec))
+  txn:commit()
+  return rec, secrets
+end
+
+--- Sets plain (non-secret) values on a connection record, in one write transaction.
+function Store:mark(id, patch)
+  local txn <close> = self.env:begin(true)
+  local v = txn:get("connections", id)
+  if not v then txn:abort() return end
+  local rec = decode_record(v, id)
+  for k, x in pairs(patch) do rec[k] = x end
+  txn:put("connections", id, cjson.encode(rec))
+  txn:commit()
 end
 
 --- Deletes a connection. Returns true when it existed.

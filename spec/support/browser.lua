@@ -4,7 +4,8 @@
 --
 -- As a program (CONNRT_BROWSER="connrt lua spec/support/browser.lua"): the URL is the
 -- last argument; SIGNIN_USER (default john), SIGNIN_ACTION (approve | deny | none) and
--- SIGNIN_CALLBACK_DELAY (seconds) steer it, SIGNIN_LOG names a file for what it saw.
+-- SIGNIN_CALLBACK_DELAY (seconds) and SIGNIN_REWRITE_STATE (a state to send instead of
+-- the real one) steer it; SIGNIN_LOG names a file for what it saw.
 -- As a module: require("support.browser").signin(url, opts).
 local http = require("connrt.http")
 local url = require("connrt.url")
@@ -97,7 +98,10 @@ if arg and arg[0] and arg[0]:match("browser%.lua$") then
   local action = os.getenv("SIGNIN_ACTION") or "approve"
   if action ~= "none" then
     local ok, resp = pcall(M.signin, target, { user = os.getenv("SIGNIN_USER"), action = action,
-      callback_delay = tonumber(os.getenv("SIGNIN_CALLBACK_DELAY") or ""), log = log })
+      callback_delay = tonumber(os.getenv("SIGNIN_CALLBACK_DELAY") or ""), log = log,
+      rewrite = os.getenv("SIGNIN_REWRITE_STATE") and function(u)
+        return (u:gsub("state=[^&]+", "state=" .. os.getenv("SIGNIN_REWRITE_STATE")))
+      end })
     if ok then
       log(("landing %d %s"):format(resp.status, resp.body:match("<p>(.-)</p>") or ""))
     else

@@ -14,7 +14,8 @@
 //
 // Beside the provider, /test/* routes play what no real server plays on purpose:
 //   /test/html-token   a token endpoint behind a broken gateway (502, text/html)
-//   /test/stats        grant counts (JSON), for the refresh single-flight specs
+//   /test/stats        grant counts and how clients authenticated at the token
+//                      endpoint (JSON), for the specs to check what really happened
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -45,7 +46,8 @@ const client = (id, secret, method, extra = {}) => ({
   ...extra,
 });
 
-const stats = { grants: {} };
+// what the specs read back: grants by type, and how clients authenticated at /token
+const stats = { grants: {}, token_auth: { basic: 0, other: 0 } };
 
 const configuration = {
   clients: [
@@ -108,6 +110,10 @@ async function main() {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(stats));
       return;
+    }
+    if (req.method === 'POST' && req.url.startsWith('/token')) {
+      const auth = req.headers.authorization || '';
+      stats.token_auth[auth.startsWith('Basic ') ? 'basic' : 'other'] += 1;
     }
     callback(req, res);
   });

@@ -7,7 +7,7 @@ static const luaL_Reg modules[] = {
   { "connrt.http",     luaopen_connrt_http },
   { "connrt.crypto",   luaopen_connrt_crypto },
   { "connrt.listener", luaopen_connrt_listener },
-  { "connrt.store",    luaopen_connrt_store },
+  { "connrt.lmdb",     luaopen_connrt_lmdb },
   { "connrt.sys",      luaopen_connrt_sys },
   { NULL, NULL }
 };

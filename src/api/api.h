@@ -15,7 +15,7 @@
 int luaopen_connrt_http(lua_State *L);     /* HTTP client (libcurl) */
 int luaopen_connrt_crypto(lua_State *L);   /* random, hashes, base64, AES-256-GCM (OpenSSL) */
 int luaopen_connrt_listener(lua_State *L); /* loopback redirect listener */
-int luaopen_connrt_store(lua_State *L);    /* LMDB environments and transactions */
+int luaopen_connrt_lmdb(lua_State *L);     /* LMDB environments and transactions */
 int luaopen_connrt_sys(lua_State *L);      /* clocks, sleep, terminals, processes */
 
 /* Registers every module above in package.preload. */

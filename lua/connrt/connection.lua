@@ -1,0 +1,255 @@
+--- connection.lua - a stored connection in use: requests with its credentials, tokens
+-- kept fresh, refresh single-flight across processes, revoke.
+--
+-- Requests go only to the connection's allowed URLs (checked on the parsed URL before
+-- anything is sent, and again on every redirect hop). Tokens are refreshed proactively
+-- (within a margin of expiry) and reactively (a 401, or what the connector names), once
+-- per request. A refresh takes the connection's lease first, re-reads the store and only
+-- spends the refresh token when no other process has refreshed meanwhile; the new tokens
+-- are saved in one write transaction before they are used. No transaction is held
+-- across network I/O: the lease is what gives single flight.
+local cjson = require("cjson.safe")
+local connector = require("connrt.connector")
+local errors = require("connrt.errors")
+local log = require("connrt.log")
+local oauth = require("connrt.oauth")
+local request = require("connrt.request")
+local sys = require("connrt.sys")
+local url = require("connrt.url")
+
+local M = {}
+
+M.REFRESH_MARGIN = 60   -- seconds before expiry a request refreshes first
+M.LEASE_TTL = 30        -- seconds a refresher may hold the lease before others take over
+
+local Connection = {}
+Connection.__index = Connection
+
+local function register_secrets(secrets)
+  log.secret(secrets.access_token)
+  log.secret(secrets.refresh_token)
+  log.secret(secrets.id_token)
+  log.secret(secrets.client_secret)
+  for _, v in pairs(secrets.fields or {}) do log.secret(v) end
+end
+
+--- Opens the connection `ref` (an id, or a connector id with one connection) from the
+-- store `st`.
+function M.open(st, ref)
+  local rec = st:find(ref)
+  local src = st:connector_source(rec.connector_hash)
+  if not src then errors.raise("store", "connection %s: its connector's source is missing from the store", rec.id) end
+  local c = connector.load_source(src, rec.connector_path or rec.connector)
+  local self = setmetatable({ st = st, rec = rec, c = c }, Connection)
+  self.secrets = st:secrets(rec)
+  register_secrets(self.secrets)
+  return self
+end
+
+function Connection:id() return self.rec.id end
+
+-- The template scope of this connection's requests.
+function Connection:scope()
+  local fields = {}
+  for k, v in pairs(self.rec.fields or {}) do fields[k] = v end
+  for k, v in pairs(self.secrets.fields or {}) do fields[k] = v end
+  local token = { access_token = self.secrets.access_token, token_type = self.rec.token_type,
+    scope = self.rec.scope }
+  return { token, fields, self.rec.values or {} }
+end
+
+--- True when the token expires within `margin` seconds.
+function Connection:expiring(margin)
+  local exp = self.rec.expires_at
+  return exp ~= nil and exp - os.time() <= (margin or M.REFRESH_MARGIN)
+end
+
+-- Re-reads the record and secrets from the store.
+function Connection:reload()
+  local rec = self.st:get(self.rec.id)
+  if not rec then errors.raise("notfound", "connection %s was deleted", self.rec.id) end
+  self.rec = rec
+  self.secrets = self.st:secrets(rec)
+  register_secrets(self.secrets)
+end
+
+-- The refresh grant itself: network I/O, no lock held but the lease.
+function Connection:refresh_grant()
+  local rec, c = self.rec, self.c
+  local rt = self.secrets.refresh_token
+  local target = rec.urls.refresh_url or rec.urls.token_url
+  local req = oauth.token_request(c, target, { fields = rec.fields or {}, client_id = rec.client_id,
+    client_secret = self.secrets.client_secret }, { { "grant_type", "refresh_token" }, { "refresh_token", rt } })
+  local ok, tok = pcall(oauth.fetch_token, c, req, "refresh at " .. target)
+  if not ok then
+    if errors.is(tok) and tok.message:find(": invalid_grant", 1, true) then
+      self.st:mark(rec.id, { needs_reconnect = true, last_error = tok.message })
+      errors.raise("provider", "%s; connection %s needs reconnecting: run `connrt run %s` again for this account",
+        tok.message, rec.id, rec.connector_path or rec.connector)
+    end
+    error(tok, 0)
+  end
+  return tok
+end
+
+--- Refreshes the access token, single-flight across processes. `seen` is the access
+-- token the caller found stale: if another process has already replaced it, that result
+-- is used and no refresh is spent.
+function Connection:refresh(seen)
+  if not self.secrets.refresh_token then
+    errors.raise("provider", "connection %s has no refresh token: its access token cannot be renewed; connect again with connrt run",
+      self.rec.id)
+  end
+  seen = seen or self.secrets.access_token
+  local owner = ("%d-%s"):format(sys.getpid(), tostring(self):match("0x%x+") or "")
+  local waited = 0
+  while true do
+    local got = self.st:acquire_lease(self.rec.id, owner, M.LEASE_TTL)
+    if got then
+      local ok, err = pcall(function()
+        self:reload()
+        if self.secrets.access_token ~= seen and not self:expiring(0) then return end -- someone else did it
+        local tok = self:refresh_grant()
+        self.rec, self.secrets = self.st:save_tokens(self.rec.id, tok)
+        register_secrets(self.secrets)
+      end)
+      self.st:release_lease(self.rec.id, owner)
+      if not ok then error(err, 0) end
+      return self.secrets.access_token
+    end
+    -- another process refreshes: wait for its result, then look
+    sys.sleep(0.05)
+    waited = waited + 0.05
+    self:reload()
+    if self.secrets.access_token ~= seen and not self:expiring(0) then return self.secrets.access_token end
+    if waited > M.LEASE_TTL + 5 then
+      errors.raise("failed", "connection %s: gave up waiting for another process's refresh", self.rec.id)
+    end
+  end
+end
+
+--- A valid access token, refreshed first when it is about to expire.
+function Connection:token()
+  if self:expiring() and self.secrets.refresh_token then self:refresh() end
+  return self.secrets.access_token
+end
+
+-- Seconds to wait for a Retry-After header value (seconds or an HTTP date), or nil.
+function M.retry_after(value)
+  if not value then return nil end
+  local n = tonumber(value)
+  if n then return math.max(0, n) end
+  local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+  local d, mon, y, hh, mm, ss = value:match("^%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+) GMT$")
+  if not d or not months[mon] then return nil end
+  local t = os.time({ year = tonumber(y), month = months[mon], day = tonumber(d), hour = tonumber(hh),
+    min = tonumber(mm), sec = tonumber(ss), isdst = false })
+  -- os.time reads the table as local time: correct by the local offset
+  local now = os.time()
+  local offset = os.time(os.date("!*t", now)) - now
+  return math.max(0, t - offset - now)
+end
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+
+--- Resolves and checks a request URL against the allowed URLs; returns it.
+function Connection:target(u)
+  local allowed = self.rec.allowed_urls
+  local full = url.join(allowed[1], u)
+  local ok, why = url.allowed(full, allowed)
+  if not ok then
+    errors.raise("refused", "refused %s: %s (allowed: %s); nothing was sent", full:gsub("[?#].*$", ""), why,
+      table.concat(allowed, ", "))
+  end
+  return full
+end
+
+--- Sends a request through the connection. `req`: method, url (relative to the first
+-- allowed URL, or absolute under one), headers (array of {name, value}), body, json
+-- (a value sent as a JSON body), retries (429/503/connection errors; default 0),
+-- max_wait (seconds to wait in all; default 60), on_wait (function(seconds, why)).
+-- Returns {status, headers, header, body, json}.
+function Connection:request(req)
+  local method = (req.method or "GET"):upper()
+  local target = self:target(req.url)
+  local headers = {}
+  for _, h in ipairs(req.headers or {}) do headers[#headers + 1] = h end
+  local body = req.body
+  if req.json ~= nil then
+    body = cjson.encode(req.json)
+    headers[#headers + 1] = { "Content-Type", "application/json" }
+  end
+  if self:expiring() and self.secrets.refresh_token then self:refresh() end
+  local refresh_on = {}
+  for _, s in ipairs(self.c.refresh_on or { 401 }) do refresh_on[s] = true end
+  local refreshed = false
+  local retries, waited = req.retries or 0, 0
+  local max_wait = req.max_wait or 60
+  while true do
+    local full = request.with_parameters(self.c.request, self:scope(),
+      { method = method, url = target, headers = headers, body = body }, self.c.path .. ": request")
+    full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
+    local ok, resp = pcall(request.send, full, method .. " " .. target:gsub("[?#].*$", ""))
+    if not ok then
+      if errors.is(resp) and resp.kind == "network" and IDEMPOTENT[method] and retries > 0 then
+        local delay = math.min(1, max_wait - waited)
+        if delay <= 0 then error(resp, 0) end
+        retries = retries - 1
+        waited = waited + delay
+        if req.on_wait then req.on_wait(delay, resp.message) end
+        sys.sleep(delay)
+      else
+        error(resp, 0)
+      end
+    else
+      local expired = refresh_on[resp.status]
+      if not expired and self.c.hooks.expired then
+        expired = connector.call_hook(self.c, "expired", { status = resp.status, headers = resp.header, body = resp.body })
+      end
+      if expired and not refreshed and self.secrets.refresh_token then
+        refreshed = true
+        self:refresh(self.secrets.access_token)
+      elseif (resp.status == 429 or resp.status == 503) and retries > 0 then
+        local delay = M.retry_after(resp.header["retry-after"]) or 1
+        if waited + delay > max_wait then return M.finish(resp) end
+        retries = retries - 1
+        waited = waited + delay
+        if req.on_wait then req.on_wait(delay, ("%d %s"):format(resp.status, "Retry-After")) end
+        sys.sleep(delay)
+      else
+        return M.finish(resp)
+      end
+    end
+  end
+end
+
+--- Adds the decoded JSON body to a response, when it is JSON.
+function M.finish(resp)
+  local ctype = (resp.header["content-type"] or ""):lower()
+  if ctype:find("json", 1, true) then resp.json = cjson.decode(resp.body) end
+  return resp
+end
+
+--- Revokes the connection's tokens at the connector's revoke URL (RFC 7009): the refresh
+-- token first (which revokes the grant at most servers), then the access token.
+-- Returns the list of token types revoked.
+function Connection:revoke()
+  local target = self.rec.urls.revoke_url
+  if not target then errors.raise("usage", "%s has no revoke_url: use connrt delete to forget it locally", self.rec.connector) end
+  local done = {}
+  for _, kind in ipairs({ "refresh_token", "access_token" }) do
+    local tok = self.secrets[kind]
+    if tok then
+      local req = oauth.token_request(self.c, target, { fields = self.rec.fields or {}, client_id = self.rec.client_id,
+        client_secret = self.secrets.client_secret }, { { "token", tok }, { "token_type_hint", kind } })
+      local resp = request.send(req, "revoke at " .. target)
+      if resp.status ~= 200 then
+        errors.raise("provider", "revoke at %s answered %d for the %s", target, resp.status, kind:gsub("_", " "))
+      end
+      done[#done + 1] = kind
+    end
+  end
+  return done
+end
+
+return M

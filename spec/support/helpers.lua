@@ -1,0 +1,121 @@
+-- Helpers for the integration specs: a real authorization server (oidc-provider, from
+-- spec/node_modules) on a loopback port, fresh store directories, and `connrt` run as a
+-- real process with a scripted user as its browser.
+local cjson = require("cjson")
+local crypto = require("connrt.crypto")
+local sys = require("connrt.sys")
+
+local M = {}
+
+M.ROOT = os.getenv("PWD")
+M.CONNRT = M.ROOT .. "/build/connrt"
+
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function M.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+function M.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- A fresh temporary directory.
+function M.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(sys.mkdir(p, 448))
+  return p
+end
+
+function M.rmdir(p)
+  if p and p:match("^/tmp/") then os.execute("rm -rf " .. M.shell_quote(p)) end
+end
+
+--- A port that is free now (the listener binds it and lets it go).
+function M.free_port()
+  local listener = require("connrt.listener")
+  local l = assert(listener.open("127.0.0.1", 0))
+  local port = l:port()
+  l:close()
+  return port
+end
+
+--- Starts the authorization server. opts.redirect: the redirect URI to register;
+-- opts.args: extra arguments. Returns {issuer, port, stop = function}.
+function M.start_server(opts)
+  local dir = M.tmpdir()
+  local out, log = dir .. "/server.out", dir .. "/server.log"
+  local cmd = ("cd %s && exec node spec/support/oidc-server.mjs --port 0 --redirect %s %s >%s 2>%s")
+    :format(M.shell_quote(M.ROOT), M.shell_quote(opts.redirect), opts.args or "", out, log)
+  -- the server's stdin is this pipe: it stops when the pipe closes, even if we die
+  local pipe = assert(io.popen(cmd, "w"))
+  local info
+  for _ = 1, 200 do
+    local line = M.read(out)
+    if line and line:find("\n") then info = cjson.decode(line:match("^[^\n]+")) break end
+    sys.sleep(0.05)
+  end
+  if not info then
+    pipe:close()
+    error("the authorization server did not start:\n" .. (M.read(log) or ""))
+  end
+  info.log = log
+  info.stop = function()
+    pipe:close()
+    M.rmdir(dir)
+  end
+  return info
+end
+
+--- Runs `connrt ARGS...` as a process. opts.env: environment variables; opts.stdin:
+-- text for standard input. Returns {code, stdout, stderr}.
+function M.connrt(args, opts)
+  opts = opts or {}
+  local dir = M.tmpdir()
+  local parts = {}
+  local names = {}
+  for k in pairs(opts.env or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    parts[#parts + 1] = k .. "=" .. M.shell_quote(opts.env[k])
+  end
+  parts[#parts + 1] = M.shell_quote(M.CONNRT)
+  for _, a in ipairs(args) do parts[#parts + 1] = M.shell_quote(a) end
+  local stdin = "/dev/null"
+  if opts.stdin then
+    stdin = dir .. "/stdin"
+    M.write(stdin, opts.stdin)
+  end
+  local cmd = ("cd %s && env %s <%s >%s/stdout 2>%s/stderr"):format(M.shell_quote(M.ROOT),
+    table.concat(parts, " "), stdin, dir, dir)
+  local _, _, code = os.execute(cmd)
+  local res = { code = code, stdout = M.read(dir .. "/stdout"), stderr = M.read(dir .. "/stderr") }
+  M.rmdir(dir)
+  return res
+end
+
+--- The sha256 of every file in a store directory, to show a failed run changed nothing.
+function M.snapshot(home)
+  local snap = {}
+  for _, name in ipairs({ "data.mdb", "key" }) do
+    local s = M.read(home .. "/" .. name)
+    snap[name] = s and crypto.hex(crypto.sha256(s)) or "absent"
+  end
+  return snap
+end
+
+--- Every byte of the store's files, for searching secrets in them.
+function M.store_bytes(home)
+  return (M.read(home .. "/data.mdb") or "") .. (M.read(home .. "/lock.mdb") or "")
+end
+
+return M
