@@ -20,7 +20,7 @@ API_OBJ  = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(API_SRC))
 HDRS     = $(wildcard src/*.h src/api/*.h)
 
 LUA      = lua5.4
-BUSTED   = $(LUA) /usr/bin/busted
+SPECS    = bash tools/run-specs.sh
 LUACHECK = luacheck
 
 .PHONY: all deps test lint unit demo clean install
@@ -47,7 +47,7 @@ lint: deps
 	$(LUACHECK) -q lua spec connectors examples
 
 test: deps all lint
-	$(BUSTED)
+	$(SPECS)
 
 demo: deps all
 	@sh examples/demo.sh

@@ -1,16 +1,21 @@
-// A tiny HTTP server for spec/http_spec.lua: node built-ins only, no npm packages.
+// A tiny HTTP server for the specs: the upstream API that connections call, recording
+// what each request really carried. Node built-ins only, no npm packages.
 //
-// usage: node spec/support/echo-server.js
+// usage: node spec/support/echo-server.js [LIFETIME_SECONDS]
 // Listens on 127.0.0.1, port chosen by the system, and prints the port as the first line
 // on stdout. Exits by itself after 60 s, when its standard input (if a pipe) closes, or
 // on GET /exit (what the spec's teardown calls, so closing its pipe does not wait).
 //
 // Routes:
-//   /echo            any method: JSON {method, url, headers, body, body_base64, port}
+//   /echo, /api/...  any method: JSON {method, url, headers, body, body_base64, port}
 //                    (headers as node gives them, names lowercased; body_base64 is the exact
 //                    bytes; port is the client's source port, to see connection reuse)
 //   /status/N        answers with status N
-//   /redirect        302 with Location: /echo
+//   /redirect        302 with Location: /echo, or the `to` query parameter when given
+//   /ratelimit?key=K&n=N&after=S
+//                    the first N requests with key K answer 429 with Retry-After: S
+//                    (S as given: seconds or an HTTP date), later ones as /echo
+//   /log             JSON array of every request received so far (not /log itself)
 //   /set-cookie      sets the cookie sid=abc
 //   /slow            answers after 3 s
 //   /big             2 MB (2,000,000 bytes) of 'x'
@@ -23,7 +28,9 @@ import http from 'node:http';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 
-const LIFETIME_MS = 60_000;
+const LIFETIME_MS = Number(process.argv[2] || 60) * 1000;
+const received = [];
+const ratelimits = {};
 const BIG = 2_000_000;
 
 function send(res, status, body, headers = {}) {
@@ -39,7 +46,20 @@ const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
     const path = url.pathname;
     let m;
-    if (path === '/echo') {
+    if (path !== '/log') {
+      received.push({ method: req.method, url: req.url, headers: req.headers, body: body.toString('utf8') });
+    }
+    if (path === '/ratelimit') {
+      const key = url.searchParams.get('key');
+      ratelimits[key] = (ratelimits[key] || 0) + 1;
+      if (ratelimits[key] <= Number(url.searchParams.get('n') || 1)) {
+        send(res, 429, 'slow down\n', { 'Retry-After': url.searchParams.get('after') || '1' });
+        return;
+      }
+    }
+    if (path === '/log') {
+      send(res, 200, JSON.stringify(received), { 'Content-Type': 'application/json' });
+    } else if (path === '/echo' || path === '/ratelimit' || path.startsWith('/api/')) {
       const json = JSON.stringify({
         method: req.method,
         url: req.url,
@@ -52,7 +72,7 @@ const server = http.createServer((req, res) => {
     } else if ((m = path.match(/^\/status\/(\d{3})$/))) {
       send(res, Number(m[1]), `status ${m[1]}\n`, { 'Content-Type': 'text/plain' });
     } else if (path === '/redirect') {
-      send(res, 302, '', { Location: '/echo' });
+      send(res, 302, '', { Location: url.searchParams.get('to') || '/echo' });
     } else if (path === '/set-cookie') {
       send(res, 200, 'cookie set\n', { 'Set-Cookie': 'sid=abc; Path=/; HttpOnly' });
     } else if (path === '/slow') {

@@ -1,0 +1,14 @@
+#!/bin/bash
+# Runs the busted specs with Lua 5.4 (Debian's plain `busted` runs Lua 5.1) in TAP form,
+# then prints the plain closing line "N passed, N failed" that CI reads.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p build
+lua5.4 /usr/bin/busted -o TAP "$@" | tee build/specs.tap
+rc=${PIPESTATUS[0]}
+passed=$(grep -c '^ok ' build/specs.tap)
+failed=$(grep -c '^not ok ' build/specs.tap)
+echo "specs: $passed passed, $failed failed"
+if [ "$rc" -eq 0 ] && [ "$failed" -ne 0 ]; then rc=1; fi
+if [ "$passed" -eq 0 ]; then echo "specs: no spec ran"; rc=1; fi
+exit "$rc"
