@@ -174,11 +174,7 @@ function Connection:request(req)
   local target = self:target(req.url)
   local headers = {}
   for _, h in ipairs(req.headers or {}) do headers[#headers + 1] = h end
-  local body = req.body
-  if req.json ~= nil then
-    body = cjson.encode(req.json)
-    headers[#headers + 1] = { "Content-Type", "application/json" }
-  end
+  local body, json = req.body, req.json
   if self:expiring() and self.secrets.refresh_token then self:refresh() end
   local refresh_on = {}
   for _, s in ipairs(self.c.refresh_on or { 401 }) do refresh_on[s] = true end
@@ -187,7 +183,7 @@ function Connection:request(req)
   local max_wait = req.max_wait or 60
   while true do
     local full = request.with_parameters(self.c.request, self:scope(),
-      { method = method, url = target, headers = headers, body = body }, self.c.path .. ": request")
+      { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request")
     full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
     local ok, resp = pcall(request.send, full, method .. " " .. target:gsub("[?#].*$", ""))
     if not ok then

@@ -67,7 +67,7 @@ function M.collect_fields(c, given, interactive)
   local values, secret = {}, {}
   for _, f in ipairs(c.fields) do
     local v = given[f.key]
-    if v == nil and interactive and (f.required or f.default == nil) and f.default == nil then
+    if v == nil and interactive and f.required and f.default == nil then
       v = prompt(f)
       if v == "" then v = nil end
     end
@@ -183,17 +183,10 @@ function M.test_api(c, scope, allowed)
     errors.raise("refused", "%s: test API %s is refused: %s (allowed: %s)", c.path, target, why,
       table.concat(allowed, ", "))
   end
-  local req = { method = t.method, url = target, headers = {}, body = t.body }
-  for k, v in pairs(t.headers or {}) do
-    req.headers[#req.headers + 1] = { k, template.render(tostring(v), scope, c.path .. ": test.headers." .. k) }
-  end
-  for k, v in pairs(t.query or {}) do
-    req.url = url.add_query(req.url, { { k, template.render(tostring(v), scope, c.path .. ": test.query." .. k) } })
-  end
-  if t.json then
-    req.body = cjson.encode(t.json)
-    req.headers[#req.headers + 1] = { "Content-Type", "application/json" }
-  end
+  local req = { method = t.method, body = t.body,
+    url = url.add_query(target, template.render_pairs(t.query, scope, c.path .. ": test.query")),
+    headers = template.render_pairs(t.headers, scope, c.path .. ": test.headers") }
+  req.json = t.json
   local full = request.with_parameters(c.request, scope, req, c.path .. ": request")
   full.follow, full.allowed = 5, allowed
   local what = "test API " .. t.method .. " " .. target:gsub("[?#].*$", "")

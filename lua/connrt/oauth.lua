@@ -39,12 +39,8 @@ function M.authorize_url(c, ctx)
     params[#params + 1] = { "code_challenge", ctx.challenge }
     params[#params + 1] = { "code_challenge_method", "S256" }
   end
-  local names = {}
-  for k in pairs(c.authorize_params) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do
-    params[#params + 1] = { k, template.render(tostring(c.authorize_params[k]), { ctx.fields },
-      c.path .. ": authorize_params." .. k) }
+  for _, p in ipairs(template.render_pairs(c.authorize_params, { ctx.fields }, c.path .. ": authorize_params")) do
+    params[#params + 1] = p
   end
   return url.add_query(base, params)
 end
@@ -53,12 +49,8 @@ end
 function M.token_request(c, token_url, ctx, grant)
   local params = {}
   for _, p in ipairs(grant) do params[#params + 1] = p end
-  local names = {}
-  for k in pairs(c.token_params) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do
-    params[#params + 1] = { k, template.render(tostring(c.token_params[k]), { ctx.fields },
-      c.path .. ": token_params." .. k) }
+  for _, p in ipairs(template.render_pairs(c.token_params, { ctx.fields }, c.path .. ": token_params")) do
+    params[#params + 1] = p
   end
   local headers = {
     { "Accept", "application/json" },

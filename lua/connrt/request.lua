@@ -5,6 +5,7 @@
 -- URLs the caller allows, dropping every header the caller marked as a credential
 -- when the scheme, host or port changes (curl alone would drop only Authorization and
 -- Cookie).
+local cjson = require("cjson")
 local errors = require("connrt.errors")
 local http = require("connrt.http")
 local template = require("connrt.template")
@@ -84,33 +85,32 @@ end
 
 --- Builds the request a connection sends: the connector's request parameters (headers,
 -- query, body values) rendered with `scope`, merged with the caller's own `req`
--- (caller's values win). Every header the connector adds counts as a credential.
+-- (caller's values win). `req.json`, when given, is sent as a JSON body. Every header the
+-- connector adds counts as a credential.
 function M.with_parameters(params, scope, req, where)
   local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {} }
   local given = {}
   for _, h in ipairs(req.headers or {}) do given[h[1]:lower()] = true end
-  local names = {}
-  for k in pairs(params.headers or {}) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do
-    if not given[k:lower()] then
-      local v = template.render(tostring(params.headers[k]), scope, where .. ".headers." .. k)
-      out.headers[#out.headers + 1] = { k, v }
-      out.secret_headers[k:lower()] = true
+  for _, p in ipairs(template.render_pairs(params.headers, scope, where .. ".headers")) do
+    if not given[p[1]:lower()] then
+      out.headers[#out.headers + 1] = p
+      out.secret_headers[p[1]:lower()] = true
     end
   end
   for _, h in ipairs(req.headers or {}) do out.headers[#out.headers + 1] = h end
-  local query = {}
-  local qnames = {}
-  for k in pairs(params.query or {}) do qnames[#qnames + 1] = k end
-  table.sort(qnames)
-  for _, k in ipairs(qnames) do
-    query[#query + 1] = { k, template.render(tostring(params.query[k]), scope, where .. ".query." .. k) }
-  end
-  out.url = url.add_query(req.url, query)
-  if next(params.body or {}) and (out.method ~= "GET" and out.method ~= "HEAD") then
-    local form = {}
-    for k, v in pairs(params.body) do form[k] = template.render(tostring(v), scope, where .. ".body." .. k) end
+  out.url = url.add_query(req.url, template.render_pairs(params.query, scope, where .. ".query"))
+  local form = template.render_pairs(params.body, scope, where .. ".body")
+  if req.json ~= nil then
+    -- a JSON body: the connector's body values join the object; the caller's win
+    local doc = req.json
+    if type(doc) == "table" and #form > 0 then
+      doc = {}
+      for k, v in pairs(req.json) do doc[k] = v end
+      for _, p in ipairs(form) do if doc[p[1]] == nil then doc[p[1]] = p[2] end end
+    end
+    out.body = cjson.encode(doc)
+    out.headers[#out.headers + 1] = { "Content-Type", "application/json" }
+  elseif #form > 0 and out.method ~= "GET" and out.method ~= "HEAD" then
     if out.body and out.body ~= "" then
       out.body = out.body .. "&" .. url.form_encode(form)
     else

@@ -88,12 +88,7 @@ end
 
 --- Verifies the key against the check value sealed when the store was created.
 function Store:check_key()
-  local check
-  do
-    local txn <close> = self.env:begin(false)
-    check = txn:get("meta", "keycheck")
-    txn:abort()
-  end
+  local check = self:read("meta", "keycheck")
   if check then
     if crypto.open(self.key, check, "meta/keycheck") ~= KEY_CHECK then
       errors.raise("store", "cannot decrypt: wrong key? The store %s was sealed with another key than the %s",
@@ -138,11 +133,17 @@ local function decode_record(value, id)
   return rec
 end
 
+-- One value, read in its own read transaction.
+function Store:read(db, key)
+  local txn <close> = self.env:begin(false)
+  local v = txn:get(db, key)
+  txn:abort()
+  return v
+end
+
 --- Reads a connection record by id (secrets still sealed), or nil.
 function Store:get(id)
-  local txn <close> = self.env:begin(false)
-  local v = txn:get("connections", id)
-  txn:abort()
+  local v = self:read("connections", id)
   return v and decode_record(v, id) or nil
 end
 
@@ -181,9 +182,7 @@ end
 
 --- The client credentials given for a connector earlier, or nil.
 function Store:client(connector)
-  local txn <close> = self.env:begin(false)
-  local v = txn:get("clients", connector)
-  txn:abort()
+  local v = self:read("clients", connector)
   if not v then return nil end
   local c = cjson.decode(v)
   local s = unseal(self, c.sealed, "client/" .. connector, "the client secret of " .. connector)
@@ -192,10 +191,7 @@ end
 
 --- The connector source stored under its hash, or nil.
 function Store:connector_source(hash)
-  local txn <close> = self.env:begin(false)
-  local v = txn:get("connectors", hash)
-  txn:abort()
-  return v
+  return self:read("connectors", hash)
 end
 
 local function new_id(connector)

@@ -126,6 +126,19 @@ function M.render(text, scope, where, encode)
   return table.concat(out)
 end
 
+--- Renders a map of names to templates into an array of {name, value} pairs, sorted by
+-- name so requests are built the same way every time. `where` prefixes each key in errors.
+function M.render_pairs(map, scope, where, encode)
+  local names = {}
+  for k in pairs(map or {}) do names[#names + 1] = k end
+  table.sort(names)
+  local out = {}
+  for i, k in ipairs(names) do
+    out[i] = { k, M.render(tostring(map[k]), scope, where .. "." .. k, encode) }
+  end
+  return out
+end
+
 --- Renders every string of a (possibly nested) table of templates; keys name `where`.
 function M.render_table(t, scope, where, encode)
   local out = {}
