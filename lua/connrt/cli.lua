@@ -14,11 +14,18 @@ usage: connrt COMMAND [options]
 
 commands:
   run CONNECTOR.lua    connect an account: sign in, check the test API, store it
+  run SCRIPT.lua [ARGS] run a pipeline script with the connrt API (any script that
+                       is not a connector)
+  request ID [METHOD] URL
+                       send a request through a connection (-H, -d, --json-body,
+                       --include, --retries N, --max-wait S, --json)
+  token ID             print a valid access token
+  refresh ID           refresh the access token now
+  revoke ID            revoke the tokens at the provider, then delete the connection
   list                 list stored connections
   show ID              show one connection (never its secrets)
-  delete ID            delete a stored connection
+  delete ID            delete a stored connection (locally only)
   redirect-url         print the redirect URL to register with the app
-  lua SCRIPT [ARGS]    run a Lua script with connrt's modules
   version              print the version
 
 run options:
@@ -78,16 +85,16 @@ local function fmt_time(t)
   return os.date("!%Y-%m-%dT%H:%M:%SZ", t)
 end
 
--- A connection as shown: everything but the sealed secrets.
 local function public(rec)
-  return {
-    id = rec.id, connector = rec.connector, title = rec.title, name = rec.name,
-    unique_id = rec.unique_id, fields = rec.fields, values = rec.values,
-    client_id = rec.client_id, allowed_urls = rec.allowed_urls, scope = rec.scope,
-    token_type = rec.token_type, expires_at = rec.expires_at,
-    has_refresh_token = rec.has_refresh_token,
-    created_at = rec.created_at, updated_at = rec.updated_at,
-  }
+  return require("connrt.connection").public(rec)
+end
+
+-- "needs reconnect" when a refresh was refused, "expired" when the token is past its
+-- expiry and cannot be refreshed, else "ok".
+local function status_of(rec)
+  if rec.needs_reconnect then return "needs reconnect" end
+  if rec.expires_at and rec.expires_at <= os.time() and not rec.has_refresh_token then return "expired" end
+  return "ok"
 end
 
 local function json_out(v)
@@ -96,7 +103,26 @@ end
 
 local commands = {}
 
+-- Runs a pipeline script with the full runtime: the global `connrt` is the pipeline API
+-- (api.lua) and `arg` holds the script's arguments, as lua5.4 would set them.
+local function run_pipeline(script, argv)
+  local chunk, err = loadfile(script)
+  if not chunk then errors.raise("usage", "%s", err) end
+  local args = { [0] = script }
+  for i = 1, #argv do args[i] = argv[i] end
+  _G.arg = args
+  _G.connrt = require("connrt.api")
+  local rc = chunk(table.unpack(args))
+  _G.connrt.close()
+  return math.type(rc) == "integer" and rc or 0
+end
+
 function commands.run(argv)
+  -- `connrt run SCRIPT.lua ARGS...`: a pipeline script gets the arguments after it
+  if argv[1] and not argv[1]:match("^%-") then
+    local kind = require("connrt.connector").classify(argv[1])
+    if kind == "pipeline" then return run_pipeline(argv[1], { table.unpack(argv, 2) }) end
+  end
   local o, rest = parse(argv, { field = "multi", ["client-id"] = "value", ["client-secret"] = "value",
     ["client-secret-file"] = "value", timeout = "value", ["no-browser"] = "flag", json = "flag" })
   if #rest ~= 1 then errors.raise("usage", "usage: connrt run CONNECTOR.lua [options]") end
@@ -139,9 +165,9 @@ function commands.list(argv)
     return 0
   end
   if #recs == 0 then log.out("no connections") return 0 end
-  local rows = { { "ID", "CONNECTOR", "NAME", "ACCOUNT", "EXPIRES" } }
+  local rows = { { "ID", "CONNECTOR", "NAME", "ACCOUNT", "STATUS", "EXPIRES" } }
   for _, r in ipairs(recs) do
-    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, fmt_time(r.expires_at) }
+    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, status_of(r), fmt_time(r.expires_at) }
   end
   local widths = {}
   for _, row in ipairs(rows) do
@@ -164,6 +190,8 @@ function commands.show(argv)
   local rec = public(st:find(rest[1]))
   st:close()
   if o.json then json_out(rec) return 0 end
+  log.out("%-18s %s", "status", status_of(rec))
+  if rec.last_error then log.out("%-18s %s", "last_error", rec.last_error) end
   local order = { "id", "connector", "title", "name", "unique_id", "client_id", "scope", "token_type" }
   for _, k in ipairs(order) do
     if rec[k] ~= nil then log.out("%-18s %s", k, tostring(rec[k])) end
@@ -244,11 +272,11 @@ function commands.request(argv)
   st:close()
   log.err("%d %s", resp.status, target)
   if o.json then
-    json_out({ status = resp.status, headers = resp.header, body = resp.json or resp.body })
+    json_out({ status = resp.status, headers = resp.headers, body = resp.json or resp.body })
   else
     if o.include or o.i then
       io.stdout:write(("HTTP %d\r\n"):format(resp.status))
-      for _, hd in ipairs(resp.headers) do io.stdout:write(log.redact(hd.name .. ": " .. hd.value), "\r\n") end
+      for _, hd in ipairs(resp.header_list) do io.stdout:write(log.redact(hd.name .. ": " .. hd.value), "\r\n") end
       io.stdout:write("\r\n")
     end
     io.stdout:write(log.redact(resp.body))
@@ -294,18 +322,6 @@ commands["redirect-url"] = function(argv)
   if #rest > 0 then errors.raise("usage", "usage: connrt redirect-url") end
   log.out("%s", (require("connrt.flow").redirect()))
   return 0
-end
-
-function commands.lua(argv)
-  local script = argv[1]
-  if not script then errors.raise("usage", "usage: connrt lua SCRIPT [ARGS]") end
-  local chunk, err = loadfile(script)
-  if not chunk then errors.raise("usage", "%s", err) end
-  local args = { [0] = script }
-  for i = 2, #argv do args[i - 1] = argv[i] end
-  _G.arg = args
-  local rc = chunk(table.unpack(args))
-  return math.type(rc) == "integer" and rc or 0
 end
 
 function commands.version()

@@ -19,7 +19,8 @@ local url = require("connrt.url")
 
 local M = {}
 
-M.REFRESH_MARGIN = 60   -- seconds before expiry a request refreshes first
+-- seconds before expiry a request refreshes first (CONNRT_REFRESH_MARGIN overrides)
+M.REFRESH_MARGIN = tonumber(os.getenv("CONNRT_REFRESH_MARGIN") or "") or 60
 M.LEASE_TTL = 30        -- seconds a refresher may hold the lease before others take over
 
 local Connection = {}
@@ -219,11 +220,46 @@ function Connection:request(req)
   end
 end
 
---- Adds the decoded JSON body to a response, when it is JSON.
+--- The response as callers see it: status, headers (a map, lowercased names),
+-- header_list (array of {name, value} in arrival order), body, and json (the decoded
+-- body, when it is JSON).
 function M.finish(resp)
+  local out = { status = resp.status, headers = resp.header, header_list = resp.headers,
+    body = resp.body, url = resp.url }
   local ctype = (resp.header["content-type"] or ""):lower()
-  if ctype:find("json", 1, true) then resp.json = cjson.decode(resp.body) end
-  return resp
+  if ctype:find("json", 1, true) then out.json = cjson.decode(resp.body) end
+  return out
+end
+
+local function verb(method)
+  return function(self, u, opts)
+    local req = {}
+    for k, v in pairs(opts or {}) do req[k] = v end
+    req.method, req.url = method, u
+    return self:request(req)
+  end
+end
+
+--- Shorthands: conn:get(url, opts), :post, :put, :patch, :delete (opts as in request).
+Connection.get, Connection.post, Connection.put = verb("GET"), verb("POST"), verb("PUT")
+Connection.patch, Connection.delete = verb("PATCH"), verb("DELETE")
+
+--- A connection as shown: everything but the sealed secrets.
+function M.public(rec)
+  return {
+    id = rec.id, connector = rec.connector, title = rec.title, name = rec.name,
+    unique_id = rec.unique_id, fields = rec.fields, values = rec.values,
+    client_id = rec.client_id, allowed_urls = rec.allowed_urls, scope = rec.scope,
+    token_type = rec.token_type, expires_at = rec.expires_at,
+    has_refresh_token = rec.has_refresh_token, needs_reconnect = rec.needs_reconnect,
+    last_error = rec.last_error, created_at = rec.created_at, updated_at = rec.updated_at,
+    refreshed_at = rec.refreshed_at,
+  }
+end
+
+--- This connection, without secrets.
+function Connection:info()
+  return M.public(self.rec)
 end
 
 --- Revokes the connection's tokens at the connector's revoke URL (RFC 7009): the refresh

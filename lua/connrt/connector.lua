@@ -163,19 +163,17 @@ function M.check_field_value(f, value)
   return true
 end
 
---- Loads and validates connector source text; `path` names it in errors.
-function M.load_source(src, path)
+-- Compiles and runs source text in a fresh sandbox. Returns pcall's results.
+local function run_sandboxed(src, path)
   local chunk, err = load(src, "@" .. path, "t", sandbox())
   if not chunk then
     fail(path, "syntax error: %s", tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ":", "line "))
   end
-  local ok, c = budgeted(chunk)
-  if not ok then
-    fail(path, "error while loading: %s", tostring(c))
-  end
-  if type(c) ~= "table" then
-    fail(path, "must return a table, returned %s", type(c))
-  end
+  return budgeted(chunk)
+end
+
+-- Validates the table a connector returned and fills in defaults.
+local function check(c, src, path)
   local errs = schema.validate(c, schema.connector)
   if #errs > 0 then
     local lines = {}
@@ -185,7 +183,6 @@ function M.load_source(src, path)
   if #c.allowed_urls == 0 then fail(path, "key 'allowed_urls': needs at least one URL") end
   check_fields(c, path)
   check_templates(c, path)
-  -- defaults
   c.title = c.title or c.id
   c.fields = c.fields or {}
   c.scopes = c.scopes or {}
@@ -206,13 +203,40 @@ function M.load_source(src, path)
   return c
 end
 
---- Loads and validates a connector file.
-function M.load(path)
+--- Loads and validates connector source text; `path` names it in errors.
+function M.load_source(src, path)
+  local ok, c = run_sandboxed(src, path)
+  if not ok then
+    fail(path, "error while loading: %s", tostring(c))
+  end
+  if type(c) ~= "table" then
+    fail(path, "must return a table, returned %s", type(c))
+  end
+  return check(c, src, path)
+end
+
+local function read(path)
   local f, err = io.open(path, "rb")
   if not f then errors.raise("connector", "cannot read connector: %s", err) end
   local src = f:read("a")
   f:close()
-  return M.load_source(src, path)
+  return src
+end
+
+--- Loads and validates a connector file.
+function M.load(path)
+  return M.load_source(read(path), path)
+end
+
+--- Tells a connector from a pipeline script: a file that, run in the connector sandbox,
+-- returns a table is a connector (returned checked); anything else (a script that
+-- needs more than the sandbox gives, or returns something else) is a pipeline.
+-- Returns "connector", c or "pipeline".
+function M.classify(path)
+  local src = read(path)
+  local ok, v = run_sandboxed(src, path)
+  if ok and type(v) == "table" then return "connector", check(v, src, path) end
+  return "pipeline"
 end
 
 --- Runs a connector hook in the sandbox. Errors name the connector and the hook.

@@ -1,7 +1,9 @@
 // The real authorization server of the specs and of `make demo`: oidc-provider (a
 // certified OpenID Connect server, pinned in spec/package-lock.json) on a loopback port.
 //
-// usage: node spec/support/oidc-server.mjs [--port N] [--redirect URL]... [--access-ttl S]
+// usage: node spec/support/oidc-server.mjs [--port N] [--redirect URL]... [--access-ttl S] [--rotate]
+//   --access-ttl S   access tokens live S seconds (default 3600)
+//   --rotate         every refresh rotates the refresh token (reuse of an old one is refused)
 // Prints one JSON line {"issuer": ..., "port": ...} on stdout when it listens; exits when
 // its standard input closes (so a spec that dies cannot leave it behind) or on SIGTERM.
 //
@@ -30,6 +32,7 @@ const port = Number(opt('--port', '0'));
 const redirects = all('--redirect');
 if (redirects.length === 0) redirects.push('http://127.0.0.1:8400/callback');
 const accessTtl = Number(opt('--access-ttl', '3600'));
+const rotate = args.includes('--rotate');
 
 const accounts = {
   john: { sub: 'john', name: 'John', given_name: 'John', family_name: 'Doe', email: 'john@example.com', email_verified: true },
@@ -74,6 +77,7 @@ const configuration = {
   },
   // every client that may refresh gets a refresh token, offline_access or not
   issueRefreshToken: async (ctx, c) => c.grantTypeAllowed('refresh_token'),
+  ...(rotate ? { rotateRefreshToken: () => true } : {}),
   ttl: {
     AccessToken: accessTtl,
     AuthorizationCode: (ctx, token, c) => (c && c.clientId === 'connrt-shortcode' ? 1 : 60),
