@@ -6,30 +6,36 @@ CC      ?= gcc
 PKGS     = lua5.4 libcurl openssl lmdb
 PREFIX  ?= /usr/local
 LUADIR   = $(PREFIX)/share/connrt/lua
+VERSION  = 0.1.0
+# where the built programs look for lua/connrt (an in-tree build uses the source tree)
+LUA_DIR_BAKED ?= $(CURDIR)/lua
 BUILD    = build
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# recursive (=), not :=, so the flags are read after `make deps` installed the packages
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -Isrc
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -Isrc -Iinclude
 LDLIBS  += $(PKG_LIBS)
 
 API_SRC  = $(wildcard src/api/*.c)
 API_OBJ  = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(API_SRC))
-HDRS     = $(wildcard src/*.h src/api/*.h)
+HDRS     = $(wildcard src/*.h src/api/*.h include/*.h)
+LIBDIR   = $(PREFIX)/lib
+INCDIR   = $(PREFIX)/include
 
 LUA      = lua5.4
 SPECS    = bash tools/run-specs.sh
 LUACHECK = luacheck
 
-.PHONY: all deps test lint unit demo clean install
+.PHONY: all deps test lint specs demo clean install
 
-all: $(BUILD)/connrt $(BUILD)/connrt.so
+all: $(BUILD)/connrt $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DCONNRT_LUA_DIR='"$(CURDIR)/lua"' -c -o $@ $<
+	$(CC) $(CFLAGS) -DCONNRT_LUA_DIR='"$(LUA_DIR_BAKED)"' -c -o $@ $<
 
 # The binary: the C core plus an interpreter that runs lua/connrt/cli.lua.
 $(BUILD)/connrt: $(BUILD)/obj/main.o $(API_OBJ)
@@ -40,22 +46,50 @@ $(BUILD)/connrt: $(BUILD)/obj/main.o $(API_OBJ)
 $(BUILD)/connrt.so: $(API_OBJ)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(filter-out -llua5.4,$(LDLIBS))
 
+# The C library of include/connrt.h: the core plus src/lib.c, which runs the Lua layer.
+$(BUILD)/libconnrt.a: $(BUILD)/obj/lib.o $(API_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libconnrt.so: $(BUILD)/obj/lib.o $(API_OBJ)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libconnrt.so.0 -o $@ $^ $(LDLIBS)
+
+# The example C pipeline, linked statically against libconnrt; the specs run it.
+$(BUILD)/examples/pipeline: examples/pipeline.c $(BUILD)/libconnrt.a include/connrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ examples/pipeline.c $(BUILD)/libconnrt.a $(LDLIBS)
+
 deps:
 	@sh tools/deps.sh
 
-lint: deps
-	$(LUACHECK) -q lua spec connectors examples
+# test and demo install what is missing first, then build in a second make, which
+# reads the compiler flags of the packages deps has just installed
+test: deps
+	@$(MAKE) --no-print-directory all lint specs
 
-test: deps all lint
-	$(SPECS)
-
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@sh examples/demo.sh
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/connrt
-	install -m 0755 $(BUILD)/connrt $(DESTDIR)$(PREFIX)/bin/connrt
+lint:
+	$(LUACHECK) -q lua spec connectors examples
+
+specs: all
+	$(SPECS)
+
+# Installed programs look for the Lua layer under $(LUADIR), so install rebuilds with it.
+install:
+	$(MAKE) BUILD=$(BUILD)/install LUA_DIR_BAKED='$(LUADIR)' all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/connrt $(DESTDIR)$(LIBDIR)/pkgconfig \
+	  $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/lua/5.4
+	install -m 0755 $(BUILD)/install/connrt $(DESTDIR)$(PREFIX)/bin/connrt
 	install -m 0644 lua/connrt/*.lua $(DESTDIR)$(LUADIR)/connrt/
+	install -m 0644 include/connrt.h $(DESTDIR)$(INCDIR)/connrt.h
+	install -m 0644 $(BUILD)/install/libconnrt.a $(DESTDIR)$(LIBDIR)/libconnrt.a
+	install -m 0755 $(BUILD)/install/libconnrt.so $(DESTDIR)$(LIBDIR)/libconnrt.so.0
+	ln -sf libconnrt.so.0 $(DESTDIR)$(LIBDIR)/libconnrt.so
+	install -m 0755 $(BUILD)/install/connrt.so $(DESTDIR)$(LIBDIR)/lua/5.4/connrt.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' connrt.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/connrt.pc
 
 clean:
 	rm -rf $(BUILD)

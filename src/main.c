@@ -7,33 +7,15 @@
  *
  * The Lua directory is CONNRT_LUA_DIR (baked in at build time: the source tree for an
  * in-tree build, $(PREFIX)/share/connrt/lua when installed), overridable at run time by
- * the environment variable of the same name.
+ * the environment variable of the same name (see connrt_set_lua_path in api/api.c).
  */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
 
 #include "api/api.h"
-
-#ifndef CONNRT_LUA_DIR
-#define CONNRT_LUA_DIR "/usr/local/share/connrt/lua"
-#endif
-
-/* Puts the runtime's Lua directory first on package.path. */
-static void set_lua_path(lua_State *L) {
-  const char *dir = getenv("CONNRT_LUA_DIR");
-  if (!dir || !*dir) dir = CONNRT_LUA_DIR;
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
-  lua_pop(L, 1);
-}
 
 /* Keeps the traceback for errors that are bugs; cli.lua reports expected failures itself. */
 static int traceback(lua_State *L) {
@@ -47,7 +29,7 @@ static int run_cli(lua_State *L) {
   char **argv = (char **)lua_touserdata(L, 2);
   luaL_openlibs(L);
   connrt_preload(L);
-  set_lua_path(L);
+  connrt_set_lua_path(L);
 
   lua_createtable(L, argc, 1); /* global arg, as lua.c sets it */
   for (int i = 0; i < argc; i++) {

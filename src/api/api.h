@@ -21,4 +21,11 @@ int luaopen_connrt_sys(lua_State *L);      /* clocks, sleep, terminals, processe
 /* Registers every module above in package.preload. */
 void connrt_preload(lua_State *L);
 
+/* Puts the runtime's Lua directory first on package.path: $CONNRT_LUA_DIR, else the one
+ * baked in at build time (the source tree's lua/, or $(PREFIX)/share/connrt/lua). */
+void connrt_set_lua_path(lua_State *L);
+
+/* `require "connrt"`: the pipeline API, for plain lua5.4 programs. */
+int luaopen_connrt(lua_State *L);
+
 #endif
