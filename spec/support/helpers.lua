@@ -49,31 +49,52 @@ function M.free_port()
   return port
 end
 
+--- Starts a node server script that prints one line when it listens (JSON or a port).
+-- Its standard input is a pipe from us: it stops when the pipe closes, even if we die.
+-- Returns {line, log, stop = function}.
+function M.start_node(script, args)
+  local dir = M.tmpdir()
+  local out, log = dir .. "/server.out", dir .. "/server.log"
+  local cmd = ("cd %s && exec node %s %s >%s 2>%s"):format(M.shell_quote(M.ROOT), script, args or "", out, log)
+  local pipe = assert(io.popen(cmd, "w"))
+  local line
+  for _ = 1, 200 do
+    local text = M.read(out)
+    if text and text:find("\n") then line = text:match("^[^\n]+") break end
+    sys.sleep(0.05)
+  end
+  if not line then
+    pipe:close()
+    error(script .. " did not start:\n" .. (M.read(log) or ""))
+  end
+  return { line = line, log = log, stop = function() pipe:close() M.rmdir(dir) end }
+end
+
 --- Starts the authorization server. opts.redirect: the redirect URI to register;
 -- opts.args: extra arguments. Returns {issuer, port, stop = function}.
 function M.start_server(opts)
-  local dir = M.tmpdir()
-  local out, log = dir .. "/server.out", dir .. "/server.log"
-  local cmd = ("cd %s && exec node spec/support/oidc-server.mjs --port 0 --redirect %s %s >%s 2>%s")
-    :format(M.shell_quote(M.ROOT), M.shell_quote(opts.redirect), opts.args or "", out, log)
-  -- the server's stdin is this pipe: it stops when the pipe closes, even if we die
-  local pipe = assert(io.popen(cmd, "w"))
-  local info
-  for _ = 1, 200 do
-    local line = M.read(out)
-    if line and line:find("\n") then info = cjson.decode(line:match("^[^\n]+")) break end
-    sys.sleep(0.05)
-  end
-  if not info then
-    pipe:close()
-    error("the authorization server did not start:\n" .. (M.read(log) or ""))
-  end
-  info.log = log
-  info.stop = function()
-    pipe:close()
-    M.rmdir(dir)
-  end
+  local s = M.start_node("spec/support/oidc-server.mjs",
+    "--port 0 --redirect " .. M.shell_quote(opts.redirect) .. " " .. (opts.args or ""))
+  local info = cjson.decode(s.line)
+  info.log, info.stop = s.log, s.stop
   return info
+end
+
+--- Starts an upstream API (spec/support/echo-server.js) that records every request.
+-- Returns {base, port, log = function() -> requests, stop}.
+function M.start_upstream()
+  local s = M.start_node("spec/support/echo-server.js", "600")
+  local port = tonumber(s.line)
+  local base = "http://127.0.0.1:" .. port
+  local client = require("connrt.http").client()
+  return {
+    port = port, base = base,
+    log = function() return cjson.decode(assert(client:request({ url = base .. "/log" })).body) end,
+    stop = function()
+      client:request({ url = base .. "/exit" })
+      s.stop()
+    end,
+  }
 end
 
 --- Runs `connrt ARGS...` as a process. opts.env: environment variables; opts.stdin:

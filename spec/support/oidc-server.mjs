@@ -89,6 +89,8 @@ const configuration = {
     DeviceCode: 600,
   },
   cookies: { keys: ['connrt-spec-cookie-key'] },
+  // expired means expired: the specs time token lifetimes to the second
+  clockTolerance: 0,
   pkce: { required: () => false },
 };
 
