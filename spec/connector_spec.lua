@@ -171,3 +171,15 @@ describe("connector", function()
     end)
   end)
 end)
+
+describe("shipped connectors", function()
+  local dir = io.popen("ls connectors/*.lua")
+  for path in dir:lines() do
+    it(path .. " loads and passes validation", function()
+      local c = connector.load(path)
+      assert.equal(path:match("([^/]+)%.lua$"), c.id)
+      for _, a in ipairs(c.allowed_urls) do assert.matches("^https://", a) end
+    end)
+  end
+  dir:close()
+end)
