@@ -16,6 +16,7 @@ return {
     { key = "server", required = true },
     { key = "api", required = true },
     { key = "api2", required = true },
+    { key = "dead", required = true },
     { key = "api_key", secret = true, required = true },
   },
   issuer = "{{server}}",
@@ -27,7 +28,7 @@ return {
   test = "/me",
   name = "{{name}}'s Account",
   unique_id = "{{email}}",
-  allowed_urls = { "{{server}}/", "{{api}}/", "{{api2}}/api/v1" },
+  allowed_urls = { "{{server}}/", "{{api}}/", "{{api2}}/api/v1", "{{dead}}/" },
   request = {
     headers = { Authorization = "Bearer {{access_token}}", ["X-Connector"] = "pipe" },
     query = { api_key = "{{api_key}}" },
@@ -39,7 +40,7 @@ return {
 local API_KEY = "k3y-s3cr3t-value"
 
 describe("pipelines (integration) #integration", function()
-  local tmp, redirect, long, short, up1, up2, connector_path, dead_port
+  local tmp, redirect, long, short, up1, up2, connector_path, dead_port, other_port
   local client = http.client()
 
   setup(function()
@@ -48,7 +49,8 @@ describe("pipelines (integration) #integration", function()
     long = h.start_server({ redirect = redirect })
     short = h.start_server({ redirect = redirect, args = "--access-ttl 3 --rotate" })
     up1, up2 = h.start_upstream(), h.start_upstream()
-    dead_port = h.free_port()
+    dead_port = h.free_port()   -- allowed, but nothing listens there
+    other_port = h.free_port()  -- not allowed
     connector_path = tmp .. "/pipe.lua"
     h.write(connector_path, CONNECTOR)
   end)
@@ -69,10 +71,11 @@ describe("pipelines (integration) #integration", function()
   end
 
   -- Connects john through `server` into a fresh store; returns the store directory.
-  local function connect(server, home)
+  local function connect(server, home, path)
     home = home or h.tmpdir()
-    local res = h.connrt({ "run", connector_path, "--client-id", "connrt-basic", "--json", "--timeout", "20",
+    local res = h.connrt({ "run", path or connector_path, "--client-id", "connrt-basic", "--json", "--timeout", "20",
       "--field", "server=" .. server.issuer, "--field", "api=" .. up1.base, "--field", "api2=" .. up2.base,
+      "--field", "dead=http://127.0.0.1:" .. dead_port,
       "--field", "api_key=" .. API_KEY }, { env = env(home) })
     assert.equal(0, res.code, res.stderr)
     return home, cjson.decode(res.stdout).id
@@ -193,9 +196,15 @@ describe("pipelines (integration) #integration", function()
     end)
 
     it("retries connection errors for idempotent methods only", function()
-      -- the dead port is no allowed URL: use the long-lived server's allowed root with a closed port instead
-      local res = connrt(home, { "request", "pipe", "GET", "http://127.0.0.1:" .. dead_port .. "/x", "--retries", "2" })
-      assert.equal(7, res.code) -- refused before anything: not an allowed URL
+      local dead = "http://127.0.0.1:" .. dead_port .. "/x"
+      local res = connrt(home, { "request", "pipe", "GET", dead, "--retries", "2" })
+      assert.equal(6, res.code)
+      local _, waits = res.stderr:gsub("waiting 1%.0s before retrying", "")
+      assert.equal(2, waits)
+      assert.matches("no answer from GET " .. dead, res.stderr, 1, true)
+      res = connrt(home, { "request", "pipe", "POST", dead, "-d", "x=1", "--retries", "2" })
+      assert.equal(6, res.code)
+      assert.is_nil(res.stderr:find("waiting", 1, true))
     end)
 
     describe("allowed URLs", function()
@@ -211,7 +220,7 @@ describe("pipelines (integration) #integration", function()
           base2 .. "/api/v1\\..\\admin",                    -- backslashes
           base2 .. "/API/V1/x",                             -- paths are case-sensitive
           base2 .. "/admin",
-          "http://127.0.0.1:" .. dead_port .. "/api/v1/x",  -- another port
+          "http://127.0.0.1:" .. other_port .. "/api/v1/x", -- another port
           "https://127.0.0.1:" .. p2 .. "/api/v1/x",        -- another scheme
           "ftp://127.0.0.1:" .. p2 .. "/api/v1/x",
           "http://127.0.0.1:" .. p2 .. "@evil.test/api/v1/x",  -- userinfo trick
@@ -230,7 +239,7 @@ describe("pipelines (integration) #integration", function()
           local res = connrt(home, { "request", "pipe", u })
           assert.equal(7, res.code, u .. ": " .. res.stderr)
           assert.matches("refused", res.stderr, 1, true)
-          assert.matches("allowed: " .. long.issuer .. "/, " .. up1.base .. "/, " .. up2.base .. "/api/v1",
+          assert.matches("allowed: " .. long.issuer .. "/, " .. up1.base .. "/, " .. up2.base .. "/api/v1, ",
             res.stderr, 1, true)
         end
         assert.equal(before, #up2.log())
@@ -356,6 +365,21 @@ describe("pipelines (integration) #integration", function()
       assert.equal(0, res.code, res.stderr)
       assert.equal("john@example.com", cjson.decode(res.stdout).email)
       assert.equal(before + 1, refreshes(short))
+      h.rmdir(home)
+    end)
+
+    it("refreshes on the statuses the connector names (403 here), once, and retries once", function()
+      local path = tmp .. "/pipe403.lua"
+      h.write(path, (CONNECTOR:gsub('  test = "/me",', '  test = "/me",\n  refresh_on = { 401, 403 },')))
+      local home = connect(short, nil, path)
+      local before = refreshes(short)
+      local res = connrt(home, { "request", "pipe", up1.base .. "/status/403" }, { CONNRT_REFRESH_MARGIN = "0" })
+      assert.equal(5, res.code)
+      assert.matches("^403 ", res.stderr)
+      assert.equal(before + 1, refreshes(short))
+      local log = up1.log()
+      assert.equal("/status/403", log[#log].url:match("^[^?]*"))
+      assert.equal("/status/403", log[#log - 1].url:match("^[^?]*"))
       h.rmdir(home)
     end)
 
