@@ -282,6 +282,32 @@ describe("pipelines (integration) #integration", function()
       end)
     end)
 
+    describe("bad input changes nothing", function()
+      local before
+      before_each(function() before = h.snapshot(home) end)
+      after_each(function() assert.same(before, h.snapshot(home)) end)
+
+      local cases = {
+        { { "request", "nope", "/me" }, 9, "no connection nope" },
+        { { "request", "pipe" }, 2, "usage: connrt request ID" },
+        { { "request", "pipe", "/me", "-H", "no colon" }, 2, "expected 'Name: value'" },
+        { { "request", "pipe", "/me", "-d", "a", "--json-body", "{}" }, 2, "give -d or --json-body, not both" },
+        { { "request", "pipe", "/me", "--json-body", "{nope" }, 2, "--json-body: not valid JSON" },
+        { { "request", "pipe", "/me", "--retries", "many" }, 2, "--retries many: expected a number" },
+        { { "request", "pipe", "/me", "--bogus" }, 2, "unknown option --bogus" },
+        { { "token", "nope" }, 9, "no connection nope" },
+        { { "refresh" }, 2, "usage: connrt refresh ID" },
+        { { "revoke", "nope" }, 9, "no connection nope" },
+      }
+      for _, case in ipairs(cases) do
+        it(table.concat(case[1], " "), function()
+          local res = connrt(home, case[1])
+          assert.equal(case[2], res.code, res.stderr)
+          assert.matches(case[3], res.stderr, 1, true)
+        end)
+      end
+    end)
+
     it("runs a Lua pipeline script", function()
       local res = connrt(home, { "run", "examples/pipeline.lua", "pipe" })
       assert.equal(0, res.code, res.stderr)
