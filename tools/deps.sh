@@ -6,14 +6,14 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev liblmdb-dev lua-busted lua-check ca-certificates"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
   echo "deps: installing$missing"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing >/dev/null
 fi
@@ -22,4 +22,20 @@ fi
 if [ ! -f spec/node_modules/.package-lock.json ] || [ spec/package-lock.json -nt spec/node_modules/.package-lock.json ]; then
   echo "deps: npm ci in spec/"
   (cd spec && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# optional: Chromium for the real-browser spec (spec/browser_spec.lua, tagged #browser),
+# which is skipped where it is missing; so failing to install it is not an error. sudo is
+# asked not to prompt (-n), and a failed attempt is not repeated until `make clean`.
+if [ ! -x /usr/bin/chromium ] && [ ! -f build/.no-chromium ]; then
+  echo "deps: installing chromium (optional, for the #browser spec)"
+  [ -z "$SUDO" ] || SUDO="sudo -n"
+  if DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null 2>&1 ||
+     { $SUDO apt-get update -q >/dev/null 2>&1 &&
+       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null 2>&1; }; then
+    echo "deps: chromium installed"
+  else
+    echo "deps: chromium could not be installed; the #browser spec will be skipped (rm build/.no-chromium to retry)"
+    mkdir -p build && : > build/.no-chromium
+  fi
 fi

@@ -117,31 +117,49 @@ local function run_pipeline(script, argv)
   return math.type(rc) == "integer" and rc or 0
 end
 
-function commands.run(argv)
-  -- `connrt run SCRIPT.lua ARGS...`: a pipeline script gets the arguments after it
-  if argv[1] and not argv[1]:match("^%-") then
-    local kind = require("connrt.connector").classify(argv[1])
-    if kind == "pipeline" then return run_pipeline(argv[1], { table.unpack(argv, 2) }) end
+-- Splits repeated KEY=VALUE options into a map (or, with `list`, an array of pairs).
+local function key_values(values, option, list)
+  local out = {}
+  for _, kv in ipairs(values or {}) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if not k then errors.raise("usage", "--%s %s: expected KEY=VALUE", option, kv) end
+    if list then out[#out + 1] = { k, v } else out[k] = v end
   end
-  local o, rest = parse(argv, { field = "multi", ["client-id"] = "value", ["client-secret"] = "value",
-    ["client-secret-file"] = "value", timeout = "value", ["no-browser"] = "flag", json = "flag" })
-  if #rest ~= 1 then errors.raise("usage", "usage: connrt run CONNECTOR.lua [options]") end
-  local fields = {}
-  for _, f in ipairs(o.field or {}) do
-    local k, v = f:match("^([^=]+)=(.*)$")
-    if not k then errors.raise("usage", "--field %s: expected KEY=VALUE", f) end
-    fields[k] = v
-  end
+  return out
+end
+
+-- The options of run and authorize, parsed into flow.lua's opts.
+local RUN_OPTIONS = { field = "multi", ["field-file"] = "multi", ["client-id"] = "value",
+  ["client-secret"] = "value", ["client-secret-file"] = "value", scope = "multi", param = "multi",
+  timeout = "value", ["no-browser"] = "flag", json = "flag", paste = "flag" }
+
+local function flow_options(argv, usage, loaded)
+  local o, rest = parse(argv, RUN_OPTIONS)
+  if #rest ~= 1 then errors.raise("usage", "%s", usage) end
   local timeout = o.timeout and tonumber(o.timeout)
   if o.timeout and (not timeout or timeout <= 0) then
     errors.raise("usage", "--timeout %s: expected a number of seconds", o.timeout)
   end
-  local sys = require("connrt.sys")
-  local rec, updated = require("connrt.flow").run({
-    connector = rest[1], fields = fields, client_id = o["client-id"],
+  return o, {
+    connector = rest[1], loaded = loaded, fields = key_values(o.field, "field"),
+    field_files = key_values(o["field-file"], "field-file"), client_id = o["client-id"],
     client_secret = o["client-secret"], client_secret_file = o["client-secret-file"],
-    timeout = timeout, browser = not o["no-browser"], interactive = sys.isatty(0),
-  })
+    scopes = o.scope, params = key_values(o.param, "param", true), paste = o.paste,
+    timeout = timeout, browser = not o["no-browser"], interactive = require("connrt.sys").isatty(0),
+  }
+end
+
+function commands.run(argv)
+  -- `connrt run SCRIPT.lua ARGS...`: a pipeline script gets the arguments after it
+  local loaded
+  if argv[1] and not argv[1]:match("^%-") then
+    local kind, c = require("connrt.connector").classify(argv[1])
+    if kind == "pipeline" then return run_pipeline(argv[1], { table.unpack(argv, 2) }) end
+    loaded = c
+  end
+  local o, opts = flow_options(argv, "usage: connrt run CONNECTOR.lua [options]", loaded)
+  if opts.loaded and opts.loaded.path ~= opts.connector then opts.loaded = nil end
+  local rec, updated = require("connrt.flow").run(opts)
   if o.json then
     json_out({ id = rec.id, connector = rec.connector, name = rec.name, unique_id = rec.unique_id,
       updated = updated })
@@ -149,6 +167,15 @@ function commands.run(argv)
     log.out("%s %s as %s (%s): %s", updated and "Updated" or "Connected", rec.title, rec.name,
       rec.unique_id, rec.id)
   end
+  return 0
+end
+
+function commands.authorize(argv)
+  local o, opts = flow_options(argv, "usage: connrt authorize CONNECTOR.lua [options]")
+  if o.paste then errors.raise("usage", "connrt authorize does the browser part: --paste belongs to connrt run") end
+  -- the blob holds the tokens: it is the one thing printed in clear, on purpose
+  log.raw(require("connrt.flow").authorize(opts) .. "\n")
+  log.err("Paste the line above into `connrt run %s --paste` on the machine that keeps the connection.", opts.connector)
   return 0
 end
 

@@ -74,13 +74,25 @@ function Connection:reload()
   register_secrets(self.secrets)
 end
 
--- The refresh grant itself: network I/O, no lock held but the lease.
+--- True when a new access token can be had without the user: with a refresh token, or
+-- by the client credentials grant again.
+function Connection:can_refresh()
+  return self.secrets.refresh_token ~= nil or self.rec.auth == "client_credentials"
+end
+
+-- The refresh grant itself: network I/O, no lock held but the lease. Client credentials
+-- connections fetch a new token the way they got the first one.
 function Connection:refresh_grant()
   local rec, c = self.rec, self.c
-  local rt = self.secrets.refresh_token
   local target = rec.urls.refresh_url or rec.urls.token_url
+  local grant = { { "grant_type", "refresh_token" }, { "refresh_token", self.secrets.refresh_token } }
+  if rec.auth == "client_credentials" then
+    target = rec.urls.token_url
+    grant = { { "grant_type", "client_credentials" } }
+    if #c.scopes > 0 then grant[2] = { "scope", table.concat(c.scopes, c.scope_separator) } end
+  end
   local req = oauth.token_request(c, target, { fields = rec.fields or {}, client_id = rec.client_id,
-    client_secret = self.secrets.client_secret }, { { "grant_type", "refresh_token" }, { "refresh_token", rt } })
+    client_secret = self.secrets.client_secret }, grant)
   local ok, tok = pcall(oauth.fetch_token, c, req, "refresh at " .. target)
   if not ok then
     if errors.is(tok) and tok.message:find(": invalid_grant", 1, true) then
@@ -97,7 +109,7 @@ end
 -- token the caller found stale: if another process has already replaced it, that result
 -- is used and no refresh is spent.
 function Connection:refresh(seen)
-  if not self.secrets.refresh_token then
+  if not self:can_refresh() then
     errors.raise("provider", "connection %s has no refresh token: its access token cannot be renewed; connect again with connrt run",
       self.rec.id)
   end
@@ -131,7 +143,10 @@ end
 
 --- A valid access token, refreshed first when it is about to expire.
 function Connection:token()
-  if self:expiring() and self.secrets.refresh_token then self:refresh() end
+  if self:expiring() and self:can_refresh() then self:refresh() end
+  if not self.secrets.access_token then
+    errors.raise("usage", "connection %s connects with fields (%s), not a token", self.rec.id, self.rec.connector)
+  end
   return self.secrets.access_token
 end
 
@@ -176,7 +191,7 @@ function Connection:request(req)
   local headers = {}
   for _, h in ipairs(req.headers or {}) do headers[#headers + 1] = h end
   local body, json = req.body, req.json
-  if self:expiring() and self.secrets.refresh_token then self:refresh() end
+  if self:expiring() and self:can_refresh() then self:refresh() end
   local refresh_on = {}
   for _, s in ipairs(self.c.refresh_on or { 401 }) do refresh_on[s] = true end
   local refreshed = false
@@ -203,7 +218,7 @@ function Connection:request(req)
       if not expired and self.c.hooks.expired then
         expired = connector.call_hook(self.c, "expired", { status = resp.status, headers = resp.header, body = resp.body })
       end
-      if expired and not refreshed and self.secrets.refresh_token then
+      if expired and not refreshed and self:can_refresh() then
         refreshed = true
         self:refresh(self.secrets.access_token)
       elseif (resp.status == 429 or resp.status == 503) and retries > 0 then
@@ -247,7 +262,7 @@ Connection.patch, Connection.delete = verb("PATCH"), verb("DELETE")
 --- A connection as shown: everything but the sealed secrets.
 function M.public(rec)
   return {
-    id = rec.id, connector = rec.connector, title = rec.title, name = rec.name,
+    id = rec.id, connector = rec.connector, title = rec.title, name = rec.name, auth = rec.auth,
     unique_id = rec.unique_id, fields = rec.fields, values = rec.values,
     client_id = rec.client_id, allowed_urls = rec.allowed_urls, scope = rec.scope,
     token_type = rec.token_type, expires_at = rec.expires_at,

@@ -83,7 +83,15 @@ end
 local SECRET_NAMES = { access_token = true, refresh_token = true, id_token = true,
   client_secret = true, code = true, code_verifier = true }
 
-local URL_KEYS = { "issuer", "authorize_url", "token_url", "refresh_url", "revoke_url" }
+local URL_KEYS = { "issuer", "authorize_url", "device_url", "token_url", "refresh_url", "revoke_url" }
+
+-- The keys each way of connecting needs.
+local NEEDS = {
+  authorization_code = { "authorize_url", "token_url" },
+  client_credentials = { "token_url" },
+  device_code = { "device_url", "token_url" },
+  fields = {},
+}
 
 -- Checks that the connector's templates are well formed and that templates used before
 -- any token exists (URLs, authorize parameters) name only fields.
@@ -130,6 +138,19 @@ local function check_templates(c, path)
   parse_all(c.request and c.request.headers, "request.headers")
   parse_all(c.request and c.request.query, "request.query")
   parse_all(c.request and c.request.body, "request.body")
+  parse_all(c.request and c.request.basic, "request.basic")
+  if c.auth == "fields" then
+    -- no token exists for these connections: request parameters use fields only
+    for _, part in ipairs({ "headers", "query", "body", "basic" }) do
+      for k, v in pairs(c.request and c.request[part] or {}) do
+        for _, var in ipairs(template.variables(tostring(v), path)) do
+          if SECRET_NAMES[var:match("^[^.]+")] then
+            fail(path, "request.%s.%s uses {{%s}}, but auth = \"fields\" connections have no token", part, k, var)
+          end
+        end
+      end
+    end
+  end
   parse_all(c.token_params, "token_params")
   if type(c.test) == "string" then template.parse(c.test, path .. ": test") end
 end
@@ -181,6 +202,10 @@ local function check(c, src, path)
     fail(path, "%s", table.concat(lines, "; "))
   end
   if #c.allowed_urls == 0 then fail(path, "key 'allowed_urls': needs at least one URL") end
+  c.auth = c.auth or "authorization_code"
+  for _, k in ipairs(NEEDS[c.auth]) do
+    if c[k] == nil then fail(path, "key '%s': is required for auth = \"%s\"", k, c.auth) end
+  end
   check_fields(c, path)
   check_templates(c, path)
   c.title = c.title or c.id

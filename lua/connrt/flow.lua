@@ -25,21 +25,37 @@ local M = {}
 M.DEFAULT_REDIRECT = "http://127.0.0.1:8400/callback"
 M.DEFAULT_TIMEOUT = 300
 
---- The redirect URL to register with the app: CONNRT_REDIRECT_URL or the default.
--- Returns the URL and the host, port and path the listener serves.
+--- The redirect URL to register with the app (CONNRT_REDIRECT_URL or the default) and
+-- where the listener serves it: the redirect URL's own loopback host and port, or
+-- CONNRT_LISTEN (host:port) when connrt runs behind a reverse proxy and the redirect URL
+-- is public. The listener always checks the path (and the state).
 function M.redirect()
   local r = os.getenv("CONNRT_REDIRECT_URL")
   if not r or r == "" then r = M.DEFAULT_REDIRECT end
   local u, err = url.parse(r)
   if not u then errors.raise("usage", "CONNRT_REDIRECT_URL: %s", err) end
-  if u.scheme ~= "http" or not url.is_loopback(u.host) then
-    errors.raise("usage", "CONNRT_REDIRECT_URL %s: the listener serves plain http on a loopback address (127.0.0.1, [::1] or localhost)", r)
-  end
   if u.has_query or u.fragment ~= "" then
     errors.raise("usage", "CONNRT_REDIRECT_URL %s: must not have a query or fragment", r)
   end
+  local listen = os.getenv("CONNRT_LISTEN")
+  if listen and listen ~= "" then
+    local host, port = listen:match("^%[([%x:.]+)%]:(%d+)$")
+    if not host then host, port = listen:match("^([%d.]+):(%d+)$") end
+    port = tonumber(port)
+    if not host or not port or port > 65535 then
+      errors.raise("usage", "CONNRT_LISTEN %s: expected an IP address and port, such as 127.0.0.1:8400", listen)
+    end
+    if u.scheme ~= "https" and not url.is_loopback(u.host) then
+      errors.raise("usage", "CONNRT_REDIRECT_URL %s: a public redirect URL must be https", r)
+    end
+    return r, { host = host, port = port, path = u.path, url = r }
+  end
+  if u.scheme ~= "http" or not url.is_loopback(u.host) then
+    errors.raise("usage", "CONNRT_REDIRECT_URL %s: the listener serves plain http on a loopback address "
+      .. "(127.0.0.1, [::1] or localhost); set CONNRT_LISTEN to serve a public redirect URL behind a proxy", r)
+  end
   local bind = u.host == "localhost" and "127.0.0.1" or u.host:gsub("^%[(.*)%]$", "%1")
-  return r, { host = bind, port = u.port, path = u.path }
+  return r, { host = bind, port = u.port, path = u.path, url = r }
 end
 
 -- Reads a line from the terminal, hidden for secrets.
@@ -51,9 +67,28 @@ local function prompt(f)
   return io.stdin:read("l")
 end
 
---- Collects field values: --field values first, then defaults, then a prompt on a
--- terminal for missing required fields. Checks choices and patterns.
-function M.collect_fields(c, given, interactive)
+local function env_name(key)
+  return "CONNRT_FIELD_" .. key:upper()
+end
+
+local function read_field_file(key, path)
+  local f, err = io.open(path, "rb")
+  if not f then errors.raise("usage", "--field-file %s: %s", key, err) end
+  local v = f:read("a"):gsub("[\r\n]+$", "")
+  f:close()
+  return v
+end
+
+--- Collects field values: --field, --field-file (a file holding the value), the
+-- environment (CONNRT_FIELD_<KEY>), then defaults, then a prompt on a terminal (hidden
+-- for secrets) for missing required fields. Checks choices and patterns.
+function M.collect_fields(c, flags, interactive, files)
+  local given = {}
+  for k, v in pairs(flags) do given[k] = v end
+  for k, path in pairs(files or {}) do
+    if given[k] ~= nil then errors.raise("usage", "field %s is given twice (--field and --field-file)", k) end
+    given[k] = read_field_file(k, path)
+  end
   for k in pairs(given) do
     local known = false
     for _, f in ipairs(c.fields) do if f.key == k then known = true end end
@@ -67,6 +102,7 @@ function M.collect_fields(c, given, interactive)
   local values, secret = {}, {}
   for _, f in ipairs(c.fields) do
     local v = given[f.key]
+    if v == nil then v = os.getenv(env_name(f.key)) end
     if v == nil and interactive and f.required and f.default == nil then
       v = prompt(f)
       if v == "" then v = nil end
@@ -208,121 +244,313 @@ function M.test_api(c, scope, allowed)
   return body
 end
 
---- Runs the whole flow. `opts`: connector (path), fields (map), client_id,
--- client_secret, client_secret_file, timeout (seconds), browser (boolean),
--- interactive (boolean), home (store directory). Returns the saved record and whether
--- an existing connection was updated.
-function M.run(opts)
-  local c = connector.load(opts.connector)
-  local redirect_uri, where = M.redirect()
-  where.url = redirect_uri
-  local fields, secret_fields = M.collect_fields(c, opts.fields or {}, opts.interactive)
-  local st = store.open(opts.home)
-  local client_id, client_secret = M.client_credentials(c, opts, st)
-
-  local urls = {}
-  for _, k in ipairs({ "issuer", "token_url", "refresh_url", "revoke_url" }) do
-    urls[k] = connector.render_url(c, k, fields)
+-- Everything the steps of one connect share: the connector, field values, the store,
+-- the client's credentials, rendered URLs, allowed URLs, scopes and extra parameters.
+local function prepare(opts)
+  local c = opts.loaded or connector.load(opts.connector)
+  local ctx = { c = c, opts = opts }
+  ctx.fields, ctx.secret_fields = M.collect_fields(c, opts.fields or {}, opts.interactive, opts.field_files)
+  ctx.st = store.open(opts.home)
+  if c.auth ~= "fields" then
+    ctx.client_id, ctx.client_secret = M.client_credentials(c, opts, ctx.st)
   end
-  local allowed = {}
-  for i = 1, #c.allowed_urls do allowed[i] = connector.render_url(c, i, fields) end
+  ctx.urls = {}
+  for _, k in ipairs({ "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }) do
+    ctx.urls[k] = connector.render_url(c, k, ctx.fields)
+  end
+  ctx.allowed = {}
+  for i = 1, #c.allowed_urls do ctx.allowed[i] = connector.render_url(c, i, ctx.fields) end
+  ctx.scopes = {}
+  for _, sc in ipairs(c.scopes) do ctx.scopes[#ctx.scopes + 1] = sc end
+  for _, sc in ipairs(opts.scopes or {}) do ctx.scopes[#ctx.scopes + 1] = sc end
+  return ctx
+end
 
-  local state = oauth.new_state()
-  local verifier, challenge = oauth.new_pkce()
-  log.secret(state)
-  log.secret(verifier)
-  local auth_url = oauth.authorize_url(c, {
-    fields = fields, client_id = client_id, redirect_uri = redirect_uri,
-    state = state, challenge = challenge,
+-- The token request context of oauth.token_request.
+local function client_ctx(ctx)
+  return { fields = ctx.fields, client_id = ctx.client_id, client_secret = ctx.client_secret }
+end
+
+-- Checks a callback's query (from the listener or pasted) and exchanges its code.
+-- Returns the token and the values the callback hook kept.
+local function code_to_token(ctx, q, verifier, redirect_uri)
+  local c, urls = ctx.c, ctx.urls
+  log.secret(q.code)
+  if q.error then
+    local desc = q.error_description and (": " .. q.error_description) or ""
+    if q.error == "access_denied" then
+      errors.raise("connect", "authorization denied: access_denied%s; nothing was saved", desc)
+    end
+    errors.raise("connect", "the app answered the sign-in with an error: %s%s; nothing was saved", q.error, desc)
+  end
+  if q.iss and urls.issuer and q.iss ~= urls.issuer then
+    errors.raise("connect", "the callback comes from issuer %s, not %s (RFC 9207 mix-up defence); nothing was saved",
+      q.iss, urls.issuer)
+  end
+  if not q.code or q.code == "" then
+    errors.raise("connect", "the callback carries no code; nothing was saved")
+  end
+  local extras = {}
+  if c.hooks.callback then
+    local v = connector.call_hook(c, "callback", q)
+    if v ~= nil and type(v) ~= "table" then
+      errors.raise("connector", "%s: hooks.callback must return a table of values, returned %s", c.path, type(v))
+    end
+    for k, x in pairs(v or {}) do extras[k] = x end
+  end
+  local grant = { { "grant_type", "authorization_code" }, { "code", q.code }, { "redirect_uri", redirect_uri } }
+  if c.pkce then grant[#grant + 1] = { "code_verifier", verifier } end
+  local treq = oauth.token_request(c, urls.token_url, client_ctx(ctx), grant)
+  return oauth.fetch_token(c, treq, "token endpoint " .. urls.token_url), extras
+end
+
+-- The last steps of every way of connecting: the test API with the new credentials,
+-- the name and unique id, and one write transaction. `token` is nil for field
+-- connections. Returns the record and whether an existing connection was updated.
+local function finish(ctx, token, extras)
+  local c = ctx.c
+  local values = {}
+  for k, v in pairs(token and token.values or {}) do values[k] = v end
+  for k, v in pairs(extras or {}) do values[k] = v end
+  local token_scope = { client_id = ctx.client_id }
+  if token then
+    token_scope.access_token, token_scope.token_type = token.access_token, token.token_type
+    token_scope.scope, token_scope.expires_in = token.scope, token.expires_in
+  end
+  local me = M.test_api(c, { token_scope, ctx.fields, values }, ctx.allowed)
+
+  local scope = { token_scope, ctx.fields, values, me }
+  local name = template.render(c.name, scope, c.path .. ": name")
+  local unique_id = template.render(c.unique_id, scope, c.path .. ": unique_id")
+  if unique_id == "" then
+    errors.raise("provider", "%s: unique_id rendered empty; cannot tell accounts apart", c.path)
+  end
+
+  local plain_fields, secrets = {}, { client_secret = ctx.client_secret, fields = {} }
+  if token then
+    secrets.access_token, secrets.refresh_token, secrets.id_token = token.access_token, token.refresh_token, token.id_token
+  end
+  for k, v in pairs(ctx.fields) do
+    if ctx.secret_fields[k] then secrets.fields[k] = v else plain_fields[k] = v end
+  end
+  if next(secrets.fields) == nil then secrets.fields = nil end
+  local rec = {
+    v = 1, connector = c.id, title = c.title, connector_path = c.path, auth = c.auth,
+    name = name, unique_id = unique_id, fields = plain_fields, values = values,
+    client_id = ctx.client_id, client_auth = c.client_auth, urls = ctx.urls, allowed_urls = ctx.allowed,
+    token_type = token and token.token_type, scope = token and token.scope,
+    expires_at = token and token.expires_at, has_refresh_token = token and token.refresh_token ~= nil or false,
+  }
+  local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret } or nil
+  local id, updated = ctx.st:save(rec, secrets, c.source, client)
+  rec.id = id
+  return rec, updated
+end
+
+-- The authorization URL of a fresh attempt: a new state and PKCE pair.
+local function new_attempt(ctx, redirect_uri)
+  local a = { state = log.secret(oauth.new_state()) }
+  local challenge
+  a.verifier, challenge = oauth.new_pkce()
+  log.secret(a.verifier)
+  a.url = oauth.authorize_url(ctx.c, {
+    fields = ctx.fields, client_id = ctx.client_id, redirect_uri = redirect_uri,
+    state = a.state, challenge = challenge, scopes = ctx.scopes, params = ctx.opts.params,
   })
+  return a
+end
 
+local function show_url(ctx, auth_url)
+  log.err("Open this URL to connect %s:", ctx.c.title)
+  io.stderr:write(auth_url, "\n") -- the URL alone on its line; its state is ours to show
+  io.stderr:flush()
+end
+
+-- The authorization code flow through the loopback listener. `last` runs once the code
+-- is exchanged (finish, or the blob of `connrt authorize`) and returns the result and
+-- the success page's message; the browser's request is answered after it.
+local function via_listener(ctx, last)
+  local redirect_uri, where = M.redirect()
+  local a = new_attempt(ctx, redirect_uri)
   -- listen before the URL is shown, so a fast browser cannot arrive first
   local l, lerr = listener.open(where.host, where.port)
   if not l then errors.raise("connect", "%s (is another connrt run waiting?)", lerr) end
-  log.err("Open this URL to connect %s:", c.title)
-  io.stderr:write(auth_url, "\n") -- the URL alone on its line; its state is ours to show
-  io.stderr:flush()
-  if opts.browser ~= false then open_browser(auth_url) end
-  log.err("Waiting for the sign-in callback on %s (timeout %ds)...", redirect_uri, opts.timeout or M.DEFAULT_TIMEOUT)
-
-  local deadline = sys.monotime() + (opts.timeout or M.DEFAULT_TIMEOUT)
-  local req, q = await_callback(l, where, state, deadline, c.title)
+  show_url(ctx, a.url)
+  if ctx.opts.browser ~= false then open_browser(a.url) end
+  local timeout = ctx.opts.timeout or M.DEFAULT_TIMEOUT
+  log.err("Waiting for the sign-in callback on %s (timeout %ds)...", redirect_uri, timeout)
+  local req, q = await_callback(l, where, a.state, sys.monotime() + timeout, ctx.c.title)
   l:close() -- state is used once: no second callback is listened for
-
-  local ok, result, updated = pcall(function()
-    log.secret(q.code)
-    if q.error then
-      local desc = q.error_description and (": " .. q.error_description) or ""
-      if q.error == "access_denied" then
-        errors.raise("connect", "authorization denied: access_denied%s; nothing was saved", desc)
-      end
-      errors.raise("connect", "the app answered the sign-in with an error: %s%s; nothing was saved", q.error, desc)
-    end
-    if q.iss and urls.issuer and q.iss ~= urls.issuer then
-      errors.raise("connect", "the callback comes from issuer %s, not %s (RFC 9207 mix-up defence); nothing was saved",
-        q.iss, urls.issuer)
-    end
-    if not q.code or q.code == "" then
-      errors.raise("connect", "the callback carries no code; nothing was saved")
-    end
-    local extras = {}
-    if c.hooks.callback then
-      local v = connector.call_hook(c, "callback", q)
-      if v ~= nil and type(v) ~= "table" then
-        errors.raise("connector", "%s: hooks.callback must return a table of values, returned %s", c.path, type(v))
-      end
-      for k, x in pairs(v or {}) do extras[k] = x end
-    end
-
-    local grant = { { "grant_type", "authorization_code" }, { "code", q.code }, { "redirect_uri", redirect_uri } }
-    if c.pkce then grant[#grant + 1] = { "code_verifier", verifier } end
-    local treq = oauth.token_request(c, urls.token_url, {
-      fields = fields, client_id = client_id, client_secret = client_secret }, grant)
-    local token = oauth.fetch_token(c, treq, "token endpoint " .. urls.token_url)
-
-    -- values the rest of the flow and later requests can use in templates
-    local values = {}
-    for k, v in pairs(token.values) do values[k] = v end
-    for k, v in pairs(extras) do values[k] = v end
-    local token_scope = { access_token = token.access_token, token_type = token.token_type,
-      scope = token.scope, expires_in = token.expires_in }
-    local me = M.test_api(c, { token_scope, fields, values }, allowed)
-
-    local scope = { token_scope, fields, values, me }
-    local name = template.render(c.name, scope, c.path .. ": name")
-    local unique_id = template.render(c.unique_id, scope, c.path .. ": unique_id")
-    if unique_id == "" then
-      errors.raise("provider", "%s: unique_id rendered empty; cannot tell accounts apart", c.path)
-    end
-
-    local plain_fields, secrets = {}, { access_token = token.access_token,
-      refresh_token = token.refresh_token, id_token = token.id_token,
-      client_secret = client_secret, fields = {} }
-    for k, v in pairs(fields) do
-      if secret_fields[k] then secrets.fields[k] = v else plain_fields[k] = v end
-    end
-    if next(secrets.fields) == nil then secrets.fields = nil end
-    local rec = {
-      v = 1, connector = c.id, title = c.title, connector_path = c.path,
-      name = name, unique_id = unique_id, fields = plain_fields, values = values,
-      client_id = client_id, client_auth = c.client_auth, urls = urls, allowed_urls = allowed,
-      token_type = token.token_type, scope = token.scope, expires_at = token.expires_at,
-      has_refresh_token = token.refresh_token ~= nil,
-    }
-    local id, upd = st:save(rec, secrets, c.source, { client_id = client_id, client_secret = client_secret })
-    rec.id = id
-    return rec, upd
+  local ok, result, message, extra = pcall(function()
+    local token, extras = code_to_token(ctx, q, a.verifier, redirect_uri)
+    return last(token, extras)
   end)
   if not ok then
     local msg = errors.is(result) and result.message or "internal error"
-    req:respond(400, page.headers(), page.render("error", c.title, log.redact(msg)))
-    st:close()
+    req:respond(400, page.headers(), page.render("error", ctx.c.title, log.redact(msg)))
     error(result, 0)
   end
-  req:respond(200, page.headers(), page.render("ok", c.title,
-    string.format("Connected to %s as %s. You can close this tab.", c.title, result.name)))
-  st:close()
-  return result, updated
+  req:respond(200, page.headers(), page.render("ok", ctx.c.title, message))
+  return result, extra
+end
+
+local BLOB_PREFIX = "connrt-authorized-v1:"
+
+-- What was pasted: the redirected URL, a bare code, or a blob from `connrt authorize`.
+local function read_paste(ctx, a)
+  log.err("Sign in with a browser, then paste the address the browser was sent to (or the code):")
+  local line = io.stdin:read("l")
+  if not line then errors.raise("connect", "nothing was pasted on standard input; nothing was saved") end
+  line = line:match("^%s*(.-)%s*$")
+  if line == "" then errors.raise("connect", "an empty line was pasted; nothing was saved") end
+  if line:sub(1, #BLOB_PREFIX) == BLOB_PREFIX then
+    local doc = cjson.decode(require("connrt.crypto").b64url_decode(line:sub(#BLOB_PREFIX + 1)) or "")
+    if type(doc) ~= "table" or type(doc.token) ~= "table" then
+      errors.raise("connect", "the pasted line is not a connrt authorize result (damaged in copying?); nothing was saved")
+    end
+    if doc.connector ~= ctx.c.id then
+      errors.raise("connect", "the pasted result is for connector %s, not %s; nothing was saved", tostring(doc.connector), ctx.c.id)
+    end
+    return "blob", doc
+  end
+  if line:match("^%a[%w+.-]*://") then
+    local query = line:match("%?([^#]*)") or ""
+    local q = url.form_decode(query)
+    log.secret(q.code)
+    if q.state == nil or q.state ~= a.state then
+      errors.raise("connect", "the pasted address carries %s state than this sign-in's (an old or forged link?); nothing was saved",
+        q.state and "another" or "no")
+    end
+    if not q.code and not q.error then
+      errors.raise("connect", "the pasted address carries no code; nothing was saved")
+    end
+    return "query", q
+  end
+  if not line:match("^[%w%-._~+/=]+$") then
+    errors.raise("connect", "the pasted text is neither an address, a code nor a connrt authorize result; nothing was saved")
+  end
+  if not ctx.c.pkce then
+    -- without PKCE only the state ties a code to this sign-in: ask for the whole address
+    errors.raise("connect", "%s does not use PKCE: paste the whole address, so its state can be checked", ctx.c.id)
+  end
+  return "query", { code = log.secret(line) }
+end
+
+-- The authorization code flow without a listener: the URL is printed and the result of
+-- the sign-in is pasted back on standard input.
+local function via_paste(ctx)
+  local redirect_uri = M.redirect()
+  local a = new_attempt(ctx, redirect_uri)
+  show_url(ctx, a.url)
+  local kind, v = read_paste(ctx, a)
+  if kind == "blob" then
+    local tok = oauth.finish_token(v.token, "the pasted authorize result")
+    return finish(ctx, tok, v.extras)
+  end
+  local token, extras = code_to_token(ctx, v, a.verifier, redirect_uri)
+  return finish(ctx, token, extras)
+end
+
+-- The client credentials grant: the client's own credentials buy the token.
+local function via_client_credentials(ctx)
+  local grant = { { "grant_type", "client_credentials" } }
+  if #ctx.scopes > 0 then grant[#grant + 1] = { "scope", table.concat(ctx.scopes, ctx.c.scope_separator) } end
+  local treq = oauth.token_request(ctx.c, ctx.urls.token_url, client_ctx(ctx), grant)
+  return finish(ctx, oauth.fetch_token(ctx.c, treq, "token endpoint " .. ctx.urls.token_url))
+end
+
+-- The device authorization grant (RFC 8628): show the code, poll until the user has
+-- signed in elsewhere, honouring the server's interval and slow_down.
+local function via_device(ctx)
+  local c, urls = ctx.c, ctx.urls
+  local params = {}
+  if #ctx.scopes > 0 then params[1] = { "scope", table.concat(ctx.scopes, c.scope_separator) } end
+  local dreq = oauth.token_request(c, urls.device_url, client_ctx(ctx), params, { no_token_params = true })
+  local what = "device endpoint " .. urls.device_url
+  local resp = request.send(dreq, what)
+  local d = cjson.decode(resp.body)
+  if resp.status ~= 200 or type(d) ~= "table" or d.error or not d.device_code or not d.user_code then
+    local e = type(d) == "table" and d.error and (": " .. tostring(d.error) .. (d.error_description and (": " .. d.error_description) or "")) or ""
+    errors.raise("provider", "%s answered %d%s, not a device authorization", what, resp.status, e)
+  end
+  log.secret(d.device_code)
+  local verify = d.verification_uri or d.verification_url
+  log.err("To connect %s, open %s and enter the code: %s", c.title, tostring(verify), d.user_code)
+  if d.verification_uri_complete then
+    log.err("or open this URL, which carries the code:")
+    io.stderr:write(d.verification_uri_complete, "\n")
+    io.stderr:flush()
+  end
+  if ctx.opts.browser ~= false then open_browser(d.verification_uri_complete or verify) end
+  local interval = tonumber(d.interval) or 5
+  local expires = tonumber(d.expires_in) or 600
+  local deadline = sys.monotime() + math.min(expires, ctx.opts.timeout or expires)
+  local grant = { { "grant_type", "urn:ietf:params:oauth:grant-type:device_code" }, { "device_code", d.device_code } }
+  local where = "token endpoint " .. urls.token_url
+  while true do
+    if sys.monotime() + interval > deadline + 1 then
+      errors.raise("connect", "the sign-in was not completed before the device code expired; nothing was saved")
+    end
+    sys.sleep(interval)
+    local raw = request.send(oauth.token_request(c, urls.token_url, client_ctx(ctx), grant), where)
+    local body = cjson.decode(raw.body)
+    local err = type(body) == "table" and body.error
+    if err == "slow_down" then
+      interval = interval + 5 -- RFC 8628 3.5
+      log.err("The server asked to poll more slowly: every %ds now", interval)
+    elseif err == "expired_token" then
+      errors.raise("connect", "the device code expired before the sign-in was completed; run connrt run again; nothing was saved")
+    elseif err == "access_denied" then
+      errors.raise("connect", "authorization denied: access_denied; nothing was saved")
+    elseif err ~= "authorization_pending" then
+      return finish(ctx, oauth.fetch_token(c, nil, where, raw))
+    end
+  end
+end
+
+--- Runs the whole flow. `opts`: connector (path) or loaded (a loaded connector), fields
+-- (map), field_files (map of key to path), client_id, client_secret,
+-- client_secret_file, scopes (extra scopes), params (extra authorize parameters, array of
+-- {name, value}), paste (boolean), timeout (seconds), browser (boolean), interactive
+-- (boolean), home (store directory). Returns the saved record and whether an existing
+-- connection was updated.
+function M.run(opts)
+  local ctx = prepare(opts)
+  local ok, rec, updated = pcall(function()
+    local auth = ctx.c.auth
+    if auth == "fields" then return finish(ctx) end
+    if auth == "client_credentials" then return via_client_credentials(ctx) end
+    if auth == "device_code" then return via_device(ctx) end
+    if opts.paste then return via_paste(ctx) end
+    return via_listener(ctx, function(token, extras)
+      local r, upd = finish(ctx, token, extras)
+      return r, ("Connected to %s as %s. You can close this tab."):format(ctx.c.title, r.name), upd
+    end)
+  end)
+  ctx.st:close()
+  if not ok then error(rec, 0) end
+  return rec, updated
+end
+
+--- `connrt authorize`: the browser part of the authorization code flow, on a machine
+-- with a browser. Exchanges the code and returns a one-line blob that `connrt run
+-- --paste` takes on the server, which then runs the test API and saves. Saves nothing.
+function M.authorize(opts)
+  local ctx = prepare(opts)
+  if ctx.c.auth ~= "authorization_code" then
+    ctx.st:close()
+    errors.raise("usage", "%s connects with auth = %q: connrt authorize is for browser sign-ins", ctx.c.id, ctx.c.auth)
+  end
+  local ok, blob = pcall(via_listener, ctx, function(token, extras)
+    local doc = { connector = ctx.c.id, extras = extras, token = {
+      access_token = token.access_token, refresh_token = token.refresh_token, id_token = token.id_token,
+      token_type = token.token_type, scope = token.scope, expires_in = token.expires_in, values = token.values } }
+    local b = BLOB_PREFIX .. require("connrt.crypto").b64url_encode(cjson.encode(doc))
+    return b, "Authorized. Paste the line connrt printed into connrt run --paste on your server."
+  end)
+  ctx.st:close()
+  if not ok then error(blob, 0) end
+  return blob
 end
 
 return M

@@ -33,24 +33,38 @@ function M.authorize_url(c, ctx)
     { "client_id", ctx.client_id },
     { "redirect_uri", ctx.redirect_uri },
   }
-  if #c.scopes > 0 then params[#params + 1] = { "scope", table.concat(c.scopes, c.scope_separator) } end
+  local scopes = ctx.scopes or c.scopes
+  if #scopes > 0 then params[#params + 1] = { "scope", table.concat(scopes, c.scope_separator) } end
   params[#params + 1] = { "state", ctx.state }
   if c.pkce then
     params[#params + 1] = { "code_challenge", ctx.challenge }
     params[#params + 1] = { "code_challenge_method", "S256" }
   end
+  -- the connector's own parameters, then the caller's (--param), which win
+  local extra = {}
+  for _, p in ipairs(ctx.params or {}) do extra[p[1]] = true end
   for _, p in ipairs(template.render_pairs(c.authorize_params, { ctx.fields }, c.path .. ": authorize_params")) do
+    if not extra[p[1]] then params[#params + 1] = p end
+  end
+  local reserved = { response_type = true, client_id = true, redirect_uri = true, state = true,
+    code_challenge = true, code_challenge_method = true }
+  for _, p in ipairs(ctx.params or {}) do
+    if reserved[p[1]] then errors.raise("usage", "--param %s: connrt sets this parameter itself", p[1]) end
     params[#params + 1] = p
   end
   return url.add_query(base, params)
 end
 
---- The token endpoint request for `grant` (array of {name, value}).
-function M.token_request(c, token_url, ctx, grant)
+--- The token endpoint request for `grant` (array of {name, value}), with the client
+-- authentication the connector names. opts.no_token_params leaves the connector's
+-- token_params out (for the device authorization endpoint).
+function M.token_request(c, token_url, ctx, grant, opts)
   local params = {}
   for _, p in ipairs(grant) do params[#params + 1] = p end
-  for _, p in ipairs(template.render_pairs(c.token_params, { ctx.fields }, c.path .. ": token_params")) do
-    params[#params + 1] = p
+  if not (opts and opts.no_token_params) then
+    for _, p in ipairs(template.render_pairs(c.token_params, { ctx.fields }, c.path .. ": token_params")) do
+      params[#params + 1] = p
+    end
   end
   local headers = {
     { "Accept", "application/json" },
@@ -146,10 +160,10 @@ function M.normalize(raw, where)
   return M.finish_token(body, where)
 end
 
---- Sends a token request and returns the normalized token, through the connector's
--- token_response hook when it has one.
-function M.fetch_token(c, req, where)
-  local raw = request.send(req, where)
+--- Sends a token request (or takes the `raw` response already fetched) and returns the
+-- normalized token, through the connector's token_response hook when it has one.
+function M.fetch_token(c, req, where, raw)
+  raw = raw or request.send(req, where)
   if c.hooks.token_response then
     local t, err = connector.call_hook(c, "token_response",
       { status = raw.status, headers = raw.header, body = raw.body })

@@ -6,7 +6,9 @@
 -- when the scheme, host or port changes (curl alone would drop only Authorization and
 -- Cookie).
 local cjson = require("cjson")
+local crypto = require("connrt.crypto")
 local errors = require("connrt.errors")
+local log = require("connrt.log")
 local http = require("connrt.http")
 local template = require("connrt.template")
 local url = require("connrt.url")
@@ -91,7 +93,14 @@ function M.with_parameters(params, scope, req, where)
   local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {} }
   local given = {}
   for _, h in ipairs(req.headers or {}) do given[h[1]:lower()] = true end
-  for _, p in ipairs(template.render_pairs(params.headers, scope, where .. ".headers")) do
+  local added = template.render_pairs(params.headers, scope, where .. ".headers")
+  if params.basic then
+    -- HTTP Basic from the connection's values (RFC 7617: user-id ":" password, base64)
+    local user = template.render(params.basic.username, scope, where .. ".basic.username")
+    local pass = params.basic.password and template.render(params.basic.password, scope, where .. ".basic.password") or ""
+    added[#added + 1] = { "Authorization", log.secret("Basic " .. crypto.b64encode(user .. ":" .. pass)) }
+  end
+  for _, p in ipairs(added) do
     if not given[p[1]:lower()] then
       out.headers[#out.headers + 1] = p
       out.secret_headers[p[1]:lower()] = true

@@ -73,13 +73,17 @@ M.connector = { record = {
   fields = { array = field_decl },                                   -- 1
   -- 2: the redirect URL is the runtime's (`connrt redirect-url`); 3: client id and
   -- secret are never in the script.
+  -- how an account is connected: a browser sign-in (default), the client's own
+  -- credentials, a device code, or fields the user fills in (API keys, passwords)
+  auth = leaf(enum_t("authorization_code", "client_credentials", "device_code", "fields")),
   issuer = leaf(string_t),
-  authorize_url = leaf(string_t, { required = true }),               -- 4
+  authorize_url = leaf(string_t),                                    -- 4 (authorization_code)
+  device_url = leaf(string_t),                                       -- device_code (RFC 8628)
   scopes = { array = leaf(string_t) },
   scope_separator = leaf(string_t),
   authorize_params = string_map,
   pkce = leaf(boolean_t),
-  token_url = leaf(string_t, { required = true }),                   -- 5
+  token_url = leaf(string_t),                                        -- 5 (all but fields)
   client_auth = leaf(enum_t("basic", "body")),
   token_params = string_map,
   refresh_url = leaf(string_t),                                      -- 6
@@ -92,6 +96,7 @@ M.connector = { record = {
     headers = string_map,
     query = string_map,
     body = string_map,
+    basic = { record = { username = leaf(string_t, { required = true }), password = leaf(string_t) } },
   } },
   refresh_on = { array = leaf(function(v)
     if math.type(v) ~= "integer" or v < 400 or v > 599 then return "expected an HTTP error status, got " .. tostring(v) end
