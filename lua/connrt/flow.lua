@@ -399,6 +399,10 @@ local BLOB_PREFIX = "connrt-authorized-v1:"
 -- What was pasted: the redirected URL, a bare code, or a blob from `connrt authorize`.
 local function read_paste(ctx, a)
   log.err("Sign in with a browser, then paste the address the browser was sent to (or the code):")
+  local timeout = ctx.opts.timeout or M.DEFAULT_TIMEOUT
+  if not sys.readable(0, timeout) then
+    errors.raise("connect", "nothing was pasted within %ds; nothing was saved", timeout)
+  end
   local line = io.stdin:read("l")
   if not line then errors.raise("connect", "nothing was pasted on standard input; nothing was saved") end
   line = line:match("^%s*(.-)%s*$")
@@ -442,6 +446,7 @@ local function via_paste(ctx)
   local redirect_uri = M.redirect()
   local a = new_attempt(ctx, redirect_uri)
   show_url(ctx, a.url)
+  if ctx.opts.browser ~= false then open_browser(a.url) end
   local kind, v = read_paste(ctx, a)
   if kind == "blob" then
     local tok = oauth.finish_token(v.token, "the pasted authorize result")
@@ -484,13 +489,11 @@ local function via_device(ctx)
   if ctx.opts.browser ~= false then open_browser(d.verification_uri_complete or verify) end
   local interval = tonumber(d.interval) or 5
   local expires = tonumber(d.expires_in) or 600
-  local deadline = sys.monotime() + math.min(expires, ctx.opts.timeout or expires)
+  local start = sys.monotime()
+  local deadline = start + math.min(expires, ctx.opts.timeout or expires)
   local grant = { { "grant_type", "urn:ietf:params:oauth:grant-type:device_code" }, { "device_code", d.device_code } }
   local where = "token endpoint " .. urls.token_url
   while true do
-    if sys.monotime() + interval > deadline + 1 then
-      errors.raise("connect", "the sign-in was not completed before the device code expired; nothing was saved")
-    end
     sys.sleep(interval)
     local raw = request.send(oauth.token_request(c, urls.token_url, client_ctx(ctx), grant), where)
     local body = cjson.decode(raw.body)
@@ -498,12 +501,16 @@ local function via_device(ctx)
     if err == "slow_down" then
       interval = interval + 5 -- RFC 8628 3.5
       log.err("The server asked to poll more slowly: every %ds now", interval)
-    elseif err == "expired_token" then
-      errors.raise("connect", "the device code expired before the sign-in was completed; run connrt run again; nothing was saved")
+    elseif err == "expired_token" or (err == "invalid_grant" and sys.monotime() - start >= expires) then
+      -- RFC 8628 says expired_token; servers that forget expired codes say invalid_grant
+      errors.raise("connect", "the device code expired before the sign-in was completed (%s); run connrt run again; nothing was saved", err)
     elseif err == "access_denied" then
       errors.raise("connect", "authorization denied: access_denied; nothing was saved")
     elseif err ~= "authorization_pending" then
       return finish(ctx, oauth.fetch_token(c, nil, where, raw))
+    end
+    if sys.monotime() + interval > deadline then
+      errors.raise("connect", "the sign-in was not completed within %ds; nothing was saved", math.floor(deadline - start))
     end
   end
 end

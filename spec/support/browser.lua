@@ -4,8 +4,12 @@
 --
 -- As a program (CONNRT_BROWSER="connrt run spec/support/browser.lua"): the URL is the
 -- last argument; SIGNIN_USER (default john), SIGNIN_ACTION (approve | deny | none) and
--- SIGNIN_CALLBACK_DELAY (seconds) and SIGNIN_REWRITE_STATE (a state to send instead of
--- the real one) steer it; SIGNIN_LOG names a file for what it saw.
+-- SIGNIN_CALLBACK_DELAY (seconds), SIGNIN_REWRITE_STATE (a state to send instead of the
+-- real one), SIGNIN_PASTE_TO (a file or FIFO to write the callback address to instead of
+-- following it, as a person pastes it; SIGNIN_PASTE_FORM=code writes only the code,
+-- nocode the address without it) and SIGNIN_PROXY (FROM=TO: a reverse proxy that maps the
+-- public redirect origin FROM to connrt's listener at TO) steer it; SIGNIN_LOG names a
+-- file for what it saw. The device flow's pages (confirm, abort, success) are handled too.
 -- As a module: require("support.browser").signin(url, opts).
 local http = require("connrt.http")
 local url = require("connrt.url")
@@ -48,6 +52,18 @@ local function follow(client, start, opts, method, body)
   error("too many redirects")
 end
 
+-- The hidden inputs of the first form on a page, as form pairs.
+local function hidden_inputs(html)
+  local form = html:match("<form.-</form>") or ""
+  local out = {}
+  for input in form:gmatch("<input[^>]*>") do
+    if input:find('type="hidden"', 1, true) then
+      out[#out + 1] = { input:match('name="([^"]*)"'), (input:match('value="([^"]*)"') or ""):gsub("&amp;", "&") }
+    end
+  end
+  return out
+end
+
 local function form_action(html, page_url)
   local action = html:match('<form[^>]-action="([^"]+)"')
   assert(action, "no form on the page " .. page_url)
@@ -62,10 +78,22 @@ function M.signin(auth_url, opts)
   local client = http.client({ cookies = true, timeout = 30 })
   local resp, where = follow(client, auth_url, opts)
   local callback
-  for _ = 1, 5 do
+  for _ = 1, 8 do
     if not resp then callback = where break end
     local html = resp.body
-    if html:find('name="login"', 1, true) then
+    if html:find("document.forms[0].submit()", 1, true) then
+      -- a page that posts its form as soon as it loads: do what the script would
+      resp, where = follow(client, form_action(html, where), opts, "POST", url.form_encode(hidden_inputs(html)))
+    elseif html:find("op.deviceConfirmForm", 1, true) then
+      -- the device flow's confirmation page (RFC 8628): confirm the code, or abort
+      local fields = hidden_inputs(html)
+      if opts.action == "deny" then fields[#fields + 1] = { "abort", "yes" } end
+      resp, where = follow(client, form_action(html, where), opts, "POST", url.form_encode(fields))
+    elseif html:find("Sign-in Success", 1, true) or html:find("interrupted", 1, true) then
+      -- the device flow ends on the server's own page: there is no callback
+      client:close()
+      return { status = resp.status, body = "<p>" .. (html:match("<h1>(.-)</h1>") or "") .. "</p>" }, nil
+    elseif html:find('name="login"', 1, true) then
       resp, where = follow(client, form_action(html, where), opts, "POST",
         url.form_encode({ { "prompt", "login" }, { "login", opts.user or "john" }, { "password", "any" } }))
     elseif html:find('value="consent"', 1, true) or html:find("/confirm", 1, true) or html:find("Authorize", 1, true) then
@@ -85,6 +113,21 @@ function M.signin(auth_url, opts)
   if opts.log then opts.log("callback " .. callback:gsub("code=[^&]+", "code=...")) end
   if opts.callback_delay then require("connrt.sys").sleep(opts.callback_delay) end
   if opts.rewrite then callback = opts.rewrite(callback) end
+  if opts.paste_to then
+    -- the person copies the address the browser was sent to (or just its code)
+    local text = callback
+    if opts.paste_form == "code" then text = callback:match("[?&]code=([^&]+)") end
+    if opts.paste_form == "nocode" then text = callback:gsub("code=[^&]+&?", "") end
+    local f = assert(io.open(opts.paste_to, "w"))
+    f:write(text, "\n")
+    f:close()
+    client:close()
+    return { status = 0, body = "<p>pasted</p>" }, callback
+  end
+  if opts.origin_from then
+    -- a reverse proxy in front of connrt's listener
+    callback = opts.origin_to .. callback:sub(#opts.origin_from + 1)
+  end
   local cb = assert(client:request({ url = callback }))
   client:close()
   return cb, callback
@@ -101,7 +144,10 @@ if arg and arg[0] and arg[0]:match("browser%.lua$") then
       callback_delay = tonumber(os.getenv("SIGNIN_CALLBACK_DELAY") or ""), log = log,
       rewrite = os.getenv("SIGNIN_REWRITE_STATE") and function(u)
         return (u:gsub("state=[^&]+", "state=" .. os.getenv("SIGNIN_REWRITE_STATE")))
-      end })
+      end,
+      paste_to = os.getenv("SIGNIN_PASTE_TO"), paste_form = os.getenv("SIGNIN_PASTE_FORM"),
+      origin_from = (os.getenv("SIGNIN_PROXY") or ""):match("^(.-)="),
+      origin_to = (os.getenv("SIGNIN_PROXY") or ""):match("=(.*)$") })
     if ok then
       log(("landing %d %s"):format(resp.status, resp.body:match("<p>(.-)</p>") or ""))
     else

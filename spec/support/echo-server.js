@@ -16,6 +16,9 @@
 //                    the first N requests with key K answer 429 with Retry-After: S
 //                    (S as given: seconds or an HTTP date), later ones as /echo
 //   /log             JSON array of every request received so far (not /log itself)
+//   /keyed/me        200 with an account when the X-Api-Key header is $ECHO_API_KEY, else 401
+//   /keyed-query/me  the same with the api_key query parameter
+//   /basic/me        200 when HTTP Basic carries $ECHO_BASIC_USER and $ECHO_BASIC_PASS, else 401
 //   /set-cookie      sets the cookie sid=abc
 //   /slow            answers after 3 s
 //   /big             2 MB (2,000,000 bytes) of 'x'
@@ -56,6 +59,26 @@ const server = http.createServer((req, res) => {
         send(res, 429, 'slow down\n', { 'Retry-After': url.searchParams.get('after') || '1' });
         return;
       }
+    }
+    const account = () => send(res, 200, JSON.stringify({ id: 'acct-1', name: 'Key Holder', email: 'key@example.com' }),
+      { 'Content-Type': 'application/json' });
+    const denied = (why) => send(res, 401, JSON.stringify({ error: why }), { 'Content-Type': 'application/json' });
+    if (path === '/keyed/me') {
+      if (process.env.ECHO_API_KEY && req.headers['x-api-key'] === process.env.ECHO_API_KEY) account();
+      else denied('invalid api key');
+      return;
+    }
+    if (path === '/keyed-query/me') {
+      if (process.env.ECHO_API_KEY && url.searchParams.get('api_key') === process.env.ECHO_API_KEY) account();
+      else denied('invalid api key');
+      return;
+    }
+    if (path === '/basic/me') {
+      const expected = `Basic ${Buffer.from(`${process.env.ECHO_BASIC_USER}:${process.env.ECHO_BASIC_PASS}`).toString('base64')}`;
+      if (process.env.ECHO_BASIC_USER && req.headers.authorization === expected) {
+        send(res, 200, JSON.stringify({ login: process.env.ECHO_BASIC_USER, id: 7 }), { 'Content-Type': 'application/json' });
+      } else denied('bad credentials');
+      return;
     }
     if (path === '/log') {
       send(res, 200, JSON.stringify(received), { 'Content-Type': 'application/json' });

@@ -52,10 +52,11 @@ end
 --- Starts a node server script that prints one line when it listens (JSON or a port).
 -- Its standard input is a pipe from us: it stops when the pipe closes, even if we die.
 -- Returns {line, log, stop = function}.
-function M.start_node(script, args)
+function M.start_node(script, args, env_prefix)
   local dir = M.tmpdir()
   local out, log = dir .. "/server.out", dir .. "/server.log"
-  local cmd = ("cd %s && exec node %s %s >%s 2>%s"):format(M.shell_quote(M.ROOT), script, args or "", out, log)
+  local cmd = ("cd %s && exec %s node %s %s >%s 2>%s"):format(M.shell_quote(M.ROOT), env_prefix and ("env " .. env_prefix) or "",
+    script, args or "", out, log)
   local pipe = assert(io.popen(cmd, "w"))
   local line
   for _ = 1, 200 do
@@ -73,8 +74,11 @@ end
 --- Starts the authorization server. opts.redirect: the redirect URI to register;
 -- opts.args: extra arguments. Returns {issuer, port, stop = function}.
 function M.start_server(opts)
-  local s = M.start_node("spec/support/oidc-server.mjs",
-    "--port 0 --redirect " .. M.shell_quote(opts.redirect) .. " " .. (opts.args or ""))
+  local redirects = ""
+  for _, r in ipairs(type(opts.redirect) == "table" and opts.redirect or { opts.redirect }) do
+    redirects = redirects .. " --redirect " .. M.shell_quote(r)
+  end
+  local s = M.start_node("spec/support/oidc-server.mjs", "--port 0" .. redirects .. " " .. (opts.args or ""))
   local info = cjson.decode(s.line)
   info.log, info.stop = s.log, s.stop
   return info
@@ -82,8 +86,10 @@ end
 
 --- Starts an upstream API (spec/support/echo-server.js) that records every request.
 -- Returns {base, port, log = function() -> requests, stop}.
-function M.start_upstream()
-  local s = M.start_node("spec/support/echo-server.js", "600")
+function M.start_upstream(env)
+  local prefix = ""
+  for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. M.shell_quote(v) .. " " end
+  local s = M.start_node("spec/support/echo-server.js", "600", prefix)
   local port = tonumber(s.line)
   local base = "http://127.0.0.1:" .. port
   local client = require("connrt.http").client()
@@ -98,7 +104,8 @@ function M.start_upstream()
 end
 
 --- Runs `connrt ARGS...` as a process. opts.env: environment variables; opts.stdin:
--- text for standard input. Returns {code, stdout, stderr}.
+-- text for standard input, or opts.stdin_fifo: a FIFO to read it from. Returns {code,
+-- stdout, stderr}.
 function M.connrt(args, opts)
   opts = opts or {}
   local dir = M.tmpdir()
@@ -111,12 +118,15 @@ function M.connrt(args, opts)
   end
   parts[#parts + 1] = M.shell_quote(M.CONNRT)
   for _, a in ipairs(args) do parts[#parts + 1] = M.shell_quote(a) end
-  local stdin = "/dev/null"
+  local stdin = "</dev/null"
   if opts.stdin then
-    stdin = dir .. "/stdin"
-    M.write(stdin, opts.stdin)
+    stdin = "<" .. dir .. "/stdin"
+    M.write(stdin:sub(2), opts.stdin)
+  elseif opts.stdin_fifo then
+    -- read-write, so opening does not wait for a writer (the browser connrt starts)
+    stdin = "0<>" .. M.shell_quote(opts.stdin_fifo)
   end
-  local cmd = ("cd %s && env %s <%s >%s/stdout 2>%s/stderr"):format(M.shell_quote(M.ROOT),
+  local cmd = ("cd %s && env %s %s >%s/stdout 2>%s/stderr"):format(M.shell_quote(M.ROOT),
     table.concat(parts, " "), stdin, dir, dir)
   local _, _, code = os.execute(cmd)
   local res = { code = code, stdout = M.read(dir .. "/stdout"), stderr = M.read(dir .. "/stderr") }

@@ -4,6 +4,7 @@
 // usage: node spec/support/oidc-server.mjs [--port N] [--redirect URL]... [--access-ttl S] [--rotate]
 //   --access-ttl S   access tokens live S seconds (default 3600)
 //   --rotate         every refresh rotates the refresh token (reuse of an old one is refused)
+//   --device-ttl S   device codes live S seconds (default 600)
 // Prints one JSON line {"issuer": ..., "port": ...} on stdout when it listens; exits when
 // its standard input closes (so a spec that dies cannot leave it behind) or on SIGTERM.
 //
@@ -16,6 +17,8 @@
 //
 // Beside the provider, /test/* routes play what no real server plays on purpose:
 //   /test/html-token   a token endpoint behind a broken gateway (502, text/html)
+//   /test/slow-token   the token endpoint behind a gateway that answers the first poll
+//                      with RFC 8628's slow_down (oidc-provider never sends it)
 //   /test/stats        grant counts and how clients authenticated at the token
 //                      endpoint (JSON), for the specs to check what really happened
 import http from 'node:http';
@@ -33,6 +36,7 @@ const redirects = all('--redirect');
 if (redirects.length === 0) redirects.push('http://127.0.0.1:8400/callback');
 const accessTtl = Number(opt('--access-ttl', '3600'));
 const rotate = args.includes('--rotate');
+const deviceTtl = Number(opt('--device-ttl', '600'));
 
 const accounts = {
   john: { sub: 'john', name: 'John', given_name: 'John', family_name: 'Doe', email: 'john@example.com', email_verified: true },
@@ -44,7 +48,8 @@ const client = (id, secret, method, extra = {}) => ({
   client_secret: secret,
   token_endpoint_auth_method: method,
   redirect_uris: redirects,
-  grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+  grant_types: ['authorization_code', 'refresh_token', 'client_credentials',
+    'urn:ietf:params:oauth:grant-type:device_code'],
   response_types: ['code'],
   ...extra,
 });
@@ -86,7 +91,7 @@ const configuration = {
     Session: 3600,
     RefreshToken: 86400,
     ClientCredentials: accessTtl,
-    DeviceCode: 600,
+    DeviceCode: deviceTtl,
   },
   cookies: { keys: ['connrt-spec-cookie-key'] },
   // expired means expired: the specs time token lifetimes to the second
@@ -111,6 +116,15 @@ async function main() {
       res.writeHead(502, { 'content-type': 'text/html; charset=utf-8' });
       res.end('<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>');
       return;
+    }
+    if (req.url === '/test/slow-token') {
+      stats.slow_token_calls = (stats.slow_token_calls || 0) + 1;
+      if (stats.slow_token_calls === 1) {
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'slow_down' }));
+        return;
+      }
+      req.url = '/token';
     }
     if (req.url === '/test/stats') {
       res.writeHead(200, { 'content-type': 'application/json' });

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -48,6 +49,19 @@ static int sys_sleep(lua_State *L) {
 /* sys.isatty(fd) -> boolean; fd 0, 1 or 2 */
 static int sys_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* sys.readable(fd, seconds) -> boolean: whether fd has input (or end of file) within
+ * the time given, so a read of a pasted line can time out. */
+static int sys_readable(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  lua_Number s = luaL_checknumber(L, 2);
+  struct pollfd p = { fd, POLLIN, 0 };
+  int ms = s <= 0 ? 0 : (s > 2e9 / 1000 ? 2000000000 : (int)(s * 1000));
+  int rc;
+  do rc = poll(&p, 1, ms); while (rc == -1 && errno == EINTR);
+  lua_pushboolean(L, rc > 0);
   return 1;
 }
 
@@ -220,6 +234,7 @@ static const luaL_Reg sys_funcs[] = {
   { "sleep", sys_sleep },
   { "isatty", sys_isatty },
   { "getpid", sys_getpid },
+  { "readable", sys_readable },
   { "mkdir", sys_mkdir },
   { "chmod", sys_chmod },
   { "mode", sys_mode },
