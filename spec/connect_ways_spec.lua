@@ -102,6 +102,23 @@ describe("ways to connect (integration) #integration", function()
       h.rmdir(home)
     end)
 
+    it("asks for a missing secret on a terminal without echoing it", function()
+      local home = h.tmpdir()
+      local dir = h.tmpdir()
+      -- script(1) gives connrt a real terminal; the key is typed into it
+      local cmd = ("cd %s && (sleep 1; printf '%%s\\n' %s) | CONNRT_HOME=%s script -qec %s /dev/null >%s/out 2>&1"):format(
+        h.ROOT, API_KEY, home, h.shell_quote(h.CONNRT .. " run " .. header_c), dir)
+      local ok = os.execute(cmd)
+      local out = h.read(dir .. "/out")
+      h.rmdir(dir)
+      assert.is_true(ok, out)
+      assert.matches("API key: ", out, 1, true)
+      assert.matches("Connected Keyed API as Key Holder", out, 1, true)
+      assert.is_nil(out:find(API_KEY, 1, true)) -- never echoed, never printed
+      assert.equal(1, #list(home))
+      h.rmdir(home)
+    end)
+
     it("connects with HTTP Basic credentials", function()
       local home = h.tmpdir()
       local res = h.connrt({ "run", basic_c, "--json", "--field", "username=" .. USER, "--field", "password=" .. PASS },
