@@ -133,3 +133,25 @@ describe("store", function()
     assert.matches("CONNRT_KEY: the key must be 32 bytes", out, 1, true)
   end)
 end)
+
+describe("store:save_all", function()
+  it("saves many connections in one transaction, all or none", function()
+    local home = h.tmpdir()
+    local st = store.open(home)
+    local items = {}
+    for i = 1, 50 do
+      items[i] = { { connector = "demo", unique_id = "u" .. i, name = "n" .. i, fields = {} }, { access_token = "t" .. i }, "src" }
+    end
+    local ids = st:save_all(items)
+    assert.equal(50, #ids)
+    assert.equal(50, #st:list())
+    assert.equal("t7", st:secrets(st:get(ids[7])).access_token)
+    -- a bad item aborts the whole batch
+    local bad = { { { connector = "demo", unique_id = "x1", name = "x", fields = {} }, { access_token = "a" }, "src" },
+      { { connector = "demo", unique_id = "x2", name = "y", fields = {} }, { access_token = "b" }, nil } }
+    assert.has_error(function() st:save_all(bad) end)
+    assert.equal(50, #st:list())
+    st:close()
+    h.rmdir(home)
+  end)
+end)

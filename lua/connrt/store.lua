@@ -198,14 +198,9 @@ local function new_id(connector)
   return connector .. "-" .. crypto.hex(crypto.random(4))
 end
 
---- Saves a connection: `rec` (plain metadata, with connector and unique_id), `secrets`
--- (sealed here), the connector's source, and the client credentials to remember. One
--- write transaction: connecting the same account (same connector and unique id) again
--- updates that connection, keeping its id. Returns the id and whether it was an update.
-function Store:save(rec, secrets, source, client)
-  local now = os.time()
+-- Saves one connection inside the write transaction `txn` (see Store:save).
+local function save_in(self, txn, rec, secrets, source, client, now)
   local hash = crypto.hex(crypto.sha256(source))
-  local txn <close> = self.env:begin(true)
   local akey = account_key(rec.connector, rec.unique_id)
   local existing_id = txn:get("accounts", akey)
   local updated = false
@@ -233,8 +228,29 @@ function Store:save(rec, secrets, source, client)
       sealed = seal(self, { client_secret = client.client_secret }, "client/" .. rec.connector),
     }))
   end
-  txn:commit()
   return rec.id, updated
+end
+
+--- Saves a connection: `rec` (plain metadata, with connector and unique_id), `secrets`
+-- (sealed here), the connector's source, and the client credentials to remember. One
+-- write transaction: connecting the same account (same connector and unique id) again
+-- updates that connection, keeping its id. Returns the id and whether it was an update.
+function Store:save(rec, secrets, source, client)
+  local txn <close> = self.env:begin(true)
+  local id, updated = save_in(self, txn, rec, secrets, source, client, os.time())
+  txn:commit()
+  return id, updated
+end
+
+--- Saves many connections in one write transaction (imports, benchmarks): `items` is an
+-- array of { rec, secrets, source, client }. All are saved or none. Returns the ids.
+function Store:save_all(items)
+  local now = os.time()
+  local ids = {}
+  local txn <close> = self.env:begin(true)
+  for i, it in ipairs(items) do ids[i] = save_in(self, txn, it[1], it[2], it[3], it[4], now) end
+  txn:commit()
+  return ids
 end
 
 --- Saves refreshed tokens in one write transaction: the new access token, the new
