@@ -1,0 +1,436 @@
+#!/usr/bin/python3
+"""connrt benchmarks: measures connrt side by side with curl, lua5.4 and Python's
+requests-oauthlib in one run and writes bench/RESULTS.md.
+
+Run by `make bench` (not by `make test`). BENCH_QUICK=1 runs every benchmark with small
+counts, to check the suite itself quickly; its numbers are not the results.
+
+Every comparison runs A and B interleaved (A B, B A, A B, ...) so that drift in the
+machine's speed falls on both; ratios are computed pair by pair, and every figure is
+reported as the median with min and max.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONNRT = os.path.join(ROOT, "build", "connrt")
+QUICK = bool(os.environ.get("BENCH_QUICK"))
+N_CALLS = 20 if QUICK else 200
+N_THROUGHPUT = 500 if QUICK else 10000
+N_STORM = 50
+STORE_SIZES = (10, 1000, 10000) if QUICK else (10, 1000, 100000)
+N_STARTUP = 20 if QUICK else 200
+DEVNULL = os.open(os.devnull, os.O_RDWR)
+
+
+def which(name):
+    path = shutil.which(name)
+    if not path:
+        sys.exit(f"bench: {name} not found")
+    return path
+
+
+def run_measured(argv, env=None):
+    """Runs argv once with output discarded: (seconds, peak RSS in KiB, exit code)."""
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env or os.environ,
+                         file_actions=[(os.POSIX_SPAWN_DUP2, DEVNULL, 0),
+                                       (os.POSIX_SPAWN_DUP2, DEVNULL, 1),
+                                       (os.POSIX_SPAWN_DUP2, DEVNULL, 2)])
+    _, status, usage = os.wait4(pid, 0)
+    return time.perf_counter() - t0, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
+
+
+def run_json(argv, **kw):
+    """Runs a helper that prints one JSON object; stops the suite with its stderr if it fails."""
+    out = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if out.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv[:3])} failed ({out.returncode}): {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def interleaved(commands, n, env=None):
+    """Runs each command n times, interleaved and alternating order. Returns per command
+    lists of seconds and RSS, and checks every run succeeded."""
+    times = {k: [] for k in commands}
+    rss = {k: [] for k in commands}
+    keys = list(commands)
+    for i in range(n):
+        order = keys if i % 2 == 0 else list(reversed(keys))
+        for k in order:
+            dt, kb, code = run_measured(commands[k], env)
+            if code != 0:
+                sys.exit(f"bench: {k} failed with exit {code}: {' '.join(commands[k])}")
+            times[k].append(dt)
+            rss[k].append(kb)
+    return times, rss
+
+
+def pair_ratios(a, b):
+    return [x / y for x, y in zip(a, b)]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_json(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+class Services:
+    """The authorization server (oidc-provider, as the specs run it) and nginx."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = []
+        self.redirect = f"http://127.0.0.1:{free_port()}/callback"
+
+    def oidc(self, *args):
+        p = subprocess.Popen(["node", "spec/support/oidc-server.mjs", "--port", "0", "--redirect", self.redirect, *args],
+                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        return json.loads(p.stdout.readline())["issuer"]
+
+    def nginx(self):
+        www = os.path.join(self.tmp, "www")
+        os.makedirs(www)
+        os.chmod(self.tmp, 0o755)
+        with open(os.path.join(www, "data.json"), "w") as f:
+            json.dump({"id": 1, "name": "benchmark", "items": list(range(20))}, f)
+        port = free_port()
+        conf = os.path.join(self.tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes 1; daemon off; pid {self.tmp}/nginx.pid; error_log {self.tmp}/nginx.err;
+user root;
+events {{ worker_connections 512; }}
+http {{ access_log off; keepalive_requests 100000;
+  server {{ listen 127.0.0.1:{port}; location / {{ root {www}; default_type application/json; }} }} }}
+""")
+        p = subprocess.Popen([which("nginx"), "-c", conf, "-p", self.tmp], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                http_json(base + "/data.json")
+                return base
+            except OSError:
+                time.sleep(0.05)
+        sys.exit("bench: nginx did not start")
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+            p.wait()
+
+
+def connect(home, issuer, api):
+    env = dict(os.environ, CONNRT_HOME=home, CONNRT_REDIRECT_URL=SERVICES.redirect,
+               CONNRT_BROWSER=f"{CONNRT} run {ROOT}/spec/support/browser.lua", SIGNIN_USER="john",
+               CONNRT_CLIENT_SECRET="basic-secret")
+    out = subprocess.run([CONNRT, "run", "bench/connector.lua", "--client-id", "connrt-basic", "--json",
+                          "--field", f"server={issuer}", "--field", f"api={api}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)["id"]
+
+
+def fmt(s, unit="ms", scale=1000.0):
+    return f"{s['median'] * scale:.2f} {unit} (min {s['min'] * scale:.2f}, max {s['max'] * scale:.2f})"
+
+
+def main():
+    global SERVICES
+    tmp = tempfile.mkdtemp(prefix="connrt-bench-")
+    SERVICES = Services(tmp)
+    results = {}
+    try:
+        issuer = SERVICES.oidc()
+        api = SERVICES.nginx()
+        url = api + "/data.json"
+        home = os.path.join(tmp, "home")
+        conn = connect(home, issuer, api)
+        env = dict(os.environ, CONNRT_HOME=home)
+        token = subprocess.run([CONNRT, "token", conn], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        curl = which("curl")
+
+        # 1. per-call overhead: whole processes
+        print("bench: per-call overhead", flush=True)
+        times, rss = interleaved({
+            "connrt": [CONNRT, "request", conn, "GET", url],
+            "curl": [curl, "-s", "-H", f"Authorization: Bearer {token}", url],
+        }, N_CALLS, env)
+        results["per_call"] = {
+            "connrt": stats(times["connrt"]), "curl": stats(times["curl"]),
+            "ratio": stats(pair_ratios(times["connrt"], times["curl"])),
+            "rss_connrt": stats(rss["connrt"]), "rss_curl": stats(rss["curl"]),
+            "rss_ratio": stats(pair_ratios(rss["connrt"], rss["curl"])),
+        }
+
+        # 2. throughput in one process
+        print("bench: throughput", flush=True)
+        cfg = os.path.join(tmp, "curl.cfg")
+        with open(cfg, "w") as f:
+            f.write(f'header = "Authorization: Bearer {token}"\nsilent\n')
+            for _ in range(N_THROUGHPUT):
+                f.write(f'url = "{url}"\noutput = "/dev/null"\n')
+        py = os.path.join(tmp, "peer_requests_oauthlib.py")
+        with open(py, "w") as f:
+            f.write(f"""import os, sys, time
+os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"  # the upstream is plain http on loopback
+from requests_oauthlib import OAuth2Session
+s = OAuth2Session(token={{"access_token": sys.argv[1], "token_type": "Bearer"}})
+s.trust_env = False  # no proxy from the environment, as for the others
+s.get(sys.argv[2]).raise_for_status()
+t0 = time.perf_counter()
+for _ in range(int(sys.argv[3])):
+    s.get(sys.argv[2]).raise_for_status()
+print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
+""")
+        rounds = 1 if QUICK else 3
+        tp = {"lua": [], "c": [], "curl": [], "requests_oauthlib": []}
+        for _ in range(rounds):
+            for k in tp:
+                if k == "lua":
+                    secs = run_json([CONNRT, "run", "bench/throughput.lua", conn, url, str(N_THROUGHPUT)],
+                                    cwd=ROOT, env=env)["seconds"]
+                elif k == "c":
+                    secs = run_json([os.path.join(ROOT, "build", "bench", "throughput"), conn, url, str(N_THROUGHPUT)],
+                                    env=env)["seconds"]
+                elif k == "curl":
+                    secs, _, code = run_measured([curl, "--config", cfg])
+                    assert code == 0
+                else:
+                    secs = run_json(["/usr/bin/python3", py, token, url, str(N_THROUGHPUT)])["seconds"]
+                tp[k].append(N_THROUGHPUT / secs)
+        results["throughput"] = {k: stats(v) for k, v in tp.items()}
+
+        # 3. refresh storm
+        print("bench: refresh storm", flush=True)
+        short = SERVICES.oidc("--access-ttl", "2")
+        storm_home = os.path.join(tmp, "storm")
+        storm_conn = connect(storm_home, short, api)
+        time.sleep(2.5)
+        before = http_json(short + "/test/stats")["grants"].get("refresh_token", 0)
+        storm_env = dict(os.environ, CONNRT_HOME=storm_home, CONNRT_REFRESH_MARGIN="0")
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([CONNRT, "request", storm_conn, "/me"], env=storm_env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(N_STORM)]
+        codes = [p.wait() for p in procs]
+        storm_secs = time.perf_counter() - t0
+        after = http_json(short + "/test/stats")["grants"].get("refresh_token", 0)
+        results["storm"] = {"processes": N_STORM, "answered": sum(1 for c in codes if c == 0),
+                            "refreshes": after - before, "seconds": storm_secs}
+
+        # 4. store scale
+        print("bench: store scale", flush=True)
+        homes = {}
+        for n in STORE_SIZES:
+            h = os.path.join(tmp, f"store{n}")
+            out = subprocess.run([CONNRT, "run", "bench/populate.lua", str(n), issuer, api], cwd=ROOT,
+                                 env=dict(os.environ, CONNRT_HOME=h), capture_output=True, text=True, check=True)
+            homes[n] = (h, out.stdout.strip())
+        token_runs = 10 if QUICK else 30
+        tok_times = {n: [] for n in STORE_SIZES}
+        for i in range(token_runs):
+            for n in (STORE_SIZES if i % 2 == 0 else tuple(reversed(STORE_SIZES))):
+                h, cid = homes[n]
+                dt, _, code = run_measured([CONNRT, "token", cid], dict(os.environ, CONNRT_HOME=h))
+                assert code == 0
+                tok_times[n].append(dt)
+        biggest = STORE_SIZES[-1]
+        list_times = []
+        for _ in range(3 if QUICK else 5):
+            dt, _, code = run_measured([CONNRT, "list", "--json"], dict(os.environ, CONNRT_HOME=homes[biggest][0]))
+            assert code == 0
+            list_times.append(dt)
+        per_conn = {}
+        for n in STORE_SIZES:
+            st = os.stat(os.path.join(homes[n][0], "data.mdb"))
+            per_conn[n] = st.st_blocks * 512 / n
+        results["store"] = {
+            "token": {n: stats(v) for n, v in tok_times.items()},
+            "token_ratio": stats(pair_ratios(tok_times[biggest], tok_times[STORE_SIZES[0]])),
+            "list": stats(list_times), "list_size": biggest, "bytes_per_connection": per_conn,
+        }
+
+        # 5. start-up
+        print("bench: start-up", flush=True)
+        times, _ = interleaved({"connrt": [CONNRT, "--version"], "lua": [which("lua5.4"), "-e", ""],
+                                "curl": [curl, "--version"]}, N_STARTUP)
+        results["startup"] = {k: stats(v) for k, v in times.items()}
+        results["startup"]["ratio_lua"] = stats(pair_ratios(times["connrt"], times["lua"]))
+
+        # 6. instruction counts
+        print("bench: instruction counts", flush=True)
+        counts = {}
+        valgrind = shutil.which("valgrind")
+        if valgrind:
+            for name, argv in (("token", [CONNRT, "token", conn]), ("request", [CONNRT, "request", conn, "GET", url])):
+                out = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+                                     env=env, capture_output=True, text=True)
+                m = re.search(r"Collected\s*:\s*(\d+)", out.stderr)
+                counts[name] = int(m.group(1)) if m else None
+        results["instructions"] = counts
+    finally:
+        SERVICES.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_results(results)
+
+
+def versions():
+    def first_line(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    nginx = subprocess.run([which("nginx"), "-v"], capture_output=True, text=True).stderr.strip()
+    oauthlib = subprocess.run(["/usr/bin/python3", "-c", "import requests_oauthlib; print(requests_oauthlib.__version__)"],
+                              capture_output=True, text=True).stdout.strip()
+    return {"connrt": first_line([CONNRT, "--version"]), "curl": first_line(["curl", "--version"]),
+            "lua": first_line(["lua5.4", "-v"]), "nginx": nginx, "node": first_line(["node", "--version"]),
+            "python": first_line(["/usr/bin/python3", "--version"]), "requests-oauthlib": oauthlib}
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) // 1024
+    except OSError:
+        mem = 0
+    return f"{platform.machine()}, {os.cpu_count()} cores ({model}), {mem} MiB, {platform.system()} {platform.release()}"
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def write_results(r):
+    pc, tp, st, su = r["per_call"], r["throughput"], r["store"], r["startup"]
+    lines = [
+        "# connrt benchmark results",
+        "",
+        f"Written by `make bench`{' (BENCH_QUICK: small counts, not results)' if QUICK else ''} on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        f"- machine: {machine()}",
+    ]
+    for k, v in versions().items():
+        lines.append(f"- {k}: {v}")
+    lines += [
+        "",
+        "Each figure: median (min, max) over the runs; ratios are computed pair by pair on",
+        "interleaved runs, then their median is taken.",
+        "",
+        f"## 1. Per-call overhead ({pc['connrt']['n']} whole processes each)",
+        "",
+        "| | wall time | peak RSS |",
+        "|---|---|---|",
+        f"| `connrt request ID GET URL` | {fmt(pc['connrt'])} | {pc['rss_connrt']['median'] / 1024:.1f} MiB |",
+        f"| `curl -s -H 'Authorization: Bearer …' URL` | {fmt(pc['curl'])} | {pc['rss_curl']['median'] / 1024:.1f} MiB |",
+        f"| ratio connrt / curl | {pc['ratio']['median']:.2f}× (min {pc['ratio']['min']:.2f}, max {pc['ratio']['max']:.2f}) "
+        f"| {pc['rss_ratio']['median']:.2f}× |",
+        "",
+        f"## 2. Throughput in one process ({N_THROUGHPUT} GETs through one connection)",
+        "",
+        "| client | requests per second |",
+        "|---|---|",
+    ]
+    for k, label in (("lua", "Lua pipeline (`connrt run`)"), ("c", "C library (libconnrt)"),
+                     ("curl", "one curl process, reused connection"), ("requests_oauthlib", "Python requests-oauthlib")):
+        s = tp[k]
+        lines.append(f"| {label} | {s['median']:.0f} (min {s['min']:.0f}, max {s['max']:.0f}) |")
+    ratio = lambda a, b: tp[a]["median"] / tp[b]["median"]
+    lines += [
+        "",
+        f"Ratios: Lua/curl {ratio('lua', 'curl'):.2f}, C/curl {ratio('c', 'curl'):.2f}, "
+        f"Lua/requests-oauthlib {ratio('lua', 'requests_oauthlib'):.1f}, C/requests-oauthlib {ratio('c', 'requests_oauthlib'):.1f}.",
+        "",
+        "## 3. Refresh storm",
+        "",
+        f"{r['storm']['processes']} concurrent `connrt request` processes on an expired token: "
+        f"{r['storm']['refreshes']} refresh grant(s) counted by the authorization server, "
+        f"{r['storm']['answered']} of {r['storm']['processes']} answered, all within {r['storm']['seconds']:.2f} s.",
+        "",
+        "## 4. Store scale",
+        "",
+        "| connections | `connrt token ID` | bytes on disk per connection |",
+        "|---|---|---|",
+    ]
+    for n, s in st["token"].items():
+        lines.append(f"| {n} | {fmt(s)} | {st['bytes_per_connection'][n]:.0f} |")
+    lines += [
+        "",
+        f"`connrt token` at {st['list_size']} against 10: {st['token_ratio']['median']:.2f}×. "
+        f"`connrt list --json` at {st['list_size']}: {fmt(st['list'], 's', 1)}.",
+        "",
+        "## 5. Start-up",
+        "",
+        "| command | wall time |",
+        "|---|---|",
+        f"| `connrt --version` | {fmt(su['connrt'])} |",
+        f"| `lua5.4 -e ''` | {fmt(su['lua'])} |",
+        f"| `curl --version` | {fmt(su['curl'])} |",
+        "",
+        f"connrt / lua5.4: {su['ratio_lua']['median']:.2f}×.",
+        "",
+        "## 6. Instruction counts (callgrind)",
+        "",
+    ]
+    for k, v in r["instructions"].items():
+        lines.append(f"- `connrt {k}`: {v:,} instructions" if v else f"- `connrt {k}`: not measured")
+    storm = r["storm"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | figure | |",
+        "|---|---|---|",
+        f"| per-call wall ≤ 1.15× curl | {pc['ratio']['median']:.2f}× | {verdict(pc['ratio']['median'] <= 1.15)} |",
+        f"| per-call peak memory ≤ 1.25× curl | {pc['rss_ratio']['median']:.2f}× | {verdict(pc['rss_ratio']['median'] <= 1.25)} |",
+        f"| Lua throughput ≥ 0.9× curl | {ratio('lua', 'curl'):.2f}× | {verdict(ratio('lua', 'curl') >= 0.9)} |",
+        f"| C throughput ≥ 0.9× curl | {ratio('c', 'curl'):.2f}× | {verdict(ratio('c', 'curl') >= 0.9)} |",
+        f"| Lua and C ≥ 5× requests-oauthlib | {ratio('lua', 'requests_oauthlib'):.1f}×, {ratio('c', 'requests_oauthlib'):.1f}× "
+        f"| {verdict(min(ratio('lua', 'requests_oauthlib'), ratio('c', 'requests_oauthlib')) >= 5)} |",
+        f"| one refresh in the storm, all answered | {storm['refreshes']}, {storm['answered']}/{storm['processes']} "
+        f"| {verdict(storm['refreshes'] == 1 and storm['answered'] == storm['processes'])} |",
+        f"| token at {st['list_size']} ≤ 1.1× at 10 | {st['token_ratio']['median']:.2f}× | {verdict(st['token_ratio']['median'] <= 1.1)} |",
+        f"| list at {st['list_size']} < 1 s | {st['list']['median']:.2f} s | {verdict(st['list']['median'] < 1)} |",
+        f"| start-up ≤ 1.5× lua5.4 | {su['ratio_lua']['median']:.2f}× | {verdict(su['ratio_lua']['median'] <= 1.5)} |",
+        "",
+    ]
+    out = os.path.join(ROOT, "bench", "RESULTS.md" if not QUICK else "RESULTS.quick.md")
+    with open(out, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+    print(f"bench: wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
