@@ -26,6 +26,7 @@ commands:
   show ID              show one connection (never its secrets)
   delete ID            delete a stored connection (locally only)
   redirect-url         print the redirect URL to register with the app
+  check CONNECTOR.lua... lint connectors: errors and warnings with fix hints
   version              print the version
 
 run options:
@@ -349,6 +350,21 @@ commands["redirect-url"] = function(argv)
   if #rest > 0 then errors.raise("usage", "usage: connrt redirect-url") end
   log.out("%s", (require("connrt.flow").redirect()))
   return 0
+end
+
+function commands.check(argv)
+  local _, rest = parse(argv, {})
+  if #rest == 0 then errors.raise("usage", "usage: connrt check CONNECTOR.lua...") end
+  local check = require("connrt.check")
+  local nerr, nwarn = 0, 0
+  for _, path in ipairs(rest) do
+    for _, fd in ipairs(check.check_file(path)) do
+      log.out("%s", check.format(path, fd))
+      if fd.level == "error" then nerr = nerr + 1 else nwarn = nwarn + 1 end
+    end
+  end
+  log.err("connrt check: %d file(s), %d error(s), %d warning(s)", #rest, nerr, nwarn)
+  return nerr > 0 and errors.exit_codes.connector or 0
 end
 
 function commands.version()

@@ -166,6 +166,16 @@ function M.retry_after(value)
   return math.max(0, t - offset - now)
 end
 
+--- Asks hooks.expired whether a response {status, header, body} says the token has
+-- expired. The hook gets {status, headers, body} and must return a boolean (or nil).
+function M.expired_by_hook(c, resp)
+  local v = connector.call_hook(c, "expired", { status = resp.status, headers = resp.header, body = resp.body })
+  if v ~= nil and type(v) ~= "boolean" then
+    errors.raise("connector", "%s: hooks.expired must return true or false, returned %s", c.path, type(v))
+  end
+  return v == true
+end
+
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 
 --- Resolves and checks a request URL against the allowed URLs; returns it.
@@ -215,9 +225,7 @@ function Connection:request(req)
       end
     else
       local expired = refresh_on[resp.status]
-      if not expired and self.c.hooks.expired then
-        expired = connector.call_hook(self.c, "expired", { status = resp.status, headers = resp.header, body = resp.body })
-      end
+      if not expired and self.c.hooks.expired then expired = M.expired_by_hook(self.c, resp) end
       if expired and not refreshed and self:can_refresh() then
         refreshed = true
         self:refresh(self.secrets.access_token)

@@ -118,7 +118,25 @@ local function check_templates(c, path)
   for _, k in ipairs(URL_KEYS) do
     if c[k] then only_fields(c[k], k) end
   end
-  for i, a in ipairs(c.allowed_urls) do only_fields(a, "allowed_urls[" .. i .. "]") end
+  -- allowed URLs may also name values kept from the token response or the hooks (declared
+  -- in `values`): those are rendered once the token (and hooks.lookup) has them
+  local declared = {}
+  for _, v in ipairs(c.values or {}) do
+    if fieldset[v] then fail(path, "values: '%s' is also a field", v) end
+    if SECRET_NAMES[v] then fail(path, "values: '%s' is a secret, not a value kept with the connection", v) end
+    declared[v] = true
+  end
+  local value_list = table.concat(c.values or {}, ", ")
+  for i, a in ipairs(c.allowed_urls) do
+    for _, v in ipairs(template.variables(a, path .. ": allowed_urls[" .. i .. "]")) do
+      local root = v:match("^[^.]+")
+      if not fieldset[root] and not declared[root] then
+        fail(path, "allowed_urls[%d] uses {{%s}}, which is neither a field (fields: %s) nor a declared value "
+          .. "(values: %s); declare values from the token response or hooks in `values`", i, v, field_list,
+          value_list ~= "" and value_list or "none")
+      end
+    end
+  end
   for k, v in pairs(c.authorize_params or {}) do
     if type(v) == "string" then only_fields(v, "authorize_params." .. k) end
   end
@@ -193,6 +211,14 @@ local function run_sandboxed(src, path)
   return budgeted(chunk)
 end
 
+--- Runs connector source in a fresh sandbox without checking what it returns (for
+-- `connrt check`). Returns pcall's results.
+function M.evaluate(src, path)
+  return run_sandboxed(src, path)
+end
+
+M.NEEDS, M.SECRET_NAMES, M.URL_KEYS = NEEDS, SECRET_NAMES, URL_KEYS
+
 -- Validates the table a connector returned and fills in defaults.
 local function check(c, src, path)
   local errs = schema.validate(c, schema.connector)
@@ -215,6 +241,8 @@ local function check(c, src, path)
   c.authorize_params = c.authorize_params or {}
   c.token_params = c.token_params or {}
   c.client_auth = c.client_auth or "basic"
+  c.token_request_format = c.token_request_format or "form"
+  c.values = c.values or {}
   if c.pkce == nil then c.pkce = true end
   if type(c.test) == "string" then c.test = { url = c.test } end
   c.test.method = c.test.method or "GET"
@@ -269,6 +297,8 @@ function M.call_hook(c, name, ...)
   local fn = c.hooks[name]
   local ok, a, b = budgeted(fn, ...)
   if not ok then
+    -- an error of the runtime a hook called (a refused URL, a network failure) keeps its kind
+    if errors.is(a) then error(a, 0) end
     errors.raise("connector", "%s: hooks.%s failed: %s", c.path, name, tostring(a))
   end
   return a, b
@@ -291,6 +321,38 @@ function M.render_url_text(text, values, where)
     return url.encode(v)
   end
   return template.render(text, { values }, where, encode)
+end
+
+--- True when allowed_urls[i] names only fields (so it is known before any token).
+function M.allowed_url_static(c, i)
+  local fieldset = {}
+  for _, f in ipairs(c.fields) do fieldset[f.key] = true end
+  for _, v in ipairs(template.variables(c.allowed_urls[i], c.path)) do
+    if not fieldset[v:match("^[^.]+")] then return false end
+  end
+  return true
+end
+
+--- Resolves allowed_urls[i] with `scope` (fields, then values kept with the connection)
+-- and checks that it may carry credentials: https, or http to a loopback host. A value
+-- that starts the URL (`{{instance_url}}`) must be an absolute URL itself.
+function M.render_allowed(c, i, scope)
+  local where = c.path .. ": allowed_urls[" .. i .. "]"
+  local function encode(v, name, at_start)
+    if at_start then
+      local u, err = url.parse(v)
+      if not u then errors.raise("provider", "%s: {{%s}} from the provider: %s", where, name, err) end
+      if u.has_query or u.fragment ~= "" or u.userinfo then
+        errors.raise("provider", "%s: {{%s}} must be a base URL without query, fragment or userinfo", where, name)
+      end
+      return (v:gsub("/+$", ""))
+    end
+    return url.encode(v)
+  end
+  local out = template.render(c.allowed_urls[i], scope, where, encode)
+  local ok, why = url.check_secure(out, "allowed_urls[" .. i .. "]")
+  if not ok then errors.raise("provider", "%s: %s", c.path, why) end
+  return out
 end
 
 --- Resolves one of the connector's URL keys (or allowed_urls[i] for a number) with

@@ -212,7 +212,9 @@ end
 -- response (an empty table when it is not JSON).
 function M.test_api(c, scope, allowed)
   local t = c.test
-  local target = template.render(t.url, scope, c.path .. ": test.url", url.encode)
+  local flat = {} -- the scope's layers as one table, first layer winning
+  for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
+  local target = connector.render_url_text(t.url, flat, c.path .. ": test.url")
   target = url.join(allowed[1], target)
   local ok, why = url.allowed(target, allowed)
   if not ok then
@@ -258,8 +260,12 @@ local function prepare(opts)
   for _, k in ipairs({ "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }) do
     ctx.urls[k] = connector.render_url(c, k, ctx.fields)
   end
-  ctx.allowed = {}
-  for i = 1, #c.allowed_urls do ctx.allowed[i] = connector.render_url(c, i, ctx.fields) end
+  -- allowed URLs that name fields only are known now; those naming values from the
+  -- token response or hooks.lookup (declared in `values`) are rendered in `finish`
+  ctx.allowed_static = {}
+  for i = 1, #c.allowed_urls do
+    if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, ctx.fields) end
+  end
   ctx.scopes = {}
   for _, sc in ipairs(c.scopes) do ctx.scopes[#ctx.scopes + 1] = sc end
   for _, sc in ipairs(opts.scopes or {}) do ctx.scopes[#ctx.scopes + 1] = sc end
@@ -269,6 +275,36 @@ end
 -- The token request context of oauth.token_request.
 local function client_ctx(ctx)
   return { fields = ctx.fields, client_id = ctx.client_id, client_secret = ctx.client_secret }
+end
+
+local SCALAR = { string = true, number = true, boolean = true }
+
+-- Checks what a hook returned as values to keep: a table of names to strings, numbers or
+-- booleans.
+local function check_values(c, hook, v)
+  if type(v) ~= "table" then
+    errors.raise("connector", "%s: hooks.%s must return a table of values, returned %s", c.path, hook, type(v))
+  end
+  for k, x in pairs(v) do
+    if type(k) ~= "string" then
+      errors.raise("connector", "%s: hooks.%s must return values by name, got a %s key", c.path, hook, type(k))
+    end
+    if not SCALAR[type(x)] then
+      errors.raise("connector", "%s: hooks.%s: value %s is a %s, not a string, number or boolean", c.path, hook, k, type(x))
+    end
+  end
+  return v
+end
+
+--- The values hooks.callback keeps from the callback's query (an empty table without
+-- the hook). Raises a connector error naming the hook when it returns something else.
+function M.callback_values(c, q)
+  if not c.hooks.callback then return {} end
+  local v = connector.call_hook(c, "callback", q)
+  if v == nil then return {} end
+  local out = {}
+  for k, x in pairs(check_values(c, "callback", v)) do out[k] = x end
+  return out
 end
 
 -- Checks a callback's query (from the listener or pasted) and exchanges its code.
@@ -290,18 +326,74 @@ local function code_to_token(ctx, q, verifier, redirect_uri)
   if not q.code or q.code == "" then
     errors.raise("connect", "the callback carries no code; nothing was saved")
   end
-  local extras = {}
-  if c.hooks.callback then
-    local v = connector.call_hook(c, "callback", q)
-    if v ~= nil and type(v) ~= "table" then
-      errors.raise("connector", "%s: hooks.callback must return a table of values, returned %s", c.path, type(v))
-    end
-    for k, x in pairs(v or {}) do extras[k] = x end
-  end
+  local extras = M.callback_values(c, q)
   local grant = { { "grant_type", "authorization_code" }, { "code", q.code }, { "redirect_uri", redirect_uri } }
   if c.pkce then grant[#grant + 1] = { "code_verifier", verifier } end
   local treq = oauth.token_request(c, urls.token_url, client_ctx(ctx), grant)
   return oauth.fetch_token(c, treq, "token endpoint " .. urls.token_url), extras
+end
+
+--- Runs hooks.lookup: after the token exchange and before the test API, the hook may
+-- send requests through the new credentials (only to the allowed URLs known so far) and
+-- returns values kept with the connection (a cloud id, a tenant, a data center).
+-- `scope` is the template scope so far; `allowed` the allowed URLs known so far.
+-- Returns the values table (string keys, scalar values).
+function M.lookup(c, scope, allowed)
+  local function send(req, what_kind)
+    if type(req) ~= "table" or type(req.url) ~= "string" then
+      errors.raise("connector", "%s: hooks.lookup: %s needs a url", c.path, what_kind)
+    end
+    if #allowed == 0 then
+      errors.raise("connector", "%s: hooks.lookup: no allowed URL is known before the lookup", c.path)
+    end
+    local target = url.join(allowed[1], req.url)
+    local ok, why = url.allowed(target, allowed)
+    if not ok then
+      errors.raise("refused", "%s: hooks.lookup: %s is refused: %s (allowed: %s)", c.path,
+        target:gsub("[?#].*$", ""), why, table.concat(allowed, ", "))
+    end
+    local headers = {}
+    for k, v in pairs(req.headers or {}) do headers[#headers + 1] = { tostring(k), tostring(v) } end
+    local query = {}
+    for k, v in pairs(req.query or {}) do query[#query + 1] = { tostring(k), tostring(v) } end
+    table.sort(query, function(a, b) return a[1] < b[1] end)
+    local method = req.method and tostring(req.method):upper() or "GET"
+    local full = request.with_parameters(c.request, scope,
+      { method = method, url = url.add_query(target, query), headers = headers, body = req.body, json = req.json },
+      c.path .. ": request", { skip_unknown = true })
+    full.follow, full.allowed = 5, allowed
+    local resp = request.send(full, "hooks.lookup " .. method .. " " .. target:gsub("[?#].*$", ""))
+    local ctype = (resp.header["content-type"] or ""):lower()
+    local doc
+    if ctype:find("json", 1, true) then doc = cjson.decode(resp.body) end
+    return { status = resp.status, headers = resp.header, body = resp.body, json = doc }
+  end
+  local api = {
+    request = function(req) return send(req, "api.request") end,
+    get = function(u, opts)
+      local req = { url = u }
+      for k, v in pairs(opts or {}) do req[k] = v end
+      req.method = "GET"
+      return send(req, "api.get")
+    end,
+    values = {},
+  }
+  for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do if SCALAR[type(v)] then api.values[k] = v end end end
+  api.values.access_token, api.values.refresh_token, api.values.id_token = nil, nil, nil
+  local v, err = connector.call_hook(c, "lookup", api)
+  if v == nil then
+    errors.raise("provider", "%s: hooks.lookup failed: %s; nothing was saved", c.path, tostring(err or "it returned nothing"))
+  end
+  return check_values(c, "lookup", v)
+end
+
+-- The allowed URLs known so far, in the connector's order.
+local function known_allowed(ctx)
+  local out = {}
+  for i = 1, #ctx.c.allowed_urls do
+    if ctx.allowed_static[i] then out[#out + 1] = ctx.allowed_static[i] end
+  end
+  return out
 end
 
 -- The last steps of every way of connecting: the test API with the new credentials,
@@ -316,6 +408,15 @@ local function finish(ctx, token, extras)
   if token then
     token_scope.access_token, token_scope.token_type = token.access_token, token.token_type
     token_scope.scope, token_scope.expires_in = token.scope, token.expires_in
+  end
+  if c.hooks.lookup then
+    local found = M.lookup(c, { token_scope, ctx.fields, values }, known_allowed(ctx))
+    for k, v in pairs(found) do values[k] = v end
+  end
+  -- every allowed URL, now that the token's and the lookup's values exist
+  ctx.allowed = {}
+  for i = 1, #c.allowed_urls do
+    ctx.allowed[i] = ctx.allowed_static[i] or connector.render_allowed(c, i, { ctx.fields, values })
   end
   local me = M.test_api(c, { token_scope, ctx.fields, values }, ctx.allowed)
 

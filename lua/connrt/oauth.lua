@@ -66,9 +66,10 @@ function M.token_request(c, token_url, ctx, grant, opts)
       params[#params + 1] = p
     end
   end
+  local json = c.token_request_format == "json"
   local headers = {
     { "Accept", "application/json" },
-    { "Content-Type", "application/x-www-form-urlencoded" },
+    { "Content-Type", json and "application/json" or "application/x-www-form-urlencoded" },
   }
   if c.client_auth == "basic" then
     -- RFC 6749 2.3.1: id and secret are form-encoded before they are joined
@@ -77,6 +78,12 @@ function M.token_request(c, token_url, ctx, grant, opts)
   else
     params[#params + 1] = { "client_id", ctx.client_id }
     if ctx.client_secret then params[#params + 1] = { "client_secret", ctx.client_secret } end
+  end
+  if json then
+    -- a JSON object of the same parameters (Notion, Atlassian)
+    local doc = {}
+    for _, p in ipairs(params) do if doc[p[1]] == nil then doc[p[1]] = p[2] end end
+    return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc) }
   end
   return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params) }
 end
@@ -112,6 +119,9 @@ local TOKEN_KEYS = { access_token = true, refresh_token = true, id_token = true,
 function M.finish_token(t, where)
   if type(t) ~= "table" then
     errors.raise("provider", "%s: expected a token table, got %s", where, type(t))
+  end
+  if t.access_token ~= nil and t.access_token ~= cjson.null and type(t.access_token) ~= "string" then
+    errors.raise("provider", "%s: access_token is a %s, not a string", where, type(t.access_token))
   end
   if type(t.access_token) ~= "string" or t.access_token == "" then
     errors.raise("provider", "%s: the response has no access_token", where)

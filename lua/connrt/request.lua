@@ -89,8 +89,27 @@ end
 -- query, body values) rendered with `scope`, merged with the caller's own `req`
 -- (caller's values win). `req.json`, when given, is sent as a JSON body. Every header the
 -- connector adds counts as a credential.
-function M.with_parameters(params, scope, req, where)
+local function known_only(map, scope)
+  local out = {}
+  for k, v in pairs(map or {}) do
+    local ok = true
+    for _, var in ipairs(template.variables(tostring(v))) do
+      local segs = {}
+      for seg in var:gmatch("[^.]+") do segs[#segs + 1] = seg end
+      if template.lookup(scope, segs) == nil then ok = false end
+    end
+    if ok then out[k] = v end
+  end
+  return out
+end
+
+function M.with_parameters(params, scope, req, where, opts)
   local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {} }
+  if opts and opts.skip_unknown then
+    -- before every value exists (hooks.lookup): leave out parameters that name missing ones
+    params = { headers = known_only(params.headers, scope), query = known_only(params.query, scope),
+      body = known_only(params.body, scope), basic = params.basic }
+  end
   local given = {}
   for _, h in ipairs(req.headers or {}) do given[h[1]:lower()] = true end
   local added = template.render_pairs(params.headers, scope, where .. ".headers")

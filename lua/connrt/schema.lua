@@ -86,12 +86,18 @@ M.connector = { record = {
   token_url = leaf(string_t),                                        -- 5 (all but fields)
   client_auth = leaf(enum_t("basic", "body")),
   token_params = string_map,
+  -- how token, refresh and revoke requests carry their parameters: a form (RFC 6749)
+  -- or a JSON object (Notion, Atlassian)
+  token_request_format = leaf(enum_t("form", "json")),
   refresh_url = leaf(string_t),                                      -- 6
   revoke_url = leaf(string_t),                                       -- 7
   test = { one_of = { leaf(string_t), request_decl }, required = true }, -- 8
   name = leaf(string_t, { required = true }),                        -- 9
   allowed_urls = { array = leaf(string_t), required = true },        -- 10
   unique_id = leaf(string_t, { required = true }),                   -- 11
+  -- names of the values the token response, hooks.callback or hooks.lookup keep with the
+  -- connection that allowed_urls use (`instance_url`, `api_endpoint`)
+  values = { array = leaf(pattern_t("^[%a_][%w_]*$", "a name of letters, digits and '_'")) },
   request = { record = {                                             -- 12
     headers = string_map,
     query = string_map,
@@ -105,6 +111,7 @@ M.connector = { record = {
     token_response = leaf(function_t),
     callback = leaf(function_t),
     expired = leaf(function_t),
+    lookup = leaf(function_t),
   } },
 } }
 

@@ -1,0 +1,18 @@
+-- Facebook Login and the Graph API. https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow
+-- There is no refresh token: user tokens are exchanged for long-lived ones (about 60
+-- days, grant_type=fb_exchange_token) and then reconnected. Scopes are comma-separated.
+return {
+  id = "facebook",
+  title = "Facebook",
+  authorize_url = "https://www.facebook.com/v22.0/dialog/oauth",
+  scopes = { "public_profile", "email" },
+  scope_separator = ",",
+  pkce = false,
+  token_url = "https://graph.facebook.com/v22.0/oauth/access_token",
+  client_auth = "body",
+  test = "/me?fields=id,name",
+  name = "{{name}}",
+  unique_id = "{{id}}",
+  allowed_urls = { "https://graph.facebook.com/v22.0" },
+  request = { headers = { Authorization = "Bearer {{access_token}}" } },
+}

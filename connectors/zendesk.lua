@@ -1,0 +1,20 @@
+-- Zendesk. https://developer.zendesk.com/documentation/ticketing/working-with-oauth/
+-- The subdomain is part of every host (a field restricted to a host label).
+return {
+  id = "zendesk",
+  title = "Zendesk",
+  fields = {
+    { key = "subdomain", label = "Subdomain", description = "the NAME of NAME.zendesk.com", required = true,
+      pattern = "[%w][%w-]*" },
+  },
+  authorize_url = "https://{{subdomain}}.zendesk.com/oauth/authorizations/new",
+  scopes = { "read" },
+  pkce = true,
+  token_url = "https://{{subdomain}}.zendesk.com/oauth/tokens",
+  client_auth = "body",
+  test = "/users/me.json",
+  name = "{{user.name}} at {{subdomain}}",
+  unique_id = "{{subdomain}}/{{user.id}}",
+  allowed_urls = { "https://{{subdomain}}.zendesk.com/api/v2" },
+  request = { headers = { Authorization = "Bearer {{access_token}}" } },
+}

@@ -1,0 +1,112 @@
+---@meta
+-- LuaCATS annotations for connrt connectors, as the Lua language server reads them.
+-- Add this directory to the server's `workspace.library` and start a connector with
+--
+--     ---@type ConnectorSpec
+--     return { ... }
+--
+-- so that its keys are completed and checked. docs/connectors.md explains each key;
+-- lua/connrt/schema.lua is what the runtime checks.
+
+---A `{{path}}` template: names joined by dots, numeric segments index arrays from 0.
+---@alias ConnectorTemplate string
+
+---@alias ConnectorAuth
+---| "authorization_code" # a browser sign-in (default): needs authorize_url and token_url
+---| "client_credentials" # machine to machine: needs token_url
+---| "device_code"        # RFC 8628: needs device_url and token_url
+---| "fields"             # no OAuth: API keys, tokens, passwords as fields
+
+---@class ConnectorField
+---@field key string Name of letters, digits and '_': `{{key}}` in templates, `--field key=VALUE`.
+---@field label? string Shown when prompting.
+---@field description? string
+---@field required? boolean Prompted for on a terminal when missing.
+---@field default? string
+---@field choices? string[] The only values allowed.
+---@field pattern? string A Lua pattern the whole value must match (give one to fields inside host names).
+---@field secret? boolean Sealed in the store, prompted without echo, never in names.
+
+---@class ConnectorRequestSpec
+---@field method? string An HTTP method in capitals (default GET).
+---@field url ConnectorTemplate Relative to the first allowed URL, or absolute under one.
+---@field headers? table<string, ConnectorTemplate>
+---@field query? table<string, ConnectorTemplate>
+---@field body? string A raw body.
+---@field json? table A body sent as JSON.
+
+---@class ConnectorBasic
+---@field username ConnectorTemplate
+---@field password? ConnectorTemplate
+
+---@class ConnectorRequestParams
+---@field headers? table<string, ConnectorTemplate> e.g. `Authorization = "Bearer {{access_token}}"`.
+---@field query? table<string, ConnectorTemplate>
+---@field body? table<string, ConnectorTemplate> Form values (or JSON members) added to bodies.
+---@field basic? ConnectorBasic HTTP Basic from fields.
+
+---@class ConnectorRawResponse
+---@field status integer
+---@field headers table<string, string> Lowercased names.
+---@field body string
+
+---@class ConnectorToken
+---@field access_token string
+---@field refresh_token? string
+---@field token_type? string
+---@field expires_in? integer|string Seconds; absent means no known expiry.
+---@field scope? string
+---@field id_token? string
+---@field values? table<string, string|number|boolean> Kept with the connection.
+
+---@class ConnectorLookupResponse
+---@field status integer
+---@field headers table<string, string>
+---@field body string
+---@field json? any The decoded body when it is JSON.
+
+---@class ConnectorLookupRequest
+---@field method? string
+---@field url string
+---@field headers? table<string, string>
+---@field query? table<string, string>
+---@field body? string
+---@field json? any
+
+---@class ConnectorLookupApi
+---@field get fun(url: string, opts?: { headers?: table<string, string>, query?: table<string, string> }): ConnectorLookupResponse
+---@field request fun(req: ConnectorLookupRequest): ConnectorLookupResponse
+---@field values table<string, string|number|boolean> Values known so far (never tokens).
+
+---@class ConnectorHooks
+---@field token_response? fun(raw: ConnectorRawResponse): ConnectorToken|nil, string? Parse the token endpoint's answer.
+---@field callback? fun(query: table<string, string>): table<string, string|number|boolean>|nil Values only the callback carries.
+---@field lookup? fun(api: ConnectorLookupApi): table<string, string|number|boolean>|nil, string? Post-connect lookups.
+---@field expired? fun(response: ConnectorRawResponse): boolean Does this API answer mean "token expired"?
+
+---@class ConnectorSpec
+---@field id string Lowercase letters, digits, '-' and '_'.
+---@field title? string
+---@field auth? ConnectorAuth
+---@field fields? ConnectorField[]
+---@field issuer? ConnectorTemplate RFC 9207: a callback whose `iss` differs is rejected.
+---@field authorize_url? ConnectorTemplate
+---@field device_url? ConnectorTemplate
+---@field scopes? string[]
+---@field scope_separator? string Default " ".
+---@field authorize_params? table<string, ConnectorTemplate>
+---@field pkce? boolean Default true (S256).
+---@field token_url? ConnectorTemplate
+---@field client_auth? "basic"|"body" Default "basic".
+---@field token_params? table<string, ConnectorTemplate>
+---@field token_request_format? "form"|"json" Default "form".
+---@field refresh_url? ConnectorTemplate Default token_url.
+---@field revoke_url? ConnectorTemplate RFC 7009.
+---@field test string|ConnectorRequestSpec Must answer 2xx for the connection to be saved.
+---@field name ConnectorTemplate The connection's name (no secrets).
+---@field unique_id ConnectorTemplate The account's id (no secrets).
+---@field values? string[] Values from the token response or hooks that allowed_urls use.
+---@field allowed_urls ConnectorTemplate[] Where credentials may go; the first is the base of relative URLs.
+---@field request? ConnectorRequestParams What every request carries.
+---@field refresh_on? integer[] Statuses that mean "token expired" (default { 401 }).
+---@field hooks? ConnectorHooks

@@ -1,0 +1,262 @@
+--- check.lua - `connrt check CONNECTOR.lua...`: a linter for connector files.
+--
+-- Each finding names the file, the key and what is wrong, with a hint on how to fix it:
+-- the format (schema.lua), the keys each way of connecting needs, URL syntax, https
+-- everywhere except loopback, templates that name values that do not exist where they
+-- are rendered, a test API covered by the allowed URLs, fields inside host names without
+-- a pattern, and (as warnings) literal request parameters that look like secrets. Errors
+-- make the command fail; warnings do not. Finally the connector is loaded as `connrt run`
+-- loads it, so anything the loader refuses is an error here too.
+local connector = require("connrt.connector")
+local errors = require("connrt.errors")
+local schema = require("connrt.schema")
+local template = require("connrt.template")
+local url = require("connrt.url")
+
+local M = {}
+
+-- Values every token-based connection has in its request templates.
+local TOKEN_VALUES = { access_token = true, token_type = true, scope = true, expires_in = true, client_id = true }
+
+local function finding(out, level, key, message, hint)
+  out[#out + 1] = { level = level, key = key, message = message, hint = hint }
+end
+
+-- A hint for a schema error.
+local function schema_hint(key, message)
+  if message == "is required" then
+    if key == "name" then return "add a name template, e.g. name = \"{{login}}'s Account\"" end
+    if key == "unique_id" then return "add a unique id template from the test API, e.g. unique_id = \"{{id}}\"" end
+    if key == "test" then return "add a test API, e.g. test = \"/me\"" end
+    if key == "allowed_urls" then return "list the API base URLs credentials may go to, e.g. { \"https://api.example.com\" }" end
+    return "add the key; docs/connectors.md lists what each key takes"
+  end
+  local typo = message:match("did you mean '([^']+)'")
+  if typo then return "rename it to " .. typo end
+  if message:find("unknown key", 1, true) then return "remove it, or see docs/connectors.md for the known keys" end
+  return "see docs/connectors.md for what " .. key .. " takes"
+end
+
+local function field_info(c)
+  local set, list = {}, {}
+  for _, f in ipairs(type(c.fields) == "table" and c.fields or {}) do
+    if type(f) == "table" and type(f.key) == "string" then set[f.key] = f; list[#list + 1] = f.key end
+  end
+  return set, list
+end
+
+-- Renders a template with stand-in values, so its URL can be parsed: a value that starts
+-- the text becomes a base URL, any other one a plain label.
+local function sample(text)
+  local ok, parts = pcall(template.parse, text, "check")
+  if not ok then return nil end
+  local out = {}
+  for i, p in ipairs(parts) do
+    if type(p) == "string" then out[#out + 1] = p
+    elseif i == 1 then out[#out + 1] = "https://" .. p.segs[1]:gsub("_", "-") .. ".value.test"
+    else out[#out + 1] = "value" end
+  end
+  return table.concat(out)
+end
+
+local function roots(text)
+  local ok, vars = pcall(template.variables, text, "check")
+  if not ok then return nil, tostring(vars.message or vars) end
+  local out = {}
+  for _, v in ipairs(vars) do out[#out + 1] = v:match("^[^.]+") end
+  return out
+end
+
+-- Secret-looking literal text: known key prefixes, or a long run of random-looking
+-- characters.
+local PREFIXES = { "sk_", "sk-", "rk_", "pk_live_", "xoxb-", "xoxp-", "xoxa-", "ghp_", "gho_", "github_pat_",
+  "glpat-", "AKIA", "shpat_", "secret_", "ntn_" }
+
+function M.looks_secret(text)
+  local literal = text:gsub("{{.-}}", " ")
+  for word in literal:gmatch("[%w_%-]+") do
+    for _, p in ipairs(PREFIXES) do
+      if word:sub(1, #p) == p and #word >= #p + 8 then return "it starts with " .. p end
+    end
+  end
+  for run in literal:gmatch("[%w_%-+/=]+") do
+    if #run >= 24 and run:find("%d") and run:find("%a") and not run:find("^%a+$") then
+      local classes = (run:find("%l") and 1 or 0) + (run:find("%u") and 1 or 0) + (run:find("%d") and 1 or 0)
+      local digits = select(2, run:gsub("%d", ""))
+      if classes >= 2 and digits >= 4 then return "it is a long random-looking string" end
+    end
+  end
+end
+
+local function check_url(out, key, text, fieldset)
+  local s = sample(text)
+  if not s then return end
+  local u, err = url.parse(s)
+  if not u then
+    finding(out, "error", key, err:gsub("\"https://[%w-]+%.value%.test", "\"{{...}}"),
+      "write an absolute URL such as https://api.example.com/v1")
+    return
+  end
+  if u.scheme ~= "https" and not url.is_loopback(u.host) then
+    finding(out, "error", key, ("%s uses plain %s"):format(text, u.scheme),
+      "use https: plain http is only for loopback hosts (127.0.0.1, localhost, [::1])")
+  end
+  if u.userinfo then
+    finding(out, "error", key, "the URL carries credentials (userinfo)", "put credentials in fields and request parameters")
+  end
+  -- a field inside the host name: only its pattern keeps it a label
+  local host_part = text:match("^%a[%w+.-]*://([^/?#]*)") or ""
+  for var in host_part:gmatch("{{%s*([%w_]+)[^}]*}}") do
+    local f = fieldset[var]
+    if f and not f.pattern and not f.choices then
+      finding(out, "warning", key, ("field %s is part of the host name but has no pattern or choices"):format(var),
+        "give fields[" .. var .. "] a pattern such as \"[%w][%w-]*\" so only a host label is accepted")
+    end
+  end
+end
+
+-- The checks on a table that passed the schema.
+local function check_table(c, out)
+  local fieldset, field_list = field_info(c)
+  local auth = c.auth or "authorization_code"
+  for _, k in ipairs(connector.NEEDS[auth]) do
+    if c[k] == nil then
+      finding(out, "error", k, ("is required for auth = %q"):format(auth),
+        "add " .. k .. ", or set auth to the way the app connects")
+    end
+  end
+  local declared = {}
+  for _, v in ipairs(c.values or {}) do declared[v] = true end
+  local function known_list(extra)
+    local names = {}
+    for _, f in ipairs(field_list) do names[#names + 1] = f end
+    for _, v in ipairs(c.values or {}) do names[#names + 1] = v end
+    if extra then for k in pairs(TOKEN_VALUES) do names[#names + 1] = k end end
+    table.sort(names)
+    return #names > 0 and table.concat(names, ", ") or "none"
+  end
+  local function unknown(key, text, allow_token, allow_values)
+    local rs, err = roots(text)
+    if not rs then
+      finding(out, "error", key, err:gsub("^check: ", ""), "write placeholders as {{name}} or {{a.b.0}}")
+      return
+    end
+    for _, r in ipairs(rs) do
+      local ok = fieldset[r] or (allow_values and declared[r]) or (allow_token and auth ~= "fields" and TOKEN_VALUES[r])
+      if not ok then
+        local hint = "use one of: " .. known_list(allow_token and auth ~= "fields")
+        if allow_values then
+          hint = hint .. "; declare a value the token response or a hook provides in `values`"
+        end
+        finding(out, "error", key, ("{{%s}} names a value that does not exist here"):format(r), hint)
+      end
+    end
+  end
+
+  for _, k in ipairs(connector.URL_KEYS) do
+    if c[k] then
+      check_url(out, k, c[k], fieldset)
+      unknown(k, c[k], false, false)
+    end
+  end
+  local allowed_samples = {}
+  for i, a in ipairs(c.allowed_urls) do
+    local key = "allowed_urls[" .. i .. "]"
+    check_url(out, key, a, fieldset)
+    unknown(key, a, false, true)
+    allowed_samples[#allowed_samples + 1] = sample(a)
+  end
+  for k, v in pairs(c.authorize_params or {}) do unknown("authorize_params." .. k, tostring(v), false, false) end
+  for k, v in pairs(c.token_params or {}) do unknown("token_params." .. k, tostring(v), false, false) end
+  for _, part in ipairs({ "headers", "query", "body", "basic" }) do
+    for k, v in pairs(c.request and c.request[part] or {}) do
+      local key = "request." .. part .. "." .. k
+      unknown(key, tostring(v), true, true)
+      if part ~= "basic" or k == "password" then
+        local why = M.looks_secret(tostring(v))
+        if why then
+          finding(out, "warning", key, "the literal value looks like a secret (" .. why .. ")",
+            "secrets belong in a secret field ({{api_key}}) or the token ({{access_token}}), not in the script")
+        end
+      end
+    end
+  end
+  local test = type(c.test) == "string" and { url = c.test } or c.test
+  unknown("test.url", test.url, true, true)
+  for _, part in ipairs({ "headers", "query" }) do
+    for k, v in pairs(test[part] or {}) do unknown("test." .. part .. "." .. k, tostring(v), true, true) end
+  end
+  local ts = sample(test.url)
+  if ts and #allowed_samples > 0 then
+    local target = url.join(allowed_samples[1], ts)
+    local ok = url.allowed(target, allowed_samples)
+    if not ok then
+      finding(out, "error", "test", ("the test API %s is not under any allowed URL"):format(test.url),
+        "add its base URL to allowed_urls, or make test relative to the first allowed URL (\"/me\")")
+    end
+  end
+  for _, k in ipairs({ "name", "unique_id" }) do
+    local rs = roots(c[k])
+    if rs and #rs == 0 and k == "unique_id" then
+      finding(out, "error", k, "is a constant: every account would get the same id",
+        "use a value from the test API, e.g. {{id}}")
+    end
+  end
+end
+
+--- Checks connector source text; `path` names it. Returns a list of findings
+-- {level = "error" | "warning", key, message, hint}.
+function M.check_source(src, path)
+  local out = {}
+  local pok, ok, c = pcall(connector.evaluate, src, path)
+  if not pok then ok, c = false, ok end
+  if not ok then
+    local msg = errors.is(c) and c.message or ("error while loading: " .. tostring(c))
+    finding(out, "error", "(file)", (msg:gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")),
+      "fix the Lua error; the file must run in the connector sandbox (no io, require or os.execute)")
+    return out
+  end
+  if type(c) ~= "table" then
+    finding(out, "error", "(file)", "returns " .. type(c) .. ", not a connector table", "end the file with return { id = ..., ... }")
+    return out
+  end
+  local errs = schema.validate(c, schema.connector)
+  for _, e in ipairs(errs) do finding(out, "error", e[1], e[2], schema_hint(e[1], e[2])) end
+  if type(c.allowed_urls) == "table" and #c.allowed_urls == 0 then
+    finding(out, "error", "allowed_urls", "is empty", "list at least one API base URL")
+  end
+  -- the deeper checks also run on a table with schema errors, as far as they can
+  local more = {}
+  local cok = pcall(check_table, c, more)
+  if cok or #errs == 0 then
+    for _, f in ipairs(more) do out[#out + 1] = f end
+  end
+  local nerr = 0
+  for _, f in ipairs(out) do if f.level == "error" then nerr = nerr + 1 end end
+  if nerr == 0 then
+    -- anything else the loader refuses (secrets in names, field defaults, ...)
+    local lok, lerr = pcall(connector.load_source, src, path)
+    if not lok then
+      local msg = (errors.is(lerr) and lerr.message or tostring(lerr)):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
+      local key = msg:match("^key '([^']+)'") or msg:match("^([%w_.%[%]]+) ") or "(file)"
+      finding(out, "error", key, msg, "see docs/connectors.md for this key")
+    end
+  end
+  return out
+end
+
+--- Checks a connector file. Returns its findings.
+function M.check_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return { { level = "error", key = "(file)", message = tostring(err), hint = "check the path" } } end
+  local src = f:read("a")
+  f:close()
+  return M.check_source(src, path)
+end
+
+--- One finding as a line: FILE: key: [warning: ]message (hint: ...).
+function M.format(path, fd)
+  return ("%s: %s: %s%s (hint: %s)"):format(path, fd.key, fd.level == "warning" and "warning: " or "", fd.message, fd.hint)
+end
+
+return M

@@ -1,0 +1,317 @@
+-- luacheck: std +busted
+-- Shipped connectors, end to end: each connector file is copied with its provider URLs
+-- rewritten to a loopback stand-in of that provider (spec/support/standin.mjs, which
+-- answers the provider's documented shapes from spec/fixtures/providers/), connected
+-- with `connrt run` as a real process and a scripted browser, then used for one
+-- `connrt request`. The connector files themselves are not changed.
+local cjson = require("cjson")
+local h = require("support.helpers")
+
+local CLIENT_ID, CLIENT_SECRET = "cid-standin", "cs-standin-secret"
+
+local client = require("connrt.http").client()
+
+local function start_standin(name, fixture)
+  local s = h.start_node("spec/support/standin.mjs", h.shell_quote(fixture or ("spec/fixtures/providers/" .. name .. ".json")))
+  local info = cjson.decode(s.line)
+  info.stop = s.stop
+  info.log = function()
+    return cjson.decode(assert(client:request({ url = info.origin .. "/_standin/log" })).body)
+  end
+  info.fail = function(what)
+    assert(client:request({ method = "POST", url = info.origin .. "/_standin/fail?what=" .. what }))
+  end
+  return info
+end
+
+local function plain(s) return (s:gsub("%p", "%%%0")) end
+
+-- The connector's source with its provider URLs pointed at the stand-in: first the
+-- case's own rewrites (for templated hosts), then every remaining https origin.
+local function rewritten(name, origin, rewrites, tmp)
+  local src = assert(h.read("connectors/" .. name .. ".lua"))
+  local out = src
+  for _, r in ipairs(rewrites or {}) do
+    out = out:gsub(plain(r[1]), (r[2]:gsub("ORIGIN", origin):gsub("%%", "%%%%")))
+  end
+  out = out:gsub("https://[%w%.%-]+%.%a+", (origin:gsub("%%", "%%%%")))
+  assert.are_not.equal(src, out, "the rewrite changed nothing")
+  local path = tmp .. "/" .. name .. ".lua"
+  h.write(path, out)
+  return path
+end
+
+local function find(log, method, path)
+  local hits = {}
+  for _, e in ipairs(log) do
+    if e.method == method and e.path == path then hits[#hits + 1] = e end
+  end
+  return hits
+end
+
+-- Each case: the connector, extra rewrites, fields, what the connection is called, one
+-- request and what its answer holds, and checks of what the stand-in saw.
+local CASES = {
+  { id = "github", name = "octocat's GitHub", unique_id = "583231", request = "/user", expect = "octocat" },
+  { id = "slack", name = "grace at Subarachnoid Workspace", unique_id = "T9TK3CUKW-U1234",
+    request = "/users.list", expect = "grace" },
+  { id = "notion", name = "Ada's Notion Workspace", unique_id = "j565j4d7x3-2882-61bs-564a-jj9d9ui-c36hxfr7x",
+    request = "/users/me", expect = "pied piper",
+    saw = function(log)
+      local t = find(log, "POST", "/v1/oauth/token")[1]
+      assert.matches("^application/json", t.headers["content-type"])
+      local body = cjson.decode(t.body)
+      assert.equal("authorization_code", body.grant_type)
+      assert.matches("^Basic ", t.headers.authorization)
+    end },
+  { id = "salesforce", rewrites = { { "https://{{domain}}.salesforce.com", "ORIGIN" } },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "00Dxx0000001gPLEAY/005xx000001SwiUAAS",
+    request = "/services/data/v62.0/limits", expect = "DailyApiRequests",
+    allowed = function(origin) return { origin .. "/instance" } end },
+  { id = "shopify", rewrites = { { "https://{{shop}}.myshopify.com", "ORIGIN/shop/{{shop}}" } },
+    fields = { "shop=ada-store" }, name = "Ada's Store", unique_id = "548380009",
+    request = "/products.json", expect = "IPod Nano",
+    saw = function(log)
+      local r = find(log, "GET", "/shop/ada-store/admin/api/2025-01/products.json")[1]
+      assert.is_nil(r.headers.authorization)
+      assert.matches("^at%-", r.headers["x-shopify-access-token"])
+    end },
+  { id = "quickbooks", rewrites = { { "https://{{api_host}}", "ORIGIN" } },
+    name = "Sandbox Company_US_1", unique_id = "4620816365031227050",
+    request = "/4620816365031227050/companyinfo/4620816365031227050", expect = "Sandbox Company_US_1" },
+  { id = "atlassian", name = "Mia Krystof at ada-site",
+    unique_id = "1324a887-45db-1bf4-1e99-ef0ff456d421/5b10a2844c20165700ede21g",
+    request = "/ex/jira/1324a887-45db-1bf4-1e99-ef0ff456d421/rest/api/3/project/search", expect = "Example",
+    saw = function(log)
+      local t = find(log, "POST", "/oauth/token")[1]
+      local body = cjson.decode(t.body)
+      assert.equal(CLIENT_ID, body.client_id)
+      assert.equal(1, #find(log, "GET", "/oauth/token/accessible-resources"))
+    end },
+  { id = "xero", name = "Maple Florist", unique_id = "70784a63-d24b-46a9-a4db-0e70a274b056",
+    request = "/api.xro/2.0/Organisation", expect = "Maple Florist",
+    saw = function(log)
+      -- the lookup ran before the tenant was known: without the tenant header
+      local c = find(log, "GET", "/connections")[1]
+      assert.is_nil(c.headers["xero-tenant-id"])
+    end },
+  { id = "mailchimp", name = "Ada's Shop", unique_id = "8d3a3db4d97663a9074efcc16",
+    request = "/lists", expect = "Newsletter",
+    allowed = function(origin) return { origin .. "/us6/3.0", origin .. "/oauth2/metadata" } end },
+  { id = "pipedrive", name = "Ada Lovelace at Analytical Engines", unique_id = "5678/123",
+    request = "/v1/deals", expect = "Engine",
+    allowed = function(origin) return { origin .. "/company/api" } end },
+  { id = "figma", name = "Ada", unique_id = "1234", request = "/me", expect = "ada@example.com" },
+  { id = "facebook", name = "Ada Lovelace", unique_id = "10158238122847823", request = "/me", expect = "Ada Lovelace" },
+  { id = "gitlab", rewrites = { { 'pattern = "https://[%w.-]+%.[%a]+[:%d]*"', 'pattern = "http://127%.0%.0%.1:%d+"' } },
+    name = "john_smith's GitLab", unique_id = "1", request = "/user", expect = "John Smith" },
+  { id = "google", name = "Ada Lovelace (ada@example.com)", unique_id = "110169484474386276334",
+    request = "/userinfo", expect = "ada@example.com" },
+  { id = "microsoft", name = "Adele Vance (AdeleV@contoso.com)", unique_id = "87d349ed-44d7-43e1-9a83-5f2406dee5bd",
+    request = "/me", expect = "Adele Vance" },
+  { id = "hubspot", name = "ada@example.com at ada-dev.com", unique_id = "62515-123",
+    request = "/crm/v3/objects/contacts", expect = "bh@hubspot.com" },
+  { id = "zendesk", rewrites = { { "https://{{subdomain}}.zendesk.com", "ORIGIN/zd/{{subdomain}}" } },
+    fields = { "subdomain=ada" }, name = "Johnny Agent at ada", unique_id = "ada/35436",
+    request = "/users/me.json", expect = "johnny@example.com" },
+  { id = "linear", name = "Ada Lovelace", unique_id = "2e3d3a3c-6a7b-4f7e-9d0c-1a2b3c4d5e6f",
+    request = "/graphql", expect = "viewer", method = "POST", body = '{"query":"{ viewer { id } }"}' },
+  { id = "asana", name = "Greg Sanchez", unique_id = "4673218951", request = "/users/me", expect = "gsanchez@example.com" },
+  { id = "dropbox", name = "Franz Ferdinand (Personal)", unique_id = "dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc",
+    request = "/users/get_current_account", method = "POST", body = "null", expect = "franz@dropbox.com" },
+  { id = "box", name = "Aaron Levie (ceo@example.com)", unique_id = "11446498", request = "/users/me", expect = "Aaron Levie" },
+  { id = "zoom", name = "Jill Chill", unique_id = "KDcuGIm1QgePTO8WbOqwIQ", request = "/users/me", expect = "jchill@example.com" },
+  { id = "discord", name = "nelly", unique_id = "80351110224678912", request = "/users/@me", expect = "nelly@discord.com" },
+  { id = "spotify", name = "JM Wizzler", unique_id = "wizzler", request = "/me", expect = "premium" },
+  { id = "reddit", name = "u/reddit_user", unique_id = "1w72", request = "/api/v1/me", expect = "link_karma" },
+  { id = "airtable", name = "foo@bar.com", unique_id = "usrL2PNC5o3H4lBEi", request = "/meta/whoami", expect = "usrL2PNC5o3H4lBEi" },
+  { id = "calendly", name = "John Doe", unique_id = "https://api.calendly.com/users/AAAAAAAAAAAAAAAA",
+    request = "/users/me", expect = "acmesales" },
+  { id = "intercom", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, name = "Ciaran Lee at MyApp 1",
+    unique_id = "this_is_an_id1_that_should_be_at_least_40/991267464", request = "/me", expect = "admin1@email.com" },
+  { id = "twitter", name = "@XDevelopers", unique_id = "2244994945", request = "/users/me", expect = "X Dev" },
+  { id = "stripe", name = "Stripe acct_1032D82eZvKYlo2C", unique_id = "acct_1032D82eZvKYlo2C",
+    request = "/account", expect = "Ada's Shop" },
+  { id = "brevo", fields = { "api_key=xkeysib-0123456789abcdef-standin" }, name = "Analytical Engines (ada@example.com)",
+    unique_id = "ada@example.com", request = "/account", expect = "Lovelace" },
+  { id = "trello", fields = { "key=0123456789abcdef0123456789abcdef", "token=ATTA-standin-token-value" },
+    name = "Ada Lovelace (@adalovelace)", unique_id = "5abbe4b7ddc1b351ef961414",
+    request = "/members/me/boards", expect = "Engines" },
+  { id = "jira-basic", rewrites = { { "https://{{site}}.atlassian.net", "ORIGIN/site/{{site}}" } },
+    fields = { "site=ada-site", "email=ada@example.com", "api_token=ATATT-standin-api-token" },
+    name = "Ada Lovelace at ada-site", unique_id = "ada-site/5b10a2844c20165700ede21g",
+    request = "/myself", expect = "5b10a2844c20165700ede21g" },
+}
+
+describe("shipped connectors against provider stand-ins #integration", function()
+  local tmp, redirect
+
+  setup(function()
+    tmp = h.tmpdir()
+    redirect = ("http://127.0.0.1:%d/callback"):format(h.free_port())
+  end)
+  teardown(function() h.rmdir(tmp) end)
+
+  local function env(home)
+    return { CONNRT_HOME = home, CONNRT_REDIRECT_URL = redirect, CONNRT_CLIENT_ID = CLIENT_ID,
+      CONNRT_CLIENT_SECRET = CLIENT_SECRET,
+      CONNRT_BROWSER = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua" }
+  end
+
+  local function connect(case, standin, home)
+    local path = rewritten(case.id, standin.origin, case.rewrites, tmp)
+    local args = { "run", path, "--json", "--timeout", "20" }
+    for _, f in ipairs(case.fields or {}) do args[#args + 1] = "--field"; args[#args + 1] = f end
+    return h.connrt(args, { env = env(home) }), path
+  end
+
+  for _, case in ipairs(CASES) do
+    it(case.id .. ": connects through the stand-in and sends a request", function()
+      local standin = start_standin(case.id)
+      local home = h.tmpdir()
+      local ok, err = pcall(function()
+        local res = connect(case, standin, home)
+        assert.equal(0, res.code, res.stderr)
+        local out = cjson.decode(res.stdout)
+        assert.equal(case.name, out.name)
+        assert.equal(case.unique_id, out.unique_id)
+        assert.is_nil((res.stdout .. res.stderr):find(CLIENT_SECRET, 1, true))
+        local rargs = { "request", case.id }
+        if case.method then rargs[#rargs + 1] = case.method end
+        rargs[#rargs + 1] = case.request
+        if case.body then rargs[#rargs + 1] = "-d"; rargs[#rargs + 1] = case.body end
+        res = h.connrt(rargs, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+        assert.matches(case.expect, res.stdout, 1, true)
+        if case.allowed then
+          local show = cjson.decode(h.connrt({ "show", case.id, "--json" }, { env = env(home) }).stdout)
+          assert.same(case.allowed(standin.origin), show.allowed_urls)
+        end
+        if case.saw then case.saw(standin.log()) end
+      end)
+      standin.stop()
+      h.rmdir(home)
+      if not ok then error(err, 0) end
+    end)
+  end
+
+  it("figma: refreshes at its separate refresh URL and keeps the refresh token it did not get back", function()
+    local standin = start_standin("figma")
+    local home = h.tmpdir()
+    local ok, err = pcall(function()
+      local res = connect({ id = "figma" }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      res = h.connrt({ "refresh", "figma" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+      local log = standin.log()
+      assert.equal(1, #find(log, "POST", "/v1/oauth/refresh"))
+      assert.equal(1, #find(log, "POST", "/v1/oauth/token"))
+      local show = cjson.decode(h.connrt({ "show", "figma", "--json" }, { env = env(home) }).stdout)
+      assert.is_true(show.has_refresh_token)
+      -- expires_in came as a string ("7776000") and was read as seconds
+      assert.is_true(show.expires_at > os.time() + 7776000 - 600)
+      res = h.connrt({ "request", "figma", "/me" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+    end)
+    standin.stop()
+    h.rmdir(home)
+    if not ok then error(err, 0) end
+  end)
+
+  it("facebook: has no refresh token, and says so", function()
+    local standin = start_standin("facebook")
+    local home = h.tmpdir()
+    local ok, err = pcall(function()
+      local res = connect({ id = "facebook" }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      res = h.connrt({ "refresh", "facebook" }, { env = env(home) })
+      assert.are_not.equal(0, res.code)
+      assert.matches("no refresh token", res.stderr, 1, true)
+    end)
+    standin.stop()
+    h.rmdir(home)
+    if not ok then error(err, 0) end
+  end)
+
+  local ERRORS = {
+    { id = "slack", says = "invalid_code" },         -- HTTP 200 {"ok": false}
+    { id = "github", says = "bad_verification_code" }, -- HTTP 200 {"error": ...}
+    { id = "notion", says = "invalid_grant" },
+  }
+  for _, e in ipairs(ERRORS) do
+    it(e.id .. ": a token error in the provider's shape fails the connect and saves nothing", function()
+      local standin = start_standin(e.id)
+      local home = h.tmpdir()
+      local ok, err = pcall(function()
+        standin.fail("token")
+        local res = connect({ id = e.id }, standin, home)
+        assert.are_not.equal(0, res.code)
+        assert.matches(e.says, res.stderr, 1, true)
+        local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+        assert.equal(0, #list)
+      end)
+      standin.stop()
+      h.rmdir(home)
+      if not ok then error(err, 0) end
+    end)
+  end
+
+  it("notion: the test API fails without the Notion-Version header the provider requires", function()
+    local standin = start_standin("notion")
+    local home = h.tmpdir()
+    local ok, err = pcall(function()
+      local path = rewritten("notion", standin.origin, { { '["Notion-Version"] = "2022-06-28"', "" } }, tmp)
+      local res = h.connrt({ "run", path, "--timeout", "20" }, { env = env(home) })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("Notion-Version header failed validation", res.stderr, 1, true)
+    end)
+    standin.stop()
+    h.rmdir(home)
+    if not ok then error(err, 0) end
+  end)
+
+  it("salesforce: an instance_url that is not https is refused before it joins the allowed URLs", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/salesforce.json"))
+    doc.token.body.instance_url = "http://evil.example.com"
+    local fixture = tmp .. "/salesforce-http.json"
+    h.write(fixture, cjson.encode(doc))
+    local standin = start_standin("salesforce", fixture)
+    local home = h.tmpdir()
+    local ok, err = pcall(function()
+      local res = connect({ id = "salesforce", rewrites = { { "https://{{domain}}.salesforce.com", "ORIGIN" } } }, standin, home)
+      assert.are_not.equal(0, res.code)
+      assert.matches("allowed_urls[1] http://evil.example.com: plain http is allowed only for loopback hosts", res.stderr, 1, true)
+      assert.equal(0, #find(standin.log(), "GET", "/instance/services/oauth2/userinfo"))
+      local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+      assert.equal(0, #list)
+    end)
+    standin.stop()
+    h.rmdir(home)
+    if not ok then error(err, 0) end
+  end)
+
+  it("shopify: a shop that would change the host is refused before anything is sent", function()
+    local home = h.tmpdir()
+    for _, shop in ipairs({ "evil.example/x", "evil.example#", "a@evil.example" }) do
+      local res = h.connrt({ "run", "connectors/shopify.lua", "--field", "shop=" .. shop }, { env = env(home) })
+      assert.equal(2, res.code, res.stderr)
+      assert.matches("field shop: .* does not match the pattern", res.stderr)
+    end
+    h.rmdir(home)
+  end)
+
+  it("brevo: a wrong API key is refused by the test API and nothing is saved", function()
+    local standin = start_standin("brevo")
+    local home = h.tmpdir()
+    local ok, err = pcall(function()
+      local res = connect({ id = "brevo", fields = { "api_key=xkeysib-wrong" } }, standin, home)
+      assert.are_not.equal(0, res.code)
+      assert.matches("401", res.stderr, 1, true)
+      local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+      assert.equal(0, #list)
+    end)
+    standin.stop()
+    h.rmdir(home)
+    if not ok then error(err, 0) end
+  end)
+end)
