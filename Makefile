@@ -7,8 +7,13 @@ PKGS     = lua5.4 libcurl openssl lmdb
 PREFIX  ?= /usr/local
 LUADIR   = $(PREFIX)/share/connrt/lua
 VERSION  = 0.1.0
-# where the built programs look for lua/connrt (an in-tree build uses the source tree)
-LUA_DIR_BAKED ?= $(CURDIR)/lua
+# where the built programs look for lua/connrt: the Lua layer precompiled to bytecode
+# under $(BUILD)/lua (loading bytecode skips the parser, a third of a command's start-up
+# instructions in callgrind); installed, $(LUADIR)
+LUA_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lua
+LUAC     = luac5.4
+LUA_SRC  = $(wildcard lua/connrt/*.lua)
+LUA_BC   = $(patsubst lua/%,$(BUILD)/lua/%,$(LUA_SRC))
 BUILD    = build
 
 # recursive (=), not :=, so the flags are read after `make deps` installed the packages
@@ -24,14 +29,21 @@ API_OBJ  = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(API_SRC))
 HDRS     = $(wildcard src/*.h src/api/*.h include/*.h)
 LIBDIR   = $(PREFIX)/lib
 INCDIR   = $(PREFIX)/include
+MANDIR   = $(PREFIX)/share/man
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
 
 LUA      = lua5.4
 SPECS    = bash tools/run-specs.sh
 LUACHECK = luacheck
 
-.PHONY: all deps test lint specs demo clean install
+.PHONY: all deps test lint specs demo clean install bench
 
-all: $(BUILD)/connrt $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
+all: $(LUA_BC) $(BUILD)/connrt $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
+
+# bytecode keeps its debug information, so tracebacks still name files and lines
+$(BUILD)/lua/%.lua: lua/%.lua
+	@mkdir -p $(dir $@)
+	$(LUAC) -o $@ $<
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -71,8 +83,18 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/demo.sh
 
+# Benchmarks (not part of test): writes bench/RESULTS.md; see bench/bench.py
+bench: deps
+	@sh bench/deps.sh
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/throughput
+	/usr/bin/python3 bench/bench.py
+
+$(BUILD)/bench/throughput: bench/throughput.c $(BUILD)/libconnrt.a include/connrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ bench/throughput.c $(BUILD)/libconnrt.a $(LDLIBS)
+
 lint:
-	$(LUACHECK) -q lua spec connectors examples
+	$(LUACHECK) -q lua spec connectors examples bench
 
 specs: all
 	$(SPECS)
@@ -81,15 +103,17 @@ specs: all
 install:
 	$(MAKE) BUILD=$(BUILD)/install LUA_DIR_BAKED='$(LUADIR)' all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/connrt $(DESTDIR)$(LIBDIR)/pkgconfig \
-	  $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/lua/5.4
+	  $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/lua/5.4 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/install/connrt $(DESTDIR)$(PREFIX)/bin/connrt
-	install -m 0644 lua/connrt/*.lua $(DESTDIR)$(LUADIR)/connrt/
+	install -m 0644 $(BUILD)/install/lua/connrt/*.lua $(DESTDIR)$(LUADIR)/connrt/
 	install -m 0644 include/connrt.h $(DESTDIR)$(INCDIR)/connrt.h
 	install -m 0644 $(BUILD)/install/libconnrt.a $(DESTDIR)$(LIBDIR)/libconnrt.a
 	install -m 0755 $(BUILD)/install/libconnrt.so $(DESTDIR)$(LIBDIR)/libconnrt.so.0
 	ln -sf libconnrt.so.0 $(DESTDIR)$(LIBDIR)/libconnrt.so
 	install -m 0755 $(BUILD)/install/connrt.so $(DESTDIR)$(LIBDIR)/lua/5.4/connrt.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' connrt.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/connrt.pc
+	install -m 0644 docs/connrt.1 $(DESTDIR)$(MANDIR)/man1/connrt.1
+	install -m 0644 completions/connrt.bash $(DESTDIR)$(BASHCOMPDIR)/connrt
 
 clean:
 	rm -rf $(BUILD)

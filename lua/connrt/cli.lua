@@ -9,38 +9,6 @@ local M = {}
 
 M.VERSION = "0.1.0"
 
-local USAGE = [[
-usage: connrt COMMAND [options]
-
-commands:
-  run CONNECTOR.lua    connect an account: sign in, check the test API, store it
-  run SCRIPT.lua [ARGS] run a pipeline script with the connrt API (any script that
-                       is not a connector)
-  request ID [METHOD] URL
-                       send a request through a connection (-H, -d, --json-body,
-                       --include, --retries N, --max-wait S, --json)
-  token ID             print a valid access token
-  refresh ID           refresh the access token now
-  revoke ID            revoke the tokens at the provider, then delete the connection
-  list                 list stored connections
-  show ID              show one connection (never its secrets)
-  delete ID            delete a stored connection (locally only)
-  redirect-url         print the redirect URL to register with the app
-  check CONNECTOR.lua... lint connectors: errors and warnings with fix hints
-  version              print the version
-
-run options:
-  --field KEY=VALUE        a connector field (repeatable)
-  --client-id ID           the app's client id (or CONNRT_CLIENT_ID)
-  --client-secret-file F   a file holding the client secret (or CONNRT_CLIENT_SECRET)
-  --client-secret SECRET   the client secret (visible to other local users: prefer the above)
-  --timeout SECONDS        how long to wait for the sign-in (default 300)
-  --no-browser             print the URL only; do not open a browser
-  --json                   print the result as JSON on standard output
-
-list and show take --json. Environment: CONNRT_HOME (the store), CONNRT_KEY (the
-sealing key), CONNRT_REDIRECT_URL, CONNRT_BROWSER (command that opens the URL).
-]]
 
 -- Parses argv against `spec` (option name -> "flag" | "value" | "multi").
 local function parse(argv, spec)
@@ -193,21 +161,12 @@ function commands.list(argv)
     return 0
   end
   if #recs == 0 then log.out("no connections") return 0 end
+  local format = require("connrt.format")
   local rows = { { "ID", "CONNECTOR", "NAME", "ACCOUNT", "STATUS", "EXPIRES" } }
   for _, r in ipairs(recs) do
-    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, status_of(r), fmt_time(r.expires_at) }
+    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, status_of(r), format.expiry(r.expires_at) }
   end
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, utf8.len(cell) or #cell) end
-  end
-  for _, row in ipairs(rows) do
-    local cells = {}
-    for i, cell in ipairs(row) do
-      cells[i] = i < #row and (cell .. string.rep(" ", widths[i] - (utf8.len(cell) or #cell))) or cell
-    end
-    log.out("%s", table.concat(cells, "  "))
-  end
+  log.out("%s", format.table(rows))
   return 0
 end
 
@@ -224,7 +183,9 @@ function commands.show(argv)
   for _, k in ipairs(order) do
     if rec[k] ~= nil then log.out("%-18s %s", k, tostring(rec[k])) end
   end
-  log.out("%-18s %s", "expires_at", fmt_time(rec.expires_at))
+  local format = require("connrt.format")
+  local function when(t) return t and (format.utc(t) .. " (" .. format.ago(t) .. ")") or "never" end
+  log.out("%-18s %s", "expires_at", when(rec.expires_at))
   log.out("%-18s %s", "refresh_token", rec.has_refresh_token and "yes (sealed)" or "no")
   log.out("%-18s %s", "allowed_urls", table.concat(rec.allowed_urls or {}, " "))
   for _, group in ipairs({ "fields", "values" }) do
@@ -233,8 +194,8 @@ function commands.show(argv)
     table.sort(keys)
     for _, k in ipairs(keys) do log.out("%-18s %s", group .. "." .. k, tostring(rec[group][k])) end
   end
-  log.out("%-18s %s", "created_at", fmt_time(rec.created_at))
-  log.out("%-18s %s", "updated_at", fmt_time(rec.updated_at))
+  log.out("%-18s %s", "created_at", when(rec.created_at))
+  log.out("%-18s %s", "updated_at", when(rec.updated_at))
   return 0
 end
 
@@ -372,8 +333,15 @@ function commands.version()
   return 0
 end
 
-function commands.help()
-  io.stdout:write(USAGE)
+function commands.help(argv)
+  local help = require("connrt.help")
+  if argv[1] then
+    local text = help.command(argv[1])
+    if not text then errors.raise("usage", "no command %q (connrt help lists them)", argv[1]) end
+    io.stdout:write(text)
+  else
+    io.stdout:write(help.usage())
+  end
   return 0
 end
 
@@ -384,6 +352,11 @@ function M.main(argv)
   if cmd == "--version" then cmd = "version" end
   local fn = commands[cmd]
   local rest = { table.unpack(argv, 2) }
+  -- `connrt COMMAND --help`, but not for a pipeline script's own arguments
+  if fn and cmd ~= "help" and (rest[#rest] == "--help" or rest[#rest] == "-h")
+      and not (cmd == "run" and rest[1] and rest[1]:match("%.lua$") and #rest > 2) then
+    return commands.help({ cmd })
+  end
   if not fn then
     log.err("connrt: unknown command %q (connrt help lists them)", cmd)
     return errors.exit_codes.usage

@@ -243,15 +243,22 @@ function Connection:request(req)
   end
 end
 
+-- `json` is decoded on first use: a pipeline that only looks at the status (or the C
+-- library, which hands out the body) does not pay for parsing.
+local LAZY_JSON = { __index = function(resp, key)
+  if key ~= "json" then return nil end
+  local ctype = (resp.headers["content-type"] or ""):lower()
+  local doc = ctype:find("json", 1, true) and cjson.decode(resp.body) or nil
+  rawset(resp, "json", doc)
+  return doc
+end }
+
 --- The response as callers see it: status, headers (a map, lowercased names),
 -- header_list (array of {name, value} in arrival order), body, and json (the decoded
--- body, when it is JSON).
+-- body, when it is JSON, decoded when first read).
 function M.finish(resp)
-  local out = { status = resp.status, headers = resp.header, header_list = resp.headers,
-    body = resp.body, url = resp.url }
-  local ctype = (resp.header["content-type"] or ""):lower()
-  if ctype:find("json", 1, true) then out.json = cjson.decode(resp.body) end
-  return out
+  return setmetatable({ status = resp.status, headers = resp.header, header_list = resp.headers,
+    body = resp.body, url = resp.url }, LAZY_JSON)
 end
 
 local function verb(method)

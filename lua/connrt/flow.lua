@@ -187,8 +187,8 @@ local function await_callback(l, where, state, deadline, title)
       local q = url.form_decode(req.query)
       if q.state == nil or q.state ~= state then
         rejected = rejected + 1
-        req:respond(400, page.headers(), page.render("error", title,
-          "This sign-in link is not the one connrt is waiting for (wrong or missing state). Start again from the terminal."))
+        req:respond(400, page.headers(), page.failure(title, "wrong_state",
+          "This sign-in link is not the one connrt is waiting for (wrong or missing state)."))
       else
         return req, q
       end
@@ -468,8 +468,8 @@ local function show_url(ctx, auth_url)
 end
 
 -- The authorization code flow through the loopback listener. `last` runs once the code
--- is exchanged (finish, or the blob of `connrt authorize`) and returns the result and
--- the success page's message; the browser's request is answered after it.
+-- is exchanged (finish, or the blob of `connrt authorize`) and returns the result, the
+-- success page and one more value; the browser's request is answered after it.
 local function via_listener(ctx, last)
   local redirect_uri, where = M.redirect()
   local a = new_attempt(ctx, redirect_uri)
@@ -482,16 +482,16 @@ local function via_listener(ctx, last)
   log.err("Waiting for the sign-in callback on %s (timeout %ds)...", redirect_uri, timeout)
   local req, q = await_callback(l, where, a.state, sys.monotime() + timeout, ctx.c.title)
   l:close() -- state is used once: no second callback is listened for
-  local ok, result, message, extra = pcall(function()
+  local ok, result, body, extra = pcall(function()
     local token, extras = code_to_token(ctx, q, a.verifier, redirect_uri)
     return last(token, extras)
   end)
   if not ok then
     local msg = errors.is(result) and result.message or "internal error"
-    req:respond(400, page.headers(), page.render("error", ctx.c.title, log.redact(msg)))
+    req:respond(400, page.headers(), page.failure(ctx.c.title, page.reason(result, q), log.redact(msg)))
     error(result, 0)
   end
-  req:respond(200, page.headers(), page.render("ok", ctx.c.title, message))
+  req:respond(200, page.headers(), body)
   return result, extra
 end
 
@@ -632,7 +632,7 @@ function M.run(opts)
     if opts.paste then return via_paste(ctx) end
     return via_listener(ctx, function(token, extras)
       local r, upd = finish(ctx, token, extras)
-      return r, ("Connected to %s as %s. You can close this tab."):format(ctx.c.title, r.name), upd
+      return r, page.success(ctx.c.title, r.name), upd
     end)
   end)
   ctx.st:close()
@@ -654,7 +654,7 @@ function M.authorize(opts)
       access_token = token.access_token, refresh_token = token.refresh_token, id_token = token.id_token,
       token_type = token.token_type, scope = token.scope, expires_in = token.expires_in, values = token.values } }
     local b = BLOB_PREFIX .. require("connrt.crypto").b64url_encode(cjson.encode(doc))
-    return b, "Authorized. Paste the line connrt printed into connrt run --paste on your server."
+    return b, page.authorized(ctx.c.title)
   end)
   ctx.st:close()
   if not ok then error(blob, 0) end

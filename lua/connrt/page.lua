@@ -5,6 +5,7 @@
 --
 --   page.headers(extra)                      the response headers (a table)
 --   page.success(app, name)                  "Connected to APP as NAME — you can close this tab"
+--   page.authorized(app)                     connrt authorize's page: paste the line it printed
 --   page.failure(app, reason, message, next) a failure: reason is one of page.REASONS
 --   page.reason(err, query)                  the reason for an error object and/or the
 --                                            callback's decoded query
@@ -98,20 +99,40 @@ local function fill(text, app)
   return (text:gsub("%%s", function() return app end))
 end
 
+-- The reason a message names, when it names one: denied, expired or wrong_state.
+local function recognize(msg)
+  local function has(w) return msg:find(w, 1, true) ~= nil end
+  if has("access_denied") then return "denied" end
+  if has("invalid_grant") or has("expired") or has("timed out") then return "expired" end
+  if has("state") and (has("wrong") or has("missing") or has("another") or has("no state")) then
+    return "wrong_state"
+  end
+  return nil
+end
+
 local function heading_of(kind, title, detail)
-  if kind == "ok" then return "Connected", "&#10003;" end
+  local given = detail and detail.heading
+  if kind == "ok" then return given or "Connected", "&#10003;" end
   local r = M.REASONS[detail and detail.reason or ""]
-  return r and fill(r.heading, title) or "Not connected", "&#10007;"
+  return given or (r and fill(r.heading, title)) or "Not connected", "&#10007;"
 end
 
 --- A whole page. `kind`: "ok" or "error"; `title`: the app's title; `message`: the main
 -- sentence (for "error" with a known reason it is shown as the details, after the
 -- reason's own words). `detail` (optional, for "error"): { reason = "denied" |
 -- "expired" | "wrong_state" | "provider" | "other", next = "what to do next" (replaces
--- the reason's own next step) }. Returns the HTML text.
+-- the reason's own next step), heading = "..." (replaces the heading; for "ok" too) }.
+-- Without `detail`, an error message that names
+-- access_denied, invalid_grant, an expiry, a timeout or a wrong state gets that reason's
+-- words; any other message is shown as it is. Returns the HTML text.
 function M.render(kind, title, message, detail)
   title = tostring(title or "the app")
   local ok = kind == "ok"
+  if not ok and detail == nil and message ~= nil then
+    -- a caller that gives no reason still gets the words of one its message names
+    local r = recognize(tostring(message))
+    if r then detail = { reason = r } end
+  end
   local r = not ok and detail and M.REASONS[detail.reason] or nil
   local heading, mark = heading_of(kind, title, detail)
   local body = {}
@@ -133,7 +154,7 @@ function M.render(kind, title, message, detail)
   if r and message ~= nil and message ~= "" then
     add("<p class=\"details\">Details: ", M.escape(message), "</p>\n")
   end
-  add("<footer>connrt &middot; this page needs nothing from the network and runs no scripts</footer>",
+  add("<footer>This page comes from connrt, running on this computer.</footer>",
     "</main></body></html>\n")
   return table.concat(body)
 end
@@ -141,6 +162,13 @@ end
 --- The success page: "Connected to APP as NAME — you can close this tab".
 function M.success(app, name)
   return M.render("ok", app, ("Connected to %s as %s \u{2014} you can close this tab."):format(app, name))
+end
+
+--- The page of `connrt authorize`: signed in, and the next step is on the terminal.
+function M.authorized(app)
+  return M.render("ok", app, ("Signed in to %s. connrt printed one line in your terminal: paste it into "
+    .. "connrt run --paste on your server to finish connecting. You can close this tab."):format(app),
+    { heading = "Signed in" })
 end
 
 --- A failure page. `reason`: a key of page.REASONS (anything else counts as "other");
@@ -153,22 +181,19 @@ end
 
 --- The failure reason for an error object (errors.lua; an explicit `err.reason` wins)
 -- and/or the callback's decoded query: error=access_denied is "denied", any other
--- error in the callback "provider"; a wrong or missing state "wrong_state"; a code the
--- token endpoint no longer takes (invalid_grant) or a timeout "expired"; other provider
--- errors "provider"; everything else "other".
+-- error in the callback "provider"; a message naming access_denied "denied"; one naming
+-- invalid_grant (a code the token endpoint no longer takes), an expiry or a timeout
+-- "expired"; a wrong, missing or other state "wrong_state"; any other error of kind
+-- "provider" "provider"; everything else "other".
 function M.reason(err, query)
   if type(err) == "table" and M.REASONS[err.reason] then return err.reason end
   if type(query) == "table" and query.error then
     return query.error == "access_denied" and "denied" or "provider"
   end
-  local kind = type(err) == "table" and err.kind
   local msg = type(err) == "table" and tostring(err.message or "") or tostring(err or "")
-  if msg:find("access_denied", 1, true) then return "denied" end
-  if msg:find("invalid_grant", 1, true) or msg:find("expired", 1, true) or msg:find("timed out", 1, true) then
-    return "expired"
-  end
-  if kind == "connect" and msg:find("state", 1, true) then return "wrong_state" end
-  if kind == "provider" then return "provider" end
+  local r = recognize(msg)
+  if r then return r end
+  if type(err) == "table" and err.kind == "provider" then return "provider" end
   return "other"
 end
 

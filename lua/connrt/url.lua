@@ -177,6 +177,22 @@ local function has_encoded_separator(path)
   return p:find("%2f", 1, true) or p:find("%5c", 1, true) or p:find("%2e", 1, true)
 end
 
+-- Allowed URLs are parsed once per process: every request checks against them.
+local parsed_allowed = setmetatable({}, { __mode = "k" })
+local function parse_allowed(list)
+  local p = parsed_allowed[list]
+  if not p or #p ~= #list then
+    p = {}
+    for i, a in ipairs(list) do
+      local au = M.parse(a)
+      if au then au.prefix = M.remove_dot_segments(au.path) end
+      p[i] = au or false
+    end
+    parsed_allowed[list] = p
+  end
+  return p
+end
+
 --- True when `url` falls under one of `allowed` (URL strings): same scheme, host and
 -- port, and its path (dot segments resolved) is the allowed path or below it at a
 -- segment boundary. Returns false and a reason otherwise.
@@ -188,10 +204,9 @@ function M.allowed(url, allowed)
     return false, "the path has an encoded or backslash separator"
   end
   local path = M.remove_dot_segments(u.path)
-  for _, a in ipairs(allowed) do
-    local au = M.parse(a)
+  for _, au in ipairs(parse_allowed(allowed)) do
     if au and au.scheme == u.scheme and au.host == u.host and au.port == u.port then
-      local prefix = M.remove_dot_segments(au.path)
+      local prefix = au.prefix
       if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
       if path == prefix:sub(1, -2) or path:sub(1, #prefix) == prefix or prefix == "/" then
         return true

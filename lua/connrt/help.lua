@@ -1,0 +1,383 @@
+--- help.lua - the help texts of the command line, from one description of every
+-- command, option, environment variable and exit status.
+--
+--   help.usage()          the overview: every command on one line, the environment and
+--                         the exit statuses (`connrt help`, `connrt --help`)
+--   help.command(name)    one command's whole help: usage, what it does, every option,
+--                         examples (`connrt help run`); nil for an unknown command.
+--                         Aliases: "--help", "-h" (help), "--version" (version).
+--   help.commands()       the command names, in the order of the overview
+--   help.options(name)    the option names one command takes ("--field", "-H", ...)
+--
+-- Every text ends with a newline and no line is wider than 80 columns.
+local M = {}
+
+local WIDTH = 80
+
+-- Options `run` and `authorize` share.
+local CONNECT_OPTIONS = {
+  { "--field", "KEY=VALUE", "a connector field (repeatable); a secret field can come from the environment "
+    .. "instead, as CONNRT_FIELD_<KEY>, to keep it off the command line" },
+  { "--field-file", "KEY=PATH", "a field's value read from a file (repeatable; for secrets)" },
+  { "--client-id", "ID", "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once" },
+  { "--client-secret-file", "PATH", "a file holding the client secret (or CONNRT_CLIENT_SECRET); remembered, sealed" },
+  { "--client-secret", "SECRET", "the client secret itself (visible to other local users: prefer the file or "
+    .. "the environment)" },
+  { "--scope", "SCOPE", "ask for SCOPE as well as the connector's scopes (repeatable)" },
+  { "--param", "NAME=VALUE", "an extra parameter on the sign-in URL (repeatable), e.g. prompt=select_account" },
+  { "--timeout", "SECONDS", "how long to wait for the sign-in (default 300)" },
+  { "--no-browser", nil, "print the sign-in URL only; do not open a browser" },
+}
+
+local EXIT = {
+  { "0", "success" },
+  { "1", "other failure" },
+  { "2", "usage: wrong command line, a missing or invalid field, no client id" },
+  { "3", "invalid connector (or a template names a value that does not exist)" },
+  { "4", "the connect flow failed: access denied, wrong state, timeout, issuer mix-up" },
+  { "5", "provider error: token endpoint, test API, a refused refresh; a request's status >= 400" },
+  { "6", "network error: no answer from a server" },
+  { "7", "a URL outside the connection's allowed URLs was refused" },
+  { "8", "store error: wrong key, damaged data, cannot write" },
+  { "9", "no such connection" },
+  { "70", "internal error (a bug: please report it with the traceback)" },
+  { "130", "interrupted (Ctrl-C)" },
+}
+
+local ENVIRONMENT = {
+  { "CONNRT_HOME", "the store directory (default $XDG_DATA_HOME/connrt, else ~/.local/share/connrt)" },
+  { "CONNRT_KEY", "the 32-byte sealing key, as 64 hex digits or base64 (default: a key file, made on first use)" },
+  { "CONNRT_KEY_FILE", "where that key file is (default $CONNRT_HOME/key)" },
+  { "CONNRT_REDIRECT_URL", "the redirect URL registered with the app (default http://127.0.0.1:8400/callback)" },
+  { "CONNRT_LISTEN", "HOST:PORT the listener binds when it differs from the redirect URL's (behind a reverse proxy)" },
+  { "CONNRT_BROWSER", "the command that opens the sign-in URL, given as its last argument (default xdg-open "
+    .. "where a display exists)" },
+  { "CONNRT_CLIENT_ID", "the app's client id" },
+  { "CONNRT_CLIENT_SECRET", "the app's client secret" },
+  { "CONNRT_FIELD_<KEY>", "the value of connector field KEY (for secret fields)" },
+  { "CONNRT_CA_BUNDLE", "a CA bundle for TLS verification (which is always on)" },
+  { "CONNRT_REFRESH_MARGIN", "refresh a token this many seconds before it expires (default 60)" },
+  { "CONNRT_LUA_DIR", "where the runtime's Lua layer is (default: set at build time)" },
+  { "NO_COLOR", "when set, connrt prints no colours" },
+}
+
+local ID_TEXT = "ID is a connection's id (as connrt list shows it), or a connector's id when that connector has "
+  .. "exactly one connection."
+
+-- Every command: the overview lines (usage, summary), the usage lines of its own help,
+-- what it does (paragraphs), its options ({ names, argument, text }; names separated by
+-- ", "), and examples ({ command, comment }).
+local COMMANDS = {
+  {
+    name = "run",
+    overview = { { "run CONNECTOR.lua [options]", "connect an account" },
+      { "run SCRIPT.lua [ARGS...]", "run a pipeline script with the connrt API" } },
+    usage = { "connrt run CONNECTOR.lua [options]", "connrt run SCRIPT.lua [ARGS...]" },
+    text = {
+      "Connects an account at the app that CONNECTOR.lua describes: opens the app's sign-in page in a browser "
+        .. "(and prints its URL), waits for the app to send the browser back to the redirect URL, exchanges the "
+        .. "code for tokens, checks them with the connector's test API, names the connection and stores it, "
+        .. "sealed. Connecting the same account again updates its connection. Nothing is saved unless every "
+        .. "step succeeds. Required fields that are missing are asked for on a terminal.",
+      "With --paste, nothing listens: sign in with a browser anywhere, then paste on standard input the address "
+        .. "the browser was sent to, the code, or the line that connrt authorize printed on a machine with a "
+        .. "browser.",
+      "A SCRIPT.lua that is not a connector runs as a pipeline script, with the connrt API in the global "
+        .. "`connrt` and ARGS in `arg`, as lua5.4 would set it.",
+    },
+    options = {
+      CONNECT_OPTIONS[1], CONNECT_OPTIONS[2], CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5],
+      CONNECT_OPTIONS[6], CONNECT_OPTIONS[7],
+      { "--paste", nil, "do not listen: read the redirected address, the code, or a connrt authorize line from "
+        .. "standard input" },
+      CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
+      { "--json", nil, "print {\"id\", \"connector\", \"name\", \"unique_id\", \"updated\"} on standard output" },
+    },
+    examples = {
+      { "connrt redirect-url", "the URL to register with the app first" },
+      { "connrt run connectors/github.lua --client-id Iv1.8a61f9b3 --client-secret-file ~/github.secret",
+        "connect a GitHub account" },
+      { "connrt run connectors/github.lua --paste", "on a server without a browser" },
+      { "connrt run examples/pipeline.lua github", "a pipeline script" },
+    },
+  },
+  {
+    name = "authorize",
+    overview = { { "authorize CONNECTOR.lua", "sign in here, for connrt run --paste elsewhere" } },
+    usage = { "connrt authorize CONNECTOR.lua [options]" },
+    text = {
+      "The browser part of connrt run, for a server that has no browser: run it on a machine that has one, with "
+        .. "the same connector, client and fields. It signs in through the local redirect listener, exchanges "
+        .. "the code and prints one line on standard output. Paste that line into connrt run CONNECTOR.lua "
+        .. "--paste on the server, which checks the test API and saves the connection there. authorize saves "
+        .. "nothing.",
+      "The line carries the new tokens: paste it only into connrt and do not keep it.",
+    },
+    options = {
+      CONNECT_OPTIONS[1], CONNECT_OPTIONS[2], CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5],
+      CONNECT_OPTIONS[6], CONNECT_OPTIONS[7], CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
+      { "--json", nil, "print the result as JSON on standard output" },
+    },
+    examples = {
+      { "connrt authorize connectors/github.lua --client-id Iv1.8a61f9b3", "on your laptop" },
+      { "connrt run connectors/github.lua --paste", "then on the server: paste the line" },
+    },
+  },
+  {
+    name = "request",
+    overview = { { "request ID [METHOD] URL", "send an HTTP request through a connection" } },
+    usage = { "connrt request ID [METHOD] URL [-H 'NAME: VALUE']... [-d BODY | --json-body JSON] [options]" },
+    text = {
+      "Sends a request with the connection's credentials and the connector's request parameters (your header "
+        .. "wins over the connector's of the same name), prints the response body on standard output and the "
+        .. "status on standard error, and exits 5 on a status of 400 or more. A relative URL (/user) is joined "
+        .. "to the connection's first allowed URL; a URL under none of the allowed URLs is refused before "
+        .. "anything is sent (exit 7). A token about to expire is refreshed first; a 401 refreshes once and "
+        .. "retries once.",
+      "METHOD is GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS; the default is GET, or POST with a body.",
+      ID_TEXT,
+    },
+    options = {
+      { "-H, --header", "'NAME: VALUE'", "a request header (repeatable)" },
+      { "-d, --data", "BODY", "the request body, sent as it is" },
+      { "--json-body", "JSON", "a JSON request body (Content-Type: application/json)" },
+      { "-i, --include", nil, "print the status line and the response headers before the body" },
+      { "--retries", "N", "retry a 429 or 503 after its Retry-After, and connection failures of GET, HEAD, PUT, "
+        .. "DELETE and OPTIONS, up to N times (default 0)" },
+      { "--max-wait", "SECONDS", "never wait more than this for retries in all (default 60)" },
+      { "--json", nil, "print {\"status\", \"headers\", \"body\"}, with a JSON body decoded" },
+    },
+    examples = {
+      { "connrt request github /user", "GET, relative to the first allowed URL" },
+      { "connrt request github POST /user/repos --json-body '{\"name\":\"demo\"}'", "create something" },
+      { "connrt request github -i --retries 3 /rate_limit", "headers too; retry when throttled" },
+    },
+  },
+  {
+    name = "token",
+    overview = { { "token ID", "print a valid access token" } },
+    usage = { "connrt token ID" },
+    text = {
+      "Prints the connection's access token, bare, on standard output, for other tools; refreshes it first when "
+        .. "it expires within CONNRT_REFRESH_MARGIN seconds. It is the one command that prints a secret: keep "
+        .. "its output out of logs.",
+      ID_TEXT,
+    },
+    options = {},
+    examples = {
+      { "curl -H \"Authorization: Bearer $(connrt token github)\" https://api.github.com/user", "use it elsewhere" },
+      { "GH_TOKEN=$(connrt token github) gh api /user", "or give it to another tool" },
+    },
+  },
+  {
+    name = "refresh",
+    overview = { { "refresh ID", "refresh the access token now" } },
+    usage = { "connrt refresh ID" },
+    text = {
+      "Refreshes the connection's access token now, with its refresh token, and saves the new tokens. A refresh "
+        .. "the provider refuses (invalid_grant) marks the connection \"needs reconnect\": connect it again with "
+        .. "connrt run.",
+      ID_TEXT,
+    },
+    options = {},
+    examples = {
+      { "connrt refresh github", "" },
+      { "connrt refresh local-oidc-1a2b3c4d && connrt show local-oidc-1a2b3c4d", "refresh, then see the expiry" },
+    },
+  },
+  {
+    name = "revoke",
+    overview = { { "revoke ID", "revoke the tokens at the provider, then delete" } },
+    usage = { "connrt revoke ID" },
+    text = {
+      "Revokes the connection's refresh token and access token at the connector's revoke URL (RFC 7009), then "
+        .. "deletes the connection from the store.",
+      ID_TEXT,
+    },
+    options = {},
+    examples = { { "connrt revoke github", "" }, { "connrt revoke local-oidc-1a2b3c4d", "" } },
+  },
+  {
+    name = "delete",
+    overview = { { "delete ID", "delete a connection here, not at the provider" } },
+    usage = { "connrt delete ID" },
+    text = {
+      "Deletes the connection from the local store only; its tokens stay valid at the provider (connrt revoke "
+        .. "revokes them there too).",
+      ID_TEXT,
+    },
+    options = {},
+    examples = { { "connrt delete github", "" }, { "connrt delete local-oidc-1a2b3c4d", "" } },
+  },
+  {
+    name = "list",
+    overview = { { "list [--json]", "list the connections, with status and expiry" } },
+    usage = { "connrt list [--json]" },
+    text = {
+      "Lists the stored connections: id, connector, name, account, status (ok, expired, needs reconnect) and when "
+        .. "the access token expires.",
+    },
+    options = {
+      { "--json", nil, "print a JSON array of the connections (id, connector, name, unique_id, ...; never secrets)" },
+    },
+    examples = { { "connrt list", "" }, { "connrt list --json", "for scripts" } },
+  },
+  {
+    name = "show",
+    overview = { { "show ID [--json]", "show one connection (never its secrets)" } },
+    usage = { "connrt show ID [--json]" },
+    text = {
+      "Shows everything stored about one connection except its secrets: status, names, client id, scope, expiry, "
+        .. "allowed URLs, fields and kept values.",
+      ID_TEXT,
+    },
+    options = { { "--json", nil, "print it as a JSON object" } },
+    examples = { { "connrt show github", "" }, { "connrt show local-oidc-1a2b3c4d --json", "" } },
+  },
+  {
+    name = "check",
+    overview = { { "check CONNECTOR.lua...", "lint connectors: errors and warnings with fix hints" } },
+    usage = { "connrt check CONNECTOR.lua..." },
+    text = {
+      "Checks connector files without connecting: required keys for the connector's auth kind, URL syntax, https "
+        .. "everywhere but loopback, templates that name unknown values, a test API and request URLs covered by "
+        .. "the allowed URLs, a name and a unique id, and literal values in request parameters that look like "
+        .. "secrets. Prints each finding as FILE: key: message (hint: ...); exits 3 when any is an error.",
+    },
+    options = {},
+    examples = { { "connrt check connectors/*.lua", "every shipped connector" }, { "connrt check my-app.lua", "" } },
+  },
+  {
+    name = "redirect-url",
+    overview = { { "redirect-url", "print the redirect URL to register with the app" } },
+    usage = { "connrt redirect-url" },
+    text = {
+      "Prints the redirect URL (callback URL) to register in the app's OAuth settings: CONNRT_REDIRECT_URL, or "
+        .. "http://127.0.0.1:8400/callback.",
+    },
+    options = {},
+    examples = {
+      { "connrt redirect-url", "" },
+      { "CONNRT_REDIRECT_URL=http://localhost:9000/cb connrt redirect-url", "another port and path" },
+    },
+  },
+  {
+    name = "version",
+    overview = { { "version", "print the version (also --version)" } },
+    usage = { "connrt version", "connrt --version" },
+    text = { "Prints connrt's version, with the versions of Lua and libcurl it runs on." },
+    options = {},
+    examples = { { "connrt version", "" }, { "connrt --version", "" } },
+  },
+  {
+    name = "help",
+    overview = { { "help [COMMAND]", "this overview, or one command's help (also --help)" } },
+    usage = { "connrt help [COMMAND]", "connrt --help", "connrt -h" },
+    text = { "Prints the overview of all commands, or the whole help of one command." },
+    options = {},
+    examples = { { "connrt help", "" }, { "connrt help request", "" } },
+  },
+}
+
+local BY_NAME = {}
+for _, c in ipairs(COMMANDS) do BY_NAME[c.name] = c end
+local ALIASES = { ["--help"] = "help", ["-h"] = "help", ["--version"] = "version" }
+
+-- Words of `text` wrapped to WIDTH, the first line after `first` (a prefix) and the
+-- others indented by `indent` spaces; `cont` (" \\" for commands) ends every line but
+-- the last. A word longer than a line stays whole.
+local function wrap(text, first, indent, cont)
+  cont = cont or ""
+  local lines, line = {}, first
+  local empty = true
+  for word in text:gmatch("%S+") do
+    if not empty and #line + 1 + #word + #cont > WIDTH then
+      lines[#lines + 1] = line .. cont
+      line, empty = string.rep(" ", indent), true
+    end
+    line = line .. (empty and "" or " ") .. word
+    empty = false
+  end
+  lines[#lines + 1] = line
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- A two-column list: each label padded to `col`, its text wrapped beside it (or on the
+-- next line when the label is too wide).
+local function columns(items, col)
+  local out = {}
+  for _, it in ipairs(items) do
+    local label = "  " .. it[1]
+    if #label + 2 > col then
+      out[#out + 1] = label .. "\n" .. wrap(it[2], string.rep(" ", col), col)
+    else
+      out[#out + 1] = wrap(it[2], label .. string.rep(" ", col - #label), col)
+    end
+  end
+  return table.concat(out)
+end
+
+--- The command names, in the overview's order.
+function M.commands()
+  local names = {}
+  for i, c in ipairs(COMMANDS) do names[i] = c.name end
+  return names
+end
+
+--- The option names command `name` takes (both spellings of each), or nil.
+function M.options(name)
+  local c = BY_NAME[ALIASES[name] or name]
+  if not c then return nil end
+  local names = {}
+  for _, o in ipairs(c.options) do
+    for n in o[1]:gmatch("[^, ]+") do names[#names + 1] = n end
+  end
+  return names
+end
+
+--- The environment variables, { name, meaning } each, and the exit statuses, { code,
+-- meaning } each (for the man page's check and anything else that lists them).
+function M.environment() return ENVIRONMENT end
+function M.exit_statuses() return EXIT end
+
+--- The overview.
+function M.usage()
+  local cmds = {}
+  for _, c in ipairs(COMMANDS) do
+    for _, o in ipairs(c.overview) do cmds[#cmds + 1] = o end
+  end
+  return table.concat({
+    "usage: connrt COMMAND [ARGS...]\n\n",
+    "Connects accounts at third-party apps (OAuth) and keeps them usable by scripts.\n\n",
+    "commands:\n", columns(cmds, 32), "\n",
+    wrap(ID_TEXT, "", 0),
+    "connrt help COMMAND shows a command's options and examples; so does man connrt.\n\n",
+    "environment:\n", columns(ENVIRONMENT, 25), "\n",
+    "exit status:\n", columns(EXIT, 8),
+  })
+end
+
+--- One command's whole help, or nil for an unknown command.
+function M.command(name)
+  local c = BY_NAME[ALIASES[name] or name]
+  if not c then return nil end
+  local out = {}
+  for i, u in ipairs(c.usage) do
+    out[#out + 1] = wrap(u, i == 1 and "usage: " or "       ", 9)
+  end
+  for _, p in ipairs(c.text) do out[#out + 1] = "\n" .. wrap(p, "", 0) end
+  if #c.options > 0 then
+    local items = {}
+    for _, o in ipairs(c.options) do
+      items[#items + 1] = { o[1] .. (o[2] and (" " .. o[2]) or ""), o[3] }
+    end
+    out[#out + 1] = "\noptions:\n" .. columns(items, 30)
+  end
+  out[#out + 1] = "\nexamples:\n"
+  for _, e in ipairs(c.examples) do
+    out[#out + 1] = (e[2] ~= "" and ("  # " .. e[2] .. "\n") or "") .. wrap(e[1], "  ", 6, " \\")
+  end
+  return table.concat(out)
+end
+
+return M
