@@ -174,26 +174,39 @@ end
 -- must not end the flow). Returns the request and its decoded query.
 local function await_callback(l, where, state, deadline, title)
   local rejected = 0
+  -- on a terminal, one line that counts down, redrawn each second and cleared at the end
+  local tty = sys.isatty(2)
+  local function status(left)
+    if tty then
+      io.stderr:write(("\r\27[KWaiting for the sign-in to %s: %d:%02d left"):format(title, left // 60, left % 60))
+      io.stderr:flush()
+    end
+  end
+  local function clear() if tty then io.stderr:write("\r\27[K") io.stderr:flush() end end
   while true do
     local left = deadline - sys.monotime()
     if left <= 0 then break end
-    local req = l:accept(left)
-    if not req then break end
-    if req.method ~= "GET" then
-      req:respond(405, page.headers({ Allow = "GET" }), page.render("error", title, "This address only takes the app's sign-in redirect."))
-    elseif req.path ~= where.path then
-      req:respond(404, page.headers(), page.render("error", title, "Nothing here: this is connrt's sign-in listener."))
-    else
-      local q = url.form_decode(req.query)
-      if q.state == nil or q.state ~= state then
+    status(math.ceil(left))
+    -- on a terminal, wake each second to redraw the count; else wait the whole time
+    local req = l:accept(tty and math.min(left, 1) or left)
+    if req then
+      clear()
+      if req.method ~= "GET" then
+        req:respond(405, page.headers({ Allow = "GET" }), page.render("error", title, "This address only takes the app's sign-in redirect."))
+      elseif req.path ~= where.path then
+        req:respond(404, page.headers(), page.render("error", title, "Nothing here: this is connrt's sign-in listener."))
+      else
+        local q = url.form_decode(req.query)
+        if q.state ~= nil and q.state == state then return req, q end
         rejected = rejected + 1
         req:respond(400, page.headers(), page.failure(title, "wrong_state",
           "This sign-in link is not the one connrt is waiting for (wrong or missing state)."))
-      else
-        return req, q
       end
+    elseif not tty then
+      break
     end
   end
+  clear()
   if rejected > 0 then
     errors.raise("connect", "no valid callback before the timeout; %d callback(s) with a wrong or missing state were rejected", rejected)
   end
