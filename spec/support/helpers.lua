@@ -144,6 +144,15 @@ function M.snapshot(home)
   return snap
 end
 
+--- True when script(1) can give a command a pseudo-terminal here (a chroot without
+-- /dev/pts cannot); the terminal specs are pending where it cannot.
+function M.has_pty()
+  if M._pty == nil then
+    M._pty = os.execute("script -qec true /dev/null </dev/null >/dev/null 2>&1") == true
+  end
+  return M._pty
+end
+
 --- Every byte of the store's files, for searching secrets in them.
 function M.store_bytes(home)
   return (M.read(home .. "/data.mdb") or "") .. (M.read(home .. "/lock.mdb") or "")
