@@ -282,20 +282,45 @@ print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
 
         # 6. instruction counts
         print("bench: instruction counts", flush=True)
-        counts = {}
+        counts, profile = {}, {}
         valgrind = shutil.which("valgrind")
         if valgrind:
-            for name, argv in (("token", [CONNRT, "token", conn]), ("request", [CONNRT, "request", conn, "GET", url])):
-                out = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+            for name, argv in (("token", [CONNRT, "token", conn]), ("request", [CONNRT, "request", conn, "GET", url]),
+                               ("--version", [CONNRT, "--version"])):
+                cg = os.path.join(tmp, f"callgrind.{len(counts)}")
+                out = subprocess.run([valgrind, "--tool=callgrind", f"--callgrind-out-file={cg}", *argv],
                                      env=env, capture_output=True, text=True)
                 m = re.search(r"Collected\s*:\s*(\d+)", out.stderr)
                 counts[name] = int(m.group(1)) if m else None
+                profile[name] = where_instructions_go(cg)
         results["instructions"] = counts
+        results["profile"] = profile
     finally:
         SERVICES.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     write_results(results)
+
+
+# Inclusive shares of a few functions that bound a command's cost, from callgrind.
+PROFILE_POINTS = (
+    ("dl_main", "dynamic loader: loading and relocating the shared libraries"),
+    ("curl_global_init", "libcurl and OpenSSL start-up (curl_global_init)"),
+    ("EVP_CIPHER_fetch", "OpenSSL 3 fetching AES-256-GCM (provider start-up, first use)"),
+    ("lua_load", "loading the Lua layer's bytecode and the connector"),
+    ("mdb_env_open", "opening the LMDB store"),
+    ("curl_easy_perform", "the HTTP request itself"),
+)
+
+
+def where_instructions_go(cg_file):
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", cg_file], capture_output=True, text=True).stdout
+    shares = {}
+    for fn, _ in PROFILE_POINTS:
+        m = re.search(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+\S*:" + re.escape(fn) + r"\b", out, re.M)
+        if m:
+            shares[fn] = float(m.group(2))
+    return shares
 
 
 def versions():
@@ -405,6 +430,12 @@ def write_results(r):
     ]
     for k, v in r["instructions"].items():
         lines.append(f"- `connrt {k}`: {v:,} instructions" if v else f"- `connrt {k}`: not measured")
+    lines += ["", "Where they go (inclusive share of each command's instructions, from the same callgrind runs):", "",
+              "| | " + " | ".join(f"`connrt {k}`" for k in r["profile"]) + " |",
+              "|---|" + "---|" * len(r["profile"])]
+    for fn, what in PROFILE_POINTS:
+        cells = [f"{r['profile'][k][fn]:.0f}%" if fn in r["profile"][k] else "–" for k in r["profile"]]
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
     storm = r["storm"]
     lines += [
         "",
