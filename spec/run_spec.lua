@@ -365,3 +365,30 @@ describe("waiting for the sign-in", function()
     h.rmdir(dir)
   end)
 end)
+
+describe("Ctrl-C while waiting", function()
+  it("stops at once with status 130 and saves nothing", function()
+    local home, dir = h.tmpdir(), h.tmpdir()
+    local redirect = ("http://127.0.0.1:%d/callback"):format(h.free_port())
+    -- a shell that starts connrt, interrupts it with SIGINT once it waits, and reports its
+    -- status (a background job of a script starts with SIGINT ignored: env gives it back
+    -- the default, as a terminal's foreground job has)
+    local script = ([[
+      CONNRT_HOME=%s CONNRT_REDIRECT_URL=%s CONNRT_CLIENT_SECRET=x env --default-signal=INT %s run examples/local-oidc.lua \
+        --client-id c --no-browser --timeout 30 2>%s/err &
+      pid=$!
+      for i in $(seq 50); do grep -q Waiting %s/err 2>/dev/null && break; sleep 0.1; done
+      kill -INT $pid
+      wait $pid
+      echo $? >%s/rc
+    ]]):format(home, redirect, h.CONNRT, dir, dir, dir)
+    local t0 = require("connrt.sys").monotime()
+    os.execute("cd " .. h.ROOT .. " && sh -c " .. h.shell_quote(script))
+    assert.truthy(require("connrt.sys").monotime() - t0 < 10) -- it did not wait for its timeout
+    assert.equal("130\n", h.read(dir .. "/rc"))
+    local list = h.connrt({ "list", "--json" }, { env = { CONNRT_HOME = home } })
+    assert.equal("[]\n", list.stdout)
+    h.rmdir(home)
+    h.rmdir(dir)
+  end)
+end)

@@ -155,7 +155,9 @@ function commands.list(argv)
   local recs = st:list()
   st:close()
   if o.json then
-    local out = setmetatable({}, cjson.array_mt)
+    -- Debian's lua-cjson encodes an empty table as {}: an empty list is written by hand
+    if #recs == 0 then log.out("[]") return 0 end
+    local out = {}
     for i, r in ipairs(recs) do out[i] = public(r) end
     json_out(out)
     return 0
