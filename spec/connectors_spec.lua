@@ -11,7 +11,20 @@ local CLIENT_ID, CLIENT_SECRET = "cid-standin", "cs-standin-secret"
 
 local client = require("connrt.http").client()
 
-local function start_standin(name, fixture)
+local start_standin
+
+-- Runs fn(standin, home) with a provider's stand-in and a fresh store, and always stops
+-- and removes both, whether fn passes or fails.
+local function with_standin(name, fn, fixture)
+  local standin = start_standin(name, fixture)
+  local home = h.tmpdir()
+  local ok, err = pcall(fn, standin, home)
+  standin.stop()
+  h.rmdir(home)
+  if not ok then error(err, 0) end
+end
+
+function start_standin(name, fixture)
   local s = h.start_node("spec/support/standin.mjs", h.shell_quote(fixture or ("spec/fixtures/providers/" .. name .. ".json")))
   local info = cjson.decode(s.line)
   info.stop = s.stop
@@ -167,9 +180,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
 
   for _, case in ipairs(CASES) do
     it(case.id .. ": connects through the stand-in and sends a request", function()
-      local standin = start_standin(case.id)
-      local home = h.tmpdir()
-      local ok, err = pcall(function()
+      with_standin(case.id, function(standin, home)
         local res = connect(case, standin, home)
         assert.equal(0, res.code, res.stderr)
         local out = cjson.decode(res.stdout)
@@ -189,16 +200,11 @@ describe("shipped connectors against provider stand-ins #integration", function(
         end
         if case.saw then case.saw(standin.log()) end
       end)
-      standin.stop()
-      h.rmdir(home)
-      if not ok then error(err, 0) end
     end)
   end
 
   it("figma: refreshes at its separate refresh URL and keeps the refresh token it did not get back", function()
-    local standin = start_standin("figma")
-    local home = h.tmpdir()
-    local ok, err = pcall(function()
+    with_standin("figma", function(standin, home)
       local res = connect({ id = "figma" }, standin, home)
       assert.equal(0, res.code, res.stderr)
       res = h.connrt({ "refresh", "figma" }, { env = env(home) })
@@ -213,24 +219,16 @@ describe("shipped connectors against provider stand-ins #integration", function(
       res = h.connrt({ "request", "figma", "/me" }, { env = env(home) })
       assert.equal(0, res.code, res.stderr)
     end)
-    standin.stop()
-    h.rmdir(home)
-    if not ok then error(err, 0) end
   end)
 
   it("facebook: has no refresh token, and says so", function()
-    local standin = start_standin("facebook")
-    local home = h.tmpdir()
-    local ok, err = pcall(function()
+    with_standin("facebook", function(standin, home)
       local res = connect({ id = "facebook" }, standin, home)
       assert.equal(0, res.code, res.stderr)
       res = h.connrt({ "refresh", "facebook" }, { env = env(home) })
       assert.are_not.equal(0, res.code)
       assert.matches("no refresh token", res.stderr, 1, true)
     end)
-    standin.stop()
-    h.rmdir(home)
-    if not ok then error(err, 0) end
   end)
 
   local ERRORS = {
@@ -240,9 +238,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
   }
   for _, e in ipairs(ERRORS) do
     it(e.id .. ": a token error in the provider's shape fails the connect and saves nothing", function()
-      local standin = start_standin(e.id)
-      local home = h.tmpdir()
-      local ok, err = pcall(function()
+      with_standin(e.id, function(standin, home)
         standin.fail("token")
         local res = connect({ id = e.id }, standin, home)
         assert.are_not.equal(0, res.code)
@@ -250,24 +246,16 @@ describe("shipped connectors against provider stand-ins #integration", function(
         local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
         assert.equal(0, #list)
       end)
-      standin.stop()
-      h.rmdir(home)
-      if not ok then error(err, 0) end
     end)
   end
 
   it("notion: the test API fails without the Notion-Version header the provider requires", function()
-    local standin = start_standin("notion")
-    local home = h.tmpdir()
-    local ok, err = pcall(function()
+    with_standin("notion", function(standin, home)
       local path = rewritten("notion", standin.origin, { { '["Notion-Version"] = "2022-06-28"', "" } }, tmp)
       local res = h.connrt({ "run", path, "--timeout", "20" }, { env = env(home) })
       assert.equal(5, res.code, res.stderr)
       assert.matches("Notion-Version header failed validation", res.stderr, 1, true)
     end)
-    standin.stop()
-    h.rmdir(home)
-    if not ok then error(err, 0) end
   end)
 
   it("salesforce: an instance_url that is not https is refused before it joins the allowed URLs", function()
@@ -275,19 +263,14 @@ describe("shipped connectors against provider stand-ins #integration", function(
     doc.token.body.instance_url = "http://evil.example.com"
     local fixture = tmp .. "/salesforce-http.json"
     h.write(fixture, cjson.encode(doc))
-    local standin = start_standin("salesforce", fixture)
-    local home = h.tmpdir()
-    local ok, err = pcall(function()
+    with_standin("salesforce", function(standin, home)
       local res = connect({ id = "salesforce", rewrites = { { "https://{{domain}}.salesforce.com", "ORIGIN" } } }, standin, home)
       assert.are_not.equal(0, res.code)
       assert.matches("allowed_urls[1] http://evil.example.com: plain http is allowed only for loopback hosts", res.stderr, 1, true)
       assert.equal(0, #find(standin.log(), "GET", "/instance/services/oauth2/userinfo"))
       local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
       assert.equal(0, #list)
-    end)
-    standin.stop()
-    h.rmdir(home)
-    if not ok then error(err, 0) end
+    end, fixture)
   end)
 
   it("shopify: a shop that would change the host is refused before anything is sent", function()
@@ -301,17 +284,12 @@ describe("shipped connectors against provider stand-ins #integration", function(
   end)
 
   it("brevo: a wrong API key is refused by the test API and nothing is saved", function()
-    local standin = start_standin("brevo")
-    local home = h.tmpdir()
-    local ok, err = pcall(function()
+    with_standin("brevo", function(standin, home)
       local res = connect({ id = "brevo", fields = { "api_key=xkeysib-wrong" } }, standin, home)
       assert.are_not.equal(0, res.code)
       assert.matches("401", res.stderr, 1, true)
       local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
       assert.equal(0, #list)
     end)
-    standin.stop()
-    h.rmdir(home)
-    if not ok then error(err, 0) end
   end)
 end)

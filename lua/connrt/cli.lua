@@ -276,37 +276,35 @@ function commands.request(argv)
   return 0
 end
 
-function commands.token(argv)
-  local _, rest = parse(argv, {})
-  if #rest ~= 1 then errors.raise("usage", "usage: connrt token ID") end
-  local conn, st = open_connection(rest[1])
-  local tok = conn:token()
-  st:close()
-  log.raw(tok .. "\n")
-  return 0
+-- The commands that take one connection and act on it: `act(conn, st)` runs with the
+-- connection open and the store closed afterwards, whatever happens.
+local function with_connection(name, act)
+  return function(argv)
+    local _, rest = parse(argv, {})
+    if #rest ~= 1 then errors.raise("usage", "usage: connrt %s ID", name) end
+    local conn, st = open_connection(rest[1])
+    local ok, err = pcall(act, conn, st)
+    st:close()
+    if not ok then error(err, 0) end
+    return 0
+  end
 end
 
-function commands.refresh(argv)
-  local _, rest = parse(argv, {})
-  if #rest ~= 1 then errors.raise("usage", "usage: connrt refresh ID") end
-  local conn, st = open_connection(rest[1])
+commands.token = with_connection("token", function(conn)
+  log.raw(conn:token() .. "\n")
+end)
+
+commands.refresh = with_connection("refresh", function(conn)
   conn:refresh()
-  st:close()
   log.err("refreshed %s; the token expires %s", conn:id(), fmt_time(conn.rec.expires_at))
-  return 0
-end
+end)
 
-function commands.revoke(argv)
-  local _, rest = parse(argv, {})
-  if #rest ~= 1 then errors.raise("usage", "usage: connrt revoke ID") end
-  local conn, st = open_connection(rest[1])
+commands.revoke = with_connection("revoke", function(conn, st)
   local done = conn:revoke()
   st:delete(conn:id())
-  st:close()
   log.err("revoked the %s of %s at the provider and deleted the connection", table.concat(done, " and "):gsub("_", " "),
     conn:id())
-  return 0
-end
+end)
 
 commands["redirect-url"] = function(argv)
   local _, rest = parse(argv, {})
