@@ -14,6 +14,15 @@ return {
   name = "{{login}}'s GitHub",
   unique_id = "{{id}}",
   allowed_urls = { "https://api.github.com" },
+  -- revoking deletes the app's grant: DELETE /applications/{client_id}/grant with the
+  -- client's id and secret as HTTP Basic and the token in a JSON body (not RFC 7009)
+  revoke_request = {
+    method = "DELETE",
+    url = "https://api.github.com/applications/{{client_id}}/grant",
+    basic = { username = "{{client_id}}", password = "{{client_secret}}" },
+    headers = { Accept = "application/vnd.github+json", ["X-GitHub-Api-Version"] = "2022-11-28" },
+    json = { access_token = "{{access_token}}" },
+  },
   request = {
     headers = {
       Authorization = "Bearer {{access_token}}",

@@ -102,6 +102,7 @@
 ---@field token_request_format? "form"|"json" Default "form".
 ---@field refresh_url? ConnectorTemplate Default token_url.
 ---@field revoke_url? ConnectorTemplate RFC 7009.
+---@field revoke_request? ConnectorRevokeRequest For revocations that are not RFC 7009 (GitHub, Dropbox, Stripe).
 ---@field test string|ConnectorRequestSpec Must answer 2xx for the connection to be saved.
 ---@field name ConnectorTemplate The connection's name (no secrets).
 ---@field unique_id ConnectorTemplate The account's id (no secrets).
@@ -110,3 +111,15 @@
 ---@field request? ConnectorRequestParams What every request carries.
 ---@field refresh_on? integer[] Statuses that mean "token expired" (default { 401 }).
 ---@field hooks? ConnectorHooks
+
+---The request `connrt revoke` sends for providers whose revocation is not RFC 7009.
+---Templates see access_token, refresh_token, client_id, client_secret, fields and kept
+---values; tokens and secrets may not appear in `url` or `query`.
+---@class ConnectorRevokeRequest
+---@field method? string HTTP method in capitals (default "POST").
+---@field url ConnectorTemplate
+---@field headers? table<string, ConnectorTemplate>
+---@field query? table<string, ConnectorTemplate>
+---@field form? table<string, ConnectorTemplate> A form body.
+---@field json? table A JSON body whose strings are templates.
+---@field basic? { username: ConnectorTemplate, password?: ConnectorTemplate } HTTP Basic.

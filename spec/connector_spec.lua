@@ -96,6 +96,18 @@ describe("connector", function()
     assert.matches("authorize_url uses {{regoin}}, which is not a field of this connector (fields: region)", msg, 1, true)
   end)
 
+  it("refuses a revoke_request that puts a token in its URL, or comes with a revoke_url", function()
+    local msg = err_of(connector.load_source, source({
+      revoke_request = '{ url = "https://api.example.com/revoke?t={{access_token}}" }' }), "c.lua")
+    assert.matches("revoke_request puts {{access_token}} in the URL", msg, 1, true)
+    msg = err_of(connector.load_source, source({
+      revoke_request = '{ url = "https://api.example.com/revoke", query = { t = "{{refresh_token}}" } }' }), "c.lua")
+    assert.matches("revoke_request puts {{refresh_token}} in the URL", msg, 1, true)
+    msg = err_of(connector.load_source, source({ revoke_url = '"https://auth.example.com/revoke"',
+      revoke_request = '{ url = "https://api.example.com/revoke" }' }), "c.lua")
+    assert.matches("give revoke_url (RFC 7009) or revoke_request, not both", msg, 1, true)
+  end)
+
   it("refuses a name or unique id made of secrets", function()
     local msg = err_of(connector.load_source, source({ unique_id = '"{{access_token}}"' }), "c.lua")
     assert.matches("unique_id uses {{access_token}}, a secret value", msg, 1, true)

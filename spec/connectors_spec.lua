@@ -203,6 +203,33 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end)
   end
 
+  -- providers whose revocation is not RFC 7009, revoked the way each documents
+  for _, rv in ipairs({
+    { id = "github", method = "DELETE", path = "/applications/cid-standin/grant", api = "/user" },
+    { id = "dropbox", method = "POST", path = "/2/auth/token/revoke" },
+    { id = "stripe", method = "POST", path = "/oauth/deauthorize", api = "/v1/account" },
+  }) do
+    it(rv.id .. ": revokes with the provider's own request, and the token stops working", function()
+      with_standin(rv.id, function(standin, home)
+        local res = connect({ id = rv.id }, standin, home)
+        assert.equal(0, res.code, res.stderr)
+        local st = require("connrt.store").open(home)
+        local token = st:secrets(st:list()[1]).access_token
+        st:close()
+        res = h.connrt({ "revoke", rv.id }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+        assert.matches("revoked the authorization of " .. rv.id, res.stderr, 1, true)
+        assert.equal(1, #find(standin.log(), rv.method, rv.path))
+        assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+        if rv.api then
+          local r = assert(require("connrt.http").client():request({ url = standin.origin .. rv.api,
+            headers = { "Authorization: Bearer " .. token } }))
+          assert.equal(401, r.status)
+        end
+      end)
+    end)
+  end
+
   it("figma: refreshes at its separate refresh URL and keeps the refresh token it did not get back", function()
     with_standin("figma", function(standin, home)
       local res = connect({ id = "figma" }, standin, home)

@@ -90,7 +90,17 @@ M.connector = { record = {
   -- or a JSON object (Notion, Atlassian)
   token_request_format = leaf(enum_t("form", "json")),
   refresh_url = leaf(string_t),                                      -- 6
-  revoke_url = leaf(string_t),                                       -- 7
+  revoke_url = leaf(string_t),                                       -- 7 (RFC 7009)
+  -- 7, for providers whose revocation is not RFC 7009: the request to send instead
+  revoke_request = { record = {
+    method = leaf(pattern_t("^%u+$", "an HTTP method in capitals")),
+    url = leaf(string_t, { required = true }),
+    headers = string_map,
+    query = string_map,
+    form = string_map,
+    json = leaf(function(v) if type(v) ~= "table" then return "expected a table, got " .. type(v) end end),
+    basic = { record = { username = leaf(string_t, { required = true }), password = leaf(string_t) } },
+  } },
   test = { one_of = { leaf(string_t), request_decl }, required = true }, -- 8
   name = leaf(string_t, { required = true }),                        -- 9
   allowed_urls = { array = leaf(string_t), required = true },        -- 10

@@ -13,7 +13,9 @@
 // tokens; API routes answer only with a currently valid credential in the place the
 // provider expects it, and with the required headers.
 //
-// Fixture strings may use $ORIGIN, $ACCESS_TOKEN and $REFRESH_TOKEN.
+// Fixture strings may use $ORIGIN, $ACCESS_TOKEN and $REFRESH_TOKEN. An API route with
+// `revokes` is a revocation in the provider's shape: it checks the token named in a JSON
+// body (json_token) or form values (form), then ends every access and refresh token.
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
 // (the next token response is the fixture's error), POST /_standin/expire (every access
 // token stops working).
@@ -209,6 +211,20 @@ const server = http.createServer(async (req, res) => {
         if (!authorized(req, u.searchParams, r.auth)) return send(res, fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
         for (const [k, v] of Object.entries(r.require_headers || {})) {
           if (req.headers[k.toLowerCase()] !== v) return send(res, r.missing_header || { status: 400, body: { error: `${k} is required` } });
+        }
+        if (r.revokes) {
+          // a revocation in the provider's own shape: check what it names, then end every token
+          if (r.revokes.json_token) {
+            let doc = {};
+            try { doc = JSON.parse(body); } catch { /* checked below */ }
+            if (!access.has(doc[r.revokes.json_token])) return send(res, { status: 422, body: { error: "unknown token" } });
+          }
+          const form = Object.fromEntries(new URLSearchParams(body));
+          for (const [k, v] of Object.entries(r.revokes.form || {})) {
+            if (form[k] !== v) return send(res, { status: 400, body: { error: `${k} must be ${v}` } });
+          }
+          access = new Set();
+          refresh.clear();
         }
         return send(res, r);
       }
