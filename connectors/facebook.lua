@@ -14,5 +14,11 @@ return {
   name = "{{name}}",
   unique_id = "{{id}}",
   allowed_urls = { "https://graph.facebook.com/v22.0" },
+  -- revoking removes the app's permissions: DELETE /me/permissions with the token
+  revoke_request = {
+    method = "DELETE",
+    url = "https://graph.facebook.com/v22.0/me/permissions",
+    headers = { Authorization = "Bearer {{access_token}}" },
+  },
   request = { headers = { Authorization = "Bearer {{access_token}}" } },
 }

@@ -16,5 +16,11 @@ return {
   name = "{{user.name}} at {{subdomain}}",
   unique_id = "{{subdomain}}/{{user.id}}",
   allowed_urls = { "https://{{subdomain}}.zendesk.com/api/v2" },
+  -- revoking deletes the token that makes the call (not RFC 7009)
+  revoke_request = {
+    method = "DELETE",
+    url = "https://{{subdomain}}.zendesk.com/api/v2/oauth/tokens/current.json",
+    headers = { Authorization = "Bearer {{access_token}}" },
+  },
   request = { headers = { Authorization = "Bearer {{access_token}}" } },
 }

@@ -208,10 +208,14 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "github", method = "DELETE", path = "/applications/cid-standin/grant", api = "/user" },
     { id = "dropbox", method = "POST", path = "/2/auth/token/revoke" },
     { id = "stripe", method = "POST", path = "/oauth/deauthorize", api = "/v1/account" },
+    { id = "facebook", method = "DELETE", path = "/v22.0/me/permissions", api = "/v22.0/me" },
+    { id = "zendesk", method = "DELETE", path = "/zd/ada/api/v2/oauth/tokens/current.json",
+      api = "/zd/ada/api/v2/users/me.json", fields = { "subdomain=ada" },
+      rewrites = { { "https://{{subdomain}}.zendesk.com", "ORIGIN/zd/{{subdomain}}" } } },
   }) do
     it(rv.id .. ": revokes with the provider's own request, and the token stops working", function()
       with_standin(rv.id, function(standin, home)
-        local res = connect({ id = rv.id }, standin, home)
+        local res = connect({ id = rv.id, fields = rv.fields, rewrites = rv.rewrites }, standin, home)
         assert.equal(0, res.code, res.stderr)
         local st = require("connrt.store").open(home)
         local token = st:secrets(st:list()[1]).access_token
@@ -224,7 +228,8 @@ describe("shipped connectors against provider stand-ins #integration", function(
         if rv.api then
           local r = assert(require("connrt.http").client():request({ url = standin.origin .. rv.api,
             headers = { "Authorization: Bearer " .. token } }))
-          assert.equal(401, r.status)
+          -- the provider's own "bad token" answer (401, or 400 where it documents that)
+          assert.is_true(r.status == 401 or r.status == 400, "status " .. r.status)
         end
       end)
     end)
