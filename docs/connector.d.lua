@@ -103,6 +103,7 @@
 ---@field refresh_url? ConnectorTemplate Default token_url.
 ---@field revoke_url? ConnectorTemplate RFC 7009.
 ---@field revoke_request? ConnectorRevokeRequest For revocations that are not RFC 7009 (GitHub, Dropbox, Stripe).
+---@field exchange_request? ConnectorRevokeRequest Sent right after the code exchange; its token answer is kept (Facebook's long-lived token).
 ---@field test string|ConnectorRequestSpec Must answer 2xx for the connection to be saved.
 ---@field name ConnectorTemplate The connection's name (no secrets).
 ---@field unique_id ConnectorTemplate The account's id (no secrets).

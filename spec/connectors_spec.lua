@@ -253,10 +253,15 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end)
   end)
 
-  it("facebook: has no refresh token, and says so", function()
+  it("facebook: exchanges the short-lived token for a long-lived one, has no refresh token, and says so", function()
     with_standin("facebook", function(standin, home)
       local res = connect({ id = "facebook" }, standin, home)
       assert.equal(0, res.code, res.stderr)
+      local ex = cjson.decode(assert(require("connrt.http").client():request({
+        url = standin.origin .. "/_standin/exchanged" })).body)
+      assert.equal(1, ex.exchanged)
+      local show = cjson.decode(h.connrt({ "show", "facebook", "--json" }, { env = env(home) }).stdout)
+      assert.truthy(show.expires_at - os.time() > 50 * 86400) -- the long-lived token's 60 days, not 1.5 h
       res = h.connrt({ "refresh", "facebook" }, { env = env(home) })
       assert.are_not.equal(0, res.code)
       assert.matches("no refresh token", res.stderr, 1, true)

@@ -10,13 +10,11 @@
 -- across network I/O: the lease is what gives single flight.
 local cjson = require("cjson.safe")
 local connector = require("connrt.connector")
-local crypto = require("connrt.crypto")
 local errors = require("connrt.errors")
 local log = require("connrt.log")
 local oauth = require("connrt.oauth")
 local request = require("connrt.request")
 local sys = require("connrt.sys")
-local template = require("connrt.template")
 local url = require("connrt.url")
 
 local M = {}
@@ -300,34 +298,11 @@ end
 -- kept values, sent once, and must answer 2xx. Returns { "authorization" }.
 function Connection:revoke_by_request()
   local c, rec, r = self.c, self.rec, self.c.revoke_request
-  local where = c.path .. ": revoke_request"
   local creds = { access_token = self.secrets.access_token, refresh_token = self.secrets.refresh_token,
     client_id = rec.client_id, client_secret = self.secrets.client_secret }
-  local scope = { creds, self:scope()[2], rec.values or {} }
-  local flat = {}
-  for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
-  local target = connector.render_url_text(r.url, flat, where .. ".url")
-  local ok, why = url.check_secure(target, "revoke_request.url")
-  if not ok then errors.raise("connector", "%s: %s", c.path, why) end
-  target = url.add_query(target, template.render_pairs(r.query, scope, where .. ".query"))
-  local headers = template.render_pairs(r.headers, scope, where .. ".headers")
-  if r.basic then
-    local user = template.render(r.basic.username, scope, where .. ".basic.username")
-    local pass = r.basic.password and template.render(r.basic.password, scope, where .. ".basic.password") or ""
-    headers[#headers + 1] = { "Authorization", log.secret("Basic " .. crypto.b64encode(user .. ":" .. pass)) }
-  end
-  local body
-  if r.json then
-    body = cjson.encode(template.render_table(r.json, scope, where .. ".json"))
-    headers[#headers + 1] = { "Content-Type", "application/json" }
-  elseif r.form then
-    body = url.form_encode(template.render_pairs(r.form, scope, where .. ".form"))
-    headers[#headers + 1] = { "Content-Type", "application/x-www-form-urlencoded" }
-  end
-  local method = r.method or "POST"
-  local shown = target:gsub("[?#].*$", "")
-  local resp = request.send({ method = method, url = target, headers = headers, body = body },
-    "revoke " .. method .. " " .. shown)
+  local req = request.from_template(r, { creds, self:scope()[2], rec.values or {} }, c.path .. ": revoke_request")
+  local method, shown = req.method, req.url:gsub("[?#].*$", "")
+  local resp = request.send(req, "revoke " .. method .. " " .. shown)
   if resp.status < 200 or resp.status > 299 then
     errors.raise("provider", "revoke %s %s answered %d", method, shown, resp.status)
   end

@@ -157,22 +157,24 @@ local function check_templates(c, path)
   parse_all(c.request and c.request.query, "request.query")
   parse_all(c.request and c.request.body, "request.body")
   parse_all(c.request and c.request.basic, "request.basic")
-  if c.revoke_request then
-    local r = c.revoke_request
-    if c.revoke_url then fail(path, "give revoke_url (RFC 7009) or revoke_request, not both") end
-    -- never a token in a URL
-    local url_parts = { r.url }
-    for _, v in pairs(r.query or {}) do url_parts[#url_parts + 1] = tostring(v) end
-    for _, text in ipairs(url_parts) do
-      for _, var in ipairs(template.variables(text, path .. ": revoke_request")) do
-        if SECRET_NAMES[var:match("^[^.]+")] and var ~= "client_id" then
-          fail(path, "revoke_request puts {{%s}} in the URL: tokens and secrets never go in URLs", var)
+  if c.revoke_request and c.revoke_url then fail(path, "give revoke_url (RFC 7009) or revoke_request, not both") end
+  for _, key in ipairs({ "revoke_request", "exchange_request" }) do
+    local r = c[key]
+    if r then
+      -- never a token in a URL
+      local url_parts = { r.url }
+      for _, v in pairs(r.query or {}) do url_parts[#url_parts + 1] = tostring(v) end
+      for _, text in ipairs(url_parts) do
+        for _, var in ipairs(template.variables(text, path .. ": " .. key)) do
+          if SECRET_NAMES[var:match("^[^.]+")] then
+            fail(path, "%s puts {{%s}} in the URL: tokens and secrets never go in URLs", key, var)
+          end
         end
       end
+      parse_all(r.headers, key .. ".headers")
+      parse_all(r.form, key .. ".form")
+      parse_all(r.basic, key .. ".basic")
     end
-    parse_all(r.headers, "revoke_request.headers")
-    parse_all(r.form, "revoke_request.form")
-    parse_all(r.basic, "revoke_request.basic")
   end
   if c.auth == "fields" then
     -- no token exists for these connections: request parameters use fields only

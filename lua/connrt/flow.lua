@@ -409,11 +409,27 @@ local function known_allowed(ctx)
   return out
 end
 
+--- Sends the connector's exchange_request with the token just obtained and the client's
+-- credentials, and returns the token it answers with (a refresh token the exchange does
+-- not bring is kept): Facebook's short-lived user token for a long-lived one.
+function M.exchange(ctx, token)
+  local c = ctx.c
+  local creds = { access_token = token.access_token, refresh_token = token.refresh_token,
+    client_id = ctx.client_id, client_secret = ctx.client_secret }
+  local req = request.from_template(c.exchange_request, { creds, ctx.fields, token.values or {} }, c.path .. ": exchange_request")
+  local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
+  local new = oauth.normalize(request.send(req, where), where)
+  new.refresh_token = new.refresh_token or token.refresh_token
+  for k, v in pairs(token.values or {}) do if new.values[k] == nil then new.values[k] = v end end
+  return new
+end
+
 -- The last steps of every way of connecting: the test API with the new credentials,
 -- the name and unique id, and one write transaction. `token` is nil for field
 -- connections. Returns the record and whether an existing connection was updated.
 local function finish(ctx, token, extras)
   local c = ctx.c
+  if token and c.exchange_request then token = M.exchange(ctx, token) end
   local values = {}
   for k, v in pairs(token and token.values or {}) do values[k] = v end
   for k, v in pairs(extras or {}) do values[k] = v end

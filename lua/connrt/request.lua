@@ -149,4 +149,33 @@ function M.with_parameters(params, scope, req, where, opts)
   return out
 end
 
+--- Builds a request a connector declares as data (revoke_request, exchange_request):
+-- { method, url, headers, query, form, json, basic } rendered with `scope` (an array of
+-- tables, first match wins). The URL's values are percent-encoded and it must be https
+-- (or loopback). Returns { method, url, headers, body } for M.send.
+function M.from_template(spec, scope, where)
+  local connector = require("connrt.connector")
+  local flat = {}
+  for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
+  local target = connector.render_url_text(spec.url, flat, where .. ".url")
+  local ok, why = url.check_secure(target, where .. ".url")
+  if not ok then errors.raise("connector", "%s", why) end
+  target = url.add_query(target, template.render_pairs(spec.query, scope, where .. ".query"))
+  local headers = template.render_pairs(spec.headers, scope, where .. ".headers")
+  if spec.basic then
+    local user = template.render(spec.basic.username, scope, where .. ".basic.username")
+    local pass = spec.basic.password and template.render(spec.basic.password, scope, where .. ".basic.password") or ""
+    headers[#headers + 1] = { "Authorization", log.secret("Basic " .. crypto.b64encode(user .. ":" .. pass)) }
+  end
+  local body
+  if spec.json then
+    body = cjson.encode(template.render_table(spec.json, scope, where .. ".json"))
+    headers[#headers + 1] = { "Content-Type", "application/json" }
+  elseif spec.form then
+    body = url.form_encode(template.render_pairs(spec.form, scope, where .. ".form"))
+    headers[#headers + 1] = { "Content-Type", "application/x-www-form-urlencoded" }
+  end
+  return { method = spec.method or "POST", url = target, headers = headers, body = body }
+end
+
 return M

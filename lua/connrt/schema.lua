@@ -66,6 +66,18 @@ local request_decl = { record = {
   json = leaf(function(v) if type(v) ~= "table" then return "expected a table, got " .. type(v) end end),
 } }
 
+-- A request declared as data, rendered with the connection's values (revoke_request,
+-- exchange_request).
+local templated_request_decl = { record = {
+  method = leaf(pattern_t("^%u+$", "an HTTP method in capitals")),
+  url = leaf(string_t, { required = true }),
+  headers = string_map,
+  query = string_map,
+  form = string_map,
+  json = leaf(function(v) if type(v) ~= "table" then return "expected a table, got " .. type(v) end end),
+  basic = { record = { username = leaf(string_t, { required = true }), password = leaf(string_t) } },
+} }
+
 --- The connector format. Each key is one setup step; see docs/connectors.md.
 M.connector = { record = {
   id = leaf(pattern_t("^[a-z0-9][a-z0-9_-]*$", "lowercase letters, digits, '-' and '_'"), { required = true }),
@@ -92,15 +104,10 @@ M.connector = { record = {
   refresh_url = leaf(string_t),                                      -- 6
   revoke_url = leaf(string_t),                                       -- 7 (RFC 7009)
   -- 7, for providers whose revocation is not RFC 7009: the request to send instead
-  revoke_request = { record = {
-    method = leaf(pattern_t("^%u+$", "an HTTP method in capitals")),
-    url = leaf(string_t, { required = true }),
-    headers = string_map,
-    query = string_map,
-    form = string_map,
-    json = leaf(function(v) if type(v) ~= "table" then return "expected a table, got " .. type(v) end end),
-    basic = { record = { username = leaf(string_t, { required = true }), password = leaf(string_t) } },
-  } },
+  revoke_request = templated_request_decl,
+  -- sent right after the code exchange; its answer is the token kept (Facebook's
+  -- short-lived user token exchanged for a long-lived one)
+  exchange_request = templated_request_decl,
   test = { one_of = { leaf(string_t), request_decl }, required = true }, -- 8
   name = leaf(string_t, { required = true }),                        -- 9
   allowed_urls = { array = leaf(string_t), required = true },        -- 10

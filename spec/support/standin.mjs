@@ -31,6 +31,7 @@ const seen = [];
 const failNext = new Set();
 let origin = "";
 let lastAccess = "", lastRefresh = "";
+let exchanged = 0;                // token exchanges answered
 
 const rand = (p) => p + crypto.randomBytes(12).toString("hex");
 const b64url = (buf) => buf.toString("base64").replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -142,6 +143,12 @@ async function onToken(req, res, isRefreshPath) {
     }
     return tokenResponse(req, res, fixture.token, "token");
   }
+  if (fixture.exchange && p.grant_type === fixture.exchange.grant_type) {
+    // a token exchange (Facebook's fb_exchange_token): a valid token in, a new one out
+    if (!access.has(p[fixture.exchange.token_param])) return oauthError(res, 400, "invalid_grant", "unknown token to exchange");
+    exchanged += 1;
+    return tokenResponse(req, res, fixture.exchange, "exchange");
+  }
   if (p.grant_type === "refresh_token" && (isRefreshPath || !fixture.refresh?.path)) {
     if (!refresh.has(p.refresh_token)) return oauthError(res, 400, "invalid_grant", "unknown refresh token");
     if (fixture.refresh?.rotate !== false) refresh.delete(p.refresh_token);
@@ -198,6 +205,7 @@ const server = http.createServer(async (req, res) => {
   if (!u.pathname.startsWith("/_standin/")) seen.push(entry);
   try {
     if (u.pathname === "/_standin/log") return send(res, { body: seen });
+    if (u.pathname === "/_standin/exchanged") return send(res, { body: { exchanged } });
     if (u.pathname === "/_standin/fail") { failNext.add(u.searchParams.get("what")); return send(res, { body: { ok: true } }); }
     if (u.pathname === "/_standin/expire") { access = new Set(); return send(res, { body: { ok: true } }); }
     if (req.method === "GET" && u.pathname === fixture.authorize?.path) return onAuthorize(req, res, u.searchParams);
