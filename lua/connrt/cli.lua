@@ -152,16 +152,16 @@ function commands.list(argv)
   local o, rest = parse(argv, { json = "flag" })
   if #rest > 0 then errors.raise("usage", "usage: connrt list [--json]") end
   local st = require("connrt.store").open()
-  local recs = st:list()
-  st:close()
   if o.json then
-    -- Debian's lua-cjson encodes an empty table as {}: an empty list is written by hand
-    if #recs == 0 then log.out("[]") return 0 end
-    local out = {}
-    for i, r in ipairs(recs) do out[i] = public(r) end
-    json_out(out)
+    -- the records as stored: plain JSON without secrets (those live sealed apart), so
+    -- 100,000 connections are listed without decoding and encoding each one
+    local raw = st:list_raw()
+    st:close()
+    log.out("[%s]", table.concat(raw, ","))
     return 0
   end
+  local recs = st:list()
+  st:close()
   if #recs == 0 then log.out("no connections") return 0 end
   local format = require("connrt.format")
   local rows = { { "ID", "CONNECTOR", "NAME", "ACCOUNT", "STATUS", "EXPIRES" } }

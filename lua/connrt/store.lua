@@ -9,7 +9,9 @@
 -- with AES-256-GCM under a 32-byte key, bound to the connection id as associated data;
 -- the rest of a record is plain JSON so `connrt list` needs no key.
 --
--- Databases: connections (id -> record), accounts (connector NUL unique id -> id),
+-- Databases: connections (id -> record, plain JSON without secrets, so `list --json`
+-- can hand the values out as they are), secrets (id -> the sealed secrets of that
+-- connection), accounts (connector NUL unique id -> id),
 -- clients (connector -> client id and sealed secret, so credentials are given once),
 -- connectors (sha256 of a connector's source -> source), leases (id -> lease), meta.
 --
@@ -22,7 +24,7 @@ local sys = require("connrt.sys")
 
 local M = {}
 
-local DBS = { "connections", "accounts", "clients", "connectors", "leases", "meta" }
+local DBS = { "connections", "secrets", "accounts", "clients", "connectors", "leases", "meta" }
 local KEY_CHECK = "connrt key check v1"
 
 --- The store's directory: CONNRT_HOME, else $XDG_DATA_HOME/connrt, else ~/.local/share/connrt.
@@ -125,6 +127,15 @@ local function unseal(self, blob, aad, what)
   return cjson.decode(plain)
 end
 
+-- Writes a record: its plain part to connections, its sealed secrets to secrets.
+local function put_record(txn, rec)
+  local sealed = rec.sealed
+  rec.sealed = nil
+  txn:put("connections", rec.id, cjson.encode(rec))
+  rec.sealed = sealed
+  if sealed then txn:put("secrets", rec.id, sealed) end
+end
+
 local function decode_record(value, id)
   local ok, rec = pcall(cjson.decode, value)
   if not ok or type(rec) ~= "table" then
@@ -143,8 +154,14 @@ end
 
 --- Reads a connection record by id (secrets still sealed), or nil.
 function Store:get(id)
-  local v = self:read("connections", id)
-  return v and decode_record(v, id) or nil
+  local txn <close> = self.env:begin(false)
+  local v = txn:get("connections", id)
+  local sealed = v and txn:get("secrets", id)
+  txn:abort()
+  if not v then return nil end
+  local rec = decode_record(v, id)
+  rec.sealed = rec.sealed or sealed -- stores written before the split keep it inline
+  return rec
 end
 
 --- Finds a connection by its id, or by its connector's id where that connector has
@@ -156,7 +173,7 @@ function Store:find(ref)
   for _, r in ipairs(self:list()) do
     if r.connector == ref then matches[#matches + 1] = r end
   end
-  if #matches == 1 then return matches[1] end
+  if #matches == 1 then return self:get(matches[1].id) end
   if #matches > 1 then
     local ids = {}
     for _, r in ipairs(matches) do ids[#ids + 1] = r.id end
@@ -167,10 +184,22 @@ end
 
 --- The secrets of a record, unsealed.
 function Store:secrets(rec)
-  return unseal(self, rec.sealed, "connection/" .. rec.id, "connection " .. rec.id)
+  local sealed = rec.sealed or self:read("secrets", rec.id)
+  return unseal(self, sealed, "connection/" .. rec.id, "connection " .. rec.id)
 end
 
---- All connection records (secrets sealed), in id order.
+--- The connection records as stored (JSON text, no secrets), in id order: what
+-- `connrt list --json` prints without decoding 100,000 records to encode them again.
+function Store:list_raw()
+  local txn <close> = self.env:begin(false)
+  local rows = txn:list("connections")
+  txn:abort()
+  local out = {}
+  for i, kv in ipairs(rows) do out[i] = kv[2] end
+  return out
+end
+
+--- All connection records (without their sealed secrets), in id order.
 function Store:list()
   local txn <close> = self.env:begin(false)
   local rows = txn:list("connections")
@@ -219,7 +248,7 @@ local function save_in(self, txn, rec, secrets, source, client, now)
   rec.updated_at = now
   rec.connector_hash = hash
   rec.sealed = seal(self, secrets, "connection/" .. rec.id)
-  txn:put("connections", rec.id, cjson.encode(rec))
+  put_record(txn, rec)
   txn:put("accounts", akey, rec.id)
   txn:put("connectors", hash, source)
   if client then
@@ -261,7 +290,7 @@ function Store:save_tokens(id, tok)
   local v = txn:get("connections", id)
   if not v then errors.raise("notfound", "connection %s was deleted", id) end
   local rec = decode_record(v, id)
-  local secrets = unseal(self, rec.sealed, "connection/" .. id, "connection " .. id)
+  local secrets = unseal(self, rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
   secrets.access_token = tok.access_token
   if tok.refresh_token then secrets.refresh_token = tok.refresh_token end
   if tok.id_token then secrets.id_token = tok.id_token end
@@ -272,7 +301,7 @@ function Store:save_tokens(id, tok)
   rec.needs_reconnect, rec.last_error = nil, nil
   rec.refreshed_at = os.time()
   rec.sealed = seal(self, secrets, "connection/" .. id)
-  txn:put("connections", id, cjson.encode(rec))
+  put_record(txn, rec)
   txn:commit()
   return rec, secrets
 end
@@ -295,6 +324,7 @@ function Store:delete(id)
   if not v then txn:abort(); return false end
   local rec = decode_record(v, id)
   txn:del("connections", id)
+  txn:del("secrets", id)
   if txn:get("accounts", account_key(rec.connector, rec.unique_id)) == id then
     txn:del("accounts", account_key(rec.connector, rec.unique_id))
   end
