@@ -204,19 +204,11 @@ describe("ways to connect (integration) #integration", function()
       assert.equal("connrt-basic (machine)", cjson.decode(res.stdout).name)
       assert.equal(before + 1, grants(server, "client_credentials"))
       sys.sleep(3.3) -- the 3 s token expired
-      local dir = h.tmpdir()
-      local script = {}
-      for i = 1, 10 do
-        script[#script + 1] = ("(CONNRT_HOME=%s CONNRT_REFRESH_MARGIN=0 %s request machine /api/x >%s/out%d 2>&1; echo $? >%s/rc%d) &")
-          :format(h.shell_quote(home), h.CONNRT, dir, i, dir, i)
-      end
-      script[#script + 1] = "wait"
-      os.execute(table.concat(script, "\n"))
-      for i = 1, 10 do assert.equal("0\n", h.read(dir .. "/rc" .. i), h.read(dir .. "/out" .. i)) end
+      local runs = h.concurrent(10, { "request", "machine", "/api/x" }, { CONNRT_HOME = home, CONNRT_REFRESH_MARGIN = "0" })
+      for _, r in ipairs(runs) do assert.equal(0, r.code, r.output) end
       assert.equal(before + 2, grants(server, "client_credentials"))
       local log = api.log()
       assert.matches("^Bearer ", log[#log].headers.authorization)
-      h.rmdir(dir)
       h.rmdir(home)
     end)
 

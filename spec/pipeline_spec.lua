@@ -413,20 +413,13 @@ describe("pipelines (integration) #integration", function()
       local home = connect(short)
       sys.sleep(3.3) -- the 3 s access token is now expired
       local before = refreshes(short)
-      local dir = h.tmpdir()
-      local script = {}
-      for i = 1, 20 do
-        script[#script + 1] = ("(CONNRT_HOME=%s CONNRT_REFRESH_MARGIN=0 %s request pipe /me >%s/out%d 2>&1; echo $? >%s/rc%d) &")
-          :format(h.shell_quote(home), h.CONNRT, dir, i, dir, i)
-      end
-      script[#script + 1] = "wait"
-      os.execute(table.concat(script, "\n"))
-      for i = 1, 20 do
-        assert.equal("0\n", h.read(dir .. "/rc" .. i), h.read(dir .. "/out" .. i))
-        assert.matches("john@example.com", h.read(dir .. "/out" .. i), 1, true)
+      local runs = h.concurrent(20, { "request", "pipe", "/me" }, { CONNRT_HOME = home, CONNRT_REFRESH_MARGIN = "0" })
+      assert.equal(20, #runs)
+      for _, r in ipairs(runs) do
+        assert.equal(0, r.code, r.output)
+        assert.matches("john@example.com", r.output, 1, true)
       end
       assert.equal(before + 1, refreshes(short))
-      h.rmdir(dir)
       h.rmdir(home)
     end)
 

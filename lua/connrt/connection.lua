@@ -15,7 +15,6 @@ local log = require("connrt.log")
 local oauth = require("connrt.oauth")
 local request = require("connrt.request")
 local sys = require("connrt.sys")
-local url = require("connrt.url")
 
 local M = {}
 
@@ -180,14 +179,7 @@ local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS
 
 --- Resolves and checks a request URL against the allowed URLs; returns it.
 function Connection:target(u)
-  local allowed = self.rec.allowed_urls
-  local full = url.join(allowed[1], u)
-  local ok, why = url.allowed(full, allowed)
-  if not ok then
-    errors.raise("refused", "refused %s: %s (allowed: %s); nothing was sent", full:gsub("[?#].*$", ""), why,
-      table.concat(allowed, ", "))
-  end
-  return full
+  return request.allowed_target(self.rec.allowed_urls, u, "refused %s: %s (allowed: %s); nothing was sent")
 end
 
 --- Sends a request through the connection. `req`: method, url (relative to the first

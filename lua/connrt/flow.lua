@@ -228,12 +228,8 @@ function M.test_api(c, scope, allowed)
   local flat = {} -- the scope's layers as one table, first layer winning
   for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
   local target = connector.render_url_text(t.url, flat, c.path .. ": test.url")
-  target = url.join(allowed[1], target)
-  local ok, why = url.allowed(target, allowed)
-  if not ok then
-    errors.raise("refused", "%s: test API %s is refused: %s (allowed: %s)", c.path, target, why,
-      table.concat(allowed, ", "))
-  end
+  target = request.allowed_target(allowed, target,
+    c.path:gsub("%%", "%%%%") .. ": test API %s is refused: %s (allowed: %s)")
   local req = { method = t.method, body = t.body,
     url = url.add_query(target, template.render_pairs(t.query, scope, c.path .. ": test.query")),
     headers = template.render_pairs(t.headers, scope, c.path .. ": test.headers") }
@@ -359,12 +355,8 @@ function M.lookup(c, scope, allowed)
     if #allowed == 0 then
       errors.raise("connector", "%s: hooks.lookup: no allowed URL is known before the lookup", c.path)
     end
-    local target = url.join(allowed[1], req.url)
-    local ok, why = url.allowed(target, allowed)
-    if not ok then
-      errors.raise("refused", "%s: hooks.lookup: %s is refused: %s (allowed: %s)", c.path,
-        target:gsub("[?#].*$", ""), why, table.concat(allowed, ", "))
-    end
+    local target = request.allowed_target(allowed, req.url,
+      c.path:gsub("%%", "%%%%") .. ": hooks.lookup: %s is refused: %s (allowed: %s)")
     local headers = {}
     for k, v in pairs(req.headers or {}) do headers[#headers + 1] = { tostring(k), tostring(v) } end
     local query = {}

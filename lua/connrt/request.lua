@@ -149,6 +149,16 @@ function M.with_parameters(params, scope, req, where, opts)
   return out
 end
 
+--- Joins `u` to the first of `allowed` (when relative) and checks it against all of
+-- them; returns the URL, or raises a refused error: `message` is a format given the URL
+-- (without its query), why, and the allowed list.
+function M.allowed_target(allowed, u, message)
+  local target = url.join(allowed[1], u)
+  local ok, why = url.allowed(target, allowed)
+  if not ok then errors.raise("refused", message, strip_query(target), why, table.concat(allowed, ", ")) end
+  return target
+end
+
 --- Builds a request a connector declares as data (revoke_request, exchange_request):
 -- { method, url, headers, query, form, json, basic } rendered with `scope` (an array of
 -- tables, first match wins). The URL's values are percent-encoded and it must be https

@@ -134,6 +134,29 @@ function M.connrt(args, opts)
   return res
 end
 
+--- Runs `n` copies of `connrt ARGS...` at once (env: a table of variables) and waits
+-- for all. Returns a list of {code, output} (output: stdout and stderr together).
+function M.concurrent(n, args, env)
+  local dir = M.tmpdir()
+  local prefix = {}
+  for k, v in pairs(env or {}) do prefix[#prefix + 1] = k .. "=" .. M.shell_quote(v) end
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = M.shell_quote(a) end
+  local script = {}
+  for i = 1, n do
+    script[#script + 1] = ("(%s %s %s >%s/out%d 2>&1; echo $? >%s/rc%d) &"):format(table.concat(prefix, " "),
+      M.shell_quote(M.CONNRT), table.concat(quoted, " "), dir, i, dir, i)
+  end
+  script[#script + 1] = "wait"
+  os.execute(table.concat(script, "\n"))
+  local out = {}
+  for i = 1, n do
+    out[i] = { code = tonumber(M.read(dir .. "/rc" .. i) or ""), output = M.read(dir .. "/out" .. i) or "" }
+  end
+  M.rmdir(dir)
+  return out
+end
+
 --- The sha256 of every file in a store directory, to show a failed run changed nothing.
 function M.snapshot(home)
   local snap = {}
