@@ -7,7 +7,7 @@
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
 
-_connrt_commands="run authorize request token refresh revoke delete list show check redirect-url version help"
+_connrt_commands="run authorize request token refresh revoke delete rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -17,9 +17,10 @@ _connrt_options() {
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
     list | show) echo "--json" ;;
+    rekey) echo "--new-key-file" ;;
   esac
 }
-_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait "
+_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file "
 
 # Connection ids and connector ids, one per line. `connrt list --json` prints one line:
 # an array of objects with "id" (the connector's id, "-", 8 hex digits) and "connector".
@@ -60,7 +61,7 @@ _connrt() {
 
   if [ "$COMP_CWORD" -le 1 ]; then
     if [[ "$cur" == -* ]]; then
-      mapfile -t COMPREPLY < <(compgen -W "--help --version -h" -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --verbose -v" -- "$cur")
     else
       mapfile -t COMPREPLY < <(compgen -W "$_connrt_commands" -- "$cur")
     fi
@@ -73,7 +74,7 @@ _connrt() {
   # the value of an option: files where it is a path, nothing to offer otherwise
   if [[ "$_connrt_valued" == *" $prev "* ]]; then
     case "$prev" in
-      --client-secret-file)
+      --client-secret-file | --new-key-file)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         compopt -o filenames 2>/dev/null
         ;;

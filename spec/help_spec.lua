@@ -8,7 +8,7 @@ local help = require("connrt.help")
 
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
-local COMMANDS = { "run", "authorize", "request", "token", "refresh", "revoke", "delete", "list", "show",
+local COMMANDS = { "run", "authorize", "request", "token", "refresh", "revoke", "delete", "rekey", "list", "show",
   "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
@@ -18,9 +18,11 @@ local OPTIONS = {
   request = { "-H", "--header", "-d", "--data", "--json-body", "-i", "--include", "--retries", "--max-wait", "--json" },
   list = { "--json" },
   show = { "--json" },
+  rekey = { "--new-key-file" },
   token = {}, refresh = {}, revoke = {}, delete = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
-local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_REDIRECT_URL", "CONNRT_LISTEN", "CONNRT_BROWSER",
+local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
+  "CONNRT_REDIRECT_URL", "CONNRT_LISTEN", "CONNRT_BROWSER",
   "CONNRT_CLIENT_ID", "CONNRT_CLIENT_SECRET", "CONNRT_CA_BUNDLE", "CONNRT_REFRESH_MARGIN", "CONNRT_LUA_DIR", "NO_COLOR",
   "CONNRT_FIELD_" }
 local EXIT = { "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "70", "130" }
@@ -209,7 +211,7 @@ describe("bash completion (completions/connrt.bash) #integration", function()
     local script = ("source completions/connrt.bash; COMP_WORDS=(%s); COMP_CWORD=%d; _connrt; "
       .. "printf '%%s\\n' \"${COMPREPLY[@]}\""):format(table.concat(quoted, " "), #words - 1)
     local cmd = ("cd %s && env PATH=%s CONNRT_HOME=%s bash -c %s 2>&1"):format(h.shell_quote(h.ROOT),
-      h.shell_quote(h.ROOT .. "/build:/usr/bin:/bin"), h.shell_quote((env and env.home) or home), h.shell_quote(script))
+      h.shell_quote(h.CONNRT:match("^(.*)/") .. ":/usr/bin:/bin"), h.shell_quote((env and env.home) or home), h.shell_quote(script))
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()
@@ -246,8 +248,8 @@ describe("bash completion (completions/connrt.bash) #integration", function()
   it("completes command names", function()
     assert.same(sorted(COMMANDS), complete({ "connrt", "" }))
     assert.same({ "token" }, complete({ "connrt", "to" }))
-    assert.same({ "redirect-url", "refresh", "request", "revoke" }, complete({ "connrt", "re" }))
-    assert.same({ "--help", "--version", "-h" }, complete({ "connrt", "-" }))
+    assert.same({ "redirect-url", "refresh", "rekey", "request", "revoke" }, complete({ "connrt", "re" }))
+    assert.same({ "--help", "--verbose", "--version", "-h", "-v" }, complete({ "connrt", "-" }))
     assert.same(sorted(COMMANDS), complete({ "connrt", "help", "" }))
   end)
 

@@ -19,6 +19,9 @@ local function parse(argv, spec)
     if a == "--" then
       for j = i + 1, #argv do rest[#rest + 1] = argv[j] end
       break
+    elseif a == "--verbose" or a == "-v" then
+      -- every command takes it, wherever it stands (connrt request ID URL -v)
+      log.verbose = true
     elseif a:sub(1, 2) == "--" or a:match("^%-%a$") then
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:gsub("^%-%-?", "")
@@ -306,6 +309,58 @@ commands.revoke = with_connection("revoke", function(conn, st)
     conn:id())
 end)
 
+-- `connrt rekey`: every secret re-sealed under a new key in one transaction. With a key
+-- file, the new key is written beside it (key.new, fsync'ed) before the transaction and
+-- renamed over it after the commit; store.open finishes that rename if we die between
+-- the two, so no moment exists where the store's key is nowhere on disk.
+function commands.rekey(argv)
+  local o, rest = parse(argv, { ["new-key-file"] = "value" })
+  if #rest > 0 then errors.raise("usage", "usage: connrt rekey [--new-key-file FILE]") end
+  local store = require("connrt.store")
+  local sys = require("connrt.sys")
+  local crypto = require("connrt.crypto")
+  local new_key, where
+  if o["new-key-file"] then
+    local f, err = io.open(o["new-key-file"], "rb")
+    if not f then errors.raise("usage", "--new-key-file: %s", err) end
+    new_key = store.decode_key(f:read("a"), "--new-key-file " .. o["new-key-file"])
+    f:close()
+    where = o["new-key-file"]
+  elseif os.getenv("CONNRT_NEW_KEY") and os.getenv("CONNRT_NEW_KEY") ~= "" then
+    new_key, where = store.decode_key(os.getenv("CONNRT_NEW_KEY"), "CONNRT_NEW_KEY"), "CONNRT_NEW_KEY"
+  end
+  local st = store.open()
+  local ok, err = pcall(function()
+    if not new_key then
+      if not st.key_path then
+        errors.raise("usage", "the store's key comes from CONNRT_KEY: give the new one with --new-key-file FILE or "
+          .. "CONNRT_NEW_KEY (connrt cannot change your environment)")
+      end
+      new_key, where = crypto.random(32), "a fresh random key"
+    end
+    if new_key == st.key then errors.raise("usage", "the new key is the one the store is sealed with already") end
+    local n
+    if st.key_path then
+      local pending = st.key_path .. ".new"
+      os.remove(pending) -- left by a rekey that failed before its commit: never used
+      local written, werr = sys.write_private(pending, crypto.hex(new_key) .. "\n")
+      if not written then errors.raise("store", "%s", werr) end
+      local rok, res = pcall(st.rekey, st, new_key)
+      if not rok then os.remove(pending) error(res, 0) end
+      local renamed, nerr = os.rename(pending, st.key_path)
+      if not renamed then errors.raise("store", "re-sealed, but cannot replace the key file: %s (the new key is in %s)", nerr, pending) end
+      n = res
+      log.err("re-sealed %d secret record(s) under %s; the key file %s holds it now", n, where, st.key_path)
+    else
+      n = st:rekey(new_key)
+      log.err("re-sealed %d secret record(s) under %s: set CONNRT_KEY to it from now on", n, where)
+    end
+  end)
+  st:close()
+  if not ok then error(err, 0) end
+  return 0
+end
+
 commands["redirect-url"] = function(argv)
   local _, rest = parse(argv, {})
   if #rest > 0 then errors.raise("usage", "usage: connrt redirect-url") end
@@ -347,6 +402,10 @@ end
 
 --- Entry point: returns the exit status.
 function M.main(argv)
+  while argv[1] == "--verbose" or argv[1] == "-v" do
+    log.verbose = true
+    table.remove(argv, 1)
+  end
   local cmd = argv[1]
   if cmd == nil or cmd == "--help" or cmd == "-h" then cmd = "help" end
   if cmd == "--version" then cmd = "version" end

@@ -191,6 +191,10 @@ local function await_callback(l, where, state, deadline, title)
     local req = l:accept(tty and math.min(left, 1) or left)
     if req then
       clear()
+      if log.verbose then
+        log.trace("listener: %s %s from %s", req.method, request.hide_url(req.path .. (req.query and ("?" .. req.query) or "")),
+          req.peer or "?")
+      end
       if req.method ~= "GET" then
         req:respond(405, page.headers({ Allow = "GET" }), page.render("error", title, "This address only takes the app's sign-in redirect."))
       elseif req.path ~= where.path then

@@ -48,6 +48,7 @@ local ENVIRONMENT = {
   { "CONNRT_HOME", "the store directory (default $XDG_DATA_HOME/connrt, else ~/.local/share/connrt)" },
   { "CONNRT_KEY", "the 32-byte sealing key, as 64 hex digits or base64 (default: a key file, made on first use)" },
   { "CONNRT_KEY_FILE", "where that key file is (default $CONNRT_HOME/key)" },
+  { "CONNRT_NEW_KEY", "the new key for connrt rekey, when --new-key-file is not given" },
   { "CONNRT_REDIRECT_URL", "the redirect URL registered with the app (default http://127.0.0.1:8400/callback)" },
   { "CONNRT_LISTEN", "HOST:PORT the listener binds when it differs from the redirect URL's (behind a reverse proxy)" },
   { "CONNRT_BROWSER", "the command that opens the sign-in URL, given as its last argument (default xdg-open "
@@ -55,10 +56,18 @@ local ENVIRONMENT = {
   { "CONNRT_CLIENT_ID", "the app's client id" },
   { "CONNRT_CLIENT_SECRET", "the app's client secret" },
   { "CONNRT_FIELD_<KEY>", "the value of connector field KEY (for secret fields)" },
-  { "CONNRT_CA_BUNDLE", "a CA bundle for TLS verification (which is always on)" },
+  { "CONNRT_CA_BUNDLE", "a PEM file of CA certificates to trust instead of the system's, e.g. a company's own "
+    .. "CA (TLS verification is always on; there is no way to turn it off)" },
+  { "CONNRT_VERBOSE", "when set (not 0), the same as --verbose" },
   { "CONNRT_REFRESH_MARGIN", "refresh a token this many seconds before it expires (default 60)" },
   { "CONNRT_LUA_DIR", "where the runtime's Lua layer is (default: set at build time)" },
   { "NO_COLOR", "when set, connrt prints no colours" },
+}
+
+-- Options every command takes, before or after the command's name.
+local GLOBAL_OPTIONS = {
+  { "-v, --verbose", "trace every HTTP request and response on standard error, with tokens, codes, secrets "
+    .. "and credential headers shown as [redacted]" },
 }
 
 local ID_TEXT = "ID is a connection's id (as connrt list shows it), or a connector's id when that connector has "
@@ -210,6 +219,25 @@ local COMMANDS = {
     examples = { { "connrt delete github", "" }, { "connrt delete local-oidc-1a2b3c4d", "" } },
   },
   {
+    name = "rekey",
+    overview = { { "rekey [--new-key-file FILE]", "re-seal every secret under a new key" } },
+    usage = { "connrt rekey [--new-key-file FILE]" },
+    text = {
+      "Re-seals every secret in the store (tokens, client secrets, secret fields) under a new key, in one "
+        .. "transaction: all of them move to the new key, or, on any error, none does.",
+      "With a key file (the default), the new key is a fresh random one unless --new-key-file or CONNRT_NEW_KEY "
+        .. "gives it, and it replaces the key file. With CONNRT_KEY, the new key must be given, and CONNRT_KEY "
+        .. "must hold it from then on.",
+    },
+    options = {
+      { "--new-key-file", "FILE", "the new 32-byte key, as 64 hex digits or base64 (or CONNRT_NEW_KEY)" },
+    },
+    examples = {
+      { "connrt rekey", "a fresh random key in the key file" },
+      { "openssl rand -hex 32 >new.key && CONNRT_KEY=$(cat old.key) connrt rekey --new-key-file new.key", "" },
+    },
+  },
+  {
     name = "list",
     overview = { { "list [--json]", "list the connections, with status and expiry" } },
     usage = { "connrt list [--json]" },
@@ -352,6 +380,7 @@ function M.usage()
     "commands:\n", columns(cmds, 32), "\n",
     wrap(ID_TEXT, "", 0),
     "connrt help COMMAND shows a command's options and examples; so does man connrt.\n\n",
+    "options of every command:\n", columns(GLOBAL_OPTIONS, 25), "\n",
     "environment:\n", columns(ENVIRONMENT, 25), "\n",
     "exit status:\n", columns(EXIT, 8),
   })

@@ -4,7 +4,14 @@
 -- secret fields) with `log.secret`; every line written to standard output or error has
 -- each registered value replaced by "[redacted]". The single exception is `log.raw`,
 -- which `connrt token` uses to print the one token it was asked for.
+--
+-- `--verbose` (or CONNRT_VERBOSE=1) turns on `log.trace`: request.lua writes every HTTP
+-- exchange there, with credential headers and secret-named parameters replaced before
+-- the line is even built, and the registered values redacted as on every other line.
 local M = {}
+
+local env_verbose = os.getenv("CONNRT_VERBOSE")
+M.verbose = env_verbose ~= nil and env_verbose ~= "" and env_verbose ~= "0"
 
 local secrets = {}  -- value -> true
 local sorted        -- longest first, so a secret that contains another is hidden whole
@@ -48,6 +55,28 @@ end
 function M.out(fmt, ...)
   local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
   io.stdout:write(M.redact(line), "\n")
+end
+
+--- True when a parameter, JSON key or header of this name carries a secret: tokens,
+-- codes, verifiers, secrets, passwords, keys, assertions, credentials and cookies
+-- (token_type and expires_in are not).
+function M.secret_name(name)
+  local n = tostring(name):lower()
+  if n:match("_type$") or n:match("expires") or n == "code_challenge" or n == "code_challenge_method" then
+    return false
+  end
+  for _, word in ipairs({ "token", "secret", "passw", "code", "verifier", "assertion", "key", "auth",
+      "cookie", "credential", "session", "signature" }) do
+    if n:find(word, 1, true) then return true end
+  end
+  return n == "sig"
+end
+
+--- Writes a trace line to standard error when verbose (redacted like every line).
+function M.trace(fmt, ...)
+  if not M.verbose then return end
+  local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  io.stderr:write(M.redact(line), "\n")
 end
 
 --- Writes text to standard output unredacted: only for values the user asked for.

@@ -23,6 +23,72 @@ local function shared_client()
   return client
 end
 
+-- ---- the --verbose trace: values are hidden by name before a line is built ----
+
+local TRACE_BODY_MAX = 2000
+
+-- "a=1&code=xyz" -> "a=1&code=[redacted]"
+local function hide_pairs(text)
+  return (text:gsub("([^&=]+)=([^&]*)", function(k, v)
+    if v ~= "" and log.secret_name(url.decode(k, true)) then return k .. "=[redacted]" end
+  end))
+end
+
+local function hide_url(u)
+  local base, rest = u:match("^([^?#]*)(.*)$")
+  return base .. rest:gsub("^%?([^#]*)", function(q) return "?" .. hide_pairs(q) end)
+    :gsub("#(.*)$", function(f) return "#" .. hide_pairs(f) end)
+end
+
+local function hide_json(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do
+    out[k] = (type(k) == "string" and log.secret_name(k) and x ~= "" and type(x) ~= "table") and "[redacted]" or hide_json(x)
+  end
+  return out
+end
+
+local function hide_body(body, ctype)
+  if body == nil or body == "" then return nil end
+  ctype = (ctype or ""):lower()
+  local doc = body:match("^%s*[%[{]") and require("cjson.safe").decode(body)
+  local text
+  if type(doc) == "table" then
+    text = cjson.encode(hide_json(doc))
+  elseif ctype:find("x-www-form-urlencoded", 1, true) or body:match("^[%w%%._~+-]+=[^%s]*$") then
+    text = hide_pairs(body)
+  elseif body:find("[%z\1-\8\14-\31\127]") then
+    return ("(%d bytes of %s)"):format(#body, ctype ~= "" and ctype or "binary data")
+  else
+    text = body
+  end
+  if #text > TRACE_BODY_MAX then text = text:sub(1, TRACE_BODY_MAX) .. ("... (%d bytes)"):format(#body) end
+  return text
+end
+
+--- A URL for the trace: the values of secret-named query parameters hidden.
+M.hide_url = hide_url
+
+local function trace_exchange(method, target, headers, secret_headers, body, resp)
+  log.trace("> %s %s", method, hide_url(target))
+  local ctype
+  for _, h in ipairs(headers) do
+    local hidden = log.secret_name(h[1]) or (secret_headers or {})[h[1]:lower()]
+    log.trace("> %s: %s", h[1], hidden and "[redacted]" or h[2])
+    if h[1]:lower() == "content-type" then ctype = h[2] end
+  end
+  local b = hide_body(body, ctype)
+  if b then log.trace("> %s", b) end
+  if not resp then return end
+  log.trace("< %d", resp.status)
+  for _, h in ipairs(resp.headers or {}) do
+    log.trace("< %s: %s", h.name, log.secret_name(h.name) and "[redacted]" or h.value)
+  end
+  b = hide_body(resp.body, M.header_map(resp.headers)["content-type"])
+  if b then log.trace("< %s", b) end
+end
+
 --- Headers as a map with lowercased names (repeated names joined with ", ").
 function M.header_map(list)
   local map = {}
@@ -53,6 +119,7 @@ function M.send(req, what)
     local resp, err, code = shared_client():request({
       method = method, url = current, headers = lines, body = body, timeout = req.timeout,
     })
+    if log.verbose then trace_exchange(method, current, headers, req.secret_headers, body, resp) end
     if not resp then
       errors.raise("network", "%s: no answer from %s %s: %s", what, method, strip_query(current),
         (err or "?"):gsub("^%u+ %S+: ", ""), code)

@@ -52,12 +52,17 @@ end
 
 -- The sealing key: CONNRT_KEY, else the key file (CONNRT_KEY_FILE or HOME/key), which is
 -- created 0600 with a fresh random key on first use.
-local function load_key(home)
+local function load_key(home, sealed_before)
   local env = os.getenv("CONNRT_KEY")
   if env and env ~= "" then return decode_key(env, "CONNRT_KEY"), "CONNRT_KEY" end
   local path = os.getenv("CONNRT_KEY_FILE")
   if not path or path == "" then path = home .. "/key" end
   local f = io.open(path, "rb")
+  if not f and sealed_before then
+    -- a fresh key would seal nothing that exists: say what is missing, create nothing
+    errors.raise("store", "cannot decrypt: wrong key? The store %s was sealed with a key, and the key file %s is "
+      .. "missing (restore it, or set CONNRT_KEY)", home, path)
+  end
   if not f then
     local ok, err = sys.write_private(path, crypto.hex(crypto.random(32)) .. "\n")
     if not ok then errors.raise("store", "%s", err) end
@@ -69,7 +74,18 @@ local function load_key(home)
   if mode and mode & 0077 ~= 0 then
     errors.raise("store", "key file %s is readable by others (mode %o): chmod 600 it", path, mode)
   end
-  return decode_key(text, "key file " .. path), "key file " .. path
+  return decode_key(text, "key file " .. path), "key file " .. path, path
+end
+
+-- The key a `connrt rekey` wrote beside the key file before its transaction, when the
+-- process died between the commit and the rename: the store is already sealed with it.
+local function pending_key(path)
+  local f = path and io.open(path .. ".new", "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  local ok, key = pcall(decode_key, text, "key file " .. path .. ".new")
+  return ok and key or nil
 end
 
 local Store = {}
@@ -82,9 +98,27 @@ function M.open(home)
   if not ok then errors.raise("store", "%s", err) end
   local env, oerr = lmdb.open(home, DBS, {})
   if not env then errors.raise("store", "%s", oerr) end
-  local key, key_source = load_key(home)
-  local self = setmetatable({ env = env, home = home, key = key, key_source = key_source }, Store)
-  self:check_key()
+  local sealed_before
+  do
+    local txn <close> = env:begin(false)
+    sealed_before = txn:get("meta", "keycheck") ~= nil
+    txn:abort()
+  end
+  local key, key_source, key_path = load_key(home, sealed_before)
+  local self = setmetatable({ env = env, home = home, key = key, key_source = key_source, key_path = key_path }, Store)
+  local key_ok, key_err = pcall(self.check_key, self)
+  if not key_ok then
+    -- a rekey that committed but died before renaming its new key into place
+    local newer = pending_key(key_path)
+    local check = newer and self:read("meta", "keycheck")
+    if not (check and crypto.open(newer, check, "meta/keycheck") == KEY_CHECK) then
+      env:close()
+      error(key_err, 0)
+    end
+    local renamed, rerr = os.rename(key_path .. ".new", key_path)
+    if not renamed then env:close() errors.raise("store", "cannot finish an interrupted rekey: %s", rerr) end
+    self.key = newer
+  end
   return self
 end
 
@@ -332,6 +366,39 @@ function Store:delete(id)
   txn:commit()
   return true
 end
+
+--- Re-seals every secret in the store (connections, client secrets, the key check) under
+-- `new_key`, in one write transaction: all of them move to the new key or none does.
+-- Returns the number of connections and clients re-sealed.
+function Store:rekey(new_key)
+  local txn <close> = self.env:begin(true)
+  local n = 0
+  local function reseal(blob, aad, what)
+    local raw = crypto.b64decode(blob or "")
+    local plain = raw and crypto.open(self.key, raw, aad)
+    if not plain then errors.raise("store", "cannot decrypt %s: wrong key or damaged data; nothing was changed", what) end
+    return crypto.b64encode(crypto.seal(new_key, plain, aad))
+  end
+  for _, kv in ipairs(txn:list("connections")) do
+    local id = kv[1]
+    local rec = decode_record(kv[2], id)
+    rec.sealed = reseal(rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
+    put_record(txn, rec)
+    n = n + 1
+  end
+  for _, kv in ipairs(txn:list("clients")) do
+    local c = cjson.decode(kv[2])
+    c.sealed = reseal(c.sealed, "client/" .. kv[1], "the client secret of " .. kv[1])
+    txn:put("clients", kv[1], cjson.encode(c))
+    n = n + 1
+  end
+  txn:put("meta", "keycheck", crypto.seal(new_key, KEY_CHECK, "meta/keycheck"))
+  txn:commit()
+  self.key = new_key
+  return n
+end
+
+M.decode_key = decode_key
 
 --- Takes the lease on a connection for `ttl` seconds for `owner` (single flight across
 -- processes: the holder refreshes, the others wait and re-read). Returns true, or false

@@ -7,7 +7,8 @@
 -- SIGNIN_CALLBACK_DELAY (seconds), SIGNIN_REWRITE_STATE (a state to send instead of the
 -- real one), SIGNIN_PASTE_TO (a file or FIFO to write the callback address to instead of
 -- following it, as a person pastes it; SIGNIN_PASTE_FORM=code writes only the code,
--- nocode the address without it) and SIGNIN_PROXY (FROM=TO: a reverse proxy that maps the
+-- nocode the address without it), SIGNIN_CODE_TO (a file the code is appended to, for
+-- the specs that search outputs for it) and SIGNIN_PROXY (FROM=TO: a reverse proxy that maps the
 -- public redirect origin FROM to connrt's listener at TO) steer it; SIGNIN_LOG names a
 -- file for what it saw. The device flow's pages (confirm, abort, success) are handled too.
 -- As a module: require("support.browser").signin(url, opts).
@@ -111,6 +112,12 @@ function M.signin(auth_url, opts)
   end
   assert(callback, "the authorization server never redirected back")
   if opts.log then opts.log("callback " .. callback:gsub("code=[^&]+", "code=...")) end
+  if opts.code_to then
+    -- for the specs that search every output for the code: the code itself, nowhere else
+    local f = assert(io.open(opts.code_to, "a"))
+    f:write(url.decode(callback:match("[?&]code=([^&#]+)") or "", true), "\n")
+    f:close()
+  end
   if opts.callback_delay then require("connrt.sys").sleep(opts.callback_delay) end
   if opts.rewrite then callback = opts.rewrite(callback) end
   if opts.paste_to then
@@ -145,7 +152,7 @@ if arg and arg[0] and arg[0]:match("browser%.lua$") then
       rewrite = os.getenv("SIGNIN_REWRITE_STATE") and function(u)
         return (u:gsub("state=[^&]+", "state=" .. os.getenv("SIGNIN_REWRITE_STATE")))
       end,
-      paste_to = os.getenv("SIGNIN_PASTE_TO"), paste_form = os.getenv("SIGNIN_PASTE_FORM"),
+      paste_to = os.getenv("SIGNIN_PASTE_TO"), code_to = os.getenv("SIGNIN_CODE_TO"), paste_form = os.getenv("SIGNIN_PASTE_FORM"),
       origin_from = (os.getenv("SIGNIN_PROXY") or ""):match("^(.-)="),
       origin_to = (os.getenv("SIGNIN_PROXY") or ""):match("=(.*)$") })
     if ok then

@@ -1,0 +1,191 @@
+-- luacheck: std +busted
+-- Secrets never leak (issue 7): full flows run with --verbose against the real
+-- authorization server and a real upstream, and every byte of every output, trace and
+-- error message, and of the store's files, is searched for each secret value the flows
+-- handled: authorization codes, access, refresh and ID tokens (before and after a
+-- rotating refresh), the client secret, a secret field, a wrong client secret.
+local cjson = require("cjson")
+local h = require("support.helpers")
+
+local CLIENT_SECRET = "basic-secret"
+local API_KEY = "k-7f3e9b2a41c8d5e6"
+
+describe("secrets never leak #integration", function()
+  local server, api, redirect, tmp, home
+  local outputs = {}   -- every stdout and stderr the commands printed, with a label
+  local secrets = {}   -- label -> value
+  local codes_file
+
+  local function keep(label, res)
+    outputs[#outputs + 1] = { label = label .. " stdout", text = res.stdout or "" }
+    outputs[#outputs + 1] = { label = label .. " stderr", text = res.stderr or "" }
+    return res
+  end
+
+  local function env(extra)
+    local e = { CONNRT_HOME = home, CONNRT_REDIRECT_URL = redirect }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+  end
+
+  local function connect(extra_env, args)
+    local e = env({
+      CONNRT_BROWSER = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua",
+      SIGNIN_USER = "john", SIGNIN_ACTION = "approve", SIGNIN_CODE_TO = codes_file,
+      CONNRT_CLIENT_SECRET = CLIENT_SECRET,
+    })
+    for k, v in pairs(extra_env or {}) do e[k] = v end
+    local argv = { "--verbose", "run", "examples/local-oidc.lua", "--field", "server=" .. server.issuer,
+      "--client-id", "connrt-basic", "--timeout", "20" }
+    for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+    return h.connrt(argv, { env = e })
+  end
+
+  -- The secrets sealed in the store now, under labels with a suffix.
+  local function collect(suffix)
+    local st = require("connrt.store").open(home)
+    for _, rec in ipairs(st:list()) do
+      for k, v in pairs(st:secrets(rec)) do
+        if type(v) == "string" then secrets[rec.id .. "." .. k .. suffix] = v end
+        if type(v) == "table" then
+          for fk, fv in pairs(v) do secrets[rec.id .. "." .. k .. "." .. fk .. suffix] = fv end
+        end
+      end
+    end
+    st:close()
+  end
+
+  setup(function()
+    tmp = h.tmpdir()
+    home = tmp .. "/home"
+    codes_file = tmp .. "/codes"
+    redirect = ("http://127.0.0.1:%d/callback"):format(h.free_port())
+    server = h.start_server({ redirect = redirect, args = "--rotate" })
+    api = h.start_upstream({ ECHO_API_KEY = API_KEY })
+  end)
+
+  teardown(function()
+    if api then api.stop() end
+    if server then server.stop() end
+    h.rmdir(tmp)
+  end)
+
+  it("connects, uses, refreshes, rotates and revokes with --verbose, and no secret appears anywhere", function()
+    -- 1. connect (browser sign-in, PKCE, code exchange, test API), then again (update)
+    local res = keep("run", connect())
+    assert.equal(0, res.code, res.stderr)
+    assert.equal(0, keep("run again", connect()).code)
+    local id = res.stdout:match("(local%-oidc%-%x+)")
+    assert.is_string(id, res.stdout)
+    collect(".first")
+
+    -- the trace is there and says what happened, with the values hidden
+    assert.matches("> POST " .. server.issuer .. "/token", res.stderr, 1, true)
+    assert.matches("> Authorization: [redacted]", res.stderr, 1, true)
+    assert.matches("code=[redacted]", res.stderr, 1, true)
+    assert.matches("code_verifier=[redacted]", res.stderr, 1, true)
+    assert.matches('"access_token":"[redacted]"', res.stderr, 1, true)
+    assert.matches('"refresh_token":"[redacted]"', res.stderr, 1, true)
+    assert.matches("< 200", res.stderr, 1, true)
+    assert.matches("listener: GET /callback?", res.stderr, 1, true)
+
+    -- 2. look at it every way there is
+    for _, args in ipairs({ { "show", id }, { "show", id, "--json" }, { "list" }, { "list", "--json" } }) do
+      local r = keep(table.concat(args, " "), h.connrt({ "--verbose", table.unpack(args) }, { env = env() }))
+      assert.equal(0, r.code, r.stderr)
+    end
+
+    -- 3. requests, with the response's headers and a failing one
+    res = keep("request", h.connrt({ "request", id, "GET", server.issuer .. "/me", "--include", "-v" }, { env = env() }))
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("> Authorization: [redacted]", res.stderr, 1, true)
+    keep("request 404", h.connrt({ "request", id, server.issuer .. "/nope", "-v" }, { env = env() }))
+    keep("request refused", h.connrt({ "request", id, "https://elsewhere.example/", "-v" }, { env = env() }))
+
+    -- 4. a refresh that rotates the refresh token, then a request with the new token
+    res = keep("refresh", h.connrt({ "refresh", id, "--verbose" }, { env = env() }))
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("grant_type=refresh_token", res.stderr, 1, true)
+    assert.matches("refresh_token=[redacted]", res.stderr, 1, true)
+    collect(".second")
+    assert.are_not.equal(secrets[id .. ".refresh_token.first"], secrets[id .. ".refresh_token.second"])
+    assert.equal(0, keep("request after", h.connrt({ "-v", "request", id, server.issuer .. "/me" }, { env = env() })).code)
+
+    -- 5. connrt token prints the one token asked for, and only it
+    res = h.connrt({ "token", id, "--verbose" }, { env = env() })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal(secrets[id .. ".access_token.second"] .. "\n", res.stdout)
+    keep("token (stderr only)", { stderr = res.stderr })
+
+    -- 6. the wrong client secret, traced: refused, never printed
+    local bad_home = tmp .. "/bad"
+    local saved = home
+    home = bad_home
+    res = keep("wrong secret", connect({ CONNRT_CLIENT_SECRET = "wrong-client-secret-123" }))
+    home = saved
+    assert.equal(5, res.code, res.stderr)
+    secrets["wrong client secret"] = "wrong-client-secret-123"
+
+    -- 7. revoke (RFC 7009: the token goes in the body), traced
+    res = keep("revoke", h.connrt({ "--verbose", "revoke", id }, { env = env() }))
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("token=[redacted]", res.stderr, 1, true)
+
+    -- the codes the browser carried, and the client secret
+    for code in (h.read(codes_file) or ""):gmatch("[^\n]+") do secrets["code " .. code:sub(1, 6)] = code end
+    secrets["client secret"] = CLIENT_SECRET
+    local n = 0
+    for _ in pairs(secrets) do n = n + 1 end
+    assert.is_true(n >= 10, "too few secrets collected: " .. n)
+    assert.is_truthy(secrets["code " .. ((h.read(codes_file) or ""):sub(1, 6))])
+
+    local store_bytes = h.store_bytes(home) .. h.store_bytes(bad_home)
+    for label, value in pairs(secrets) do
+      assert.is_true(#value >= 8, label)
+      for _, o in ipairs(outputs) do
+        assert.is_nil(o.text:find(value, 1, true), label .. " appears in " .. o.label)
+      end
+      assert.is_nil(store_bytes:find(value, 1, true), label .. " is in the store's files in clear")
+    end
+  end)
+
+  it("hides a secret field and the API key header in traces, output and store", function()
+    local path = tmp .. "/keyed.lua"
+    h.write(path, ([[return {
+      id = "keyed", title = "Keyed API", auth = "fields",
+      fields = { { key = "api_key", label = "API key", secret = true, required = true } },
+      test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",
+      allowed_urls = { "%s" },
+      request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
+    }]]):format(api.base))
+    local out = {}
+    local res = h.connrt({ "-v", "run", path }, { env = env({ CONNRT_FIELD_API_KEY = API_KEY }) })
+    out[#out + 1] = res.stdout .. res.stderr
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("> X-Api-Key: [redacted]", res.stderr, 1, true)
+    for _, args in ipairs({ { "show", "keyed" }, { "show", "keyed", "--json" }, { "list", "--json" },
+        { "request", "keyed", "/echo", "-i" }, { "request", "keyed", "/keyed/me" } }) do
+      res = h.connrt({ "--verbose", table.unpack(args) }, { env = env() })
+      assert.equal(0, res.code, res.stderr)
+      out[#out + 1] = res.stdout .. res.stderr
+    end
+    -- the echo shows the header the API received; connrt redacts it in what it prints
+    assert.matches('"x-api-key":"[redacted]"', out[5], 1, true)
+    for _, text in ipairs(out) do assert.is_nil(text:find(API_KEY, 1, true), text) end
+    assert.is_nil(h.store_bytes(home):find(API_KEY, 1, true))
+    -- the API really got it
+    local seen = 0
+    for _, r in ipairs(api.log()) do if r.headers["x-api-key"] == API_KEY then seen = seen + 1 end end
+    assert.is_true(seen >= 3)
+  end)
+
+  it("keeps the trace off unless asked, and CONNRT_VERBOSE=1 asks", function()
+    local res = h.connrt({ "request", "keyed", "/echo" }, { env = env() })
+    assert.equal(0, res.code, res.stderr)
+    assert.is_nil(res.stderr:find("> GET", 1, true))
+    res = h.connrt({ "request", "keyed", "/echo" }, { env = env({ CONNRT_VERBOSE = "1" }) })
+    assert.matches("> GET " .. api.base .. "/echo", res.stderr, 1, true)
+    assert.is_nil(res.stderr:find(API_KEY, 1, true))
+    assert.is_table(cjson.decode(res.stdout))
+  end)
+end)
