@@ -1,7 +1,7 @@
 // A tiny HTTP server for the specs: the upstream API that connections call, recording
 // what each request really carried. Node built-ins only, no npm packages.
 //
-// usage: node spec/support/echo-server.js [LIFETIME_SECONDS]
+// usage: [ECHO_TLS_CERT=PEM ECHO_TLS_KEY=PEM] node spec/support/echo-server.js [LIFETIME_SECONDS]
 // Listens on 127.0.0.1, port chosen by the system, and prints the port as the first line
 // on stdout. Exits by itself after 60 s, when its standard input (if a pipe) closes, or
 // on GET /exit (what the spec's teardown calls, so closing its pipe does not wait).
@@ -28,6 +28,7 @@
 //   /early-hints     a 103 Early Hints (with a Link header) before the final 200
 //   /exit            answers, then exits
 import http from 'node:http';
+import https from 'node:https';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 
@@ -41,7 +42,11 @@ function send(res, status, body, headers = {}) {
   res.end(body);
 }
 
-const server = http.createServer((req, res) => {
+// ECHO_TLS_CERT and ECHO_TLS_KEY (PEM files): serve HTTPS instead (spec/tls_spec.lua)
+const tls = process.env.ECHO_TLS_CERT
+  ? { cert: fs.readFileSync(process.env.ECHO_TLS_CERT), key: fs.readFileSync(process.env.ECHO_TLS_KEY) }
+  : null;
+const server = (tls ? (h) => https.createServer(tls, h) : (h) => http.createServer(h))((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
