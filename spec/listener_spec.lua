@@ -268,6 +268,24 @@ describe("connrt.listener", function()
     end
   end)
 
+  it("lets a flood of silent connections give way to the real callback", function()
+    local l = open_local()
+    finally(function() l:close() end)
+    local port = l:port()
+    -- more silent clients than the listener reads at once (8), then the browser
+    -- (bash's /dev/tcp: connecting costs nothing, unlike starting node twelve times)
+    for _ = 1, 12 do
+      os.execute(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; sleep 8' >/dev/null 2>&1 &"):format(port))
+    end
+    sys.sleep(0.3)
+    local real = client({ mode = "http", port = port, delay = 200, path = "/real" })
+    -- before the silent ones' 5 s deadline: the oldest gave way to the newest
+    local req = assert(l:accept(4))
+    assert.equal("/real", req.path)
+    req:respond(200, nil, "ok")
+    assert.equal(200, real().status)
+  end)
+
   it("closes the connection of a request dropped without a response", function()
     local l = open_local()
     finally(function() l:close() end)

@@ -9,7 +9,8 @@
  * No threads: one accept call polls the listening socket and up to MAX_CONNS connections
  * whose heads are still arriving, each with its own read deadline, so a browser's idle
  * speculative connection or a stray, slow or hostile client cannot hold up the real
- * callback or end the wait. A connection that is malformed (400), too big (431) or silent
+ * callback or end the wait (when more come at once, the oldest gives way to the newest,
+ * see pick_slot). A connection that is malformed (400), too big (431) or silent
  * past its deadline (408) is answered with a short text and closed. Head buffers live in
  * the listener userdata (Lua memory); every descriptor is owned by a userdata whose __gc
  * closes it, so a Lua error on any path leaks nothing.
@@ -36,6 +37,7 @@
 #define MAX_CONNS 8            /* connections whose heads are being read at once */
 #define HEAD_MAX 16384         /* request line and headers, blank line included */
 #define READ_SECONDS 5.0       /* per-connection deadline for the whole head */
+#define GRACE_SECONDS 0.5      /* how long a connection may read before a newer one may take its slot */
 #define WRITE_SECONDS 5.0      /* deadline for writing a response */
 #define LINGER_SECONDS 1.0     /* reading and dropping input after an answer, see below */
 #define LINGER_BYTES (1 << 20)
@@ -47,6 +49,7 @@ typedef struct {
   int fd;            /* -1 when the slot is free */
   int state;
   double deadline;   /* READING: end of the head; DRAINING: end of lingering */
+  double since;      /* READING: when it was accepted */
   size_t len;        /* READING: bytes in buf; DRAINING: bytes dropped */
   char peer[ADDR_MAX];
   char buf[HEAD_MAX];
@@ -245,7 +248,9 @@ static int parse_request_line(lua_State *L, const char *s, size_t n) {
 
 /* "name: value" into the headers table on top of the stack: the name lowercased (in
  * place), the value without surrounding blanks, a repeated name's values joined with
- * ", ". Returns 0 if the line is malformed (including obsolete line folding). */
+ * ", " (empty ones left out, as a list's empty elements are, RFC 9110 section 5.6.1, so
+ * no value ends in a blank). Returns 0 if the line is malformed (including obsolete line
+ * folding). */
 static int parse_header(lua_State *L, char *s, size_t n) {
   size_t i = 0;
   for (; i < n && is_tchar((unsigned char)s[i]); i++) {
@@ -262,14 +267,15 @@ static int parse_header(lua_State *L, char *s, size_t n) {
   }
   lua_pushlstring(L, s, nlen);
   lua_pushvalue(L, -1);
-  if (lua_rawget(L, -3) == LUA_TSTRING) {
+  int had = lua_rawget(L, -3) == LUA_TSTRING && lua_rawlen(L, -1) > 0;
+  if (had && e > i) {
     lua_pushliteral(L, ", ");
     lua_pushlstring(L, s + i, e - i);
     lua_concat(L, 3);
-  } else {
+  } else if (!had) {
     lua_pop(L, 1);
     lua_pushlstring(L, s + i, e - i);
-  }
+  } /* else an empty value after others: they stay as they are */
   lua_rawset(L, -3);
   return 1;
 }
@@ -388,18 +394,29 @@ static int push_request(lua_State *L, Conn *c, size_t end) {
   return 1;
 }
 
-static Conn *free_slot(Listener *l) {
+/* The slot for the next connection at time t: a free one, else the oldest that may be
+ * given up (a draining one first, else the one that has read longest, if that is more
+ * than GRACE_SECONDS), else NULL. A browser sends its request as soon as it connects, so
+ * a flood of clients that connect and send nothing cannot keep the real callback
+ * waiting in the backlog, while a burst of real requests still gets each its turn. */
+static Conn *pick_slot(Listener *l, double t) {
+  Conn *oldest = NULL;
   for (int i = 0; i < MAX_CONNS; i++) {
-    if (l->conns[i].state == FREE) return &l->conns[i];
+    Conn *c = &l->conns[i];
+    if (c->state == FREE) return c;
+    if (c->state == READING && c->since + GRACE_SECONDS > t) continue;
+    if (!oldest || (c->state == DRAINING && oldest->state == READING) ||
+        (c->state == oldest->state && c->deadline < oldest->deadline))
+      oldest = c;
   }
-  return NULL;
+  return oldest;
 }
 
-/* Accepts one waiting connection into a free slot and reads what it has already sent.
- * Returns 1 with a request pushed, 0 if there may be more to accept, -1 if nothing is
- * waiting or no slot is free. */
+/* Accepts one waiting connection into a slot (see free_slot) and reads what it has
+ * already sent. Returns 1 with a request pushed, 0 if there may be more to accept, -1 if
+ * nothing is waiting. */
 static int accept_one(lua_State *L, Listener *l) {
-  Conn *c = free_slot(l);
+  Conn *c = pick_slot(l, now());
   if (!c) return -1;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
@@ -413,10 +430,12 @@ static int accept_one(lua_State *L, Listener *l) {
       return 0;
     return luaL_error(L, "listener: cannot accept on %s: %s", l->where, strerror(e));
   }
+  if (c->state != FREE) conn_close(c); /* the oldest gives way to the newcomer */
   c->fd = fd;
   c->state = READING;
   c->len = 0;
-  c->deadline = now() + READ_SECONDS;
+  c->since = now();
+  c->deadline = c->since + READ_SECONDS;
   format_addr(&ss, c->peer, sizeof c->peer);
   size_t end = conn_read(c);
   return end ? push_request(L, c, end) : 0;
@@ -510,7 +529,7 @@ static int l_accept(lua_State *L) {
   double deadline = now() + t;
   for (;;) {
     struct pollfd p[MAX_CONNS + 1];
-    int slot[MAX_CONNS + 1], np = 0, have_free = 0;
+    int slot[MAX_CONNS + 1], np = 0;
     double t0 = now(), wake = deadline;
     for (int i = 0; i < MAX_CONNS; i++) {
       Conn *c = &l->conns[i];
@@ -518,15 +537,15 @@ static int l_accept(lua_State *L) {
         if (c->state == READING) conn_reject(c, 408);
         else conn_close(c);
       }
-      if (c->state == FREE) {
-        have_free = 1;
-        continue;
-      }
+      if (c->state == FREE) continue;
       p[np] = (struct pollfd){ c->fd, POLLIN, 0 };
       slot[np++] = i;
       if (c->deadline < wake) wake = c->deadline;
+      /* wake when it may give way, to take what waits in the backlog */
+      if (c->state == READING && c->since + GRACE_SECONDS > t0 && c->since + GRACE_SECONDS < wake)
+        wake = c->since + GRACE_SECONDS;
     }
-    if (have_free) {
+    if (pick_slot(l, t0)) {
       p[np] = (struct pollfd){ l->fd, POLLIN, 0 };
       slot[np++] = -1;
     }
