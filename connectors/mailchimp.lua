@@ -21,8 +21,10 @@ return {
     token_response = function(raw)
       local doc = connrt.json.decode(raw.body)
       if type(doc) ~= "table" then return nil, "the token endpoint answered " .. raw.status .. " without JSON" end
-      if doc.error or raw.status ~= 200 then
-        return nil, tostring(doc.error) .. (doc.error_description and (": " .. doc.error_description) or "")
+      local err = doc.error ~= connrt.json.null and doc.error or nil
+      if err or raw.status ~= 200 then
+        local desc = type(doc.error_description) == "string" and (": " .. doc.error_description) or ""
+        return nil, (type(err) == "string" and err or "no error code") .. desc
       end
       if doc.expires_in == 0 then doc.expires_in = nil end
       return doc

@@ -7,7 +7,7 @@
 local function token_response(raw)
   local doc = connrt.json.decode(raw.body)
   if type(doc) ~= "table" then return nil, "the token endpoint did not answer JSON (HTTP " .. raw.status .. ")" end
-  if doc.ok ~= true then return nil, tostring(doc.error or "ok is not true") end
+  if doc.ok ~= true then return nil, type(doc.error) == "string" and doc.error or "ok is not true" end
   local user = doc.authed_user
   if type(user) ~= "table" then
     -- a refresh (token rotation) answers at the top level

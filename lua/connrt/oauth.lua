@@ -110,8 +110,16 @@ local function parse_body(raw)
 end
 
 local SCALAR = { string = true, number = true, boolean = true }
+local MAX_EXPIRES_IN = 2 ^ 53
 local TOKEN_KEYS = { access_token = true, refresh_token = true, id_token = true,
   token_type = true, expires_in = true, scope = true }
+
+-- A value the store can keep: a string, a boolean or a finite number (the decoder takes
+-- NaN and Infinity, which JSON, and so the store, cannot hold).
+local function storable(v)
+  if type(v) == "number" then return v == v and v ~= math.huge and v ~= -math.huge end
+  return SCALAR[type(v)] == true
+end
 
 --- Checks a token table (from the default parser or a hook) and fills expires_at.
 -- Returns {access_token, refresh_token, id_token, token_type, scope, expires_in,
@@ -137,20 +145,47 @@ function M.finish_token(t, where)
     end
     log.secret(tok[k])
   end
+  -- scope as a JSON array of strings (Twitch) is the space-separated list of RFC 6749
+  if type(tok.scope) == "table" then
+    local n, strings = 0, true
+    for _, s in pairs(tok.scope) do n, strings = n + 1, strings and type(s) == "string" end
+    if strings and n == #tok.scope then tok.scope = table.concat(tok.scope, " ") end
+  end
+  for _, k in ipairs({ "token_type", "scope" }) do
+    if type(tok[k]) == "number" then tok[k] = tostring(math.tointeger(tok[k]) or tok[k]) end
+    if tok[k] ~= nil and type(tok[k]) ~= "string" then
+      errors.raise("provider", "%s: %s is a %s, not a string", where, k, type(tok[k]))
+    end
+  end
   if tok.expires_in ~= nil then
     local n = tonumber(tok.expires_in)
-    if not n or n < 0 then
+    -- not NaN, not infinite, and an integer the store and the clock can hold
+    if not n or n ~= n or n < 0 or n >= MAX_EXPIRES_IN then
       errors.raise("provider", "%s: expires_in is not a number of seconds: %s", where, tostring(tok.expires_in))
     end
     tok.expires_in = math.floor(n)
     tok.expires_at = os.time() + tok.expires_in
   end
   for k, v in pairs(t.values or t) do
-    if type(k) == "string" and not TOKEN_KEYS[k] and k ~= "values" and SCALAR[type(v)] then
+    if type(k) == "string" and not TOKEN_KEYS[k] and k ~= "values" and storable(v) then
       tok.values[k] = v
     end
   end
   return tok
+end
+
+-- A token response's error code and description, as text (nil when there are none):
+-- RFC 6749's "error" and "error_description", or an error object's fields (Facebook's
+-- {"error": {"type": ..., "message": ...}}). A JSON null or false error is no error.
+local function error_of(body)
+  local function text(v) return SCALAR[type(v)] and tostring(v) or nil end
+  local e, d = body.error, body.error_description
+  if e == nil or e == cjson.null or e == false then return nil end
+  if type(e) == "table" then
+    return text(e.type) or text(e.code) or text(e.error) or "an error object",
+      text(e.message) or text(e.error_description) or text(d)
+  end
+  return text(e) or type(e), text(d)
 end
 
 --- Turns a raw token endpoint response {status, headers, header, body} into a token,
@@ -162,10 +197,9 @@ function M.normalize(raw, where)
     errors.raise("provider", "%s answered %d with %s, not a token response%s", where, raw.status,
       ctype:match("^[^;]*"), title_of(raw.body))
   end
-  if body.error or raw.status < 200 or raw.status > 299 then
-    local e = body.error and tostring(body.error) or "no error code"
-    local d = body.error_description and (": " .. tostring(body.error_description)) or ""
-    errors.raise("provider", "%s answered %d: %s%s", where, raw.status, e, d)
+  local e, d = error_of(body)
+  if e or raw.status < 200 or raw.status > 299 then
+    errors.raise("provider", "%s answered %d: %s%s", where, raw.status, e or "no error code", d and (": " .. d) or "")
   end
   return M.finish_token(body, where)
 end

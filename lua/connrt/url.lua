@@ -123,19 +123,18 @@ end
 function M.remove_dot_segments(path)
   local out = {}
   local segs = {}
+  -- a leading "" for an absolute path, a trailing "" for one that ends in "/"
   for seg in (path .. "/"):gmatch("([^/]*)/") do segs[#segs + 1] = seg end
-  -- the loop above yields a leading "" for an absolute path and drops the last segment's slash
-  local trailing = path:sub(-1) == "/" or path:match("/%.%.?$")
-  for i, seg in ipairs(segs) do
+  -- a last "." or ".." leaves a trailing slash ("/a/b/.." is "/a/", "/a//." is "/a//")
+  if segs[#segs] == "." or segs[#segs] == ".." then segs[#segs + 1] = "" end
+  for _, seg in ipairs(segs) do
     if seg == ".." then
       if #out > 1 then table.remove(out) end
     elseif seg ~= "." then
       out[#out + 1] = seg
     end
-    if i == #segs and (seg == "." or seg == "..") then trailing = true end
   end
   local p = table.concat(out, "/")
-  if trailing and p:sub(-1) ~= "/" then p = p .. "/" end
   if p == "" then p = "/" end
   return p
 end
@@ -177,7 +176,9 @@ local function has_encoded_separator(path)
   return p:find("%2f", 1, true) or p:find("%5c", 1, true) or p:find("%2e", 1, true)
 end
 
--- Allowed URLs are parsed once per process: every request checks against them.
+-- Allowed URLs are parsed once per process: every request checks against them. One with
+-- userinfo matches nothing (connectors cannot declare one; libcurl would read
+-- "https://a@b@host/" as another host than we do).
 local parsed_allowed = setmetatable({}, { __mode = "k" })
 local function parse_allowed(list)
   local p = parsed_allowed[list]
@@ -185,6 +186,7 @@ local function parse_allowed(list)
     p = {}
     for i, a in ipairs(list) do
       local au = M.parse(a)
+      if au and au.userinfo then au = nil end
       if au then au.prefix = M.remove_dot_segments(au.path) end
       p[i] = au or false
     end
