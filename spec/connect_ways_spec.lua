@@ -106,9 +106,9 @@ describe("ways to connect (integration) #integration", function()
       if not h.has_pty() then pending("no pseudo-terminal can be made here (no /dev/pts)") return end
       local home = h.tmpdir()
       local dir = h.tmpdir()
-      -- script(1) gives connrt a real terminal; the key is typed into it
-      local cmd = ("cd %s && (sleep 1; printf '%%s\\n' %s) | CONNRT_HOME=%s script -qec %s /dev/null >%s/out 2>&1"):format(
-        h.ROOT, API_KEY, home, h.shell_quote(h.CONNRT .. " run " .. header_c), dir)
+      -- script(1) gives connrt a real terminal; the key is typed into it once connrt asks
+      local cmd = ("cd %s && (sleep %s; printf '%%s\\n' %s) | CONNRT_HOME=%s script -qec %s /dev/null >%s/out 2>&1"):format(
+        h.ROOT, h.SLOW, API_KEY, home, h.shell_quote(h.CONNRT .. " run " .. header_c), dir)
       local ok = os.execute(cmd)
       local out = h.read(dir .. "/out")
       h.rmdir(dir)

@@ -323,8 +323,8 @@ describe("pipelines (integration) #integration", function()
         print(r.status, r.json.email, #connrt.list())
       ]])
       local dir = h.tmpdir()
-      local cmd = ("cd %s && CONNRT_HOME=%s LUA_CPATH='%s/build/?.so;;' lua5.4 %s >%s/out 2>%s/err"):format(
-        h.ROOT, h.shell_quote(home), h.ROOT, script, dir, dir)
+      local cmd = ("cd %s && CONNRT_HOME=%s LUA_CPATH='%s/?.so;;' %s %s >%s/out 2>%s/err"):format(
+        h.ROOT, h.shell_quote(home), h.BUILD, h.LUA, script, dir, dir)
       local ok = os.execute(cmd)
       local out, err = h.read(dir .. "/out"), h.read(dir .. "/err")
       h.rmdir(dir)
@@ -334,15 +334,15 @@ describe("pipelines (integration) #integration", function()
 
     it("runs the C example linked against libconnrt", function()
       local dir = h.tmpdir()
-      local ok = os.execute(("CONNRT_HOME=%s %s/build/examples/pipeline pipe /me >%s/out 2>%s/err"):format(
-        h.shell_quote(home), h.ROOT, dir, dir))
+      local ok = os.execute(("CONNRT_HOME=%s %s/examples/pipeline pipe /me >%s/out 2>%s/err"):format(
+        h.shell_quote(home), h.BUILD, dir, dir))
       local out, err = h.read(dir .. "/out"), h.read(dir .. "/err")
       assert.is_true(ok, err)
       assert.equal("200\n", err)
       assert.equal("john@example.com", cjson.decode(out).email)
       -- errors come back as codes and messages
-      local _, _, code = os.execute(("CONNRT_HOME=%s %s/build/examples/pipeline pipe https://evil.test/x >%s/out 2>%s/err")
-        :format(h.shell_quote(home), h.ROOT, dir, dir))
+      local _, _, code = os.execute(("CONNRT_HOME=%s %s/examples/pipeline pipe https://evil.test/x >%s/out 2>%s/err")
+        :format(h.shell_quote(home), h.BUILD, dir, dir))
       err = h.read(dir .. "/err")
       h.rmdir(dir)
       assert.equal(7, code)
@@ -351,8 +351,8 @@ describe("pipelines (integration) #integration", function()
 
     it("runs the shell pipeline example", function()
       local dir = h.tmpdir()
-      local ok = os.execute(("cd %s && CONNRT_HOME=%s sh examples/pipeline.sh pipe /me name >%s/out 2>%s/err"):format(
-        h.ROOT, h.shell_quote(home), dir, dir))
+      local ok = os.execute(("cd %s && CONNRT=%s CONNRT_HOME=%s sh examples/pipeline.sh pipe /me name >%s/out 2>%s/err")
+        :format(h.ROOT, h.shell_quote(h.CONNRT), h.shell_quote(home), dir, dir))
       local out, err = h.read(dir .. "/out"), h.read(dir .. "/err")
       h.rmdir(dir)
       assert.is_true(ok, err)

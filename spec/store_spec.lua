@@ -19,9 +19,10 @@ end
 
 -- Runs a Lua chunk in a second lua5.4 process with this build's modules; returns its output.
 local function in_other_process(code)
-  local cpath = os.getenv("PWD") .. "/build/?.so"
+  local cpath = (os.getenv("CONNRT_BUILD") or (os.getenv("PWD") .. "/build")) .. "/?.so"
   local chunk = ("package.cpath = %q; %s"):format(cpath, code)
-  local p = assert(io.popen("lua5.4 -e " .. shell_quote(chunk) .. " 2>&1"))
+  local lua = os.getenv("CONNRT_SPEC_LUA") or "lua5.4" -- see spec/support/helpers.lua
+  local p = assert(io.popen(lua .. " -e " .. shell_quote(chunk) .. " 2>&1"))
   local out = p:read("a")
   local ok = p:close()
   assert(ok, "the second process failed: " .. out)

@@ -161,7 +161,13 @@ connrt_code connrt_token(connrt *rt, const char *id, char **token) {
   lua_pushstring(L, id);
   int st = lua_pcall(L, 1, 1, 0);
   if (st != LUA_OK) return fail_from_stack(rt, st);
-  *token = strdup(lua_tostring(L, -1));
+  const char *t = lua_tostring(L, -1);
+  if (!t) {
+    lua_settop(L, 0);
+    set_msg(rt, "connrt_token: the token is not a string");
+    return CONNRT_EFAILED;
+  }
+  *token = strdup(t);
   lua_settop(L, 0);
   if (!*token) return CONNRT_ENOMEM;
   set_msg(rt, "");
@@ -220,7 +226,9 @@ static int do_request(lua_State *L) {
     lua_rawgeti(L, list, i);
     lua_getfield(L, -1, "name");
     lua_getfield(L, -2, "value");
-    const char *name = lua_tostring(L, -2), *value = lua_tostring(L, -1);
+    /* only strings: a number would be converted in its stack slot, which is popped */
+    const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    const char *value = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     lua_pop(L, 3);
     for (const char *p = name ? name : ""; *p; p++)
       luaL_addchar(&b, (*p >= 'A' && *p <= 'Z') ? (char)(*p + ('a' - 'A')) : *p);

@@ -8,7 +8,15 @@ local sys = require("connrt.sys")
 local M = {}
 
 M.ROOT = os.getenv("PWD")
-M.CONNRT = M.ROOT .. "/build/connrt"
+-- The build under test: build/, or another one (make sanitize, make valgrind)
+M.BUILD = os.getenv("CONNRT_BUILD") or (M.ROOT .. "/build")
+M.CONNRT = M.BUILD .. "/connrt"
+-- How much slower than usual the programs under test run (make valgrind says 20); specs
+-- multiply the time they give a spawned connrt by it.
+M.SLOW = tonumber(os.getenv("CONNRT_SPEC_SLOW")) or 1
+-- The command that runs lua5.4 for plain Lua programs using the build's connrt.so (make
+-- sanitize preloads the ASan runtime, which an instrumented module needs)
+M.LUA = os.getenv("CONNRT_SPEC_LUA") or "lua5.4"
 
 function M.read(path)
   local f = io.open(path, "rb")
@@ -26,6 +34,32 @@ end
 
 function M.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- CONNRT_SPEC_WRAP: a command prefix every spawned connrt runs under (make valgrind).
+-- A script in its place, rather than a prefix in each command line, wraps every use of
+-- M.CONNRT alike: as a path, in shell commands and as CONNRT_BROWSER.
+local wrap = os.getenv("CONNRT_SPEC_WRAP")
+if wrap and wrap ~= "" then
+  local script = M.BUILD .. "/wrapped/connrt"
+  local text = ("#!/bin/sh\nexec %s %s \"$@\"\n"):format(wrap, M.shell_quote(M.CONNRT))
+  -- written once: every spec file loads this module afresh, and a connrt started by an
+  -- earlier one may still be reading the script. 0755, like the binary: some specs run
+  -- connrt as another user.
+  if M.read(script) ~= text then
+    sys.mkdir(M.BUILD .. "/wrapped", 493)
+    M.write(script, text)
+    assert(sys.chmod(script, 493))
+  end
+  M.CONNRT = script
+end
+
+--- Environment variables (a table) for a connrt that runs under ptrace (strace, gdb):
+-- LeakSanitizer cannot stop a traced process to look for leaks and fails its exit
+-- (make sanitize), so leak detection is off for that run alone. Empty otherwise.
+function M.ptrace_env()
+  local asan = os.getenv("ASAN_OPTIONS")
+  return asan and { ASAN_OPTIONS = asan .. ":detect_leaks=0" } or {}
 end
 
 --- A fresh temporary directory.
