@@ -5,6 +5,10 @@
 //   --access-ttl S   access tokens live S seconds (default 3600)
 //   --rotate         every refresh rotates the refresh token (reuse of an old one is refused)
 //   --device-ttl S   device codes live S seconds (default 600)
+//   --latency MS     the token and userinfo endpoints are slow: each request is taken up
+//                    MS/2 milliseconds late and answered MS/2 milliseconds after it was
+//                    handled (so the crash spec's kills land in the token exchange and
+//                    the test API, before and after the server acted on them)
 // Prints one JSON line {"issuer": ..., "port": ...} on stdout when it listens; exits when
 // its standard input closes (so a spec that dies cannot leave it behind) or on SIGTERM.
 //
@@ -19,8 +23,11 @@
 //   /test/html-token   a token endpoint behind a broken gateway (502, text/html)
 //   /test/slow-token   the token endpoint behind a gateway that answers the first poll
 //                      with RFC 8628's slow_down (oidc-provider never sends it)
-//   /test/stats        grant counts and how clients authenticated at the token
-//                      endpoint (JSON), for the specs to check what really happened
+//   /test/stats        grant counts, how clients authenticated at the token endpoint,
+//                      userinfo (/me) requests received, when the last token and
+//                      userinfo requests arrived (`at`, milliseconds since the epoch)
+//                      and how many of those are being handled (`busy`) (JSON), for
+//                      the specs to check what really happened and when
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -37,6 +44,7 @@ if (redirects.length === 0) redirects.push('http://127.0.0.1:8400/callback');
 const accessTtl = Number(opt('--access-ttl', '3600'));
 const rotate = args.includes('--rotate');
 const deviceTtl = Number(opt('--device-ttl', '600'));
+const latency = Number(opt('--latency', '0'));
 
 const accounts = {
   john: { sub: 'john', name: 'John', given_name: 'John', family_name: 'Doe', email: 'john@example.com', email_verified: true },
@@ -54,8 +62,8 @@ const client = (id, secret, method, extra = {}) => ({
   ...extra,
 });
 
-// what the specs read back: grants by type, and how clients authenticated at /token
-const stats = { grants: {}, token_auth: { basic: 0, other: 0 } };
+// what the specs read back: grants by type, how clients authenticated at /token, userinfo
+const stats = { grants: {}, token_auth: { basic: 0, other: 0 }, userinfo: 0, at: {}, busy: 0 };
 
 const configuration = {
   clients: [
@@ -131,9 +139,27 @@ async function main() {
       res.end(JSON.stringify(stats));
       return;
     }
+    if (req.url.startsWith('/me')) {
+      stats.userinfo += 1;
+      stats.at.userinfo = performance.timeOrigin + performance.now();
+    }
     if (req.method === 'POST' && req.url.startsWith('/token')) {
+      stats.at.token = performance.timeOrigin + performance.now();
       const auth = req.headers.authorization || '';
       stats.token_auth[auth.startsWith('Basic ') ? 'basic' : 'other'] += 1;
+    }
+    if (req.url.startsWith('/token') || req.url.startsWith('/me')) {
+      // counted until handled, even when the client is gone before the answer
+      stats.busy += 1;
+      const handle = () => Promise.resolve(callback(req, res)).finally(() => { stats.busy -= 1; });
+      if (latency > 0) {
+        const end = res.end.bind(res);
+        res.end = (...rest) => { setTimeout(() => end(...rest), latency / 2); return res; };
+        setTimeout(handle, latency / 2);
+      } else {
+        handle();
+      }
+      return;
     }
     callback(req, res);
   });

@@ -1,7 +1,8 @@
 /*
  * sys.c - the few operating-system services the Lua layer needs and Lua lacks:
- * sub-second clocks and sleep, terminal checks, echo-free reads, the process id,
- * directories with a mode, and starting a detached helper (the browser) without a shell.
+ * sub-second clocks and sleep, terminal checks, echo-free reads, the process id and its
+ * PID namespace, directories with a mode, and starting a detached helper (the browser)
+ * without a shell.
  *
  * Opens the `connrt.sys` module.
  */
@@ -71,6 +72,20 @@ static int sys_getpid(lua_State *L) {
   return 1;
 }
 
+/* sys.pidns() -> string | nil: this process's PID namespace ("pid:[4026531836]"), so a
+ * process id recorded by another process is only read as a process of ours when both
+ * share the namespace; nil where /proc does not say. */
+static int sys_pidns(lua_State *L) {
+  char buf[64];
+  ssize_t n = readlink("/proc/self/ns/pid", buf, sizeof buf);
+  if (n <= 0 || n >= (ssize_t)sizeof buf) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
 /* sys.mkdir(path, mode) -> true | nil, message. Creates missing parents too (with the
  * same mode); an existing directory is not an error and keeps its mode. */
 static int sys_mkdir(lua_State *L) {
@@ -109,35 +124,51 @@ static int sys_chmod(lua_State *L) {
   return 1;
 }
 
-/* sys.write_private(path, data) -> true | nil, message. Creates the file 0600 with
- * O_EXCL, so an existing file is never overwritten (keys are written once). */
-static int sys_write_private(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd == -1) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "cannot create %s: %s", path, strerror(errno));
-    return 2;
-  }
+/* Writes all of data to fd and syncs it; 0 or an errno value. */
+static int write_all(int fd, const char *data, size_t len) {
   size_t off = 0;
   while (off < len) {
     ssize_t n = write(fd, data + off, len - off);
     if (n == -1 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = errno;
-      close(fd);
-      unlink(path);
-      lua_pushnil(L);
-      lua_pushfstring(L, "cannot write %s: %s", path, strerror(e));
-      return 2;
-    }
+    if (n <= 0) return n == 0 ? EIO : errno;
     off += (size_t)n;
   }
-  if (fsync(fd) == -1 || close(fd) == -1) {
+  return fsync(fd) == -1 ? errno : 0;
+}
+
+/* sys.write_private(path, data) -> true | nil, message. Creates the file 0600 with all
+ * of data or not at all: the data is written and synced in an unnamed (O_TMPFILE) or
+ * temporary file beside it, which is then linked to path. link() fails when path exists,
+ * so an existing file is never overwritten (keys are written once), and a process
+ * killed half way leaves no empty or partial key behind to lock the store. */
+static int sys_write_private(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  const char *slash = strrchr(path, '/');
+  const char *dir = slash ? (slash == path ? "/" : lua_pushlstring(L, path, (size_t)(slash - path))) : ".";
+  const char *tmp = lua_pushfstring(L, "%s.%d.tmp", path, (int)getpid());
+  char proc[64];
+  int err = 0, fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (!(err = write_all(fd, data, len)) && linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == -1) err = errno;
+    close(fd);
+  } else {
+    /* no O_TMPFILE here: a named temporary file (one a killed process left is replaced) */
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd == -1) {
+      err = errno;
+    } else {
+      if (!(err = write_all(fd, data, len)) && link(tmp, path) == -1) err = errno;
+      close(fd);
+      unlink(tmp);
+    }
+  }
+  if (err) {
     lua_pushnil(L);
-    lua_pushfstring(L, "cannot write %s: %s", path, strerror(errno));
+    lua_pushfstring(L, "cannot %s %s: %s", err == EEXIST ? "create" : "write", path, strerror(err));
     return 2;
   }
   lua_pushboolean(L, 1);
@@ -197,10 +228,13 @@ static int sys_spawn_detached(lua_State *L) {
   int n = (int)luaL_len(L, 1);
   luaL_argcheck(L, n >= 1, 1, "empty argv");
   const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  /* Each entry stays on the stack until we return: a number is converted to a string
+   * in its stack slot only (the table keeps the number), so popping it would leave
+   * argv pointing at a string the collector may free. */
+  luaL_checkstack(L, n, "argv too long");
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     argv[i - 1] = luaL_checkstring(L, -1);
-    lua_pop(L, 1); /* strings stay alive: the table holds them */
   }
   argv[n] = NULL;
   pid_t child = fork();
@@ -234,6 +268,7 @@ static const luaL_Reg sys_funcs[] = {
   { "sleep", sys_sleep },
   { "isatty", sys_isatty },
   { "getpid", sys_getpid },
+  { "pidns", sys_pidns },
   { "readable", sys_readable },
   { "mkdir", sys_mkdir },
   { "chmod", sys_chmod },
