@@ -275,12 +275,24 @@ local function check(c, src, path)
   return c
 end
 
+-- The message of an error raised while a connector loads, with a hint when it reached
+-- for what the sandbox leaves out.
+local function load_error(path, e)
+  local msg = tostring(e)
+  local name = msg:match("a nil value %(global '([%w_]+)'%)") or msg:match("a nil value %(field '([%w_]+)'%)")
+  local absent = { io = true, require = true, load = true, loadfile = true, dofile = true, debug = true,
+    package = true, execute = true, getenv = true, remove = true, rename = true, exit = true, tmpname = true,
+    collectgarbage = true, print = true }
+  if name and absent[name] then
+    msg = msg .. " (connectors run in a sandbox without io, os.execute, require, load or debug)"
+  end
+  fail(path, "error while loading: %s", msg)
+end
+
 --- Loads and validates connector source text; `path` names it in errors.
 function M.load_source(src, path)
   local ok, c = run_sandboxed(src, path)
-  if not ok then
-    fail(path, "error while loading: %s", tostring(c))
-  end
+  if not ok then load_error(path, c) end
   if type(c) ~= "table" then
     fail(path, "must return a table, returned %s", type(c))
   end
@@ -302,12 +314,15 @@ end
 
 --- Tells a connector from a pipeline script: a file that, run in the connector sandbox,
 -- returns a table is a connector (returned checked); anything else (a script that
--- needs more than the sandbox gives, or returns something else) is a pipeline.
+-- needs more than the sandbox gives, or returns something else) is a pipeline. But a
+-- file that is written as a connector (a top-level `return {`) and fails in the sandbox
+-- is a broken connector: it is reported, never run again outside the sandbox.
 -- Returns "connector", c or "pipeline".
 function M.classify(path)
   local src = read(path)
   local ok, v = run_sandboxed(src, path)
   if ok and type(v) == "table" then return "connector", check(v, src, path) end
+  if not ok and (src:match("^return%s*{") or src:match("\nreturn%s*{")) then load_error(path, v) end
   return "pipeline"
 end
 

@@ -256,6 +256,15 @@ function M.test_api(c, scope, allowed)
   if not body then
     errors.raise("provider", "%s answered %d with a body that is not valid JSON", what, resp.status)
   end
+  local ctype = (resp.header["content-type"] or ""):lower()
+  local page_start = resp.body:sub(1, 512):lower()
+  if ctype:find("html", 1, true) and next(body) == nil
+      and (page_start:find("<html", 1, true) or page_start:find("<!doctype", 1, true)) then
+    -- a web page (a login wall, a portal) where an API answer was expected
+    local title = resp.body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</[Tt][Ii][Tt][Ll][Ee]>")
+    errors.raise("provider", "%s answered %d with %s, not JSON%s; the connection was not saved", what, resp.status,
+      ctype:match("^[^;]*"), title and (" (page title: " .. title:sub(1, 80) .. ")") or "")
+  end
   return body
 end
 
