@@ -304,7 +304,8 @@ print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
 
 # Inclusive shares of a few functions that bound a command's cost, from callgrind.
 PROFILE_POINTS = (
-    ("dl_main", "dynamic loader: loading and relocating the shared libraries"),
+    ("dl_main", "dynamic loader: loading and relocating the shared libraries at start"),
+    ("dl_open_worker", "loading the modules a command needs on demand (dlopen: libcurl, OpenSSL, LMDB)"),
     ("curl_global_init", "libcurl and OpenSSL start-up (curl_global_init)"),
     ("EVP_CIPHER_fetch", "OpenSSL 3 fetching AES-256-GCM (provider start-up, first use)"),
     ("lua_load", "loading the Lua layer's bytecode and the connector"),

@@ -18,7 +18,8 @@ describe("make install", function()
   it("installs the binary, the Lua layer, the libraries, the header and connrt.pc", function()
     for _, f in ipairs({ "/usr/bin/connrt", "/usr/share/connrt/lua/connrt/cli.lua", "/usr/lib/libconnrt.a",
       "/usr/lib/libconnrt.so.0", "/usr/lib/libconnrt.so", "/usr/include/connrt.h",
-      "/usr/lib/pkgconfig/connrt.pc", "/usr/lib/lua/5.4/connrt.so" }) do
+      "/usr/lib/pkgconfig/connrt.pc", "/usr/lib/lua/5.4/connrt.so", "/usr/lib/connrt/connrt/http.so",
+      "/usr/lib/connrt/connrt/crypto.so", "/usr/lib/connrt/connrt/lmdb.so" }) do
       assert.is_string(h.read(dest .. f), f .. " is missing")
     end
     assert.matches("prefix=/usr\n", h.read(dest .. "/usr/lib/pkgconfig/connrt.pc"), 1, true)
@@ -30,6 +31,21 @@ describe("make install", function()
     local out = p:read("a")
     assert.is_true((p:close()))
     assert.matches("^connrt %d+%.%d+%.%d+", out)
+  end)
+
+  it("bakes the installed module directory into the binary, which loads them from there", function()
+    assert.truthy(h.read(dest .. "/usr/bin/connrt"):find("/usr/lib/connrt", 1, true))
+    -- check loads the connector, which needs connrt.crypto (OpenSSL or libsodium)
+    local p = io.popen(("CONNRT_MOD_DIR=%s/usr/lib/connrt CONNRT_LUA_DIR=%s/usr/share/connrt/lua %s/usr/bin/connrt "
+      .. "check examples/local-oidc.lua 2>&1"):format(dest, dest, dest))
+    local out = p:read("a")
+    assert.is_true((p:close()), out)
+    -- and names the file it could not load
+    p = io.popen(("CONNRT_MOD_DIR=%s/nowhere CONNRT_LUA_DIR=%s/usr/share/connrt/lua %s/usr/bin/connrt "
+      .. "check examples/local-oidc.lua 2>&1"):format(dest, dest, dest))
+    out = p:read("a")
+    assert.is_falsy((p:close()))
+    assert.matches("cannot load " .. dest .. "/nowhere/connrt/", out, 1, true)
   end)
 
   it("builds and runs a C program against the installed library through pkg-config", function()

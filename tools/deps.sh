@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PKGS="pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev liblmdb-dev lua-busted lua-check ca-certificates"
+PKGS="pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev liblmdb-dev libsodium-dev lua-busted lua-check strace ca-certificates"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""

@@ -9,21 +9,35 @@
 -- are saved in one write transaction before they are used. No transaction is held
 -- across network I/O: the lease is what gives single flight.
 local cjson = require("cjson.safe")
-local connector = require("connrt.connector")
 local errors = require("connrt.errors")
 local log = require("connrt.log")
-local oauth = require("connrt.oauth")
-local request = require("connrt.request")
 local sys = require("connrt.sys")
+
+-- what a fresh token does not need (the connector's loader and schema, OAuth, HTTP):
+-- loaded on first use, so `connrt token` reads the store, unseals and prints
+local lazy = require("connrt.lazy")
+local connector = lazy("connrt.connector")
+local oauth = lazy("connrt.oauth")
+local request = lazy("connrt.request")
 
 local M = {}
 
 -- seconds before expiry a request refreshes first (CONNRT_REFRESH_MARGIN overrides)
 M.REFRESH_MARGIN = tonumber(os.getenv("CONNRT_REFRESH_MARGIN") or "") or 60
 M.LEASE_TTL = 30        -- seconds a refresher may hold the lease before others take over
+                        -- (at once if it died on this machine: Store:acquire_lease)
 
 local Connection = {}
-Connection.__index = Connection
+-- self.c, the connection's connector, is loaded from its stored source when first used
+Connection.__index = function(self, k)
+  if k ~= "c" then return Connection[k] end
+  local rec = self.rec
+  local src = self.st:connector_source(rec.connector_hash)
+  if not src then errors.raise("store", "connection %s: its connector's source is missing from the store", rec.id) end
+  local c = connector.load_source(src, rec.connector_path or rec.connector)
+  rawset(self, "c", c)
+  return c
+end
 
 local function register_secrets(secrets)
   log.secret(secrets.access_token)
@@ -37,10 +51,7 @@ end
 -- store `st`.
 function M.open(st, ref)
   local rec = st:find(ref)
-  local src = st:connector_source(rec.connector_hash)
-  if not src then errors.raise("store", "connection %s: its connector's source is missing from the store", rec.id) end
-  local c = connector.load_source(src, rec.connector_path or rec.connector)
-  local self = setmetatable({ st = st, rec = rec, c = c }, Connection)
+  local self = setmetatable({ st = st, rec = rec }, Connection)
   self.secrets = st:secrets(rec)
   register_secrets(self.secrets)
   return self

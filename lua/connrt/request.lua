@@ -9,7 +9,6 @@ local cjson = require("cjson")
 local crypto = require("connrt.crypto")
 local errors = require("connrt.errors")
 local log = require("connrt.log")
-local http = require("connrt.http")
 local template = require("connrt.template")
 local url = require("connrt.url")
 
@@ -18,7 +17,8 @@ local M = {}
 local client
 local function shared_client()
   if not client then
-    client = http.client({ ca_bundle = os.getenv("CONNRT_CA_BUNDLE") })
+    -- required here, not at the top: commands that send nothing never load libcurl
+    client = require("connrt.http").client({ ca_bundle = os.getenv("CONNRT_CA_BUNDLE") })
   end
   return client
 end
@@ -121,8 +121,13 @@ function M.send(req, what)
     })
     if log.verbose then trace_exchange(method, current, headers, req.secret_headers, body, resp) end
     if not resp then
-      errors.raise("network", "%s: no answer from %s %s: %s", what, method, strip_query(current),
-        (err or "?"):gsub("^%u+ %S+: ", ""), code)
+      local why = (err or "?"):gsub("^%u+ %S+: ", "")
+      if why:find("^response body larger than") then
+        -- it did answer: with more than any answer here should hold
+        errors.raise("provider", "%s: %s %s answered with a %s", what, method, strip_query(current),
+          (why:gsub("^response ", "")))
+      end
+      errors.raise("network", "%s: no answer from %s %s: %s", what, method, strip_query(current), why, code)
     end
     resp.header = M.header_map(resp.headers)
     local loc = resp.header.location

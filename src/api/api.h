@@ -2,7 +2,8 @@
  * api.h - the C core's Lua modules.
  *
  * Each C file under src/api opens one Lua module; connrt_preload() registers them all in
- * package.preload so the runtime's Lua layer (in lua/connrt) can `require` them. The same
+ * package.preload so the runtime's Lua layer (in lua/connrt) can `require` them (the
+ * binary preloads only those that need no other library; see api.c). The same
  * objects are also linked into build/connrt.so, where Lua's all-in-one loader finds
  * luaopen_connrt_<name> for `require "connrt.<name>"` from a plain lua5.4.
  */
@@ -22,7 +23,9 @@ int luaopen_connrt_sys(lua_State *L);      /* clocks, sleep, terminals, processe
 void connrt_preload(lua_State *L);
 
 /* Puts the runtime's Lua directory first on package.path: $CONNRT_LUA_DIR, else the one
- * baked in at build time (the source tree's lua/, or $(PREFIX)/share/connrt/lua). */
+ * baked in at build time (the source tree's lua/, or $(PREFIX)/share/connrt/lua). The
+ * binary's lazily loaded modules are looked for in $CONNRT_MOD_DIR/connrt, else in the
+ * directory baked in (see api.c). */
 void connrt_set_lua_path(lua_State *L);
 
 /* `require "connrt"`: the pipeline API, for plain lua5.4 programs. */

@@ -5,6 +5,13 @@
  * secrets kept in the store.
  *
  * A sealed blob is: version byte 0x01 || nonce (12 bytes) || ciphertext || tag (16 bytes).
+ *
+ * AES-256-GCM runs on libsodium where the CPU has AES-NI and PCLMUL (libsodium then uses
+ * them, in constant time), else on OpenSSL's EVP: the same algorithm and the same bytes,
+ * so a store sealed by one opens with the other (spec/crypto_spec.lua checks it both
+ * ways). The reason is start-up: OpenSSL 3's first cipher fetch builds its table of every
+ * cipher, about 8 million instructions, more than half of `connrt token` and a third of
+ * `connrt request` (bench/RESULTS.md); libsodium's start is a CPU feature check.
  * open() never raises for bad data (it answers nil, message); only a key of the wrong
  * length is a programmer error and raises.
  *
@@ -14,11 +21,13 @@
  * Opens the `connrt.crypto` module.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <sodium.h>
 
 #include "api.h"
 
@@ -35,6 +44,92 @@ static const char B64_STD[] =
   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char B64_URL[] =
   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* AES-256-GCM, fetched from the default provider once per process. Passing
+ * EVP_aes_256_gcm() instead would look up engines and fetch again on every call; the
+ * first fetch builds OpenSSL's table of every cipher and is most of what unsealing a
+ * token costs (bench/RESULTS.md), so it is done once. OpenSSL's exit-time cleanup is
+ * skipped (the process is ending; the memory goes with it). NULL if the fetch failed. */
+static EVP_CIPHER *aes_gcm;
+static pthread_once_t aes_gcm_once = PTHREAD_ONCE_INIT;
+
+static void fetch_aes_gcm(void) {
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
+  aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+static const EVP_CIPHER *gcm(void) {
+  pthread_once(&aes_gcm_once, fetch_aes_gcm);
+  return aes_gcm;
+}
+
+/* Whether libsodium's AES-256-GCM can run here: initialized, and the CPU has AES-NI. */
+static int sodium_gcm;
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+
+static void init_sodium(void) {
+  sodium_gcm = sodium_init() >= 0 && crypto_aead_aes256gcm_is_available();
+}
+
+static int have_sodium_gcm(void) {
+  pthread_once(&sodium_once, init_sodium);
+  return sodium_gcm;
+}
+
+enum { BACKEND_AUTO, BACKEND_OPENSSL, BACKEND_SODIUM };
+
+/* The optional backend argument of seal and open ("openssl" or "libsodium"), for the
+ * specs that check the two agree; without it, libsodium where it can run. */
+static int check_backend(lua_State *L, int arg) {
+  static const char *const names[] = { "auto", "openssl", "libsodium", NULL };
+  int b = luaL_checkoption(L, arg, "auto", names);
+  if (b == BACKEND_SODIUM && !have_sodium_gcm())
+    luaL_error(L, "libsodium's AES-256-GCM cannot run on this CPU (no AES-NI)");
+  if (b == BACKEND_AUTO) b = have_sodium_gcm() ? BACKEND_SODIUM : BACKEND_OPENSSL;
+  return b;
+}
+
+/* AES-256-GCM with a 12-byte nonce and a 16-byte tag; returns 1 on success. */
+static int gcm_encrypt(int backend, const unsigned char *key, const unsigned char *nonce,
+                       const unsigned char *pt, size_t len, const unsigned char *aad,
+                       size_t aadlen, unsigned char *ct, unsigned char *tag) {
+  if (backend == BACKEND_SODIUM)
+    return crypto_aead_aes256gcm_encrypt_detached(ct, tag, NULL, pt, len, aad, aadlen, NULL, nonce, key) == 0;
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  int ok = ctx != NULL, outl = 0, finl = 0;
+  ok = ok && gcm() && EVP_EncryptInit_ex(ctx, gcm(), NULL, NULL, NULL) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1;
+  ok = ok && EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
+  ok = ok && (aadlen == 0 || EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aadlen) == 1);
+  ok = ok && EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) == 1;
+  ok = ok && EVP_EncryptFinal_ex(ctx, ct + outl, &finl) == 1;
+  ok = ok && (size_t)outl + (size_t)finl == len;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, SEAL_TAG_LEN, tag) == 1;
+  EVP_CIPHER_CTX_free(ctx); /* wipes the expanded key */
+  return ok;
+}
+
+/* The inverse; returns 1 only when the tag checks. */
+static int gcm_decrypt(int backend, const unsigned char *key, const unsigned char *nonce,
+                       const unsigned char *ct, size_t len, const unsigned char *tag,
+                       const unsigned char *aad, size_t aadlen, unsigned char *pt) {
+  if (backend == BACKEND_SODIUM)
+    return crypto_aead_aes256gcm_decrypt_detached(pt, NULL, ct, len, tag, aad, aadlen, nonce, key) == 0;
+  unsigned char t[SEAL_TAG_LEN];
+  memcpy(t, tag, SEAL_TAG_LEN); /* the ctrl takes a non-const pointer */
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  int ok = ctx != NULL, outl = 0, finl = 0;
+  ok = ok && gcm() && EVP_DecryptInit_ex(ctx, gcm(), NULL, NULL, NULL) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1;
+  ok = ok && EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
+  ok = ok && (aadlen == 0 || EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aadlen) == 1);
+  ok = ok && EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)len) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, SEAL_TAG_LEN, t) == 1;
+  ok = ok && EVP_DecryptFinal_ex(ctx, pt + outl, &finl) == 1; /* checks the tag */
+  ok = ok && (size_t)outl + (size_t)finl == len;
+  EVP_CIPHER_CTX_free(ctx);
+  return ok;
+}
 
 /* A scratch buffer owned by Lua (a userdata on the stack), so an error raised while it is
  * in use cannot leak it. */
@@ -236,65 +331,44 @@ static const unsigned char *check_key(lua_State *L, int arg, const char *fname) 
   return (const unsigned char *)key;
 }
 
-/* crypto.seal(key, plaintext[, aad]) -> blob (AES-256-GCM, fresh random nonce) */
+/* crypto.seal(key, plaintext[, aad[, backend]]) -> blob (AES-256-GCM, fresh random nonce) */
 static int crypto_seal(lua_State *L) {
   const unsigned char *key = check_key(L, 1, "seal");
   size_t len, aadlen;
   const unsigned char *pt = (const unsigned char *)luaL_checklstring(L, 2, &len);
   const unsigned char *aad = (const unsigned char *)luaL_optlstring(L, 3, "", &aadlen);
+  int backend = check_backend(L, 4);
   if (len > (size_t)INT_MAX - SEAL_OVERHEAD || aadlen > (size_t)INT_MAX)
     return luaL_error(L, "seal: input too large");
   size_t total = SEAL_OVERHEAD + len;
   unsigned char *blob = scratch(L, total);
   unsigned char *nonce = blob + 1, *ct = blob + 1 + SEAL_NONCE_LEN, *tag = ct + len;
   blob[0] = SEAL_VERSION;
-  if (RAND_bytes(nonce, SEAL_NONCE_LEN) != 1)
+  /* both are the system's CSPRNG behind a DRBG; libsodium's needs no OpenSSL start-up */
+  if (backend == BACKEND_SODIUM) randombytes_buf(nonce, SEAL_NONCE_LEN);
+  else if (RAND_bytes(nonce, SEAL_NONCE_LEN) != 1)
     return luaL_error(L, "seal: the system random generator failed");
-
-  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-  int ok = ctx != NULL, outl = 0, finl = 0;
-  ok = ok && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1;
-  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1;
-  ok = ok && EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
-  ok = ok && (aadlen == 0 || EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aadlen) == 1);
-  ok = ok && EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) == 1;
-  ok = ok && EVP_EncryptFinal_ex(ctx, ct + outl, &finl) == 1;
-  ok = ok && (size_t)outl + (size_t)finl == len;
-  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, SEAL_TAG_LEN, tag) == 1;
-  EVP_CIPHER_CTX_free(ctx); /* wipes the expanded key */
-  if (!ok) return luaL_error(L, "seal: encryption failed");
+  if (!gcm_encrypt(backend, key, nonce, pt, len, aad, aadlen, ct, tag))
+    return luaL_error(L, "seal: encryption failed");
   lua_pushlstring(L, (const char *)blob, total);
   return 1;
 }
 
-/* crypto.open(key, blob[, aad]) -> plaintext | nil, message. Bad data never raises. */
+/* crypto.open(key, blob[, aad[, backend]]) -> plaintext | nil, message. Bad data never raises. */
 static int crypto_open(lua_State *L) {
   const unsigned char *key = check_key(L, 1, "open");
   size_t len, aadlen;
   const unsigned char *blob = (const unsigned char *)luaL_checklstring(L, 2, &len);
   const unsigned char *aad = (const unsigned char *)luaL_optlstring(L, 3, "", &aadlen);
+  int backend = check_backend(L, 4);
   if (len < SEAL_OVERHEAD || blob[0] != SEAL_VERSION ||
       len > (size_t)INT_MAX || aadlen > (size_t)INT_MAX)
     goto fail;
 
   const unsigned char *nonce = blob + 1, *ct = blob + 1 + SEAL_NONCE_LEN;
   size_t ctlen = len - SEAL_OVERHEAD;
-  unsigned char tag[SEAL_TAG_LEN];
-  memcpy(tag, ct + ctlen, SEAL_TAG_LEN); /* the ctrl takes a non-const pointer */
   unsigned char *pt = scratch(L, ctlen);
-
-  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-  int ok = ctx != NULL, outl = 0, finl = 0;
-  ok = ok && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1;
-  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1;
-  ok = ok && EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
-  ok = ok && (aadlen == 0 || EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aadlen) == 1);
-  ok = ok && EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)ctlen) == 1;
-  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, SEAL_TAG_LEN, tag) == 1;
-  ok = ok && EVP_DecryptFinal_ex(ctx, pt + outl, &finl) == 1; /* checks the tag */
-  ok = ok && (size_t)outl + (size_t)finl == ctlen;
-  EVP_CIPHER_CTX_free(ctx);
-  if (!ok) {
+  if (!gcm_decrypt(backend, key, nonce, ct, ctlen, ct + ctlen, aad, aadlen, pt)) {
     OPENSSL_cleanse(pt, ctlen); /* unauthenticated plaintext must not linger */
     lua_pop(L, 1);
     goto fail;
@@ -305,6 +379,12 @@ fail:
   lua_pushnil(L);
   lua_pushstring(L, OPEN_FAILED);
   return 2;
+}
+
+/* crypto.aead_backend() -> "libsodium" | "openssl": which one seal and open use here */
+static int crypto_aead_backend(lua_State *L) {
+  lua_pushstring(L, have_sodium_gcm() ? "libsodium" : "openssl");
+  return 1;
 }
 
 /* crypto.equal(a, b) -> boolean, in time independent of the content (not of the length) */
@@ -328,6 +408,7 @@ static const luaL_Reg crypto_funcs[] = {
   { "unhex", crypto_unhex },
   { "seal", crypto_seal },
   { "open", crypto_open },
+  { "aead_backend", crypto_aead_backend },
   { "equal", crypto_equal },
   { NULL, NULL }
 };
