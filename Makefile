@@ -3,9 +3,10 @@
 # scripted user at the local authorization server the specs use.
 
 CC      ?= gcc
-PKGS     = lua5.4 libcurl openssl lmdb
+PKGS     = lua5.4 libcurl openssl lmdb libsodium
 PREFIX  ?= /usr/local
 LUADIR   = $(PREFIX)/share/connrt/lua
+MODDIR   = $(PREFIX)/lib/connrt
 VERSION  = 0.1.0
 # where the built programs look for lua/connrt: the Lua layer precompiled to bytecode
 # under $(BUILD)/lua (loading bytecode skips the parser, a third of a command's start-up
@@ -24,6 +25,11 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -Isrc -Iinclude
 LDLIBS  += $(PKG_LIBS)
 
+# the binary's lazily loaded modules (see the binary's rule below)
+MOD_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lib
+MODS     = $(BUILD)/lib/connrt/http.so $(BUILD)/lib/connrt/crypto.so $(BUILD)/lib/connrt/lmdb.so
+BIN_OBJ  = $(BUILD)/obj/main.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/listener.o $(BUILD)/obj/api/sys.o
+LUA_LIBS = $(shell pkg-config --libs lua5.4 2>/dev/null)
 API_SRC  = $(wildcard src/api/*.c)
 API_OBJ  = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(API_SRC))
 HDRS     = $(wildcard src/*.h src/api/*.h include/*.h)
@@ -36,9 +42,9 @@ LUA      = lua5.4
 SPECS    = bash tools/run-specs.sh
 LUACHECK = luacheck
 
-.PHONY: all deps test lint specs demo clean install bench
+.PHONY: all deps test lint specs demo clean install bench sanitize valgrind fuzz fuzz-build
 
-all: $(LUA_BC) $(BUILD)/connrt $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
+all: $(LUA_BC) $(BUILD)/connrt $(MODS) $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
 
 # bytecode keeps its debug information, so tracebacks still name files and lines
 $(BUILD)/lua/%.lua: lua/%.lua
@@ -49,9 +55,30 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCONNRT_LUA_DIR='"$(LUA_DIR_BAKED)"' -c -o $@ $<
 
-# The binary: the C core plus an interpreter that runs lua/connrt/cli.lua.
-$(BUILD)/connrt: $(BUILD)/obj/main.o $(API_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# The binary: an interpreter that runs lua/connrt/cli.lua, linked against Lua alone. The
+# modules that need libcurl, OpenSSL or LMDB are shared objects under $(MOD_DIR_BAKED)/connrt
+# that `require` loads when a command first needs one (see src/api/api.c): start-up
+# without libcurl's 36 shared objects.
+
+$(BUILD)/obj/api/api_lazy.o: src/api/api.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCONNRT_LAZY_MODULES -DCONNRT_LUA_DIR='"$(LUA_DIR_BAKED)"' \
+	  -DCONNRT_MOD_DIR='"$(MOD_DIR_BAKED)"' -c -o $@ $<
+
+$(BUILD)/connrt: $(BIN_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LUA_LIBS)
+
+$(BUILD)/lib/connrt/http.so: $(BUILD)/obj/api/http.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libcurl 2>/dev/null)
+
+$(BUILD)/lib/connrt/crypto.so: $(BUILD)/obj/api/crypto.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libcrypto libsodium 2>/dev/null)
+
+$(BUILD)/lib/connrt/lmdb.so: $(BUILD)/obj/api/store.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs lmdb 2>/dev/null)
 
 # The same core as a Lua C module, so plain lua5.4 programs and the specs can
 # `require "connrt.http"` and friends (Lua's all-in-one loader finds connrt.so).
@@ -93,6 +120,39 @@ $(BUILD)/bench/throughput: bench/throughput.c $(BUILD)/libconnrt.a include/connr
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ bench/throughput.c $(BUILD)/libconnrt.a $(LDLIBS)
 
+# Sanitizers (issue 7): builds everything into $(SAN_BUILD) with ASan and UBSan (its own
+# directory, so build/ stays as it is) and runs the whole spec suite on it; any report,
+# leaks of the spawned programs included, fails (tools/sanitize.sh). The flags come in
+# through the environment, so the Makefile's own CFLAGS += still applies. -z nodelete
+# keeps connrt.so mapped when the busted process unloads it at exit: else LeakSanitizer
+# takes the global state of libraries it pulls in (libcurl's libldap, libsasl2) for lost.
+SAN_BUILD = $(BUILD)/sanitize
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+sanitize: deps
+	@CFLAGS='-O1 -g $(SAN_FLAGS)' LDFLAGS='$(SAN_FLAGS) -Wl,-z,nodelete' \
+	  $(MAKE) --no-print-directory BUILD=$(SAN_BUILD) all
+	SAN_BUILD=$(SAN_BUILD) nice -n 10 bash tools/sanitize.sh
+
+# Memcheck (issue 7): builds $(VG_BUILD) and runs the command-line specs with every connrt
+# they start under valgrind --leak-check=full; any error or definite leak in any of them
+# fails (tools/valgrind.sh). VG_SPECS: the specs that start connrt (about 25 minutes,
+# 600 processes). Left out: crash_spec (kills connrt with SIGKILL over a hundred times,
+# which leaves no leak summary, on timings memcheck would stretch past its limits) and
+# browser_spec (Chromium drives a connect flow on its own clock; connrt does the same as
+# in run_spec); the other specs do not start connrt. tools/valgrind.sh also leaves out
+# three tests that race a 3 s access token.
+VG_BUILD = $(BUILD)/valgrind
+VG_SPECS = spec/run_spec.lua spec/pipeline_spec.lua spec/connect_ways_spec.lua \
+	spec/connections_spec.lua spec/connectors_spec.lua spec/check_spec.lua spec/help_spec.lua \
+	spec/keys_spec.lua spec/secrets_spec.lua spec/tls_spec.lua spec/bad_input_spec.lua \
+	spec/abuse_spec.lua
+valgrind: deps
+	@command -v valgrind >/dev/null || { echo "deps: installing valgrind"; \
+	  s=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$s apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -q valgrind >/dev/null; }
+	@$(MAKE) --no-print-directory BUILD=$(VG_BUILD) all
+	VG_BUILD=$(VG_BUILD) nice -n 10 bash tools/valgrind.sh $(VG_SPECS)
+
 lint:
 	$(LUACHECK) -q lua spec connectors examples bench
 
@@ -101,10 +161,12 @@ specs: all
 
 # Installed programs look for the Lua layer under $(LUADIR), so install rebuilds with it.
 install:
-	$(MAKE) BUILD=$(BUILD)/install LUA_DIR_BAKED='$(LUADIR)' all
+	$(MAKE) BUILD=$(BUILD)/install LUA_DIR_BAKED='$(LUADIR)' MOD_DIR_BAKED='$(MODDIR)' all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/connrt $(DESTDIR)$(LIBDIR)/pkgconfig \
 	  $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/lua/5.4 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/install/connrt $(DESTDIR)$(PREFIX)/bin/connrt
+	install -d $(DESTDIR)$(MODDIR)/connrt
+	install -m 0755 $(BUILD)/install/lib/connrt/*.so $(DESTDIR)$(MODDIR)/connrt/
 	install -m 0644 $(BUILD)/install/lua/connrt/*.lua $(DESTDIR)$(LUADIR)/connrt/
 	install -m 0644 include/connrt.h $(DESTDIR)$(INCDIR)/connrt.h
 	install -m 0644 $(BUILD)/install/libconnrt.a $(DESTDIR)$(LIBDIR)/libconnrt.a
@@ -117,3 +179,38 @@ install:
 
 clean:
 	rm -rf $(BUILD)
+
+# Fuzzing (issue 7; not part of test): libFuzzer harnesses under fuzz/, one per parser of
+# outside input, built with clang (libFuzzer ships with clang, not gcc) and ASan + UBSan
+# into $(FUZZ_DIR). Each runs FUZZ_SECONDS from a seed corpus taken from the spec
+# fixtures (fuzz/seeds.lua); any crash fails (fuzz/run.sh). fuzz/deps.sh installs clang.
+FUZZ_SECONDS  ?= 30
+FUZZ_CC        = clang
+FUZZ_DIR       = $(BUILD)/fuzz
+FUZZ_HARNESSES = listener callback template url token
+FUZZ_CFLAGS    = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
+                 -fsanitize=address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS) -Isrc -Iinclude
+FUZZ_OBJ       = $(patsubst src/%.c,$(FUZZ_DIR)/obj/%.o,$(API_SRC))
+.SECONDARY: $(FUZZ_OBJ)
+
+fuzz: deps
+	@sh fuzz/deps.sh
+	@$(MAKE) --no-print-directory fuzz-build
+	nice -n 10 sh fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+
+fuzz-build: $(patsubst %,$(FUZZ_DIR)/%,$(FUZZ_HARNESSES))
+
+$(FUZZ_DIR)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+# the listener's harness includes src/api/listener.c, to reach its static parser
+$(FUZZ_DIR)/listener: fuzz/listener.c src/api/listener.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ fuzz/listener.c $(PKG_LIBS)
+
+# the Lua parsers' harnesses: fuzz/lua_driver.c runs fuzz/NAME.lua on the source tree's lua/
+$(FUZZ_DIR)/%: fuzz/lua_driver.c fuzz/%.lua $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
+	  -o $@ fuzz/lua_driver.c $(FUZZ_OBJ) $(PKG_LIBS)

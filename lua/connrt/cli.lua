@@ -84,8 +84,20 @@ local function run_pipeline(script, argv)
   for i = 1, #argv do args[i] = argv[i] end
   _G.arg = args
   _G.connrt = require("connrt.api")
-  local rc = chunk(table.unpack(args))
+  local ok, rc = xpcall(chunk, function(e)
+    if errors.is(e) then return e end
+    return debug.traceback(tostring(e), 2)
+  end, table.unpack(args))
   _G.connrt.close()
+  if not ok then
+    if errors.is(rc) then error(rc, 0) end
+    -- the script's own error, not connrt's: say so, with the script's part of the traceback
+    local lines = {}
+    for line in tostring(rc):gmatch("[^\n]+") do
+      if #lines == 0 or (line:find(script, 1, true) and line:match("^%s")) then lines[#lines + 1] = line end
+    end
+    errors.raise("failed", "pipeline script %s failed: %s", script, table.concat(lines, "\n"))
+  end
   return math.type(rc) == "integer" and rc or 0
 end
 
@@ -154,7 +166,11 @@ end
 function commands.list(argv)
   local o, rest = parse(argv, { json = "flag" })
   if #rest > 0 then errors.raise("usage", "usage: connrt list [--json]") end
-  local st = require("connrt.store").open()
+  if not require("connrt.store").exists() then -- nothing to list: create no store for it
+    log.out("%s", o.json and "[]" or "no connections")
+    return 0
+  end
+  local st = require("connrt.store").open(nil, { keyless = true })
   if o.json then
     -- the records as stored: plain JSON without secrets (those live sealed apart), so
     -- 100,000 connections are listed without decoding and encoding each one
@@ -178,7 +194,7 @@ end
 function commands.show(argv)
   local o, rest = parse(argv, { json = "flag" })
   if #rest ~= 1 then errors.raise("usage", "usage: connrt show ID [--json]") end
-  local st = require("connrt.store").open()
+  local st = require("connrt.store").open(nil, { existing = "no connection " .. rest[1] })
   local rec = public(st:find(rest[1]))
   st:close()
   if o.json then json_out(rec) return 0 end
@@ -207,7 +223,7 @@ end
 function commands.delete(argv)
   local _, rest = parse(argv, {})
   if #rest ~= 1 then errors.raise("usage", "usage: connrt delete ID") end
-  local st = require("connrt.store").open()
+  local st = require("connrt.store").open(nil, { existing = "no connection " .. rest[1] })
   local rec = st:find(rest[1])
   st:delete(rec.id)
   st:close()
@@ -217,7 +233,7 @@ end
 
 -- Opens the store and the connection named `ref`.
 local function open_connection(ref)
-  local st = require("connrt.store").open()
+  local st = require("connrt.store").open(nil, { existing = "no connection " .. ref })
   return require("connrt.connection").open(st, ref), st
 end
 
@@ -256,12 +272,14 @@ function commands.request(argv)
   local function number_opt(name, dflt)
     if o[name] == nil then return dflt end
     local n = tonumber(o[name])
-    if not n or n < 0 then errors.raise("usage", "--%s %s: expected a number", name, o[name]) end
+    if not n or n < 0 or n >= 1e9 then errors.raise("usage", "--%s %s: expected a number", name, o[name]) end
     return n
   end
+  -- the arguments are checked before the store is opened
+  local retries, max_wait = math.floor(number_opt("retries", 0)), number_opt("max-wait", 60)
   local conn, st = open_connection(ref)
   local resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
-    retries = math.floor(number_opt("retries", 0)), max_wait = number_opt("max-wait", 60),
+    retries = retries, max_wait = max_wait,
     on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
   st:close()
   log.err("%d %s", resp.status, target)
@@ -384,7 +402,8 @@ function commands.check(argv)
 end
 
 function commands.version()
-  log.out("connrt %s (%s, %s)", M.VERSION, _VERSION, require("connrt.http").version())
+  local b = require("connrt.build")
+  log.out("connrt %s (%s; built with libcurl %s, OpenSSL %s, LMDB %s)", M.VERSION, _VERSION, b.libcurl, b.openssl, b.lmdb)
   return 0
 end
 
@@ -422,6 +441,9 @@ function M.main(argv)
   end
   local ok, res = xpcall(fn, function(e)
     if errors.is(e) then return e end
+    -- the store's C layer ("store: ..."): a locked, full or damaged store, not a bug
+    local store_msg = type(e) == "string" and (e:match("^store: (.*)$") or e:match("^[^\n:]+:%d+: store: (.*)$"))
+    if store_msg then return select(2, pcall(errors.raise, "store", "%s", store_msg)) end
     return debug.traceback(tostring(e), 2)
   end, rest)
   if ok then return res end

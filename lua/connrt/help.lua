@@ -60,6 +60,8 @@ local ENVIRONMENT = {
     .. "CA (TLS verification is always on; there is no way to turn it off)" },
   { "CONNRT_VERBOSE", "when set (not 0), the same as --verbose" },
   { "CONNRT_REFRESH_MARGIN", "refresh a token this many seconds before it expires (default 60)" },
+  { "CONNRT_LOCK_TIMEOUT", "seconds a change to the store waits for another process's write before it gives "
+    .. "up (default 30; reads never wait)" },
   { "CONNRT_LUA_DIR", "where the runtime's Lua layer is (default: set at build time)" },
   { "NO_COLOR", "when set, connrt prints no colours" },
 }
@@ -243,7 +245,7 @@ local COMMANDS = {
     usage = { "connrt list [--json]" },
     text = {
       "Lists the stored connections: id, connector, name, account, status (ok, expired, needs reconnect) and when "
-        .. "the access token expires.",
+        .. "the access token expires. It reads no secret, so it needs no key.",
     },
     options = {
       { "--json", nil, "print a JSON array of the connections (id, connector, name, unique_id, ...; never secrets)" },
@@ -293,7 +295,8 @@ local COMMANDS = {
     name = "version",
     overview = { { "version", "print the version (also --version)" } },
     usage = { "connrt version", "connrt --version" },
-    text = { "Prints connrt's version, with the versions of Lua and libcurl it runs on." },
+    text = { "Prints connrt's version, the version of Lua it runs on and those of libcurl, OpenSSL and LMDB it "
+      .. "was built with." },
     options = {},
     examples = { { "connrt version", "" }, { "connrt --version", "" } },
   },

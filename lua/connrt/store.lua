@@ -17,7 +17,7 @@
 --
 -- A networked backend for fleets needs only the methods of Store below.
 local cjson = require("cjson")
-local crypto = require("connrt.crypto")
+local crypto = require("connrt.lazy")("connrt.crypto") -- `list` needs no OpenSSL
 local errors = require("connrt.errors")
 local lmdb = require("connrt.lmdb")
 local sys = require("connrt.sys")
@@ -70,6 +70,7 @@ local function load_key(home, sealed_before)
   end
   local text = f:read("a")
   f:close()
+  if not text then errors.raise("store", "key file %s is not a file that can be read", path) end
   local mode = sys.mode(path)
   if mode and mode & 0077 ~= 0 then
     errors.raise("store", "key file %s is readable by others (mode %o): chmod 600 it", path, mode)
@@ -88,12 +89,30 @@ local function pending_key(path)
   return ok and key or nil
 end
 
+--- False when there is no store in `home` yet: no such directory, or a directory without
+-- data.mdb. Anything else there (a file, a damaged store) is left for open to report.
+function M.exists(home)
+  home = home or M.default_home()
+  local f = io.open(home .. "/data.mdb", "rb")
+  if f then f:close() return true end
+  local d = io.open(home .. "/", "rb") -- opens a directory, fails on anything else
+  if d then d:close() return false end
+  return sys.mode(home) ~= nil
+end
+
 local Store = {}
 Store.__index = Store
 
---- Opens (creating if needed) the store in `home` (default M.default_home()).
-function M.open(home)
+--- Opens (creating if needed) the store in `home` (default M.default_home()). With
+-- opts.keyless, the sealing key is neither loaded nor checked: for `connrt list`, which
+-- reads only the plain records (a store's first open always makes its key).
+-- With opts.existing (what the caller looks for, as "no connection ID"), a store that
+-- does not exist yet raises a notfound error instead of being created.
+function M.open(home, opts)
   home = home or M.default_home()
+  if opts and opts.existing and not M.exists(home) then
+    errors.raise("notfound", "%s: there is no store at %s yet (connrt run CONNECTOR.lua connects one)", opts.existing, home)
+  end
   local ok, err = sys.mkdir(home, 448) -- 0700
   if not ok then errors.raise("store", "%s", err) end
   local env, oerr = lmdb.open(home, DBS, {})
@@ -104,6 +123,7 @@ function M.open(home)
     sealed_before = txn:get("meta", "keycheck") ~= nil
     txn:abort()
   end
+  if opts and opts.keyless and sealed_before then return setmetatable({ env = env, home = home }, Store) end
   local key, key_source, key_path = load_key(home, sealed_before)
   local self = setmetatable({ env = env, home = home, key = key, key_source = key_source, key_path = key_path }, Store)
   local key_ok, key_err = pcall(self.check_key, self)
@@ -400,21 +420,56 @@ end
 
 M.decode_key = decode_key
 
+-- When process `pid` started (clock ticks after boot, from /proc/PID/stat), or nil when
+-- it no longer runs (or is a zombie): with its pid, it names one process for good.
+local function process_start(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid), "r")
+  if not f then return nil end
+  local stat = f:read("a") or ""
+  f:close()
+  local fields = {}
+  for x in (stat:match("^.*%)%s+(.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = x end
+  if fields[1] == nil or fields[1] == "Z" or fields[1] == "X" then return nil end
+  return fields[20] -- field 22 of the line; the first two (pid and name) are cut off
+end
+
+-- This process, as a lease records its holder: pid, PID namespace and start time.
+local holder
+local function this_holder()
+  if not holder then
+    local pid = sys.getpid()
+    holder = { pid = pid, pidns = sys.pidns(), start = process_start(pid) }
+  end
+  return holder
+end
+
+-- True when a lease's holder is known to be dead: a process of this machine and PID
+-- namespace that no longer runs (killed, crashed). Otherwise only its expiry frees it.
+local function holder_gone(lease)
+  local me = this_holder()
+  if not (lease.pid and lease.start and lease.pidns and me.pidns and lease.pidns == me.pidns) then return false end
+  local pid = math.tointeger(lease.pid)
+  return pid ~= nil and process_start(pid) ~= lease.start
+end
+
 --- Takes the lease on a connection for `ttl` seconds for `owner` (single flight across
--- processes: the holder refreshes, the others wait and re-read). Returns true, or false
--- and the current holder's lease.
+-- processes: the holder refreshes, the others wait and re-read). A lease whose holder
+-- process has died (same machine and PID namespace) is taken over at once; any other
+-- lease only once it has expired. Returns true, or false and the current holder's lease.
 function Store:acquire_lease(id, owner, ttl)
   local now = sys.time()
   local txn <close> = self.env:begin(true)
   local v = txn:get("leases", id)
   if v then
     local lease = cjson.decode(v)
-    if lease.expires > now and lease.owner ~= owner then
+    if lease.expires > now and lease.owner ~= owner and not holder_gone(lease) then
       txn:abort()
       return false, lease
     end
   end
-  txn:put("leases", id, cjson.encode({ owner = owner, expires = now + ttl }))
+  local me = this_holder()
+  txn:put("leases", id, cjson.encode({ owner = owner, expires = now + ttl, pid = me.pid, pidns = me.pidns,
+    start = me.start }))
   txn:commit()
   return true
 end

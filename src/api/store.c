@@ -19,10 +19,47 @@
  */
 #include <errno.h>
 #include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "api.h"
+
+/* The store's file is memory-mapped: a damaged or truncated data.mdb can send LMDB to
+ * read past the end of the file, which the kernel answers with SIGBUS. Unless the
+ * program has a SIGBUS handler of its own, say what is wrong and exit with the store
+ * exit code (8) instead of dying of a bus error; nothing is half-written, as LMDB
+ * commits whole or not at all. */
+static char store_path[1024]; /* the store opened last */
+
+static void on_sigbus(int sig) {
+  (void)sig;
+  static const char a[] = "connrt: ";
+  static const char b[] = "/data.mdb is damaged: reading it went past its end (truncated or corrupted); "
+                          "restore it from a backup\n";
+  ssize_t n = write(2, a, sizeof a - 1);
+  n = write(2, store_path, strlen(store_path));
+  n = write(2, b, sizeof b - 1);
+  (void)n;
+  _exit(8);
+}
+
+static void guard_sigbus(const char *path) {
+  snprintf(store_path, sizeof store_path, "%s", path);
+  struct sigaction old;
+  if (sigaction(SIGBUS, NULL, &old) == 0 && old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO)) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+  }
+}
 
 #define ENV_MT "connrt.lmdb.env"
 #define TXN_MT "connrt.lmdb.txn"
@@ -144,20 +181,43 @@ static int store_open(lua_State *L) {
       (rc = mdb_env_open(e->env, path, MDB_NOTLS, 0600))) {
     return open_failed(L, e, path, "", rc);
   }
+  /* Frees the reader slots of processes that died inside a read transaction (SIGKILL,
+   * a crash). LMDB clears its reader table only when a process opens the store while
+   * no other has it open; while one does (a pipeline, a `connrt run` waiting for the
+   * sign-in), each dead reader would keep its slot, pinning an old snapshot so that the
+   * file only grows, and after 126 of them every transaction fails with
+   * MDB_READERS_FULL. */
+  int dead = 0;
+  if ((rc = mdb_reader_check(e->env, &dead))) return open_failed(L, e, path, "", rc);
+  guard_sigbus(path);
+  /* The databases are opened in a read transaction when they all exist, so that opening
+   * the store never waits for another process's write transaction (a reader need not);
+   * only a store that lacks one takes the write lock to create it. */
   MDB_txn *txn;
-  if ((rc = mdb_txn_begin(e->env, NULL, 0, &txn))) return open_failed(L, e, path, "", rc);
-  for (lua_Integer i = 1; i <= ndbs; i++) {
-    lua_rawgeti(L, 2, i); /* no allocation: the string is in the table */
-    const char *name = lua_tostring(L, -1);
-    rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbis[i - 1]);
-    if (rc) {
-      mdb_txn_abort(txn);
-      lua_pushfstring(L, "database %s: ", name);
-      return open_failed(L, e, path, lua_tostring(L, -1), rc);
+  for (int create = 0; create <= 1; create++) {
+    if ((rc = mdb_txn_begin(e->env, NULL, create ? 0 : MDB_RDONLY, &txn))) return open_failed(L, e, path, "", rc);
+    for (lua_Integer i = 1; i <= ndbs; i++) {
+      lua_rawgeti(L, 2, i); /* no allocation: the string is in the table */
+      const char *name = lua_tostring(L, -1);
+      rc = mdb_dbi_open(txn, name, create ? MDB_CREATE : 0, &dbis[i - 1]);
+      if (rc == MDB_NOTFOUND && !create) {
+        lua_pop(L, 1);
+        break;
+      }
+      if (rc) {
+        mdb_txn_abort(txn);
+        lua_pushfstring(L, "database %s: ", name);
+        return open_failed(L, e, path, lua_tostring(L, -1), rc);
+      }
+      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+    if (rc == MDB_NOTFOUND) {
+      mdb_txn_abort(txn);
+      continue;
+    }
+    if ((rc = mdb_txn_commit(txn))) return open_failed(L, e, path, "", rc);
+    break;
   }
-  if ((rc = mdb_txn_commit(txn))) return open_failed(L, e, path, "", rc);
 
   lua_createtable(L, 0, (int)ndbs);
   for (lua_Integer i = 1; i <= ndbs; i++) {
@@ -167,6 +227,34 @@ static int store_open(lua_State *L) {
   }
   lua_setiuservalue(L, 4, ENV_DBS);
   return 1;
+}
+
+/* Writers take an flock on data.mdb before LMDB's writer lock: LMDB's own lock has no
+ * timeout, so a write behind another process's stuck (or stopped) write would wait
+ * forever. Waits up to CONNRT_LOCK_TIMEOUT seconds (default 30). Returns 0 when locked
+ * (or where flock is not supported: then LMDB's lock alone), else the seconds waited. */
+static int lock_writer(MDB_env *env) {
+  int fd;
+  if (mdb_env_get_fd(env, &fd) != 0) return 0;
+  const char *s = getenv("CONNRT_LOCK_TIMEOUT");
+  double limit = s && *s ? strtod(s, NULL) : 30.0;
+  if (!(limit >= 0 && limit < 1e6)) limit = 30.0;
+  struct timespec t0, now, nap = { 0, 10 * 1000 * 1000 };
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK) return 0;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double waited = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+    if (waited >= limit) return waited < 1 ? 1 : (int)waited;
+    nanosleep(&nap, NULL);
+  }
+}
+
+static void unlock_writer(MDB_env *env) {
+  int fd;
+  if (mdb_env_get_fd(env, &fd) == 0) flock(fd, LOCK_UN);
 }
 
 /* env:begin(write) -> txn; a read-only transaction unless write is true */
@@ -181,9 +269,16 @@ static int env_begin(lua_State *L) {
   luaL_setmetatable(L, TXN_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
+  int waited = write ? lock_writer(e->env) : 0;
+  if (waited) {
+    t->txn = NULL;
+    return luaL_error(L, "store: %s is locked: another process has held its write lock for %d s (a stuck connrt? "
+                      "CONNRT_LOCK_TIMEOUT sets how long to wait)", env_path(L, 1), waited);
+  }
   int rc = mdb_txn_begin(e->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
   if (rc) {
     t->txn = NULL;
+    if (write) unlock_writer(e->env);
     return luaL_error(L, "store: cannot begin a %s transaction in %s: %s", write ? "write" : "read",
                       env_path(L, 1), mdb_strerror(rc));
   }
@@ -232,7 +327,10 @@ static int txn_end(Txn *t, int commit) {
   t->txn = NULL;
   Env *e = t->env;
   e->txns--;
-  if (t->write) e->writer = 0;
+  if (t->write) {
+    e->writer = 0;
+    unlock_writer(e->env);
+  }
   if (e->close_pending) env_shutdown(e);
   return rc;
 }
