@@ -52,13 +52,7 @@ describe("ways to connect (integration) #integration", function()
   describe("credentials from fields", function()
     local header_c, query_c, basic_c
     setup(function()
-      header_c = write_connector("keyed", ([[return {
-        id = "keyed", title = "Keyed API", auth = "fields",
-        fields = { { key = "api_key", label = "API key", secret = true, required = true } },
-        test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",
-        allowed_urls = { "%s" },
-        request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
-      }]]):format(api.base))
+      header_c = write_connector("keyed", h.keyed_connector(api.base))
       query_c = write_connector("keyq", ([[return {
         id = "keyq", auth = "fields",
         fields = { { key = "api_key", secret = true, required = true } },

@@ -36,13 +36,7 @@ describe("keys and connrt rekey #integration", function()
     tmp = h.tmpdir()
     api = h.start_upstream({ ECHO_API_KEY = API_KEY })
     connector = tmp .. "/keyed.lua"
-    h.write(connector, ([[return {
-      id = "keyed", title = "Keyed API", auth = "fields",
-      fields = { { key = "api_key", label = "API key", secret = true, required = true } },
-      test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",
-      allowed_urls = { "%s" },
-      request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
-    }]]):format(api.base))
+    h.write(connector, h.keyed_connector(api.base))
   end)
 
   teardown(function()

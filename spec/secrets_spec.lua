@@ -151,13 +151,7 @@ describe("secrets never leak #integration", function()
 
   it("hides a secret field and the API key header in traces, output and store", function()
     local path = tmp .. "/keyed.lua"
-    h.write(path, ([[return {
-      id = "keyed", title = "Keyed API", auth = "fields",
-      fields = { { key = "api_key", label = "API key", secret = true, required = true } },
-      test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",
-      allowed_urls = { "%s" },
-      request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
-    }]]):format(api.base))
+    h.write(path, h.keyed_connector(api.base))
     local out = {}
     local res = h.connrt({ "-v", "run", path }, { env = env({ CONNRT_FIELD_API_KEY = API_KEY }) })
     out[#out + 1] = res.stdout .. res.stderr

@@ -210,6 +210,18 @@ function M.has_pty()
   return M._pty
 end
 
+--- The source of a connector that connects with an API key (a secret field) sent in
+-- X-Api-Key to the upstream at `base` (spec/support/echo-server.js's /keyed/me checks it).
+function M.keyed_connector(base)
+  return ([[return {
+    id = "keyed", title = "Keyed API", auth = "fields",
+    fields = { { key = "api_key", label = "API key", secret = true, required = true } },
+    test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",
+    allowed_urls = { "%s" },
+    request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
+  }]]):format(base)
+end
+
 --- Every byte of the store's files, for searching secrets in them.
 function M.store_bytes(home)
   return (M.read(home .. "/data.mdb") or "") .. (M.read(home .. "/lock.mdb") or "")
