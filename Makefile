@@ -147,9 +147,7 @@ VG_SPECS = spec/run_spec.lua spec/pipeline_spec.lua spec/connect_ways_spec.lua \
 	spec/keys_spec.lua spec/secrets_spec.lua spec/tls_spec.lua spec/bad_input_spec.lua \
 	spec/abuse_spec.lua
 valgrind: deps
-	@command -v valgrind >/dev/null || { echo "deps: installing valgrind"; \
-	  s=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$s apt-get update -q >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -q valgrind >/dev/null; }
+	@sh tools/apt-install.sh deps valgrind
 	@$(MAKE) --no-print-directory BUILD=$(VG_BUILD) all
 	VG_BUILD=$(VG_BUILD) nice -n 10 bash tools/valgrind.sh $(VG_SPECS)
 

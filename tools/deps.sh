@@ -6,17 +6,9 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev liblmdb-dev libsodium-dev lua-busted lua-check strace ca-certificates"
-SUDO=""
+sh tools/apt-install.sh deps $PKGS
+SUDO="" # for the optional Chromium below, which may fail without asking
 [ "$(id -u)" = 0 ] || SUDO=sudo
-missing=""
-for p in $PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  echo "deps: installing$missing"
-  $SUDO apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing >/dev/null
-fi
 
 # the test authorization server (oidc-provider), pinned by spec/package-lock.json
 if [ ! -f spec/node_modules/.package-lock.json ] || [ spec/package-lock.json -nt spec/node_modules/.package-lock.json ]; then
