@@ -103,6 +103,13 @@ end
 local Store = {}
 Store.__index = Store
 
+local function read_one(env, db, key)
+  local txn <close> = env:begin(false)
+  local v = txn:get(db, key)
+  txn:abort()
+  return v
+end
+
 --- Opens (creating if needed) the store in `home` (default M.default_home()). With
 -- opts.keyless, the sealing key is neither loaded nor checked: for `connrt list`, which
 -- reads only the plain records (a store's first open always makes its key).
@@ -117,21 +124,15 @@ function M.open(home, opts)
   if not ok then errors.raise("store", "%s", err) end
   local env, oerr = lmdb.open(home, DBS, {})
   if not env then errors.raise("store", "%s", oerr) end
-  local sealed_before
-  do
-    local txn <close> = env:begin(false)
-    sealed_before = txn:get("meta", "keycheck") ~= nil
-    txn:abort()
-  end
-  if opts and opts.keyless and sealed_before then return setmetatable({ env = env, home = home }, Store) end
-  local key, key_source, key_path = load_key(home, sealed_before)
+  local check = read_one(env, "meta", "keycheck") -- nil: the store's first open
+  if opts and opts.keyless and check then return setmetatable({ env = env, home = home }, Store) end
+  local key, key_source, key_path = load_key(home, check ~= nil)
   local self = setmetatable({ env = env, home = home, key = key, key_source = key_source, key_path = key_path }, Store)
-  local key_ok, key_err = pcall(self.check_key, self)
+  local key_ok, key_err = pcall(self.check_key, self, check)
   if not key_ok then
     -- a rekey that committed but died before renaming its new key into place
     local newer = pending_key(key_path)
-    local check = newer and self:read("meta", "keycheck")
-    if not (check and crypto.open(newer, check, "meta/keycheck") == KEY_CHECK) then
+    if not (newer and check and crypto.open(newer, check, "meta/keycheck") == KEY_CHECK) then
       env:close()
       error(key_err, 0)
     end
@@ -142,9 +143,9 @@ function M.open(home, opts)
   return self
 end
 
---- Verifies the key against the check value sealed when the store was created.
-function Store:check_key()
-  local check = self:read("meta", "keycheck")
+--- Verifies the key against `check`, the value sealed when the store was created; with
+-- none (a new store), seals it.
+function Store:check_key(check)
   if check then
     if crypto.open(self.key, check, "meta/keycheck") ~= KEY_CHECK then
       errors.raise("store", "cannot decrypt: wrong key? The store %s was sealed with another key than the %s",
@@ -172,13 +173,18 @@ local function seal(self, secrets, aad)
   return crypto.b64encode(crypto.seal(self.key, cjson.encode(secrets), aad))
 end
 
-local function unseal(self, blob, aad, what)
+-- The plaintext of a sealed value (base64), or a store error naming `what` (and `note`).
+local function open_sealed(self, blob, aad, what, note)
   local raw = crypto.b64decode(blob or "")
   local plain = raw and crypto.open(self.key, raw, aad)
   if not plain then
-    errors.raise("store", "cannot decrypt %s: wrong key or damaged data", what)
+    errors.raise("store", "cannot decrypt %s: wrong key or damaged data%s", what, note or "")
   end
-  return cjson.decode(plain)
+  return plain
+end
+
+local function unseal(self, blob, aad, what)
+  return cjson.decode(open_sealed(self, blob, aad, what))
 end
 
 -- Writes a record: its plain part to connections, its sealed secrets to secrets.
@@ -200,10 +206,7 @@ end
 
 -- One value, read in its own read transaction.
 function Store:read(db, key)
-  local txn <close> = self.env:begin(false)
-  local v = txn:get(db, key)
-  txn:abort()
-  return v
+  return read_one(self.env, db, key)
 end
 
 --- Reads a connection record by id (secrets still sealed), or nil.
@@ -394,9 +397,7 @@ function Store:rekey(new_key)
   local txn <close> = self.env:begin(true)
   local n = 0
   local function reseal(blob, aad, what)
-    local raw = crypto.b64decode(blob or "")
-    local plain = raw and crypto.open(self.key, raw, aad)
-    if not plain then errors.raise("store", "cannot decrypt %s: wrong key or damaged data; nothing was changed", what) end
+    local plain = open_sealed(self, blob, aad, what, "; nothing was changed")
     return crypto.b64encode(crypto.seal(new_key, plain, aad))
   end
   for _, kv in ipairs(txn:list("connections")) do
