@@ -74,13 +74,24 @@ function M.rmdir(p)
   if p and p:match("^/tmp/") then os.execute("rm -rf " .. M.shell_quote(p)) end
 end
 
---- A port that is free now (the listener binds it and lets it go).
+--- A port that is free now (the listener binds it and lets it go), chosen below the
+-- kernel's ephemeral range: a server the specs start on port 0 afterwards, or any
+-- outgoing connection, can then never be given the same port before its user binds it.
 function M.free_port()
   local listener = require("connrt.listener")
-  local l = assert(listener.open("127.0.0.1", 0))
-  local port = l:port()
-  l:close()
-  return port
+  local f = io.open("/proc/sys/net/ipv4/ip_local_port_range", "r")
+  local low = f and tonumber(f:read("a"):match("^%s*(%d+)")) or 32768
+  if f then f:close() end
+  local from = low > 12000 and 10000 or 1024
+  for _ = 1, 200 do
+    local l = listener.open("127.0.0.1", math.random(from, math.max(from, low - 1)))
+    if l then
+      local port = l:port()
+      l:close()
+      return port
+    end
+  end
+  error("no free port below the ephemeral range " .. low)
 end
 
 --- Starts a node server script that prints one line when it listens (JSON or a port).
