@@ -28,7 +28,8 @@ LDLIBS  += $(PKG_LIBS)
 # the binary's lazily loaded modules (see the binary's rule below)
 MOD_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lib
 MODS     = $(BUILD)/lib/connrt/http.so $(BUILD)/lib/connrt/crypto.so $(BUILD)/lib/connrt/lmdb.so
-BIN_OBJ  = $(BUILD)/obj/main.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/listener.o $(BUILD)/obj/api/sys.o
+BIN_OBJ  = $(BUILD)/obj/main.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/listener.o $(BUILD)/obj/api/sys.o \
+           $(BUILD)/obj/api/urlparse.o
 LUA_LIBS = $(shell pkg-config --libs lua5.4 2>/dev/null)
 API_SRC  = $(wildcard src/api/*.c)
 API_OBJ  = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(API_SRC))

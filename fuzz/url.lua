@@ -79,7 +79,8 @@ end
 
 local function check_allowed(target, allowed)
   local ok, why = url.allowed(target, allowed)
-  check(ok == true and why == nil or ok == false and type(why) == "string", "allowed returned %s, %s", tostring(ok), tostring(why))
+  check(ok == true and type(why) == "table" or ok == false and type(why) == "string",
+    "allowed returned %s, %s", tostring(ok), tostring(why))
   if ok then
     local u = url.parse(target)
     check(u and not u.userinfo, "allowed accepts %q with userinfo or unparsed", target)

@@ -6,6 +6,8 @@
 -- `..` climbing out of a prefix do not match.
 local M = {}
 
+local split = require("connrt.urlparse").parse
+
 local DEFAULT_PORT = { http = 80, https = 443 }
 
 --- Percent-encodes everything but RFC 3986 unreserved characters.
@@ -54,47 +56,22 @@ local function bad(url, why)
 end
 
 --- Parses an absolute http(s) URL. Returns a table {scheme, host, port, path, query,
--- fragment, userinfo} with scheme and host lowercased and the port filled in, or nil and
--- a message that names the URL.
+-- fragment, userinfo, has_query} with scheme and host lowercased and the port filled in,
+-- or nil and a message that names the URL. The URL is split in C (src/api/urlparse.c),
+-- because every request parses its URL; these are the rules it applies:
+--   * no spaces or control characters anywhere;
+--   * scheme "://" with scheme http or https (any case);
+--   * the authority runs to the first "/", "?" or "#"; userinfo is what comes before
+--     its last "@";
+--   * the host is a bracketed IPv6 literal (hex digits, ":" and ".") or runs to the
+--     first ":"; a host name is letters, digits, "." and "-", starts with neither "."
+--     nor "-" and has no ".."; a port is ":" and digits, from 1 to 65535;
+--   * the path runs to the first "?" or "#" ("/" when empty), the query to the next "#",
+--     the fragment is the rest; has_query says whether a "?" came after the authority.
 function M.parse(url)
   if type(url) ~= "string" then return nil, "invalid URL: not a string" end
-  if url:find("[%c ]") then return bad(url, "contains spaces or control characters") end
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return bad(url, "not an absolute URL (scheme://host/...)") end
-  scheme = scheme:lower()
-  if not DEFAULT_PORT[scheme] then return bad(url, "scheme must be http or https") end
-  local authority, tail = rest:match("^([^/?#]*)(.*)$")
-  local userinfo, hostport = authority:match("^(.*)@(.*)$")
-  if not userinfo then hostport = authority end
-  local host, port
-  if hostport:sub(1, 1) == "[" then
-    host, port = hostport:match("^(%[[%x:.]+%])(.*)$")
-    if not host then return bad(url, "malformed IPv6 host") end
-  else
-    host, port = hostport:match("^([^:]*)(.*)$")
-  end
-  if port ~= "" then
-    port = port:match("^:(%d+)$")
-    if not port or tonumber(port) < 1 or tonumber(port) > 65535 then
-      return bad(url, "malformed port")
-    end
-    port = tonumber(port)
-  else
-    port = DEFAULT_PORT[scheme]
-  end
-  if host == "" then return bad(url, "no host") end
-  if host:sub(1, 1) ~= "[" and not host:match("^[%w.-]+$") then
-    return bad(url, "host has characters a host name cannot have")
-  end
-  if host:find("%.%.") or host:sub(1, 1) == "." or host:sub(1, 1) == "-" then
-    return bad(url, "malformed host")
-  end
-  local path, query, fragment = tail:match("^([^?#]*)%??([^#]*)#?(.*)$")
-  local u = {
-    scheme = scheme, userinfo = userinfo, host = host:lower(), port = port,
-    path = path ~= "" and path or "/", query = query, fragment = fragment,
-    has_query = tail:find("?", 1, true) ~= nil,
-  }
+  local u, why = split(url)
+  if not u then return bad(url, why) end
   return u
 end
 
@@ -121,6 +98,8 @@ end
 
 --- Resolves "." and ".." segments (RFC 3986 section 5.2.4).
 function M.remove_dot_segments(path)
+  -- without a "." or ".." segment there is nothing to resolve (the common case)
+  if path:byte(1) == 47 and not path:find("/.", 1, true) then return path end
   local out = {}
   local segs = {}
   -- a leading "" for an absolute path, a trailing "" for one that ends in "/"
@@ -172,6 +151,7 @@ end
 
 -- An encoded '/', '\' or '.' in a path could mean one thing to us and another to a server.
 local function has_encoded_separator(path)
+  if not path:find("%", 1, true) then return false end
   local p = path:lower()
   return p:find("%2f", 1, true) or p:find("%5c", 1, true) or p:find("%2e", 1, true)
 end
@@ -187,7 +167,13 @@ local function parse_allowed(list)
     for i, a in ipairs(list) do
       local au = M.parse(a)
       if au and au.userinfo then au = nil end
-      if au then au.prefix = M.remove_dot_segments(au.path) end
+      if au then
+        -- the allowed path with and without its trailing "/": a request's path must be
+        -- the bare one, or start with the other (a whole segment)
+        local prefix = M.remove_dot_segments(au.path)
+        au.under = prefix:sub(-1) == "/" and prefix or prefix .. "/"
+        au.exact = au.under:sub(1, -2)
+      end
       p[i] = au or false
     end
     parsed_allowed[list] = p
@@ -197,7 +183,7 @@ end
 
 --- True when `url` falls under one of `allowed` (URL strings): same scheme, host and
 -- port, and its path (dot segments resolved) is the allowed path or below it at a
--- segment boundary. Returns false and a reason otherwise.
+-- segment boundary, and then the parsed URL too. Returns false and a reason otherwise.
 function M.allowed(url, allowed)
   local u, err = M.parse(url)
   if not u then return false, err end
@@ -208,10 +194,9 @@ function M.allowed(url, allowed)
   local path = M.remove_dot_segments(u.path)
   for _, au in ipairs(parse_allowed(allowed)) do
     if au and au.scheme == u.scheme and au.host == u.host and au.port == u.port then
-      local prefix = au.prefix
-      if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
-      if path == prefix:sub(1, -2) or path:sub(1, #prefix) == prefix or prefix == "/" then
-        return true
+      local under = au.under
+      if path == au.exact or under == "/" or path:find(under, 1, true) == 1 then
+        return true, u
       end
     end
   end

@@ -78,6 +78,7 @@ static const luaL_Reg modules[] = {
 #endif
   { "connrt.listener", luaopen_connrt_listener },
   { "connrt.sys",      luaopen_connrt_sys },
+  { "connrt.urlparse", luaopen_connrt_urlparse },
   { "connrt.build",    luaopen_connrt_build },
   { NULL, NULL }
 };

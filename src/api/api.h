@@ -18,6 +18,7 @@ int luaopen_connrt_crypto(lua_State *L);   /* random, hashes, base64, AES-256-GC
 int luaopen_connrt_listener(lua_State *L); /* loopback redirect listener */
 int luaopen_connrt_lmdb(lua_State *L);     /* LMDB environments and transactions */
 int luaopen_connrt_sys(lua_State *L);      /* clocks, sleep, terminals, processes */
+int luaopen_connrt_urlparse(lua_State *L); /* splitting http(s) URLs (for url.lua) */
 
 /* Registers every module above in package.preload. */
 void connrt_preload(lua_State *L);
