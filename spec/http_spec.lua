@@ -144,6 +144,19 @@ describe("connrt.http", function()
       assert.same({ "X-First=1", "x-second=two words", "X-Third-Header=3", "X-First=again" }, got)
     end)
 
+    it("returns the headers as a map too: names lowercased, repeated values joined in order", function()
+      local resp = assert(client:request {
+        url = base .. "/headers?X-First=1&x-second=two%20words&X-Third-Header=3&X-First=again&X-Empty=&x-empty=",
+      })
+      assert.equal("1, again", resp.header["x-first"])
+      assert.equal("two words", resp.header["x-second"])
+      assert.equal("3", resp.header["x-third-header"])
+      assert.equal(", ", resp.header["x-empty"])
+      assert.is_nil(resp.header["X-First"])
+      -- the same map the Lua layer would build from the list
+      assert.same(require("connrt.request").header_map(resp.headers), resp.header)
+    end)
+
     it("returns only the final response's headers after an interim 103", function()
       local resp = assert(client:request { url = base .. "/early-hints" })
       assert.equal(200, resp.status)

@@ -59,14 +59,20 @@ end
 
 function Connection:id() return self.rec.id end
 
--- The template scope of this connection's requests.
+-- The template scope of this connection's requests. Built again only when the record
+-- or the secrets were replaced (a reload or a refresh assigns new tables; neither is
+-- changed in place), so a pipeline's requests share one.
 function Connection:scope()
+  local cached = rawget(self, "_scope")
+  if cached and cached.rec == self.rec and cached.secrets == self.secrets then return cached.scope end
   local fields = {}
   for k, v in pairs(self.rec.fields or {}) do fields[k] = v end
   for k, v in pairs(self.secrets.fields or {}) do fields[k] = v end
   local token = { access_token = self.secrets.access_token, token_type = self.rec.token_type,
     scope = self.rec.scope }
-  return { token, fields, self.rec.values or {} }
+  local scope = { token, fields, self.rec.values or {} }
+  rawset(self, "_scope", { rec = self.rec, secrets = self.secrets, scope = scope })
+  return scope
 end
 
 --- True when the token expires within `margin` seconds.
@@ -198,23 +204,36 @@ end
 -- (a value sent as a JSON body), retries (429/503/connection errors; default 0),
 -- max_wait (seconds to wait in all; default 60), on_wait (function(seconds, why)).
 -- Returns {status, headers, header, body, json}.
+-- The statuses that mean "the token has expired" for this connection's connector.
+local function refresh_statuses(self)
+  local set = rawget(self, "_refresh_on")
+  if not set then
+    set = {}
+    for _, s in ipairs(self.c.refresh_on or { 401 }) do set[s] = true end
+    rawset(self, "_refresh_on", set)
+  end
+  return set
+end
+
 function Connection:request(req)
   local method = (req.method or "GET"):upper()
-  local target = self:target(req.url)
+  local target, parsed = self:target(req.url)
   local headers = {}
   for _, h in ipairs(req.headers or {}) do headers[#headers + 1] = h end
   local body, json = req.body, req.json
   if self:expiring() and self:can_refresh() then self:refresh() end
-  local refresh_on = {}
-  for _, s in ipairs(self.c.refresh_on or { 401 }) do refresh_on[s] = true end
+  local refresh_on = refresh_statuses(self)
   local refreshed = false
   local retries, waited = req.retries or 0, 0
   local max_wait = req.max_wait or 60
+  local what = method .. " " .. (target:find("[?#]") and target:gsub("[?#].*$", "") or target)
   while true do
     local full = request.with_parameters(self.c.request, self:scope(),
       { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request")
     full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
-    local ok, resp = pcall(request.send, full, method .. " " .. target:gsub("[?#].*$", ""))
+    -- the connector's query parameters may have changed the URL, not where it goes
+    full.origin = parsed
+    local ok, resp = pcall(request.send, full, what)
     if not ok then
       if errors.is(resp) and resp.kind == "network" and IDEMPOTENT[method] and retries > 0 then
         local delay = math.min(1, max_wait - waited)

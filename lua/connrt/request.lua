@@ -100,22 +100,23 @@ function M.header_map(list)
 end
 
 local function strip_query(u)
+  if not u:find("[?#]") then return u end
   return (u:gsub("[?#].*$", ""))
 end
 
 --- Sends `req` {method, url, headers = array of {name, value}, body, secret_headers =
 -- set of lowercased header names, follow = max redirects, allowed = URL list for
--- redirects}. `what` names the request in errors ("token endpoint"). Returns the response
--- {status, headers (list), header (map), body, url}. Raises a network error when no
--- answer came.
+-- redirects, origin = req.url already parsed, when the caller has it}. `what` names the
+-- request in errors ("token endpoint"). Returns the response {status, headers (list),
+-- header (map), body, url}. Raises a network error when no answer came.
 function M.send(req, what)
   local current = req.url
   local headers = req.headers or {}
   local method, body = req.method or "GET", req.body
-  local origin = url.parse(current)
+  local origin = req.origin or url.parse(current)
   for hop = 0, req.follow or 0 do
     local lines = {}
-    for _, h in ipairs(headers) do lines[#lines + 1] = h[1] .. ": " .. h[2] end
+    for i, h in ipairs(headers) do lines[i] = h[1] .. ": " .. h[2] end
     local resp, err, code = shared_client():request({
       method = method, url = current, headers = lines, body = body, timeout = req.timeout,
     })
@@ -129,7 +130,7 @@ function M.send(req, what)
       end
       errors.raise("network", "%s: no answer from %s %s: %s", what, method, strip_query(current), why, code)
     end
-    resp.header = M.header_map(resp.headers)
+    resp.header = resp.header or M.header_map(resp.headers)
     local loc = resp.header.location
     if not (resp.status >= 300 and resp.status < 400 and loc and hop < (req.follow or 0)) then
       return resp
@@ -183,7 +184,8 @@ function M.with_parameters(params, scope, req, where, opts)
       body = known_only(params.body, scope), basic = params.basic }
   end
   local given = {}
-  for _, h in ipairs(req.headers or {}) do given[h[1]:lower()] = true end
+  local own = req.headers or {}
+  for _, h in ipairs(own) do given[h[1]:lower()] = true end
   local added = template.render_pairs(params.headers, scope, where .. ".headers")
   if params.basic then
     -- HTTP Basic from the connection's values (RFC 7617: user-id ":" password, base64)
@@ -191,15 +193,20 @@ function M.with_parameters(params, scope, req, where, opts)
     local pass = params.basic.password and template.render(params.basic.password, scope, where .. ".basic.password") or ""
     added[#added + 1] = { "Authorization", log.secret("Basic " .. crypto.b64encode(user .. ":" .. pass)) }
   end
+  local headers, secret = out.headers, out.secret_headers
   for _, p in ipairs(added) do
-    if not given[p[1]:lower()] then
-      out.headers[#out.headers + 1] = p
-      out.secret_headers[p[1]:lower()] = true
+    local name = p[1]:lower()
+    if not given[name] then
+      headers[#headers + 1] = p
+      secret[name] = true
     end
   end
-  for _, h in ipairs(req.headers or {}) do out.headers[#out.headers + 1] = h end
-  out.url = url.add_query(req.url, template.render_pairs(params.query, scope, where .. ".query"))
-  local form = template.render_pairs(params.body, scope, where .. ".body")
+  for _, h in ipairs(own) do headers[#headers + 1] = h end
+  out.url = req.url
+  if next(params.query or {}) then
+    out.url = url.add_query(req.url, template.render_pairs(params.query, scope, where .. ".query"))
+  end
+  local form = next(params.body or {}) and template.render_pairs(params.body, scope, where .. ".body") or {}
   if req.json ~= nil then
     -- a JSON body: the connector's body values join the object; the caller's win
     local doc = req.json
@@ -222,13 +229,13 @@ function M.with_parameters(params, scope, req, where, opts)
 end
 
 --- Joins `u` to the first of `allowed` (when relative) and checks it against all of
--- them; returns the URL, or raises a refused error: `message` is a format given the URL
--- (without its query), why, and the allowed list.
+-- them; returns the URL and its parsed form, or raises a refused error: `message` is a
+-- format given the URL (without its query), why, and the allowed list.
 function M.allowed_target(allowed, u, message)
   local target = url.join(allowed[1], u)
   local ok, why = url.allowed(target, allowed)
   if not ok then errors.raise("refused", message, strip_query(target), why, table.concat(allowed, ", ")) end
-  return target
+  return target, why
 end
 
 --- Builds a request a connector declares as data (revoke_request, exchange_request):

@@ -5,6 +5,8 @@
 -- Values come from a scope: an ordered list of tables looked up first to last. A
 -- placeholder whose value does not exist is an error naming the variable and the
 -- connector key the template came from; it never becomes an empty string.
+local NULL = require("cjson").null
+
 local M = {}
 
 local PATH = "^[%a_][%w_%-]*$"
@@ -58,23 +60,30 @@ function M.has_placeholders(text)
   return type(text) == "string" and text:find("{{", 1, true) ~= nil
 end
 
+-- A numeric segment indexes an array from 0; in anything else it is a key like any other.
 local function step(value, seg)
   if type(value) ~= "table" then return nil end
-  local n = seg:match("^%d+$")
-  if n and value[1] ~= nil then return value[tonumber(n) + 1] end
+  if value[1] ~= nil and seg:find("^%d+$") then return value[tonumber(seg) + 1] end
   return value[seg]
 end
 
 --- Looks a path up in a scope (array of tables, first match wins). Returns the value
 -- or nil.
 function M.lookup(scope, segs)
-  for _, layer in ipairs(scope) do
-    local v = layer
-    for _, seg in ipairs(segs) do
-      v = step(v, seg)
-      if v == nil then break end
+  local single = segs[2] == nil and segs[1]
+  for i = 1, #scope do
+    local v = scope[i]
+    if v == nil then break end -- as ipairs would
+    if single then
+      -- one name ({{access_token}}), the usual case: a plain field of the layer
+      v = step(v, single)
+    else
+      for _, seg in ipairs(segs) do
+        v = step(v, seg)
+        if v == nil then break end
+      end
     end
-    if v ~= nil and v ~= (require("cjson").null) then return v end
+    if v ~= nil and v ~= NULL then return v end
   end
   return nil
 end
@@ -106,21 +115,28 @@ end
 --- Renders a template. `scope` is an array of tables; `where` names the connector key
 -- for errors; `encode(value, path, at_start)`, when given, is applied to every
 -- substituted value (URLs use percent-encoding so a value cannot change the URL's
--- structure; `at_start` is true for a placeholder that begins the text).
-function M.render(text, scope, where, encode)
+-- structure; `at_start` is true for a placeholder that begins the text). `key`, when
+-- given, is appended to `where` in errors (built only when there is one).
+function M.render(text, scope, where, encode, key)
+  local parts = M.parse(text, where)
   local out = {}
-  for _, p in ipairs(M.parse(text, where)) do
+  for i = 1, #parts do
+    local p = parts[i]
     if type(p) == "string" then
-      out[#out + 1] = p
+      out[i] = p
     else
       local v = M.lookup(scope, p.segs)
-      if v == nil then
-        local have = known_names(scope)
-        fail(where, "{{%s}} names a value that does not exist (values here: %s)",
-          p.path, have ~= "" and have or "none")
+      if v == nil or type(v) ~= "string" then
+        local at = key and (where .. "." .. key) or where
+        if v == nil then
+          local have = known_names(scope)
+          fail(at, "{{%s}} names a value that does not exist (values here: %s)",
+            p.path, have ~= "" and have or "none")
+        end
+        v = scalar(v, p.path, at)
       end
-      v = scalar(v, p.path, where)
-      out[#out + 1] = encode and encode(v, p.path, #out == 0) or v
+      if encode then v = encode(v, p.path, i == 1) or v end
+      out[i] = v
     end
   end
   return table.concat(out)
@@ -129,12 +145,13 @@ end
 --- Renders a map of names to templates into an array of {name, value} pairs, sorted by
 -- name so requests are built the same way every time. `where` prefixes each key in errors.
 function M.render_pairs(map, scope, where, encode)
+  if map == nil or next(map) == nil then return {} end
   local names = {}
-  for k in pairs(map or {}) do names[#names + 1] = k end
-  table.sort(names)
+  for k in pairs(map) do names[#names + 1] = k end
+  if #names > 1 then table.sort(names) end
   local out = {}
   for i, k in ipairs(names) do
-    out[i] = { k, M.render(tostring(map[k]), scope, where .. "." .. k, encode) }
+    out[i] = { k, M.render(tostring(map[k]), scope, where, encode, k) }
   end
   return out
 end
