@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
     status = (int)luaL_optinteger(L, -1, 0);
   }
   fflush(stdout);
+  connrt_prefetch_wait(); /* a command that failed early may not have waited for it */
   lua_close(L);
   return status;
 }

@@ -277,6 +277,11 @@ function commands.request(argv)
   end
   -- the arguments are checked before the store is opened
   local retries, max_wait = math.floor(number_opt("retries", 0)), number_opt("max-wait", 60)
+  -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
+  -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
+  -- opens cjson.safe through the dynamic linker, which would wait for all of libcurl.
+  require("connrt.connection")
+  require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
   local conn, st = open_connection(ref)
   local resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
     retries = retries, max_wait = max_wait,

@@ -29,6 +29,10 @@ void connrt_preload(lua_State *L);
  * directory baked in (see api.c). */
 void connrt_set_lua_path(lua_State *L);
 
+/* Waits for a module prefetch (connrt.modules.prefetch, see api.c) to finish; the
+ * binary calls it before it exits. A no-op where nothing is loaded lazily. */
+void connrt_prefetch_wait(void);
+
 /* `require "connrt"`: the pipeline API, for plain lua5.4 programs. */
 int luaopen_connrt(lua_State *L);
 

@@ -552,6 +552,13 @@ static const luaL_Reg http_funcs[] = {
   { NULL, NULL }
 };
 
+/* Initialises libcurl (and through it OpenSSL) ahead of luaopen_connrt_http, on the
+ * binary's prefetch thread (src/api/api.c), which the main thread joins before it opens
+ * the module. A failure is left for luaopen_connrt_http to meet and report. */
+void connrt_http_warm(void) {
+  if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) curl_ready = 1;
+}
+
 int luaopen_connrt_http(lua_State *L) {
   if (!curl_ready) {
     CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
