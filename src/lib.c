@@ -120,31 +120,32 @@ connrt_code connrt_open(connrt **out, const char *home) {
   return CONNRT_OK;
 }
 
-/* [-0, +1] pushes the cached connection `id`, opening it on first use (may raise). */
-static int push_connection(lua_State *L) {
-  connrt *rt = lua_touserdata(L, lua_upvalueindex(1));
-  const char *id = luaL_checkstring(L, 1);
+/* [-0, +1] pushes the cached connection `id`, opening it on first use (may raise, so
+ * only from inside a protected call). Called directly rather than through lua_call: a
+ * closure per call was a measurable part of connrt_request (bench/RESULTS.md). */
+static void push_connection(lua_State *L, connrt *rt, const char *id) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->conns);
-  if (lua_getfield(L, -1, id) != LUA_TNIL) return 1;
+  if (lua_getfield(L, -1, id) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
   lua_pop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->api);
   lua_getfield(L, -1, "connection");
-  lua_pushvalue(L, 1);
+  lua_pushstring(L, id);
   lua_createtable(L, 0, 1);
   lua_getfield(L, -4, "default_home");
   lua_setfield(L, -2, "home");
-  lua_call(L, 2, 1);
+  lua_call(L, 2, 1);      /* conns api conn */
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, id);
-  return 1;
+  lua_replace(L, -3);     /* conn api */
+  lua_pop(L, 1);
 }
 
 static int do_token(lua_State *L) {
-  lua_settop(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushcclosure(L, push_connection, 1);
-  lua_pushvalue(L, 1);
-  lua_call(L, 1, 1);
+  connrt *rt = lua_touserdata(L, lua_upvalueindex(1));
+  push_connection(L, rt, luaL_checkstring(L, 1));
   lua_getfield(L, -1, "token");
   lua_insert(L, -2);
   lua_call(L, 1, 1);
@@ -184,10 +185,7 @@ typedef struct {
 /* [-0, +1] conn:request{...}: the response table */
 static int do_request(lua_State *L) {
   request_args *a = lua_touserdata(L, 1);
-  lua_pushlightuserdata(L, a->rt);
-  lua_pushcclosure(L, push_connection, 1);
-  lua_pushstring(L, a->id);
-  lua_call(L, 1, 1);
+  push_connection(L, a->rt, a->id);
   lua_getfield(L, -1, "request");
   lua_insert(L, -2);
   lua_createtable(L, 0, 4);
