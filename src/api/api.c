@@ -8,11 +8,12 @@
  * connrt.lmdb are shared objects under CONNRT_MOD_DIR, loaded by load_module the first
  * time a command requires one. Loading libcurl and the 36 shared objects it brings was
  * most of every command's start-up (bench/RESULTS.md); `connrt --version`, `help` and
- * `list` now load none of them, and `token` only OpenSSL and LMDB.
+ * `list` now load none of them, and `token` only OpenSSL and LMDB. A command that knows
+ * it will send has them loaded on a second thread ahead of need (connrt.modules.prefetch).
  */
 #include <dlfcn.h>
-#include <pthread.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
