@@ -153,8 +153,10 @@ describe("connrt.http", function()
       assert.equal("3", resp.header["x-third-header"])
       assert.equal(", ", resp.header["x-empty"])
       assert.is_nil(resp.header["X-First"])
-      -- the same map the Lua layer would build from the list
-      assert.same(require("connrt.request").header_map(resp.headers), resp.header)
+      -- every header of the list is in the map, under its lowercased name
+      for _, h in ipairs(resp.headers) do
+        assert.truthy(resp.header[h.name:lower()]:find(h.value, 1, true), h.name)
+      end
     end)
 
     it("returns only the final response's headers after an interim 103", function()

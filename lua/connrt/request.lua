@@ -85,18 +85,8 @@ local function trace_exchange(method, target, headers, secret_headers, body, res
   for _, h in ipairs(resp.headers or {}) do
     log.trace("< %s: %s", h.name, log.secret_name(h.name) and "[redacted]" or h.value)
   end
-  b = hide_body(resp.body, M.header_map(resp.headers)["content-type"])
+  b = hide_body(resp.body, resp.header["content-type"])
   if b then log.trace("< %s", b) end
-end
-
---- Headers as a map with lowercased names (repeated names joined with ", ").
-function M.header_map(list)
-  local map = {}
-  for _, h in ipairs(list or {}) do
-    local k = h.name:lower()
-    map[k] = map[k] and (map[k] .. ", " .. h.value) or h.value
-  end
-  return map
 end
 
 local function strip_query(u)
@@ -107,8 +97,9 @@ end
 --- Sends `req` {method, url, headers = array of {name, value}, body, secret_headers =
 -- set of lowercased header names, follow = max redirects, allowed = URL list for
 -- redirects, origin = req.url already parsed, when the caller has it}. `what` names the
--- request in errors ("token endpoint"). Returns the response {status, headers (list),
--- header (map), body, url}. Raises a network error when no answer came.
+-- request in errors ("token endpoint"). Returns the client's response {status, headers
+-- (list), header (map, names lowercased: built in src/api/http.c), body, url}. Raises a
+-- network error when no answer came.
 function M.send(req, what)
   local current = req.url
   local headers = req.headers or {}
@@ -130,7 +121,6 @@ function M.send(req, what)
       end
       errors.raise("network", "%s: no answer from %s %s: %s", what, method, strip_query(current), why, code)
     end
-    resp.header = resp.header or M.header_map(resp.headers)
     local loc = resp.header.location
     if not (resp.status >= 300 and resp.status < 400 and loc and hop < (req.follow or 0)) then
       return resp
