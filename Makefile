@@ -3,7 +3,7 @@
 # scripted user at the local authorization server the specs use.
 
 CC      ?= gcc
-PKGS     = lua5.4 libcurl openssl lmdb libsodium
+PKGS     = lua5.4 libcurl openssl lmdb libsodium libpq
 PREFIX  ?= /usr/local
 LUADIR   = $(PREFIX)/share/connrt/lua
 MODDIR   = $(PREFIX)/lib/connrt
@@ -27,7 +27,8 @@ LDLIBS  += $(PKG_LIBS)
 
 # the binary's lazily loaded modules (see the binary's rule below)
 MOD_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lib
-MODS     = $(BUILD)/lib/connrt/http.so $(BUILD)/lib/connrt/crypto.so $(BUILD)/lib/connrt/lmdb.so
+MODS     = $(BUILD)/lib/connrt/http.so $(BUILD)/lib/connrt/crypto.so $(BUILD)/lib/connrt/lmdb.so \
+           $(BUILD)/lib/connrt/pg.so
 BIN_OBJ  = $(BUILD)/obj/main.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/listener.o $(BUILD)/obj/api/sys.o \
            $(BUILD)/obj/api/urlparse.o
 LUA_LIBS = $(shell pkg-config --libs lua5.4 2>/dev/null)
@@ -57,7 +58,7 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	$(CC) $(CFLAGS) -DCONNRT_LUA_DIR='"$(LUA_DIR_BAKED)"' -c -o $@ $<
 
 # The binary: an interpreter that runs lua/connrt/cli.lua, linked against Lua alone. The
-# modules that need libcurl, OpenSSL or LMDB are shared objects under $(MOD_DIR_BAKED)/connrt
+# modules that need libcurl, OpenSSL, LMDB or libpq are shared objects under $(MOD_DIR_BAKED)/connrt
 # that `require` loads when a command first needs one (see src/api/api.c): start-up
 # without libcurl's 36 shared objects.
 
@@ -80,6 +81,11 @@ $(BUILD)/lib/connrt/crypto.so: $(BUILD)/obj/api/crypto.o
 $(BUILD)/lib/connrt/lmdb.so: $(BUILD)/obj/api/store.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs lmdb 2>/dev/null)
+
+# libpq (and the Kerberos and LDAP libraries it brings) only for a postgres:// store
+$(BUILD)/lib/connrt/pg.so: $(BUILD)/obj/api/pg.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libpq 2>/dev/null)
 
 # The same core as a Lua C module, so plain lua5.4 programs and the specs can
 # `require "connrt.http"` and friends (Lua's all-in-one loader finds connrt.so).

@@ -4,11 +4,12 @@
  *
  * Compiled twice. As is, for connrt.so and libconnrt, every module is linked in and
  * preloaded. With CONNRT_LAZY_MODULES, for the connrt binary, only the modules that need
- * no library beyond libc are: connrt.http (libcurl), connrt.crypto (OpenSSL) and
- * connrt.lmdb are shared objects under CONNRT_MOD_DIR, loaded by load_module the first
- * time a command requires one. Loading libcurl and the 36 shared objects it brings was
- * most of every command's start-up (bench/RESULTS.md); `connrt --version`, `help` and
- * `list` now load none of them, and `token` only OpenSSL and LMDB. A command that knows
+ * no library beyond libc are: connrt.http (libcurl), connrt.crypto (OpenSSL),
+ * connrt.lmdb and connrt.pg (libpq) are shared objects under CONNRT_MOD_DIR, loaded by
+ * load_module the first time a command requires one. Loading libcurl and the 36 shared
+ * objects it brings was most of every command's start-up (bench/RESULTS.md); `connrt
+ * --version`, `help` and `list` now load none of them, and `token` only OpenSSL and
+ * LMDB; libpq loads only where a program asks for connrt.pg. A command that knows
  * it will send has them loaded on a second thread ahead of need (connrt.modules.prefetch).
  */
 #include <dlfcn.h>
@@ -193,10 +194,12 @@ static const luaL_Reg modules[] = {
   { "connrt.http",     load_module },
   { "connrt.crypto",   load_module },
   { "connrt.lmdb",     load_module },
+  { "connrt.pg",       load_module },
 #else
   { "connrt.http",     luaopen_connrt_http },
   { "connrt.crypto",   luaopen_connrt_crypto },
   { "connrt.lmdb",     luaopen_connrt_lmdb },
+  { "connrt.pg",       luaopen_connrt_pg },
 #endif
   { "connrt.listener", luaopen_connrt_listener },
   { "connrt.sys",      luaopen_connrt_sys },
