@@ -136,24 +136,31 @@ static void add_encoded(lua_State *L, int set, const char *s, size_t n, int all,
   lua_rawset(L, set);
 }
 
+/* s quoted: each of ' and \ preceded by `esc` (a key=value string, an E'' literal) or,
+ * when esc is '\'', ' doubled (an SQL literal, which the server quotes back in errors) */
+static void add_quoted(lua_State *L, int set, const char *s, size_t n, char esc) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '\'' || (s[i] == '\\' && esc == '\\')) luaL_addchar(&b, esc);
+    luaL_addchar(&b, s[i]);
+  }
+  luaL_pushresult(&b);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, set);
+}
+
 /* Registers a password: as it is, percent-encoded every way, and quoted for a key=value
- * string (backslashes before ' and \). Every length, however short: the rule is that the
- * password never shows, even if a short one makes a message hard to read. */
+ * string or SQL. Every length, however short: the rule is that the password never shows,
+ * even if a short one makes a message hard to read. */
 static void add_secret(lua_State *L, int set, const char *s, size_t n) {
   if (n == 0) return;
   set_add(L, set, s, n);
   for (int all = 0; all <= 1; all++)
     for (int lower = 0; lower <= 1; lower++) add_encoded(L, set, s, n, all, lower, 0);
   add_encoded(L, set, s, n, 0, 0, 1);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '\\' || s[i] == '\'') luaL_addchar(&b, '\\');
-    luaL_addchar(&b, s[i]);
-  }
-  luaL_pushresult(&b);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, set);
+  add_quoted(L, set, s, n, '\\');
+  add_quoted(L, set, s, n, '\'');
 }
 
 static int hexval(char c) {
@@ -411,10 +418,21 @@ static int message_sqlstate(const char *msg, char st[6]) {
  * under sslmode=require) is tls; anything later (the server hung up during
  * authentication, or is not PostgreSQL) is other. `stage` is the last state the attempt
  * was seen in before it failed. */
-static const char *connect_reason(PGconn *pg, const char *sqlstate, ConnStatusType stage) {
+static const char *connect_reason(PGconn *pg, const char *sqlstate, ConnStatusType stage, const char *msg) {
   if (sqlstate) return sqlstate_reason(sqlstate);
   if (PQconnectionNeedsPassword(pg)) return "auth";
   switch (stage) {
+  case CONNECTION_BAD:
+    /* Failed inside PQconnectStartParams, before anything went on the wire, where
+     * libpq keeps no state to tell why: a host name that does not resolve, a unix
+     * socket that is not there (unreachable), or a value it cannot use, such as
+     * port=notaport or sslmode=bogus (other). Only here are libpq's words matched: its
+     * own English ones (libpq translates its messages only where the program has set
+     * LC_MESSAGES, which connrt does not; translated, they fall to "other"). "connection
+     * to server" opens every message about an address it tried. */
+    if (strstr(msg, "could not translate host name") || strncmp(msg, "connection to server ", 21) == 0)
+      return "unreachable";
+    return "other";
   case CONNECTION_NEEDED:
   case CONNECTION_STARTED:
   case CONNECTION_MADE:
@@ -590,7 +608,7 @@ static int pg_connect(lua_State *L) {
     }
     const char *msg = lua_tostring(L, -1);
     int has_state = !timed_out && message_sqlstate(msg, st);
-    const char *reason = timed_out ? "unreachable" : connect_reason(pg, has_state ? st : NULL, stage);
+    const char *reason = timed_out ? "unreachable" : connect_reason(pg, has_state ? st : NULL, stage, msg);
     PQfinish(pg);
     c->pg = NULL;
     return connect_failed(L, 2, msg, ambiguous, reason, has_state ? st : NULL);
