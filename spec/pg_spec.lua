@@ -27,7 +27,7 @@ local function assert_hidden(secret, ...)
     local msg = select(i, ...)
     if type(msg) == "string" then
       for _, spelling in ipairs(spellings(secret)) do
-        assert(not msg:find(spelling, 1, true), ("%q shows the password as %q"):format(msg, spelling))
+        assert(not msg:find(spelling, 1, true), ("%q shows the password as %q"):format(msg:sub(1, 400), spelling:sub(1, 100)))
       end
     end
   end
