@@ -412,8 +412,7 @@ static int message_sqlstate(const char *msg, char st[6]) {
  * password 28P01, no pg_hba.conf entry 28000, starting up or shutting down 57P03 ...).
  * Else what libpq knows without one, by state, not by message: a password the server
  * asked for and nobody supplied (PQconnectionNeedsPassword) is auth; failing while the
- * TCP connection was being made (refused, no route, timeout, unknown host) is
- * unreachable; failing while TLS (or GSSAPI encryption) was being negotiated
+ * TCP connection was being made (refused, no route, timed out) is unreachable; failing while TLS (or GSSAPI encryption) was being negotiated
  * (certificate not trusted, host name mismatch, CA file missing, server without TLS
  * under sslmode=require) is tls; anything later (the server hung up during
  * authentication, or is not PostgreSQL) is other. `stage` is the last state the attempt
