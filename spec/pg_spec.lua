@@ -103,6 +103,13 @@ describe("connrt.pg #integration #postgres", function()
       server.psql("ALTER ROLE connrt RESET lock_timeout")
     end)
 
+    it("passes on to the next host of a multi-host string when the first refuses", function()
+      local c = assert(pg.connect(("postgres://connrt:%s@127.0.0.1:%d,127.0.0.1:%d/connrt")
+        :format(postgres.encode(PASSWORD), h.free_port(), server.port)))
+      assert.equal(("127.0.0.1:%d/connrt as connrt"):format(server.port), c:describe())
+      c:close()
+    end)
+
     it("lets the connection string set connect_timeout and the application name", function()
       local c = assert(pg.connect(server.url .. "?application_name=pipeline&connect_timeout=3"))
       assert.equal("pipeline", c:exec("SELECT current_setting('application_name') AS app")[1].app)
@@ -207,6 +214,19 @@ describe("connrt.pg #integration #postgres", function()
       c, err, reason = pg.connect("postgres://connrt:x@no-such-host.invalid/connrt")
       assert.is_nil(c)
       assert.equal("unreachable", reason, err)
+    end)
+
+    it("unreachable: a server that takes the connection and never answers, after connect_timeout", function()
+      local silent = require("connrt.listener").open("127.0.0.1", 0) -- the kernel accepts; nobody answers
+      local t0 = require("connrt.sys").monotime()
+      local c, err, reason = pg.connect(("postgres://connrt:%s@127.0.0.1:%d/connrt?connect_timeout=2")
+        :format(postgres.encode(PASSWORD), silent:port()))
+      local took = require("connrt.sys").monotime() - t0
+      silent:close()
+      assert.is_nil(c)
+      assert.equal("unreachable", reason, err)
+      assert.matches("timeout expired (connect_timeout 2 s)", err, 1, true)
+      assert.is_true(took >= 1.9 and took < 30, "took " .. took .. " s")
     end)
 
     it("unreachable: a unix socket that is not there", function()

@@ -37,7 +37,8 @@
  *
  * The password never appears in a message: libpq quotes connection strings, or parts of
  * them, in some of its messages, so every message this module returns has each spelling
- * of the password (as written in the string, decoded, percent-encoded, quoted) replaced,
+ * of the password (as written in the string, decoded, percent-encoded, quoted; 4 bytes
+ * or longer, as lua/connrt/log.lua hides secrets) replaced,
  * the password from PGPASSWORD and ~/.pgpass too; and when the string cannot be parsed,
  * every quoted part of the message that comes from the string is hidden as well.
  *
@@ -151,10 +152,12 @@ static void add_quoted(lua_State *L, int set, const char *s, size_t n, char esc)
 }
 
 /* Registers a password: as it is, percent-encoded every way, and quoted for a key=value
- * string or SQL. Every length, however short: the rule is that the password never shows,
- * even if a short one makes a message hard to read. */
+ * string or SQL. Not below 4 bytes, the rule of log.secret (lua/connrt/log.lua): shorter
+ * ones are too common to hide, and would cut words of every message to pieces. */
+#define MIN_SECRET 4
+
 static void add_secret(lua_State *L, int set, const char *s, size_t n) {
-  if (n == 0) return;
+  if (n < MIN_SECRET) return;
   set_add(L, set, s, n);
   for (int all = 0; all <= 1; all++)
     for (int lower = 0; lower <= 1; lower++) add_encoded(L, set, s, n, all, lower, 0);
@@ -232,8 +235,9 @@ static size_t uri_prefix(const char *s) {
  * then quotes pieces of the password as a host or a port: so everything from the first
  * ':' to the last '@' counts as a password too, and when that differs from libpq's
  * reading the URI is ambiguous: returns 1 then (every quoted part of a message about it
- * is hidden), else 0. */
-static int scan_conninfo(lua_State *L, int set, const char *ci, size_t n) {
+ * is hidden), else 0. *has_password is set when the string holds a password, however
+ * short (then a message about a string libpq rejects hides its quoted parts too). */
+static int scan_conninfo(lua_State *L, int set, const char *ci, size_t n, int *has_password) {
   size_t pre = uri_prefix(ci);
   if (pre) {
     const char *start = ci + pre, *end = ci + n, *p = start, *last_at = NULL;
@@ -242,7 +246,10 @@ static int scan_conninfo(lua_State *L, int set, const char *ci, size_t n) {
     const char *rest = start;
     if (p < end && *p == '@') {
       const char *colon = memchr(start, ':', (size_t)(p - start));
-      if (colon) add_uri_secret(L, set, colon + 1, (size_t)(p - colon - 1));
+      if (colon && p > colon + 1) {
+        add_uri_secret(L, set, colon + 1, (size_t)(p - colon - 1));
+        *has_password = 1;
+      }
       rest = p + 1;
     }
     int ambiguous = 0;
@@ -255,7 +262,10 @@ static int scan_conninfo(lua_State *L, int set, const char *ci, size_t n) {
     while (q && q < end) {
       const char *k = q + 1, *amp = memchr(k, '&', (size_t)(end - k));
       const char *pend = amp ? amp : end, *eq = memchr(k, '=', (size_t)(pend - k));
-      if (eq && is_secret_keyword(k, (size_t)(eq - k), 1)) add_uri_secret(L, set, eq + 1, (size_t)(pend - eq - 1));
+      if (eq && pend > eq + 1 && is_secret_keyword(k, (size_t)(eq - k), 1)) {
+        add_uri_secret(L, set, eq + 1, (size_t)(pend - eq - 1));
+        *has_password = 1;
+      }
       q = amp;
     }
     return ambiguous;
@@ -290,6 +300,7 @@ static int scan_conninfo(lua_State *L, int set, const char *ci, size_t n) {
       const char *u = lua_tolstring(L, -1, &un);
       add_secret(L, set, v, (size_t)(p - v));
       add_secret(L, set, u, un);
+      if (p > v) *has_password = 1;
     }
     lua_pop(L, 1);
     if (quoted && p < end) p++;
@@ -516,7 +527,7 @@ static int pg_connect(lua_State *L) {
   Box *opts = new_box(L, free_options);           /* 4 */
   Box *perr = new_box(L, free_mem);               /* 5 */
 
-  int ambiguous = scan_conninfo(L, 2, ci, cilen);
+  int has_password = 0, ambiguous = scan_conninfo(L, 2, ci, cilen, &has_password);
   const char *env_pw = getenv("PGPASSWORD");
   if (env_pw) add_secret(L, 2, env_pw, strlen(env_pw));
 
@@ -529,9 +540,6 @@ static int pg_connect(lua_State *L) {
     if (!opts->p) {
       if (!err) return luaL_error(L, "pg: out of memory");
       lua_pushfstring(L, "invalid PostgreSQL connection string: %s", err);
-      lua_pushnil(L);
-      int has_password = lua_next(L, 2) != 0;
-      lua_settop(L, 6);
       return connect_failed(L, 2, lua_tostring(L, -1), has_password || ambiguous, "other", NULL);
     }
     for (PQconninfoOption *o = opts->p; o->keyword; o++) {
