@@ -13,9 +13,12 @@
 // tokens; API routes answer only with a currently valid credential in the place the
 // provider expects it, and with the required headers.
 //
-// Fixture strings may use $ORIGIN, $ACCESS_TOKEN and $REFRESH_TOKEN. An API route with
-// `revokes` is a revocation in the provider's shape: it checks the token named in a JSON
-// body (json_token) or form values (form), then ends every access and refresh token.
+// Fixture strings may use $ORIGIN, $ACCESS_TOKEN, $REFRESH_TOKEN and $ISO_AFTER:N (the
+// time N seconds from now, ISO 8601, for providers that send an expiry date instead of
+// expires_in). An API route may list `require_query` values its query must carry. A
+// route with `revokes` is a revocation in the provider's shape: it checks the token
+// named in a JSON body (json_token) or a form field (form_token; an access or a refresh
+// token) and fixed form values (form), then ends every access and refresh token.
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
 // (the next token response is the fixture's error), POST /_standin/expire (every access
 // token stops working).
@@ -38,7 +41,8 @@ const b64url = (buf) => buf.toString("base64").replace(/\+/g, "-").replace(/\//g
 
 function subst(v) {
   if (typeof v === "string") {
-    return v.replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess).replaceAll("$REFRESH_TOKEN", lastRefresh);
+    return v.replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess).replaceAll("$REFRESH_TOKEN", lastRefresh)
+      .replace(/\$ISO_AFTER:(\d+)/g, (_, n) => new Date(Date.now() + Number(n) * 1000).toISOString().replace(/\.\d+Z$/, "Z"));
   }
   if (Array.isArray(v)) return v.map(subst);
   if (v && typeof v === "object") {
@@ -217,6 +221,9 @@ const server = http.createServer(async (req, res) => {
         const body = await readBody(req);
         entry.body = body;
         if (!authorized(req, u.searchParams, r.auth)) return send(res, fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
+        for (const [k, v] of Object.entries(r.require_query || {})) {
+          if (u.searchParams.get(k) !== v) return send(res, r.missing_query || { status: 400, body: { error: `query ${k}=${v} is required` } });
+        }
         for (const [k, v] of Object.entries(r.require_headers || {})) {
           if (req.headers[k.toLowerCase()] !== v) return send(res, r.missing_header || { status: 400, body: { error: `${k} is required` } });
         }
@@ -228,6 +235,10 @@ const server = http.createServer(async (req, res) => {
             if (!access.has(doc[r.revokes.json_token])) return send(res, { status: 422, body: { error: "unknown token" } });
           }
           const form = Object.fromEntries(new URLSearchParams(body));
+          const named = r.revokes.form_token && form[r.revokes.form_token];
+          if (r.revokes.form_token && !access.has(named) && !refresh.has(named)) {
+            return send(res, { status: 400, body: { error: "unknown token" } });
+          }
           for (const [k, v] of Object.entries(r.revokes.form || {})) {
             if (form[k] !== v) return send(res, { status: 400, body: { error: `${k} must be ${v}` } });
           }
