@@ -154,6 +154,26 @@ local CASES = {
     fields = { "site=ada-site", "email=ada@example.com", "api_token=ATATT-standin-api-token" },
     name = "Ada Lovelace at ada-site", unique_id = "ada-site/5b10a2844c20165700ede21g",
     request = "/myself", expect = "5b10a2844c20165700ede21g" },
+  -- batch 2 (issue #19)
+  { id = "bitbucket", name = "Ada Lovelace's Bitbucket", unique_id = "{d301aafa-d676-4ee0-88be-962be7417567}",
+    request = "/user/permissions/workspaces", expect = "analytical-engines" },
+  { id = "linkedin", name = "Ada Lovelace (ada@example.com)", unique_id = "782bbtaQ",
+    request = "/v2/userinfo", expect = "given_name" },
+  { id = "pinterest", name = "adalovelace on Pinterest", unique_id = "adalovelace",
+    request = "/boards", expect = "Difference Engines" },
+  { id = "fitbit", name = "Ada L.", unique_id = "GGNJL9",
+    request = "/1/user/-/activities/date/2024-01-01.json", expect = "8421" },
+  { id = "webex", name = "Ada Lovelace (ada@example.com)",
+    unique_id = "Y2lzY29zcGFyazovL3VzL1BFT1BMRS9mNWIzNjE4Ny1jOGRkLTQ3MjctOGIyZi1mOWM0NDdmMjkwNDY",
+    request = "/rooms", expect = "Engine Design" },
+  { id = "typeform", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, name = "Ada (ada@example.com)",
+    unique_id = "ada@example.com", request = "/forms", expect = "Engine survey" },
+  { id = "canva", name = "Ada Lovelace", unique_id = "oBpVhLW22VrqtwKgaayRbP/oUnPjZ2k2yuhftbWF7873o",
+    request = "/designs", expect = "Engine poster",
+    saw = function(log)
+      -- the display name came from the profile, read by hooks.lookup before the test API
+      assert.equal(1, #find(log, "GET", "/rest/v1/users/me/profile"))
+    end },
 }
 
 describe("shipped connectors against provider stand-ins #integration", function()
@@ -272,6 +292,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "slack", says = "invalid_code" },         -- HTTP 200 {"ok": false}
     { id = "github", says = "bad_verification_code" }, -- HTTP 200 {"error": ...}
     { id = "notion", says = "invalid_grant" },
+    { id = "fitbit", says = "invalid_grant: Authorization code invalid" }, -- {"errors": [{"errorType", ...}]}
   }
   for _, e in ipairs(ERRORS) do
     it(e.id .. ": a token error in the provider's shape fails the connect and saves nothing", function()
