@@ -174,6 +174,42 @@ local CASES = {
       -- the display name came from the profile, read by hooks.lookup before the test API
       assert.equal(1, #find(log, "GET", "/rest/v1/users/me/profile"))
     end },
+  { id = "strava", name = "Ada Lovelace", unique_id = "134815",
+    request = "/athlete/activities", expect = "Morning Ride to the Engine" },
+  { id = "todoist", name = "Ada Lovelace (ada@example.com)", unique_id = "2671355",
+    request = "/projects", expect = "Inbox" },
+  { id = "clickup", name = "Ada Lovelace (ada@example.com)", unique_id = "123",
+    request = "/team", expect = "Analytical Engines",
+    saw = function(log)
+      local t = find(log, "POST", "/api/v2/oauth/token")[1]
+      assert.equal("", t.query) -- no client secret or code in the URL
+      assert.matches("client_secret=", t.body, 1, true)
+    end },
+  { id = "miro", name = "Ada Lovelace at Analytical Engines", unique_id = "3458764517517819000/3458764517517852417",
+    request = "/boards", expect = "Engine plans" },
+  { id = "webflow", name = "Ada Lovelace (ada@example.com)", unique_id = "545bbecb7bdd6769632504a7",
+    request = "/sites", expect = "analytical-engines" },
+  { id = "monday", name = "Ada Lovelace at Analytical Engines", unique_id = "1825528/4012689",
+    request = "/v2", method = "POST", body = '{"query":"query { me { id } }"}', expect = "4012689",
+    saw = function(log)
+      -- the raw token, as monday's examples send it
+      assert.matches("^at%-", find(log, "POST", "/v2")[1].headers.authorization)
+    end },
+  { id = "square", rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } }, name = "Ada's Engines",
+    unique_id = "MLN0S71B5T7XB", request = "/locations", expect = "Engine Works",
+    saw = function(log)
+      local t = find(log, "POST", "/oauth2/token")[1]
+      assert.equal("cid-standin", cjson.decode(t.body).client_id)
+    end },
+  { id = "paypal", rewrites = { { "https://www.{{environment}}.com", "ORIGIN" }, { "https://api-m.{{environment}}.com", "ORIGIN" } },
+    name = "Ada Lovelace", unique_id = "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
+    request = "/identity/oauth2/userinfo?schema=paypalv1.1", expect = "WDJJHEBZ4X2LY" },
+  { id = "docusign", rewrites = { { "https://{{auth_host}}", "ORIGIN" } }, name = "Ada Lovelace at Analytical Engines",
+    unique_id = "7fb0c3ff-6b7c-4d4e-9b1a-0a1b2c3d4e5f/4799e5e9-1559-4915-9862-cf4713bbcacc",
+    request = "/envelopes", expect = "Engine contract",
+    allowed = function(origin)
+      return { origin .. "/dsapi/restapi/v2.1/accounts/7fb0c3ff-6b7c-4d4e-9b1a-0a1b2c3d4e5f", origin .. "/oauth/userinfo" }
+    end },
 }
 
 describe("shipped connectors against provider stand-ins #integration", function()
@@ -232,6 +268,10 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "zendesk", method = "DELETE", path = "/zd/ada/api/v2/oauth/tokens/current.json",
       api = "/zd/ada/api/v2/users/me.json", fields = { "subdomain=ada" },
       rewrites = { { "https://{{subdomain}}.zendesk.com", "ORIGIN/zd/{{subdomain}}" } } },
+    { id = "strava", method = "POST", path = "/oauth/deauthorize", api = "/api/v3/athlete" },
+    { id = "todoist", method = "POST", path = "/api/v1/access_tokens/revoke", api = "/api/v1/user" },
+    { id = "square", method = "POST", path = "/oauth2/revoke", api = "/v2/merchants/me",
+      rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
   }) do
     it(rv.id .. ": revokes with the provider's own request, and the token stops working", function()
       with_standin(rv.id, function(standin, home)
@@ -288,17 +328,60 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end)
   end)
 
+  it("strava: keeps the athlete from the token response and the granted scopes from the callback; rotating refresh tokens keep working", function()
+    with_standin("strava", function(standin, home)
+      local res = connect({ id = "strava" }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      local show = cjson.decode(h.connrt({ "show", "strava", "--json" }, { env = env(home) }).stdout)
+      assert.equal("134815", show.values.athlete_id)
+      assert.equal("read,activity:read_all", show.values.granted_scope)
+      -- each refresh spends the refresh token (the stand-in forgets it): a second refresh
+      -- works only if the newest one was kept
+      for _ = 1, 2 do
+        res = h.connrt({ "refresh", "strava" }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+      end
+      assert.equal(3, #find(standin.log(), "POST", "/oauth/token"))
+      show = cjson.decode(h.connrt({ "show", "strava", "--json" }, { env = env(home) }).stdout)
+      assert.equal("134815", show.values.athlete_id) -- refreshes answer without the athlete
+      res = h.connrt({ "request", "strava", "/athlete" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+    end)
+  end)
+
+  it("square: reads expires_at (ISO 8601) as the expiry, and refreshes with the same refresh token", function()
+    with_standin("square", function(standin, home)
+      local rw = { { "https://connect.{{env}}.com", "ORIGIN" } }
+      local res = connect({ id = "square", rewrites = rw }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      local show = cjson.decode(h.connrt({ "show", "square", "--json" }, { env = env(home) }).stdout)
+      assert.is_true(math.abs(show.expires_at - (os.time() + 2592000)) < 600, "expires_at " .. tostring(show.expires_at))
+      for _ = 1, 2 do
+        res = h.connrt({ "refresh", "square" }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+      end
+      local bodies = {}
+      for _, e in ipairs(find(standin.log(), "POST", "/oauth2/token")) do bodies[#bodies + 1] = cjson.decode(e.body) end
+      assert.equal("refresh_token", bodies[3].grant_type)
+      assert.equal(bodies[2].refresh_token, bodies[3].refresh_token)
+    end)
+  end)
+
   local ERRORS = {
     { id = "slack", says = "invalid_code" },         -- HTTP 200 {"ok": false}
     { id = "github", says = "bad_verification_code" }, -- HTTP 200 {"error": ...}
     { id = "notion", says = "invalid_grant" },
     { id = "fitbit", says = "invalid_grant: Authorization code invalid" }, -- {"errors": [{"errorType", ...}]}
+    { id = "strava", says = "invalid_grant: Bad Request (AuthorizationCode code invalid)" }, -- Strava's fault shape
+    { id = "clickup", says = "OAUTH_014: Code not found" },                 -- {"err", "ECODE"}
+    { id = "square", says = "UNAUTHORIZED: Authorization code is already redeemed", -- {"errors": [...]}
+      rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
   }
   for _, e in ipairs(ERRORS) do
     it(e.id .. ": a token error in the provider's shape fails the connect and saves nothing", function()
       with_standin(e.id, function(standin, home)
         standin.fail("token")
-        local res = connect({ id = e.id }, standin, home)
+        local res = connect({ id = e.id, rewrites = e.rewrites }, standin, home)
         assert.are_not.equal(0, res.code)
         assert.matches(e.says, res.stderr, 1, true)
         local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)

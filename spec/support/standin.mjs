@@ -18,7 +18,10 @@
 // expires_in). An API route may list `require_query` values its query must carry. A
 // route with `revokes` is a revocation in the provider's shape: it checks the token
 // named in a JSON body (json_token) or a form field (form_token; an access or a refresh
-// token) and fixed form values (form), then ends every access and refresh token.
+// token) and fixed form values (form), then ends every access and refresh token. A
+// `refresh` shape with rotate: false keeps the refresh token it is given valid and
+// answers with that same one as $REFRESH_TOKEN (Square's code flow); otherwise each
+// refresh spends it. An API route with auth "none" is authenticated by its body.
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
 // (the next token response is the fixture's error), POST /_standin/expire (every access
 // token stops working).
@@ -114,13 +117,14 @@ function tokenParams(req, text) {
   return { params };
 }
 
-function tokenResponse(req, res, shape, kind) {
+// `keep`: a refresh token that stays (a refresh that does not rotate answers with it)
+function tokenResponse(req, res, shape, kind, keep) {
   if (failNext.has(kind)) {
     failNext.delete(kind);
     return send(res, fixture.token.error);
   }
   lastAccess = rand("at-");
-  lastRefresh = rand("rt-");
+  lastRefresh = keep || rand("rt-");
   access.add(lastAccess);
   refresh.add(lastRefresh);
   // GitHub: form-encoded unless the client asks for JSON
@@ -155,8 +159,9 @@ async function onToken(req, res, isRefreshPath) {
   }
   if (p.grant_type === "refresh_token" && (isRefreshPath || !fixture.refresh?.path)) {
     if (!refresh.has(p.refresh_token)) return oauthError(res, 400, "invalid_grant", "unknown refresh token");
-    if (fixture.refresh?.rotate !== false) refresh.delete(p.refresh_token);
-    return tokenResponse(req, res, fixture.refresh || fixture.token, "refresh");
+    const rotate = fixture.refresh?.rotate !== false;
+    if (rotate) refresh.delete(p.refresh_token);
+    return tokenResponse(req, res, fixture.refresh || fixture.token, "refresh", rotate ? undefined : p.refresh_token);
   }
   return oauthError(res, 400, "unsupported_grant_type", `grant_type ${p.grant_type} is not taken here`);
 }
@@ -193,6 +198,7 @@ function onAuthorize(req, res, q) {
 // Does the request carry a valid credential where this route expects it?
 function authorized(req, q, how) {
   const h = req.headers;
+  if (how === "none") return true; // a revocation that its body authenticates
   if (how === "bearer" || how === "oauth") {
     const m = (h.authorization || "").match(how === "bearer" ? /^Bearer (.+)$/ : /^OAuth (.+)$/);
     return !!m && access.has(m[1]);
