@@ -210,6 +210,33 @@ local CASES = {
     allowed = function(origin)
       return { origin .. "/dsapi/restapi/v2.1/accounts/7fb0c3ff-6b7c-4d4e-9b1a-0a1b2c3d4e5f", origin .. "/oauth/userinfo" }
     end },
+  { id = "okta", rewrites = { { "https://{{domain}}", "ORIGIN/okta/{{domain}}" } }, fields = { "domain=dev-123456.okta.com" },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "dev-123456.okta.com/00uid4BxXw6I6TV4m0g3",
+    request = "/users/me", expect = "ACTIVE" },
+  { id = "auth0", rewrites = { { "https://{{domain}}", "ORIGIN/auth0/{{domain}}" } }, fields = { "domain=ada.eu.auth0.com" },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "ada.eu.auth0.com/auth0|5f7c8ec7c33c6c004bbafe82",
+    request = "ORIGIN/auth0/ada.eu.auth0.com/userinfo", expect = "email_verified" },
+  { id = "servicenow", rewrites = { { "https://{{instance}}", "ORIGIN/sn/{{instance}}" } },
+    fields = { "instance=dev12345.service-now.com" }, name = "Ada Lovelace at dev12345.service-now.com",
+    unique_id = "dev12345.service-now.com/62826bf03710200044e0bfc8bcbe5df1",
+    request = "/table/incident", expect = "INC0000001" },
+  { id = "basecamp", fields = { "user_agent=Engines (ada@example.com)" }, name = "Ada Lovelace at Analytical Engines",
+    unique_id = "99999999/1049715914", request = "/projects.json", expect = "The Difference Engine",
+    allowed = function(origin) return { origin .. "/bc3/99999999", origin .. "/authorization.json" } end },
+  { id = "harvest", fields = { "user_agent=Engines (ada@example.com)" }, name = "Ada Lovelace at Analytical Engines",
+    unique_id = "123456/1782884", request = "/time_entries", expect = "Bernoulli numbers",
+    saw = function(log)
+      -- the lookup ran before the account was known: without the account header
+      local a = find(log, "GET", "/api/v2/accounts")[1]
+      assert.is_nil(a.headers["harvest-account-id"])
+    end },
+  { id = "freshbooks", name = "Ada Lovelace (ada@example.com)", unique_id = "2192788",
+    request = "/accounting/account/zDmNq/invoices/invoices", expect = "Babbage & Co" },
+  { id = "surveymonkey", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, name = "ada (ada@example.com)",
+    unique_id = "1234567", request = "/surveys", expect = "Engine feedback" },
+  { id = "wrike", rewrites = { { "https://{{host}}/api/v4", "ORIGIN/wrike/{{host}}/api/v4" } }, name = "Ada Lovelace",
+    unique_id = "IEAAJXXX/KUAJ25LC", request = "/folders", expect = "Engine plans",
+    allowed = function(origin) return { origin .. "/wrike/www.wrike.com/api/v4" } end },
 }
 
 describe("shipped connectors against provider stand-ins #integration", function()
@@ -245,7 +272,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
         assert.is_nil((res.stdout .. res.stderr):find(CLIENT_SECRET, 1, true))
         local rargs = { "request", case.id }
         if case.method then rargs[#rargs + 1] = case.method end
-        rargs[#rargs + 1] = case.request
+        rargs[#rargs + 1] = (case.request:gsub("^ORIGIN", standin.origin))
         if case.body then rargs[#rargs + 1] = "-d"; rargs[#rargs + 1] = case.body end
         res = h.connrt(rargs, { env = env(home) })
         assert.equal(0, res.code, res.stderr)
@@ -272,6 +299,11 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "todoist", method = "POST", path = "/api/v1/access_tokens/revoke", api = "/api/v1/user" },
     { id = "square", method = "POST", path = "/oauth2/revoke", api = "/v2/merchants/me",
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
+    { id = "auth0", method = "POST", path = "/auth0/ada.eu.auth0.com/oauth/revoke", fields = { "domain=ada.eu.auth0.com" },
+      rewrites = { { "https://{{domain}}", "ORIGIN/auth0/{{domain}}" } } },
+    -- RFC 7009 through revoke_url: the refresh token, then the access token
+    { id = "fitbit", method = "POST", path = "/oauth2/revoke", count = 2, api = "/1/user/-/profile.json",
+      says = "revoked the refresh token and access token of fitbit" },
   }) do
     it(rv.id .. ": revokes with the provider's own request, and the token stops working", function()
       with_standin(rv.id, function(standin, home)
@@ -282,8 +314,8 @@ describe("shipped connectors against provider stand-ins #integration", function(
         st:close()
         res = h.connrt({ "revoke", rv.id }, { env = env(home) })
         assert.equal(0, res.code, res.stderr)
-        assert.matches("revoked the authorization of " .. rv.id, res.stderr, 1, true)
-        assert.equal(1, #find(standin.log(), rv.method, rv.path))
+        assert.matches(rv.says or ("revoked the authorization of " .. rv.id), res.stderr, 1, true)
+        assert.equal(rv.count or 1, #find(standin.log(), rv.method, rv.path))
         assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
         if rv.api then
           local r = assert(require("connrt.http").client():request({ url = standin.origin .. rv.api,
@@ -411,6 +443,21 @@ describe("shipped connectors against provider stand-ins #integration", function(
       assert.equal(0, #find(standin.log(), "GET", "/instance/services/oauth2/userinfo"))
       local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
       assert.equal(0, #list)
+    end, fixture)
+  end)
+
+  it("wrike: a token response naming an API host outside wrike.com is refused before anything is sent there", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/wrike.json"))
+    doc.token.body.host = "evil.example"
+    local fixture = tmp .. "/wrike-evil.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("wrike", function(standin, home)
+      local res = connect({ id = "wrike", rewrites = { { "https://{{host}}/api/v4", "ORIGIN/wrike/{{host}}/api/v4" } } },
+        standin, home)
+      assert.are_not.equal(0, res.code)
+      assert.matches("names API host evil.example, which is not a wrike.com host", res.stderr, 1, true)
+      for _, e in ipairs(standin.log()) do assert.is_nil(e.path:find("evil", 1, true)) end
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
     end, fixture)
   end)
 

@@ -17,8 +17,9 @@
 // time N seconds from now, ISO 8601, for providers that send an expiry date instead of
 // expires_in). An API route may list `require_query` values its query must carry. A
 // route with `revokes` is a revocation in the provider's shape: it checks the token
-// named in a JSON body (json_token) or a form field (form_token; an access or a refresh
-// token) and fixed form values (form), then ends every access and refresh token. A
+// named in a JSON body (json_token) or a form field (form_token, RFC 7009: an unknown
+// token is answered 200 and ends nothing), an access or a refresh token, and fixed form
+// values (form), then ends every access and refresh token. A
 // `refresh` shape with rotate: false keeps the refresh token it is given valid and
 // answers with that same one as $REFRESH_TOKEN (Square's code flow); otherwise each
 // refresh spends it. An API route with auth "none" is authenticated by its body.
@@ -238,12 +239,14 @@ const server = http.createServer(async (req, res) => {
           if (r.revokes.json_token) {
             let doc = {};
             try { doc = JSON.parse(body); } catch { /* checked below */ }
-            if (!access.has(doc[r.revokes.json_token])) return send(res, { status: 422, body: { error: "unknown token" } });
+            const t = doc[r.revokes.json_token];
+            if (!access.has(t) && !refresh.has(t)) return send(res, { status: 422, body: { error: "unknown token" } });
           }
           const form = Object.fromEntries(new URLSearchParams(body));
-          const named = r.revokes.form_token && form[r.revokes.form_token];
-          if (r.revokes.form_token && !access.has(named) && !refresh.has(named)) {
-            return send(res, { status: 400, body: { error: "unknown token" } });
+          if (r.revokes.form_token) {
+            // RFC 7009 2.2: a token the server does not know is answered 200 and changes nothing
+            const named = form[r.revokes.form_token];
+            if (!access.has(named) && !refresh.has(named)) return send(res, r);
           }
           for (const [k, v] of Object.entries(r.revokes.form || {})) {
             if (form[k] !== v) return send(res, { status: 400, body: { error: `${k} must be ${v}` } });
