@@ -237,6 +237,35 @@ local CASES = {
   { id = "wrike", rewrites = { { "https://{{host}}/api/v4", "ORIGIN/wrike/{{host}}/api/v4" } }, name = "Ada Lovelace",
     unique_id = "IEAAJXXX/KUAJ25LC", request = "/folders", expect = "Engine plans",
     allowed = function(origin) return { origin .. "/wrike/www.wrike.com/api/v4" } end },
+  { id = "sentry", rewrites = { { 'pattern = "https://[%w.-]+%.[%a]+[:%d]*"', 'pattern = "http://127%.0%.0%.1:%d+"' } },
+    fields = { "token=sntryu_0123456789abcdef-standin" }, name = "Ada Lovelace (ada@example.com)", unique_id = "ORIGIN/1",
+    request = "/organizations/", expect = "analytical-engines" },
+  { id = "vercel", fields = { "token=vcp_standin_token_value" }, name = "adalovelace (ada@example.com)",
+    unique_id = "AEIIDYVk59zbFF2Sxfyxxmua", request = "/v9/projects", expect = "engine-site" },
+  { id = "digitalocean", fields = { "token=dop_v1_standin_token" }, name = "ada@example.com",
+    unique_id = "b6fr89dbf6d9156cace5f3c78dc9851d957381ef", request = "/droplets", expect = "difference-engine" },
+  { id = "cloudflare", fields = { "token=cf-standin-api-token" },
+    name = "Cloudflare token ed17574386854bf78a67040be0a770b0 (active)", unique_id = "ed17574386854bf78a67040be0a770b0",
+    request = "/zones", expect = "engines.example" },
+  { id = "openai", fields = { "api_key=sk-proj-standin-key" }, name = "OpenAI (analytical-engines)",
+    unique_id = "analytical-engines", request = "/models", expect = "gpt-4o-mini" },
+  { id = "anthropic", fields = { "api_key=sk-ant-standin-key" },
+    name = "Anthropic organization 0e1a3c5f-7a9b-4c2d-8e0f-1a2b3c4d5e6f", unique_id = "0e1a3c5f-7a9b-4c2d-8e0f-1a2b3c4d5e6f",
+    request = "/v1/models", expect = "Claude Sonnet 4" },
+  { id = "twilio", fields = { "account_sid=AC0123456789abcdef0123456789abcdef", "auth_token=standin-auth-token" },
+    name = "Analytical Engines", unique_id = "AC0123456789abcdef0123456789abcdef",
+    request = "/Accounts/AC0123456789abcdef0123456789abcdef/IncomingPhoneNumbers.json", expect = "Engine line" },
+  { id = "sendgrid", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, fields = { "api_key=SG.standin.key-value" },
+    name = "adalovelace", unique_id = "1234567", request = "/v3/scopes", expect = "mail.send" },
+  { id = "mailgun", rewrites = { { "https://{{api_host}}", "ORIGIN" } },
+    fields = { "sending_domain=mg.example.com", "api_key=key-standin-mailgun" }, name = "mg.example.com on Mailgun",
+    unique_id = "5d77a2efe39a8b7f2b7a4b0c", request = "/v3/mg.example.com/events", expect = "delivered" },
+  { id = "datadog", rewrites = { { "https://api.{{site}}", "ORIGIN" } },
+    fields = { "label=Analytical Engines", "api_key=dd-standin-api-key", "app_key=dd-standin-app-key" },
+    name = "Analytical Engines (Datadog datadoghq.com)", unique_id = "datadoghq.com/Analytical Engines",
+    request = "/api/v1/monitor", expect = "Engine CPU high" },
+  { id = "pagerduty", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, fields = { "api_token=y_NbAkKc66ryYTWUXYEu" },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "PXPGF42", request = "/incidents", expect = "Engine overheated" },
 }
 
 describe("shipped connectors against provider stand-ins #integration", function()
@@ -268,7 +297,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
         assert.equal(0, res.code, res.stderr)
         local out = cjson.decode(res.stdout)
         assert.equal(case.name, out.name)
-        assert.equal(case.unique_id, out.unique_id)
+        assert.equal((case.unique_id:gsub("^ORIGIN", standin.origin)), out.unique_id)
         assert.is_nil((res.stdout .. res.stderr):find(CLIENT_SECRET, 1, true))
         local rargs = { "request", case.id }
         if case.method then rargs[#rargs + 1] = case.method end
@@ -428,6 +457,16 @@ describe("shipped connectors against provider stand-ins #integration", function(
       local res = h.connrt({ "run", path, "--timeout", "20" }, { env = env(home) })
       assert.equal(5, res.code, res.stderr)
       assert.matches("Notion-Version header failed validation", res.stderr, 1, true)
+    end)
+  end)
+
+  it("anthropic: the test API fails without the anthropic-version header the provider requires", function()
+    with_standin("anthropic", function(standin, home)
+      local path = rewritten("anthropic", standin.origin, { { ', ["anthropic-version"] = "2023-06-01"', "" } }, tmp)
+      local res = h.connrt({ "run", path, "--field", "api_key=sk-ant-standin-key", "--timeout", "20" }, { env = env(home) })
+      assert.are_not.equal(0, res.code)
+      assert.matches("GET /v1/models answered 400: anthropic-version: header is required", res.stderr, 1, true)
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
     end)
   end)
 
