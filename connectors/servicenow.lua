@@ -1,4 +1,5 @@
--- ServiceNow (an instance's inbound OAuth). https://www.servicenow.com/docs/bundle/xanadu-platform-security/page/administer/security/concept/c_OAuthAuthorizationCodeFlow.html
+-- ServiceNow (an instance's inbound OAuth).
+-- https://www.servicenow.com/docs/bundle/xanadu-platform-security/page/administer/security/concept/c_OAuthAuthorizationCodeFlow.html
 -- https://www.servicenow.com/docs/r/zurich/platform-security/authentication/t_ManageTokens.html
 -- https://developer.servicenow.com/dev.do#!/reference/api/latest/rest/c_TableAPI
 -- Quirks: every customer runs their own instance (usually NAME.service-now.com, but

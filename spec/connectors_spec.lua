@@ -290,6 +290,21 @@ describe("shipped connectors against provider stand-ins #integration", function(
     return h.connrt(args, { env = env(home) }), path
   end
 
+  it("every shipped connector has a case here and a stand-in fixture", function()
+    local cased = {}
+    for _, case in ipairs(CASES) do cased[case.id] = true end
+    local p = io.popen("ls connectors/*.lua")
+    local n = 0
+    for path in p:lines() do
+      local id = path:match("([^/]+)%.lua$")
+      n = n + 1
+      assert.is_true(cased[id], id .. " has no case in CASES")
+      assert.truthy(h.read("spec/fixtures/providers/" .. id .. ".json"), id .. " has no fixture")
+    end
+    p:close()
+    assert.equal(n, #CASES)
+  end)
+
   for _, case in ipairs(CASES) do
     it(case.id .. ": connects through the stand-in and sends a request", function()
       with_standin(case.id, function(standin, home)
