@@ -1,6 +1,6 @@
 -- Canva Connect API. https://www.canva.dev/docs/connect/authentication/
 -- https://www.canva.dev/docs/connect/api-reference/authentication/generate-access-token/
--- https://www.canva.dev/docs/connect/api-reference/users/users-profile/ (GET /users/me, /users/me/profile)
+-- GET /users/me and /users/me/profile: Canva Connect's Users API reference (page not read).
 -- Quirks: PKCE (S256) is required, with HTTP Basic client authentication (Canva's
 -- recommendation; the body also works); refresh tokens are single-use and each refresh
 -- returns a new one. GET /users/me names the user and team by id only, so

@@ -1,5 +1,5 @@
--- FreshBooks. https://www.freshbooks.com/api/authentication
--- https://www.freshbooks.com/api/me_endpoint
+-- FreshBooks. https://www.freshbooks.com/developers/authentication
+-- https://www.freshbooks.com/api/get-authenticated-on-the-freshbooks-api
 -- Quirks: the token request is a JSON body with the client's id and secret, as
 -- FreshBooks' examples send it; access tokens last 12 hours; refresh tokens never
 -- expire but are single-use (each refresh returns a new one, which is kept). Scopes are

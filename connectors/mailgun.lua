@@ -1,7 +1,8 @@
 -- Mailgun: HTTP Basic with the user name `api` and an API key.
 -- https://documentation.mailgun.com/docs/mailgun/api-reference/authentication
 -- https://documentation.mailgun.com/docs/mailgun/api-reference
--- https://documentation.mailgun.com/docs/mailgun/api-reference/openapi-final/tag/Domains/ (GET /v4/domains/{name})
+-- https://documentation.mailgun.com/docs/mailgun/quickstart-guide/requests (GET /v4/domains/{name}: the
+-- reference's Domains section, page not read)
 -- Quirks: the region is the sending domain's, fixed when the domain was created (US
 -- api.mailgun.net or EU api.eu.mailgun.net; data never crosses regions): a field. There
 -- is no current-user endpoint: the connection is the sending domain (a field), which

@@ -1,7 +1,7 @@
 -- Miro REST API v2. https://developers.miro.com/docs/getting-started-with-oauth
 -- https://developers.miro.com/reference/exchange-authorization-code-with-access-token
 -- https://developers.miro.com/reference/get-new-access-token-using-refresh-token
--- https://developers.miro.com/reference/get-access-token-context (GET /v1/oauth-token)
+-- https://developers.miro.com/reference/oauth-20-authorization-v2 (step "Get access token context", GET /v1/oauth-token)
 -- Quirks: authorizing installs the app on a team the user picks; the OAuth endpoints
 -- stay on v1 while the API is v2. Miro's reference shows the token parameters in the
 -- query string but says to send them in the body (as connrt does). Whether tokens

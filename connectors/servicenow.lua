@@ -1,6 +1,7 @@
 -- ServiceNow (an instance's inbound OAuth).
--- https://www.servicenow.com/docs/bundle/xanadu-platform-security/page/administer/security/concept/c_OAuthAuthorizationCodeFlow.html
 -- https://www.servicenow.com/docs/r/zurich/platform-security/authentication/t_ManageTokens.html
+-- https://www.servicenow.com/docs/bundle/yokohama-security-management/page/product/secops-integration-sir/
+--   secops-integration-splunk-addon/task/configure-application-registry-splunk.html (registering an app)
 -- https://developer.servicenow.com/dev.do#!/reference/api/latest/rest/c_TableAPI
 -- Quirks: every customer runs their own instance (usually NAME.service-now.com, but
 -- custom domains exist), asked for whole; the instance's admin registers the app

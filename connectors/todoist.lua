@@ -1,4 +1,4 @@
--- Todoist (API v1). https://developer.todoist.com/api/v1/#tag/Authorization
+-- Todoist (API v1). https://todoist.com/api/v1/docs#tag/Authorization (as the SDK cites it; not read)
 -- Endpoints and request shapes as the first-party SDK sends them:
 -- https://github.com/Doist/todoist-api-typescript (src/authentication.ts, src/consts/endpoints.ts)
 -- Quirks: scopes are comma-separated; the token response is only access_token and

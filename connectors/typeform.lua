@@ -1,6 +1,6 @@
 -- Typeform. https://www.typeform.com/developers/get-started/applications/
 -- https://www.typeform.com/developers/get-started/scopes/
--- Test API: GET /me (https://www.typeform.com/developers/create/reference/retrieve-your-own-account/).
+-- Test API: GET /me (Typeform's Create API reference, "Retrieve your own account"; page not read).
 -- Quirks: `offline` among the scopes gives a refresh token; accounts in the EU data
 -- centre have their own authorization server and OAuth clients at api.typeform.eu (a
 -- field). client_id and client_secret in the form body.

@@ -1,6 +1,6 @@
 -- Wrike API v4. https://developers.wrike.com/oauth-20-authorization
 -- https://developers.wrike.com/overview ; https://developers.wrike.com/faq
--- https://developers.wrike.com/api/v4/contacts/ (GET /contacts?me=true)
+-- GET /contacts?me=true: Wrike's API v4 reference, Contacts (page not read)
 -- Quirks: the token response names the account's data centre in `host` (www.wrike.com,
 -- app-eu.wrike.com, ...), which becomes the API host: allowed URL https://{host}/api/v4.
 -- hooks.token_response accepts only a host under wrike.com, so a token response cannot
