@@ -41,7 +41,7 @@ describe("connrt check", function()
     local p = io.popen("ls connectors/*.lua")
     for f in p:lines() do files[#files + 1] = f end
     p:close()
-    assert.is_true(#files >= 33, "expected the 33 shipped connectors")
+    assert.is_true(#files >= 68, "expected the 68 shipped connectors")
     local args = { "check" }
     for _, f in ipairs(files) do args[#args + 1] = f end
     local res = h.connrt(args)

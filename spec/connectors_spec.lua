@@ -154,6 +154,118 @@ local CASES = {
     fields = { "site=ada-site", "email=ada@example.com", "api_token=ATATT-standin-api-token" },
     name = "Ada Lovelace at ada-site", unique_id = "ada-site/5b10a2844c20165700ede21g",
     request = "/myself", expect = "5b10a2844c20165700ede21g" },
+  -- batch 2 (issue #19)
+  { id = "bitbucket", name = "Ada Lovelace's Bitbucket", unique_id = "{d301aafa-d676-4ee0-88be-962be7417567}",
+    request = "/user/permissions/workspaces", expect = "analytical-engines" },
+  { id = "linkedin", name = "Ada Lovelace (ada@example.com)", unique_id = "782bbtaQ",
+    request = "/v2/userinfo", expect = "given_name" },
+  { id = "pinterest", name = "adalovelace on Pinterest", unique_id = "adalovelace",
+    request = "/boards", expect = "Difference Engines" },
+  { id = "fitbit", name = "Ada L.", unique_id = "GGNJL9",
+    request = "/1/user/-/activities/date/2024-01-01.json", expect = "8421" },
+  { id = "webex", name = "Ada Lovelace (ada@example.com)",
+    unique_id = "Y2lzY29zcGFyazovL3VzL1BFT1BMRS9mNWIzNjE4Ny1jOGRkLTQ3MjctOGIyZi1mOWM0NDdmMjkwNDY",
+    request = "/rooms", expect = "Engine Design" },
+  { id = "typeform", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, name = "Ada (ada@example.com)",
+    unique_id = "ada@example.com", request = "/forms", expect = "Engine survey" },
+  { id = "canva", name = "Ada Lovelace", unique_id = "oBpVhLW22VrqtwKgaayRbP/oUnPjZ2k2yuhftbWF7873o",
+    request = "/designs", expect = "Engine poster",
+    saw = function(log)
+      -- the display name came from the profile, read by hooks.lookup before the test API
+      assert.equal(1, #find(log, "GET", "/rest/v1/users/me/profile"))
+    end },
+  { id = "strava", name = "Ada Lovelace", unique_id = "134815",
+    request = "/athlete/activities", expect = "Morning Ride to the Engine" },
+  { id = "todoist", name = "Ada Lovelace (ada@example.com)", unique_id = "2671355",
+    request = "/projects", expect = "Inbox" },
+  { id = "clickup", name = "Ada Lovelace (ada@example.com)", unique_id = "123",
+    request = "/team", expect = "Analytical Engines",
+    saw = function(log)
+      local t = find(log, "POST", "/api/v2/oauth/token")[1]
+      assert.equal("", t.query) -- no client secret or code in the URL
+      assert.matches("client_secret=", t.body, 1, true)
+    end },
+  { id = "miro", name = "Ada Lovelace at Analytical Engines", unique_id = "3458764517517819000/3458764517517852417",
+    request = "/boards", expect = "Engine plans" },
+  { id = "webflow", name = "Ada Lovelace (ada@example.com)", unique_id = "545bbecb7bdd6769632504a7",
+    request = "/sites", expect = "analytical-engines" },
+  { id = "monday", name = "Ada Lovelace at Analytical Engines", unique_id = "1825528/4012689",
+    request = "/v2", method = "POST", body = '{"query":"query { me { id } }"}', expect = "4012689",
+    saw = function(log)
+      -- the raw token, as monday's examples send it
+      assert.matches("^at%-", find(log, "POST", "/v2")[1].headers.authorization)
+    end },
+  { id = "square", rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } }, name = "Ada's Engines",
+    unique_id = "MLN0S71B5T7XB", request = "/locations", expect = "Engine Works",
+    saw = function(log)
+      local t = find(log, "POST", "/oauth2/token")[1]
+      assert.equal("cid-standin", cjson.decode(t.body).client_id)
+    end },
+  { id = "paypal", rewrites = { { "https://www.{{environment}}.com", "ORIGIN" }, { "https://api-m.{{environment}}.com", "ORIGIN" } },
+    name = "Ada Lovelace", unique_id = "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
+    request = "/identity/oauth2/userinfo?schema=paypalv1.1", expect = "WDJJHEBZ4X2LY" },
+  { id = "docusign", rewrites = { { "https://{{auth_host}}", "ORIGIN" } }, name = "Ada Lovelace at Analytical Engines",
+    unique_id = "7fb0c3ff-6b7c-4d4e-9b1a-0a1b2c3d4e5f/4799e5e9-1559-4915-9862-cf4713bbcacc",
+    request = "/envelopes", expect = "Engine contract",
+    allowed = function(origin)
+      return { origin .. "/dsapi/restapi/v2.1/accounts/7fb0c3ff-6b7c-4d4e-9b1a-0a1b2c3d4e5f", origin .. "/oauth/userinfo" }
+    end },
+  { id = "okta", rewrites = { { "https://{{domain}}", "ORIGIN/okta/{{domain}}" } }, fields = { "domain=dev-123456.okta.com" },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "dev-123456.okta.com/00uid4BxXw6I6TV4m0g3",
+    request = "/users/me", expect = "ACTIVE" },
+  { id = "auth0", rewrites = { { "https://{{domain}}", "ORIGIN/auth0/{{domain}}" } }, fields = { "domain=ada.eu.auth0.com" },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "ada.eu.auth0.com/auth0|5f7c8ec7c33c6c004bbafe82",
+    request = "ORIGIN/auth0/ada.eu.auth0.com/userinfo", expect = "email_verified" },
+  { id = "servicenow", rewrites = { { "https://{{instance}}", "ORIGIN/sn/{{instance}}" } },
+    fields = { "instance=dev12345.service-now.com" }, name = "Ada Lovelace at dev12345.service-now.com",
+    unique_id = "dev12345.service-now.com/62826bf03710200044e0bfc8bcbe5df1",
+    request = "/table/incident", expect = "INC0000001" },
+  { id = "basecamp", fields = { "user_agent=Engines (ada@example.com)" }, name = "Ada Lovelace at Analytical Engines",
+    unique_id = "99999999/1049715914", request = "/projects.json", expect = "The Difference Engine",
+    allowed = function(origin) return { origin .. "/bc3/99999999", origin .. "/authorization.json" } end },
+  { id = "harvest", fields = { "user_agent=Engines (ada@example.com)" }, name = "Ada Lovelace at Analytical Engines",
+    unique_id = "123456/1782884", request = "/time_entries", expect = "Bernoulli numbers",
+    saw = function(log)
+      -- the lookup ran before the account was known: without the account header
+      local a = find(log, "GET", "/api/v2/accounts")[1]
+      assert.is_nil(a.headers["harvest-account-id"])
+    end },
+  { id = "freshbooks", name = "Ada Lovelace (ada@example.com)", unique_id = "2192788",
+    request = "/accounting/account/zDmNq/invoices/invoices", expect = "Babbage & Co" },
+  { id = "surveymonkey", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, name = "ada (ada@example.com)",
+    unique_id = "1234567", request = "/surveys", expect = "Engine feedback" },
+  { id = "wrike", rewrites = { { "https://{{host}}/api/v4", "ORIGIN/wrike/{{host}}/api/v4" } }, name = "Ada Lovelace",
+    unique_id = "IEAAJXXX/KUAJ25LC", request = "/folders", expect = "Engine plans",
+    allowed = function(origin) return { origin .. "/wrike/www.wrike.com/api/v4" } end },
+  { id = "sentry", rewrites = { { 'pattern = "https://[%w.-]+%.[%a]+[:%d]*"', 'pattern = "http://127%.0%.0%.1:%d+"' } },
+    fields = { "token=sntryu_0123456789abcdef-standin" }, name = "Ada Lovelace (ada@example.com)", unique_id = "ORIGIN/1",
+    request = "/organizations/", expect = "analytical-engines" },
+  { id = "vercel", fields = { "token=vcp_standin_token_value" }, name = "adalovelace (ada@example.com)",
+    unique_id = "AEIIDYVk59zbFF2Sxfyxxmua", request = "/v9/projects", expect = "engine-site" },
+  { id = "digitalocean", fields = { "token=dop_v1_standin_token" }, name = "ada@example.com",
+    unique_id = "b6fr89dbf6d9156cace5f3c78dc9851d957381ef", request = "/droplets", expect = "difference-engine" },
+  { id = "cloudflare", fields = { "token=cf-standin-api-token" },
+    name = "Cloudflare token ed17574386854bf78a67040be0a770b0 (active)", unique_id = "ed17574386854bf78a67040be0a770b0",
+    request = "/zones", expect = "engines.example" },
+  { id = "openai", fields = { "api_key=sk-proj-standin-key" }, name = "OpenAI (analytical-engines)",
+    unique_id = "analytical-engines", request = "/models", expect = "gpt-4o-mini" },
+  { id = "anthropic", fields = { "api_key=sk-ant-standin-key" },
+    name = "Anthropic organization 0e1a3c5f-7a9b-4c2d-8e0f-1a2b3c4d5e6f", unique_id = "0e1a3c5f-7a9b-4c2d-8e0f-1a2b3c4d5e6f",
+    request = "/v1/models", expect = "Claude Sonnet 4" },
+  { id = "twilio", fields = { "account_sid=AC0123456789abcdef0123456789abcdef", "auth_token=standin-auth-token" },
+    name = "Analytical Engines", unique_id = "AC0123456789abcdef0123456789abcdef",
+    request = "/Accounts/AC0123456789abcdef0123456789abcdef/IncomingPhoneNumbers.json", expect = "Engine line" },
+  { id = "sendgrid", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, fields = { "api_key=SG.standin.key-value" },
+    name = "adalovelace", unique_id = "1234567", request = "/v3/scopes", expect = "mail.send" },
+  { id = "mailgun", rewrites = { { "https://{{api_host}}", "ORIGIN" } },
+    fields = { "sending_domain=mg.example.com", "api_key=key-standin-mailgun" }, name = "mg.example.com on Mailgun",
+    unique_id = "5d77a2efe39a8b7f2b7a4b0c", request = "/v3/mg.example.com/events", expect = "delivered" },
+  { id = "datadog", rewrites = { { "https://api.{{site}}", "ORIGIN" } },
+    fields = { "label=Analytical Engines", "api_key=dd-standin-api-key", "app_key=dd-standin-app-key" },
+    name = "Analytical Engines (Datadog datadoghq.com)", unique_id = "datadoghq.com/Analytical Engines",
+    request = "/api/v1/monitor", expect = "Engine CPU high" },
+  { id = "pagerduty", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, fields = { "api_token=y_NbAkKc66ryYTWUXYEu" },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "PXPGF42", request = "/incidents", expect = "Engine overheated" },
 }
 
 describe("shipped connectors against provider stand-ins #integration", function()
@@ -178,6 +290,21 @@ describe("shipped connectors against provider stand-ins #integration", function(
     return h.connrt(args, { env = env(home) }), path
   end
 
+  it("every shipped connector has a case here and a stand-in fixture", function()
+    local cased = {}
+    for _, case in ipairs(CASES) do cased[case.id] = true end
+    local p = io.popen("ls connectors/*.lua")
+    local n = 0
+    for path in p:lines() do
+      local id = path:match("([^/]+)%.lua$")
+      n = n + 1
+      assert.is_true(cased[id], id .. " has no case in CASES")
+      assert.truthy(h.read("spec/fixtures/providers/" .. id .. ".json"), id .. " has no fixture")
+    end
+    p:close()
+    assert.equal(n, #CASES)
+  end)
+
   for _, case in ipairs(CASES) do
     it(case.id .. ": connects through the stand-in and sends a request", function()
       with_standin(case.id, function(standin, home)
@@ -185,11 +312,11 @@ describe("shipped connectors against provider stand-ins #integration", function(
         assert.equal(0, res.code, res.stderr)
         local out = cjson.decode(res.stdout)
         assert.equal(case.name, out.name)
-        assert.equal(case.unique_id, out.unique_id)
+        assert.equal((case.unique_id:gsub("^ORIGIN", standin.origin)), out.unique_id)
         assert.is_nil((res.stdout .. res.stderr):find(CLIENT_SECRET, 1, true))
         local rargs = { "request", case.id }
         if case.method then rargs[#rargs + 1] = case.method end
-        rargs[#rargs + 1] = case.request
+        rargs[#rargs + 1] = (case.request:gsub("^ORIGIN", standin.origin))
         if case.body then rargs[#rargs + 1] = "-d"; rargs[#rargs + 1] = case.body end
         res = h.connrt(rargs, { env = env(home) })
         assert.equal(0, res.code, res.stderr)
@@ -212,6 +339,15 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "zendesk", method = "DELETE", path = "/zd/ada/api/v2/oauth/tokens/current.json",
       api = "/zd/ada/api/v2/users/me.json", fields = { "subdomain=ada" },
       rewrites = { { "https://{{subdomain}}.zendesk.com", "ORIGIN/zd/{{subdomain}}" } } },
+    { id = "strava", method = "POST", path = "/oauth/deauthorize", api = "/api/v3/athlete" },
+    { id = "todoist", method = "POST", path = "/api/v1/access_tokens/revoke", api = "/api/v1/user" },
+    { id = "square", method = "POST", path = "/oauth2/revoke", api = "/v2/merchants/me",
+      rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
+    { id = "auth0", method = "POST", path = "/auth0/ada.eu.auth0.com/oauth/revoke", fields = { "domain=ada.eu.auth0.com" },
+      rewrites = { { "https://{{domain}}", "ORIGIN/auth0/{{domain}}" } } },
+    -- RFC 7009 through revoke_url: the refresh token, then the access token
+    { id = "fitbit", method = "POST", path = "/oauth2/revoke", count = 2, api = "/1/user/-/profile.json",
+      says = "revoked the refresh token and access token of fitbit" },
   }) do
     it(rv.id .. ": revokes with the provider's own request, and the token stops working", function()
       with_standin(rv.id, function(standin, home)
@@ -222,8 +358,8 @@ describe("shipped connectors against provider stand-ins #integration", function(
         st:close()
         res = h.connrt({ "revoke", rv.id }, { env = env(home) })
         assert.equal(0, res.code, res.stderr)
-        assert.matches("revoked the authorization of " .. rv.id, res.stderr, 1, true)
-        assert.equal(1, #find(standin.log(), rv.method, rv.path))
+        assert.matches(rv.says or ("revoked the authorization of " .. rv.id), res.stderr, 1, true)
+        assert.equal(rv.count or 1, #find(standin.log(), rv.method, rv.path))
         assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
         if rv.api then
           local r = assert(require("connrt.http").client():request({ url = standin.origin .. rv.api,
@@ -268,16 +404,60 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end)
   end)
 
+  it("strava: keeps the athlete from the token response and the granted scopes from the callback; rotating refresh tokens keep working", function()
+    with_standin("strava", function(standin, home)
+      local res = connect({ id = "strava" }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      local show = cjson.decode(h.connrt({ "show", "strava", "--json" }, { env = env(home) }).stdout)
+      assert.equal("134815", show.values.athlete_id)
+      assert.equal("read,activity:read_all", show.values.granted_scope)
+      -- each refresh spends the refresh token (the stand-in forgets it): a second refresh
+      -- works only if the newest one was kept
+      for _ = 1, 2 do
+        res = h.connrt({ "refresh", "strava" }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+      end
+      assert.equal(3, #find(standin.log(), "POST", "/oauth/token"))
+      show = cjson.decode(h.connrt({ "show", "strava", "--json" }, { env = env(home) }).stdout)
+      assert.equal("134815", show.values.athlete_id) -- refreshes answer without the athlete
+      res = h.connrt({ "request", "strava", "/athlete" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+    end)
+  end)
+
+  it("square: reads expires_at (ISO 8601) as the expiry, and refreshes with the same refresh token", function()
+    with_standin("square", function(standin, home)
+      local rw = { { "https://connect.{{env}}.com", "ORIGIN" } }
+      local res = connect({ id = "square", rewrites = rw }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      local show = cjson.decode(h.connrt({ "show", "square", "--json" }, { env = env(home) }).stdout)
+      assert.is_true(math.abs(show.expires_at - (os.time() + 2592000)) < 600, "expires_at " .. tostring(show.expires_at))
+      for _ = 1, 2 do
+        res = h.connrt({ "refresh", "square" }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+      end
+      local bodies = {}
+      for _, e in ipairs(find(standin.log(), "POST", "/oauth2/token")) do bodies[#bodies + 1] = cjson.decode(e.body) end
+      assert.equal("refresh_token", bodies[3].grant_type)
+      assert.equal(bodies[2].refresh_token, bodies[3].refresh_token)
+    end)
+  end)
+
   local ERRORS = {
     { id = "slack", says = "invalid_code" },         -- HTTP 200 {"ok": false}
     { id = "github", says = "bad_verification_code" }, -- HTTP 200 {"error": ...}
     { id = "notion", says = "invalid_grant" },
+    { id = "fitbit", says = "invalid_grant: Authorization code invalid" }, -- {"errors": [{"errorType", ...}]}
+    { id = "strava", says = "invalid_grant: Bad Request (AuthorizationCode code invalid)" }, -- Strava's fault shape
+    { id = "clickup", says = "OAUTH_014: Code not found" },                 -- {"err", "ECODE"}
+    { id = "square", says = "UNAUTHORIZED: Authorization code is already redeemed", -- {"errors": [...]}
+      rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
   }
   for _, e in ipairs(ERRORS) do
     it(e.id .. ": a token error in the provider's shape fails the connect and saves nothing", function()
       with_standin(e.id, function(standin, home)
         standin.fail("token")
-        local res = connect({ id = e.id }, standin, home)
+        local res = connect({ id = e.id, rewrites = e.rewrites }, standin, home)
         assert.are_not.equal(0, res.code)
         assert.matches(e.says, res.stderr, 1, true)
         local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
@@ -295,6 +475,16 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end)
   end)
 
+  it("anthropic: the test API fails without the anthropic-version header the provider requires", function()
+    with_standin("anthropic", function(standin, home)
+      local path = rewritten("anthropic", standin.origin, { { ', ["anthropic-version"] = "2023-06-01"', "" } }, tmp)
+      local res = h.connrt({ "run", path, "--field", "api_key=sk-ant-standin-key", "--timeout", "20" }, { env = env(home) })
+      assert.are_not.equal(0, res.code)
+      assert.matches("GET /v1/models answered 400: anthropic-version: header is required", res.stderr, 1, true)
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end)
+  end)
+
   it("salesforce: an instance_url that is not https is refused before it joins the allowed URLs", function()
     local doc = cjson.decode(h.read("spec/fixtures/providers/salesforce.json"))
     doc.token.body.instance_url = "http://evil.example.com"
@@ -307,6 +497,21 @@ describe("shipped connectors against provider stand-ins #integration", function(
       assert.equal(0, #find(standin.log(), "GET", "/instance/services/oauth2/userinfo"))
       local list = cjson.decode(h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
       assert.equal(0, #list)
+    end, fixture)
+  end)
+
+  it("wrike: a token response naming an API host outside wrike.com is refused before anything is sent there", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/wrike.json"))
+    doc.token.body.host = "evil.example"
+    local fixture = tmp .. "/wrike-evil.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("wrike", function(standin, home)
+      local res = connect({ id = "wrike", rewrites = { { "https://{{host}}/api/v4", "ORIGIN/wrike/{{host}}/api/v4" } } },
+        standin, home)
+      assert.are_not.equal(0, res.code)
+      assert.matches("names API host evil.example, which is not a wrike.com host", res.stderr, 1, true)
+      for _, e in ipairs(standin.log()) do assert.is_nil(e.path:find("evil", 1, true)) end
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
     end, fixture)
   end)
 

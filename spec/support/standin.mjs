@@ -13,9 +13,16 @@
 // tokens; API routes answer only with a currently valid credential in the place the
 // provider expects it, and with the required headers.
 //
-// Fixture strings may use $ORIGIN, $ACCESS_TOKEN and $REFRESH_TOKEN. An API route with
-// `revokes` is a revocation in the provider's shape: it checks the token named in a JSON
-// body (json_token) or form values (form), then ends every access and refresh token.
+// Fixture strings may use $ORIGIN, $ACCESS_TOKEN, $REFRESH_TOKEN and $ISO_AFTER:N (the
+// time N seconds from now, ISO 8601, for providers that send an expiry date instead of
+// expires_in). An API route may list `require_query` values its query must carry. A
+// route with `revokes` is a revocation in the provider's shape: it checks the token
+// named in a JSON body (json_token) or a form field (form_token, RFC 7009: an unknown
+// token is answered 200 and ends nothing), an access or a refresh token, and fixed form
+// values (form), then ends every access and refresh token. A
+// `refresh` shape with rotate: false keeps the refresh token it is given valid and
+// answers with that same one as $REFRESH_TOKEN (Square's code flow); otherwise each
+// refresh spends it. An API route with auth "none" is authenticated by its body.
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
 // (the next token response is the fixture's error), POST /_standin/expire (every access
 // token stops working).
@@ -38,7 +45,8 @@ const b64url = (buf) => buf.toString("base64").replace(/\+/g, "-").replace(/\//g
 
 function subst(v) {
   if (typeof v === "string") {
-    return v.replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess).replaceAll("$REFRESH_TOKEN", lastRefresh);
+    return v.replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess).replaceAll("$REFRESH_TOKEN", lastRefresh)
+      .replace(/\$ISO_AFTER:(\d+)/g, (_, n) => new Date(Date.now() + Number(n) * 1000).toISOString().replace(/\.\d+Z$/, "Z"));
   }
   if (Array.isArray(v)) return v.map(subst);
   if (v && typeof v === "object") {
@@ -110,13 +118,14 @@ function tokenParams(req, text) {
   return { params };
 }
 
-function tokenResponse(req, res, shape, kind) {
+// `keep`: a refresh token that stays (a refresh that does not rotate answers with it)
+function tokenResponse(req, res, shape, kind, keep) {
   if (failNext.has(kind)) {
     failNext.delete(kind);
     return send(res, fixture.token.error);
   }
   lastAccess = rand("at-");
-  lastRefresh = rand("rt-");
+  lastRefresh = keep || rand("rt-");
   access.add(lastAccess);
   refresh.add(lastRefresh);
   // GitHub: form-encoded unless the client asks for JSON
@@ -151,8 +160,9 @@ async function onToken(req, res, isRefreshPath) {
   }
   if (p.grant_type === "refresh_token" && (isRefreshPath || !fixture.refresh?.path)) {
     if (!refresh.has(p.refresh_token)) return oauthError(res, 400, "invalid_grant", "unknown refresh token");
-    if (fixture.refresh?.rotate !== false) refresh.delete(p.refresh_token);
-    return tokenResponse(req, res, fixture.refresh || fixture.token, "refresh");
+    const rotate = fixture.refresh?.rotate !== false;
+    if (rotate) refresh.delete(p.refresh_token);
+    return tokenResponse(req, res, fixture.refresh || fixture.token, "refresh", rotate ? undefined : p.refresh_token);
   }
   return oauthError(res, 400, "unsupported_grant_type", `grant_type ${p.grant_type} is not taken here`);
 }
@@ -189,6 +199,7 @@ function onAuthorize(req, res, q) {
 // Does the request carry a valid credential where this route expects it?
 function authorized(req, q, how) {
   const h = req.headers;
+  if (how === "none") return true; // a revocation that its body authenticates
   if (how === "bearer" || how === "oauth") {
     const m = (h.authorization || "").match(how === "bearer" ? /^Bearer (.+)$/ : /^OAuth (.+)$/);
     return !!m && access.has(m[1]);
@@ -217,6 +228,9 @@ const server = http.createServer(async (req, res) => {
         const body = await readBody(req);
         entry.body = body;
         if (!authorized(req, u.searchParams, r.auth)) return send(res, fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
+        for (const [k, v] of Object.entries(r.require_query || {})) {
+          if (u.searchParams.get(k) !== v) return send(res, r.missing_query || { status: 400, body: { error: `query ${k}=${v} is required` } });
+        }
         for (const [k, v] of Object.entries(r.require_headers || {})) {
           if (req.headers[k.toLowerCase()] !== v) return send(res, r.missing_header || { status: 400, body: { error: `${k} is required` } });
         }
@@ -225,9 +239,15 @@ const server = http.createServer(async (req, res) => {
           if (r.revokes.json_token) {
             let doc = {};
             try { doc = JSON.parse(body); } catch { /* checked below */ }
-            if (!access.has(doc[r.revokes.json_token])) return send(res, { status: 422, body: { error: "unknown token" } });
+            const t = doc[r.revokes.json_token];
+            if (!access.has(t) && !refresh.has(t)) return send(res, { status: 422, body: { error: "unknown token" } });
           }
           const form = Object.fromEntries(new URLSearchParams(body));
+          if (r.revokes.form_token) {
+            // RFC 7009 2.2: a token the server does not know is answered 200 and changes nothing
+            const named = form[r.revokes.form_token];
+            if (!access.has(named) && !refresh.has(named)) return send(res, r);
+          }
           for (const [k, v] of Object.entries(r.revokes.form || {})) {
             if (form[k] !== v) return send(res, { status: 400, body: { error: `${k} must be ${v}` } });
           }
