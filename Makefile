@@ -30,7 +30,7 @@ MOD_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lib
 MODS     = $(BUILD)/lib/connrt/http.so $(BUILD)/lib/connrt/crypto.so $(BUILD)/lib/connrt/lmdb.so \
            $(BUILD)/lib/connrt/pg.so
 BIN_OBJ  = $(BUILD)/obj/main.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/listener.o $(BUILD)/obj/api/sys.o \
-           $(BUILD)/obj/api/urlparse.o
+           $(BUILD)/obj/api/urlparse.o $(BUILD)/obj/api/base64.o $(BUILD)/obj/api/sandbox.o
 LUA_LIBS = $(shell pkg-config --libs lua5.4 2>/dev/null)
 API_SRC  = $(wildcard src/api/*.c)
 API_OBJ  = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(API_SRC))
@@ -74,7 +74,7 @@ $(BUILD)/lib/connrt/http.so: $(BUILD)/obj/api/http.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libcurl 2>/dev/null)
 
-$(BUILD)/lib/connrt/crypto.so: $(BUILD)/obj/api/crypto.o
+$(BUILD)/lib/connrt/crypto.so: $(BUILD)/obj/api/crypto.o $(BUILD)/obj/api/base64.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libcrypto libsodium 2>/dev/null)
 

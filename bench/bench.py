@@ -211,7 +211,7 @@ print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
         for _ in range(rounds):
             for k in tp:
                 if k == "lua":
-                    secs = run_json([CONNRT, "run", "bench/throughput.lua", conn, url, str(N_THROUGHPUT)],
+                    secs = run_json([CONNRT, "script", "bench/throughput.lua", conn, url, str(N_THROUGHPUT)],
                                     cwd=ROOT, env=env)["seconds"]
                 elif k == "c":
                     secs = run_json([os.path.join(ROOT, "build", "bench", "throughput"), conn, url, str(N_THROUGHPUT)],
@@ -246,7 +246,7 @@ print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
         homes = {}
         for n in STORE_SIZES:
             h = os.path.join(tmp, f"store{n}")
-            out = subprocess.run([CONNRT, "run", "bench/populate.lua", str(n), issuer, api], cwd=ROOT,
+            out = subprocess.run([CONNRT, "script", "bench/populate.lua", str(n), issuer, api], cwd=ROOT,
                                  env=dict(os.environ, CONNRT_HOME=h), capture_output=True, text=True, check=True)
             homes[n] = (h, out.stdout.strip())
         token_runs = 10 if QUICK else 30

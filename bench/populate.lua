@@ -1,6 +1,6 @@
 -- Fills the store (CONNRT_HOME) with N connections of the benchmark connector, in
 -- batches of one write transaction each, and prints the id of the middle one.
--- usage: connrt run bench/populate.lua N SERVER API
+-- usage: connrt script bench/populate.lua N SERVER API
 local store = require("connrt.store")
 local crypto = require("connrt.crypto")
 local n, server, api = tonumber(arg[1]), arg[2], arg[3]

@@ -1,5 +1,5 @@
 -- Throughput from a Lua pipeline: N GETs through one connection, one process.
--- usage: connrt run bench/throughput.lua CONNECTION URL N   (prints {"seconds": S})
+-- usage: connrt script bench/throughput.lua CONNECTION URL N   (prints {"seconds": S})
 local id, target, n = arg[1], arg[2], tonumber(arg[3])
 local sys = require("connrt.sys")
 local conn = connrt.connection(id)

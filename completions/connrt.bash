@@ -7,7 +7,7 @@
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
 
-_connrt_commands="run authorize request token refresh revoke delete rekey list show check redirect-url version help"
+_connrt_commands="run script authorize request token refresh revoke delete rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -102,12 +102,12 @@ _connrt() {
   done
 
   case "$cmd" in
-    run | authorize)
+    run | authorize | script)
       if [ "$npos" -eq 0 ]; then
         # a connector or script: *.lua files and directories to look in
         compopt -o filenames 2>/dev/null
         mapfile -t COMPREPLY < <({ compgen -d -- "$cur"; compgen -f -X '!*.lua' -- "$cur"; } | sort -u)
-      elif [ "$cmd" = run ]; then
+      elif [ "$cmd" = script ]; then
         # a pipeline script's own arguments
         compopt -o default 2>/dev/null
       fi

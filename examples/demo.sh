@@ -25,7 +25,7 @@ echo "== authorization server: $(cat "$DEMO/server.out")"
 export CONNRT_HOME="$DEMO/home"
 export CONNRT_REDIRECT_URL=http://127.0.0.1:8400/callback
 # the "browser" is a scripted user who signs in as john and approves
-export CONNRT_BROWSER="$ROOT/build/connrt run $ROOT/spec/support/browser.lua"
+export CONNRT_BROWSER="$ROOT/build/connrt script $ROOT/spec/support/browser.lua"
 export SIGNIN_USER=john SIGNIN_LOG="$DEMO/browser.log"
 export CONNRT_CLIENT_SECRET=basic-secret
 

@@ -1,11 +1,11 @@
--- A Lua pipeline: run it with `connrt run examples/pipeline.lua CONNECTION [PATH]`.
+-- A Lua pipeline: run it with `connrt script examples/pipeline.lua CONNECTION [PATH]`.
 -- It looks the connection up, calls an API through it (credentials added by connrt,
 -- only to the connection's allowed URLs, the token refreshed when needed) and prints
 -- what it found. `connrt` is the pipeline API (lua/connrt/api.lua); a plain lua5.4
 -- program gets the same with `local connrt = require "connrt"`.
 local id, path = arg[1], arg[2] or "/me"
 if not id then
-  io.stderr:write("usage: connrt run examples/pipeline.lua CONNECTION [PATH]\n")
+  io.stderr:write("usage: connrt script examples/pipeline.lua CONNECTION [PATH]\n")
   return 2
 end
 

@@ -17,7 +17,7 @@ cat >"$script" <<'LUA'
 local doc = require("cjson").decode(io.read("a"))
 print(math.tointeger(doc.status), doc.body[arg[1]])
 LUA
-printf '%s' "$answer" | "$CONNRT" run "$script" "$field" | {
+printf '%s' "$answer" | "$CONNRT" script "$script" "$field" | {
   read -r status value
   echo "status $status, $field: $value"
 }

@@ -250,7 +250,7 @@ local CASES = {
   { "command line", "request: a negative wait", code = exit.usage,
     args = { "request", "local-oidc", "/me", "--max-wait", "-3" }, msg = "--max-wait -3: expected a number" },
   { "command line", "a pipeline script that fails names itself and the line", code = exit.failed,
-    args = function() return { "run", file("pipe-error.lua", "local n = connrt.list()\nlocal x = nil\nreturn x.y\n") } end,
+    args = function() return { "script", file("pipe-error.lua", "local n = connrt.list()\nlocal x = nil\nreturn x.y\n") } end,
     msg = function()
       local p = ctx.tmp .. "/pipe-error.lua"
       return "pipeline script " .. p .. " failed: " .. p .. ":3: attempt to index a nil value"
@@ -437,7 +437,7 @@ describe("hostile and broken input #integration", function()
     ctx.hostile_path = file("hostile.lua", HOSTILE:format(""))
     ctx.env = {
       CONNRT_REDIRECT_URL = ctx.redirect,
-      CONNRT_BROWSER = h.CONNRT .. " run " .. ROOT .. "/spec/support/browser.lua",
+      CONNRT_BROWSER = h.CONNRT .. " script " .. ROOT .. "/spec/support/browser.lua",
       CONNRT_CLIENT_SECRET = "basic-secret",
     }
     -- the two connections every case must leave as they are, made through the real flow

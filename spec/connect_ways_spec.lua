@@ -36,7 +36,7 @@ describe("ways to connect (integration) #integration", function()
 
   local function env(home, extra)
     local e = { CONNRT_HOME = home, CONNRT_REDIRECT_URL = redirect,
-      CONNRT_BROWSER = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua" }
+      CONNRT_BROWSER = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua" }
     for k, v in pairs(extra or {}) do e[k] = v end
     return e
   end

@@ -280,7 +280,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
   local function env(home)
     return { CONNRT_HOME = home, CONNRT_REDIRECT_URL = redirect, CONNRT_CLIENT_ID = CLIENT_ID,
       CONNRT_CLIENT_SECRET = CLIENT_SECRET,
-      CONNRT_BROWSER = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua" }
+      CONNRT_BROWSER = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua" }
   end
 
   local function connect(case, standin, home)

@@ -281,7 +281,7 @@ describe("crash safety: SIGKILL at random moments #integration #crash", function
     redirect = ("http://127.0.0.1:%d/callback"):format(h.free_port())
     connector_path = tmp .. "/crash-oidc.lua"
     h.write(connector_path, CONNECTOR)
-    browser = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua"
+    browser = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua"
     -- both take token and userinfo requests 10 ms late and answer them 10 ms after
     -- acting on them, so that kills land in those requests on either side
     long = h.start_server({ redirect = redirect, args = "--latency 20" })

@@ -8,7 +8,7 @@ local help = require("connrt.help")
 
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
-local COMMANDS = { "run", "authorize", "request", "token", "refresh", "revoke", "delete", "rekey", "list", "show",
+local COMMANDS = { "run", "script", "authorize", "request", "token", "refresh", "revoke", "delete", "rekey", "list", "show",
   "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
@@ -99,7 +99,8 @@ describe("connrt help (lua/connrt/help.lua)", function()
     assert.matches("--param NAME=VALUE", run, 1, true)
     assert.matches("CONNRT_FIELD_<KEY>", run, 1, true)
     assert.matches("default 300", run, 1, true)
-    assert.matches("connrt run SCRIPT.lua [ARGS...]", run, 1, true)
+    assert.matches("connrt script", run, 1, true)
+    assert.matches("connrt script SCRIPT.lua [ARGS...]", help.command("script"), 1, true)
     local req = help.command("request")
     assert.matches("-H, --header 'NAME: VALUE'", req, 1, true)
     for _, m in ipairs(METHODS) do assert.is_true(has_word(req, m), m) end

@@ -63,7 +63,7 @@ describe("pipelines (integration) #integration", function()
   local function env(home, extra)
     local e = {
       CONNRT_HOME = home, CONNRT_REDIRECT_URL = redirect,
-      CONNRT_BROWSER = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua",
+      CONNRT_BROWSER = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua",
       SIGNIN_USER = "john", CONNRT_CLIENT_SECRET = "basic-secret",
     }
     for k, v in pairs(extra or {}) do e[k] = v end
@@ -309,7 +309,7 @@ describe("pipelines (integration) #integration", function()
     end)
 
     it("runs a Lua pipeline script", function()
-      local res = connrt(home, { "run", "examples/pipeline.lua", "pipe" })
+      local res = connrt(home, { "script", "examples/pipeline.lua", "pipe" })
       assert.equal(0, res.code, res.stderr)
       assert.equal("John's Account (pipe): john@example.com\n", res.stdout)
     end)

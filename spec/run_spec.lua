@@ -31,7 +31,7 @@ describe("connrt run (integration) #integration", function()
     local env = {
       CONNRT_HOME = opts.home,
       CONNRT_REDIRECT_URL = redirect,
-      CONNRT_BROWSER = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua",
+      CONNRT_BROWSER = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua",
       SIGNIN_USER = opts.user or "john",
       SIGNIN_ACTION = opts.action or "approve",
       SIGNIN_CALLBACK_DELAY = opts.delay and tostring(opts.delay) or nil,

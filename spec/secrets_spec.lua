@@ -30,7 +30,7 @@ describe("secrets never leak #integration", function()
 
   local function connect(extra_env, args)
     local e = env({
-      CONNRT_BROWSER = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua",
+      CONNRT_BROWSER = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua",
       SIGNIN_USER = "john", SIGNIN_ACTION = "approve", SIGNIN_CODE_TO = codes_file,
       CONNRT_CLIENT_SECRET = CLIENT_SECRET,
     })

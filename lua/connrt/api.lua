@@ -1,5 +1,5 @@
 --- api.lua - the pipeline API: what a Lua pipeline script gets as the global `connrt`
--- under `connrt run SCRIPT.lua`, and what `require "connrt"` returns in a plain lua5.4
+-- under `connrt script SCRIPT.lua`, and what `require "connrt"` returns in a plain lua5.4
 -- (through build/connrt.so, see src/api/api.c).
 --
 --   local gh = connrt.connection("github")         -- an id, or a connector's only one

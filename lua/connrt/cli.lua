@@ -117,7 +117,7 @@ local RUN_OPTIONS = { field = "multi", ["field-file"] = "multi", ["client-id"] =
   ["client-secret"] = "value", ["client-secret-file"] = "value", scope = "multi", param = "multi",
   timeout = "value", ["no-browser"] = "flag", json = "flag", paste = "flag" }
 
-local function flow_options(argv, usage, loaded)
+local function flow_options(argv, usage)
   local o, rest = parse(argv, RUN_OPTIONS)
   if #rest ~= 1 then errors.raise("usage", "%s", usage) end
   local timeout = o.timeout and tonumber(o.timeout)
@@ -125,7 +125,7 @@ local function flow_options(argv, usage, loaded)
     errors.raise("usage", "--timeout %s: expected a number of seconds", o.timeout)
   end
   return o, {
-    connector = rest[1], loaded = loaded, fields = key_values(o.field, "field"),
+    connector = rest[1], fields = key_values(o.field, "field"),
     field_files = key_values(o["field-file"], "field-file"), client_id = o["client-id"],
     client_secret = o["client-secret"], client_secret_file = o["client-secret-file"],
     scopes = o.scope, params = key_values(o.param, "param", true), paste = o.paste,
@@ -133,16 +133,20 @@ local function flow_options(argv, usage, loaded)
   }
 end
 
+-- `connrt run FILE` takes FILE as a connector, always: it runs only in the connector
+-- sandbox, and a file that fails there is an invalid connector (exit 3), never run another
+-- way. Pipeline scripts, which get the full runtime, run with `connrt script`: the
+-- command, not the file's content, decides.
 function commands.run(argv)
-  -- `connrt run SCRIPT.lua ARGS...`: a pipeline script gets the arguments after it
-  local loaded
-  if argv[1] and not argv[1]:match("^%-") then
-    local kind, c = require("connrt.connector").classify(argv[1])
-    if kind == "pipeline" then return run_pipeline(argv[1], { table.unpack(argv, 2) }) end
-    loaded = c
+  local o, opts = flow_options(argv, "usage: connrt run CONNECTOR.lua [options] (a pipeline script: connrt script SCRIPT.lua [ARGS...])")
+  local ok, c = pcall(require("connrt.connector").load, opts.connector)
+  if not ok then
+    if errors.is(c) and c.kind == "connector" then
+      errors.raise("connector", "%s (a pipeline script runs with `connrt script %s`)", c.message, opts.connector)
+    end
+    error(c, 0)
   end
-  local o, opts = flow_options(argv, "usage: connrt run CONNECTOR.lua [options]", loaded)
-  if opts.loaded and opts.loaded.path ~= opts.connector then opts.loaded = nil end
+  opts.loaded = c
   local rec, updated = require("connrt.flow").run(opts)
   if o.json then
     json_out({ id = rec.id, connector = rec.connector, name = rec.name, unique_id = rec.unique_id,
@@ -152,6 +156,12 @@ function commands.run(argv)
       rec.unique_id, rec.id)
   end
   return 0
+end
+
+-- `connrt script SCRIPT.lua [ARGS...]`: a pipeline script, with the full runtime.
+function commands.script(argv)
+  if not argv[1] or argv[1]:match("^%-") then errors.raise("usage", "usage: connrt script SCRIPT.lua [ARGS...]") end
+  return run_pipeline(argv[1], { table.unpack(argv, 2) })
 end
 
 function commands.authorize(argv)
@@ -437,7 +447,7 @@ function M.main(argv)
   local rest = { table.unpack(argv, 2) }
   -- `connrt COMMAND --help`, but not for a pipeline script's own arguments
   if fn and cmd ~= "help" and (rest[#rest] == "--help" or rest[#rest] == "-h")
-      and not (cmd == "run" and rest[1] and rest[1]:match("%.lua$") and #rest > 2) then
+      and not (cmd == "script" and #rest > 1) then
     return commands.help({ cmd })
   end
   if not fn then

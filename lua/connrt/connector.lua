@@ -1,78 +1,35 @@
 --- connector.lua - loading a connector script in its sandbox and checking it.
 --
 -- A connector is a Lua file that returns a table (see schema.lua for the format). It
--- runs in an environment of its own: the pure Lua libraries (string, table, math,
--- utf8, a few of os's clock functions) and connrt's helpers (json, base64, url
--- encoding), without io, os.execute, require, load or debug, and under an instruction
--- budget so a looping hook cannot hang the runtime. Hooks run in the same sandbox.
-local cjson = require("cjson.safe")
-local crypto = require("connrt.crypto")
+-- runs in a Lua state of its own (src/api/sandbox.c), with its own allocator, under a
+-- memory limit and a budget of instructions and CPU time per call, with the globals of
+-- sandbox_env.lua: the pure Lua libraries and connrt's helpers, without io, os.execute,
+-- require, load or debug. What it returns comes out as a copy: data, with its functions
+-- (the hooks) turned into proxies that run them back in the sandbox. Nothing the runtime
+-- uses is reachable from inside, so connector code cannot change it; exceeding a limit is
+-- a connector error, and a connector that met one runs no more.
 local errors = require("connrt.errors")
+local sandbox = require("connrt.sandbox")
 local schema = require("connrt.schema")
 local template = require("connrt.template")
 local url = require("connrt.url")
 
 local M = {}
 
--- Instructions a connector chunk or one hook call may run before it is stopped.
-M.INSTRUCTION_BUDGET = 50 * 1000 * 1000
-
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
+-- The limits of one connector's sandbox: memory for its whole state; instructions and CPU
+-- seconds for each call into it (loading it, one hook). CONNRT_CONNECTOR_MEMORY (MiB) and
+-- CONNRT_CONNECTOR_CPU (seconds) change the first two.
+local function env_number(name, dflt)
+  local v = tonumber(os.getenv(name) or "")
+  return (v and v > 0) and v or dflt
 end
-
---- The helpers connectors get as the global `connrt`.
-local function helpers()
-  return {
-    json = {
-      decode = function(s) return cjson.decode(s) end,
-      encode = function(v) return cjson.encode(v) end,
-      null = cjson.null,
-    },
-    base64 = { encode = crypto.b64encode, decode = crypto.b64decode },
-    base64url = { encode = crypto.b64url_encode, decode = crypto.b64url_decode },
-    url = {
-      encode = url.encode, decode = url.decode,
-      form_encode = url.form_encode, form_decode = url.form_decode,
-      parse = url.parse, build = url.build,
-    },
-  }
-end
-
---- A fresh sandbox environment.
-local function sandbox()
-  local s = copy(string)
-  s.dump = nil
-  local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-    pcall = pcall, xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen,
-    rawset = rawset, select = select, setmetatable = setmetatable, getmetatable = getmetatable,
-    tonumber = tonumber, tostring = tostring, type = type, _VERSION = _VERSION,
-    string = s, table = copy(table), math = copy(math), utf8 = copy(utf8),
-    os = { time = os.time, date = os.date, clock = os.clock, difftime = os.difftime },
-    connrt = helpers(),
-  }
-  env._G = env
-  return env
-end
-
---- Calls `fn` with an instruction budget; returns pcall's results.
-local function budgeted(fn, ...)
-  local count = 0
-  local step = 10000
-  debug.sethook(function()
-    count = count + step
-    if count > M.INSTRUCTION_BUDGET then
-      debug.sethook()
-      error("instruction budget exceeded (a loop that never ends?)", 2)
-    end
-  end, "", step)
-  local res = table.pack(pcall(fn, ...))
-  debug.sethook()
-  return table.unpack(res, 1, res.n)
-end
+M.LIMITS = {
+  memory = math.floor(env_number("CONNRT_CONNECTOR_MEMORY", 64) * 1024 * 1024),
+  cpu = env_number("CONNRT_CONNECTOR_CPU", 5),
+  instructions = 50 * 1000 * 1000,
+}
+-- The most of a response body a hook is given (`truncated = true` says it was cut).
+M.HOOK_BODY_MAX = 1024 * 1024
 
 local function fail(path, fmt, ...)
   errors.raise("connector", "%s: " .. fmt, path, ...)
@@ -213,7 +170,10 @@ function M.check_field_value(f, value)
     return false, string.format("%q is not one of: %s", value, table.concat(f.choices, ", "))
   end
   if f.pattern then
-    local s, e = value:find(f.pattern)
+    -- the connector's pattern, matched with a step limit (sandbox.find): a pattern that
+    -- backtracks without end on a value cannot stall connrt
+    local ok, s, e = pcall(sandbox.find, value, f.pattern)
+    if not ok then return false, string.format("cannot be checked against the pattern %s: %s", f.pattern, s) end
     if not (s == 1 and e == #value) then
       return false, string.format("%q does not match the pattern %s", value, f.pattern)
     end
@@ -221,17 +181,20 @@ function M.check_field_value(f, value)
   return true
 end
 
--- Compiles and runs source text in a fresh sandbox. Returns pcall's results.
+-- Compiles and runs source text in a fresh sandbox. Returns true and the value it
+-- returned (a copy), or false and why (a connector error is raised for a syntax error).
 local function run_sandboxed(src, path)
-  local chunk, err = load(src, "@" .. path, "t", sandbox())
-  if not chunk then
-    fail(path, "syntax error: %s", tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ":", "line "))
+  local box = sandbox.new(M.LIMITS)
+  local ok, v, reason = box:run(src, "@" .. path)
+  if ok then return true, v end
+  if reason == "syntax" then
+    fail(path, "syntax error: %s", (tostring(v):gsub("^" .. path:gsub("%p", "%%%0") .. ":", "line ")))
   end
-  return budgeted(chunk)
+  return false, v
 end
 
 --- Runs connector source in a fresh sandbox without checking what it returns (for
--- `connrt check`). Returns pcall's results.
+-- `connrt check`). Returns true and the value, or false and the error message.
 function M.evaluate(src, path)
   return run_sandboxed(src, path)
 end
@@ -312,30 +275,27 @@ function M.load(path)
   return M.load_source(read(path), path)
 end
 
---- Tells a connector from a pipeline script: a file that, run in the connector sandbox,
--- returns a table is a connector (returned checked); anything else (a script that
--- needs more than the sandbox gives, or returns something else) is a pipeline. But a
--- file that is written as a connector (a top-level `return {`) and fails in the sandbox
--- is a broken connector: it is reported, never run again outside the sandbox.
--- Returns "connector", c or "pipeline".
-function M.classify(path)
-  local src = read(path)
-  local ok, v = run_sandboxed(src, path)
-  if ok and type(v) == "table" then return "connector", check(v, src, path) end
-  if not ok and (src:match("^return%s*{") or src:match("\nreturn%s*{")) then load_error(path, v) end
-  return "pipeline"
+--- Runs a connector hook in its sandbox. Errors name the connector and the hook; an
+-- error of the runtime that the hook called (a refused URL, a network failure) keeps its
+-- kind.
+function M.call_hook(c, name, ...)
+  local res = table.pack(c.hooks[name](...))
+  if not res[1] then
+    local msg, reason, runtime_err = res[2], res[3], res[4]
+    if reason == "runtime" and runtime_err ~= nil then error(runtime_err, 0) end
+    errors.raise("connector", "%s: hooks.%s failed: %s", c.path, name, tostring(msg))
+  end
+  return table.unpack(res, 2, res.n)
 end
 
---- Runs a connector hook in the sandbox. Errors name the connector and the hook.
-function M.call_hook(c, name, ...)
-  local fn = c.hooks[name]
-  local ok, a, b = budgeted(fn, ...)
-  if not ok then
-    -- an error of the runtime a hook called (a refused URL, a network failure) keeps its kind
-    if errors.is(a) then error(a, 0) end
-    errors.raise("connector", "%s: hooks.%s failed: %s", c.path, name, tostring(a))
+--- A response as hooks see it: {status, headers, body}, the body cut to HOOK_BODY_MAX
+-- (with `truncated = true`), so a large download cannot fill the sandbox.
+function M.hook_response(resp)
+  local body = resp.body or ""
+  if #body > M.HOOK_BODY_MAX then
+    return { status = resp.status, headers = resp.header, body = body:sub(1, M.HOOK_BODY_MAX), truncated = true }
   end
-  return a, b
+  return { status = resp.status, headers = resp.header, body = body }
 end
 
 --- Resolves a URL template with `values`. A value that begins the template must be an

@@ -62,6 +62,8 @@ local ENVIRONMENT = {
   { "CONNRT_REFRESH_MARGIN", "refresh a token this many seconds before it expires (default 60)" },
   { "CONNRT_LOCK_TIMEOUT", "seconds a change to the store waits for another process's write before it gives "
     .. "up (default 30; reads never wait)" },
+  { "CONNRT_CONNECTOR_MEMORY", "the memory limit of a connector's sandbox, in MiB (default 64)" },
+  { "CONNRT_CONNECTOR_CPU", "the CPU seconds a connector may spend loading, or in one hook (default 5)" },
   { "CONNRT_LUA_DIR", "where the runtime's Lua layer is (default: set at build time)" },
   { "NO_COLOR", "when set, connrt prints no colours" },
 }
@@ -81,9 +83,8 @@ local ID_TEXT = "ID is a connection's id (as connrt list shows it), or a connect
 local COMMANDS = {
   {
     name = "run",
-    overview = { { "run CONNECTOR.lua [options]", "connect an account" },
-      { "run SCRIPT.lua [ARGS...]", "run a pipeline script with the connrt API" } },
-    usage = { "connrt run CONNECTOR.lua [options]", "connrt run SCRIPT.lua [ARGS...]" },
+    overview = { { "run CONNECTOR.lua [options]", "connect an account" } },
+    usage = { "connrt run CONNECTOR.lua [options]" },
     text = {
       "Connects an account at the app that CONNECTOR.lua describes: opens the app's sign-in page in a browser "
         .. "(and prints its URL), waits for the app to send the browser back to the redirect URL, exchanges the "
@@ -93,8 +94,8 @@ local COMMANDS = {
       "With --paste, nothing listens: sign in with a browser anywhere, then paste on standard input the address "
         .. "the browser was sent to, the code, or the line that connrt authorize printed on a machine with a "
         .. "browser.",
-      "A SCRIPT.lua that is not a connector runs as a pipeline script, with the connrt API in the global "
-        .. "`connrt` and ARGS in `arg`, as lua5.4 would set it.",
+      "CONNECTOR.lua is always taken as a connector: it runs only in the connector sandbox, and a file that "
+        .. "fails there is an invalid connector (exit 3). Pipeline scripts run with connrt script.",
     },
     options = {
       CONNECT_OPTIONS[1], CONNECT_OPTIONS[2], CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5],
@@ -109,7 +110,21 @@ local COMMANDS = {
       { "connrt run connectors/github.lua --client-id Iv1.8a61f9b3 --client-secret-file ~/github.secret",
         "connect a GitHub account" },
       { "connrt run connectors/github.lua --paste", "on a server without a browser" },
-      { "connrt run examples/pipeline.lua github", "a pipeline script" },
+    },
+  },
+  {
+    name = "script",
+    overview = { { "script SCRIPT.lua [ARGS...]", "run a pipeline script with the connrt API" } },
+    usage = { "connrt script SCRIPT.lua [ARGS...]" },
+    text = {
+      "Runs SCRIPT.lua as a pipeline script, with the full runtime: the connrt API in the global `connrt` and "
+        .. "ARGS in `arg`, as lua5.4 would set them. A script is trusted code (it can read every connection); "
+        .. "connectors, which may come from anyone, run with connrt run in their sandbox instead. Whether a file "
+        .. "is a connector or a script is decided by the command, never by running the file.",
+    },
+    options = {},
+    examples = {
+      { "connrt script examples/pipeline.lua github", "a pipeline script" },
     },
   },
   {

@@ -2,7 +2,7 @@
 -- requests and a cookie jar, the way a person's browser would, and follows the final
 -- redirect to connrt's listener.
 --
--- As a program (CONNRT_BROWSER="connrt run spec/support/browser.lua"): the URL is the
+-- As a program (CONNRT_BROWSER="connrt script spec/support/browser.lua"): the URL is the
 -- last argument; SIGNIN_USER (default john), SIGNIN_ACTION (approve | deny | none) and
 -- SIGNIN_CALLBACK_DELAY (seconds), SIGNIN_REWRITE_STATE (a state to send instead of the
 -- real one), SIGNIN_PASTE_TO (a file or FIFO to write the callback address to instead of

@@ -20,6 +20,14 @@ int luaopen_connrt_lmdb(lua_State *L);     /* LMDB environments and transactions
 int luaopen_connrt_pg(lua_State *L);       /* PostgreSQL connections (libpq) */
 int luaopen_connrt_sys(lua_State *L);      /* clocks, sleep, terminals, processes */
 int luaopen_connrt_urlparse(lua_State *L); /* splitting http(s) URLs (for url.lua) */
+int luaopen_connrt_base64(lua_State *L);   /* base64 and base64url (no OpenSSL) */
+int luaopen_connrt_sandbox(lua_State *L);  /* connector sandboxes: a Lua state each */
+
+/* The base64 functions of connrt.base64, also registered in connrt.crypto. */
+int connrt_b64encode(lua_State *L);
+int connrt_b64decode(lua_State *L);
+int connrt_b64url_encode(lua_State *L);
+int connrt_b64url_decode(lua_State *L);
 
 /* Registers every module above in package.preload. */
 void connrt_preload(lua_State *L);
