@@ -377,7 +377,7 @@ local STORE_CASES = {
     msg = "/key: the key must be 32 bytes, as 64 hex digits or base64" },
   { "store", "a key file others can read", code = exit.store, args = { "token", "local-oidc" },
     home = function() local d = store_copy() require("connrt.sys").chmod(d .. "/key", 420) return d end,
-    msg = "/key is readable by others (mode 644): chmod 600 it" },
+    msg = "/key has mode 0644: its group or others may read or change the key; chmod 600 " },
   { "store", "the key file is missing", code = exit.store, args = { "token", "local-oidc" },
     home = function() local d = store_copy() os.remove(d .. "/key") return d end,
     msg = "/key is missing" },

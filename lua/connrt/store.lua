@@ -20,12 +20,17 @@ local cjson = require("cjson")
 local crypto = require("connrt.lazy")("connrt.crypto") -- `list` needs no OpenSSL
 local errors = require("connrt.errors")
 local lmdb = require("connrt.lmdb")
+local log = require("connrt.log")
 local sys = require("connrt.sys")
 
 local M = {}
 
 local DBS = { "connections", "secrets", "accounts", "clients", "connectors", "leases", "meta" }
 local KEY_CHECK = "connrt key check v1"
+
+-- Permission bits for the file's group and others (0077: Lua has no octal literals).
+local GROUP_OTHER = 63
+local function octal(mode) return ("%04o"):format(mode) end
 
 --- The store's directory: CONNRT_HOME, else $XDG_DATA_HOME/connrt, else ~/.local/share/connrt.
 function M.default_home()
@@ -71,9 +76,12 @@ local function load_key(home, sealed_before)
   local text = f:read("a")
   f:close()
   if not text then errors.raise("store", "key file %s is not a file that can be read", path) end
+  -- refused, not repaired: whoever could read it may hold the key already, which only
+  -- the owner can judge (and answer with connrt rekey)
   local mode = sys.mode(path)
-  if mode and mode & 0077 ~= 0 then
-    errors.raise("store", "key file %s is readable by others (mode %o): chmod 600 it", path, mode)
+  if mode and mode & GROUP_OTHER ~= 0 then
+    errors.raise("store", "key file %s has mode %s: its group or others may read or change the key; chmod 600 %s "
+      .. "(and connrt rekey if someone else may have read it)", path, octal(mode), path)
   end
   return decode_key(text, "key file " .. path), "key file " .. path, path
 end
@@ -100,6 +108,31 @@ function M.exists(home)
   return sys.mode(home) ~= nil
 end
 
+-- The store's directory and files must be the owner's alone. A directory with group or
+-- other permissions is refused: it may be one connrt did not create (CONNRT_HOME set to
+-- a shared or system directory), whose mode is not ours to change. data.mdb and lock.mdb
+-- are connrt's own files, so group or other bits there are removed (0600) with a notice
+-- on standard error: the directory, checked first, already keeps others out.
+local function guard_modes(home)
+  local d = io.open(home .. "/", "rb") -- opens a directory only: anything else is lmdb.open's to report
+  if not d then return end
+  d:close()
+  local mode = sys.mode(home)
+  if mode and mode & GROUP_OTHER ~= 0 then
+    errors.raise("store", "the store directory %s has mode %s: its group or others may reach the store; chmod 700 %s",
+      home, octal(mode), home)
+  end
+  for _, name in ipairs({ "data.mdb", "lock.mdb" }) do
+    local path = home .. "/" .. name
+    local m = sys.mode(path)
+    if m and m & GROUP_OTHER ~= 0 then
+      local ok, err = sys.chmod(path, 384) -- 0600
+      if not ok then errors.raise("store", "%s has mode %s, open to its group or others, and %s", path, octal(m), err) end
+      log.err("connrt: %s had mode %s, open to its group or others: set to 0600", path, octal(m))
+    end
+  end
+end
+
 local Store = {}
 Store.__index = Store
 
@@ -122,6 +155,7 @@ function M.open(home, opts)
   end
   local ok, err = sys.mkdir(home, 448) -- 0700
   if not ok then errors.raise("store", "%s", err) end
+  guard_modes(home)
   local env, oerr = lmdb.open(home, DBS, {})
   if not env then errors.raise("store", "%s", oerr) end
   local check = read_one(env, "meta", "keycheck") -- nil: the store's first open
