@@ -10,6 +10,7 @@
 local cjson = require("cjson.safe")
 local connector = require("connrt.connector")
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local listener = require("connrt.listener")
 local log = require("connrt.log")
 local oauth = require("connrt.oauth")
@@ -423,6 +424,7 @@ function M.exchange(ctx, token)
     client_id = ctx.client_id, client_secret = ctx.client_secret }
   local req = request.from_template(c.exchange_request, { creds, ctx.fields, token.values or {} }, c.path .. ": exchange_request")
   local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
+  req.max_body = limits.TOKEN_BODY -- its answer is a token response
   local new = oauth.normalize(request.send(req, where), where)
   new.refresh_token = new.refresh_token or token.refresh_token
   for k, v in pairs(token.values or {}) do if new.values[k] == nil then new.values[k] = v end end

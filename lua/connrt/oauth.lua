@@ -6,6 +6,7 @@ local cjson = require("cjson.safe")
 local connector = require("connrt.connector")
 local crypto = require("connrt.crypto")
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local log = require("connrt.log")
 local request = require("connrt.request")
 local template = require("connrt.template")
@@ -79,13 +80,15 @@ function M.token_request(c, token_url, ctx, grant, opts)
     params[#params + 1] = { "client_id", ctx.client_id }
     if ctx.client_secret then params[#params + 1] = { "client_secret", ctx.client_secret } end
   end
+  -- a token endpoint's answer is small: a huge one is refused before it is parsed
   if json then
     -- a JSON object of the same parameters (Notion, Atlassian)
     local doc = {}
     for _, p in ipairs(params) do if doc[p[1]] == nil then doc[p[1]] = p[2] end end
-    return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc) }
+    return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc), max_body = limits.TOKEN_BODY }
   end
-  return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params) }
+  return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params),
+    max_body = limits.TOKEN_BODY }
 end
 
 local function title_of(body)
