@@ -32,8 +32,7 @@ local Connection = {}
 Connection.__index = function(self, k)
   if k ~= "c" then return Connection[k] end
   local rec = self.rec
-  local src = self.st:connector_source(rec.connector_hash)
-  if not src then errors.raise("store", "connection %s: its connector's source is missing from the store", rec.id) end
+  local src = rawget(self, "source") or self.st:connector_source(rec) -- checked against the record's bound hash
   local c = connector.load_source(src, rec.connector_path or rec.connector)
   rawset(self, "c", c)
   return c
@@ -48,11 +47,14 @@ local function register_secrets(secrets)
 end
 
 --- Opens the connection `ref` (an id, or a connector id with one connection) from the
--- store `st`.
+-- store `st`. The record is checked against its sealed binding, and its connector's
+-- source against the record's hash, here: before anything is sent or printed (`connrt
+-- token` loads no connector, but a changed one still fails it).
 function M.open(st, ref)
   local rec = st:find(ref)
   local self = setmetatable({ st = st, rec = rec }, Connection)
   self.secrets = st:secrets(rec)
+  self.source = st:connector_source(rec)
   register_secrets(self.secrets)
   return self
 end
