@@ -1,13 +1,16 @@
 -- luacheck: std +busted
--- How much a token endpoint may answer (issue 13, item 12; the bound is in
--- lua/connrt/limits.lua): an answer over 1 MiB (well under the general 64 MiB) is refused
--- before it is parsed, at connect and at refresh, as a provider error (exit 5) that names
--- the endpoint and the limit, and nothing is stored. A real loopback provider
--- (spec/support/provider.mjs).
+-- How much a provider's answer may make connrt keep (issue 13, item 12; the bounds are
+-- in lua/connrt/limits.lua): a token endpoint's answer over 1 MiB is refused before it is
+-- parsed, at connect and at refresh; a kept value over 4 KiB, a scope over 16 KiB, a token
+-- over 64 KiB and a connection over 256 KiB are refused; each is a provider error (exit
+-- 5) that names the endpoint and the limit, and nothing is stored. Extra keys beyond the
+-- declared values, however many, are dropped rather than kept, and a connector declares
+-- at most 64 values. A real loopback provider (spec/support/provider.mjs).
 local cjson = require("cjson")
 local h = require("support.helpers")
 local limits = require("connrt.limits")
 local prov = require("support.provider")
+
 describe("limits on what a provider's answer makes connrt keep #integration", function()
   local p, tmp, path
 
@@ -50,6 +53,8 @@ describe("limits on what a provider's answer makes connrt keep #integration", fu
     local home = h.tmpdir()
     local res = prov.run(p, path, home)
     assert.equal(0, res.code, res.stderr)
+    -- the filler was not declared: not kept
+    assert.is_true(#list(home) < 4096, #list(home))
     h.rmdir(home)
   end)
 
@@ -71,6 +76,53 @@ describe("limits on what a provider's answer makes connrt keep #integration", fu
     h.rmdir(home)
   end)
 
+  it("60,000 extra keys (under 1 MiB) are dropped, not kept: the record stays small", function()
+    p.mode({ tok = "manykeys", count = 60000 })
+    local home = h.tmpdir()
+    local res = prov.run(p, path, home)
+    assert.equal(0, res.code, res.stderr)
+    local l = list(home)
+    assert.is_true(#l < 4096, "the record is " .. #l .. " bytes")
+    assert.same({ api_base = p.origin .. "/api", region = "eu" }, cjson.decode(l)[1].values)
+    h.rmdir(home)
+  end)
+
+  it("a connector declaring more than 64 values is refused (exit 3)", function()
+    local names = {}
+    for i = 1, limits.VALUES + 1 do names[i] = '"v' .. i .. '"' end
+    local many = tmp .. "/many.lua"
+    h.write(many, prov.connector("values = { " .. table.concat(names, ", ") .. ", \"api_base\" },"))
+    refused({}, "key 'values': has 66 entries, more than the 64 allowed", 3, many)
+    local res = h.connrt({ "check", many })
+    assert.are_not.equal(0, res.code)
+    assert.matches("values: has 66 entries, more than the 64 allowed", res.stdout .. res.stderr, 1, true)
+  end)
+
+  it("a kept value over 4 KiB", function()
+    refused({ tok = "bigvalue", size = limits.VALUE_BYTES + 1 }, "token endpoint " .. p.origin .. "/token: value region is "
+      .. (limits.VALUE_BYTES + 1) .. " bytes, more than the 4096 bytes connrt keeps; nothing was stored")
+  end)
+
+  it("a scope over 16 KiB", function()
+    refused({ tok = "bigscope", size = limits.SCOPE_BYTES + 1 }, "token endpoint " .. p.origin .. "/token: scope is "
+      .. (limits.SCOPE_BYTES + 1) .. " bytes, more than the 16384 bytes connrt keeps")
+  end)
+
+  it("an access token over 64 KiB", function()
+    refused({ tok = "bigtoken", size = limits.TOKEN_BYTES }, "token endpoint " .. p.origin .. "/token: the access token is "
+      .. (limits.TOKEN_BYTES + 3) .. " bytes, more than the 65536 bytes connrt keeps")
+  end)
+
+  it("a connection over 256 KiB in all (62 values of 4 KiB and a scope of 16 KiB, each within its own limit)", function()
+    local names = {}
+    for i = 0, 61 do names[#names + 1] = '"v' .. i .. '"' end
+    local wide = tmp .. "/wide.lua"
+    h.write(wide, prov.connector("values = { \"api_base\", \"region\", " .. table.concat(names, ", ") .. " },"))
+    refused({ tok = "wide", count = 62, size = limits.VALUE_BYTES }, "token endpoint " .. p.origin .. "/token: the "
+      .. "connection would keep ", 5, wide)
+    refused({ tok = "wide", count = 62, size = limits.VALUE_BYTES }, "more than the 262144 bytes connrt keeps for one; "
+      .. "nothing was stored", 5, wide)
+  end)
 end)
 
 describe("connrt.http: a limit for one request", function()

@@ -99,7 +99,8 @@ function Connection:can_refresh()
 end
 
 -- The refresh grant itself: network I/O, no lock held but the lease. Client credentials
--- connections fetch a new token the way they got the first one.
+-- connections fetch a new token the way they got the first one. Returns the token and
+-- what answered it ("refresh at URL").
 function Connection:refresh_grant()
   local rec, c = self.rec, self.c
   local target = rec.urls.refresh_url or rec.urls.token_url
@@ -120,7 +121,7 @@ function Connection:refresh_grant()
     end
     error(tok, 0)
   end
-  return tok
+  return tok, "refresh at " .. target
 end
 
 --- Refreshes the access token, single-flight across processes. `seen` is the access
@@ -140,8 +141,8 @@ function Connection:refresh(seen)
       local ok, err = pcall(function()
         self:reload()
         if self.secrets.access_token ~= seen and not self:expiring(0) then return end -- someone else did it
-        local tok = self:refresh_grant()
-        self.rec, self.secrets = self.st:save_tokens(self.rec.id, tok)
+        local tok, where = self:refresh_grant()
+        self.rec, self.secrets = self.st:save_tokens(self.rec.id, tok, where)
         register_secrets(self.secrets)
       end)
       self.st:release_lease(self.rec.id, owner)

@@ -28,6 +28,7 @@
 local cjson = require("cjson")
 local crypto = require("connrt.lazy")("connrt.crypto") -- `list` needs no OpenSSL
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local lmdb = require("connrt.lmdb")
 local log = require("connrt.log")
 local sys = require("connrt.sys")
@@ -287,15 +288,20 @@ local function binding(rec)
 end
 
 -- Writes a record: its plain part to connections, and `secrets` sealed with the
--- binding of that plain part (as stored: the JSON text read back) to secrets. Returns
--- the sealed blob.
-local function put_record(self, txn, rec, secrets)
+-- binding of that plain part (as stored: the JSON text read back) to secrets. With
+-- `where` (what gave the connection: a token endpoint), a connection larger than
+-- limits.RECORD_BYTES is refused as that provider's error. Returns the sealed blob.
+local function put_record(self, txn, rec, secrets, where)
   rec.sealed = nil
   local text = cjson.encode(rec)
   local bound = {}
   for k, v in pairs(secrets) do bound[k] = v end
   bound.bound = binding(cjson.decode(text))
   local sealed = seal(self, bound, "connection/" .. rec.id)
+  if where and #text + #sealed > limits.RECORD_BYTES then
+    errors.raise("provider", "%s: the connection would keep %d bytes (its record and sealed secrets), more than the "
+      .. "%d bytes connrt keeps for one; nothing was stored", where, #text + #sealed, limits.RECORD_BYTES)
+  end
   txn:put("connections", rec.id, text)
   txn:put("secrets", rec.id, sealed)
   rec.sealed = sealed
@@ -423,7 +429,7 @@ local function new_id(connector)
 end
 
 -- Saves one connection inside the write transaction `txn` (see Store:save).
-local function save_in(self, txn, rec, secrets, source, client, now)
+local function save_in(self, txn, rec, secrets, source, client, now, where)
   local hash = crypto.hex(crypto.sha256(source))
   local akey = account_key(rec.connector, rec.unique_id)
   local existing_id = txn:get("accounts", akey)
@@ -442,7 +448,7 @@ local function save_in(self, txn, rec, secrets, source, client, now)
   end
   rec.updated_at = now
   rec.connector_hash = hash
-  put_record(self, txn, rec, secrets)
+  put_record(self, txn, rec, secrets, where)
   txn:put("accounts", akey, rec.id)
   txn:put("connectors", hash, source)
   if client then
@@ -458,10 +464,12 @@ end
 --- Saves a connection: `rec` (plain metadata, with connector and unique_id), `secrets`
 -- (sealed here), the connector's source, and the client credentials to remember. One
 -- write transaction: connecting the same account (same connector and unique id) again
--- updates that connection, keeping its id. Returns the id and whether it was an update.
-function Store:save(rec, secrets, source, client)
+-- updates that connection, keeping its id. `where` names what gave the connection (the
+-- token endpoint) in the error for one that is too large. Returns the id and whether it
+-- was an update.
+function Store:save(rec, secrets, source, client, where)
   local txn <close> = self.env:begin(true)
-  local id, updated = save_in(self, txn, rec, secrets, source, client, os.time())
+  local id, updated = save_in(self, txn, rec, secrets, source, client, os.time(), where)
   txn:commit()
   return id, updated
 end
@@ -479,9 +487,10 @@ end
 
 --- Saves refreshed tokens in one write transaction: the new access token, the new
 -- refresh token when the provider rotated it (else the old one is kept), the expiry.
--- The record must still match its binding, and is bound again as it now is. Returns the
+-- The record must still match its binding, and is bound again as it now is. `where`
+-- names the refresh endpoint in the error for a connection grown too large. Returns the
 -- new record and secrets.
-function Store:save_tokens(id, tok)
+function Store:save_tokens(id, tok, where)
   local txn <close> = self.env:begin(true)
   local v = txn:get("connections", id)
   if not v then errors.raise("notfound", "connection %s was deleted", id) end
@@ -496,7 +505,7 @@ function Store:save_tokens(id, tok)
   rec.has_refresh_token = secrets.refresh_token ~= nil
   rec.needs_reconnect, rec.last_error = nil, nil
   rec.refreshed_at = os.time()
-  put_record(self, txn, rec, secrets)
+  put_record(self, txn, rec, secrets, where or ("connection " .. id))
   txn:commit()
   return rec, secrets
 end
