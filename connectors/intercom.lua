@@ -1,5 +1,8 @@
 -- Intercom. https://developers.intercom.com/docs/build-an-integration/learn-more/authentication/setting-up-oauth
--- The workspace's region picks the API host (a field); tokens do not expire.
+-- The workspace's region picks the API host (a field); tokens do not expire. The token
+-- response carries the access token twice, as `access_token` and as `token`: the copy is
+-- a secret like the original, so this connector declares no `values` and connrt keeps
+-- nothing of the response in clear.
 return {
   id = "intercom",
   title = "Intercom",

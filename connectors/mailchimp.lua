@@ -36,7 +36,7 @@ return {
       if type(m.dc) ~= "string" or type(m.api_endpoint) ~= "string" then
         return nil, "the metadata has no dc or api_endpoint"
       end
-      return { dc = m.dc, api_endpoint = m.api_endpoint, login_email = type(m.login) == "table" and m.login.email or nil }
+      return { dc = m.dc, api_endpoint = m.api_endpoint }
     end,
   },
 }

@@ -11,6 +11,7 @@ return {
   token_url = "https://api.notion.com/v1/oauth/token",
   client_auth = "basic",
   token_request_format = "json",
+  values = { "workspace_id", "workspace_name", "bot_id" }, -- from the token response
   test = "/users/me",
   name = "{{workspace_name}}",
   unique_id = "{{workspace_id}}",

@@ -35,6 +35,7 @@ return {
   test = { method = "POST", url = "/auth.test" },
   name = "{{user}} at {{team}}",
   unique_id = "{{team_id}}-{{user_id}}",
+  values = { "user_id", "team_id", "team_name", "app_id" }, -- from authed_user and team (hooks.token_response)
   allowed_urls = { "https://slack.com/api" },
   request = { headers = { Authorization = "Bearer {{access_token}}" } },
   hooks = {

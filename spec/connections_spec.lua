@@ -125,7 +125,8 @@ describe("store", function()
     local _, _, code = p:close()
     h.rmdir(other)
     assert.equal(8, code)
-    assert.matches("readable by others", out, 1, true)
+    assert.matches("key file " .. path .. " has mode 0644: its group or others may read or change the key; chmod 600 "
+      .. path, out, 1, true)
   end)
 
   it("refuses a malformed CONNRT_KEY", function()

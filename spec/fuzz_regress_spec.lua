@@ -60,7 +60,8 @@ describe("fuzz regressions", function()
     -- store then failed to encode ("Cannot serialise number")
     it("leaves NaN and infinite extra values out of the token's values", function()
       local tok = oauth.normalize(raw(200, "application/json",
-        '{"access_token":"a","x":NaN,"y":Infinity,"z":-Infinity,"n":1.5,"s":"t","b":false}'), WHERE)
+        '{"access_token":"a","x":NaN,"y":Infinity,"z":-Infinity,"n":1.5,"s":"t","b":false}'), WHERE,
+        { values = { "x", "y", "z", "n", "s", "b" } })
       assert.same({ n = 1.5, s = "t", b = false }, tok.values)
       assert.has_no.errors(function() cjson.encode(tok) end)
     end)
@@ -123,7 +124,8 @@ describe("fuzz regressions", function()
     end)
 
     it("keeps NUL bytes and percent escapes of a form-encoded token as they decode", function()
-      local tok = oauth.normalize(raw(200, "application/x-www-form-urlencoded", "access_token=a%00b%zz+c&x=%41"), WHERE)
+      local tok = oauth.normalize(raw(200, "application/x-www-form-urlencoded", "access_token=a%00b%zz+c&x=%41"), WHERE,
+        { values = { "x" } })
       assert.equal("a\0b%zz c", tok.access_token)
       assert.equal("A", tok.values.x)
     end)

@@ -31,7 +31,7 @@ local function raw(status, body, ctype)
 end
 
 describe("hooks.token_response", function()
-  local function with(hook) return load("hooks = { token_response = " .. hook .. " },") end
+  local function with(hook) return load("values = { \"team\" }, hooks = { token_response = " .. hook .. " },") end
 
   it("takes the documented table, nested values included", function()
     local c = with([[function(r)
@@ -79,7 +79,7 @@ describe("hooks.token_response", function()
   end)
 
   it("without a hook: a token without expires_in, and one with expires_in as a string", function()
-    local c = load()
+    local c = load([[values = { "instance_url" },]])
     assert.is_nil(oauth.fetch_token(c, nil, "t", raw(200, '{"access_token":"a","instance_url":"https://x.example.com"}')).expires_at)
     local tok = oauth.fetch_token(c, nil, "t", raw(200, '{"access_token":"a","expires_in":"60"}'))
     assert.equal(60, tok.expires_in)
@@ -99,7 +99,7 @@ describe("hooks.token_response", function()
 end)
 
 describe("hooks.callback", function()
-  local function with(hook) return load("hooks = { callback = " .. hook .. " },") end
+  local function with(hook) return load("values = { \"realm_id\", \"realm\" }, hooks = { callback = " .. hook .. " },") end
 
   it("keeps the values it returns (QuickBooks realmId)", function()
     local c = with([[function(q) return { realm_id = q.realmId } end]])
@@ -152,15 +152,16 @@ end)
 
 describe("hooks.lookup", function()
   local function with(hook, extra)
-    return load((extra or "") .. "hooks = { lookup = " .. hook .. " },")
+    return load((extra or "values = { \"seen\", \"saw_at\", \"n\", \"ok\", \"tenants\" },")
+      .. "hooks = { lookup = " .. hook .. " },")
   end
   local scope = { { access_token = "at-1" }, {}, { instance = "x" } }
 
   it("returns values, and sees the values known so far but never the token", function()
     local c = with([[function(api)
-      return { seen = api.values.instance, token = tostring(api.values.access_token), n = 3, ok = true }
+      return { seen = api.values.instance, saw_at = tostring(api.values.access_token), n = 3, ok = true }
     end]])
-    assert.same({ seen = "x", token = "nil", n = 3, ok = true }, flow.lookup(c, scope, { "https://api.example.com" }))
+    assert.same({ seen = "x", saw_at = "nil", n = 3, ok = true }, flow.lookup(c, scope, { "https://api.example.com" }))
   end)
 
   it("fails with the hook's message when it returns nil", function()

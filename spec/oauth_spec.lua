@@ -87,13 +87,13 @@ describe("oauth", function()
   describe("token normalization", function()
     it("reads a JSON token response and computes the expiry", function()
       local t = oauth.normalize(raw(200, "application/json",
-        '{"access_token":"at1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt1","instance_url":"https://x"}'),
-        "token endpoint")
+        '{"access_token":"at1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt1","instance_url":"https://x",'
+        .. '"other":"dropped"}'), "token endpoint", { values = { "instance_url" } })
       assert.equal("at1", t.access_token)
       assert.equal("rt1", t.refresh_token)
       assert.equal(3600, t.expires_in)
       assert.is_true(math.abs(t.expires_at - (os.time() + 3600)) <= 1)
-      assert.same({ instance_url = "https://x" }, t.values)
+      assert.same({ instance_url = "https://x" }, t.values) -- declared values only
     end)
 
     it("takes expires_in as a string, and no expires_in at all", function()

@@ -32,8 +32,7 @@ local Connection = {}
 Connection.__index = function(self, k)
   if k ~= "c" then return Connection[k] end
   local rec = self.rec
-  local src = self.st:connector_source(rec.connector_hash)
-  if not src then errors.raise("store", "connection %s: its connector's source is missing from the store", rec.id) end
+  local src = rawget(self, "source") or self.st:connector_source(rec) -- checked against the record's bound hash
   local c = connector.load_source(src, rec.connector_path or rec.connector)
   rawset(self, "c", c)
   return c
@@ -48,11 +47,14 @@ local function register_secrets(secrets)
 end
 
 --- Opens the connection `ref` (an id, or a connector id with one connection) from the
--- store `st`.
+-- store `st`. The record is checked against its sealed binding, and its connector's
+-- source against the record's hash, here: before anything is sent or printed (`connrt
+-- token` loads no connector, but a changed one still fails it).
 function M.open(st, ref)
   local rec = st:find(ref)
   local self = setmetatable({ st = st, rec = rec }, Connection)
   self.secrets = st:secrets(rec)
+  self.source = st:connector_source(rec)
   register_secrets(self.secrets)
   return self
 end
@@ -97,7 +99,8 @@ function Connection:can_refresh()
 end
 
 -- The refresh grant itself: network I/O, no lock held but the lease. Client credentials
--- connections fetch a new token the way they got the first one.
+-- connections fetch a new token the way they got the first one. Returns the token and
+-- what answered it ("refresh at URL").
 function Connection:refresh_grant()
   local rec, c = self.rec, self.c
   local target = rec.urls.refresh_url or rec.urls.token_url
@@ -118,7 +121,7 @@ function Connection:refresh_grant()
     end
     error(tok, 0)
   end
-  return tok
+  return tok, "refresh at " .. target
 end
 
 --- Refreshes the access token, single-flight across processes. `seen` is the access
@@ -138,8 +141,8 @@ function Connection:refresh(seen)
       local ok, err = pcall(function()
         self:reload()
         if self.secrets.access_token ~= seen and not self:expiring(0) then return end -- someone else did it
-        local tok = self:refresh_grant()
-        self.rec, self.secrets = self.st:save_tokens(self.rec.id, tok)
+        local tok, where = self:refresh_grant()
+        self.rec, self.secrets = self.st:save_tokens(self.rec.id, tok, where)
         register_secrets(self.secrets)
       end)
       self.st:release_lease(self.rec.id, owner)

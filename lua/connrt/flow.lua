@@ -10,6 +10,7 @@
 local cjson = require("cjson.safe")
 local connector = require("connrt.connector")
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local listener = require("connrt.listener")
 local log = require("connrt.log")
 local oauth = require("connrt.oauth")
@@ -301,8 +302,9 @@ end
 
 local SCALAR = { string = true, number = true, boolean = true }
 
--- Checks what a hook returned as values to keep: a table of names to strings, numbers or
--- booleans.
+-- Checks what a hook returned as values to keep: a table of names declared in `values`
+-- (none that looks secret: oauth.check_value_name) to strings, numbers or booleans, each
+-- within limits.VALUE_BYTES.
 local function check_values(c, hook, v)
   if type(v) ~= "table" then
     errors.raise("connector", "%s: hooks.%s must return a table of values, returned %s", c.path, hook, type(v))
@@ -313,6 +315,11 @@ local function check_values(c, hook, v)
     end
     if not SCALAR[type(x)] then
       errors.raise("connector", "%s: hooks.%s: value %s is a %s, not a string, number or boolean", c.path, hook, k, type(x))
+    end
+    oauth.check_value_name(c, hook, k)
+    if type(x) == "string" and #x > limits.VALUE_BYTES then
+      errors.raise("provider", "%s: hooks.%s: value %s is %d bytes, more than the %d bytes connrt keeps; nothing was "
+        .. "stored", c.path, hook, k, #x, limits.VALUE_BYTES)
     end
   end
   return v
@@ -423,7 +430,8 @@ function M.exchange(ctx, token)
     client_id = ctx.client_id, client_secret = ctx.client_secret }
   local req = request.from_template(c.exchange_request, { creds, ctx.fields, token.values or {} }, c.path .. ": exchange_request")
   local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
-  local new = oauth.normalize(request.send(req, where), where)
+  req.max_body = limits.TOKEN_BODY -- its answer is a token response
+  local new = oauth.normalize(request.send(req, where), where, c)
   new.refresh_token = new.refresh_token or token.refresh_token
   for k, v in pairs(token.values or {}) do if new.values[k] == nil then new.values[k] = v end end
   return new
@@ -435,9 +443,10 @@ end
 local function finish(ctx, token, extras)
   local c = ctx.c
   if token and c.exchange_request then token = M.exchange(ctx, token) end
-  local values = {}
-  for k, v in pairs(token and token.values or {}) do values[k] = v end
-  for k, v in pairs(extras or {}) do values[k] = v end
+  -- only declared values are here (oauth.finish_token, check_values); `from` says who gave each
+  local values, from = {}, {}
+  for k, v in pairs(token and token.values or {}) do values[k], from[k] = v, nil end
+  for k, v in pairs(extras or {}) do values[k], from[k] = v, "hooks.callback" end
   local token_scope = { client_id = ctx.client_id }
   if token then
     token_scope.access_token, token_scope.token_type = token.access_token, token.token_type
@@ -445,7 +454,23 @@ local function finish(ctx, token, extras)
   end
   if c.hooks.lookup then
     local found = M.lookup(c, { token_scope, ctx.fields, values }, known_allowed(ctx))
-    for k, v in pairs(found) do values[k] = v end
+    for k, v in pairs(found) do values[k], from[k] = v, "hooks.lookup" end
+  end
+  -- values are kept in clear: none may carry a secret of this connection (a hook could
+  -- copy one; the token response's own values were checked by oauth.finish_token)
+  local hidden = {}
+  for _, s in pairs({ token and token.access_token or false, token and token.refresh_token or false,
+      token and token.id_token or false, ctx.client_secret or false }) do
+    if s then hidden[#hidden + 1] = s end
+  end
+  for k in pairs(ctx.secret_fields) do hidden[#hidden + 1] = ctx.fields[k] end
+  for k, v in pairs(values) do
+    for _, s in ipairs(hidden) do
+      if from[k] and type(v) == "string" and type(s) == "string" and #s >= 8 and v:find(s, 1, true) then
+        errors.raise("connector", "%s: %s returned the value %s, which carries a secret of the connection; values are "
+          .. "kept in clear, so nothing was saved", c.path, from[k], k)
+      end
+    end
   end
   -- every allowed URL, now that the token's and the lookup's values exist
   ctx.allowed = {}
@@ -459,6 +484,12 @@ local function finish(ctx, token, extras)
   local unique_id = template.render(c.unique_id, scope, c.path .. ": unique_id")
   if unique_id == "" then
     errors.raise("provider", "%s: unique_id rendered empty; cannot tell accounts apart", c.path)
+  end
+  for _, p in ipairs({ { "name", name }, { "unique_id", unique_id } }) do
+    if #p[2] > limits.NAME_BYTES then
+      errors.raise("provider", "%s: %s rendered %d bytes (from the test API's answer), more than the %d bytes connrt "
+        .. "keeps; nothing was saved", c.path, p[1], #p[2], limits.NAME_BYTES)
+    end
   end
 
   local plain_fields, secrets = {}, { client_secret = ctx.client_secret, fields = {} }
@@ -477,7 +508,8 @@ local function finish(ctx, token, extras)
     expires_at = token and token.expires_at, has_refresh_token = token and token.refresh_token ~= nil or false,
   }
   local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret } or nil
-  local id, updated = ctx.st:save(rec, secrets, c.source, client)
+  local id, updated = ctx.st:save(rec, secrets, c.source, client,
+    token and ("token endpoint " .. tostring(ctx.urls.token_url)) or c.path)
   rec.id = id
   return rec, updated
 end
@@ -584,8 +616,8 @@ local function via_paste(ctx)
   if ctx.opts.browser ~= false then open_browser(a.url) end
   local kind, v = read_paste(ctx, a)
   if kind == "blob" then
-    local tok = oauth.finish_token(v.token, "the pasted authorize result")
-    return finish(ctx, tok, v.extras)
+    local tok = oauth.finish_token(v.token, "the pasted authorize result", ctx.c, "pasted")
+    return finish(ctx, tok, check_values(ctx.c, "callback", v.extras or {}))
   end
   local token, extras = code_to_token(ctx, v, a.verifier, redirect_uri)
   return finish(ctx, token, extras)

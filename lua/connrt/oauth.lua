@@ -6,6 +6,7 @@ local cjson = require("cjson.safe")
 local connector = require("connrt.connector")
 local crypto = require("connrt.crypto")
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local log = require("connrt.log")
 local request = require("connrt.request")
 local template = require("connrt.template")
@@ -79,13 +80,15 @@ function M.token_request(c, token_url, ctx, grant, opts)
     params[#params + 1] = { "client_id", ctx.client_id }
     if ctx.client_secret then params[#params + 1] = { "client_secret", ctx.client_secret } end
   end
+  -- a token endpoint's answer is small: a huge one is refused before it is parsed
   if json then
     -- a JSON object of the same parameters (Notion, Atlassian)
     local doc = {}
     for _, p in ipairs(params) do if doc[p[1]] == nil then doc[p[1]] = p[2] end end
-    return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc) }
+    return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc), max_body = limits.TOKEN_BODY }
   end
-  return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params) }
+  return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params),
+    max_body = limits.TOKEN_BODY }
 end
 
 local function title_of(body)
@@ -121,10 +124,71 @@ local function storable(v)
   return SCALAR[type(v)] == true
 end
 
---- Checks a token table (from the default parser or a hook) and fills expires_at.
--- Returns {access_token, refresh_token, id_token, token_type, scope, expires_in,
--- expires_at, values = other scalar response values}.
-function M.finish_token(t, where)
+-- Raises a provider error when `v` (a string kept as `what`) is longer than `max` bytes.
+local function bounded(v, max, where, what)
+  if type(v) == "string" and #v > max then
+    errors.raise("provider", "%s: %s is %d bytes, more than the %d bytes connrt keeps; nothing was stored",
+      where, what, #v, max)
+  end
+end
+
+-- The values a token keeps: only the names the connector declares in `values` (every
+-- other key of a provider's answer is dropped: an answer may carry secrets beside the
+-- token, Intercom's `token` or a `session_token`, and values are kept in clear). A
+-- provider's body (`from` nil) is read at its top level. A table hooks.token_response
+-- built (`from` "hook") may name its values in `values`: each must be declared, and a
+-- name that looks secret (log.secret_name) is the connector's error, as for
+-- hooks.callback and lookup. A pasted `connrt authorize` result ("pasted") has them in
+-- `values` too.
+local function keep_values(t, where, c, from)
+  local declared = {}
+  for _, k in ipairs(c and c.values or {}) do declared[k] = true end
+  local explicit = from ~= nil and type(t.values) == "table"
+  local out = {}
+  for k, v in pairs(explicit and t.values or t) do
+    if type(k) == "string" and (explicit or not (TOKEN_KEYS[k] or k == "values")) then
+      if explicit and from == "hook" then M.check_value_name(c, "token_response", k) end
+      if declared[k] and storable(v) then
+        bounded(v, limits.VALUE_BYTES, where, "value " .. k)
+        out[k] = v
+      end
+    end
+  end
+  return out
+end
+
+--- Raises a connector error when a hook returns a value named `k` that connrt must not
+-- keep: a name that looks secret (log.secret_name: values are stored and shown in
+-- clear), or one the connector does not declare in `values`.
+function M.check_value_name(c, hook, k)
+  if log.secret_name(k) then
+    errors.raise("connector", "%s: hooks.%s returned the value %s, whose name looks secret: values are stored and "
+      .. "shown in clear, so connrt keeps no secret among them (a credential the API needs is the token itself)",
+      c.path, hook, k)
+  end
+  for _, d in ipairs(c.values or {}) do if d == k then return end end
+  errors.raise("connector", "%s: hooks.%s returned the value %s, which is not declared in `values` (declared: %s); "
+    .. "connrt keeps only declared values", c.path, hook, k, #(c.values or {}) > 0 and table.concat(c.values, ", ") or "none")
+end
+
+-- Raises a provider error when a text kept in clear carries one of the token's secrets.
+local function no_token_inside(tok, where, what, v)
+  if type(v) ~= "string" then return end
+  for _, k in ipairs({ "access_token", "refresh_token", "id_token" }) do
+    local s = tok[k]
+    if s and #s >= 8 and v:find(s, 1, true) then
+      errors.raise("provider", "%s: %s carries the %s, and it would be kept in clear; nothing was stored", where, what,
+        k:gsub("_", " "))
+    end
+  end
+end
+
+--- Checks a token table (from the default parser or a hook) and fills expires_at. `c`
+-- is the connector (its declared `values`); `from` is "hook" for a table
+-- hooks.token_response returned, "pasted" for a pasted authorize result. Returns
+-- {access_token, refresh_token, id_token, token_type, scope, expires_in, expires_at,
+-- values = the declared values of the response}.
+function M.finish_token(t, where, c, from)
   if type(t) ~= "table" then
     errors.raise("provider", "%s: expected a token table, got %s", where, type(t))
   end
@@ -134,7 +198,7 @@ function M.finish_token(t, where)
   if type(t.access_token) ~= "string" or t.access_token == "" then
     errors.raise("provider", "%s: the response has no access_token", where)
   end
-  local tok = { values = {} }
+  local tok = {}
   for k in pairs(TOKEN_KEYS) do
     local v = t[k]
     if v ~= nil and v ~= cjson.null then tok[k] = v end
@@ -144,6 +208,7 @@ function M.finish_token(t, where)
       errors.raise("provider", "%s: %s is a %s, not a string", where, k, type(tok[k]))
     end
     log.secret(tok[k])
+    bounded(tok[k], limits.TOKEN_BYTES, where, "the " .. k:gsub("_", " "))
   end
   -- scope as a JSON array of strings (Twitch) is the space-separated list of RFC 6749
   if type(tok.scope) == "table" then
@@ -157,6 +222,8 @@ function M.finish_token(t, where)
       errors.raise("provider", "%s: %s is a %s, not a string", where, k, type(tok[k]))
     end
   end
+  bounded(tok.token_type, limits.VALUE_BYTES, where, "token_type")
+  bounded(tok.scope, limits.SCOPE_BYTES, where, "scope")
   if tok.expires_in ~= nil then
     local n = tonumber(tok.expires_in)
     -- not NaN, not infinite, and an integer the store and the clock can hold
@@ -166,11 +233,10 @@ function M.finish_token(t, where)
     tok.expires_in = math.floor(n)
     tok.expires_at = os.time() + tok.expires_in
   end
-  for k, v in pairs(t.values or t) do
-    if type(k) == "string" and not TOKEN_KEYS[k] and k ~= "values" and storable(v) then
-      tok.values[k] = v
-    end
-  end
+  tok.values = keep_values(t, where, c, from)
+  no_token_inside(tok, where, "token_type", tok.token_type)
+  no_token_inside(tok, where, "scope", tok.scope)
+  for k, v in pairs(tok.values) do no_token_inside(tok, where, "value " .. k, v) end
   return tok
 end
 
@@ -188,9 +254,10 @@ local function error_of(body)
   return text(e) or type(e), text(d)
 end
 
---- Turns a raw token endpoint response {status, headers, header, body} into a token,
--- or raises a provider error that says what the endpoint answered.
-function M.normalize(raw, where)
+--- Turns a raw token endpoint response {status, headers, header, body} into a token
+-- (keeping the values connector `c` declares), or raises a provider error that says what
+-- the endpoint answered.
+function M.normalize(raw, where, c)
   local body = parse_body(raw)
   local ctype = raw.header["content-type"] or "no content type"
   if not body then
@@ -201,7 +268,7 @@ function M.normalize(raw, where)
   if e or raw.status < 200 or raw.status > 299 then
     errors.raise("provider", "%s answered %d: %s%s", where, raw.status, e or "no error code", d and (": " .. d) or "")
   end
-  return M.finish_token(body, where)
+  return M.finish_token(body, where, c)
 end
 
 --- Sends a token request (or takes the `raw` response already fetched) and returns the
@@ -214,9 +281,9 @@ function M.fetch_token(c, req, where, raw)
     if t == nil then
       errors.raise("provider", "%s answered %d: %s", where, raw.status, tostring(err or "rejected by hooks.token_response"))
     end
-    return M.finish_token(t, where .. " (through hooks.token_response)")
+    return M.finish_token(t, where .. " (through hooks.token_response)", c, "hook")
   end
-  return M.normalize(raw, where)
+  return M.normalize(raw, where, c)
 end
 
 return M

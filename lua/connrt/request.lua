@@ -96,7 +96,8 @@ end
 
 --- Sends `req` {method, url, headers = array of {name, value}, body, secret_headers =
 -- set of lowercased header names, follow = max redirects, allowed = URL list for
--- redirects, origin = req.url already parsed, when the caller has it}. `what` names the
+-- redirects, origin = req.url already parsed, when the caller has it, max_body = bytes
+-- the answer may have (a token endpoint's: limits.TOKEN_BODY)}. `what` names the
 -- request in errors ("token endpoint"). Returns the client's response {status, headers
 -- (list), header (map, names lowercased: built in src/api/http.c), body, url}. Raises a
 -- network error when no answer came.
@@ -109,7 +110,7 @@ function M.send(req, what)
     local lines = {}
     for i, h in ipairs(headers) do lines[i] = h[1] .. ": " .. h[2] end
     local resp, err, code = shared_client():request({
-      method = method, url = current, headers = lines, body = body, timeout = req.timeout,
+      method = method, url = current, headers = lines, body = body, timeout = req.timeout, max_body = req.max_body,
     })
     if log.verbose then trace_exchange(method, current, headers, req.secret_headers, body, resp) end
     if not resp then

@@ -4,6 +4,9 @@
 -- below, key by key, and every error names the key path (`fields[2].choices`) and what
 -- was expected. Checks a table cannot say (templates that name fields, secrets kept out
 -- of names) live in connector.lua.
+local limits = require("connrt.limits")
+local log = require("connrt.log")
+
 local M = {}
 
 -- Type checkers: each returns nil when fine, or a message.
@@ -32,7 +35,7 @@ local function lua_pattern_t(v)
 end
 
 -- A declaration is { check = fn } for a leaf, { record = {...} } for a table with known
--- keys, { array = decl } for a list, { map = decl } for string keys to values, or
+-- keys, { array = decl, max_items = n } for a list, { map = decl } for string keys to values, or
 -- { one_of = { decl, ... } }. `required = true` marks a key that must be present.
 local function leaf(check, extra)
   local d = { check = check }
@@ -45,6 +48,22 @@ local string_map = { map = leaf(function(v)
     return "expected a string, got " .. type(v)
   end
 end) }
+
+-- The name of a value kept with a connection. Values are stored and shown in clear
+-- (`connrt show`, `list --json`), so a name that says it holds a secret (log.secret_name:
+-- a token, key, password, session, ...) is refused rather than kept: connrt keeps no
+-- secret among values. A provider's harmless key that only looks so can be renamed by
+-- hooks.token_response.
+local name_t = pattern_t("^[%a_][%w_]*$", "a name of letters, digits and '_'")
+local function value_name_t(v)
+  local msg = name_t(v)
+  if msg then return msg end
+  if log.secret_name(v) then
+    return ("%q looks like the name of a secret: values are stored and shown in clear, so connrt keeps none that "
+      .. "holds one (the credential an API needs is the token; a harmless value can be renamed by "
+      .. "hooks.token_response)"):format(v)
+  end
+end
 
 local field_decl = { record = {
   key = leaf(pattern_t("^[%a_][%w_]*$", "a name of letters, digits and '_'"), { required = true }),
@@ -112,9 +131,9 @@ M.connector = { record = {
   name = leaf(string_t, { required = true }),                        -- 9
   allowed_urls = { array = leaf(string_t), required = true },        -- 10
   unique_id = leaf(string_t, { required = true }),                   -- 11
-  -- names of the values the token response, hooks.callback or hooks.lookup keep with the
-  -- connection that allowed_urls use (`instance_url`, `api_endpoint`)
-  values = { array = leaf(pattern_t("^[%a_][%w_]*$", "a name of letters, digits and '_'")) },
+  -- names of the values kept with the connection from the token response, hooks.callback
+  -- or hooks.lookup (`instance_url`, `api_endpoint`); any other value is dropped
+  values = { array = leaf(value_name_t), max_items = limits.VALUES },
   request = { record = {                                             -- 12
     headers = string_map,
     query = string_map,
@@ -200,6 +219,10 @@ function validate(v, decl, path, errs)
         errs[#errs + 1] = { path, "expected an array, got a table with key " .. tostring(k) }
         return
       end
+    end
+    if decl.max_items and n > decl.max_items then
+      errs[#errs + 1] = { path, ("has %d entries, more than the %d allowed"):format(n, decl.max_items) }
+      return
     end
     for i = 1, n do validate(v[i], decl.array, join(path, i), errs) end
   elseif decl.map then

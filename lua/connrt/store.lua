@@ -9,6 +9,15 @@
 -- with AES-256-GCM under a 32-byte key, bound to the connection id as associated data;
 -- the rest of a record is plain JSON so `connrt list` needs no key.
 --
+-- The plain record decides where and how the sealed credentials are sent (allowed URLs,
+-- token and revoke URLs, fields, kept values, client id, the connector's source hash),
+-- and anyone who can write data.mdb can change it without the key. So the sealed secrets
+-- carry a digest of the record (`bound`: SHA-256 of a canonical encoding of every field
+-- but the status fields connrt sets without the key, UNBOUND), checked whenever the
+-- secrets are opened: a record changed outside connrt is a store error before anything
+-- is sent. The client credentials record binds its client id the same way, and a
+-- connector's source is checked against the hash it is stored under before it is loaded.
+--
 -- Databases: connections (id -> record, plain JSON without secrets, so `list --json`
 -- can hand the values out as they are), secrets (id -> the sealed secrets of that
 -- connection), accounts (connector NUL unique id -> id),
@@ -19,13 +28,24 @@
 local cjson = require("cjson")
 local crypto = require("connrt.lazy")("connrt.crypto") -- `list` needs no OpenSSL
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local lmdb = require("connrt.lmdb")
+local log = require("connrt.log")
 local sys = require("connrt.sys")
 
 local M = {}
 
 local DBS = { "connections", "secrets", "accounts", "clients", "connectors", "leases", "meta" }
 local KEY_CHECK = "connrt key check v1"
+-- meta/version: "2" once every record's secrets carry its binding (Store:upgrade)
+local VERSION = "2"
+-- the fields of a connection record that connrt changes without the key (Store:mark),
+-- left out of its binding; `sealed` is the sealed secrets themselves (inline in old stores)
+local UNBOUND = { sealed = true, needs_reconnect = true, last_error = true }
+
+-- Permission bits for the file's group and others (0077: Lua has no octal literals).
+local GROUP_OTHER = 63
+local function octal(mode) return ("%04o"):format(mode) end
 
 --- The store's directory: CONNRT_HOME, else $XDG_DATA_HOME/connrt, else ~/.local/share/connrt.
 function M.default_home()
@@ -71,9 +91,12 @@ local function load_key(home, sealed_before)
   local text = f:read("a")
   f:close()
   if not text then errors.raise("store", "key file %s is not a file that can be read", path) end
+  -- refused, not repaired: whoever could read it may hold the key already, which only
+  -- the owner can judge (and answer with connrt rekey)
   local mode = sys.mode(path)
-  if mode and mode & 0077 ~= 0 then
-    errors.raise("store", "key file %s is readable by others (mode %o): chmod 600 it", path, mode)
+  if mode and mode & GROUP_OTHER ~= 0 then
+    errors.raise("store", "key file %s has mode %s: its group or others may read or change the key; chmod 600 %s "
+      .. "(and connrt rekey if someone else may have read it)", path, octal(mode), path)
   end
   return decode_key(text, "key file " .. path), "key file " .. path, path
 end
@@ -100,6 +123,31 @@ function M.exists(home)
   return sys.mode(home) ~= nil
 end
 
+-- The store's directory and files must be the owner's alone. A directory with group or
+-- other permissions is refused: it may be one connrt did not create (CONNRT_HOME set to
+-- a shared or system directory), whose mode is not ours to change. data.mdb and lock.mdb
+-- are connrt's own files, so group or other bits there are removed (0600) with a notice
+-- on standard error: the directory, checked first, already keeps others out.
+local function guard_modes(home)
+  local d = io.open(home .. "/", "rb") -- opens a directory only: anything else is lmdb.open's to report
+  if not d then return end
+  d:close()
+  local mode = sys.mode(home)
+  if mode and mode & GROUP_OTHER ~= 0 then
+    errors.raise("store", "the store directory %s has mode %s: its group or others may reach the store; chmod 700 %s",
+      home, octal(mode), home)
+  end
+  for _, name in ipairs({ "data.mdb", "lock.mdb" }) do
+    local path = home .. "/" .. name
+    local m = sys.mode(path)
+    if m and m & GROUP_OTHER ~= 0 then
+      local ok, err = sys.chmod(path, 384) -- 0600
+      if not ok then errors.raise("store", "%s has mode %s, open to its group or others, and %s", path, octal(m), err) end
+      log.err("connrt: %s had mode %s, open to its group or others: set to 0600", path, octal(m))
+    end
+  end
+end
+
 local Store = {}
 Store.__index = Store
 
@@ -122,9 +170,15 @@ function M.open(home, opts)
   end
   local ok, err = sys.mkdir(home, 448) -- 0700
   if not ok then errors.raise("store", "%s", err) end
+  guard_modes(home)
   local env, oerr = lmdb.open(home, DBS, {})
   if not env then errors.raise("store", "%s", oerr) end
-  local check = read_one(env, "meta", "keycheck") -- nil: the store's first open
+  local check, version
+  do
+    local txn <close> = env:begin(false)
+    check, version = txn:get("meta", "keycheck"), txn:get("meta", "version") -- nil: the store's first open
+    txn:abort()
+  end
   if opts and opts.keyless and check then return setmetatable({ env = env, home = home }, Store) end
   local key, key_source, key_path = load_key(home, check ~= nil)
   local self = setmetatable({ env = env, home = home, key = key, key_source = key_source, key_path = key_path }, Store)
@@ -139,6 +193,10 @@ function M.open(home, opts)
     local renamed, rerr = os.rename(key_path .. ".new", key_path)
     if not renamed then env:close() errors.raise("store", "cannot finish an interrupted rekey: %s", rerr) end
     self.key = newer
+  end
+  if check and version ~= VERSION then
+    local up_ok, up_err = pcall(self.upgrade, self)
+    if not up_ok then env:close() error(up_err, 0) end
   end
   return self
 end
@@ -156,7 +214,7 @@ function Store:check_key(check)
   local txn <close> = self.env:begin(true)
   if not txn:get("meta", "keycheck") then
     txn:put("meta", "keycheck", crypto.seal(self.key, KEY_CHECK, "meta/keycheck"))
-    txn:put("meta", "version", "1")
+    txn:put("meta", "version", VERSION)
   end
   txn:commit()
 end
@@ -187,13 +245,82 @@ local function unseal(self, blob, aad, what)
   return cjson.decode(open_sealed(self, blob, aad, what))
 end
 
--- Writes a record: its plain part to connections, its sealed secrets to secrets.
-local function put_record(txn, rec)
-  local sealed = rec.sealed
+-- A canonical encoding of a decoded JSON value: keys sorted, every string length-prefixed,
+-- numbers as JSON keeps them (cjson reads every number as a float and writes 14
+-- significant digits, so a record and the same record read back encode alike).
+local function canonical(v, out)
+  local t = type(v)
+  if t == "string" then
+    out[#out + 1] = "s" .. #v .. ":" .. v
+  elseif t == "number" then
+    out[#out + 1] = ("n%.14g;"):format(v)
+  elseif t == "boolean" then
+    out[#out + 1] = v and "T" or "F"
+  elseif t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    -- an array's keys are numbers, an object's strings: the tag keeps them apart
+    local function tag(k) return (type(k) == "number" and ("n%.14g;"):format(k) or ("s" .. #k .. ":" .. k)) end
+    for i, k in ipairs(keys) do keys[i] = { tag(k), k } end
+    table.sort(keys, function(a, b) return a[1] < b[1] end)
+    out[#out + 1] = "{" .. #keys .. ";"
+    for _, k in ipairs(keys) do
+      out[#out + 1] = k[1]
+      canonical(v[k[2]], out)
+    end
+    out[#out + 1] = "}"
+  else
+    out[#out + 1] = "N" -- cjson.null
+  end
+end
+
+-- The binding of a connection record: SHA-256 (hex) of every field but UNBOUND.
+local function binding(rec)
+  local out = { "connrt connection binding v1\n" }
+  local keys = {}
+  for k in pairs(rec) do if not UNBOUND[k] then keys[#keys + 1] = k end end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    out[#out + 1] = "s" .. #k .. ":" .. k
+    canonical(rec[k], out)
+  end
+  return crypto.hex(crypto.sha256(table.concat(out)))
+end
+
+-- Writes a record: its plain part to connections, and `secrets` sealed with the
+-- binding of that plain part (as stored: the JSON text read back) to secrets. With
+-- `where` (what gave the connection: a token endpoint), a connection larger than
+-- limits.RECORD_BYTES is refused as that provider's error. Returns the sealed blob.
+local function put_record(self, txn, rec, secrets, where)
   rec.sealed = nil
-  txn:put("connections", rec.id, cjson.encode(rec))
+  local text = cjson.encode(rec)
+  local bound = {}
+  for k, v in pairs(secrets) do bound[k] = v end
+  bound.bound = binding(cjson.decode(text))
+  local sealed = seal(self, bound, "connection/" .. rec.id)
+  if where and #text + #sealed > limits.RECORD_BYTES then
+    errors.raise("provider", "%s: the connection would keep %d bytes (its record and sealed secrets), more than the "
+      .. "%d bytes connrt keeps for one; nothing was stored", where, #text + #sealed, limits.RECORD_BYTES)
+  end
+  txn:put("connections", rec.id, text)
+  txn:put("secrets", rec.id, sealed)
   rec.sealed = sealed
-  if sealed then txn:put("secrets", rec.id, sealed) end
+  return sealed
+end
+
+-- The secrets of `rec` (a record as read from the store) sealed in `blob`, checked
+-- against the record's binding: a record changed outside connrt (or sealed secrets moved
+-- from another version of it) is a store error that names the connection.
+local function open_bound(self, rec, blob)
+  local secrets = unseal(self, blob, "connection/" .. rec.id, "connection " .. rec.id)
+  local bound = secrets.bound
+  secrets.bound = nil
+  if bound ~= binding(rec) then
+    errors.raise("store", "connection %s: its record in the store %s does not match its sealed secrets: a field that "
+      .. "decides where its credentials go was changed outside connrt, so connrt will not use it (restore the store "
+      .. "from a backup, or delete the connection and connect again)", rec.id, self.home)
+  end
+  return secrets
 end
 
 local function decode_record(value, id)
@@ -217,6 +344,7 @@ function Store:get(id)
   txn:abort()
   if not v then return nil end
   local rec = decode_record(v, id)
+  if rec.id ~= id then errors.raise("store", "connection %s: damaged record in the store (it says it is %s)", id, tostring(rec.id)) end
   rec.sealed = rec.sealed or sealed -- stores written before the split keep it inline
   return rec
 end
@@ -239,10 +367,10 @@ function Store:find(ref)
   errors.raise("notfound", "no connection %s (connrt list shows them)", ref)
 end
 
---- The secrets of a record, unsealed.
+--- The secrets of a record read from the store, unsealed and checked against the
+-- record (see open_bound).
 function Store:secrets(rec)
-  local sealed = rec.sealed or self:read("secrets", rec.id)
-  return unseal(self, sealed, "connection/" .. rec.id, "connection " .. rec.id)
+  return open_bound(self, rec, rec.sealed or self:read("secrets", rec.id))
 end
 
 --- The connection records as stored (JSON text, no secrets), in id order: what
@@ -266,18 +394,34 @@ function Store:list()
   return out
 end
 
---- The client credentials given for a connector earlier, or nil.
+--- The client credentials given for a connector earlier, or nil. The client id is in
+-- clear beside the sealed secret, and sealed with it too: a client id changed outside
+-- connrt is a store error.
 function Store:client(connector)
   local v = self:read("clients", connector)
   if not v then return nil end
   local c = cjson.decode(v)
   local s = unseal(self, c.sealed, "client/" .. connector, "the client secret of " .. connector)
+  if s.client_id ~= c.client_id then
+    errors.raise("store", "the client credentials remembered for %s in the store %s do not match their sealed client "
+      .. "id: they were changed outside connrt (give --client-id and the client secret again)", connector, self.home)
+  end
   return { client_id = c.client_id, client_secret = s.client_secret }
 end
 
---- The connector source stored under its hash, or nil.
-function Store:connector_source(hash)
-  return self:read("connectors", hash)
+--- The source of connection `rec`'s connector, stored under its SHA-256 (the record's
+-- bound connector_hash), checked against that hash before anyone loads it. Raises a
+-- store error naming the connection when it is missing or was changed.
+function Store:connector_source(rec)
+  local src = self:read("connectors", rec.connector_hash or "")
+  if not src then
+    errors.raise("store", "connection %s: its connector's source is missing from the store", rec.id)
+  end
+  if crypto.hex(crypto.sha256(src)) ~= rec.connector_hash then
+    errors.raise("store", "connection %s: its connector's source in the store %s is not the one it was connected with "
+      .. "(changed outside connrt); nothing was sent", rec.id, self.home)
+  end
+  return src
 end
 
 local function new_id(connector)
@@ -285,7 +429,7 @@ local function new_id(connector)
 end
 
 -- Saves one connection inside the write transaction `txn` (see Store:save).
-local function save_in(self, txn, rec, secrets, source, client, now)
+local function save_in(self, txn, rec, secrets, source, client, now, where)
   local hash = crypto.hex(crypto.sha256(source))
   local akey = account_key(rec.connector, rec.unique_id)
   local existing_id = txn:get("accounts", akey)
@@ -304,14 +448,14 @@ local function save_in(self, txn, rec, secrets, source, client, now)
   end
   rec.updated_at = now
   rec.connector_hash = hash
-  rec.sealed = seal(self, secrets, "connection/" .. rec.id)
-  put_record(txn, rec)
+  put_record(self, txn, rec, secrets, where)
   txn:put("accounts", akey, rec.id)
   txn:put("connectors", hash, source)
   if client then
     txn:put("clients", rec.connector, cjson.encode({
       client_id = client.client_id,
-      sealed = seal(self, { client_secret = client.client_secret }, "client/" .. rec.connector),
+      sealed = seal(self, { client_id = client.client_id, client_secret = client.client_secret },
+        "client/" .. rec.connector),
     }))
   end
   return rec.id, updated
@@ -320,10 +464,12 @@ end
 --- Saves a connection: `rec` (plain metadata, with connector and unique_id), `secrets`
 -- (sealed here), the connector's source, and the client credentials to remember. One
 -- write transaction: connecting the same account (same connector and unique id) again
--- updates that connection, keeping its id. Returns the id and whether it was an update.
-function Store:save(rec, secrets, source, client)
+-- updates that connection, keeping its id. `where` names what gave the connection (the
+-- token endpoint) in the error for one that is too large. Returns the id and whether it
+-- was an update.
+function Store:save(rec, secrets, source, client, where)
   local txn <close> = self.env:begin(true)
-  local id, updated = save_in(self, txn, rec, secrets, source, client, os.time())
+  local id, updated = save_in(self, txn, rec, secrets, source, client, os.time(), where)
   txn:commit()
   return id, updated
 end
@@ -341,13 +487,15 @@ end
 
 --- Saves refreshed tokens in one write transaction: the new access token, the new
 -- refresh token when the provider rotated it (else the old one is kept), the expiry.
--- Returns the new record and secrets.
-function Store:save_tokens(id, tok)
+-- The record must still match its binding, and is bound again as it now is. `where`
+-- names the refresh endpoint in the error for a connection grown too large. Returns the
+-- new record and secrets.
+function Store:save_tokens(id, tok, where)
   local txn <close> = self.env:begin(true)
   local v = txn:get("connections", id)
   if not v then errors.raise("notfound", "connection %s was deleted", id) end
   local rec = decode_record(v, id)
-  local secrets = unseal(self, rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
+  local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
   secrets.access_token = tok.access_token
   if tok.refresh_token then secrets.refresh_token = tok.refresh_token end
   if tok.id_token then secrets.id_token = tok.id_token end
@@ -357,14 +505,18 @@ function Store:save_tokens(id, tok)
   rec.has_refresh_token = secrets.refresh_token ~= nil
   rec.needs_reconnect, rec.last_error = nil, nil
   rec.refreshed_at = os.time()
-  rec.sealed = seal(self, secrets, "connection/" .. id)
-  put_record(txn, rec)
+  put_record(self, txn, rec, secrets, where or ("connection " .. id))
   txn:commit()
   return rec, secrets
 end
 
---- Sets plain (non-secret) values on a connection record, in one write transaction.
+--- Sets status fields (UNBOUND: needs_reconnect, last_error) on a connection record, in
+-- one write transaction and without the key; any other field is bound to the sealed
+-- secrets and changes only with them.
 function Store:mark(id, patch)
+  for k in pairs(patch) do
+    if not UNBOUND[k] or k == "sealed" then error("store: mark cannot change " .. tostring(k) .. ", a bound field", 2) end
+  end
   local txn <close> = self.env:begin(true)
   local v = txn:get("connections", id)
   if not v then txn:abort() return end
@@ -403,8 +555,13 @@ function Store:rekey(new_key)
   for _, kv in ipairs(txn:list("connections")) do
     local id = kv[1]
     local rec = decode_record(kv[2], id)
-    rec.sealed = reseal(rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
-    put_record(txn, rec)
+    -- the plaintext, its binding included, moves to the new key unchanged
+    local sealed = reseal(rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
+    if rec.sealed then -- inline in a store written before the split
+      rec.sealed = nil
+      txn:put("connections", id, cjson.encode(rec))
+    end
+    txn:put("secrets", id, sealed)
     n = n + 1
   end
   for _, kv in ipairs(txn:list("clients")) do
@@ -417,6 +574,37 @@ function Store:rekey(new_key)
   txn:commit()
   self.key = new_key
   return n
+end
+
+--- Binds the records of a store written before bindings existed (meta version 1), in
+-- one write transaction on the first open that has the key: each connection's secrets
+-- are sealed again with the binding of its record as it is now, each remembered client
+-- secret with its client id, and the version is set, after which a record without a
+-- binding is refused like a changed one. This is trust on first use, said plainly: a
+-- record changed before this open cannot be told from the original (nothing bound it),
+-- so it is bound as found; one whose secrets do not open is left as it is, and fails
+-- when used. Records are not accepted unbound "until the next write": a connection whose
+-- token never expires may never be written again.
+function Store:upgrade()
+  local txn <close> = self.env:begin(true)
+  if txn:get("meta", "version") == VERSION then txn:abort() return end
+  for _, kv in ipairs(txn:list("connections")) do
+    local id = kv[1]
+    local rec = decode_record(kv[2], id)
+    local ok, secrets = pcall(unseal, self, rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
+    if ok and type(secrets) == "table" and secrets.bound == nil then put_record(self, txn, rec, secrets) end
+  end
+  for _, kv in ipairs(txn:list("clients")) do
+    local c = cjson.decode(kv[2])
+    local ok, s = pcall(unseal, self, c.sealed, "client/" .. kv[1], "the client secret of " .. kv[1])
+    if ok and type(s) == "table" and s.client_id == nil then
+      s.client_id = c.client_id
+      c.sealed = seal(self, s, "client/" .. kv[1])
+      txn:put("clients", kv[1], cjson.encode(c))
+    end
+  end
+  txn:put("meta", "version", VERSION)
+  txn:commit()
 end
 
 M.decode_key = decode_key

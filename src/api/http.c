@@ -44,6 +44,7 @@ typedef struct {
 typedef struct {
   CURL *h;
   curl_off_t max_body;
+  curl_off_t limit;  /* this request's max_body (the client's unless the request says) */
   long timeout_ms;
   char errbuf[CURL_ERROR_SIZE];
   /* per-request state: kept here, not on the C stack, so that an error raised while the
@@ -54,7 +55,7 @@ typedef struct {
   hdr_t *hdrs;
   size_t nhdrs, caphdrs;
   int in_headers;    /* inside the header block of the latest response */
-  int too_big;       /* the body went over max_body */
+  int too_big;       /* the body went over the limit */
   int oom;           /* a callback could not allocate */
 } client_t;
 
@@ -106,7 +107,7 @@ static void client_clear(client_t *c) {
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   client_t *c = ud;
   size_t n = size * nmemb;
-  if ((curl_off_t)(c->body.len + n) > c->max_body) {
+  if ((curl_off_t)(c->body.len + n) > c->limit) {
     c->too_big = 1;
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
   }
@@ -229,7 +230,7 @@ static int transport_error(lua_State *L, client_t *c, CURLcode rc,
   push_context(L, &b, method, url);
   const char *code = "other";
   if (c->too_big) {
-    lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)c->max_body);
+    lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)c->limit);
     luaL_addvalue(&b);
   } else if (c->oom) {
     luaL_addstring(&b, "out of memory while receiving the response");
@@ -455,7 +456,8 @@ static int push_response(lua_State *L, client_t *c) {
 }
 
 /* client:request(req) -> response | nil, message, code.
- * req: method (default "GET"), url, headers (array of "Name: value"), body, timeout. */
+ * req: method (default "GET"), url, headers (array of "Name: value"), body, timeout,
+ * max_body (bytes this response may have; default the client's max_body). */
 static int client_request(lua_State *L) {
   client_t *c = check_client(L);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -481,8 +483,18 @@ static int client_request(lua_State *L) {
   if (body && (is_get || is_head))
     return luaL_error(L, "http request: a %s request cannot have a body", method);
   long timeout_ms = opt_ms(L, 2, "http request", "timeout", (double)c->timeout_ms / 1000.0);
+  curl_off_t limit = c->max_body;
+  if (lua_getfield(L, 2, "max_body") != LUA_TNIL) {
+    int isint = 0;
+    lua_Integer mb = lua_tointegerx(L, -1, &isint);
+    if (!isint || mb < 0)
+      return luaL_error(L, "http request: max_body must be a byte count (an integer >= 0)");
+    limit = (curl_off_t)mb;
+  }
+  lua_pop(L, 1);
 
   client_clear(c);
+  c->limit = limit;
   set_headers(L, c, 2);
   CURL *h = c->h;
   SETOPT(L, h, CURLOPT_URL, url);

@@ -1,0 +1,18 @@
+--- limits.lua - how much a provider's answer may make connrt keep.
+--
+-- A token endpoint's answer is parsed and part of it kept with the connection, in clear
+-- (values, scope, token type) or sealed (tokens); `connrt list` reads every record. An
+-- answer of tens of megabytes once made a 55 MB record that every later `list` paid
+-- for. These bounds are far above what any provider sends (token responses are a few
+-- hundred bytes, the largest access tokens a few kilobytes) and far below what hurts; a
+-- provider that goes over one fails the connect or refresh with a provider error that
+-- names the endpoint and the limit, and nothing is stored.
+return {
+  TOKEN_BODY = 1024 * 1024,    -- bytes a token endpoint's answer may have (the general limit is 64 MiB)
+  VALUES = 64,                 -- values a connector may declare, and so a connection keep
+  VALUE_BYTES = 4 * 1024,      -- bytes of one kept value (and of token_type)
+  SCOPE_BYTES = 16 * 1024,     -- bytes of the granted scope (long lists of scope URLs)
+  TOKEN_BYTES = 64 * 1024,     -- bytes of an access, refresh or ID token (sealed)
+  NAME_BYTES = 4 * 1024,       -- bytes of a connection's name or unique id
+  RECORD_BYTES = 256 * 1024,   -- bytes of a whole connection: its plain record and sealed secrets
+}

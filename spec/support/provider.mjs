@@ -1,0 +1,106 @@
+// A plain loopback OAuth provider that records every request, for the specs of what a
+// store, a connector or a provider must not be able to make connrt do
+// (spec/binding_spec.lua, spec/values_spec.lua, spec/limits_spec.lua). Node built-ins only.
+//
+//   node spec/support/provider.mjs
+//
+// Prints {"origin": "http://127.0.0.1:PORT"} once it listens; stops when standard input
+// closes. Routes:
+//   GET  /auth            302 back to redirect_uri with a code and the state
+//   POST /token           a token for any grant (authorization_code, refresh_token,
+//                         client_credentials): access and refresh token, expires_in 3600,
+//                         scope, and the values api_base (ORIGIN/api) and region. The answer
+//                         is shaped by the mode (below) of the grant: `tok` for the first
+//                         two, `refresh` for refresh_token
+//   POST /revoke          200
+//   GET  /api/me          the account, with a Bearer token this server issued; else 401
+//   any  /api/...         200 {"ok": true, "path"} with such a token
+//   GET  /_mode?tok=M&refresh=M&size=N&count=N   sets the modes
+//   GET  /_log            every request so far (not /_ ones): {method, path, headers, body}
+// Modes: ok | extras (beside the token: `token` = the access token as Intercom sends it,
+// session_token, api_key, a `secret` and an `account` that is the access token) | big
+// (a `filler` string of `size` bytes) | manykeys (`count` extra keys k0, k1, ...) |
+// bigvalue (region of `size` bytes) | bigscope (scope of `size` bytes) | bigtoken (access
+// token of `size` bytes) | wide (`count` values v0, v1, ... of `size` bytes each, and a
+// scope of 4 * `size` bytes).
+import http from "node:http";
+import crypto from "node:crypto";
+
+let origin = "";
+const mode = { tok: "ok", refresh: "ok", size: 0, count: 0 };
+const issued = new Set();
+const received = [];
+
+const json = (res, status, v) => {
+  const body = typeof v === "string" ? v : JSON.stringify(v);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+};
+const rand = () => crypto.randomBytes(12).toString("hex");
+
+function token(m) {
+  const at = m === "bigtoken" ? "at-" + "a".repeat(mode.size) : `at-${rand()}`;
+  issued.add(at);
+  const t = { access_token: at, token_type: "Bearer", expires_in: 3600, refresh_token: `rt-${rand()}`,
+    scope: "read", api_base: `${origin}/api`, region: "eu" };
+  if (m === "extras") {
+    Object.assign(t, { token: at, session_token: `st-${rand()}`, api_key: `ak-${rand()}`, secret: `se-${rand()}`,
+      account: at });
+  } else if (m === "big") {
+    t.filler = "f".repeat(mode.size);
+  } else if (m === "manykeys") {
+    for (let i = 0; i < mode.count; i++) t[`k${i}`] = i;
+  } else if (m === "bigvalue") {
+    t.region = "r".repeat(mode.size);
+  } else if (m === "bigscope") {
+    t.scope = "s".repeat(mode.size);
+  } else if (m === "wide") {
+    for (let i = 0; i < mode.count; i++) t[`v${i}`] = "w".repeat(mode.size);
+    t.scope = "s".repeat(4 * mode.size);
+  }
+  return t;
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    const body = Buffer.concat(chunks).toString("utf8");
+    const u = new URL(req.url, origin);
+    const q = u.searchParams;
+    if (u.pathname === "/_mode") {
+      for (const k of ["tok", "refresh"]) if (q.get(k)) mode[k] = q.get(k);
+      for (const k of ["size", "count"]) if (q.get(k)) mode[k] = Number(q.get(k));
+      return json(res, 200, mode);
+    }
+    if (u.pathname === "/_log") return json(res, 200, received);
+    received.push({ method: req.method, path: u.pathname, headers: req.headers, body });
+    if (u.pathname === "/auth") {
+      const back = new URL(q.get("redirect_uri"));
+      back.searchParams.set("code", `code-${rand()}`);
+      back.searchParams.set("state", q.get("state"));
+      res.writeHead(302, { location: back.toString() });
+      return res.end();
+    }
+    if (req.method === "POST" && u.pathname === "/token") {
+      const grant = new URLSearchParams(body).get("grant_type");
+      return json(res, 200, token(grant === "refresh_token" ? mode.refresh : mode.tok));
+    }
+    if (req.method === "POST" && u.pathname === "/revoke") return json(res, 200, {});
+    if (u.pathname.startsWith("/api/")) {
+      const m = (req.headers.authorization || "").match(/^Bearer (\S+)$/);
+      if (!m || !issued.has(m[1])) return json(res, 401, { error: "invalid_token" });
+      if (u.pathname === "/api/me") return json(res, 200, { id: "u-1", name: "User One" });
+      return json(res, 200, { ok: true, path: u.pathname });
+    }
+    json(res, 404, { error: "not_found", path: u.pathname });
+  });
+});
+
+server.listen(0, "127.0.0.1", () => {
+  origin = `http://127.0.0.1:${server.address().port}`;
+  process.stdout.write(JSON.stringify({ origin }) + "\n");
+});
+process.stdin.on("end", () => process.exit(0));
+process.stdin.on("error", () => process.exit(0));
+process.stdin.resume();
