@@ -70,7 +70,7 @@ $(BUILD)/obj/api/api_lazy.o: src/api/api.c $(HDRS)
 $(BUILD)/connrt: $(BIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LUA_LIBS)
 
-$(BUILD)/lib/connrt/http.so: $(BUILD)/obj/api/http.o
+$(BUILD)/lib/connrt/http.so: $(BUILD)/obj/api/http.o $(BUILD)/obj/api/urlparse.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libcurl 2>/dev/null)
 

@@ -188,7 +188,7 @@ end
 --- Asks hooks.expired whether a response {status, header, body} says the token has
 -- expired. The hook gets {status, headers, body} and must return a boolean (or nil).
 function M.expired_by_hook(c, resp)
-  local v = connector.call_hook(c, "expired", { status = resp.status, headers = resp.header, body = resp.body })
+  local v = connector.call_hook(c, "expired", connector.hook_response(resp))
   if v ~= nil and type(v) ~= "boolean" then
     errors.raise("connector", "%s: hooks.expired must return true or false, returned %s", c.path, type(v))
   end

@@ -276,8 +276,7 @@ end
 function M.fetch_token(c, req, where, raw)
   raw = raw or request.send(req, where)
   if c.hooks.token_response then
-    local t, err = connector.call_hook(c, "token_response",
-      { status = raw.status, headers = raw.header, body = raw.body })
+    local t, err = connector.call_hook(c, "token_response", connector.hook_response(raw))
     if t == nil then
       errors.raise("provider", "%s answered %d: %s", where, raw.status, tostring(err or "rejected by hooks.token_response"))
     end

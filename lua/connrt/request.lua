@@ -111,11 +111,16 @@ function M.send(req, what)
     for i, h in ipairs(headers) do lines[i] = h[1] .. ": " .. h[2] end
     local resp, err, code = shared_client():request({
       method = method, url = current, headers = lines, body = body, timeout = req.timeout, max_body = req.max_body,
+      allowed = req.allowed,
     })
     if log.verbose then trace_exchange(method, current, headers, req.secret_headers, body, resp) end
     if not resp then
       local why = (err or "?"):gsub("^%u+ %S+: ", "")
-      if why:find("^response body larger than") then
+      if code == "refused" then
+        errors.raise("refused", "%s: %s %s: %s (allowed: %s); nothing was sent", what, method, strip_query(current),
+          why, table.concat(req.allowed, ", "))
+      end
+      if code == "too_big" then
         -- it did answer: with more than any answer here should hold
         errors.raise("provider", "%s: %s %s answered with a %s", what, method, strip_query(current),
           (why:gsub("^response ", "")))

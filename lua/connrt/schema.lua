@@ -30,7 +30,7 @@ end
 
 local function lua_pattern_t(v)
   if type(v) ~= "string" then return "expected a string, got " .. type(v) end
-  local ok, err = pcall(string.find, "", v)
+  local ok, err = pcall(require("connrt.sandbox").find, "", v)
   if not ok then return "not a valid Lua pattern: " .. tostring(err):gsub("^.-:%d+: ", "") end
 end
 

@@ -96,27 +96,9 @@ function M.add_query(url, params)
   return base .. sep .. q .. frag
 end
 
---- Resolves "." and ".." segments (RFC 3986 section 5.2.4).
-function M.remove_dot_segments(path)
-  -- without a "." or ".." segment there is nothing to resolve (the common case)
-  if path:byte(1) == 47 and not path:find("/.", 1, true) then return path end
-  local out = {}
-  local segs = {}
-  -- a leading "" for an absolute path, a trailing "" for one that ends in "/"
-  for seg in (path .. "/"):gmatch("([^/]*)/") do segs[#segs + 1] = seg end
-  -- a last "." or ".." leaves a trailing slash ("/a/b/.." is "/a/", "/a//." is "/a//")
-  if segs[#segs] == "." or segs[#segs] == ".." then segs[#segs + 1] = "" end
-  for _, seg in ipairs(segs) do
-    if seg == ".." then
-      if #out > 1 then table.remove(out) end
-    elseif seg ~= "." then
-      out[#out + 1] = seg
-    end
-  end
-  local p = table.concat(out, "/")
-  if p == "" then p = "/" end
-  return p
-end
+--- Resolves "." and ".." segments of an absolute path (RFC 3986 section 5.2.4), in C:
+-- the allowed-URL rule uses the same function.
+M.remove_dot_segments = require("connrt.urlparse").remove_dot_segments
 
 --- Joins a URL relative to a base: "/user" against "https://gitlab.com/api/v4" gives
 -- "https://gitlab.com/api/v4/user" (the base is a prefix, as API docs write them).
@@ -149,58 +131,21 @@ function M.check_secure(url, what)
   return u
 end
 
--- An encoded '/', '\' or '.' in a path could mean one thing to us and another to a server.
-local function has_encoded_separator(path)
-  if not path:find("%", 1, true) then return false end
-  local p = path:lower()
-  return p:find("%2f", 1, true) or p:find("%5c", 1, true) or p:find("%2e", 1, true)
-end
-
--- Allowed URLs are parsed once per process: every request checks against them. One with
--- userinfo matches nothing (connectors cannot declare one; libcurl would read
--- "https://a@b@host/" as another host than we do).
-local parsed_allowed = setmetatable({}, { __mode = "k" })
-local function parse_allowed(list)
-  local p = parsed_allowed[list]
-  if not p or #p ~= #list then
-    p = {}
-    for i, a in ipairs(list) do
-      local au = M.parse(a)
-      if au and au.userinfo then au = nil end
-      if au then
-        -- the allowed path with and without its trailing "/": a request's path must be
-        -- the bare one, or start with the other (a whole segment)
-        local prefix = M.remove_dot_segments(au.path)
-        au.under = prefix:sub(-1) == "/" and prefix or prefix .. "/"
-        au.exact = au.under:sub(1, -2)
-      end
-      p[i] = au or false
-    end
-    parsed_allowed[list] = p
-  end
-  return p
-end
+local check_allowed = require("connrt.urlparse").allowed
 
 --- True when `url` falls under one of `allowed` (URL strings): same scheme, host and
 -- port, and its path (dot segments resolved) is the allowed path or below it at a
--- segment boundary, and then the parsed URL too. Returns false and a reason otherwise.
+-- segment boundary; then the parsed URL too. Returns false and a reason otherwise. A URL
+-- with userinfo, a backslash or an encoded '/', '\' or '.' in its path falls under none,
+-- and an allowed URL with userinfo allows nothing (libcurl would read "https://a@b@host/"
+-- as another host than we do). The rule is applied in C (src/api/urlparse.c), the same
+-- code the HTTP client runs on the final URL right before it is sent.
 function M.allowed(url, allowed)
   local u, err = M.parse(url)
   if not u then return false, err end
-  if u.userinfo then return false, "the URL carries userinfo" end
-  if u.path:find("\\", 1, true) or has_encoded_separator(u.path) then
-    return false, "the path has an encoded or backslash separator"
-  end
-  local path = M.remove_dot_segments(u.path)
-  for _, au in ipairs(parse_allowed(allowed)) do
-    if au and au.scheme == u.scheme and au.host == u.host and au.port == u.port then
-      local under = au.under
-      if path == au.exact or under == "/" or path:find(under, 1, true) == 1 then
-        return true, u
-      end
-    end
-  end
-  return false, "it matches none of the allowed URLs"
+  local ok, why = check_allowed(url, allowed)
+  if not ok then return false, why end
+  return true, u
 end
 
 return M

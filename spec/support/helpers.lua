@@ -149,8 +149,9 @@ function M.start_upstream(env)
 end
 
 --- Runs `connrt ARGS...` as a process. opts.env: environment variables; opts.stdin:
--- text for standard input, or opts.stdin_fifo: a FIFO to read it from. Returns {code,
--- stdout, stderr}.
+-- text for standard input, or opts.stdin_fifo: a FIFO to read it from; opts.timeout:
+-- seconds after which it is killed (code 137), for specs of what must not hang. Returns
+-- {code, stdout, stderr}.
 function M.connrt(args, opts)
   opts = opts or {}
   local dir = M.tmpdir()
@@ -161,6 +162,7 @@ function M.connrt(args, opts)
   for _, k in ipairs(names) do
     parts[#parts + 1] = k .. "=" .. M.shell_quote(opts.env[k])
   end
+  if opts.timeout then parts[#parts + 1] = ("timeout -s KILL %d"):format(math.ceil(opts.timeout * M.SLOW)) end
   parts[#parts + 1] = M.shell_quote(M.CONNRT)
   for _, a in ipairs(args) do parts[#parts + 1] = M.shell_quote(a) end
   local stdin = "</dev/null"

@@ -48,7 +48,7 @@ end
 --- The environment of a connrt that uses the store in `home`, plus `extra`.
 function M.env(home, extra)
   local e = { CONNRT_HOME = home, CONNRT_CLIENT_SECRET = M.CLIENT_SECRET,
-    CONNRT_BROWSER = h.CONNRT .. " run " .. h.ROOT .. "/spec/support/browser.lua",
+    CONNRT_BROWSER = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua",
     CONNRT_REDIRECT_URL = ("http://127.0.0.1:%d/callback"):format(h.free_port()) }
   for k, v in pairs(extra or {}) do e[k] = v end
   return e

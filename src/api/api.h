@@ -23,6 +23,25 @@ int luaopen_connrt_urlparse(lua_State *L); /* splitting http(s) URLs (for url.lu
 int luaopen_connrt_base64(lua_State *L);   /* base64 and base64url (no OpenSSL) */
 int luaopen_connrt_sandbox(lua_State *L);  /* connector sandboxes: a Lua state each */
 
+/* An absolute http(s) URL split by urlparse.c's rules (documented in lua/connrt/url.lua):
+ * pointers into the string, not copies; scheme and host as written (compare them without
+ * case); path_len 0 means "/". */
+typedef struct {
+  const char *scheme, *userinfo, *host, *path, *query, *fragment;
+  size_t scheme_len, userinfo_len, host_len, path_len, query_len, fragment_len;
+  long port;
+  int has_userinfo, has_query;
+} connrt_url;
+
+/* Splits s[0..n); NULL, or why it is not such a URL. */
+const char *connrt_url_split(const char *s, size_t n, connrt_url *u);
+
+/* The allowed-URL rule (one implementation, used by url.lua and by the HTTP client right
+ * before a request is handed to libcurl): NULL when url is under one of list[0..count),
+ * else why not. */
+const char *connrt_url_allowed(const char *url, size_t n, const char *const *list, const size_t *lens,
+                               size_t count);
+
 /* The base64 functions of connrt.base64, also registered in connrt.crypto. */
 int connrt_b64encode(lua_State *L);
 int connrt_b64decode(lua_State *L);

@@ -11,7 +11,9 @@
  * TLS peer and host verification are always on, and response bodies are capped.
  *
  * Transport failures are answers, not errors: request() returns nil, message, code with
- * code one of "connect", "timeout", "tls", "resolve", "protocol", "other". Wrong
+ * code one of "connect", "timeout", "tls", "resolve", "protocol", "too_big" (the answer
+ * was larger than max_body), "refused" (the URL is under none of req.allowed; nothing was
+ * sent), "other". Wrong
  * arguments are programmer errors and raise.
  *
  * Opens the `connrt.http` module.
@@ -29,6 +31,7 @@
 #define DEFAULT_UA       "connrt/0.1"
 #define DEFAULT_MAX_BODY ((lua_Integer)64 * 1024 * 1024)
 #define MAX_SECONDS      (7.0 * 24 * 3600) /* longer is surely a mistake */
+#define MAX_ALLOWED      256
 
 /* A growable byte buffer filled from curl's callbacks (which must not raise). */
 typedef struct {
@@ -232,6 +235,7 @@ static int transport_error(lua_State *L, client_t *c, CURLcode rc,
   if (c->too_big) {
     lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)c->limit);
     luaL_addvalue(&b);
+    code = "too_big";
   } else if (c->oom) {
     luaL_addstring(&b, "out of memory while receiving the response");
   } else {
@@ -457,7 +461,8 @@ static int push_response(lua_State *L, client_t *c) {
 
 /* client:request(req) -> response | nil, message, code.
  * req: method (default "GET"), url, headers (array of "Name: value"), body, timeout,
- * max_body (bytes this response may have; default the client's max_body). */
+ * max_body (bytes this response may have; default the client's max_body), allowed (the
+ * URLs it may go to: a URL under none of them is answered nil, message, "refused"). */
 static int client_request(lua_State *L) {
   client_t *c = check_client(L);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -490,6 +495,38 @@ static int client_request(lua_State *L) {
     if (!isint || mb < 0)
       return luaL_error(L, "http request: max_body must be a byte count (an integer >= 0)");
     limit = (curl_off_t)mb;
+  }
+  lua_pop(L, 1);
+  /* The URLs it may go to, when the caller says (every request that carries a
+   * connection's credentials does): checked here, on the URL libcurl will be given, so
+   * nothing the Lua layer did before (query parameters, templates, redirects) can move it
+   * elsewhere. One rule for both: src/api/urlparse.c. */
+  t = lua_getfield(L, 2, "allowed");
+  if (t != LUA_TNIL) {
+    if (t != LUA_TTABLE) return luaL_error(L, "http request: allowed must be an array of URLs");
+    const char *list[MAX_ALLOWED];
+    size_t lens[MAX_ALLOWED], n = 0;
+    lua_Integer count = luaL_len(L, -1);
+    if (count > MAX_ALLOWED) return luaL_error(L, "http request: more than %d allowed URLs", MAX_ALLOWED);
+    for (lua_Integer i = 1; i <= count; i++) {
+      if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+        return luaL_error(L, "http request: allowed[%I] must be a string", i);
+      list[n] = lua_tolstring(L, -1, &lens[n]);
+      n++;
+      lua_pop(L, 1); /* the table keeps the string alive */
+    }
+    size_t ulen = lua_rawlen(L, 3);
+    const char *why = connrt_url_allowed(url, ulen, list, lens, n);
+    if (why) {
+      lua_pushnil(L);
+      luaL_Buffer b;
+      push_context(L, &b, method, url);
+      luaL_addstring(&b, "refused before sending: ");
+      luaL_addstring(&b, why);
+      luaL_pushresult(&b);
+      lua_pushliteral(L, "refused");
+      return 3;
+    }
   }
   lua_pop(L, 1);
 

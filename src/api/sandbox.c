@@ -128,11 +128,16 @@ static int box_charge(box_t *b, lua_State *L, lua_Debug *ar, long long n) {
 
 static void count_hook(lua_State *L, lua_Debug *ar);
 
-/* Raises the stop in a thread that cannot yield now; the hook then fires on every
- * instruction, so no Lua code makes progress until it can. */
+/* Stops the code of a thread that cannot yield now (inside a C function such as
+ * table.sort, or a message handler). Not with lua_error: that would call the message
+ * handler of an xpcall in progress, from inside the hook, where hooks are off, so a
+ * handler that loops would never be stopped. A stopped box's allocator refuses to grow,
+ * so an allocation throws a memory error, which no message handler sees; the hook then
+ * fires on every instruction, so no Lua code makes progress until a yield is possible. */
 static int raise_stop(box_t *b, lua_State *L) {
   lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  return luaL_error(L, "%s", b->stop_msg);
+  lua_newuserdatauv(L, 64, 0);
+  return luaL_error(L, "%s", b->stop_msg); /* not reached: the allocation failed */
 }
 
 static void count_hook(lua_State *L, lua_Debug *ar) {
@@ -154,6 +159,7 @@ static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     b->mem_used -= old;
     return NULL;
   }
+  if (nsize > old && b->stopped) return NULL; /* a stopped box only unwinds */
   if (nsize > old && nsize - old > b->mem_limit - b->mem_used) {
     b->mem_exceeded = 1;
     return NULL;

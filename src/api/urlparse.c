@@ -21,6 +21,7 @@
  *
  * Opens the `connrt.urlparse` module.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -53,29 +54,24 @@ static size_t span_to(const char *s, size_t from, size_t n, const char *set) {
   return n;
 }
 
-/* urlparse.parse(s) -> { scheme, userinfo, host, port, path, query, fragment, has_query }
- * | nil, reason */
-static int urlparse_parse(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-
+/* Splits s[0..n) by the rules above into *u. Returns NULL, or why it is not a URL. */
+const char *connrt_url_split(const char *s, size_t n, connrt_url *u) {
+  memset(u, 0, sizeof *u);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c <= 0x20 || c == 0x7f) return fail(L, "contains spaces or control characters");
+    if (c <= 0x20 || c == 0x7f) return "contains spaces or control characters";
   }
 
   /* scheme "://" */
   size_t i = 0;
-  if (n == 0 || !is_alpha((unsigned char)s[0]))
-    return fail(L, "not an absolute URL (scheme://host/...)");
+  if (n == 0 || !is_alpha((unsigned char)s[0])) return "not an absolute URL (scheme://host/...)";
   while (i < n && (is_alnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '.' || s[i] == '-')) i++;
-  if (n - i < 3 || memcmp(s + i, "://", 3) != 0)
-    return fail(L, "not an absolute URL (scheme://host/...)");
+  if (n - i < 3 || memcmp(s + i, "://", 3) != 0) return "not an absolute URL (scheme://host/...)";
   size_t scheme_len = i;
-  lua_Integer default_port;
+  long default_port;
   if (scheme_len == 4 && strncasecmp(s, "http", 4) == 0) default_port = 80;
   else if (scheme_len == 5 && strncasecmp(s, "https", 5) == 0) default_port = 443;
-  else return fail(L, "scheme must be http or https");
+  else return "scheme must be http or https";
 
   /* authority: [userinfo "@"] host [":" port] */
   size_t auth = scheme_len + 3;
@@ -89,35 +85,35 @@ static int urlparse_parse(lua_State *L) {
   if (hp < auth_end && s[hp] == '[') {
     size_t k = hp + 1;
     while (k < auth_end && (is_hex((unsigned char)s[k]) || s[k] == ':' || s[k] == '.')) k++;
-    if (k == hp + 1 || k >= auth_end || s[k] != ']') return fail(L, "malformed IPv6 host");
+    if (k == hp + 1 || k >= auth_end || s[k] != ']') return "malformed IPv6 host";
     host_end = port_at = k + 1;
   } else {
     host_end = port_at = span_to(s, hp, auth_end, ":");
   }
 
-  lua_Integer port = default_port;
+  long port = default_port;
   if (port_at < auth_end) {
     size_t k = port_at;
-    if (s[k] != ':' || k + 1 >= auth_end) return fail(L, "malformed port");
-    lua_Integer v = 0;
+    if (s[k] != ':' || k + 1 >= auth_end) return "malformed port";
+    long v = 0;
     for (k++; k < auth_end; k++) {
-      if (!is_digit((unsigned char)s[k])) return fail(L, "malformed port");
+      if (!is_digit((unsigned char)s[k])) return "malformed port";
       if (v <= 65535) v = v * 10 + (s[k] - '0'); /* past 65535 it is refused anyway */
     }
-    if (v < 1 || v > 65535) return fail(L, "malformed port");
+    if (v < 1 || v > 65535) return "malformed port";
     port = v;
   }
 
   const char *host = s + hp;
   size_t host_len = host_end - hp;
-  if (host_len == 0) return fail(L, "no host");
+  if (host_len == 0) return "no host";
   if (host[0] != '[')
     for (size_t k = 0; k < host_len; k++)
       if (!is_alnum((unsigned char)host[k]) && host[k] != '.' && host[k] != '-')
-        return fail(L, "host has characters a host name cannot have");
-  if (host[0] == '.' || host[0] == '-') return fail(L, "malformed host");
+        return "host has characters a host name cannot have";
+  if (host[0] == '.' || host[0] == '-') return "malformed host";
   for (size_t k = 0; k + 1 < host_len; k++)
-    if (host[k] == '.' && host[k + 1] == '.') return fail(L, "malformed host");
+    if (host[k] == '.' && host[k + 1] == '.') return "malformed host";
 
   /* path ["?" query] ["#" fragment]; has_query: a "?" anywhere after the authority */
   size_t path_end = span_to(s, auth_end, n, "?#");
@@ -127,33 +123,183 @@ static int urlparse_parse(lua_State *L) {
     q_end = span_to(s, q, n, "#");
   }
   if (q_end < n) f = q_end + 1; /* s[q_end] is "#" */
-  int has_query = memchr(s + auth_end, '?', n - auth_end) != NULL;
 
+  u->scheme = s;
+  u->scheme_len = scheme_len;
+  u->has_userinfo = has_userinfo;
+  u->userinfo = s + auth;
+  u->userinfo_len = has_userinfo ? hp - 1 - auth : 0;
+  u->host = host;
+  u->host_len = host_len;
+  u->port = port;
+  u->path = s + auth_end;
+  u->path_len = path_end - auth_end; /* 0: the path is "/" */
+  u->query = s + q;
+  u->query_len = q_end - q;
+  u->fragment = s + f;
+  u->fragment_len = f <= n ? n - f : 0;
+  u->has_query = memchr(s + auth_end, '?', n - auth_end) != NULL;
+  return NULL;
+}
+
+/* urlparse.parse(s) -> { scheme, userinfo, host, port, path, query, fragment, has_query }
+ * | nil, reason */
+static int urlparse_parse(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  connrt_url u;
+  const char *why = connrt_url_split(s, n, &u);
+  if (why) return fail(L, why);
   lua_createtable(L, 0, 8);
-  push_lower(L, s, scheme_len);
+  push_lower(L, u.scheme, u.scheme_len);
   lua_setfield(L, -2, "scheme");
-  if (has_userinfo) {
-    lua_pushlstring(L, s + auth, hp - 1 - auth);
+  if (u.has_userinfo) {
+    lua_pushlstring(L, u.userinfo, u.userinfo_len);
     lua_setfield(L, -2, "userinfo");
   }
-  push_lower(L, host, host_len);
+  push_lower(L, u.host, u.host_len);
   lua_setfield(L, -2, "host");
-  lua_pushinteger(L, port);
+  lua_pushinteger(L, u.port);
   lua_setfield(L, -2, "port");
-  if (path_end > auth_end) lua_pushlstring(L, s + auth_end, path_end - auth_end);
+  if (u.path_len > 0) lua_pushlstring(L, u.path, u.path_len);
   else lua_pushliteral(L, "/");
   lua_setfield(L, -2, "path");
-  lua_pushlstring(L, s + q, q_end - q);
+  lua_pushlstring(L, u.query, u.query_len);
   lua_setfield(L, -2, "query");
-  lua_pushlstring(L, s + f, f <= n ? n - f : 0);
+  lua_pushlstring(L, u.fragment, u.fragment_len);
   lua_setfield(L, -2, "fragment");
-  lua_pushboolean(L, has_query);
+  lua_pushboolean(L, u.has_query);
   lua_setfield(L, -2, "has_query");
   return 1;
 }
 
+/* --- the allowed-URL rule ------------------------------------------------------------ */
+
+/* Resolves "." and ".." segments of an absolute path (RFC 3986 section 5.2.4) into out
+ * (room for n + 1 bytes); returns the length. A last "." or ".." leaves a trailing "/". */
+static size_t remove_dot_segments(const char *p, size_t n, char *out) {
+  size_t len = 0;
+  size_t i = 0;
+  int last_dot = 0;
+  while (i <= n) { /* segments between slashes; the first, before the leading "/", is empty */
+    size_t j = i;
+    while (j < n && p[j] != '/') j++;
+    size_t sl = j - i;
+    int dot = sl == 1 && p[i] == '.', dotdot = sl == 2 && p[i] == '.' && p[i + 1] == '.';
+    if (i == 0) {
+      /* the empty segment before the leading "/" */
+    } else if (dotdot) {
+      while (len > 0 && out[len - 1] != '/') len--; /* drop the last segment */
+      if (len > 0) len--;                             /* and its "/" */
+    } else if (!dot) {
+      out[len++] = '/';
+      memcpy(out + len, p + i, sl);
+      len += sl;
+    }
+    last_dot = dot || dotdot;
+    i = j + 1;
+  }
+  if (last_dot || len == 0) out[len++] = '/';
+  return len;
+}
+
+static int equal_nocase(const char *a, size_t an, const char *b, size_t bn) {
+  return an == bn && strncasecmp(a, b, an) == 0;
+}
+
+/* An encoded '/', '\' or '.' in a path could mean one thing to us and another to a
+ * server; a '\' too. NULL when there is none, else what there is. */
+static const char *bad_separator(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] == '\\') return "the path has a backslash";
+    if (p[i] == '%' && i + 2 < n) {
+      char a = p[i + 1], b = (char)(p[i + 2] | 0x20);
+      if (a == '2' && b == 'f') return "the path has an encoded '/' (%2F)";
+      if (a == '5' && b == 'c') return "the path has an encoded '\\' (%5C)";
+      if (a == '2' && b == 'e') return "the path has an encoded '.' (%2E)";
+    }
+  }
+  return NULL;
+}
+
+/* The allowed-URL rule: url falls under one of list[0..count) when scheme, host and port
+ * are the same and its path, dot segments resolved, is the allowed path or below it at a
+ * segment boundary. A URL with userinfo or an encoded separator in its path falls under
+ * none; an allowed URL with userinfo allows nothing (libcurl would read "https://a@b@host/"
+ * as another host than we do). Returns NULL when allowed, else why not. */
+const char *connrt_url_allowed(const char *url, size_t n, const char *const *list, const size_t *lens,
+                               size_t count) {
+  connrt_url u;
+  const char *why = connrt_url_split(url, n, &u);
+  if (why) return why;
+  if (u.has_userinfo) return "the URL carries userinfo";
+  why = bad_separator(u.path, u.path_len);
+  if (why) return why;
+  char *buf = malloc(u.path_len + 2);
+  if (!buf) return "out of memory";
+  size_t plen = u.path_len ? remove_dot_segments(u.path, u.path_len, buf) : (buf[0] = '/', 1);
+  const char *verdict = "it matches none of the allowed URLs";
+  for (size_t k = 0; k < count && verdict; k++) {
+    connrt_url a;
+    if (connrt_url_split(list[k], lens[k], &a) || a.has_userinfo) continue;
+    if (!equal_nocase(a.scheme, a.scheme_len, u.scheme, u.scheme_len) ||
+        !equal_nocase(a.host, a.host_len, u.host, u.host_len) || a.port != u.port)
+      continue;
+    char *under = malloc(a.path_len + 3);
+    if (!under) break;
+    size_t ul = a.path_len ? remove_dot_segments(a.path, a.path_len, under) : (under[0] = '/', 1);
+    if (under[ul - 1] != '/') under[ul++] = '/'; /* the allowed path as a whole segment */
+    if (ul == 1 ||                                                   /* "/": everything */
+        (plen == ul - 1 && memcmp(buf, under, plen) == 0) ||        /* the path itself */
+        (plen >= ul && memcmp(buf, under, ul) == 0))                 /* below it */
+      verdict = NULL;
+    free(under);
+  }
+  free(buf);
+  return verdict;
+}
+
+/* urlparse.remove_dot_segments(path) -> path, for an absolute path ("/...") */
+static int urlparse_remove_dot_segments(lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  if (n == 0 || p[0] != '/') return luaL_argerror(L, 1, "an absolute path");
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n + 1);
+  luaL_pushresultsize(&b, remove_dot_segments(p, n, out));
+  return 1;
+}
+
+/* urlparse.allowed(url, list) -> true | false, why */
+static int urlparse_allowed(lua_State *L) {
+  size_t n;
+  const char *url = luaL_checklstring(L, 1, &n);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer count = luaL_len(L, 2);
+  if (count < 0 || count > 1000) return luaL_error(L, "urlparse.allowed: too many allowed URLs");
+  const char *list[1000];
+  size_t lens[1000];
+  size_t k = 0;
+  for (lua_Integer i = 1; i <= count; i++) {
+    if (lua_rawgeti(L, 2, i) == LUA_TSTRING) { /* kept on the stack while used */
+      list[k] = lua_tolstring(L, -1, &lens[k]);
+      k++;
+    }
+  }
+  const char *why = connrt_url_allowed(url, n, list, lens, k);
+  if (!why) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, why);
+  return 2;
+}
+
 static const luaL_Reg urlparse_funcs[] = {
   { "parse", urlparse_parse },
+  { "allowed", urlparse_allowed },
+  { "remove_dot_segments", urlparse_remove_dot_segments },
   { NULL, NULL }
 };
 
