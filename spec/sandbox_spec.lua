@@ -248,7 +248,8 @@ describe("connector sandbox", function()
     -- A fields connection whose hooks.expired does `code`; `connrt request` then runs it.
     local function request_with(name, code, env)
       local path = tmp .. "/" .. name .. ".lua"
-      h.write(path, h.keyed_connector(api.base):gsub("request = {", ("hooks = { expired = function(r) %s return false end },\n    request = {"):format(code), 1))
+      local hook = ("hooks = { expired = function(r) %s return false end },\n    request = {"):format(code)
+      h.write(path, (h.keyed_connector(api.base):gsub("request = {", hook, 1)))
       local home = h.tmpdir()
       local e = { CONNRT_HOME = home }
       for k, v in pairs(env or {}) do e[k] = v end
