@@ -18,6 +18,7 @@ local request = require("connrt.request")
 local store = require("connrt.store")
 local sys = require("connrt.sys")
 local template = require("connrt.template")
+local text = require("connrt.text")
 local url = require("connrt.url")
 
 local M = {}
@@ -74,7 +75,7 @@ end
 local function read_field_file(key, path)
   local f, err = io.open(path, "rb")
   if not f then errors.raise("usage", "--field-file %s: %s", key, err) end
-  local v = f:read("a"):gsub("[\r\n]+$", "")
+  local v = text.rstrip(f:read("a"), "\r\n")
   f:close()
   return v
 end
@@ -131,7 +132,7 @@ end
 local function read_secret_file(path)
   local f, err = io.open(path, "rb")
   if not f then errors.raise("usage", "--client-secret-file: %s", err) end
-  local s = f:read("a"):gsub("[\r\n]+$", "")
+  local s = text.rstrip(f:read("a"), "\r\n")
   f:close()
   if s == "" then errors.raise("usage", "--client-secret-file %s is empty", path) end
   return s
@@ -261,7 +262,7 @@ function M.test_api(c, scope, allowed)
   if ctype:find("html", 1, true) and next(body) == nil
       and (page_start:find("<html", 1, true) or page_start:find("<!doctype", 1, true)) then
     -- a web page (a login wall, a portal) where an API answer was expected
-    local title = resp.body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</[Tt][Ii][Tt][Ll][Ee]>")
+    local title = text.html_title(resp.body)
     errors.raise("provider", "%s answered %d with %s, not JSON%s; the connection was not saved", what, resp.status,
       ctype:match("^[^;]*"), title and (" (page title: " .. title:sub(1, 80) .. ")") or "")
   end
@@ -540,7 +541,7 @@ local function read_paste(ctx, a)
   end
   local line = io.stdin:read("l")
   if not line then errors.raise("connect", "nothing was pasted on standard input; nothing was saved") end
-  line = line:match("^%s*(.-)%s*$")
+  line = text.trim(line)
   if line == "" then errors.raise("connect", "an empty line was pasted; nothing was saved") end
   if line:sub(1, #BLOB_PREFIX) == BLOB_PREFIX then
     local doc = cjson.decode(require("connrt.crypto").b64url_decode(line:sub(#BLOB_PREFIX + 1)) or "")

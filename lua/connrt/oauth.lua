@@ -89,7 +89,7 @@ function M.token_request(c, token_url, ctx, grant, opts)
 end
 
 local function title_of(body)
-  local t = body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</[Tt][Ii][Tt][Ll][Ee]>")
+  local t = require("connrt.text").html_title(body)
   return t and (" (page title: " .. t:sub(1, 80) .. ")") or ""
 end
 

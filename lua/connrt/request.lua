@@ -27,10 +27,14 @@ end
 
 local TRACE_BODY_MAX = 2000
 
--- "a=1&code=xyz" -> "a=1&code=[redacted]"
+-- "a=1&code=xyz" -> "a=1&code=[redacted]". One pair at a time, split at its first '='
+-- (a pattern "([^&=]+)=" searched anywhere is quadratic in a long run without '=').
 local function hide_pairs(text)
-  return (text:gsub("([^&=]+)=([^&]*)", function(k, v)
-    if v ~= "" and log.secret_name(url.decode(k, true)) then return k .. "=[redacted]" end
+  return (text:gsub("[^&]+", function(pair)
+    local eq = pair:find("=", 1, true)
+    if eq and eq > 1 and eq < #pair and log.secret_name(url.decode(pair:sub(1, eq - 1), true)) then
+      return pair:sub(1, eq) .. "[redacted]"
+    end
   end))
 end
 
