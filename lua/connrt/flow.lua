@@ -237,7 +237,7 @@ function M.test_api(c, scope, allowed)
     c.path:gsub("%%", "%%%%") .. ": test API %s is refused: %s (allowed: %s)")
   local req = { method = t.method, body = t.body,
     url = url.add_query(target, template.render_pairs(t.query, scope, c.path .. ": test.query")),
-    headers = template.render_pairs(t.headers, scope, c.path .. ": test.headers") }
+    headers = request.render_headers(t.headers, scope, c.path .. ": test.headers") }
   req.json = t.json
   local full = request.with_parameters(c.request, scope, req, c.path .. ": request")
   full.follow, full.allowed = 5, allowed
@@ -372,7 +372,10 @@ function M.lookup(c, scope, allowed)
     local target = request.allowed_target(allowed, req.url,
       c.path:gsub("%%", "%%%%") .. ": hooks.lookup: %s is refused: %s (allowed: %s)")
     local headers = {}
-    for k, v in pairs(req.headers or {}) do headers[#headers + 1] = { tostring(k), tostring(v) } end
+    for k, v in pairs(req.headers or {}) do
+      request.check_header(k, tostring(v), "connector", c.path .. ": hooks.lookup: " .. what_kind)
+      headers[#headers + 1] = { k, tostring(v) }
+    end
     local query = {}
     for k, v in pairs(req.query or {}) do query[#query + 1] = { tostring(k), tostring(v) } end
     table.sort(query, function(a, b) return a[1] < b[1] end)
@@ -619,8 +622,7 @@ local function via_device(ctx)
   log.err("To connect %s, open %s and enter the code: %s", c.title, tostring(verify), d.user_code)
   if d.verification_uri_complete then
     log.err("or open this URL, which carries the code:")
-    io.stderr:write(d.verification_uri_complete, "\n")
-    io.stderr:flush()
+    log.err("%s", tostring(d.verification_uri_complete)) -- the provider's text: escaped like any line
   end
   if ctx.opts.browser ~= false then open_browser(d.verification_uri_complete or verify) end
   local interval = tonumber(d.interval) or 5

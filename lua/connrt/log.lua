@@ -26,6 +26,8 @@
 --
 -- Redacting is linear in the text for a given set of secrets: each spelling is found
 -- with plain finds, the hits are merged, and the text is rebuilt once.
+local text = require("connrt.text")
+
 local M = {}
 
 local env_verbose = os.getenv("CONNRT_VERBOSE")
@@ -238,16 +240,23 @@ function M.redact(s)
   return table.concat(out)
 end
 
---- Writes a line to standard error.
-function M.err(fmt, ...)
+-- A line as printed: redacted, then with every control character escaped, its own
+-- newline the only one (a provider's name or error text can move no cursor, clear no
+-- screen and start no line that looks like connrt's).
+local function printable(fmt, ...)
   local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
-  io.stderr:write(M.redact(line), "\n")
+  return text.escape_controls(M.redact(line))
 end
 
---- Writes a line to standard output.
+--- Writes a line to standard error. A text of several lines is printed with one call
+-- per line: a newline inside a line is escaped like any control character.
+function M.err(fmt, ...)
+  io.stderr:write(printable(fmt, ...), "\n")
+end
+
+--- Writes a line to standard output (see M.err).
 function M.out(fmt, ...)
-  local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
-  io.stdout:write(M.redact(line), "\n")
+  io.stdout:write(printable(fmt, ...), "\n")
 end
 
 --- True when a parameter, JSON key or header of this name carries a secret: tokens,
@@ -265,16 +274,17 @@ function M.secret_name(name)
   return n == "sig"
 end
 
---- Writes a trace line to standard error when verbose (redacted like every line).
+--- Writes a trace line to standard error when verbose (redacted and escaped like every
+-- line).
 function M.trace(fmt, ...)
   if not M.verbose then return end
-  local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
-  io.stderr:write(M.redact(line), "\n")
+  io.stderr:write(printable(fmt, ...), "\n")
 end
 
---- Writes text to standard output unredacted: only for values the user asked for.
-function M.raw(text)
-  io.stdout:write(text)
+--- Writes bytes to standard output as they are, unredacted: only for values the user
+-- asked for (a token, the line of connrt authorize).
+function M.raw(bytes)
+  io.stdout:write(bytes)
 end
 
 return M

@@ -144,6 +144,9 @@ function M.finish_token(t, where)
       errors.raise("provider", "%s: %s is a %s, not a string", where, k, type(tok[k]))
     end
     log.secret(tok[k])
+    -- a token goes into header lines (Bearer): RFC 6749 allows printable ASCII only
+    local bad = tok[k] and require("connrt.text").control_char(tok[k])
+    if bad then errors.raise("provider", "%s: the %s contains a control character (%s)", where, k, bad) end
   end
   -- scope as a JSON array of strings (Twitch) is the space-separated list of RFC 6749
   if type(tok.scope) == "table" then
@@ -157,6 +160,8 @@ function M.finish_token(t, where)
       errors.raise("provider", "%s: %s is a %s, not a string", where, k, type(tok[k]))
     end
   end
+  local bad = tok.token_type and require("connrt.text").control_char(tok.token_type)
+  if bad then errors.raise("provider", "%s: the token_type contains a control character (%s)", where, bad) end
   if tok.expires_in ~= nil then
     local n = tonumber(tok.expires_in)
     -- not NaN, not infinite, and an integer the store and the clock can hold

@@ -12,6 +12,10 @@
 --   text.html_title(body)    the trimmed <title> of an HTML page, or nil
 --   text.escape_controls(s)  control characters (C0, DEL, C1) and the bytes of broken
 --                            UTF-8 as visible escapes
+--   text.control_char(s, tab_ok)  the name of the first C0 or DEL character in s ("CR",
+--                            "LF", "NUL", "ESC", "\x07"), or nil
+--   text.header_problem(name, value)  what keeps name and value from being one HTTP
+--                            header line, or nil
 local M = {}
 
 --- `s` without leading and trailing whitespace.
@@ -70,14 +74,41 @@ end
 
 --- `s` with every control character made visible, so text from a provider cannot move
 -- the cursor, clear the screen, ring the bell or start a new line on a terminal: C0
--- (newline and tab included), DEL and the C1 controls (U+0080-U+009F) become \xHH and
--- \u{HH}, and so does every byte of broken UTF-8 (a lone 0x9B is CSI to a terminal that
--- reads Latin-1). Valid UTF-8 text without controls comes back as it is.
+-- (newline and tab included) and DEL become \xHH, the C1 controls (U+0080-U+009F)
+-- \u00HH (as JSON writes them, so a line of JSON stays JSON of the same value), and
+-- every byte of broken UTF-8 \xHH (a lone 0x9B is CSI to a terminal that reads Latin-1).
+-- Valid UTF-8 text without controls comes back as it is.
 function M.escape_controls(s)
   if not utf8.len(s) then return escape_broken(s) end
   if not s:find("[%z\1-\31\127\194]") then return s end
   s = s:gsub("[%z\1-\31\127]", hex_escape)
-  return (s:gsub("\194([\128-\159])", function(c) return ("\\u{%02x}"):format(c:byte()) end))
+  return (s:gsub("\194([\128-\159])", function(c) return ("\\u00%02x"):format(c:byte()) end))
+end
+
+local CONTROL_NAMES = { [0] = "NUL", [9] = "TAB", [10] = "LF", [13] = "CR", [27] = "ESC", [127] = "DEL" }
+
+--- The name of the first C0 control character or DEL in `s` (TAB skipped when `tab_ok`:
+-- a header value may hold one), or nil when there is none.
+function M.control_char(s, tab_ok)
+  local i = s:find(tab_ok and "[%z\1-\8\10-\31\127]" or "[%z\1-\31\127]")
+  if not i then return nil end
+  local b = s:byte(i)
+  return CONTROL_NAMES[b] or ("\\x%02x"):format(b)
+end
+
+local HEADER_NAME = "^[%w!#$%%&'*+.^_`|~-]+$"
+
+--- What keeps `name: value` from being one HTTP header line, or nil: a name that is not
+-- a token, or a value with a control character but TAB (RFC 9110; CR, LF or NUL would
+-- end the header, or the request).
+function M.header_problem(name, value)
+  if type(name) ~= "string" or not name:match(HEADER_NAME) then
+    return M.escape_controls(string.format("%q", tostring(name))) .. " is not a header name"
+  end
+  if type(value) ~= "string" then return ("the value of header %s is a %s, not a string"):format(name, type(value)) end
+  local bad = M.control_char(value, true)
+  if bad then return ("the value of header %s contains a control character (%s); a header is one line"):format(name, bad) end
+  return nil
 end
 
 return M

@@ -1,0 +1,170 @@
+-- luacheck: std +busted
+-- Trust (issue 13): a provider, a connector or a caller cannot make connrt print escape
+-- sequences, inject header lines or fail with an internal error; `connrt` as a real
+-- process against the echo server (spec/support/echo-server.js), whose /repeat route
+-- plays a provider that answers with anything.
+local cjson = require("cjson")
+local h = require("support.helpers")
+local url = require("connrt.url")
+
+-- A provider's answer, served by /repeat: status, JSON text.
+local function answer(api, status, doc)
+  return ("%s/repeat?status=%d&type=application/json&head=%s"):format(api.base, status, url.encode(doc))
+end
+
+describe("what connrt prints and sends stays in its lines #integration", function()
+  local api, tmp
+
+  setup(function()
+    tmp = h.tmpdir()
+    api = h.start_upstream({ ECHO_API_KEY = "k-3f9a2c7e5b1d" })
+  end)
+
+  teardown(function()
+    if api then api.stop() end
+    h.rmdir(tmp)
+  end)
+
+  local serial = 0
+  -- A client credentials connector whose token endpoint and test API answer as given;
+  -- `extra`: more keys (Lua source), `headers`: more request headers (Lua source).
+  local function machine(token_url, test_url, extra, headers)
+    serial = serial + 1
+    local path = ("%s/machine%d.lua"):format(tmp, serial)
+    h.write(path, ([[return {
+      id = "machine%d", title = "Machine", auth = "client_credentials",
+      token_url = %q, test = %q, name = "{{name}}", unique_id = "{{id}}",
+      allowed_urls = { %q },
+      request = { headers = { Authorization = "Bearer {{access_token}}", %s } },
+      %s
+    }]]):format(serial, token_url, test_url, api.base .. "/", headers or "", extra or ""))
+    return path
+  end
+
+  local function run(path, home, args)
+    local argv = { "run", path, "--client-id", "c-1" }
+    for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+    return h.connrt(argv, { env = { CONNRT_HOME = home or (tmp .. "/home") } })
+  end
+
+  local GOOD_TOKEN = '{"access_token":"at-5a7c9e1b3d","token_type":"Bearer","expires_in":3600}'
+
+  -- no control character reaches the terminal but each line's own newline
+  local function clean(text)
+    assert.is_nil(text:find("[%z\1-\9\11-\31\127]"), text)
+    assert.is_nil(text:find("\194[\128-\159]"), text)
+  end
+
+  it("escapes a test API's name with ESC[2J and a BEL in run, show and errors", function()
+    local home = tmp .. "/names"
+    local name = "Evil \27[2J\7 Corp\r\nconnrt: Connected Someone Else \194\155"
+    local path = machine(answer(api, 200, GOOD_TOKEN), answer(api, 200, cjson.encode({ name = name, id = "acct-1" })))
+    local res = run(path, home)
+    assert.equal(0, res.code, res.stderr)
+    clean(res.stdout .. res.stderr)
+    assert.matches("as Evil \\x1b[2J\\x07 Corp\\x0d\\x0aconnrt: Connected Someone Else \\u009b (acct-1)", res.stdout, 1, true)
+    local id = res.stdout:match("(machine%d+%-%x+)")
+    res = h.connrt({ "show", id }, { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
+    clean(res.stdout)
+    assert.matches("name               Evil \\x1b[2J\\x07 Corp", res.stdout, 1, true)
+    -- list cleans as it did, --json encodes: the terminal sees no escape either way
+    res = h.connrt({ "list" }, { env = { CONNRT_HOME = home } })
+    clean(res.stdout)
+    res = h.connrt({ "show", id, "--json" }, { env = { CONNRT_HOME = home } })
+    clean(res.stdout)
+    assert.equal(name, cjson.decode(res.stdout).name)
+  end)
+
+  it("escapes an error_description with escape sequences, and a test API's error message", function()
+    local desc = "bad client\27]0;pwned\7\27[2J\r\nconnrt: Connected Machine as admin"
+    local res = run(machine(answer(api, 401, cjson.encode({ error = "invalid_client", error_description = desc })),
+      answer(api, 200, "{}")))
+    assert.equal(5, res.code, res.stderr)
+    clean(res.stderr)
+    assert.matches("answered 401: invalid_client: bad client\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\x0aconnrt: Connected", res.stderr, 1, true)
+    assert.is_nil(res.stderr:find("\nconnrt: Connected", 1, true))
+    res = run(machine(answer(api, 200, GOOD_TOKEN), answer(api, 403, cjson.encode({ message = "no\27[31m red\8\8" }))))
+    assert.equal(5, res.code, res.stderr)
+    clean(res.stderr)
+    assert.matches("answered 403: no\\x1b[31m red\\x08\\x08; the connection was not saved", res.stderr, 1, true)
+  end)
+
+  it("refuses a token with CR or LF as the provider's error, naming it, and saves nothing", function()
+    local home = tmp .. "/crlf"
+    for _, case in ipairs({
+      { '{"access_token":"at-1\\r\\nX-Evil: 1","token_type":"Bearer"}', "the access_token contains a control character (CR)" },
+      { '{"access_token":"at-1\\nX-Evil: 1","token_type":"Bearer"}', "the access_token contains a control character (LF)" },
+      { '{"access_token":"at-1","refresh_token":"rt\\u0000x","token_type":"Bearer"}',
+        "the refresh_token contains a control character (NUL)" },
+      { '{"access_token":"at-1","token_type":"Bearer\\r\\nX: y"}', "the token_type contains a control character (CR)" },
+    }) do
+      local res = run(machine(answer(api, 200, case[1]), answer(api, 200, '{"name":"n","id":"i"}')), home)
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("token endpoint " .. api.base .. "/repeat", res.stderr, 1, true)
+      assert.matches(case[2], res.stderr, 1, true)
+      assert.is_nil(res.stderr:find("internal error", 1, true), res.stderr)
+      assert.equal("[]", h.connrt({ "list", "--json" }, { env = { CONNRT_HOME = home } }).stdout:gsub("%s", ""))
+    end
+  end)
+
+  it("refuses a kept value with LF in a header as the provider's, and a field with CR as the user's", function()
+    -- the kept value goes into a header of every request (the test API's first)
+    local kept = machine(answer(api, 200, '{"access_token":"at-1","token_type":"Bearer","org":"o-1\\nX-Evil: 1"}'),
+      answer(api, 200, '{"name":"n","id":"i"}'), 'values = { "org" },', '["X-Org"] = "{{org}}"')
+    local res = run(kept)
+    assert.equal(5, res.code, res.stderr)
+    assert.matches("request.headers: {{org}}, a value from the provider, contains a control character (LF)", res.stderr, 1, true)
+    assert.is_nil(res.stderr:find("internal error", 1, true), res.stderr)
+
+    local keyed = tmp .. "/keyed-crlf.lua"
+    h.write(keyed, h.keyed_connector(api.base))
+    res = h.connrt({ "run", keyed }, { env = { CONNRT_HOME = tmp .. "/keyed-crlf", CONNRT_FIELD_API_KEY = "k-1\r\nX-Evil: 1" } })
+    assert.equal(2, res.code, res.stderr)
+    assert.matches("{{api_key}}, which you gave, contains a control character (CR)", res.stderr, 1, true)
+    assert.is_nil(res.stderr:find("internal error", 1, true), res.stderr)
+  end)
+
+  describe("a caller's headers", function()
+    local home
+    setup(function()
+      home = tmp .. "/caller"
+      local keyed = tmp .. "/keyed.lua"
+      h.write(keyed, h.keyed_connector(api.base))
+      local res = h.connrt({ "run", keyed }, { env = { CONNRT_HOME = home, CONNRT_FIELD_API_KEY = "k-3f9a2c7e5b1d" } })
+      assert(res.code == 0, res.stderr)
+    end)
+
+    it("connrt request -H with CR or LF is a usage error, and nothing is sent", function()
+      local before = #api.log()
+      for _, hv in ipairs({ "X-A: a\r\nInjected: 1", "X-A: a\nb", "X-A: a\rb", "X-A: \27[2J" }) do
+        local res = h.connrt({ "request", "keyed", "/echo", "-H", hv }, { env = { CONNRT_HOME = home } })
+        assert.equal(2, res.code, res.stderr)
+        assert.matches("^connrt: %-H: the value of header X%-A contains a control character %(%u+%); a header is one line\n$",
+          res.stderr)
+      end
+      -- a tab is a header value's own
+      local res = h.connrt({ "request", "keyed", "/echo", "-H", "X-A: a\tb" }, { env = { CONNRT_HOME = home } })
+      assert.equal(0, res.code, res.stderr)
+      assert.equal("a\tb", cjson.decode(res.stdout).headers["x-a"])
+      assert.equal(before + 1, #api.log())
+    end)
+
+    it("a pipeline's header or method with CR or LF is a usage error", function()
+      local script = tmp .. "/pipe.lua"
+      h.write(script, [[
+        local c = connrt.connection("keyed")
+        local kind = arg[1]
+        if kind == "header" then c:get("/echo", { headers = { { "X-A", "a\r\nInjected: 1" } } }) end
+        if kind == "name" then c:get("/echo", { headers = { { "X-A\r\nB", "1" } } }) end
+        if kind == "method" then c:request({ method = "GET /x HTTP/1.1\r\nX:", url = "/echo" }) end
+      ]])
+      for _, kind in ipairs({ "header", "name", "method" }) do
+        local res = h.connrt({ "run", script, kind }, { env = { CONNRT_HOME = home } })
+        assert.equal(2, res.code, res.stderr)
+        assert.is_nil(res.stderr:find("internal error", 1, true), res.stderr)
+        clean(res.stderr)
+      end
+    end)
+  end)
+end)
