@@ -168,3 +168,49 @@ describe("what connrt prints and sends stays in its lines #integration", functio
     end)
   end)
 end)
+
+describe("the browser connrt starts #integration", function()
+  local tmp
+  setup(function() tmp = h.tmpdir() end)
+  teardown(function() h.rmdir(tmp) end)
+
+  it("inherits none of the variables that hold secrets (its env and /proc/self/environ)", function()
+    local dump = tmp .. "/dump"
+    local script = tmp .. "/browser.sh"
+    -- the browser: writes what it inherited, as `env` sees it and as the kernel keeps it
+    h.write(script, ('env >%s/env.tmp; tr "\\0" "\\n" </proc/self/environ >%s/environ.tmp; '
+      .. 'tr "\\0" "\\n" </proc/$$/environ >%s/shell.tmp; mv %s/env.tmp %s/env; mv %s/environ.tmp %s/environ; '
+      .. 'mv %s/shell.tmp %s/shell\n'):format(dump, dump, dump, dump, dump, dump, dump, dump, dump))
+    assert(require("connrt.sys").mkdir(dump, 448))
+    local secrets = {
+      CONNRT_KEY = string.rep("5e", 32), CONNRT_NEW_KEY = string.rep("7a", 32),
+      CONNRT_CLIENT_SECRET = "client-secret-9c1f", CONNRT_FIELD_API_TOKEN = "field-token-4d2b",
+    }
+    local env = { CONNRT_HOME = tmp .. "/home", CONNRT_BROWSER = "sh " .. script, TRUST_CANARY = "passed-on",
+      CONNRT_CLIENT_ID = "client-id-1", CONNRT_KEY_FILE = tmp .. "/unused-key",
+      CONNRT_REDIRECT_URL = ("http://127.0.0.1:%d/callback"):format(h.free_port()),
+      CONNRT_FIELD_SERVER = "http://127.0.0.1:9" } -- the connector's field, read from the environment
+    for k, v in pairs(secrets) do env[k] = v end
+    local res = h.connrt({ "run", "examples/local-oidc.lua", "--timeout", "3" }, { env = env })
+    assert.equal(4, res.code, res.stderr) -- nobody signs in: the wait times out
+    local seen
+    for _ = 1, 100 do
+      seen = h.read(dump .. "/shell")
+      if seen then break end
+      require("connrt.sys").sleep(0.05)
+    end
+    for _, name in ipairs({ "env", "environ", "shell" }) do
+      local text = h.read(dump .. "/" .. name)
+      assert.is_string(text, "the browser wrote no " .. name)
+      -- what is passed on is there: the dump is real
+      assert.matches("TRUST_CANARY=passed-on\n", text, 1, true)
+      assert.matches("CONNRT_CLIENT_ID=client-id-1\n", text, 1, true)
+      assert.matches("CONNRT_KEY_FILE=", text, 1, true)
+      for k, v in pairs(secrets) do
+        assert.is_nil(text:find(k .. "=", 1, true), k .. " reached the browser (" .. name .. ")")
+        assert.is_nil(text:find(v, 1, true), k .. "'s value reached the browser (" .. name .. ")")
+      end
+      assert.is_nil(text:find("CONNRT_FIELD_", 1, true), name)
+    end
+  end)
+end)
