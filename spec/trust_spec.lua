@@ -214,3 +214,123 @@ describe("the browser connrt starts #integration", function()
     end
   end)
 end)
+
+describe("a running connrt and a C program using libconnrt #integration", function()
+  local tmp, api, as_user
+  local sys = require("connrt.sys")
+  local KEY = string.rep("3c", 32)
+
+  setup(function()
+    tmp = h.tmpdir()
+    assert(sys.chmod(tmp, 511)) -- 0777: the processes run as another user below
+    api = h.start_upstream({ ECHO_API_KEY = "k-77a1e9c3b5d2" })
+    -- root reads every process's memory anyway: the processes run as nobody, and so
+    -- does the reader, as a user's other programs would
+    local root = (io.popen("id -u"):read("l")) == "0"
+    if root and os.execute("setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null") then
+      as_user = "setpriv --reuid=65534 --regid=65534 --clear-groups "
+    elseif not root then
+      as_user = ""
+    end
+  end)
+
+  teardown(function()
+    if api then api.stop() end
+    h.rmdir(tmp)
+  end)
+
+  -- Starts `program ARGS` as the user in the background, with the core size limit raised
+  -- as far as it goes first; returns its pid and a function that reads its stderr.
+  local function start(name, program, args, env)
+    local dir = tmp .. "/" .. name
+    assert(sys.mkdir(dir, 511) and sys.chmod(dir, 511))
+    local parts = {}
+    for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. h.shell_quote(v) end
+    local quoted = {}
+    for i, a in ipairs(args) do quoted[i] = h.shell_quote(a) end
+    local cmd = ("ulimit -c unlimited 2>/dev/null || ulimit -c $(ulimit -H -c); cd %s && exec env %s %s%s %s"):format(
+      h.shell_quote(h.ROOT), table.concat(parts, " "), as_user, h.shell_quote(program), table.concat(quoted, " "))
+    os.execute(("sh -c %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid"):format(h.shell_quote(cmd), dir, dir, dir))
+    local pid = tonumber(h.read(dir .. "/pid"))
+    return pid, function() return h.read(dir .. "/err") or "" end
+  end
+
+  -- What the kernel says of a running process: its core size limits, the owner of its
+  -- /proc entries (root for a process that is not dumpable), its own uid, and whether
+  -- the same user can read its environment (where CONNRT_KEY is).
+  local function inspect(pid)
+    local limits = h.read(("/proc/%d/limits"):format(pid)) or ""
+    local status = h.read(("/proc/%d/status"):format(pid)) or ""
+    local owner = io.popen(("stat -c %%u /proc/%d/status 2>/dev/null"):format(pid)):read("l")
+    local reader = io.popen(("%scat /proc/%d/environ 2>/dev/null | tr '\\0' '\\n'"):format(as_user, pid))
+    local environ = reader:read("a")
+    reader:close()
+    return {
+      core = limits:match("Max core file size%s+(%S+)%s+(%S+)"),
+      core_hard = select(2, limits:match("Max core file size%s+(%S+)%s+(%S+)")),
+      owner = tonumber(owner), uid = tonumber(status:match("\nUid:%s+(%d+)")),
+      environ = environ,
+    }
+  end
+
+  local function check(p, who)
+    assert.equal("0", p.core, who .. ": the soft core size limit")
+    assert.equal("0", p.core_hard, who .. ": the hard core size limit")
+    assert.are_not.equal(0, p.uid, who .. " runs as the user, not root")
+    assert.equal(0, p.owner, who .. "'s /proc entries belong to root: it is not dumpable (owned by " .. tostring(p.owner) .. ")")
+    assert.equal("", p.environ, who .. "'s environment can be read by the user's other processes")
+  end
+
+  it("connrt run waiting for the callback: no core limit, not dumpable, its environ unreadable", function()
+    if not as_user then pending("needs setpriv to run as another user than root") return end
+    local pid, err = start("run", h.CONNRT, { "run", "examples/local-oidc.lua", "--no-browser", "--timeout", "20",
+      "--field", "server=http://127.0.0.1:9", "--client-id", "c-1" }, {
+      CONNRT_HOME = tmp .. "/run-home", CONNRT_KEY = KEY,
+      CONNRT_REDIRECT_URL = ("http://127.0.0.1:%d/callback"):format(h.free_port()) })
+    finally(function() os.execute("kill " .. pid .. " 2>/dev/null") end)
+    for _ = 1, 200 do
+      if err():find("Waiting for the sign-in", 1, true) then break end
+      sys.sleep(0.05)
+    end
+    assert.matches("Waiting for the sign-in", err(), 1, true)
+    check(inspect(pid), "connrt run")
+  end)
+
+  it("a C program inside connrt_request: the same, from connrt_open on", function()
+    if not as_user then pending("needs setpriv to run as another user than root") return end
+    local home = tmp .. "/lib-home"
+    local keyed = tmp .. "/keyed.lua"
+    h.write(keyed, h.keyed_connector(api.base))
+    assert(sys.chmod(keyed, 420))
+    os.execute(("%s env CONNRT_HOME=%s CONNRT_KEY=%s CONNRT_FIELD_API_KEY=k-77a1e9c3b5d2 %s run %s >/dev/null 2>&1"):format(
+      as_user, home, KEY, h.shell_quote(h.CONNRT), keyed))
+    local before = #api.log()
+    -- /slow answers after 3 s: the program is inside connrt_request meanwhile
+    local pid = start("lib", h.BUILD .. "/examples/pipeline", { "keyed", "/slow" }, { CONNRT_HOME = home, CONNRT_KEY = KEY })
+    finally(function() os.execute("kill " .. pid .. " 2>/dev/null") end)
+    for _ = 1, 100 do
+      if #api.log() > before then break end
+      sys.sleep(0.05)
+    end
+    assert.is_true(#api.log() > before, "the C program sent nothing")
+    check(inspect(pid), "the C program")
+  end)
+
+  it("a plain lua5.4 program after require \"connrt\"", function()
+    if not as_user then pending("needs setpriv to run as another user than root") return end
+    local script = tmp .. "/plain.lua"
+    h.write(script, ([[
+      package.cpath = %q .. "/?.so;" .. package.cpath
+      require "connrt"
+      local pid = require("connrt.sys").getpid()
+      local limits = io.open("/proc/self/limits"):read("a")
+      print(limits:match("Max core file size%%s+(%%S+)%%s+(%%S+)"))
+      print(io.popen("stat -c %%u /proc/" .. pid .. "/status"):read("l"))
+    ]]):format(h.BUILD))
+    assert(sys.chmod(script, 420))
+    local p = io.popen(("sh -c 'ulimit -c unlimited; cd %s && exec %s%s %s' 2>&1"):format(h.ROOT, as_user, h.LUA, script))
+    local out = p:read("a")
+    p:close()
+    assert.equal("0\t0\n0\n", out)
+  end)
+end)

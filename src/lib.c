@@ -100,6 +100,7 @@ static int open_state(lua_State *L) {
 }
 
 connrt_code connrt_open(connrt **out, const char *home) {
+  connrt_protect_process(); /* documented in connrt.h: it changes the process */
   connrt *rt = calloc(1, sizeof *rt);
   *out = rt;
   if (!rt) return CONNRT_ENOMEM;

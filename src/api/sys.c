@@ -12,6 +12,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -296,6 +298,16 @@ static int sys_spawn_detached(lua_State *L) {
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* See api.h. Both are best effort: a failure leaves the process as it was, and connrt
+ * goes on. execve resets the dumpable flag, so a program connrt starts (the browser) is
+ * dumpable as usual, but it inherits the core limit of 0; a hard limit, once lowered,
+ * cannot be raised again without privilege. */
+void connrt_protect_process(void) {
+  struct rlimit none = { 0, 0 };
+  (void)setrlimit(RLIMIT_CORE, &none);
+  (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 static const luaL_Reg sys_funcs[] = {
