@@ -99,19 +99,27 @@ describe("log.redact hides every spelling", function()
   end)
 
   it("HTTP Basic base64(id:secret) at every alignment, in both alphabets, never registered as such", function()
-    for n = 0, 5 do
-      local id = ("client-id"):sub(1, n)
-      -- as it is, and form-encoded before joining (RFC 6749 client authentication)
-      for _, parts in ipairs({ { id, SECRET }, { pct(id), pct(SECRET) } }) do
-        local cred = parts[1] .. ":" .. parts[2]
-        for _, enc in ipairs({ crypto.b64encode(cred), b64url(cred) }) do
-          local out = log.redact("Authorization: Basic " .. enc)
-          local before, after = out:match("^Authorization: Basic ([%w+/=_-]*)%[redacted%]([%w+/=_-]*)$")
-          assert.is_string(before, out)
-          -- left: the characters of the id and ':' (and the one they share with the
-          -- secret), and after it at most one shared character and the padding
-          assert.is_true(#before <= (8 * (#parts[1] + 1) + 5) // 6, out)
-          assert.is_true(#after <= 3, out)
+    -- the cores are encoded by connrt.crypto when a command has loaded it, else in Lua
+    local loaded = package.loaded["connrt.crypto"]
+    finally(function() package.loaded["connrt.crypto"] = loaded end)
+    for _, with_crypto in ipairs({ true, false }) do
+      package.loaded["connrt.crypto"] = with_crypto and loaded or nil
+      log = fresh_log()
+      log.secret(SECRET)
+      for n = 0, 5 do
+        local id = ("client-id"):sub(1, n)
+        -- as it is, and form-encoded before joining (RFC 6749 client authentication)
+        for _, parts in ipairs({ { id, SECRET }, { pct(id), pct(SECRET) } }) do
+          local cred = parts[1] .. ":" .. parts[2]
+          for _, enc in ipairs({ crypto.b64encode(cred), b64url(cred) }) do
+            local out = log.redact("Authorization: Basic " .. enc)
+            local before, after = out:match("^Authorization: Basic ([%w+/=_-]*)%[redacted%]([%w+/=_-]*)$")
+            assert.is_string(before, out)
+            -- left: the characters of the id and ':' (and the one they share with the
+            -- secret), and after it at most one shared character and the padding
+            assert.is_true(#before <= (8 * (#parts[1] + 1) + 5) // 6, out)
+            assert.is_true(#after <= 3, out)
+          end
         end
       end
     end

@@ -47,28 +47,29 @@ end
 
 -- ---- spellings of a secret ----
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 local MIN_CORE = 6
+local B64 = {}
+for i, c in ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"):gmatch("()(.)") do B64[i - 1] = c end
+local TO_URL = { ["+"] = "-", ["/"] = "_" }
 
--- base64 without padding (a partial last group gives 2 or 3 characters)
-local function b64(s, alphabet)
+-- Standard base64 with padding: crypto's when a command has loaded it (never loaded for
+-- this), else in Lua.
+local function b64(s)
+  local crypto = package.loaded["connrt.crypto"]
+  if crypto then return crypto.b64encode(s) end
   local out = {}
   for i = 1, #s, 3 do
     local a, b, c = s:byte(i, i + 2)
     local n = (a << 16) | ((b or 0) << 8) | (c or 0)
-    for k = 0, (c and 3) or (b and 2) or 1 do
-      local x = ((n >> (18 - 6 * k)) & 63) + 1
-      out[#out + 1] = alphabet:sub(x, x)
-    end
+    out[#out + 1] = B64[n >> 18] .. B64[(n >> 12) & 63] .. (b and B64[(n >> 6) & 63] or "=") .. (c and B64[n & 63] or "=")
   end
   return table.concat(out)
 end
 
--- The characters of base64(k unknown bytes .. s .. more) that depend on s alone: those
--- whose 6 bits all fall within s's bytes.
-local function b64_core(s, k, alphabet)
-  local enc = b64(("\0"):rep(k) .. s, alphabet)
+-- The characters of base64(k unknown bytes .. s .. more) that depend on s alone (those
+-- whose 6 bits all fall within s's bytes), in the standard alphabet.
+local function b64_core(s, k)
+  local enc = b64(("\0"):rep(k) .. s)
   local first = (8 * k + 5) // 6                -- ceil(8k / 6)
   local last = (8 * (k + #s)) // 6 - 1
   return enc:sub(first + 1, last + 1)
@@ -88,19 +89,24 @@ local function build_spellings()
   local function add(v)
     if not seen[v] then seen[v] = true; list[#list + 1] = v end
   end
+  local function add_b64(v)
+    add(v)
+    add((v:gsub("[+/]", TO_URL))) -- the URL-safe alphabet
+  end
   for s in pairs(secrets) do
     add(s)
-    for _, form in ipairs({ s, pct(s), pct(s, true) }) do
-      for _, alphabet in ipairs({ B64, B64URL }) do
-        for k = 0, 2 do
-          local core = b64_core(form, k, alphabet)
-          if #core >= MIN_CORE then add(core) end
-        end
+    local forms, p, f = { s }, pct(s), pct(s, true)
+    if p ~= s then forms[#forms + 1] = p end
+    if f ~= p then forms[#forms + 1] = f end
+    for _, form in ipairs(forms) do
+      for k = 0, 2 do
+        local core = b64_core(form, k)
+        if #core >= MIN_CORE then add_b64(core) end
       end
     end
-    local whole = b64(s, B64)
-    add(whole .. ("="):rep((4 - #whole % 4) % 4)) -- the secret alone, padded
-    add(b64(s, B64URL))
+    local whole = b64(s)
+    add_b64(whole)                    -- the secret alone, padded
+    add_b64(text.rstrip(whole, "="))  -- and without padding
   end
   return list
 end
