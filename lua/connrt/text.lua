@@ -105,8 +105,10 @@ function M.header_problem(name, value)
   if type(name) ~= "string" or not name:match(HEADER_NAME) then
     return M.escape_controls(string.format("%q", tostring(name))) .. " is not a header name"
   end
-  if type(value) ~= "string" then return ("the value of header %s is a %s, not a string"):format(name, type(value)) end
-  local bad = M.control_char(value, true)
+  if type(value) ~= "string" and type(value) ~= "number" then
+    return ("the value of header %s is a %s, not a string"):format(name, type(value))
+  end
+  local bad = M.control_char(tostring(value), true)
   if bad then return ("the value of header %s contains a control character (%s); a header is one line"):format(name, bad) end
   return nil
 end
