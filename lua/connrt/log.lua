@@ -52,8 +52,8 @@ local B64 = {}
 for i, c in ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"):gmatch("()(.)") do B64[i - 1] = c end
 local TO_URL = { ["+"] = "-", ["/"] = "_" }
 
--- Standard base64 with padding: crypto's when a command has loaded it (never loaded for
--- this), else in Lua.
+-- Standard base64 with padding: connrt.crypto's when the command has loaded it (OpenSSL
+-- is not worth loading to print a line), else in Lua.
 local function b64(s)
   local crypto = package.loaded["connrt.crypto"]
   if crypto then return crypto.b64encode(s) end
