@@ -220,8 +220,8 @@ function Connection:request(req)
   -- the caller's method and headers go into the request line and header lines as given:
   -- each must be one token or line (a pipeline's or a C program's mistake, not a bug)
   if type(method) ~= "string" or not method:match("^[%w!#$%%&'*+.^_`|~-]+$") then
-    errors.raise("usage", "request method %s is not an HTTP method name", require("connrt.text").escape_controls(
-      string.format("%q", tostring(method))))
+    errors.raise("usage", 'request method "%s" is not an HTTP method name', require("connrt.text").escape_controls(
+      tostring(method)))
   end
   method = method:upper()
   local target, parsed = self:target(req.url)

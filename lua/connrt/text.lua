@@ -11,9 +11,9 @@
 --                            contents: "/", "\r\n", "%s")
 --   text.html_title(body)    the trimmed <title> of an HTML page, or nil
 --   text.escape_controls(s)  control characters (C0, DEL, C1) and the bytes of broken
---                            UTF-8 as visible escapes
+--                            UTF-8 as visible escapes (\u001b)
 --   text.control_char(s, tab_ok)  the name of the first C0 or DEL character in s ("CR",
---                            "LF", "NUL", "ESC", "\x07"), or nil
+--                            "LF", "NUL", "ESC", "U+0007"), or nil
 --   text.header_problem(name, value)  what keeps name and value from being one HTTP
 --                            header line, or nil
 local M = {}
@@ -46,8 +46,10 @@ function M.html_title(body)
   return M.trim(body:sub(open_end + 1, close - 1))
 end
 
-local function hex_escape(c)
-  return ("\\x%02x"):format(c:byte())
+-- \u00HH: how JSON writes a control character, so a line of JSON (cjson leaves C1 and
+-- broken UTF-8 as they are) stays JSON, of the same value
+local function u_escape(c)
+  return ("\\u%04x"):format(c:byte())
 end
 
 -- The slow path of escape_controls, for text that is not valid UTF-8: one character at
@@ -64,7 +66,7 @@ local function escape_broken(s)
       out[#out + 1] = ch
       i = i + len
     else
-      out[#out + 1] = ("\\x%02x"):format(b)
+      out[#out + 1] = u_escape(s:sub(i, i)) -- the byte as the Latin-1 character it would be
       i = i + 1
     end
   end
@@ -74,15 +76,14 @@ end
 
 --- `s` with every control character made visible, so text from a provider cannot move
 -- the cursor, clear the screen, ring the bell or start a new line on a terminal: C0
--- (newline and tab included) and DEL become \xHH, the C1 controls (U+0080-U+009F)
--- \u00HH (as JSON writes them, so a line of JSON stays JSON of the same value), and
--- every byte of broken UTF-8 \xHH (a lone 0x9B is CSI to a terminal that reads Latin-1).
--- Valid UTF-8 text without controls comes back as it is.
+-- (newline and tab included), DEL and the C1 controls (U+0080-U+009F) become \u00HH, as
+-- does every byte of broken UTF-8 (a lone 0x9B is CSI to a terminal that reads
+-- Latin-1). Valid UTF-8 text without controls comes back as it is.
 function M.escape_controls(s)
   if not utf8.len(s) then return escape_broken(s) end
   if not s:find("[%z\1-\31\127\194]") then return s end
-  s = s:gsub("[%z\1-\31\127]", hex_escape)
-  return (s:gsub("\194([\128-\159])", function(c) return ("\\u00%02x"):format(c:byte()) end))
+  s = s:gsub("[%z\1-\31\127]", u_escape)
+  return (s:gsub("\194[\128-\159]", function(c) return u_escape(c:sub(2)) end))
 end
 
 local CONTROL_NAMES = { [0] = "NUL", [9] = "TAB", [10] = "LF", [13] = "CR", [27] = "ESC", [127] = "DEL" }
@@ -93,7 +94,7 @@ function M.control_char(s, tab_ok)
   local i = s:find(tab_ok and "[%z\1-\8\10-\31\127]" or "[%z\1-\31\127]")
   if not i then return nil end
   local b = s:byte(i)
-  return CONTROL_NAMES[b] or ("\\x%02x"):format(b)
+  return CONTROL_NAMES[b] or ("U+%04X"):format(b)
 end
 
 local HEADER_NAME = "^[%w!#$%%&'*+.^_`|~-]+$"
@@ -103,7 +104,7 @@ local HEADER_NAME = "^[%w!#$%%&'*+.^_`|~-]+$"
 -- end the header, or the request).
 function M.header_problem(name, value)
   if type(name) ~= "string" or not name:match(HEADER_NAME) then
-    return M.escape_controls(string.format("%q", tostring(name))) .. " is not a header name"
+    return '"' .. M.escape_controls(tostring(name)) .. '" is not a header name'
   end
   if type(value) ~= "string" and type(value) ~= "number" then
     return ("the value of header %s is a %s, not a string"):format(name, type(value))
