@@ -125,6 +125,24 @@ describe("what connrt prints and sends stays in its lines #integration", functio
     assert.is_nil(res.stderr:find("internal error", 1, true), res.stderr)
   end)
 
+  it("refuses Basic credentials with a control character, from a field, as the user's error", function()
+    local basic = tmp .. "/basic-crlf.lua"
+    h.write(basic, ([[return {
+      id = "basic", auth = "fields",
+      fields = { { key = "username", required = true }, { key = "password", secret = true, required = true } },
+      test = "/basic/me", name = "{{login}}", unique_id = "{{id}}",
+      allowed_urls = { "%s" },
+      request = { basic = { username = "{{username}}", password = "{{password}}" } },
+    }]]):format(api.base))
+    for _, case in ipairs({ { "user\r\nX-Evil: 1", "pass-1", "basic.username: {{username}}", "CR" },
+        { "user", "pass\t1", "basic.password: {{password}}", "TAB" } }) do
+      local res = h.connrt({ "run", basic }, { env = { CONNRT_HOME = tmp .. "/basic-home",
+        CONNRT_FIELD_USERNAME = case[1], CONNRT_FIELD_PASSWORD = case[2] } })
+      assert.equal(2, res.code, res.stderr)
+      assert.matches(case[3] .. ", which you gave, contains a control character (" .. case[4] .. ")", res.stderr, 1, true)
+    end
+  end)
+
   describe("a caller's headers", function()
     local home
     setup(function()
@@ -148,6 +166,40 @@ describe("what connrt prints and sends stays in its lines #integration", functio
       assert.equal(0, res.code, res.stderr)
       assert.equal("a\tb", cjson.decode(res.stdout).headers["x-a"])
       assert.equal(before + 1, #api.log())
+    end)
+
+    it("a C program's header without a colon or with CR or LF is CONNRT_EUSAGE", function()
+      local src, bin = tmp .. "/headers.c", tmp .. "/headers"
+      h.write(src, [[
+#include <stdio.h>
+#include <connrt.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  connrt *rt;
+  if (connrt_open(&rt, NULL) != CONNRT_OK) return 100;
+  const char *headers[] = { argv[1], NULL };
+  connrt_response res;
+  connrt_code rc = connrt_request(rt, "keyed", "GET", "/echo", headers, NULL, 0, &res);
+  if (rc == CONNRT_OK) connrt_response_free(&res);
+  printf("%d %s\n", (int)rc, connrt_errmsg(rt));
+  connrt_close(rt);
+  return 0;
+}
+]])
+      -- the build's library, with the sanitizers' flags when it was built with them
+      local san = os.execute(("nm %s/libconnrt.a 2>/dev/null | grep -q __asan_init"):format(h.BUILD))
+        and "-fsanitize=address,undefined" or ""
+      local cc = ("cc %s -I%s/include -o %s %s %s/libconnrt.a $(pkg-config --libs lua5.4 libcurl openssl lmdb libsodium) 2>&1")
+        :format(san, h.ROOT, bin, src, h.BUILD)
+      local p = io.popen(cc)
+      local log = p:read("a")
+      assert(p:close(), cc .. "\n" .. log)
+      for _, hv in ipairs({ "NoColon", "X-A: a\r\nInjected: 1" }) do
+        local p = io.popen(("CONNRT_HOME=%s %s %s"):format(home, bin, h.shell_quote(hv)))
+        local out = p:read("a")
+        p:close()
+        assert.matches("^2 ", out)
+      end
     end)
 
     it("a pipeline's header or method with CR or LF is a usage error", function()
