@@ -191,9 +191,9 @@ int main(int argc, char **argv) {
         and "-fsanitize=address,undefined" or ""
       local cc = ("cc %s -I%s/include -o %s %s %s/libconnrt.a $(pkg-config --libs lua5.4 libcurl openssl lmdb libsodium) 2>&1")
         :format(san, h.ROOT, bin, src, h.BUILD)
-      local p = io.popen(cc)
-      local log = p:read("a")
-      assert(p:close(), cc .. "\n" .. log)
+      local build = io.popen(cc)
+      local log = build:read("a")
+      assert(build:close(), cc .. "\n" .. log)
       for _, hv in ipairs({ "NoColon", "X-A: a\r\nInjected: 1" }) do
         local p = io.popen(("CONNRT_HOME=%s %s %s"):format(home, bin, h.shell_quote(hv)))
         local out = p:read("a")
