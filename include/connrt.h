@@ -18,6 +18,15 @@
  * Link with `pkg-config --cflags --libs connrt` (installed by `make install`). Every
  * function returns a connrt_code; on failure connrt_errmsg() says what went wrong and
  * where, never with a secret in it. A handle is not thread-safe: use one per thread.
+ *
+ * connrt_open changes the calling process, for good: it sets the core file size limit
+ * (RLIMIT_CORE) to 0, soft and hard, and makes the process not dumpable
+ * (prctl(PR_SET_DUMPABLE, 0)), because the process now holds access tokens and the
+ * store's key. The process then writes no core dump, and the user's other processes can
+ * no longer ptrace it or read its /proc/PID/mem, environ or fd (root still can). Neither
+ * is undone by connrt_close; a program that needs a core dump to debug must set them
+ * back itself (the hard limit only with CAP_SYS_RESOURCE). AddressSanitizer's leak check
+ * still works: it makes the process dumpable while it looks.
  */
 #ifndef CONNRT_H
 #define CONNRT_H
@@ -55,7 +64,8 @@ typedef struct {
 
 /* Opens the store in `home` (NULL: CONNRT_HOME, else the XDG data directory). Always sets
  * *rt (NULL only when out of memory), so a failure's message can be read with
- * connrt_errmsg(*rt); connrt_close() it either way. */
+ * connrt_errmsg(*rt); connrt_close() it either way. First makes the process write no
+ * core dump and not dumpable (see the top of this file), whatever happens next. */
 connrt_code connrt_open(connrt **rt, const char *home);
 
 /* A valid access token for connection `id` (an id, or a connector id with exactly one

@@ -71,4 +71,42 @@ describe("the listener under abuse during connrt run #integration", function()
     local list = cjson.decode(h.connrt({ "list", "--json" }, { env = { CONNRT_HOME = home } }).stdout)
     assert.equal(1, #list)
   end)
+
+  it("lets the real callback through while 50 rejected clients leave data unread and stay connected", function()
+    -- Each client sends a callback with a forged state and 64 KB more than its head, then
+    -- keeps the connection open without reading: the listener used to linger a second
+    -- for each before it took the next request, so 45 of them outlasted the sign-in.
+    -- With a 10 s timeout, the connect succeeds only if no rejection waits on its client.
+    local home = tmp .. "/linger-home"
+    local pids = tmp .. "/linger.pids"
+    local port = redirect:match(":(%d+)/")
+    local script = tmp .. "/lingerers.sh"
+    -- (the head and the data in one write: data that arrives after the answer was never
+    -- waited for)
+    h.write(script, ([=[
+pad=$(head -c 65536 /dev/zero | tr '\0' a)
+for i in $(seq 50); do
+  (
+    exec 3<>/dev/tcp/127.0.0.1/%s || exit 0
+    printf 'GET /callback?code=c-%%s&state=forged HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n%%s' "$i" "$pad" >&3
+    exec sleep 30
+  ) >/dev/null 2>&1 &
+  echo $! >>%s
+done
+exec %s run %s/spec/support/browser.lua "$1"
+]=]):format(port, pids, h.CONNRT, h.ROOT))
+    finally(function()
+      for pid in (h.read(pids) or ""):gmatch("%d+") do os.execute("kill " .. pid .. " 2>/dev/null") end
+    end)
+    local res = h.connrt({ "run", "examples/local-oidc.lua", "--field", "server=" .. server.issuer, "--client-id",
+      "connrt-basic", "--timeout", "10", "--json", "--verbose" }, { env = {
+        CONNRT_HOME = home, CONNRT_REDIRECT_URL = redirect, CONNRT_CLIENT_SECRET = "basic-secret",
+        CONNRT_BROWSER = "bash " .. script, SIGNIN_USER = "john", SIGNIN_CALLBACK_DELAY = "0.5",
+      } })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal("john@example.com", cjson.decode(res.stdout:match("[^\n]*\n?$")).unique_id)
+    -- the forged callbacks did come, and were refused
+    local _, refused = res.stderr:gsub("listener: GET /callback%?code=%[redacted%]&state=forged", "")
+    assert.is_true(refused >= 45, "only " .. refused .. " forged callbacks reached the flow")
+  end)
 end)

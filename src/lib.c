@@ -100,6 +100,7 @@ static int open_state(lua_State *L) {
 }
 
 connrt_code connrt_open(connrt **out, const char *home) {
+  connrt_protect_process(); /* documented in connrt.h: it changes the process */
   connrt *rt = calloc(1, sizeof *rt);
   *out = rt;
   if (!rt) return CONNRT_ENOMEM;
@@ -182,6 +183,17 @@ typedef struct {
   size_t body_len;
 } request_args;
 
+/* Raises a usage error object (what errors.raise makes) with a formatted message: a
+ * caller's wrong argument, not a bug of connrt. */
+static int usage_error(lua_State *L, const char *fmt, const char *arg) {
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "usage");
+  lua_setfield(L, -2, "kind");
+  lua_pushfstring(L, fmt, arg);
+  lua_setfield(L, -2, "message");
+  return lua_error(L);
+}
+
 /* [-0, +1] conn:request{...}: the response table */
 static int do_request(lua_State *L) {
   request_args *a = lua_touserdata(L, 1);
@@ -200,7 +212,7 @@ static int do_request(lua_State *L) {
   lua_newtable(L);
   for (int i = 0; a->headers && a->headers[i]; i++) {
     const char *h = a->headers[i], *colon = strchr(h, ':');
-    if (!colon) luaL_error(L, "header \"%s\": expected \"Name: value\"", h);
+    if (!colon) usage_error(L, "connrt_request: header \"%s\": expected \"Name: value\"", h);
     const char *v = colon + 1;
     while (*v == ' ' || *v == '\t') v++;
     lua_createtable(L, 2, 0);

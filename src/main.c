@@ -52,6 +52,8 @@ static int run_cli(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+  /* before any secret is read: no core dump, no same-user debugger (api.h) */
+  connrt_protect_process();
   lua_State *L = luaL_newstate();
   if (!L) {
     fputs("connrt: cannot create the Lua state: out of memory\n", stderr);

@@ -92,11 +92,15 @@ local function run_pipeline(script, argv)
   if not ok then
     if errors.is(rc) then error(rc, 0) end
     -- the script's own error, not connrt's: say so, with the script's part of the traceback
-    local lines = {}
+    local first, lines = nil, {}
     for line in tostring(rc):gmatch("[^\n]+") do
-      if #lines == 0 or (line:find(script, 1, true) and line:match("^%s")) then lines[#lines + 1] = line end
+      if not first then
+        first = line
+      elseif line:find(script, 1, true) and line:match("^%s") then
+        lines[#lines + 1] = (line:gsub("\t", "    "))
+      end
     end
-    errors.raise("failed", "pipeline script %s failed: %s", script, table.concat(lines, "\n"))
+    errors.raise_lines("failed", lines, "pipeline script %s failed: %s", script, first or "")
   end
   return math.type(rc) == "integer" and rc or 0
 end
@@ -197,7 +201,7 @@ function commands.list(argv)
   for _, r in ipairs(recs) do
     rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, status_of(r), format.expiry(r.expires_at) }
   end
-  log.out("%s", format.table(rows))
+  for line in format.table(rows):gmatch("[^\n]+") do log.out("%s", line) end
   return 0
 end
 
@@ -268,6 +272,8 @@ function commands.request(argv)
   for _, hv in ipairs(headers) do
     local n, v = hv:match("^([%w!#$%%&'*+.^_`|~-]+):%s*(.*)$")
     if not n then errors.raise("usage", "-H %q: expected 'Name: value'", hv) end
+    local why = require("connrt.text").header_problem(n, v)
+    if why then errors.raise("usage", "-H: %s", why) end
     hlist[#hlist + 1] = { n, v }
   end
   local body = o.d or o.data
@@ -464,9 +470,15 @@ function M.main(argv)
   if ok then return res end
   if errors.is(res) then
     log.err("connrt: %s", res.message)
+    for _, line in ipairs(res.lines or {}) do log.err("%s", line) end
     return errors.exit_codes[res.kind]
   end
-  log.err("connrt: internal error: %s", tostring(res))
+  -- a bug: the message and its traceback, one line each
+  local first = true
+  for line in tostring(res):gmatch("[^\n]+") do
+    log.err(first and "connrt: internal error: %s" or "%s", (line:gsub("\t", "    ")))
+    first = false
+  end
   return 70
 end
 

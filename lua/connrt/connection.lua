@@ -219,10 +219,20 @@ local function refresh_statuses(self)
 end
 
 function Connection:request(req)
-  local method = (req.method or "GET"):upper()
+  local method = req.method or "GET"
+  -- the caller's method and headers go into the request line and header lines as given:
+  -- each must be one token or line (a pipeline's or a C program's mistake, not a bug)
+  if type(method) ~= "string" or not method:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+    errors.raise("usage", 'request method "%s" is not an HTTP method name', require("connrt.text").escape_controls(
+      tostring(method)))
+  end
+  method = method:upper()
   local target, parsed = self:target(req.url)
   local headers = {}
-  for _, h in ipairs(req.headers or {}) do headers[#headers + 1] = h end
+  for _, h in ipairs(req.headers or {}) do
+    request.check_header(h[1], h[2], "usage", "request header")
+    headers[#headers + 1] = h
+  end
   local body, json = req.body, req.json
   if self:expiring() and self:can_refresh() then self:refresh() end
   local refresh_on = refresh_statuses(self)

@@ -30,6 +30,15 @@ function M.raise(kind, fmt, ...)
   error(setmetatable({ kind = kind, message = message }, Error), 0)
 end
 
+--- Raises like M.raise, with `lines` (an array of strings) to print after the message,
+-- each on a line of its own: a pipeline script's traceback. The command line prints
+-- every line through log.err, which escapes a newline inside one.
+function M.raise_lines(kind, lines, fmt, ...)
+  assert(M.exit_codes[kind], "unknown error kind " .. tostring(kind))
+  local message = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  error(setmetatable({ kind = kind, message = message, lines = lines }, Error), 0)
+end
+
 --- True when `e` is one of our error objects.
 function M.is(e)
   return getmetatable(e) == Error

@@ -19,6 +19,7 @@ local request = require("connrt.request")
 local store = require("connrt.store")
 local sys = require("connrt.sys")
 local template = require("connrt.template")
+local text = require("connrt.text")
 local url = require("connrt.url")
 
 local M = {}
@@ -75,7 +76,7 @@ end
 local function read_field_file(key, path)
   local f, err = io.open(path, "rb")
   if not f then errors.raise("usage", "--field-file %s: %s", key, err) end
-  local v = f:read("a"):gsub("[\r\n]+$", "")
+  local v = text.rstrip(f:read("a"), "\r\n")
   f:close()
   return v
 end
@@ -132,7 +133,7 @@ end
 local function read_secret_file(path)
   local f, err = io.open(path, "rb")
   if not f then errors.raise("usage", "--client-secret-file: %s", err) end
-  local s = f:read("a"):gsub("[\r\n]+$", "")
+  local s = text.rstrip(f:read("a"), "\r\n")
   f:close()
   if s == "" then errors.raise("usage", "--client-secret-file %s is empty", path) end
   return s
@@ -237,7 +238,7 @@ function M.test_api(c, scope, allowed)
     c.path:gsub("%%", "%%%%") .. ": test API %s is refused: %s (allowed: %s)")
   local req = { method = t.method, body = t.body,
     url = url.add_query(target, template.render_pairs(t.query, scope, c.path .. ": test.query")),
-    headers = template.render_pairs(t.headers, scope, c.path .. ": test.headers") }
+    headers = request.render_headers(t.headers, scope, c.path .. ": test.headers") }
   req.json = t.json
   local full = request.with_parameters(c.request, scope, req, c.path .. ": request")
   full.follow, full.allowed = 5, allowed
@@ -262,7 +263,7 @@ function M.test_api(c, scope, allowed)
   if ctype:find("html", 1, true) and next(body) == nil
       and (page_start:find("<html", 1, true) or page_start:find("<!doctype", 1, true)) then
     -- a web page (a login wall, a portal) where an API answer was expected
-    local title = resp.body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</[Tt][Ii][Tt][Ll][Ee]>")
+    local title = text.html_title(resp.body)
     errors.raise("provider", "%s answered %d with %s, not JSON%s; the connection was not saved", what, resp.status,
       ctype:match("^[^;]*"), title and (" (page title: " .. title:sub(1, 80) .. ")") or "")
   end
@@ -378,7 +379,10 @@ function M.lookup(c, scope, allowed)
     local target = request.allowed_target(allowed, req.url,
       c.path:gsub("%%", "%%%%") .. ": hooks.lookup: %s is refused: %s (allowed: %s)")
     local headers = {}
-    for k, v in pairs(req.headers or {}) do headers[#headers + 1] = { tostring(k), tostring(v) } end
+    for k, v in pairs(req.headers or {}) do
+      request.check_header(k, tostring(v), "connector", c.path .. ": hooks.lookup: " .. what_kind)
+      headers[#headers + 1] = { k, tostring(v) }
+    end
     local query = {}
     for k, v in pairs(req.query or {}) do query[#query + 1] = { tostring(k), tostring(v) } end
     table.sort(query, function(a, b) return a[1] < b[1] end)
@@ -572,7 +576,7 @@ local function read_paste(ctx, a)
   end
   local line = io.stdin:read("l")
   if not line then errors.raise("connect", "nothing was pasted on standard input; nothing was saved") end
-  line = line:match("^%s*(.-)%s*$")
+  line = text.trim(line)
   if line == "" then errors.raise("connect", "an empty line was pasted; nothing was saved") end
   if line:sub(1, #BLOB_PREFIX) == BLOB_PREFIX then
     local doc = cjson.decode(require("connrt.crypto").b64url_decode(line:sub(#BLOB_PREFIX + 1)) or "")
@@ -650,8 +654,7 @@ local function via_device(ctx)
   log.err("To connect %s, open %s and enter the code: %s", c.title, tostring(verify), d.user_code)
   if d.verification_uri_complete then
     log.err("or open this URL, which carries the code:")
-    io.stderr:write(d.verification_uri_complete, "\n")
-    io.stderr:flush()
+    log.err("%s", tostring(d.verification_uri_complete)) -- the provider's text: escaped like any line
   end
   if ctx.opts.browser ~= false then open_browser(d.verification_uri_complete or verify) end
   local interval = tonumber(d.interval) or 5

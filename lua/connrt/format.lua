@@ -10,6 +10,8 @@
 --   format.width(s), format.clean(s)
 --
 -- `now` defaults to os.time(); all times are seconds since the epoch.
+local text_of = require("connrt.text")
+
 local M = {}
 
 -- Whole units, rounded down: a token that expires in 59 min 59 s is "in 59 min", never
@@ -76,6 +78,8 @@ end
 -- restyle the terminal.
 function M.clean(s)
   s = tostring(s == nil and "" or s)
+  -- valid UTF-8 without C0, DEL or a lead byte of C1 (checked in C): nothing to change
+  if utf8.len(s) and not s:find("[%z\1-\31\127\194]") then return s end
   local out, i = {}, 1
   while i <= #s do
     local b = s:byte(i)
@@ -98,13 +102,24 @@ function M.clean(s)
   return table.concat(out)
 end
 
---- The number of terminal columns `s` takes (after format.clean).
-function M.width(s)
+-- The columns of text format.clean returned: ASCII is one column a byte; below U+0300
+-- no character is wide or zero wide.
+local function width_clean(s)
+  if not s:find("[\128-\255]") then return #s end
   local w = 0
-  for _, cp in utf8.codes(M.clean(s)) do
-    if not within(cp, ZERO) then w = w + (within(cp, WIDE) and 2 or 1) end
+  for _, cp in utf8.codes(s) do
+    if cp < 0x300 then
+      w = w + 1
+    elseif not within(cp, ZERO) then
+      w = w + (within(cp, WIDE) and 2 or 1)
+    end
   end
   return w
+end
+
+--- The number of terminal columns `s` takes (after format.clean).
+function M.width(s)
+  return width_clean(M.clean(s))
 end
 
 --- Rows as aligned columns. `rows[1]` is the header; a cell is any value (nil is
@@ -112,16 +127,17 @@ end
 -- the last column is not padded. Returns the lines joined by "\n", without a final
 -- newline, so `log.out("%s", format.table(rows))` prints it.
 function M.table(rows)
-  local widths, cells, ncol = {}, {}, 0
+  local widths, cells, cell_widths, ncol = {}, {}, {}, 0
   for r, row in ipairs(rows) do
     ncol = math.max(ncol, #row)
-    cells[r] = {}
+    cells[r], cell_widths[r] = {}, {}
   end
   for r, row in ipairs(rows) do
     for c = 1, ncol do
       local text = M.clean(row[c])
       cells[r][c] = text
-      widths[c] = math.max(widths[c] or 0, M.width(text))
+      cell_widths[r][c] = width_clean(text)
+      widths[c] = math.max(widths[c] or 0, cell_widths[r][c])
     end
   end
   local lines = {}
@@ -129,9 +145,9 @@ function M.table(rows)
     local parts = {}
     for c = 1, ncol do
       local text = cells[r][c]
-      parts[c] = c < ncol and (text .. string.rep(" ", widths[c] - M.width(text))) or text
+      parts[c] = c < ncol and (text .. string.rep(" ", widths[c] - cell_widths[r][c])) or text
     end
-    lines[r] = (table.concat(parts, "  "):gsub("%s+$", ""))
+    lines[r] = text_of.rstrip(table.concat(parts, "  "), "%s") -- linear, unlike gsub("%s+$")
   end
   return table.concat(lines, "\n")
 end

@@ -2,59 +2,267 @@
 --
 -- The flow registers every secret value it handles (tokens, codes, client secrets,
 -- secret fields) with `log.secret`; every line written to standard output or error has
--- each registered value replaced by "[redacted]". The single exception is `log.raw`,
--- which `connrt token` uses to print the one token it was asked for.
+-- each registered value replaced by "[redacted]", in every spelling a server or a
+-- program may echo it in (see below). The single exception is `log.raw`, which `connrt
+-- token` uses to print the one token it was asked for. Lines are then cleaned of control
+-- characters (text.escape_controls): much of what connrt prints comes from providers.
 --
 -- `--verbose` (or CONNRT_VERBOSE=1) turns on `log.trace`: request.lua writes every HTTP
 -- exchange there, with credential headers and secret-named parameters replaced before
 -- the line is even built, and the registered values redacted as on every other line.
+--
+-- Spellings. A secret is found in the text as it is and in four decodings of the text:
+-- percent-decoded (%2B and %2b alike, whatever an encoder left unencoded), form-decoded
+-- ('+' for a space, then percent), JSON-unescaped (\/, \", \uXXXX of any character,
+-- surrogate pairs) and JSON-unescaped then percent- or form-decoded (a form body quoted
+-- in a JSON error); a hit in a decoding hides the escapes it came from. Base64 hides a
+-- secret inside a longer text (HTTP Basic's base64(id ":" secret)) at one of three byte
+-- alignments: for each, the characters that depend on the secret's bytes alone (its
+-- "core") are registered, in the standard and the URL-safe alphabet, for the secret
+-- and for its percent- and form-encoded forms (RFC 6749 client authentication encodes
+-- before it joins), so an echoed Authorization header is hidden though connrt never
+-- registered that header. A core shorter than 6 characters (36 bits: the 4-byte minimum
+-- of a raw secret, in base64) is left out: it would match random base64 text.
+--
+-- Redacting is linear in the text for a given set of secrets: each spelling is found
+-- with plain finds, the hits are merged, and the text is rebuilt once.
+local text = require("connrt.text")
+
 local M = {}
 
 local env_verbose = os.getenv("CONNRT_VERBOSE")
 M.verbose = env_verbose ~= nil and env_verbose ~= "" and env_verbose ~= "0"
 
 local secrets = {}  -- value -> true
-local sorted        -- longest first, so a secret that contains another is hidden whole
+local spellings     -- every spelling of every secret (a list), built on first use after a change
 
 --- Registers a secret value; values shorter than 4 bytes are too common to hide.
 function M.secret(value)
   if type(value) == "string" and #value >= 4 and not secrets[value] then
     secrets[value] = true
-    sorted = nil
+    spellings = nil
   end
   return value
 end
 
---- Returns `text` with every registered secret replaced.
-function M.redact(text)
-  text = tostring(text)
-  if not sorted then
-    sorted = {}
-    for v in pairs(secrets) do sorted[#sorted + 1] = v end
-    table.sort(sorted, function(a, b) return #a > #b end)
+-- ---- spellings of a secret ----
+
+local MIN_CORE = 6
+local B64 = {}
+for i, c in ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"):gmatch("()(.)") do B64[i - 1] = c end
+local TO_URL = { ["+"] = "-", ["/"] = "_" }
+
+-- Standard base64 with padding: connrt.crypto's when the command has loaded it (OpenSSL
+-- is not worth loading to print a line), else in Lua.
+local function b64(s)
+  local crypto = package.loaded["connrt.crypto"]
+  if crypto then return crypto.b64encode(s) end
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = (a << 16) | ((b or 0) << 8) | (c or 0)
+    out[#out + 1] = B64[n >> 18] .. B64[(n >> 12) & 63] .. (b and B64[(n >> 6) & 63] or "=") .. (c and B64[n & 63] or "=")
   end
-  for _, v in ipairs(sorted) do
-    local i = 1
-    while true do
-      local s, e = text:find(v, i, true)
-      if not s then break end
-      text = text:sub(1, s - 1) .. "[redacted]" .. text:sub(e + 1)
-      i = s + #"[redacted]"
+  return table.concat(out)
+end
+
+-- The characters of base64(k unknown bytes .. s .. more) that depend on s alone (those
+-- whose 6 bits all fall within s's bytes), in the standard alphabet.
+local function b64_core(s, k)
+  local enc = b64(("\0"):rep(k) .. s)
+  local first = (8 * k + 5) // 6                -- ceil(8k / 6)
+  local last = (8 * (k + #s)) // 6 - 1
+  return enc:sub(first + 1, last + 1)
+end
+
+-- percent-encoding of all but RFC 3986's unreserved characters (as url.encode), with '+'
+-- for a space when `form`
+local function pct(s, form)
+  return (s:gsub("[^%w%-%._~]", function(c)
+    if form and c == " " then return "+" end
+    return ("%%%02X"):format(c:byte())
+  end))
+end
+
+local function build_spellings()
+  local list, seen = {}, {}
+  local function add(v)
+    if not seen[v] then seen[v] = true; list[#list + 1] = v end
+  end
+  local function add_b64(v)
+    add(v)
+    add((v:gsub("[+/]", TO_URL))) -- the URL-safe alphabet
+  end
+  for s in pairs(secrets) do
+    add(s)
+    local forms, p, f = { s }, pct(s), pct(s, true)
+    if p ~= s then forms[#forms + 1] = p end
+    if f ~= p then forms[#forms + 1] = f end
+    for _, form in ipairs(forms) do
+      for k = 0, 2 do
+        local core = b64_core(form, k)
+        if #core >= MIN_CORE then add_b64(core) end
+      end
+    end
+    local whole = b64(s)
+    add_b64(whole)                    -- the secret alone, padded
+    add_b64(text.rstrip(whole, "="))  -- and without padding
+  end
+  return list
+end
+
+-- ---- decodings of the text, and the way back to its positions ----
+
+-- Decodes `s` with gsub(pattern, fn); `fn(...)` (the pattern's captures after its first,
+-- a position capture) returns the decoded escape, the length of the escape in `s` and
+-- text to keep after it (what the pattern took beyond the escape), or nil to leave the
+-- match as it is. Returns the decoded text and a map: for each escape, where it is in
+-- the decoded text (vpos..vend) and in `s` (opos..oend).
+local function decode(s, pattern, fn)
+  local map = { vpos = {}, vend = {}, opos = {}, oend = {} }
+  local shift, n = 0, 0
+  local out = s:gsub(pattern, function(pos, ...)
+    local dec, len, keep = fn(...)
+    if not dec then return nil end
+    n = n + 1
+    map.vpos[n], map.vend[n] = pos + shift, pos + shift + #dec - 1
+    map.opos[n], map.oend[n] = pos, pos + len - 1
+    shift = shift + #dec - len
+    return dec .. (keep or "")
+  end)
+  if n == 0 then return nil end
+  return out, map
+end
+
+-- The position in the text a map decoded of position `v` of the decoded text; within an
+-- escape, its first byte (or its last, for the end of a hit).
+local function back(map, v, last)
+  local vpos = map.vpos
+  local lo, hi, i = 1, #vpos, 0
+  while lo <= hi do
+    local mid = (lo + hi) // 2
+    if vpos[mid] <= v then i, lo = mid, mid + 1 else hi = mid - 1 end
+  end
+  if i == 0 then return v end
+  local vend = map.vend[i]
+  if v <= vend then return last and map.oend[i] or map.opos[i] end
+  return v - vend + map.oend[i]
+end
+
+local function unhex(h) return string.char(tonumber(h, 16)), 3 end
+local function percent(s) return decode(s, "()%%(%x%x)", unhex) end
+
+local JSON_SIMPLE = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+
+local function json_pair(hi, lo)
+  local cp = 0x10000 + ((tonumber(hi, 16) - 0xD800) << 10) + (tonumber(lo, 16) - 0xDC00)
+  return utf8.char(cp), 12
+end
+
+local function json_escape(c, hex)
+  if c == "u" then
+    if #hex < 4 then return nil end
+    return utf8.char(tonumber(hex, 16)), 6
+  end
+  local d = JSON_SIMPLE[c]
+  if d then return d, 2, hex end
+  return nil
+end
+
+-- The decoded views of `s` worth searching: each {text, maps (innermost first)}.
+local function views(s)
+  local out = { { s } }
+  local function with(parent_maps, t, map)
+    if not t then return end
+    local maps = { table.unpack(parent_maps) }
+    maps[#maps + 1] = map
+    out[#out + 1] = { t, maps }
+  end
+  local function plus_and_percent(base, maps)
+    if base:find("%", 1, true) then with(maps, percent(base)) end
+    if base:find("+", 1, true) then
+      -- '+' to ' ' keeps every position; percent-decoding then maps back
+      local spaced = base:gsub("+", " ")
+      local t, map = percent(spaced)
+      if t then with(maps, t, map) else out[#out + 1] = { spaced, maps } end
     end
   end
-  return text
+  plus_and_percent(s, {})
+  if s:find("\\", 1, true) then
+    local maps = {}
+    local t, map = decode(s, "()\\u([dD][89aAbB]%x%x)\\u([dD][c-fC-F]%x%x)", json_pair)
+    if t then maps[1] = map else t = s end
+    local t2, map2 = decode(t, "()\\(.)(%x?%x?%x?%x?)", json_escape)
+    if t2 then maps[#maps + 1] = map2; t = t2 end
+    if #maps > 0 then
+      out[#out + 1] = { t, maps }
+      plus_and_percent(t, maps)
+    end
+  end
+  return out
 end
 
---- Writes a line to standard error.
+--- Returns `text` with every spelling of every registered secret replaced by
+-- "[redacted]"; a secret inside a longer one, or overlapping it, is hidden with it.
+function M.redact(s)
+  s = tostring(s)
+  if not next(secrets) then return s end
+  if not spellings then spellings = build_spellings() end
+  -- hits as start << 28 | length - 1 (a hit spans far less than 256 MB): sorting the
+  -- numbers sorts by start without a comparison function
+  local hits = {}
+  for _, view in ipairs(views(s)) do
+    local t, maps = view[1], view[2]
+    for _, sp in ipairs(spellings) do
+      local i = 1
+      while true do
+        local a, b = t:find(sp, i, true)
+        if not a then break end
+        i = b + 1
+        if maps then
+          for m = #maps, 1, -1 do a, b = back(maps[m], a), back(maps[m], b, true) end
+        end
+        hits[#hits + 1] = (a << 28) | (b - a)
+      end
+    end
+  end
+  if #hits == 0 then return s end
+  table.sort(hits)
+  local out, pos, mask = {}, 1, (1 << 28) - 1
+  local cur_a, cur_b
+  for _, h in ipairs(hits) do
+    local a = h >> 28
+    local b = a + (h & mask)
+    if cur_b and a <= cur_b + 1 then
+      if b > cur_b then cur_b = b end
+    else
+      if cur_b then out[#out + 1] = s:sub(pos, cur_a - 1); out[#out + 1] = "[redacted]"; pos = cur_b + 1 end
+      cur_a, cur_b = a, b
+    end
+  end
+  out[#out + 1] = s:sub(pos, cur_a - 1)
+  out[#out + 1] = "[redacted]"
+  out[#out + 1] = s:sub(cur_b + 1)
+  return table.concat(out)
+end
+
+-- A line as printed: redacted, then with every control character escaped, its own
+-- newline the only one (a provider's name or error text can move no cursor, clear no
+-- screen and start no line that looks like connrt's).
+local function printable(fmt, ...)
+  local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  return text.escape_controls(M.redact(line))
+end
+
+--- Writes a line to standard error. A text of several lines is printed with one call
+-- per line: a newline inside a line is escaped like any control character.
 function M.err(fmt, ...)
-  local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
-  io.stderr:write(M.redact(line), "\n")
+  io.stderr:write(printable(fmt, ...), "\n")
 end
 
---- Writes a line to standard output.
+--- Writes a line to standard output (see M.err).
 function M.out(fmt, ...)
-  local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
-  io.stdout:write(M.redact(line), "\n")
+  io.stdout:write(printable(fmt, ...), "\n")
 end
 
 --- True when a parameter, JSON key or header of this name carries a secret: tokens,
@@ -72,16 +280,17 @@ function M.secret_name(name)
   return n == "sig"
 end
 
---- Writes a trace line to standard error when verbose (redacted like every line).
+--- Writes a trace line to standard error when verbose (redacted and escaped like every
+-- line).
 function M.trace(fmt, ...)
   if not M.verbose then return end
-  local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
-  io.stderr:write(M.redact(line), "\n")
+  io.stderr:write(printable(fmt, ...), "\n")
 end
 
---- Writes text to standard output unredacted: only for values the user asked for.
-function M.raw(text)
-  io.stdout:write(text)
+--- Writes bytes to standard output as they are, unredacted: only for values the user
+-- asked for (a token, the line of connrt authorize).
+function M.raw(bytes)
+  io.stdout:write(bytes)
 end
 
 return M

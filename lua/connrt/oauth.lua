@@ -92,7 +92,7 @@ function M.token_request(c, token_url, ctx, grant, opts)
 end
 
 local function title_of(body)
-  local t = body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</[Tt][Ii][Tt][Ll][Ee]>")
+  local t = require("connrt.text").html_title(body)
   return t and (" (page title: " .. t:sub(1, 80) .. ")") or ""
 end
 
@@ -209,6 +209,9 @@ function M.finish_token(t, where, c, from)
     end
     log.secret(tok[k])
     bounded(tok[k], limits.TOKEN_BYTES, where, "the " .. k:gsub("_", " "))
+    -- a token goes into header lines (Bearer): RFC 6749 allows printable ASCII only
+    local bad = tok[k] and require("connrt.text").control_char(tok[k])
+    if bad then errors.raise("provider", "%s: the %s contains a control character (%s)", where, k, bad) end
   end
   -- scope as a JSON array of strings (Twitch) is the space-separated list of RFC 6749
   if type(tok.scope) == "table" then
@@ -224,6 +227,8 @@ function M.finish_token(t, where, c, from)
   end
   bounded(tok.token_type, limits.VALUE_BYTES, where, "token_type")
   bounded(tok.scope, limits.SCOPE_BYTES, where, "scope")
+  local bad = tok.token_type and require("connrt.text").control_char(tok.token_type)
+  if bad then errors.raise("provider", "%s: the token_type contains a control character (%s)", where, bad) end
   if tok.expires_in ~= nil then
     local n = tonumber(tok.expires_in)
     -- not NaN, not infinite, and an integer the store and the clock can hold

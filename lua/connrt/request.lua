@@ -10,6 +10,7 @@ local crypto = require("connrt.crypto")
 local errors = require("connrt.errors")
 local log = require("connrt.log")
 local template = require("connrt.template")
+local txt = require("connrt.text")
 local url = require("connrt.url")
 
 local M = {}
@@ -27,10 +28,14 @@ end
 
 local TRACE_BODY_MAX = 2000
 
--- "a=1&code=xyz" -> "a=1&code=[redacted]"
+-- "a=1&code=xyz" -> "a=1&code=[redacted]". One pair at a time, split at its first '='
+-- (a pattern "([^&=]+)=" searched anywhere is quadratic in a long run without '=').
 local function hide_pairs(text)
-  return (text:gsub("([^&=]+)=([^&]*)", function(k, v)
-    if v ~= "" and log.secret_name(url.decode(k, true)) then return k .. "=[redacted]" end
+  return (text:gsub("[^&]+", function(pair)
+    local eq = pair:find("=", 1, true)
+    if eq and eq > 1 and eq < #pair and log.secret_name(url.decode(pair:sub(1, eq - 1), true)) then
+      return pair:sub(1, eq) .. "[redacted]"
+    end
   end))
 end
 
@@ -172,6 +177,55 @@ local function known_only(map, scope)
   return out
 end
 
+-- ---- headers are one line each: checked where they are made ----
+
+--- Raises an error of `kind` ("usage" for the caller's own headers, "connector" for a
+-- hook's or a connector's) naming `where` unless `name: value` is one header line
+-- (text.header_problem).
+function M.check_header(name, value, kind, where)
+  local why = txt.header_problem(name, value)
+  if why then errors.raise(kind, "%s: %s", where, why) end
+end
+
+-- template.render's `encode` for the values substituted into a header (or, with
+-- `strict`, into HTTP Basic credentials, where RFC 7617 allows no control character at
+-- all): each must fit on the header's line. Whose mistake it is depends on where the
+-- value comes from: every scope a request is rendered with is {token and client values,
+-- fields, kept values, ...}; the fields and the client's credentials are the user's,
+-- the rest the provider's (tokens are checked when they arrive: oauth.finish_token).
+local function one_line(scope, where, strict)
+  return function(v, path)
+    local bad = txt.control_char(v, not strict)
+    if not bad then return v end
+    local segs = {}
+    for seg in path:gmatch("[^.]+") do segs[#segs + 1] = seg end
+    local layer = 1
+    while scope[layer] and template.lookup({ scope[layer] }, segs) == nil do layer = layer + 1 end
+    if layer == 2 or path == "client_id" or path == "client_secret" then
+      errors.raise("usage", "%s: {{%s}}, which you gave, contains a control character (%s), which a header cannot carry",
+        where, path, bad)
+    end
+    errors.raise("provider", "%s: {{%s}}, a value from the provider, contains a control character (%s), which a header "
+      .. "cannot carry", where, path, bad)
+  end
+end
+
+-- Renders a map of header templates into {name, value} pairs, each value checked.
+local function render_headers(map, scope, where)
+  local out = template.render_pairs(map, scope, where, one_line(scope, where))
+  for _, p in ipairs(out) do M.check_header(p[1], p[2], "connector", where) end
+  return out
+end
+M.render_headers = render_headers
+
+-- HTTP Basic from rendered templates (RFC 7617: base64 of user-id ":" password).
+local function basic_header(basic, scope, where)
+  local user = template.render(basic.username, scope, where .. ".basic.username", one_line(scope, where .. ".basic.username", true))
+  local pass = basic.password and template.render(basic.password, scope, where .. ".basic.password",
+    one_line(scope, where .. ".basic.password", true)) or ""
+  return { "Authorization", log.secret("Basic " .. crypto.b64encode(user .. ":" .. pass)) }
+end
+
 function M.with_parameters(params, scope, req, where, opts)
   local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {} }
   if opts and opts.skip_unknown then
@@ -182,13 +236,8 @@ function M.with_parameters(params, scope, req, where, opts)
   local given = {}
   local own = req.headers or {}
   for _, h in ipairs(own) do given[h[1]:lower()] = true end
-  local added = template.render_pairs(params.headers, scope, where .. ".headers")
-  if params.basic then
-    -- HTTP Basic from the connection's values (RFC 7617: user-id ":" password, base64)
-    local user = template.render(params.basic.username, scope, where .. ".basic.username")
-    local pass = params.basic.password and template.render(params.basic.password, scope, where .. ".basic.password") or ""
-    added[#added + 1] = { "Authorization", log.secret("Basic " .. crypto.b64encode(user .. ":" .. pass)) }
-  end
+  local added = render_headers(params.headers, scope, where .. ".headers")
+  if params.basic then added[#added + 1] = basic_header(params.basic, scope, where) end
   local headers, secret = out.headers, out.secret_headers
   for _, p in ipairs(added) do
     local name = p[1]:lower()
@@ -246,12 +295,8 @@ function M.from_template(spec, scope, where)
   local ok, why = url.check_secure(target, where .. ".url")
   if not ok then errors.raise("connector", "%s", why) end
   target = url.add_query(target, template.render_pairs(spec.query, scope, where .. ".query"))
-  local headers = template.render_pairs(spec.headers, scope, where .. ".headers")
-  if spec.basic then
-    local user = template.render(spec.basic.username, scope, where .. ".basic.username")
-    local pass = spec.basic.password and template.render(spec.basic.password, scope, where .. ".basic.password") or ""
-    headers[#headers + 1] = { "Authorization", log.secret("Basic " .. crypto.b64encode(user .. ":" .. pass)) }
-  end
+  local headers = render_headers(spec.headers, scope, where .. ".headers")
+  if spec.basic then headers[#headers + 1] = basic_header(spec.basic, scope, where) end
   local body
   if spec.json then
     body = cjson.encode(template.render_table(spec.json, scope, where .. ".json"))

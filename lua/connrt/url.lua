@@ -7,6 +7,7 @@
 local M = {}
 
 local split = require("connrt.urlparse").parse
+local rstrip = require("connrt.text").rstrip
 
 local DEFAULT_PORT = { http = 80, https = 443 }
 
@@ -105,7 +106,8 @@ M.remove_dot_segments = require("connrt.urlparse").remove_dot_segments
 -- Absolute URLs are returned as they are.
 function M.join(base, ref)
   if ref:match("^%a[%w+.-]*://") then return ref end
-  local b = base:gsub("[?#].*$", ""):gsub("/+$", "")
+  -- rstrip, not gsub("/+$"): that pattern is quadratic in a long run of slashes
+  local b = rstrip((base:gsub("[?#].*$", "")), "/")
   if ref:sub(1, 1) ~= "/" then ref = "/" .. ref end
   return b .. ref
 end

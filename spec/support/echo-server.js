@@ -26,6 +26,9 @@
 //                    that order and with the names' case as given
 //   /gzip            a gzip-encoded text body (Content-Encoding: gzip)
 //   /early-hints     a 103 Early Hints (with a Link header) before the final 200
+//   /repeat?status=N&type=T&head=H&unit=U&n=N&tail=X
+//                    answers N (default 200) with Content-Type T and the body H, U
+//                    repeated N times, X: adversarial answers of any size (linear_spec)
 //   /exit            answers, then exits
 import http from 'node:http';
 import https from 'node:https';
@@ -116,6 +119,10 @@ const server = (tls ? (h) => https.createServer(tls, h) : (h) => http.createServ
     } else if (path === '/gzip') {
       const gz = zlib.gzipSync(Buffer.from('hello, compressed world\n'.repeat(100)));
       send(res, 200, gz, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' });
+    } else if (path === '/repeat') {
+      const q = (k, d) => url.searchParams.get(k) ?? d;
+      const body = q('head', '') + q('unit', '').repeat(Number(q('n', '0'))) + q('tail', '');
+      send(res, Number(q('status', '200')), body, { 'Content-Type': q('type', 'text/plain') });
     } else if (path === '/early-hints') {
       res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
       send(res, 200, 'final\n', { 'X-Final': 'yes' });

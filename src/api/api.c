@@ -235,6 +235,7 @@ void connrt_set_lua_path(lua_State *L) {
  * calls this: the core modules are preloaded, the runtime's Lua directory joins
  * package.path, and the pipeline API (lua/connrt/api.lua) is the module's value. */
 int luaopen_connrt(lua_State *L) {
+  connrt_protect_process();
   connrt_preload(L);
   connrt_set_lua_path(L);
   lua_getglobal(L, "require");

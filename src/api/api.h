@@ -61,7 +61,15 @@ void connrt_set_lua_path(lua_State *L);
  * binary calls it before it exits. A no-op where nothing is loaded lazily. */
 void connrt_prefetch_wait(void);
 
-/* `require "connrt"`: the pipeline API, for plain lua5.4 programs. */
+/* `require "connrt"`: the pipeline API, for plain lua5.4 programs. Protects the process
+ * first (connrt_protect_process). */
 int luaopen_connrt(lua_State *L);
+
+/* Keeps the secrets a process holds (tokens, the sealing key) out of core dumps and
+ * away from the user's other processes: RLIMIT_CORE 0, soft and hard, and
+ * PR_SET_DUMPABLE 0 (no core even through a core_pattern pipe, no ptrace attach and no
+ * /proc/PID/mem, environ or fd for processes without CAP_SYS_PTRACE). Called first by
+ * the binary, connrt_open and `require "connrt"`; lasts for the process (see sys.c). */
+void connrt_protect_process(void);
 
 #endif

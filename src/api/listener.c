@@ -11,7 +11,11 @@
  * speculative connection or a stray, slow or hostile client cannot hold up the real
  * callback or end the wait (when more come at once, the oldest gives way to the newest,
  * see pick_slot). A connection that is malformed (400), too big (431) or silent
- * past its deadline (408) is answered with a short text and closed. Head buffers live in
+ * past its deadline (408) is answered with a short text and closed. A request the flow
+ * answers while the listener still waits (a wrong path, method or state) is handed back
+ * to the listener: its response is written and its unread input drained within accept's
+ * loop, never in req:respond, so a thousand rejected clients that leave data unread
+ * cost the real callback nothing (they once cost it a second each). Head buffers live in
  * the listener userdata (Lua memory); every descriptor is owned by a userdata whose __gc
  * closes it, so a Lua error on any path leaks nothing.
  *
@@ -43,14 +47,19 @@
 #define LINGER_BYTES (1 << 20)
 #define ADDR_MAX (INET6_ADDRSTRLEN + 8) /* "[addr]:port" */
 
-enum { FREE, READING, DRAINING };
+/* A slot's states, in the order a newcomer may take a slot over (see pick_slot) */
+enum { FREE, DRAINING, WRITING, READING };
 
 typedef struct {
   int fd;            /* -1 when the slot is free */
   int state;
-  double deadline;   /* READING: end of the head; DRAINING: end of lingering */
+  double deadline;   /* READING: end of the head; WRITING: end of the response; DRAINING:
+                        end of lingering */
   double since;      /* READING: when it was accepted */
-  size_t len;        /* READING: bytes in buf; DRAINING: bytes dropped */
+  size_t len;        /* READING: bytes in buf; WRITING: bytes of out sent; DRAINING:
+                        bytes dropped */
+  const char *out;   /* WRITING: the response, a string the listener's uservalue keeps */
+  size_t out_len;
   char peer[ADDR_MAX];
   char buf[HEAD_MAX];
 } Conn;
@@ -60,6 +69,9 @@ typedef struct {
   char where[ADDR_MAX];
   Conn conns[MAX_CONNS];
 } Listener;
+
+/* The listener's uservalue: a table slot index -> the response a WRITING slot sends. A
+ * request's second uservalue is its listener, so req:respond can hand it back. */
 
 typedef struct {
   int fd;            /* the connection, -1 once answered or closed */
@@ -311,9 +323,34 @@ static void conn_close(Conn *c) {
   c->fd = -1;
   c->state = FREE;
   c->len = 0;
+  c->out = NULL;
 }
 
 /* Reads and drops what a rejected client still sends; closes at its end or LINGER_BYTES. */
+static void conn_drain(Conn *c);
+
+/* Sends what a WRITING slot has left without waiting; once all is sent, stops sending
+ * and drains (see close_lingering), a write error closes. */
+static void conn_write(Conn *c) {
+  while (c->len < c->out_len) {
+    ssize_t w = send(c->fd, c->out + c->len, c->out_len - c->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      c->len += (size_t)w;
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return; /* poll for POLLOUT */
+    conn_close(c);
+    return;
+  }
+  shutdown(c->fd, SHUT_WR);
+  c->state = DRAINING;
+  c->out = NULL;
+  c->len = 0;
+  c->deadline = now() + LINGER_SECONDS;
+  conn_drain(c);
+}
+
 static void conn_drain(Conn *c) {
   char sink[4096];
   for (;;) {
@@ -381,7 +418,7 @@ static int push_request(lua_State *L, Conn *c, size_t end) {
     conn_reject(c, 400);
     return 0;
   }
-  Request *rq = lua_newuserdatauv(L, sizeof *rq, 1);
+  Request *rq = lua_newuserdatauv(L, sizeof *rq, 2);
   rq->fd = -1;
   rq->answered = 0;
   memcpy(rq->peer, c->peer, sizeof rq->peer);
@@ -395,21 +432,26 @@ static int push_request(lua_State *L, Conn *c, size_t end) {
 }
 
 /* The slot for the next connection at time t: a free one, else the oldest that may be
- * given up (a draining one first, else the one that has read longest, if that is more
- * than GRACE_SECONDS), else NULL. A browser sends its request as soon as it connects, so
- * a flood of clients that connect and send nothing cannot keep the real callback
- * waiting in the backlog, while a burst of real requests still gets each its turn. */
-static Conn *pick_slot(Listener *l, double t) {
+ * given up (a draining one first, then one writing a rejection, else the one that has
+ * read longest, if that is more than GRACE_SECONDS), else NULL. A browser sends its
+ * request as soon as it connects, so a flood of clients that connect and send nothing
+ * cannot keep the real callback waiting in the backlog, while a burst of real requests
+ * still gets each its turn. With `reading_too` 0, a reading slot is never chosen (a
+ * rejected request handed back must not push out one that may be the callback). */
+static Conn *pick_slot_of(Listener *l, double t, int reading_too) {
   Conn *oldest = NULL;
   for (int i = 0; i < MAX_CONNS; i++) {
     Conn *c = &l->conns[i];
     if (c->state == FREE) return c;
-    if (c->state == READING && c->since + GRACE_SECONDS > t) continue;
-    if (!oldest || (c->state == DRAINING && oldest->state == READING) ||
-        (c->state == oldest->state && c->deadline < oldest->deadline))
+    if (c->state == READING && (!reading_too || c->since + GRACE_SECONDS > t)) continue;
+    if (!oldest || c->state < oldest->state || (c->state == oldest->state && c->deadline < oldest->deadline))
       oldest = c;
   }
   return oldest;
+}
+
+static Conn *pick_slot(Listener *l, double t) {
+  return pick_slot_of(l, t, 1);
 }
 
 /* Accepts one waiting connection into a slot (see free_slot) and reads what it has
@@ -454,14 +496,17 @@ static int l_open(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-  Listener *l = lua_newuserdatauv(L, sizeof *l, 0);
+  Listener *l = lua_newuserdatauv(L, sizeof *l, 1);
   l->fd = -1;
   for (int i = 0; i < MAX_CONNS; i++) {
     l->conns[i].fd = -1;
     l->conns[i].state = FREE;
     l->conns[i].len = 0;
+    l->conns[i].out = NULL;
   }
   luaL_setmetatable(L, LISTENER_MT);
+  lua_createtable(L, MAX_CONNS, 0); /* the responses of WRITING slots */
+  lua_setiuservalue(L, -2, 1);
 
   struct sockaddr_storage ss;
   socklen_t sl;
@@ -519,6 +564,14 @@ static int l_port(lua_State *L) {
   return 1;
 }
 
+/* [-0, +0] Makes the request on top of the stack remember its listener (argument 1 of
+ * l:accept), so req:respond can hand it back. Returns 1: the request. */
+static int with_listener(lua_State *L) {
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 2);
+  return 1;
+}
+
 /* l:accept(timeout) -> request | nil, "timeout". Connections whose heads are still
  * arriving when the time is up stay (with their own deadlines) for the next call. */
 static int l_accept(lua_State *L) {
@@ -538,7 +591,7 @@ static int l_accept(lua_State *L) {
         else conn_close(c);
       }
       if (c->state == FREE) continue;
-      p[np] = (struct pollfd){ c->fd, POLLIN, 0 };
+      p[np] = (struct pollfd){ c->fd, c->state == WRITING ? POLLOUT : POLLIN, 0 };
       slot[np++] = i;
       if (c->deadline < wake) wake = c->deadline;
       /* wake when it may give way, to take what waits in the backlog */
@@ -558,16 +611,20 @@ static int l_accept(lua_State *L) {
       if (slot[k] < 0) {
         int r;
         while ((r = accept_one(L, l)) == 0) {}
-        if (r == 1) return 1;
+        if (r == 1) return with_listener(L);
         continue;
       }
       Conn *c = &l->conns[slot[k]];
+      if (c->state == WRITING) {
+        conn_write(c);
+        continue;
+      }
       if (c->state == DRAINING) {
         conn_drain(c);
         continue;
       }
       size_t end = conn_read(c);
-      if (end && push_request(L, c, end)) return 1;
+      if (end && push_request(L, c, end)) return with_listener(L);
     }
     if (now() >= deadline) {
       lua_pushnil(L);
@@ -631,9 +688,46 @@ static int push_headers(lua_State *L) {
   return count;
 }
 
+/* Hands an answered request's connection back to its listener, which is still waiting
+ * (the request at index 1, its response the string at index `msg`): a free slot, or one
+ * that is draining or writing another rejection, writes the response and drains the
+ * client within l:accept's loop. Returns 0 when the listener is closed or has no such
+ * slot (every one reads a head that may be the callback): the caller answers itself. */
+static int hand_back(lua_State *L, Request *rq, int msg) {
+  lua_getiuservalue(L, 1, 2);
+  Listener *l = luaL_testudata(L, -1, LISTENER_MT);
+  if (!l || l->fd < 0) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  Conn *c = pick_slot_of(l, now(), 0);
+  if (!c) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (c->state != FREE) conn_close(c); /* an older rejection gives way */
+  lua_getiuservalue(L, -1, 1);        /* keep the response while it is sent */
+  lua_pushvalue(L, msg);
+  lua_rawseti(L, -2, (lua_Integer)(c - l->conns) + 1);
+  lua_pop(L, 2);
+  c->fd = rq->fd;
+  c->state = WRITING;
+  c->out = lua_tolstring(L, msg, &c->out_len);
+  c->len = 0;
+  c->deadline = now() + WRITE_SECONDS;
+  memcpy(c->peer, rq->peer, sizeof c->peer);
+  rq->answered = 1;
+  rq->fd = -1;
+  conn_write(c);
+  return 1;
+}
+
 /* req:respond(status, headers, body) -> true | nil, message (when the client is gone).
  * Sends the status line, Content-Length, Connection: close, the headers and the body,
- * then closes the connection. Responding twice raises. */
+ * then closes the connection. Responding twice raises. While the listener still waits
+ * (the answer is a rejection: the callback's own answer comes after l:close), the
+ * listener sends it and lingers (hand_back), so respond never waits on the client;
+ * otherwise it sends and lingers here, up to WRITE_SECONDS and LINGER_SECONDS. */
 static int req_respond(lua_State *L) {
   Request *rq = luaL_checkudata(L, 1, REQUEST_MT);
   lua_Integer status = luaL_checkinteger(L, 2);
@@ -656,6 +750,10 @@ static int req_respond(lua_State *L) {
   lua_concat(L, lua_gettop(L) - base);
   size_t len;
   const char *msg = lua_tolstring(L, -1, &len);
+  if (hand_back(L, rq, lua_gettop(L))) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
 
   int fd = rq->fd;
   rq->answered = 1;

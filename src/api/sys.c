@@ -2,7 +2,7 @@
  * sys.c - the few operating-system services the Lua layer needs and Lua lacks:
  * sub-second clocks and sleep, terminal checks, echo-free reads, the process id and its
  * PID namespace, directories with a mode, and starting a detached helper (the browser)
- * without a shell.
+ * without a shell, and without the variables that hold connrt's secrets.
  *
  * Opens the `connrt.sys` module.
  */
@@ -12,6 +12,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -220,13 +222,49 @@ static int sys_readline_noecho(lua_State *L) {
   return 1;
 }
 
+/* The environment variables connrt reads secrets from, the one list of them (the README
+ * points here): no program connrt starts inherits one. A name ending in '_' is a
+ * prefix. CONNRT_KEY_FILE and CONNRT_CLIENT_ID name no secret and are passed on. */
+static const char *const SECRET_ENV[] = {
+  "CONNRT_KEY",            /* the store's sealing key */
+  "CONNRT_NEW_KEY",        /* the key connrt rekey seals under */
+  "CONNRT_CLIENT_SECRET",  /* the app's client secret */
+  "CONNRT_FIELD_",         /* field values: API keys, passwords, tokens */
+  NULL
+};
+
+static int is_secret_env(const char *entry) {
+  for (int i = 0; SECRET_ENV[i]; i++) {
+    size_t n = strlen(SECRET_ENV[i]);
+    if (strncmp(entry, SECRET_ENV[i], n) == 0 && (SECRET_ENV[i][n - 1] == '_' || entry[n] == '='))
+      return 1;
+  }
+  return 0;
+}
+
+/* [-0, +1] The environment without SECRET_ENV, as a NULL-terminated array in a userdata
+ * (pushed): built before fork, so the child allocates nothing. Its strings are
+ * environ's own. */
+static char **push_child_env(lua_State *L) {
+  size_t n = 0;
+  for (char **e = environ; *e; e++) n++;
+  char **env = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 0);
+  size_t k = 0;
+  for (char **e = environ; *e; e++)
+    if (!is_secret_env(*e)) env[k++] = *e;
+  env[k] = NULL;
+  return env;
+}
+
 /* sys.spawn_detached(argv) -> pid | nil, message. Starts argv[1] with arguments argv[2..]
  * searched on PATH, no shell involved, standard input and output on /dev/null, and does
- * not wait for it (its exit is reaped by a double fork). */
+ * not wait for it (its exit is reaped by a double fork). Its environment is connrt's
+ * without the variables of SECRET_ENV. */
 static int sys_spawn_detached(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_len(L, 1);
   luaL_argcheck(L, n >= 1, 1, "empty argv");
+  char **env = push_child_env(L);
   const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
   /* Each entry stays on the stack until we return: a number is converted to a string
    * in its stack slot only (the table keeps the number), so popping it would leave
@@ -248,7 +286,7 @@ static int sys_spawn_detached(lua_State *L) {
     int fd = open("/dev/null", O_RDWR);
     if (fd >= 0) { dup2(fd, 0); dup2(fd, 1); }
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, env);
     _exit(rc == 0 ? 0 : 127);
   }
   int status = 0;
@@ -260,6 +298,16 @@ static int sys_spawn_detached(lua_State *L) {
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* See api.h. Both are best effort: a failure leaves the process as it was, and connrt
+ * goes on. execve resets the dumpable flag, so a program connrt starts (the browser) is
+ * dumpable as usual, but it inherits the core limit of 0; a hard limit, once lowered,
+ * cannot be raised again without privilege. */
+void connrt_protect_process(void) {
+  struct rlimit none = { 0, 0 };
+  (void)setrlimit(RLIMIT_CORE, &none);
+  (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 static const luaL_Reg sys_funcs[] = {

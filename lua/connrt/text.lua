@@ -1,0 +1,117 @@
+--- text.lua - operations on text that comes from outside (a provider's answers, the
+-- callback's query, a user's files), each linear in the length of its input.
+--
+-- A Lua pattern with two unbounded repetitions that can match the same characters
+-- ("%s*(.-)%s*</title>", "%s+$" searched anywhere) backtracks: a provider that answers
+-- with a megabyte of spaces keeps connrt busy for hours. These helpers use plain finds
+-- and patterns anchored at one end instead, so the runtime has one place for them.
+--
+--   text.trim(s)             s without leading and trailing whitespace (%s)
+--   text.rstrip(s, set)      s without the trailing characters of `set` (a pattern set's
+--                            contents: "/", "\r\n", "%s")
+--   text.html_title(body)    the trimmed <title> of an HTML page, or nil
+--   text.escape_controls(s)  control characters (C0, DEL, C1) and the bytes of broken
+--                            UTF-8 as visible escapes (\u001b)
+--   text.control_char(s, tab_ok)  the name of the first C0 or DEL character in s ("CR",
+--                            "LF", "NUL", "ESC", "U+0007"), or nil
+--   text.header_problem(name, value)  what keeps name and value from being one HTTP
+--                            header line, or nil
+local M = {}
+
+--- `s` without leading and trailing whitespace.
+function M.trim(s)
+  local first = s:find("%S")
+  if not first then return "" end
+  -- anchored at `first`: ".*" runs to the end once and steps back to the last non-space
+  return s:match("^.*%S", first)
+end
+
+--- `s` without the run of characters of `set` at its end ("/" strips trailing slashes).
+function M.rstrip(s, set)
+  -- anchored: ".*" runs to the end once and steps back to the last character outside set
+  return s:match("^.*[^" .. set .. "]") or ""
+end
+
+-- How much of a page is searched for its title: the title belongs in <head>, near the
+-- start; a title found further in would only decorate an error message.
+local TITLE_SCAN = 128 * 1024
+
+--- The text of an HTML page's <title> (any case), trimmed, or nil when there is none.
+function M.html_title(body)
+  local head = body:sub(1, TITLE_SCAN):lower()
+  local _, open_end = head:find("<title>", 1, true)
+  if not open_end then return nil end
+  local close = head:find("</title>", open_end + 1, true)
+  if not close then return nil end
+  return M.trim(body:sub(open_end + 1, close - 1))
+end
+
+-- \u00HH: how JSON writes a control character, so a line of JSON (cjson leaves C1 and
+-- broken UTF-8 as they are) stays JSON, of the same value
+local function u_escape(c)
+  return ("\\u%04x"):format(c:byte())
+end
+
+-- The slow path of escape_controls, for text that is not valid UTF-8: one character at
+-- a time, each byte that starts no valid sequence escaped.
+local function escape_broken(s)
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local b = s:byte(i)
+    local len = (b < 0x80 and 1) or (b >= 0xC2 and b <= 0xDF and 2) or (b >= 0xE0 and b <= 0xEF and 3)
+      or (b >= 0xF0 and b <= 0xF4 and 4) or 0
+    local ch = len > 0 and s:sub(i, i + len - 1) or nil
+    if ch and (#ch ~= len or not utf8.len(ch)) then ch = nil end
+    if ch then
+      out[#out + 1] = ch
+      i = i + len
+    else
+      out[#out + 1] = u_escape(s:sub(i, i)) -- the byte as the Latin-1 character it would be
+      i = i + 1
+    end
+  end
+  -- the control characters of the now valid text
+  return M.escape_controls(table.concat(out))
+end
+
+--- `s` with every control character made visible, so text from a provider cannot move
+-- the cursor, clear the screen, ring the bell or start a new line on a terminal: C0
+-- (newline and tab included), DEL and the C1 controls (U+0080-U+009F) become \u00HH, as
+-- does every byte of broken UTF-8 (a lone 0x9B is CSI to a terminal that reads
+-- Latin-1). Valid UTF-8 text without controls comes back as it is.
+function M.escape_controls(s)
+  if not utf8.len(s) then return escape_broken(s) end
+  if not s:find("[%z\1-\31\127\194]") then return s end
+  s = s:gsub("[%z\1-\31\127]", u_escape)
+  return (s:gsub("\194[\128-\159]", function(c) return u_escape(c:sub(2)) end))
+end
+
+local CONTROL_NAMES = { [0] = "NUL", [9] = "TAB", [10] = "LF", [13] = "CR", [27] = "ESC", [127] = "DEL" }
+
+--- The name of the first C0 control character or DEL in `s` (TAB skipped when `tab_ok`:
+-- a header value may hold one), or nil when there is none.
+function M.control_char(s, tab_ok)
+  local i = s:find(tab_ok and "[%z\1-\8\10-\31\127]" or "[%z\1-\31\127]")
+  if not i then return nil end
+  local b = s:byte(i)
+  return CONTROL_NAMES[b] or ("U+%04X"):format(b)
+end
+
+local HEADER_NAME = "^[%w!#$%%&'*+.^_`|~-]+$"
+
+--- What keeps `name: value` from being one HTTP header line, or nil: a name that is not
+-- a token, or a value with a control character but TAB (RFC 9110; CR, LF or NUL would
+-- end the header, or the request).
+function M.header_problem(name, value)
+  if type(name) ~= "string" or not name:match(HEADER_NAME) then
+    return '"' .. M.escape_controls(tostring(name)) .. '" is not a header name'
+  end
+  if type(value) ~= "string" and type(value) ~= "number" then
+    return ("the value of header %s is a %s, not a string"):format(name, type(value))
+  end
+  local bad = M.control_char(tostring(value), true)
+  if bad then return ("the value of header %s contains a control character (%s); a header is one line"):format(name, bad) end
+  return nil
+end
+
+return M

@@ -1,0 +1,189 @@
+-- luacheck: std +busted
+-- Linear in the input (issue 13): every parser of provider text in the runtime gets a
+-- megabyte of input made to make patterns backtrack (long runs of spaces, unclosed tags,
+-- repeated <title> openers, runs of '%', '=', '&', '+', '/', escape sequences). Each
+-- case runs in a child process under bounds that only catch a hang (spec/support/
+-- bounded.lua: an instruction budget of 200 per input byte and 20 s of CPU time); before
+-- the fixes, a 6 KB HTML title kept connrt busy for 40 s, and each of these ran for hours.
+local bounded = require("support.bounded")
+local h = require("support.helpers")
+
+-- Shared by the cases: the token endpoint's parser, expecting a provider error.
+local TOKEN = [[
+  local oauth = require("connrt.oauth")
+  local errors = require("connrt.errors")
+  local function answer(ctype, body, status)
+    local ok, e = pcall(oauth.normalize, { status = status or 200, header = { ["content-type"] = ctype },
+      headers = {}, body = body }, "token endpoint")
+    assert(not ok, "a token from that?")
+    assert(errors.is(e) and e.kind == "provider", tostring(type(e) == "table" and e.message or e))
+    return e.message
+  end
+]]
+
+-- Inputs of about a megabyte, as Lua expressions.
+local RUNS = {
+  '(" "):rep(MB)', '("%"):rep(MB)', '("="):rep(MB)', '("&"):rep(MB)', '("+"):rep(MB)', '("/"):rep(MB)',
+  '("%2"):rep(MB // 2)', '("a=%&"):rep(MB // 4)', '("a"):rep(MB)', '("<"):rep(MB)', '("\\\\"):rep(MB)',
+  '("\\\\u"):rep(MB // 2)', '("\\27[2J"):rep(MB // 4)', '("\\r\\n"):rep(MB // 2)',
+}
+
+local CASES = {
+  -- the token endpoint: an HTML page instead of a token (title_of)
+  { "token endpoint: <title> and a megabyte of spaces, never closed", TOKEN .. [[
+    assert(not answer("text/html", "<html><title>" .. (" "):rep(MB)):find("page title", 1, true))
+  ]] },
+  { "token endpoint: a title between long runs of spaces", TOKEN .. [[
+    -- the title is looked for in the first 128 KB, where a page's <head> is
+    local msg = answer("text/html", "<html><TITLE>" .. (" "):rep(60000) .. "Sign in" .. ("\t \n"):rep(20000) .. "</title>"
+      .. (" "):rep(MB))
+    assert(msg:find("(page title: Sign in)", 1, true), msg)
+    msg = answer("text/html", "<html><TITLE>" .. (" "):rep(MB // 2) .. "Sign in" .. ("\t"):rep(MB // 2) .. "</title>")
+    assert(not msg:find("page title", 1, true), msg)
+  ]] },
+  { "token endpoint: repeated <title> openers", TOKEN .. [[
+    answer("text/html", ("<title>"):rep(MB // 7))
+    answer("text/html", ("<TiTlE> \t\r\n"):rep(MB // 11) .. "</title")
+  ]] },
+  { "token endpoint: unclosed tags and half closers", TOKEN .. [[
+    answer("text/html", ("<"):rep(MB))
+    answer("text/html", "<title>" .. ("</titl "):rep(MB // 7))
+  ]] },
+  { "token endpoint: form-encoded and plain answers of runs", TOKEN .. [[
+    for _, input in ipairs({ RUNS }) do
+      answer("application/x-www-form-urlencoded", input)
+      answer("text/plain", input)
+      answer("", input)
+    end
+  ]], 42 },
+  { "token endpoint: JSON with a megabyte of spaces in the error and nested arrays", TOKEN .. [[
+    local msg = answer("application/json", '{"error":"invalid_grant","error_description":"' .. (" "):rep(MB) .. 'x"}', 400)
+    assert(msg:find("invalid_grant", 1, true))
+    answer("application/json", ("["):rep(MB))
+  ]], 2 },
+  -- the callback's query and the --verbose trace of every exchange
+  { "callback query: url.form_decode of runs", [[
+    local url = require("connrt.url")
+    for _, input in ipairs({ RUNS }) do url.form_decode(input) end
+  ]], 14 },
+  { "trace: request.hide_url of runs in a query", [[
+    local request = require("connrt.request")
+    for _, input in ipairs({ RUNS }) do request.hide_url("https://x.test/?" .. input) end
+    request.hide_url("https://x.test/?" .. ("code=a&"):rep(MB // 7))
+  ]], 15 },
+  -- Retry-After
+  { "Retry-After: connection.retry_after of runs and near-dates", [[
+    local connection = require("connrt.connection")
+    for _, input in ipairs({ RUNS }) do connection.retry_after(input) end
+    connection.retry_after("Mon, 01 Jan 2024 00:00:00 " .. (" "):rep(MB))
+    connection.retry_after(("Mon, 1 Jan "):rep(MB // 11))
+    connection.retry_after(("1"):rep(MB))
+  ]], 17 },
+  -- URLs the provider hands back (Salesforce's instance_url) and relative URLs joined to them
+  { "url.join: a base with a megabyte of slashes", [[
+    local url = require("connrt.url")
+    local u = url.join("https://x.test/" .. ("/"):rep(MB) .. "a", "/b")
+    assert(u:sub(-3) == "a/b", u:sub(-10))
+    url.join("https://x.test/a" .. ("/"):rep(MB), "/b")
+  ]], 2 },
+  { "allowed_urls rendered with a provider's instance_url of a megabyte of slashes", [[
+    local connector = require("connrt.connector")
+    local c = connector.load(CONNECTOR)
+    local ok = pcall(connector.render_allowed, c, 2, { { instance_url = "https://x.test/" .. ("/"):rep(MB) .. "a" } })
+    assert(ok)
+    pcall(connector.render_allowed, c, 2, { { instance_url = "https://x.test" .. ("/"):rep(MB) } })
+  ]], 4 },
+  -- what connrt prints: tables of provider names, and lines through the log
+  { "format.table of names with megabyte runs", [[
+    local format = require("connrt.format")
+    for _, input in ipairs({ RUNS }) do format.table({ { "NAME", "ACCOUNT" }, { input .. "x", "y" } }) end
+  ]], 14 },
+  { "log lines and text.escape_controls of runs and broken UTF-8", [[
+    local log = require("connrt.log")
+    local text = require("connrt.text")
+    for _, input in ipairs({ RUNS }) do
+      log.err("%s", input)
+      log.out("%s", input)
+      text.escape_controls(input)
+    end
+    log.err("%s", ("\155"):rep(MB))
+    log.err("%s", ("\194\155x"):rep(MB // 3))
+  ]], 30 },
+  { "log.redact of runs of escapes, with secrets that have special characters", [[
+    local log = require("connrt.log")
+    log.secret("s3cr+t/x=y&z%20 \"q\"")
+    log.secret("tok-" .. ("ab"):rep(20))
+    for _, input in ipairs({ RUNS }) do log.redact(input) end
+    log.redact(("%25"):rep(MB // 3))
+    log.redact(("%2B"):rep(MB // 3))
+    log.redact(("\\u00"):rep(MB // 4))
+    log.redact(("\\ud83d"):rep(MB // 6))
+    log.redact(("s3cr%2Bt"):rep(MB // 8))
+    log.redact(("s3cr+t\\/"):rep(MB // 8))
+  ]], 20 },
+}
+
+-- The test API's answers (flow.test_api, with the trace on, so the trace's body parser
+-- reads them too), served by the echo server's /repeat.
+local API = {
+  { "an HTML page with <title> and a megabyte of spaces", "type=text/html&head=%3Chtml%3E%3Ctitle%3E&unit=%20&n=1048576",
+    "not JSON" },
+  { "an HTML page of repeated <title> openers", "type=text/html&head=%3Chtml%3E&unit=%3Ctitle%3E%20&n=131072", "not JSON" },
+  { "a form-encoded answer of a megabyte without '='", "type=application/x-www-form-urlencoded&unit=a&n=1048576" },
+  { "a form-encoded answer of runs of '=' and '&'", "type=application/x-www-form-urlencoded&unit=%3D%3D%26&n=349525" },
+  { "an error whose JSON message is a megabyte of spaces",
+    "status=500&type=application/json&head=%7B%22error%22%3A%22&unit=%20&n=1048576&tail=%22%7D", "answered 500" },
+}
+
+describe("parsers of provider text stay linear #integration", function()
+  local api, tmp, env_connector
+
+  setup(function()
+    tmp = h.tmpdir()
+    api = h.start_upstream()
+    env_connector = tmp .. "/linear.lua"
+    h.write(env_connector, ([[return {
+      id = "linear", title = "Linear", auth = "fields",
+      fields = { { key = "api_key", secret = true, required = true } },
+      test = "/repeat", name = "x", unique_id = "y", values = { "instance_url" },
+      allowed_urls = { "%s/", "{{instance_url}}/" },
+      request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
+    }]]):format(api.base))
+  end)
+
+  teardown(function()
+    if api then api.stop() end
+    h.rmdir(tmp)
+  end)
+
+  local function check(code, mb)
+    code = code:gsub("{ RUNS }", function() return "{ " .. table.concat(RUNS, ", ") .. " }" end)
+    code = ("local CONNECTOR = %q\n"):format(env_connector) .. code
+    local res = bounded.run(code, (mb or 1) * 1024 * 1024)
+    assert.is_true(res.ok, res.why)
+  end
+
+  for _, case in ipairs(CASES) do
+    it(case[1], function() check(case[2], case[3]) end)
+  end
+
+  for _, case in ipairs(API) do
+    it("test API: " .. case[1], function()
+      check(([[
+        local flow = require("connrt.flow")
+        local connector = require("connrt.connector")
+        local errors = require("connrt.errors")
+        require("connrt.log").verbose = true -- the trace parses the exchange too
+        local c = connector.load(CONNECTOR)
+        c.test.url = %q
+        local ok, e = pcall(flow.test_api, c, { {}, { api_key = "k-123456" }, {} }, { %q })
+        if %q ~= "" then
+          assert(not ok and errors.is(e) and e.kind == "provider", tostring(type(e) == "table" and e.message or e))
+          assert(e.message:find(%q, 1, true), e.message:sub(1, 300))
+        else
+          assert(ok, tostring(type(e) == "table" and e.message or e))
+        end
+      ]]):format(api.base .. "/repeat?" .. case[2], api.base .. "/", case[3] or "", case[3] or ""), 2)
+    end)
+  end
+end)

@@ -1,0 +1,194 @@
+-- luacheck: std +busted
+-- The redactor (lua/connrt/log.lua): a secret is hidden in every spelling a server or a
+-- program echoes it in (issue 13: a token endpoint's error echoed the form body with
+-- client_secret=s3cr%2Bt%2Fx%3Dy%26z), and redacting stays linear in the text (a 6 MB
+-- response echoing the token 300,000 times ran past 30 s).
+local bounded = require("support.bounded")
+local cjson = require("cjson")
+local crypto = require("connrt.crypto")
+
+-- A fresh log module per test: the registered secrets are module state.
+local function fresh_log()
+  package.loaded["connrt.log"] = nil
+  local log = require("connrt.log")
+  package.loaded["connrt.log"] = nil
+  return log
+end
+
+local SECRET = "s3cr+t/x=y&z"
+
+-- RFC 3986 percent-encoding with a chosen hex case, leaving `keep` unencoded
+local function pct(s, lower, keep)
+  return (s:gsub("[^%w%-%._~]", function(c)
+    if keep and keep:find(c, 1, true) then return c end
+    return (lower and "%%%02x" or "%%%02X"):format(c:byte())
+  end))
+end
+
+-- every character as \uXXXX (hex case chosen), as an encoder that escapes all would
+local function json_u(s, upper)
+  local out = {}
+  for _, cp in utf8.codes(s) do
+    if cp >= 0x10000 then
+      local v = cp - 0x10000
+      out[#out + 1] = ((upper and "\\u%04X\\u%04X" or "\\u%04x\\u%04x"):format(0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF)))
+    else
+      out[#out + 1] = (upper and "\\u%04X" or "\\u%04x"):format(cp)
+    end
+  end
+  return table.concat(out)
+end
+
+local function b64url(s)
+  return (crypto.b64encode(s):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
+end
+
+describe("log.redact hides every spelling", function()
+  local log
+  before_each(function()
+    log = fresh_log()
+    log.secret(SECRET)
+  end)
+
+  it("raw, as before", function()
+    assert.equal("a [redacted] b", log.redact("a " .. SECRET .. " b"))
+  end)
+
+  it("percent-encoded, upper and lower case hex", function()
+    assert.equal("client_secret=[redacted]&x=1", log.redact("client_secret=s3cr%2Bt%2Fx%3Dy%26z&x=1"))
+    assert.equal("client_secret=[redacted]&x=1", log.redact("client_secret=" .. pct(SECRET, true) .. "&x=1"))
+    -- mixed case, and encoders that leave some characters alone (Python's quote keeps '/')
+    assert.equal("q=[redacted]", log.redact("q=s3cr%2bt%2Fx%3Dy%26z"))
+    assert.equal("q=[redacted]", log.redact("q=" .. pct(SECRET, false, "/")))
+    assert.equal("q=[redacted]", log.redact("q=" .. pct(SECRET, false, "+/=")))
+    -- every character encoded, unreserved ones too
+    assert.equal("q=[redacted]", log.redact("q=" .. SECRET:gsub(".", function(c) return ("%%%02X"):format(c:byte()) end)))
+  end)
+
+  it("form-encoded, '+' for a space", function()
+    log.secret("my pass word!")
+    assert.equal("password=[redacted]&x=y", log.redact("password=my+pass+word%21&x=y"))
+    assert.equal("password=[redacted]&x=y", log.redact("password=my+pass+word!&x=y"))
+    assert.equal("a [redacted]", log.redact("a my%20pass%20word%21"))
+    -- a '+' that is the secret's own stays a '+' where it was percent-encoded
+    assert.equal("client_secret=[redacted]", log.redact("client_secret=s3cr%2Bt%2Fx%3Dy%26z"))
+  end)
+
+  it("JSON-escaped: \\/, \\uXXXX of any character, surrogate pairs", function()
+    assert.equal('{"error":"[redacted]"}', log.redact(cjson.encode({ error = SECRET })))
+    assert.equal('{"e":"[redacted]"}', log.redact('{"e":"' .. json_u(SECRET) .. '"}'))
+    assert.equal('{"e":"[redacted]"}', log.redact('{"e":"' .. json_u(SECRET, true) .. '"}'))
+    assert.equal('{"e":"[redacted]"}', log.redact('{"e":"s3cr\\u002Bt\\/x\\u003dy\\u0026z"}'))
+    log.secret("pässwörd-1")
+    assert.equal('"[redacted]"', log.redact('"' .. json_u("pässwörd-1") .. '"'))
+    assert.equal('"[redacted]"', log.redact('"p\\u00e4ssw\\u00F6rd-1"'))
+    log.secret("key-😀-x\"q")
+    assert.equal('"[redacted]"', log.redact('"key-\\ud83d\\ude00-x\\"q"'))
+    assert.equal('"[redacted]"', log.redact('"' .. json_u("key-😀-x\"q", true) .. '"'))
+    -- an escaped backslash is not the start of an escape
+    assert.equal('"s3cr+t\\\\/x=y&z"', log.redact('"s3cr+t\\\\/x=y&z"'))
+  end)
+
+  it("a form body quoted in a JSON error (JSON, then percent or form)", function()
+    -- Python's quote keeps '/', which a JSON encoder then escapes
+    local body = ("grant_type=client_credentials&client_secret=" .. pct(SECRET, false, "/")):gsub("/", "\\/")
+    assert.equal('{"error":"invalid_client","echo":"grant_type=client_credentials&client_secret=[redacted]"}',
+      log.redact('{"error":"invalid_client","echo":"' .. body .. '"}'))
+    log.secret("my pass/word!")
+    assert.equal('{"echo":"password=[redacted]"}', log.redact('{"echo":"password=my+pass\\/word%21"}'))
+  end)
+
+  it("HTTP Basic base64(id:secret) at every alignment, in both alphabets, never registered as such", function()
+    -- the cores are encoded by connrt.crypto when a command has loaded it, else in Lua
+    local loaded = package.loaded["connrt.crypto"]
+    finally(function() package.loaded["connrt.crypto"] = loaded end)
+    for _, with_crypto in ipairs({ true, false }) do
+      package.loaded["connrt.crypto"] = with_crypto and loaded or nil
+      log = fresh_log()
+      log.secret(SECRET)
+      for n = 0, 5 do
+        local id = ("client-id"):sub(1, n)
+        -- as it is, and form-encoded before joining (RFC 6749 client authentication)
+        for _, parts in ipairs({ { id, SECRET }, { pct(id), pct(SECRET) } }) do
+          local cred = parts[1] .. ":" .. parts[2]
+          for _, enc in ipairs({ crypto.b64encode(cred), b64url(cred) }) do
+            local out = log.redact("Authorization: Basic " .. enc)
+            local before, after = out:match("^Authorization: Basic ([%w+/=_-]*)%[redacted%]([%w+/=_-]*)$")
+            assert.is_string(before, out)
+            -- left: the characters of the id and ':' (and the one they share with the
+            -- secret), and after it at most one shared character and the padding
+            assert.is_true(#before <= (8 * (#parts[1] + 1) + 5) // 6, out)
+            assert.is_true(#after <= 3, out)
+          end
+        end
+      end
+    end
+  end)
+
+  it("a base64 secret's own encoding, and a secret in a longer base64 text of a JSON echo", function()
+    local tok = "tok-0123456789abcdef"
+    log.secret(tok)
+    assert.equal("[redacted]", log.redact(crypto.b64encode(tok)))
+    local echo = cjson.encode({ authorization = "Basic " .. crypto.b64encode("user:" .. tok) })
+    assert.is_nil(log.redact(echo):find(crypto.b64encode("user:" .. tok):sub(8, 20), 1, true))
+    assert.matches("[redacted]", log.redact(echo), 1, true)
+  end)
+
+  it("registers no base64 core shorter than 6 characters, and random base64 text stays as it is", function()
+    local short = fresh_log()
+    short.secret("abcd")
+    local basic = "Basic " .. crypto.b64encode("x:abcd")
+    assert.equal(basic, short.redact(basic))          -- a core of 5 characters: left out
+    assert.equal("[redacted]", short.redact("abcd"))   -- the raw secret still goes
+    short.secret("abcde")
+    assert.matches("[redacted]", short.redact("Basic " .. crypto.b64encode("id:abcde")), 1, true)
+    -- 256 KB of base64 text (a fixed seed): none of a 12-byte secret's cores turns up
+    local real = fresh_log()
+    real.secret("9fQ2-xk81Lp0")
+    math.randomseed(42)
+    local bytes = {}
+    for i = 1, 196608 do bytes[i] = string.char(math.random(0, 255)) end
+    local noise = crypto.b64encode(table.concat(bytes))
+    assert.equal(noise, real.redact(noise))
+    assert.equal(b64url(table.concat(bytes)), real.redact(b64url(table.concat(bytes))))
+  end)
+
+  it("hides a secret inside a longer one whole, and overlapping ones together", function()
+    log.secret("abcdefgh")
+    log.secret("abcdefgh-longer")
+    assert.equal("x [redacted] y", log.redact("x abcdefgh-longer y"))
+    assert.equal("x [redacted] y [redacted]", log.redact("x abcdefgh-longer y abcdefgh"))
+    log.secret("defgh-longer-still")
+    assert.equal("x [redacted] z", log.redact("x abcdefgh-longer-still z"))
+  end)
+
+  it("leaves text without secrets, or without a registered one, as it is", function()
+    assert.equal("nothing %2B here \\u0041 +", log.redact("nothing %2B here \\u0041 +"))
+    assert.equal("", log.redact(""))
+    assert.equal("42", log.redact(42))
+  end)
+end)
+
+describe("log.redact is linear in the text #integration", function()
+  it("redacts a 6 MB response echoing the token 300,000 times, and its JSON- and percent-escaped echoes", function()
+    local res = bounded.run([[
+      local log = require("connrt.log")
+      local tok = "at-0123456789abcd/e+"
+      log.secret(tok)
+      local text = ("x" .. tok):rep(300000)
+      assert(#text > 6000000)
+      local out = log.redact(text)
+      local _, n = out:gsub("%[redacted%]", "")
+      assert(n == 300000, n)
+      assert(not out:find(tok, 1, true))
+      -- the same count of echoes, JSON-escaped and percent-encoded: 300,000 escapes each
+      out = log.redact(('"x' .. tok:gsub("/", "\\/") .. '",'):rep(300000))
+      _, n = out:gsub("%[redacted%]", "")
+      assert(n == 300000, n)
+      out = log.redact(("&t=at-0123456789abcd%2Fe%2B"):rep(300000))
+      _, n = out:gsub("%[redacted%]", "")
+      assert(n == 300000, n)
+    ]], 20 * 1024 * 1024)
+    assert.is_true(res.ok, res.why)
+  end)
+end)
