@@ -19,7 +19,7 @@ local function token_response(raw)
     local dead = (e.resource == "AuthorizationCode" or e.resource == "RefreshToken") and e.code == "invalid"
     return nil, (dead and "invalid_grant: " or "") .. tostring(doc.message or "no message") .. " (" .. what .. ")"
   end
-  local values = { expires_at = doc.expires_at }
+  local values = {}
   local a = doc.athlete
   if type(a) == "table" and a.id ~= nil then
     values.athlete_id = tostring(math.tointeger(a.id) or a.id)
@@ -39,7 +39,7 @@ return {
   pkce = false,
   token_url = "https://www.strava.com/oauth/token",
   client_auth = "body",
-  values = { "athlete_id", "granted_scope" },
+  values = { "athlete_id", "athlete_username", "granted_scope" },
   test = "/athlete",
   name = "{{firstname}} {{lastname}}",
   unique_id = "{{athlete_id}}",

@@ -93,7 +93,7 @@ for i in $(seq 50); do
   ) >/dev/null 2>&1 &
   echo $! >>%s
 done
-exec %s run %s/spec/support/browser.lua "$1"
+exec %s script %s/spec/support/browser.lua "$1"
 ]=]):format(port, pids, h.CONNRT, h.ROOT))
     finally(function()
       for pid in (h.read(pids) or ""):gmatch("%d+") do os.execute("kill " .. pid .. " 2>/dev/null") end

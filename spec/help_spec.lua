@@ -14,6 +14,7 @@ local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-fil
   "--param", "--timeout", "--no-browser", "--json" }
 local OPTIONS = {
   run = { "--paste", table.unpack(CONNECT) },
+  script = {},
   authorize = CONNECT,
   request = { "-H", "--header", "-d", "--data", "--json-body", "-i", "--include", "--retries", "--max-wait", "--json" },
   list = { "--json" },

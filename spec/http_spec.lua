@@ -236,7 +236,7 @@ describe("connrt.http", function()
       local c <close> = http.client { max_body = 1024 * 1024 }
       local resp, msg, code = c:request { url = base .. "/big" }
       assert.is_nil(resp)
-      assert.equal("other", code)
+      assert.equal("too_big", code)
       assert.matches("^GET http://127%.0%.0%.1:%d+/big: response body larger than 1048576 bytes$", msg)
 
       local exact <close> = http.client { max_body = 2000000 }

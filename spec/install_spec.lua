@@ -35,15 +35,17 @@ describe("make install", function()
 
   it("bakes the installed module directory into the binary, which loads them from there", function()
     assert.truthy(h.read(dest .. "/usr/bin/connrt"):find("/usr/lib/connrt", 1, true))
-    -- check loads the connector, which needs connrt.crypto (OpenSSL or libsodium)
-    local p = io.popen(("CONNRT_MOD_DIR=%s/usr/lib/connrt CONNRT_LUA_DIR=%s/usr/share/connrt/lua %s/usr/bin/connrt "
-      .. "check examples/local-oidc.lua 2>&1"):format(dest, dest, dest))
+    -- rekey opens (and here creates) a store, which needs connrt.lmdb and connrt.crypto
+    local home = h.tmpdir()
+    local p = io.popen(("CONNRT_HOME=%s CONNRT_MOD_DIR=%s/usr/lib/connrt CONNRT_LUA_DIR=%s/usr/share/connrt/lua "
+      .. "%s/usr/bin/connrt rekey 2>&1"):format(home, dest, dest, dest))
     local out = p:read("a")
     assert.is_true((p:close()), out)
     -- and names the file it could not load
-    p = io.popen(("CONNRT_MOD_DIR=%s/nowhere CONNRT_LUA_DIR=%s/usr/share/connrt/lua %s/usr/bin/connrt "
-      .. "check examples/local-oidc.lua 2>&1"):format(dest, dest, dest))
+    p = io.popen(("CONNRT_HOME=%s CONNRT_MOD_DIR=%s/nowhere CONNRT_LUA_DIR=%s/usr/share/connrt/lua "
+      .. "%s/usr/bin/connrt rekey 2>&1"):format(home, dest, dest, dest))
     out = p:read("a")
+    h.rmdir(home)
     assert.is_falsy((p:close()))
     assert.matches("cannot load " .. dest .. "/nowhere/connrt/", out, 1, true)
   end)

@@ -80,7 +80,7 @@ describe("connrt.pg #integration #postgres", function()
       ]])
       local env = ("PGHOST=127.0.0.1 PGPORT=%d PGUSER=connrt PGDATABASE=connrt PGPASSWORD=%s"):format(
         server.port, h.shell_quote(PASSWORD))
-      for _, cmd in ipairs({ ("LUA_CPATH='%s/?.so;;' %s"):format(h.BUILD, h.LUA), h.shell_quote(h.CONNRT) .. " run" }) do
+      for _, cmd in ipairs({ ("LUA_CPATH='%s/?.so;;' %s"):format(h.BUILD, h.LUA), h.shell_quote(h.CONNRT) .. " script" }) do
         local ok = os.execute(("cd %s && env %s %s %s/env.lua >%s/out 2>%s/err"):format(h.ROOT, env, cmd, dir, dir, dir))
         local out, err = h.read(dir .. "/out") or "", h.read(dir .. "/err") or ""
         assert.is_true(ok, err)

@@ -189,7 +189,7 @@ int main(int argc, char **argv) {
       -- the build's library, with the sanitizers' flags when it was built with them
       local san = os.execute(("nm %s/libconnrt.a 2>/dev/null | grep -q __asan_init"):format(h.BUILD))
         and "-fsanitize=address,undefined" or ""
-      local cc = ("cc %s -I%s/include -o %s %s %s/libconnrt.a $(pkg-config --libs lua5.4 libcurl openssl lmdb libsodium) 2>&1")
+      local cc = ("cc %s -I%s/include -o %s %s %s/libconnrt.a $(pkg-config --libs lua5.4 libcurl openssl lmdb libsodium libpq) 2>&1")
         :format(san, h.ROOT, bin, src, h.BUILD)
       local build = io.popen(cc)
       local log = build:read("a")

@@ -125,6 +125,8 @@ local COMMANDS = {
     options = {},
     examples = {
       { "connrt script examples/pipeline.lua github", "a pipeline script" },
+      { "connrt script bench/populate.lua 100 https://id.example.com https://api.example.com",
+        "a script with its own arguments" },
     },
   },
   {

@@ -86,7 +86,7 @@ for (const a of others) {
 }
 
 // 5. the real user signs in while the silent ones are still open
-const browser = spawnSync(process.env.CONNRT_BIN, ['run', 'spec/support/browser.lua', signin.href],
+const browser = spawnSync(process.env.CONNRT_BIN, ['script', 'spec/support/browser.lua', signin.href],
   { stdio: 'inherit', env: process.env });
 results.browser_exit = browser.status;
 for (const s of silent) s.destroy();
