@@ -13,7 +13,7 @@ _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 # The options of one command; those that take a value are in _connrt_valued.
 _connrt_options() {
   case "$1" in
-    run) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --paste --timeout --no-browser --json" ;;
+    run) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
     list | show) echo "--json" ;;

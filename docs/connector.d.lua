@@ -34,6 +34,7 @@
 ---@field query? table<string, ConnectorTemplate>
 ---@field body? string A raw body.
 ---@field json? table A body sent as JSON.
+---@field form? table<string, ConnectorTemplate> A form body; may also use {{client_id}} and {{client_secret}}.
 
 ---@class ConnectorBasic
 ---@field username ConnectorTemplate
@@ -49,6 +50,7 @@
 ---@field status integer
 ---@field headers table<string, string> Lowercased names.
 ---@field body string
+---@field truncated? boolean True when body is only its first 1 MiB.
 
 ---@class ConnectorToken
 ---@field access_token string
@@ -63,6 +65,7 @@
 ---@field status integer
 ---@field headers table<string, string>
 ---@field body string
+---@field truncated? boolean True when body is only its first 1 MiB.
 ---@field json? any The decoded body when it is JSON.
 
 ---@class ConnectorLookupRequest

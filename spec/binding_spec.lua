@@ -213,8 +213,34 @@ describe("the plain record is bound to the sealed secrets #integration", functio
           txn:put("clients", kv[1], cjson.encode(c))
         end
         txn:put("meta", "version", "1")
+        txn:put("meta", "keycheck", crypto.seal(key, "connrt key check v1", "meta/keycheck"))
       end)
     end
+
+    it("is not bound again when someone without the key sets the version back to 1", function()
+      -- the old version's sealed secrets of this connection, put back with a changed
+      -- record and version "1": the key check (sealed) says the store is bound, so the
+      -- record is refused, not re-bound
+      local home = copy()
+      local key = crypto.unhex((h.read(home .. "/key"):gsub("%s+$", "")))
+      local aad = "connection/" .. id
+      local sealed = prov.read(home, "secrets", id)
+      local s = cjson.decode(crypto.open(key, crypto.b64decode(sealed), aad))
+      s.bound = nil
+      local unbound = crypto.b64encode(crypto.seal(key, cjson.encode(s), aad)) -- a copy kept from before the binding
+      prov.write(home, function(txn)
+        local rec = cjson.decode(txn:get("connections", id))
+        rec.allowed_urls[1] = evil.base
+        txn:put("connections", id, cjson.encode(rec))
+        txn:put("secrets", id, unbound)
+        txn:put("meta", "version", "1")
+      end)
+      local res = run(home, { "request", id, "/me" })
+      h.rmdir(home)
+      assert.equal(8, res.code, res.stderr)
+      assert.matches(id, res.stderr, 1, true)
+      assert.same({}, evil.log())
+    end)
 
     it("is bound on the first open that has the key (not by list), then works and refuses changes", function()
       local home = copy()

@@ -13,7 +13,7 @@ local COMMANDS = { "run", "script", "authorize", "request", "token", "refresh", 
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
 local OPTIONS = {
-  run = { "--paste", table.unpack(CONNECT) },
+  run = { "--paste", "--replace", table.unpack(CONNECT) },
   script = {},
   authorize = CONNECT,
   request = { "-H", "--header", "-d", "--data", "--json-body", "-i", "--include", "--retries", "--max-wait", "--json" },

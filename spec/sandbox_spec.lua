@@ -136,6 +136,33 @@ describe("connector sandbox", function()
       assert.equal(10000, compared)
     end)
 
+    it("keeps table.insert, remove and move as Lua's, though they are Lua code inside", function()
+      local box = sandbox.new()
+      local src = [[
+        local out = {}
+        local function snap(t) local s = {} for i = 1, 6 do s[i] = tostring(t[i]) end return table.concat(s, ",") end
+        local t = { 1, 2, 3 } table.insert(t, 4) out[#out + 1] = snap(t)
+        table.insert(t, 1, 0) out[#out + 1] = snap(t)
+        table.insert(t, 3, "x") out[#out + 1] = snap(t)
+        out[#out + 1] = tostring(table.remove(t)) .. ";" .. snap(t)
+        out[#out + 1] = tostring(table.remove(t, 1)) .. ";" .. snap(t)
+        out[#out + 1] = tostring(table.remove({})) .. ";" .. tostring(table.remove({}, 1))
+        out[#out + 1] = snap(table.move({ 1, 2, 3, 4, 5 }, 2, 4, 1))
+        out[#out + 1] = snap(table.move({ 1, 2, 3, 4, 5 }, 1, 3, 3))
+        out[#out + 1] = snap(table.move({ 1, 2, 3 }, 1, 3, 2, { 9, 9, 9, 9 }))
+        for _, bad in ipairs({ function() table.insert({}, 5, 1) end, function() table.remove({ 1 }, 5) end,
+          function() table.insert({}, 1, 2, 3) end, function() table.insert({}, 1.5, 2) end }) do
+          local ok, err = pcall(bad)
+          out[#out + 1] = tostring(ok) .. ":" .. tostring(err):gsub("^.-:%d+: ", "")
+        end
+        return table.concat(out, "|")
+      ]]
+      local ok, got = box:run(src, "=t")
+      assert.is_true(ok, got)
+      local want = assert(load(src, "=t", "t", _ENV))()
+      assert.equal(want, got)
+    end)
+
     it("charges the sandbox's budget for backtracking, which stops at it", function()
       local box = sandbox.new({ instructions = 2e6 })
       local ok, msg, reason = box:run("local s = ('a'):rep(25) return s:find(('a*'):rep(25) .. 'b')", "@pat.lua")
@@ -197,6 +224,19 @@ describe("connector sandbox", function()
       { "1 GiB of string at load", "local x = ('x'):rep(2^30)", "memory limit of 64 MiB exceeded" },
       { "memory grown a table at a time", "local t = {} for i = 1, 1e9 do t[i] = ('y'):rep(1000) .. i end",
         "memory limit of 16 MiB exceeded", { CONNRT_CONNECTOR_MEMORY = "16" } },
+      { "string.rep of an empty string a maxinteger times (a C loop that allocates nothing)",
+        "local x = string.rep('', math.maxinteger) while true do end", "instruction budget exceeded" },
+      { "table.move over a maxinteger range", "table.move({}, 1, math.maxinteger - 1, 1)", "instruction budget exceeded" },
+      { "table.remove with an endless __len", "table.remove(setmetatable({}, { __len = function() return math.maxinteger end }), 1)",
+        "instruction budget exceeded" },
+      { "table.insert with an endless __len",
+        "table.insert(setmetatable({}, { __len = function() return math.maxinteger - 1 end }), 1, 'x')",
+        "instruction budget exceeded" },
+      { "a JSON encoding larger than the memory limit",
+        "local s = ('x'):rep(16 * 1024 * 1024) local t = {} for i = 1, 200 do t[i] = s end local j = connrt.json.encode(t)",
+        "memory limit of 64 MiB exceeded" },
+      { "a pattern with a huge character set", "local x = string.find(('x'):rep(5000), '[' .. ('a'):rep(20 * 2^20) .. ']')",
+        "instruction budget exceeded" },
       { "a finalizer, which would run outside every budget", "setmetatable({}, { __gc = function() while true do end end })",
         "connectors cannot set __gc" },
       { "a finalizer slipped in as false", "local mt = { __gc = false } setmetatable({}, mt) mt.__gc = function() end",
@@ -215,6 +255,25 @@ describe("connector sandbox", function()
         assert.is_nil(stored) -- no store was even made
       end)
     end
+
+    it("copies a value that shares one table at every level once, not once per path", function()
+      -- 2^23 paths to one table: copied path by path, 1.6 GB in the runtime
+      local path = tmp .. "/dag.lua"
+      h.write(path, "local t = {} for i = 1, 23 do t = { [true] = t, [false] = t } end\nreturn " .. VALID:format(""):gsub("^{", "{ x = t,"))
+      local res = h.connrt({ "check", path }, { timeout = LIMIT, max_rss = true })
+      assert.equal(EXIT_CONNECTOR, res.code, res.stderr)
+      assert.matches("x: unknown key", res.stdout, 1, true)
+      assert.is_true(res.max_rss_kb < 400 * 1024, "peak RSS " .. tostring(res.max_rss_kb) .. " KiB")
+    end)
+
+    it("refuses a field's pattern too long to match in bounded time, and bounds the match itself", function()
+      local path = tmp .. "/fieldpat.lua"
+      h.write(path, "return " .. VALID:format(""):gsub("^{", ("{ fields = { { key = 'k', default = ('x'):rep(2000), "
+        .. "pattern = '[' .. ('a'):rep(%d) .. 'x]*' } },"):format(2 * 1024 * 1024)))
+      local res = h.connrt({ "check", path }, { timeout = LIMIT })
+      assert.equal(EXIT_CONNECTOR, res.code, res.stderr)
+      assert.matches("a pattern of", res.stdout, 1, true)
+    end)
 
     it("never runs an error object's __tostring", function()
       local check, run = both("tostring", "error(setmetatable({}, { __tostring = function() while true do end end }))")
@@ -336,6 +395,25 @@ describe("connector sandbox", function()
       for _, r in ipairs(api.log()) do assert.matches("v=1", r.url, 1, true) end
     end)
 
+    it("and no connector header can point them at another host behind an allowed address", function()
+      for _, name in ipairs({ "Host", "host", "Content-Length", "Transfer-Encoding", "Connection", "Upgrade" }) do
+        local path = tmp .. "/hdr.lua"
+        local hdr = ("request = { headers = { [%q] = \"other.example\","):format(name)
+        h.write(path, (h.keyed_connector(api.base):gsub("request = { headers = {", hdr, 1)))
+        local res = h.connrt({ "check", path }, { timeout = LIMIT })
+        assert.equal(EXIT_CONNECTOR, res.code, name .. ": " .. res.stdout)
+        assert.matches("is set by connrt's HTTP client, not by connectors", res.stdout, 1, true)
+      end
+      local client = require("connrt.http").client()
+      local before = #api.log()
+      local resp, err, code = client:request({ url = api.base .. "/echo", headers = { "Host: other.example" },
+        allowed = { api.base } })
+      assert.is_nil(resp)
+      assert.equal("refused", code)
+      assert.matches("cannot set the Host header", err, 1, true)
+      assert.equal(before, #api.log())
+    end)
+
     it("and the HTTP client refuses a URL under none of them before anything is sent", function()
       local client = require("connrt.http").client()
       local before = #evil.log()
@@ -393,6 +471,32 @@ describe("connector sandbox", function()
         assert.is_not_nil(h.read(mark), script.stderr)
       end)
     end
+  end)
+
+  describe("modules in the current directory #integration", function()
+    it("are never loaded, by the runtime or inside a sandbox", function()
+      local dir = h.tmpdir()
+      local mark = dir .. "/PWNED"
+      local plant = ("local f = io.open(%q, 'a') f:write(...) f:close()\n"):format(mark)
+      assert(os.execute("mkdir -p " .. h.shell_quote(dir .. "/cjson") .. " " .. h.shell_quote(dir .. "/connrt")))
+      for _, name in ipairs({ "cjson.lua", "cjson/safe.lua", "cjson.so", "connrt/url.lua", "connrt/sandbox_env.lua",
+        "connrt/cli.lua" }) do
+        h.write(dir .. "/" .. name, plant)
+      end
+      h.write(dir .. "/c.lua", "return " .. VALID:format("local j = connrt.json.decode('{}')"))
+      local home = h.tmpdir()
+      local cmds = { { "help" }, { "list" }, { "check", "c.lua" }, { "redirect-url" },
+        { "run", "c.lua", "--client-id", "x", "--no-browser", "--timeout", "1" } }
+      for _, args in ipairs(cmds) do
+        local parts = {}
+        for i, a in ipairs(args) do parts[i] = h.shell_quote(a) end
+        os.execute(("cd %s && CONNRT_HOME=%s %s %s >/dev/null 2>&1"):format(h.shell_quote(dir), h.shell_quote(home),
+          h.shell_quote(h.CONNRT), table.concat(parts, " ")))
+        assert.is_nil(h.read(mark), table.concat(args, " ") .. " loaded a module from the current directory")
+      end
+      h.rmdir(dir)
+      h.rmdir(home)
+    end)
   end)
 
   it("reports its memory and keeps a stopped box stopped", function()

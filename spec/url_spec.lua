@@ -66,6 +66,17 @@ describe("url", function()
     assert.is_nil((url.check_secure("https://u:p@x.test/", "token_url")))
   end)
 
+  it("takes as loopback only 127.0.0.0/8 dotted quads, localhost and [::1], never a name that looks like one", function()
+    for _, hst in ipairs({ "127.0.0.1", "127.1.2.3", "127.255.255.254", "localhost", "[::1]" }) do
+      assert.is_true(url.is_loopback(hst), hst)
+    end
+    for _, hst in ipairs({ "127.0.0.999", "127.000.0.1", "127.0.0.01", "127.0.0.1.example", "128.0.0.1", "127.0.1",
+      "localhost.example", "0x7f.0.0.1" }) do
+      assert.is_false(url.is_loopback(hst), hst)
+      assert.is_nil((url.check_secure("http://" .. hst .. "/x", "u")), hst)
+    end
+  end)
+
   describe("allowed", function()
     local allowed = { "https://api.example.com/v1", "http://127.0.0.1:9400/" }
     local ok_cases = {

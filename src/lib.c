@@ -87,7 +87,7 @@ static int open_state(lua_State *L) {
   const char *home = lua_touserdata(L, 1);
   luaL_openlibs(L);
   connrt_preload(L);
-  connrt_set_lua_path(L);
+  connrt_set_lua_path(L, 1);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "connrt.api");
   lua_call(L, 1, 1);

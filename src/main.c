@@ -29,7 +29,7 @@ static int run_cli(lua_State *L) {
   char **argv = (char **)lua_touserdata(L, 2);
   luaL_openlibs(L);
   connrt_preload(L);
-  connrt_set_lua_path(L);
+  connrt_set_lua_path(L, 1);
 
   lua_createtable(L, argc, 1); /* global arg, as lua.c sets it */
   for (int i = 0; i < argc; i++) {

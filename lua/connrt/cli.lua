@@ -119,7 +119,7 @@ end
 -- The options of run and authorize, parsed into flow.lua's opts.
 local RUN_OPTIONS = { field = "multi", ["field-file"] = "multi", ["client-id"] = "value",
   ["client-secret"] = "value", ["client-secret-file"] = "value", scope = "multi", param = "multi",
-  timeout = "value", ["no-browser"] = "flag", json = "flag", paste = "flag" }
+  timeout = "value", ["no-browser"] = "flag", json = "flag", paste = "flag", replace = "flag" }
 
 local function flow_options(argv, usage)
   local o, rest = parse(argv, RUN_OPTIONS)
@@ -133,7 +133,7 @@ local function flow_options(argv, usage)
     field_files = key_values(o["field-file"], "field-file"), client_id = o["client-id"],
     client_secret = o["client-secret"], client_secret_file = o["client-secret-file"],
     scopes = o.scope, params = key_values(o.param, "param", true), paste = o.paste,
-    timeout = timeout, browser = not o["no-browser"], interactive = require("connrt.sys").isatty(0),
+    timeout = timeout, browser = not o["no-browser"], replace = o.replace, interactive = require("connrt.sys").isatty(0),
   }
 end
 

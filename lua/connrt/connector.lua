@@ -9,6 +9,7 @@
 -- uses is reachable from inside, so connector code cannot change it; exceeding a limit is
 -- a connector error, and a connector that met one runs no more.
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local sandbox = require("connrt.sandbox")
 local schema = require("connrt.schema")
 local template = require("connrt.template")
@@ -115,19 +116,31 @@ local function check_templates(c, path)
   parse_all(c.request and c.request.body, "request.body")
   parse_all(c.request and c.request.basic, "request.basic")
   if c.revoke_request and c.revoke_url then fail(path, "give revoke_url (RFC 7009) or revoke_request, not both") end
+  -- never a token or the client secret in a URL (URLs end in logs, proxies and
+  -- histories): not in the requests connrt sends with a connection, its test API or a
+  -- declared request. A provider that only takes an API key in the query (a secret field,
+  -- as Trello's) is the connector's explicit choice, and the key is redacted from traces.
+  local function no_secret_in_url(texts, key)
+    for _, text in ipairs(texts) do
+      for _, var in ipairs(template.variables(text, path .. ": " .. key)) do
+        if SECRET_NAMES[var:match("^[^.]+")] then
+          fail(path, "%s puts {{%s}} in the URL: tokens and secrets never go in URLs", key, var)
+        end
+      end
+    end
+  end
+  local function query_texts(q, extra)
+    local out = { extra }
+    for _, v in pairs(q or {}) do out[#out + 1] = tostring(v) end
+    return out
+  end
+  no_secret_in_url(query_texts(c.request and c.request.query), "request.query")
+  if type(c.test) == "table" then no_secret_in_url(query_texts(c.test.query, c.test.url), "test") end
+  if type(c.test) == "string" then no_secret_in_url({ c.test }, "test") end
   for _, key in ipairs({ "revoke_request", "exchange_request" }) do
     local r = c[key]
     if r then
-      -- never a token in a URL
-      local url_parts = { r.url }
-      for _, v in pairs(r.query or {}) do url_parts[#url_parts + 1] = tostring(v) end
-      for _, text in ipairs(url_parts) do
-        for _, var in ipairs(template.variables(text, path .. ": " .. key)) do
-          if SECRET_NAMES[var:match("^[^.]+")] then
-            fail(path, "%s puts {{%s}} in the URL: tokens and secrets never go in URLs", key, var)
-          end
-        end
-      end
+      no_secret_in_url(query_texts(r.query, r.url), key)
       parse_all(r.headers, key .. ".headers")
       parse_all(r.form, key .. ".form")
       parse_all(r.basic, key .. ".basic")
@@ -184,6 +197,9 @@ end
 -- Compiles and runs source text in a fresh sandbox. Returns true and the value it
 -- returned (a copy), or false and why (a connector error is raised for a syntax error).
 local function run_sandboxed(src, path)
+  if #src > limits.CONNECTOR_BYTES then
+    fail(path, "the file is %d bytes; a connector may have at most %d", #src, limits.CONNECTOR_BYTES)
+  end
   local box = sandbox.new(M.LIMITS)
   local ok, v, reason = box:run(src, "@" .. path)
   if ok then return true, v end
@@ -226,8 +242,15 @@ local function check(c, src, path)
   c.token_request_format = c.token_request_format or "form"
   c.values = c.values or {}
   if c.pkce == nil then c.pkce = true end
+  if type(c.test) == "table" and (c.test.body ~= nil and 1 or 0) + (c.test.json ~= nil and 1 or 0)
+      + (c.test.form ~= nil and 1 or 0) > 1 then
+    fail(path, "key 'test': give one of body, json and form")
+  end
   if type(c.test) == "string" then c.test = { url = c.test } end
   c.test.method = c.test.method or "GET"
+  if (c.test.method == "GET" or c.test.method == "HEAD") and (c.test.body or c.test.json or c.test.form) then
+    fail(path, "key 'test': a %s request cannot have a body (give method = \"POST\")", c.test.method)
+  end
   c.request = c.request or {}
   c.request.headers = c.request.headers or {}
   c.request.query = c.request.query or {}
@@ -298,23 +321,32 @@ function M.hook_response(resp)
   return { status = resp.status, headers = resp.header, body = body }
 end
 
---- Resolves a URL template with `values`. A value that begins the template must be an
--- absolute URL itself (a base-URL field, as for self-hosted instances); every other value
--- is percent-encoded, so it can never add a '/', '@', ':' or '?' and so never moves the
--- URL to another host or path.
-function M.render_url_text(text, values, where)
-  local function encode(v, name, at_start)
+-- The encoder of URL templates: a value that begins the template must be an absolute URL
+-- itself (a base-URL field, as for self-hosted instances, or a base URL from the
+-- provider); every other value is percent-encoded, so it can never add a '/', '@', ':' or
+-- '?', and may not be empty, "." or "..", which would make a path segment that climbs or
+-- vanishes ("/tenants/.." is "/"): either way it never moves the URL to another host or
+-- path. `kind` is the error kind of a bad value; `from` says where values come from.
+local function url_encoder(where, kind, from)
+  return function(v, name, at_start)
     if at_start then
       local u, err = url.parse(v)
-      if not u then errors.raise("connector", "%s: {{%s}}: %s", where, name, err) end
+      if not u then errors.raise(kind, "%s: {{%s}}%s: %s", where, name, from, err) end
       if u.has_query or u.fragment ~= "" or u.userinfo then
-        errors.raise("connector", "%s: {{%s}} must be a base URL without query, fragment or userinfo", where, name)
+        errors.raise(kind, "%s: {{%s}} must be a base URL without query, fragment or userinfo", where, name)
       end
       return (require("connrt.text").rstrip(v, "/")) -- linear, unlike gsub("/+$")
     end
+    if v == "" or v == "." or v == ".." then
+      errors.raise(kind, "%s: {{%s}}%s is %q, which would change the URL's path", where, name, from, v)
+    end
     return url.encode(v)
   end
-  return template.render(text, { values }, where, encode)
+end
+
+--- Resolves a URL template with `values` (see url_encoder).
+function M.render_url_text(text, values, where)
+  return template.render(text, { values }, where, url_encoder(where, "connector", ""))
 end
 
 --- True when allowed_urls[i] names only fields (so it is known before any token).
@@ -332,18 +364,7 @@ end
 -- that starts the URL (`{{instance_url}}`) must be an absolute URL itself.
 function M.render_allowed(c, i, scope)
   local where = c.path .. ": allowed_urls[" .. i .. "]"
-  local function encode(v, name, at_start)
-    if at_start then
-      local u, err = url.parse(v)
-      if not u then errors.raise("provider", "%s: {{%s}} from the provider: %s", where, name, err) end
-      if u.has_query or u.fragment ~= "" or u.userinfo then
-        errors.raise("provider", "%s: {{%s}} must be a base URL without query, fragment or userinfo", where, name)
-      end
-      return (require("connrt.text").rstrip(v, "/")) -- linear, unlike gsub("/+$")
-    end
-    return url.encode(v)
-  end
-  local out = template.render(c.allowed_urls[i], scope, where, encode)
+  local out = template.render(c.allowed_urls[i], scope, where, url_encoder(where, "provider", " from the provider"))
   local ok, why = url.check_secure(out, "allowed_urls[" .. i .. "]")
   if not ok then errors.raise("provider", "%s: %s", c.path, why) end
   return out

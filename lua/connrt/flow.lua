@@ -141,19 +141,42 @@ end
 
 --- The client id and secret: flags, then CONNRT_CLIENT_ID / CONNRT_CLIENT_SECRET, then
 -- what was given for this connector before (kept sealed in the store).
-function M.client_credentials(c, opts, st)
+--- The origins (scheme://host:port) the client's secret may be sent to: those of the
+-- token, refresh, revoke and device URLs and of the allowed URLs (revoke_request and
+-- exchange_request go there). A remembered client secret is reused only where each of
+-- these origins is one it was given for: a connector that merely claims another's id
+-- gets nothing.
+function M.client_origins(urls, allowed)
+  local set, out = {}, {}
+  local function add(u)
+    local p = u and url.parse(u)
+    if p then
+      local o = ("%s://%s:%d"):format(p.scheme, p.host, p.port)
+      if not set[o] then set[o] = true; out[#out + 1] = o end
+    end
+  end
+  for _, k in ipairs({ "device_url", "token_url", "refresh_url", "revoke_url" }) do add(urls[k]) end
+  for _, a in pairs(allowed) do add(a) end
+  table.sort(out)
+  return out
+end
+
+function M.client_credentials(c, opts, st, origins)
   local id = opts.client_id or os.getenv("CONNRT_CLIENT_ID")
   local secret = opts.client_secret
   if opts.client_secret_file then secret = read_secret_file(opts.client_secret_file) end
   secret = secret or os.getenv("CONNRT_CLIENT_SECRET")
   if id == "" then id = nil end
   if secret == "" then secret = nil end
+  local why
   if not id then
-    local saved = st:client(c.id)
+    local saved
+    saved, why = st:client(c.id, origins)
     if saved then id, secret = saved.client_id, secret or saved.client_secret end
   end
   if not id then
-    errors.raise("usage", "no client id for %s: pass --client-id or set CONNRT_CLIENT_ID (the app's OAuth client id)", c.id)
+    errors.raise("usage", "no client id for %s: pass --client-id or set CONNRT_CLIENT_ID (the app's OAuth client id)%s",
+      c.id, why and ("; " .. why) or "")
   end
   log.secret(secret)
   return id, secret
@@ -229,7 +252,7 @@ end
 
 --- Calls the connector's test API with the new credentials. Returns the decoded
 -- response (an empty table when it is not JSON).
-function M.test_api(c, scope, allowed)
+function M.test_api(c, scope, allowed, client_secret)
   local t = c.test
   local flat = {} -- the scope's layers as one table, first layer winning
   for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
@@ -240,8 +263,17 @@ function M.test_api(c, scope, allowed)
     url = url.add_query(target, template.render_pairs(t.query, scope, c.path .. ": test.query")),
     headers = request.render_headers(t.headers, scope, c.path .. ": test.headers") }
   req.json = t.json
+  if t.form then
+    -- a form body (HubSpot's token introspection takes the token and the client's own
+    -- credentials this way, never in the URL)
+    local form_scope = { { client_secret = client_secret } }
+    for i = 1, #scope do form_scope[i + 1] = scope[i] end
+    req.body = url.form_encode(template.render_pairs(t.form, form_scope, c.path .. ": test.form"))
+    req.headers[#req.headers + 1] = { "Content-Type", "application/x-www-form-urlencoded" }
+  end
   local full = request.with_parameters(c.request, scope, req, c.path .. ": request")
-  full.follow, full.allowed = 5, allowed
+  -- an identity call: its answer is parsed here, in the runtime, so it is bounded
+  full.follow, full.allowed, full.max_body = 5, allowed, limits.API_BODY
   local what = "test API " .. t.method .. " " .. target:gsub("[?#].*$", "")
   local resp = request.send(full, what)
   if resp.status < 200 or resp.status > 299 then
@@ -277,9 +309,6 @@ local function prepare(opts)
   local ctx = { c = c, opts = opts }
   ctx.fields, ctx.secret_fields = M.collect_fields(c, opts.fields or {}, opts.interactive, opts.field_files)
   ctx.st = store.open(opts.home)
-  if c.auth ~= "fields" then
-    ctx.client_id, ctx.client_secret = M.client_credentials(c, opts, ctx.st)
-  end
   ctx.urls = {}
   for _, k in ipairs({ "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }) do
     ctx.urls[k] = connector.render_url(c, k, ctx.fields)
@@ -289,6 +318,9 @@ local function prepare(opts)
   ctx.allowed_static = {}
   for i = 1, #c.allowed_urls do
     if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, ctx.fields) end
+  end
+  if c.auth ~= "fields" then
+    ctx.client_id, ctx.client_secret = M.client_credentials(c, opts, ctx.st, M.client_origins(ctx.urls, ctx.allowed_static))
   end
   ctx.scopes = {}
   for _, sc in ipairs(c.scopes) do ctx.scopes[#ctx.scopes + 1] = sc end
@@ -317,6 +349,11 @@ local function check_values(c, hook, v)
     if not SCALAR[type(x)] then
       errors.raise("connector", "%s: hooks.%s: value %s is a %s, not a string, number or boolean", c.path, hook, k, type(x))
     end
+    if x ~= x or x == math.huge or x == -math.huge then
+      errors.raise("connector", "%s: hooks.%s: value %s is %s, not a number the store can keep", c.path, hook, k,
+        tostring(x))
+    end
+    v[k] = oauth.keep_value(x)
     oauth.check_value_name(c, hook, k)
     if type(x) == "string" and #x > limits.VALUE_BYTES then
       errors.raise("provider", "%s: hooks.%s: value %s is %d bytes, more than the %d bytes connrt keeps; nothing was "
@@ -390,7 +427,7 @@ function M.lookup(c, scope, allowed)
     local full = request.with_parameters(c.request, scope,
       { method = method, url = url.add_query(target, query), headers = headers, body = req.body, json = req.json },
       c.path .. ": request", { skip_unknown = true })
-    full.follow, full.allowed = 5, allowed
+    full.follow, full.allowed, full.max_body = 5, allowed, limits.API_BODY
     local resp = request.send(full, "hooks.lookup " .. method .. " " .. target:gsub("[?#].*$", ""))
     local ctype = (resp.header["content-type"] or ""):lower()
     local doc
@@ -481,7 +518,7 @@ local function finish(ctx, token, extras)
   for i = 1, #c.allowed_urls do
     ctx.allowed[i] = ctx.allowed_static[i] or connector.render_allowed(c, i, { ctx.fields, values })
   end
-  local me = M.test_api(c, { token_scope, ctx.fields, values }, ctx.allowed)
+  local me = M.test_api(c, { token_scope, ctx.fields, values }, ctx.allowed, ctx.client_secret)
 
   local scope = { token_scope, ctx.fields, values, me }
   local name = template.render(c.name, scope, c.path .. ": name")
@@ -489,10 +526,10 @@ local function finish(ctx, token, extras)
   if unique_id == "" then
     errors.raise("provider", "%s: unique_id rendered empty; cannot tell accounts apart", c.path)
   end
-  for _, p in ipairs({ { "name", name }, { "unique_id", unique_id } }) do
-    if #p[2] > limits.NAME_BYTES then
+  for _, p in ipairs({ { "name", name, limits.NAME_BYTES }, { "unique_id", unique_id, limits.UNIQUE_ID_BYTES } }) do
+    if #p[2] > p[3] then
       errors.raise("provider", "%s: %s rendered %d bytes (from the test API's answer), more than the %d bytes connrt "
-        .. "keeps; nothing was saved", c.path, p[1], #p[2], limits.NAME_BYTES)
+        .. "keeps; nothing was saved", c.path, p[1], #p[2], p[3])
     end
   end
 
@@ -511,9 +548,10 @@ local function finish(ctx, token, extras)
     token_type = token and token.token_type, scope = token and token.scope,
     expires_at = token and token.expires_at, has_refresh_token = token and token.refresh_token ~= nil or false,
   }
-  local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret } or nil
+  local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret,
+    origins = M.client_origins(ctx.urls, ctx.allowed) } or nil
   local id, updated = ctx.st:save(rec, secrets, c.source, client,
-    token and ("token endpoint " .. tostring(ctx.urls.token_url)) or c.path)
+    token and ("token endpoint " .. tostring(ctx.urls.token_url)) or c.path, { replace = ctx.opts.replace })
   rec.id = id
   return rec, updated
 end

@@ -102,6 +102,8 @@ local COMMANDS = {
       CONNECT_OPTIONS[6], CONNECT_OPTIONS[7],
       { "--paste", nil, "do not listen: read the redirected address, the code, or a connrt authorize line from "
         .. "standard input" },
+      { "--replace", nil, "replace the connection of the same account when it was made through a connector with "
+        .. "other endpoints (without it, connrt refuses and saves nothing)" },
       CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
       { "--json", nil, "print {\"id\", \"connector\", \"name\", \"unique_id\", \"updated\"} on standard output" },
     },

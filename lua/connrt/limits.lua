@@ -1,4 +1,4 @@
---- limits.lua - how much a provider's answer may make connrt keep.
+--- limits.lua - how much a provider's answer, or a connector, may make connrt keep or do.
 --
 -- A token endpoint's answer is parsed and part of it kept with the connection, in clear
 -- (values, scope, token type) or sealed (tokens); `connrt list` reads every record. An
@@ -15,4 +15,13 @@ return {
   TOKEN_BYTES = 64 * 1024,     -- bytes of an access, refresh or ID token (sealed)
   NAME_BYTES = 4 * 1024,       -- bytes of a connection's name or unique id
   RECORD_BYTES = 256 * 1024,   -- bytes of a whole connection: its plain record and sealed secrets
+  UNIQUE_ID_BYTES = 256,       -- bytes of a unique id (LMDB keys are at most 511 bytes with the connector's id)
+  LAST_ERROR_BYTES = 2048,     -- bytes of the last refresh error kept with a connection (cut, not refused)
+  -- answers that connrt parses itself beside the token endpoint's: the test API's and those
+  -- hooks.lookup asks for (identity calls, a few hundred bytes)
+  API_BODY = 1024 * 1024,
+  -- connectors may come from anyone; their text is read by the runtime (templates, URLs)
+  CONNECTOR_BYTES = 1024 * 1024, -- bytes of a connector file
+  PATTERN_BYTES = 1024,        -- bytes of a field's pattern
+  ALLOWED_URLS = 64,           -- allowed URLs of a connector
 }

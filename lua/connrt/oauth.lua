@@ -124,6 +124,21 @@ local function storable(v)
   return SCALAR[type(v)] == true
 end
 
+--- A value as connrt keeps it: a number JSON (14 significant digits in the store) would
+-- not give back exactly, such as an account id of 15 or more digits, becomes its exact
+-- decimal text, so what a template renders later is what the provider sent (and what the
+-- record's binding covers is the value itself, not a rounding of it). Others as they are.
+function M.keep_value(v)
+  if type(v) ~= "number" then return v end
+  local i = math.tointeger(v)
+  if i then
+    if i > -1e14 and i < 1e14 then return v end
+    return ("%d"):format(i)
+  end
+  if tonumber(("%.14g"):format(v)) == v then return v end
+  return ("%.17g"):format(v)
+end
+
 -- Raises a provider error when `v` (a string kept as `what`) is longer than `max` bytes.
 local function bounded(v, max, where, what)
   if type(v) == "string" and #v > max then
@@ -150,7 +165,7 @@ local function keep_values(t, where, c, from)
       if explicit and from == "hook" then M.check_value_name(c, "token_response", k) end
       if declared[k] and storable(v) then
         bounded(v, limits.VALUE_BYTES, where, "value " .. k)
-        out[k] = v
+        out[k] = M.keep_value(v)
       end
     end
   end

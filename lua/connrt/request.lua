@@ -145,7 +145,15 @@ function M.send(req, what)
         strip_query(current), strip_query(target), why)
     end
     local t = url.parse(target)
+    local keeps_body = resp.status == 307 or resp.status == 308
     if t.scheme ~= origin.scheme or t.host ~= origin.host or t.port ~= origin.port then
+      if keeps_body and body and req.body_secret then
+        -- the body carries what the connector added (credentials in a form): it would go
+        -- to the other origin as it is, since a 307 or 308 keeps it
+        errors.raise("refused", "%s: %s %s redirected to another origin (%s) with a %d, which would resend the body "
+          .. "the connector's parameters are in; not followed", what, method, strip_query(current),
+          strip_query(target), resp.status)
+      end
       local kept = {}
       for _, h in ipairs(headers) do
         if not (req.secret_headers or {})[h[1]:lower()] then kept[#kept + 1] = h end
@@ -252,6 +260,7 @@ function M.with_parameters(params, scope, req, where, opts)
     out.url = url.add_query(req.url, template.render_pairs(params.query, scope, where .. ".query"))
   end
   local form = next(params.body or {}) and template.render_pairs(params.body, scope, where .. ".body") or {}
+  out.body_secret = #form > 0
   if req.json ~= nil then
     -- a JSON body: the connector's body values join the object; the caller's win
     local doc = req.json

@@ -30,6 +30,8 @@ end
 
 local function lua_pattern_t(v)
   if type(v) ~= "string" then return "expected a string, got " .. type(v) end
+  local max = require("connrt.limits").PATTERN_BYTES
+  if #v > max then return ("a pattern of %d bytes; at most %d"):format(#v, max) end
   local ok, err = pcall(require("connrt.sandbox").find, "", v)
   if not ok then return "not a valid Lua pattern: " .. tostring(err):gsub("^.-:%d+: ", "") end
 end
@@ -65,6 +67,17 @@ local function value_name_t(v)
   end
 end
 
+-- Headers that decide where a request goes or how it is framed are libcurl's to set: a
+-- connector's Host header would send its credentials to another virtual host behind an
+-- allowed address (the HTTP client refuses them on every request that carries them, too).
+local ROUTING = { host = true, ["content-length"] = true, ["transfer-encoding"] = true, connection = true,
+  upgrade = true, te = true, trailer = true, ["keep-alive"] = true, ["proxy-connection"] = true,
+  ["proxy-authorization"] = true }
+local header_map = { map = string_map.map, key_check = function(k)
+  if ROUTING[k:lower()] then return ("%s is set by connrt's HTTP client, not by connectors"):format(k) end
+  if not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then return ("%q is not a header name"):format(k) end
+end }
+
 local field_decl = { record = {
   key = leaf(pattern_t("^[%a_][%w_]*$", "a name of letters, digits and '_'"), { required = true }),
   label = leaf(string_t),
@@ -76,13 +89,37 @@ local field_decl = { record = {
   secret = leaf(boolean_t),
 } }
 
+-- A value sent as a JSON body: tables, strings, booleans and finite numbers only.
+local function json_t(v)
+  if type(v) ~= "table" then return "expected a table, got " .. type(v) end
+  local function walk(x, depth)
+    local t = type(x)
+    if t == "table" then
+      if depth > 32 then return "nested more than 32 deep" end
+      for k, y in pairs(x) do
+        if type(k) ~= "string" and math.type(k) ~= "integer" then return "a key of type " .. type(k) end
+        local bad = walk(y, depth + 1)
+        if bad then return bad end
+      end
+    elseif t == "number" then
+      if x ~= x or x == math.huge or x == -math.huge then return "a number JSON cannot hold: " .. tostring(x) end
+    elseif t ~= "string" and t ~= "boolean" then
+      return "a " .. t .. ", which is not JSON"
+    end
+  end
+  local bad = walk(v, 1)
+  if bad then return "expected JSON data, found " .. bad end
+end
+
 local request_decl = { record = {
   method = leaf(pattern_t("^%u+$", "an HTTP method in capitals")),
   url = leaf(string_t, { required = true }),
-  headers = string_map,
+  headers = header_map,
   query = string_map,
   body = leaf(string_t),
-  json = leaf(function(v) if type(v) ~= "table" then return "expected a table, got " .. type(v) end end),
+  json = leaf(json_t),
+  -- a form body, rendered with the connection's values and the client's credentials
+  form = string_map,
 } }
 
 -- A request declared as data, rendered with the connection's values (revoke_request,
@@ -90,10 +127,10 @@ local request_decl = { record = {
 local templated_request_decl = { record = {
   method = leaf(pattern_t("^%u+$", "an HTTP method in capitals")),
   url = leaf(string_t, { required = true }),
-  headers = string_map,
+  headers = header_map,
   query = string_map,
   form = string_map,
-  json = leaf(function(v) if type(v) ~= "table" then return "expected a table, got " .. type(v) end end),
+  json = leaf(json_t),
   basic = { record = { username = leaf(string_t, { required = true }), password = leaf(string_t) } },
 } }
 
@@ -129,13 +166,13 @@ M.connector = { record = {
   exchange_request = templated_request_decl,
   test = { one_of = { leaf(string_t), request_decl }, required = true }, -- 8
   name = leaf(string_t, { required = true }),                        -- 9
-  allowed_urls = { array = leaf(string_t), required = true },        -- 10
+  allowed_urls = { array = leaf(string_t), required = true, max = "ALLOWED_URLS" }, -- 10
   unique_id = leaf(string_t, { required = true }),                   -- 11
   -- names of the values kept with the connection from the token response, hooks.callback
   -- or hooks.lookup (`instance_url`, `api_endpoint`); any other value is dropped
   values = { array = leaf(value_name_t), max_items = limits.VALUES },
   request = { record = {                                             -- 12
-    headers = string_map,
+    headers = header_map,
     query = string_map,
     body = string_map,
     basic = { record = { username = leaf(string_t, { required = true }), password = leaf(string_t) } },
@@ -220,6 +257,11 @@ function validate(v, decl, path, errs)
         return
       end
     end
+    local max = decl.max and require("connrt.limits")[decl.max]
+    if max and n > max then
+      errs[#errs + 1] = { path, ("%d entries; at most %d"):format(n, max) }
+      return
+    end
     if decl.max_items and n > decl.max_items then
       errs[#errs + 1] = { path, ("has %d entries, more than the %d allowed"):format(n, decl.max_items) }
       return
@@ -231,8 +273,11 @@ function validate(v, decl, path, errs)
       return
     end
     for _, k in ipairs(keys_sorted(v)) do
+      local bad = type(k) == "string" and decl.key_check and decl.key_check(k)
       if type(k) ~= "string" then
         errs[#errs + 1] = { path, "expected names as keys, got " .. type(k) }
+      elseif bad then
+        errs[#errs + 1] = { join(path, k), bad }
       else
         validate(v[k], decl.map, join(path, k), errs)
       end

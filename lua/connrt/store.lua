@@ -36,8 +36,12 @@ local sys = require("connrt.sys")
 local M = {}
 
 local DBS = { "connections", "secrets", "accounts", "clients", "connectors", "leases", "meta" }
-local KEY_CHECK = "connrt key check v1"
--- meta/version: "2" once every record's secrets carry its binding (Store:upgrade)
+-- meta/keycheck: this text sealed under the key, to tell a wrong key at once. Which text
+-- also says, authenticated, whether the store's records are bound (Store:upgrade): v1, a
+-- store from before the binding; v2, bound. The plain meta/version says the same for
+-- tools without the key, and is never trusted: setting it back to "1" cannot make connrt
+-- re-bind (and so accept) a record someone changed.
+local KEY_CHECK_V1, KEY_CHECK = "connrt key check v1", "connrt key check v2"
 local VERSION = "2"
 -- the fields of a connection record that connrt changes without the key (Store:mark),
 -- left out of its binding; `sealed` is the sealed secrets themselves (inline in old stores)
@@ -186,16 +190,19 @@ function M.open(home, opts)
   if not key_ok then
     -- a rekey that committed but died before renaming its new key into place
     local newer = pending_key(key_path)
-    if not (newer and check and crypto.open(newer, check, "meta/keycheck") == KEY_CHECK) then
+    local plain = newer and check and crypto.open(newer, check, "meta/keycheck")
+    if not (plain == KEY_CHECK or plain == KEY_CHECK_V1) then
       env:close()
       error(key_err, 0)
     end
     local renamed, rerr = os.rename(key_path .. ".new", key_path)
     if not renamed then env:close() errors.raise("store", "cannot finish an interrupted rekey: %s", rerr) end
-    self.key = newer
+    self.key, self.key_check_text = newer, plain
   end
-  if check and version ~= VERSION then
-    local up_ok, up_err = pcall(self.upgrade, self)
+  if check and self.key_check_text == KEY_CHECK_V1 then
+    -- a store from before the binding: bound now, once (trust on first use); `version`
+    -- "2" under a v1 key check is a store bound before the key check said so
+    local up_ok, up_err = pcall(self.upgrade, self, version == VERSION)
     if not up_ok then env:close() error(up_err, 0) end
   end
   return self
@@ -205,10 +212,12 @@ end
 -- none (a new store), seals it.
 function Store:check_key(check)
   if check then
-    if crypto.open(self.key, check, "meta/keycheck") ~= KEY_CHECK then
+    local plain = crypto.open(self.key, check, "meta/keycheck")
+    if plain ~= KEY_CHECK and plain ~= KEY_CHECK_V1 then
       errors.raise("store", "cannot decrypt: wrong key? The store %s was sealed with another key than the %s",
         self.home, self.key_source)
     end
+    self.key_check_text = plain
     return
   end
   local txn <close> = self.env:begin(true)
@@ -397,7 +406,10 @@ end
 --- The client credentials given for a connector earlier, or nil. The client id is in
 -- clear beside the sealed secret, and sealed with it too: a client id changed outside
 -- connrt is a store error.
-function Store:client(connector)
+--- The client credentials given for a connector earlier, when `origins` (where this
+-- connector would send the secret: flow.client_origins) are all ones they were given
+-- for; else nil and why not.
+function Store:client(connector, origins)
   local v = self:read("clients", connector)
   if not v then return nil end
   local c = cjson.decode(v)
@@ -405,6 +417,14 @@ function Store:client(connector)
   if s.client_id ~= c.client_id then
     errors.raise("store", "the client credentials remembered for %s in the store %s do not match their sealed client "
       .. "id: they were changed outside connrt (give --client-id and the client secret again)", connector, self.home)
+  end
+  local given = {}
+  for _, o in ipairs(s.origins or {}) do given[o] = true end
+  for _, o in ipairs(origins or {}) do
+    if not given[o] then
+      return nil, ("the client remembered for %s was given for %s, and this connector would send its secret to %s"):format(
+        connector, #(s.origins or {}) > 0 and table.concat(s.origins, ", ") or "endpoints connrt did not record", o)
+    end
   end
   return { client_id = c.client_id, client_secret = s.client_secret }
 end
@@ -429,16 +449,47 @@ local function new_id(connector)
 end
 
 -- Saves one connection inside the write transaction `txn` (see Store:save).
-local function save_in(self, txn, rec, secrets, source, client, now, where)
+-- The origins a connection sends anything to: its allowed URLs and its token, refresh
+-- and revoke URLs.
+local function origins_of(rec)
+  local set, out = {}, {}
+  local function add(u)
+    local s, h = tostring(u):match("^(%a+)://([^/?#]*)")
+    local o = s and (s:lower() .. "://" .. h:lower())
+    if o and not set[o] then set[o] = true; out[#out + 1] = o end
+  end
+  for _, u in ipairs(rec.allowed_urls or {}) do add(u) end
+  for _, u in pairs(rec.urls or {}) do add(u) end
+  table.sort(out)
+  return table.concat(out, " ")
+end
+
+local function save_in(self, txn, rec, secrets, source, client, now, where, opts)
   local hash = crypto.hex(crypto.sha256(source))
   local akey = account_key(rec.connector, rec.unique_id)
   local existing_id = txn:get("accounts", akey)
   local updated = false
   if existing_id then
-    local old = txn:get("connections", existing_id)
-    if old then
+    local text = txn:get("connections", existing_id)
+    if text then
+      local old = decode_record(text, existing_id)
+      -- the accounts index is not bound: what it points at must be this account, whole
+      open_bound(self, old, old.sealed or txn:get("secrets", existing_id))
+      if old.connector ~= rec.connector or old.unique_id ~= rec.unique_id then
+        errors.raise("store", "the store %s's account index points %s's account %s at connection %s, which is another "
+          .. "account: it was changed outside connrt; nothing was saved", self.home, rec.connector, rec.unique_id,
+          existing_id)
+      end
+      -- a connector that only shares the id of the one this connection was made with
+      -- (another's file, or a stranger's) does not silently take the connection over
+      local before, after = origins_of(old), origins_of(rec)
+      if before ~= after and not (opts and opts.replace) then
+        errors.raise("usage", "%s's account %s is connected already (%s) through %s; this connector would send it to %s "
+          .. "instead. Nothing was saved: run again with --replace to replace that connection, or `connrt delete %s` "
+          .. "first", rec.connector, rec.unique_id, existing_id, before, after, existing_id)
+      end
       rec.id = existing_id
-      rec.created_at = decode_record(old, existing_id).created_at
+      rec.created_at = old.created_at
       updated = true
     end
   end
@@ -454,8 +505,8 @@ local function save_in(self, txn, rec, secrets, source, client, now, where)
   if client then
     txn:put("clients", rec.connector, cjson.encode({
       client_id = client.client_id,
-      sealed = seal(self, { client_id = client.client_id, client_secret = client.client_secret },
-        "client/" .. rec.connector),
+      sealed = seal(self, { client_id = client.client_id, client_secret = client.client_secret,
+        origins = client.origins }, "client/" .. rec.connector),
     }))
   end
   return rec.id, updated
@@ -467,9 +518,9 @@ end
 -- updates that connection, keeping its id. `where` names what gave the connection (the
 -- token endpoint) in the error for one that is too large. Returns the id and whether it
 -- was an update.
-function Store:save(rec, secrets, source, client, where)
+function Store:save(rec, secrets, source, client, where, opts)
   local txn <close> = self.env:begin(true)
-  local id, updated = save_in(self, txn, rec, secrets, source, client, os.time(), where)
+  local id, updated = save_in(self, txn, rec, secrets, source, client, os.time(), where, opts)
   txn:commit()
   return id, updated
 end
@@ -521,7 +572,11 @@ function Store:mark(id, patch)
   local v = txn:get("connections", id)
   if not v then txn:abort() return end
   local rec = decode_record(v, id)
-  for k, x in pairs(patch) do rec[k] = x end
+  for k, x in pairs(patch) do
+    -- a provider's error text, kept to show: cut, so it cannot grow the record
+    if type(x) == "string" and #x > limits.LAST_ERROR_BYTES then x = x:sub(1, limits.LAST_ERROR_BYTES) .. "..." end
+    rec[k] = x
+  end
   txn:put("connections", id, cjson.encode(rec))
   txn:commit()
 end
@@ -585,10 +640,11 @@ end
 -- so it is bound as found; one whose secrets do not open is left as it is, and fails
 -- when used. Records are not accepted unbound "until the next write": a connection whose
 -- token never expires may never be written again.
-function Store:upgrade()
+function Store:upgrade(bound_already)
   local txn <close> = self.env:begin(true)
-  if txn:get("meta", "version") == VERSION then txn:abort() return end
-  for _, kv in ipairs(txn:list("connections")) do
+  local check = txn:get("meta", "keycheck")
+  if check and crypto.open(self.key, check, "meta/keycheck") == KEY_CHECK then txn:abort() return end
+  for _, kv in ipairs(bound_already and {} or txn:list("connections")) do
     local id = kv[1]
     local rec = decode_record(kv[2], id)
     local ok, secrets = pcall(unseal, self, rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
@@ -604,7 +660,9 @@ function Store:upgrade()
     end
   end
   txn:put("meta", "version", VERSION)
+  txn:put("meta", "keycheck", crypto.seal(self.key, KEY_CHECK, "meta/keycheck"))
   txn:commit()
+  self.key_check_text = KEY_CHECK
 end
 
 M.decode_key = decode_key

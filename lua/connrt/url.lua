@@ -116,7 +116,15 @@ local LOOPBACK = { ["127.0.0.1"] = true, ["localhost"] = true, ["[::1]"] = true 
 
 --- True for loopback hosts (the only hosts plain http is accepted for).
 function M.is_loopback(host)
-  return LOOPBACK[host] or (host:match("^127%.%d+%.%d+%.%d+$") ~= nil)
+  if LOOPBACK[host] then return true end
+  -- a dotted quad in 127.0.0.0/8, each part 0-255 written without leading zeros: anything
+  -- else (127.0.0.999, 127.000.0.1) is a name libcurl would look up, not a loopback address
+  local a, b, c, d = host:match("^(127)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
+  if not a then return false end
+  for _, part in ipairs({ b, c, d }) do
+    if tonumber(part) > 255 or (#part > 1 and part:sub(1, 1) == "0") then return false end
+  end
+  return true
 end
 
 --- Checks that a URL may carry credentials: https, or http to a loopback host.

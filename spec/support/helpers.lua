@@ -150,8 +150,9 @@ end
 
 --- Runs `connrt ARGS...` as a process. opts.env: environment variables; opts.stdin:
 -- text for standard input, or opts.stdin_fifo: a FIFO to read it from; opts.timeout:
--- seconds after which it is killed (code 137), for specs of what must not hang. Returns
--- {code, stdout, stderr}.
+-- seconds after which it is killed (code 137), for specs of what must not hang;
+-- opts.max_rss: measure its peak resident memory (GNU time). Returns {code, stdout,
+-- stderr, max_rss_kb}.
 function M.connrt(args, opts)
   opts = opts or {}
   local dir = M.tmpdir()
@@ -163,6 +164,7 @@ function M.connrt(args, opts)
     parts[#parts + 1] = k .. "=" .. M.shell_quote(opts.env[k])
   end
   if opts.timeout then parts[#parts + 1] = ("timeout -s KILL %d"):format(math.ceil(opts.timeout * M.SLOW)) end
+  if opts.max_rss then parts[#parts + 1] = ("/usr/bin/time -f %%M -o %s/rss"):format(dir) end
   parts[#parts + 1] = M.shell_quote(M.CONNRT)
   for _, a in ipairs(args) do parts[#parts + 1] = M.shell_quote(a) end
   local stdin = "</dev/null"
@@ -176,7 +178,8 @@ function M.connrt(args, opts)
   local cmd = ("cd %s && env %s %s >%s/stdout 2>%s/stderr"):format(M.shell_quote(M.ROOT),
     table.concat(parts, " "), stdin, dir, dir)
   local _, _, code = os.execute(cmd)
-  local res = { code = code, stdout = M.read(dir .. "/stdout"), stderr = M.read(dir .. "/stderr") }
+  local res = { code = code, stdout = M.read(dir .. "/stdout"), stderr = M.read(dir .. "/stderr"),
+    max_rss_kb = opts.max_rss and tonumber((M.read(dir .. "/rss") or ""):match("(%d+)%s*$")) }
   M.rmdir(dir)
   return res
 end

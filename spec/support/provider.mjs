@@ -13,7 +13,8 @@
 //                         is shaped by the mode (below) of the grant: `tok` for the first
 //                         two, `refresh` for refresh_token
 //   POST /revoke          200
-//   GET  /api/me          the account, with a Bearer token this server issued; else 401
+//   GET  /api/me          the account (u-1, or u-TENANT for an X-Tenant other than t1), with a
+//                         Bearer token this server issued; else 401
 //   any  /api/...         200 {"ok": true, "path"} with such a token
 //   GET  /_mode?tok=M&refresh=M&size=N&count=N   sets the modes
 //   GET  /_log            every request so far (not /_ ones): {method, path, headers, body}
@@ -90,7 +91,11 @@ const server = http.createServer((req, res) => {
     if (u.pathname.startsWith("/api/")) {
       const m = (req.headers.authorization || "").match(/^Bearer (\S+)$/);
       if (!m || !issued.has(m[1])) return json(res, 401, { error: "invalid_token" });
-      if (u.pathname === "/api/me") return json(res, 200, { id: "u-1", name: "User One" });
+      if (u.pathname === "/api/me") {
+        // another account per tenant (the default tenant t1 is account u-1)
+        const t = req.headers["x-tenant"];
+        return json(res, 200, t && t !== "t1" ? { id: `u-${t}`, name: `User ${t}` } : { id: "u-1", name: "User One" });
+      }
       return json(res, 200, { ok: true, path: u.pathname });
     }
     json(res, 404, { error: "not_found", path: u.pathname });

@@ -197,9 +197,15 @@ function onAuthorize(req, res, q) {
 }
 
 // Does the request carry a valid credential where this route expects it?
-function authorized(req, q, how) {
+function authorized(req, q, how, body) {
   const h = req.headers;
   if (how === "none") return true; // a revocation that its body authenticates
+  if (how.form_token) {
+    // the token in a form body (RFC 7662 introspection), with the client's own credentials
+    const f = Object.fromEntries(new URLSearchParams(body || ""));
+    return access.has(f[how.form_token]) &&
+      (!how.client || (f.client_id === fixture.client.id && f.client_secret === fixture.client.secret));
+  }
   if (how === "bearer" || how === "oauth") {
     const m = (h.authorization || "").match(how === "bearer" ? /^Bearer (.+)$/ : /^OAuth (.+)$/);
     return !!m && access.has(m[1]);
@@ -227,7 +233,7 @@ const server = http.createServer(async (req, res) => {
       if (r.method === req.method && match) {
         const body = await readBody(req);
         entry.body = body;
-        if (!authorized(req, u.searchParams, r.auth)) return send(res, fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
+        if (!authorized(req, u.searchParams, r.auth, body)) return send(res, fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
         for (const [k, v] of Object.entries(r.require_query || {})) {
           if (u.searchParams.get(k) !== v) return send(res, r.missing_query || { status: 400, body: { error: `query ${k}=${v} is required` } });
         }

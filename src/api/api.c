@@ -220,10 +220,41 @@ void connrt_preload(lua_State *L) {
   lua_pop(L, 1);
 }
 
-void connrt_set_lua_path(lua_State *L) {
+/* Pushes `list` (a package.path or cpath) with only its absolute templates: Lua's
+ * defaults end in "./?.lua" and "./?.so", which would let a file in the current directory
+ * (./cjson.lua) run as a module inside connrt. */
+void connrt_push_absolute_path(lua_State *L, const char *list) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int first = 1;
+  while (*list) {
+    size_t n = strcspn(list, ";");
+    if (n > 0 && list[0] == '/') {
+      if (!first) luaL_addchar(&b, ';');
+      luaL_addlstring(&b, list, n);
+      first = 0;
+    }
+    list += n;
+    if (*list == ';') list++;
+  }
+  luaL_pushresult(&b);
+}
+
+static void keep_absolute(lua_State *L, const char *field) {
+  lua_getfield(L, -1, field);
+  connrt_push_absolute_path(L, luaL_optstring(L, -1, ""));
+  lua_setfield(L, -3, field);
+  lua_pop(L, 1);
+}
+
+void connrt_set_lua_path(lua_State *L, int own_process) {
   const char *dir = getenv("CONNRT_LUA_DIR");
   if (!dir || !*dir) dir = CONNRT_LUA_DIR;
   lua_getglobal(L, "package");
+  if (own_process) {
+    keep_absolute(L, "path");
+    keep_absolute(L, "cpath");
+  }
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
   lua_getfield(L, -2, "path");
   lua_concat(L, 2);
@@ -237,7 +268,7 @@ void connrt_set_lua_path(lua_State *L) {
 int luaopen_connrt(lua_State *L) {
   connrt_protect_process();
   connrt_preload(L);
-  connrt_set_lua_path(L);
+  connrt_set_lua_path(L, 0); /* the program's own search path is its business */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "connrt.api");
   lua_call(L, 1, 1);

@@ -52,10 +52,15 @@ int connrt_b64url_decode(lua_State *L);
 void connrt_preload(lua_State *L);
 
 /* Puts the runtime's Lua directory first on package.path: $CONNRT_LUA_DIR, else the one
- * baked in at build time (the source tree's lua/, or $(PREFIX)/share/connrt/lua). The
- * binary's lazily loaded modules are looked for in $CONNRT_MOD_DIR/connrt, else in the
- * directory baked in (see api.c). */
-void connrt_set_lua_path(lua_State *L);
+ * baked in at build time (the source tree's lua/, or $(PREFIX)/share/connrt/lua). With
+ * own_process (the binary, libconnrt), relative entries such as Lua's default "./?.lua"
+ * are removed from package.path and package.cpath first, so no file in the current
+ * directory is ever loaded as a module. The binary's lazily loaded modules are looked for
+ * in $CONNRT_MOD_DIR/connrt, else in the directory baked in (see api.c). */
+void connrt_set_lua_path(lua_State *L, int own_process);
+
+/* Pushes a package.path or cpath with its relative entries removed. */
+void connrt_push_absolute_path(lua_State *L, const char *list);
 
 /* Waits for a module prefetch (connrt.modules.prefetch, see api.c) to finish; the
  * binary calls it before it exits. A no-op where nothing is loaded lazily. */

@@ -20,6 +20,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -373,6 +374,32 @@ static int valid_method(const char *m) {
   return 1;
 }
 
+/* Headers that decide where a request goes (Host: the virtual host behind an allowed
+ * address) or how it is framed; libcurl sets them. The name of the first such header in
+ * req.headers (at idx), or NULL. */
+static const char *routing_header(lua_State *L, int idx) {
+  static const char *const names[] = { "host", "content-length", "transfer-encoding", "connection",
+    "upgrade", "te", "trailer", "keep-alive", "proxy-connection", "proxy-authorization", NULL };
+  static const char *const shown[] = { "Host", "Content-Length", "Transfer-Encoding", "Connection",
+    "Upgrade", "TE", "Trailer", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", NULL };
+  const char *found = NULL;
+  if (lua_getfield(L, idx, "headers") == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n && !found; i++) {
+      if (lua_rawgeti(L, -1, i) == LUA_TSTRING) {
+        const char *line = lua_tostring(L, -1);
+        size_t nl = strcspn(line, ":");
+        while (nl > 0 && is_space(line[nl - 1])) nl--;
+        for (int k = 0; names[k]; k++)
+          if (strlen(names[k]) == nl && strncasecmp(line, names[k], nl) == 0) found = shown[k];
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return found;
+}
+
 /* Builds the request header list from req.headers (at stack index idx) into c. */
 static void set_headers(lua_State *L, client_t *c, int idx) {
   int t = lua_getfield(L, idx, "headers");
@@ -503,6 +530,18 @@ static int client_request(lua_State *L) {
    * elsewhere. One rule for both: src/api/urlparse.c. */
   t = lua_getfield(L, 2, "allowed");
   if (t != LUA_TNIL) {
+    const char *hname = routing_header(L, 2);
+    if (hname) {
+      lua_pushnil(L);
+      luaL_Buffer b;
+      push_context(L, &b, method, url);
+      luaL_addstring(&b, "refused before sending: a request that carries credentials cannot set the ");
+      luaL_addstring(&b, hname);
+      luaL_addstring(&b, " header (it decides where the request goes or how it is framed)");
+      luaL_pushresult(&b);
+      lua_pushliteral(L, "refused");
+      return 3;
+    }
     if (t != LUA_TTABLE) return luaL_error(L, "http request: allowed must be an array of URLs");
     const char *list[MAX_ALLOWED];
     size_t lens[MAX_ALLOWED], n = 0;

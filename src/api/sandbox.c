@@ -14,8 +14,9 @@
  * calls back into the runtime. Whatever a connector does to its own state (its string
  * metatable, its helpers) stays there, and whatever it returns is data to be validated.
  *
- * Time: every call into the box starts a budget of instructions and of CPU seconds (the
- * thread's CPU clock, less what runtime callbacks spend). The count hook charges it; once
+ * Time: every call into the box starts a budget of instructions, of CPU seconds (the
+ * thread's CPU clock) and of wall seconds (for the requests a hook makes through connrt;
+ * each call into the runtime also costs a million instructions). The count hook charges it; once
  * it is spent the box is *stopped*: the hook yields the coroutine, which no pcall inside
  * the connector can catch, and where a yield is impossible (inside a C function such as
  * table.sort's comparator) it raises on every instruction until the code unwinds to a
@@ -36,6 +37,7 @@
  * Opens the `connrt.sandbox` module.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,10 +56,13 @@
 #define RUNTIME_STEPS   10000000LL    /* steps of one sandbox.find in the runtime */
 #define COPY_MAXDEPTH   100           /* nesting of a copied value */
 #define MSG_MAX         1024
+#define MAX_STRING      ((lua_Unsigned)1 << 40) /* far above any box's memory */
 
 #define DEFAULT_MEMORY       ((size_t)64 * 1024 * 1024)
 #define DEFAULT_INSTRUCTIONS 50000000LL
 #define DEFAULT_CPU          5.0
+#define DEFAULT_WALL         60.0
+#define CALLBACK_COST        1000000LL /* instructions a call into the runtime costs */
 
 enum { STOP_NONE, STOP_INSTRUCTIONS, STOP_CPU, STOP_MEMORY };
 static const char *const STOP_REASON[] = { "", "time", "time", "memory" };
@@ -74,7 +79,7 @@ typedef struct box {
   size_t mem_used, mem_limit;
   int mem_exceeded;
   long long instr, instr_limit;
-  double cpu_limit, cpu_start, cpu_paused;
+  double cpu_limit, cpu_start, wall_limit, wall_start;
   int stopped;              /* STOP_* */
   char stop_msg[MSG_MAX];
   int busy;
@@ -86,6 +91,12 @@ typedef struct box {
 } box_t;
 
 /* --- clocks and budget --------------------------------------------------------------- */
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static double cpu_now(void) {
   struct timespec ts;
@@ -118,9 +129,13 @@ static int box_charge(box_t *b, lua_State *L, lua_Debug *ar, long long n) {
   b->instr += n;
   if (b->instr > b->instr_limit) {
     box_stop(b, L, ar, STOP_INSTRUCTIONS, "instruction budget exceeded (a loop that never ends?)");
-  } else if (cpu_now() - b->cpu_start - b->cpu_paused > b->cpu_limit) {
+  } else if (cpu_now() - b->cpu_start > b->cpu_limit) {
     char what[100];
     snprintf(what, sizeof what, "CPU time limit of %g s exceeded", b->cpu_limit);
+    box_stop(b, L, ar, STOP_CPU, what);
+  } else if (wall_now() - b->wall_start > b->wall_limit) {
+    char what[100];
+    snprintf(what, sizeof what, "time limit of %g s exceeded (requests made through connrt count)", b->wall_limit);
     box_stop(b, L, ar, STOP_CPU, what);
   }
   return b->stopped != STOP_NONE;
@@ -188,13 +203,20 @@ typedef struct {
   } cap[PAT_MAXCAPTURES];
 } mstate;
 
-static void pat_step(mstate *ms) {
-  if (--ms->left > 0) return;
+/* Charges n steps of work. A step is a character compared or a match() call; scanning a
+ * character set counts one step per 32 bytes of it, so a huge set cannot make each step
+ * cost its whole length. */
+static void pat_charge(mstate *ms, long long n) {
+  ms->left -= n;
+  if (ms->left > 0) return;
   if (!ms->b)
     luaL_error(ms->L, "pattern too complex for this text (more than %d steps)", (int)RUNTIME_STEPS);
+  long long spent = PAT_CHECK - ms->left;
   ms->left = PAT_CHECK;
-  if (box_charge(ms->b, ms->L, NULL, PAT_CHECK)) raise_stop(ms->b, ms->L);
+  if (box_charge(ms->b, ms->L, NULL, spent)) raise_stop(ms->b, ms->L);
 }
+
+static void pat_step(mstate *ms) { pat_charge(ms, 1); }
 
 static int uc(char c) { return (unsigned char)c; }
 
@@ -209,11 +231,13 @@ static const char *class_end(mstate *ms, const char *p) {
   }
   if (c == '[') {
     if (*p == '^') p++;
+    const char *start = p;
     do { /* the first character of a set is taken as it is, even ']' */
       if (p == ms->p_end) luaL_error(ms->L, "malformed pattern (missing ']')");
       c = *p++;
       if (c == '%' && p < ms->p_end) p++;
     } while (*p != ']');
+    pat_charge(ms, (p - start) >> 5);
     return p + 1;
   }
   return p;
@@ -268,7 +292,9 @@ static int single(mstate *ms, const char *s, const char *p, const char *ep) {
   switch (*p) {
   case '.': return 1;
   case '%': return in_class(c, uc(*(p + 1)));
-  case '[': return in_set(c, p, ep - 1);
+  case '[':
+    pat_charge(ms, (ep - p) >> 5);
+    return in_set(c, p, ep - 1);
   default: return uc(*p) == c;
   }
 }
@@ -370,6 +396,7 @@ static const char *match(mstate *ms, const char *s, const char *p) {
       if (*p != '[') luaL_error(ms->L, "missing '[' after '%%f' in pattern");
       const char *ep = class_end(ms, p);
       int prev = s == ms->src_init ? 0 : uc(*(s - 1));
+      pat_charge(ms, (ep - p) >> 4);
       if (!in_set(prev, p, ep - 1) && in_set(uc(*s), p, ep - 1)) {
         p = ep;
         continue;
@@ -657,12 +684,42 @@ static int str_gsub(lua_State *L) {
   return 2;
 }
 
+/* string.rep inside a box: the standard one loops n times even when every piece is empty
+ * (("").rep("", math.maxinteger) runs for ever without allocating); otherwise the result's
+ * size, which the allocator bounds, bounds its time. */
+static int str_rep(lua_State *L) {
+  size_t l, lsep;
+  const char *s = luaL_checklstring(L, 1, &l);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  const char *sep = luaL_optlstring(L, 3, "", &lsep);
+  if (n <= 0 || (l == 0 && (lsep == 0 || n == 1))) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  if (l + lsep < l || (lua_Unsigned)(l + lsep) > (lua_Unsigned)(MAX_STRING / (lua_Unsigned)n))
+    return luaL_error(L, "resulting string too large");
+  size_t total = (size_t)n * l + (size_t)(n - 1) * lsep;
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, total);
+  while (n-- > 1) {
+    memcpy(p, s, l);
+    p += l;
+    if (lsep > 0) {
+      memcpy(p, sep, lsep);
+      p += lsep;
+    }
+  }
+  memcpy(p, s, l);
+  luaL_pushresultsize(&b, total);
+  return 1;
+}
+
 /* --- copies between the states ------------------------------------------------------- */
 
 /* A value crosses as bytes: a tag, then its payload. Tables are their pairs between
  * '{' and '}'; a function is an id in the sending side's table of functions. */
 enum { T_NIL = 'n', T_FALSE = 'f', T_TRUE = 't', T_INT = 'i', T_FLT = 'd', T_STR = 's',
-       T_OPEN = '{', T_CLOSE = '}', T_FN = 'F', T_NULL = 'u' };
+       T_OPEN = '{', T_CLOSE = '}', T_FN = 'F', T_NULL = 'u', T_REF = 'r' };
 enum { SIDE_RUNTIME, SIDE_BOX };
 
 static int buf_add(box_t *b, buf_t *o, const void *s, size_t n) {
@@ -717,12 +774,65 @@ static uint32_t register_fn(box_t *b, lua_State *L, int idx, int side) {
   return id;
 }
 
+/* The tables already copied, by address: a table reached twice is copied once and
+ * referred to after, so a copy is never larger than what it copies (a value that shares
+ * one table at every level would otherwise double at each). Open addressing. */
+typedef struct {
+  const void **keys;
+  uint32_t *ids;
+  size_t cap, n;
+} seen_t;
+
+static int seen_find(seen_t *h, const void *p, uint32_t *id) {
+  if (!h->cap) return 0;
+  for (size_t i = ((uintptr_t)p >> 4) & (h->cap - 1);; i = (i + 1) & (h->cap - 1)) {
+    if (!h->keys[i]) return 0;
+    if (h->keys[i] == p) {
+      *id = h->ids[i];
+      return 1;
+    }
+  }
+}
+
+static int seen_add(seen_t *h, const void *p, uint32_t id) {
+  if ((h->n + 1) * 2 > h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 64;
+    const void **keys = calloc(cap, sizeof *keys);
+    uint32_t *ids = calloc(cap, sizeof *ids);
+    if (!keys || !ids) {
+      free(keys);
+      free(ids);
+      return 0;
+    }
+    for (size_t i = 0; i < h->cap; i++) {
+      if (!h->keys[i]) continue;
+      size_t j = ((uintptr_t)h->keys[i] >> 4) & (cap - 1);
+      while (keys[j]) j = (j + 1) & (cap - 1);
+      keys[j] = h->keys[i];
+      ids[j] = h->ids[i];
+    }
+    free(h->keys);
+    free(h->ids);
+    h->keys = keys;
+    h->ids = ids;
+    h->cap = cap;
+  }
+  size_t i = ((uintptr_t)p >> 4) & (h->cap - 1);
+  while (h->keys[i]) i = (i + 1) & (h->cap - 1);
+  h->keys[i] = p;
+  h->ids[i] = id;
+  h->n++;
+  return 1;
+}
+
 typedef struct {
   box_t *b;
   buf_t *out;
   int side;
   int depth;
   const void *path[COPY_MAXDEPTH];
+  seen_t seen;
+  uint32_t tables;
 } ser_t;
 
 static int ser(ser_t *z, lua_State *L, int idx);
@@ -740,6 +850,13 @@ static int ser_table(ser_t *z, lua_State *L, int idx) {
   }
   if (!lua_checkstack(L, 4)) {
     snprintf(z->b->err, sizeof z->b->err, "out of stack space while copying a table");
+    return 0;
+  }
+  uint32_t id;
+  if (seen_find(&z->seen, self, &id))
+    return buf_tag(z->b, z->out, T_REF) && buf_add(z->b, z->out, &id, sizeof id);
+  if (!seen_add(&z->seen, self, ++z->tables)) {
+    snprintf(z->b->err, sizeof z->b->err, "out of memory while copying a value");
     return 0;
   }
   z->path[z->depth++] = self;
@@ -800,17 +917,19 @@ static int ser_values(box_t *b, buf_t *out, lua_State *L, int first, int n, int 
   ser_t z = { .b = b, .out = out, .side = side, .depth = 0 };
   out->len = 0;
   int32_t count = n;
-  if (!buf_add(b, out, &count, sizeof count)) return 0;
-  for (int i = 0; i < n; i++)
-    if (!ser(&z, L, first + i)) return 0;
-  return 1;
+  int ok = buf_add(b, out, &count, sizeof count);
+  for (int i = 0; ok && i < n; i++) ok = ser(&z, L, first + i);
+  free(z.seen.keys);
+  free(z.seen.ids);
+  return ok;
 }
 
 static int box_fn(lua_State *L);
 static int box_cb(lua_State *L);
 
-/* Rebuilds one value from *pp on L, the receiving `side`. May raise (memory). */
-static void des(box_t *b, lua_State *L, const char **pp, int side) {
+/* Rebuilds one value from *pp on L, the receiving `side`; refs: the index of the table of
+ * the tables rebuilt so far. May raise (memory). */
+static void des(box_t *b, lua_State *L, const char **pp, int side, int refs) {
   const char *p = *pp;
   luaL_checkstack(L, 4, "copying a value");
   char tag = *p++;
@@ -843,13 +962,22 @@ static void des(box_t *b, lua_State *L, const char **pp, int side) {
   }
   case T_OPEN:
     lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, refs, (lua_Integer)lua_rawlen(L, refs) + 1);
     while (*p != T_CLOSE) {
-      des(b, L, &p, side);
-      des(b, L, &p, side);
+      des(b, L, &p, side, refs);
+      des(b, L, &p, side, refs);
       lua_rawset(L, -3);
     }
     p++;
     break;
+  case T_REF: {
+    uint32_t id;
+    memcpy(&id, p, sizeof id);
+    p += sizeof id;
+    lua_rawgeti(L, refs, (lua_Integer)id);
+    break;
+  }
   case T_FN: {
     uint32_t id;
     memcpy(&id, p, sizeof id);
@@ -876,8 +1004,11 @@ static int des_values(box_t *b, const buf_t *in, lua_State *L, int side) {
   int32_t n;
   memcpy(&n, p, sizeof n);
   p += sizeof n;
-  luaL_checkstack(L, n + 4, "copying values");
-  for (int i = 0; i < n; i++) des(b, L, &p, side);
+  luaL_checkstack(L, n + 8, "copying values");
+  lua_newtable(L);
+  int refs = lua_gettop(L);
+  for (int i = 0; i < n; i++) des(b, L, &p, side, refs);
+  lua_remove(L, refs);
   return n;
 }
 
@@ -945,8 +1076,8 @@ static int call_in_box(lua_State *S) {
   lua_xmove(S, co, nargs + 1);
   lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
   b->instr = 0;
-  b->cpu_paused = 0;
   b->cpu_start = cpu_now();
+  b->wall_start = wall_now();
   int nres = 0;
   int st = lua_resume(co, S, nargs, &nres);
   lua_sethook(co, NULL, 0, 0);
@@ -1070,7 +1201,7 @@ static int callback_in_runtime(lua_State *L) {
   return 0;
 }
 
-/* A runtime function, called from inside the box. Its time is not the connector's. */
+/* A runtime function, called from inside the box. */
 static int box_cb(lua_State *co) {
   box_t *b = box_of(co);
   lua_State *L = b->L;
@@ -1080,14 +1211,15 @@ static int box_cb(lua_State *co) {
     return luaL_error(co, "cannot pass %s to connrt", b->err);
   int top = lua_gettop(L);
   if (!lua_checkstack(L, 8)) return luaL_error(co, "connrt: out of stack space");
-  double t0 = cpu_now();
+  /* the runtime's work is the connector's too: each call costs a share of the budget,
+   * and its time counts, so a hook cannot make connrt send requests without end */
+  if (box_charge(b, co, NULL, CALLBACK_COST)) raise_stop(b, co);
   int box_idx = b->box_idx;
   lua_pushcfunction(L, callback_in_runtime);
   lua_pushlightuserdata(L, &cb);
   lua_pushvalue(L, box_idx);
   int st = lua_pcall(L, 2, 0, 0);
   b->box_idx = box_idx;
-  b->cpu_paused += cpu_now() - t0;
   if (st != LUA_OK) {
     char msg[MSG_MAX];
     error_text(L, -1, msg, sizeof msg);
@@ -1149,7 +1281,7 @@ static int setup_box(lua_State *S) {
   }
   static const luaL_Reg strfuncs[] = {
     { "find", str_find }, { "match", str_match }, { "gmatch", str_gmatch }, { "gsub", str_gsub },
-    { NULL, NULL }
+    { "rep", str_rep }, { NULL, NULL }
   };
   lua_getglobal(S, "string"); /* also the string metatable's __index */
   luaL_setfuncs(S, strfuncs, 0);
@@ -1195,7 +1327,28 @@ static double opt_number(lua_State *L, const char *field, double dflt, double ma
   return v;
 }
 
-/* sandbox.new{ memory = bytes, instructions = n, cpu = seconds } -> box */
+/* Pushes the search path a box loads `module` with: the one directory the runtime itself
+ * finds it in (package.searchpath over package[field]), made absolute, then `tmpl` ("?.lua").
+ * Nothing else: no "./?.lua", so no file of the current directory runs as a module. */
+static void push_module_dir(lua_State *L, const char *field, const char *module, const char *file,
+                            const char *tmpl) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchpath");
+  lua_pushstring(L, module);
+  lua_getfield(L, -3, field);
+  lua_call(L, 2, 2);
+  const char *found = lua_tostring(L, -2);
+  if (!found) luaL_error(L, "sandbox: cannot find %s: %s", module, luaL_optstring(L, -1, "?"));
+  size_t n = strlen(found), fl = strlen(file);
+  if (n < fl || strcmp(found + n - fl, file) != 0) luaL_error(L, "sandbox: %s is not where expected", found);
+  char dir[PATH_MAX], abs[PATH_MAX];
+  snprintf(dir, sizeof dir, "%.*s", (int)(n - fl), found);
+  if (!realpath(dir[0] ? dir : ".", abs)) luaL_error(L, "sandbox: cannot resolve %s", dir[0] ? dir : ".");
+  lua_pop(L, 3);
+  lua_pushfstring(L, "%s/%s", abs, tmpl);
+}
+
+/* sandbox.new{ memory = bytes, instructions = n, cpu = seconds, wall = seconds } -> box */
 static int sandbox_new(lua_State *L) {
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
@@ -1206,12 +1359,11 @@ static int sandbox_new(lua_State *L) {
   size_t mem = (size_t)opt_number(L, "memory", (double)DEFAULT_MEMORY, 1e12);
   long long instr = (long long)opt_number(L, "instructions", (double)DEFAULT_INSTRUCTIONS, 1e15);
   double cpu = opt_number(L, "cpu", DEFAULT_CPU, 86400);
+  double wall = opt_number(L, "wall", DEFAULT_WALL, 86400);
 
-  lua_getglobal(L, "package");
-  luaL_checktype(L, -1, LUA_TTABLE);
-  lua_getfield(L, -1, "path");
-  lua_getfield(L, -2, "cpath");
-  const char *path = luaL_checkstring(L, -2), *cpath = luaL_checkstring(L, -1); /* kept on the stack */
+  push_module_dir(L, "path", "connrt.sandbox_env", "connrt/sandbox_env.lua", "?.lua");
+  push_module_dir(L, "cpath", "cjson", "cjson.so", "?.so");
+  const char *path = lua_tostring(L, -2), *cpath = lua_tostring(L, -1); /* kept on the stack */
 
   box_t *b = lua_newuserdatauv(L, sizeof *b, 3);
   memset(b, 0, sizeof *b);
@@ -1225,11 +1377,13 @@ static int sandbox_new(lua_State *L) {
   b->mem_limit = mem;
   b->instr_limit = instr;
   b->cpu_limit = cpu;
+  b->wall_limit = wall;
   b->S = lua_newstate(box_alloc, b);
   if (!b->S) return luaL_error(L, "sandbox: cannot create a Lua state (memory limit too small?)");
   b->lua_path = path;
   b->lua_cpath = cpath;
   b->cpu_start = cpu_now();
+  b->wall_start = wall_now();
   lua_pushcfunction(b->S, setup_box);
   lua_pushlightuserdata(b->S, b);
   int st = lua_pcall(b->S, 1, 0, 0);

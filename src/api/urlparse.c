@@ -281,10 +281,11 @@ static int urlparse_allowed(lua_State *L) {
   size_t lens[1000];
   size_t k = 0;
   for (lua_Integer i = 1; i <= count; i++) {
-    if (lua_rawgeti(L, 2, i) == LUA_TSTRING) { /* kept on the stack while used */
+    if (lua_rawgeti(L, 2, i) == LUA_TSTRING) {
       list[k] = lua_tolstring(L, -1, &lens[k]);
       k++;
     }
+    lua_pop(L, 1); /* the table keeps the string alive while it is used */
   }
   const char *why = connrt_url_allowed(url, n, list, lens, k);
   if (!why) {
