@@ -101,6 +101,11 @@ describe("the plain record is bound to the sealed secrets #integration", functio
     end
   end
 
+  it("a changed allowed URL is not shown as real: connrt show fails as the commands that would use it", function()
+    refused(function(home) prov.edit_record(home, id, function(r) r.allowed_urls[1] = evil.base .. "/api" end) end,
+      { "show", id })
+  end)
+
   it("a changed revoke URL: connrt revoke fails and revokes nothing, anywhere", function()
     refused(function(home) prov.edit_record(home, id, function(r) r.urls.revoke_url = evil.base .. "/revoke" end) end,
       { "revoke", id })

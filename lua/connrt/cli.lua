@@ -209,8 +209,13 @@ function commands.show(argv)
   local o, rest = parse(argv, { json = "flag" })
   if #rest ~= 1 then errors.raise("usage", "usage: connrt show ID [--json]") end
   local st = require("connrt.store").open(nil, { existing = "no connection " .. rest[1] })
-  local rec = public(st:find(rest[1]))
+  local found = st:find(rest[1])
+  -- what show prints (allowed URLs above all) is what connrt would use: checked against
+  -- its binding like any use, so a record changed outside connrt is not shown as real
+  local ok, err = pcall(st.secrets, st, found)
   st:close()
+  if not ok then error(err, 0) end
+  local rec = public(found)
   if o.json then json_out(rec) return 0 end
   log.out("%-18s %s", "status", status_of(rec))
   if rec.last_error then log.out("%-18s %s", "last_error", rec.last_error) end
