@@ -129,8 +129,9 @@ end
 -- is used and no refresh is spent.
 function Connection:refresh(seen)
   if not self:can_refresh() then
-    errors.raise("provider", "connection %s has no refresh token: its access token cannot be renewed; connect again with connrt run",
-      self.rec.id)
+    -- nothing went to the provider, so not a provider's error (exit 5): a plain failure
+    errors.raise("failed", "connection %s has no refresh token, so nothing was sent: connect again with connrt run %s "
+      .. "to renew its access token", self.rec.id, self.rec.connector_path or self.rec.connector)
   end
   seen = seen or self.secrets.access_token
   local owner = ("%d-%s"):format(sys.getpid(), tostring(self):match("0x%x+") or "")
