@@ -34,7 +34,7 @@ return {
   revoke_url = "https://slack.com/api/auth.revoke",
   test = { method = "POST", url = "/auth.test" },
   name = "{{user}} at {{team}}",
-  unique_id = "{{team_id}}-{{user_id}}",
+  unique_id = "{{values.team_id}}-{{values.user_id}}",
   values = { "user_id", "team_id", "team_name", "app_id" }, -- from authed_user and team (hooks.token_response)
   allowed_urls = { "https://slack.com/api" },
   request = { headers = { Authorization = "Bearer {{access_token}}" } },

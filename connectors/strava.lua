@@ -42,7 +42,7 @@ return {
   values = { "athlete_id", "granted_scope" },
   test = "/athlete",
   name = "{{firstname}} {{lastname}}",
-  unique_id = "{{athlete_id}}",
+  unique_id = "{{values.athlete_id}}",
   allowed_urls = { "https://www.strava.com/api/v3" },
   revoke_request = {
     method = "POST",

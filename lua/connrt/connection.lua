@@ -19,6 +19,7 @@ local lazy = require("connrt.lazy")
 local connector = lazy("connrt.connector")
 local oauth = lazy("connrt.oauth")
 local request = lazy("connrt.request")
+local template = lazy("connrt.template")
 
 local M = {}
 
@@ -72,7 +73,9 @@ function Connection:scope()
   for k, v in pairs(self.secrets.fields or {}) do fields[k] = v end
   local token = { access_token = self.secrets.access_token, token_type = self.rec.token_type,
     scope = self.rec.scope }
-  local scope = { token, fields, self.rec.values or {} }
+  -- client_id too: some APIs want it on every request (Twitch's and Etsy's Client-Id)
+  local scope = template.scope({ token = token, client = { client_id = self.rec.client_id }, fields = fields,
+    values = self.rec.values or {} })
   rawset(self, "_scope", { rec = self.rec, secrets = self.secrets, scope = scope })
   return scope
 end
@@ -233,7 +236,8 @@ function Connection:request(req)
   local what = method .. " " .. (target:find("[?#]") and target:gsub("[?#].*$", "") or target)
   while true do
     local full = request.with_parameters(self.c.request, self:scope(),
-      { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request")
+      { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request",
+      { secret_var = function(v) return connector.secret_var(self.c, v) end })
     full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
     -- the connector's query parameters may have changed the URL, not where it goes
     full.origin = parsed
@@ -324,9 +328,12 @@ end
 -- kept values, sent once, and must answer 2xx. Returns { "authorization" }.
 function Connection:revoke_by_request()
   local c, rec, r = self.c, self.rec, self.c.revoke_request
-  local creds = { access_token = self.secrets.access_token, refresh_token = self.secrets.refresh_token,
-    client_id = rec.client_id, client_secret = self.secrets.client_secret }
-  local req = request.from_template(r, { creds, self:scope()[2], rec.values or {} }, c.path .. ": revoke_request")
+  local scope = self:scope()
+  local req = request.from_template(r, template.scope({
+    token = { access_token = self.secrets.access_token, refresh_token = self.secrets.refresh_token,
+      token_type = rec.token_type, scope = rec.scope },
+    client = { client_id = rec.client_id, client_secret = self.secrets.client_secret },
+    fields = scope.ns.fields, values = scope.ns.values }), c.path .. ": revoke_request")
   local method, shown = req.method, req.url:gsub("[?#].*$", "")
   local resp = request.send(req, "revoke " .. method .. " " .. shown)
   if resp.status < 200 or resp.status > 299 then

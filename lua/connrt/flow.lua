@@ -230,16 +230,15 @@ end
 -- response (an empty table when it is not JSON).
 function M.test_api(c, scope, allowed)
   local t = c.test
-  local flat = {} -- the scope's layers as one table, first layer winning
-  for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
-  local target = connector.render_url_text(t.url, flat, c.path .. ": test.url")
+  local target = connector.render_url_text(t.url, scope, c.path .. ": test.url")
   target = request.allowed_target(allowed, target,
     c.path:gsub("%%", "%%%%") .. ": test API %s is refused: %s (allowed: %s)")
   local req = { method = t.method, body = t.body,
     url = url.add_query(target, template.render_pairs(t.query, scope, c.path .. ": test.query")),
     headers = template.render_pairs(t.headers, scope, c.path .. ": test.headers") }
   req.json = t.json
-  local full = request.with_parameters(c.request, scope, req, c.path .. ": request")
+  local full = request.with_parameters(c.request, scope, req, c.path .. ": request",
+    { secret_var = function(v) return connector.secret_var(c, v) end })
   full.follow, full.allowed = 5, allowed
   local what = "test API " .. t.method .. " " .. target:gsub("[?#].*$", "")
   local resp = request.send(full, what)
@@ -385,7 +384,7 @@ function M.lookup(c, scope, allowed)
     local method = req.method and tostring(req.method):upper() or "GET"
     local full = request.with_parameters(c.request, scope,
       { method = method, url = url.add_query(target, query), headers = headers, body = req.body, json = req.json },
-      c.path .. ": request", { skip_unknown = true })
+      c.path .. ": request", { skip_unknown = true, secret_var = function(v) return connector.secret_var(c, v) end })
     full.follow, full.allowed = 5, allowed
     local resp = request.send(full, "hooks.lookup " .. method .. " " .. target:gsub("[?#].*$", ""))
     local ctype = (resp.header["content-type"] or ""):lower()
@@ -426,9 +425,10 @@ end
 -- not bring is kept): Facebook's short-lived user token for a long-lived one.
 function M.exchange(ctx, token)
   local c = ctx.c
-  local creds = { access_token = token.access_token, refresh_token = token.refresh_token,
-    client_id = ctx.client_id, client_secret = ctx.client_secret }
-  local req = request.from_template(c.exchange_request, { creds, ctx.fields, token.values or {} }, c.path .. ": exchange_request")
+  local req = request.from_template(c.exchange_request, template.scope({
+    token = { access_token = token.access_token, refresh_token = token.refresh_token },
+    client = { client_id = ctx.client_id, client_secret = ctx.client_secret },
+    fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request")
   local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
   req.max_body = limits.TOKEN_BODY -- its answer is a token response
   local new = oauth.normalize(request.send(req, where), where, c)
@@ -447,13 +447,16 @@ local function finish(ctx, token, extras)
   local values, from = {}, {}
   for k, v in pairs(token and token.values or {}) do values[k], from[k] = v, nil end
   for k, v in pairs(extras or {}) do values[k], from[k] = v, "hooks.callback" end
-  local token_scope = { client_id = ctx.client_id }
+  local token_scope, client_layer = {}, { client_id = ctx.client_id }
   if token then
     token_scope.access_token, token_scope.token_type = token.access_token, token.token_type
     token_scope.scope, token_scope.expires_in = token.scope, token.expires_in
   end
+  local function scope(me)
+    return template.scope({ token = token_scope, client = client_layer, fields = ctx.fields, values = values, test = me })
+  end
   if c.hooks.lookup then
-    local found = M.lookup(c, { token_scope, ctx.fields, values }, known_allowed(ctx))
+    local found = M.lookup(c, scope(), known_allowed(ctx))
     for k, v in pairs(found) do values[k], from[k] = v, "hooks.lookup" end
   end
   -- values are kept in clear: none may carry a secret of this connection (a hook could
@@ -475,13 +478,14 @@ local function finish(ctx, token, extras)
   -- every allowed URL, now that the token's and the lookup's values exist
   ctx.allowed = {}
   for i = 1, #c.allowed_urls do
-    ctx.allowed[i] = ctx.allowed_static[i] or connector.render_allowed(c, i, { ctx.fields, values })
+    ctx.allowed[i] = ctx.allowed_static[i] or connector.render_allowed(c, i,
+      template.scope({ fields = ctx.fields, values = values }))
   end
-  local me = M.test_api(c, { token_scope, ctx.fields, values }, ctx.allowed)
+  local me = M.test_api(c, scope(), ctx.allowed)
 
-  local scope = { token_scope, ctx.fields, values, me }
-  local name = template.render(c.name, scope, c.path .. ": name")
-  local unique_id = template.render(c.unique_id, scope, c.path .. ": unique_id")
+  local named = scope(me)
+  local name = template.render(c.name, named, c.path .. ": name")
+  local unique_id = template.render(c.unique_id, named, c.path .. ": unique_id")
   if unique_id == "" then
     errors.raise("provider", "%s: unique_id rendered empty; cannot tell accounts apart", c.path)
   end

@@ -265,9 +265,7 @@ end
 -- (or loopback). Returns { method, url, headers, body } for M.send.
 function M.from_template(spec, scope, where)
   local connector = require("connrt.connector")
-  local flat = {}
-  for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
-  local target = connector.render_url_text(spec.url, flat, where .. ".url")
+  local target = connector.render_url_text(spec.url, scope, where .. ".url")
   local ok, why = url.check_secure(target, where .. ".url")
   if not ok then errors.raise("connector", "%s", why) end
   target = url.add_query(target, template.render_pairs(spec.query, scope, where .. ".query"))
