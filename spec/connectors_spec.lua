@@ -136,7 +136,11 @@ local CASES = {
   { id = "zoom", name = "Jill Chill", unique_id = "KDcuGIm1QgePTO8WbOqwIQ", request = "/users/me", expect = "jchill@example.com" },
   { id = "discord", name = "nelly", unique_id = "80351110224678912", request = "/users/@me", expect = "nelly@discord.com" },
   { id = "spotify", name = "JM Wizzler", unique_id = "wizzler", request = "/me", expect = "premium" },
-  { id = "reddit", name = "u/reddit_user", unique_id = "1w72", request = "/api/v1/me", expect = "link_karma" },
+  { id = "reddit", name = "u/reddit_user", unique_id = "1w72", request = "/api/v1/me", expect = "link_karma",
+    saw = function(log)
+      -- the descriptive User-Agent on the token request too (token_headers)
+      assert.equal("linux:connrt:0.1.0 (by /u/connrt)", find(log, "POST", "/api/v1/access_token")[1].headers["user-agent"])
+    end },
   { id = "airtable", name = "foo@bar.com", unique_id = "usrL2PNC5o3H4lBEi", request = "/meta/whoami", expect = "usrL2PNC5o3H4lBEi" },
   { id = "calendly", name = "John Doe", unique_id = "https://api.calendly.com/users/AAAAAAAAAAAAAAAA",
     request = "/users/me", expect = "acmesales" },

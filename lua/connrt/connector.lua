@@ -112,8 +112,31 @@ local function check_templates(c, path)
       end
     end
   end
+  -- known before any token: fields and the client id (TikTok's client_key)
+  local function fields_or_client(text, key)
+    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+      if v ~= "client_id" and not field_of(v) then
+        fail(path, "%s uses {{%s}}, which is neither a field of this connector (fields: %s) nor {{client_id}}",
+          key, v, field_list)
+      end
+    end
+  end
   for k, v in pairs(c.authorize_params or {}) do
-    if type(v) == "string" then only_fields(v, "authorize_params." .. k) end
+    if type(v) == "string" then fields_or_client(v, "authorize_params." .. k) end
+  end
+  for k, v in pairs(c.token_params or {}) do
+    if type(v) == "string" then fields_or_client(v, "token_params." .. k) end
+  end
+  for k, v in pairs(c.token_headers or {}) do
+    local lower = k:lower()
+    if lower == "authorization" or lower == "content-type" then
+      fail(path, "token_headers.%s: connrt sets this header itself (client_auth and token_request_format say how)", k)
+    end
+    if not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then fail(path, "token_headers: %q is not a header name", k) end
+    fields_or_client(tostring(v), "token_headers." .. k)
+  end
+  if type(c.test) == "table" then
+    for k in pairs(c.test.ok or {}) do template.parse("{{" .. k .. "}}", path .. ": test.ok") end
   end
   for _, k in ipairs({ "name", "unique_id" }) do
     for _, v in ipairs(template.variables(c[k], path .. ": " .. k)) do
@@ -181,7 +204,6 @@ local function check_templates(c, path)
       end
     end
   end
-  parse_all(c.token_params, "token_params")
   if type(c.test) == "string" then template.parse(c.test, path .. ": test") end
 end
 
@@ -258,6 +280,7 @@ local function check(c, src, path)
   c.scope_separator = c.scope_separator or " "
   c.authorize_params = c.authorize_params or {}
   c.token_params = c.token_params or {}
+  c.token_headers = c.token_headers or {}
   c.client_auth = c.client_auth or "basic"
   c.token_request_format = c.token_request_format or "form"
   c.values = c.values or {}

@@ -678,7 +678,7 @@ local function via_device(ctx)
     elseif err == "access_denied" then
       errors.raise("connect", "authorization denied: access_denied; nothing was saved")
     elseif err ~= "authorization_pending" then
-      return finish(ctx, oauth.fetch_token(c, nil, where, raw))
+      return finish(ctx, oauth.fetch_token(c, nil, where, raw, grant[1][2]))
     end
     if sys.monotime() + interval > deadline then
       errors.raise("connect", "the sign-in was not completed within %ds; nothing was saved", math.floor(deadline - start))

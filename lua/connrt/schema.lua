@@ -117,6 +117,9 @@ M.connector = { record = {
   token_url = leaf(string_t),                                        -- 5 (all but fields)
   client_auth = leaf(enum_t("basic", "body")),
   token_params = string_map,
+  -- headers every request to the token, refresh, device and revoke URLs carries
+  -- (Reddit's descriptive User-Agent)
+  token_headers = string_map,
   -- how token, refresh and revoke requests carry their parameters: a form (RFC 6749)
   -- or a JSON object (Notion, Atlassian)
   token_request_format = leaf(enum_t("form", "json")),

@@ -22,7 +22,9 @@
 // values (form), then ends every access and refresh token. A
 // `refresh` shape with rotate: false keeps the refresh token it is given valid and
 // answers with that same one as $REFRESH_TOKEN (Square's code flow); otherwise each
-// refresh spends it. An API route with auth "none" is authenticated by its body.
+// refresh spends it. An API route with auth "none" is authenticated by its body. The
+// token shape's `require_headers` are headers every token request must carry (Reddit's
+// User-Agent).
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
 // (the next token response is the fixture's error), POST /_standin/expire (every access
 // token stops working).
@@ -140,6 +142,9 @@ async function onToken(req, res, isRefreshPath) {
   const t = tokenParams(req, text);
   seen[seen.length - 1].body = text;
   if (t.error) return oauthError(res, t.status || 400, t.status === 401 ? "invalid_client" : "invalid_request", t.error);
+  for (const [k, v] of Object.entries(fixture.token.require_headers || {})) {
+    if (req.headers[k.toLowerCase()] !== v) return oauthError(res, 400, "invalid_request", `the token request needs ${k}: ${v}`);
+  }
   const p = t.params;
   if (p.grant_type === "authorization_code" && !isRefreshPath) {
     const entry = codes.get(p.code);
