@@ -529,6 +529,18 @@ describe("shipped connectors against provider stand-ins #integration", function(
     h.rmdir(home)
   end)
 
+  it("slack: a test API answering 200 {\"ok\": false} fails the connect (test.ok): exit 5, Slack's error, nothing saved", function()
+    with_standin("slack", function(standin, home)
+      standin.fail("api")
+      local res = connect({ id = "slack" }, standin, home)
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("test API POST " .. standin.origin .. "/api/auth.test answered 200 with ok = false, not true: "
+        .. "account_inactive; the connection was not saved", res.stderr, 1, true)
+      assert.equal(1, #find(standin.log(), "POST", "/api/auth.test"))
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end)
+  end)
+
   it("brevo: a wrong API key is refused by the test API and nothing is saved", function()
     with_standin("brevo", function(standin, home)
       local res = connect({ id = "brevo", fields = { "api_key=xkeysib-wrong" } }, standin, home)

@@ -226,8 +226,42 @@ local function json_body(resp)
   return {}
 end
 
---- Calls the connector's test API with the new credentials. Returns the decoded
--- response (an empty table when it is not JSON).
+-- A value of the test API's answer as test.ok shows it: JSON-like, cut short.
+local function shown(v)
+  if v == nil or v == cjson.null then return "null" end
+  if type(v) == "string" then return ("%q"):format(v:sub(1, 80)) end
+  if type(v) == "table" then return "an object or array" end
+  return require("connrt.format").value(v)
+end
+
+-- Raises a provider error when a 2xx answer of the test API is an error by the
+-- connector's own rule: a value test.ok names differs (Slack's 200 {"ok": false}), or
+-- hooks.expired says the answer means the token is not valid.
+local function test_refused(c, resp, what)
+  local detail = request.error_detail(resp.body)
+  local doc = cjson.decode(resp.body)
+  local paths = {}
+  for k in pairs(c.test.ok or {}) do paths[#paths + 1] = k end
+  table.sort(paths)
+  for _, path in ipairs(paths) do
+    local want = c.test.ok[path]
+    local segs = template.parse("{{" .. path .. "}}", c.path .. ": test.ok")[1].segs
+    local got
+    if type(doc) == "table" then got = template.lookup({ doc }, segs) end
+    if got ~= want then
+      errors.raise("provider", "%s answered %d with %s = %s, not %s%s; the connection was not saved", what, resp.status,
+        path, shown(got), shown(want), detail and (": " .. detail) or "")
+    end
+  end
+  if c.hooks.expired and require("connrt.connection").expired_by_hook(c, resp) then
+    errors.raise("provider", "%s answered %d%s, which hooks.expired says means the token is not valid; the connection "
+      .. "was not saved", what, resp.status, detail and (": " .. detail) or "")
+  end
+end
+
+--- Calls the connector's test API with the new credentials (`scope`: template.scope of
+-- the token, client, fields and kept values). Returns the decoded response (an empty
+-- table when it is not JSON).
 function M.test_api(c, scope, allowed)
   local t = c.test
   local target = connector.render_url_text(t.url, scope, c.path .. ": test.url")
@@ -243,15 +277,11 @@ function M.test_api(c, scope, allowed)
   local what = "test API " .. t.method .. " " .. target:gsub("[?#].*$", "")
   local resp = request.send(full, what)
   if resp.status < 200 or resp.status > 299 then
-    local detail = ""
-    local body = cjson.decode(resp.body)
-    if type(body) == "table" then
-      local e = body.error or body.message or body.error_description
-      if type(e) == "table" then e = e.message or e.code end
-      if e then detail = ": " .. tostring(e) end
-    end
-    errors.raise("provider", "%s answered %d%s; the connection was not saved", what, resp.status, detail)
+    local detail = request.error_detail(resp.body)
+    errors.raise("provider", "%s answered %d%s; the connection was not saved", what, resp.status,
+      detail and (": " .. detail) or "")
   end
+  test_refused(c, resp, what)
   local body = json_body(resp)
   if not body then
     errors.raise("provider", "%s answered %d with a body that is not valid JSON", what, resp.status)

@@ -249,6 +249,17 @@ function M.with_parameters(params, scope, req, where, opts)
   return out
 end
 
+--- The provider's error in a JSON answer, as text, or nil: `error`, `message` or
+-- `error_description`, or the `message` or `code` of an error object.
+function M.error_detail(body)
+  local doc = require("cjson.safe").decode(body or "")
+  if type(doc) ~= "table" then return nil end
+  local e = doc.error or doc.message or doc.error_description
+  if type(e) == "table" then e = e.message or e.code end
+  if e == nil or e == cjson.null or type(e) == "table" then return nil end
+  return tostring(e):sub(1, 300)
+end
+
 --- Joins `u` to the first of `allowed` (when relative) and checks it against all of
 -- them; returns the URL and its parsed form, or raises a refused error: `message` is a
 -- format given the URL (without its query), why, and the allowed list.

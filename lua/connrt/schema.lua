@@ -76,6 +76,8 @@ local field_decl = { record = {
   secret = leaf(boolean_t),
 } }
 
+-- The test API: a request, and `ok`, the values its answer must hold to count as a
+-- success (JSON paths to strings, numbers or booleans: Slack's { ok = true }).
 local request_decl = { record = {
   method = leaf(pattern_t("^%u+$", "an HTTP method in capitals")),
   url = leaf(string_t, { required = true }),
@@ -83,6 +85,7 @@ local request_decl = { record = {
   query = string_map,
   body = leaf(string_t),
   json = leaf(function(v) if type(v) ~= "table" then return "expected a table, got " .. type(v) end end),
+  ok = string_map,
 } }
 
 -- A request declared as data, rendered with the connection's values (revoke_request,

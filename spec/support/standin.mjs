@@ -26,8 +26,10 @@
 // token shape's `require_headers` are headers every token request must carry (Reddit's
 // User-Agent).
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
-// (the next token response is the fixture's error), POST /_standin/expire (every access
-// token stops working).
+// (the next token response is the fixture's error), POST /_standin/fail?what=api (the
+// next API request is answered with its route's `fail` shape, else `unauthorized`: an
+// error the provider sends whatever the credential, such as Slack's 200 {"ok": false}),
+// POST /_standin/expire (every access token stops working).
 import http from "node:http";
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -232,6 +234,10 @@ const server = http.createServer(async (req, res) => {
       if (r.method === req.method && match) {
         const body = await readBody(req);
         entry.body = body;
+        if (failNext.has("api")) {
+          failNext.delete("api");
+          return send(res, r.fail || fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
+        }
         if (!authorized(req, u.searchParams, r.auth)) return send(res, fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
         for (const [k, v] of Object.entries(r.require_query || {})) {
           if (u.searchParams.get(k) !== v) return send(res, r.missing_query || { status: 400, body: { error: `query ${k}=${v} is required` } });
