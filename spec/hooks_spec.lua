@@ -136,6 +136,13 @@ describe("hooks.callback", function()
     local msg = err_of(flow.callback_values, with([[function() error("no realmId") end]]), {})
     assert.matches("hooks.callback failed: .*no realmId", msg)
   end)
+
+  it("fails the connect (not the connector) when it returns nil and a message", function()
+    local msg, kind = err_of(flow.callback_values,
+      with([[function(q) if not q.realmId then return nil, "no realmId: choose a company" end end]]), { code = "c" })
+    assert.equal("connect", kind)
+    assert.equal("demo.lua: hooks.callback: no realmId: choose a company; nothing was saved", msg)
+  end)
 end)
 
 describe("hooks.expired", function()

@@ -80,10 +80,24 @@ function Connection:scope()
   return scope
 end
 
---- True when the token expires within `margin` seconds.
+--- The seconds before a token's expiry at which it is refreshed first: REFRESH_MARGIN,
+-- but never more than half the token's lifetime (from when connrt got it, issued_at, to
+-- its expiry). With a fixed margin, a token that lives less than the margin would be
+-- "expiring" from the moment it arrives, and every process would refresh it again; with
+-- half its lifetime, a freshly refreshed token is used, so single flight holds for any
+-- lifetime. Records written before issued_at existed use when they were last written.
+function M.margin(rec)
+  local issued = rec.issued_at or rec.refreshed_at or rec.updated_at
+  if rec.expires_at and issued and rec.expires_at >= issued then
+    return math.min(M.REFRESH_MARGIN, (rec.expires_at - issued) / 2)
+  end
+  return M.REFRESH_MARGIN
+end
+
+--- True when the token expires within `margin` seconds (default M.margin(record)).
 function Connection:expiring(margin)
   local exp = self.rec.expires_at
-  return exp ~= nil and exp - os.time() <= (margin or M.REFRESH_MARGIN)
+  return exp ~= nil and exp - os.time() <= (margin or M.margin(self.rec))
 end
 
 -- Re-reads the record and secrets from the store.
@@ -254,11 +268,16 @@ function Connection:request(req)
         error(resp, 0)
       end
     else
-      local expired = refresh_on[resp.status]
-      if not expired and self.c.hooks.expired then expired = M.expired_by_hook(self.c, resp) end
+      local expired, by_hook = refresh_on[resp.status], false
+      if not expired and self.c.hooks.expired then
+        expired = M.expired_by_hook(self.c, resp)
+        by_hook = expired
+      end
       if expired and not refreshed and self:can_refresh() then
         refreshed = true
         self:refresh(self.secrets.access_token)
+      elseif expired and (by_hook or (not refreshed and self.rec.auth ~= "fields")) then
+        self:refused(resp, what, by_hook, refreshed)
       elseif (resp.status == 429 or resp.status == 503) and retries > 0 then
         local delay = M.retry_after(resp.header["retry-after"]) or 1
         if waited + delay > max_wait then return M.finish(resp) end
@@ -271,6 +290,25 @@ function Connection:request(req)
       end
     end
   end
+end
+
+-- An answer the connector says means "token expired" (a refresh_on status, or
+-- hooks.expired) that no refresh can mend: without a refresh token the connection is
+-- marked as needing reconnection, as a refused refresh marks it; after a refresh, an
+-- answer hooks.expired still calls expired is an error too (its status may be 200, and
+-- must not pass for a success). Raises a provider error.
+function Connection:refused(resp, what, by_hook, refreshed)
+  local detail = request.error_detail(resp.body)
+  local answered = ("%s answered %d%s"):format(what, resp.status, detail and (" (" .. detail .. ")") or "")
+  if refreshed then
+    errors.raise("provider", "%s: hooks.expired says the token is still not valid after a refresh", answered)
+  end
+  local rec = self.rec
+  local why = by_hook and "hooks.expired" or ("refresh_on: " .. resp.status)
+  local msg = ("%s: token expired (%s) and cannot be refreshed: connect again with connrt run %s"):format(answered,
+    why, rec.connector_path or rec.connector)
+  self.st:mark(rec.id, { needs_reconnect = true, last_error = log.redact(msg) })
+  errors.raise("provider", "%s; connection %s is marked as needing reconnection", msg, rec.id)
 end
 
 -- `json` is decoded on first use: a pipeline that only looks at the status (or the C

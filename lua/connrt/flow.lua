@@ -355,10 +355,17 @@ local function check_values(c, hook, v)
 end
 
 --- The values hooks.callback keeps from the callback's query (an empty table without
--- the hook). Raises a connector error naming the hook when it returns something else.
+-- the hook, or when it returns nil). `nil, "message"` fails the connect (a connect
+-- error, exit 4) before the code is exchanged; anything else that is not a table of
+-- values is a connector error naming the hook.
 function M.callback_values(c, q)
   if not c.hooks.callback then return {} end
-  local v = connector.call_hook(c, "callback", q)
+  local v, why = connector.call_hook(c, "callback", q)
+  if v == nil and why ~= nil then
+    -- the hook's way to say the sign-in came back without what the provider should send
+    -- (QuickBooks' realmId): the connect failed, before the code is exchanged
+    errors.raise("connect", "%s: hooks.callback: %s; nothing was saved", c.path, tostring(why):sub(1, 500))
+  end
   if v == nil then return {} end
   local out = {}
   for k, x in pairs(check_values(c, "callback", v)) do out[k] = x end
@@ -539,7 +546,8 @@ local function finish(ctx, token, extras)
     name = name, unique_id = unique_id, fields = plain_fields, values = values,
     client_id = ctx.client_id, client_auth = c.client_auth, urls = ctx.urls, allowed_urls = ctx.allowed,
     token_type = token and token.token_type, scope = token and token.scope,
-    expires_at = token and token.expires_at, has_refresh_token = token and token.refresh_token ~= nil or false,
+    expires_at = token and token.expires_at, issued_at = token and token.issued_at,
+    has_refresh_token = token and token.refresh_token ~= nil or false,
   }
   local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret } or nil
   local id, updated = ctx.st:save(rec, secrets, c.source, client,

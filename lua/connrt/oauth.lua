@@ -253,7 +253,9 @@ function M.finish_token(t, where, c, from)
       errors.raise("provider", "%s: expires_in is not a number of seconds: %s", where, tostring(tok.expires_in))
     end
     tok.expires_in = math.floor(n)
-    tok.expires_at = os.time() + tok.expires_in
+    -- issued_at with it: the token's lifetime bounds how early it is refreshed
+    tok.issued_at = os.time()
+    tok.expires_at = tok.issued_at + tok.expires_in
   end
   tok.values = keep_values(t, where, c, from)
   no_token_inside(tok, where, "token_type", tok.token_type)

@@ -499,7 +499,7 @@ function Store:save_tokens(id, tok, where)
   secrets.access_token = tok.access_token
   if tok.refresh_token then secrets.refresh_token = tok.refresh_token end
   if tok.id_token then secrets.id_token = tok.id_token end
-  rec.expires_at = tok.expires_at
+  rec.expires_at, rec.issued_at = tok.expires_at, tok.issued_at
   if tok.token_type then rec.token_type = tok.token_type end
   if tok.scope then rec.scope = tok.scope end
   rec.has_refresh_token = secrets.refresh_token ~= nil
