@@ -227,6 +227,19 @@ function commands.show(argv)
   return 0
 end
 
+-- `connrt update ID [CONNECTOR.lua]`: re-applies a changed connector (update.lua).
+function commands.update(argv)
+  local _, rest = parse(argv, {})
+  if #rest < 1 or #rest > 2 then errors.raise("usage", "usage: connrt update ID [CONNECTOR.lua]") end
+  local rec, path, changed = require("connrt.update").run(rest[1], rest[2])
+  if #changed == 0 then
+    log.err("%s (%s): nothing to update: %s gives it what it has", rec.id, rec.name, path)
+  else
+    log.err("updated %s (%s) to %s: %s", rec.id, rec.name, path, table.concat(changed, ", "))
+  end
+  return 0
+end
+
 function commands.delete(argv)
   local _, rest = parse(argv, {})
   if #rest ~= 1 then errors.raise("usage", "usage: connrt delete ID") end

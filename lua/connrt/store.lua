@@ -510,6 +510,33 @@ function Store:save_tokens(id, tok, where)
   return rec, secrets
 end
 
+--- Moves a connection to another connector source (`connrt update`), in one write
+-- transaction: the record fields in `patch` (field -> value) and the secret fields
+-- (`secret_fields`, nil for none) are replaced, `source` is stored under its hash, and
+-- the record is bound again as it now is. The record must still match its binding and
+-- still be connected with the source `hash` it was read with: a connect or an update
+-- in between is a store error, and nothing changes. Tokens stay as they are. Returns
+-- the new record.
+function Store:update(id, hash, patch, secret_fields, source)
+  local txn <close> = self.env:begin(true)
+  local v = txn:get("connections", id)
+  if not v then errors.raise("notfound", "connection %s was deleted", id) end
+  local rec = decode_record(v, id)
+  local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
+  if rec.connector_hash ~= hash then
+    errors.raise("store", "connection %s was changed by another process while it was being updated; nothing was "
+      .. "changed: run connrt update again", id)
+  end
+  for k, x in pairs(patch) do rec[k] = x end
+  secrets.fields = secret_fields
+  rec.connector_hash = crypto.hex(crypto.sha256(source))
+  rec.updated_at = os.time()
+  put_record(self, txn, rec, secrets, "connection " .. id)
+  txn:put("connectors", rec.connector_hash, source)
+  txn:commit()
+  return rec
+end
+
 --- Sets status fields (UNBOUND: needs_reconnect, last_error) on a connection record, in
 -- one write transaction and without the key; any other field is bound to the sealed
 -- secrets and changes only with them.
