@@ -317,6 +317,20 @@ describe("what connector authors hit (issue 14) #integration", function()
         "{{team}} names a value that does not exist" },
       { "an invalid connector", [[refresh_on = { 200 },]], 3, "refresh_on" },
     }
+    it("refuses a connector it cannot read (exit 2), a missing file or a directory, and an unknown connection (exit 9)", function()
+      local home, id = connected(connector())
+      local snap = h.snapshot(home)
+      for _, path in ipairs({ tmp .. "/missing.lua", tmp }) do
+        local res = run(home, { "update", id, path })
+        assert.equal(2, res.code, res.stderr)
+        assert.matches("cannot read the connector " .. path, res.stderr, 1, true)
+      end
+      assert.equal(9, run(home, { "update", "nope" }).code)
+      assert.equal(2, run(home, { "update" }).code)
+      assert.same(snap, h.snapshot(home))
+      h.rmdir(home)
+    end)
+
     for _, case in ipairs(REFUSED) do
       it("refuses " .. case[1] .. " (exit " .. case[3] .. ") and changes nothing", function()
         local path = connector()

@@ -530,6 +530,9 @@ function Store:update(id, hash, patch, secret_fields, source)
   for k, x in pairs(patch) do rec[k] = x end
   secrets.fields = secret_fields
   rec.connector_hash = crypto.hex(crypto.sha256(source))
+  -- a record from before issued_at told its token's lifetime by when it was last written
+  -- (connection.margin): keep that known now that updated_at moves
+  if rec.issued_at == nil and rec.expires_at then rec.issued_at = rec.refreshed_at or rec.updated_at end
   rec.updated_at = os.time()
   put_record(self, txn, rec, secrets, "connection " .. id)
   txn:put("connectors", rec.connector_hash, source)

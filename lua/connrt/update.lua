@@ -33,6 +33,7 @@ local function read(path, id)
   end
   local src = f:read("a")
   f:close()
+  if not src then errors.raise("usage", "cannot read the connector %s: not a file", path) end
   return src
 end
 
@@ -156,9 +157,7 @@ function M.run(ref, path, home)
     if c.revoke_request then request.from_template(c.revoke_request, scope, path .. ": revoke_request") end
 
     local patch = { title = c.title, connector_path = path, client_auth = c.client_auth, urls = urls,
-      allowed_urls = allowed, fields = plain, values = values,
-      -- a record from before issued_at: keep the token's lifetime known (connection.margin)
-      issued_at = rec.issued_at or (rec.expires_at and (rec.refreshed_at or rec.updated_at)) or nil }
+      allowed_urls = allowed, fields = plain, values = values }
     local hash = require("connrt.crypto").hex(require("connrt.crypto").sha256(src))
     local diff = {}
     if hash ~= rec.connector_hash then diff[#diff + 1] = "connector source" end
