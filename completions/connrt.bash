@@ -3,11 +3,12 @@
 #   source completions/connrt.bash
 #
 # Completes command names; connection ids and connector ids (from `connrt list --json`)
-# for the commands that take an ID; *.lua files and directories for run and authorize;
+# for the commands that take an ID; *.lua files and directories for run, authorize and
+# update's connector;
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
 
-_connrt_commands="run script authorize request token refresh revoke delete rekey list show check redirect-url version help"
+_connrt_commands="run script authorize request token refresh revoke delete update rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -126,6 +127,15 @@ _connrt() {
       ;;
     token | refresh | revoke | delete | show)
       [ "$npos" -eq 0 ] && _connrt_add "$cur" < <(_connrt_ids)
+      ;;
+    update)
+      # a connection, then the connector file to apply to it
+      if [ "$npos" -eq 0 ]; then
+        _connrt_add "$cur" < <(_connrt_ids)
+      elif [ "$npos" -eq 1 ]; then
+        compopt -o filenames 2>/dev/null
+        mapfile -t COMPREPLY < <({ compgen -d -- "$cur"; compgen -f -X '!*.lua' -- "$cur"; } | sort -u)
+      fi
       ;;
     help)
       [ "$npos" -eq 0 ] && mapfile -t COMPREPLY < <(compgen -W "$_connrt_commands" -- "$cur")

@@ -14,8 +14,8 @@ return {
   },
   values = { "organization_id" },
   test = "/v1/models",
-  name = "Anthropic organization {{organization_id}}",
-  unique_id = "{{organization_id}}",
+  name = "Anthropic organization {{values.organization_id}}",
+  unique_id = "{{values.organization_id}}",
   allowed_urls = { "https://api.anthropic.com" },
   request = { headers = { ["x-api-key"] = "{{api_key}}", ["anthropic-version"] = "2023-06-01" } },
   hooks = {

@@ -15,8 +15,8 @@ return {
   token_request_format = "json",
   values = { "cloud_id", "site_name", "site_url" },
   test = "/ex/jira/{{cloud_id}}/rest/api/3/myself",
-  name = "{{displayName}} at {{site_name}}",
-  unique_id = "{{cloud_id}}/{{accountId}}",
+  name = "{{displayName}} at {{values.site_name}}",
+  unique_id = "{{values.cloud_id}}/{{accountId}}",
   allowed_urls = { "https://api.atlassian.com" },
   request = { headers = { Authorization = "Bearer {{access_token}}", Accept = "application/json" } },
   hooks = {

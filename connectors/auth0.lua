@@ -25,7 +25,7 @@ return {
   client_auth = "body",
   test = "https://{{domain}}/userinfo",
   name = "{{name}} ({{email}})",
-  unique_id = "{{domain}}/{{sub}}",
+  unique_id = "{{fields.domain}}/{{sub}}",
   allowed_urls = { "https://{{domain}}/userinfo", "https://{{domain}}/api/v2" },
   revoke_request = {
     method = "POST",

@@ -25,8 +25,8 @@ return {
   client_auth = "body",
   values = { "account_href", "account_id", "account_name" },
   test = "/my/profile.json",
-  name = "{{name}} at {{account_name}}",
-  unique_id = "{{account_id}}/{{id}}",
+  name = "{{name}} at {{values.account_name}}",
+  unique_id = "{{values.account_id}}/{{id}}",
   allowed_urls = { "{{account_href}}", "https://launchpad.37signals.com/authorization.json" },
   request = { headers = { Authorization = "Bearer {{access_token}}", ["User-Agent"] = "{{user_agent}}" } },
   hooks = {

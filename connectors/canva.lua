@@ -19,7 +19,7 @@ return {
   revoke_url = "https://api.canva.com/rest/v1/oauth/revoke",
   values = { "display_name" },
   test = "/users/me",
-  name = "{{display_name}}",
+  name = "{{values.display_name}}",
   unique_id = "{{team_user.team_id}}/{{team_user.user_id}}",
   allowed_urls = { "https://api.canva.com/rest/v1" },
   request = { headers = { Authorization = "Bearer {{access_token}}" } },

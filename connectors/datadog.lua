@@ -21,8 +21,8 @@ return {
       required = true, secret = true },
   },
   test = "/api/v2/validate_keys",
-  name = "{{label}} (Datadog {{site}})",
-  unique_id = "{{site}}/{{label}}",
+  name = "{{fields.label}} (Datadog {{fields.site}})",
+  unique_id = "{{fields.site}}/{{fields.label}}",
   allowed_urls = { "https://api.{{site}}" },
   request = { headers = { ["DD-API-KEY"] = "{{api_key}}", ["DD-APPLICATION-KEY"] = "{{app_key}}" } },
 }

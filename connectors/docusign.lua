@@ -31,8 +31,8 @@ return {
   client_auth = "basic",
   values = { "base_uri", "account_id", "user_id", "user_name" },
   test = "{{base_uri}}/restapi/v2.1/accounts/{{account_id}}",
-  name = "{{user_name}} at {{accountName}}",
-  unique_id = "{{account_id}}/{{user_id}}",
+  name = "{{values.user_name}} at {{accountName}}",
+  unique_id = "{{values.account_id}}/{{values.user_id}}",
   allowed_urls = { "{{base_uri}}/restapi/v2.1/accounts/{{account_id}}", "https://{{auth_host}}/oauth/userinfo" },
   request = { headers = { Authorization = "Bearer {{access_token}}", Accept = "application/json" } },
   hooks = {

@@ -24,8 +24,8 @@ return {
   client_auth = "body",
   values = { "account_id", "account_name" },
   test = "/users/me",
-  name = "{{first_name}} {{last_name}} at {{account_name}}",
-  unique_id = "{{account_id}}/{{id}}",
+  name = "{{first_name}} {{last_name}} at {{values.account_name}}",
+  unique_id = "{{values.account_id}}/{{id}}",
   allowed_urls = { "https://api.harvestapp.com/v2", "https://id.getharvest.com/api/v2/accounts" },
   request = {
     headers = { Authorization = "Bearer {{access_token}}", ["Harvest-Account-Id"] = "{{account_id}}",

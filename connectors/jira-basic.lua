@@ -12,8 +12,8 @@ return {
     { key = "api_token", label = "API token", required = true, secret = true },
   },
   test = "/myself",
-  name = "{{displayName}} at {{site}}",
-  unique_id = "{{site}}/{{accountId}}",
+  name = "{{displayName}} at {{fields.site}}",
+  unique_id = "{{fields.site}}/{{accountId}}",
   allowed_urls = { "https://{{site}}.atlassian.net/rest/api/3" },
   request = {
     basic = { username = "{{email}}", password = "{{api_token}}" },

@@ -13,8 +13,8 @@ return {
   token_request_format = "json",
   values = { "workspace_id", "workspace_name", "bot_id" }, -- from the token response
   test = "/users/me",
-  name = "{{workspace_name}}",
-  unique_id = "{{workspace_id}}",
+  name = "{{values.workspace_name}}",
+  unique_id = "{{values.workspace_id}}",
   allowed_urls = { "https://api.notion.com/v1" },
   request = {
     headers = { Authorization = "Bearer {{access_token}}", ["Notion-Version"] = "2022-06-28" },

@@ -26,7 +26,7 @@ return {
   revoke_url = "https://{{domain}}/oauth2/v1/revoke",
   test = "https://{{domain}}/oauth2/v1/userinfo",
   name = "{{name}} ({{preferred_username}})",
-  unique_id = "{{domain}}/{{sub}}",
+  unique_id = "{{fields.domain}}/{{sub}}",
   allowed_urls = { "https://{{domain}}/api/v1", "https://{{domain}}/oauth2/v1/userinfo" },
   request = { headers = { Authorization = "Bearer {{access_token}}", Accept = "application/json" } },
 }

@@ -16,8 +16,8 @@ return {
   },
   values = { "organization" },
   test = "/models",
-  name = "OpenAI ({{organization}})",
-  unique_id = "{{organization}}",
+  name = "OpenAI ({{values.organization}})",
+  unique_id = "{{values.organization}}",
   allowed_urls = { "https://api.openai.com/v1" },
   request = { headers = { Authorization = "Bearer {{api_key}}" } },
   hooks = {

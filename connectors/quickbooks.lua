@@ -18,7 +18,7 @@ return {
   values = { "realm_id" },
   test = "/{{realm_id}}/companyinfo/{{realm_id}}",
   name = "{{CompanyInfo.CompanyName}}",
-  unique_id = "{{realm_id}}",
+  unique_id = "{{values.realm_id}}",
   allowed_urls = { "https://{{api_host}}/v3/company" },
   request = { headers = { Authorization = "Bearer {{access_token}}", Accept = "application/json" } },
   hooks = {

@@ -1,7 +1,8 @@
 -- Reddit. https://github.com/reddit-archive/reddit/wiki/OAuth2
 -- duration=permanent asks for a refresh token; HTTP Basic client authentication; the API
 -- lives on oauth.reddit.com and refuses requests without a descriptive User-Agent
--- ("<platform>:<app id>:<version> (by /u/<username>)"), a field here.
+-- ("<platform>:<app id>:<version> (by /u/<username>)"), a field here, sent to the token
+-- endpoint too (token_headers).
 return {
   id = "reddit",
   title = "Reddit",
@@ -15,6 +16,7 @@ return {
   pkce = false,
   token_url = "https://www.reddit.com/api/v1/access_token",
   client_auth = "basic",
+  token_headers = { ["User-Agent"] = "{{user_agent}}" },
   revoke_url = "https://www.reddit.com/api/v1/revoke_token",
   test = "/api/v1/me",
   name = "u/{{name}}",

@@ -18,7 +18,7 @@ return {
   },
   test = "/",
   name = "{{user.name}} ({{user.email}})",
-  unique_id = "{{base_url}}/{{user.id}}",
+  unique_id = "{{fields.base_url}}/{{user.id}}",
   allowed_urls = { "{{base_url}}/api/0" },
   request = { headers = { Authorization = "Bearer {{token}}" } },
 }

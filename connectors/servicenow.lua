@@ -25,8 +25,8 @@ return {
   test = { url = "/table/sys_user",
     query = { sysparm_query = "sys_id=javascript:gs.getUserID()", sysparm_limit = "1",
       sysparm_fields = "sys_id,name,user_name,email" } },
-  name = "{{result.0.name}} at {{instance}}",
-  unique_id = "{{instance}}/{{result.0.sys_id}}",
+  name = "{{result.0.name}} at {{fields.instance}}",
+  unique_id = "{{fields.instance}}/{{result.0.sys_id}}",
   allowed_urls = { "https://{{instance}}/api/now" },
   request = { headers = { Authorization = "Bearer {{access_token}}", Accept = "application/json" } },
 }

@@ -17,8 +17,8 @@ return {
   token_url = "https://{{shop}}.myshopify.com/admin/oauth/access_token",
   client_auth = "body",
   test = "/shop.json",
-  name = "{{shop.name}}",
-  unique_id = "{{shop.id}}",
+  name = "{{test.shop.name}}",
+  unique_id = "{{test.shop.id}}",
   allowed_urls = { "https://{{shop}}.myshopify.com/admin/api/2025-01" },
   request = { headers = { ["X-Shopify-Access-Token"] = "{{access_token}}" } },
 }

@@ -32,9 +32,10 @@ return {
   token_url = "https://slack.com/api/oauth.v2.access",
   client_auth = "basic", -- Slack asks for HTTP Basic rather than client_secret in the body
   revoke_url = "https://slack.com/api/auth.revoke",
-  test = { method = "POST", url = "/auth.test" },
+  -- auth.test answers errors as 200 {"ok": false}: only ok = true is a working token
+  test = { method = "POST", url = "/auth.test", ok = { ok = true } },
   name = "{{user}} at {{team}}",
-  unique_id = "{{team_id}}-{{user_id}}",
+  unique_id = "{{values.team_id}}-{{values.user_id}}",
   values = { "user_id", "team_id", "team_name", "app_id" }, -- from authed_user and team (hooks.token_response)
   allowed_urls = { "https://slack.com/api" },
   request = { headers = { Authorization = "Bearer {{access_token}}" } },

@@ -19,11 +19,11 @@ local function token_response(raw)
     local dead = (e.resource == "AuthorizationCode" or e.resource == "RefreshToken") and e.code == "invalid"
     return nil, (dead and "invalid_grant: " or "") .. tostring(doc.message or "no message") .. " (" .. what .. ")"
   end
+  -- only what `values` declares: the athlete's id (expires_in says the expiry already)
   local values = {}
   local a = doc.athlete
   if type(a) == "table" and a.id ~= nil then
     values.athlete_id = tostring(math.tointeger(a.id) or a.id)
-    values.athlete_username = type(a.username) == "string" and a.username or nil
   end
   return { access_token = doc.access_token, refresh_token = doc.refresh_token, expires_in = doc.expires_in,
     token_type = doc.token_type, values = values }
@@ -42,7 +42,7 @@ return {
   values = { "athlete_id", "athlete_username", "granted_scope" },
   test = "/athlete",
   name = "{{firstname}} {{lastname}}",
-  unique_id = "{{athlete_id}}",
+  unique_id = "{{values.athlete_id}}",
   allowed_urls = { "https://www.strava.com/api/v3" },
   revoke_request = {
     method = "POST",

@@ -13,8 +13,8 @@ return {
   revoke_url = "https://identity.xero.com/connect/revocation",
   values = { "tenant_id", "tenant_name" },
   test = "/api.xro/2.0/Organisation",
-  name = "{{tenant_name}}",
-  unique_id = "{{tenant_id}}",
+  name = "{{values.tenant_name}}",
+  unique_id = "{{values.tenant_id}}",
   allowed_urls = { "https://api.xero.com" },
   request = {
     headers = { Authorization = "Bearer {{access_token}}", ["xero-tenant-id"] = "{{tenant_id}}",

@@ -13,8 +13,8 @@ return {
   token_url = "https://{{subdomain}}.zendesk.com/oauth/tokens",
   client_auth = "body",
   test = "/users/me.json",
-  name = "{{user.name}} at {{subdomain}}",
-  unique_id = "{{subdomain}}/{{user.id}}",
+  name = "{{user.name}} at {{fields.subdomain}}",
+  unique_id = "{{fields.subdomain}}/{{user.id}}",
   allowed_urls = { "https://{{subdomain}}.zendesk.com/api/v2" },
   -- revoking deletes the token that makes the call (not RFC 7009)
   revoke_request = {

@@ -9,6 +9,9 @@
 -- lua/connrt/schema.lua is what the runtime checks.
 
 ---A `{{path}}` template: names joined by dots, numeric segments index arrays from 0.
+---A path may start with a namespace that names one layer: `{{token.scope}}`,
+---`{{fields.region}}`, `{{values.team_id}}`, `{{test.id}}` (name and unique_id only);
+---`{{client_id}}` is the app's client id.
 ---@alias ConnectorTemplate string
 
 ---@alias ConnectorAuth
@@ -29,12 +32,13 @@
 
 ---@class ConnectorRequestSpec
 ---@field method? string An HTTP method in capitals (default GET).
----@field url ConnectorTemplate Relative to the first allowed URL, or absolute under one.
+---@field url ConnectorTemplate Relative (appended to the first allowed URL's path), or absolute under an allowed URL.
 ---@field headers? table<string, ConnectorTemplate>
 ---@field query? table<string, ConnectorTemplate>
 ---@field body? string A raw body.
 ---@field json? table A body sent as JSON.
 ---@field form? table<string, ConnectorTemplate> A form body; may also use {{client_id}} and {{client_secret}}.
+---@field ok? table<string, string|number|boolean> JSON paths the answer must hold these values at (Slack: `{ ok = true }`).
 
 ---@class ConnectorBasic
 ---@field username ConnectorTemplate
@@ -50,7 +54,16 @@
 ---@field status integer
 ---@field headers table<string, string> Lowercased names.
 ---@field body string
----@field truncated? boolean True when body is only its first 1 MiB.
+---@field truncated? boolean The body was cut to 1 MiB.
+
+---@alias ConnectorGrant
+---| "authorization_code"
+---| "refresh_token"
+---| "client_credentials"
+---| "urn:ietf:params:oauth:grant-type:device_code"
+
+---@class ConnectorTokenResponse: ConnectorRawResponse
+---@field grant ConnectorGrant The grant this token endpoint answer is for.
 
 ---@class ConnectorToken
 ---@field access_token string
@@ -59,7 +72,7 @@
 ---@field expires_in? integer|string Seconds; absent means no known expiry.
 ---@field scope? string
 ---@field id_token? string
----@field values? table<string, string|number|boolean> Kept with the connection.
+---@field values? table<string, string|number|boolean> Kept with the connection (declared names only; other keys of this table are dropped).
 
 ---@class ConnectorLookupResponse
 ---@field status integer
@@ -81,11 +94,14 @@
 ---@field request fun(req: ConnectorLookupRequest): ConnectorLookupResponse
 ---@field values table<string, string|number|boolean> Values known so far (never tokens).
 
+---Every hook that returns values may return `nil, "message"` instead: callback fails the
+---connect (exit 4) before the code is exchanged, token_response and lookup with the
+---provider's error (exit 5). A hook that raises is an invalid connector (exit 3).
 ---@class ConnectorHooks
----@field token_response? fun(raw: ConnectorRawResponse): ConnectorToken|nil, string? Parse the token endpoint's answer.
----@field callback? fun(query: table<string, string>): table<string, string|number|boolean>|nil Values only the callback carries.
+---@field token_response? fun(raw: ConnectorTokenResponse): ConnectorToken|nil, string? Parse the token endpoint's answer.
+---@field callback? fun(query: table<string, string>): table<string, string|number|boolean>|nil, string? Values only the callback carries.
 ---@field lookup? fun(api: ConnectorLookupApi): table<string, string|number|boolean>|nil, string? Post-connect lookups.
----@field expired? fun(response: ConnectorRawResponse): boolean Does this API answer mean "token expired"?
+---@field expired? fun(response: ConnectorRawResponse): boolean Does this API answer (the test API's too) mean "token expired"?
 
 ---@class ConnectorSpec
 ---@field id string Lowercase letters, digits, '-' and '_'.
@@ -101,16 +117,17 @@
 ---@field pkce? boolean Default true (S256).
 ---@field token_url? ConnectorTemplate
 ---@field client_auth? "basic"|"body" Default "basic".
----@field token_params? table<string, ConnectorTemplate>
+---@field token_params? table<string, ConnectorTemplate> Fields and {{client_id}}.
+---@field token_headers? table<string, ConnectorTemplate> Headers of every token, refresh, device and revoke request (fields and {{client_id}}; not Authorization or Content-Type).
 ---@field token_request_format? "form"|"json" Default "form".
 ---@field refresh_url? ConnectorTemplate Default token_url.
 ---@field revoke_url? ConnectorTemplate RFC 7009.
 ---@field revoke_request? ConnectorRevokeRequest For revocations that are not RFC 7009 (GitHub, Dropbox, Stripe).
 ---@field exchange_request? ConnectorRevokeRequest Sent right after the code exchange; its token answer is kept (Facebook's long-lived token).
----@field test string|ConnectorRequestSpec Must answer 2xx for the connection to be saved.
+---@field test string|ConnectorRequestSpec Must answer 2xx (and hold `ok`, and not be what hooks.expired calls expired) for the connection to be saved.
 ---@field name ConnectorTemplate The connection's name (no secrets).
 ---@field unique_id ConnectorTemplate The account's id (no secrets).
----@field values? string[] Values from the token response or hooks that allowed_urls use.
+---@field values? string[] Values from the token response or hooks that the connection keeps (only these).
 ---@field allowed_urls ConnectorTemplate[] Where credentials may go; the first is the base of relative URLs.
 ---@field request? ConnectorRequestParams What every request carries.
 ---@field refresh_on? integer[] Statuses that mean "token expired" (default { 401 }).

@@ -239,6 +239,8 @@ local CASES = {
   { "command line", "request: a URL outside the allowed URLs", code = exit.refused,
     args = { "request", "local-oidc", "http://evil.example/steal" },
     msg = "refused http://evil.example/steal: it matches none of the allowed URLs" },
+  { "command line", "request: an encoded dot in the path, named as one", code = exit.refused,
+    args = { "request", "local-oidc", "/a/%2e%2e/b" }, msg = "the path has an encoded '.' (%2E)" },
   { "command line", "request: a header without a colon", code = exit.usage,
     args = { "request", "local-oidc", "/me", "-H", "nocolon" }, msg = "-H \"nocolon\": expected 'Name: value'" },
   { "command line", "request: a JSON body that is not JSON", code = exit.usage,

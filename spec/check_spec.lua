@@ -54,6 +54,16 @@ describe("connrt check", function()
     assert.same({}, lines(source()))
   end)
 
+  it("passes namespaced names, which say which layer they mean", function()
+    assert.same({}, lines(source({
+      fields = '{ { key = "site", pattern = "[%w-]+" } }', values = '{ "id", "team_id" }',
+      name = '"{{test.name}} at {{fields.site}} ({{values.team_id}})"', unique_id = '"{{fields.site}}/{{test.id}}/{{values.id}}"',
+      allowed_urls = '{ "https://{{fields.site}}.example.com/v1" }',
+      request = '{ headers = { Authorization = "Bearer {{token.access_token}}", ["X-Team"] = "{{values.team_id}}", '
+        .. '["Client-Id"] = "{{client_id}}" } }',
+    })))
+  end)
+
   local CASES = {
     { "a missing name", { name = false },
       "x.lua: name: is required (hint: add a name template, e.g. name = \"{{login}}'s Account\")" },
@@ -92,6 +102,26 @@ describe("connrt check", function()
     { "a secret in the name", { name = '"{{access_token}}"' },
       "x.lua: name: name uses {{access_token}}, a secret value: names and unique ids are stored in clear" },
     { "a Lua error", { id = "nil .. 1" }, "x.lua: (file): error while loading" },
+    -- short names that more than one layer could answer (issue 14, item 6)
+    { "a kept value in the name, which hides the test API's field of that name (Slack's team_id)",
+      { values = '{ "team_id" }', unique_id = '"{{team_id}}"' },
+      "x.lua: unique_id: warning: {{team_id}} is a kept value, looked up before the test API's answer, whose own "
+        .. "team_id it would hide (hint: write {{values.team_id}} to say so, or {{test.team_id}} for the test API's)" },
+    { "a field in the unique id", { fields = '{ { key = "site" } }', unique_id = '"{{site}}/{{id}}"' },
+      "x.lua: unique_id: warning: {{site}} is a field, looked up before the test API's answer" },
+    { "a path through a field, which can only mean the test API's answer",
+      { fields = '{ { key = "shop" } }', name = '"{{shop.name}}"' },
+      "x.lua: name: warning: {{shop.name}}: shop is a field, a single value without members, so this can only mean "
+        .. "the test API's answer (hint: write {{test.shop.name}})" },
+    { "a kept value named like the token's", { values = '{ "scope" }' },
+      "x.lua: values[1]: warning: scope is also a name of the token, which {{scope}} finds first (hint: rename it, or "
+        .. "write {{values.scope}} wherever it is meant)" },
+    { "a namespaced name that does not exist", { name = '"{{values.nope}}"' },
+      "x.lua: name: {{values.nope}} names a value that does not exist here" },
+    { "the test API's answer where it is not known",
+      { request = '{ headers = { Authorization = "Bearer {{access_token}}", ["X-Id"] = "{{test.id}}" } }' },
+      "x.lua: request.headers.X-Id: {{test.id}} names a value that does not exist here (hint: the test API's answer "
+        .. "is known in name and unique_id only)" },
   }
   for _, case in ipairs(CASES) do
     it("finds " .. case[1], function()

@@ -136,7 +136,11 @@ local CASES = {
   { id = "zoom", name = "Jill Chill", unique_id = "KDcuGIm1QgePTO8WbOqwIQ", request = "/users/me", expect = "jchill@example.com" },
   { id = "discord", name = "nelly", unique_id = "80351110224678912", request = "/users/@me", expect = "nelly@discord.com" },
   { id = "spotify", name = "JM Wizzler", unique_id = "wizzler", request = "/me", expect = "premium" },
-  { id = "reddit", name = "u/reddit_user", unique_id = "1w72", request = "/api/v1/me", expect = "link_karma" },
+  { id = "reddit", name = "u/reddit_user", unique_id = "1w72", request = "/api/v1/me", expect = "link_karma",
+    saw = function(log)
+      -- the descriptive User-Agent on the token request too (token_headers)
+      assert.equal("linux:connrt:0.1.0 (by /u/connrt)", find(log, "POST", "/api/v1/access_token")[1].headers["user-agent"])
+    end },
   { id = "airtable", name = "foo@bar.com", unique_id = "usrL2PNC5o3H4lBEi", request = "/meta/whoami", expect = "usrL2PNC5o3H4lBEi" },
   { id = "calendly", name = "John Doe", unique_id = "https://api.calendly.com/users/AAAAAAAAAAAAAAAA",
     request = "/users/me", expect = "acmesales" },
@@ -523,6 +527,18 @@ describe("shipped connectors against provider stand-ins #integration", function(
       assert.matches("field shop: .* does not match the pattern", res.stderr)
     end
     h.rmdir(home)
+  end)
+
+  it("slack: a test API answering 200 {\"ok\": false} fails the connect (test.ok): exit 5, Slack's error, nothing saved", function()
+    with_standin("slack", function(standin, home)
+      standin.fail("api")
+      local res = connect({ id = "slack" }, standin, home)
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("test API POST " .. standin.origin .. "/api/auth.test answered 200 with ok = false, not true: "
+        .. "account_inactive; the connection was not saved", res.stderr, 1, true)
+      assert.equal(1, #find(standin.log(), "POST", "/api/auth.test"))
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end)
   end)
 
   it("brevo: a wrong API key is refused by the test API and nothing is saved", function()

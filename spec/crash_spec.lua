@@ -484,15 +484,30 @@ describe("crash safety: SIGKILL at random moments #integration #crash", function
   local function refresh_kills(server, home, n, label, wrap)
     local id = connect(server, home, "john")
     local env = { CONNRT_HOME = home, CONNRT_KEY = KEY_HEX }
-    local due = { CONNRT_HOME = home, CONNRT_KEY = KEY_HEX, CONNRT_REFRESH_MARGIN = "100000000" }
+    -- `token` and `request` refresh a token that is due: within the margin, which is
+    -- never more than half the token's lifetime. The record is made to say so (through
+    -- the store, with the key): the token expires in 5 s and was issued an hour ago.
+    local due_script = home .. "-due.lua"
+    h.write(due_script, [[
+      local st = require("connrt.store").open()
+      local rec = st:get(arg[1])
+      local now = os.time()
+      st:save_tokens(arg[1], { access_token = st:secrets(rec).access_token, expires_at = now + 5, issued_at = now - 3600 })
+      st:close()
+    ]])
+    local function make_due()
+      local res = h.connrt({ "script", due_script, id }, { env = env })
+      assert.equal(0, res.code, "making the token due: " .. res.stderr)
+    end
     local ways = {
       { name = "refresh", args = { "refresh", id }, env = env },
-      { name = "token", args = { "token", id }, env = due },
-      { name = "request", args = { "request", id, "/me" }, env = due },
+      { name = "token", args = { "token", id }, env = env, due = true },
+      { name = "request", args = { "request", id, "/me" }, env = env, due = true },
     }
     local window = new_window()
     for i = 1, 6 do
       local w = ways[(i - 1) % #ways + 1]
+      if w.due then make_due() end
       local res = run_killed(w.args, w.env, nil, wrap)
       assert.equal(0, res.code, w.name .. ": " .. res.stderr)
       window.add(res, server)
@@ -506,6 +521,10 @@ describe("crash safety: SIGKILL at random moments #integration #crash", function
       trials = trials + 1
       local w = ways[(trials - 1) % #ways + 1]
       local where = ("%s trial %d (%s, CRASH_SEED=%d)"):format(label, trials, w.name, SEED)
+      if w.due then
+        make_due()
+        before = inspect(home, where .. ", made due")
+      end
       local old = before.conns[id]
       local s0 = stats(server)
       local delay = window.draw()

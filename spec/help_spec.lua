@@ -8,8 +8,8 @@ local help = require("connrt.help")
 
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
-local COMMANDS = { "run", "script", "authorize", "request", "token", "refresh", "revoke", "delete", "rekey", "list", "show",
-  "check", "redirect-url", "version", "help" }
+local COMMANDS = { "run", "script", "authorize", "request", "token", "refresh", "revoke", "delete", "update", "rekey", "list",
+  "show", "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
 local OPTIONS = {
@@ -20,7 +20,7 @@ local OPTIONS = {
   list = { "--json" },
   show = { "--json" },
   rekey = { "--new-key-file" },
-  token = {}, refresh = {}, revoke = {}, delete = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
+  token = {}, refresh = {}, revoke = {}, delete = {}, update = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
 local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
   "CONNRT_REDIRECT_URL", "CONNRT_LISTEN", "CONNRT_BROWSER",

@@ -78,6 +78,15 @@ describe("hooks.token_response", function()
     assert.matches("demo.lua: hooks.token_response failed:", msg, 1, true)
   end)
 
+  it("is told which grant it answers (raw.grant): given, or the token request's grant_type", function()
+    local c = with([[function(r) return { access_token = "t-" .. tostring(r.grant) } end]])
+    assert.equal("t-refresh_token", oauth.fetch_token(c, nil, "t", raw(200, "{}"), "refresh_token").access_token)
+    local req = oauth.token_request(c, "https://auth.example.com/token", { fields = {}, client_id = "id", client_secret = "s" },
+      { { "grant_type", "client_credentials" } })
+    assert.equal("client_credentials", req.grant)
+    assert.equal("t-client_credentials", oauth.fetch_token(c, req, "t", raw(200, "{}")).access_token)
+  end)
+
   it("without a hook: a token without expires_in, and one with expires_in as a string", function()
     local c = load([[values = { "instance_url" },]])
     assert.is_nil(oauth.fetch_token(c, nil, "t", raw(200, '{"access_token":"a","instance_url":"https://x.example.com"}')).expires_at)
@@ -126,6 +135,13 @@ describe("hooks.callback", function()
   it("names the hook when it raises an error", function()
     local msg = err_of(flow.callback_values, with([[function() error("no realmId") end]]), {})
     assert.matches("hooks.callback failed: .*no realmId", msg)
+  end)
+
+  it("fails the connect (not the connector) when it returns nil and a message", function()
+    local msg, kind = err_of(flow.callback_values,
+      with([[function(q) if not q.realmId then return nil, "no realmId: choose a company" end end]]), { code = "c" })
+    assert.equal("connect", kind)
+    assert.equal("demo.lua: hooks.callback: no realmId: choose a company; nothing was saved", msg)
   end)
 end)
 
@@ -215,6 +231,45 @@ describe("allowed URLs from token values", function()
     local msg = err_of(load, [[allowed_urls = { "{{api_domain}}/api" },]])
     assert.matches("allowed_urls[1] uses {{api_domain}}, which is neither a field", msg, 1, true)
     assert.is_false(connector.allowed_url_static(c, 1))
+  end)
+end)
+
+describe("token_headers", function()
+  local ctx = { fields = { agent = "acme/1.0" }, client_id = "id", client_secret = "s" }
+  local function headers_of(req)
+    local out = {}
+    for _, hd in ipairs(req.headers) do out[hd[1]] = hd[2] end
+    return out
+  end
+
+  it("adds the connector's headers to token requests, beside Accept: application/json", function()
+    local c = load([[fields = { { key = "agent" } }, token_headers = { ["User-Agent"] = "{{agent}} ({{client_id}})" },]])
+    local hs = headers_of(oauth.token_request(c, "https://auth.example.com/token", ctx, { { "grant_type", "refresh_token" } }))
+    assert.equal("acme/1.0 (id)", hs["User-Agent"])
+    assert.equal("application/json", hs.Accept)
+    assert.matches("^Basic ", hs.Authorization)
+  end)
+
+  it("may replace Accept, not Authorization or Content-Type, and names fields only", function()
+    local c = load([[token_headers = { Accept = "application/vnd.acme+json" },]])
+    assert.equal("application/vnd.acme+json", headers_of(oauth.token_request(c, "https://auth.example.com/token", ctx,
+      { { "grant_type", "refresh_token" } })).Accept)
+    local msg, kind = err_of(load, [[token_headers = { authorization = "x" },]])
+    assert.equal("connector", kind)
+    assert.matches("token_headers.authorization: connrt sets this header itself", msg, 1, true)
+    msg = err_of(load, [[token_headers = { ["X-Token"] = "{{access_token}}" },]])
+    assert.matches("token_headers.X-Token uses {{access_token}}, which is neither a field", msg, 1, true)
+  end)
+end)
+
+describe("test.ok", function()
+  it("takes JSON paths to strings, numbers or booleans", function()
+    local c = load([[test = { url = "/me", ok = { ok = true, ["data.status"] = "active", code = 0 } },]])
+    assert.same({ ok = true, ["data.status"] = "active", code = 0 }, c.test.ok)
+    local msg = err_of(load, [[test = { url = "/me", ok = { ok = { true } } },]])
+    assert.matches("key 'test.ok.ok': expected a string, got table", msg, 1, true)
+    msg = err_of(load, [[test = { url = "/me", ok = { ["a..b"] = true } },]])
+    assert.matches("test.ok: invalid placeholder {{a..b}}", msg, 1, true)
   end)
 end)
 

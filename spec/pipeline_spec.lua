@@ -365,7 +365,10 @@ describe("pipelines (integration) #integration", function()
       local home = connect(short)
       local old = secrets(home)
       local before = refreshes(short)
-      local res = connrt(home, { "request", "pipe", "/me" }) -- 3 s tokens are always within the 60 s margin
+      -- past half of the 3 s token's life: the margin is 60 s, but never more than half
+      -- of a token's lifetime
+      sys.sleep(1.7)
+      local res = connrt(home, { "request", "pipe", "/me" })
       assert.equal(0, res.code, res.stderr)
       assert.equal(before + 1, refreshes(short))
       local new = secrets(home)
@@ -420,6 +423,33 @@ describe("pipelines (integration) #integration", function()
         assert.equal(0, r.code, r.output)
         assert.matches("john@example.com", r.output, 1, true)
       end
+      assert.equal(before + 1, refreshes(short))
+      h.rmdir(home)
+    end)
+
+    it("uses a freshly refreshed short-lived token instead of refreshing it again (the margin is at most half its life)", function()
+      local home = connect(short)
+      sys.sleep(3.3) -- the 3 s access token is now expired
+      local before = refreshes(short)
+      local res = connrt(home, { "request", "pipe", "/me" }) -- the default 60 s margin
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(before + 1, refreshes(short))
+      local fresh = secrets(home).access_token
+      for _ = 1, 3 do
+        res = connrt(home, { "request", "pipe", "/me" })
+        assert.equal(0, res.code, res.stderr)
+      end
+      assert.equal(before + 1, refreshes(short))
+      assert.equal(fresh, secrets(home).access_token)
+      h.rmdir(home)
+    end)
+
+    it("refreshes once for 20 processes that find a short-lived token expired, with the default margin", function()
+      local home = connect(short)
+      sys.sleep(3.3)
+      local before = refreshes(short)
+      local runs = h.concurrent(20, { "request", "pipe", "/me" }, { CONNRT_HOME = home })
+      for _, r in ipairs(runs) do assert.equal(0, r.code, r.output) end
       assert.equal(before + 1, refreshes(short))
       h.rmdir(home)
     end)

@@ -304,10 +304,13 @@ describe("connector sandbox", function()
       h.rmdir(tmp)
     end)
 
-    -- A fields connection whose hooks.expired does `code`; `connrt request` then runs it.
+    -- A fields connection whose hooks.expired does `code` on the answer of /echo;
+    -- `connrt request` then runs it (the connect asks the hook about the test API's
+    -- answer too, which it leaves alone).
     local function request_with(name, code, env)
       local path = tmp .. "/" .. name .. ".lua"
-      local hook = ("hooks = { expired = function(r) %s return false end },\n    request = {"):format(code)
+      local hook = ("hooks = { expired = function(r) if r.body:find('\"url\":\"/echo\"', 1, true) then %s end "
+        .. "return false end },\n    request = {"):format(code)
       h.write(path, (h.keyed_connector(api.base):gsub("request = {", hook, 1)))
       local home = h.tmpdir()
       local e = { CONNRT_HOME = home }

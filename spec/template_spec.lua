@@ -66,4 +66,41 @@ describe("template", function()
     local out = template.render_table({ h = { A = "{{x}}" }, n = 3 }, { { x = "y" } }, "request")
     assert.same({ h = { A = "y" }, n = 3 }, out)
   end)
+
+  describe("namespaces", function()
+    -- a kept value `id` beside the test API's `id` (Salesforce), a field and a value
+    -- named alike in other layers
+    local scope = template.scope({
+      token = { access_token = "at-1", scope = "read" }, client = { client_id = "cid" },
+      fields = { region = "eu", id = "field-id" }, values = { id = "kept-7", team_id = "T1" },
+      test = { id = "u-1", team_id = "T9", token = { id = "tok-9" } },
+    })
+
+    it("name one layer each, beside the short form, which keeps its order", function()
+      assert.equal("u-1 kept-7 field-id", template.render("{{test.id}} {{values.id}} {{fields.id}}", scope, "name"))
+      assert.equal("T9/T1", template.render("{{test.team_id}}/{{values.team_id}}", scope, "name"))
+      assert.equal("read eu cid", template.render("{{token.scope}} {{fields.region}} {{client_id}}", scope, "name"))
+      assert.equal("field-id T1", template.render("{{id}} {{team_id}}", scope, "name")) -- fields, then values
+      assert.equal("tok-9", template.render("{{test.token.id}}", scope, "name"))
+    end)
+
+    it("look in their own layer only", function()
+      local msg = err_of(template.render, "{{values.region}}", scope, "name")
+      assert.matches("{{values.region}} names a value that does not exist (values names here: id, team_id)", msg, 1, true)
+      msg = err_of(template.render, "{{token.client_id}}", scope, "request.headers.X")
+      assert.matches("{{token.client_id}} names a value that does not exist", msg, 1, true)
+    end)
+
+    it("say when their layer is not known where the template is rendered", function()
+      local msg = err_of(template.render, "{{test.id}}", template.scope({ fields = {} }), "request.headers.X")
+      assert.matches("request.headers.X: {{test.id}} names the test API's answer, which is not known here", msg, 1, true)
+    end)
+
+    it("leave a namespace's name alone in the short form (a field called token)", function()
+      assert.equal("tv", template.render("{{token}}", template.scope({ token = {}, fields = { token = "tv" } }), "k"))
+      assert.same({ "fields", "region" }, { template.split("fields.region") })
+      assert.same({ nil, "user" }, { template.split("user.email") })
+      assert.same({ nil, "token" }, { template.split("token") })
+    end)
+  end)
 end)

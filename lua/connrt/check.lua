@@ -15,8 +15,10 @@ local url = require("connrt.url")
 
 local M = {}
 
--- Values every token-based connection has in its request templates.
+-- Values every token-based connection has in its request templates: the token's
+-- (also as {{token.X}}) and the client id (short form only).
 local TOKEN_VALUES = { access_token = true, token_type = true, scope = true, expires_in = true, client_id = true }
+local TOKEN_NS = { access_token = true, token_type = true, scope = true, expires_in = true }
 
 local function finding(out, level, key, message, hint)
   out[#out + 1] = { level = level, key = key, message = message, hint = hint }
@@ -59,11 +61,15 @@ local function sample(text)
   return table.concat(out)
 end
 
-local function roots(text)
+-- The placeholders of a template as { path, namespace, name } each, or nil and why.
+local function placeholders(text)
   local ok, vars = pcall(template.variables, text, "check")
   if not ok then return nil, tostring(vars.message or vars) end
   local out = {}
-  for _, v in ipairs(vars) do out[#out + 1] = v:match("^[^.]+") end
+  for _, v in ipairs(vars) do
+    local ns, name = template.split(v)
+    out[#out + 1] = { v, ns, name }
+  end
   return out
 end
 
@@ -135,20 +141,34 @@ local function check_table(c, out)
     table.sort(names)
     return #names > 0 and table.concat(names, ", ") or "none"
   end
-  local function unknown(key, text, allow_token, allow_values)
-    local rs, err = roots(text)
-    if not rs then
+  local has_token = auth ~= "fields"
+  -- Is placeholder { path, namespace, name } known where `allow_token` and
+  -- `allow_values` say? A namespaced one only in its own layer.
+  local function known(p, allow_token, allow_values, allow_client)
+    local ns, name = p[2], p[3]
+    if allow_client and ns == nil and p[1] == "client_id" then return true end
+    if ns == "fields" then return fieldset[name] ~= nil end
+    if ns == "values" then return allow_values and declared[name] == true end
+    if ns == "token" then return allow_token and has_token and TOKEN_NS[name] == true end
+    if ns == "test" then return false end
+    return fieldset[name] ~= nil or (allow_values and declared[name]) or (allow_token and has_token and TOKEN_VALUES[name])
+  end
+  local function unknown(key, text, allow_token, allow_values, allow_client)
+    local ps, err = placeholders(text)
+    if not ps then
       finding(out, "error", key, err:gsub("^check: ", ""), "write placeholders as {{name}} or {{a.b.0}}")
       return
     end
-    for _, r in ipairs(rs) do
-      local ok = fieldset[r] or (allow_values and declared[r]) or (allow_token and auth ~= "fields" and TOKEN_VALUES[r])
-      if not ok then
-        local hint = "use one of: " .. known_list(allow_token and auth ~= "fields")
-        if allow_values then
+    for _, p in ipairs(ps) do
+      if not known(p, allow_token, allow_values, allow_client) then
+        local shown = p[2] and (p[2] .. "." .. p[3]) or p[3]
+        local hint = "use one of: " .. known_list(allow_token and has_token) .. (allow_client and ", client_id" or "")
+        if p[2] == "test" then
+          hint = "the test API's answer is known in name and unique_id only"
+        elseif allow_values then
           hint = hint .. "; declare a value the token response or a hook provides in `values`"
         end
-        finding(out, "error", key, ("{{%s}} names a value that does not exist here"):format(r), hint)
+        finding(out, "error", key, ("{{%s}} names a value that does not exist here"):format(shown), hint)
       end
     end
   end
@@ -166,8 +186,9 @@ local function check_table(c, out)
     unknown(key, a, false, true)
     allowed_samples[#allowed_samples + 1] = sample(a)
   end
-  for k, v in pairs(c.authorize_params or {}) do unknown("authorize_params." .. k, tostring(v), false, false) end
-  for k, v in pairs(c.token_params or {}) do unknown("token_params." .. k, tostring(v), false, false) end
+  for k, v in pairs(c.authorize_params or {}) do unknown("authorize_params." .. k, tostring(v), false, false, true) end
+  for k, v in pairs(c.token_params or {}) do unknown("token_params." .. k, tostring(v), false, false, true) end
+  for k, v in pairs(c.token_headers or {}) do unknown("token_headers." .. k, tostring(v), false, false, true) end
   for _, part in ipairs({ "headers", "query", "body", "basic" }) do
     for k, v in pairs(c.request and c.request[part] or {}) do
       local key = "request." .. part .. "." .. k
@@ -196,10 +217,49 @@ local function check_table(c, out)
     end
   end
   for _, k in ipairs({ "name", "unique_id" }) do
-    local rs = roots(c[k])
-    if rs and #rs == 0 and k == "unique_id" then
+    local ps = placeholders(c[k])
+    if ps and #ps == 0 and k == "unique_id" then
       finding(out, "error", k, "is a constant: every account would get the same id",
         "use a value from the test API, e.g. {{id}}")
+    end
+    -- name and unique_id also see the test API's answer, last: a short name found
+    -- earlier (a token's, a field, a kept value) hides the answer's field of that name
+    for _, p in ipairs(ps or {}) do
+      local ns, name = p[2], p[3]
+      if ns ~= nil and ns ~= "test" and not known(p, true, true) then
+        finding(out, "error", k, ("{{%s}} names a value that does not exist here"):format(p[1]),
+          "use one of: " .. known_list(has_token))
+      elseif ns == nil then
+        local layer = (has_token and TOKEN_VALUES[name] and (name == "client_id" and "the client id" or "the token"))
+          or (fieldset[name] and "a field") or (declared[name] and "a kept value")
+        if layer then
+          local space = (fieldset[name] and "fields") or (declared[name] and "values") or "token"
+          if p[1] ~= name then
+            -- {{shop.name}} with a field `shop`: one value has no members, so it can only
+            -- mean the test API's, found by luck after the field
+            finding(out, "warning", k, ("{{%s}}: %s is %s, a single value without members, so this can only mean the "
+              .. "test API's answer"):format(p[1], name, layer), ("write {{test.%s}}"):format(p[1]))
+          else
+            local hint = ("write {{%s.%s}} to say so, or {{test.%s}} for the test API's"):format(space, name, name)
+            if name == "client_id" then hint = ("write {{test.%s}} for the test API's"):format(name) end
+            finding(out, "warning", k, ("{{%s}} is %s, looked up before the test API's answer, whose own %s it "
+              .. "would hide"):format(name, layer, name), hint)
+          end
+        end
+      end
+    end
+  end
+  -- a value or a field named like one of the token's: the short form finds the token's
+  for i, v in ipairs(c.values or {}) do
+    if has_token and TOKEN_VALUES[v] then
+      finding(out, "warning", "values[" .. i .. "]", ("%s is also a name of the token, which {{%s}} finds first"):format(v, v),
+        ("rename it, or write {{values.%s}} wherever it is meant"):format(v))
+    end
+  end
+  for i, f in ipairs(type(c.fields) == "table" and c.fields or {}) do
+    if has_token and type(f) == "table" and TOKEN_VALUES[f.key] then
+      finding(out, "warning", "fields[" .. i .. "]", ("%s is also a name of the token, which {{%s}} finds first")
+        :format(f.key, f.key), ("rename it, or write {{fields.%s}} wherever it is meant"):format(f.key))
     end
   end
 end

@@ -52,11 +52,6 @@ local function parse(argv, spec)
   return opts, rest
 end
 
-local function fmt_time(t)
-  if not t then return "never" end
-  return os.date("!%Y-%m-%dT%H:%M:%SZ", t)
-end
-
 local function public(rec)
   return require("connrt.connection").public(rec)
 end
@@ -199,7 +194,8 @@ function commands.list(argv)
   local format = require("connrt.format")
   local rows = { { "ID", "CONNECTOR", "NAME", "ACCOUNT", "STATUS", "EXPIRES" } }
   for _, r in ipairs(recs) do
-    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, status_of(r), format.expiry(r.expires_at) }
+    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, status_of(r),
+      (r.expires_at == nil and r.auth == "fields") and "-" or format.expiry(r.expires_at) }
   end
   for line in format.table(rows):gmatch("[^\n]+") do log.out("%s", line) end
   return 0
@@ -225,17 +221,31 @@ function commands.show(argv)
   end
   local format = require("connrt.format")
   local function when(t) return t and (format.utc(t) .. " (" .. format.ago(t) .. ")") or "never" end
-  log.out("%-18s %s", "expires_at", when(rec.expires_at))
+  -- no expiry is "unknown" (the provider did not say), or "-" without a token at all
+  log.out("%-18s %s", "expires_at", rec.expires_at and when(rec.expires_at) or (rec.auth == "fields" and "-" or "unknown"))
   log.out("%-18s %s", "refresh_token", rec.has_refresh_token and "yes (sealed)" or "no")
   log.out("%-18s %s", "allowed_urls", table.concat(rec.allowed_urls or {}, " "))
   for _, group in ipairs({ "fields", "values" }) do
     local keys = {}
     for k in pairs(rec[group] or {}) do keys[#keys + 1] = k end
     table.sort(keys)
-    for _, k in ipairs(keys) do log.out("%-18s %s", group .. "." .. k, tostring(rec[group][k])) end
+    for _, k in ipairs(keys) do log.out("%-18s %s", group .. "." .. k, format.value(rec[group][k])) end
   end
   log.out("%-18s %s", "created_at", when(rec.created_at))
   log.out("%-18s %s", "updated_at", when(rec.updated_at))
+  return 0
+end
+
+-- `connrt update ID [CONNECTOR.lua]`: re-applies a changed connector (update.lua).
+function commands.update(argv)
+  local _, rest = parse(argv, {})
+  if #rest < 1 or #rest > 2 then errors.raise("usage", "usage: connrt update ID [CONNECTOR.lua]") end
+  local rec, path, changed = require("connrt.update").run(rest[1], rest[2])
+  if #changed == 0 then
+    log.err("%s (%s): nothing to update: %s gives it what it has", rec.id, rec.name, path)
+  else
+    log.err("updated %s (%s) to %s: %s", rec.id, rec.name, path, table.concat(changed, ", "))
+  end
   return 0
 end
 
@@ -343,11 +353,23 @@ end)
 
 commands.refresh = with_connection("refresh", function(conn)
   conn:refresh()
-  log.err("refreshed %s; the token expires %s", conn:id(), fmt_time(conn.rec.expires_at))
+  local exp = conn.rec.expires_at
+  log.err("refreshed %s; %s", conn:id(), exp and ("the new token expires at " .. os.date("!%Y-%m-%dT%H:%M:%SZ", exp))
+    or "the provider did not say when the new token expires")
 end)
 
+-- A revoke that fails keeps the connection (its tokens may still be valid at the
+-- provider, or some of them): the message says so, and how to forget it anyway.
+local KEPT = { provider = true, network = true, refused = true }
 commands.revoke = with_connection("revoke", function(conn, st)
-  local done = conn:revoke()
+  local ok, done = pcall(conn.revoke, conn)
+  if not ok then
+    if errors.is(done) and KEPT[done.kind] then
+      errors.raise(done.kind, "%s; the connection was kept: connrt delete %s removes it here only (its tokens may "
+        .. "stay valid at the provider)", done.message, conn:id())
+    end
+    error(done, 0)
+  end
   st:delete(conn:id())
   log.err("revoked the %s of %s at the provider and deleted the connection", table.concat(done, " and "):gsub("_", " "),
     conn:id())

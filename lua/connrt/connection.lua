@@ -19,6 +19,7 @@ local lazy = require("connrt.lazy")
 local connector = lazy("connrt.connector")
 local oauth = lazy("connrt.oauth")
 local request = lazy("connrt.request")
+local template = lazy("connrt.template")
 
 local M = {}
 
@@ -72,15 +73,31 @@ function Connection:scope()
   for k, v in pairs(self.secrets.fields or {}) do fields[k] = v end
   local token = { access_token = self.secrets.access_token, token_type = self.rec.token_type,
     scope = self.rec.scope }
-  local scope = { token, fields, self.rec.values or {} }
+  -- client_id too: some APIs want it on every request (Twitch's and Etsy's Client-Id)
+  local scope = template.scope({ token = token, client = { client_id = self.rec.client_id }, fields = fields,
+    values = self.rec.values or {} })
   rawset(self, "_scope", { rec = self.rec, secrets = self.secrets, scope = scope })
   return scope
 end
 
---- True when the token expires within `margin` seconds.
+--- The seconds before a token's expiry at which it is refreshed first: REFRESH_MARGIN,
+-- but never more than half the token's lifetime (from when connrt got it, issued_at, to
+-- its expiry). With a fixed margin, a token that lives less than the margin would be
+-- "expiring" from the moment it arrives, and every process would refresh it again; with
+-- half its lifetime, a freshly refreshed token is used, so single flight holds for any
+-- lifetime. Records written before issued_at existed use when they were last written.
+function M.margin(rec)
+  local issued = rec.issued_at or rec.refreshed_at or rec.updated_at
+  if rec.expires_at and issued and rec.expires_at >= issued then
+    return math.min(M.REFRESH_MARGIN, (rec.expires_at - issued) / 2)
+  end
+  return M.REFRESH_MARGIN
+end
+
+--- True when the token expires within `margin` seconds (default M.margin(record)).
 function Connection:expiring(margin)
   local exp = self.rec.expires_at
-  return exp ~= nil and exp - os.time() <= (margin or M.REFRESH_MARGIN)
+  return exp ~= nil and exp - os.time() <= (margin or M.margin(self.rec))
 end
 
 -- Re-reads the record and secrets from the store.
@@ -129,8 +146,9 @@ end
 -- is used and no refresh is spent.
 function Connection:refresh(seen)
   if not self:can_refresh() then
-    errors.raise("provider", "connection %s has no refresh token: its access token cannot be renewed; connect again with connrt run",
-      self.rec.id)
+    -- nothing went to the provider, so not a provider's error (exit 5): a plain failure
+    errors.raise("failed", "connection %s has no refresh token, so nothing was sent: connect again with connrt run %s "
+      .. "to renew its access token", self.rec.id, self.rec.connector_path or self.rec.connector)
   end
   seen = seen or self.secrets.access_token
   local owner = ("%d-%s"):format(sys.getpid(), tostring(self):match("0x%x+") or "")
@@ -242,7 +260,8 @@ function Connection:request(req)
   local what = method .. " " .. (target:find("[?#]") and target:gsub("[?#].*$", "") or target)
   while true do
     local full = request.with_parameters(self.c.request, self:scope(),
-      { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request")
+      { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request",
+      { secret_var = function(v) return connector.secret_var(self.c, v) end })
     full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
     -- the connector's query parameters may have changed the URL, not where it goes
     full.origin = parsed
@@ -259,11 +278,16 @@ function Connection:request(req)
         error(resp, 0)
       end
     else
-      local expired = refresh_on[resp.status]
-      if not expired and self.c.hooks.expired then expired = M.expired_by_hook(self.c, resp) end
+      local expired, by_hook = refresh_on[resp.status], false
+      if not expired and self.c.hooks.expired then
+        expired = M.expired_by_hook(self.c, resp)
+        by_hook = expired
+      end
       if expired and not refreshed and self:can_refresh() then
         refreshed = true
         self:refresh(self.secrets.access_token)
+      elseif expired and (by_hook or (not refreshed and self.rec.auth ~= "fields")) then
+        self:refused(resp, what, by_hook, refreshed)
       elseif (resp.status == 429 or resp.status == 503) and retries > 0 then
         local delay = M.retry_after(resp.header["retry-after"]) or 1
         if waited + delay > max_wait then return M.finish(resp) end
@@ -276,6 +300,25 @@ function Connection:request(req)
       end
     end
   end
+end
+
+-- An answer the connector says means "token expired" (a refresh_on status, or
+-- hooks.expired) that no refresh can mend: without a refresh token the connection is
+-- marked as needing reconnection, as a refused refresh marks it; after a refresh, an
+-- answer hooks.expired still calls expired is an error too (its status may be 200, and
+-- must not pass for a success). Raises a provider error.
+function Connection:refused(resp, what, by_hook, refreshed)
+  local detail = request.error_detail(resp.body)
+  local answered = ("%s answered %d%s"):format(what, resp.status, detail and (" (" .. detail .. ")") or "")
+  if refreshed then
+    errors.raise("provider", "%s: hooks.expired says the token is still not valid after a refresh", answered)
+  end
+  local rec = self.rec
+  local why = by_hook and "hooks.expired" or ("refresh_on: " .. resp.status)
+  local msg = ("%s: token expired (%s) and cannot be refreshed: connect again with connrt run %s"):format(answered,
+    why, rec.connector_path or rec.connector)
+  self.st:mark(rec.id, { needs_reconnect = true, last_error = log.redact(msg) })
+  errors.raise("provider", "%s; connection %s is marked as needing reconnection", msg, rec.id)
 end
 
 -- `json` is decoded on first use: a pipeline that only looks at the status (or the C
@@ -333,9 +376,12 @@ end
 -- kept values, sent once, and must answer 2xx. Returns { "authorization" }.
 function Connection:revoke_by_request()
   local c, rec, r = self.c, self.rec, self.c.revoke_request
-  local creds = { access_token = self.secrets.access_token, refresh_token = self.secrets.refresh_token,
-    client_id = rec.client_id, client_secret = self.secrets.client_secret }
-  local req = request.from_template(r, { creds, self:scope()[2], rec.values or {} }, c.path .. ": revoke_request")
+  local scope = self:scope()
+  local req = request.from_template(r, template.scope({
+    token = { access_token = self.secrets.access_token, refresh_token = self.secrets.refresh_token,
+      token_type = rec.token_type, scope = rec.scope },
+    client = { client_id = rec.client_id, client_secret = self.secrets.client_secret },
+    fields = scope.ns.fields, values = scope.ns.values }), c.path .. ": revoke_request")
   local method, shown = req.method, req.url:gsub("[?#].*$", "")
   local resp = request.send(req, "revoke " .. method .. " " .. shown)
   if resp.status < 200 or resp.status > 299 then

@@ -51,22 +51,40 @@ local NEEDS = {
   fields = {},
 }
 
+--- True when placeholder `path` names a secret of a connection of `c`: a token, the
+-- client secret ({{access_token}}, {{token.refresh_token}}), or a field declared
+-- `secret` ({{api_key}}, {{fields.api_key}}). Names and unique ids may not use one;
+-- the --verbose trace hides a header that does.
+function M.secret_var(c, path)
+  local ns, name = template.split(path)
+  local secret_field = false
+  if ns == nil or ns == "fields" then
+    for _, f in ipairs(type(c.fields) == "table" and c.fields or {}) do
+      if type(f) == "table" and f.key == name and f.secret then secret_field = true end
+    end
+  end
+  return secret_field or ((ns == nil or ns == "token") and SECRET_NAMES[name] == true)
+end
+
 -- Checks that the connector's templates are well formed and that templates used before
 -- any token exists (URLs, authorize parameters) name only fields.
 local function check_templates(c, path)
-  local fieldset, secret = {}, {}
+  local fieldset = {}
   local names = {}
   for _, f in ipairs(c.fields or {}) do
     fieldset[f.key] = true
     names[#names + 1] = f.key
-    if f.secret then secret[f.key] = true end
   end
   local field_list = #names > 0 and table.concat(names, ", ") or "none"
 
+  -- a placeholder's name when it is a field's ({{region}} or {{fields.region}}), else nil
+  local function field_of(v)
+    local ns, name = template.split(v)
+    if (ns == nil or ns == "fields") and fieldset[name] then return name end
+  end
   local function only_fields(text, key)
     for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
-      local root = v:match("^[^.]+")
-      if not fieldset[root] then
+      if not field_of(v) then
         fail(path, "%s uses {{%s}}, which is not a field of this connector (fields: %s)",
           key, v, field_list)
       end
@@ -87,23 +105,63 @@ local function check_templates(c, path)
   local value_list = table.concat(c.values or {}, ", ")
   for i, a in ipairs(c.allowed_urls) do
     for _, v in ipairs(template.variables(a, path .. ": allowed_urls[" .. i .. "]")) do
-      local root = v:match("^[^.]+")
-      if not fieldset[root] and not declared[root] then
+      local ns, name = template.split(v)
+      if not field_of(v) and not ((ns == nil or ns == "values") and declared[name]) then
         fail(path, "allowed_urls[%d] uses {{%s}}, which is neither a field (fields: %s) nor a declared value "
           .. "(values: %s); declare values from the token response or hooks in `values`", i, v, field_list,
           value_list ~= "" and value_list or "none")
       end
     end
   end
+  -- known before any token: fields and the client id (TikTok's client_key)
+  local function fields_or_client(text, key)
+    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+      if v ~= "client_id" and not field_of(v) then
+        fail(path, "%s uses {{%s}}, which is neither a field of this connector (fields: %s) nor {{client_id}}",
+          key, v, field_list)
+      end
+    end
+  end
   for k, v in pairs(c.authorize_params or {}) do
-    if type(v) == "string" then only_fields(v, "authorize_params." .. k) end
+    if type(v) == "string" then fields_or_client(v, "authorize_params." .. k) end
+  end
+  for k, v in pairs(c.token_params or {}) do
+    if type(v) == "string" then fields_or_client(v, "token_params." .. k) end
+  end
+  for k, v in pairs(c.token_headers or {}) do
+    local lower = k:lower()
+    if lower == "authorization" or lower == "content-type" then
+      fail(path, "token_headers.%s: connrt sets this header itself (client_auth and token_request_format say how)", k)
+    end
+    if not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then fail(path, "token_headers: %q is not a header name", k) end
+    fields_or_client(tostring(v), "token_headers." .. k)
+  end
+  if type(c.test) == "table" then
+    for k in pairs(c.test.ok or {}) do template.parse("{{" .. k .. "}}", path .. ": test.ok") end
   end
   for _, k in ipairs({ "name", "unique_id" }) do
     for _, v in ipairs(template.variables(c[k], path .. ": " .. k)) do
-      local root = v:match("^[^.]+")
-      if SECRET_NAMES[root] or secret[root] then
+      if M.secret_var(c, v) then
         fail(path, "%s uses {{%s}}, a secret value: names and unique ids are stored in clear", k, v)
       end
+    end
+  end
+  -- the test API's answer is known for name and unique_id only
+  local function no_test(text, key)
+    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+      if template.split(v) == "test" then
+        fail(path, "%s uses {{%s}}, but the test API's answer is known in name and unique_id only", key, v)
+      end
+    end
+  end
+  for _, part in ipairs({ "headers", "query", "body" }) do
+    for k, v in pairs(c.request and c.request[part] or {}) do no_test(tostring(v), "request." .. part .. "." .. k) end
+  end
+  for k, v in pairs(c.request and c.request.basic or {}) do no_test(tostring(v), "request.basic." .. k) end
+  if type(c.test) == "string" then no_test(c.test, "test") elseif type(c.test) == "table" then
+    no_test(c.test.url, "test.url")
+    for _, part in ipairs({ "headers", "query" }) do
+      for k, v in pairs(c.test[part] or {}) do no_test(tostring(v), "test." .. part .. "." .. k) end
     end
   end
   local function parse_all(t, key)
@@ -120,10 +178,11 @@ local function check_templates(c, path)
   -- histories): not in the requests connrt sends with a connection, its test API or a
   -- declared request. A provider that only takes an API key in the query (a secret field,
   -- as Trello's) is the connector's explicit choice, and the key is redacted from traces.
-  local function no_secret_in_url(texts, key)
+  local function no_secret_in_url(texts, key, fields_too)
     for _, text in ipairs(texts) do
       for _, var in ipairs(template.variables(text, path .. ": " .. key)) do
-        if SECRET_NAMES[var:match("^[^.]+")] then
+        local ns, name = template.split(var)
+        if (fields_too and M.secret_var(c, var)) or ((ns == nil or ns == "token") and SECRET_NAMES[name]) then
           fail(path, "%s puts {{%s}} in the URL: tokens and secrets never go in URLs", key, var)
         end
       end
@@ -140,7 +199,7 @@ local function check_templates(c, path)
   for _, key in ipairs({ "revoke_request", "exchange_request" }) do
     local r = c[key]
     if r then
-      no_secret_in_url(query_texts(r.query, r.url), key)
+      no_secret_in_url(query_texts(r.query, r.url), key, true)
       parse_all(r.headers, key .. ".headers")
       parse_all(r.form, key .. ".form")
       parse_all(r.basic, key .. ".basic")
@@ -151,14 +210,14 @@ local function check_templates(c, path)
     for _, part in ipairs({ "headers", "query", "body", "basic" }) do
       for k, v in pairs(c.request and c.request[part] or {}) do
         for _, var in ipairs(template.variables(tostring(v), path)) do
-          if SECRET_NAMES[var:match("^[^.]+")] then
+          local ns, name = template.split(var)
+          if ns == "token" or (ns == nil and SECRET_NAMES[name]) then
             fail(path, "request.%s.%s uses {{%s}}, but auth = \"fields\" connections have no token", part, k, var)
           end
         end
       end
     end
   end
-  parse_all(c.token_params, "token_params")
   if type(c.test) == "string" then template.parse(c.test, path .. ": test") end
 end
 
@@ -238,6 +297,7 @@ local function check(c, src, path)
   c.scope_separator = c.scope_separator or " "
   c.authorize_params = c.authorize_params or {}
   c.token_params = c.token_params or {}
+  c.token_headers = c.token_headers or {}
   c.client_auth = c.client_auth or "basic"
   c.token_request_format = c.token_request_format or "form"
   c.values = c.values or {}
@@ -344,9 +404,9 @@ local function url_encoder(where, kind, from)
   end
 end
 
---- Resolves a URL template with `values` (see url_encoder).
-function M.render_url_text(text, values, where)
-  return template.render(text, { values }, where, url_encoder(where, "connector", ""))
+--- Resolves a URL template with `scope` (template.scope; see url_encoder).
+function M.render_url_text(text, scope, where)
+  return template.render(text, scope, where, url_encoder(where, "connector", ""))
 end
 
 --- True when allowed_urls[i] names only fields (so it is known before any token).
@@ -354,7 +414,8 @@ function M.allowed_url_static(c, i)
   local fieldset = {}
   for _, f in ipairs(c.fields) do fieldset[f.key] = true end
   for _, v in ipairs(template.variables(c.allowed_urls[i], c.path)) do
-    if not fieldset[v:match("^[^.]+")] then return false end
+    local ns, name = template.split(v)
+    if not ((ns == nil or ns == "fields") and fieldset[name]) then return false end
   end
   return true
 end
@@ -376,7 +437,7 @@ function M.render_url(c, key, fields)
   local text = c[key]
   if type(key) == "number" then text = c.allowed_urls[key]; key = "allowed_urls[" .. key .. "]" end
   if text == nil then return nil end
-  local out = M.render_url_text(text, fields, c.path .. ": " .. key)
+  local out = M.render_url_text(text, template.scope({ fields = fields }), c.path .. ": " .. key)
   local ok, why = url.check_secure(out, key)
   if not ok then errors.raise("connector", "%s: %s", c.path, why) end
   return out

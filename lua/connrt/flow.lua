@@ -250,13 +250,45 @@ local function json_body(resp)
   return {}
 end
 
---- Calls the connector's test API with the new credentials. Returns the decoded
--- response (an empty table when it is not JSON).
+-- A value of the test API's answer as test.ok shows it: JSON-like, cut short.
+local function shown(v)
+  if v == nil or v == cjson.null then return "null" end
+  if type(v) == "string" then return ("%q"):format(v:sub(1, 80)) end
+  if type(v) == "table" then return "an object or array" end
+  return require("connrt.format").value(v)
+end
+
+-- Raises a provider error when a 2xx answer of the test API is an error by the
+-- connector's own rule: a value test.ok names differs (Slack's 200 {"ok": false}), or
+-- hooks.expired says the answer means the token is not valid.
+local function test_refused(c, resp, what)
+  local detail = request.error_detail(resp.body)
+  local doc = cjson.decode(resp.body)
+  local paths = {}
+  for k in pairs(c.test.ok or {}) do paths[#paths + 1] = k end
+  table.sort(paths)
+  for _, path in ipairs(paths) do
+    local want = c.test.ok[path]
+    local segs = template.parse("{{" .. path .. "}}", c.path .. ": test.ok")[1].segs
+    local got
+    if type(doc) == "table" then got = template.lookup({ doc }, segs) end
+    if got ~= want then
+      errors.raise("provider", "%s answered %d with %s = %s, not %s%s; the connection was not saved", what, resp.status,
+        path, shown(got), shown(want), detail and (": " .. detail) or "")
+    end
+  end
+  if c.hooks.expired and require("connrt.connection").expired_by_hook(c, resp) then
+    errors.raise("provider", "%s answered %d%s, which hooks.expired says means the token is not valid; the connection "
+      .. "was not saved", what, resp.status, detail and (": " .. detail) or "")
+  end
+end
+
+--- Calls the connector's test API with the new credentials (`scope`: template.scope of
+-- the token, client, fields and kept values). Returns the decoded response (an empty
+-- table when it is not JSON).
 function M.test_api(c, scope, allowed, client_secret)
   local t = c.test
-  local flat = {} -- the scope's layers as one table, first layer winning
-  for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
-  local target = connector.render_url_text(t.url, flat, c.path .. ": test.url")
+  local target = connector.render_url_text(t.url, scope, c.path .. ": test.url")
   target = request.allowed_target(allowed, target,
     c.path:gsub("%%", "%%%%") .. ": test API %s is refused: %s (allowed: %s)")
   local req = { method = t.method, body = t.body,
@@ -266,26 +298,23 @@ function M.test_api(c, scope, allowed, client_secret)
   if t.form then
     -- a form body (HubSpot's token introspection takes the token and the client's own
     -- credentials this way, never in the URL)
-    local form_scope = { { client_secret = client_secret } }
+    local form_scope = { { client_secret = client_secret }, ns = scope.ns }
     for i = 1, #scope do form_scope[i + 1] = scope[i] end
     req.body = url.form_encode(template.render_pairs(t.form, form_scope, c.path .. ": test.form"))
     req.headers[#req.headers + 1] = { "Content-Type", "application/x-www-form-urlencoded" }
   end
-  local full = request.with_parameters(c.request, scope, req, c.path .. ": request")
+  local full = request.with_parameters(c.request, scope, req, c.path .. ": request",
+    { secret_var = function(v) return connector.secret_var(c, v) end })
   -- an identity call: its answer is parsed here, in the runtime, so it is bounded
   full.follow, full.allowed, full.max_body = 5, allowed, limits.API_BODY
   local what = "test API " .. t.method .. " " .. target:gsub("[?#].*$", "")
   local resp = request.send(full, what)
   if resp.status < 200 or resp.status > 299 then
-    local detail = ""
-    local body = cjson.decode(resp.body)
-    if type(body) == "table" then
-      local e = body.error or body.message or body.error_description
-      if type(e) == "table" then e = e.message or e.code end
-      if e then detail = ": " .. tostring(e) end
-    end
-    errors.raise("provider", "%s answered %d%s; the connection was not saved", what, resp.status, detail)
+    local detail = request.error_detail(resp.body)
+    errors.raise("provider", "%s answered %d%s; the connection was not saved", what, resp.status,
+      detail and (": " .. detail) or "")
   end
+  test_refused(c, resp, what)
   local body = json_body(resp)
   if not body then
     errors.raise("provider", "%s answered %d with a body that is not valid JSON", what, resp.status)
@@ -364,10 +393,17 @@ local function check_values(c, hook, v)
 end
 
 --- The values hooks.callback keeps from the callback's query (an empty table without
--- the hook). Raises a connector error naming the hook when it returns something else.
+-- the hook, or when it returns nil). `nil, "message"` fails the connect (a connect
+-- error, exit 4) before the code is exchanged; anything else that is not a table of
+-- values is a connector error naming the hook.
 function M.callback_values(c, q)
   if not c.hooks.callback then return {} end
-  local v = connector.call_hook(c, "callback", q)
+  local v, why = connector.call_hook(c, "callback", q)
+  if v == nil and why ~= nil then
+    -- the hook's way to say the sign-in came back without what the provider should send
+    -- (QuickBooks' realmId): the connect failed, before the code is exchanged
+    errors.raise("connect", "%s: hooks.callback: %s; nothing was saved", c.path, tostring(why):sub(1, 500))
+  end
   if v == nil then return {} end
   local out = {}
   for k, x in pairs(check_values(c, "callback", v)) do out[k] = x end
@@ -426,7 +462,7 @@ function M.lookup(c, scope, allowed)
     local method = req.method and tostring(req.method):upper() or "GET"
     local full = request.with_parameters(c.request, scope,
       { method = method, url = url.add_query(target, query), headers = headers, body = req.body, json = req.json },
-      c.path .. ": request", { skip_unknown = true })
+      c.path .. ": request", { skip_unknown = true, secret_var = function(v) return connector.secret_var(c, v) end })
     full.follow, full.allowed, full.max_body = 5, allowed, limits.API_BODY
     local resp = request.send(full, "hooks.lookup " .. method .. " " .. target:gsub("[?#].*$", ""))
     local ctype = (resp.header["content-type"] or ""):lower()
@@ -467,9 +503,10 @@ end
 -- not bring is kept): Facebook's short-lived user token for a long-lived one.
 function M.exchange(ctx, token)
   local c = ctx.c
-  local creds = { access_token = token.access_token, refresh_token = token.refresh_token,
-    client_id = ctx.client_id, client_secret = ctx.client_secret }
-  local req = request.from_template(c.exchange_request, { creds, ctx.fields, token.values or {} }, c.path .. ": exchange_request")
+  local req = request.from_template(c.exchange_request, template.scope({
+    token = { access_token = token.access_token, refresh_token = token.refresh_token },
+    client = { client_id = ctx.client_id, client_secret = ctx.client_secret },
+    fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request")
   local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
   req.max_body = limits.TOKEN_BODY -- its answer is a token response
   local new = oauth.normalize(request.send(req, where), where, c)
@@ -488,13 +525,16 @@ local function finish(ctx, token, extras)
   local values, from = {}, {}
   for k, v in pairs(token and token.values or {}) do values[k], from[k] = v, nil end
   for k, v in pairs(extras or {}) do values[k], from[k] = v, "hooks.callback" end
-  local token_scope = { client_id = ctx.client_id }
+  local token_scope, client_layer = {}, { client_id = ctx.client_id }
   if token then
     token_scope.access_token, token_scope.token_type = token.access_token, token.token_type
     token_scope.scope, token_scope.expires_in = token.scope, token.expires_in
   end
+  local function scope(me)
+    return template.scope({ token = token_scope, client = client_layer, fields = ctx.fields, values = values, test = me })
+  end
   if c.hooks.lookup then
-    local found = M.lookup(c, { token_scope, ctx.fields, values }, known_allowed(ctx))
+    local found = M.lookup(c, scope(), known_allowed(ctx))
     for k, v in pairs(found) do values[k], from[k] = v, "hooks.lookup" end
   end
   -- values are kept in clear: none may carry a secret of this connection (a hook could
@@ -516,13 +556,14 @@ local function finish(ctx, token, extras)
   -- every allowed URL, now that the token's and the lookup's values exist
   ctx.allowed = {}
   for i = 1, #c.allowed_urls do
-    ctx.allowed[i] = ctx.allowed_static[i] or connector.render_allowed(c, i, { ctx.fields, values })
+    ctx.allowed[i] = ctx.allowed_static[i] or connector.render_allowed(c, i,
+      template.scope({ fields = ctx.fields, values = values }))
   end
-  local me = M.test_api(c, { token_scope, ctx.fields, values }, ctx.allowed, ctx.client_secret)
+  local me = M.test_api(c, scope(), ctx.allowed, ctx.client_secret)
 
-  local scope = { token_scope, ctx.fields, values, me }
-  local name = template.render(c.name, scope, c.path .. ": name")
-  local unique_id = template.render(c.unique_id, scope, c.path .. ": unique_id")
+  local named = scope(me)
+  local name = template.render(c.name, named, c.path .. ": name")
+  local unique_id = template.render(c.unique_id, named, c.path .. ": unique_id")
   if unique_id == "" then
     errors.raise("provider", "%s: unique_id rendered empty; cannot tell accounts apart", c.path)
   end
@@ -546,7 +587,8 @@ local function finish(ctx, token, extras)
     name = name, unique_id = unique_id, fields = plain_fields, values = values,
     client_id = ctx.client_id, client_auth = c.client_auth, urls = ctx.urls, allowed_urls = ctx.allowed,
     token_type = token and token.token_type, scope = token and token.scope,
-    expires_at = token and token.expires_at, has_refresh_token = token and token.refresh_token ~= nil or false,
+    expires_at = token and token.expires_at, issued_at = token and token.issued_at,
+    has_refresh_token = token and token.refresh_token ~= nil or false,
   }
   local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret,
     origins = M.client_origins(ctx.urls, ctx.allowed) } or nil
@@ -715,7 +757,7 @@ local function via_device(ctx)
     elseif err == "access_denied" then
       errors.raise("connect", "authorization denied: access_denied; nothing was saved")
     elseif err ~= "authorization_pending" then
-      return finish(ctx, oauth.fetch_token(c, nil, where, raw))
+      return finish(ctx, oauth.fetch_token(c, nil, where, raw, grant[1][2]))
     end
     if sys.monotime() + interval > deadline then
       errors.raise("connect", "the sign-in was not completed within %ds; nothing was saved", math.floor(deadline - start))

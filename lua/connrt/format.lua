@@ -3,8 +3,9 @@
 -- and combining characters), with control characters made harmless.
 --
 --   format.ago(t, now)              "5 min ago", "in 3 h", "just now"; "never" for nil
---   format.expiry(expires_at, now)  "in 42 min", "expired 5 min ago"; "never" for nil
+--   format.expiry(expires_at, now)  "in 42 min", "expired 5 min ago"; "unknown" for nil
 --   format.utc(t)                   "2024-05-01T12:00:00Z"; "never" for nil
+--   format.value(v)                 a kept value as text: 8726400, not 8726400.0
 --   format.table(rows)              rows[1] is the header; returns the lines joined by
 --                                   "\n" (no trailing newline, no trailing spaces)
 --   format.width(s), format.clean(s)
@@ -36,9 +37,10 @@ function M.ago(t, now)
 end
 
 --- A token's expiry relative to `now`: "in 42 min", "expired 5 min ago", "expired just
--- now" (at the very second), "never" (nil: no expiry known).
+-- now" (at the very second), "unknown" (nil: the provider did not say; the token may
+-- still end at any time).
 function M.expiry(expires_at, now)
-  if expires_at == nil then return "never" end
+  if expires_at == nil then return "unknown" end
   local d = expires_at - (now or os.time())
   if d >= 1 then return "in " .. span(d) end
   if d > -1 then return "expired just now" end
@@ -49,6 +51,14 @@ end
 function M.utc(t)
   if t == nil then return "never" end
   return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
+end
+
+--- A value kept with a connection, as text. JSON has one number type, so a kept integer
+-- comes back from the store as a float: it is written as the integer it is (the way
+-- templates and --json write it), not "8726400.0".
+function M.value(v)
+  if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
+  return tostring(v)
 end
 
 -- Code point ranges a terminal shows two columns wide (East Asian wide and fullwidth,

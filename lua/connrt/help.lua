@@ -34,8 +34,10 @@ local EXIT = {
   { "1", "other failure" },
   { "2", "usage: wrong command line, a missing or invalid field, no client id" },
   { "3", "invalid connector (or a template names a value that does not exist)" },
-  { "4", "the connect flow failed: access denied, wrong state, timeout, issuer mix-up" },
-  { "5", "provider error: token endpoint, test API, a refused refresh; a request's status >= 400" },
+  { "4", "the connect flow failed: access denied, wrong state, timeout, issuer mix-up, a callback "
+    .. "hooks.callback refused" },
+  { "5", "provider error: token endpoint, test API, a refused refresh; a request's status >= 400, or a token "
+    .. "the connector calls expired that cannot be refreshed" },
   { "6", "network error: no answer from a server" },
   { "7", "a URL outside the connection's allowed URLs was refused" },
   { "8", "store error: wrong key, damaged data, cannot write" },
@@ -59,7 +61,8 @@ local ENVIRONMENT = {
   { "CONNRT_CA_BUNDLE", "a PEM file of CA certificates to trust instead of the system's, e.g. a company's own "
     .. "CA (TLS verification is always on; there is no way to turn it off)" },
   { "CONNRT_VERBOSE", "when set (not 0), the same as --verbose" },
-  { "CONNRT_REFRESH_MARGIN", "refresh a token this many seconds before it expires (default 60)" },
+  { "CONNRT_REFRESH_MARGIN", "refresh a token this many seconds before it expires (default 60; never more than "
+    .. "half the token's lifetime)" },
   { "CONNRT_LOCK_TIMEOUT", "seconds a change to the store waits for another process's write before it gives "
     .. "up (default 30; reads never wait)" },
   { "CONNRT_CONNECTOR_MEMORY", "the memory limit of a connector's sandbox, in MiB (default 64)" },
@@ -163,7 +166,8 @@ local COMMANDS = {
         .. "status on standard error, and exits 5 on a status of 400 or more. A relative URL (/user) is joined "
         .. "to the connection's first allowed URL; a URL under none of the allowed URLs is refused before "
         .. "anything is sent (exit 7). A token about to expire is refreshed first; a 401 refreshes once and "
-        .. "retries once.",
+        .. "retries once. An answer the connector calls an expired token that cannot be refreshed exits 5 and "
+        .. "marks the connection as needing reconnection.",
       "METHOD is GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS; the default is GET, or POST with a body.",
       ID_TEXT,
     },
@@ -206,7 +210,7 @@ local COMMANDS = {
     text = {
       "Refreshes the connection's access token now, with its refresh token, and saves the new tokens. A refresh "
         .. "the provider refuses (invalid_grant) marks the connection \"needs reconnect\": connect it again with "
-        .. "connrt run.",
+        .. "connrt run. A connection without a refresh token is not refreshed (exit 1; nothing is sent).",
       ID_TEXT,
     },
     options = {},
@@ -220,8 +224,9 @@ local COMMANDS = {
     overview = { { "revoke ID", "revoke the tokens at the provider, then delete" } },
     usage = { "connrt revoke ID" },
     text = {
-      "Revokes the connection's refresh token and access token at the connector's revoke URL (RFC 7009), then "
-        .. "deletes the connection from the store.",
+      "Revokes the connection's refresh token and access token at the connector's revoke URL (RFC 7009), or "
+        .. "sends its revoke_request, then deletes the connection from the store. A revoke the provider refuses "
+        .. "keeps the connection (exit 5); connrt delete removes it here only.",
       ID_TEXT,
     },
     options = {},
@@ -238,6 +243,30 @@ local COMMANDS = {
     },
     options = {},
     examples = { { "connrt delete github", "" }, { "connrt delete local-oidc-1a2b3c4d", "" } },
+  },
+  {
+    name = "update",
+    overview = { { "update ID [CONNECTOR.lua]", "apply a changed connector to a connection" } },
+    usage = { "connrt update ID [CONNECTOR.lua]" },
+    text = {
+      "A connection keeps the connector it was connected with: editing the connector file changes nothing for "
+        .. "it. update applies CONNECTOR.lua (default: the file the connection was connected or last updated "
+        .. "with) to the connection without a new sign-in: it checks the connector, renders its URLs and allowed "
+        .. "URLs from the connection's fields and kept values (values the connector no longer declares are "
+        .. "dropped), checks that its request parameters can be rendered, and saves the connector and the "
+        .. "record in one transaction. Nothing is sent: the tokens, name and unique id stay.",
+      "A connector that would need a new sign-in is refused with exit 2: another connector id or way of "
+        .. "connecting, a scope the connection was not granted, a token or refresh URL at another host, a "
+        .. "required field the connection does not have. An invalid connector, or one whose templates name a "
+        .. "value the connection does not keep, is refused with exit 3. Either way nothing changes; connrt run "
+        .. "connects the account again.",
+      ID_TEXT,
+    },
+    options = {},
+    examples = {
+      { "connrt update github", "after editing the connector github was connected with" },
+      { "connrt update github-1a2b3c4d ~/connectors/github.lua", "the connector in another file" },
+    },
   },
   {
     name = "rekey",

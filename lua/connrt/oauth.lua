@@ -44,7 +44,8 @@ function M.authorize_url(c, ctx)
   -- the connector's own parameters, then the caller's (--param), which win
   local extra = {}
   for _, p in ipairs(ctx.params or {}) do extra[p[1]] = true end
-  for _, p in ipairs(template.render_pairs(c.authorize_params, { ctx.fields }, c.path .. ": authorize_params")) do
+  local scope = template.scope({ client = { client_id = ctx.client_id }, fields = ctx.fields })
+  for _, p in ipairs(template.render_pairs(c.authorize_params, scope, c.path .. ": authorize_params")) do
     if not extra[p[1]] then params[#params + 1] = p end
   end
   local reserved = { response_type = true, client_id = true, redirect_uri = true, state = true,
@@ -57,21 +58,41 @@ function M.authorize_url(c, ctx)
 end
 
 --- The token endpoint request for `grant` (array of {name, value}), with the client
--- authentication the connector names. opts.no_token_params leaves the connector's
--- token_params out (for the device authorization endpoint).
+-- authentication the connector names, `Accept: application/json` (unless the
+-- connector's token_headers say otherwise) and the connector's token_headers.
+-- opts.no_token_params leaves the connector's token_params out (for the device
+-- authorization endpoint). The request's `grant` is the grant_type it asks for (what
+-- hooks.token_response is told as raw.grant).
 function M.token_request(c, token_url, ctx, grant, opts)
   local params = {}
-  for _, p in ipairs(grant) do params[#params + 1] = p end
+  local grant_type
+  for _, p in ipairs(grant) do
+    params[#params + 1] = p
+    if p[1] == "grant_type" then grant_type = p[2] end
+  end
+  local scope = template.scope({ client = { client_id = ctx.client_id }, fields = ctx.fields })
   if not (opts and opts.no_token_params) then
-    for _, p in ipairs(template.render_pairs(c.token_params, { ctx.fields }, c.path .. ": token_params")) do
+    for _, p in ipairs(template.render_pairs(c.token_params, scope, c.path .. ": token_params")) do
       params[#params + 1] = p
     end
   end
   local json = c.token_request_format == "json"
+  local extra = template.render_pairs(c.token_headers, scope, c.path .. ": token_headers")
+  local accept = "application/json"
+  local hidden = {}
+  for _, h in ipairs(extra) do
+    if h[1]:lower() == "accept" then accept = h[2] end
+    if request.carries_secret(tostring(c.token_headers[h[1]]), h[2], function(v) return connector.secret_var(c, v) end) then
+      hidden[h[1]:lower()] = true
+    end
+  end
   local headers = {
-    { "Accept", "application/json" },
+    { "Accept", accept },
     { "Content-Type", json and "application/json" or "application/x-www-form-urlencoded" },
   }
+  for _, h in ipairs(extra) do
+    if h[1]:lower() ~= "accept" then headers[#headers + 1] = h end
+  end
   if c.client_auth == "basic" then
     -- RFC 6749 2.3.1: id and secret are form-encoded before they are joined
     local cred = url.encode(ctx.client_id) .. ":" .. url.encode(ctx.client_secret or "")
@@ -85,10 +106,11 @@ function M.token_request(c, token_url, ctx, grant, opts)
     -- a JSON object of the same parameters (Notion, Atlassian)
     local doc = {}
     for _, p in ipairs(params) do if doc[p[1]] == nil then doc[p[1]] = p[2] end end
-    return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc), max_body = limits.TOKEN_BODY }
+    return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc), max_body = limits.TOKEN_BODY,
+      grant = grant_type, hidden_headers = hidden }
   end
   return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params),
-    max_body = limits.TOKEN_BODY }
+    max_body = limits.TOKEN_BODY, grant = grant_type, hidden_headers = hidden }
 end
 
 local function title_of(body)
@@ -251,7 +273,9 @@ function M.finish_token(t, where, c, from)
       errors.raise("provider", "%s: expires_in is not a number of seconds: %s", where, tostring(tok.expires_in))
     end
     tok.expires_in = math.floor(n)
-    tok.expires_at = os.time() + tok.expires_in
+    -- issued_at with it: the token's lifetime bounds how early it is refreshed
+    tok.issued_at = os.time()
+    tok.expires_at = tok.issued_at + tok.expires_in
   end
   tok.values = keep_values(t, where, c, from)
   no_token_inside(tok, where, "token_type", tok.token_type)
@@ -292,11 +316,14 @@ function M.normalize(raw, where, c)
 end
 
 --- Sends a token request (or takes the `raw` response already fetched) and returns the
--- normalized token, through the connector's token_response hook when it has one.
-function M.fetch_token(c, req, where, raw)
+-- normalized token, through the connector's token_response hook when it has one. The
+-- hook is told the grant the answer is for (raw.grant): `grant`, else the request's.
+function M.fetch_token(c, req, where, raw, grant)
   raw = raw or request.send(req, where)
   if c.hooks.token_response then
-    local t, err = connector.call_hook(c, "token_response", connector.hook_response(raw))
+    local r = connector.hook_response(raw)
+    r.grant = grant or (req and req.grant)
+    local t, err = connector.call_hook(c, "token_response", r)
     if t == nil then
       errors.raise("provider", "%s answered %d: %s", where, raw.status, tostring(err or "rejected by hooks.token_response"))
     end

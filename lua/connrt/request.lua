@@ -75,11 +75,14 @@ end
 --- A URL for the trace: the values of secret-named query parameters hidden.
 M.hide_url = hide_url
 
-local function trace_exchange(method, target, headers, secret_headers, body, resp)
+-- `hidden`: lowercased names of headers whose value carries a secret (M.with_parameters
+-- says which of a connector's do); a secret-looking name is hidden too, and every line
+-- passes log.redact.
+local function trace_exchange(method, target, headers, hidden_headers, body, resp)
   log.trace("> %s %s", method, hide_url(target))
   local ctype
   for _, h in ipairs(headers) do
-    local hidden = log.secret_name(h[1]) or (secret_headers or {})[h[1]:lower()]
+    local hidden = log.secret_name(h[1]) or (hidden_headers or {})[h[1]:lower()]
     log.trace("> %s: %s", h[1], hidden and "[redacted]" or h[2])
     if h[1]:lower() == "content-type" then ctype = h[2] end
   end
@@ -100,7 +103,9 @@ local function strip_query(u)
 end
 
 --- Sends `req` {method, url, headers = array of {name, value}, body, secret_headers =
--- set of lowercased header names, follow = max redirects, allowed = URL list for
+-- set of lowercased header names (credentials: dropped on a redirect to another
+-- origin), hidden_headers = set of lowercased header names the --verbose trace hides
+-- (those carrying a secret), follow = max redirects, allowed = URL list for
 -- redirects, origin = req.url already parsed, when the caller has it, max_body = bytes
 -- the answer may have (a token endpoint's: limits.TOKEN_BODY)}. `what` names the
 -- request in errors ("token endpoint"). Returns the client's response {status, headers
@@ -118,7 +123,7 @@ function M.send(req, what)
       method = method, url = current, headers = lines, body = body, timeout = req.timeout, max_body = req.max_body,
       allowed = req.allowed,
     })
-    if log.verbose then trace_exchange(method, current, headers, req.secret_headers, body, resp) end
+    if log.verbose then trace_exchange(method, current, headers, req.hidden_headers, body, resp) end
     if not resp then
       local why = (err or "?"):gsub("^%u+ %S+: ", "")
       if code == "refused" then
@@ -167,10 +172,27 @@ function M.send(req, what)
   end
 end
 
+-- True when a header's template or its rendered value carries a secret: it names one
+-- (opts.secret_var, else a token or the client secret) or holds a registered one.
+local function carries_secret(text, value, secret_var)
+  for _, var in ipairs(template.variables(text)) do
+    if secret_var then
+      if secret_var(var) then return true end
+    else
+      local ns, name = template.split(var)
+      if (ns == nil or ns == "token") and require("connrt.connector").SECRET_NAMES[name] then return true end
+    end
+  end
+  return log.redact(value) ~= value
+end
+M.carries_secret = carries_secret
+
 --- Builds the request a connection sends: the connector's request parameters (headers,
 -- query, body values) rendered with `scope`, merged with the caller's own `req`
 -- (caller's values win). `req.json`, when given, is sent as a JSON body. Every header the
--- connector adds counts as a credential.
+-- connector adds counts as a credential (dropped on a redirect to another origin); the
+-- --verbose trace hides those that carry a secret (opts.secret_var(path) says which
+-- placeholders name one) and shows the rest.
 local function known_only(map, scope)
   local out = {}
   for k, v in pairs(map or {}) do
@@ -235,7 +257,7 @@ local function basic_header(basic, scope, where)
 end
 
 function M.with_parameters(params, scope, req, where, opts)
-  local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {} }
+  local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {}, hidden_headers = {} }
   if opts and opts.skip_unknown then
     -- before every value exists (hooks.lookup): leave out parameters that name missing ones
     params = { headers = known_only(params.headers, scope), query = known_only(params.query, scope),
@@ -247,11 +269,14 @@ function M.with_parameters(params, scope, req, where, opts)
   local added = render_headers(params.headers, scope, where .. ".headers")
   if params.basic then added[#added + 1] = basic_header(params.basic, scope, where) end
   local headers, secret = out.headers, out.secret_headers
+  local secret_var = opts and opts.secret_var
   for _, p in ipairs(added) do
     local name = p[1]:lower()
     if not given[name] then
       headers[#headers + 1] = p
       secret[name] = true
+      local text = params.headers and params.headers[p[1]]
+      if text == nil or carries_secret(tostring(text), p[2], secret_var) then out.hidden_headers[name] = true end
     end
   end
   for _, h in ipairs(own) do headers[#headers + 1] = h end
@@ -282,6 +307,17 @@ function M.with_parameters(params, scope, req, where, opts)
   return out
 end
 
+--- The provider's error in a JSON answer, as text, or nil: `error`, `message` or
+-- `error_description`, or the `message` or `code` of an error object.
+function M.error_detail(body)
+  local doc = require("cjson.safe").decode(body or "")
+  if type(doc) ~= "table" then return nil end
+  local e = doc.error or doc.message or doc.error_description
+  if type(e) == "table" then e = e.message or e.code end
+  if e == nil or e == cjson.null or type(e) == "table" then return nil end
+  return tostring(e):sub(1, 300)
+end
+
 --- Joins `u` to the first of `allowed` (when relative) and checks it against all of
 -- them; returns the URL and its parsed form, or raises a refused error: `message` is a
 -- format given the URL (without its query), why, and the allowed list.
@@ -298,9 +334,7 @@ end
 -- (or loopback). Returns { method, url, headers, body } for M.send.
 function M.from_template(spec, scope, where)
   local connector = require("connrt.connector")
-  local flat = {}
-  for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do flat[k] = v end end
-  local target = connector.render_url_text(spec.url, flat, where .. ".url")
+  local target = connector.render_url_text(spec.url, scope, where .. ".url")
   local ok, why = url.check_secure(target, where .. ".url")
   if not ok then errors.raise("connector", "%s", why) end
   target = url.add_query(target, template.render_pairs(spec.query, scope, where .. ".query"))

@@ -111,6 +111,8 @@ local function json_t(v)
   if bad then return "expected JSON data, found " .. bad end
 end
 
+-- The test API: a request, and `ok`, the values its answer must hold to count as a
+-- success (JSON paths to strings, numbers or booleans: Slack's { ok = true }).
 local request_decl = { record = {
   method = leaf(pattern_t("^%u+$", "an HTTP method in capitals")),
   url = leaf(string_t, { required = true }),
@@ -120,6 +122,7 @@ local request_decl = { record = {
   json = leaf(json_t),
   -- a form body, rendered with the connection's values and the client's credentials
   form = string_map,
+  ok = string_map,
 } }
 
 -- A request declared as data, rendered with the connection's values (revoke_request,
@@ -154,6 +157,9 @@ M.connector = { record = {
   token_url = leaf(string_t),                                        -- 5 (all but fields)
   client_auth = leaf(enum_t("basic", "body")),
   token_params = string_map,
+  -- headers every request to the token, refresh, device and revoke URLs carries
+  -- (Reddit's descriptive User-Agent)
+  token_headers = string_map,
   -- how token, refresh and revoke requests carry their parameters: a form (RFC 6749)
   -- or a JSON object (Notion, Atlassian)
   token_request_format = leaf(enum_t("form", "json")),

@@ -2,9 +2,12 @@
 --
 -- A template is text with placeholders `{{path}}`, where a path is names joined by dots
 -- (`user.email`) and numeric segments index JSON arrays from 0 (`emails.0.value`).
--- Values come from a scope: an ordered list of tables looked up first to last. A
--- placeholder whose value does not exist is an error naming the variable and the
--- connector key the template came from; it never becomes an empty string.
+-- Values come from a scope: an ordered list of tables looked up first to last (the short
+-- form, `{{id}}`), or, when the path starts with a namespace (`{{test.id}}`,
+-- `{{values.id}}`, `{{fields.region}}`, `{{token.scope}}`), from that one layer alone, so
+-- a kept value cannot hide the test API's field of the same name. A placeholder whose
+-- value does not exist is an error naming the variable and the connector key the
+-- template came from; it never becomes an empty string.
 local NULL = require("cjson").null
 
 local M = {}
@@ -67,9 +70,53 @@ local function step(value, seg)
   return value[seg]
 end
 
---- Looks a path up in a scope (array of tables, first match wins). Returns the value
--- or nil.
+-- The layers of a scope, in the order the short form looks them up, and which of them
+-- have a namespace. `client` holds client_id (and, for revoke and exchange requests,
+-- client_secret), which have no namespace of their own.
+local LAYERS = { "token", "client", "fields", "values", "test" }
+M.NAMESPACES = { token = true, fields = true, values = true, test = true }
+local WHAT = { token = "the token", fields = "the fields", values = "the kept values",
+  test = "the test API's answer" }
+
+--- A scope from named layers (`token`, `client`, `fields`, `values`, `test`; each a
+-- table or nil): an array in lookup order, with `ns` mapping each namespace given to
+-- its layer. A namespace not given is not known where the scope is used (`{{test.X}}`
+-- outside name and unique_id).
+function M.scope(layers)
+  local out, ns = {}, {}
+  for _, name in ipairs(LAYERS) do
+    local l = layers[name]
+    if l ~= nil then
+      out[#out + 1] = l
+      if M.NAMESPACES[name] then ns[name] = l end
+    end
+  end
+  out.ns = ns
+  return out
+end
+
+--- The namespace and the name a placeholder path starts with: "fields.region" ->
+-- "fields", "region"; "user.email" -> nil, "user" (the short form). A namespace alone
+-- (`{{token}}`, a field of that name) is the short form too.
+function M.split(path)
+  local first, second = path:match("^([^.]+)%.([^.]+)")
+  if first and M.NAMESPACES[first] then return first, second end
+  return nil, path:match("^[^.]+")
+end
+
+--- Looks a path up in a scope (array of tables, first match wins; a namespaced path in
+-- its namespace's layer alone, when the scope has namespaces). Returns the value or nil.
 function M.lookup(scope, segs)
+  local ns = scope.ns
+  if ns and segs[2] ~= nil and M.NAMESPACES[segs[1]] then
+    local v = ns[segs[1]]
+    for i = 2, #segs do
+      v = step(v, segs[i])
+      if v == nil then return nil end
+    end
+    if v == NULL then return nil end
+    return v
+  end
   local single = segs[2] == nil and segs[1]
   for i = 1, #scope do
     local v = scope[i]
@@ -101,15 +148,23 @@ local function scalar(v, path, where)
   fail(where, "{{%s}} is %s, not a single value", path, t == "table" and "an object or array" or t)
 end
 
-local function known_names(scope)
+-- The names a placeholder could have used here: those of the namespace it names, or of
+-- every layer for the short form.
+local function known_names(scope, segs)
+  local layers = scope
+  local space = scope.ns and segs[2] ~= nil and M.NAMESPACES[segs[1]] and segs[1]
+  if space then
+    if scope.ns[space] == nil then return nil, space end
+    layers = { scope.ns[space] }
+  end
   local names, seen = {}, {}
-  for _, layer in ipairs(scope) do
+  for _, layer in ipairs(layers) do
     for k in pairs(layer) do
       if type(k) == "string" and not seen[k] then seen[k] = true; names[#names + 1] = k end
     end
   end
   table.sort(names)
-  return table.concat(names, ", ")
+  return table.concat(names, ", "), space
 end
 
 --- Renders a template. `scope` is an array of tables; `where` names the connector key
@@ -129,9 +184,12 @@ function M.render(text, scope, where, encode, key)
       if v == nil or type(v) ~= "string" then
         local at = key and (where .. "." .. key) or where
         if v == nil then
-          local have = known_names(scope)
-          fail(at, "{{%s}} names a value that does not exist (values here: %s)",
-            p.path, have ~= "" and have or "none")
+          local have, space = known_names(scope, p.segs)
+          if not have then
+            fail(at, "{{%s}} names %s, which is not known here", p.path, WHAT[space])
+          end
+          fail(at, "{{%s}} names a value that does not exist (%s here: %s)", p.path,
+            space and (space .. " names") or "values", have ~= "" and have or "none")
         end
         v = scalar(v, p.path, at)
       end

@@ -9,26 +9,30 @@
 //   GET  /auth            302 back to redirect_uri with a code and the state
 //   POST /token           a token for any grant (authorization_code, refresh_token,
 //                         client_credentials): access and refresh token, expires_in 3600,
-//                         scope, and the values api_base (ORIGIN/api) and region. The answer
-//                         is shaped by the mode (below) of the grant: `tok` for the first
-//                         two, `refresh` for refresh_token
-//   POST /revoke          200
+//                         scope, and the values api_base (ORIGIN/api), region and quota
+//                         (an integer). The answer is shaped by the mode (below) of the
+//                         grant: `tok` for the first two, `refresh` for refresh_token
+//   POST /revoke          200, or the status `revoke` says
 //   GET  /api/me          the account (u-1, or u-TENANT for an X-Tenant other than t1), with a
-//                         Bearer token this server issued; else 401
-//   any  /api/...         200 {"ok": true, "path"} with such a token
-//   GET  /_mode?tok=M&refresh=M&size=N&count=N   sets the modes
+//                         Bearer token this server issued; else 401.
+//                         With me=error200: 200 {"ok": false, "error": "invalid_auth"}, as
+//                         Slack answers errors
+//   any  /api/...         200 {"ok": true, "path"} with such a token; with api=expired200,
+//                         200 {"ok": false, "error": "token_expired"} whatever the token
+//   GET  /_mode?tok=M&refresh=M&size=N&count=N&me=M&api=M&revoke=N   sets the modes
 //   GET  /_log            every request so far (not /_ ones): {method, path, headers, body}
 // Modes: ok | extras (beside the token: `token` = the access token as Intercom sends it,
 // session_token, api_key, a `secret` and an `account` that is the access token) | big
 // (a `filler` string of `size` bytes) | manykeys (`count` extra keys k0, k1, ...) |
 // bigvalue (region of `size` bytes) | bigscope (scope of `size` bytes) | bigtoken (access
 // token of `size` bytes) | wide (`count` values v0, v1, ... of `size` bytes each, and a
-// scope of 4 * `size` bytes).
+// scope of 4 * `size` bytes) | norefresh (no refresh token) |
+// noexpiry (no expires_in).
 import http from "node:http";
 import crypto from "node:crypto";
 
 let origin = "";
-const mode = { tok: "ok", refresh: "ok", size: 0, count: 0 };
+const mode = { tok: "ok", refresh: "ok", size: 0, count: 0, me: "ok", api: "ok", revoke: 200 };
 const issued = new Set();
 const received = [];
 
@@ -43,7 +47,7 @@ function token(m) {
   const at = m === "bigtoken" ? "at-" + "a".repeat(mode.size) : `at-${rand()}`;
   issued.add(at);
   const t = { access_token: at, token_type: "Bearer", expires_in: 3600, refresh_token: `rt-${rand()}`,
-    scope: "read", api_base: `${origin}/api`, region: "eu" };
+    scope: "read", api_base: `${origin}/api`, region: "eu", quota: 8726400 };
   if (m === "extras") {
     Object.assign(t, { token: at, session_token: `st-${rand()}`, api_key: `ak-${rand()}`, secret: `se-${rand()}`,
       account: at });
@@ -55,6 +59,10 @@ function token(m) {
     t.region = "r".repeat(mode.size);
   } else if (m === "bigscope") {
     t.scope = "s".repeat(mode.size);
+  } else if (m === "norefresh") {
+    delete t.refresh_token;
+  } else if (m === "noexpiry") {
+    delete t.expires_in;
   } else if (m === "wide") {
     for (let i = 0; i < mode.count; i++) t[`v${i}`] = "w".repeat(mode.size);
     t.scope = "s".repeat(4 * mode.size);
@@ -70,8 +78,8 @@ const server = http.createServer((req, res) => {
     const u = new URL(req.url, origin);
     const q = u.searchParams;
     if (u.pathname === "/_mode") {
-      for (const k of ["tok", "refresh"]) if (q.get(k)) mode[k] = q.get(k);
-      for (const k of ["size", "count"]) if (q.get(k)) mode[k] = Number(q.get(k));
+      for (const k of ["tok", "refresh", "me", "api"]) if (q.get(k)) mode[k] = q.get(k);
+      for (const k of ["size", "count", "revoke"]) if (q.get(k)) mode[k] = Number(q.get(k));
       return json(res, 200, mode);
     }
     if (u.pathname === "/_log") return json(res, 200, received);
@@ -87,10 +95,14 @@ const server = http.createServer((req, res) => {
       const grant = new URLSearchParams(body).get("grant_type");
       return json(res, 200, token(grant === "refresh_token" ? mode.refresh : mode.tok));
     }
-    if (req.method === "POST" && u.pathname === "/revoke") return json(res, 200, {});
+    if (req.method === "POST" && u.pathname === "/revoke") {
+      return json(res, mode.revoke, mode.revoke === 200 ? {} : { error: "unsupported_token_type" });
+    }
     if (u.pathname.startsWith("/api/")) {
+      if (mode.api === "expired200") return json(res, 200, { ok: false, error: "token_expired" });
       const m = (req.headers.authorization || "").match(/^Bearer (\S+)$/);
       if (!m || !issued.has(m[1])) return json(res, 401, { error: "invalid_token" });
+      if (u.pathname === "/api/me" && mode.me === "error200") return json(res, 200, { ok: false, error: "invalid_auth" });
       if (u.pathname === "/api/me") {
         // another account per tenant (the default tenant t1 is account u-1)
         const t = req.headers["x-tenant"];

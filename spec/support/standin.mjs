@@ -22,10 +22,14 @@
 // values (form), then ends every access and refresh token. A
 // `refresh` shape with rotate: false keeps the refresh token it is given valid and
 // answers with that same one as $REFRESH_TOKEN (Square's code flow); otherwise each
-// refresh spends it. An API route with auth "none" is authenticated by its body.
+// refresh spends it. An API route with auth "none" is authenticated by its body. The
+// token shape's `require_headers` are headers every token request must carry (Reddit's
+// User-Agent).
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
-// (the next token response is the fixture's error), POST /_standin/expire (every access
-// token stops working).
+// (the next token response is the fixture's error), POST /_standin/fail?what=api (the
+// next API request is answered with its route's `fail` shape, else `unauthorized`: an
+// error the provider sends whatever the credential, such as Slack's 200 {"ok": false}),
+// POST /_standin/expire (every access token stops working).
 import http from "node:http";
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -140,6 +144,9 @@ async function onToken(req, res, isRefreshPath) {
   const t = tokenParams(req, text);
   seen[seen.length - 1].body = text;
   if (t.error) return oauthError(res, t.status || 400, t.status === 401 ? "invalid_client" : "invalid_request", t.error);
+  for (const [k, v] of Object.entries(fixture.token.require_headers || {})) {
+    if (req.headers[k.toLowerCase()] !== v) return oauthError(res, 400, "invalid_request", `the token request needs ${k}: ${v}`);
+  }
   const p = t.params;
   if (p.grant_type === "authorization_code" && !isRefreshPath) {
     const entry = codes.get(p.code);
@@ -233,6 +240,10 @@ const server = http.createServer(async (req, res) => {
       if (r.method === req.method && match) {
         const body = await readBody(req);
         entry.body = body;
+        if (failNext.has("api")) {
+          failNext.delete("api");
+          return send(res, r.fail || fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
+        }
         if (!authorized(req, u.searchParams, r.auth, body)) return send(res, fixture.unauthorized || { status: 401, body: { error: "unauthorized" } });
         for (const [k, v] of Object.entries(r.require_query || {})) {
           if (u.searchParams.get(k) !== v) return send(res, r.missing_query || { status: 400, body: { error: `query ${k}=${v} is required` } });
