@@ -93,6 +93,19 @@ local CASES = {
     assert(ok)
     pcall(connector.render_allowed, c, 2, { { instance_url = "https://x.test" .. ("/"):rep(MB) } })
   ]], 4 },
+  -- a connector's own text (it may come from a stranger): templates and the secret check
+  { "connector templates: unclosed '{{' runs and runs of spaces in placeholders", [[
+    local template = require("connrt.template")
+    local check = require("connrt.check")
+    for _, input in ipairs({ RUNS, ("{{"):rep(MB // 2), ("{{a"):rep(MB // 3), ("{{a}"):rep(MB // 4), ("}}{{"):rep(MB // 4) }) do
+      pcall(template.parse, input, "t")
+      check.looks_secret(input)
+    end
+    local parts = template.parse("{{" .. (" "):rep(MB) .. "a" .. (" "):rep(MB) .. "}}", "t")
+    assert(parts[1].path == "a", parts[1].path)
+    assert(not pcall(template.parse, "{{ a" .. (" "):rep(MB) .. "b }}", "t"))
+    assert(not pcall(template.parse, "x{{y" .. ("{"):rep(MB), "t"))
+  ]], 44 },
   -- what connrt prints: tables of provider names, and lines through the log
   { "format.table of names with megabyte runs", [[
     local format = require("connrt.format")

@@ -79,7 +79,7 @@ local PREFIXES = { "sk_", "sk-", "rk_", "pk_live_", "xoxb-", "xoxp-", "xoxa-", "
   "glpat-", "AKIA", "shpat_", "secret_", "ntn_" }
 
 function M.looks_secret(text)
-  local literal = text:gsub("{{.-}}", " ")
+  local literal = template.literal(text)
   for word in literal:gmatch("[%w_%-]+") do
     for _, p in ipairs(PREFIXES) do
       if word:sub(1, #p) == p and #word >= #p + 8 then return "it starts with " .. p end

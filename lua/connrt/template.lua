@@ -20,20 +20,23 @@ local function fail(where, fmt, ...)
 end
 
 --- Splits a template into literal strings and placeholder paths. Cached per text.
+-- Plain finds only: each '{{' is matched with the first '}}' after it, so a connector's
+-- text of any shape is read once (a pattern like "{{(.-)}}" rescans to the end from
+-- every unclosed '{{' and is quadratic).
 local parsed = {}
 function M.parse(text, where)
   local hit = parsed[text]
   if hit then return hit end
+  local trim = require("connrt.text").trim
   local parts, i = {}, 1
   while true do
-    local s, e, inner = text:find("{{(.-)}}", i)
-    local open = text:find("{{", i, true)
-    if open and (not s or open < s) then
-      fail(where or "template", "'{{' without a matching '}}' in %q", text)
-    end
+    local s = text:find("{{", i, true)
     if not s then break end
+    local e = text:find("}}", s + 2, true)
+    if not e then fail(where or "template", "'{{' without a matching '}}' in %q", text) end
     if s > i then parts[#parts + 1] = text:sub(i, s - 1) end
-    local path = inner:match("^%s*(.-)%s*$")
+    local inner = text:sub(s + 2, e - 1)
+    local path = trim(inner)
     local segs = {}
     for seg in (path .. "."):gmatch("([^.]*)%.") do
       if not (seg:match(PATH) or seg:match("^%d+$")) then
@@ -42,11 +45,27 @@ function M.parse(text, where)
       segs[#segs + 1] = seg
     end
     parts[#parts + 1] = { path = path, segs = segs }
-    i = e + 1
+    i = e + 2
   end
   if i <= #text then parts[#parts + 1] = text:sub(i) end
   parsed[text] = parts
   return parts
+end
+
+--- The text with each placeholder replaced by a space, in one pass; a '{{' without a
+-- '}}' after it stays as it is.
+function M.literal(text)
+  local out, i = {}, 1
+  while true do
+    local s = text:find("{{", i, true)
+    local e = s and text:find("}}", s + 2, true)
+    if not e then break end
+    out[#out + 1] = text:sub(i, s - 1)
+    out[#out + 1] = " "
+    i = e + 2
+  end
+  out[#out + 1] = text:sub(i)
+  return table.concat(out)
 end
 
 --- The placeholder paths of a template, in order.
