@@ -178,8 +178,8 @@ local function inspect(home, where)
   local out = { conns = {}, n = 0, leases = {} }
   local ok, failure = pcall(function()
     local check = txn:get("meta", "keycheck")
-    local plain = check and crypto.open(KEY, check, "meta/keycheck")
-    assert(plain == "connrt key check v2" or plain == "connrt key check v1", where .. ": the key check does not open")
+    local keycheck = check and crypto.open(KEY, check, "meta/keycheck")
+    assert(keycheck == "connrt key check v2" or keycheck == "connrt key check v1", where .. ": the key check does not open")
     for _, kv in ipairs(txn:list("connections")) do
       local id = kv[1]
       local what = where .. ": connection " .. id
