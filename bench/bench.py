@@ -295,6 +295,10 @@ print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
                 profile[name] = where_instructions_go(cg)
         results["instructions"] = counts
         results["profile"] = profile
+
+        # 7. parsers of provider and connector text on a megabyte, ordinary and hostile
+        print("bench: parsers on hostile text", flush=True)
+        results["linear"] = run_json([CONNRT, "script", "bench/linear.lua", "3" if QUICK else "9"], cwd=ROOT, env=env)
     finally:
         SERVICES.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -437,6 +441,15 @@ def write_results(r):
     for fn, what in PROFILE_POINTS:
         cells = [f"{r['profile'][k][fn]:.0f}%" if fn in r["profile"][k] else "–" for k in r["profile"]]
         lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    lines += ["", "## 7. Parsers of provider and connector text (bench/linear.lua)", "",
+              "A megabyte of ordinary text beside a megabyte made to make patterns backtrack (runs of",
+              "spaces, unclosed openers, runs of escapes); median seconds. Linear parsers keep both near",
+              "each other; a backtracking one took hours on the hostile megabyte.", "",
+              "| parser | ordinary | hostile | hostile / ordinary |", "|---|---|---|---|"]
+    for name, v in r["linear"].items():
+        rel = v["hostile"] / v["plain"] if v["plain"] > 0 else float("nan")
+        lines.append(f"| {name} | {v['plain'] * 1000:.2f} ms | {v['hostile'] * 1000:.2f} ms | {rel:.1f}× |")
+    worst = max(v["hostile"] for v in r["linear"].values())
     storm = r["storm"]
     lines += [
         "",
@@ -455,6 +468,7 @@ def write_results(r):
         f"| token at {st['list_size']} ≤ 1.1× at 10 | {st['token_ratio']['median']:.2f}× | {verdict(st['token_ratio']['median'] <= 1.1)} |",
         f"| list at {st['list_size']} < 1 s | {st['list']['median']:.2f} s | {verdict(st['list']['median'] < 1)} |",
         f"| start-up ≤ 1.5× lua5.4 | {su['ratio_lua']['median']:.2f}× | {verdict(su['ratio_lua']['median'] <= 1.5)} |",
+        f"| every parser < 1 s on a hostile megabyte | {worst:.2f} s | {verdict(worst < 1)} |",
         "",
     ]
     out = os.path.join(ROOT, "bench", "RESULTS.md" if not QUICK else "RESULTS.quick.md")
