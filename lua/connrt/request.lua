@@ -220,18 +220,14 @@ end
 -- template.render's `encode` for the values substituted into a header (or, with
 -- `strict`, into HTTP Basic credentials, where RFC 7617 allows no control character at
 -- all): each must fit on the header's line. Whose mistake it is depends on where the
--- value comes from: every scope a request is rendered with is {token and client values,
--- fields, kept values, ...}; the fields and the client's credentials are the user's,
--- the rest the provider's (tokens are checked when they arrive: oauth.finish_token).
+-- value comes from: the layer of the scope (template.scope) it is found in; the fields and
+-- the client's credentials are the user's, the rest the provider's (tokens are checked when they arrive: oauth.finish_token).
 local function one_line(scope, where, strict)
   return function(v, path)
     local bad = txt.control_char(v, not strict)
     if not bad then return v end
-    local segs = {}
-    for seg in path:gmatch("[^.]+") do segs[#segs + 1] = seg end
-    local layer = 1
-    while scope[layer] and template.lookup({ scope[layer] }, segs) == nil do layer = layer + 1 end
-    if layer == 2 or path == "client_id" or path == "client_secret" then
+    local layer = template.layer_of(scope, path)
+    if layer == "fields" or layer == "client" then
       errors.raise("usage", "%s: {{%s}}, which you gave, contains a control character (%s), which a header cannot carry",
         where, path, bad)
     end

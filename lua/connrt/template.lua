@@ -102,16 +102,34 @@ local WHAT = { token = "the token", fields = "the fields", values = "the kept va
 -- its layer. A namespace not given is not known where the scope is used (`{{test.X}}`
 -- outside name and unique_id).
 function M.scope(layers)
-  local out, ns = {}, {}
+  local out, ns, names = {}, {}, {}
   for _, name in ipairs(LAYERS) do
     local l = layers[name]
     if l ~= nil then
       out[#out + 1] = l
+      names[#out] = name
       if M.NAMESPACES[name] then ns[name] = l end
     end
   end
-  out.ns = ns
+  out.ns, out.names = ns, names
   return out
+end
+
+--- The name of the layer (`token`, `client`, `fields`, ...) a placeholder path is found
+-- in, by the rules M.lookup follows; nil when it is in none or the scope was not made
+-- by M.scope.
+function M.layer_of(scope, path)
+  local segs = {}
+  for seg in path:gmatch("[^.]+") do segs[#segs + 1] = seg end
+  local names = scope.names
+  if not names then return nil end
+  if scope.ns and segs[2] ~= nil and M.NAMESPACES[segs[1]] then
+    return M.lookup(scope, segs) ~= nil and segs[1] or nil
+  end
+  for i = 1, #scope do
+    if M.lookup({ scope[i] }, segs) ~= nil then return names[i] end
+  end
+  return nil
 end
 
 --- The namespace and the name a placeholder path starts with: "fields.region" ->
