@@ -237,9 +237,10 @@ local function await_callback(l, where, state, deadline, title)
   end
   clear()
   if rejected > 0 then
-    errors.raise("connect", "no valid callback before the timeout; %d callback(s) with a wrong or missing state were rejected", rejected)
+    errors.fail("connect", "sign_in_timeout", "no valid callback before the timeout; %d callback(s) with a wrong or "
+      .. "missing state were rejected", rejected)
   end
-  errors.raise("connect", "timed out waiting for the sign-in callback on %s", where.url)
+  errors.fail("connect", "sign_in_timeout", "timed out waiting for the sign-in callback on %s", where.url)
 end
 
 local function json_body(resp)
@@ -317,7 +318,7 @@ function M.test_api(c, scope, allowed, client_secret)
   test_refused(c, resp, what)
   local body = json_body(resp)
   if not body then
-    errors.raise("provider", "%s answered %d with a body that is not valid JSON", what, resp.status)
+    errors.fail("provider", "bad_answer", "%s answered %d with a body that is not valid JSON", what, resp.status)
   end
   local ctype = (resp.header["content-type"] or ""):lower()
   local page_start = resp.body:sub(1, 512):lower()
@@ -325,7 +326,7 @@ function M.test_api(c, scope, allowed, client_secret)
       and (page_start:find("<html", 1, true) or page_start:find("<!doctype", 1, true)) then
     -- a web page (a login wall, a portal) where an API answer was expected
     local title = text.html_title(resp.body)
-    errors.raise("provider", "%s answered %d with %s, not JSON%s; the connection was not saved", what, resp.status,
+    errors.fail("provider", "bad_answer", "%s answered %d with %s, not JSON%s; the connection was not saved", what, resp.status,
       ctype:match("^[^;]*"), title and (" (page title: " .. title:sub(1, 80) .. ")") or "")
   end
   return body
@@ -385,7 +386,7 @@ local function check_values(c, hook, v)
     v[k] = oauth.keep_value(x)
     oauth.check_value_name(c, hook, k)
     if type(x) == "string" and #x > limits.VALUE_BYTES then
-      errors.raise("provider", "%s: hooks.%s: value %s is %d bytes, more than the %d bytes connrt keeps; nothing was "
+      errors.fail("provider", "too_big", "%s: hooks.%s: value %s is %d bytes, more than the %d bytes connrt keeps; nothing was "
         .. "stored", c.path, hook, k, #x, limits.VALUE_BYTES)
     end
   end
@@ -418,16 +419,16 @@ local function code_to_token(ctx, q, verifier, redirect_uri)
   if q.error then
     local desc = q.error_description and (": " .. q.error_description) or ""
     if q.error == "access_denied" then
-      errors.raise("connect", "authorization denied: access_denied%s; nothing was saved", desc)
+      errors.fail("connect", "denied", "authorization denied: access_denied%s; nothing was saved", desc)
     end
-    errors.raise("connect", "the app answered the sign-in with an error: %s%s; nothing was saved", q.error, desc)
+    errors.fail("connect", "sign_in_error", "the app answered the sign-in with an error: %s%s; nothing was saved", q.error, desc)
   end
   if q.iss and urls.issuer and q.iss ~= urls.issuer then
-    errors.raise("connect", "the callback comes from issuer %s, not %s (RFC 9207 mix-up defence); nothing was saved",
+    errors.fail("connect", "mix_up", "the callback comes from issuer %s, not %s (RFC 9207 mix-up defence); nothing was saved",
       q.iss, urls.issuer)
   end
   if not q.code or q.code == "" then
-    errors.raise("connect", "the callback carries no code; nothing was saved")
+    errors.fail("connect", "no_code", "the callback carries no code; nothing was saved")
   end
   local extras = M.callback_values(c, q)
   local grant = { { "grant_type", "authorization_code" }, { "code", q.code }, { "redirect_uri", redirect_uri } }
@@ -569,7 +570,7 @@ local function finish(ctx, token, extras)
   end
   for _, p in ipairs({ { "name", name, limits.NAME_BYTES }, { "unique_id", unique_id, limits.UNIQUE_ID_BYTES } }) do
     if #p[2] > p[3] then
-      errors.raise("provider", "%s: %s rendered %d bytes (from the test API's answer), more than the %d bytes connrt "
+      errors.fail("provider", "too_big", "%s: %s rendered %d bytes (from the test API's answer), more than the %d bytes connrt "
         .. "keeps; nothing was saved", c.path, p[1], #p[2], p[3])
     end
   end
@@ -624,8 +625,8 @@ local function via_listener(ctx, last)
   local redirect_uri, where = M.redirect()
   local a = new_attempt(ctx, redirect_uri)
   -- listen before the URL is shown, so a fast browser cannot arrive first
-  local l, lerr = listener.open(where.host, where.port)
-  if not l then errors.raise("connect", "%s (is another connrt run waiting?)", lerr) end
+  local l, lerr, lwhy = listener.open(where.host, where.port)
+  if not l then errors.fail("connect", lwhy or "not_completed", "%s (is another connrt run waiting?)", lerr) end
   show_url(ctx, a.url)
   if ctx.opts.browser ~= false then open_browser(a.url) end
   local timeout = ctx.opts.timeout or M.DEFAULT_TIMEOUT
@@ -661,10 +662,10 @@ local function read_paste(ctx, a)
   if line:sub(1, #BLOB_PREFIX) == BLOB_PREFIX then
     local doc = cjson.decode(require("connrt.crypto").b64url_decode(line:sub(#BLOB_PREFIX + 1)) or "")
     if type(doc) ~= "table" or type(doc.token) ~= "table" then
-      errors.raise("connect", "the pasted line is not a connrt authorize result (damaged in copying?); nothing was saved")
+      errors.fail("connect", "bad_paste", "the pasted line is not a connrt authorize result (damaged in copying?); nothing was saved")
     end
     if doc.connector ~= ctx.c.id then
-      errors.raise("connect", "the pasted result is for connector %s, not %s; nothing was saved", tostring(doc.connector), ctx.c.id)
+      errors.fail("connect", "bad_paste", "the pasted result is for connector %s, not %s; nothing was saved", tostring(doc.connector), ctx.c.id)
     end
     return "blob", doc
   end
@@ -673,16 +674,16 @@ local function read_paste(ctx, a)
     local q = url.form_decode(query)
     log.secret(q.code)
     if q.state == nil or q.state ~= a.state then
-      errors.raise("connect", "the pasted address carries %s state than this sign-in's (an old or forged link?); nothing was saved",
+      errors.fail("connect", "wrong_state", "the pasted address carries %s state than this sign-in's (an old or forged link?); nothing was saved",
         q.state and "another" or "no")
     end
     if not q.code and not q.error then
-      errors.raise("connect", "the pasted address carries no code; nothing was saved")
+      errors.fail("connect", "no_code", "the pasted address carries no code; nothing was saved")
     end
     return "query", q
   end
   if not line:match("^[%w%-._~+/=]+$") then
-    errors.raise("connect", "the pasted text is neither an address, a code nor a connrt authorize result; nothing was saved")
+    errors.fail("connect", "bad_paste", "the pasted text is neither an address, a code nor a connrt authorize result; nothing was saved")
   end
   if not ctx.c.pkce then
     -- without PKCE only the state ties a code to this sign-in: ask for the whole address
@@ -753,14 +754,14 @@ local function via_device(ctx)
       log.err("The server asked to poll more slowly: every %ds now", interval)
     elseif err == "expired_token" or (err == "invalid_grant" and sys.monotime() - start >= expires) then
       -- RFC 8628 says expired_token; servers that forget expired codes say invalid_grant
-      errors.raise("connect", "the device code expired before the sign-in was completed (%s); run connrt run again; nothing was saved", err)
+      errors.fail("connect", "expired", "the device code expired before the sign-in was completed (%s); run connrt run again; nothing was saved", err)
     elseif err == "access_denied" then
-      errors.raise("connect", "authorization denied: access_denied; nothing was saved")
+      errors.fail("connect", "denied", "authorization denied: access_denied; nothing was saved")
     elseif err ~= "authorization_pending" then
       return finish(ctx, oauth.fetch_token(c, nil, where, raw, grant[1][2]))
     end
     if sys.monotime() + interval > deadline then
-      errors.raise("connect", "the sign-in was not completed within %ds; nothing was saved", math.floor(deadline - start))
+      errors.fail("connect", "sign_in_timeout", "the sign-in was not completed within %ds; nothing was saved", math.floor(deadline - start))
     end
   end
 end
