@@ -44,7 +44,7 @@ LUA      = lua5.4
 SPECS    = bash tools/run-specs.sh
 LUACHECK = luacheck
 
-.PHONY: all deps test lint specs demo clean install bench sanitize valgrind fuzz fuzz-build
+.PHONY: all deps test lint errors-doc specs demo clean install bench sanitize valgrind fuzz fuzz-build
 
 all: $(LUA_BC) $(BUILD)/connrt $(MODS) $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
 
@@ -159,7 +159,11 @@ valgrind: deps
 	VG_BUILD=$(VG_BUILD) nice -n 10 bash tools/valgrind.sh $(VG_SPECS)
 
 lint:
-	$(LUACHECK) -q lua spec connectors examples bench
+	$(LUACHECK) -q lua spec connectors examples bench tools
+
+# docs/errors.md and the README's exit code table, from lua/connrt/errors.lua
+errors-doc:
+	$(LUA) tools/errors-doc.lua
 
 specs: all
 	$(SPECS)

@@ -15,30 +15,32 @@
 -- spec/errors_spec.lua checks that they do.
 local M = {}
 
---- The kinds, in exit code order: name, exit code, what it means, and `only` where the
--- code exists on one side only ("command": the connrt command; "library": libconnrt).
+--- The kinds, in exit code order: name, exit code, its connrt_code in include/connrt.h
+-- (`c`) and what connrt_strerror says of it, what it means, and `only` where the code
+-- exists on one side only ("command": the connrt command; "library": libconnrt).
 -- `raised = false`: no error object carries that kind (success, a bug, out of memory,
 -- Ctrl-C).
 M.kinds = {
-  { name = "ok", code = 0, c = "CONNRT_OK", raised = false, says = "success" },
-  { name = "failed", code = 1, c = "CONNRT_EFAILED", says = "other failure" },
-  { name = "usage", code = 2, c = "CONNRT_EUSAGE",
+  { name = "ok", code = 0, c = "CONNRT_OK", strerror = "success", raised = false, says = "success" },
+  { name = "failed", code = 1, c = "CONNRT_EFAILED", strerror = "failed", says = "other failure" },
+  { name = "usage", code = 2, c = "CONNRT_EUSAGE", strerror = "wrong argument",
     says = "usage: wrong command line, a missing or invalid field, no client id" },
-  { name = "connector", code = 3, c = "CONNRT_ECONNECTOR",
+  { name = "connector", code = 3, c = "CONNRT_ECONNECTOR", strerror = "invalid connector",
     says = "invalid connector (or a template names a value that does not exist)" },
-  { name = "connect", code = 4, c = "CONNRT_ECONNECT",
+  { name = "connect", code = 4, c = "CONNRT_ECONNECT", strerror = "connect flow failed",
     says = "the connect flow failed: access denied, wrong state, timeout, issuer mix-up, a callback "
       .. "hooks.callback refused" },
-  { name = "provider", code = 5, c = "CONNRT_EPROVIDER",
+  { name = "provider", code = 5, c = "CONNRT_EPROVIDER", strerror = "the provider answered with an error",
     says = "provider error: token endpoint, test API, a refused refresh; a request's status >= 400, or a token "
       .. "the connector calls expired that cannot be refreshed" },
-  { name = "network", code = 6, c = "CONNRT_ENETWORK", says = "network error: no answer from a server" },
-  { name = "refused", code = 7, c = "CONNRT_EREFUSED", says = "a URL outside the connection's allowed URLs was refused" },
-  { name = "store", code = 8, c = "CONNRT_ESTORE", says = "store error: wrong key, damaged data, locked, cannot write" },
-  { name = "notfound", code = 9, c = "CONNRT_ENOTFOUND", says = "no such connection" },
-  { name = "internal", code = 70, c = "CONNRT_EINTERNAL", raised = false,
+  { name = "network", code = 6, c = "CONNRT_ENETWORK", strerror = "no answer from the server", says = "network error: no answer from a server" },
+  { name = "refused", code = 7, c = "CONNRT_EREFUSED", strerror = "URL refused: outside the allowed URLs",
+    says = "a URL outside the connection's allowed URLs was refused" },
+  { name = "store", code = 8, c = "CONNRT_ESTORE", strerror = "store error", says = "store error: wrong key, damaged data, locked, cannot write" },
+  { name = "notfound", code = 9, c = "CONNRT_ENOTFOUND", strerror = "no such connection", says = "no such connection" },
+  { name = "internal", code = 70, c = "CONNRT_EINTERNAL", strerror = "internal error", raised = false,
     says = "internal error (a bug: please report it with the traceback)" },
-  { name = "memory", code = 71, c = "CONNRT_ENOMEM", raised = false, only = "library", says = "out of memory" },
+  { name = "memory", code = 71, c = "CONNRT_ENOMEM", strerror = "out of memory", raised = false, only = "library", says = "out of memory" },
   { name = "interrupted", code = 130, raised = false, only = "command", says = "interrupted (Ctrl-C)" },
 }
 
@@ -86,6 +88,7 @@ M.reasons = {
   { "io", "store", "the store or its key file cannot be opened, read or written" },
   { "locked", "store", "another process held the store's write lock for CONNRT_LOCK_TIMEOUT seconds" },
   { "damaged", "store", "the store's data is damaged, or does not match its sealed secrets" },
+  { "full", "store", "the store reached its size limit" },
   { "wrong_key", "store", "the store cannot be opened with this key (or its key file is missing)" },
   { "bad_key", "store", "the key given is not 32 bytes as 64 hex digits or base64" },
   { "unsafe_mode", "store", "the store directory or key file is open to its group or others" },

@@ -29,22 +29,11 @@ local CONNECT_OPTIONS = {
   { "--no-browser", nil, "print the sign-in URL only; do not open a browser" },
 }
 
-local EXIT = {
-  { "0", "success" },
-  { "1", "other failure" },
-  { "2", "usage: wrong command line, a missing or invalid field, no client id" },
-  { "3", "invalid connector (or a template names a value that does not exist)" },
-  { "4", "the connect flow failed: access denied, wrong state, timeout, issuer mix-up, a callback "
-    .. "hooks.callback refused" },
-  { "5", "provider error: token endpoint, test API, a refused refresh; a request's status >= 400, or a token "
-    .. "the connector calls expired that cannot be refreshed" },
-  { "6", "network error: no answer from a server" },
-  { "7", "a URL outside the connection's allowed URLs was refused" },
-  { "8", "store error: wrong key, damaged data, cannot write" },
-  { "9", "no such connection" },
-  { "70", "internal error (a bug: please report it with the traceback)" },
-  { "130", "interrupted (Ctrl-C)" },
-}
+-- the exit statuses: errors.lua's kinds (their one definition), but for libconnrt's own
+local EXIT = {}
+for _, k in ipairs(require("connrt.errors").kinds) do
+  if k.only ~= "library" then EXIT[#EXIT + 1] = { tostring(k.code), k.says } end
+end
 
 local ENVIRONMENT = {
   { "CONNRT_HOME", "the store directory (default $XDG_DATA_HOME/connrt, else ~/.local/share/connrt)" },
@@ -75,6 +64,8 @@ local ENVIRONMENT = {
 local GLOBAL_OPTIONS = {
   { "-v, --verbose", "trace every HTTP request and response on standard error, with tokens, codes, secrets "
     .. "and credential headers shown as [redacted]" },
+  { "--json", "a failure's last line on standard error is {\"error\": {\"kind\", \"reason\", \"message\"}} "
+    .. "(the reasons: docs/errors.md); list, show, run and request print their result as JSON too" },
 }
 
 local ID_TEXT = "ID is a connection's id (as connrt list shows it), or a connector's id when that connector has "

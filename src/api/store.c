@@ -138,6 +138,8 @@ static const char *reason_of(int rc) {
   case MDB_VERSION_MISMATCH:
   case MDB_BAD_TXN:
     return "damaged";
+  case MDB_MAP_FULL:
+    return "full";
   default:
     return "io";
   }
