@@ -74,31 +74,6 @@ local function scribble(path, from, byte)
   h.write(path, s:sub(1, from) .. string.rep(byte, #s - from))
 end
 
--- Another process that holds the store's write lock (a write transaction through the
--- same C module) until the returned function is called.
-local function hold_write_lock(home)
-  local dir = h.tmpdir()
-  h.write(dir .. "/holder.lua", ([[
-    package.cpath = %q .. "/build/?.so;" .. package.cpath
-    local env = assert(require("connrt.lmdb").open(%q, { "meta" }, {}))
-    local txn = env:begin(true)
-    io.open(%q, "w"):close()
-    io.read("l")
-    txn:abort()
-  ]]):format(h.ROOT, home, dir .. "/held"))
-  local holder = io.popen("lua5.4 " .. dir .. "/holder.lua", "w")
-  for _ = 1, 200 do
-    if h.read(dir .. "/held") then break end
-    require("connrt.sys").sleep(0.02)
-  end
-  assert(h.read(dir .. "/held"), "the lock holder did not start")
-  return function()
-    holder:write("\n")
-    holder:close()
-    h.rmdir(dir)
-  end
-end
-
 local function set_refresh(mode)
   local r = assert(require("connrt.http").client():request({ url = ctx.origin .. "/_mode?refresh=" .. mode }))
   assert(r.status == 200)
@@ -374,7 +349,7 @@ local STORE_CASES = {
   { "store", "a store directory another user owns", code = exit.store, args = { "list" },
     home = store_copy, runner = "nobody", msg = ": Permission denied" },
   { "store", "a write behind another process's stuck write gives up", code = exit.store, reason = "locked", args = { "delete", "local-oidc" },
-    env = { CONNRT_LOCK_TIMEOUT = "1" }, before = function() ctx.release = hold_write_lock(ctx.home) end,
+    env = { CONNRT_LOCK_TIMEOUT = "1" }, before = function() ctx.release = h.hold_write_lock(ctx.home) end,
     cleanup = function() if ctx.release then ctx.release() ctx.release = nil end end,
     msg = "is locked: another process has held its write lock for 1 s" },
   { "store", "the wrong CONNRT_KEY", code = exit.store, reason = "wrong_key", args = { "token", "local-oidc" },
@@ -532,7 +507,7 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups %s "$@"
   end
 
   it("reads a store while another process holds its write lock", function()
-    local release = hold_write_lock(ctx.home)
+    local release = h.hold_write_lock(ctx.home)
     local before = state(ctx.home)
     local list = h.connrt({ "list", "--json" }, { env = { CONNRT_HOME = ctx.home } })
     local tok = h.connrt({ "token", "local-oidc" }, { env = { CONNRT_HOME = ctx.home } })
