@@ -306,7 +306,7 @@ describe("the reason of a failure, the same through Lua, --json and libconnrt #i
     assert.is_true(cjson.decode(res.stdout)[1].needs_reconnect, res.stdout)
   end)
 
-  it("too_big: a refresh answer larger than a token endpoint's limit (was labelled other in C)", function()
+  it("too_big: a refresh answer larger than a token endpoint's limit", function()
     local dir = copy()
     finally(function() h.rmdir(dir) end)
     p.mode({ refresh = "big", size = 2 * 1024 * 1024, api = "unauthorized" })
