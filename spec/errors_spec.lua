@@ -155,6 +155,31 @@ int main(void) {
     assert.truthy(n > 40, n)
   end)
 
+  it("is the provider's own word for a refused grant: the error code, or hooks.token_response's third value", function()
+    local oauth, connector = require("connrt.oauth"), require("connrt.connector")
+    local function reason_of(c, status, body)
+      local raw = { status = status, headers = { { name = "Content-Type", value = "application/json" } },
+        header = { ["content-type"] = "application/json" }, body = cjson.encode(body) }
+      local ok, e = pcall(oauth.fetch_token, c, nil, "refresh at https://x.test/token", raw, "refresh_token")
+      assert.is_false(ok)
+      assert.is_true(errors.is(e), tostring(e))
+      return e.reason, e.message
+    end
+    local plain = connector.load_source(prov.connector(), "plain.lua")
+    assert.equal("invalid_grant", reason_of(plain, 400, { error = "invalid_grant" }))
+    -- a description that names invalid_grant is not the code
+    assert.equal("rejected", reason_of(plain, 400, { error = "invalid_request", error_description = ": invalid_grant" }))
+    local strava = connector.load("connectors/strava.lua")
+    local r, msg = reason_of(strava, 400, { message = "Bad Request",
+      errors = { { resource = "RefreshToken", field = "refresh_token", code = "invalid" } } })
+    assert.equal("invalid_grant", r, msg)
+    assert.equal("rejected", reason_of(strava, 400, { message = "Bad Request",
+      errors = { { resource = "Application", field = "client_id", code = "invalid" } } }))
+    local fitbit = connector.load("connectors/fitbit.lua")
+    assert.equal("invalid_grant", reason_of(fitbit, 400, { success = false,
+      errors = { { errorType = "invalid_grant", message = "Refresh token invalid" } } }))
+  end)
+
   it("is never read back from a message's text", function()
     -- the ways it was: cli.lua matched "store: ...", connection.lua ": invalid_grant",
     -- page.lua access_denied, expired, timed out and state. (check.lua still re-reads the

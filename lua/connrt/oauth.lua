@@ -325,10 +325,11 @@ function M.fetch_token(c, req, where, raw, grant)
   if c.hooks.token_response then
     local r = connector.hook_response(raw)
     r.grant = grant or (req and req.grant)
-    local t, err = connector.call_hook(c, "token_response", r)
+    -- nil, message[, code]: the code is the provider's error in RFC 6749's words
+    local t, err, code = connector.call_hook(c, "token_response", r)
     if t == nil then
-      errors.fail("provider", "rejected", "%s answered %d: %s", where, raw.status,
-        tostring(err or "rejected by hooks.token_response"))
+      errors.fail("provider", code == "invalid_grant" and "invalid_grant" or "rejected", "%s answered %d: %s", where,
+        raw.status, tostring(err or "rejected by hooks.token_response"))
     end
     return M.finish_token(t, where .. " (through hooks.token_response)", c, "hook")
   end
