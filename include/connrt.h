@@ -94,7 +94,8 @@ const char *connrt_errmsg(const connrt *rt);
  *                       "invalid_grant", "rejected", "bad_answer", "too_big"
  *     CONNRT_ENETWORK:  "unreachable", "timeout", "tls", "protocol", "transport"
  *     CONNRT_EREFUSED:  "refused_url"
- *     CONNRT_EINTERNAL: "internal"; CONNRT_ENOMEM: "out_of_memory"
+ *     CONNRT_EINTERNAL: "internal"
+ *     CONNRT_ENOMEM:    "out_of_memory"
  *
  * Each reason belongs to one code. docs/errors.md lists them all, with their meaning
  * (generated from lua/connrt/errors.lua, their one definition); new reasons may be added

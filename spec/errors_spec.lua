@@ -89,7 +89,21 @@ describe("errors.lua, the one definition of kinds and reasons", function()
       assert.equal(k.only == "command", k.c == nil, k.name)
     end
     assert.same(want, header)
-    assert.matches("const char *connrt_errreason(const connrt *rt);", read("include/connrt.h"), 1, true)
+    local h_text = read("include/connrt.h")
+    assert.matches("const char *connrt_errreason(const connrt *rt);", h_text, 1, true)
+    -- the reasons connrt_errreason's comment names, each under its code
+    local kind_of_c, n = {}, 0
+    for _, k in ipairs(errors.kinds) do if k.c then kind_of_c[k.c] = k.name end end
+    local doc = h_text:match("/%* The reason of the last failure.-%*/")
+    local code
+    for line in doc:gmatch("[^\n]+") do
+      code = line:match("(CONNRT_E%u+):") or code
+      for reason in line:gmatch('"([%w_]+)"') do
+        assert.equal(kind_of_c[code], errors.reason_kind[reason], code .. " " .. reason)
+        n = n + 1
+      end
+    end
+    assert.truthy(n >= 10, n)
   end)
 
   it("is what connrt_strerror says, for every code", function()
