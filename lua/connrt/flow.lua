@@ -556,6 +556,12 @@ local function finish(ctx, token, extras)
       .. "--client-id and the client secret to use them there", c.id, table.concat(ctx.client_given, ", "),
       table.concat(outside, ", "))
   end
+  if c.revoke_request then
+    -- its URL, now that every value exists: within the connection's reach, or nothing is saved
+    local where = c.path .. ": revoke_request"
+    request.check_reach(connector.render_url_text(c.revoke_request.url, scope(), where .. ".url"), where,
+      origins.reach(ctx.urls, ctx.allowed))
+  end
   local me = M.test_api(c, scope(), ctx.allowed, ctx.client_secret)
 
   local named = scope(me)
