@@ -133,6 +133,25 @@ describe("the reach of a connection #integration", function()
     end)
   end)
 
+  it("does not let a connector with the same id and another revoke origin take a connection over", function()
+    local home, id = prov.connect(p, connector_at("honest"))
+    local before = h.snapshot(home)
+    local since = #other.log()
+    local path = connector_at("taker", [[revoke_url = nil,
+      revoke_request = { url = "OTHER/revoke", form = { token = "{{access_token}}" } },]])
+    local res = prov.run(p, path, home)
+    local after = h.snapshot(home)
+    -- what the connection would do later, had it been taken over
+    local revoke = h.connrt({ "revoke", id }, { env = prov.env(home) })
+    local heard = heard_by_other(since)
+    h.rmdir(home)
+    assert.equal(0, #heard, "the other origin received " .. #heard .. " requests")
+    assert.equal(3, res.code, res.stderr)
+    assert.matches("revoke_request.url sends to " .. other.origin, res.stderr, 1, true)
+    assert.same(before, after)
+    assert.equal(0, revoke.code, revoke.stderr) -- the honest connection, revoked where it was made
+  end)
+
   describe("connrt update", function()
     -- connrt in directory `dir`
     local function connrt_in(dir, args, env)
