@@ -116,8 +116,11 @@ int main(void) {
   return 0;
 }
 ]])
-    local ok = os.execute(("cc -Iinclude -o %s/strerror %s/strerror.c %s/libconnrt.a $(pkg-config --libs lua5.4 "
-      .. "libcurl libcrypto libsodium lmdb libpq) && %s/strerror >%s/out"):format(dir, dir, h.BUILD, dir, dir))
+    -- linked like the build it tests (make sanitize: an instrumented libconnrt.a)
+    local san = os.execute(("nm %s/libconnrt.a 2>/dev/null | grep -q __asan"):format(h.BUILD))
+      and "-fsanitize=address,undefined " or ""
+    local ok = os.execute(("cc %s-Iinclude -o %s/strerror %s/strerror.c %s/libconnrt.a $(pkg-config --libs lua5.4 "
+      .. "libcurl libcrypto libsodium lmdb libpq) && %s/strerror >%s/out"):format(san, dir, dir, h.BUILD, dir, dir))
     assert.is_true(ok)
     local said = {}
     for code, text in h.read(dir .. "/out"):gmatch("(%d+)\t([^\n]*)") do said[tonumber(code)] = text end
