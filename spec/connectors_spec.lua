@@ -270,6 +270,12 @@ local CASES = {
     request = "/api/v1/monitor", expect = "Engine CPU high" },
   { id = "pagerduty", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, fields = { "api_token=y_NbAkKc66ryYTWUXYEu" },
     name = "Ada Lovelace (ada@example.com)", unique_id = "PXPGF42", request = "/incidents", expect = "Engine overheated" },
+  { id = "twitch", name = "TwitchDev", unique_id = "141981764", request = "/channels?broadcaster_id=141981764",
+    expect = "TwitchDev Monthly Update",
+    saw = function(log)
+      -- the app's client id on every Helix call, beside the token
+      for _, r in ipairs(find(log, "GET", "/helix/users")) do assert.equal(CLIENT_ID, r.headers["client-id"]) end
+    end },
 }
 
 describe("shipped connectors against provider stand-ins #integration", function()
@@ -344,6 +350,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
       api = "/zd/ada/api/v2/users/me.json", fields = { "subdomain=ada" },
       rewrites = { { "https://{{subdomain}}.zendesk.com", "ORIGIN/zd/{{subdomain}}" } } },
     { id = "strava", method = "POST", path = "/oauth/deauthorize", api = "/api/v3/athlete" },
+    { id = "twitch", method = "POST", path = "/oauth2/revoke", api = "/helix/users" },
     { id = "todoist", method = "POST", path = "/api/v1/access_tokens/revoke", api = "/api/v1/user" },
     { id = "square", method = "POST", path = "/oauth2/revoke", api = "/v2/merchants/me",
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
@@ -454,6 +461,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "fitbit", says = "invalid_grant: Authorization code invalid" }, -- {"errors": [{"errorType", ...}]}
     { id = "strava", says = "invalid_grant: Bad Request (AuthorizationCode code invalid)" }, -- Strava's fault shape
     { id = "clickup", says = "OAUTH_014: Code not found" },                 -- {"err", "ECODE"}
+    { id = "twitch", says = "invalid_grant: Invalid authorization code" },   -- {"status", "message"}
     { id = "square", says = "UNAUTHORIZED: Authorization code is already redeemed", -- {"errors": [...]}
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
   }
@@ -485,6 +493,16 @@ describe("shipped connectors against provider stand-ins #integration", function(
       local res = h.connrt({ "run", path, "--field", "api_key=sk-ant-standin-key", "--timeout", "20" }, { env = env(home) })
       assert.are_not.equal(0, res.code)
       assert.matches("GET /v1/models answered 400: anthropic-version: header is required", res.stderr, 1, true)
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end)
+  end)
+
+  it("twitch: the test API fails without the Client-Id header Helix requires, and nothing is saved", function()
+    with_standin("twitch", function(standin, home)
+      local path = rewritten("twitch", standin.origin, { { ', ["Client-Id"] = "{{client_id}}"', "" } }, tmp)
+      local res = h.connrt({ "run", path, "--timeout", "20" }, { env = env(home) })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("test API GET " .. standin.origin .. "/helix/users answered 401: Unauthorized", res.stderr, 1, true)
       assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
     end)
   end)
