@@ -270,6 +270,16 @@ local CASES = {
     request = "/api/v1/monitor", expect = "Engine CPU high" },
   { id = "pagerduty", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, fields = { "api_token=y_NbAkKc66ryYTWUXYEu" },
     name = "Ada Lovelace (ada@example.com)", unique_id = "PXPGF42", request = "/incidents", expect = "Engine overheated" },
+  { id = "etsy", public = true, fields = { "shared_secret=es-standin-shared-secret" }, name = "Ada Lovelace",
+    unique_id = "12345678", request = "/shops/24681357/listings/active", expect = "Brass difference engine gear",
+    saw = function(log)
+      -- a public client: the token request carries the client id and the PKCE verifier, no secret
+      local body = find(log, "POST", "/v3/public/oauth/token")[1].body
+      assert.matches("client_id=cid-standin", body, 1, true)
+      assert.matches("code_verifier=", body, 1, true)
+      assert.is_nil(body:find("client_secret", 1, true))
+      assert.is_nil(body:find("es-standin-shared-secret", 1, true))
+    end },
   { id = "twitch", name = "TwitchDev", unique_id = "141981764", request = "/channels?broadcaster_id=141981764",
     expect = "TwitchDev Monthly Update",
     saw = function(log)
@@ -297,7 +307,10 @@ describe("shipped connectors against provider stand-ins #integration", function(
     local path = rewritten(case.id, standin.origin, case.rewrites, tmp)
     local args = { "run", path, "--json", "--timeout", "20" }
     for _, f in ipairs(case.fields or {}) do args[#args + 1] = "--field"; args[#args + 1] = f end
-    return h.connrt(args, { env = env(home) }), path
+    local e = env(home)
+    -- a public client (PKCE, no client secret): an empty value is no secret
+    if case.public then e.CONNRT_CLIENT_SECRET = "" end
+    return h.connrt(args, { env = e }), path
   end
 
   it("every shipped connector has a case here and a stand-in fixture", function()
@@ -504,6 +517,18 @@ describe("shipped connectors against provider stand-ins #integration", function(
       assert.equal(5, res.code, res.stderr)
       assert.matches("test API GET " .. standin.origin .. "/helix/users answered 401: Unauthorized", res.stderr, 1, true)
       assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end)
+  end)
+
+  it("etsy: without the shared secret in x-api-key Etsy refuses the API (403), and nothing is saved", function()
+    with_standin("etsy", function(standin, home)
+      local path = rewritten("etsy", standin.origin, { { ':{{shared_secret}}"', '"' } }, tmp)
+      local e = env(home)
+      e.CONNRT_CLIENT_SECRET = ""
+      local res = h.connrt({ "run", path, "--field", "shared_secret=es-standin-shared-secret", "--timeout", "20" }, { env = e })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("GET /users/me answered 403 without user_id", res.stderr, 1, true)
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = e }).stdout)
     end)
   end)
 
