@@ -114,7 +114,10 @@
 ---@field scopes? string[]
 ---@field scope_separator? string Default " ".
 ---@field authorize_params? table<string, ConnectorTemplate>
+---@field client_id_param? string The client id's parameter name in the authorize request and a token request's body (TikTok's "client_key"). Default "client_id".
+---@field redirect_uri? ConnectorTemplate Sent as redirect_uri in the authorize and code exchange requests instead of the redirect URL (eBay's RuName); fields only.
 ---@field pkce? boolean Default true (S256).
+---@field pkce_encoding? "base64url"|"hex" How the S256 challenge is encoded. Default "base64url" (RFC 7636); "hex" for TikTok's desktop apps.
 ---@field token_url? ConnectorTemplate
 ---@field client_auth? "basic"|"body" Default "basic".
 ---@field token_params? table<string, ConnectorTemplate> Fields and {{client_id}}.

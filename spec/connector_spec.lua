@@ -96,6 +96,26 @@ describe("connector", function()
     assert.matches("authorize_url uses {{regoin}}, which is not a field of this connector (fields: region)", msg, 1, true)
   end)
 
+  it("checks client_id_param, pkce_encoding and redirect_uri (TikTok, eBay), and fills their defaults", function()
+    local c = connector.load_source(source(), "demo.lua")
+    assert.equal("client_id", c.client_id_param)
+    assert.equal("base64url", c.pkce_encoding)
+    assert.is_nil(c.redirect_uri)
+    local msg = err_of(connector.load_source, source({ client_id_param = '"client key"' }), "c.lua")
+    assert.matches("key 'client_id_param': expected a parameter name", msg, 1, true)
+    msg = err_of(connector.load_source, source({ pkce_encoding = '"base32"' }), "c.lua")
+    assert.matches("key 'pkce_encoding': expected one of base64url, hex, got base32", msg, 1, true)
+    msg = err_of(connector.load_source, source({ pkce_encoding = '"hex"', pkce = "false" }), "c.lua")
+    assert.matches("key 'pkce_encoding': the connector does not use PKCE (pkce = false)", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "runame" } }', redirect_uri = '"{{client_secret}}"' }),
+      "c.lua")
+    assert.matches("redirect_uri uses {{client_secret}}, which is not a field of this connector (fields: runame)", msg, 1,
+      true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "runame" } }', redirect_uri = '"{{runame}}"',
+      auth = '"device_code"', device_url = '"https://auth.example.com/device"' }), "c.lua")
+    assert.matches("key 'redirect_uri': only a browser sign-in", msg, 1, true)
+  end)
+
   it("refuses a revoke_request that puts a token in its URL, or comes with a revoke_url", function()
     local msg = err_of(connector.load_source, source({
       revoke_request = '{ url = "https://api.example.com/revoke?t={{access_token}}" }' }), "c.lua")

@@ -280,6 +280,22 @@ local CASES = {
       assert.is_nil(body:find("client_secret", 1, true))
       assert.is_nil(body:find("es-standin-shared-secret", 1, true))
     end },
+  { id = "tiktok", name = "Tik Toker", unique_id = "723f24d7-e717-40f8-a2b6-cb8464cd23b4",
+    request = "/video/list/?fields=id,title", method = "POST", body = '{"max_count":20}',
+    expect = "Building the difference engine",
+    saw = function(log)
+      -- the client id as client_key (never client_id), in the sign-in and the token request
+      local a = log[1]
+      assert.equal("/v2/auth/authorize/", a.path)
+      assert.matches("[?&]client_key=cid%-standin", a.query)
+      assert.is_nil(a.query:find("client_id=", 1, true))
+      -- the S256 challenge hex-encoded: 64 hex digits, as TikTok's desktop apps send it
+      assert.matches("[?&]code_challenge=%x+&", a.query)
+      assert.equal(64, #a.query:match("[?&]code_challenge=(%x+)"))
+      local body = find(log, "POST", "/v2/oauth/token/")[1].body
+      assert.matches("client_key=cid-standin", body, 1, true)
+      assert.is_nil(body:find("client_id=", 1, true))
+    end },
   { id = "twitch", name = "TwitchDev", unique_id = "141981764", request = "/channels?broadcaster_id=141981764",
     expect = "TwitchDev Monthly Update",
     saw = function(log)
@@ -372,6 +388,9 @@ describe("shipped connectors against provider stand-ins #integration", function(
     -- RFC 7009 through revoke_url: the refresh token, then the access token
     { id = "fitbit", method = "POST", path = "/oauth2/revoke", count = 2, api = "/1/user/-/profile.json",
       says = "revoked the refresh token and access token of fitbit" },
+    { id = "tiktok", method = "POST", path = "/v2/oauth/revoke/", count = 2,
+      api = "/v2/user/info/?fields=open_id,union_id,avatar_url,display_name",
+      says = "revoked the refresh token and access token of tiktok" },
   }) do
     it(rv.id .. ": revokes with the provider's own request, and the token stops working", function()
       with_standin(rv.id, function(standin, home)

@@ -128,6 +128,12 @@ local function check_templates(c, path)
   for k, v in pairs(c.token_params or {}) do
     if type(v) == "string" then fields_or_client(v, "token_params." .. k) end
   end
+  -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
+  for _, v in ipairs(c.redirect_uri and template.variables(c.redirect_uri, path .. ": redirect_uri") or {}) do
+    if not field_of(v) then
+      fail(path, "redirect_uri uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
+    end
+  end
   for k, v in pairs(c.token_headers or {}) do
     local lower = k:lower()
     if lower == "authorization" or lower == "content-type" then
@@ -302,6 +308,12 @@ local function check(c, src, path)
   c.token_request_format = c.token_request_format or "form"
   c.values = c.values or {}
   if c.pkce == nil then c.pkce = true end
+  if c.pkce_encoding and not c.pkce then fail(path, "key 'pkce_encoding': the connector does not use PKCE (pkce = false)") end
+  c.pkce_encoding = c.pkce_encoding or "base64url"
+  c.client_id_param = c.client_id_param or "client_id"
+  if c.redirect_uri and c.auth ~= "authorization_code" then
+    fail(path, "key 'redirect_uri': only a browser sign-in (auth = \"authorization_code\") has a redirect")
+  end
   if type(c.test) == "table" and (c.test.body ~= nil and 1 or 0) + (c.test.json ~= nil and 1 or 0)
       + (c.test.form ~= nil and 1 or 0) > 1 then
     fail(path, "key 'test': give one of body, json and form")

@@ -430,7 +430,8 @@ local function code_to_token(ctx, q, verifier, redirect_uri)
     errors.raise("connect", "the callback carries no code; nothing was saved")
   end
   local extras = M.callback_values(c, q)
-  local grant = { { "grant_type", "authorization_code" }, { "code", q.code }, { "redirect_uri", redirect_uri } }
+  local grant = { { "grant_type", "authorization_code" }, { "code", q.code },
+    { "redirect_uri", oauth.sent_redirect_uri(c, ctx.fields, redirect_uri) } }
   if c.pkce then grant[#grant + 1] = { "code_verifier", verifier } end
   local treq = oauth.token_request(c, urls.token_url, client_ctx(ctx), grant)
   return oauth.fetch_token(c, treq, "token endpoint " .. urls.token_url), extras
@@ -602,7 +603,7 @@ end
 local function new_attempt(ctx, redirect_uri)
   local a = { state = log.secret(oauth.new_state()) }
   local challenge
-  a.verifier, challenge = oauth.new_pkce()
+  a.verifier, challenge = oauth.new_pkce(ctx.c.pkce_encoding)
   log.secret(a.verifier)
   a.url = oauth.authorize_url(ctx.c, {
     fields = ctx.fields, client_id = ctx.client_id, redirect_uri = redirect_uri,

@@ -153,7 +153,15 @@ M.connector = { record = {
   scopes = { array = leaf(string_t) },
   scope_separator = leaf(string_t),
   authorize_params = string_map,
+  -- the name the client id goes by in the authorize request and a token request's body
+  -- (TikTok's client_key); default client_id
+  client_id_param = leaf(pattern_t("^[%w_.-]+$", "a parameter name of letters, digits, '_', '.' and '-'")),
+  -- what is sent as redirect_uri in the authorize and code exchange requests instead of
+  -- the redirect URL: a template of fields (eBay's RuName, a name registered for it)
+  redirect_uri = leaf(string_t),
   pkce = leaf(boolean_t),
+  -- how the S256 challenge is encoded: base64url (RFC 7636) or hex (TikTok's desktop apps)
+  pkce_encoding = leaf(enum_t("base64url", "hex")),
   token_url = leaf(string_t),                                        -- 5 (all but fields)
   client_auth = leaf(enum_t("basic", "body")),
   token_params = string_map,

@@ -24,7 +24,10 @@
 // answers with that same one as $REFRESH_TOKEN (Square's code flow); otherwise each
 // refresh spends it. An API route with auth "none" is authenticated by its body. The
 // token shape's `require_headers` are headers every token request must carry (Reddit's
-// User-Agent).
+// User-Agent). The client's `id_param` names the client id parameter (TikTok's
+// client_key); the authorize shape's `pkce_encoding: "hex"` takes a hex S256 challenge
+// (TikTok's desktop apps) and `redirect_name: {name, url}` a registered name as
+// redirect_uri that stands for url (eBay's RuName).
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
 // (the next token response is the fixture's error), POST /_standin/fail?what=api (the
 // next API request is answered with its route's `fail` shape, else `unauthorized`: an
@@ -115,7 +118,7 @@ function tokenParams(req, text) {
     secret = decodeURIComponent(dec.slice(i + 1));
   } else {
     if (auth) return { error: "client authentication must be in the body", status: 401 };
-    id = params.client_id;
+    id = params[c.id_param || "client_id"];
     secret = params.client_secret;
   }
   if (id !== c.id || secret !== c.secret) return { error: "invalid_client", status: 401 };
@@ -154,7 +157,8 @@ async function onToken(req, res, isRefreshPath) {
     if (!entry) return send(res, fixture.token.error);
     if (entry.redirect_uri !== p.redirect_uri) return oauthError(res, 400, "invalid_grant", "redirect_uri mismatch");
     if (entry.challenge) {
-      const expect = b64url(crypto.createHash("sha256").update(p.code_verifier || "").digest());
+      const digest = crypto.createHash("sha256").update(p.code_verifier || "").digest();
+      const expect = fixture.authorize.pkce_encoding === "hex" ? digest.toString("hex") : b64url(digest);
       if (expect !== entry.challenge) return oauthError(res, 400, "invalid_grant", "PKCE verification failed");
     }
     return tokenResponse(req, res, fixture.token, "token");
@@ -176,9 +180,13 @@ async function onToken(req, res, isRefreshPath) {
 
 function onAuthorize(req, res, q) {
   const a = fixture.authorize;
-  if (q.get("client_id") !== fixture.client.id) return oauthError(res, 400, "invalid_client", "unknown client_id");
+  const idParam = fixture.client.id_param || "client_id";
+  if (q.get(idParam) !== fixture.client.id) return oauthError(res, 400, "invalid_client", `unknown ${idParam}`);
   if (q.get("response_type") !== "code") return oauthError(res, 400, "unsupported_response_type", "code only");
-  const redirect = q.get("redirect_uri");
+  // a redirect name (eBay's RuName) stands for the URL registered with it
+  const sent = q.get("redirect_uri");
+  if (a.redirect_name && sent !== a.redirect_name.name) return oauthError(res, 400, "invalid_request", "redirect_uri must be the RuName");
+  const redirect = a.redirect_name ? a.redirect_name.url : sent;
   if (!redirect || !/^http:\/\/127\.0\.0\.1:\d+\//.test(redirect)) return oauthError(res, 400, "invalid_request", "redirect_uri");
   if (!q.get("state")) return oauthError(res, 400, "invalid_request", "state is required");
   for (const [k, v] of Object.entries(a.require_params || {})) {
@@ -194,7 +202,7 @@ function onAuthorize(req, res, q) {
     back.searchParams.set("error", "access_denied");
   } else {
     const code = rand("code-");
-    codes.set(code, { challenge: a.pkce === "none" ? null : challenge, redirect_uri: redirect });
+    codes.set(code, { challenge: a.pkce === "none" ? null : challenge, redirect_uri: sent });
     back.searchParams.set("code", code);
     for (const [k, v] of Object.entries(a.extra || {})) back.searchParams.set(k, v);
   }
