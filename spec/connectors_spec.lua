@@ -38,6 +38,7 @@ function start_standin(name, fixture)
 end
 
 local function plain(s) return (s:gsub("%p", "%%%0")) end
+local function url_form(body) return (require("connrt.url").form_decode(body)) end
 
 -- The connector's source with its provider URLs pointed at the stand-in: first the
 -- case's own rewrites (for templated hosts), then every remaining https origin.
@@ -296,6 +297,19 @@ local CASES = {
       assert.matches("client_key=cid-standin", body, 1, true)
       assert.is_nil(body:find("client_id=", 1, true))
     end },
+  { id = "ebay", rewrites = { { "https://auth.{{environment}}.com", "ORIGIN" }, { "https://api.{{environment}}.com", "ORIGIN" },
+    { "https://apiz.{{environment}}.com", "ORIGIN" } }, fields = { "runame=Ada_Lovelace-AdaLovel-connrt-hqzxklmn" },
+    -- the RuName stands for the URL registered with it: connrt's redirect URL
+    fixture = function(doc, redirect) doc.authorize.redirect_name.url = redirect end,
+    name = "ada_engines on eBay", unique_id = "fmbyfpw4sbm", request = "/sell/inventory/v1/inventory_item?limit=1",
+    expect = "Brass difference engine gear",
+    saw = function(log)
+      -- the RuName, not the redirect URL, as redirect_uri in the consent and code exchange requests
+      assert.matches("[?&]redirect_uri=Ada_Lovelace%-AdaLovel%-connrt%-hqzxklmn&", log[1].query)
+      local t = find(log, "POST", "/identity/v1/oauth2/token")[1]
+      assert.matches("redirect_uri=Ada_Lovelace-AdaLovel-connrt-hqzxklmn", t.body, 1, true)
+      assert.matches("^Basic ", t.headers.authorization)
+    end },
   { id = "twitch", name = "TwitchDev", unique_id = "141981764", request = "/channels?broadcaster_id=141981764",
     expect = "TwitchDev Monthly Update",
     saw = function(log)
@@ -346,6 +360,14 @@ describe("shipped connectors against provider stand-ins #integration", function(
 
   for _, case in ipairs(CASES) do
     it(case.id .. ": connects through the stand-in and sends a request", function()
+      -- a case may adjust its fixture to the run (eBay's RuName stands for the redirect URL)
+      local fixture
+      if case.fixture then
+        local doc = cjson.decode(h.read("spec/fixtures/providers/" .. case.id .. ".json"))
+        case.fixture(doc, redirect)
+        fixture = tmp .. "/" .. case.id .. "-run.json"
+        h.write(fixture, cjson.encode(doc))
+      end
       with_standin(case.id, function(standin, home)
         local res = connect(case, standin, home)
         assert.equal(0, res.code, res.stderr)
@@ -365,7 +387,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
           assert.same(case.allowed(standin.origin), show.allowed_urls)
         end
         if case.saw then case.saw(standin.log()) end
-      end)
+      end, fixture)
     end)
   end
 
@@ -466,6 +488,32 @@ describe("shipped connectors against provider stand-ins #integration", function(
       res = h.connrt({ "request", "strava", "/athlete" }, { env = env(home) })
       assert.equal(0, res.code, res.stderr)
     end)
+  end)
+
+  it("ebay: refreshes with HTTP Basic and keeps the refresh token a refresh does not send back", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/ebay.json"))
+    doc.authorize.redirect_name.url = redirect
+    local fixture = tmp .. "/ebay-refresh.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("ebay", function(standin, home)
+      local rw = { { "https://auth.{{environment}}.com", "ORIGIN" }, { "https://api.{{environment}}.com", "ORIGIN" },
+        { "https://apiz.{{environment}}.com", "ORIGIN" } }
+      local res = connect({ id = "ebay", rewrites = rw, fields = { "runame=Ada_Lovelace-AdaLovel-connrt-hqzxklmn" } },
+        standin, home)
+      assert.equal(0, res.code, res.stderr)
+      for _ = 1, 2 do
+        res = h.connrt({ "refresh", "ebay" }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+      end
+      local posts = find(standin.log(), "POST", "/identity/v1/oauth2/token")
+      assert.equal(3, #posts)
+      local r2, r3 = url_form(posts[2].body), url_form(posts[3].body)
+      assert.equal("refresh_token", r3.grant_type)
+      assert.equal(r2.refresh_token, r3.refresh_token)
+      assert.matches("^Basic ", posts[3].headers.authorization)
+      res = h.connrt({ "request", "ebay", "/sell/inventory/v1/inventory_item?limit=1" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+    end, fixture)
   end)
 
   it("square: reads expires_at (ISO 8601) as the expiry, and refreshes with the same refresh token", function()

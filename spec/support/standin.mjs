@@ -189,7 +189,7 @@ function onAuthorize(req, res, q) {
   const redirect = a.redirect_name ? a.redirect_name.url : sent;
   if (!redirect || !/^http:\/\/127\.0\.0\.1:\d+\//.test(redirect)) return oauthError(res, 400, "invalid_request", "redirect_uri");
   if (!q.get("state")) return oauthError(res, 400, "invalid_request", "state is required");
-  for (const [k, v] of Object.entries(a.require_params || {})) {
+  for (const [k, v] of Object.entries(subst(a.require_params || {}))) {
     if (q.get(k) !== v) return oauthError(res, 400, "invalid_request", `${k} must be ${v}`);
   }
   const challenge = q.get("code_challenge");
