@@ -99,7 +99,7 @@
 ---provider's error (exit 5). A hook that raises is an invalid connector (exit 3).
 ---@class ConnectorHooks
 ---@field token_response? fun(raw: ConnectorTokenResponse): ConnectorToken|nil, string? Parse the token endpoint's answer.
----@field callback? fun(query: table<string, string>): table<string, string|number|boolean>|nil, string? Values only the callback carries.
+---@field callback? fun(query: table<string, string>, fields: table<string, string>): table<string, string|number|boolean>|nil, string? Values only the callback carries; `fields` are the connect's field values but the secret ones.
 ---@field lookup? fun(api: ConnectorLookupApi): table<string, string|number|boolean>|nil, string? Post-connect lookups.
 ---@field expired? fun(response: ConnectorRawResponse): boolean Does this API answer (the test API's too) mean "token expired"?
 

@@ -310,6 +310,14 @@ local CASES = {
       assert.matches("redirect_uri=Ada_Lovelace-AdaLovel-connrt-hqzxklmn", t.body, 1, true)
       assert.matches("^Basic ", t.headers.authorization)
     end },
+  { id = "zoho", rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "60001234567", request = "/crm/v8/users?type=CurrentUser",
+    expect = "4150868000000225013",
+    allowed = function(origin) return { origin .. "/zapi/www.zohoapis.com", origin .. "/oauth/user/info" } end,
+    saw = function(log)
+      -- access_type=offline and prompt=consent for a refresh token; Zoho's own token scheme
+      assert.matches("Zoho%-oauthtoken at%-", find(log, "GET", "/zapi/www.zohoapis.com/crm/v8/users")[1].headers.authorization)
+    end },
   { id = "twitch", name = "TwitchDev", unique_id = "141981764", request = "/channels?broadcaster_id=141981764",
     expect = "TwitchDev Monthly Update",
     saw = function(log)
@@ -402,6 +410,8 @@ describe("shipped connectors against provider stand-ins #integration", function(
       rewrites = { { "https://{{subdomain}}.zendesk.com", "ORIGIN/zd/{{subdomain}}" } } },
     { id = "strava", method = "POST", path = "/oauth/deauthorize", api = "/api/v3/athlete" },
     { id = "twitch", method = "POST", path = "/oauth2/revoke", api = "/helix/users" },
+    { id = "zoho", method = "POST", path = "/oauth/v2/token/revoke",
+      rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } } },
     { id = "todoist", method = "POST", path = "/api/v1/access_tokens/revoke", api = "/api/v1/user" },
     { id = "square", method = "POST", path = "/oauth2/revoke", api = "/v2/merchants/me",
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
@@ -542,6 +552,8 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "strava", says = "invalid_grant: Bad Request (AuthorizationCode code invalid)" }, -- Strava's fault shape
     { id = "clickup", says = "OAUTH_014: Code not found" },                 -- {"err", "ECODE"}
     { id = "twitch", says = "invalid_grant: Invalid authorization code" },   -- {"status", "message"}
+    { id = "zoho", says = "answered 200: invalid_code",                     -- HTTP 200 {"error"}
+      rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } } },
     { id = "square", says = "UNAUTHORIZED: Authorization code is already redeemed", -- {"errors": [...]}
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
   }
@@ -627,6 +639,64 @@ describe("shipped connectors against provider stand-ins #integration", function(
       for _, e in ipairs(standin.log()) do assert.is_nil(e.path:find("evil", 1, true)) end
       assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
     end, fixture)
+  end)
+
+  local ZOHO_RW = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } }
+  it("zoho: a callback from another data centre is refused before the code is sent, naming the field to connect with", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
+    doc.authorize.extra = { location = "eu", ["accounts-server"] = "https://accounts.zoho.eu" }
+    local fixture = tmp .. "/zoho-eu.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("zoho", function(standin, home)
+      local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
+      assert.equal(4, res.code, res.stderr)
+      assert.matches("the Zoho account is in the eu data centre, whose accounts host is accounts.zoho.eu: connect again "
+        .. "with --field accounts_host=accounts.zoho.eu", res.stderr, 1, true)
+      assert.equal(0, #find(standin.log(), "POST", "/oauth/v2/token"))
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end, fixture)
+    -- an accounts server that is not Zoho's is refused the same way, and never called
+    doc.authorize.extra = { location = "us", ["accounts-server"] = "https://accounts.evil.example" }
+    h.write(fixture, cjson.encode(doc))
+    with_standin("zoho", function(standin, home)
+      local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
+      assert.equal(4, res.code, res.stderr)
+      assert.matches("names accounts server https://accounts.evil.example, which is not one of Zoho's", res.stderr, 1, true)
+      assert.equal(0, #find(standin.log(), "POST", "/oauth/v2/token"))
+    end, fixture)
+  end)
+
+  it("zoho: an api_domain that is not one of Zoho's API hosts is refused before anything is sent there", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
+    doc.token.body.api_domain = "https://www.zohoapis.com.evil.example"
+    local fixture = tmp .. "/zoho-evil.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("zoho", function(standin, home)
+      local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("names API domain https://www.zohoapis.com.evil.example, which is not one of Zoho's", res.stderr, 1, true)
+      for _, e in ipairs(standin.log()) do assert.is_nil(e.path:find("evil", 1, true)) end
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end, fixture)
+  end)
+
+  it("zoho: refreshes at the accounts host, keeps the refresh token, and a dead one asks for a new sign-in", function()
+    with_standin("zoho", function(standin, home)
+      local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      for _ = 1, 2 do
+        res = h.connrt({ "refresh", "zoho" }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+      end
+      local posts = find(standin.log(), "POST", "/oauth/v2/token")
+      assert.equal(3, #posts)
+      assert.equal(url_form(posts[2].body).refresh_token, url_form(posts[3].body).refresh_token)
+      standin.fail("refresh")
+      res = h.connrt({ "refresh", "zoho" }, { env = env(home) })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("invalid_grant: invalid_code", res.stderr, 1, true)
+      assert.matches("needs reconnecting", res.stderr, 1, true)
+    end)
   end)
 
   it("shopify: a shop that would change the host is refused before anything is sent", function()

@@ -393,12 +393,14 @@ local function check_values(c, hook, v)
 end
 
 --- The values hooks.callback keeps from the callback's query (an empty table without
--- the hook, or when it returns nil). `nil, "message"` fails the connect (a connect
--- error, exit 4) before the code is exchanged; anything else that is not a table of
--- values is a connector error naming the hook.
-function M.callback_values(c, q)
+-- the hook, or when it returns nil). The hook also gets `fields`, the connect's field
+-- values but the secret ones (Zoho's accounts host, to compare with the data centre the
+-- callback names). `nil, "message"` fails the connect (a connect error, exit 4) before
+-- the code is exchanged; anything else that is not a table of values is a connector
+-- error naming the hook.
+function M.callback_values(c, q, fields)
   if not c.hooks.callback then return {} end
-  local v, why = connector.call_hook(c, "callback", q)
+  local v, why = connector.call_hook(c, "callback", q, fields or {})
   if v == nil and why ~= nil then
     -- the hook's way to say the sign-in came back without what the provider should send
     -- (QuickBooks' realmId): the connect failed, before the code is exchanged
@@ -429,7 +431,9 @@ local function code_to_token(ctx, q, verifier, redirect_uri)
   if not q.code or q.code == "" then
     errors.raise("connect", "the callback carries no code; nothing was saved")
   end
-  local extras = M.callback_values(c, q)
+  local plain = {}
+  for k, v in pairs(ctx.fields) do if not ctx.secret_fields[k] then plain[k] = v end end
+  local extras = M.callback_values(c, q, plain)
   local grant = { { "grant_type", "authorization_code" }, { "code", q.code },
     { "redirect_uri", oauth.sent_redirect_uri(c, ctx.fields, redirect_uri) } }
   if c.pkce then grant[#grant + 1] = { "code_verifier", verifier } end

@@ -225,6 +225,11 @@ function authorized(req, q, how, body) {
     const m = (h.authorization || "").match(how === "bearer" ? /^Bearer (.+)$/ : /^OAuth (.+)$/);
     return !!m && access.has(m[1]);
   }
+  if (how.scheme) {
+    // a token after an authorization scheme of the provider's own (Zoho-oauthtoken)
+    const m = (h.authorization || "").match(/^(\S+) (.+)$/);
+    return !!m && m[1] === how.scheme && access.has(m[2]);
+  }
   if (how.header) return how.value !== undefined ? h[how.header.toLowerCase()] === how.value : access.has(h[how.header.toLowerCase()]);
   if (how.query) return Object.entries(how.query).every(([k, v]) => q.get(k) === v);
   if (how.basic) return h.authorization === "Basic " + Buffer.from(how.basic.join(":")).toString("base64");
