@@ -118,6 +118,7 @@
 ---@field redirect_uri? ConnectorTemplate Sent as redirect_uri in the authorize and code exchange requests instead of the redirect URL (eBay's RuName); fields only.
 ---@field pkce? boolean Default true (S256).
 ---@field pkce_encoding? "base64url"|"hex" How the S256 challenge is encoded. Default "base64url" (RFC 7636); "hex" for TikTok's desktop apps.
+---@field app_registration? { url: ConnectorTemplate, form?: table<string, ConnectorTemplate> } A client registered on each server at the first connect through the provider's own app API (Mastodon's POST /api/v1/apps); the form sees fields, {{redirect_uri}} and {{scope}}; kept sealed per server and reused.
 ---@field token_url? ConnectorTemplate
 ---@field client_auth? "basic"|"body" Default "basic".
 ---@field token_params? table<string, ConnectorTemplate> Fields and {{client_id}}.

@@ -116,6 +116,24 @@ describe("connector", function()
     assert.matches("key 'redirect_uri': only a browser sign-in", msg, 1, true)
   end)
 
+  it("checks app_registration (Mastodon): its URL from fields, its form from fields, redirect_uri and scope", function()
+    local reg = 'fields = { { key = "instance" } }, app_registration = { url = "https://{{instance}}/api/v1/apps", '
+      .. 'form = { client_name = "connrt", redirect_uris = "{{redirect_uri}}", scopes = "{{scope}}" } }'
+    local c = connector.load_source(source():gsub("^return {", "return { " .. reg .. ","), "c.lua")
+    assert.equal("https://{{instance}}/api/v1/apps", c.app_registration.url)
+    local msg = err_of(connector.load_source, source({ fields = '{ { key = "instance" } }',
+      app_registration = '{ url = "https://{{access_token}}/apps", form = {} }' }), "c.lua")
+    assert.matches("app_registration.url uses {{access_token}}, which is not a field of this connector", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "instance" } }',
+      app_registration = '{ url = "https://{{instance}}/apps", form = { secret = "{{client_secret}}" } }' }), "c.lua")
+    assert.matches("app_registration.form.secret uses {{client_secret}}, which is neither a field", msg, 1, true)
+    msg = err_of(connector.load_source, source({ app_registration = '{ form = {} }' }), "c.lua")
+    assert.matches("key 'app_registration.url': is required", msg, 1, true)
+    msg = err_of(connector.load_source, source({ app_registration = '{ url = "https://a.example.com/apps" }',
+      auth = '"client_credentials"' }), "c.lua")
+    assert.matches("key 'app_registration': only a browser sign-in", msg, 1, true)
+  end)
+
   it("refuses a revoke_request that puts a token in its URL, or comes with a revoke_url", function()
     local msg = err_of(connector.load_source, source({
       revoke_request = '{ url = "https://api.example.com/revoke?t={{access_token}}" }' }), "c.lua")

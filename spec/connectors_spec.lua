@@ -190,6 +190,18 @@ local CASES = {
       assert.equal("", t.query) -- no client secret or code in the URL
       assert.matches("client_secret=", t.body, 1, true)
     end },
+  { id = "mastodon", register = true, rewrites = { { "https://{{instance}}", "ORIGIN" } }, fields = { "instance=mastodon.social" },
+    name = "@trwnh@mastodon.social", unique_id = "mastodon.social/14715", request = "/v1/timelines/home",
+    expect = "Building the difference engine",
+    saw = function(log)
+      -- the app registered itself with the redirect URL and the scopes it then asked for
+      local reg = url_form(find(log, "POST", "/api/v1/apps")[1].body)
+      assert.equal("connrt", reg.client_name)
+      assert.equal("read write", reg.scopes)
+      assert.matches("^http://127%.0%.0%.1:%d+/callback$", reg.redirect_uris)
+      local t = url_form(find(log, "POST", "/oauth/token")[1].body)
+      assert.equal("TWhM-tNSuncnqN7DBJmoyeLnk6K3iJJ71KKXxgL1hPM", t.client_id)
+    end },
   { id = "miro", name = "Ada Lovelace at Analytical Engines", unique_id = "3458764517517819000/3458764517517852417",
     request = "/boards", expect = "Engine plans" },
   { id = "webflow", name = "Ada Lovelace (ada@example.com)", unique_id = "545bbecb7bdd6769632504a7",
@@ -348,6 +360,8 @@ describe("shipped connectors against provider stand-ins #integration", function(
     local e = env(home)
     -- a public client (PKCE, no client secret): an empty value is no secret
     if case.public then e.CONNRT_CLIENT_SECRET = "" end
+    -- a client registered at connect time (Mastodon): none is given
+    if case.register then e.CONNRT_CLIENT_ID, e.CONNRT_CLIENT_SECRET = "", "" end
     return h.connrt(args, { env = e }), path
   end
 
@@ -410,6 +424,9 @@ describe("shipped connectors against provider stand-ins #integration", function(
       rewrites = { { "https://{{subdomain}}.zendesk.com", "ORIGIN/zd/{{subdomain}}" } } },
     { id = "strava", method = "POST", path = "/oauth/deauthorize", api = "/api/v3/athlete" },
     { id = "twitch", method = "POST", path = "/oauth2/revoke", api = "/helix/users" },
+    { id = "mastodon", method = "POST", path = "/oauth/revoke", api = "/api/v1/accounts/verify_credentials",
+      says = "revoked the access token of mastodon", fields = { "instance=mastodon.social" }, register = true,
+      rewrites = { { "https://{{instance}}", "ORIGIN" } } },
     { id = "zoho", method = "POST", path = "/oauth/v2/token/revoke",
       rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } } },
     { id = "todoist", method = "POST", path = "/api/v1/access_tokens/revoke", api = "/api/v1/user" },
@@ -426,7 +443,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
   }) do
     it(rv.id .. ": revokes with the provider's own request, and the token stops working", function()
       with_standin(rv.id, function(standin, home)
-        local res = connect({ id = rv.id, fields = rv.fields, rewrites = rv.rewrites }, standin, home)
+        local res = connect({ id = rv.id, fields = rv.fields, rewrites = rv.rewrites, register = rv.register }, standin, home)
         assert.equal(0, res.code, res.stderr)
         local st = require("connrt.store").open(home)
         local token = st:secrets(st:list()[1]).access_token
@@ -642,6 +659,52 @@ describe("shipped connectors against provider stand-ins #integration", function(
   end)
 
   local ZOHO_RW = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } }
+  it("mastodon: registers the app once per instance, keeps it sealed, and reuses it on the next connect", function()
+    local home = h.tmpdir()
+    local a, b = start_standin("mastodon"), start_standin("mastodon")
+    local ok, err = pcall(function()
+      local function registrations(s)
+        return cjson.decode(assert(client:request({ url = s.origin .. "/_standin/registered" })).body).registrations
+      end
+      local function run(s, instance)
+        local res = connect({ id = "mastodon", register = true, rewrites = { { "https://{{instance}}", "ORIGIN" } },
+          fields = { "instance=" .. (instance or "mastodon.social") } }, s, home)
+        assert.equal(0, res.code, res.stderr)
+        return res
+      end
+      local res = run(a)
+      assert.matches("Registered connrt as client TWhM-tNSuncnqN7DBJmoyeLnk6K3iJJ71KKXxgL1hPM at " .. a.origin
+        .. "/api/v1/apps", res.stderr, 1, true)
+      run(a)
+      assert.equal(1, registrations(a)) -- the second connect reused it
+      run(b, "fosstodon.org")          -- another instance: its own registration
+      assert.equal(1, registrations(b))
+      run(a)
+      assert.equal(1, registrations(a)) -- the first instance's app is still the one used
+      -- sealed: the client secret is nowhere in the store's files in clear
+      local p = io.popen("find " .. h.shell_quote(home) .. " -type f -exec cat {} +")
+      local all = p:read("a")
+      p:close()
+      assert.truthy(all:find("TWhM-tNSuncnqN7DBJmoyeLnk6K3iJJ71KKXxgL1hPM", 1, true)) -- the id is kept in clear
+      assert.is_nil(all:find("ZEaFUFmF0umgBX1qKJDjaU99Q31lDkOU8NutzTOoliw", 1, true))
+    end)
+    a.stop(); b.stop(); h.rmdir(home)
+    if not ok then error(err, 0) end
+  end)
+
+  it("mastodon: an instance that refuses the registration fails the connect with its error, and nothing is stored", function()
+    with_standin("mastodon", function(standin, home)
+      standin.fail("api")
+      local res = connect({ id = "mastodon", register = true, rewrites = { { "https://{{instance}}", "ORIGIN" } },
+        fields = { "instance=mastodon.social" } }, standin, home)
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("app registration at " .. standin.origin .. "/api/v1/apps answered 422: Validation failed: Redirect "
+        .. "URI must be an absolute URI.", res.stderr, 1, true)
+      assert.equal(0, #find(standin.log(), "POST", "/oauth/token"))
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end)
+  end)
+
   it("zoho: a callback from another data centre is refused before the code is sent, naming the field to connect with", function()
     local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
     doc.authorize.extra = { location = "eu", ["accounts-server"] = "https://accounts.zoho.eu" }

@@ -128,6 +128,26 @@ local function check_templates(c, path)
   for k, v in pairs(c.token_params or {}) do
     if type(v) == "string" then fields_or_client(v, "token_params." .. k) end
   end
+  -- a registration (Mastodon's apps API): its URL from fields, its form from fields,
+  -- {{redirect_uri}} and {{scope}}; sent before any client or token exists
+  if c.app_registration then
+    if (c.auth or "authorization_code") ~= "authorization_code" then
+      fail(path, "key 'app_registration': only a browser sign-in (auth = \"authorization_code\") registers an app")
+    end
+    for _, v in ipairs(template.variables(c.app_registration.url, path .. ": app_registration.url")) do
+      if not field_of(v) then
+        fail(path, "app_registration.url uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
+      end
+    end
+    for k, t in pairs(c.app_registration.form or {}) do
+      for _, v in ipairs(template.variables(tostring(t), path .. ": app_registration.form." .. k)) do
+        if v ~= "redirect_uri" and v ~= "scope" and not field_of(v) then
+          fail(path, "app_registration.form.%s uses {{%s}}, which is neither a field of this connector (fields: %s) "
+            .. "nor {{redirect_uri}} or {{scope}}", k, v, field_list)
+        end
+      end
+    end
+  end
   -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
   for _, v in ipairs(c.redirect_uri and template.variables(c.redirect_uri, path .. ": redirect_uri") or {}) do
     if not field_of(v) then

@@ -348,12 +348,19 @@ local function prepare(opts)
   for i = 1, #c.allowed_urls do
     if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, ctx.fields) end
   end
-  if c.auth ~= "fields" then
-    ctx.client_id, ctx.client_secret = M.client_credentials(c, opts, ctx.st, M.client_origins(ctx.urls, ctx.allowed_static))
-  end
   ctx.scopes = {}
   for _, sc in ipairs(c.scopes) do ctx.scopes[#ctx.scopes + 1] = sc end
   for _, sc in ipairs(opts.scopes or {}) do ctx.scopes[#ctx.scopes + 1] = sc end
+  local given = (opts.client_id or os.getenv("CONNRT_CLIENT_ID") or "") ~= ""
+  if c.app_registration and not given then
+    -- an app registered on this server (Mastodon), or registered now; kept per server
+    ctx.registered = true
+    ctx.client_id, ctx.client_secret = require("connrt.app_registration").client(ctx.st, c, ctx.fields,
+      oauth.sent_redirect_uri(c, ctx.fields, (M.redirect())), table.concat(ctx.scopes, c.scope_separator),
+      M.client_origins(ctx.urls, ctx.allowed_static))
+  elseif c.auth ~= "fields" then
+    ctx.client_id, ctx.client_secret = M.client_credentials(c, opts, ctx.st, M.client_origins(ctx.urls, ctx.allowed_static))
+  end
   return ctx
 end
 
@@ -595,7 +602,8 @@ local function finish(ctx, token, extras)
     expires_at = token and token.expires_at, issued_at = token and token.issued_at,
     has_refresh_token = token and token.refresh_token ~= nil or false,
   }
-  local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret,
+  -- a registered app is remembered per server already (app_registration.lua)
+  local client = ctx.client_id and not ctx.registered and { client_id = ctx.client_id, client_secret = ctx.client_secret,
     origins = M.client_origins(ctx.urls, ctx.allowed) } or nil
   local id, updated = ctx.st:save(rec, secrets, c.source, client,
     token and ("token endpoint " .. tostring(ctx.urls.token_url)) or c.path, { replace = ctx.opts.replace })

@@ -27,7 +27,10 @@
 // User-Agent). The client's `id_param` names the client id parameter (TikTok's
 // client_key); the authorize shape's `pkce_encoding: "hex"` takes a hex S256 challenge
 // (TikTok's desktop apps) and `redirect_name: {name, url}` a registered name as
-// redirect_uri that stands for url (eBay's RuName).
+// redirect_uri that stands for url (eBay's RuName). An API route with `registers`
+// (values its form must carry) registers an app (Mastodon's /api/v1/apps); an authorize
+// shape with `registered_only` then takes only that app's redirect URI and scopes
+// (GET /_standin/registered counts the registrations).
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
 // (the next token response is the fixture's error), POST /_standin/fail?what=api (the
 // next API request is answered with its route's `fail` shape, else `unauthorized`: an
@@ -46,6 +49,8 @@ const failNext = new Set();
 let origin = "";
 let lastAccess = "", lastRefresh = "";
 let exchanged = 0;                // token exchanges answered
+let registered = null;            // the app registered (Mastodon's /api/v1/apps): { redirect_uris, scopes }
+let registrations = 0;
 
 const rand = (p) => p + crypto.randomBytes(12).toString("hex");
 const b64url = (buf) => buf.toString("base64").replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -53,6 +58,7 @@ const b64url = (buf) => buf.toString("base64").replace(/\+/g, "-").replace(/\//g
 function subst(v) {
   if (typeof v === "string") {
     return v.replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess).replaceAll("$REFRESH_TOKEN", lastRefresh)
+      .replaceAll("$REDIRECT_URI", registered ? registered.redirect_uris[0] : "")
       .replace(/\$ISO_AFTER:(\d+)/g, (_, n) => new Date(Date.now() + Number(n) * 1000).toISOString().replace(/\.\d+Z$/, "Z"));
   }
   if (Array.isArray(v)) return v.map(subst);
@@ -192,6 +198,12 @@ function onAuthorize(req, res, q) {
   for (const [k, v] of Object.entries(subst(a.require_params || {}))) {
     if (q.get(k) !== v) return oauthError(res, 400, "invalid_request", `${k} must be ${v}`);
   }
+  if (a.registered_only) {
+    // an app registered here (Mastodon): its redirect URI, and scopes among those registered
+    if (!registered || !registered.redirect_uris.includes(redirect)) return oauthError(res, 400, "invalid_client", "no app registered with this redirect URI");
+    const asked = (q.get("scope") || "").split(" ");
+    if (!asked.every((s) => registered.scopes.includes(s))) return oauthError(res, 400, "invalid_scope", "scope not registered");
+  }
   const challenge = q.get("code_challenge");
   if (a.pkce === "required" && (!challenge || q.get("code_challenge_method") !== "S256")) {
     return oauthError(res, 400, "invalid_request", "PKCE S256 is required");
@@ -243,6 +255,7 @@ const server = http.createServer(async (req, res) => {
   try {
     if (u.pathname === "/_standin/log") return send(res, { body: seen });
     if (u.pathname === "/_standin/exchanged") return send(res, { body: { exchanged } });
+    if (u.pathname === "/_standin/registered") return send(res, { body: { registrations } });
     if (u.pathname === "/_standin/fail") { failNext.add(u.searchParams.get("what")); return send(res, { body: { ok: true } }); }
     if (u.pathname === "/_standin/expire") { access = new Set(); return send(res, { body: { ok: true } }); }
     if (req.method === "GET" && u.pathname === fixture.authorize?.path) return onAuthorize(req, res, u.searchParams);
@@ -263,6 +276,16 @@ const server = http.createServer(async (req, res) => {
         }
         for (const [k, v] of Object.entries(r.require_headers || {})) {
           if (req.headers[k.toLowerCase()] !== v) return send(res, r.missing_header || { status: 400, body: { error: `${k} is required` } });
+        }
+        if (r.registers) {
+          // an app registration in the provider's shape (a form): its name, redirect URIs and scopes
+          const form = Object.fromEntries(new URLSearchParams(body));
+          for (const [k, v] of Object.entries(r.registers)) {
+            if (form[k] !== v) return send(res, { status: 422, body: { error: `Validation failed: ${k} must be ${v}` } });
+          }
+          if (!/^https?:\/\//.test(form.redirect_uris || "")) return send(res, r.fail);
+          registered = { redirect_uris: form.redirect_uris.split("\n"), scopes: (form.scopes || "read").split(" ") };
+          registrations += 1;
         }
         if (r.revokes) {
           // a revocation in the provider's own shape: check what it names, then end every token
