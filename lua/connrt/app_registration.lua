@@ -86,16 +86,18 @@ end
 --- The client of connector `c` on the server its registration URL names: the one
 -- registered before for the same redirect URI and scopes (when the endpoints its secret
 -- would go to, `origins`, are the ones it was registered for), else a new one,
--- remembered at once. Returns the client id and secret.
+-- remembered at once. `origins` is the connector's reach as known before the sign-in
+-- (origins.reach). Returns the client id, its secret and the origins it was registered
+-- for.
 function M.client(st, c, fields, redirect_uri, scope, origins)
   local reg_url = M.url(c, fields)
   local key = M.key(reg_url, redirect_uri, scope)
   local saved = st:client(key, origins)
-  if saved then return saved.client_id, log.secret(saved.client_secret) end
+  if saved then return saved.client_id, log.secret(saved.client_secret), saved.origins or origins end
   local client = register(c, fields, reg_url, redirect_uri, scope)
   client.origins = origins
   st:save_client(key, client)
-  return client.client_id, client.client_secret
+  return client.client_id, client.client_secret, origins
 end
 
 return M
