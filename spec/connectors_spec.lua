@@ -729,6 +729,19 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end, fixture)
   end)
 
+  it("hooks.callback gets the non-secret fields only (a secret field never reaches the hook)", function()
+    with_standin("zoho", function(standin, home)
+      local rw = { ZOHO_RW[1], ZOHO_RW[2],
+        { "local function callback(query, fields)",
+          "local function callback(query, fields)\n  if fields.probe ~= nil then return nil, 'the secret field reached the hook' end"
+            .. "\n  if fields.shown ~= 'yes' then return nil, 'the plain field is missing' end" },
+        { 'fields = {\n    { key = "accounts_host"',
+          'fields = {\n    { key = "probe", secret = true }, { key = "shown" },\n    { key = "accounts_host"' } }
+      local res = connect({ id = "zoho", rewrites = rw, fields = { "probe=s3cret-probe-value", "shown=yes" } }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+    end)
+  end)
+
   it("zoho: an api_domain that is not one of Zoho's API hosts is refused before anything is sent there", function()
     local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
     doc.token.body.api_domain = "https://www.zohoapis.com.evil.example"
