@@ -5,42 +5,33 @@
 -- https://zoho.com/thrive/resources/api/identify-user-location.html (access_type, prompt)
 -- https://www.zoho.com/crm/developer/docs/api/v8/get-users.html (GET /crm/v8/users; page not read)
 -- Quirks: Zoho runs separate data centres, each with its own accounts host
--- (accounts.zoho.com, .eu, .in, .com.au, .jp, .sa, .uk, .com.cn, accounts.zohocloud.ca) that
--- issues and refreshes that centre's tokens. The accounts host is a field, one of those
--- (default accounts.zoho.com); the callback says which centre the account is in
--- (`location`, `accounts-server`), and hooks.callback refuses the sign-in, before the
--- code is sent anywhere, when that is not the chosen host, naming the --field value to
--- connect with: the callback never picks a host itself. The token response names the
--- API host in `api_domain` (https://www.zohoapis.com, .eu, ...; the accounts pages show
--- https://api.zoho.eu too), which
--- hooks.token_response accepts only from Zoho's list and keeps as `api_host` for the
--- allowed URL. API calls send `Authorization: Zoho-oauthtoken TOKEN`. A refresh token
--- comes only with access_type=offline and, after the first consent, only with
--- prompt=consent (both sent); refreshes answer without one (it is kept); Zoho keeps at
--- most 20 refresh tokens per user and client, revoking the oldest silently. Scopes are
--- comma-separated Service.scope.OPERATION names (add others with --scope). Token errors
--- come as HTTP 200 {"error": "invalid_code"}; at a refresh that means a dead refresh token.
+-- (accounts.zoho.com, .eu, .in, .com.au, .jp, .sa, .uk, .com.cn, accounts.zohocloud.ca)
+-- that issues and refreshes that centre's tokens. The sign-in starts at
+-- accounts.zoho.com (accounts.zoho.com.cn for China: give --field accounts_server=...),
+-- which sends the user on to their centre; the callback names it in `accounts-server`,
+-- which sets the accounts_server field (callback_fields): the code is exchanged, and
+-- refreshes go, there. The field's choices are Zoho's accounts hosts, so a callback
+-- naming any other host fails the connect before the code is sent. The token response
+-- names the API host in `api_domain` (https://www.zohoapis.com, .eu, ...; the accounts
+-- pages show https://api.zoho.eu too), which hooks.token_response accepts only from
+-- Zoho's list and keeps as `api_host` for the allowed URL. API calls send
+-- `Authorization: Zoho-oauthtoken TOKEN`. A refresh token comes only with
+-- access_type=offline and, after the first consent, only with prompt=consent (both
+-- sent); refreshes answer without one (it is kept); Zoho keeps at most 20 refresh tokens
+-- per user and client, revoking the oldest silently. Multi-DC must be enabled for the
+-- client in Zoho's API console (a secret per data centre is possible: connrt keeps one).
+-- Scopes are comma-separated Service.scope.OPERATION names (add others with --scope).
+-- Token errors come as HTTP 200 {"error": "invalid_code"}; at a refresh that means a
+-- dead refresh token.
 -- Unconfirmed: revocation with the refresh token in the form body (Zoho's examples put it
 -- in the query string, where connrt never puts a token); the user info endpoint
 -- (GET /oauth/user/info and its field names, from secondary sources); PKCE (off).
-local ACCOUNTS = { "accounts.zoho.com", "accounts.zoho.eu", "accounts.zoho.in", "accounts.zoho.com.au",
-  "accounts.zoho.jp", "accounts.zoho.sa", "accounts.zoho.uk", "accounts.zoho.com.cn", "accounts.zohocloud.ca" }
--- each data centre's API hosts: www.zohoapis.TLD and api.zoho.TLD (Canada: www.zohoapis.ca)
+local ACCOUNTS = { "https://accounts.zoho.com", "https://accounts.zoho.eu", "https://accounts.zoho.in",
+  "https://accounts.zoho.com.au", "https://accounts.zoho.jp", "https://accounts.zoho.sa", "https://accounts.zoho.uk",
+  "https://accounts.zoho.com.cn", "https://accounts.zohocloud.ca" }
 local API_HOSTS = { ["www.zohoapis.ca"] = true }
 for _, tld in ipairs({ "com", "eu", "in", "com.au", "jp", "sa", "uk", "com.cn" }) do
   API_HOSTS["www.zohoapis." .. tld], API_HOSTS["api.zoho." .. tld] = true, true
-end
-
-local function callback(query, fields)
-  local server = query["accounts-server"]
-  if server == nil or server == "https://" .. fields.accounts_host then return nil end
-  for _, host in ipairs(ACCOUNTS) do
-    if server == "https://" .. host then
-      return nil, ("the Zoho account is in the %s data centre, whose accounts host is %s: connect again with "
-        .. "--field accounts_host=%s"):format(tostring(query.location or "other"), host, host)
-    end
-  end
-  return nil, "the callback names accounts server " .. tostring(server):sub(1, 200) .. ", which is not one of Zoho's"
 end
 
 local function token_response(raw)
@@ -69,28 +60,29 @@ return {
   id = "zoho",
   title = "Zoho",
   fields = {
-    { key = "accounts_host", label = "Zoho accounts host",
-      description = "your data centre's accounts host: accounts.zoho.com (US), .eu, .in, .com.au, .jp, .sa, .uk, "
-        .. ".com.cn or accounts.zohocloud.ca",
-      default = "accounts.zoho.com", choices = ACCOUNTS },
+    { key = "accounts_server", label = "Zoho accounts server",
+      description = "where the sign-in starts: https://accounts.zoho.com (every data centre but China's, which the "
+        .. "callback then names) or https://accounts.zoho.com.cn",
+      default = "https://accounts.zoho.com", choices = ACCOUNTS },
   },
-  authorize_url = "https://{{accounts_host}}/oauth/v2/auth",
+  callback_fields = { accounts_server = "accounts-server" },
+  authorize_url = "{{accounts_server}}/oauth/v2/auth",
   authorize_params = { access_type = "offline", prompt = "consent" },
   scopes = { "AaaServer.profile.Read", "ZohoCRM.users.READ" },
   scope_separator = ",",
   pkce = false,
-  token_url = "https://{{accounts_host}}/oauth/v2/token",
+  token_url = "{{accounts_server}}/oauth/v2/token",
   client_auth = "body",
   revoke_request = {
     method = "POST",
-    url = "https://{{accounts_host}}/oauth/v2/token/revoke",
+    url = "{{accounts_server}}/oauth/v2/token/revoke",
     form = { token = "{{refresh_token}}" },
   },
   values = { "api_host" },
-  test = "https://{{accounts_host}}/oauth/user/info",
+  test = "{{accounts_server}}/oauth/user/info",
   name = "{{Display_Name}} ({{Email}})",
   unique_id = "{{ZUID}}",
-  allowed_urls = { "https://{{api_host}}", "https://{{accounts_host}}/oauth/user/info" },
+  allowed_urls = { "https://{{api_host}}", "{{accounts_server}}/oauth/user/info" },
   request = { headers = { Authorization = "Zoho-oauthtoken {{access_token}}" } },
-  hooks = { callback = callback, token_response = token_response },
+  hooks = { token_response = token_response },
 }

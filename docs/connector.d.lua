@@ -99,7 +99,7 @@
 ---provider's error (exit 5). A hook that raises is an invalid connector (exit 3).
 ---@class ConnectorHooks
 ---@field token_response? fun(raw: ConnectorTokenResponse): ConnectorToken|nil, string? Parse the token endpoint's answer.
----@field callback? fun(query: table<string, string>, fields: table<string, string>): table<string, string|number|boolean>|nil, string? Values only the callback carries; `fields` are the connect's field values but the secret ones.
+---@field callback? fun(query: table<string, string>): table<string, string|number|boolean>|nil, string? Values only the callback carries.
 ---@field lookup? fun(api: ConnectorLookupApi): table<string, string|number|boolean>|nil, string? Post-connect lookups.
 ---@field expired? fun(response: ConnectorRawResponse): boolean Does this API answer (the test API's too) mean "token expired"?
 
@@ -119,6 +119,7 @@
 ---@field pkce? boolean Default true (S256).
 ---@field pkce_encoding? "base64url"|"hex" How the S256 challenge is encoded. Default "base64url" (RFC 7636); "hex" for TikTok's desktop apps.
 ---@field app_registration? { url: ConnectorTemplate, form?: table<string, ConnectorTemplate> } A client registered on each server at the first connect through the provider's own app API (Mastodon's POST /api/v1/apps); the form sees fields, {{redirect_uri}} and {{scope}}; kept sealed per server and reused.
+---@field callback_fields? table<string, string> Fields the callback sets, by field key to callback parameter (Zoho's accounts_server = "accounts-server"); each field needs `choices`, and the callback's value must be one of them.
 ---@field token_url? ConnectorTemplate
 ---@field client_auth? "basic"|"body" Default "basic".
 ---@field token_params? table<string, ConnectorTemplate> Fields and {{client_id}}.

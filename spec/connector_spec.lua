@@ -116,6 +116,34 @@ describe("connector", function()
     assert.matches("key 'redirect_uri': only a browser sign-in", msg, 1, true)
   end)
 
+  it("checks callback_fields (Zoho): a declared field with choices, not secret; the reach covers every choice", function()
+    local msg = err_of(connector.load_source, source({ callback_fields = '{ dc = "accounts-server" }' }), "c.lua")
+    assert.matches("callback_fields.dc: no such field (fields: none)", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "dc" } }', callback_fields = '{ dc = "accounts-server" }' }),
+      "c.lua")
+    assert.matches("callback_fields.dc: the field needs choices", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "dc", secret = true, choices = { "a" } } }',
+      callback_fields = '{ dc = "accounts-server" }' }), "c.lua")
+    assert.matches("callback_fields.dc: a secret field cannot come from a callback", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "dc", choices = { "a" } } }',
+      callback_fields = '{ dc = 1 }' }), "c.lua")
+    assert.matches("key 'callback_fields.dc': expected a string, got number", msg, 1, true)
+    -- the shipped Zoho connector: a client is remembered for every data centre's accounts host
+    local z = connector.load("connectors/zoho.lua")
+    local flow = require("connrt.flow")
+    local fields = { accounts_server = "https://accounts.zoho.com" }
+    local ctx = { fields = fields, urls = { token_url = connector.render_url(z, "token_url", fields) },
+      allowed_static = { [2] = connector.render_url(z, 2, fields) }, authorize_url = connector.render_url(z, "authorize_url", fields) }
+    local reach = flow.reach_before(z, ctx)
+    for _, o in ipairs({ "https://accounts.zoho.com:443", "https://accounts.zoho.eu:443", "https://accounts.zoho.com.cn:443",
+      "https://accounts.zohocloud.ca:443" }) do
+      local found = false
+      for _, r in ipairs(reach) do if r == o then found = true end end
+      assert.is_true(found, o .. " is not in the reach")
+    end
+    assert.equal(9, #reach)
+  end)
+
   it("checks app_registration (Mastodon): its URL from fields, its form from fields, redirect_uri and scope", function()
     local reg = 'fields = { { key = "instance" } }, app_registration = { url = "https://{{instance}}/api/v1/apps", '
       .. 'form = { client_name = "connrt", redirect_uris = "{{redirect_uri}}", scopes = "{{scope}}" } }'

@@ -322,7 +322,7 @@ local CASES = {
       assert.matches("redirect_uri=Ada_Lovelace-AdaLovel-connrt-hqzxklmn", t.body, 1, true)
       assert.matches("^Basic ", t.headers.authorization)
     end },
-  { id = "zoho", rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } },
+  { id = "zoho", rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" } },
     name = "Ada Lovelace (ada@example.com)", unique_id = "60001234567", request = "/crm/v8/users?type=CurrentUser",
     expect = "4150868000000225013",
     allowed = function(origin) return { origin .. "/zapi/www.zohoapis.com", origin .. "/oauth/user/info" } end,
@@ -428,7 +428,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
       says = "revoked the access token of mastodon", fields = { "instance=mastodon.social" }, register = true,
       rewrites = { { "https://{{instance}}", "ORIGIN" } } },
     { id = "zoho", method = "POST", path = "/oauth/v2/token/revoke",
-      rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } } },
+      rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" } } },
     { id = "todoist", method = "POST", path = "/api/v1/access_tokens/revoke", api = "/api/v1/user" },
     { id = "square", method = "POST", path = "/oauth2/revoke", api = "/v2/merchants/me",
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
@@ -570,7 +570,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "clickup", says = "OAUTH_014: Code not found" },                 -- {"err", "ECODE"}
     { id = "twitch", says = "invalid_grant: Invalid authorization code" },   -- {"status", "message"}
     { id = "zoho", says = "answered 200: invalid_code",                     -- HTTP 200 {"error"}
-      rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } } },
+      rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" } } },
     { id = "square", says = "UNAUTHORIZED: Authorization code is already redeemed", -- {"errors": [...]}
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
   }
@@ -658,7 +658,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end, fixture)
   end)
 
-  local ZOHO_RW = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" }, { "https://{{accounts_host}}", "ORIGIN" } }
+  local ZOHO_RW = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" } }
   it("mastodon: registers the app once per instance, keeps it sealed, and reuses it on the next connect", function()
     local home = h.tmpdir()
     local a, b = start_standin("mastodon"), start_standin("mastodon")
@@ -705,41 +705,74 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end)
   end)
 
-  it("zoho: a callback from another data centre is refused before the code is sent, naming the field to connect with", function()
+  it("zoho: the callback's accounts-server picks the data centre: the code is exchanged and refreshed there", function()
     local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
-    doc.authorize.extra = { location = "eu", ["accounts-server"] = "https://accounts.zoho.eu" }
+    doc.authorize.extra = { location = "eu", ["accounts-server"] = "$ORIGIN/eu" }
+    doc.token.path = "/eu/oauth/v2/token"
+    doc.token.body.api_domain = "https://www.zohoapis.eu"
+    doc.refresh.body.api_domain = "https://www.zohoapis.eu"
+    doc.api[1].path = "/eu/oauth/user/info"
+    doc.api[2].path = "/zapi/www.zohoapis.eu/crm/v8/users"
     local fixture = tmp .. "/zoho-eu.json"
     h.write(fixture, cjson.encode(doc))
     with_standin("zoho", function(standin, home)
-      local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
-      assert.equal(4, res.code, res.stderr)
-      assert.matches("the Zoho account is in the eu data centre, whose accounts host is accounts.zoho.eu: connect again "
-        .. "with --field accounts_host=accounts.zoho.eu", res.stderr, 1, true)
-      assert.equal(0, #find(standin.log(), "POST", "/oauth/v2/token"))
-      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+      -- the EU accounts host (one of the field's choices) answers under /eu of the stand-in
+      local rw = { ZOHO_RW[1], { '"https://accounts.zoho.eu"', '"ORIGIN/eu"' } }
+      local res = connect({ id = "zoho", rewrites = rw }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      local log = standin.log()
+      assert.equal("/oauth/v2/auth", log[1].path) -- the sign-in started at the default host
+      assert.equal(1, #find(log, "POST", "/eu/oauth/v2/token"))
+      local show = cjson.decode(h.connrt({ "show", "zoho", "--json" }, { env = env(home) }).stdout)
+      assert.equal(standin.origin .. "/eu", show.fields.accounts_server)
+      assert.same({ standin.origin .. "/zapi/www.zohoapis.eu", standin.origin .. "/eu/oauth/user/info" }, show.allowed_urls)
+      res = h.connrt({ "refresh", "zoho" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(2, #find(standin.log(), "POST", "/eu/oauth/v2/token"))
+      res = h.connrt({ "request", "zoho", "/crm/v8/users?type=CurrentUser" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
     end, fixture)
-    -- an accounts server that is not Zoho's is refused the same way, and never called
+  end)
+
+  it("zoho: connrt authorize carries the data centre the callback picked to connrt run --paste", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
+    doc.authorize.extra = { location = "eu", ["accounts-server"] = "$ORIGIN/eu" }
+    doc.token.path = "/eu/oauth/v2/token"
+    doc.api[1].path = "/eu/oauth/user/info"
+    local fixture = tmp .. "/zoho-eu-paste.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("zoho", function(standin, home)
+      local path = rewritten("zoho", standin.origin, { ZOHO_RW[1], { '"https://accounts.zoho.eu"', '"ORIGIN/eu"' } }, tmp)
+      local laptop = h.tmpdir()
+      local res = h.connrt({ "authorize", path, "--timeout", "20" }, { env = env(laptop) })
+      assert.equal(0, res.code, res.stderr)
+      local blob = res.stdout:match("^(connrt%-authorized%-v1:[%w_-]+)\n$")
+      assert.is_string(blob, res.stdout)
+      h.rmdir(laptop)
+      res = h.connrt({ "run", path, "--paste", "--json", "--no-browser", "--timeout", "20" },
+        { env = env(home), stdin = blob .. "\n" })
+      assert.equal(0, res.code, res.stderr)
+      local show = cjson.decode(h.connrt({ "show", "zoho", "--json" }, { env = env(home) }).stdout)
+      assert.equal(standin.origin .. "/eu", show.fields.accounts_server)
+      res = h.connrt({ "refresh", "zoho" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(2, #find(standin.log(), "POST", "/eu/oauth/v2/token"))
+    end, fixture)
+  end)
+
+  it("zoho: a callback naming an accounts server that is not one of Zoho's is refused before the code is sent", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
     doc.authorize.extra = { location = "us", ["accounts-server"] = "https://accounts.evil.example" }
+    local fixture = tmp .. "/zoho-evil-accounts.json"
     h.write(fixture, cjson.encode(doc))
     with_standin("zoho", function(standin, home)
       local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
       assert.equal(4, res.code, res.stderr)
-      assert.matches("names accounts server https://accounts.evil.example, which is not one of Zoho's", res.stderr, 1, true)
+      assert.matches("the callback's accounts-server names https://accounts.evil.example for field accounts_server: "
+        .. "\"https://accounts.evil.example\" is not one of: ", res.stderr, 1, true)
       assert.equal(0, #find(standin.log(), "POST", "/oauth/v2/token"))
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
     end, fixture)
-  end)
-
-  it("hooks.callback gets the non-secret fields only (a secret field never reaches the hook)", function()
-    with_standin("zoho", function(standin, home)
-      local rw = { ZOHO_RW[1], ZOHO_RW[2],
-        { "local function callback(query, fields)",
-          "local function callback(query, fields)\n  if fields.probe ~= nil then return nil, 'the secret field reached the hook' end"
-            .. "\n  if fields.shown ~= 'yes' then return nil, 'the plain field is missing' end" },
-        { 'fields = {\n    { key = "accounts_host"',
-          'fields = {\n    { key = "probe", secret = true }, { key = "shown" },\n    { key = "accounts_host"' } }
-      local res = connect({ id = "zoho", rewrites = rw, fields = { "probe=s3cret-probe-value", "shown=yes" } }, standin, home)
-      assert.equal(0, res.code, res.stderr)
-    end)
   end)
 
   it("zoho: an api_domain that is not one of Zoho's API hosts is refused before anything is sent there", function()

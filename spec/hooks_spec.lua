@@ -115,19 +115,6 @@ describe("hooks.callback", function()
     assert.same({ realm_id = "4620816365031227050" }, flow.callback_values(c, { code = "c", realmId = "4620816365031227050" }))
   end)
 
-  it("is given the connect's fields beside the query (Zoho's accounts host against the callback's)", function()
-    local c = with([[function(q, fields)
-      if q["accounts-server"] ~= "https://" .. fields.host then return nil, "account in " .. q.location end
-      return { realm = fields.host }
-    end]])
-    assert.same({ realm = "accounts.zoho.com" }, flow.callback_values(c,
-      { code = "c", ["accounts-server"] = "https://accounts.zoho.com", location = "us" }, { host = "accounts.zoho.com" }))
-    local msg, kind = err_of(flow.callback_values, c,
-      { code = "c", ["accounts-server"] = "https://accounts.zoho.eu", location = "eu" }, { host = "accounts.zoho.com" })
-    assert.equal("connect", kind)
-    assert.matches("hooks.callback: account in eu; nothing was saved", msg, 1, true)
-  end)
-
   it("keeps nothing when it returns nil, or without the hook", function()
     assert.same({}, flow.callback_values(with("function() end"), { code = "c" }))
     assert.same({}, flow.callback_values(load(), { code = "c" }))

@@ -170,6 +170,23 @@ local function check_templates(c, path)
       end
     end
   end
+  -- fields the callback sets: declared, with choices (the callback can only pick one of
+  -- them), not secret, and only where there is a callback
+  local combos = 1
+  for k in pairs(c.callback_fields or {}) do
+    if (c.auth or "authorization_code") ~= "authorization_code" then
+      fail(path, "key 'callback_fields': only a browser sign-in (auth = \"authorization_code\") has a callback")
+    end
+    local f
+    for _, x in ipairs(c.fields or {}) do if x.key == k then f = x end end
+    if not f then fail(path, "callback_fields.%s: no such field (fields: %s)", k, field_list) end
+    if not f.choices then
+      fail(path, "callback_fields.%s: the field needs choices, so a callback can only pick among the connector's own values", k)
+    end
+    if f.secret then fail(path, "callback_fields.%s: a secret field cannot come from a callback", k) end
+    combos = combos * #f.choices
+  end
+  if combos > 64 then fail(path, "callback_fields: %d combinations of choices; at most 64", combos) end
   -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
   for _, v in ipairs(c.redirect_uri and template.variables(c.redirect_uri, path .. ": redirect_uri") or {}) do
     if not field_of(v) then

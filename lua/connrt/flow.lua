@@ -339,7 +339,8 @@ local function prepare(opts)
   local given = (opts.client_id or os.getenv("CONNRT_CLIENT_ID") or "") ~= ""
   if c.auth ~= "fields" then
     ctx.authorize_url = c.authorize_url and connector.render_url(c, "authorize_url", ctx.fields)
-    local reach = origins.reach(ctx.urls, ctx.allowed_static, { ctx.authorize_url })
+    local reach = M.reach_before(c, ctx)
+    ctx.reach_before = reach
     if c.app_registration and not given then
       -- an app registered on this server (Mastodon), or registered now; kept per server,
       -- for the reach it was registered with (checked again in `finish`)
@@ -352,6 +353,91 @@ local function prepare(opts)
     end
   end
   return ctx
+end
+
+-- The URLs a connect renders from fields before the sign-in, into ctx (urls in place,
+-- allowed_static).
+local function render_static(c, ctx, fields)
+  for _, k in ipairs({ "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }) do
+    ctx.urls[k] = connector.render_url(c, k, fields)
+  end
+  for i = 1, #c.allowed_urls do
+    if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, fields) end
+  end
+end
+
+--- The sorted union of two lists of origins.
+function M.union(a, b)
+  local set, out = {}, {}
+  for _, l in ipairs({ a or {}, b or {} }) do
+    for _, o in ipairs(l) do if not set[o] then set[o] = true; out[#out + 1] = o end end
+  end
+  table.sort(out)
+  return out
+end
+
+--- The reach of a connect as known before the sign-in (origins.reach of its URLs,
+-- allowed URLs and authorize URL). With `callback_fields`, the callback may set those
+-- fields to any of their choices, so the reach is that of every choice (Zoho: every
+-- data centre's accounts host): a client is remembered for, and reused within, all of
+-- them.
+function M.reach_before(c, ctx)
+  local reach = origins.reach(ctx.urls, ctx.allowed_static, { ctx.authorize_url })
+  if not c.callback_fields then return reach end
+  local set = {}
+  for _, o in ipairs(reach) do set[o] = true end
+  local keys = {}
+  for k in pairs(c.callback_fields) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local choices = {}
+  for _, f in ipairs(c.fields) do choices[f.key] = f.choices end
+  local fields = {}
+  for k, v in pairs(ctx.fields) do fields[k] = v end
+  local function each(i)
+    if i > #keys then
+      local probe = { urls = {}, allowed_static = {} }
+      render_static(c, probe, fields)
+      local authorize = c.authorize_url and connector.render_url(c, "authorize_url", fields)
+      for _, o in ipairs(origins.reach(probe.urls, probe.allowed_static, { authorize })) do set[o] = true end
+      return
+    end
+    for _, ch in ipairs(choices[keys[i]]) do
+      fields[keys[i]] = ch
+      each(i + 1)
+    end
+  end
+  each(1)
+  local out = {}
+  for o in pairs(set) do out[#out + 1] = o end
+  table.sort(out)
+  return out
+end
+
+--- Fields the callback sets (`callback_fields`, Zoho's accounts-server): a callback
+-- parameter's value becomes its field's value, when it is one of the field's choices
+-- (a value outside them fails the connect, exit 4, before the code is sent anywhere),
+-- and the URLs rendered from fields follow it (the code is exchanged at the host the
+-- callback names, and refreshes go there). Only choices the connector declares can be
+-- chosen, all of them within the reach a client was given for (M.reach_before).
+function M.callback_fields(ctx, q)
+  local c = ctx.c
+  local changed = false
+  for k, param in pairs(c.callback_fields or {}) do
+    local v = q[param]
+    if v ~= nil and v ~= ctx.fields[k] then
+      for _, f in ipairs(c.fields) do
+        if f.key == k then
+          local ok, why = connector.check_field_value(f, v)
+          if not ok then
+            errors.raise("connect", "the callback's %s names %s for field %s: %s; nothing was sent or saved", param,
+              tostring(v):sub(1, 200), k, why:sub(1, 500))
+          end
+        end
+      end
+      ctx.fields[k], changed = v, true
+    end
+  end
+  if changed then render_static(c, ctx, ctx.fields) end
 end
 
 -- The token request context of oauth.token_request.
@@ -390,14 +476,12 @@ local function check_values(c, hook, v)
 end
 
 --- The values hooks.callback keeps from the callback's query (an empty table without
--- the hook, or when it returns nil). The hook also gets `fields`, the connect's field
--- values but the secret ones (Zoho's accounts host, to compare with the data centre the
--- callback names). `nil, "message"` fails the connect (a connect error, exit 4) before
--- the code is exchanged; anything else that is not a table of values is a connector
--- error naming the hook.
-function M.callback_values(c, q, fields)
+-- the hook, or when it returns nil). `nil, "message"` fails the connect (a connect
+-- error, exit 4) before the code is exchanged; anything else that is not a table of
+-- values is a connector error naming the hook.
+function M.callback_values(c, q)
   if not c.hooks.callback then return {} end
-  local v, why = connector.call_hook(c, "callback", q, fields or {})
+  local v, why = connector.call_hook(c, "callback", q)
   if v == nil and why ~= nil then
     -- the hook's way to say the sign-in came back without what the provider should send
     -- (QuickBooks' realmId): the connect failed, before the code is exchanged
@@ -428,9 +512,8 @@ local function code_to_token(ctx, q, verifier, redirect_uri)
   if not q.code or q.code == "" then
     errors.raise("connect", "the callback carries no code; nothing was saved")
   end
-  local plain = {}
-  for k, v in pairs(ctx.fields) do if not ctx.secret_fields[k] then plain[k] = v end end
-  local extras = M.callback_values(c, q, plain)
+  M.callback_fields(ctx, q)
+  local extras = M.callback_values(c, q)
   local grant = { { "grant_type", "authorization_code" }, { "code", q.code },
     { "redirect_uri", oauth.sent_redirect_uri(c, ctx.fields, redirect_uri) } }
   if c.pkce then grant[#grant + 1] = { "code_verifier", verifier } end
@@ -611,7 +694,8 @@ local function finish(ctx, token, extras)
   }
   -- a registered app is remembered per server already (app_registration.lua)
   local client = ctx.client_id and not ctx.registered and { client_id = ctx.client_id, client_secret = ctx.client_secret,
-    origins = ctx.client_given or origins.reach(ctx.urls, ctx.allowed, { ctx.authorize_url }) } or nil
+    origins = ctx.client_given or M.union(ctx.reach_before, origins.reach(ctx.urls, ctx.allowed, { ctx.authorize_url }))
+  } or nil
   local id, updated = ctx.st:save(rec, secrets, c.source, client,
     token and ("token endpoint " .. tostring(ctx.urls.token_url)) or c.path, { replace = ctx.opts.replace })
   rec.id = id
@@ -720,6 +804,13 @@ local function via_paste(ctx)
   if ctx.opts.browser ~= false then open_browser(a.url) end
   local kind, v = read_paste(ctx, a)
   if kind == "blob" then
+    -- fields the callback set on the machine that signed in (Zoho's data centre), checked
+    -- against their choices as the callback's own values are
+    local q = {}
+    for k, param in pairs(ctx.c.callback_fields or {}) do
+      if type(v.fields) == "table" and type(v.fields[k]) == "string" then q[param] = v.fields[k] end
+    end
+    M.callback_fields(ctx, q)
     local tok = oauth.finish_token(v.token, "the pasted authorize result", ctx.c, "pasted")
     return finish(ctx, tok, check_values(ctx.c, "callback", v.extras or {}))
   end
@@ -837,7 +928,9 @@ function M.authorize(opts)
     errors.raise("usage", "%s connects with auth = %q: connrt authorize is for browser sign-ins", ctx.c.id, ctx.c.auth)
   end
   local ok, blob = pcall(via_listener, ctx, function(token, extras)
-    local doc = { connector = ctx.c.id, extras = extras, token = {
+    local set = {}
+    for k in pairs(ctx.c.callback_fields or {}) do set[k] = ctx.fields[k] end
+    local doc = { connector = ctx.c.id, extras = extras, fields = next(set) and set or nil, token = {
       access_token = token.access_token, refresh_token = token.refresh_token, id_token = token.id_token,
       token_type = token.token_type, scope = token.scope, expires_in = token.expires_in, values = token.values } }
     local b = BLOB_PREFIX .. require("connrt.crypto").b64url_encode(cjson.encode(doc))

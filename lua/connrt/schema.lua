@@ -175,6 +175,9 @@ M.connector = { record = {
   revoke_url = leaf(string_t),                                       -- 7 (RFC 7009)
   -- 7, for providers whose revocation is not RFC 7009: the request to send instead
   revoke_request = templated_request_decl,
+  -- fields the callback sets, field key -> callback parameter (Zoho's accounts-server):
+  -- each one a field with choices, the callback's value one of them
+  callback_fields = { map = leaf(string_t) },
   -- a client registered on each server at connect time by the provider's own app API
   -- (Mastodon's POST /api/v1/apps, not RFC 7591): the URL and its form
   app_registration = { record = { url = leaf(string_t, { required = true }), form = string_map } },

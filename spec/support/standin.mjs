@@ -216,7 +216,7 @@ function onAuthorize(req, res, q) {
     const code = rand("code-");
     codes.set(code, { challenge: a.pkce === "none" ? null : challenge, redirect_uri: sent });
     back.searchParams.set("code", code);
-    for (const [k, v] of Object.entries(a.extra || {})) back.searchParams.set(k, v);
+    for (const [k, v] of Object.entries(subst(a.extra || {}))) back.searchParams.set(k, v);
   }
   back.searchParams.set("state", q.get("state"));
   res.writeHead(302, { location: back.toString() });
