@@ -114,7 +114,12 @@
 ---@field scopes? string[]
 ---@field scope_separator? string Default " ".
 ---@field authorize_params? table<string, ConnectorTemplate>
+---@field client_id_param? string The client id's parameter name in the authorize request and a token request's body (TikTok's "client_key"). Default "client_id".
+---@field redirect_uri? ConnectorTemplate Sent as redirect_uri in the authorize and code exchange requests instead of the redirect URL (eBay's RuName); fields only.
 ---@field pkce? boolean Default true (S256).
+---@field pkce_encoding? "base64url"|"hex" How the S256 challenge is encoded. Default "base64url" (RFC 7636); "hex" for TikTok's desktop apps.
+---@field app_registration? { url: ConnectorTemplate, form?: table<string, ConnectorTemplate> } A client registered on each server at the first connect through the provider's own app API (Mastodon's POST /api/v1/apps); the form sees fields, {{redirect_uri}} and {{scope}}; kept sealed per server and reused.
+---@field callback_fields? table<string, string> Fields the callback sets, by field key to callback parameter (Zoho's accounts_server = "accounts-server"); each field needs `choices`, and the callback's value must be one of them.
 ---@field token_url? ConnectorTemplate
 ---@field client_auth? "basic"|"body" Default "basic".
 ---@field token_params? table<string, ConnectorTemplate> Fields and {{client_id}}.

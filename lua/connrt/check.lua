@@ -187,6 +187,7 @@ local function check_table(c, out)
     allowed_samples[#allowed_samples + 1] = sample(a)
   end
   for k, v in pairs(c.authorize_params or {}) do unknown("authorize_params." .. k, tostring(v), false, false, true) end
+  if c.redirect_uri then unknown("redirect_uri", c.redirect_uri, false, false) end
   for k, v in pairs(c.token_params or {}) do unknown("token_params." .. k, tostring(v), false, false, true) end
   for k, v in pairs(c.token_headers or {}) do unknown("token_headers." .. k, tostring(v), false, false, true) end
   for _, part in ipairs({ "headers", "query", "body", "basic" }) do

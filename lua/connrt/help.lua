@@ -19,7 +19,8 @@ local CONNECT_OPTIONS = {
   { "--field", "KEY=VALUE", "a connector field (repeatable); a secret field can come from the environment "
     .. "instead, as CONNRT_FIELD_<KEY>, to keep it off the command line" },
   { "--field-file", "KEY=PATH", "a field's value read from a file (repeatable; for secrets)" },
-  { "--client-id", "ID", "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once" },
+  { "--client-id", "ID", "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once; "
+    .. "a connector that registers its app on each server (Mastodon) needs none" },
   { "--client-secret-file", "PATH", "a file holding the client secret (or CONNRT_CLIENT_SECRET); remembered, sealed" },
   { "--client-secret", "SECRET", "the client secret itself (visible to other local users: prefer the file or "
     .. "the environment)" },
