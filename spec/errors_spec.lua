@@ -201,6 +201,11 @@ int main(void) {
     local fitbit = connector.load("connectors/fitbit.lua")
     assert.equal("invalid_grant", reason_of(fitbit, 400, { success = false,
       errors = { { errorType = "invalid_grant", message = "Refresh token invalid" } } }))
+    local twitch = connector.load("connectors/twitch.lua")
+    assert.equal("invalid_grant", reason_of(twitch, 400, { status = 400, message = "Invalid refresh token" }))
+    assert.equal("rejected", reason_of(twitch, 400, { status = 400, message = "invalid client secret" }))
+    local zoho = connector.load("connectors/zoho.lua")
+    assert.equal("invalid_grant", reason_of(zoho, 200, { error = "invalid_code" }))
   end)
 
   it("is never read back from a message's text", function()
