@@ -202,7 +202,7 @@ local function check_table(c, out)
       end
     end
   end
-  local test = type(c.test) == "string" and { url = c.test } or c.test
+  local test = type(c.test) == "string" and { url = c.test } or c.test or { url = "" }
   unknown("test.url", test.url, true, true)
   for _, part in ipairs({ "headers", "query" }) do
     for k, v in pairs(test[part] or {}) do unknown("test." .. part .. "." .. k, tostring(v), true, true) end

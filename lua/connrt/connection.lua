@@ -35,6 +35,9 @@ Connection.__index = function(self, k)
   local rec = self.rec
   local src = rawget(self, "source") or self.st:connector_source(rec) -- checked against the record's bound hash
   local c = connector.load_source(src, rec.connector_path or rec.connector)
+  -- how the client authenticates is the connection's: a registered client's (RFC 7591)
+  -- is what the server registered, not the connector's default
+  c.client_auth = rec.client_auth or c.client_auth
   rawset(self, "c", c)
   return c
 end
@@ -361,7 +364,7 @@ function M.public(rec)
     token_type = rec.token_type, expires_at = rec.expires_at,
     has_refresh_token = rec.has_refresh_token, needs_reconnect = rec.needs_reconnect,
     last_error = rec.last_error, created_at = rec.created_at, updated_at = rec.updated_at,
-    refreshed_at = rec.refreshed_at,
+    refreshed_at = rec.refreshed_at, discovery = rec.discovery, resource = rec.resource,
   }
 end
 

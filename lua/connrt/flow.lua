@@ -338,6 +338,8 @@ local function prepare(opts)
   local ctx = { c = c, opts = opts }
   ctx.fields, ctx.secret_fields = M.collect_fields(c, opts.fields or {}, opts.interactive, opts.field_files)
   ctx.st = store.open(opts.home)
+  -- `discovery`, `registration`, `resource`: the server's metadata completes the connector
+  require("connrt.autoconf").apply(ctx)
   ctx.urls = {}
   for _, k in ipairs({ "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }) do
     ctx.urls[k] = connector.render_url(c, k, ctx.fields)
@@ -348,7 +350,7 @@ local function prepare(opts)
   for i = 1, #c.allowed_urls do
     if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, ctx.fields) end
   end
-  if c.auth ~= "fields" then
+  if c.auth ~= "fields" and not ctx.client_id then
     ctx.client_id, ctx.client_secret = M.client_credentials(c, opts, ctx.st, M.client_origins(ctx.urls, ctx.allowed_static))
   end
   ctx.scopes = {}
@@ -589,6 +591,7 @@ local function finish(ctx, token, extras)
     token_type = token and token.token_type, scope = token and token.scope,
     expires_at = token and token.expires_at, issued_at = token and token.issued_at,
     has_refresh_token = token and token.refresh_token ~= nil or false,
+    discovery = ctx.discovery, resource = ctx.resource,
   }
   local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret,
     origins = M.client_origins(ctx.urls, ctx.allowed) } or nil
