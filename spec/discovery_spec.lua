@@ -131,6 +131,44 @@ describe("discovery, registration and protected resources (integration) #integra
     end)
   end)
 
+  describe("metadata fetched again when a refresh meets an endpoint error", function()
+    it("follows a token endpoint that moved on the issuer's origin, never one that moved to another", function()
+      local moving = h.start_server({ redirect = redirect })
+      local path = write_connector("moving", DISCOVERED:format(""))
+      local home = h.tmpdir()
+      local res = h.connrt({ "run", path, "--field", "server=" .. moving.issuer, "--client-id", "connrt-basic",
+        "--json", "--timeout", "20" }, { env = env(home, { CONNRT_CLIENT_SECRET = "basic-secret" }) })
+      assert.equal(0, res.code, res.stderr)
+      local id = cjson.decode(res.stdout).id
+      local e = { CONNRT_HOME = home }
+      local function show() return cjson.decode(h.connrt({ "show", id, "--json" }, { env = e }).stdout) end
+      local before = show()
+      -- to another origin: refused, and the connection keeps its token URL
+      assert.equal(200, client:request({ url = moving.issuer .. "/test/move-token?to=other" }).status)
+      local r = h.connrt({ "refresh", id }, { env = e })
+      assert.equal(5, r.code, r.stderr)
+      assert.matches("refresh at " .. moving.issuer .. "/token failed, and the metadata of " .. moving.issuer
+        .. " (" .. moving.issuer .. "/.well-known/oauth-authorization-server) now names the token endpoint "
+        .. moving.issuer:gsub("127%.0%.0%.1", "localhost") .. "/token, on another origin", r.stderr, 1, true)
+      assert.same(before, show())
+      -- on the same origin: followed, kept with the connection, and the refresh is done there
+      assert.equal(200, client:request({ url = moving.issuer .. "/test/move-token?to=same" }).status)
+      r = h.connrt({ "refresh", id }, { env = e })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("token endpoint moved to " .. moving.issuer .. "/token2", r.stderr, 1, true)
+      local after = show()
+      assert.is_true(after.discovery.fetched_at >= before.discovery.fetched_at)
+      r = h.connrt({ "refresh", id }, { env = e }) -- straight to the new endpoint now
+      assert.equal(0, r.code, r.stderr)
+      assert.is_nil(r.stderr:find("moved", 1, true))
+      local st = stats(moving)
+      assert.equal(2, st.grants.refresh_token)
+      assert.equal(2, st.gone_token) -- the refused refresh and the followed one met the old endpoint once each
+      moving.stop()
+      h.rmdir(home)
+    end)
+  end)
+
   describe("dynamic client registration (RFC 7591)", function()
     local REGISTERED = DISCOVERED:format('registration = "dynamic",')
 

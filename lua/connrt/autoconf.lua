@@ -84,4 +84,49 @@ function M.apply(ctx)
   end
 end
 
+-- The token endpoint answers these when it is not there (any more).
+M.GONE = { [404] = true, [405] = true, [410] = true }
+
+--- After a refresh of connection `conn` failed at `target` with an endpoint error (no
+-- answer, or M.GONE), fetches its server's metadata again: when the connector left the
+-- token URL to the metadata and the metadata now names another one on the same origin,
+-- the connection is updated to it (and to the metadata fetched now) and the new URL is
+-- returned for one more try. Returns nil when nothing changed or nothing can be learned
+-- (the original error stands). A token endpoint moved to another origin is refused: a
+-- connection's credentials never follow a metadata change to a new place, only a new
+-- connect (--replace) moves them.
+function M.rediscover(conn, target)
+  local rec = conn.rec
+  local d = rec.discovery
+  if type(d) ~= "table" or type(d.issuer) ~= "string" then return nil end
+  local fills_token = false
+  for _, k in ipairs(type(d.filled) == "table" and d.filled or {}) do fills_token = fills_token or k == "token_url" end
+  if not fills_token or (rec.urls.refresh_url and rec.urls.refresh_url ~= rec.urls.token_url) then return nil end
+  local ok, md = pcall(discovery.fetch, d.issuer)
+  if not ok then return nil end
+  local new = md.token_endpoint
+  if new == nil or new == target then return nil end
+  local function origin(u)
+    local p = require("connrt.url").parse(u)
+    return p and ("%s://%s:%d"):format(p.scheme, p.host, p.port)
+  end
+  if origin(new) ~= origin(target) then
+    errors.raise("provider", "refresh at %s failed, and the metadata of %s (%s) now names the token endpoint %s, on "
+      .. "another origin: a connection's credentials do not follow a metadata change there; connect again (with "
+      .. "--replace) to use it", target, d.issuer, md.url, new)
+  end
+  new = discovery.endpoint(md, "token_endpoint")
+  local urls = {}
+  for k, v in pairs(rec.urls) do urls[k] = v end
+  urls.token_url = new
+  local cached = {}
+  for k, v in pairs(d) do cached[k] = v end
+  cached.fetched_at, cached.metadata_url = os.time(), md.url
+  conn.rec = conn.st:update(rec.id, rec.connector_hash, { urls = urls, discovery = cached }, conn.secrets.fields,
+    conn.source)
+  require("connrt.log").err("connrt: %s's token endpoint moved to %s (metadata of %s); connection %s follows it", d.issuer,
+    new, d.issuer, rec.id)
+  return new
+end
+
 return M

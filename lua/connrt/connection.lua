@@ -130,9 +130,26 @@ function Connection:refresh_grant()
     grant = { { "grant_type", "client_credentials" } }
     if #c.scopes > 0 then grant[2] = { "scope", table.concat(c.scopes, c.scope_separator) } end
   end
-  local req = oauth.token_request(c, target, { fields = rec.fields or {}, client_id = rec.client_id,
-    client_secret = self.secrets.client_secret }, grant)
-  local ok, tok = pcall(oauth.fetch_token, c, req, "refresh at " .. target)
+  local rediscovered = false
+  local function fetch()
+    local req = oauth.token_request(c, target, { fields = rec.fields or {}, client_id = rec.client_id,
+      client_secret = self.secrets.client_secret }, grant)
+    local sent, raw = pcall(request.send, req, "refresh at " .. target)
+    -- an endpoint error of a connection made by discovery: the metadata may say where the
+    -- token endpoint went (autoconf.rediscover), and the refresh is tried there once
+    local gone = sent and require("connrt.autoconf").GONE[raw.status]
+    if rec.discovery and not rediscovered and (gone or (not sent and errors.is(raw) and raw.kind == "network")) then
+      rediscovered = true
+      local moved = require("connrt.autoconf").rediscover(self, target)
+      if moved then
+        target, rec = moved, self.rec
+        return fetch()
+      end
+    end
+    if not sent then error(raw, 0) end
+    return oauth.fetch_token(c, req, "refresh at " .. target, raw)
+  end
+  local ok, tok = pcall(fetch)
   if not ok then
     if errors.is(tok) and tok.message:find(": invalid_grant", 1, true) then
       self.st:mark(rec.id, { needs_reconnect = true, last_error = tok.message })

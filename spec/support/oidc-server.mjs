@@ -41,6 +41,9 @@
 //   /test/html-token   a token endpoint behind a broken gateway (502, text/html)
 //   /test/slow-token   the token endpoint behind a gateway that answers the first poll
 //                      with RFC 8628's slow_down (oidc-provider never sends it)
+//   /test/move-token?to=same|other   the token endpoint moves: /token answers 404 from now
+//                      on, and the metadata names /token2 (same: which works) or the same
+//                      path on http://localhost:PORT (other: another origin)
 //   /test/stats        grant counts, how clients authenticated at the token endpoint,
 //                      userinfo (/me) requests received, when the last token and
 //                      userinfo requests arrived (`at`, milliseconds since the epoch)
@@ -247,7 +250,34 @@ async function main() {
     stats.grants[g] = (stats.grants[g] || 0) + 1;
   });
   const callback = provider.callback();
-  server.on('request', (req, res) => {
+  let moved = null; // /test/move-token: where the metadata says the token endpoint went
+  server.on('request', async (req, res) => {
+    if (req.url.startsWith('/test/move-token')) {
+      moved = new URL(req.url, issuerFor(actual)).searchParams.get('to');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+      return;
+    }
+    if (moved && req.method === 'GET' && req.url.startsWith('/.well-known/') && !req.headers['x-internal']) {
+      const real = await fetch(issuerFor(actual) + req.url, { headers: { 'x-internal': '1' } });
+      const doc = await real.json();
+      doc.token_endpoint = moved === 'other' ? `${issuerFor(actual).replace('127.0.0.1', 'localhost')}/token`
+        : `${issuerFor(actual)}/token2`;
+      res.writeHead(real.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(doc));
+      return;
+    }
+    if (moved && req.method === 'POST') {
+      const path = req.url.split('?')[0];
+      if (path === '/token2') {
+        req.url = '/token';
+      } else if (path === '/token') {
+        stats.gone_token = (stats.gone_token || 0) + 1;
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end('{"error":"not_found"}');
+        return;
+      }
+    }
     if (req.url === '/test/html-token') {
       res.writeHead(502, { 'content-type': 'text/html; charset=utf-8' });
       res.end('<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>');
