@@ -169,6 +169,7 @@ end
 function commands.connect(argv)
   local o, opts = flow_options(argv, "usage: connrt connect URL [--print-connector] [options]",
     { ["print-connector"] = "flag" })
+  if o.field or o["field-file"] then errors.raise("usage", "connrt connect builds its connector itself: it has no fields") end
   local protected = require("connrt.protected")
   local target = opts.connector
   local md = protected.resolve(target)
