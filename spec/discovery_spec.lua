@@ -91,6 +91,10 @@ describe("discovery, registration and protected resources (integration) #integra
         assert.same({ "authorize_url", "token_url", "revoke_url", "device_url", "issuer", "test" }, show.discovery.filled)
         local text = h.connrt({ "show", out.id }, { env = { CONNRT_HOME = home } }).stdout
         assert.matches("discovery%s+" .. closed.issuer:gsub("%p", "%%%0"), text)
+        -- the discovered endpoints stay through `connrt update` with the same connector
+        local u = h.connrt({ "update", out.id, path }, { env = { CONNRT_HOME = home } })
+        assert.equal(0, u.code, u.stderr)
+        assert.matches("nothing to update", u.stderr, 1, true)
         -- the token URL came from the metadata and was kept: refresh and revoke use it
         local before = stats(closed).grants.refresh_token or 0
         local r = h.connrt({ "refresh", out.id }, { env = { CONNRT_HOME = home } })
@@ -177,7 +181,10 @@ describe("discovery, registration and protected resources (integration) #integra
       local home = h.tmpdir()
       local before = stats(server).registrations
       local args = { "run", path, "--field", "server=" .. server.issuer, "--json", "--timeout", "20" }
-      local res = h.connrt(args, { env = env(home) })
+      -- --verbose traces the registration: its secrets are hidden there too
+      local first = { "--verbose" }
+      for _, a in ipairs(args) do first[#first + 1] = a end
+      local res = h.connrt(first, { env = env(home) })
       assert.equal(0, res.code, res.stderr)
       assert.equal(before + 1, stats(server).registrations)
       assert.matches("Registered connrt as client ", res.stderr, 1, true)
@@ -191,6 +198,13 @@ describe("discovery, registration and protected resources (integration) #integra
       local registered
       for _, k in ipairs(keys) do if k:find("registered " .. server.issuer, 1, true) == 1 then registered = k end end
       assert.is_truthy(registered, table.concat(keys, ", "))
+      local st = require("connrt.store").open(home)
+      local reg = st:client(registered)
+      st:close()
+      assert.equal(show.client_id, reg.client_id)
+      assert.is_true(#reg.client_secret >= 16)
+      assert.is_nil((res.stdout .. res.stderr):find(reg.client_secret, 1, true))
+      assert.is_nil(h.store_bytes(home):find(reg.client_secret, 1, true))
       -- the second connect registers nothing: the same client, the same connection
       res = h.connrt(args, { env = env(home) })
       assert.equal(0, res.code, res.stderr)
