@@ -381,6 +381,13 @@ describe("discovery, registration and protected resources (integration) #integra
       refused("oversized", 5, "/.well-known/oauth-authorization-server/as/oversized answered with a")
     end)
 
+    it("a document that never ends: the token endpoint's timeout (30 s) stops it", function()
+      local t0 = require("connrt.sys").monotime()
+      refused("slow", 6, "/.well-known/oauth-authorization-server/as/slow: Timeout was reached")
+      local took = require("connrt.sys").monotime() - t0
+      assert.is_true(took >= 25 and took < 50, "took " .. took .. " s")
+    end)
+
     it("a document that is not JSON", function()
       refused("invalid-json", 5, "as/invalid-json answered 200 with a body that is not JSON metadata, not a JSON object")
     end)

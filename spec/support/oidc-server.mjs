@@ -33,7 +33,7 @@
 //   /as/CASE      hostile authorization servers, issuer RESOURCE/as/CASE, their metadata at
 //                 RFC 8414's well-known URL: wrong-issuer, http-endpoint (off loopback),
 //                 other-host (the token endpoint on another loopback host), oversized
-//                 (2 MiB), invalid-json, no-client-id (a registration that answers without
+//                 (2 MiB), slow (a byte a second, without end), invalid-json, no-client-id (a registration that answers without
 //                 one), no-registration (no registration endpoint)
 // Accounts: any login signs in; `john` and `jane` have profile claims, others have none.
 //
@@ -187,6 +187,14 @@ async function resourceServer(issuer, state) {
       if (name === 'oversized') {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(`{"issuer": "${base}/as/oversized", "pad": "${'x'.repeat(2 * 1024 * 1024)}"}`);
+        return undefined;
+      }
+      if (name === 'slow') {
+        // answers at once, then a byte a second, without end
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write(`{"issuer": "${base}/as/slow", "pad": "`);
+        const timer = setInterval(() => res.write('x'), 1000);
+        res.on('close', () => clearInterval(timer));
         return undefined;
       }
       if (name === 'invalid-json') {
