@@ -132,6 +132,21 @@ describe("discovery, registration and protected resources (integration) #integra
       res = h.connrt({ "run", no_test, "--client-id", "c" }, { env = env(h.tmpdir()) })
       assert.equal(3, res.code)
       assert.matches("key 'test': is required", res.stderr, 1, true)
+      for _, case in ipairs({
+        { 'discovery = "{{host}}"', "discovery uses {{host}}, which is not a field of this connector (fields: none)" },
+        { 'discovery = "https://a.example", registration = "static"',
+          "key 'registration': expected one of dynamic, got static" },
+        { 'discovery = "https://a.example", resource = "http://api.example.com/"',
+          "resource http://api.example.com/: plain http is allowed only for loopback hosts" },
+        { 'discovery = "https://a.example", auth = "fields"',
+          "key 'discovery': auth = \"fields\" connections have no authorization server" },
+      }) do
+        local bad = write_connector("bad", ([[return { id = "x", %s, test = "/me", name = "x",
+          unique_id = "{{id}}", allowed_urls = { "https://a.example/" } }]]):format(case[1]))
+        res = h.connrt({ "run", bad, "--client-id", "c" }, { env = env(h.tmpdir()) })
+        assert.equal(3, res.code, res.stderr)
+        assert.matches(case[2], res.stderr, 1, true)
+      end
     end)
   end)
 
@@ -420,6 +435,46 @@ describe("discovery, registration and protected resources (integration) #integra
         .. "/elsewhere", res.stderr, 1, true)
       assert.same({}, list(home))
       h.rmdir(home)
+    end)
+
+    it("resource metadata naming no authorization server, or one on plain http", function()
+      for _, case in ipairs({
+        { "noas", "protected resource metadata " .. server.resource
+          .. "/.well-known/oauth-protected-resource/noas names no authorization server (`authorization_servers`)" },
+        { "httpas", "/.well-known/oauth-protected-resource/httpas: authorization_servers[1] http://auth.example.com: "
+          .. "plain http is allowed only for loopback hosts" },
+      }) do
+        local home = h.tmpdir()
+        local res = h.connrt({ "connect", server.resource .. "/" .. case[1] }, { env = env(home) })
+        assert.equal(5, res.code, res.stderr)
+        assert.matches(case[2], res.stderr, 1, true)
+        assert.same({}, list(home))
+        h.rmdir(home)
+      end
+    end)
+
+    it("a resource that publishes no metadata", function()
+      local res = h.connrt({ "connect", closed.issuer .. "/me", "--print-connector" }, { env = env(h.tmpdir()) })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches(closed.issuer .. "/me answered 401 without naming its metadata (no WWW-Authenticate "
+        .. "resource_metadata), and " .. closed.issuer .. "/.well-known/oauth-protected-resource/me answered 404, "
+        .. closed.issuer .. "/.well-known/oauth-protected-resource answered 404: it publishes no RFC 9728 metadata",
+        res.stderr, 1, true)
+      assert.equal("", res.stdout)
+    end)
+
+    it("a command line connect cannot use", function()
+      for _, case in ipairs({
+        { { "connect" }, "usage: connrt connect URL [--print-connector] [options]" },
+        { { "connect", "mcp.example.com" }, "connrt connect URL: invalid URL" },
+        { { "connect", server.resource .. "/mcp", "--field", "a=b" }, "connrt connect builds its connector itself: "
+          .. "it has no fields" },
+        { { "connect", server.resource .. "/mcp#x" }, "a resource URL has no fragment" },
+      }) do
+        local res = h.connrt(case[1], { env = env(h.tmpdir()) })
+        assert.equal(2, res.code, res.stderr)
+        assert.matches(case[2], res.stderr, 1, true)
+      end
     end)
 
     it("a URL connrt cannot send a token to", function()

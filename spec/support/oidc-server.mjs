@@ -28,6 +28,8 @@
 //   /.well-known/oauth-protected-resource/mcp   its RFC 9728 metadata, naming this server
 //   /dead         a resource whose metadata names an authorization server that does not
 //                 answer (a closed loopback port)
+//   /noas, /httpas  resources whose metadata names no authorization server, or one on
+//                 plain http off loopback
 //   /bare         a resource that answers 401 without resource_metadata; its metadata is
 //                 found at the origin's well-known URL (/.well-known/oauth-protected-resource)
 //   /as/CASE      hostile authorization servers, issuer RESOURCE/as/CASE, their metadata at
@@ -167,9 +169,10 @@ async function resourceServer(issuer, state) {
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
     res.end(JSON.stringify(doc));
   };
+  const servers = { dead: [deadIssuer], noas: [], httpas: ['http://auth.example.com'] };
   const metadataOf = (name) => ({
     resource: `${base}/${name}`,
-    authorization_servers: [name === 'dead' ? deadIssuer : issuer],
+    authorization_servers: servers[name] || [issuer],
     scopes_supported: ['api'],
     bearer_methods_supported: ['header'],
   });
@@ -177,7 +180,7 @@ async function resourceServer(issuer, state) {
     const path = req.url.split('?')[0];
     const wk = path.match(/^\/\.well-known\/oauth-protected-resource(\/.*)?$/);
     if (wk) {
-      if (wk[1] === '/mcp' || wk[1] === '/dead') return json(res, 200, metadataOf(wk[1].slice(1)));
+      if (['/mcp', '/dead', '/noas', '/httpas'].includes(wk[1])) return json(res, 200, metadataOf(wk[1].slice(1)));
       if (wk[1] === undefined) return json(res, 200, metadataOf('bare'));
       return json(res, 404, { error: 'not_found' });
     }
@@ -208,7 +211,7 @@ async function resourceServer(issuer, state) {
       // the no-client-id server: a registration answer without the client_id
       return json(res, 201, { client_secret: 'registered-but-nameless', redirect_uris: [] });
     }
-    if (path === '/mcp' || path === '/dead' || path === '/bare') {
+    if (['/mcp', '/dead', '/bare', '/noas', '/httpas'].includes(path)) {
       const name = path.slice(1);
       const m = (req.headers.authorization || '').match(/^Bearer (.+)$/);
       if (m && name === 'mcp') {
