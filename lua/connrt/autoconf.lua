@@ -12,6 +12,7 @@
 local connector = require("connrt.connector")
 local discovery = require("connrt.discovery")
 local errors = require("connrt.errors")
+local origins = require("connrt.origins")
 local registration = require("connrt.registration")
 
 local M = {}
@@ -24,14 +25,12 @@ M.FILLS = {
   { "device_url", "device_authorization_endpoint" },
 }
 
--- The origins of the endpoints a client secret goes to (flow.client_origins' rule, for
--- the keys known before the connect).
-local function secret_origins(c, fields)
+-- The origins a registered client's id and secret go to (origins.reach): its server's
+-- endpoints (the authorize URL gets the id), not the connector's allowed URLs.
+local function client_reach(c, fields)
   local urls = {}
-  for _, k in ipairs({ "device_url", "token_url", "refresh_url", "revoke_url" }) do
-    urls[k] = connector.render_url(c, k, fields)
-  end
-  return require("connrt.flow").client_origins(urls, {})
+  for _, k in ipairs(origins.URL_KEYS) do urls[k] = connector.render_url(c, k, fields) end
+  return origins.reach(urls, {}, { c.authorize_url and connector.render_url(c, "authorize_url", fields) })
 end
 
 --- Completes the connector of connect `ctx` (flow.lua's: c, fields, opts, st) from its
@@ -76,7 +75,7 @@ function M.apply(ctx)
     if given == nil or given == "" then
       local redirect_uri = c.auth == "authorization_code" and (require("connrt.flow").redirect()) or nil
       local client = registration.client(ctx.st, c, md, discovery.endpoint(md, "registration_endpoint"), redirect_uri,
-        secret_origins(c, ctx.fields))
+        client_reach(c, ctx.fields))
       ctx.client_id, ctx.client_secret = client.client_id, client.client_secret
       c.client_auth = client.client_auth or c.client_auth
       ctx.discovery.registered = true
@@ -106,11 +105,7 @@ function M.rediscover(conn, target)
   if not ok then return nil end
   local new = md.token_endpoint
   if new == nil or new == target then return nil end
-  local function origin(u)
-    local p = require("connrt.url").parse(u)
-    return p and ("%s://%s:%d"):format(p.scheme, p.host, p.port)
-  end
-  if origin(new) ~= origin(target) then
+  if origins.of(new) ~= origins.of(target) then
     errors.raise("provider", "refresh at %s failed, and the metadata of %s (%s) now names the token endpoint %s, on "
       .. "another origin: a connection's credentials do not follow a metadata change there; connect again (with "
       .. "--replace) to use it", target, d.issuer, md.url, new)

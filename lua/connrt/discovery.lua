@@ -13,6 +13,7 @@
 local cjson = require("cjson.safe")
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local origins = require("connrt.origins")
 local request = require("connrt.request")
 local text = require("connrt.text")
 local url = require("connrt.url")
@@ -25,10 +26,6 @@ M.ENDPOINTS = { "authorization_endpoint", "token_endpoint", "revocation_endpoint
 -- The lists it reads (methods and grants the server supports).
 local LISTS = { "token_endpoint_auth_methods_supported", "grant_types_supported", "scopes_supported",
   "code_challenge_methods_supported", "response_types_supported" }
-
-local function origin(u)
-  return ("%s://%s:%d"):format(u.scheme, u.host, u.port)
-end
 
 --- Checks an issuer identifier (RFC 8414 section 2): an absolute https URL (http on a
 -- loopback host) without query, fragment or userinfo. Returns it parsed, or raises a
@@ -122,10 +119,10 @@ function M.endpoint(md, name)
   if v:find("{{", 1, true) or v:find("}}", 1, true) then
     errors.raise("provider", "%s: %s %s holds '{{' or '}}'; nothing was stored", where, name, v)
   end
-  local want = origin(assert(url.parse(md.issuer)))
-  if origin(u) ~= want then
+  local want, got = origins.of(md.issuer), origins.of(v)
+  if got ~= want then
     errors.raise("provider", "%s: %s %s is on %s, not on the issuer's origin %s: connrt sends credentials only where "
-      .. "the issuer is (a connector that means it sets the URL itself); nothing was stored", where, name, v, origin(u),
+      .. "the issuer is (a connector that means it sets the URL itself); nothing was stored", where, name, v, got,
       want)
   end
   return v
