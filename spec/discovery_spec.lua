@@ -308,6 +308,29 @@ describe("discovery, registration and protected resources (integration) #integra
       h.rmdir(home)
     end)
 
+    it("says to connect the resource again when its refresh token is refused", function()
+      local mcp = server.resource .. "/mcp"
+      local home = h.tmpdir()
+      local res = h.connrt({ "connect", mcp, "--json", "--timeout", "20" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+      local id = cjson.decode(res.stdout).id
+      -- the refresh token revoked at the server, behind connrt's back
+      local st = require("connrt.store").open(home)
+      local rec = st:get(id)
+      local secrets = st:secrets(rec)
+      st:close()
+      local basic = require("connrt.crypto").b64encode(rec.client_id .. ":" .. secrets.client_secret)
+      local r = assert(client:request({ method = "POST", url = server.issuer .. "/token/revocation",
+        headers = { "Authorization: Basic " .. basic, "Content-Type: application/x-www-form-urlencoded" },
+        body = "token=" .. require("connrt.url").encode(secrets.refresh_token) }))
+      assert.equal(200, r.status)
+      local out = h.connrt({ "refresh", id }, { env = { CONNRT_HOME = home } })
+      assert.equal(5, out.code, out.stderr)
+      assert.matches("invalid_grant", out.stderr, 1, true)
+      assert.matches("needs reconnecting: run `connrt connect " .. mcp .. "` again", out.stderr, 1, true)
+      h.rmdir(home)
+    end)
+
     it("prints the equivalent connector, which connects with `connrt run`", function()
       local mcp = server.resource .. "/mcp"
       local home = h.tmpdir()

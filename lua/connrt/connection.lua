@@ -28,6 +28,14 @@ M.REFRESH_MARGIN = tonumber(os.getenv("CONNRT_REFRESH_MARGIN") or "") or 60
 M.LEASE_TTL = 30        -- seconds a refresher may hold the lease before others take over
                         -- (at once if it died on this machine: Store:acquire_lease)
 
+-- The command that connects this connection's account again: `connrt run` with its
+-- connector, or `connrt connect` with the URL of a protected resource it was made for.
+local function again(rec)
+  local path = rec.connector_path or rec.connector
+  if type(path) == "string" and path:match("^https?://") then return "connrt connect " .. path end
+  return "connrt run " .. path
+end
+
 local Connection = {}
 -- self.c, the connection's connector, is loaded from its stored source when first used
 Connection.__index = function(self, k)
@@ -153,8 +161,8 @@ function Connection:refresh_grant()
   if not ok then
     if errors.is(tok) and tok.message:find(": invalid_grant", 1, true) then
       self.st:mark(rec.id, { needs_reconnect = true, last_error = tok.message })
-      errors.raise("provider", "%s; connection %s needs reconnecting: run `connrt run %s` again for this account",
-        tok.message, rec.id, rec.connector_path or rec.connector)
+      errors.raise("provider", "%s; connection %s needs reconnecting: run `%s` again for this account",
+        tok.message, rec.id, again(rec))
     end
     error(tok, 0)
   end
@@ -167,8 +175,8 @@ end
 function Connection:refresh(seen)
   if not self:can_refresh() then
     -- nothing went to the provider, so not a provider's error (exit 5): a plain failure
-    errors.raise("failed", "connection %s has no refresh token, so nothing was sent: connect again with connrt run %s "
-      .. "to renew its access token", self.rec.id, self.rec.connector_path or self.rec.connector)
+    errors.raise("failed", "connection %s has no refresh token, so nothing was sent: connect again with %s "
+      .. "to renew its access token", self.rec.id, again(self.rec))
   end
   seen = seen or self.secrets.access_token
   local owner = ("%d-%s"):format(sys.getpid(), tostring(self):match("0x%x+") or "")
@@ -335,8 +343,8 @@ function Connection:refused(resp, what, by_hook, refreshed)
   end
   local rec = self.rec
   local why = by_hook and "hooks.expired" or ("refresh_on: " .. resp.status)
-  local msg = ("%s: token expired (%s) and cannot be refreshed: connect again with connrt run %s"):format(answered,
-    why, rec.connector_path or rec.connector)
+  local msg = ("%s: token expired (%s) and cannot be refreshed: connect again with %s"):format(answered,
+    why, again(rec))
   self.st:mark(rec.id, { needs_reconnect = true, last_error = log.redact(msg) })
   errors.raise("provider", "%s; connection %s is marked as needing reconnection", msg, rec.id)
 end
