@@ -342,6 +342,9 @@ describe("discovery, registration and protected resources (integration) #integra
       assert.matches('allowed_urls = { "' .. mcp .. '" }', res.stdout, 1, true)
       assert.same({}, list(home)) -- printing connects nothing
       local path = write_connector("printed", res.stdout)
+      local checked = h.connrt({ "check", path })
+      assert.equal(0, checked.code, checked.stdout .. checked.stderr)
+      assert.matches("0 error(s), 0 warning(s)", checked.stderr, 1, true)
       local r = h.connrt({ "run", path, "--json", "--timeout", "20" }, { env = env(home) })
       assert.equal(0, r.code, r.stderr)
       r = h.connrt({ "request", cjson.decode(r.stdout).id, mcp }, { env = { CONNRT_HOME = home } })

@@ -222,7 +222,9 @@ local function check_table(c, out)
   end
   for _, k in ipairs({ "name", "unique_id" }) do
     local ps = placeholders(c[k])
-    if ps and #ps == 0 and k == "unique_id" then
+    -- (the one exception: unique_id = resource, one connection per protected resource,
+    -- what `connrt connect URL --print-connector` writes)
+    if ps and #ps == 0 and k == "unique_id" and c.unique_id ~= c.resource then
       finding(out, "error", k, "is a constant: every account would get the same id",
         "use a value from the test API, e.g. {{id}}")
     end
