@@ -117,6 +117,9 @@ local CASES = {
     allowed = function(origin) return { origin .. "/company/api" } end },
   { id = "figma", name = "Ada", unique_id = "1234", request = "/me", expect = "ada@example.com" },
   { id = "facebook", name = "Ada Lovelace", unique_id = "10158238122847823", request = "/me", expect = "Ada Lovelace" },
+  { id = "keycloak", rewrites = { { 'pattern = "https://[%w.-]+%.[%a]+[:%d]*"', 'pattern = "http://127%.0%.0%.1:%d+"' } },
+    fields = { "server=ORIGIN", "realm=acme" }, name = "ada at acme", unique_id = "acme/f1b3c2d4-8e6a-4b1f-9c3d-2e5f7a9b0c1d",
+    request = "ORIGIN/admin/realms/acme/users/count", expect = "42" },
   { id = "gitlab", rewrites = { { 'pattern = "https://[%w.-]+%.[%a]+[:%d]*"', 'pattern = "http://127%.0%.0%.1:%d+"' } },
     name = "john_smith's GitLab", unique_id = "1", request = "/user", expect = "John Smith" },
   { id = "google", name = "Ada Lovelace (ada@example.com)", unique_id = "110169484474386276334",
@@ -356,7 +359,10 @@ describe("shipped connectors against provider stand-ins #integration", function(
   local function connect(case, standin, home)
     local path = rewritten(case.id, standin.origin, case.rewrites, tmp)
     local args = { "run", path, "--json", "--timeout", "20" }
-    for _, f in ipairs(case.fields or {}) do args[#args + 1] = "--field"; args[#args + 1] = f end
+    for _, f in ipairs(case.fields or {}) do
+      args[#args + 1] = "--field"
+      args[#args + 1] = (f:gsub("ORIGIN", (standin.origin:gsub("%%", "%%%%"))))
+    end
     local e = env(home)
     -- a public client (PKCE, no client secret): an empty value is no secret
     if case.public then e.CONNRT_CLIENT_SECRET = "" end

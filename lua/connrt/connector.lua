@@ -42,7 +42,8 @@ end
 local SECRET_NAMES = { access_token = true, refresh_token = true, id_token = true,
   client_secret = true, code = true, code_verifier = true }
 
-local URL_KEYS = { "issuer", "authorize_url", "device_url", "token_url", "refresh_url", "revoke_url" }
+local URL_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
+  "revoke_url" }
 
 -- The keys each way of connecting needs.
 local NEEDS = {
@@ -352,8 +353,18 @@ local function check(c, src, path)
   end
   if #c.allowed_urls == 0 then fail(path, "key 'allowed_urls': needs at least one URL") end
   c.auth = c.auth or "authorization_code"
-  for _, k in ipairs(NEEDS[c.auth]) do
+  -- with `discovery`, the server's metadata fills what is left out (autoconf.lua), and
+  -- says then whether the way of connecting has what it needs
+  for _, k in ipairs(c.discovery and {} or NEEDS[c.auth]) do
     if c[k] == nil then fail(path, "key '%s': is required for auth = \"%s\"", k, c.auth) end
+  end
+  if c.test == nil and not c.discovery then fail(path, "key 'test': is required") end
+  if c.registration and not c.discovery then
+    fail(path, "key 'registration': registering a client needs the server's metadata: give `discovery` too")
+  end
+  if c.auth == "fields" and (c.discovery or c.resource) then
+    fail(path, "key '%s': auth = \"fields\" connections have no authorization server", c.discovery and "discovery"
+      or "resource")
   end
   check_fields(c, path)
   check_templates(c, path)
@@ -367,6 +378,12 @@ local function check(c, src, path)
   c.client_auth = c.client_auth or "basic"
   c.token_request_format = c.token_request_format or "form"
   c.values = c.values or {}
+  if c.resource then
+    -- RFC 8707: the resource indicator goes with the authorization request and every token
+    -- request (the code exchange, refreshes, client credentials)
+    if c.authorize_params.resource == nil then c.authorize_params.resource = c.resource end
+    if c.token_params.resource == nil then c.token_params.resource = c.resource end
+  end
   if c.pkce == nil then c.pkce = true end
   if c.pkce_encoding and not c.pkce then fail(path, "key 'pkce_encoding': the connector does not use PKCE (pkce = false)") end
   c.pkce_encoding = c.pkce_encoding or "base64url"
@@ -379,8 +396,8 @@ local function check(c, src, path)
     fail(path, "key 'test': give one of body, json and form")
   end
   if type(c.test) == "string" then c.test = { url = c.test } end
-  c.test.method = c.test.method or "GET"
-  if (c.test.method == "GET" or c.test.method == "HEAD") and (c.test.body or c.test.json or c.test.form) then
+  if c.test then c.test.method = c.test.method or "GET" end
+  if c.test and (c.test.method == "GET" or c.test.method == "HEAD") and (c.test.body or c.test.json or c.test.form) then
     fail(path, "key 'test': a %s request cannot have a body (give method = \"POST\")", c.test.method)
   end
   c.request = c.request or {}

@@ -324,6 +324,8 @@ local function prepare(opts)
   local ctx = { c = c, opts = opts }
   ctx.fields, ctx.secret_fields = M.collect_fields(c, opts.fields or {}, opts.interactive, opts.field_files)
   ctx.st = store.open(opts.home)
+  -- `discovery`, `registration`, `resource`: the server's metadata completes the connector
+  require("connrt.autoconf").apply(ctx)
   ctx.urls = {}
   for _, k in ipairs({ "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }) do
     ctx.urls[k] = connector.render_url(c, k, ctx.fields)
@@ -349,7 +351,8 @@ local function prepare(opts)
       ctx.client_id, ctx.client_secret, ctx.client_given = require("connrt.app_registration").client(ctx.st, c,
         ctx.fields, oauth.sent_redirect_uri(c, ctx.fields, (M.redirect())), table.concat(ctx.scopes, c.scope_separator),
         reach)
-    else
+    elseif not ctx.client_id then
+      -- (a client registered at the server by autoconf.lua is given already)
       ctx.client_id, ctx.client_secret, ctx.client_given = M.client_credentials(c, opts, ctx.st, reach)
     end
   end
@@ -692,6 +695,7 @@ local function finish(ctx, token, extras)
     token_type = token and token.token_type, scope = token and token.scope,
     expires_at = token and token.expires_at, issued_at = token and token.issued_at,
     has_refresh_token = token and token.refresh_token ~= nil or false,
+    discovery = ctx.discovery, resource = ctx.resource,
   }
   -- a registered app is remembered per server already (app_registration.lua)
   local client = ctx.client_id and not ctx.registered and { client_id = ctx.client_id, client_secret = ctx.client_secret,

@@ -148,6 +148,13 @@ M.connector = { record = {
   -- credentials, a device code, or fields the user fills in (API keys, passwords)
   auth = leaf(enum_t("authorization_code", "client_credentials", "device_code", "fields")),
   issuer = leaf(string_t),
+  -- the authorization server's issuer URL (a field template allowed): its metadata (RFC
+  -- 8414, OpenID Connect discovery) fills the URL keys the connector leaves out
+  discovery = leaf(string_t),
+  -- "dynamic": a client registered at the server (RFC 7591) on first connect, then reused
+  registration = leaf(enum_t("dynamic")),
+  -- the protected resource the tokens are for (RFC 8707), sent on authorize and token requests
+  resource = leaf(string_t),
   authorize_url = leaf(string_t),                                    -- 4 (authorization_code)
   device_url = leaf(string_t),                                       -- device_code (RFC 8628)
   scopes = { array = leaf(string_t) },
@@ -184,7 +191,8 @@ M.connector = { record = {
   -- sent right after the code exchange; its answer is the token kept (Facebook's
   -- short-lived user token exchanged for a long-lived one)
   exchange_request = templated_request_decl,
-  test = { one_of = { leaf(string_t), request_decl }, required = true }, -- 8
+  -- 8: required, unless `discovery` gives the userinfo endpoint (connector.lua checks)
+  test = { one_of = { leaf(string_t), request_decl } },
   name = leaf(string_t, { required = true }),                        -- 9
   allowed_urls = { array = leaf(string_t), required = true, max = "ALLOWED_URLS" }, -- 10
   unique_id = leaf(string_t, { required = true }),                   -- 11

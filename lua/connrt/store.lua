@@ -424,7 +424,7 @@ function Store:client(connector, reach)
       connector, #(s.origins or {}) > 0 and table.concat(s.origins, ", ") or "endpoints connrt did not record",
       table.concat(outside, ", "))
   end
-  return { client_id = c.client_id, client_secret = s.client_secret, origins = s.origins }
+  return { client_id = c.client_id, client_secret = s.client_secret, origins = s.origins, client_auth = s.client_auth }
 end
 
 --- The source of connection `rec`'s connector, stored under its SHA-256 (the record's
