@@ -155,16 +155,13 @@ int main(void) {
 
   it("names only its own kinds and reasons where errors are raised, in Lua and in C", function()
     local n = 0
-    for _, path in ipairs(files("lua/connrt", "%.lua$")) do
-      for kind, reason in read(path):gmatch('errors%.fail%("(%w+)", "([%w_]+)"') do
-        assert.equal(kind, errors.reason_kind[reason], path .. ": " .. kind .. "/" .. reason)
-        n = n + 1
-      end
-    end
-    for _, path in ipairs(files("src/api", "%.[ch]$")) do
-      for kind, reason in read(path):gmatch('connrt_raise%(L, "(%w+)", "([%w_]+)"') do
-        assert.equal(kind, errors.reason_kind[reason], path .. ": " .. kind .. "/" .. reason)
-        n = n + 1
+    for _, where in ipairs({ { "lua/connrt", "%.lua$", 'errors%.fail%("(%w+)", "([%w_]+)"' },
+        { "src/api", "%.[ch]$", 'connrt_raise%(L, "(%w+)", "([%w_]+)"' } }) do
+      for _, path in ipairs(files(where[1], where[2])) do
+        for kind, reason in read(path):gmatch(where[3]) do
+          assert.equal(kind, errors.reason_kind[reason], path .. ": " .. kind .. "/" .. reason)
+          n = n + 1
+        end
       end
     end
     -- the reasons C modules hand back with a failure (lmdb.open, listener.open)
