@@ -13,7 +13,7 @@ VERSION  = 0.1.0
 # instructions in callgrind); installed, $(LUADIR)
 LUA_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lua
 LUAC     = luac5.4
-LUA_SRC  = $(wildcard lua/connrt/*.lua)
+LUA_SRC  = $(wildcard lua/connrt/*.lua lua/connrt/*/*.lua)
 LUA_BC   = $(patsubst lua/%,$(BUILD)/lua/%,$(LUA_SRC))
 BUILD    = build
 
@@ -167,12 +167,13 @@ specs: all
 # Installed programs look for the Lua layer under $(LUADIR), so install rebuilds with it.
 install:
 	$(MAKE) BUILD=$(BUILD)/install LUA_DIR_BAKED='$(LUADIR)' MOD_DIR_BAKED='$(MODDIR)' all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/connrt $(DESTDIR)$(LIBDIR)/pkgconfig \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/connrt/flow $(DESTDIR)$(LIBDIR)/pkgconfig \
 	  $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/lua/5.4 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/install/connrt $(DESTDIR)$(PREFIX)/bin/connrt
 	install -d $(DESTDIR)$(MODDIR)/connrt
 	install -m 0755 $(BUILD)/install/lib/connrt/*.so $(DESTDIR)$(MODDIR)/connrt/
 	install -m 0644 $(BUILD)/install/lua/connrt/*.lua $(DESTDIR)$(LUADIR)/connrt/
+	install -m 0644 $(BUILD)/install/lua/connrt/flow/*.lua $(DESTDIR)$(LUADIR)/connrt/flow/
 	install -m 0644 include/connrt.h $(DESTDIR)$(INCDIR)/connrt.h
 	install -m 0644 $(BUILD)/install/libconnrt.a $(DESTDIR)$(LIBDIR)/libconnrt.a
 	install -m 0755 $(BUILD)/install/libconnrt.so $(DESTDIR)$(LIBDIR)/libconnrt.so.0

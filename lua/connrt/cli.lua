@@ -430,7 +430,7 @@ end
 commands["redirect-url"] = function(argv)
   local _, rest = parse(argv, {})
   if #rest > 0 then errors.raise("usage", "usage: connrt redirect-url") end
-  log.out("%s", (require("connrt.flow").redirect()))
+  log.out("%s", (require("connrt.flow.redirect").get()))
   return 0
 end
 

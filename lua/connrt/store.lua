@@ -407,7 +407,7 @@ end
 -- clear beside the sealed secret, and sealed with it too: a client id changed outside
 -- connrt is a store error.
 --- The client credentials given for a connector earlier, when `origins` (where this
--- connector would send the secret: flow.client_origins) are all ones they were given
+-- connector would send the secret: flow/inputs.lua, client_origins) are all ones they were given
 -- for; else nil and why not.
 function Store:client(connector, origins)
   local v = self:read("clients", connector)
