@@ -5,7 +5,7 @@
 -- reads a remembered client from a store that exists, creating none.
 local connector = require("connrt.connector")
 local inputs = require("connrt.flow.inputs")
-local store = require("connrt.store")
+local store = require("connrt.lazy")("connrt.store") -- authorize may never open one: no LMDB
 
 local M = {}
 
