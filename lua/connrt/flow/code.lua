@@ -55,7 +55,7 @@ function M.to_token(ctx, q, verifier, redirect_uri)
   local c, urls = ctx.c, ctx.urls
   log.secret(q.code)
   if q.error then
-    local desc = q.error_description and (": " .. q.error_description) or ""
+    local desc = type(q.error_description) == "string" and (": " .. q.error_description) or ""
     if q.error == "access_denied" then
       errors.raise("connect", "authorization denied: access_denied%s; nothing was saved", desc)
     end

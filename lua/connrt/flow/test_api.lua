@@ -5,6 +5,7 @@
 local cjson = require("cjson.safe")
 local connector = require("connrt.connector")
 local errors = require("connrt.errors")
+local format = require("connrt.format")
 local limits = require("connrt.limits")
 local request = require("connrt.request")
 local template = require("connrt.template")
@@ -19,14 +20,6 @@ local function json_body(resp)
   if type(v) == "table" then return v end
   if ctype:find("json", 1, true) then return nil end
   return {}
-end
-
--- A value of the test API's answer as test.ok shows it: JSON-like, cut short.
-local function shown(v)
-  if v == nil or v == cjson.null then return "null" end
-  if type(v) == "string" then return ("%q"):format(v:sub(1, 80)) end
-  if type(v) == "table" then return "an object or array" end
-  return require("connrt.format").value(v)
 end
 
 -- Raises a provider error when a 2xx answer of the test API is an error by the
@@ -45,7 +38,7 @@ local function test_refused(c, resp, what)
     if type(doc) == "table" then got = template.lookup({ doc }, segs) end
     if got ~= want then
       errors.raise("provider", "%s answered %d with %s = %s, not %s%s; the connection was not saved", what, resp.status,
-        path, shown(got), shown(want), detail and (": " .. detail) or "")
+        path, format.shown(got), format.shown(want), detail and (": " .. detail) or "")
     end
   end
   if c.hooks.expired and require("connrt.connection").expired_by_hook(c, resp) then
