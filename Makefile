@@ -7,6 +7,9 @@ PKGS     = lua5.4 libcurl openssl lmdb libsodium libpq
 PREFIX  ?= /usr/local
 LUADIR   = $(PREFIX)/share/connrt/lua
 MODDIR   = $(PREFIX)/lib/connrt
+# the version: defined here alone. The C build gets it as CONNRT_VERSION (connrt.build's
+# version, which --version, the Lua API and the default User-Agent read); connrt.pc and
+# the man page are made from it (spec/version_spec.lua checks they all agree)
 VERSION  = 0.1.0
 # where the built programs look for lua/connrt: the Lua layer precompiled to bytecode
 # under $(BUILD)/lua (loading bytecode skips the parser, a third of a command's start-up
@@ -22,7 +25,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -Isrc -Iinclude
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -Isrc -Iinclude -DCONNRT_VERSION='"$(VERSION)"'
 LDLIBS  += $(PKG_LIBS)
 
 # the binary's lazily loaded modules (see the binary's rule below)
@@ -46,7 +49,19 @@ LUACHECK = luacheck
 
 .PHONY: all deps test lint specs demo clean install bench sanitize valgrind fuzz fuzz-build
 
-all: $(LUA_BC) $(BUILD)/connrt $(MODS) $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
+all: $(LUA_BC) $(BUILD)/connrt.1 $(BUILD)/connrt.pc $(BUILD)/connrt $(MODS) $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
+
+# the objects that read CONNRT_VERSION are made again when VERSION changes
+$(BUILD)/obj/api/api.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/http.o $(BUILD)/obj/api/sandbox.o: Makefile
+
+# the man page and the pkg-config file with the version (and prefix) filled in
+$(BUILD)/connrt.1: docs/connrt.1 Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@VERSION@|$(VERSION)|' docs/connrt.1 > $@
+
+$(BUILD)/connrt.pc: connrt.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' connrt.pc.in > $@
 
 # bytecode keeps its debug information, so tracebacks still name files and lines
 $(BUILD)/lua/%.lua: lua/%.lua
@@ -179,8 +194,8 @@ install:
 	install -m 0755 $(BUILD)/install/libconnrt.so $(DESTDIR)$(LIBDIR)/libconnrt.so.0
 	ln -sf libconnrt.so.0 $(DESTDIR)$(LIBDIR)/libconnrt.so
 	install -m 0755 $(BUILD)/install/connrt.so $(DESTDIR)$(LIBDIR)/lua/5.4/connrt.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' connrt.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/connrt.pc
-	install -m 0644 docs/connrt.1 $(DESTDIR)$(MANDIR)/man1/connrt.1
+	install -m 0644 $(BUILD)/install/connrt.pc $(DESTDIR)$(LIBDIR)/pkgconfig/connrt.pc
+	install -m 0644 $(BUILD)/install/connrt.1 $(DESTDIR)$(MANDIR)/man1/connrt.1
 	install -m 0644 completions/connrt.bash $(DESTDIR)$(BASHCOMPDIR)/connrt
 
 clean:
@@ -195,7 +210,8 @@ FUZZ_CC        = clang
 FUZZ_DIR       = $(BUILD)/fuzz
 FUZZ_HARNESSES = listener callback template url token
 FUZZ_CFLAGS    = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
-                 -fsanitize=address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS) -Isrc -Iinclude
+                 -fsanitize=address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS) -Isrc -Iinclude \
+                 -DCONNRT_VERSION='"$(VERSION)"'
 FUZZ_OBJ       = $(patsubst src/%.c,$(FUZZ_DIR)/obj/%.o,$(API_SRC))
 .SECONDARY: $(FUZZ_OBJ)
 

@@ -7,7 +7,7 @@ local log = require("connrt.log")
 
 local M = {}
 
-M.VERSION = "0.1.0"
+M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 
 
 -- Parses argv against `spec` (option name -> "flag" | "value" | "multi").

@@ -13,6 +13,12 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* connrt's version: the Makefile's VERSION, its one definition, passed as -DCONNRT_VERSION */
+#ifndef CONNRT_VERSION
+#error "CONNRT_VERSION is not defined: build with make (the Makefile's VERSION)"
+#endif
+
+int luaopen_connrt_build(lua_State *L);    /* connrt's version and its libraries' (api.c) */
 int luaopen_connrt_http(lua_State *L);     /* HTTP client (libcurl) */
 int luaopen_connrt_crypto(lua_State *L);   /* random, hashes, base64, AES-256-GCM (OpenSSL) */
 int luaopen_connrt_listener(lua_State *L); /* loopback redirect listener */

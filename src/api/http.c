@@ -29,7 +29,7 @@
 #define CLIENT_MT        "connrt.http.client"
 #define DEFAULT_TIMEOUT  30.0
 #define DEFAULT_CONNECT  10.0
-#define DEFAULT_UA       "connrt/0.1"
+#define DEFAULT_UA       "connrt/" CONNRT_VERSION
 #define DEFAULT_MAX_BODY ((lua_Integer)64 * 1024 * 1024)
 #define MAX_SECONDS      (7.0 * 24 * 3600) /* longer is surely a mistake */
 #define MAX_ALLOWED      256

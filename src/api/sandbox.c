@@ -1262,6 +1262,8 @@ static int luaopen_inner(lua_State *L) {
   lua_setfield(L, -2, "setmetatable");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
+  lua_pushliteral(L, CONNRT_VERSION);
+  lua_setfield(L, -2, "version");
   return 1;
 }
 
