@@ -107,10 +107,10 @@ function M.token_request(c, token_url, ctx, grant, opts)
     local doc = {}
     for _, p in ipairs(params) do if doc[p[1]] == nil then doc[p[1]] = p[2] end end
     return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc), max_body = limits.TOKEN_BODY,
-      grant = grant_type, hidden_headers = hidden }
+      grant = grant_type, hidden_headers = hidden, token_answer = true }
   end
   return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params),
-    max_body = limits.TOKEN_BODY, grant = grant_type, hidden_headers = hidden }
+    max_body = limits.TOKEN_BODY, grant = grant_type, hidden_headers = hidden, token_answer = true }
 end
 
 local function title_of(body)

@@ -40,6 +40,9 @@ const TOKEN = {
   huge: (res) => json(res, 200, Buffer.alloc(70 * 1024 * 1024, "x"), "application/json"),
   hangup: (res) => res.socket.destroy(),
   redirect: (res) => { res.writeHead(302, { location: "/elsewhere" }); res.end(); },
+  // credentials under names of the provider's own, which only a token_response hook knows
+  nested: (res) => json(res, 200, { result: { grant: { tok: "at.okNestedS3cretAccess", renew: "rtNestedS3cretRenewal",
+    ttl: 3600 } }, kind: "grant" }),
 };
 
 const API = {

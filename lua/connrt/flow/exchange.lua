@@ -18,7 +18,7 @@ function M.run(ctx, token)
     client = { client_id = ctx.client_id, client_secret = ctx.client_secret },
     fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request")
   local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
-  req.max_body = limits.TOKEN_BODY -- its answer is a token response
+  req.max_body, req.token_answer = limits.TOKEN_BODY, true -- its answer is a token response
   local new = oauth.normalize(request.send(req, where), where, c)
   new.refresh_token = new.refresh_token or token.refresh_token
   for k, v in pairs(token.values or {}) do if new.values[k] == nil then new.values[k] = v end end
