@@ -47,7 +47,7 @@ LUA      = lua5.4
 SPECS    = bash tools/run-specs.sh
 LUACHECK = luacheck
 
-.PHONY: all deps test lint specs demo clean install bench sanitize valgrind fuzz fuzz-build
+.PHONY: all deps test lint specs demo clean install bench sanitize valgrind fuzz fuzz-build completion
 
 all: $(LUA_BC) $(BUILD)/connrt.1 $(BUILD)/connrt.pc $(BUILD)/connrt $(MODS) $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
 
@@ -173,8 +173,15 @@ valgrind: deps
 	@$(MAKE) --no-print-directory BUILD=$(VG_BUILD) all
 	VG_BUILD=$(VG_BUILD) nice -n 10 bash tools/valgrind.sh $(VG_SPECS)
 
+# The bash completion, written from the commands (lua/connrt/help.lua) and their options
+# (lua/connrt/options.lua), the parser's own definition; spec/options_spec.lua checks the
+# committed file is what this writes.
+completion:
+	$(LUA) tools/completion.lua completions/connrt.bash.in > completions/connrt.bash.new
+	mv completions/connrt.bash.new completions/connrt.bash
+
 lint:
-	$(LUACHECK) -q lua spec connectors examples bench
+	$(LUACHECK) -q lua spec connectors examples bench tools
 
 specs: all
 	$(SPECS)

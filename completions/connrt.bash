@@ -7,6 +7,10 @@
 # update's connector;
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
+#
+# completions/connrt.bash is written by `make completion` (tools/completion.lua) from
+# completions/connrt.bash.in and the one definition of the commands (lua/connrt/help.lua)
+# and their options (lua/connrt/options.lua): edit those, not connrt.bash.
 
 _connrt_commands="run script authorize request token refresh revoke delete update rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
@@ -17,8 +21,8 @@ _connrt_options() {
     run) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
-    list | show) echo "--json" ;;
     rekey) echo "--new-key-file" ;;
+    list | show) echo "--json" ;;
   esac
 }
 _connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file "

@@ -52,17 +52,18 @@ end
 
 --- `connrt authorize`: the browser part of the authorization code flow, on a machine
 -- with a browser. Exchanges the code and returns a one-line blob that `connrt run
--- --paste` takes on the server, which then runs the test API and saves. Saves nothing,
--- so opens no store for writing.
+-- --paste` takes on the server, which then runs the test API and saves, and the
+-- connector's id. Saves nothing, so opens no store for writing.
 function M.authorize(opts)
   local ctx = context.prepare(opts, false)
   if ctx.c.auth ~= "authorization_code" then
     errors.raise("usage", "%s connects with auth = %q: connrt authorize is for browser sign-ins", ctx.c.id, ctx.c.auth)
   end
   local paste = require("connrt.flow.paste")
-  return (require("connrt.flow.browser").run(ctx, function(token, extras)
+  local line = require("connrt.flow.browser").run(ctx, function(token, extras)
     return paste.blob(ctx, token, extras), page.authorized(ctx.c.title)
-  end))
+  end)
+  return line, ctx.c.id
 end
 
 return M
