@@ -307,10 +307,8 @@ end
 
 --- Checks a connector file. Returns its findings.
 function M.check_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return { { level = "error", key = "(file)", message = tostring(err), hint = "check the path" } } end
-  local src = f:read("a")
-  f:close()
+  local src, err = require("connrt.text").read_file(path)
+  if not src then return { { level = "error", key = "(file)", message = tostring(err), hint = "check the path" } } end
   return M.check_source(src, path)
 end
 

@@ -389,10 +389,9 @@ function commands.rekey(argv)
   local crypto = require("connrt.crypto")
   local new_key, where
   if o["new-key-file"] then
-    local f, err = io.open(o["new-key-file"], "rb")
-    if not f then errors.raise("usage", "--new-key-file: %s", err) end
-    new_key = store.decode_key(f:read("a"), "--new-key-file " .. o["new-key-file"])
-    f:close()
+    local text, err = require("connrt.text").read_file(o["new-key-file"])
+    if not text then errors.raise("usage", "--new-key-file: %s", err) end
+    new_key = store.decode_key(text, "--new-key-file " .. o["new-key-file"])
     where = o["new-key-file"]
   elseif os.getenv("CONNRT_NEW_KEY") and os.getenv("CONNRT_NEW_KEY") ~= "" then
     new_key, where = store.decode_key(os.getenv("CONNRT_NEW_KEY"), "CONNRT_NEW_KEY"), "CONNRT_NEW_KEY"

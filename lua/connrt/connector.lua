@@ -346,10 +346,8 @@ function M.load_source(src, path)
 end
 
 local function read(path)
-  local f, err = io.open(path, "rb")
-  if not f then errors.raise("connector", "cannot read connector: %s", err) end
-  local src = f:read("a")
-  f:close()
+  local src, err = require("connrt.text").read_file(path)
+  if not src then errors.raise("connector", "cannot read connector: %s", err) end
   return src
 end
 

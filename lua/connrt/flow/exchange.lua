@@ -5,6 +5,7 @@ local limits = require("connrt.limits")
 local oauth = require("connrt.oauth")
 local request = require("connrt.request")
 local template = require("connrt.template")
+local url = require("connrt.url")
 
 local M = {}
 
@@ -17,7 +18,7 @@ function M.run(ctx, token)
     token = { access_token = token.access_token, refresh_token = token.refresh_token },
     client = { client_id = ctx.client_id, client_secret = ctx.client_secret },
     fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request")
-  local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
+  local where = "token exchange at " .. url.without_query(req.url)
   req.max_body, req.token_answer = limits.TOKEN_BODY, true -- its answer is a token response
   local new = oauth.normalize(request.send(req, where), where, c)
   new.refresh_token = new.refresh_token or token.refresh_token

@@ -25,11 +25,9 @@ local function env_name(key)
 end
 
 local function read_field_file(key, path)
-  local f, err = io.open(path, "rb")
-  if not f then errors.raise("usage", "--field-file %s: %s", key, err) end
-  local v = text.rstrip(f:read("a"), "\r\n")
-  f:close()
-  return v
+  local v, err = text.read_file(path)
+  if not v then errors.raise("usage", "--field-file %s: %s", key, err) end
+  return text.rstrip(v, "\r\n")
 end
 
 --- Collects field values: --field, --field-file (a file holding the value), the
@@ -82,10 +80,9 @@ function M.collect_fields(c, flags, interactive, files)
 end
 
 local function read_secret_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then errors.raise("usage", "--client-secret-file: %s", err) end
-  local s = text.rstrip(f:read("a"), "\r\n")
-  f:close()
+  local s, err = text.read_file(path)
+  if not s then errors.raise("usage", "--client-secret-file: %s", err) end
+  s = text.rstrip(s, "\r\n")
   if s == "" then errors.raise("usage", "--client-secret-file %s is empty", path) end
   return s
 end

@@ -71,7 +71,7 @@ function M.call(c, scope, allowed, client_secret)
     { secret_var = function(v) return connector.secret_var(c, v) end })
   -- an identity call: its answer is parsed here, in the runtime, so it is bounded
   full.follow, full.allowed, full.max_body = 5, allowed, limits.API_BODY
-  local what = "test API " .. t.method .. " " .. target:gsub("[?#].*$", "")
+  local what = "test API " .. t.method .. " " .. url.without_query(target)
   local resp = request.send(full, what)
   if resp.status < 200 or resp.status > 299 then
     local detail = request.error_detail(resp.body)
