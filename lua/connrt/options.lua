@@ -60,6 +60,9 @@ M.COMMANDS = {
     { "--max-wait", arg = "SECONDS", text = "never wait more than this for retries in all (default 60)" },
     { "--json", text = "print {\"status\", \"headers\", \"body\"}, with a JSON body decoded" },
   },
+  update = {
+    { "--replace", text = "let the connector send the connection's credentials to origins it did not reach" },
+  },
   rekey = {
     { "--new-key-file", arg = "FILE", file = true,
       text = "the new 32-byte key, as 64 hex digits or base64 (or CONNRT_NEW_KEY)" },

@@ -5,6 +5,7 @@
 -- reads a remembered client from a store that exists, creating none.
 local connector = require("connrt.connector")
 local inputs = require("connrt.flow.inputs")
+local origins = require("connrt.origins")
 local store = require("connrt.lazy")("connrt.store") -- authorize may never open one: no LMDB
 
 local M = {}
@@ -27,22 +28,33 @@ function M.prepare(opts, saves)
     if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, ctx.fields) end
   end
   if c.auth ~= "fields" then
-    local function remembered(origins)
-      if ctx.st then return ctx.st:client(c.id, origins) end
+    local function remembered(reach)
+      if ctx.st then return ctx.st:client(c.id, reach) end
       if not store.exists(opts.home) then return nil end
       local st = store.open(opts.home)
-      local ok, saved, why = pcall(st.client, st, c.id, origins)
+      local ok, saved, why = pcall(st.client, st, c.id, reach)
       st:close()
       if not ok then error(saved, 0) end
       return saved, why
     end
-    ctx.client_id, ctx.client_secret = inputs.client_credentials(c, opts, remembered,
-      inputs.client_origins(ctx.urls, ctx.allowed_static))
+    ctx.authorize_url = c.authorize_url and connector.render_url(c, "authorize_url", ctx.fields)
+    ctx.client_id, ctx.client_secret, ctx.client_given = inputs.client_credentials(c, opts, remembered,
+      origins.reach(ctx.urls, ctx.allowed_static, { ctx.authorize_url }))
   end
   ctx.scopes = {}
   for _, sc in ipairs(c.scopes) do ctx.scopes[#ctx.scopes + 1] = sc end
   for _, sc in ipairs(opts.scopes or {}) do ctx.scopes[#ctx.scopes + 1] = sc end
   return ctx
+end
+
+--- The allowed URLs known so far (before the token's and the lookup's values), in the
+-- connector's order.
+function M.known_allowed(ctx)
+  local out = {}
+  for i = 1, #ctx.c.allowed_urls do
+    if ctx.allowed_static[i] then out[#out + 1] = ctx.allowed_static[i] end
+  end
+  return out
 end
 
 --- The client part of oauth.token_request's context.

@@ -1,8 +1,10 @@
 --- flow/exchange.lua - a connector's exchange_request: the token a grant brought is
 -- traded for another before anything else uses it (Facebook's short-lived user token
 -- for a long-lived one).
+local context = require("connrt.flow.context")
 local limits = require("connrt.limits")
 local oauth = require("connrt.oauth")
+local origins = require("connrt.origins")
 local request = require("connrt.request")
 local template = require("connrt.template")
 local url = require("connrt.url")
@@ -17,7 +19,8 @@ function M.run(ctx, token)
   local req = request.from_template(c.exchange_request, template.scope({
     token = { access_token = token.access_token, refresh_token = token.refresh_token },
     client = { client_id = ctx.client_id, client_secret = ctx.client_secret },
-    fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request")
+    fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request",
+    origins.reach(ctx.urls, context.known_allowed(ctx)))
   local where = "token exchange at " .. url.without_query(req.url)
   req.max_body, req.token_answer = limits.TOKEN_BODY, true -- its answer is a token response
   local new = oauth.normalize(request.send(req, where), where, c)

@@ -7,7 +7,6 @@ local errors = require("connrt.errors")
 local log = require("connrt.log")
 local sys = require("connrt.sys")
 local text = require("connrt.text")
-local url = require("connrt.url")
 
 local M = {}
 
@@ -87,48 +86,33 @@ local function read_secret_file(path)
   return s
 end
 
---- The origins (scheme://host:port) the client's secret may be sent to: those of the
--- token, refresh, revoke and device URLs and of the allowed URLs (revoke_request and
--- exchange_request go there). A remembered client secret is reused only where each of
--- these origins is one it was given for: a connector that merely claims another's id
--- gets nothing.
-function M.client_origins(urls, allowed)
-  local set, out = {}, {}
-  local function add(u)
-    local p = u and url.parse(u)
-    if p then
-      local o = ("%s://%s:%d"):format(p.scheme, p.host, p.port)
-      if not set[o] then set[o] = true; out[#out + 1] = o end
-    end
-  end
-  for _, k in ipairs({ "device_url", "token_url", "refresh_url", "revoke_url" }) do add(urls[k]) end
-  for _, a in pairs(allowed) do add(a) end
-  table.sort(out)
-  return out
-end
-
 --- The client id and secret: flags, then CONNRT_CLIENT_ID / CONNRT_CLIENT_SECRET, then
--- what was given for this connector before: `remembered(origins)` returns it (kept
--- sealed in the store) or nil and why not; it is asked only when no id was given.
-function M.client_credentials(c, opts, remembered, origins)
+-- what was given for this connector id before (kept sealed in the store, with the
+-- origins it was given for: origins.reach): `remembered(reach)` returns it or nil and why
+-- not; it is asked only when no id was given. `reach` is the reach of this connector as
+-- far as it is known before the sign-in; a remembered client is reused only within what
+-- it was given for (the rest is checked in flow/finish.lua, once every allowed URL is
+-- known). Returns the id, the secret and, for a remembered client, the origins it was
+-- given for.
+function M.client_credentials(c, opts, remembered, reach)
   local id = opts.client_id or os.getenv("CONNRT_CLIENT_ID")
   local secret = opts.client_secret
   if opts.client_secret_file then secret = read_secret_file(opts.client_secret_file) end
   secret = secret or os.getenv("CONNRT_CLIENT_SECRET")
   if id == "" then id = nil end
   if secret == "" then secret = nil end
-  local why
+  local why, given
   if not id then
     local saved
-    saved, why = remembered(origins)
-    if saved then id, secret = saved.client_id, secret or saved.client_secret end
+    saved, why = remembered(reach)
+    if saved then id, secret, given = saved.client_id, secret or saved.client_secret, saved.origins or {} end
   end
   if not id then
     errors.raise("usage", "no client id for %s: pass --client-id or set CONNRT_CLIENT_ID (the app's OAuth client id)%s",
       c.id, why and ("; " .. why) or "")
   end
   log.secret(secret)
-  return id, secret
+  return id, secret, given
 end
 
 return M

@@ -2,7 +2,8 @@
 -- id, plain fields, kept values, URLs, the token's metadata), the secrets sealed beside
 -- it (tokens, client secret, secret fields) and the client to remember. The one place
 -- that says which part of a connect goes where.
-local inputs = require("connrt.flow.inputs")
+local origins = require("connrt.origins")
+local sys = require("connrt.sys")
 
 local M = {}
 
@@ -19,7 +20,8 @@ function M.build(ctx, token, values, name, unique_id)
   end
   if next(secrets.fields) == nil then secrets.fields = nil end
   local rec = {
-    v = 1, connector = c.id, title = c.title, connector_path = c.path, auth = c.auth,
+    -- the file's absolute real path: `connrt update ID` opens it from any directory
+    v = 1, connector = c.id, title = c.title, connector_path = sys.realpath(c.path) or c.path, auth = c.auth,
     name = name, unique_id = unique_id, fields = plain_fields, values = values,
     client_id = ctx.client_id, client_auth = c.client_auth, urls = ctx.urls, allowed_urls = ctx.allowed,
     token_type = token and token.token_type, scope = token and token.scope,
@@ -27,7 +29,7 @@ function M.build(ctx, token, values, name, unique_id)
     has_refresh_token = token and token.refresh_token ~= nil or false,
   }
   local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret,
-    origins = inputs.client_origins(ctx.urls, ctx.allowed) } or nil
+    origins = ctx.client_given or origins.reach(ctx.urls, ctx.allowed, { ctx.authorize_url }) } or nil
   return rec, secrets, client
 end
 
