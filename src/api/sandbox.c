@@ -1473,12 +1473,7 @@ static const luaL_Reg sandbox_funcs[] = {
 };
 
 int luaopen_connrt_sandbox(lua_State *L) {
-  if (luaL_newmetatable(L, BOX_MT)) {
-    luaL_setfuncs(L, box_meta, 0);
-    luaL_newlib(L, box_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  connrt_class(L, BOX_MT, box_meta, box_methods);
   luaL_newlib(L, sandbox_funcs);
   return 1;
 }
