@@ -1,7 +1,7 @@
 /*
  * listener.c - the loopback HTTP listener that catches the OAuth redirect.
  *
- * The flow (lua/connrt/flow.lua) opens a listener on the redirect URL's address before it
+ * The flow (lua/connrt/flow/browser.lua) opens a listener on the redirect URL's address before it
  * shows the authorization URL, then calls l:accept(timeout) until the browser brings the
  * callback, answers each request with req:respond(...) and closes the listener. Only the
  * request head is read (the callback is a GET); each response closes its connection.
