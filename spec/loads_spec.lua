@@ -2,7 +2,8 @@
 -- A command loads what it uses and changes nothing it does not save (issue 15).
 -- `connrt redirect-url` only reads the environment: it runs with a module directory
 -- (CONNRT_MOD_DIR) that holds none of connrt's shared objects, so loading LMDB, OpenSSL
--- and libsodium or libcurl would fail it. `connrt authorize` saves nothing: it runs with
+-- and libsodium or libcurl would fail it; so do --version, help, check and a list with no
+-- store. `connrt authorize` saves nothing: it runs with
 -- a module directory without LMDB and leaves no store and no key file behind. Real
 -- processes; the full authorize flow against a real server is in connect_ways_spec.
 local h = require("support.helpers")
@@ -39,6 +40,18 @@ describe("what a command loads and creates #integration", function()
     assert.equal(0, res.code, res.stderr)
     assert.equal("http://localhost:9999/cb\n", res.stdout)
     assert.is_false(exists(tmp .. "/home"))
+    h.rmdir(dir)
+  end)
+
+  it("prints the version and the help, lists no store and checks a connector without any of them", function()
+    local dir = mod_dir({})
+    local env = { CONNRT_MOD_DIR = dir, CONNRT_HOME = tmp .. "/none" }
+    for _, args in ipairs({ { "--version" }, { "help" }, { "help", "run" }, { "list" }, { "list", "--json" },
+      { "check", "connectors/github.lua" } }) do
+      local res = h.connrt(args, { env = env })
+      assert.equal(0, res.code, table.concat(args, " ") .. ": " .. res.stderr)
+    end
+    assert.is_false(exists(tmp .. "/none"))
     h.rmdir(dir)
   end)
 
