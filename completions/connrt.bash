@@ -12,7 +12,7 @@
 # completions/connrt.bash.in and the one definition of the commands (lua/connrt/help.lua)
 # and their options (lua/connrt/options.lua): edit those, not connrt.bash.
 
-_connrt_commands="run script authorize request token refresh revoke delete update rekey list show check redirect-url version help"
+_connrt_commands="run script authorize connect request token refresh revoke delete update rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -20,6 +20,7 @@ _connrt_options() {
   case "$1" in
     run) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
+    connect) echo "--print-connector --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
     update) echo "--replace" ;;
     rekey) echo "--new-key-file" ;;

@@ -50,7 +50,8 @@ end
 local SECRET_NAMES = { access_token = true, refresh_token = true, id_token = true,
   client_secret = true, code = true, code_verifier = true }
 
-local URL_KEYS = { "issuer", "authorize_url", "device_url", "token_url", "refresh_url", "revoke_url" }
+local URL_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
+  "revoke_url" }
 
 -- The keys each way of connecting needs.
 local NEEDS = {
@@ -94,7 +95,7 @@ local function check_request_origin(c, path, key)
   for _, a in ipairs(c.allowed_urls or {}) do add(a) end
   if open or origins.within(o .. "/", known) then return end
   table.sort(known)
-  fail(path, "%s.url sends to %s, which is not the origin of token_url, refresh_url, revoke_url, device_url or an "
+  fail_at(path, key .. ".url", "%s.url sends to %s, which is not the origin of token_url, refresh_url, revoke_url, device_url or an "
     .. "allowed URL (%s): tokens and the client secret go nowhere else", key, o, table.concat(known, ", "))
 end
 
@@ -157,6 +158,51 @@ local function check_templates(c, path)
   end
   for k, v in pairs(c.token_params or {}) do
     if type(v) == "string" then fields_or_client(v, "token_params." .. k) end
+  end
+  -- a registration (Mastodon's apps API): its URL from fields, its form from fields,
+  -- {{redirect_uri}} and {{scope}}; sent before any client or token exists
+  if c.app_registration then
+    if (c.auth or "authorization_code") ~= "authorization_code" then
+      fail_at(path, "app_registration", "key 'app_registration': only a browser sign-in (auth = \"authorization_code\") registers an app")
+    end
+    for _, v in ipairs(template.variables(c.app_registration.url, path .. ": app_registration.url")) do
+      if not field_of(v) then
+        fail_at(path, "app_registration.url", "app_registration.url uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
+      end
+    end
+    for k, t in pairs(c.app_registration.form or {}) do
+      for _, v in ipairs(template.variables(tostring(t), path .. ": app_registration.form." .. k)) do
+        if v ~= "redirect_uri" and v ~= "scope" and not field_of(v) then
+          fail_at(path, "app_registration.form." .. k,
+            "app_registration.form.%s uses {{%s}}, which is neither a field of this connector (fields: %s) "
+            .. "nor {{redirect_uri}} or {{scope}}", k, v, field_list)
+        end
+      end
+    end
+  end
+  -- fields the callback sets: declared, with choices (the callback can only pick one of
+  -- them), not secret, and only where there is a callback
+  local combos = 1
+  for k in pairs(c.callback_fields or {}) do
+    if (c.auth or "authorization_code") ~= "authorization_code" then
+      fail_at(path, "callback_fields", "key 'callback_fields': only a browser sign-in (auth = \"authorization_code\") has a callback")
+    end
+    local f
+    for _, x in ipairs(c.fields or {}) do if x.key == k then f = x end end
+    if not f then fail_at(path, "callback_fields." .. k, "callback_fields.%s: no such field (fields: %s)", k, field_list) end
+    if not f.choices then
+      fail_at(path, "callback_fields." .. k,
+        "callback_fields.%s: the field needs choices, so a callback can only pick among the connector's own values", k)
+    end
+    if f.secret then fail_at(path, "callback_fields." .. k, "callback_fields.%s: a secret field cannot come from a callback", k) end
+    combos = combos * #f.choices
+  end
+  if combos > 64 then fail_at(path, "callback_fields", "callback_fields: %d combinations of choices; at most 64", combos) end
+  -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
+  for _, v in ipairs(c.redirect_uri and template.variables(c.redirect_uri, path .. ": redirect_uri") or {}) do
+    if not field_of(v) then
+      fail_at(path, "redirect_uri", "redirect_uri uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
+    end
   end
   for k, v in pairs(c.token_headers or {}) do
     local lower = k:lower()
@@ -309,7 +355,7 @@ function M.evaluate(src, path)
   return run_sandboxed(src, path)
 end
 
-M.SECRET_NAMES, M.URL_KEYS = SECRET_NAMES, URL_KEYS
+M.NEEDS, M.SECRET_NAMES, M.URL_KEYS = NEEDS, SECRET_NAMES, URL_KEYS
 
 --- Every problem of the table `c` a connector returned, validated once for both the
 -- loader (which raises the first) and `connrt check` (which prints them all, with
@@ -329,11 +375,16 @@ function M.problems(c, path)
       text = "key 'allowed_urls': needs at least one URL" }
   end
   local auth = c.auth or "authorization_code"
-  for _, k in ipairs(NEEDS[auth]) do
+  -- with `discovery`, the server's metadata fills what is left out (autoconf.lua), and
+  -- says then whether the way of connecting has what it needs
+  for _, k in ipairs(c.discovery and {} or NEEDS[auth]) do
     if c[k] == nil then
       local message = ("is required for auth = \"%s\""):format(auth)
       out[#out + 1] = { kind = "needs", key = k, message = message, text = ("key '%s': %s"):format(k, message) }
     end
+  end
+  if c.test == nil and not c.discovery then
+    out[#out + 1] = { kind = "needs", key = "test", message = "is required", text = "key 'test': is required" }
   end
   local prefix = "^" .. path:gsub("%p", "%%%0") .. ": "
   local function group(fn)
@@ -343,9 +394,28 @@ function M.problems(c, path)
     local text = e.message:gsub(prefix, "")
     out[#out + 1] = { kind = "connector", key = e.key, message = text, text = text }
   end
+  group(function()
+    if c.registration and not c.discovery then
+      fail_at(path, "registration", "key 'registration': registering a client needs the server's metadata: give "
+        .. "`discovery` too")
+    end
+  end)
+  group(function()
+    if auth == "fields" and (c.discovery or c.resource) then
+      local key = c.discovery and "discovery" or "resource"
+      fail_at(path, key, "key '%s': auth = \"fields\" connections have no authorization server", key)
+    end
+  end)
   group(function() check_fields(c, path) end)
   group(function() check_templates(c, path) end)
   group(function()
+    if c.pkce_encoding and c.pkce == false then
+      fail_at(path, "pkce_encoding", "key 'pkce_encoding': the connector does not use PKCE (pkce = false)")
+    end
+    if c.redirect_uri and auth ~= "authorization_code" then
+      fail_at(path, "redirect_uri", "key 'redirect_uri': only a browser sign-in (auth = \"authorization_code\") has a "
+        .. "redirect")
+    end
     local test = c.test
     if type(test) == "table" and (test.body ~= nil and 1 or 0) + (test.json ~= nil and 1 or 0)
         + (test.form ~= nil and 1 or 0) > 1 then
@@ -381,9 +451,17 @@ local function check(c, src, path)
   c.client_auth = c.client_auth or "basic"
   c.token_request_format = c.token_request_format or "form"
   c.values = c.values or {}
+  if c.resource then
+    -- RFC 8707: the resource indicator goes with the authorization request and every token
+    -- request (the code exchange, refreshes, client credentials)
+    if c.authorize_params.resource == nil then c.authorize_params.resource = c.resource end
+    if c.token_params.resource == nil then c.token_params.resource = c.resource end
+  end
   if c.pkce == nil then c.pkce = true end
+  c.pkce_encoding = c.pkce_encoding or "base64url"
+  c.client_id_param = c.client_id_param or "client_id"
   if type(c.test) == "string" then c.test = { url = c.test } end
-  c.test.method = c.test.method or "GET"
+  if c.test then c.test.method = c.test.method or "GET" end
   c.request = c.request or {}
   c.request.headers = c.request.headers or {}
   c.request.query = c.request.query or {}

@@ -53,16 +53,21 @@ end
 --- `connrt authorize`: the browser part of the authorization code flow, on a machine
 -- with a browser. Exchanges the code and returns a one-line blob that `connrt run
 -- --paste` takes on the server, which then runs the test API and saves, and the
--- connector's id. Saves nothing, so opens no store for writing.
+-- connector's id. Saves no connection, so opens no store (unless a client is registered
+-- now: it is kept).
 function M.authorize(opts)
   local ctx = context.prepare(opts, false)
-  if ctx.c.auth ~= "authorization_code" then
-    errors.raise("usage", "%s connects with auth = %q: connrt authorize is for browser sign-ins", ctx.c.id, ctx.c.auth)
-  end
-  local paste = require("connrt.flow.paste")
-  local line = require("connrt.flow.browser").run(ctx, function(token, extras)
-    return paste.blob(ctx, token, extras), page.authorized(ctx.c.title)
+  local ok, line = pcall(function()
+    if ctx.c.auth ~= "authorization_code" then
+      errors.raise("usage", "%s connects with auth = %q: connrt authorize is for browser sign-ins", ctx.c.id, ctx.c.auth)
+    end
+    local paste = require("connrt.flow.paste")
+    return (require("connrt.flow.browser").run(ctx, function(token, extras)
+      return paste.blob(ctx, token, extras), page.authorized(ctx.c.title)
+    end))
   end)
+  if ctx.st then ctx.st:close() end -- open only when a client was registered now
+  if not ok then error(line, 0) end
   return line, ctx.c.id
 end
 

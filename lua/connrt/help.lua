@@ -123,6 +123,27 @@ local COMMANDS = {
     },
   },
   {
+    name = "connect",
+    overview = { { "connect URL [--print-connector]", "connect a protected resource (an MCP server): no connector" } },
+    usage = { "connrt connect URL [--print-connector] [options]" },
+    text = {
+      "Connects a protected resource that publishes its metadata (RFC 9728), such as a remote MCP server, with no "
+        .. "connector file: requests URL without credentials, reads the resource_metadata of its 401 (else the "
+        .. "origin's /.well-known/oauth-protected-resource), discovers the authorization server it names (RFC "
+        .. "8414), registers connrt there when the server allows it (RFC 7591; once, then reused), and signs in "
+        .. "with PKCE and the resource indicator (RFC 8707). The connection's only allowed URL is the resource's "
+        .. "origin and path, said before the browser opens; it works with request, token, refresh, revoke, list "
+        .. "and show like any other.",
+      "With --print-connector, nothing is connected: the connector connrt would use is printed, to start a "
+        .. "connector file from. A server that does not allow registration needs --client-id.",
+    },
+    examples = {
+      { "connrt connect https://mcp.example.com/mcp", "connect a remote MCP server" },
+      { "connrt connect https://mcp.example.com/mcp --print-connector > mcp.lua",
+        "write its connector, to change it and run it with connrt run" },
+    },
+  },
+  {
     name = "request",
     overview = { { "request ID [METHOD] URL", "send an HTTP request through a connection" } },
     usage = { "connrt request ID [METHOD] URL [-H 'NAME: VALUE']... [-d BODY | --json-body JSON] [options]" },

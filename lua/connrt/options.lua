@@ -14,7 +14,8 @@ local FIELD = { "--field", arg = "KEY=VALUE", many = true, text = "a connector f
 local FIELD_FILE = { "--field-file", arg = "KEY=PATH", many = true,
   text = "a field's value read from a file (repeatable; for secrets)" }
 local CLIENT_ID = { "--client-id", arg = "ID",
-  text = "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once" }
+  text = "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once; a connector "
+    .. "that registers its app on each server (Mastodon) needs none" }
 local CLIENT_SECRET_FILE = { "--client-secret-file", arg = "PATH", file = true,
   text = "a file holding the client secret (or CONNRT_CLIENT_SECRET); remembered, sealed" }
 local CLIENT_SECRET = { "--client-secret", arg = "SECRET", text = "the client secret itself (visible to other "
@@ -49,6 +50,14 @@ M.COMMANDS = {
     FIELD, FIELD_FILE, CLIENT_ID, CLIENT_SECRET_FILE, CLIENT_SECRET, SCOPE, PARAM, TIMEOUT, NO_BROWSER,
     { "--json", text = "print {\"connector\", \"line\"} on standard output, the line being what connrt run "
       .. "--paste takes" },
+  },
+  connect = {
+    { "--print-connector", text = "print the equivalent connector on standard output instead of connecting" },
+    CLIENT_ID, CLIENT_SECRET_FILE, CLIENT_SECRET, SCOPE, PARAM,
+    { "--paste", text = "do not listen: read the redirected address or the code from standard input" },
+    { "--replace", text = "replace the connection of the same resource when it was made with other endpoints" },
+    TIMEOUT, NO_BROWSER,
+    { "--json", text = "print {\"id\", \"connector\", \"name\", \"unique_id\", \"updated\"} on standard output" },
   },
   request = {
     { "-H, --header", arg = "'NAME: VALUE'", many = true, text = "a request header (repeatable)" },

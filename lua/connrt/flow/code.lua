@@ -15,7 +15,7 @@ local M = {}
 function M.new_attempt(ctx, redirect_uri)
   local a = { state = log.secret(oauth.new_state()) }
   local challenge
-  a.verifier, challenge = oauth.new_pkce()
+  a.verifier, challenge = oauth.new_pkce(ctx.c.pkce_encoding)
   log.secret(a.verifier)
   a.url = oauth.authorize_url(ctx.c, {
     fields = ctx.fields, client_id = ctx.client_id, redirect_uri = redirect_uri,
@@ -49,6 +49,33 @@ function M.callback_values(c, q)
   return out
 end
 
+--- Fields the callback sets (`callback_fields`, Zoho's accounts-server): a callback
+-- parameter's value becomes its field's value, when it is one of the field's choices
+-- (a value outside them fails the connect, exit 4, before the code is sent anywhere),
+-- and the URLs rendered from fields follow it (the code is exchanged at the host the
+-- callback names, and refreshes go there). Only choices the connector declares can be
+-- chosen, all of them within the reach a client was given for (context.reach_before).
+function M.callback_fields(ctx, q)
+  local c = ctx.c
+  local changed = false
+  for k, param in pairs(c.callback_fields or {}) do
+    local v = q[param]
+    if v ~= nil and v ~= ctx.fields[k] then
+      for _, f in ipairs(c.fields) do
+        if f.key == k then
+          local ok, why = connector.check_field_value(f, v)
+          if not ok then
+            errors.raise("connect", "the callback's %s names %s for field %s: %s; nothing was sent or saved", param,
+              tostring(v):sub(1, 200), k, why:sub(1, 500))
+          end
+        end
+      end
+      ctx.fields[k], changed = v, true
+    end
+  end
+  if changed then context.render_static(c, ctx, ctx.fields) end
+end
+
 --- Checks a callback's query (from the listener or pasted) and exchanges its code.
 -- Returns the token and the values the callback hook kept.
 function M.to_token(ctx, q, verifier, redirect_uri)
@@ -68,8 +95,10 @@ function M.to_token(ctx, q, verifier, redirect_uri)
   if not q.code or q.code == "" then
     errors.raise("connect", "the callback carries no code; nothing was saved")
   end
+  M.callback_fields(ctx, q)
   local extras = M.callback_values(c, q)
-  local grant = { { "grant_type", "authorization_code" }, { "code", q.code }, { "redirect_uri", redirect_uri } }
+  local grant = { { "grant_type", "authorization_code" }, { "code", q.code },
+    { "redirect_uri", oauth.sent_redirect_uri(c, ctx.fields, redirect_uri) } }
   if c.pkce then grant[#grant + 1] = { "code_verifier", verifier } end
   local treq = oauth.token_request(c, urls.token_url, context.token_client(ctx), grant)
   return oauth.fetch_token(c, treq, "token endpoint " .. urls.token_url), extras

@@ -23,7 +23,10 @@ local BLOB_PREFIX = "connrt-authorized-v1:"
 --- The one line `connrt authorize` prints: the token the code bought and the values
 -- hooks.callback kept, for `connrt run --paste` to finish with.
 function M.blob(ctx, token, extras)
-  local doc = { connector = ctx.c.id, extras = extras, token = {
+  -- the fields the callback set (Zoho's data centre), for run --paste to follow
+  local set = {}
+  for k in pairs(ctx.c.callback_fields or {}) do set[k] = ctx.fields[k] end
+  local doc = { connector = ctx.c.id, extras = extras, fields = next(set) and set or nil, token = {
     access_token = token.access_token, refresh_token = token.refresh_token, id_token = token.id_token,
     token_type = token.token_type, scope = token.scope, expires_in = token.expires_in, values = token.values } }
   return BLOB_PREFIX .. require("connrt.crypto").b64url_encode(cjson.encode(doc))
@@ -82,6 +85,13 @@ function M.run(ctx)
   if ctx.opts.browser ~= false then browser.open(a.url) end
   local kind, v = read_paste(ctx, a)
   if kind == "blob" then
+    -- fields the callback set on the machine that signed in (Zoho's data centre), checked
+    -- against their choices as the callback's own values are
+    local q = {}
+    for k, param in pairs(ctx.c.callback_fields or {}) do
+      if type(v.fields) == "table" and type(v.fields[k]) == "string" then q[param] = v.fields[k] end
+    end
+    code.callback_fields(ctx, q)
     local tok = oauth.finish_token(v.token, "the pasted authorize result", ctx.c, "pasted")
     return finish.run(ctx, tok, values.check(ctx.c, "callback", v.extras or {}))
   end

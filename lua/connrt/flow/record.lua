@@ -7,6 +7,16 @@ local sys = require("connrt.sys")
 
 local M = {}
 
+-- The sorted union of two lists of origins.
+local function union(a, b)
+  local set, out = {}, {}
+  for _, l in ipairs({ a or {}, b or {} }) do
+    for _, o in ipairs(l) do if not set[o] then set[o] = true; out[#out + 1] = o end end
+  end
+  table.sort(out)
+  return out
+end
+
 --- The record, its secrets and the client to remember (nil for field connections) of
 -- the connect `ctx`; `token` is nil for field connections.
 function M.build(ctx, token, values, name, unique_id)
@@ -27,9 +37,12 @@ function M.build(ctx, token, values, name, unique_id)
     token_type = token and token.token_type, scope = token and token.scope,
     expires_at = token and token.expires_at, issued_at = token and token.issued_at,
     has_refresh_token = token and token.refresh_token ~= nil or false,
+    discovery = ctx.discovery, resource = ctx.resource,
   }
-  local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret,
-    origins = ctx.client_given or origins.reach(ctx.urls, ctx.allowed, { ctx.authorize_url }) } or nil
+  -- a registered app is remembered per server already (app_registration.lua)
+  local client = ctx.client_id and not ctx.registered and { client_id = ctx.client_id, client_secret = ctx.client_secret,
+    origins = ctx.client_given or union(ctx.reach_before, origins.reach(ctx.urls, ctx.allowed, { ctx.authorize_url }))
+  } or nil
   return rec, secrets, client
 end
 
