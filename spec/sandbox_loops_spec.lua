@@ -165,7 +165,8 @@ describe("table.sort inside the sandbox", function()
         out[#out + 1] = show(t) .. "|" .. show(u)
       end
       out[#out + 1] = tostring(select(2, pcall(table.sort, { 1, "x", 2 })))
-      out[#out + 1] = tostring(select(2, pcall(table.sort, { 1 }, 3)))
+      out[#out + 1] = tostring(select(2, pcall(table.sort, { 1, 2 }, 3)))
+      out[#out + 1] = tostring(pcall(table.sort, { 1 }, 3))
       return table.concat(out, "\n")
     ]], "sort.lua")
     box:close()
@@ -186,5 +187,6 @@ describe("table.sort inside the sandbox", function()
     for i = 1, #out do assert.equal(out[i], lines[i]) end
     assert.matches("attempt to compare", lines[#out + 1], 1, true)
     assert.matches("bad argument #2 to 'sort' (function expected, got number)", lines[#out + 2], 1, true)
+    assert.equal("true", lines[#out + 3]) -- one element: no comparator is checked, as in Lua's
   end)
 end)

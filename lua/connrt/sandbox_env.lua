@@ -120,6 +120,7 @@ end
 
 function tbl.sort(t, lt)
   local n = len(t, "sort")
+  if n <= 1 then return end
   if n >= 0x7fffffff then error("bad argument #1 to 'sort' (array too big)", 2) end
   if lt == nil then
     lt = less
