@@ -1157,7 +1157,7 @@ static int call_in_box(lua_State *S) {
   b->cpu_start = cpu_now();
   b->wall_start = wall_now();
   int nres = 0;
-  lua_State *outer = ticking; /* NULL, or the box a runtime callback runs this one from */
+  lua_State *outer = ticking; /* NULL: boxes are entered from the runtime, never ticking */
   set_ticking(co);
   int st = lua_resume(co, S, nargs, &nres);
   set_ticking(outer);
