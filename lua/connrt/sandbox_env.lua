@@ -18,9 +18,8 @@
 -- and sort, whose C loops run over a length a metatable can make endless without
 -- allocating anything (so the memory limit would not stop them; sort's own comparisons
 -- call nothing, so neither would the budget's hook, which fires on instructions and on
--- calls), and
--- connrt.json.encode, whose C version (lua-cjson) grows its buffer with malloc, outside
--- the box's memory limit, and exits the process when that fails.
+-- calls), and connrt.json.encode, whose C version (lua-cjson) grows its buffer with
+-- malloc, outside the box's memory limit, and exits the process when that fails.
 local inner = require("connrt.sandbox.inner")
 local b64 = require("connrt.base64")
 local url = require("connrt.url")
