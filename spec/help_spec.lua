@@ -20,7 +20,8 @@ local OPTIONS = {
   list = { "--json" },
   show = { "--json" },
   rekey = { "--new-key-file" },
-  token = {}, refresh = {}, revoke = {}, delete = {}, update = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
+  update = { "--replace" },
+  token = {}, refresh = {}, revoke = {}, delete = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
 local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
   "CONNRT_REDIRECT_URL", "CONNRT_LISTEN", "CONNRT_BROWSER",
