@@ -29,11 +29,13 @@
  * each call is charged like an instruction: no C loop that calls anything, metamethods
  * included, runs past the budget. And one instruction or call may be slow (comparing two
  * 20 MiB strings, a plain find in 40 MiB), so that the hook's checks, every HOOK_COUNT
- * instructions or calls, could be seconds apart: while connector code runs, a CPU-time
- * ticker (setitimer ITIMER_PROF, every TICK_US) sets the running box's hook to fire at the
- * very next instruction or call (lua_sethook is async-signal-safe: Lua's own lua.c stops a
- * script on SIGINT that way), where the clocks are read. The ticker is off whenever no
- * connector code runs, so no system call of the runtime (libcurl, LMDB) is interrupted by it.
+ * instructions or calls, could be seconds apart: while connector code runs, a ticker (a
+ * POSIX timer on the thread's CPU clock, every TICK_US, whose SIGPROF goes to that thread
+ * only) sets the running box's hook to fire at the very next instruction or call
+ * (lua_sethook is async-signal-safe: Lua's own lua.c stops a script on SIGINT that way),
+ * where the clocks are read. The ticker exists only while connector code runs, so no system
+ * call of the runtime (libcurl, LMDB) nor of another thread is interrupted by it, and each
+ * call has its own, so boxes on several threads do not meet.
  * What calls nothing and runs no instruction is left: table.sort's comparisons of its own,
  * which is therefore Lua inside boxes (sandbox_env.lua), and loops whose length the box's
  * memory bounds (table.concat over raw values, string.rep: linear in what they build).
@@ -61,7 +63,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include <lualib.h>
@@ -102,6 +103,9 @@ typedef struct box {
   int mem_exceeded;
   long long instr, instr_limit;
   long long calls;          /* calls not charged yet */
+  lua_State *volatile tick_co; /* the coroutine the ticker interrupts; NULL: no ticker */
+  volatile sig_atomic_t ticked;
+  timer_t timer;
   double cpu_limit, cpu_start, wall_limit, wall_start;
   int stopped;              /* STOP_* */
   char stop_msg[MSG_MAX];
@@ -166,42 +170,51 @@ static int box_charge(box_t *b, lua_State *L, lua_Debug *ar, long long n) {
 
 static void count_hook(lua_State *L, lua_Debug *ar);
 
-/* The ticker: while connector code runs, `ticking` is its coroutine and the process's
- * CPU-time timer sends SIGPROF every TICK_US; the handler makes that coroutine's hook fire
- * at its next instruction or call. */
-static lua_State *volatile ticking;
-static volatile sig_atomic_t ticked;
-
-static void on_tick(int sig) {
+/* The ticker: while connector code runs, a timer on the thread's CPU clock sends that
+ * thread SIGPROF every TICK_US, with the box; the handler makes the box's running
+ * coroutine fire its hook at the next instruction or call. */
+static void on_tick(int sig, siginfo_t *si, void *uc) {
   (void)sig;
-  lua_State *co = ticking;
+  (void)uc;
+  if (si->si_code != SI_TIMER) return;
+  box_t *b = si->si_value.sival_ptr;
+  lua_State *co = b ? b->tick_co : NULL;
   if (!co) return;
-  ticked = 1;
+  b->ticked = 1;
   lua_sethook(co, count_hook, HOOK_MASK, 1);
 }
 
-/* Makes co (NULL: none) the coroutine the ticker interrupts, and runs the timer only
- * while there is one. */
-static void set_ticking(lua_State *co) {
-  static int installed;
-  if (co && !installed) {
+/* Starts b's ticker for co, or (co NULL) stops it. Without a timer (none could be made)
+ * the hook still checks the clocks every HOOK_COUNT instructions or calls. */
+static void set_ticking(box_t *b, lua_State *co) {
+  static volatile sig_atomic_t installed;
+  if (!installed) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_tick;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_sigaction = on_tick;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     installed = sigaction(SIGPROF, &sa, NULL) == 0;
   }
-  if ((ticking != NULL) == (co != NULL)) {
-    ticking = co;
+  if ((b->tick_co != NULL) == (co != NULL)) return;
+  if (!co) {
+    b->tick_co = NULL; /* first: a last tick finds nothing to do */
+    timer_delete(b->timer);
     return;
   }
-  struct itimerval it;
-  memset(&it, 0, sizeof it);
-  if (co) it.it_interval.tv_usec = it.it_value.tv_usec = TICK_US;
-  if (!co) ticking = NULL; /* before the timer stops: a last tick finds nothing */
-  setitimer(ITIMER_PROF, &it, NULL);
-  ticking = co;
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = SIGPROF;
+  sev.sigev_value.sival_ptr = b;
+  sev._sigev_un._tid = gettid();
+  if (!installed || timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &b->timer) != 0) return;
+  b->tick_co = co;
+  struct itimerspec its = { { 0, TICK_US * 1000L }, { 0, TICK_US * 1000L } };
+  if (timer_settime(b->timer, 0, &its, NULL) != 0) {
+    b->tick_co = NULL;
+    timer_delete(b->timer);
+  }
 }
 
 /* Stops the code of a thread that cannot yield now (inside a C function such as
@@ -222,8 +235,8 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   box_t *b = box_of(L);
   int call = ar->event == LUA_HOOKCALL || ar->event == LUA_HOOKTAILCALL;
   long long n;
-  if (ticked) {
-    ticked = 0;
+  if (b->ticked) {
+    b->ticked = 0;
     lua_sethook(L, count_hook, HOOK_MASK, HOOK_COUNT);
     n = b->calls + 1;
     b->calls = 0;
@@ -1157,10 +1170,10 @@ static int call_in_box(lua_State *S) {
   b->cpu_start = cpu_now();
   b->wall_start = wall_now();
   int nres = 0;
-  lua_State *outer = ticking; /* NULL: boxes are entered from the runtime, never ticking */
-  set_ticking(co);
+  b->ticked = 0;
+  set_ticking(b, co);
   int st = lua_resume(co, S, nargs, &nres);
-  set_ticking(outer);
+  set_ticking(b, NULL);
   lua_sethook(co, NULL, 0, 0);
   if (b->stopped) {
     c->status = ST_STOPPED;
@@ -1299,10 +1312,9 @@ static int box_cb(lua_State *co) {
   lua_pushcfunction(L, callback_in_runtime);
   lua_pushlightuserdata(L, &cb);
   lua_pushvalue(L, box_idx);
-  lua_State *inside = ticking;
-  set_ticking(NULL); /* the runtime's own work (requests) runs without the ticker */
+  set_ticking(b, NULL); /* the runtime's own work (requests) runs without the ticker */
   int st = lua_pcall(L, 2, 0, 0);
-  set_ticking(inside);
+  set_ticking(b, co);
   b->box_idx = box_idx;
   if (st != LUA_OK) {
     char msg[MSG_MAX];
