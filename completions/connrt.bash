@@ -7,6 +7,10 @@
 # update's connector;
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
+#
+# completions/connrt.bash is written by `make completion` (tools/completion.lua) from
+# completions/connrt.bash.in and the one definition of the commands (lua/connrt/help.lua)
+# and their options (lua/connrt/options.lua): edit those, not connrt.bash.
 
 _connrt_commands="run script authorize connect request token refresh revoke delete update rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
@@ -19,8 +23,8 @@ _connrt_options() {
     connect) echo "--print-connector --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
     update) echo "--replace" ;;
-    list | show) echo "--json" ;;
     rekey) echo "--new-key-file" ;;
+    list | show) echo "--json" ;;
   esac
 }
 _connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file "
@@ -64,7 +68,7 @@ _connrt() {
 
   if [ "$COMP_CWORD" -le 1 ]; then
     if [[ "$cur" == -* ]]; then
-      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --verbose -v" -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --json --verbose -v" -- "$cur")
     else
       mapfile -t COMPREPLY < <(compgen -W "$_connrt_commands" -- "$cur")
     fi
