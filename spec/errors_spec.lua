@@ -26,10 +26,12 @@ local function run(argv, env)
   return res
 end
 
+-- The files under `dir` (a directory of the tree, its subdirectories too) whose names
+-- match `pattern`, as paths from the tree's root.
 local function files(dir, pattern)
   local out = {}
-  for name in io.popen("ls " .. h.ROOT .. "/" .. dir):lines() do
-    if name:match(pattern) then out[#out + 1] = dir .. "/" .. name end
+  for path in io.popen(("cd %s && find %s -type f | sort"):format(h.shell_quote(h.ROOT), dir)):lines() do
+    if path:match(pattern) then out[#out + 1] = path end
   end
   return out
 end
