@@ -375,6 +375,18 @@ commands.revoke = with_connection("revoke", function(conn, st)
     conn:id())
 end)
 
+-- `connrt exec ID... [--env NAME=ID]... [--mask] -- COMMAND [ARGS...]` (exec.lua).
+-- Everything after the first `--` is the command, never connrt's options.
+function commands.exec(argv)
+  local usage = "usage: connrt exec ID... [--env NAME=ID]... [--mask] -- COMMAND [ARGS...]"
+  local split
+  for i, a in ipairs(argv) do if a == "--" then split = i break end end
+  if not split or split == #argv then errors.raise("usage", "%s (the command comes after --)", usage) end
+  local o, ids = parse({ table.unpack(argv, 1, split - 1) }, { env = "multi", mask = "flag" })
+  local exec = require("connrt.exec")
+  return exec.run(exec.names(ids, o.env), { table.unpack(argv, split + 1) }, o.mask)
+end
+
 -- `connrt rekey`: every secret re-sealed under a new key in one transaction. With a key
 -- file, the new key is written beside it (key.new, fsync'ed) before the transaction and
 -- renamed over it after the commit; store.open finishes that rename if we die between
