@@ -387,6 +387,24 @@ function commands.exec(argv)
   return exec.run(exec.names(ids, o.env), { table.unpack(argv, split + 1) }, o.mask)
 end
 
+-- `connrt git-credential [--connection ID] get|store|erase`: git's credential helper
+-- (credential.lua).
+commands["git-credential"] = function(argv)
+  local o, rest = parse(argv, { connection = "value" })
+  local action = rest[1]
+  if #rest ~= 1 or not ({ get = true, store = true, erase = true })[action] then
+    errors.raise("usage", "usage: connrt git-credential [--connection ID] get|store|erase (git runs it)")
+  end
+  return require("connrt.credential").git(o.connection, action, io.stdin, io.stdout)
+end
+
+-- `connrt credential-process ID [--format json|kubernetes]` (credential.lua).
+commands["credential-process"] = function(argv)
+  local o, rest = parse(argv, { format = "value" })
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt credential-process ID [--format json|kubernetes]") end
+  return require("connrt.credential").process(rest[1], o.format)
+end
+
 -- `connrt rekey`: every secret re-sealed under a new key in one transaction. With a key
 -- file, the new key is written beside it (key.new, fsync'ed) before the transaction and
 -- renamed over it after the commit; store.open finishes that rename if we die between
