@@ -729,6 +729,26 @@ local function holder_gone(lease)
   return pid ~= nil and process_start(pid) ~= lease.start
 end
 
+-- A lease record as connrt writes it, or nil for anything else. Leases are plain and
+-- unsealed: a hint between processes that expires on its own, not a secret nor a
+-- decision about where credentials go. One that is not what connrt writes (damaged, or
+-- written by hand with other types) holds nothing and is replaced: the worst it can
+-- cause is one refresh more, where refusing would stop every refresh of the connection.
+-- A lease that ends more than LEASE_MAX seconds from `now` (an endless one) is not one
+-- connrt wrote either.
+local LEASE_MAX = 3600
+local function read_lease(v, now)
+  local lease = v and require("cjson.safe").decode(v)
+  if type(lease) ~= "table" or type(lease.owner) ~= "string" or math.type(lease.expires) == nil
+      or lease.expires ~= lease.expires or lease.expires > now + LEASE_MAX then
+    return nil
+  end
+  for _, k in ipairs({ "pid", "start", "pidns" }) do
+    if lease[k] ~= nil and type(lease[k]) ~= "number" and type(lease[k]) ~= "string" then lease[k] = nil end
+  end
+  return lease
+end
+
 --- Takes the lease on a connection for `ttl` seconds for `owner` (single flight across
 -- processes: the holder refreshes, the others wait and re-read). A lease whose holder
 -- process has died (same machine and PID namespace) is taken over at once; any other
@@ -736,9 +756,8 @@ end
 function Store:acquire_lease(id, owner, ttl)
   local now = sys.time()
   local txn <close> = self.env:begin(true)
-  local v = txn:get("leases", id)
-  if v then
-    local lease = cjson.decode(v)
+  local lease = read_lease(txn:get("leases", id), now)
+  if lease then
     if lease.expires > now and lease.owner ~= owner and not holder_gone(lease) then
       txn:abort()
       return false, lease
@@ -754,8 +773,8 @@ end
 --- Gives a lease back if `owner` still holds it.
 function Store:release_lease(id, owner)
   local txn <close> = self.env:begin(true)
-  local v = txn:get("leases", id)
-  if v and cjson.decode(v).owner == owner then txn:del("leases", id) end
+  local lease = read_lease(txn:get("leases", id), sys.time())
+  if lease and lease.owner == owner then txn:del("leases", id) end
   txn:commit()
 end
 
