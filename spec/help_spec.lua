@@ -8,7 +8,8 @@ local help = require("connrt.help")
 
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
-local COMMANDS = { "run", "script", "authorize", "request", "token", "refresh", "revoke", "delete", "update", "rekey", "list",
+local COMMANDS = { "run", "script", "authorize", "request", "token", "exec", "git-credential", "credential-process",
+  "refresh", "revoke", "delete", "update", "rekey", "list",
   "show", "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
@@ -20,6 +21,9 @@ local OPTIONS = {
   list = { "--json" },
   show = { "--json" },
   rekey = { "--new-key-file" },
+  exec = { "--env", "--mask" },
+  ["git-credential"] = { "--connection" },
+  ["credential-process"] = { "--format" },
   token = {}, refresh = {}, revoke = {}, delete = {}, update = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
 local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
@@ -266,6 +270,19 @@ describe("bash completion (completions/connrt.bash) #integration", function()
     assert.same(all, complete({ "connrt", "request", "-H", "Accept: text/plain", "" }))
     -- only the first argument is an ID
     assert.same({}, complete({ "connrt", "token", "demo", "" }))
+  end)
+
+  it("completes exec's connections up to --, then commands; git-credential's actions", function()
+    local all = sorted({ ids[1], ids[2], ids[3], "demo", "local-oidc" })
+    assert.same(all, complete({ "connrt", "exec", "" }))
+    assert.same(all, complete({ "connrt", "exec", "demo", "--mask", "" }))
+    assert.same(all, complete({ "connrt", "credential-process", "" }))
+    assert.same(all, complete({ "connrt", "git-credential", "--connection", "" }))
+    local cmds = complete({ "connrt", "exec", "demo", "--", "conn" })
+    assert.truthy(#cmds >= 1)
+    for _, c in ipairs(cmds) do assert.matches("^conn", c) end
+    assert.same({ "erase", "get", "store" }, complete({ "connrt", "git-credential", "" }))
+    assert.same({ "json", "kubernetes" }, complete({ "connrt", "credential-process", "demo", "--format", "" }))
   end)
 
   it("offers nothing, and says nothing, when there is no store or no connection", function()

@@ -497,6 +497,13 @@ function commands.help(argv)
   return 0
 end
 
+-- True when an exec command line has its program after `--`: a --help there is the
+-- program's.
+local function has_command(rest)
+  for i = 1, #rest - 1 do if rest[i] == "--" then return true end end
+  return false
+end
+
 --- Entry point: returns the exit status.
 function M.main(argv)
   while argv[1] == "--verbose" or argv[1] == "-v" do
@@ -510,7 +517,7 @@ function M.main(argv)
   local rest = { table.unpack(argv, 2) }
   -- `connrt COMMAND --help`, but not for a pipeline script's own arguments
   if fn and cmd ~= "help" and (rest[#rest] == "--help" or rest[#rest] == "-h")
-      and not (cmd == "script" and #rest > 1) then
+      and not (cmd == "script" and #rest > 1) and not (cmd == "exec" and has_command(rest)) then
     return commands.help({ cmd })
   end
   if not fn then

@@ -204,6 +204,77 @@ local COMMANDS = {
     },
   },
   {
+    name = "exec",
+    overview = { { "exec ID... [--env NAME=ID] -- CMD", "run a program with fresh tokens in its environment" } },
+    usage = { "connrt exec ID... [--env NAME=ID]... [--mask] -- COMMAND [ARGS...]" },
+    text = {
+      "Runs COMMAND with the connections' fresh access tokens (refreshed first when about to expire) in "
+        .. "environment variables, never on its command line: CONNRT_TOKEN for one ID, CONNRT_TOKEN_<ID> for "
+        .. "several, or the NAME each --env gives. A connection made of fields (API keys, passwords) exports its "
+        .. "secret field the same way, or each of several as NAME_<KEY>. connrt's own secrets (CONNRT_KEY, "
+        .. "CONNRT_CLIENT_SECRET, CONNRT_FIELD_*) are not passed on.",
+      "connrt replaces itself with COMMAND: its exit status, signals and standard streams are COMMAND's own. "
+        .. "With --mask, COMMAND runs as a child whose standard output and error connrt passes on line by line "
+        .. "with every spelling of the tokens replaced by [redacted]; SIGINT, SIGTERM, SIGHUP and SIGQUIT sent "
+        .. "to connrt are passed on, and connrt exits with COMMAND's status or dies of its signal. A COMMAND "
+        .. "that cannot be run exits 127 (not found) or 126.",
+      ID_TEXT,
+    },
+    options = {
+      { "--env", "NAME=ID", "put the credentials of connection ID in variable NAME (repeatable)" },
+      { "--mask", nil, "replace the tokens with [redacted] in what COMMAND prints, on both streams" },
+    },
+    examples = {
+      { "connrt exec github -- sh -c 'curl -H \"Authorization: Bearer $CONNRT_TOKEN\" https://api.github.com/user'",
+        "a token for one command" },
+      { "connrt exec --env GH_TOKEN=github --env OPENAI_API_KEY=openai --mask -- python3 job.py",
+        "several, named; secrets masked in the job's output" },
+    },
+  },
+  {
+    name = "git-credential",
+    overview = { { "git-credential [--connection ID] get", "git's credential helper: a fresh token for git" } },
+    usage = { "connrt git-credential [--connection ID] get|store|erase" },
+    text = {
+      "Speaks git's credential-helper protocol, so git over https uses a connection's fresh token as the "
+        .. "password, with the username the connector's git_username names (GitHub x-access-token, GitLab "
+        .. "oauth2, Bitbucket x-token-auth). git must be about to use a URL under the connection's allowed URLs "
+        .. "(exit 7 otherwise). Without --connection, the one connection whose allowed URLs cover the URL is "
+        .. "used (exit 9 for none, 2 for several). On any failure connrt tells git to quit, so git prompts no "
+        .. "one.",
+      "store writes nothing (the token stays in the store only); erase writes nothing either, but when git "
+        .. "says the server refused the connection's current token, it is refreshed for the next git command.",
+    },
+    options = {
+      { "--connection", "ID", "the connection to use (an id, or a connector id with one connection)" },
+    },
+    examples = {
+      { "git config --global credential.https://github.com.helper '!connrt git-credential --connection github'",
+        "GitHub over https with a connection" },
+      { "git config --global credential.helper '!connrt git-credential'", "the connection picked by host" },
+    },
+  },
+  {
+    name = "credential-process",
+    overview = { { "credential-process ID", "print a fresh token and its expiry as JSON" } },
+    usage = { "connrt credential-process ID [--format json|kubernetes]" },
+    text = {
+      "Prints, for tools that run a command to get a credential, a JSON object with the connection's fresh "
+        .. "token (refreshed first when about to expire) and its expiry in RFC 3339: {\"token\", \"token_type\", "
+        .. "\"expiration\"} (no expiration when the provider gave none). A connection made of fields prints its "
+        .. "one secret field as the token. Like connrt token, it prints a secret: keep its output out of logs.",
+      ID_TEXT,
+    },
+    options = {
+      { "--format", "json|kubernetes", "json (default), or kubernetes: an ExecCredential "
+        .. "(client.authentication.k8s.io/v1) for kubectl's exec credential plugins" },
+    },
+    examples = {
+      { "connrt credential-process github", "" },
+      { "connrt credential-process okta --format kubernetes", "in a kubeconfig's exec section" },
+    },
+  },
+  {
     name = "refresh",
     overview = { { "refresh ID", "refresh the access token now" } },
     usage = { "connrt refresh ID" },
