@@ -195,6 +195,10 @@ describe("connrt exec (integration) #integration", function()
     assert.equal(0, res.code)
     assert.equal("line one\nline two\n", res.stdout)
     assert.equal(API_KEY .. "\n", res.stderr) -- without --mask, the program prints what it likes
+    -- a --help after -- is the program's, not a request for connrt's help
+    res = exec({ "keyed", "--", "sh", "-c", 'echo "arg: $1"', "sh", "--help" })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal("arg: --help\n", res.stdout)
   end)
 
   it("--mask replaces every spelling of the secrets on both streams", function()
