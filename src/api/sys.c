@@ -532,6 +532,120 @@ static int sys_die_by(lua_State *L) {
   return 0;
 }
 
+/* --- worker processes (connrt proxy's master) -------------------------------------- */
+
+static const struct { const char *name; int sig; } SIGNALS[] = {
+  { "TERM", SIGTERM }, { "INT", SIGINT }, { "HUP", SIGHUP }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
+  { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "CHLD", SIGCHLD }, { NULL, 0 }
+};
+
+static int signal_number(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) return (int)lua_tointeger(L, idx);
+  const char *name = luaL_checkstring(L, idx);
+  for (int i = 0; SIGNALS[i].name; i++)
+    if (strcmp(SIGNALS[i].name, name) == 0) return SIGNALS[i].sig;
+  return luaL_argerror(L, idx, "unknown signal name");
+}
+
+/* sys.fork() -> pid (0 in the child) | nil, message */
+static int sys_fork(lua_State *L) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot fork: %s", strerror(errno));
+    return 2;
+  }
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/* sys.kill(pid, signal) -> true | nil, message; signal: a number or "TERM", "HUP", ... */
+static int sys_kill(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int sig = signal_number(L, 2);
+  if (kill(pid, sig) == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "kill %d: %s", (int)pid, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sys.reap() -> pid, "exit"|"signal", number | nil: one child that has ended, if any,
+ * without waiting */
+static int sys_reap(lua_State *L) {
+  int status = 0;
+  pid_t pid = waitpid(-1, &status, WNOHANG);
+  if (pid <= 0) return 0;
+  lua_pushinteger(L, pid);
+  if (WIFSIGNALED(status)) {
+    lua_pushliteral(L, "signal");
+    lua_pushinteger(L, WTERMSIG(status));
+  } else {
+    lua_pushliteral(L, "exit");
+    lua_pushinteger(L, WEXITSTATUS(status));
+  }
+  return 3;
+}
+
+static volatile sig_atomic_t caught_mask = 0;
+
+static void note_signal(int sig) {
+  for (int i = 0; SIGNALS[i].name; i++)
+    if (SIGNALS[i].sig == sig) caught_mask |= 1 << i;
+}
+
+/* sys.catch_signals(names): from now on those signals only set a flag sys.caught()
+ * returns (the proxy's master, which relays them to its workers) */
+static int sys_catch_signals(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = note_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  lua_Integer n = luaL_len(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    sigaction(signal_number(L, -1), &sa, NULL);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* sys.default_signals(names): back to the default action (in a forked worker) */
+static int sys_default_signals(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    signal(signal_number(L, -1), SIG_DFL);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* sys.caught() -> array of the names of the signals caught since the last call */
+static int sys_caught(lua_State *L) {
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  int mask = caught_mask;
+  caught_mask = 0;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  lua_newtable(L);
+  int k = 0;
+  for (int i = 0; SIGNALS[i].name; i++) {
+    if (mask & (1 << i)) {
+      lua_pushstring(L, SIGNALS[i].name);
+      lua_rawseti(L, -2, ++k);
+    }
+  }
+  return 1;
+}
+
 /* See api.h. Both are best effort: a failure leaves the process as it was, and connrt
  * goes on. execve resets the dumpable flag, so a program connrt starts (the browser) is
  * dumpable as usual, but it inherits the core limit of 0; a hard limit, once lowered,
@@ -563,6 +677,12 @@ static const luaL_Reg sys_funcs[] = {
   { "close", sys_close },
   { "wait", sys_wait },
   { "die_by", sys_die_by },
+  { "fork", sys_fork },
+  { "kill", sys_kill },
+  { "reap", sys_reap },
+  { "catch_signals", sys_catch_signals },
+  { "default_signals", sys_default_signals },
+  { "caught", sys_caught },
   { NULL, NULL }
 };
 
