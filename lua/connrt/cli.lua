@@ -405,6 +405,25 @@ commands["credential-process"] = function(argv)
   return require("connrt.credential").process(rest[1], o.format)
 end
 
+-- `connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]...` (proxy.lua).
+function commands.proxy(argv)
+  local o, rest = parse(argv, { listen = "value", socket = "value", connection = "multi", ["key-file"] = "value",
+    workers = "value", ["max-body"] = "value", timeout = "value" })
+  if #rest > 0 then
+    errors.raise("usage", "usage: connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]... [options]")
+  end
+  if o.listen and o.socket then errors.raise("usage", "give --listen or --socket, not both") end
+  local function count_opt(name, min, max)
+    if o[name] == nil then return nil end
+    local n = math.tointeger(tonumber(o[name]))
+    if not n or n < min or n > max then errors.raise("usage", "--%s %s: expected a number from %d to %d", name, o[name], min, max) end
+    return n
+  end
+  return require("connrt.proxy").run({ listen = o.listen, socket = o.socket, connections = o.connection,
+    key_file = o["key-file"], workers = count_opt("workers", 1, 256), max_body = count_opt("max-body", 0, 1 << 32),
+    upstream_timeout = count_opt("timeout", 1, 3600) })
+end
+
 -- `connrt rekey`: every secret re-sealed under a new key in one transaction. With a key
 -- file, the new key is written beside it (key.new, fsync'ed) before the transaction and
 -- renamed over it after the commit; store.open finishes that rename if we die between
