@@ -408,7 +408,7 @@ end
 -- `connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]...` (proxy.lua).
 function commands.proxy(argv)
   local o, rest = parse(argv, { listen = "value", socket = "value", connection = "multi", ["key-file"] = "value",
-    workers = "value", ["max-body"] = "value", timeout = "value" })
+    workers = "value", ["max-body"] = "value", timeout = "value", ["refresh-ahead"] = "value" })
   if #rest > 0 then
     errors.raise("usage", "usage: connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]... [options]")
   end
@@ -421,7 +421,7 @@ function commands.proxy(argv)
   end
   return require("connrt.proxy").run({ listen = o.listen, socket = o.socket, connections = o.connection,
     key_file = o["key-file"], workers = count_opt("workers", 1, 256), max_body = count_opt("max-body", 0, 1 << 32),
-    upstream_timeout = count_opt("timeout", 1, 3600) })
+    upstream_timeout = count_opt("timeout", 1, 3600), refresh_ahead = count_opt("refresh-ahead", 0, 86400) })
 end
 
 -- `connrt rekey`: every secret re-sealed under a new key in one transaction. With a key

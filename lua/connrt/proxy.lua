@@ -215,8 +215,8 @@ function Worker:served_records()
 end
 
 -- Background refresh (worker 1, every second): a token that enters the request path's
--- refresh margin within the next quarter of its lifetime (at most a minute) is
--- refreshed now, through the lease like any refresh.
+-- refresh margin within the next quarter of its lifetime (at most a minute; or
+-- --refresh-ahead seconds) is refreshed now, through the lease like any refresh.
 function Worker:tick()
   local ok, recs = pcall(self.served_records, self)
   if not ok then return end
@@ -225,7 +225,7 @@ function Worker:tick()
     if rec.expires_at and not rec.needs_reconnect and (rec.has_refresh_token or rec.auth == "client_credentials") then
       local margin = connection.margin(rec)
       local issued = rec.issued_at or rec.refreshed_at or rec.updated_at or os.time()
-      local ahead = math.min(60, math.max(0, (rec.expires_at - issued) / 4))
+      local ahead = self.cfg.refresh_ahead or math.min(60, math.max(0, (rec.expires_at - issued) / 4))
       if rec.expires_at - os.time() <= margin + ahead then
         local got, conn = pcall(self.connection, self, rec.id)
         if got then
@@ -387,13 +387,14 @@ function M.default_socket()
 end
 
 --- `connrt proxy`. opts: listen ("HOST:PORT"), socket, key_file, connections (array of
--- refs), workers, max_body, idle, upstream_timeout. Prints one JSON line on standard
+-- refs), workers, max_body, idle, upstream_timeout, refresh_ahead. Prints one JSON line on standard
 -- output once it listens ({"socket"} or {"listen", "key_file"}); returns the exit status
 -- after SIGTERM.
 function M.run(opts)
   local httpd = require("connrt.httpd")
   local cfg = { workers = opts.workers or M.WORKERS, max_body = opts.max_body or M.MAX_BODY,
-    idle = opts.idle or M.IDLE, upstream_timeout = opts.upstream_timeout or M.UPSTREAM_TIMEOUT }
+    idle = opts.idle or M.IDLE, upstream_timeout = opts.upstream_timeout or M.UPSTREAM_TIMEOUT,
+    refresh_ahead = opts.refresh_ahead }
   -- the store must open, and every --connection exist, before anything listens; closed
   -- again before the fork (LMDB is opened once per process, by the workers)
   local store = require("connrt.store")
