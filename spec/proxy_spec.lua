@@ -370,10 +370,6 @@ console.log(r.status, doc.url, doc.body);
     it("refreshes once on an upstream 401 and retries once", function()
       local p = proxy_in(thome, { "--socket", tmp .. "/t1.sock", "--workers", "1" })
       assert.equal(200, (curl(p, "/tok/warm")))
-      local before, seen = grants(), count_log(api, function(r) return r.url == "/status/401" end)
-      local code = curl(p, "/tok/../status/401", { "--path-as-is" })
-      -- (dot segments are resolved by the allowed-URL rule: /api/../status is outside /api)
-      assert.is_true(code == 403 or code == 400, tostring(code))
       local up = h.start_upstream()
       -- an upstream that says 401: the proxy refreshes once, retries once, answers the 401
       local c2 = write_connector("tok401", ([[return {
@@ -382,8 +378,8 @@ console.log(r.status, doc.url, doc.body);
         request = { headers = { Authorization = "Bearer {{access_token}}" } } }]]):format(server.issuer, up.base))
       assert.equal(0, h.connrt({ "run", c2, "--client-id", "connrt-basic" },
         { env = { CONNRT_HOME = thome, CONNRT_CLIENT_SECRET = "basic-secret" } }).code)
-      before = grants()
-      code = curl(p, "/tok401/status/401")
+      local before = grants()
+      local code = curl(p, "/tok401/status/401")
       assert.equal(401, code)
       assert.equal(before + 1, grants())
       assert.equal(2, count_log(up, function(r) return r.url == "/status/401" end))
@@ -391,7 +387,6 @@ console.log(r.status, doc.url, doc.body);
       assert.matches('connrt_proxy_refreshes_total{connection="tok401%-%x+"} 1', text)
       up.stop()
       p.stop()
-      assert.equal(seen, count_log(api, function(r) return r.url == "/status/401" end))
     end)
 
     it("refreshes in the background before the token expires", function()
