@@ -8,7 +8,7 @@
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
 
-_connrt_commands="run script authorize request token exec git-credential credential-process refresh revoke delete update rekey list show check redirect-url version help"
+_connrt_commands="run script authorize request token exec git-credential credential-process proxy refresh revoke delete update rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -22,9 +22,10 @@ _connrt_options() {
     exec) echo "--env --mask" ;;
     git-credential) echo "--connection" ;;
     credential-process) echo "--format" ;;
+    proxy) echo "--socket --listen --key-file --connection --workers --max-body --timeout --refresh-ahead" ;;
   esac
 }
-_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file --env --connection --format "
+_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file --env --connection --format --socket --listen --key-file --workers --max-body --refresh-ahead "
 
 # Connection ids and connector ids, one per line. `connrt list --json` prints one line:
 # an array of objects with "id" (the connector's id, "-", 8 hex digits) and "connector".
@@ -95,7 +96,7 @@ _connrt() {
       --connection)
         _connrt_add "$cur" < <(_connrt_ids)
         ;;
-      --client-secret-file | --new-key-file)
+      --client-secret-file | --new-key-file | --socket | --key-file)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         compopt -o filenames 2>/dev/null
         ;;

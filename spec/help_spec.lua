@@ -9,7 +9,7 @@ local help = require("connrt.help")
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
 local COMMANDS = { "run", "script", "authorize", "request", "token", "exec", "git-credential", "credential-process",
-  "refresh", "revoke", "delete", "update", "rekey", "list",
+  "proxy", "refresh", "revoke", "delete", "update", "rekey", "list",
   "show", "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
@@ -24,6 +24,8 @@ local OPTIONS = {
   exec = { "--env", "--mask" },
   ["git-credential"] = { "--connection" },
   ["credential-process"] = { "--format" },
+  proxy = { "--socket", "--listen", "--key-file", "--connection", "--workers", "--max-body", "--timeout",
+    "--refresh-ahead" },
   token = {}, refresh = {}, revoke = {}, delete = {}, update = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
 local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",

@@ -275,6 +275,41 @@ local COMMANDS = {
     },
   },
   {
+    name = "proxy",
+    overview = { { "proxy [--socket PATH | --listen H:P]", "a local proxy that adds connections' credentials" } },
+    usage = { "connrt proxy [--socket PATH | --listen HOST:PORT] [--connection ID]... [options]" },
+    text = {
+      "Serves METHOD /ID/PATH?QUERY by sending it as connrt request would: to connection ID's first allowed URL "
+        .. "joined with PATH (or to the absolute URL of a Connrt-Target header, which must be under the allowed "
+        .. "URLs), with the connector's request parameters, the caller's Authorization and hop-by-hop headers "
+        .. "dropped. A URL outside the allowed URLs, by any route (Connrt-Target, a redirect, an encoded path), "
+        .. "answers 403 with a JSON error and nothing is sent; a body over the limit 413; a connection that needs "
+        .. "reconnecting 503, saying how. Tokens are refreshed in the background before they expire, and once on "
+        .. "a 401 (the request is then retried once), sharing the store's lease with every other connrt.",
+      "It listens on a unix socket (mode 0600; default $XDG_RUNTIME_DIR/connrt-proxy.sock, else proxy.sock in "
+        .. "the store's directory) or, with --listen, on TCP, where every request must carry the proxy's key in a "
+        .. "Connrt-Key header (401 otherwise): a fresh random key, written 0600 to --key-file, never printed. It "
+        .. "prints one JSON line when it listens ({\"socket\"} or {\"listen\", \"key_file\"}). GET /_connrt/health "
+        .. "and /_connrt/metrics (Prometheus) report on it. SIGTERM stops accepting and finishes the requests in "
+        .. "flight; SIGHUP re-reads the store's connection list.",
+    },
+    options = {
+      { "--socket", "PATH", "the unix socket to listen on" },
+      { "--listen", "HOST:PORT", "listen on TCP instead (an IP address; 127.0.0.1 for loopback only)" },
+      { "--key-file", "PATH", "where the key of a TCP proxy is written (default proxy.key in the store's directory)" },
+      { "--connection", "ID", "serve only this connection (repeatable; default: every connection)" },
+      { "--workers", "N", "worker processes, each handling one request at a time (default 8)" },
+      { "--max-body", "BYTES", "the largest request body (default 10 MiB; more answers 413)" },
+      { "--timeout", "SECONDS", "how long an upstream may take (default 60)" },
+      { "--refresh-ahead", "SECONDS", "refresh a token this long before the refresh margin (default a quarter of "
+        .. "its lifetime, at most 60)" },
+    },
+    examples = {
+      { "connrt proxy & curl --unix-socket ~/.local/share/connrt/proxy.sock http://x/github/user", "" },
+      { "connrt proxy --listen 127.0.0.1:8700 --key-file ~/.proxy.key", "on TCP, with a key" },
+    },
+  },
+  {
     name = "refresh",
     overview = { { "refresh ID", "refresh the access token now" } },
     usage = { "connrt refresh ID" },
