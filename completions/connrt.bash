@@ -17,6 +17,7 @@ _connrt_options() {
     run) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
+    update) echo "--replace" ;;
     list | show) echo "--json" ;;
     rekey) echo "--new-key-file" ;;
     exec) echo "--env --mask" ;;

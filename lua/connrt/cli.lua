@@ -238,9 +238,9 @@ end
 
 -- `connrt update ID [CONNECTOR.lua]`: re-applies a changed connector (update.lua).
 function commands.update(argv)
-  local _, rest = parse(argv, {})
-  if #rest < 1 or #rest > 2 then errors.raise("usage", "usage: connrt update ID [CONNECTOR.lua]") end
-  local rec, path, changed = require("connrt.update").run(rest[1], rest[2])
+  local o, rest = parse(argv, { replace = "flag" })
+  if #rest < 1 or #rest > 2 then errors.raise("usage", "usage: connrt update ID [CONNECTOR.lua] [--replace]") end
+  local rec, path, changed = require("connrt.update").run(rest[1], rest[2], nil, { replace = o.replace })
   if #changed == 0 then
     log.err("%s (%s): nothing to update: %s gives it what it has", rec.id, rec.name, path)
   else

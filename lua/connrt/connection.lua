@@ -381,7 +381,8 @@ function Connection:revoke_by_request()
     token = { access_token = self.secrets.access_token, refresh_token = self.secrets.refresh_token,
       token_type = rec.token_type, scope = rec.scope },
     client = { client_id = rec.client_id, client_secret = self.secrets.client_secret },
-    fields = scope.ns.fields, values = scope.ns.values }), c.path .. ": revoke_request")
+    fields = scope.ns.fields, values = scope.ns.values }), c.path .. ": revoke_request",
+    require("connrt.origins").reach(rec.urls, rec.allowed_urls))
   local method, shown = req.method, req.url:gsub("[?#].*$", "")
   local resp = request.send(req, "revoke " .. method .. " " .. shown)
   if resp.status < 200 or resp.status > 299 then

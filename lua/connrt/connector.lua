@@ -10,6 +10,7 @@
 -- a connector error, and a connector that met one runs no more.
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local origins = require("connrt.origins")
 local sandbox = require("connrt.sandbox")
 local schema = require("connrt.schema")
 local template = require("connrt.template")
@@ -68,6 +69,27 @@ end
 
 -- Checks that the connector's templates are well formed and that templates used before
 -- any token exists (URLs, authorize parameters) name only fields.
+-- A declared request (revoke_request, exchange_request) carries tokens and the client
+-- secret: its URL must be at the origin of the token, refresh, revoke or device URL or of
+-- an allowed URL (origins.lua). Decided here when every origin is fixed text; else when
+-- the request is rendered (request.from_template).
+local function check_request_origin(c, path, key)
+  local o = origins.fixed(c[key].url)
+  if not o then return end
+  local known, open = {}, false
+  local function add(text)
+    if text == nil then return end
+    local f = origins.fixed(text)
+    if f then known[#known + 1] = f else open = true end
+  end
+  for _, k in ipairs(origins.URL_KEYS) do add(c[k]) end
+  for _, a in ipairs(c.allowed_urls or {}) do add(a) end
+  if open or origins.within(o .. "/", known) then return end
+  table.sort(known)
+  fail(path, "%s.url sends to %s, which is not the origin of token_url, refresh_url, revoke_url, device_url or an "
+    .. "allowed URL (%s): tokens and the client secret go nowhere else", key, o, table.concat(known, ", "))
+end
+
 local function check_templates(c, path)
   local fieldset = {}
   local names = {}
@@ -208,6 +230,7 @@ local function check_templates(c, path)
     local r = c[key]
     if r then
       no_secret_in_url(query_texts(r.query, r.url), key, true)
+      check_request_origin(c, path, key)
       parse_all(r.headers, key .. ".headers")
       parse_all(r.form, key .. ".form")
       parse_all(r.basic, key .. ".basic")

@@ -11,6 +11,7 @@ local cjson = require("cjson.safe")
 local connector = require("connrt.connector")
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local origins = require("connrt.origins")
 local listener = require("connrt.listener")
 local log = require("connrt.log")
 local oauth = require("connrt.oauth")
@@ -140,46 +141,30 @@ local function read_secret_file(path)
 end
 
 --- The client id and secret: flags, then CONNRT_CLIENT_ID / CONNRT_CLIENT_SECRET, then
--- what was given for this connector before (kept sealed in the store).
---- The origins (scheme://host:port) the client's secret may be sent to: those of the
--- token, refresh, revoke and device URLs and of the allowed URLs (revoke_request and
--- exchange_request go there). A remembered client secret is reused only where each of
--- these origins is one it was given for: a connector that merely claims another's id
--- gets nothing.
-function M.client_origins(urls, allowed)
-  local set, out = {}, {}
-  local function add(u)
-    local p = u and url.parse(u)
-    if p then
-      local o = ("%s://%s:%d"):format(p.scheme, p.host, p.port)
-      if not set[o] then set[o] = true; out[#out + 1] = o end
-    end
-  end
-  for _, k in ipairs({ "device_url", "token_url", "refresh_url", "revoke_url" }) do add(urls[k]) end
-  for _, a in pairs(allowed) do add(a) end
-  table.sort(out)
-  return out
-end
-
-function M.client_credentials(c, opts, st, origins)
+-- what was given for this connector id before (kept sealed in the store, with the
+-- origins it was given for: origins.reach). `reach` is the reach of this connector as
+-- far as it is known before the sign-in; a remembered client is reused only within what
+-- it was given for (the rest is checked in `finish`, once every allowed URL is known).
+-- Returns the id, the secret and, for a remembered client, the origins it was given for.
+function M.client_credentials(c, opts, st, reach)
   local id = opts.client_id or os.getenv("CONNRT_CLIENT_ID")
   local secret = opts.client_secret
   if opts.client_secret_file then secret = read_secret_file(opts.client_secret_file) end
   secret = secret or os.getenv("CONNRT_CLIENT_SECRET")
   if id == "" then id = nil end
   if secret == "" then secret = nil end
-  local why
+  local why, given
   if not id then
     local saved
-    saved, why = st:client(c.id, origins)
-    if saved then id, secret = saved.client_id, secret or saved.client_secret end
+    saved, why = st:client(c.id, reach)
+    if saved then id, secret, given = saved.client_id, secret or saved.client_secret, saved.origins or {} end
   end
   if not id then
     errors.raise("usage", "no client id for %s: pass --client-id or set CONNRT_CLIENT_ID (the app's OAuth client id)%s",
       c.id, why and ("; " .. why) or "")
   end
   log.secret(secret)
-  return id, secret
+  return id, secret, given
 end
 
 -- Opens a browser on the URL: CONNRT_BROWSER (a command the URL is appended to), else
@@ -349,7 +334,9 @@ local function prepare(opts)
     if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, ctx.fields) end
   end
   if c.auth ~= "fields" then
-    ctx.client_id, ctx.client_secret = M.client_credentials(c, opts, ctx.st, M.client_origins(ctx.urls, ctx.allowed_static))
+    ctx.authorize_url = c.authorize_url and connector.render_url(c, "authorize_url", ctx.fields)
+    ctx.client_id, ctx.client_secret, ctx.client_given = M.client_credentials(c, opts, ctx.st,
+      origins.reach(ctx.urls, ctx.allowed_static, { ctx.authorize_url }))
   end
   ctx.scopes = {}
   for _, sc in ipairs(c.scopes) do ctx.scopes[#ctx.scopes + 1] = sc end
@@ -506,7 +493,8 @@ function M.exchange(ctx, token)
   local req = request.from_template(c.exchange_request, template.scope({
     token = { access_token = token.access_token, refresh_token = token.refresh_token },
     client = { client_id = ctx.client_id, client_secret = ctx.client_secret },
-    fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request")
+    fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request",
+    origins.reach(ctx.urls, known_allowed(ctx)))
   local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
   req.max_body, req.token_answer = limits.TOKEN_BODY, true -- its answer is a token response
   local new = oauth.normalize(request.send(req, where), where, c)
@@ -559,6 +547,21 @@ local function finish(ctx, token, extras)
     ctx.allowed[i] = ctx.allowed_static[i] or connector.render_allowed(c, i,
       template.scope({ fields = ctx.fields, values = values }))
   end
+  -- a remembered client goes nowhere it was not given for (prepare checked what was
+  -- known before the sign-in); the connection's token was issued to it
+  local outside = ctx.client_given and origins.outside(origins.reach(ctx.urls, ctx.allowed), ctx.client_given) or {}
+  if #outside > 0 then
+    errors.raise("usage", "the client remembered for %s was given for %s, and this connector would send its secret and "
+      .. "tokens to %s (allowed_urls rendered from the sign-in's values); nothing was sent there or saved: pass "
+      .. "--client-id and the client secret to use them there", c.id, table.concat(ctx.client_given, ", "),
+      table.concat(outside, ", "))
+  end
+  if c.revoke_request then
+    -- its URL, now that every value exists: within the connection's reach, or nothing is saved
+    local where = c.path .. ": revoke_request"
+    request.check_reach(connector.render_url_text(c.revoke_request.url, scope(), where .. ".url"), where,
+      origins.reach(ctx.urls, ctx.allowed))
+  end
   local me = M.test_api(c, scope(), ctx.allowed, ctx.client_secret)
 
   local named = scope(me)
@@ -583,7 +586,8 @@ local function finish(ctx, token, extras)
   end
   if next(secrets.fields) == nil then secrets.fields = nil end
   local rec = {
-    v = 1, connector = c.id, title = c.title, connector_path = c.path, auth = c.auth,
+    -- the file's absolute real path: `connrt update ID` opens it from any directory
+    v = 1, connector = c.id, title = c.title, connector_path = sys.realpath(c.path) or c.path, auth = c.auth,
     name = name, unique_id = unique_id, fields = plain_fields, values = values,
     client_id = ctx.client_id, client_auth = c.client_auth, urls = ctx.urls, allowed_urls = ctx.allowed,
     token_type = token and token.token_type, scope = token and token.scope,
@@ -591,7 +595,7 @@ local function finish(ctx, token, extras)
     has_refresh_token = token and token.refresh_token ~= nil or false,
   }
   local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret,
-    origins = M.client_origins(ctx.urls, ctx.allowed) } or nil
+    origins = ctx.client_given or origins.reach(ctx.urls, ctx.allowed, { ctx.authorize_url }) } or nil
   local id, updated = ctx.st:save(rec, secrets, c.source, client,
     token and ("token endpoint " .. tostring(ctx.urls.token_url)) or c.path, { replace = ctx.opts.replace })
   rec.id = id

@@ -353,22 +353,24 @@ local COMMANDS = {
   {
     name = "update",
     overview = { { "update ID [CONNECTOR.lua]", "apply a changed connector to a connection" } },
-    usage = { "connrt update ID [CONNECTOR.lua]" },
+    usage = { "connrt update ID [CONNECTOR.lua] [--replace]" },
     text = {
       "A connection keeps the connector it was connected with: editing the connector file changes nothing for "
         .. "it. update applies CONNECTOR.lua (default: the file the connection was connected or last updated "
-        .. "with) to the connection without a new sign-in: it checks the connector, renders its URLs and allowed "
+        .. "with, by its absolute real path; a connection that remembers only a relative path must be given "
+        .. "it) to the connection without a new sign-in: it checks the connector, renders its URLs and allowed "
         .. "URLs from the connection's fields and kept values (values the connector no longer declares are "
         .. "dropped), checks that its request parameters can be rendered, and saves the connector and the "
         .. "record in one transaction. Nothing is sent: the tokens, name and unique id stay.",
       "A connector that would need a new sign-in is refused with exit 2: another connector id or way of "
         .. "connecting, a scope the connection was not granted, a token or refresh URL at another host, a "
         .. "required field the connection does not have. An invalid connector, or one whose templates name a "
-        .. "value the connection does not keep, is refused with exit 3. Either way nothing changes; connrt run "
-        .. "connects the account again.",
+        .. "value the connection does not keep, is refused with exit 3. A connector whose URLs or allowed URLs "
+        .. "reach an origin the connection does not reach is refused with exit 2, naming it, unless --replace "
+        .. "is given. Either way nothing changes; connrt run connects the account again.",
       ID_TEXT,
     },
-    options = {},
+    options = { { "--replace", nil, "let the connector send the connection's credentials to origins it did not reach" } },
     examples = {
       { "connrt update github", "after editing the connector github was connected with" },
       { "connrt update github-1a2b3c4d ~/connectors/github.lua", "the connector in another file" },

@@ -364,15 +364,29 @@ function M.allowed_target(allowed, u, message)
   return target, why
 end
 
+--- Refuses (a connector error) the URL `target` of a declared request (`where`: the
+-- connector and key) outside `reach` (origins.reach).
+function M.check_reach(target, where, reach)
+  local inside, o = require("connrt.origins").within(target, reach)
+  if not inside then
+    errors.raise("connector", "%s.url sends to %s, which is not the origin of the connection's token, refresh, revoke, "
+      .. "device or allowed URLs (%s): tokens and the client secret go nowhere else; nothing was sent", where, o,
+      table.concat(reach or {}, ", "))
+  end
+end
+
 --- Builds a request a connector declares as data (revoke_request, exchange_request):
 -- { method, url, headers, query, form, json, basic } rendered with `scope` (an array of
 -- tables, first match wins). The URL's values are percent-encoded and it must be https
--- (or loopback). Returns { method, url, headers, body } for M.send.
-function M.from_template(spec, scope, where)
+-- (or loopback), at one of the origins of `reach` (origins.reach of the connection: its
+-- token, refresh, revoke, device and allowed URLs), as it carries tokens and the client
+-- secret. Returns { method, url, headers, body } for M.send.
+function M.from_template(spec, scope, where, reach)
   local connector = require("connrt.connector")
   local target = connector.render_url_text(spec.url, scope, where .. ".url")
   local ok, why = url.check_secure(target, where .. ".url")
   if not ok then errors.raise("connector", "%s", why) end
+  M.check_reach(target, where, reach)
   target = url.add_query(target, template.render_pairs(spec.query, scope, where .. ".query"))
   local headers = render_headers(spec.headers, scope, where .. ".headers")
   if spec.basic then headers[#headers + 1] = basic_header(spec.basic, scope, where) end

@@ -31,6 +31,7 @@ local errors = require("connrt.errors")
 local limits = require("connrt.limits")
 local lmdb = require("connrt.lmdb")
 local log = require("connrt.log")
+local origins = require("connrt.origins")
 local sys = require("connrt.sys")
 
 local M = {}
@@ -403,13 +404,12 @@ function Store:list()
   return out
 end
 
---- The client credentials given for a connector earlier, or nil. The client id is in
--- clear beside the sealed secret, and sealed with it too: a client id changed outside
--- connrt is a store error.
---- The client credentials given for a connector earlier, when `origins` (where this
--- connector would send the secret: flow.client_origins) are all ones they were given
--- for; else nil and why not.
-function Store:client(connector, origins)
+--- The client credentials given for a connector earlier, when `reach` (where this
+-- connector would send them: origins.reach) is within the origins they were given for;
+-- else nil and why not. The client id is in clear beside the sealed secret, and sealed
+-- with it (and the origins) too: a client id changed outside connrt is a store error.
+-- Returns { client_id, client_secret, origins }.
+function Store:client(connector, reach)
   local v = self:read("clients", connector)
   if not v then return nil end
   local c = cjson.decode(v)
@@ -418,15 +418,13 @@ function Store:client(connector, origins)
     errors.raise("store", "the client credentials remembered for %s in the store %s do not match their sealed client "
       .. "id: they were changed outside connrt (give --client-id and the client secret again)", connector, self.home)
   end
-  local given = {}
-  for _, o in ipairs(s.origins or {}) do given[o] = true end
-  for _, o in ipairs(origins or {}) do
-    if not given[o] then
-      return nil, ("the client remembered for %s was given for %s, and this connector would send its secret to %s"):format(
-        connector, #(s.origins or {}) > 0 and table.concat(s.origins, ", ") or "endpoints connrt did not record", o)
-    end
+  local outside = origins.outside(reach, s.origins)
+  if #outside > 0 then
+    return nil, ("the client remembered for %s was given for %s, and this connector would send it to %s"):format(
+      connector, #(s.origins or {}) > 0 and table.concat(s.origins, ", ") or "endpoints connrt did not record",
+      table.concat(outside, ", "))
   end
-  return { client_id = c.client_id, client_secret = s.client_secret }
+  return { client_id = c.client_id, client_secret = s.client_secret, origins = s.origins }
 end
 
 --- The source of connection `rec`'s connector, stored under its SHA-256 (the record's
@@ -448,22 +446,12 @@ local function new_id(connector)
   return connector .. "-" .. crypto.hex(crypto.random(4))
 end
 
--- Saves one connection inside the write transaction `txn` (see Store:save).
--- The origins a connection sends anything to: its allowed URLs and its token, refresh
--- and revoke URLs.
+-- The origins a connection sends anything to (origins.reach), as one text.
 local function origins_of(rec)
-  local set, out = {}, {}
-  local function add(u)
-    local s, h = tostring(u):match("^(%a+)://([^/?#]*)")
-    local o = s and (s:lower() .. "://" .. h:lower())
-    if o and not set[o] then set[o] = true; out[#out + 1] = o end
-  end
-  for _, u in ipairs(rec.allowed_urls or {}) do add(u) end
-  for _, u in pairs(rec.urls or {}) do add(u) end
-  table.sort(out)
-  return table.concat(out, " ")
+  return table.concat(origins.reach(rec.urls, rec.allowed_urls), " ")
 end
 
+-- Saves one connection inside the write transaction `txn` (see Store:save).
 local function save_in(self, txn, rec, secrets, source, client, now, where, opts)
   local hash = crypto.hex(crypto.sha256(source))
   local akey = account_key(rec.connector, rec.unique_id)
