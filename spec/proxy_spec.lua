@@ -475,6 +475,74 @@ console.log(r.status, doc.url, doc.body);
     end)
   end)
 
+  describe("connrt request and token through CONNRT_PROXY", function()
+    local p
+    setup(function() p = start_proxy({ "--socket", tmp .. "/cli.sock", "--workers", "2" }) end)
+    teardown(function() if p then p.stop() end end)
+
+    local function both(args)
+      local direct = h.connrt(args, { env = { CONNRT_HOME = home }, timeout = 30 })
+      local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket }, timeout = 30 })
+      return direct, via
+    end
+
+    it("gives the same output, refusals and exit statuses as the direct path", function()
+      local before = #api.log()
+      for _, args in ipairs({
+        { "request", "keyed", "/status/404" },
+        { "request", "keyed", "http://evil.example.com/x" },
+        { "request", "keyed", "/keyed/me" },
+        { "request", "machine", "POST", "/x", "--json-body", '{"a":[1,2]}', "--json" },
+        { "request", "nosuch", "/x" },
+        { "token", "keyed" },
+      }) do
+        local direct, via = both(args)
+        assert.equal(direct.code, via.code, table.concat(args, " ") .. ": " .. via.stderr)
+        assert.equal(direct.stderr, via.stderr, table.concat(args, " "))
+        if args[2] == "machine" then
+          -- the echo differs in its connection details only
+          local d, v = cjson.decode(direct.stdout), cjson.decode(via.stdout)
+          assert.equal(d.status, v.status)
+          assert.same(d.body.body, v.body.body)
+          assert.equal(d.body.url, v.body.url)
+        else
+          assert.equal(direct.stdout, via.stdout, table.concat(args, " "))
+        end
+      end
+      -- the echoed key is redacted through the proxy as it is directly
+      local _, via = both({ "request", "keyed", "/echo" })
+      assert.is_nil(via.stdout:find(API_KEY, 1, true))
+      assert.matches('"x-api-key":"[redacted]"', via.stdout, 1, true)
+      assert.is_true(#api.log() > before)
+      -- a token, by the proxy
+      local res = h.connrt({ "token", "machine" }, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket } })
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(h.connrt({ "token", "machine" }, { env = { CONNRT_HOME = home } }).stdout, res.stdout)
+    end)
+
+    it("loads neither the store nor libcurl", function()
+      local dir = h.tmpdir()
+      local ok = os.execute(("cd %s && CONNRT_HOME=%s CONNRT_PROXY=%s strace -f -e trace=openat -o %s/trace %s request keyed /echo "
+        .. ">%s/out 2>&1"):format(h.ROOT, home, p.info.socket, dir, h.CONNRT, dir))
+      assert.is_true(ok, h.read(dir .. "/out"))
+      local trace = h.read(dir .. "/trace")
+      assert.matches("connrt", trace, 1, true)
+      assert.is_nil(trace:find("libcurl", 1, true))
+      assert.is_nil(trace:find("data.mdb", 1, true))
+      assert.is_nil(trace:find("lmdb.so", 1, true))
+      h.rmdir(dir)
+    end)
+
+    it("falls back to the direct path, with a one-line notice, when the proxy is gone", function()
+      local res = h.connrt({ "request", "keyed", "/keyed/me" }, { env = { CONNRT_HOME = home,
+        CONNRT_PROXY = tmp .. "/no-proxy.sock" } })
+      assert.equal(0, res.code, res.stderr)
+      assert.matches("^connrt: CONNRT_PROXY=" .. (tmp .. "/no-proxy.sock"):gsub("%p", "%%%0")
+        .. ": cannot connect to [^\n]*; going direct\n200 /keyed/me\n$", res.stderr)
+      assert.equal("Key Holder", cjson.decode(res.stdout).name)
+    end)
+  end)
+
   describe("bad command lines start nothing", function()
     it("refuses bad options and unknown connections", function()
       local res = h.connrt({ "proxy", "--listen", "nowhere" }, { env = { CONNRT_HOME = home }, timeout = 10 })

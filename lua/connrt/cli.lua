@@ -308,16 +308,22 @@ function commands.request(argv)
   end
   -- the arguments are checked before the store is opened
   local retries, max_wait = math.floor(number_opt("retries", 0)), number_opt("max-wait", 60)
-  -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
-  -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
-  -- opens cjson.safe through the dynamic linker, which would wait for all of libcurl.
-  require("connrt.connection")
-  require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
-  local conn, st = open_connection(ref)
-  local resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
-    retries = retries, max_wait = max_wait,
-    on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
-  st:close()
+  -- through a running proxy (CONNRT_PROXY; not with --retries, whose waits it does not
+  -- report): no store, no libcurl here (via_proxy.lua)
+  local resp = retries == 0 and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
+    method = method, url = target, headers = hlist, body = body, json = json })
+  if not resp then
+    -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
+    -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
+    -- opens cjson.safe through the dynamic linker, which would wait for all of libcurl.
+    require("connrt.connection")
+    require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
+    local conn, st = open_connection(ref)
+    resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
+      retries = retries, max_wait = max_wait,
+      on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
+    st:close()
+  end
   log.err("%d %s", resp.status, target)
   if o.json then
     json_out({ status = resp.status, headers = resp.headers, body = resp.json or resp.body })
@@ -347,9 +353,18 @@ local function with_connection(name, act)
   end
 end
 
-commands.token = with_connection("token", function(conn)
+local token_direct = with_connection("token", function(conn)
   log.raw(conn:token() .. "\n")
 end)
+
+-- through a running proxy when CONNRT_PROXY names one (via_proxy.lua)
+function commands.token(argv)
+  if os.getenv("CONNRT_PROXY") and #argv == 1 and not argv[1]:match("^%-") then
+    local tok = require("connrt.via_proxy").token(argv[1])
+    if tok then log.raw(tok .. "\n") return 0 end
+  end
+  return token_direct(argv)
+end
 
 commands.refresh = with_connection("refresh", function(conn)
   conn:refresh()

@@ -49,7 +49,7 @@ M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 local DROP_REQUEST = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
   trailer = true, ["transfer-encoding"] = true, upgrade = true, ["proxy-authorization"] = true,
   ["proxy-authenticate"] = true, host = true, ["content-length"] = true, authorization = true,
-  ["connrt-key"] = true, ["connrt-target"] = true, expect = true }
+  ["connrt-key"] = true, ["connrt-target"] = true, ["connrt-cli"] = true, ["connrt-json"] = true, expect = true }
 local DROP_RESPONSE = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
   trailer = true, ["transfer-encoding"] = true, upgrade = true, ["proxy-authenticate"] = true,
   ["content-length"] = true }
@@ -58,10 +58,13 @@ local DROP_RESPONSE = { connection = true, ["keep-alive"] = true, ["proxy-connec
 local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, provider = 502, connector = 502,
   store = 500, failed = 502, connect = 502 }
 
+-- An answer of the proxy's own (never the upstream's): a JSON error, and its kind in a
+-- Connrt-Error header, which `connrt request` through CONNRT_PROXY turns into connrt's
+-- exit status.
 local function json_error(status, kind, message, extra)
   local doc = { error = kind, message = log.redact(message) }
   for k, v in pairs(extra or {}) do doc[k] = v end
-  return status, { { "Content-Type", "application/json" } }, cjson.encode(doc) .. "\n"
+  return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end
 
 -- Names the Connection header lists as hop-by-hop too.
@@ -286,7 +289,15 @@ function Worker:forward(req, ref, rest)
   if req.body and (req.method == "GET" or req.method == "HEAD") then
     errors.raise("usage", "a %s request cannot have a body", req.method)
   end
-  local resp = conn:request({ method = req.method, url = target, headers = headers, body = req.body,
+  -- `connrt request --json-body` through the proxy: the body is JSON for
+  -- Connection:request to merge the connector's body parameters into, as it does there
+  local body, json = req.body, nil
+  if header(req.headers, "connrt-json") then
+    json = require("cjson.safe").decode(body or "")
+    if json == nil then errors.raise("usage", "--json-body: not valid JSON") end
+    body = nil
+  end
+  local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
     timeout = self.cfg.upstream_timeout })
   local out = {}
   local rhop = connection_tokens((function()
@@ -294,11 +305,13 @@ function Worker:forward(req, ref, rest)
     for _, x in ipairs(resp.header_list) do l[#l + 1] = { x.name, x.value } end
     return l
   end)())
+  -- connrt request's answer passes the redactor, as it does without the proxy
+  local cli = header(req.headers, "connrt-cli") ~= nil
   for _, x in ipairs(resp.header_list) do
     local n = x.name:lower()
-    if not DROP_RESPONSE[n] and not rhop[n] then out[#out + 1] = { x.name, x.value } end
+    if not DROP_RESPONSE[n] and not rhop[n] then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
   end
-  return resp.status, out, resp.body, conn:id()
+  return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id()
 end
 
 -- Every request (called by httpd.serve).
@@ -314,6 +327,23 @@ function Worker:handle(req)
   elseif path == "/_connrt/health" and req.method == "GET" then
     local ok, a, b, c = pcall(self.health, self)
     if ok then status, headers, body = a, b, c else status, headers, body = json_error(500, "store", tostring(a.message or a)) end
+  elseif path:match("^/_connrt/token/") and req.method == "GET" and req.unix then
+    -- `connrt token` through CONNRT_PROXY: the one answer that is a bare token (a unix
+    -- socket only: its owner can read the store anyway)
+    local ref = path:match("^/_connrt/token/([%w_.-]+)$")
+    local ok, tok = pcall(function()
+      if not ref then errors.raise("usage", "no connection in the path") end
+      return self:connection(ref):token()
+    end)
+    if ok then
+      status, headers, body = 200, { { "Content-Type", "text/plain" } }, tok .. "\n"
+    elseif errors.is(tok) then
+      status, headers, body = json_error(STATUS[tok.kind] or 502, tok.kind, tok.message)
+    else
+      log.err("connrt proxy: internal error: %s", tostring(tok))
+      status, headers, body = json_error(500, "internal", "internal error in the proxy")
+    end
+    path = "/_connrt/token/" .. (ref or "")
   elseif path == "/_connrt/metrics" and req.method == "GET" then
     self:publish()
     status, headers, body = self:metrics_text()

@@ -19,7 +19,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -665,6 +667,51 @@ static int sys_caught(lua_State *L) {
   return 1;
 }
 
+/* sys.unix_connect(path) -> fd | nil, message, errno: a connected unix stream socket
+ * (connrt request through CONNRT_PROXY; closed with sys.close) */
+static int sys_unix_connect(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  int fd = -1, err = ENAMETOOLONG;
+  if (len < sizeof sa.sun_path) {
+    memcpy(sa.sun_path, path, len + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+      lua_pushinteger(L, fd);
+      return 1;
+    }
+    err = errno;
+    if (fd >= 0) close(fd);
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "cannot connect to %s: %s", path, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+/* sys.write(fd, bytes) -> true | nil, message: all of bytes, however many writes it takes */
+static int sys_write(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t len, off = 0;
+  const char *data = luaL_checklstring(L, 2, &len);
+  while (off < len) {
+    ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+    if (n == -1 && errno == ENOTSOCK) n = write(fd, data + off, len - off);
+    if (n == -1 && errno == EINTR) continue;
+    if (n <= 0) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "write: %s", n == 0 ? "nothing written" : strerror(errno));
+      return 2;
+    }
+    off += (size_t)n;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* See api.h. Both are best effort: a failure leaves the process as it was, and connrt
  * goes on. execve resets the dumpable flag, so a program connrt starts (the browser) is
  * dumpable as usual, but it inherits the core limit of 0; a hard limit, once lowered,
@@ -703,6 +750,8 @@ static const luaL_Reg sys_funcs[] = {
   { "catch_signals", sys_catch_signals },
   { "default_signals", sys_default_signals },
   { "caught", sys_caught },
+  { "unix_connect", sys_unix_connect },
+  { "write", sys_write },
   { NULL, NULL }
 };
 
