@@ -68,6 +68,8 @@ local ENVIRONMENT = {
   { "CONNRT_CONNECTOR_MEMORY", "the memory limit of a connector's sandbox, in MiB (default 64)" },
   { "CONNRT_CONNECTOR_CPU", "the CPU seconds a connector may spend loading, or in one hook (default 5)" },
   { "CONNRT_LUA_DIR", "where the runtime's Lua layer is (default: set at build time)" },
+  { "CONNRT_PROXY", "the unix socket of a running connrt proxy: connrt request and connrt token hand their call "
+    .. "to it (without --retries); a socket that cannot be reached is a notice, and they go direct" },
   { "NO_COLOR", "when set, connrt prints no colours" },
 }
 
