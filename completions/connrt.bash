@@ -8,7 +8,7 @@
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
 
-_connrt_commands="run script authorize request token exec git-credential credential-process proxy refresh revoke delete update rekey list show check redirect-url version help"
+_connrt_commands="run script authorize connect request token exec git-credential credential-process proxy refresh revoke delete update rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -16,6 +16,7 @@ _connrt_options() {
   case "$1" in
     run) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
+    connect) echo "--print-connector --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
     update) echo "--replace" ;;
     list | show) echo "--json" ;;

@@ -8,8 +8,8 @@ local help = require("connrt.help")
 
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
-local COMMANDS = { "run", "script", "authorize", "request", "token", "exec", "git-credential", "credential-process",
-  "proxy", "refresh", "revoke", "delete", "update", "rekey", "list",
+local COMMANDS = { "run", "script", "authorize", "connect", "request", "token", "exec", "git-credential",
+  "credential-process", "proxy", "refresh", "revoke", "delete", "update", "rekey", "list",
   "show", "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
@@ -17,6 +17,7 @@ local OPTIONS = {
   run = { "--paste", "--replace", table.unpack(CONNECT) },
   script = {},
   authorize = CONNECT,
+  connect = { "--print-connector", "--paste", "--replace", table.unpack(CONNECT, 3) },
   request = { "-H", "--header", "-d", "--data", "--json-body", "-i", "--include", "--retries", "--max-wait", "--json" },
   list = { "--json" },
   show = { "--json" },

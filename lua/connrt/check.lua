@@ -125,11 +125,15 @@ end
 local function check_table(c, out)
   local fieldset, field_list = field_info(c)
   local auth = c.auth or "authorization_code"
-  for _, k in ipairs(connector.NEEDS[auth]) do
+  -- with `discovery`, the server's metadata gives the endpoints (and the test API)
+  for _, k in ipairs(c.discovery and {} or connector.NEEDS[auth]) do
     if c[k] == nil then
       finding(out, "error", k, ("is required for auth = %q"):format(auth),
         "add " .. k .. ", or set auth to the way the app connects")
     end
+  end
+  if c.test == nil and not c.discovery then
+    finding(out, "error", "test", "is required", "add a test API, e.g. test = \"/me\"")
   end
   local declared = {}
   for _, v in ipairs(c.values or {}) do declared[v] = true end
@@ -187,6 +191,7 @@ local function check_table(c, out)
     allowed_samples[#allowed_samples + 1] = sample(a)
   end
   for k, v in pairs(c.authorize_params or {}) do unknown("authorize_params." .. k, tostring(v), false, false, true) end
+  if c.redirect_uri then unknown("redirect_uri", c.redirect_uri, false, false) end
   for k, v in pairs(c.token_params or {}) do unknown("token_params." .. k, tostring(v), false, false, true) end
   for k, v in pairs(c.token_headers or {}) do unknown("token_headers." .. k, tostring(v), false, false, true) end
   for _, part in ipairs({ "headers", "query", "body", "basic" }) do
@@ -202,12 +207,12 @@ local function check_table(c, out)
       end
     end
   end
-  local test = type(c.test) == "string" and { url = c.test } or c.test
-  unknown("test.url", test.url, true, true)
+  local test = type(c.test) == "string" and { url = c.test } or c.test or {}
+  if test.url then unknown("test.url", test.url, true, true) end
   for _, part in ipairs({ "headers", "query" }) do
     for k, v in pairs(test[part] or {}) do unknown("test." .. part .. "." .. k, tostring(v), true, true) end
   end
-  local ts = sample(test.url)
+  local ts = test.url and sample(test.url)
   if ts and #allowed_samples > 0 then
     local target = url.join(allowed_samples[1], ts)
     local ok = url.allowed(target, allowed_samples)
@@ -218,7 +223,9 @@ local function check_table(c, out)
   end
   for _, k in ipairs({ "name", "unique_id" }) do
     local ps = placeholders(c[k])
-    if ps and #ps == 0 and k == "unique_id" then
+    -- (the one exception: unique_id = resource, one connection per protected resource,
+    -- what `connrt connect URL --print-connector` writes)
+    if ps and #ps == 0 and k == "unique_id" and c.unique_id ~= c.resource then
       finding(out, "error", k, "is a constant: every account would get the same id",
         "use a value from the test API, e.g. {{id}}")
     end

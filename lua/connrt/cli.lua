@@ -116,8 +116,11 @@ local RUN_OPTIONS = { field = "multi", ["field-file"] = "multi", ["client-id"] =
   ["client-secret"] = "value", ["client-secret-file"] = "value", scope = "multi", param = "multi",
   timeout = "value", ["no-browser"] = "flag", json = "flag", paste = "flag", replace = "flag" }
 
-local function flow_options(argv, usage)
-  local o, rest = parse(argv, RUN_OPTIONS)
+local function flow_options(argv, usage, extra)
+  local spec = {}
+  for k, v in pairs(RUN_OPTIONS) do spec[k] = v end
+  for k, v in pairs(extra or {}) do spec[k] = v end
+  local o, rest = parse(argv, spec)
   if #rest ~= 1 then errors.raise("usage", "%s", usage) end
   local timeout = o.timeout and tonumber(o.timeout)
   if o.timeout and (not timeout or timeout <= 0) then
@@ -130,6 +133,18 @@ local function flow_options(argv, usage)
     scopes = o.scope, params = key_values(o.param, "param", true), paste = o.paste,
     timeout = timeout, browser = not o["no-browser"], replace = o.replace, interactive = require("connrt.sys").isatty(0),
   }
+end
+
+-- What run and connect print once a connection is saved.
+local function connected(o, rec, updated)
+  if o.json then
+    json_out({ id = rec.id, connector = rec.connector, name = rec.name, unique_id = rec.unique_id,
+      updated = updated })
+  else
+    log.out("%s %s as %s (%s): %s", updated and "Updated" or "Connected", rec.title, rec.name,
+      rec.unique_id, rec.id)
+  end
+  return 0
 end
 
 -- `connrt run FILE` takes FILE as a connector, always: it runs only in the connector
@@ -146,15 +161,28 @@ function commands.run(argv)
     error(c, 0)
   end
   opts.loaded = c
-  local rec, updated = require("connrt.flow").run(opts)
-  if o.json then
-    json_out({ id = rec.id, connector = rec.connector, name = rec.name, unique_id = rec.unique_id,
-      updated = updated })
-  else
-    log.out("%s %s as %s (%s): %s", updated and "Updated" or "Connected", rec.title, rec.name,
-      rec.unique_id, rec.id)
+  return connected(o, require("connrt.flow").run(opts))
+end
+
+-- `connrt connect URL`: a protected resource (RFC 9728) connected without a connector
+-- file, or with --print-connector the connector it would use (protected.lua).
+function commands.connect(argv)
+  local o, opts = flow_options(argv, "usage: connrt connect URL [--print-connector] [options]",
+    { ["print-connector"] = "flag" })
+  if o.field or o["field-file"] then errors.raise("usage", "connrt connect builds its connector itself: it has no fields") end
+  local protected = require("connrt.protected")
+  local target = opts.connector
+  local md = protected.resolve(target)
+  local src = protected.connector_source(target, md)
+  if o["print-connector"] then
+    io.stdout:write(src)
+    return 0
   end
-  return 0
+  local c = require("connrt.connector").load_source(src, target)
+  log.err("Connecting %s through the authorization server %s; the connection will send its token only under %s",
+    md.resource, md.issuer, table.concat(c.allowed_urls, " "))
+  opts.loaded = c
+  return connected(o, require("connrt.flow").run(opts))
 end
 
 -- `connrt script SCRIPT.lua [ARGS...]`: a pipeline script, with the full runtime.
@@ -225,6 +253,14 @@ function commands.show(argv)
   log.out("%-18s %s", "expires_at", rec.expires_at and when(rec.expires_at) or (rec.auth == "fields" and "-" or "unknown"))
   log.out("%-18s %s", "refresh_token", rec.has_refresh_token and "yes (sealed)" or "no")
   log.out("%-18s %s", "allowed_urls", table.concat(rec.allowed_urls or {}, " "))
+  if rec.resource then log.out("%-18s %s", "resource", rec.resource) end
+  local d = rec.discovery
+  if type(d) == "table" then
+    log.out("%-18s %s (metadata %s, fetched %s)", "discovery", tostring(d.issuer), tostring(d.metadata_url),
+      when(d.fetched_at))
+    if type(d.filled) == "table" and #d.filled > 0 then log.out("%-18s %s", "discovered", table.concat(d.filled, " ")) end
+    if d.registered then log.out("%-18s %s", "registration", "dynamic (RFC 7591): client registered by connrt") end
+  end
   for _, group in ipairs({ "fields", "values" }) do
     local keys = {}
     for k in pairs(rec[group] or {}) do keys[#keys + 1] = k end

@@ -42,7 +42,8 @@ end
 local SECRET_NAMES = { access_token = true, refresh_token = true, id_token = true,
   client_secret = true, code = true, code_verifier = true }
 
-local URL_KEYS = { "issuer", "authorize_url", "device_url", "token_url", "refresh_url", "revoke_url" }
+local URL_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
+  "revoke_url" }
 
 -- The keys each way of connecting needs.
 local NEEDS = {
@@ -149,6 +150,49 @@ local function check_templates(c, path)
   end
   for k, v in pairs(c.token_params or {}) do
     if type(v) == "string" then fields_or_client(v, "token_params." .. k) end
+  end
+  -- a registration (Mastodon's apps API): its URL from fields, its form from fields,
+  -- {{redirect_uri}} and {{scope}}; sent before any client or token exists
+  if c.app_registration then
+    if (c.auth or "authorization_code") ~= "authorization_code" then
+      fail(path, "key 'app_registration': only a browser sign-in (auth = \"authorization_code\") registers an app")
+    end
+    for _, v in ipairs(template.variables(c.app_registration.url, path .. ": app_registration.url")) do
+      if not field_of(v) then
+        fail(path, "app_registration.url uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
+      end
+    end
+    for k, t in pairs(c.app_registration.form or {}) do
+      for _, v in ipairs(template.variables(tostring(t), path .. ": app_registration.form." .. k)) do
+        if v ~= "redirect_uri" and v ~= "scope" and not field_of(v) then
+          fail(path, "app_registration.form.%s uses {{%s}}, which is neither a field of this connector (fields: %s) "
+            .. "nor {{redirect_uri}} or {{scope}}", k, v, field_list)
+        end
+      end
+    end
+  end
+  -- fields the callback sets: declared, with choices (the callback can only pick one of
+  -- them), not secret, and only where there is a callback
+  local combos = 1
+  for k in pairs(c.callback_fields or {}) do
+    if (c.auth or "authorization_code") ~= "authorization_code" then
+      fail(path, "key 'callback_fields': only a browser sign-in (auth = \"authorization_code\") has a callback")
+    end
+    local f
+    for _, x in ipairs(c.fields or {}) do if x.key == k then f = x end end
+    if not f then fail(path, "callback_fields.%s: no such field (fields: %s)", k, field_list) end
+    if not f.choices then
+      fail(path, "callback_fields.%s: the field needs choices, so a callback can only pick among the connector's own values", k)
+    end
+    if f.secret then fail(path, "callback_fields.%s: a secret field cannot come from a callback", k) end
+    combos = combos * #f.choices
+  end
+  if combos > 64 then fail(path, "callback_fields: %d combinations of choices; at most 64", combos) end
+  -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
+  for _, v in ipairs(c.redirect_uri and template.variables(c.redirect_uri, path .. ": redirect_uri") or {}) do
+    if not field_of(v) then
+      fail(path, "redirect_uri uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
+    end
   end
   for k, v in pairs(c.token_headers or {}) do
     local lower = k:lower()
@@ -317,8 +361,18 @@ local function check(c, src, path)
   end
   if #c.allowed_urls == 0 then fail(path, "key 'allowed_urls': needs at least one URL") end
   c.auth = c.auth or "authorization_code"
-  for _, k in ipairs(NEEDS[c.auth]) do
+  -- with `discovery`, the server's metadata fills what is left out (autoconf.lua), and
+  -- says then whether the way of connecting has what it needs
+  for _, k in ipairs(c.discovery and {} or NEEDS[c.auth]) do
     if c[k] == nil then fail(path, "key '%s': is required for auth = \"%s\"", k, c.auth) end
+  end
+  if c.test == nil and not c.discovery then fail(path, "key 'test': is required") end
+  if c.registration and not c.discovery then
+    fail(path, "key 'registration': registering a client needs the server's metadata: give `discovery` too")
+  end
+  if c.auth == "fields" and (c.discovery or c.resource) then
+    fail(path, "key '%s': auth = \"fields\" connections have no authorization server", c.discovery and "discovery"
+      or "resource")
   end
   check_fields(c, path)
   check_templates(c, path)
@@ -332,14 +386,26 @@ local function check(c, src, path)
   c.client_auth = c.client_auth or "basic"
   c.token_request_format = c.token_request_format or "form"
   c.values = c.values or {}
+  if c.resource then
+    -- RFC 8707: the resource indicator goes with the authorization request and every token
+    -- request (the code exchange, refreshes, client credentials)
+    if c.authorize_params.resource == nil then c.authorize_params.resource = c.resource end
+    if c.token_params.resource == nil then c.token_params.resource = c.resource end
+  end
   if c.pkce == nil then c.pkce = true end
+  if c.pkce_encoding and not c.pkce then fail(path, "key 'pkce_encoding': the connector does not use PKCE (pkce = false)") end
+  c.pkce_encoding = c.pkce_encoding or "base64url"
+  c.client_id_param = c.client_id_param or "client_id"
+  if c.redirect_uri and c.auth ~= "authorization_code" then
+    fail(path, "key 'redirect_uri': only a browser sign-in (auth = \"authorization_code\") has a redirect")
+  end
   if type(c.test) == "table" and (c.test.body ~= nil and 1 or 0) + (c.test.json ~= nil and 1 or 0)
       + (c.test.form ~= nil and 1 or 0) > 1 then
     fail(path, "key 'test': give one of body, json and form")
   end
   if type(c.test) == "string" then c.test = { url = c.test } end
-  c.test.method = c.test.method or "GET"
-  if (c.test.method == "GET" or c.test.method == "HEAD") and (c.test.body or c.test.json or c.test.form) then
+  if c.test then c.test.method = c.test.method or "GET" end
+  if c.test and (c.test.method == "GET" or c.test.method == "HEAD") and (c.test.body or c.test.json or c.test.form) then
     fail(path, "key 'test': a %s request cannot have a body (give method = \"POST\")", c.test.method)
   end
   c.request = c.request or {}

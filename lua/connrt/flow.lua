@@ -323,6 +323,8 @@ local function prepare(opts)
   local ctx = { c = c, opts = opts }
   ctx.fields, ctx.secret_fields = M.collect_fields(c, opts.fields or {}, opts.interactive, opts.field_files)
   ctx.st = store.open(opts.home)
+  -- `discovery`, `registration`, `resource`: the server's metadata completes the connector
+  require("connrt.autoconf").apply(ctx)
   ctx.urls = {}
   for _, k in ipairs({ "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }) do
     ctx.urls[k] = connector.render_url(c, k, ctx.fields)
@@ -333,15 +335,112 @@ local function prepare(opts)
   for i = 1, #c.allowed_urls do
     if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, ctx.fields) end
   end
-  if c.auth ~= "fields" then
-    ctx.authorize_url = c.authorize_url and connector.render_url(c, "authorize_url", ctx.fields)
-    ctx.client_id, ctx.client_secret, ctx.client_given = M.client_credentials(c, opts, ctx.st,
-      origins.reach(ctx.urls, ctx.allowed_static, { ctx.authorize_url }))
-  end
   ctx.scopes = {}
   for _, sc in ipairs(c.scopes) do ctx.scopes[#ctx.scopes + 1] = sc end
   for _, sc in ipairs(opts.scopes or {}) do ctx.scopes[#ctx.scopes + 1] = sc end
+  local given = (opts.client_id or os.getenv("CONNRT_CLIENT_ID") or "") ~= ""
+  if c.auth ~= "fields" then
+    ctx.authorize_url = c.authorize_url and connector.render_url(c, "authorize_url", ctx.fields)
+    local reach = M.reach_before(c, ctx)
+    ctx.reach_before = reach
+    if c.app_registration and not given then
+      -- an app registered on this server (Mastodon), or registered now; kept per server,
+      -- for the reach it was registered with (checked again in `finish`)
+      ctx.registered = true
+      ctx.client_id, ctx.client_secret, ctx.client_given = require("connrt.app_registration").client(ctx.st, c,
+        ctx.fields, oauth.sent_redirect_uri(c, ctx.fields, (M.redirect())), table.concat(ctx.scopes, c.scope_separator),
+        reach)
+    elseif not ctx.client_id then
+      -- (a client registered at the server by autoconf.lua is given already)
+      ctx.client_id, ctx.client_secret, ctx.client_given = M.client_credentials(c, opts, ctx.st, reach)
+    end
+  end
   return ctx
+end
+
+-- The URLs a connect renders from fields before the sign-in, into ctx (urls in place,
+-- allowed_static).
+local function render_static(c, ctx, fields)
+  for _, k in ipairs({ "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }) do
+    ctx.urls[k] = connector.render_url(c, k, fields)
+  end
+  for i = 1, #c.allowed_urls do
+    if connector.allowed_url_static(c, i) then ctx.allowed_static[i] = connector.render_url(c, i, fields) end
+  end
+end
+
+--- The sorted union of two lists of origins.
+function M.union(a, b)
+  local set, out = {}, {}
+  for _, l in ipairs({ a or {}, b or {} }) do
+    for _, o in ipairs(l) do if not set[o] then set[o] = true; out[#out + 1] = o end end
+  end
+  table.sort(out)
+  return out
+end
+
+--- The reach of a connect as known before the sign-in (origins.reach of its URLs,
+-- allowed URLs and authorize URL). With `callback_fields`, the callback may set those
+-- fields to any of their choices, so the reach is that of every choice (Zoho: every
+-- data centre's accounts host): a client is remembered for, and reused within, all of
+-- them.
+function M.reach_before(c, ctx)
+  local reach = origins.reach(ctx.urls, ctx.allowed_static, { ctx.authorize_url })
+  if not c.callback_fields then return reach end
+  local set = {}
+  for _, o in ipairs(reach) do set[o] = true end
+  local keys = {}
+  for k in pairs(c.callback_fields) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local choices = {}
+  for _, f in ipairs(c.fields) do choices[f.key] = f.choices end
+  local fields = {}
+  for k, v in pairs(ctx.fields) do fields[k] = v end
+  local function each(i)
+    if i > #keys then
+      local probe = { urls = {}, allowed_static = {} }
+      render_static(c, probe, fields)
+      local authorize = c.authorize_url and connector.render_url(c, "authorize_url", fields)
+      for _, o in ipairs(origins.reach(probe.urls, probe.allowed_static, { authorize })) do set[o] = true end
+      return
+    end
+    for _, ch in ipairs(choices[keys[i]]) do
+      fields[keys[i]] = ch
+      each(i + 1)
+    end
+  end
+  each(1)
+  local out = {}
+  for o in pairs(set) do out[#out + 1] = o end
+  table.sort(out)
+  return out
+end
+
+--- Fields the callback sets (`callback_fields`, Zoho's accounts-server): a callback
+-- parameter's value becomes its field's value, when it is one of the field's choices
+-- (a value outside them fails the connect, exit 4, before the code is sent anywhere),
+-- and the URLs rendered from fields follow it (the code is exchanged at the host the
+-- callback names, and refreshes go there). Only choices the connector declares can be
+-- chosen, all of them within the reach a client was given for (M.reach_before).
+function M.callback_fields(ctx, q)
+  local c = ctx.c
+  local changed = false
+  for k, param in pairs(c.callback_fields or {}) do
+    local v = q[param]
+    if v ~= nil and v ~= ctx.fields[k] then
+      for _, f in ipairs(c.fields) do
+        if f.key == k then
+          local ok, why = connector.check_field_value(f, v)
+          if not ok then
+            errors.raise("connect", "the callback's %s names %s for field %s: %s; nothing was sent or saved", param,
+              tostring(v):sub(1, 200), k, why:sub(1, 500))
+          end
+        end
+      end
+      ctx.fields[k], changed = v, true
+    end
+  end
+  if changed then render_static(c, ctx, ctx.fields) end
 end
 
 -- The token request context of oauth.token_request.
@@ -416,8 +515,10 @@ local function code_to_token(ctx, q, verifier, redirect_uri)
   if not q.code or q.code == "" then
     errors.raise("connect", "the callback carries no code; nothing was saved")
   end
+  M.callback_fields(ctx, q)
   local extras = M.callback_values(c, q)
-  local grant = { { "grant_type", "authorization_code" }, { "code", q.code }, { "redirect_uri", redirect_uri } }
+  local grant = { { "grant_type", "authorization_code" }, { "code", q.code },
+    { "redirect_uri", oauth.sent_redirect_uri(c, ctx.fields, redirect_uri) } }
   if c.pkce then grant[#grant + 1] = { "code_verifier", verifier } end
   local treq = oauth.token_request(c, urls.token_url, client_ctx(ctx), grant)
   return oauth.fetch_token(c, treq, "token endpoint " .. urls.token_url), extras
@@ -593,9 +694,12 @@ local function finish(ctx, token, extras)
     token_type = token and token.token_type, scope = token and token.scope,
     expires_at = token and token.expires_at, issued_at = token and token.issued_at,
     has_refresh_token = token and token.refresh_token ~= nil or false,
+    discovery = ctx.discovery, resource = ctx.resource,
   }
-  local client = ctx.client_id and { client_id = ctx.client_id, client_secret = ctx.client_secret,
-    origins = ctx.client_given or origins.reach(ctx.urls, ctx.allowed, { ctx.authorize_url }) } or nil
+  -- a registered app is remembered per server already (app_registration.lua)
+  local client = ctx.client_id and not ctx.registered and { client_id = ctx.client_id, client_secret = ctx.client_secret,
+    origins = ctx.client_given or M.union(ctx.reach_before, origins.reach(ctx.urls, ctx.allowed, { ctx.authorize_url }))
+  } or nil
   local id, updated = ctx.st:save(rec, secrets, c.source, client,
     token and ("token endpoint " .. tostring(ctx.urls.token_url)) or c.path, { replace = ctx.opts.replace })
   rec.id = id
@@ -606,7 +710,7 @@ end
 local function new_attempt(ctx, redirect_uri)
   local a = { state = log.secret(oauth.new_state()) }
   local challenge
-  a.verifier, challenge = oauth.new_pkce()
+  a.verifier, challenge = oauth.new_pkce(ctx.c.pkce_encoding)
   log.secret(a.verifier)
   a.url = oauth.authorize_url(ctx.c, {
     fields = ctx.fields, client_id = ctx.client_id, redirect_uri = redirect_uri,
@@ -704,6 +808,13 @@ local function via_paste(ctx)
   if ctx.opts.browser ~= false then open_browser(a.url) end
   local kind, v = read_paste(ctx, a)
   if kind == "blob" then
+    -- fields the callback set on the machine that signed in (Zoho's data centre), checked
+    -- against their choices as the callback's own values are
+    local q = {}
+    for k, param in pairs(ctx.c.callback_fields or {}) do
+      if type(v.fields) == "table" and type(v.fields[k]) == "string" then q[param] = v.fields[k] end
+    end
+    M.callback_fields(ctx, q)
     local tok = oauth.finish_token(v.token, "the pasted authorize result", ctx.c, "pasted")
     return finish(ctx, tok, check_values(ctx.c, "callback", v.extras or {}))
   end
@@ -821,7 +932,9 @@ function M.authorize(opts)
     errors.raise("usage", "%s connects with auth = %q: connrt authorize is for browser sign-ins", ctx.c.id, ctx.c.auth)
   end
   local ok, blob = pcall(via_listener, ctx, function(token, extras)
-    local doc = { connector = ctx.c.id, extras = extras, token = {
+    local set = {}
+    for k in pairs(ctx.c.callback_fields or {}) do set[k] = ctx.fields[k] end
+    local doc = { connector = ctx.c.id, extras = extras, fields = next(set) and set or nil, token = {
       access_token = token.access_token, refresh_token = token.refresh_token, id_token = token.id_token,
       token_type = token.token_type, scope = token.scope, expires_in = token.expires_in, values = token.values } }
     local b = BLOB_PREFIX .. require("connrt.crypto").b64url_encode(cjson.encode(doc))

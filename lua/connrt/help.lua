@@ -19,7 +19,8 @@ local CONNECT_OPTIONS = {
   { "--field", "KEY=VALUE", "a connector field (repeatable); a secret field can come from the environment "
     .. "instead, as CONNRT_FIELD_<KEY>, to keep it off the command line" },
   { "--field-file", "KEY=PATH", "a field's value read from a file (repeatable; for secrets)" },
-  { "--client-id", "ID", "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once" },
+  { "--client-id", "ID", "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once; "
+    .. "a connector that registers its app on each server (Mastodon) needs none" },
   { "--client-secret-file", "PATH", "a file holding the client secret (or CONNRT_CLIENT_SECRET); remembered, sealed" },
   { "--client-secret", "SECRET", "the client secret itself (visible to other local users: prefer the file or "
     .. "the environment)" },
@@ -156,6 +157,35 @@ local COMMANDS = {
     examples = {
       { "connrt authorize connectors/github.lua --client-id Iv1.8a61f9b3", "on your laptop" },
       { "connrt run connectors/github.lua --paste", "then on the server: paste the line" },
+    },
+  },
+  {
+    name = "connect",
+    overview = { { "connect URL [--print-connector]", "connect a protected resource (an MCP server): no connector" } },
+    usage = { "connrt connect URL [--print-connector] [options]" },
+    text = {
+      "Connects a protected resource that publishes its metadata (RFC 9728), such as a remote MCP server, with no "
+        .. "connector file: requests URL without credentials, reads the resource_metadata of its 401 (else the "
+        .. "origin's /.well-known/oauth-protected-resource), discovers the authorization server it names (RFC "
+        .. "8414), registers connrt there when the server allows it (RFC 7591; once, then reused), and signs in "
+        .. "with PKCE and the resource indicator (RFC 8707). The connection's only allowed URL is the resource's "
+        .. "origin and path, said before the browser opens; it works with request, token, refresh, revoke, list "
+        .. "and show like any other.",
+      "With --print-connector, nothing is connected: the connector connrt would use is printed, to start a "
+        .. "connector file from. A server that does not allow registration needs --client-id.",
+    },
+    options = {
+      { "--print-connector", nil, "print the equivalent connector on standard output instead of connecting" },
+      CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5], CONNECT_OPTIONS[6], CONNECT_OPTIONS[7],
+      { "--paste", nil, "do not listen: read the redirected address or the code from standard input" },
+      { "--replace", nil, "replace the connection of the same resource when it was made with other endpoints" },
+      CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
+      { "--json", nil, "print {\"id\", \"connector\", \"name\", \"unique_id\", \"updated\"} on standard output" },
+    },
+    examples = {
+      { "connrt connect https://mcp.example.com/mcp", "connect a remote MCP server" },
+      { "connrt connect https://mcp.example.com/mcp --print-connector > mcp.lua",
+        "write its connector, to change it and run it with connrt run" },
     },
   },
   {

@@ -424,7 +424,7 @@ function Store:client(connector, reach)
       connector, #(s.origins or {}) > 0 and table.concat(s.origins, ", ") or "endpoints connrt did not record",
       table.concat(outside, ", "))
   end
-  return { client_id = c.client_id, client_secret = s.client_secret, origins = s.origins }
+  return { client_id = c.client_id, client_secret = s.client_secret, origins = s.origins, client_auth = s.client_auth }
 end
 
 --- The source of connection `rec`'s connector, stored under its SHA-256 (the record's
@@ -449,6 +449,26 @@ end
 -- The origins a connection sends anything to (origins.reach), as one text.
 local function origins_of(rec)
   return table.concat(origins.reach(rec.urls, rec.allowed_urls), " ")
+end
+
+-- Remembers client credentials under `key` (a connector's id, or "registered ISSUER" for
+-- a client registered at that authorization server): the id in clear and, sealed with
+-- it, the secret, the origins it was given for and how it authenticates (client_auth).
+local function put_client(self, txn, key, client)
+  txn:put("clients", key, cjson.encode({
+    client_id = client.client_id,
+    sealed = seal(self, { client_id = client.client_id, client_secret = client.client_secret,
+      origins = client.origins, client_auth = client.client_auth }, "client/" .. key),
+  }))
+end
+
+--- Remembers client credentials under `key` in a write transaction of their own: a
+-- client registered at an authorization server (RFC 7591) is kept as soon as it exists,
+-- so a connect that fails later does not register another next time.
+function Store:save_client(key, client)
+  local txn <close> = self.env:begin(true)
+  put_client(self, txn, key, client)
+  txn:commit()
 end
 
 -- Saves one connection inside the write transaction `txn` (see Store:save).
@@ -490,13 +510,7 @@ local function save_in(self, txn, rec, secrets, source, client, now, where, opts
   put_record(self, txn, rec, secrets, where)
   txn:put("accounts", akey, rec.id)
   txn:put("connectors", hash, source)
-  if client then
-    txn:put("clients", rec.connector, cjson.encode({
-      client_id = client.client_id,
-      sealed = seal(self, { client_id = client.client_id, client_secret = client.client_secret,
-        origins = client.origins }, "client/" .. rec.connector),
-    }))
-  end
+  if client then put_client(self, txn, rec.connector, client) end
   return rec.id, updated
 end
 

@@ -152,6 +152,11 @@ function M.run(ref, path, home, opts)
     local urls = {}
     if c.auth ~= "fields" then
       for _, k in ipairs(URL_KEYS) do urls[k] = connector.render_url(c, k, fields) end
+      -- a connector with `discovery`: what the metadata gave at connect time (kept with
+      -- the connection) stays, for the keys the connector still leaves out
+      for _, k in ipairs(c.discovery and URL_KEYS or {}) do
+        if urls[k] == nil then urls[k] = (rec.urls or {})[k] end
+      end
       local before = rec.urls or {}
       for _, k in ipairs({ "token_url", "refresh_url" }) do
         local was, now = before[k] or before.token_url, urls[k] or urls.token_url
@@ -188,7 +193,10 @@ function M.run(ref, path, home, opts)
     request.with_parameters(c.request, scope, { method = "POST", url = allowed[1] }, path .. ": request")
     if c.revoke_request then request.from_template(c.revoke_request, scope, path .. ": revoke_request", reach) end
 
-    local patch = { title = c.title, connector_path = sys.realpath(path) or path, client_auth = c.client_auth, urls = urls,
+    -- a client registered at the server (RFC 7591) authenticates as it was registered
+    local registered = c.registration and rec.discovery and rec.discovery.registered
+    local patch = { title = c.title, connector_path = sys.realpath(path) or path,
+      client_auth = registered and rec.client_auth or c.client_auth, urls = urls,
       allowed_urls = allowed, fields = plain, values = values }
     local hash = require("connrt.crypto").hex(require("connrt.crypto").sha256(src))
     local diff = {}
