@@ -475,6 +475,42 @@ console.log(r.status, doc.url, doc.body);
     end)
   end)
 
+  describe("to a TLS upstream", function()
+    it("verifies it with the test CA, keeps the connection alive and refuses other CAs' servers", function()
+      local TLS = h.ROOT .. "/spec/fixtures/tls/"
+      local tls = h.start_node("spec/support/echo-server.js", "600", ("ECHO_TLS_CERT=%s ECHO_TLS_KEY=%s ECHO_API_KEY=%s")
+        :format(TLS .. "server.pem", TLS .. "server.key", API_KEY))
+      local base = "https://localhost:" .. tonumber(tls.line)
+      local thome = h.tmpdir()
+      local res = h.connrt({ "run", write_connector("tlskeyed", h.keyed_connector(base)), "--field", "api_key=" .. API_KEY },
+        { env = { CONNRT_HOME = thome, CONNRT_CA_BUNDLE = TLS .. "ca.pem" } })
+      assert.equal(0, res.code, res.stderr)
+      local saved = home
+      home = thome
+      local p = start_proxy({ "--socket", tmp .. "/tls.sock", "--workers", "1" }, { CONNRT_CA_BUNDLE = TLS .. "ca.pem" })
+      local q = start_proxy({ "--socket", tmp .. "/tls2.sock", "--workers", "1" },
+        { CONNRT_CA_BUNDLE = TLS .. "other-ca.pem" })
+      home = saved
+      local ports = {}
+      for i = 1, 3 do
+        local code, body = curl(p, "/keyed/echo?n=" .. i)
+        assert.equal(200, code, body)
+        ports[cjson.decode(body).port] = true
+      end
+      -- one upstream connection (one client port) for all three: no new TCP or TLS handshake
+      local n = 0
+      for _ in pairs(ports) do n = n + 1 end
+      assert.equal(1, n)
+      local code, body = curl(q, "/keyed/echo")
+      assert.equal(502, code)
+      assert.matches("certificate", cjson.decode(body).message)
+      p.stop()
+      q.stop()
+      tls.stop()
+      h.rmdir(thome)
+    end)
+  end)
+
   describe("connrt request and token through CONNRT_PROXY", function()
     local p
     setup(function() p = start_proxy({ "--socket", tmp .. "/cli.sock", "--workers", "2" }) end)
