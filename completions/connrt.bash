@@ -7,6 +7,10 @@
 # files and directories for run, authorize and update's connector;
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
+#
+# completions/connrt.bash is written by `make completion` (tools/completion.lua) from
+# completions/connrt.bash.in and the one definition of the commands (lua/connrt/help.lua)
+# and their options (lua/connrt/options.lua): edit those, not connrt.bash.
 
 _connrt_commands="run script authorize connect request token exec git-credential credential-process proxy refresh revoke delete update rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
@@ -18,16 +22,16 @@ _connrt_options() {
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
     connect) echo "--print-connector --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
-    update) echo "--replace" ;;
-    list | show) echo "--json" ;;
-    rekey) echo "--new-key-file" ;;
     exec) echo "--env --mask" ;;
     git-credential) echo "--connection" ;;
     credential-process) echo "--format" ;;
     proxy) echo "--socket --listen --key-file --connection --workers --max-body --timeout --refresh-ahead" ;;
+    update) echo "--replace" ;;
+    rekey) echo "--new-key-file" ;;
+    list | show) echo "--json" ;;
   esac
 }
-_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file --env --connection --format --socket --listen --key-file --workers --max-body --refresh-ahead "
+_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --env --connection --format --socket --listen --key-file --workers --max-body --refresh-ahead --new-key-file "
 
 # Connection ids and connector ids, one per line. `connrt list --json` prints one line:
 # an array of objects with "id" (the connector's id, "-", 8 hex digits) and "connector".
@@ -75,11 +79,11 @@ _connrt() {
     return 0
   fi
 
-  local cmd="${COMP_WORDS[1]}" i
+  local cmd="${COMP_WORDS[1]}"
   case "$cmd" in --help | -h) cmd=help ;; --version) cmd=version ;; esac
 
-  # the value of an option: files where it is a path, nothing to offer otherwise
   # exec: after --, the command and its own arguments
+  local i
   if [ "$cmd" = exec ]; then
     for ((i = 2; i < COMP_CWORD; i++)); do
       if [ "${COMP_WORDS[i]}" = "--" ]; then
@@ -90,6 +94,7 @@ _connrt() {
     done
   fi
 
+  # the value of an option: files where it is a path, nothing to offer otherwise
   if [[ "$_connrt_valued" == *" $prev "* ]]; then
     case "$prev" in
       --format)
@@ -98,7 +103,7 @@ _connrt() {
       --connection)
         _connrt_add "$cur" < <(_connrt_ids)
         ;;
-      --client-secret-file | --new-key-file | --socket | --key-file)
+      --client-secret-file | --socket | --key-file | --new-key-file)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         compopt -o filenames 2>/dev/null
         ;;

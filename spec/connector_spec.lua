@@ -130,11 +130,11 @@ describe("connector", function()
     assert.matches("key 'callback_fields.dc': expected a string, got number", msg, 1, true)
     -- the shipped Zoho connector: a client is remembered for every data centre's accounts host
     local z = connector.load("connectors/zoho.lua")
-    local flow = require("connrt.flow")
+    local context = require("connrt.flow.context")
     local fields = { accounts_server = "https://accounts.zoho.com" }
     local ctx = { fields = fields, urls = { token_url = connector.render_url(z, "token_url", fields) },
       allowed_static = { [2] = connector.render_url(z, 2, fields) }, authorize_url = connector.render_url(z, "authorize_url", fields) }
-    local reach = flow.reach_before(z, ctx)
+    local reach = context.reach_before(z, ctx)
     for _, o in ipairs({ "https://accounts.zoho.com:443", "https://accounts.zoho.eu:443", "https://accounts.zoho.com.cn:443",
       "https://accounts.zohocloud.ca:443" }) do
       local found = false

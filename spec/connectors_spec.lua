@@ -143,7 +143,8 @@ local CASES = {
   { id = "reddit", name = "u/reddit_user", unique_id = "1w72", request = "/api/v1/me", expect = "link_karma",
     saw = function(log)
       -- the descriptive User-Agent on the token request too (token_headers)
-      assert.equal("linux:connrt:0.1.0 (by /u/connrt)", find(log, "POST", "/api/v1/access_token")[1].headers["user-agent"])
+      assert.equal("linux:connrt:" .. require("connrt.build").version .. " (by /u/connrt)",
+        find(log, "POST", "/api/v1/access_token")[1].headers["user-agent"])
     end },
   { id = "airtable", name = "foo@bar.com", unique_id = "usrL2PNC5o3H4lBEi", request = "/meta/whoami", expect = "usrL2PNC5o3H4lBEi" },
   { id = "calendly", name = "John Doe", unique_id = "https://api.calendly.com/users/AAAAAAAAAAAAAAAA",

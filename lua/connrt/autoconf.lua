@@ -33,7 +33,7 @@ local function client_reach(c, fields)
   return origins.reach(urls, {}, { c.authorize_url and connector.render_url(c, "authorize_url", fields) })
 end
 
---- Completes the connector of connect `ctx` (flow.lua's: c, fields, opts, st) from its
+--- Completes the connector of connect `ctx` (flow/context.lua's: c, fields, opts, st) from its
 -- server's metadata, and sets ctx.client_id, ctx.client_secret for a registered client,
 -- ctx.discovery (what is kept with the connection) and ctx.resource. Does nothing for a
 -- connector without `discovery`.
@@ -73,7 +73,7 @@ function M.apply(ctx)
   if c.registration == "dynamic" then
     local given = ctx.opts.client_id or os.getenv("CONNRT_CLIENT_ID")
     if given == nil or given == "" then
-      local redirect_uri = c.auth == "authorization_code" and (require("connrt.flow").redirect()) or nil
+      local redirect_uri = c.auth == "authorization_code" and (require("connrt.flow.redirect").get()) or nil
       local client = registration.client(ctx.st, c, md, discovery.endpoint(md, "registration_endpoint"), redirect_uri,
         client_reach(c, ctx.fields))
       ctx.client_id, ctx.client_secret = client.client_id, client.client_secret

@@ -7,11 +7,12 @@ local log = require("connrt.log")
 
 local M = {}
 
-M.VERSION = "0.1.0"
+M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 
 
--- Parses argv against `spec` (option name -> "flag" | "value" | "multi").
-local function parse(argv, spec)
+-- Parses the arguments of command `cmd` against its options (options.lua).
+local function parse(argv, cmd)
+  local spec = require("connrt.options").kinds(cmd)
   local opts, rest = {}, {}
   local i = 1
   while i <= #argv do
@@ -111,16 +112,9 @@ local function key_values(values, option, list)
   return out
 end
 
--- The options of run and authorize, parsed into flow.lua's opts.
-local RUN_OPTIONS = { field = "multi", ["field-file"] = "multi", ["client-id"] = "value",
-  ["client-secret"] = "value", ["client-secret-file"] = "value", scope = "multi", param = "multi",
-  timeout = "value", ["no-browser"] = "flag", json = "flag", paste = "flag", replace = "flag" }
-
-local function flow_options(argv, usage, extra)
-  local spec = {}
-  for k, v in pairs(RUN_OPTIONS) do spec[k] = v end
-  for k, v in pairs(extra or {}) do spec[k] = v end
-  local o, rest = parse(argv, spec)
+-- The options of run, authorize and connect (options.lua), parsed into flow.lua's opts.
+local function flow_options(argv, cmd, usage)
+  local o, rest = parse(argv, cmd)
   if #rest ~= 1 then errors.raise("usage", "%s", usage) end
   local timeout = o.timeout and tonumber(o.timeout)
   if o.timeout and (not timeout or timeout <= 0) then
@@ -152,7 +146,7 @@ end
 -- way. Pipeline scripts, which get the full runtime, run with `connrt script`: the
 -- command, not the file's content, decides.
 function commands.run(argv)
-  local o, opts = flow_options(argv, "usage: connrt run CONNECTOR.lua [options] (a pipeline script: connrt script SCRIPT.lua [ARGS...])")
+  local o, opts = flow_options(argv, "run", "usage: connrt run CONNECTOR.lua [options] (a pipeline script: connrt script SCRIPT.lua [ARGS...])")
   local ok, c = pcall(require("connrt.connector").load, opts.connector)
   if not ok then
     if errors.is(c) and c.kind == "connector" then
@@ -167,9 +161,13 @@ end
 -- `connrt connect URL`: a protected resource (RFC 9728) connected without a connector
 -- file, or with --print-connector the connector it would use (protected.lua).
 function commands.connect(argv)
-  local o, opts = flow_options(argv, "usage: connrt connect URL [--print-connector] [options]",
-    { ["print-connector"] = "flag" })
-  if o.field or o["field-file"] then errors.raise("usage", "connrt connect builds its connector itself: it has no fields") end
+  for _, a in ipairs(argv) do
+    local name = a:match("^%-%-([^=]+)")
+    if name == "field" or name == "field-file" then
+      errors.raise("usage", "connrt connect builds its connector itself: it has no fields")
+    end
+  end
+  local o, opts = flow_options(argv, "connect", "usage: connrt connect URL [--print-connector] [options]")
   local protected = require("connrt.protected")
   local target = opts.connector
   local md = protected.resolve(target)
@@ -192,16 +190,23 @@ function commands.script(argv)
 end
 
 function commands.authorize(argv)
-  local o, opts = flow_options(argv, "usage: connrt authorize CONNECTOR.lua [options]")
-  if o.paste then errors.raise("usage", "connrt authorize does the browser part: --paste belongs to connrt run") end
+  for _, a in ipairs(argv) do
+    if a == "--paste" then errors.raise("usage", "connrt authorize does the browser part: --paste belongs to connrt run") end
+  end
+  local o, opts = flow_options(argv, "authorize", "usage: connrt authorize CONNECTOR.lua [options]")
   -- the blob holds the tokens: it is the one thing printed in clear, on purpose
-  log.raw(require("connrt.flow").authorize(opts) .. "\n")
+  local line, connector = require("connrt.flow").authorize(opts)
+  if o.json then
+    log.raw(cjson.encode({ connector = connector, line = line }) .. "\n")
+  else
+    log.raw(line .. "\n")
+  end
   log.err("Paste the line above into `connrt run %s --paste` on the machine that keeps the connection.", opts.connector)
   return 0
 end
 
 function commands.list(argv)
-  local o, rest = parse(argv, { json = "flag" })
+  local o, rest = parse(argv, "list")
   if #rest > 0 then errors.raise("usage", "usage: connrt list [--json]") end
   if not require("connrt.store").exists() then -- nothing to list: create no store for it
     log.out("%s", o.json and "[]" or "no connections")
@@ -230,7 +235,7 @@ function commands.list(argv)
 end
 
 function commands.show(argv)
-  local o, rest = parse(argv, { json = "flag" })
+  local o, rest = parse(argv, "show")
   if #rest ~= 1 then errors.raise("usage", "usage: connrt show ID [--json]") end
   local st = require("connrt.store").open(nil, { existing = "no connection " .. rest[1] })
   local found = st:find(rest[1])
@@ -274,7 +279,7 @@ end
 
 -- `connrt update ID [CONNECTOR.lua]`: re-applies a changed connector (update.lua).
 function commands.update(argv)
-  local o, rest = parse(argv, { replace = "flag" })
+  local o, rest = parse(argv, "update")
   if #rest < 1 or #rest > 2 then errors.raise("usage", "usage: connrt update ID [CONNECTOR.lua] [--replace]") end
   local rec, path, changed = require("connrt.update").run(rest[1], rest[2], nil, { replace = o.replace })
   if #changed == 0 then
@@ -286,7 +291,7 @@ function commands.update(argv)
 end
 
 function commands.delete(argv)
-  local _, rest = parse(argv, {})
+  local _, rest = parse(argv, "delete")
   if #rest ~= 1 then errors.raise("usage", "usage: connrt delete ID") end
   local st = require("connrt.store").open(nil, { existing = "no connection " .. rest[1] })
   local rec = st:find(rest[1])
@@ -305,9 +310,7 @@ end
 local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true, OPTIONS = true }
 
 function commands.request(argv)
-  local o, rest = parse(argv, { H = "multi", header = "multi", d = "value", data = "value",
-    ["json-body"] = "value", include = "flag", i = "flag", retries = "value", ["max-wait"] = "value",
-    json = "flag" })
+  local o, rest = parse(argv, "request")
   local ref, method, target
   if #rest == 2 then
     ref, target = rest[1], rest[2]
@@ -379,7 +382,7 @@ end
 -- connection open and the store closed afterwards, whatever happens.
 local function with_connection(name, act)
   return function(argv)
-    local _, rest = parse(argv, {})
+    local _, rest = parse(argv, name)
     if #rest ~= 1 then errors.raise("usage", "usage: connrt %s ID", name) end
     local conn, st = open_connection(rest[1])
     local ok, err = pcall(act, conn, st)
@@ -433,7 +436,7 @@ function commands.exec(argv)
   local split
   for i, a in ipairs(argv) do if a == "--" then split = i break end end
   if not split or split == #argv then errors.raise("usage", "%s (the command comes after --)", usage) end
-  local o, ids = parse({ table.unpack(argv, 1, split - 1) }, { env = "multi", mask = "flag" })
+  local o, ids = parse({ table.unpack(argv, 1, split - 1) }, "exec")
   local exec = require("connrt.exec")
   return exec.run(exec.names(ids, o.env), { table.unpack(argv, split + 1) }, o.mask)
 end
@@ -441,7 +444,7 @@ end
 -- `connrt git-credential [--connection ID] get|store|erase`: git's credential helper
 -- (credential.lua).
 commands["git-credential"] = function(argv)
-  local o, rest = parse(argv, { connection = "value" })
+  local o, rest = parse(argv, "git-credential")
   local action = rest[1]
   if #rest ~= 1 or not ({ get = true, store = true, erase = true })[action] then
     errors.raise("usage", "usage: connrt git-credential [--connection ID] get|store|erase (git runs it)")
@@ -451,15 +454,14 @@ end
 
 -- `connrt credential-process ID [--format json|kubernetes]` (credential.lua).
 commands["credential-process"] = function(argv)
-  local o, rest = parse(argv, { format = "value" })
+  local o, rest = parse(argv, "credential-process")
   if #rest ~= 1 then errors.raise("usage", "usage: connrt credential-process ID [--format json|kubernetes]") end
   return require("connrt.credential").process(rest[1], o.format)
 end
 
 -- `connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]...` (proxy.lua).
 function commands.proxy(argv)
-  local o, rest = parse(argv, { listen = "value", socket = "value", connection = "multi", ["key-file"] = "value",
-    workers = "value", ["max-body"] = "value", timeout = "value", ["refresh-ahead"] = "value" })
+  local o, rest = parse(argv, "proxy")
   if #rest > 0 then
     errors.raise("usage", "usage: connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]... [options]")
   end
@@ -480,17 +482,16 @@ end
 -- renamed over it after the commit; store.open finishes that rename if we die between
 -- the two, so no moment exists where the store's key is nowhere on disk.
 function commands.rekey(argv)
-  local o, rest = parse(argv, { ["new-key-file"] = "value" })
+  local o, rest = parse(argv, "rekey")
   if #rest > 0 then errors.raise("usage", "usage: connrt rekey [--new-key-file FILE]") end
   local store = require("connrt.store")
   local sys = require("connrt.sys")
   local crypto = require("connrt.crypto")
   local new_key, where
   if o["new-key-file"] then
-    local f, err = io.open(o["new-key-file"], "rb")
-    if not f then errors.raise("usage", "--new-key-file: %s", err) end
-    new_key = store.decode_key(f:read("a"), "--new-key-file " .. o["new-key-file"])
-    f:close()
+    local text, err = require("connrt.text").read_file(o["new-key-file"])
+    if not text then errors.raise("usage", "--new-key-file: %s", err) end
+    new_key = store.decode_key(text, "--new-key-file " .. o["new-key-file"])
     where = o["new-key-file"]
   elseif os.getenv("CONNRT_NEW_KEY") and os.getenv("CONNRT_NEW_KEY") ~= "" then
     new_key, where = store.decode_key(os.getenv("CONNRT_NEW_KEY"), "CONNRT_NEW_KEY"), "CONNRT_NEW_KEY"
@@ -528,14 +529,14 @@ function commands.rekey(argv)
 end
 
 commands["redirect-url"] = function(argv)
-  local _, rest = parse(argv, {})
+  local _, rest = parse(argv, "redirect-url")
   if #rest > 0 then errors.raise("usage", "usage: connrt redirect-url") end
-  log.out("%s", (require("connrt.flow").redirect()))
+  log.out("%s", (require("connrt.flow.redirect").get()))
   return 0
 end
 
 function commands.check(argv)
-  local _, rest = parse(argv, {})
+  local _, rest = parse(argv, "check")
   if #rest == 0 then errors.raise("usage", "usage: connrt check CONNECTOR.lua...") end
   local check = require("connrt.check")
   local nerr, nwarn = 0, 0

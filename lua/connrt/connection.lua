@@ -20,6 +20,7 @@ local connector = lazy("connrt.connector")
 local oauth = lazy("connrt.oauth")
 local request = lazy("connrt.request")
 local template = lazy("connrt.template")
+local url = lazy("connrt.url")
 
 local M = {}
 
@@ -285,7 +286,7 @@ function Connection:request(req)
   local refreshed = false
   local retries, waited = req.retries or 0, 0
   local max_wait = req.max_wait or 60
-  local what = method .. " " .. (target:find("[?#]") and target:gsub("[?#].*$", "") or target)
+  local what = method .. " " .. url.without_query(target)
   while true do
     local full = request.with_parameters(self.c.request, self:scope(),
       { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request",
@@ -411,7 +412,7 @@ function Connection:revoke_by_request()
     client = { client_id = rec.client_id, client_secret = self.secrets.client_secret },
     fields = scope.ns.fields, values = scope.ns.values }), c.path .. ": revoke_request",
     require("connrt.origins").reach(rec.urls, rec.allowed_urls))
-  local method, shown = req.method, req.url:gsub("[?#].*$", "")
+  local method, shown = req.method, url.without_query(req.url)
   local resp = request.send(req, "revoke " .. method .. " " .. shown)
   if resp.status < 200 or resp.status > 299 then
     errors.raise("provider", "revoke %s %s answered %d", method, shown, resp.status)

@@ -1,5 +1,5 @@
 --- help.lua - the help texts of the command line, from one description of every
--- command, option, environment variable and exit status.
+-- command, environment variable and exit status; the options are options.lua's.
 --
 --   help.usage()          the overview: every command on one line, the environment and
 --                         the exit statuses (`connrt help`, `connrt --help`)
@@ -8,27 +8,14 @@
 --                         Aliases: "--help", "-h" (help), "--version" (version).
 --   help.commands()       the command names, in the order of the overview
 --   help.options(name)    the option names one command takes ("--field", "-H", ...)
+--   help.aliases()        the names that stand for a command ("--help", ...)
 --
 -- Every text ends with a newline and no line is wider than 80 columns.
+local options = require("connrt.options")
+
 local M = {}
 
 local WIDTH = 80
-
--- Options `run` and `authorize` share.
-local CONNECT_OPTIONS = {
-  { "--field", "KEY=VALUE", "a connector field (repeatable); a secret field can come from the environment "
-    .. "instead, as CONNRT_FIELD_<KEY>, to keep it off the command line" },
-  { "--field-file", "KEY=PATH", "a field's value read from a file (repeatable; for secrets)" },
-  { "--client-id", "ID", "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once; "
-    .. "a connector that registers its app on each server (Mastodon) needs none" },
-  { "--client-secret-file", "PATH", "a file holding the client secret (or CONNRT_CLIENT_SECRET); remembered, sealed" },
-  { "--client-secret", "SECRET", "the client secret itself (visible to other local users: prefer the file or "
-    .. "the environment)" },
-  { "--scope", "SCOPE", "ask for SCOPE as well as the connector's scopes (repeatable)" },
-  { "--param", "NAME=VALUE", "an extra parameter on the sign-in URL (repeatable), e.g. prompt=select_account" },
-  { "--timeout", "SECONDS", "how long to wait for the sign-in (default 300)" },
-  { "--no-browser", nil, "print the sign-in URL only; do not open a browser" },
-}
 
 local EXIT = {
   { "0", "success" },
@@ -74,18 +61,12 @@ local ENVIRONMENT = {
   { "NO_COLOR", "when set, connrt prints no colours" },
 }
 
--- Options every command takes, before or after the command's name.
-local GLOBAL_OPTIONS = {
-  { "-v, --verbose", "trace every HTTP request and response on standard error, with tokens, codes, secrets "
-    .. "and credential headers shown as [redacted]" },
-}
-
 local ID_TEXT = "ID is a connection's id (as connrt list shows it), or a connector's id when that connector has "
   .. "exactly one connection."
 
 -- Every command: the overview lines (usage, summary), the usage lines of its own help,
--- what it does (paragraphs), its options ({ names, argument, text }; names separated by
--- ", "), and examples ({ command, comment }).
+-- what it does (paragraphs) and examples ({ command, comment }); its options are
+-- options.lua's.
 local COMMANDS = {
   {
     name = "run",
@@ -102,16 +83,6 @@ local COMMANDS = {
         .. "browser.",
       "CONNECTOR.lua is always taken as a connector: it runs only in the connector sandbox, and a file that "
         .. "fails there is an invalid connector (exit 3). Pipeline scripts run with connrt script.",
-    },
-    options = {
-      CONNECT_OPTIONS[1], CONNECT_OPTIONS[2], CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5],
-      CONNECT_OPTIONS[6], CONNECT_OPTIONS[7],
-      { "--paste", nil, "do not listen: read the redirected address, the code, or a connrt authorize line from "
-        .. "standard input" },
-      { "--replace", nil, "replace the connection of the same account when it was made through a connector with "
-        .. "other endpoints (without it, connrt refuses and saves nothing)" },
-      CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
-      { "--json", nil, "print {\"id\", \"connector\", \"name\", \"unique_id\", \"updated\"} on standard output" },
     },
     examples = {
       { "connrt redirect-url", "the URL to register with the app first" },
@@ -130,7 +101,6 @@ local COMMANDS = {
         .. "connectors, which may come from anyone, run with connrt run in their sandbox instead. Whether a file "
         .. "is a connector or a script is decided by the command, never by running the file.",
     },
-    options = {},
     examples = {
       { "connrt script examples/pipeline.lua github", "a pipeline script" },
       { "connrt script bench/populate.lua 100 https://id.example.com https://api.example.com",
@@ -148,11 +118,6 @@ local COMMANDS = {
         .. "--paste on the server, which checks the test API and saves the connection there. authorize saves "
         .. "nothing.",
       "The line carries the new tokens: paste it only into connrt and do not keep it.",
-    },
-    options = {
-      CONNECT_OPTIONS[1], CONNECT_OPTIONS[2], CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5],
-      CONNECT_OPTIONS[6], CONNECT_OPTIONS[7], CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
-      { "--json", nil, "print the result as JSON on standard output" },
     },
     examples = {
       { "connrt authorize connectors/github.lua --client-id Iv1.8a61f9b3", "on your laptop" },
@@ -173,14 +138,6 @@ local COMMANDS = {
         .. "and show like any other.",
       "With --print-connector, nothing is connected: the connector connrt would use is printed, to start a "
         .. "connector file from. A server that does not allow registration needs --client-id.",
-    },
-    options = {
-      { "--print-connector", nil, "print the equivalent connector on standard output instead of connecting" },
-      CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5], CONNECT_OPTIONS[6], CONNECT_OPTIONS[7],
-      { "--paste", nil, "do not listen: read the redirected address or the code from standard input" },
-      { "--replace", nil, "replace the connection of the same resource when it was made with other endpoints" },
-      CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
-      { "--json", nil, "print {\"id\", \"connector\", \"name\", \"unique_id\", \"updated\"} on standard output" },
     },
     examples = {
       { "connrt connect https://mcp.example.com/mcp", "connect a remote MCP server" },
@@ -203,16 +160,6 @@ local COMMANDS = {
       "METHOD is GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS; the default is GET, or POST with a body.",
       ID_TEXT,
     },
-    options = {
-      { "-H, --header", "'NAME: VALUE'", "a request header (repeatable)" },
-      { "-d, --data", "BODY", "the request body, sent as it is" },
-      { "--json-body", "JSON", "a JSON request body (Content-Type: application/json)" },
-      { "-i, --include", nil, "print the status line and the response headers before the body" },
-      { "--retries", "N", "retry a 429 or 503 after its Retry-After, and connection failures of GET, HEAD, PUT, "
-        .. "DELETE and OPTIONS, up to N times (default 0)" },
-      { "--max-wait", "SECONDS", "never wait more than this for retries in all (default 60)" },
-      { "--json", nil, "print {\"status\", \"headers\", \"body\"}, with a JSON body decoded" },
-    },
     examples = {
       { "connrt request github /user", "GET, relative to the first allowed URL" },
       { "connrt request github POST /user/repos --json-body '{\"name\":\"demo\"}'", "create something" },
@@ -229,7 +176,6 @@ local COMMANDS = {
         .. "its output out of logs.",
       ID_TEXT,
     },
-    options = {},
     examples = {
       { "curl -H \"Authorization: Bearer $(connrt token github)\" https://api.github.com/user", "use it elsewhere" },
       { "GH_TOKEN=$(connrt token github) gh api /user", "or give it to another tool" },
@@ -252,10 +198,6 @@ local COMMANDS = {
         .. "that cannot be run exits 127 (not found) or 126.",
       ID_TEXT,
     },
-    options = {
-      { "--env", "NAME=ID", "put the credentials of connection ID in variable NAME (repeatable)" },
-      { "--mask", nil, "replace the tokens with [redacted] in what COMMAND prints, on both streams" },
-    },
     examples = {
       { "connrt exec github -- sh -c 'curl -H \"Authorization: Bearer $CONNRT_TOKEN\" https://api.github.com/user'",
         "a token for one command" },
@@ -277,9 +219,6 @@ local COMMANDS = {
       "store writes nothing (the token stays in the store only); erase writes nothing either, but when git "
         .. "says the server refused the connection's current token, it is refreshed for the next git command.",
     },
-    options = {
-      { "--connection", "ID", "the connection to use (an id, or a connector id with one connection)" },
-    },
     examples = {
       { "git config --global credential.https://github.com.helper '!connrt git-credential --connection github'",
         "GitHub over https with a connection" },
@@ -296,10 +235,6 @@ local COMMANDS = {
         .. "\"expiration\"} (no expiration when the provider gave none). A connection made of fields prints its "
         .. "one secret field as the token. Like connrt token, it prints a secret: keep its output out of logs.",
       ID_TEXT,
-    },
-    options = {
-      { "--format", "json|kubernetes", "json (default), or kubernetes: an ExecCredential "
-        .. "(client.authentication.k8s.io/v1) for kubectl's exec credential plugins" },
     },
     examples = {
       { "connrt credential-process github", "" },
@@ -325,17 +260,6 @@ local COMMANDS = {
         .. "and /_connrt/metrics (Prometheus) report on it. SIGTERM stops accepting and finishes the requests in "
         .. "flight; SIGHUP re-reads the store's connection list.",
     },
-    options = {
-      { "--socket", "PATH", "the unix socket to listen on" },
-      { "--listen", "HOST:PORT", "listen on TCP instead (an IP address; 127.0.0.1 for loopback only)" },
-      { "--key-file", "PATH", "where the key of a TCP proxy is written (default proxy.key in the store's directory)" },
-      { "--connection", "ID", "serve only this connection (repeatable; default: every connection)" },
-      { "--workers", "N", "worker processes, each handling one request at a time (default 8)" },
-      { "--max-body", "BYTES", "the largest request body (default 10 MiB; more answers 413)" },
-      { "--timeout", "SECONDS", "how long an upstream may take (default 60)" },
-      { "--refresh-ahead", "SECONDS", "refresh a token this long before the refresh margin (default a quarter of "
-        .. "its lifetime, at most 60)" },
-    },
     examples = {
       { "connrt proxy & curl --unix-socket ~/.local/share/connrt/proxy.sock http://x/github/user", "" },
       { "connrt proxy --listen 127.0.0.1:8700 --key-file ~/.proxy.key", "on TCP, with a key" },
@@ -351,7 +275,6 @@ local COMMANDS = {
         .. "connrt run. A connection without a refresh token is not refreshed (exit 1; nothing is sent).",
       ID_TEXT,
     },
-    options = {},
     examples = {
       { "connrt refresh github", "" },
       { "connrt refresh local-oidc-1a2b3c4d && connrt show local-oidc-1a2b3c4d", "refresh, then see the expiry" },
@@ -367,7 +290,6 @@ local COMMANDS = {
         .. "keeps the connection (exit 5); connrt delete removes it here only.",
       ID_TEXT,
     },
-    options = {},
     examples = { { "connrt revoke github", "" }, { "connrt revoke local-oidc-1a2b3c4d", "" } },
   },
   {
@@ -379,7 +301,6 @@ local COMMANDS = {
         .. "revokes them there too).",
       ID_TEXT,
     },
-    options = {},
     examples = { { "connrt delete github", "" }, { "connrt delete local-oidc-1a2b3c4d", "" } },
   },
   {
@@ -402,7 +323,6 @@ local COMMANDS = {
         .. "is given. Either way nothing changes; connrt run connects the account again.",
       ID_TEXT,
     },
-    options = { { "--replace", nil, "let the connector send the connection's credentials to origins it did not reach" } },
     examples = {
       { "connrt update github", "after editing the connector github was connected with" },
       { "connrt update github-1a2b3c4d ~/connectors/github.lua", "the connector in another file" },
@@ -419,9 +339,6 @@ local COMMANDS = {
         .. "gives it, and it replaces the key file. With CONNRT_KEY, the new key must be given, and CONNRT_KEY "
         .. "must hold it from then on.",
     },
-    options = {
-      { "--new-key-file", "FILE", "the new 32-byte key, as 64 hex digits or base64 (or CONNRT_NEW_KEY)" },
-    },
     examples = {
       { "connrt rekey", "a fresh random key in the key file" },
       { "openssl rand -hex 32 >new.key && CONNRT_KEY=$(cat old.key) connrt rekey --new-key-file new.key", "" },
@@ -435,9 +352,6 @@ local COMMANDS = {
       "Lists the stored connections: id, connector, name, account, status (ok, expired, needs reconnect) and when "
         .. "the access token expires. It reads no secret, so it needs no key.",
     },
-    options = {
-      { "--json", nil, "print a JSON array of the connections (id, connector, name, unique_id, ...; never secrets)" },
-    },
     examples = { { "connrt list", "" }, { "connrt list --json", "for scripts" } },
   },
   {
@@ -449,7 +363,6 @@ local COMMANDS = {
         .. "allowed URLs, fields and kept values.",
       ID_TEXT,
     },
-    options = { { "--json", nil, "print it as a JSON object" } },
     examples = { { "connrt show github", "" }, { "connrt show local-oidc-1a2b3c4d --json", "" } },
   },
   {
@@ -462,7 +375,6 @@ local COMMANDS = {
         .. "the allowed URLs, a name and a unique id, and literal values in request parameters that look like "
         .. "secrets. Prints each finding as FILE: key: message (hint: ...); exits 3 when any is an error.",
     },
-    options = {},
     examples = { { "connrt check connectors/*.lua", "every shipped connector" }, { "connrt check my-app.lua", "" } },
   },
   {
@@ -473,7 +385,6 @@ local COMMANDS = {
       "Prints the redirect URL (callback URL) to register in the app's OAuth settings: CONNRT_REDIRECT_URL, or "
         .. "http://127.0.0.1:8400/callback.",
     },
-    options = {},
     examples = {
       { "connrt redirect-url", "" },
       { "CONNRT_REDIRECT_URL=http://localhost:9000/cb connrt redirect-url", "another port and path" },
@@ -485,7 +396,6 @@ local COMMANDS = {
     usage = { "connrt version", "connrt --version" },
     text = { "Prints connrt's version, the version of Lua it runs on and those of libcurl, OpenSSL and LMDB it "
       .. "was built with." },
-    options = {},
     examples = { { "connrt version", "" }, { "connrt --version", "" } },
   },
   {
@@ -493,7 +403,6 @@ local COMMANDS = {
     overview = { { "help [COMMAND]", "this overview, or one command's help (also --help)" } },
     usage = { "connrt help [COMMAND]", "connrt --help", "connrt -h" },
     text = { "Prints the overview of all commands, or the whole help of one command." },
-    options = {},
     examples = { { "connrt help", "" }, { "connrt help request", "" } },
   },
 }
@@ -548,10 +457,18 @@ function M.options(name)
   local c = BY_NAME[ALIASES[name] or name]
   if not c then return nil end
   local names = {}
-  for _, o in ipairs(c.options) do
-    for n in o[1]:gmatch("[^, ]+") do names[#names + 1] = n end
+  for _, o in ipairs(options.of(c.name)) do
+    for _, n in ipairs(options.names_of(o)) do names[#names + 1] = n end
   end
   return names
+end
+
+--- The names that stand for a command ("--help", "-h", "--version"), sorted.
+function M.aliases()
+  local out = {}
+  for a in pairs(ALIASES) do out[#out + 1] = a end
+  table.sort(out)
+  return out
 end
 
 --- The environment variables, { name, meaning } each, and the exit statuses, { code,
@@ -565,13 +482,15 @@ function M.usage()
   for _, c in ipairs(COMMANDS) do
     for _, o in ipairs(c.overview) do cmds[#cmds + 1] = o end
   end
+  local global = {}
+  for i, o in ipairs(options.GLOBAL) do global[i] = { o[1], o.text } end
   return table.concat({
     "usage: connrt COMMAND [ARGS...]\n\n",
     "Connects accounts at third-party apps (OAuth) and keeps them usable by scripts.\n\n",
     "commands:\n", columns(cmds, 32), "\n",
     wrap(ID_TEXT, "", 0),
     "connrt help COMMAND shows a command's options and examples; so does man connrt.\n\n",
-    "options of every command:\n", columns(GLOBAL_OPTIONS, 25), "\n",
+    "options of every command:\n", columns(global, 25), "\n",
     "environment:\n", columns(ENVIRONMENT, 25), "\n",
     "exit status:\n", columns(EXIT, 8),
   })
@@ -586,10 +505,11 @@ function M.command(name)
     out[#out + 1] = wrap(u, i == 1 and "usage: " or "       ", 9)
   end
   for _, p in ipairs(c.text) do out[#out + 1] = "\n" .. wrap(p, "", 0) end
-  if #c.options > 0 then
+  local opts = options.of(c.name)
+  if #opts > 0 then
     local items = {}
-    for _, o in ipairs(c.options) do
-      items[#items + 1] = { o[1] .. (o[2] and (" " .. o[2]) or ""), o[3] }
+    for _, o in ipairs(opts) do
+      items[#items + 1] = { o[1] .. (o.arg and (" " .. o.arg) or ""), o.text }
     end
     out[#out + 1] = "\noptions:\n" .. columns(items, 30)
   end

@@ -105,8 +105,7 @@ function M.token_request(c, token_url, ctx, grant, opts)
   end
   if c.client_auth == "basic" then
     -- RFC 6749 2.3.1: id and secret are form-encoded before they are joined
-    local cred = url.encode(ctx.client_id) .. ":" .. url.encode(ctx.client_secret or "")
-    headers[#headers + 1] = { "Authorization", "Basic " .. log.secret(crypto.b64encode(cred)) }
+    headers[#headers + 1] = request.basic_authorization(url.encode(ctx.client_id), url.encode(ctx.client_secret or ""))
   else
     params[#params + 1] = { c.client_id_param, ctx.client_id }
     if ctx.client_secret then params[#params + 1] = { "client_secret", ctx.client_secret } end

@@ -10,7 +10,7 @@
 -- time where their origin is fixed text), so the set covers them.
 --
 -- The reach decides three things: a remembered client id and secret are given to a
--- connector only when its reach is within the origins they were given for (flow.lua and
+-- connector only when its reach is within the origins they were given for (flow/ and
 -- Store:client); a connect that would take an existing connection of the same account
 -- over with another reach needs --replace (Store:save); `connrt update` that widens a
 -- connection's reach needs --replace (update.lua).

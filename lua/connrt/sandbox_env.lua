@@ -4,7 +4,7 @@
 --
 -- What is here: the pure Lua libraries (string with bounded pattern matching and
 -- string.rep, table, math, utf8, a few of os's clock functions) and connrt's helpers
--- (json, base64, base64url, url encoding). What is not: io, os.execute and the rest of os,
+-- (json, base64, base64url, url encoding) and connrt.version. What is not: io, os.execute and the rest of os,
 -- require, load, dofile, debug, coroutine, collectgarbage, print. setmetatable refuses
 -- __gc. The helpers are loaded here, inside the box, so a connector that replaces a
 -- function of its own string library changes only what its own helpers do.
@@ -202,6 +202,7 @@ local env = {
   string = copy(string), table = tbl, math = copy(math), utf8 = copy(utf8),
   os = { time = os.time, date = os.date, clock = os.clock, difftime = os.difftime },
   connrt = {
+    version = inner.version, -- the Makefile's VERSION (Reddit's User-Agent names it)
     json = { decode = cjson.decode, encode = json_encode, null = NULL },
     base64 = { encode = b64.encode, decode = b64.decode },
     base64url = { encode = b64.url_encode, decode = b64.url_decode },

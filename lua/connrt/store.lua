@@ -29,7 +29,7 @@ local cjson = require("cjson")
 local crypto = require("connrt.lazy")("connrt.crypto") -- `list` needs no OpenSSL
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
-local lmdb = require("connrt.lmdb")
+local lmdb = require("connrt.lazy")("connrt.lmdb") -- `list` without a store needs no LMDB
 local log = require("connrt.log")
 local origins = require("connrt.origins")
 local sys = require("connrt.sys")
@@ -538,29 +538,40 @@ function Store:save_all(items)
   return ids
 end
 
+-- Changes connection `id` in one write transaction: the record is read, its secrets
+-- unsealed and checked against its binding, `change(rec, secrets, txn)` edits them (or
+-- raises, and nothing changes), and they are bound again as they now are and committed
+-- (`where` names what grew a record too large). A deleted connection is a notfound
+-- error. Returns the record and secrets.
+local function rewrite(self, id, where, change)
+  local txn <close> = self.env:begin(true)
+  local v = txn:get("connections", id)
+  if not v then errors.raise("notfound", "connection %s was deleted", id) end
+  local rec = decode_record(v, id)
+  local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
+  change(rec, secrets, txn)
+  put_record(self, txn, rec, secrets, where)
+  txn:commit()
+  return rec, secrets
+end
+
 --- Saves refreshed tokens in one write transaction: the new access token, the new
 -- refresh token when the provider rotated it (else the old one is kept), the expiry.
 -- The record must still match its binding, and is bound again as it now is. `where`
 -- names the refresh endpoint in the error for a connection grown too large. Returns the
 -- new record and secrets.
 function Store:save_tokens(id, tok, where)
-  local txn <close> = self.env:begin(true)
-  local v = txn:get("connections", id)
-  if not v then errors.raise("notfound", "connection %s was deleted", id) end
-  local rec = decode_record(v, id)
-  local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
-  secrets.access_token = tok.access_token
-  if tok.refresh_token then secrets.refresh_token = tok.refresh_token end
-  if tok.id_token then secrets.id_token = tok.id_token end
-  rec.expires_at, rec.issued_at = tok.expires_at, tok.issued_at
-  if tok.token_type then rec.token_type = tok.token_type end
-  if tok.scope then rec.scope = tok.scope end
-  rec.has_refresh_token = secrets.refresh_token ~= nil
-  rec.needs_reconnect, rec.last_error = nil, nil
-  rec.refreshed_at = os.time()
-  put_record(self, txn, rec, secrets, where or ("connection " .. id))
-  txn:commit()
-  return rec, secrets
+  return rewrite(self, id, where or ("connection " .. id), function(rec, secrets)
+    secrets.access_token = tok.access_token
+    if tok.refresh_token then secrets.refresh_token = tok.refresh_token end
+    if tok.id_token then secrets.id_token = tok.id_token end
+    rec.expires_at, rec.issued_at = tok.expires_at, tok.issued_at
+    if tok.token_type then rec.token_type = tok.token_type end
+    if tok.scope then rec.scope = tok.scope end
+    rec.has_refresh_token = secrets.refresh_token ~= nil
+    rec.needs_reconnect, rec.last_error = nil, nil
+    rec.refreshed_at = os.time()
+  end)
 end
 
 --- Moves a connection to another connector source (`connrt update`), in one write
@@ -571,26 +582,20 @@ end
 -- in between is a store error, and nothing changes. Tokens stay as they are. Returns
 -- the new record.
 function Store:update(id, hash, patch, secret_fields, source)
-  local txn <close> = self.env:begin(true)
-  local v = txn:get("connections", id)
-  if not v then errors.raise("notfound", "connection %s was deleted", id) end
-  local rec = decode_record(v, id)
-  local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
-  if rec.connector_hash ~= hash then
-    errors.raise("store", "connection %s was changed by another process while it was being updated; nothing was "
-      .. "changed: run connrt update again", id)
-  end
-  for k, x in pairs(patch) do rec[k] = x end
-  secrets.fields = secret_fields
-  rec.connector_hash = crypto.hex(crypto.sha256(source))
-  -- a record from before issued_at told its token's lifetime by when it was last written
-  -- (connection.margin): keep that known now that updated_at moves
-  if rec.issued_at == nil and rec.expires_at then rec.issued_at = rec.refreshed_at or rec.updated_at end
-  rec.updated_at = os.time()
-  put_record(self, txn, rec, secrets, "connection " .. id)
-  txn:put("connectors", rec.connector_hash, source)
-  txn:commit()
-  return rec
+  return (rewrite(self, id, "connection " .. id, function(rec, secrets, txn)
+    if rec.connector_hash ~= hash then
+      errors.raise("store", "connection %s was changed by another process while it was being updated; nothing was "
+        .. "changed: run connrt update again", id)
+    end
+    for k, x in pairs(patch) do rec[k] = x end
+    secrets.fields = secret_fields
+    rec.connector_hash = crypto.hex(crypto.sha256(source))
+    -- a record from before issued_at told its token's lifetime by when it was last written
+    -- (connection.margin): keep that known now that updated_at moves
+    if rec.issued_at == nil and rec.expires_at then rec.issued_at = rec.refreshed_at or rec.updated_at end
+    rec.updated_at = os.time()
+    txn:put("connectors", rec.connector_hash, source)
+  end))
 end
 
 --- Sets status fields (UNBOUND: needs_reconnect, last_error) on a connection record, in

@@ -36,14 +36,11 @@ local M = {}
 local URL_KEYS = { "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }
 
 local function read(path, id)
-  local f, err = io.open(path, "rb")
-  if not f then
+  local src, err = require("connrt.text").read_file(path)
+  if not src then
     errors.raise("usage", "cannot read the connector %s: %s (give its path: connrt update %s CONNECTOR.lua)", path,
       tostring(err), id)
   end
-  local src = f:read("a")
-  f:close()
-  if not src then errors.raise("usage", "cannot read the connector %s: not a file", path) end
   return src
 end
 

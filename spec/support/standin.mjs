@@ -13,7 +13,7 @@
 // tokens; API routes answer only with a currently valid credential in the place the
 // provider expects it, and with the required headers.
 //
-// Fixture strings may use $ORIGIN, $ACCESS_TOKEN, $REFRESH_TOKEN and $ISO_AFTER:N (the
+// Fixture strings may use $CONNRT_VERSION, $ORIGIN, $ACCESS_TOKEN, $REFRESH_TOKEN and $ISO_AFTER:N (the
 // time N seconds from now, ISO 8601, for providers that send an expiry date instead of
 // expires_in). An API route may list `require_query` values its query must carry. A
 // route with `revokes` is a revocation in the provider's shape: it checks the token
@@ -55,9 +55,13 @@ let registrations = 0;
 const rand = (p) => p + crypto.randomBytes(12).toString("hex");
 const b64url = (buf) => buf.toString("base64").replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
+// $CONNRT_VERSION: the Makefile's VERSION, connrt's one definition of it (Reddit's User-Agent)
+const connrtVersion = fs.readFileSync(new URL("../../Makefile", import.meta.url), "utf8").match(/^VERSION\s*=\s*(\S+)/m)[1];
+
 function subst(v) {
   if (typeof v === "string") {
-    return v.replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess).replaceAll("$REFRESH_TOKEN", lastRefresh)
+    return v.replaceAll("$CONNRT_VERSION", connrtVersion).replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess)
+      .replaceAll("$REFRESH_TOKEN", lastRefresh)
       .replaceAll("$REDIRECT_URI", registered ? registered.redirect_uris[0] : "")
       .replace(/\$ISO_AFTER:(\d+)/g, (_, n) => new Date(Date.now() + Number(n) * 1000).toISOString().replace(/\.\d+Z$/, "Z"));
   }
@@ -153,7 +157,7 @@ async function onToken(req, res, isRefreshPath) {
   const t = tokenParams(req, text);
   seen[seen.length - 1].body = text;
   if (t.error) return oauthError(res, t.status || 400, t.status === 401 ? "invalid_client" : "invalid_request", t.error);
-  for (const [k, v] of Object.entries(fixture.token.require_headers || {})) {
+  for (const [k, v] of Object.entries(subst(fixture.token.require_headers || {}))) {
     if (req.headers[k.toLowerCase()] !== v) return oauthError(res, 400, "invalid_request", `the token request needs ${k}: ${v}`);
   }
   const p = t.params;
@@ -274,7 +278,7 @@ const server = http.createServer(async (req, res) => {
         for (const [k, v] of Object.entries(r.require_query || {})) {
           if (u.searchParams.get(k) !== v) return send(res, r.missing_query || { status: 400, body: { error: `query ${k}=${v} is required` } });
         }
-        for (const [k, v] of Object.entries(r.require_headers || {})) {
+        for (const [k, v] of Object.entries(subst(r.require_headers || {}))) {
           if (req.headers[k.toLowerCase()] !== v) return send(res, r.missing_header || { status: 400, body: { error: `${k} is required` } });
         }
         if (r.registers) {

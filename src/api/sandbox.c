@@ -1358,6 +1358,8 @@ static int luaopen_inner(lua_State *L) {
   lua_setfield(L, -2, "setmetatable");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
+  lua_pushliteral(L, CONNRT_VERSION);
+  lua_setfield(L, -2, "version");
   return 1;
 }
 
@@ -1567,12 +1569,7 @@ static const luaL_Reg sandbox_funcs[] = {
 };
 
 int luaopen_connrt_sandbox(lua_State *L) {
-  if (luaL_newmetatable(L, BOX_MT)) {
-    luaL_setfuncs(L, box_meta, 0);
-    luaL_newlib(L, box_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  connrt_class(L, BOX_MT, box_meta, box_methods);
   luaL_newlib(L, sandbox_funcs);
   return 1;
 }
