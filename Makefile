@@ -48,7 +48,7 @@ LUA      = lua5.4
 SPECS    = bash tools/run-specs.sh
 LUACHECK = luacheck
 
-.PHONY: all deps test lint specs demo clean install bench sanitize valgrind fuzz fuzz-build completion
+.PHONY: all deps test lint errors-doc specs demo clean install bench sanitize valgrind fuzz fuzz-build completion
 
 all: $(LUA_BC) $(BUILD)/connrt.1 $(BUILD)/connrt.pc $(BUILD)/connrt $(MODS) $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
 
@@ -188,6 +188,10 @@ completion:
 
 lint:
 	$(LUACHECK) -q lua spec connectors examples bench tools
+
+# docs/errors.md and the README's exit code table, from lua/connrt/errors.lua
+errors-doc:
+	$(LUA) tools/errors-doc.lua
 
 specs: all
 	$(SPECS)

@@ -72,7 +72,7 @@ _connrt() {
 
   if [ "$COMP_CWORD" -le 1 ]; then
     if [[ "$cur" == -* ]]; then
-      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --verbose -v" -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --json --verbose -v" -- "$cur")
     else
       mapfile -t COMPREPLY < <(compgen -W "$_connrt_commands" -- "$cur")
     fi

@@ -98,7 +98,7 @@
 ---connect (exit 4) before the code is exchanged, token_response and lookup with the
 ---provider's error (exit 5). A hook that raises is an invalid connector (exit 3).
 ---@class ConnectorHooks
----@field token_response? fun(raw: ConnectorTokenResponse): ConnectorToken|nil, string? Parse the token endpoint's answer.
+---@field token_response? fun(raw: ConnectorTokenResponse): ConnectorToken|nil, string?, string? Parse the token endpoint's answer; on an error, nil, the message and the error in RFC 6749's words ("invalid_grant": the code or refresh token is dead).
 ---@field callback? fun(query: table<string, string>): table<string, string|number|boolean>|nil, string? Values only the callback carries.
 ---@field lookup? fun(api: ConnectorLookupApi): table<string, string|number|boolean>|nil, string? Post-connect lookups.
 ---@field expired? fun(response: ConnectorRawResponse): boolean Does this API answer (the test API's too) mean "token expired"?

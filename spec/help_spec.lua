@@ -259,7 +259,7 @@ describe("bash completion (completions/connrt.bash) #integration", function()
     assert.same(sorted(COMMANDS), complete({ "connrt", "" }))
     assert.same({ "token" }, complete({ "connrt", "to" }))
     assert.same({ "redirect-url", "refresh", "rekey", "request", "revoke" }, complete({ "connrt", "re" }))
-    assert.same({ "--help", "--verbose", "--version", "-h", "-v" }, complete({ "connrt", "-" }))
+    assert.same({ "--help", "--json", "--verbose", "--version", "-h", "-v" }, complete({ "connrt", "-" }))
     assert.same(sorted(COMMANDS), complete({ "connrt", "help", "" }))
   end)
 

@@ -55,8 +55,10 @@ describe("the options of every command (lua/connrt/options.lua)", function()
     local env = { CONNRT_HOME = h.tmpdir() }
     for _, cmd in ipairs(PARSED) do
       local mine = {}
-      for _, o in ipairs(options.of(cmd)) do
-        for _, n in ipairs(options.names_of(o)) do mine[n] = o end
+      for _, list in ipairs({ options.GLOBAL, options.of(cmd) }) do -- every command takes the global ones
+        for _, o in ipairs(list) do
+          for _, n in ipairs(options.names_of(o)) do mine[n] = o end
+        end
       end
       for n in pairs(all) do
         local o = mine[n]

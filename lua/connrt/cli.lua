@@ -10,10 +10,13 @@ local M = {}
 M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 
 
--- Parses the arguments of command `cmd` against its options (options.lua).
+-- Parses the arguments of command `cmd` against its options (options.lua). --verbose and
+-- --json are options of every command (options.GLOBAL): --json (M.json) also makes a
+-- failure's last line on standard error a JSON object (see M.main), and is opts.json
+-- for the commands that print JSON.
 local function parse(argv, cmd)
   local spec = require("connrt.options").kinds(cmd)
-  local opts, rest = {}, {}
+  local opts, rest = { json = M.json }, {}
   local i = 1
   while i <= #argv do
     local a = argv[i]
@@ -23,6 +26,8 @@ local function parse(argv, cmd)
     elseif a == "--verbose" or a == "-v" then
       -- every command takes it, wherever it stands (connrt request ID URL -v)
       log.verbose = true
+    elseif a == "--json" then
+      M.json, opts.json = true, true
     elseif a:sub(1, 2) == "--" or a:match("^%-%a$") then
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:gsub("^%-%-?", "")
@@ -96,7 +101,7 @@ local function run_pipeline(script, argv)
         lines[#lines + 1] = (line:gsub("\t", "    "))
       end
     end
-    errors.raise_lines("failed", lines, "pipeline script %s failed: %s", script, first or "")
+    errors.fail_lines("failed", "script", lines, "pipeline script %s failed: %s", script, first or "")
   end
   return math.type(rc) == "integer" and rc or 0
 end
@@ -150,7 +155,7 @@ function commands.run(argv)
   local ok, c = pcall(require("connrt.connector").load, opts.connector)
   if not ok then
     if errors.is(c) and c.kind == "connector" then
-      errors.raise("connector", "%s (a pipeline script runs with `connrt script %s`)", c.message, opts.connector)
+      errors.remake(c, ("%s (a pipeline script runs with `connrt script %s`)"):format(c.message, opts.connector))
     end
     error(c, 0)
   end
@@ -419,8 +424,8 @@ commands.revoke = with_connection("revoke", function(conn, st)
   local ok, done = pcall(conn.revoke, conn)
   if not ok then
     if errors.is(done) and KEPT[done.kind] then
-      errors.raise(done.kind, "%s; the connection was kept: connrt delete %s removes it here only (its tokens may "
-        .. "stay valid at the provider)", done.message, conn:id())
+      errors.remake(done, ("%s; the connection was kept: connrt delete %s removes it here only (its tokens may "
+        .. "stay valid at the provider)"):format(done.message, conn:id()))
     end
     error(done, 0)
   end
@@ -575,10 +580,35 @@ local function has_command(rest)
   return false
 end
 
+-- Reports a failure on standard error and returns its exit status: the message (and a
+-- pipeline script's traceback lines), or for anything that is not an error object (a
+-- bug) the message and its traceback, one line each. With --json, the last line is
+-- {"error": {"kind", "reason", "message"}}, the message redacted like the lines above.
+local function fail(e)
+  local kind, reason, message
+  if errors.is(e) then
+    kind, reason, message = e.kind, e.reason, e.message
+    log.err("connrt: %s", message)
+    for _, line in ipairs(e.lines or {}) do log.err("%s", line) end
+  else
+    kind, reason = "internal", "internal"
+    local first = true
+    for line in tostring(e):gmatch("[^\n]+") do
+      message = message or line
+      log.err(first and "connrt: internal error: %s" or "%s", (line:gsub("\t", "    ")))
+      first = false
+    end
+  end
+  if M.json then
+    log.err("%s", cjson.encode({ error = { kind = kind, reason = reason, message = log.redact(message or "") } }))
+  end
+  return errors.exit_codes[kind]
+end
+
 --- Entry point: returns the exit status.
 function M.main(argv)
-  while argv[1] == "--verbose" or argv[1] == "-v" do
-    log.verbose = true
+  while argv[1] == "--verbose" or argv[1] == "-v" or argv[1] == "--json" do
+    if argv[1] == "--json" then M.json = true else log.verbose = true end
     table.remove(argv, 1)
   end
   local cmd = argv[1]
@@ -592,29 +622,14 @@ function M.main(argv)
     return commands.help({ cmd })
   end
   if not fn then
-    log.err("connrt: unknown command %q (connrt help lists them)", cmd)
-    return errors.exit_codes.usage
+    return fail(errors.new("usage", "bad_argument", "unknown command %q (connrt help lists them)", cmd))
   end
   local ok, res = xpcall(fn, function(e)
     if errors.is(e) then return e end
-    -- the store's C layer ("store: ..."): a locked, full or damaged store, not a bug
-    local store_msg = type(e) == "string" and (e:match("^store: (.*)$") or e:match("^[^\n:]+:%d+: store: (.*)$"))
-    if store_msg then return select(2, pcall(errors.raise, "store", "%s", store_msg)) end
     return debug.traceback(tostring(e), 2)
   end, rest)
   if ok then return res end
-  if errors.is(res) then
-    log.err("connrt: %s", res.message)
-    for _, line in ipairs(res.lines or {}) do log.err("%s", line) end
-    return errors.exit_codes[res.kind]
-  end
-  -- a bug: the message and its traceback, one line each
-  local first = true
-  for line in tostring(res):gmatch("[^\n]+") do
-    log.err(first and "connrt: internal error: %s" or "%s", (line:gsub("\t", "    ")))
-    first = false
-  end
-  return 70
+  return fail(res)
 end
 
 return M

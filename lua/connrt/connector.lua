@@ -523,7 +523,7 @@ function M.call_hook(c, name, ...)
   if not res[1] then
     local msg, reason, runtime_err = res[2], res[3], res[4]
     if reason == "runtime" and runtime_err ~= nil then error(runtime_err, 0) end
-    errors.raise("connector", "%s: hooks.%s failed: %s", c.path, name, tostring(msg))
+    errors.fail("connector", "hook_failed", "%s: hooks.%s failed: %s", c.path, name, tostring(msg))
   end
   return table.unpack(res, 2, res.n)
 end

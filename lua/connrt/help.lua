@@ -17,22 +17,11 @@ local M = {}
 
 local WIDTH = 80
 
-local EXIT = {
-  { "0", "success" },
-  { "1", "other failure" },
-  { "2", "usage: wrong command line, a missing or invalid field, no client id" },
-  { "3", "invalid connector (or a template names a value that does not exist)" },
-  { "4", "the connect flow failed: access denied, wrong state, timeout, issuer mix-up, a callback "
-    .. "hooks.callback refused" },
-  { "5", "provider error: token endpoint, test API, a refused refresh; a request's status >= 400, or a token "
-    .. "the connector calls expired that cannot be refreshed" },
-  { "6", "network error: no answer from a server" },
-  { "7", "a URL outside the connection's allowed URLs was refused" },
-  { "8", "store error: wrong key, damaged data, cannot write" },
-  { "9", "no such connection" },
-  { "70", "internal error (a bug: please report it with the traceback)" },
-  { "130", "interrupted (Ctrl-C)" },
-}
+-- the exit statuses: errors.lua's kinds (their one definition), but for libconnrt's own
+local EXIT = {}
+for _, k in ipairs(require("connrt.errors").kinds) do
+  if k.only ~= "library" then EXIT[#EXIT + 1] = { tostring(k.code), k.says } end
+end
 
 local ENVIRONMENT = {
   { "CONNRT_HOME", "the store directory (default $XDG_DATA_HOME/connrt, else ~/.local/share/connrt)" },

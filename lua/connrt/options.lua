@@ -32,6 +32,8 @@ local NO_BROWSER = { "--no-browser", text = "print the sign-in URL only; do not 
 M.GLOBAL = {
   { "-v, --verbose", text = "trace every HTTP request and response on standard error, with tokens, codes, secrets "
     .. "and credential headers shown as [redacted]" },
+  { "--json", text = "a failure's last line on standard error is {\"error\": {\"kind\", \"reason\", \"message\"}} "
+    .. "(the reasons: docs/errors.md); list, show, run, connect, authorize and request print their result as JSON too" },
 }
 
 --- Each command's options, in the order its help lists them; a command not named here
@@ -121,13 +123,16 @@ function M.of(cmd)
   return M.COMMANDS[cmd] or {}
 end
 
---- What the parser takes for `cmd`: each spelling without its dashes ("H", "header") to
--- "flag", "value" or "multi" (a repeatable value, collected in a list).
+--- What the parser takes for `cmd`, its own options and the global ones: each spelling
+-- without its dashes ("H", "header") to "flag", "value" or "multi" (a repeatable value,
+-- collected in a list).
 function M.kinds(cmd)
   local out = {}
-  for _, o in ipairs(M.of(cmd)) do
-    local kind = not o.arg and "flag" or o.many and "multi" or "value"
-    for _, n in ipairs(M.names_of(o)) do out[n:gsub("^%-%-?", "")] = kind end
+  for _, list in ipairs({ M.GLOBAL, M.of(cmd) }) do
+    for _, o in ipairs(list) do
+      local kind = not o.arg and "flag" or o.many and "multi" or "value"
+      for _, n in ipairs(M.names_of(o)) do out[n:gsub("^%-%-?", "")] = kind end
+    end
   end
   return out
 end

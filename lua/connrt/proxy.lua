@@ -338,7 +338,7 @@ function Worker:handle(req)
     if ok then
       status, headers, body = 200, { { "Content-Type", "text/plain" } }, tok .. "\n"
     elseif errors.is(tok) then
-      status, headers, body = json_error(STATUS[tok.kind] or 502, tok.kind, tok.message)
+      status, headers, body = json_error(STATUS[tok.kind] or 502, tok.kind, tok.message, { reason = tok.reason })
     else
       log.err("connrt proxy: internal error: %s", tostring(tok))
       status, headers, body = json_error(500, "internal", "internal error in the proxy")
@@ -357,8 +357,8 @@ function Worker:handle(req)
       if ok then
         status, headers, body, conn_id = a, b, c, d
       elseif errors.is(a) then
-        status, headers, body = json_error(STATUS[a.kind] or 502, a.kind, a.message)
-        if a.kind == "network" and a.message:find("timeout", 1, true) then status = 504 end
+        status, headers, body = json_error(a.reason == "timeout" and 504 or STATUS[a.kind] or 502, a.kind, a.message,
+          { reason = a.reason })
       else
         log.err("connrt proxy: internal error: %s", tostring(a))
         status, headers, body = json_error(500, "internal", "internal error in the proxy")

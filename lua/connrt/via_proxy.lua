@@ -70,7 +70,10 @@ local function raise_from(resp)
   local doc = require("cjson.safe").decode(resp.body) or {}
   kind = KINDS[kind] or kind
   if not errors.exit_codes[kind] then kind = "failed" end
-  errors.raise(kind, "%s", tostring(doc.message or ("the proxy answered " .. resp.status)))
+  local message = tostring(doc.message or ("the proxy answered " .. resp.status))
+  -- the reason the proxy's connrt gave, when it is one of that kind's
+  if errors.reason_kind[doc.reason] == kind then errors.fail(kind, doc.reason, "%s", message) end
+  errors.raise(kind, "%s", message)
 end
 
 local function notice(path, why)
