@@ -21,7 +21,7 @@ M.VERSION = "0.1.0"
 local opened = {}   -- home -> Store, opened once per process
 
 local function get_store(home)
-  home = home or store.default_home()
+  home = home or store.where()
   if not opened[home] then opened[home] = store.open(home) end
   return opened[home]
 end

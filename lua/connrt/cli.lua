@@ -22,6 +22,15 @@ local function parse(argv, spec)
     elseif a == "--verbose" or a == "-v" then
       -- every command takes it, wherever it stands (connrt request ID URL -v)
       log.verbose = true
+    elseif a == "--store" or a:match("^%-%-store=") then
+      -- every command takes it too: the store to use instead of CONNRT_STORE
+      local v = a:match("^%-%-store=(.*)$")
+      if not v then
+        i = i + 1
+        v = argv[i]
+      end
+      if v == nil or v == "" then errors.raise("usage", "--store needs a directory or a postgres:// URL") end
+      require("connrt.store").chosen = v
     elseif a:sub(1, 2) == "--" or a:match("^%-%a$") then
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:gsub("^%-%-?", "")
@@ -183,9 +192,16 @@ function commands.list(argv)
   if o.json then
     -- the records as stored: plain JSON without secrets (those live sealed apart), so
     -- 100,000 connections are listed without decoding and encoding each one
-    local raw = st:list_raw()
+    -- one record at a time, as the backend reads them (PostgreSQL: a page at a time)
+    local escape = require("connrt.text").escape_controls
+    local first = true
+    local ok, err = pcall(st.each_raw, st, function(text)
+      log.raw((first and "[" or ",") .. escape(log.redact(text)))
+      first = false
+    end)
     st:close()
-    log.out("[%s]", table.concat(raw, ","))
+    if not ok then error(err, 0) end
+    log.raw(first and "[]\n" or "]\n")
     return 0
   end
   local recs = st:list()
@@ -469,8 +485,21 @@ end
 
 --- Entry point: returns the exit status.
 function M.main(argv)
-  while argv[1] == "--verbose" or argv[1] == "-v" do
-    log.verbose = true
+  while argv[1] == "--verbose" or argv[1] == "-v" or argv[1] == "--store" or (argv[1] or ""):match("^%-%-store=") do
+    if argv[1] == "--store" or argv[1]:match("^%-%-store=") then
+      local v = argv[1]:match("^%-%-store=(.*)$")
+      if not v then
+        table.remove(argv, 1)
+        v = argv[1]
+      end
+      if v == nil or v == "" then
+        log.err("connrt: --store needs a directory or a postgres:// URL")
+        return errors.exit_codes.usage
+      end
+      require("connrt.store").chosen = v
+    else
+      log.verbose = true
+    end
     table.remove(argv, 1)
   end
   local cmd = argv[1]

@@ -30,6 +30,15 @@ function M.raise(kind, fmt, ...)
   error(setmetatable({ kind = kind, message = message }, Error), 0)
 end
 
+--- Raises like M.raise, with `reason`: a word a program can test (e.reason) where one
+-- kind has several causes, e.g. a store error's "unreachable", "auth", "locked",
+-- "schema", "damaged", "key", "fenced".
+function M.raise_reason(kind, reason, fmt, ...)
+  assert(M.exit_codes[kind], "unknown error kind " .. tostring(kind))
+  local message = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  error(setmetatable({ kind = kind, reason = reason, message = message }, Error), 0)
+end
+
 --- Raises like M.raise, with `lines` (an array of strings) to print after the message,
 -- each on a line of its own: a pipeline script's traceback. The command line prints
 -- every line through log.err, which escapes a newline inside one.
@@ -47,7 +56,7 @@ end
 --- Re-raises `e` with `prefix` before its message, keeping its kind; other errors pass.
 function M.wrap(e, prefix)
   if M.is(e) then
-    error(setmetatable({ kind = e.kind, message = prefix .. e.message }, Error), 0)
+    error(setmetatable({ kind = e.kind, reason = e.reason, message = prefix .. e.message }, Error), 0)
   end
   error(e, 0)
 end
