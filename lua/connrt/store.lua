@@ -99,10 +99,10 @@ end
 
 -- The sealing key: CONNRT_KEY, else the key file (CONNRT_KEY_FILE or HOME/key), which is
 -- created 0600 with a fresh random key on first use.
-local function load_key(home, sealed_before, where)
+local function load_key(home, sealed_before, where, key_file)
   local env = os.getenv("CONNRT_KEY")
-  if env and env ~= "" then return decode_key(env, "CONNRT_KEY"), "CONNRT_KEY" end
-  local path = os.getenv("CONNRT_KEY_FILE")
+  if not key_file and env and env ~= "" then return decode_key(env, "CONNRT_KEY"), "CONNRT_KEY" end
+  local path = key_file or os.getenv("CONNRT_KEY_FILE")
   local in_home = not path or path == ""
   if in_home then path = home .. "/key" end
   local f = io.open(path, "rb")
@@ -160,6 +160,7 @@ Store.__index = Store
 -- for `connrt list`, which reads only the plain records (a store's first open always
 -- makes its key). With opts.existing (what the caller looks for, as "no connection ID"),
 -- a store that does not exist yet raises a notfound error instead of being created.
+-- opts.key_file: the key file to use instead of CONNRT_KEY and CONNRT_KEY_FILE.
 function M.open(where, opts)
   where = where or M.where()
   local backend = backend_of(where)
@@ -173,7 +174,9 @@ function M.open(where, opts)
   end)
   -- home: the store as messages name it (never a password)
   if opts and opts.keyless and check then return setmetatable({ b = b, home = b.where }, Store) end
-  local key, key_source, key_path = load_key(b.key_dir or M.default_home(), check ~= nil, b.where)
+  local kok, key, key_source, key_path = pcall(load_key, b.key_dir or M.default_home(), check ~= nil, b.where,
+    opts and opts.key_file)
+  if not kok then b:close() error(key, 0) end
   local self = setmetatable({ b = b, home = b.where, key = key, key_source = key_source, key_path = key_path }, Store)
   local key_ok, key_err = pcall(self.check_key, self, check)
   if not key_ok then
