@@ -60,6 +60,23 @@ local function hostile(...)
   return args
 end
 
+-- The hostile provider's device authorization, answered as `mode` says (DEVICE in
+-- hostile-server.mjs); polled for at most `timeout` seconds.
+local DEVICE = [[
+return {
+  id = "hostile-device", title = "Hostile device", auth = "device_code",
+  fields = { { key = "server", required = true }, { key = "mode", required = true } },
+  device_url = "{{server}}/device/{{mode}}", token_url = "{{server}}/token",
+  test = "/me", name = "{{name}}", unique_id = "{{email}}",
+  allowed_urls = { "{{server}}/" },
+  request = { headers = { Authorization = "Bearer {{access_token}}" } },
+}
+]]
+local function device(mode, timeout)
+  return { "run", ctx.device_path, "--field", "server=" .. ctx.origin, "--field", "mode=" .. mode,
+    "--client-id", "hostile-client", "--no-browser", "--timeout", tostring(timeout or 2) }
+end
+
 -- A copy of the shared store to damage; returns its directory.
 local function store_copy()
   local dir = h.tmpdir()
@@ -111,7 +128,9 @@ local ROOT = h.ROOT
 -- env (extra variables), runner (a wrapper program instead of build/connrt), logical
 -- (compare the store's contents rather than its bytes: a refresh takes the connection's
 -- lease in a write transaction of its own, so the file's bytes change by design),
--- before (function() run first), after (function(res) for more checks), cleanup
+-- changes (the case connects: its store must hold the new connection; with a home of its
+-- own), timeout (seconds after which connrt is killed: for what must not hang),
+-- before (function() run first), after (function(res, home) for more checks), cleanup
 -- (function() run at the end, passed or not).
 local CASES = {
   -- connector scripts ------------------------------------------------------------------
@@ -324,6 +343,33 @@ local CASES = {
   { "test API", "a redirect outside the allowed URLs", code = exit.refused, args = function() return hostile("api=escape") end,
     msg = "redirected to http://127.0.0.2:9/steal, which is refused: it matches none of the allowed URLs" },
 
+  -- device authorizations (RFC 8628): the server's pace and lifetime are bounded, and a
+  -- field of the wrong type is the provider's error, not connrt's; `timeout` kills a
+  -- connrt that waits as long as the server says (a billion seconds)
+  { "device authorization", "an interval of a billion seconds polls within the time left", code = exit.connect,
+    timeout = 60, args = function() return device("pending", 2) end, msg = "the sign-in was not completed within 2s" },
+  { "device authorization", "a lifetime and interval of a billion seconds: capped, and it connects", code = 0,
+    timeout = 60, args = function() return device("slowpoke", 2) end, msg = "enter the code: WDJB-MJHT",
+    home = h.tmpdir, changes = true },
+  { "device authorization", "an interval of NaN", code = 0, timeout = 60, args = function() return device("nan", 8) end,
+    msg = "enter the code: WDJB-MJHT", home = h.tmpdir, changes = true },
+  { "device authorization", "an interval and lifetime that are words", code = 0, timeout = 60,
+    args = function() return device("wordy", 8) end, msg = "enter the code: WDJB-MJHT", home = h.tmpdir, changes = true },
+  { "device authorization", "an error_description that is an object", code = exit.provider, timeout = 60,
+    args = function() return device("descobj") end, msg = "/device/descobj answered 400: invalid_client, not a device authorization" },
+  { "device authorization", "an error object", code = exit.provider, timeout = 60,
+    args = function() return device("errobj") end, msg = "/device/errobj answered 400: 7: client blocked, not a device authorization" },
+  { "device authorization", "a user_code that is an object", code = exit.provider, timeout = 60,
+    args = function() return device("codeobj") end, msg = "/device/codeobj answered 200, not a device authorization" },
+  { "device authorization", "no device_code", code = exit.provider, timeout = 60,
+    args = function() return device("nocode") end, msg = "/device/nocode answered 200, not a device authorization" },
+  { "device authorization", "a verification_uri that is a file", code = exit.provider, timeout = 60,
+    args = function() return device("fileuri") end, msg = 'answered with verification_uri "file:///etc/passwd", not an http(s) URL' },
+  { "device authorization", "a verification_uri_complete that is javascript: is not shown", code = 0, timeout = 60,
+    args = function() return device("badcomplete", 8) end, msg = "enter the code: WDJB-MJHT", home = h.tmpdir,
+    changes = true,
+    after = function(res) assert.is_nil(res.stderr:find("javascript", 1, true), res.stderr) end },
+
   -- refresh responses (connrt refresh of the stored hostile connection) ----------------
 }
 
@@ -437,6 +483,7 @@ describe("hostile and broken input #integration", function()
     hostile_server = h.start_node("spec/support/hostile-server.mjs")
     ctx.origin = require("cjson").decode(hostile_server.line).origin
     ctx.hostile_path = file("hostile.lua", HOSTILE:format(""))
+    ctx.device_path = file("hostile-device.lua", DEVICE)
     ctx.env = {
       CONNRT_REDIRECT_URL = ctx.redirect,
       CONNRT_BROWSER = h.CONNRT .. " script " .. ROOT .. "/spec/support/browser.lua",
@@ -495,7 +542,7 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups %s "$@"
       local args = type(case.args) == "function" and case.args() or case.args
       local saved = h.CONNRT
       if case.runner then h.CONNRT = runners[case.runner] end
-      local ok, res = pcall(h.connrt, args, { env = env })
+      local ok, res = pcall(h.connrt, args, { env = env, timeout = case.timeout })
       h.CONNRT = saved
       assert(ok, res)
       local msg = type(case.msg) == "function" and case.msg() or case.msg
@@ -504,12 +551,17 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups %s "$@"
       assert.matches(msg, out, 1, true)
       assert.is_nil(out:find("stack traceback", 1, true), out)
       assert.is_nil(out:find("internal error", 1, true), out)
-      if case.logical then
+      if case.changes then
+        -- a case that connects: in a store of its own, which now holds the connection
+        local list = require("cjson").decode(h.connrt({ "list", "--json" }, { env = { CONNRT_HOME = home } }).stdout)
+        assert.equal(1, #list)
+        assert.equal("hostile-device", list[1].connector)
+      elseif case.logical then
         assert.equal(before, contents(home))
       else
         assert.same(before, state(home))
       end
-      if case.after then case.after(res) end
+      if case.after then case.after(res, home) end
       if home ~= ctx.home then h.rmdir(home:match("^(/tmp/[^/]+)")) end
     end)
   end

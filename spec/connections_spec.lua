@@ -81,6 +81,32 @@ describe("store", function()
     assert.is_truthy(st:acquire_lease(id, "three", 30))
   end)
 
+  it("replaces a lease record connrt did not write (damaged, other types, endless) instead of failing", function()
+    local id = st:save(record("a@example.com"), { access_token = "x" }, "src", nil)
+    for i, garbage in ipairs({ "not json", "[]", "null", '{"owner": 1, "expires": 1e12}', '{"owner": "x", "expires": "soon"}',
+        '{"owner": "x", "expires": 1e999}', '{"owner": "x", "expires": 4e12}', '{"owner": "x"}',
+        '{"owner": "x", "expires": 1e12, "pid": {}, "start": [], "pidns": true}' }) do
+      local txn = st.b.env:begin(true)
+      txn:put("leases", id, garbage)
+      txn:commit()
+      local ok, got = pcall(st.acquire_lease, st, id, "owner" .. i, 30)
+      assert.is_true(ok, garbage .. ": " .. tostring(got))
+      assert.is_number(got, garbage)
+      st:release_lease(id, "owner" .. i)
+      txn = st.b.env:begin(false)
+      assert.is_nil(txn:get("leases", id), garbage)
+      txn:abort()
+    end
+    -- a live lease whose holder fields have other types is held by its owner, without an error
+    local txn = st.b.env:begin(true)
+    txn:put("leases", id, ('{"owner": "x", "expires": %d, "pid": {}, "start": [], "pidns": true}'):format(os.time() + 20))
+    txn:commit()
+    local ok, got, holder = pcall(st.acquire_lease, st, id, "y", 30)
+    assert.is_true(ok, tostring(got))
+    assert.is_false(got)
+    assert.equal("x", holder.owner)
+  end)
+
   it("remembers client credentials sealed", function()
     st:save(record("a@example.com"), { access_token = "x" }, "src", { client_id = "cid", client_secret = "csecret" })
     assert.same({ client_id = "cid", client_secret = "csecret" }, st:client("demo"))

@@ -183,3 +183,52 @@ describe("secrets never leak #integration", function()
     assert.is_table(cjson.decode(res.stdout))
   end)
 end)
+
+describe("the --verbose trace of a token endpoint's answer #integration", function()
+  local hostile, tmp
+  setup(function()
+    tmp = h.tmpdir()
+    hostile = h.start_node("spec/support/hostile-server.mjs")
+  end)
+  teardown(function()
+    if hostile then hostile.stop() end
+    h.rmdir(tmp)
+  end)
+
+  it("shows its shape, not credentials only a token_response hook finds under names of the provider's own", function()
+    local origin = cjson.decode(hostile.line).origin
+    local redirect = ("http://127.0.0.1:%d/callback"):format(h.free_port())
+    local path = tmp .. "/nested.lua"
+    h.write(path, ([[return {
+      id = "nested", authorize_url = "%s/auth", token_url = "%s/token", scopes = { "read" },
+      test = "/me", name = "{{name}}", unique_id = "{{email}}", allowed_urls = { "%s/" },
+      request = { headers = { Authorization = "Bearer {{access_token}}" } },
+      hooks = { token_response = function(r)
+        local g = connrt.json.decode(r.body).result.grant
+        return { access_token = g.tok, refresh_token = g.renew, expires_in = g.ttl }
+      end },
+    }]]):format(origin, origin, origin))
+    local home = tmp .. "/home"
+    local env = { CONNRT_HOME = home, CONNRT_REDIRECT_URL = redirect, CONNRT_CLIENT_SECRET = "nested-client-s3cret",
+      CONNRT_BROWSER = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua" }
+    local res = h.connrt({ "--verbose", "run", path, "--client-id", "c", "--param", "tok=nested", "--timeout", "20" },
+      { env = env })
+    assert.equal(0, res.code, res.stderr)
+    -- the trace shows the answer's shape and the values that are no secret
+    for _, part in ipairs({ '"result":{"grant":{', '"ttl":3600', '"tok":"[redacted]"', '"renew":"[redacted]"' }) do
+      assert.matches(part, res.stderr, 1, true)
+    end
+    local out = { res.stdout .. res.stderr }
+    for _, args in ipairs({ { "refresh", "nested" }, { "request", "nested", "/me" }, { "token", "nested", "--json" } }) do
+      local r = h.connrt({ "--verbose", table.unpack(args) }, { env = { CONNRT_HOME = home } })
+      out[#out + 1] = args[1] .. ": " .. r.stdout .. r.stderr
+    end
+    for _, text in ipairs(out) do
+      for _, secret in ipairs({ "NestedS3cretAccess", "rtNestedS3cretRenewal", "nested-client-s3cret" }) do
+        if not (text:find("^token: ") and secret == "NestedS3cretAccess") then -- connrt token prints the token
+          assert.is_nil(text:find(secret, 1, true), secret .. " in: " .. text)
+        end
+      end
+    end
+  end)
+end)

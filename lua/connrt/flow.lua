@@ -416,7 +416,7 @@ local function code_to_token(ctx, q, verifier, redirect_uri)
   local c, urls = ctx.c, ctx.urls
   log.secret(q.code)
   if q.error then
-    local desc = q.error_description and (": " .. q.error_description) or ""
+    local desc = type(q.error_description) == "string" and (": " .. q.error_description) or ""
     if q.error == "access_denied" then
       errors.raise("connect", "authorization denied: access_denied%s; nothing was saved", desc)
     end
@@ -508,7 +508,7 @@ function M.exchange(ctx, token)
     client = { client_id = ctx.client_id, client_secret = ctx.client_secret },
     fields = ctx.fields, values = token.values or {} }), c.path .. ": exchange_request")
   local where = "token exchange at " .. req.url:gsub("[?#].*$", "")
-  req.max_body = limits.TOKEN_BODY -- its answer is a token response
+  req.max_body, req.token_answer = limits.TOKEN_BODY, true -- its answer is a token response
   local new = oauth.normalize(request.send(req, where), where, c)
   new.refresh_token = new.refresh_token or token.refresh_token
   for k, v in pairs(token.values or {}) do if new.values[k] == nil then new.values[k] = v end end
@@ -715,6 +715,13 @@ local function via_client_credentials(ctx)
   return finish(ctx, oauth.fetch_token(ctx.c, treq, "token endpoint " .. ctx.urls.token_url))
 end
 
+-- A number the provider sent, within [lo, hi]; `default` when it is no number at all
+-- (missing, a string, NaN).
+local function bounded(v, default, lo, hi)
+  if type(v) ~= "number" or v ~= v then return default end
+  return math.max(lo, math.min(hi, v))
+end
+
 -- The device authorization grant (RFC 8628): show the code, poll until the user has
 -- signed in elsewhere, honouring the server's interval and slow_down.
 local function via_device(ctx)
@@ -725,31 +732,42 @@ local function via_device(ctx)
   local what = "device endpoint " .. urls.device_url
   local resp = request.send(dreq, what)
   local d = cjson.decode(resp.body)
-  if resp.status ~= 200 or type(d) ~= "table" or d.error or not d.device_code or not d.user_code then
-    local e = type(d) == "table" and d.error and (": " .. tostring(d.error) .. (d.error_description and (": " .. d.error_description) or "")) or ""
-    errors.raise("provider", "%s answered %d%s, not a device authorization", what, resp.status, e)
+  local e, desc
+  if type(d) == "table" then e, desc = oauth.error_of(d) end
+  if resp.status ~= 200 or type(d) ~= "table" or e or type(d.device_code) ~= "string" or d.device_code == ""
+      or type(d.user_code) ~= "string" or d.user_code == "" then
+    errors.raise("provider", "%s answered %d%s, not a device authorization (RFC 8628 3.2: a device_code and a user_code)",
+      what, resp.status, e and (": " .. e .. (desc and (": " .. desc) or "")) or "")
   end
   log.secret(d.device_code)
   local verify = d.verification_uri or d.verification_url
-  log.err("To connect %s, open %s and enter the code: %s", c.title, tostring(verify), d.user_code)
-  if d.verification_uri_complete then
-    log.err("or open this URL, which carries the code:")
-    log.err("%s", tostring(d.verification_uri_complete)) -- the provider's text: escaped like any line
+  local complete = d.verification_uri_complete
+  if type(verify) ~= "string" or not url.is_web(verify) then
+    errors.raise("provider", "%s answered with verification_uri %s, not an http(s) URL to send the user to", what,
+      shown(verify))
   end
-  if ctx.opts.browser ~= false then open_browser(d.verification_uri_complete or verify) end
-  local interval = tonumber(d.interval) or 5
-  local expires = tonumber(d.expires_in) or 600
+  if complete ~= nil and (type(complete) ~= "string" or not url.is_web(complete)) then complete = nil end
+  log.err("To connect %s, open %s and enter the code: %s", c.title, verify, d.user_code)
+  if complete then
+    log.err("or open this URL, which carries the code:")
+    log.err("%s", complete) -- the provider's text: escaped like any line
+  end
+  if ctx.opts.browser ~= false then open_browser(complete or verify) end
+  -- the server's pace and lifetime, within bounds: an interval of a billion seconds (or
+  -- NaN, or a string) must not stall connrt, nor an endless lifetime keep it polling
+  local interval = bounded(d.interval, 5, 1, limits.DEVICE_INTERVAL_MAX)
+  local expires = bounded(d.expires_in, 600, 1, limits.DEVICE_LIFETIME_MAX)
   local start = sys.monotime()
   local deadline = start + math.min(expires, ctx.opts.timeout or expires)
   local grant = { { "grant_type", "urn:ietf:params:oauth:grant-type:device_code" }, { "device_code", d.device_code } }
   local where = "token endpoint " .. urls.token_url
   while true do
-    sys.sleep(interval)
+    sys.sleep(math.max(0, math.min(interval, deadline - sys.monotime())))
     local raw = request.send(oauth.token_request(c, urls.token_url, client_ctx(ctx), grant), where)
     local body = cjson.decode(raw.body)
     local err = type(body) == "table" and body.error
     if err == "slow_down" then
-      interval = interval + 5 -- RFC 8628 3.5
+      interval = math.min(interval + 5, limits.DEVICE_INTERVAL_MAX) -- RFC 8628 3.5
       log.err("The server asked to poll more slowly: every %ds now", interval)
     elseif err == "expired_token" or (err == "invalid_grant" and sys.monotime() - start >= expires) then
       -- RFC 8628 says expired_token; servers that forget expired codes say invalid_grant

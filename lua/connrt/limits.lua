@@ -24,4 +24,8 @@ return {
   CONNECTOR_BYTES = 1024 * 1024, -- bytes of a connector file
   PATTERN_BYTES = 1024,        -- bytes of a field's pattern
   ALLOWED_URLS = 64,           -- allowed URLs of a connector
+  -- a device authorization's pace and lifetime as the server gives them (RFC 8628 3.2),
+  -- bounded: servers ask for 5 s and 15 to 30 minutes
+  DEVICE_INTERVAL_MAX = 60,    -- seconds between polls at most (slow_down included)
+  DEVICE_LIFETIME_MAX = 3600,  -- seconds a device code is polled for at most
 }

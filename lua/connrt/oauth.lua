@@ -107,10 +107,10 @@ function M.token_request(c, token_url, ctx, grant, opts)
     local doc = {}
     for _, p in ipairs(params) do if doc[p[1]] == nil then doc[p[1]] = p[2] end end
     return { method = "POST", url = token_url, headers = headers, body = cjson.encode(doc), max_body = limits.TOKEN_BODY,
-      grant = grant_type, hidden_headers = hidden }
+      grant = grant_type, hidden_headers = hidden, token_answer = true }
   end
   return { method = "POST", url = token_url, headers = headers, body = url.form_encode(params),
-    max_body = limits.TOKEN_BODY, grant = grant_type, hidden_headers = hidden }
+    max_body = limits.TOKEN_BODY, grant = grant_type, hidden_headers = hidden, token_answer = true }
 end
 
 local function title_of(body)
@@ -284,11 +284,11 @@ function M.finish_token(t, where, c, from)
   return tok
 end
 
--- A token response's error code and description, as text (nil when there are none):
+--- A token response's error code and description, as text (nil when there are none):
 -- RFC 6749's "error" and "error_description", or an error object's fields (Facebook's
 -- {"error": {"type": ..., "message": ...}}). A JSON null or false error is no error.
-local function error_of(body)
-  local function text(v) return SCALAR[type(v)] and tostring(v) or nil end
+function M.error_of(body)
+  local function text(v) return SCALAR[type(v)] and require("connrt.format").value(v) or nil end
   local e, d = body.error, body.error_description
   if e == nil or e == cjson.null or e == false then return nil end
   if type(e) == "table" then
@@ -308,7 +308,7 @@ function M.normalize(raw, where, c)
     errors.raise("provider", "%s answered %d with %s, not a token response%s", where, raw.status,
       ctype:match("^[^;]*"), title_of(raw.body))
   end
-  local e, d = error_of(body)
+  local e, d = M.error_of(body)
   if e or raw.status < 200 or raw.status > 299 then
     errors.raise("provider", "%s answered %d: %s%s", where, raw.status, e or "no error code", d and (": " .. d) or "")
   end

@@ -72,13 +72,52 @@ local function hide_body(body, ctype)
   return text
 end
 
+-- A token endpoint's answer carries credentials under any name a provider chooses (a
+-- token_response hook finds them in {"data": {"tok": ...}}), and the trace is written
+-- before any hook has said which values are secret. So such an answer is traced as its
+-- shape: every string is hidden but those of the names RFC 6749 gives to what is no
+-- secret (an error, its description, the token type, the scope); numbers and booleans
+-- stay (expires_in, ok).
+local SHOWN = { error = true, error_description = true, error_uri = true, token_type = true, scope = true,
+  message = true }
+
+local function shape_json(v)
+  if type(v) ~= "table" then return type(v) == "string" and v ~= "" and "[redacted]" or v end
+  local out = {}
+  for k, x in pairs(v) do
+    out[k] = (SHOWN[k] and type(x) ~= "table") and x or shape_json(x)
+  end
+  return out
+end
+
+local function shape_body(body, ctype)
+  if body == nil or body == "" then return nil end
+  local doc = body:match("^%s*[%[{]") and require("cjson.safe").decode(body)
+  local text
+  if type(doc) == "table" then
+    text = cjson.encode(shape_json(doc))
+  elseif (ctype or ""):lower():find("x-www-form-urlencoded", 1, true) or body:match("^[%w%%._~+-]+=[^%s]*$") then
+    text = body:gsub("[^&]+", function(pair)
+      local eq = pair:find("=", 1, true)
+      if not eq then return "[redacted]" end
+      if SHOWN[url.decode(pair:sub(1, eq - 1), true)] then return nil end
+      return pair:sub(1, eq) .. "[redacted]"
+    end)
+  else
+    return ("(%d bytes of %s, not shown: a token endpoint's answer)"):format(#body, ctype or "no content type")
+  end
+  if #text > TRACE_BODY_MAX then text = text:sub(1, TRACE_BODY_MAX) .. ("... (%d bytes)"):format(#body) end
+  return text
+end
+
 --- A URL for the trace: the values of secret-named query parameters hidden.
 M.hide_url = hide_url
 
 -- `hidden`: lowercased names of headers whose value carries a secret (M.with_parameters
 -- says which of a connector's do); a secret-looking name is hidden too, and every line
 -- passes log.redact.
-local function trace_exchange(method, target, headers, hidden_headers, body, resp)
+-- `shape_only`: the answer is a token endpoint's (shape_body).
+local function trace_exchange(method, target, headers, hidden_headers, body, resp, shape_only)
   log.trace("> %s %s", method, hide_url(target))
   local ctype
   for _, h in ipairs(headers) do
@@ -93,7 +132,7 @@ local function trace_exchange(method, target, headers, hidden_headers, body, res
   for _, h in ipairs(resp.headers or {}) do
     log.trace("< %s: %s", h.name, log.secret_name(h.name) and "[redacted]" or h.value)
   end
-  b = hide_body(resp.body, resp.header["content-type"])
+  b = (shape_only and shape_body or hide_body)(resp.body, resp.header["content-type"])
   if b then log.trace("< %s", b) end
 end
 
@@ -107,7 +146,8 @@ end
 -- origin), hidden_headers = set of lowercased header names the --verbose trace hides
 -- (those carrying a secret), follow = max redirects, allowed = URL list for
 -- redirects, origin = req.url already parsed, when the caller has it, max_body = bytes
--- the answer may have (a token endpoint's: limits.TOKEN_BODY)}. `what` names the
+-- the answer may have (a token endpoint's: limits.TOKEN_BODY), token_answer = true when
+-- the answer carries credentials (a token endpoint's: traced as its shape only)}. `what` names the
 -- request in errors ("token endpoint"). Returns the client's response {status, headers
 -- (list), header (map, names lowercased: built in src/api/http.c), body, url}. Raises a
 -- network error when no answer came.
@@ -123,7 +163,7 @@ function M.send(req, what)
       method = method, url = current, headers = lines, body = body, timeout = req.timeout, max_body = req.max_body,
       allowed = req.allowed,
     })
-    if log.verbose then trace_exchange(method, current, headers, req.hidden_headers, body, resp) end
+    if log.verbose then trace_exchange(method, current, headers, req.hidden_headers, body, resp, req.token_answer) end
     if not resp then
       local why = (err or "?"):gsub("^%u+ %S+: ", "")
       if code == "refused" then

@@ -135,10 +135,25 @@ local function holder_gone(lease)
   return pid ~= nil and process_start(pid) ~= lease.start
 end
 
-local function decode_lease(v)
-  local ok, lease = pcall(cjson.decode, v)
-  if ok and type(lease) == "table" and type(lease.expires) == "number" then return lease end
-  return nil -- damaged: treated as no lease (it only ever delays a refresh)
+-- A lease record as connrt writes it, or nil for anything else. Leases are plain and
+-- unsealed: a hint between processes that expires on its own, not a secret nor a
+-- decision about where credentials go. One that is not what connrt writes (damaged, or
+-- written by hand with other types) holds nothing and is replaced: the worst it can
+-- cause is one refresh more, where refusing would stop every refresh of the connection.
+-- A lease that ends more than LEASE_MAX seconds from `now` (an endless one) is not one
+-- connrt wrote either.
+local LEASE_MAX = 3600
+local function read_lease(v, now)
+  local lease = v and require("cjson.safe").decode(v)
+  if type(lease) ~= "table" or type(lease.owner) ~= "string" or math.type(lease.expires) == nil
+      or lease.expires ~= lease.expires or lease.expires > now + LEASE_MAX then
+    return nil
+  end
+  for _, k in ipairs({ "pid", "start", "pidns" }) do
+    if lease[k] ~= nil and type(lease[k]) ~= "number" and type(lease[k]) ~= "string" then lease[k] = nil end
+  end
+  lease.token = math.tointeger(lease.token) -- cjson reads every number as a float
+  return lease
 end
 
 --- Takes the lease on `id` for `ttl` seconds for `owner`. A lease whose holder process
@@ -147,12 +162,11 @@ end
 function Backend:acquire_lease(id, owner, ttl)
   local now = sys.time()
   return self:modify(function(txn)
-    local v = txn:get("leases", id)
-    local lease = v and decode_lease(v)
+    local lease = read_lease(txn:get("leases", id), now)
     if lease and lease.expires > now and lease.owner ~= owner and not holder_gone(lease) then
       return false, lease
     end
-    local token = (lease and math.tointeger(lease.token) or 0) + 1
+    local token = (lease and lease.token or 0) + 1
     local me = this_holder()
     txn:put("leases", id, cjson.encode({ owner = owner, token = token, expires = now + ttl, pid = me.pid,
       pidns = me.pidns, start = me.start }))
@@ -163,17 +177,15 @@ end
 --- True when `owner` still holds the lease on `id` with `token` (inside modify's tx):
 -- nobody has taken it since, whether or not it has expired.
 function Backend.holds(_, txn, id, owner, token)
-  local v = txn:get("leases", id)
-  local lease = v and decode_lease(v)
-  return lease ~= nil and lease.owner == owner and math.tointeger(lease.token) == token
+  local lease = read_lease(txn:get("leases", id), sys.time())
+  return lease ~= nil and lease.owner == owner and lease.token == token
 end
 
 --- Gives a lease back if `owner` still holds it.
 function Backend:release_lease(id, owner)
   self:modify(function(txn)
-    local v = txn:get("leases", id)
-    local lease = v and decode_lease(v)
-    if v and (not lease or lease.owner == owner) then txn:del("leases", id) end
+    local lease = read_lease(txn:get("leases", id), sys.time())
+    if lease and lease.owner == owner then txn:del("leases", id) end
   end)
 end
 

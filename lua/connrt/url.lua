@@ -127,6 +127,12 @@ function M.is_loopback(host)
   return true
 end
 
+--- True when `u` is an http or https URL with a host (one to send a user's browser to).
+function M.is_web(u)
+  local p = M.parse(u)
+  return p ~= nil and (p.scheme == "https" or p.scheme == "http") and p.host ~= nil and p.host ~= ""
+end
+
 --- Checks that a URL may carry credentials: https, or http to a loopback host.
 -- Returns the parsed URL, or nil and a message naming `what`.
 function M.check_secure(url, what)

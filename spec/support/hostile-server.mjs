@@ -10,6 +10,8 @@
 //   tok=MODE   the answer to the code exchange (see TOKEN below; default ok)
 //   api=MODE   the test API's answer to the token that exchange hands out (see API)
 // GET /_mode?refresh=MODE sets how later refresh grants are answered (TOKEN modes).
+// POST /device/MODE answers a device authorization badly (see DEVICE); the device code it
+// hands out is polled at /token, where "dc.ok" gets a token and "dc.pending" never does.
 import http from "node:http";
 
 let refreshMode = "ok";
@@ -38,6 +40,9 @@ const TOKEN = {
   huge: (res) => json(res, 200, Buffer.alloc(70 * 1024 * 1024, "x"), "application/json"),
   hangup: (res) => res.socket.destroy(),
   redirect: (res) => { res.writeHead(302, { location: "/elsewhere" }); res.end(); },
+  // credentials under names of the provider's own, which only a token_response hook knows
+  nested: (res) => json(res, 200, { result: { grant: { tok: "at.okNestedS3cretAccess", renew: "rtNestedS3cretRenewal",
+    ttl: 3600 } }, kind: "grant" }),
 };
 
 const API = {
@@ -50,6 +55,21 @@ const API = {
   emptyid: (res) => json(res, 200, { name: "Hostile User", email: "" }),
   nameobj: (res) => json(res, 200, { name: { first: "Hostile" }, email: "hostile@example.com" }),
   escape: (res) => { res.writeHead(302, { location: "http://127.0.0.2:9/steal" }); res.end(); },
+};
+
+const device = (extra) => ({ device_code: "dc.ok", user_code: "WDJB-MJHT", verification_uri: `${origin}/device`,
+  interval: 5, expires_in: 600, ...extra });
+const DEVICE = {
+  slowpoke: (res) => json(res, 200, device({ interval: 1e9, expires_in: 1e9 })),
+  pending: (res) => json(res, 200, device({ device_code: "dc.pending", interval: 1e9 })),
+  nan: (res) => json(res, 200, JSON.stringify(device({ interval: 0 })).replace('"interval":0', '"interval":NaN')),
+  wordy: (res) => json(res, 200, device({ interval: "fast", expires_in: "later" })),
+  descobj: (res) => json(res, 400, { error: "invalid_client", error_description: { text: "no such client" } }),
+  errobj: (res) => json(res, 400, { error: { code: 7, message: "client blocked" } }),
+  codeobj: (res) => json(res, 200, device({ user_code: { code: "X" } })),
+  nocode: (res) => json(res, 200, device({ device_code: null })),
+  fileuri: (res) => json(res, 200, device({ verification_uri: "file:///etc/passwd" })),
+  badcomplete: (res) => json(res, 200, device({ interval: 1, verification_uri_complete: "javascript:alert(1)" })),
 };
 
 const server = http.createServer((req, res) => {
@@ -78,8 +98,15 @@ const server = http.createServer((req, res) => {
       res.writeHead(302, { location: back.toString() });
       return res.end();
     }
+    if (req.method === "POST" && u.pathname.startsWith("/device/")) {
+      return (DEVICE[u.pathname.slice(8)] || DEVICE.slowpoke)(res);
+    }
     if (req.method === "POST" && u.pathname === "/token") {
       const p = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+      if (p.get("grant_type") === "urn:ietf:params:oauth:grant-type:device_code") {
+        if (p.get("device_code") === "dc.ok") return TOKEN.ok(res, "ok");
+        return json(res, 400, { error: "authorization_pending" });
+      }
       let mode = refreshMode, api = "ok";
       if (p.get("grant_type") === "authorization_code") [mode, api] = (p.get("code") || "ok.ok").split(".");
       return (TOKEN[mode] || TOKEN.ok)(res, api);
