@@ -8,7 +8,7 @@
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
 
-_connrt_commands="run script authorize request token refresh revoke delete update rekey list show check redirect-url version help"
+_connrt_commands="run script authorize request token refresh revoke delete update rekey store list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -19,9 +19,10 @@ _connrt_options() {
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
     list | show) echo "--json" ;;
     rekey) echo "--new-key-file" ;;
+    store) echo "migrate copy --from --to --to-key-file" ;;
   esac
 }
-_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file "
+_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file --from --to --to-key-file --store "
 
 # Connection ids and connector ids, one per line. `connrt list --json` prints one line:
 # an array of objects with "id" (the connector's id, "-", 8 hex digits) and "connector".

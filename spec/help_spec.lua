@@ -8,8 +8,8 @@ local help = require("connrt.help")
 
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
-local COMMANDS = { "run", "script", "authorize", "request", "token", "refresh", "revoke", "delete", "update", "rekey", "list",
-  "show", "check", "redirect-url", "version", "help" }
+local COMMANDS = { "run", "script", "authorize", "request", "token", "refresh", "revoke", "delete", "update", "rekey", "store",
+  "list", "show", "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
 local OPTIONS = {
@@ -20,9 +20,10 @@ local OPTIONS = {
   list = { "--json" },
   show = { "--json" },
   rekey = { "--new-key-file" },
+  store = { "--from", "--to", "--to-key-file" },
   token = {}, refresh = {}, revoke = {}, delete = {}, update = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
-local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
+local ENV = { "CONNRT_STORE", "CONNRT_LEASE_TTL", "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
   "CONNRT_REDIRECT_URL", "CONNRT_LISTEN", "CONNRT_BROWSER",
   "CONNRT_CLIENT_ID", "CONNRT_CLIENT_SECRET", "CONNRT_CA_BUNDLE", "CONNRT_REFRESH_MARGIN", "CONNRT_LUA_DIR", "NO_COLOR",
   "CONNRT_FIELD_" }

@@ -443,6 +443,45 @@ function commands.rekey(argv)
   return 0
 end
 
+-- `connrt store migrate` and `connrt store copy --from STORE --to STORE`.
+function commands.store(argv)
+  local store = require("connrt.store")
+  local sub = table.remove(argv, 1)
+  if sub == "migrate" then
+    local _, rest = parse(argv, {})
+    if #rest > 0 then errors.raise("usage", "usage: connrt store migrate") end
+    local kind, name, before, after = store.migrate()
+    if kind ~= "postgres" then
+      log.err("the store %s is an LMDB store: it has no schema to migrate", name)
+    elseif before == after then
+      log.err("the store %s has schema version %d, the newest this connrt knows", name, after)
+    else
+      log.err("the store %s: schema version %d -> %d", name, before, after)
+    end
+    return 0
+  elseif sub == "copy" then
+    local o, rest = parse(argv, { from = "value", to = "value", ["to-key-file"] = "value" })
+    if #rest > 0 or not o.to then
+      errors.raise("usage", "usage: connrt store copy [--from STORE] --to STORE [--to-key-file FILE]")
+    end
+    local from = o.from or store.where()
+    local src = store.open(from, { existing = "connrt store copy --from " .. from })
+    local ok, err = pcall(function()
+      local dst = store.open(o.to, { key_file = o["to-key-file"] })
+      local cok, n, nc = pcall(src.copy_to, src, dst)
+      local name = dst.home
+      dst:close()
+      if not cok then error(n, 0) end
+      log.err("copied %d connection(s) and %d client(s) from %s to %s", n, nc, src.home, name)
+    end)
+    src:close()
+    if not ok then error(err, 0) end
+    return 0
+  end
+  errors.raise("usage", "usage: connrt store migrate | connrt store copy [--from STORE] --to STORE "
+    .. "[--to-key-file FILE] (connrt help store)")
+end
+
 commands["redirect-url"] = function(argv)
   local _, rest = parse(argv, {})
   if #rest > 0 then errors.raise("usage", "usage: connrt redirect-url") end

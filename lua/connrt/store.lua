@@ -697,6 +697,71 @@ end
 
 M.decode_key = decode_key
 
+--- Brings the schema of the store at `where` (default M.where()) up to date: for
+-- PostgreSQL, the forward migrations (which every open runs too); an LMDB store has
+-- none. Returns the backend's kind and the versions before and after (nil for LMDB).
+function M.migrate(where)
+  where = where or M.where()
+  local b = backend_of(where).open(where)
+  local before, after
+  if b.migrate then
+    local ok, x, y = pcall(b.migrate, b) -- open migrated already: this reports the version
+    if not ok then b:close() error(x, 0) end
+    before, after = x, y
+  end
+  local kind, name = b.kind, b.where
+  b:close()
+  return kind, name, before, after
+end
+
+--- Copies every connection, client and connector source of this store into `dst`
+-- (another Store), read in one read transaction and written in one write transaction
+-- on `dst`: all of them or none. Sealed values move as they are when both stores use the
+-- same key, else are opened here and sealed under dst's key (what they say, bindings
+-- included, is unchanged). An account `dst` holds under another id is refused (nothing
+-- is written). Copying again changes nothing. Returns the numbers of connections and
+-- clients copied.
+function Store:copy_to(dst)
+  local conns, clients, sources = self.b:view(function(tx)
+    local list = tx:list("connections")
+    for _, kv in ipairs(list) do kv[3] = tx:get("secrets", kv[1]) end
+    return list, tx:list("clients"), tx:list("connectors")
+  end)
+  local same = self.key == dst.key
+  local function move(blob, aad, what)
+    if same then return blob end
+    return crypto.b64encode(crypto.seal(dst.key, open_sealed(self, blob, aad, what, "; nothing was copied"), aad))
+  end
+  dst.b:modify(function(tx)
+    for _, kv in ipairs(sources) do tx:put("connectors", kv[1], kv[2]) end
+    for _, kv in ipairs(conns) do
+      local id = kv[1]
+      local rec = decode_record(kv[2], id)
+      local sealed = move(rec.sealed or kv[3], "connection/" .. id, "connection " .. id)
+      local text = kv[2]
+      if rec.sealed then -- inline in a store written before the split
+        rec.sealed = nil
+        text = cjson.encode(rec)
+      end
+      local akey = account_key(rec.connector, rec.unique_id)
+      local other = tx:get("accounts", akey)
+      if other and other ~= id then
+        errors.raise("usage", "%s's account %s is in %s already as connection %s (not %s); nothing was copied: delete "
+          .. "one of them first", rec.connector, rec.unique_id, dst.home, other, id)
+      end
+      tx:put("connections", id, text)
+      tx:put("secrets", id, sealed)
+      tx:put("accounts", akey, id)
+    end
+    for _, kv in ipairs(clients) do
+      local c = cjson.decode(kv[2])
+      c.sealed = move(c.sealed, "client/" .. kv[1], "the client secret of " .. kv[1])
+      tx:put("clients", kv[1], cjson.encode(c))
+    end
+  end)
+  return #conns, #clients
+end
+
 --- Takes the lease on a connection for `ttl` seconds for `owner` (single flight across
 -- processes and hosts: the holder refreshes, the others wait and re-read). Returns the
 -- fencing token to give save_tokens, or false and the current holder's lease. On LMDB a
