@@ -321,7 +321,7 @@ function Backend:acquire_lease(id, owner, ttl)
       WHERE l.expires <= now() OR l.owner = excluded.owner
       RETURNING token]], id, owner, ttl + 0.0)
   if r[1] then return r[1].token end
-  local h = self:q([[SELECT owner, extract(epoch FROM expires - now())::float8 AS left FROM connrt_leases
+  local h = self:q([[SELECT owner, extract(epoch FROM greatest(expires, now()) - now())::float8 AS left FROM connrt_leases
       WHERE id = $1]], id)[1]
   if not h then return self:acquire_lease(id, owner, ttl) end -- deleted in between: try again
   return false, { owner = h.owner, expires = require("connrt.sys").time() + h.left }
