@@ -7,13 +7,16 @@ PKGS     = lua5.4 libcurl openssl lmdb libsodium libpq
 PREFIX  ?= /usr/local
 LUADIR   = $(PREFIX)/share/connrt/lua
 MODDIR   = $(PREFIX)/lib/connrt
+# the version: defined here alone. The C build gets it as CONNRT_VERSION (connrt.build's
+# version, which --version, the Lua API and the default User-Agent read); connrt.pc and
+# the man page are made from it (spec/version_spec.lua checks they all agree)
 VERSION  = 0.1.0
 # where the built programs look for lua/connrt: the Lua layer precompiled to bytecode
 # under $(BUILD)/lua (loading bytecode skips the parser, a third of a command's start-up
 # instructions in callgrind); installed, $(LUADIR)
 LUA_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lua
 LUAC     = luac5.4
-LUA_SRC  = $(wildcard lua/connrt/*.lua)
+LUA_SRC  = $(wildcard lua/connrt/*.lua lua/connrt/*/*.lua)
 LUA_BC   = $(patsubst lua/%,$(BUILD)/lua/%,$(LUA_SRC))
 BUILD    = build
 
@@ -22,7 +25,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -Isrc -Iinclude
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -Isrc -Iinclude -DCONNRT_VERSION='"$(VERSION)"'
 LDLIBS  += $(PKG_LIBS)
 
 # the binary's lazily loaded modules (see the binary's rule below)
@@ -44,9 +47,21 @@ LUA      = lua5.4
 SPECS    = bash tools/run-specs.sh
 LUACHECK = luacheck
 
-.PHONY: all deps test lint specs demo clean install bench sanitize valgrind fuzz fuzz-build
+.PHONY: all deps test lint specs demo clean install bench sanitize valgrind fuzz fuzz-build completion
 
-all: $(LUA_BC) $(BUILD)/connrt $(MODS) $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
+all: $(LUA_BC) $(BUILD)/connrt.1 $(BUILD)/connrt.pc $(BUILD)/connrt $(MODS) $(BUILD)/connrt.so $(BUILD)/libconnrt.a $(BUILD)/libconnrt.so $(BUILD)/examples/pipeline
+
+# the objects that read CONNRT_VERSION are made again when VERSION changes
+$(BUILD)/obj/api/api.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/http.o $(BUILD)/obj/api/sandbox.o: Makefile
+
+# the man page and the pkg-config file with the version (and prefix) filled in
+$(BUILD)/connrt.1: docs/connrt.1 Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@VERSION@|$(VERSION)|' docs/connrt.1 > $@
+
+$(BUILD)/connrt.pc: connrt.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' connrt.pc.in > $@
 
 # bytecode keeps its debug information, so tracebacks still name files and lines
 $(BUILD)/lua/%.lua: lua/%.lua
@@ -158,8 +173,15 @@ valgrind: deps
 	@$(MAKE) --no-print-directory BUILD=$(VG_BUILD) all
 	VG_BUILD=$(VG_BUILD) nice -n 10 bash tools/valgrind.sh $(VG_SPECS)
 
+# The bash completion, written from the commands (lua/connrt/help.lua) and their options
+# (lua/connrt/options.lua), the parser's own definition; spec/options_spec.lua checks the
+# committed file is what this writes.
+completion:
+	$(LUA) tools/completion.lua completions/connrt.bash.in > completions/connrt.bash.new
+	mv completions/connrt.bash.new completions/connrt.bash
+
 lint:
-	$(LUACHECK) -q lua spec connectors examples bench
+	$(LUACHECK) -q lua spec connectors examples bench tools
 
 specs: all
 	$(SPECS)
@@ -167,19 +189,20 @@ specs: all
 # Installed programs look for the Lua layer under $(LUADIR), so install rebuilds with it.
 install:
 	$(MAKE) BUILD=$(BUILD)/install LUA_DIR_BAKED='$(LUADIR)' MOD_DIR_BAKED='$(MODDIR)' all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/connrt $(DESTDIR)$(LIBDIR)/pkgconfig \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/connrt/flow $(DESTDIR)$(LIBDIR)/pkgconfig \
 	  $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/lua/5.4 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/install/connrt $(DESTDIR)$(PREFIX)/bin/connrt
 	install -d $(DESTDIR)$(MODDIR)/connrt
 	install -m 0755 $(BUILD)/install/lib/connrt/*.so $(DESTDIR)$(MODDIR)/connrt/
 	install -m 0644 $(BUILD)/install/lua/connrt/*.lua $(DESTDIR)$(LUADIR)/connrt/
+	install -m 0644 $(BUILD)/install/lua/connrt/flow/*.lua $(DESTDIR)$(LUADIR)/connrt/flow/
 	install -m 0644 include/connrt.h $(DESTDIR)$(INCDIR)/connrt.h
 	install -m 0644 $(BUILD)/install/libconnrt.a $(DESTDIR)$(LIBDIR)/libconnrt.a
 	install -m 0755 $(BUILD)/install/libconnrt.so $(DESTDIR)$(LIBDIR)/libconnrt.so.0
 	ln -sf libconnrt.so.0 $(DESTDIR)$(LIBDIR)/libconnrt.so
 	install -m 0755 $(BUILD)/install/connrt.so $(DESTDIR)$(LIBDIR)/lua/5.4/connrt.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' connrt.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/connrt.pc
-	install -m 0644 docs/connrt.1 $(DESTDIR)$(MANDIR)/man1/connrt.1
+	install -m 0644 $(BUILD)/install/connrt.pc $(DESTDIR)$(LIBDIR)/pkgconfig/connrt.pc
+	install -m 0644 $(BUILD)/install/connrt.1 $(DESTDIR)$(MANDIR)/man1/connrt.1
 	install -m 0644 completions/connrt.bash $(DESTDIR)$(BASHCOMPDIR)/connrt
 
 clean:
@@ -194,7 +217,8 @@ FUZZ_CC        = clang
 FUZZ_DIR       = $(BUILD)/fuzz
 FUZZ_HARNESSES = listener callback template url token
 FUZZ_CFLAGS    = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
-                 -fsanitize=address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS) -Isrc -Iinclude
+                 -fsanitize=address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS) -Isrc -Iinclude \
+                 -DCONNRT_VERSION='"$(VERSION)"'
 FUZZ_OBJ       = $(patsubst src/%.c,$(FUZZ_DIR)/obj/%.o,$(API_SRC))
 .SECONDARY: $(FUZZ_OBJ)
 

@@ -7,8 +7,12 @@
 # update's connector;
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
+#
+# completions/connrt.bash is written by `make completion` (tools/completion.lua) from
+# completions/connrt.bash.in and the one definition of the commands (lua/connrt/help.lua)
+# and their options (lua/connrt/options.lua): edit those, not connrt.bash.
 
-_connrt_commands="run script authorize request token refresh revoke delete update rekey store list show check redirect-url version help"
+_connrt_commands="run script authorize connect request token refresh revoke delete update rekey store list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -16,13 +20,15 @@ _connrt_options() {
   case "$1" in
     run) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
+    connect) echo "--print-connector --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
-    list | show) echo "--json" ;;
+    update) echo "--replace" ;;
     rekey) echo "--new-key-file" ;;
-    store) echo "migrate copy --from --to --to-key-file" ;;
+    store) echo "--from --to --to-key-file" ;;
+    list | show) echo "--json" ;;
   esac
 }
-_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file --from --to --to-key-file --store "
+_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file --from --to --to-key-file "
 
 # Connection ids and connector ids, one per line. `connrt list --json` prints one line:
 # an array of objects with "id" (the connector's id, "-", 8 hex digits) and "connector".
@@ -63,7 +69,7 @@ _connrt() {
 
   if [ "$COMP_CWORD" -le 1 ]; then
     if [[ "$cur" == -* ]]; then
-      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --verbose -v" -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --store --verbose -v" -- "$cur")
     else
       mapfile -t COMPREPLY < <(compgen -W "$_connrt_commands" -- "$cur")
     fi
@@ -76,7 +82,7 @@ _connrt() {
   # the value of an option: files where it is a path, nothing to offer otherwise
   if [[ "$_connrt_valued" == *" $prev "* ]]; then
     case "$prev" in
-      --client-secret-file | --new-key-file)
+      --client-secret-file | --new-key-file | --to-key-file)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         compopt -o filenames 2>/dev/null
         ;;

@@ -8,7 +8,7 @@ return {
   title = "Reddit",
   fields = {
     { key = "user_agent", label = "User-Agent", description = "platform:app-id:version (by /u/username)",
-      default = "linux:connrt:0.1.0 (by /u/connrt)" },
+      default = "linux:connrt:" .. connrt.version .. " (by /u/connrt)" },
   },
   authorize_url = "https://www.reddit.com/api/v1/authorize",
   scopes = { "identity", "read" },

@@ -109,12 +109,20 @@
 ---@field auth? ConnectorAuth
 ---@field fields? ConnectorField[]
 ---@field issuer? ConnectorTemplate RFC 9207: a callback whose `iss` differs is rejected.
+---@field discovery? ConnectorTemplate The authorization server's issuer URL: its metadata (RFC 8414, OpenID Connect) fills authorize_url, token_url, revoke_url, device_url, issuer and, without `test`, the test API (userinfo); keys set here win. Its endpoints must be on the issuer's origin.
+---@field registration? "dynamic" Register a client at the server (RFC 7591) on the first connect and reuse it (needs `discovery`); --client-id wins.
+---@field resource? ConnectorTemplate RFC 8707 resource indicator, sent on the authorization request and every token request.
 ---@field authorize_url? ConnectorTemplate
 ---@field device_url? ConnectorTemplate
 ---@field scopes? string[]
 ---@field scope_separator? string Default " ".
 ---@field authorize_params? table<string, ConnectorTemplate>
+---@field client_id_param? string The client id's parameter name in the authorize request and a token request's body (TikTok's "client_key"). Default "client_id".
+---@field redirect_uri? ConnectorTemplate Sent as redirect_uri in the authorize and code exchange requests instead of the redirect URL (eBay's RuName); fields only.
 ---@field pkce? boolean Default true (S256).
+---@field pkce_encoding? "base64url"|"hex" How the S256 challenge is encoded. Default "base64url" (RFC 7636); "hex" for TikTok's desktop apps.
+---@field app_registration? { url: ConnectorTemplate, form?: table<string, ConnectorTemplate> } A client registered on each server at the first connect through the provider's own app API (Mastodon's POST /api/v1/apps); the form sees fields, {{redirect_uri}} and {{scope}}; kept sealed per server and reused.
+---@field callback_fields? table<string, string> Fields the callback sets, by field key to callback parameter (Zoho's accounts_server = "accounts-server"); each field needs `choices`, and the callback's value must be one of them.
 ---@field token_url? ConnectorTemplate
 ---@field client_auth? "basic"|"body" Default "basic".
 ---@field token_params? table<string, ConnectorTemplate> Fields and {{client_id}}.
@@ -124,7 +132,7 @@
 ---@field revoke_url? ConnectorTemplate RFC 7009.
 ---@field revoke_request? ConnectorRevokeRequest For revocations that are not RFC 7009 (GitHub, Dropbox, Stripe).
 ---@field exchange_request? ConnectorRevokeRequest Sent right after the code exchange; its token answer is kept (Facebook's long-lived token).
----@field test string|ConnectorRequestSpec Must answer 2xx (and hold `ok`, and not be what hooks.expired calls expired) for the connection to be saved.
+---@field test? string|ConnectorRequestSpec Required unless `discovery` gives the userinfo endpoint. Must answer 2xx (and hold `ok`, and not be what hooks.expired calls expired) for the connection to be saved.
 ---@field name ConnectorTemplate The connection's name (no secrets).
 ---@field unique_id ConnectorTemplate The account's id (no secrets).
 ---@field values? string[] Values from the token response or hooks that the connection keeps (only these).

@@ -1,14 +1,14 @@
 --- fuzz/callback.lua - harness for the callback's query parser: url.form_decode, which
--- flow.lua runs on the query of the request the listener caught (and of a pasted
+-- The flow (flow/code.lua) runs on the query of the request the listener caught (and of a pasted
 -- address), then hooks.callback of a connector that reads it (connectors/quickbooks.lua).
 --
 -- Input: the query string. The decoded map and list must hold strings only, the map the
 -- first value of each name, and encoding the list again must decode to the same list;
--- the state check flow.lua makes must hold only for the very state; the hook must keep a
+-- the state check flow/browser.lua makes must hold only for the very state; the hook must keep a
 -- value or refuse with a connector error.
 local connector = require("connrt.connector")
 local errors = require("connrt.errors")
-local flow = require("connrt.flow")
+local code = require("connrt.flow.code")
 local url = require("connrt.url")
 
 local function check(cond, fmt, ...)
@@ -41,7 +41,7 @@ return function(data)
   local _, again = url.form_decode(url.form_encode(list))
   check(same_list(list, again), "%q: encoding the decoded pairs again decodes to other pairs", data)
 
-  -- flow.lua's await_callback: the callback is taken when q.state == state
+  -- flow/browser.lua's await_callback: the callback is taken when q.state == state
   if map.state == STATE then
     local found = false
     for part in data:gmatch("[^&]+") do
@@ -51,7 +51,7 @@ return function(data)
     check(found, "%q carries the state without a state=STATE pair", data)
   end
 
-  local ok, v = pcall(flow.callback_values, quickbooks, map)
+  local ok, v = pcall(code.callback_values, quickbooks, map)
   if ok then
     check(type(v) == "table" and type(v.realm_id) == "string" and v.realm_id:match("^%d+$"),
       "hooks.callback kept %s", tostring(v and v.realm_id))

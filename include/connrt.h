@@ -27,6 +27,11 @@
  * is undone by connrt_close; a program that needs a core dump to debug must set them
  * back itself (the hard limit only with CAP_SYS_RESOURCE). AddressSanitizer's leak check
  * still works: it makes the process dumpable while it looks.
+ *
+ * While connector code runs (a connector's hooks, during a request), the calling thread
+ * gets SIGPROF from a timer on its CPU clock: connrt installs its own SIGPROF handler
+ * (SA_RESTART) the first time, so the program must not use SIGPROF or block it in that
+ * thread (the sandbox's time bound is then coarser, not gone).
  */
 #ifndef CONNRT_H
 #define CONNRT_H

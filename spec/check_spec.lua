@@ -157,4 +157,22 @@ describe("connrt check", function()
     assert.equal(2, res.code)
     h.rmdir(dir)
   end)
+
+  it("takes the loader's problems from the loader's one validation, each at its key (connector.problems)", function()
+    -- problems the lint has no check of its own for: the key comes with the problem, not
+    -- from its message (token_headers.Authorization: and values: read as "(file)" before)
+    local src = source({ token_headers = '{ Authorization = "x" }' })
+    assert.same({ "x.lua: token_headers.Authorization: token_headers.Authorization: connrt sets this header itself "
+      .. "(client_auth and token_request_format say how) (hint: see docs/connectors.md for this key)" }, lines(src))
+    src = source({ fields = '{ { key = "site", default = "a b", pattern = "%w+" } }',
+      values = '{ "site" }', token_headers = '{ Authorization = "x" }' })
+    local found = lines(src)
+    assert.equal(2, #found, table.concat(found, "\n"))
+    assert.matches("^x%.lua: fields%[1%]: fields%[1%] %(site%): default", found[1])
+    assert.matches("^x%.lua: values: values: 'site' is also a field", found[2])
+    -- the loader raises the first of them, with the same text
+    local ok, e = pcall(require("connrt.connector").load_source, src, "x.lua")
+    assert.is_false(ok)
+    assert.matches("^x%.lua: fields%[1%] %(site%): default", e.message)
+  end)
 end)

@@ -330,7 +330,9 @@ describe("ways to connect (integration) #integration", function()
       assert.equal(0, res.code, res.stderr)
       local blob = res.stdout:match("^(connrt%-authorized%-v1:[%w_-]+)\n$")
       assert.is_string(blob, res.stdout)
-      assert.same({}, list(laptop)) -- authorize saves nothing
+      -- authorize saves nothing: no store, no key file (list creates none either)
+      assert.same({ ["data.mdb"] = "absent", key = "absent" }, h.snapshot(laptop))
+      assert.same({}, list(laptop))
       res = h.connrt({ "run", "examples/local-oidc.lua", "--paste", "--json", "--client-id", "connrt-basic",
         "--field", "server=" .. server.issuer }, { env = env(srv, { CONNRT_CLIENT_SECRET = "basic-secret",
         SIGNIN_ACTION = "none" }), stdin = blob .. "\n" })

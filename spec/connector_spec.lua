@@ -96,6 +96,72 @@ describe("connector", function()
     assert.matches("authorize_url uses {{regoin}}, which is not a field of this connector (fields: region)", msg, 1, true)
   end)
 
+  it("checks client_id_param, pkce_encoding and redirect_uri (TikTok, eBay), and fills their defaults", function()
+    local c = connector.load_source(source(), "demo.lua")
+    assert.equal("client_id", c.client_id_param)
+    assert.equal("base64url", c.pkce_encoding)
+    assert.is_nil(c.redirect_uri)
+    local msg = err_of(connector.load_source, source({ client_id_param = '"client key"' }), "c.lua")
+    assert.matches("key 'client_id_param': expected a parameter name", msg, 1, true)
+    msg = err_of(connector.load_source, source({ pkce_encoding = '"base32"' }), "c.lua")
+    assert.matches("key 'pkce_encoding': expected one of base64url, hex, got base32", msg, 1, true)
+    msg = err_of(connector.load_source, source({ pkce_encoding = '"hex"', pkce = "false" }), "c.lua")
+    assert.matches("key 'pkce_encoding': the connector does not use PKCE (pkce = false)", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "runame" } }', redirect_uri = '"{{client_secret}}"' }),
+      "c.lua")
+    assert.matches("redirect_uri uses {{client_secret}}, which is not a field of this connector (fields: runame)", msg, 1,
+      true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "runame" } }', redirect_uri = '"{{runame}}"',
+      auth = '"device_code"', device_url = '"https://auth.example.com/device"' }), "c.lua")
+    assert.matches("key 'redirect_uri': only a browser sign-in", msg, 1, true)
+  end)
+
+  it("checks callback_fields (Zoho): a declared field with choices, not secret; the reach covers every choice", function()
+    local msg = err_of(connector.load_source, source({ callback_fields = '{ dc = "accounts-server" }' }), "c.lua")
+    assert.matches("callback_fields.dc: no such field (fields: none)", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "dc" } }', callback_fields = '{ dc = "accounts-server" }' }),
+      "c.lua")
+    assert.matches("callback_fields.dc: the field needs choices", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "dc", secret = true, choices = { "a" } } }',
+      callback_fields = '{ dc = "accounts-server" }' }), "c.lua")
+    assert.matches("callback_fields.dc: a secret field cannot come from a callback", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "dc", choices = { "a" } } }',
+      callback_fields = '{ dc = 1 }' }), "c.lua")
+    assert.matches("key 'callback_fields.dc': expected a string, got number", msg, 1, true)
+    -- the shipped Zoho connector: a client is remembered for every data centre's accounts host
+    local z = connector.load("connectors/zoho.lua")
+    local context = require("connrt.flow.context")
+    local fields = { accounts_server = "https://accounts.zoho.com" }
+    local ctx = { fields = fields, urls = { token_url = connector.render_url(z, "token_url", fields) },
+      allowed_static = { [2] = connector.render_url(z, 2, fields) }, authorize_url = connector.render_url(z, "authorize_url", fields) }
+    local reach = context.reach_before(z, ctx)
+    for _, o in ipairs({ "https://accounts.zoho.com:443", "https://accounts.zoho.eu:443", "https://accounts.zoho.com.cn:443",
+      "https://accounts.zohocloud.ca:443" }) do
+      local found = false
+      for _, r in ipairs(reach) do if r == o then found = true end end
+      assert.is_true(found, o .. " is not in the reach")
+    end
+    assert.equal(9, #reach)
+  end)
+
+  it("checks app_registration (Mastodon): its URL from fields, its form from fields, redirect_uri and scope", function()
+    local reg = 'fields = { { key = "instance" } }, app_registration = { url = "https://{{instance}}/api/v1/apps", '
+      .. 'form = { client_name = "connrt", redirect_uris = "{{redirect_uri}}", scopes = "{{scope}}" } }'
+    local c = connector.load_source(source():gsub("^return {", "return { " .. reg .. ","), "c.lua")
+    assert.equal("https://{{instance}}/api/v1/apps", c.app_registration.url)
+    local msg = err_of(connector.load_source, source({ fields = '{ { key = "instance" } }',
+      app_registration = '{ url = "https://{{access_token}}/apps", form = {} }' }), "c.lua")
+    assert.matches("app_registration.url uses {{access_token}}, which is not a field of this connector", msg, 1, true)
+    msg = err_of(connector.load_source, source({ fields = '{ { key = "instance" } }',
+      app_registration = '{ url = "https://{{instance}}/apps", form = { secret = "{{client_secret}}" } }' }), "c.lua")
+    assert.matches("app_registration.form.secret uses {{client_secret}}, which is neither a field", msg, 1, true)
+    msg = err_of(connector.load_source, source({ app_registration = '{ form = {} }' }), "c.lua")
+    assert.matches("key 'app_registration.url': is required", msg, 1, true)
+    msg = err_of(connector.load_source, source({ app_registration = '{ url = "https://a.example.com/apps" }',
+      auth = '"client_credentials"' }), "c.lua")
+    assert.matches("key 'app_registration': only a browser sign-in", msg, 1, true)
+  end)
+
   it("refuses a revoke_request that puts a token in its URL, or comes with a revoke_url", function()
     local msg = err_of(connector.load_source, source({
       revoke_request = '{ url = "https://api.example.com/revoke?t={{access_token}}" }' }), "c.lua")

@@ -38,6 +38,7 @@ function start_standin(name, fixture)
 end
 
 local function plain(s) return (s:gsub("%p", "%%%0")) end
+local function url_form(body) return (require("connrt.url").form_decode(body)) end
 
 -- The connector's source with its provider URLs pointed at the stand-in: first the
 -- case's own rewrites (for templated hosts), then every remaining https origin.
@@ -116,6 +117,9 @@ local CASES = {
     allowed = function(origin) return { origin .. "/company/api" } end },
   { id = "figma", name = "Ada", unique_id = "1234", request = "/me", expect = "ada@example.com" },
   { id = "facebook", name = "Ada Lovelace", unique_id = "10158238122847823", request = "/me", expect = "Ada Lovelace" },
+  { id = "keycloak", rewrites = { { 'pattern = "https://[%w.-]+%.[%a]+[:%d]*"', 'pattern = "http://127%.0%.0%.1:%d+"' } },
+    fields = { "server=ORIGIN", "realm=acme" }, name = "ada at acme", unique_id = "acme/f1b3c2d4-8e6a-4b1f-9c3d-2e5f7a9b0c1d",
+    request = "ORIGIN/admin/realms/acme/users/count", expect = "42" },
   { id = "gitlab", rewrites = { { 'pattern = "https://[%w.-]+%.[%a]+[:%d]*"', 'pattern = "http://127%.0%.0%.1:%d+"' } },
     name = "john_smith's GitLab", unique_id = "1", request = "/user", expect = "John Smith" },
   { id = "google", name = "Ada Lovelace (ada@example.com)", unique_id = "110169484474386276334",
@@ -139,7 +143,8 @@ local CASES = {
   { id = "reddit", name = "u/reddit_user", unique_id = "1w72", request = "/api/v1/me", expect = "link_karma",
     saw = function(log)
       -- the descriptive User-Agent on the token request too (token_headers)
-      assert.equal("linux:connrt:0.1.0 (by /u/connrt)", find(log, "POST", "/api/v1/access_token")[1].headers["user-agent"])
+      assert.equal("linux:connrt:" .. require("connrt.build").version .. " (by /u/connrt)",
+        find(log, "POST", "/api/v1/access_token")[1].headers["user-agent"])
     end },
   { id = "airtable", name = "foo@bar.com", unique_id = "usrL2PNC5o3H4lBEi", request = "/meta/whoami", expect = "usrL2PNC5o3H4lBEi" },
   { id = "calendly", name = "John Doe", unique_id = "https://api.calendly.com/users/AAAAAAAAAAAAAAAA",
@@ -188,6 +193,18 @@ local CASES = {
       local t = find(log, "POST", "/api/v2/oauth/token")[1]
       assert.equal("", t.query) -- no client secret or code in the URL
       assert.matches("client_secret=", t.body, 1, true)
+    end },
+  { id = "mastodon", register = true, rewrites = { { "https://{{instance}}", "ORIGIN" } }, fields = { "instance=mastodon.social" },
+    name = "@trwnh@mastodon.social", unique_id = "mastodon.social/14715", request = "/v1/timelines/home",
+    expect = "Building the difference engine",
+    saw = function(log)
+      -- the app registered itself with the redirect URL and the scopes it then asked for
+      local reg = url_form(find(log, "POST", "/api/v1/apps")[1].body)
+      assert.equal("connrt", reg.client_name)
+      assert.equal("read write", reg.scopes)
+      assert.matches("^http://127%.0%.0%.1:%d+/callback$", reg.redirect_uris)
+      local t = url_form(find(log, "POST", "/oauth/token")[1].body)
+      assert.equal("TWhM-tNSuncnqN7DBJmoyeLnk6K3iJJ71KKXxgL1hPM", t.client_id)
     end },
   { id = "miro", name = "Ada Lovelace at Analytical Engines", unique_id = "3458764517517819000/3458764517517852417",
     request = "/boards", expect = "Engine plans" },
@@ -270,6 +287,59 @@ local CASES = {
     request = "/api/v1/monitor", expect = "Engine CPU high" },
   { id = "pagerduty", rewrites = { { "https://{{api_host}}", "ORIGIN" } }, fields = { "api_token=y_NbAkKc66ryYTWUXYEu" },
     name = "Ada Lovelace (ada@example.com)", unique_id = "PXPGF42", request = "/incidents", expect = "Engine overheated" },
+  { id = "etsy", public = true, fields = { "shared_secret=es-standin-shared-secret" }, name = "Ada Lovelace",
+    unique_id = "12345678", request = "/shops/24681357/listings/active", expect = "Brass difference engine gear",
+    saw = function(log)
+      -- a public client: the token request carries the client id and the PKCE verifier, no secret
+      local body = find(log, "POST", "/v3/public/oauth/token")[1].body
+      assert.matches("client_id=cid-standin", body, 1, true)
+      assert.matches("code_verifier=", body, 1, true)
+      assert.is_nil(body:find("client_secret", 1, true))
+      assert.is_nil(body:find("es-standin-shared-secret", 1, true))
+    end },
+  { id = "tiktok", name = "Tik Toker", unique_id = "723f24d7-e717-40f8-a2b6-cb8464cd23b4",
+    request = "/video/list/?fields=id,title", method = "POST", body = '{"max_count":20}',
+    expect = "Building the difference engine",
+    saw = function(log)
+      -- the client id as client_key (never client_id), in the sign-in and the token request
+      local a = log[1]
+      assert.equal("/v2/auth/authorize/", a.path)
+      assert.matches("[?&]client_key=cid%-standin", a.query)
+      assert.is_nil(a.query:find("client_id=", 1, true))
+      -- the S256 challenge hex-encoded: 64 hex digits, as TikTok's desktop apps send it
+      assert.matches("[?&]code_challenge=%x+&", a.query)
+      assert.equal(64, #a.query:match("[?&]code_challenge=(%x+)"))
+      local body = find(log, "POST", "/v2/oauth/token/")[1].body
+      assert.matches("client_key=cid-standin", body, 1, true)
+      assert.is_nil(body:find("client_id=", 1, true))
+    end },
+  { id = "ebay", rewrites = { { "https://auth.{{environment}}.com", "ORIGIN" }, { "https://api.{{environment}}.com", "ORIGIN" },
+    { "https://apiz.{{environment}}.com", "ORIGIN" } }, fields = { "runame=Ada_Lovelace-AdaLovel-connrt-hqzxklmn" },
+    -- the RuName stands for the URL registered with it: connrt's redirect URL
+    fixture = function(doc, redirect) doc.authorize.redirect_name.url = redirect end,
+    name = "ada_engines on eBay", unique_id = "fmbyfpw4sbm", request = "/sell/inventory/v1/inventory_item?limit=1",
+    expect = "Brass difference engine gear",
+    saw = function(log)
+      -- the RuName, not the redirect URL, as redirect_uri in the consent and code exchange requests
+      assert.matches("[?&]redirect_uri=Ada_Lovelace%-AdaLovel%-connrt%-hqzxklmn&", log[1].query)
+      local t = find(log, "POST", "/identity/v1/oauth2/token")[1]
+      assert.matches("redirect_uri=Ada_Lovelace-AdaLovel-connrt-hqzxklmn", t.body, 1, true)
+      assert.matches("^Basic ", t.headers.authorization)
+    end },
+  { id = "zoho", rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" } },
+    name = "Ada Lovelace (ada@example.com)", unique_id = "60001234567", request = "/crm/v8/users?type=CurrentUser",
+    expect = "4150868000000225013",
+    allowed = function(origin) return { origin .. "/zapi/www.zohoapis.com", origin .. "/oauth/user/info" } end,
+    saw = function(log)
+      -- access_type=offline and prompt=consent for a refresh token; Zoho's own token scheme
+      assert.matches("Zoho%-oauthtoken at%-", find(log, "GET", "/zapi/www.zohoapis.com/crm/v8/users")[1].headers.authorization)
+    end },
+  { id = "twitch", name = "TwitchDev", unique_id = "141981764", request = "/channels?broadcaster_id=141981764",
+    expect = "TwitchDev Monthly Update",
+    saw = function(log)
+      -- the app's client id on every Helix call, beside the token
+      for _, r in ipairs(find(log, "GET", "/helix/users")) do assert.equal(CLIENT_ID, r.headers["client-id"]) end
+    end },
 }
 
 describe("shipped connectors against provider stand-ins #integration", function()
@@ -290,8 +360,16 @@ describe("shipped connectors against provider stand-ins #integration", function(
   local function connect(case, standin, home)
     local path = rewritten(case.id, standin.origin, case.rewrites, tmp)
     local args = { "run", path, "--json", "--timeout", "20" }
-    for _, f in ipairs(case.fields or {}) do args[#args + 1] = "--field"; args[#args + 1] = f end
-    return h.connrt(args, { env = env(home) }), path
+    for _, f in ipairs(case.fields or {}) do
+      args[#args + 1] = "--field"
+      args[#args + 1] = (f:gsub("ORIGIN", (standin.origin:gsub("%%", "%%%%"))))
+    end
+    local e = env(home)
+    -- a public client (PKCE, no client secret): an empty value is no secret
+    if case.public then e.CONNRT_CLIENT_SECRET = "" end
+    -- a client registered at connect time (Mastodon): none is given
+    if case.register then e.CONNRT_CLIENT_ID, e.CONNRT_CLIENT_SECRET = "", "" end
+    return h.connrt(args, { env = e }), path
   end
 
   it("every shipped connector has a case here and a stand-in fixture", function()
@@ -311,6 +389,14 @@ describe("shipped connectors against provider stand-ins #integration", function(
 
   for _, case in ipairs(CASES) do
     it(case.id .. ": connects through the stand-in and sends a request", function()
+      -- a case may adjust its fixture to the run (eBay's RuName stands for the redirect URL)
+      local fixture
+      if case.fixture then
+        local doc = cjson.decode(h.read("spec/fixtures/providers/" .. case.id .. ".json"))
+        case.fixture(doc, redirect)
+        fixture = tmp .. "/" .. case.id .. "-run.json"
+        h.write(fixture, cjson.encode(doc))
+      end
       with_standin(case.id, function(standin, home)
         local res = connect(case, standin, home)
         assert.equal(0, res.code, res.stderr)
@@ -330,7 +416,7 @@ describe("shipped connectors against provider stand-ins #integration", function(
           assert.same(case.allowed(standin.origin), show.allowed_urls)
         end
         if case.saw then case.saw(standin.log()) end
-      end)
+      end, fixture)
     end)
   end
 
@@ -344,6 +430,12 @@ describe("shipped connectors against provider stand-ins #integration", function(
       api = "/zd/ada/api/v2/users/me.json", fields = { "subdomain=ada" },
       rewrites = { { "https://{{subdomain}}.zendesk.com", "ORIGIN/zd/{{subdomain}}" } } },
     { id = "strava", method = "POST", path = "/oauth/deauthorize", api = "/api/v3/athlete" },
+    { id = "twitch", method = "POST", path = "/oauth2/revoke", api = "/helix/users" },
+    { id = "mastodon", method = "POST", path = "/oauth/revoke", api = "/api/v1/accounts/verify_credentials",
+      says = "revoked the access token of mastodon", fields = { "instance=mastodon.social" }, register = true,
+      rewrites = { { "https://{{instance}}", "ORIGIN" } } },
+    { id = "zoho", method = "POST", path = "/oauth/v2/token/revoke",
+      rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" } } },
     { id = "todoist", method = "POST", path = "/api/v1/access_tokens/revoke", api = "/api/v1/user" },
     { id = "square", method = "POST", path = "/oauth2/revoke", api = "/v2/merchants/me",
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
@@ -352,10 +444,13 @@ describe("shipped connectors against provider stand-ins #integration", function(
     -- RFC 7009 through revoke_url: the refresh token, then the access token
     { id = "fitbit", method = "POST", path = "/oauth2/revoke", count = 2, api = "/1/user/-/profile.json",
       says = "revoked the refresh token and access token of fitbit" },
+    { id = "tiktok", method = "POST", path = "/v2/oauth/revoke/", count = 2,
+      api = "/v2/user/info/?fields=open_id,union_id,avatar_url,display_name",
+      says = "revoked the refresh token and access token of tiktok" },
   }) do
     it(rv.id .. ": revokes with the provider's own request, and the token stops working", function()
       with_standin(rv.id, function(standin, home)
-        local res = connect({ id = rv.id, fields = rv.fields, rewrites = rv.rewrites }, standin, home)
+        local res = connect({ id = rv.id, fields = rv.fields, rewrites = rv.rewrites, register = rv.register }, standin, home)
         assert.equal(0, res.code, res.stderr)
         local st = require("connrt.store").open(home)
         local token = st:secrets(st:list()[1]).access_token
@@ -429,6 +524,32 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end)
   end)
 
+  it("ebay: refreshes with HTTP Basic and keeps the refresh token a refresh does not send back", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/ebay.json"))
+    doc.authorize.redirect_name.url = redirect
+    local fixture = tmp .. "/ebay-refresh.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("ebay", function(standin, home)
+      local rw = { { "https://auth.{{environment}}.com", "ORIGIN" }, { "https://api.{{environment}}.com", "ORIGIN" },
+        { "https://apiz.{{environment}}.com", "ORIGIN" } }
+      local res = connect({ id = "ebay", rewrites = rw, fields = { "runame=Ada_Lovelace-AdaLovel-connrt-hqzxklmn" } },
+        standin, home)
+      assert.equal(0, res.code, res.stderr)
+      for _ = 1, 2 do
+        res = h.connrt({ "refresh", "ebay" }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+      end
+      local posts = find(standin.log(), "POST", "/identity/v1/oauth2/token")
+      assert.equal(3, #posts)
+      local r2, r3 = url_form(posts[2].body), url_form(posts[3].body)
+      assert.equal("refresh_token", r3.grant_type)
+      assert.equal(r2.refresh_token, r3.refresh_token)
+      assert.matches("^Basic ", posts[3].headers.authorization)
+      res = h.connrt({ "request", "ebay", "/sell/inventory/v1/inventory_item?limit=1" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+    end, fixture)
+  end)
+
   it("square: reads expires_at (ISO 8601) as the expiry, and refreshes with the same refresh token", function()
     with_standin("square", function(standin, home)
       local rw = { { "https://connect.{{env}}.com", "ORIGIN" } }
@@ -454,6 +575,9 @@ describe("shipped connectors against provider stand-ins #integration", function(
     { id = "fitbit", says = "invalid_grant: Authorization code invalid" }, -- {"errors": [{"errorType", ...}]}
     { id = "strava", says = "invalid_grant: Bad Request (AuthorizationCode code invalid)" }, -- Strava's fault shape
     { id = "clickup", says = "OAUTH_014: Code not found" },                 -- {"err", "ECODE"}
+    { id = "twitch", says = "invalid_grant: Invalid authorization code" },   -- {"status", "message"}
+    { id = "zoho", says = "answered 200: invalid_code",                     -- HTTP 200 {"error"}
+      rewrites = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" } } },
     { id = "square", says = "UNAUTHORIZED: Authorization code is already redeemed", -- {"errors": [...]}
       rewrites = { { "https://connect.{{env}}.com", "ORIGIN" } } },
   }
@@ -489,6 +613,28 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end)
   end)
 
+  it("twitch: the test API fails without the Client-Id header Helix requires, and nothing is saved", function()
+    with_standin("twitch", function(standin, home)
+      local path = rewritten("twitch", standin.origin, { { ', ["Client-Id"] = "{{client_id}}"', "" } }, tmp)
+      local res = h.connrt({ "run", path, "--timeout", "20" }, { env = env(home) })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("test API GET " .. standin.origin .. "/helix/users answered 401: Unauthorized", res.stderr, 1, true)
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end)
+  end)
+
+  it("etsy: without the shared secret in x-api-key Etsy refuses the API (403), and nothing is saved", function()
+    with_standin("etsy", function(standin, home)
+      local path = rewritten("etsy", standin.origin, { { ':{{shared_secret}}"', '"' } }, tmp)
+      local e = env(home)
+      e.CONNRT_CLIENT_SECRET = ""
+      local res = h.connrt({ "run", path, "--field", "shared_secret=es-standin-shared-secret", "--timeout", "20" }, { env = e })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("GET /users/me answered 403 without user_id", res.stderr, 1, true)
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = e }).stdout)
+    end)
+  end)
+
   it("salesforce: an instance_url that is not https is refused before it joins the allowed URLs", function()
     local doc = cjson.decode(h.read("spec/fixtures/providers/salesforce.json"))
     doc.token.body.instance_url = "http://evil.example.com"
@@ -517,6 +663,156 @@ describe("shipped connectors against provider stand-ins #integration", function(
       for _, e in ipairs(standin.log()) do assert.is_nil(e.path:find("evil", 1, true)) end
       assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
     end, fixture)
+  end)
+
+  local ZOHO_RW = { { "https://{{api_host}}", "ORIGIN/zapi/{{api_host}}" } }
+  it("mastodon: registers the app once per instance, keeps it sealed, and reuses it on the next connect", function()
+    local home = h.tmpdir()
+    local a, b = start_standin("mastodon"), start_standin("mastodon")
+    local ok, err = pcall(function()
+      local function registrations(s)
+        return cjson.decode(assert(client:request({ url = s.origin .. "/_standin/registered" })).body).registrations
+      end
+      local function run(s, instance)
+        local res = connect({ id = "mastodon", register = true, rewrites = { { "https://{{instance}}", "ORIGIN" } },
+          fields = { "instance=" .. (instance or "mastodon.social") } }, s, home)
+        assert.equal(0, res.code, res.stderr)
+        return res
+      end
+      local res = run(a)
+      assert.matches("Registered connrt as client TWhM-tNSuncnqN7DBJmoyeLnk6K3iJJ71KKXxgL1hPM at " .. a.origin
+        .. "/api/v1/apps", res.stderr, 1, true)
+      run(a)
+      assert.equal(1, registrations(a)) -- the second connect reused it
+      run(b, "fosstodon.org")          -- another instance: its own registration
+      assert.equal(1, registrations(b))
+      run(a)
+      assert.equal(1, registrations(a)) -- the first instance's app is still the one used
+      -- sealed: the client secret is nowhere in the store's files in clear
+      local p = io.popen("find " .. h.shell_quote(home) .. " -type f -exec cat {} +")
+      local all = p:read("a")
+      p:close()
+      assert.truthy(all:find("TWhM-tNSuncnqN7DBJmoyeLnk6K3iJJ71KKXxgL1hPM", 1, true)) -- the id is kept in clear
+      assert.is_nil(all:find("ZEaFUFmF0umgBX1qKJDjaU99Q31lDkOU8NutzTOoliw", 1, true))
+    end)
+    a.stop(); b.stop(); h.rmdir(home)
+    if not ok then error(err, 0) end
+  end)
+
+  it("mastodon: an instance that refuses the registration fails the connect with its error, and nothing is stored", function()
+    with_standin("mastodon", function(standin, home)
+      standin.fail("api")
+      local res = connect({ id = "mastodon", register = true, rewrites = { { "https://{{instance}}", "ORIGIN" } },
+        fields = { "instance=mastodon.social" } }, standin, home)
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("app registration at " .. standin.origin .. "/api/v1/apps answered 422: Validation failed: Redirect "
+        .. "URI must be an absolute URI.", res.stderr, 1, true)
+      assert.equal(0, #find(standin.log(), "POST", "/oauth/token"))
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end)
+  end)
+
+  it("zoho: the callback's accounts-server picks the data centre: the code is exchanged and refreshed there", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
+    doc.authorize.extra = { location = "eu", ["accounts-server"] = "$ORIGIN/eu" }
+    doc.token.path = "/eu/oauth/v2/token"
+    doc.token.body.api_domain = "https://www.zohoapis.eu"
+    doc.refresh.body.api_domain = "https://www.zohoapis.eu"
+    doc.api[1].path = "/eu/oauth/user/info"
+    doc.api[2].path = "/zapi/www.zohoapis.eu/crm/v8/users"
+    local fixture = tmp .. "/zoho-eu.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("zoho", function(standin, home)
+      -- the EU accounts host (one of the field's choices) answers under /eu of the stand-in
+      local rw = { ZOHO_RW[1], { '"https://accounts.zoho.eu"', '"ORIGIN/eu"' } }
+      local res = connect({ id = "zoho", rewrites = rw }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      local log = standin.log()
+      assert.equal("/oauth/v2/auth", log[1].path) -- the sign-in started at the default host
+      assert.equal(1, #find(log, "POST", "/eu/oauth/v2/token"))
+      local show = cjson.decode(h.connrt({ "show", "zoho", "--json" }, { env = env(home) }).stdout)
+      assert.equal(standin.origin .. "/eu", show.fields.accounts_server)
+      assert.same({ standin.origin .. "/zapi/www.zohoapis.eu", standin.origin .. "/eu/oauth/user/info" }, show.allowed_urls)
+      res = h.connrt({ "refresh", "zoho" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(2, #find(standin.log(), "POST", "/eu/oauth/v2/token"))
+      res = h.connrt({ "request", "zoho", "/crm/v8/users?type=CurrentUser" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+    end, fixture)
+  end)
+
+  it("zoho: connrt authorize carries the data centre the callback picked to connrt run --paste", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
+    doc.authorize.extra = { location = "eu", ["accounts-server"] = "$ORIGIN/eu" }
+    doc.token.path = "/eu/oauth/v2/token"
+    doc.api[1].path = "/eu/oauth/user/info"
+    local fixture = tmp .. "/zoho-eu-paste.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("zoho", function(standin, home)
+      local path = rewritten("zoho", standin.origin, { ZOHO_RW[1], { '"https://accounts.zoho.eu"', '"ORIGIN/eu"' } }, tmp)
+      local laptop = h.tmpdir()
+      local res = h.connrt({ "authorize", path, "--timeout", "20" }, { env = env(laptop) })
+      assert.equal(0, res.code, res.stderr)
+      local blob = res.stdout:match("^(connrt%-authorized%-v1:[%w_-]+)\n$")
+      assert.is_string(blob, res.stdout)
+      h.rmdir(laptop)
+      res = h.connrt({ "run", path, "--paste", "--json", "--no-browser", "--timeout", "20" },
+        { env = env(home), stdin = blob .. "\n" })
+      assert.equal(0, res.code, res.stderr)
+      local show = cjson.decode(h.connrt({ "show", "zoho", "--json" }, { env = env(home) }).stdout)
+      assert.equal(standin.origin .. "/eu", show.fields.accounts_server)
+      res = h.connrt({ "refresh", "zoho" }, { env = env(home) })
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(2, #find(standin.log(), "POST", "/eu/oauth/v2/token"))
+    end, fixture)
+  end)
+
+  it("zoho: a callback naming an accounts server that is not one of Zoho's is refused before the code is sent", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
+    doc.authorize.extra = { location = "us", ["accounts-server"] = "https://accounts.evil.example" }
+    local fixture = tmp .. "/zoho-evil-accounts.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("zoho", function(standin, home)
+      local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
+      assert.equal(4, res.code, res.stderr)
+      assert.matches("the callback's accounts-server names https://accounts.evil.example for field accounts_server: "
+        .. "\"https://accounts.evil.example\" is not one of: ", res.stderr, 1, true)
+      assert.equal(0, #find(standin.log(), "POST", "/oauth/v2/token"))
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end, fixture)
+  end)
+
+  it("zoho: an api_domain that is not one of Zoho's API hosts is refused before anything is sent there", function()
+    local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
+    doc.token.body.api_domain = "https://www.zohoapis.com.evil.example"
+    local fixture = tmp .. "/zoho-evil.json"
+    h.write(fixture, cjson.encode(doc))
+    with_standin("zoho", function(standin, home)
+      local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("names API domain https://www.zohoapis.com.evil.example, which is not one of Zoho's", res.stderr, 1, true)
+      for _, e in ipairs(standin.log()) do assert.is_nil(e.path:find("evil", 1, true)) end
+      assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+    end, fixture)
+  end)
+
+  it("zoho: refreshes at the accounts host, keeps the refresh token, and a dead one asks for a new sign-in", function()
+    with_standin("zoho", function(standin, home)
+      local res = connect({ id = "zoho", rewrites = ZOHO_RW }, standin, home)
+      assert.equal(0, res.code, res.stderr)
+      for _ = 1, 2 do
+        res = h.connrt({ "refresh", "zoho" }, { env = env(home) })
+        assert.equal(0, res.code, res.stderr)
+      end
+      local posts = find(standin.log(), "POST", "/oauth/v2/token")
+      assert.equal(3, #posts)
+      assert.equal(url_form(posts[2].body).refresh_token, url_form(posts[3].body).refresh_token)
+      standin.fail("refresh")
+      res = h.connrt({ "refresh", "zoho" }, { env = env(home) })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("invalid_grant: invalid_code", res.stderr, 1, true)
+      assert.matches("needs reconnecting", res.stderr, 1, true)
+    end)
   end)
 
   it("shopify: a shop that would change the host is refused before anything is sent", function()

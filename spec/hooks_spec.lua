@@ -5,7 +5,8 @@
 -- request bodies.
 local cjson = require("cjson")
 local connector = require("connrt.connector")
-local flow = require("connrt.flow")
+local code = require("connrt.flow.code")
+local lookup = require("connrt.flow.lookup")
 local oauth = require("connrt.oauth")
 local connection = require("connrt.connection")
 
@@ -112,33 +113,33 @@ describe("hooks.callback", function()
 
   it("keeps the values it returns (QuickBooks realmId)", function()
     local c = with([[function(q) return { realm_id = q.realmId } end]])
-    assert.same({ realm_id = "4620816365031227050" }, flow.callback_values(c, { code = "c", realmId = "4620816365031227050" }))
+    assert.same({ realm_id = "4620816365031227050" }, code.callback_values(c, { code = "c", realmId = "4620816365031227050" }))
   end)
 
   it("keeps nothing when it returns nil, or without the hook", function()
-    assert.same({}, flow.callback_values(with("function() end"), { code = "c" }))
-    assert.same({}, flow.callback_values(load(), { code = "c" }))
+    assert.same({}, code.callback_values(with("function() end"), { code = "c" }))
+    assert.same({}, code.callback_values(load(), { code = "c" }))
   end)
 
   it("refuses a result that is not a table", function()
-    local msg = err_of(flow.callback_values, with([[function(q) return q.realmId end]]), { realmId = "1" })
+    local msg = err_of(code.callback_values, with([[function(q) return q.realmId end]]), { realmId = "1" })
     assert.matches("demo.lua: hooks.callback must return a table of values, returned string", msg, 1, true)
   end)
 
   it("refuses values that are tables or unnamed", function()
-    local msg = err_of(flow.callback_values, with([[function(q) return { realm = { q.realmId } } end]]), { realmId = "1" })
+    local msg = err_of(code.callback_values, with([[function(q) return { realm = { q.realmId } } end]]), { realmId = "1" })
     assert.matches("hooks.callback: value realm is a table, not a string, number or boolean", msg, 1, true)
-    msg = err_of(flow.callback_values, with([[function(q) return { q.realmId } end]]), { realmId = "1" })
+    msg = err_of(code.callback_values, with([[function(q) return { q.realmId } end]]), { realmId = "1" })
     assert.matches("hooks.callback must return values by name, got a number key", msg, 1, true)
   end)
 
   it("names the hook when it raises an error", function()
-    local msg = err_of(flow.callback_values, with([[function() error("no realmId") end]]), {})
+    local msg = err_of(code.callback_values, with([[function() error("no realmId") end]]), {})
     assert.matches("hooks.callback failed: .*no realmId", msg)
   end)
 
   it("fails the connect (not the connector) when it returns nil and a message", function()
-    local msg, kind = err_of(flow.callback_values,
+    local msg, kind = err_of(code.callback_values,
       with([[function(q) if not q.realmId then return nil, "no realmId: choose a company" end end]]), { code = "c" })
     assert.equal("connect", kind)
     assert.equal("demo.lua: hooks.callback: no realmId: choose a company; nothing was saved", msg)
@@ -177,31 +178,31 @@ describe("hooks.lookup", function()
     local c = with([[function(api)
       return { seen = api.values.instance, saw_at = tostring(api.values.access_token), n = 3, ok = true }
     end]])
-    assert.same({ seen = "x", saw_at = "nil", n = 3, ok = true }, flow.lookup(c, scope, { "https://api.example.com" }))
+    assert.same({ seen = "x", saw_at = "nil", n = 3, ok = true }, lookup.run(c, scope, { "https://api.example.com" }))
   end)
 
   it("fails with the hook's message when it returns nil", function()
-    local msg, kind = err_of(flow.lookup, with([[function() return nil, "no tenant granted" end]]), scope, {})
+    local msg, kind = err_of(lookup.run, with([[function() return nil, "no tenant granted" end]]), scope, {})
     assert.equal("provider", kind)
     assert.matches("demo.lua: hooks.lookup failed: no tenant granted; nothing was saved", msg, 1, true)
   end)
 
   it("refuses malformed results", function()
-    local msg = err_of(flow.lookup, with([[function() return "t-1" end]]), scope, {})
+    local msg = err_of(lookup.run, with([[function() return "t-1" end]]), scope, {})
     assert.matches("hooks.lookup must return a table of values, returned string", msg, 1, true)
-    msg = err_of(flow.lookup, with([[function() return { tenants = {} } end]]), scope, {})
+    msg = err_of(lookup.run, with([[function() return { tenants = {} } end]]), scope, {})
     assert.matches("hooks.lookup: value tenants is a table, not a string, number or boolean", msg, 1, true)
   end)
 
   it("may only send requests to the allowed URLs", function()
-    local msg, kind = err_of(flow.lookup, with([[function(api) return api.get("https://evil.example.net/x") end]]),
+    local msg, kind = err_of(lookup.run, with([[function(api) return api.get("https://evil.example.net/x") end]]),
       scope, { "https://api.example.com" })
     assert.equal("refused", kind)
     assert.matches("hooks.lookup: https://evil.example.net/x is refused", msg, 1, true)
   end)
 
   it("needs a url for a request", function()
-    local msg = err_of(flow.lookup, with([[function(api) return api.request({ method = "GET" }) end]]), scope,
+    local msg = err_of(lookup.run, with([[function(api) return api.request({ method = "GET" }) end]]), scope,
       { "https://api.example.com" })
     assert.matches("hooks.lookup: api.request needs a url", msg, 1, true)
   end)

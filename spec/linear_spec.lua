@@ -136,7 +136,7 @@ local CASES = {
   ]], 20 },
 }
 
--- The test API's answers (flow.test_api, with the trace on, so the trace's body parser
+-- The test API's answers (flow/test_api.lua's call, with the trace on, so the trace's body parser
 -- reads them too), served by the echo server's /repeat. Each is just under the 1 MiB a
 -- test API answer may have (limits.API_BODY), so the parsers read all of it.
 local API = {
@@ -184,13 +184,13 @@ describe("parsers of provider text stay linear #integration", function()
   for _, case in ipairs(API) do
     it("test API: " .. case[1], function()
       check(([[
-        local flow = require("connrt.flow")
+        local test_api = require("connrt.flow.test_api")
         local connector = require("connrt.connector")
         local errors = require("connrt.errors")
         require("connrt.log").verbose = true -- the trace parses the exchange too
         local c = connector.load(CONNECTOR)
         c.test.url = %q
-        local ok, e = pcall(flow.test_api, c, { {}, { api_key = "k-123456" }, {} }, { %q })
+        local ok, e = pcall(test_api.call, c, { {}, { api_key = "k-123456" }, {} }, { %q })
         if %q ~= "" then
           assert(not ok and errors.is(e) and e.kind == "provider", tostring(type(e) == "table" and e.message or e))
           assert(e.message:find(%q, 1, true), e.message:sub(1, 300))

@@ -302,7 +302,7 @@ describe("connrt.listener", function()
     local good = client({ mode = "http", port = port, delay = 100, path = "/good" })
     req = assert(l:accept(5))
     assert.equal("/good", req.path)
-    l:close() -- the wait is over (as flow.lua does): the callback's answer is sent and lingered in respond
+    l:close() -- the wait is over (as flow/browser.lua does): the callback's answer is sent and lingered in respond
     assert.is_true(req:respond(200, nil, "ok"))
     assert.equal(200, good().status)
     -- and the rejected client got its whole answer

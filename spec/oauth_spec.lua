@@ -30,6 +30,14 @@ describe("oauth", function()
     assert.not_equal(v, (oauth.new_pkce()))
   end)
 
+  it("hex-encodes the S256 challenge where the connector says pkce_encoding = \"hex\" (TikTok)", function()
+    local v, ch = oauth.new_pkce("hex")
+    assert.equal(43, #v)
+    assert.equal(crypto.hex(crypto.sha256(v)), ch)
+    assert.matches("^%x+$", ch)
+    assert.equal(64, #ch)
+  end)
+
   describe("authorization URL", function()
     local c = connector.load_source([[return {
       id = "x", fields = { { key = "region" } },
@@ -48,6 +56,37 @@ describe("oauth", function()
       assert.same({ tenant = "a", response_type = "code", client_id = "cid",
         redirect_uri = "http://127.0.0.1:8400/callback", scope = "read,write", state = "S",
         code_challenge = "C", code_challenge_method = "S256", access_type = "offline", hint = "eu only" }, q)
+    end)
+
+    it("sends the client id under the connector's client_id_param, and refuses it as --param", function()
+      local t = connector.load_source([[return { id = "t", authorize_url = "https://a.example.com/a",
+        client_id_param = "client_key", token_url = "https://a.example.com/t", client_auth = "body", test = "/me",
+        name = "n", unique_id = "u", allowed_urls = { "https://api.example.com" } }]], "t.lua")
+      local u = oauth.authorize_url(t, { fields = {}, client_id = "cid", redirect_uri = "http://127.0.0.1:8400/callback",
+        state = "S", challenge = "C" })
+      local q = url.form_decode(u:match("%?(.*)$"))
+      assert.equal("cid", q.client_key)
+      assert.is_nil(q.client_id)
+      local msg, kind = err_of(oauth.authorize_url, t, { fields = {}, client_id = "cid",
+        redirect_uri = "http://127.0.0.1:8400/callback", state = "S", challenge = "C", params = { { "client_key", "x" } } })
+      assert.equal("usage", kind)
+      assert.matches("--param client_key: connrt sets this parameter itself", msg, 1, true)
+      local req = oauth.token_request(t, "https://a.example.com/t", { fields = {}, client_id = "cid", client_secret = "sec" },
+        { { "grant_type", "authorization_code" } })
+      assert.same({ grant_type = "authorization_code", client_key = "cid", client_secret = "sec" },
+        (url.form_decode(req.body)))
+    end)
+
+    it("sends the connector's redirect_uri (eBay's RuName, from a field) instead of the redirect URL", function()
+      local e = connector.load_source([[return { id = "e", fields = { { key = "runame", required = true } },
+        authorize_url = "https://a.example.com/a", redirect_uri = "{{runame}}", token_url = "https://a.example.com/t",
+        test = "/me", name = "n", unique_id = "u", allowed_urls = { "https://api.example.com" } }]], "e.lua")
+      local u = oauth.authorize_url(e, { fields = { runame = "Ada_L-Ada-connrt-abc" }, client_id = "cid",
+        redirect_uri = "http://127.0.0.1:8400/callback", state = "S", challenge = "C" })
+      assert.equal("Ada_L-Ada-connrt-abc", url.form_decode(u:match("%?(.*)$")).redirect_uri)
+      assert.equal("Ada_L-Ada-connrt-abc", oauth.sent_redirect_uri(e, { runame = "Ada_L-Ada-connrt-abc" }, "http://x/cb"))
+      -- without the key, the redirect URL itself
+      assert.equal("http://127.0.0.1:8400/callback", oauth.sent_redirect_uri(c, {}, "http://127.0.0.1:8400/callback"))
     end)
 
     it("leaves PKCE out when the connector turns it off", function()

@@ -162,7 +162,8 @@ for _, backend in ipairs(backends) do
       st:save(record("a@example.com"), { access_token = "x" }, "src", { client_id = "cid", client_secret = "csecret",
         origins = { "https://api.example.com" } })
       reopen()
-      assert.same({ client_id = "cid", client_secret = "csecret" }, st:client("demo", { "https://api.example.com" }))
+      assert.same({ client_id = "cid", client_secret = "csecret", origins = { "https://api.example.com" } },
+        st:client("demo", { "https://api.example.com" }))
       assert.is_nil(st:client("other"))
     end)
 

@@ -115,4 +115,11 @@ describe("url", function()
       end)
     end
   end)
+
+  it("names a URL without its query and fragment", function()
+    assert.equal("https://api.example.com/v1/me", url.without_query("https://api.example.com/v1/me?token=x#f"))
+    assert.equal("https://api.example.com/v1/me", url.without_query("https://api.example.com/v1/me#f?x"))
+    assert.equal("https://api.example.com/", url.without_query("https://api.example.com/"))
+    assert.equal("/a", url.without_query("/a?"))
+  end)
 end)

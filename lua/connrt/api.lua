@@ -16,7 +16,7 @@ local store = require("connrt.store")
 
 local M = {}
 
-M.VERSION = "0.1.0"
+M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 
 local opened = {}   -- home -> Store, opened once per process
 

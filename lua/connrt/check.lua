@@ -5,11 +5,11 @@
 -- everywhere except loopback, templates that name values that do not exist where they
 -- are rendered, a test API covered by the allowed URLs, fields inside host names without
 -- a pattern, and (as warnings) literal request parameters that look like secrets. Errors
--- make the command fail; warnings do not. Finally the connector is loaded as `connrt run`
--- loads it, so anything the loader refuses is an error here too.
+-- make the command fail; warnings do not. The loader's own validation
+-- (connector.problems, the one place a connector is validated) gives its problems as
+-- findings, each at its key, so anything the loader refuses is an error here too.
 local connector = require("connrt.connector")
 local errors = require("connrt.errors")
-local schema = require("connrt.schema")
 local template = require("connrt.template")
 local url = require("connrt.url")
 
@@ -125,12 +125,6 @@ end
 local function check_table(c, out)
   local fieldset, field_list = field_info(c)
   local auth = c.auth or "authorization_code"
-  for _, k in ipairs(connector.NEEDS[auth]) do
-    if c[k] == nil then
-      finding(out, "error", k, ("is required for auth = %q"):format(auth),
-        "add " .. k .. ", or set auth to the way the app connects")
-    end
-  end
   local declared = {}
   for _, v in ipairs(c.values or {}) do declared[v] = true end
   local function known_list(extra)
@@ -187,6 +181,7 @@ local function check_table(c, out)
     allowed_samples[#allowed_samples + 1] = sample(a)
   end
   for k, v in pairs(c.authorize_params or {}) do unknown("authorize_params." .. k, tostring(v), false, false, true) end
+  if c.redirect_uri then unknown("redirect_uri", c.redirect_uri, false, false) end
   for k, v in pairs(c.token_params or {}) do unknown("token_params." .. k, tostring(v), false, false, true) end
   for k, v in pairs(c.token_headers or {}) do unknown("token_headers." .. k, tostring(v), false, false, true) end
   for _, part in ipairs({ "headers", "query", "body", "basic" }) do
@@ -202,12 +197,12 @@ local function check_table(c, out)
       end
     end
   end
-  local test = type(c.test) == "string" and { url = c.test } or c.test
-  unknown("test.url", test.url, true, true)
+  local test = type(c.test) == "string" and { url = c.test } or c.test or {}
+  if test.url then unknown("test.url", test.url, true, true) end
   for _, part in ipairs({ "headers", "query" }) do
     for k, v in pairs(test[part] or {}) do unknown("test." .. part .. "." .. k, tostring(v), true, true) end
   end
-  local ts = sample(test.url)
+  local ts = test.url and sample(test.url)
   if ts and #allowed_samples > 0 then
     local target = url.join(allowed_samples[1], ts)
     local ok = url.allowed(target, allowed_samples)
@@ -218,7 +213,9 @@ local function check_table(c, out)
   end
   for _, k in ipairs({ "name", "unique_id" }) do
     local ps = placeholders(c[k])
-    if ps and #ps == 0 and k == "unique_id" then
+    -- (the one exception: unique_id = resource, one connection per protected resource,
+    -- what `connrt connect URL --print-connector` writes)
+    if ps and #ps == 0 and k == "unique_id" and c.unique_id ~= c.resource then
       finding(out, "error", k, "is a constant: every account would get the same id",
         "use a value from the test API, e.g. {{id}}")
     end
@@ -280,26 +277,34 @@ function M.check_source(src, path)
     finding(out, "error", "(file)", "returns " .. type(c) .. ", not a connector table", "end the file with return { id = ..., ... }")
     return out
   end
-  local errs = schema.validate(c, schema.connector)
-  for _, e in ipairs(errs) do finding(out, "error", e[1], e[2], schema_hint(e[1], e[2])) end
-  if type(c.allowed_urls) == "table" and #c.allowed_urls == 0 then
-    finding(out, "error", "allowed_urls", "is empty", "list at least one API base URL")
+  -- the loader's own validation (connector.problems), once: the format, allowed URLs and
+  -- the keys each way of connecting needs first, with hints of their own
+  local problems = connector.problems(c, path)
+  local nschema = 0
+  for _, p in ipairs(problems) do
+    if p.kind == "schema" then
+      nschema = nschema + 1
+      finding(out, "error", p.key, p.message, schema_hint(p.key, p.message))
+    elseif p.kind == "allowed" then
+      finding(out, "error", p.key, p.message, "list at least one API base URL")
+    elseif p.kind == "needs" then
+      finding(out, "error", p.key, p.message, p.key == "test" and schema_hint(p.key, p.message)
+        or ("add " .. p.key .. ", or set auth to the way the app connects"))
+    end
   end
-  -- the deeper checks also run on a table with schema errors, as far as they can
+  -- the lint's deeper checks also run on a table with schema errors, as far as they can
   local more = {}
   local cok = pcall(check_table, c, more)
-  if cok or #errs == 0 then
+  if cok or nschema == 0 then
     for _, f in ipairs(more) do out[#out + 1] = f end
   end
   local nerr = 0
   for _, f in ipairs(out) do if f.level == "error" then nerr = nerr + 1 end end
   if nerr == 0 then
-    -- anything else the loader refuses (secrets in names, field defaults, ...)
-    local lok, lerr = pcall(connector.load_source, src, path)
-    if not lok then
-      local msg = (errors.is(lerr) and lerr.message or tostring(lerr)):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
-      local key = msg:match("^key '([^']+)'") or msg:match("^([%w_.%[%]]+) ") or "(file)"
-      finding(out, "error", key, msg, "see docs/connectors.md for this key")
+    -- anything else the loader refuses (secrets in names, field defaults, ...), where
+    -- the lint found nothing to say with a better hint
+    for _, p in ipairs(problems) do
+      if p.kind == "connector" then finding(out, "error", p.key or "(file)", p.text, "see docs/connectors.md for this key") end
     end
   end
   return out
@@ -307,10 +312,8 @@ end
 
 --- Checks a connector file. Returns its findings.
 function M.check_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return { { level = "error", key = "(file)", message = tostring(err), hint = "check the path" } } end
-  local src = f:read("a")
-  f:close()
+  local src, err = require("connrt.text").read_file(path)
+  if not src then return { { level = "error", key = "(file)", message = tostring(err), hint = "check the path" } } end
   return M.check_source(src, path)
 end
 

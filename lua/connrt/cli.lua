@@ -7,11 +7,12 @@ local log = require("connrt.log")
 
 local M = {}
 
-M.VERSION = "0.1.0"
+M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 
 
--- Parses argv against `spec` (option name -> "flag" | "value" | "multi").
-local function parse(argv, spec)
+-- Parses the arguments of command `cmd` against its options (options.lua).
+local function parse(argv, cmd)
+  local spec = require("connrt.options").kinds(cmd)
   local opts, rest = {}, {}
   local i = 1
   while i <= #argv do
@@ -120,13 +121,9 @@ local function key_values(values, option, list)
   return out
 end
 
--- The options of run and authorize, parsed into flow.lua's opts.
-local RUN_OPTIONS = { field = "multi", ["field-file"] = "multi", ["client-id"] = "value",
-  ["client-secret"] = "value", ["client-secret-file"] = "value", scope = "multi", param = "multi",
-  timeout = "value", ["no-browser"] = "flag", json = "flag", paste = "flag", replace = "flag" }
-
-local function flow_options(argv, usage)
-  local o, rest = parse(argv, RUN_OPTIONS)
+-- The options of run, authorize and connect (options.lua), parsed into flow.lua's opts.
+local function flow_options(argv, cmd, usage)
+  local o, rest = parse(argv, cmd)
   if #rest ~= 1 then errors.raise("usage", "%s", usage) end
   local timeout = o.timeout and tonumber(o.timeout)
   if o.timeout and (not timeout or timeout <= 0) then
@@ -141,21 +138,8 @@ local function flow_options(argv, usage)
   }
 end
 
--- `connrt run FILE` takes FILE as a connector, always: it runs only in the connector
--- sandbox, and a file that fails there is an invalid connector (exit 3), never run another
--- way. Pipeline scripts, which get the full runtime, run with `connrt script`: the
--- command, not the file's content, decides.
-function commands.run(argv)
-  local o, opts = flow_options(argv, "usage: connrt run CONNECTOR.lua [options] (a pipeline script: connrt script SCRIPT.lua [ARGS...])")
-  local ok, c = pcall(require("connrt.connector").load, opts.connector)
-  if not ok then
-    if errors.is(c) and c.kind == "connector" then
-      errors.raise("connector", "%s (a pipeline script runs with `connrt script %s`)", c.message, opts.connector)
-    end
-    error(c, 0)
-  end
-  opts.loaded = c
-  local rec, updated = require("connrt.flow").run(opts)
+-- What run and connect print once a connection is saved.
+local function connected(o, rec, updated)
   if o.json then
     json_out({ id = rec.id, connector = rec.connector, name = rec.name, unique_id = rec.unique_id,
       updated = updated })
@@ -166,6 +150,48 @@ function commands.run(argv)
   return 0
 end
 
+-- `connrt run FILE` takes FILE as a connector, always: it runs only in the connector
+-- sandbox, and a file that fails there is an invalid connector (exit 3), never run another
+-- way. Pipeline scripts, which get the full runtime, run with `connrt script`: the
+-- command, not the file's content, decides.
+function commands.run(argv)
+  local o, opts = flow_options(argv, "run", "usage: connrt run CONNECTOR.lua [options] (a pipeline script: connrt script SCRIPT.lua [ARGS...])")
+  local ok, c = pcall(require("connrt.connector").load, opts.connector)
+  if not ok then
+    if errors.is(c) and c.kind == "connector" then
+      errors.raise("connector", "%s (a pipeline script runs with `connrt script %s`)", c.message, opts.connector)
+    end
+    error(c, 0)
+  end
+  opts.loaded = c
+  return connected(o, require("connrt.flow").run(opts))
+end
+
+-- `connrt connect URL`: a protected resource (RFC 9728) connected without a connector
+-- file, or with --print-connector the connector it would use (protected.lua).
+function commands.connect(argv)
+  for _, a in ipairs(argv) do
+    local name = a:match("^%-%-([^=]+)")
+    if name == "field" or name == "field-file" then
+      errors.raise("usage", "connrt connect builds its connector itself: it has no fields")
+    end
+  end
+  local o, opts = flow_options(argv, "connect", "usage: connrt connect URL [--print-connector] [options]")
+  local protected = require("connrt.protected")
+  local target = opts.connector
+  local md = protected.resolve(target)
+  local src = protected.connector_source(target, md)
+  if o["print-connector"] then
+    io.stdout:write(src)
+    return 0
+  end
+  local c = require("connrt.connector").load_source(src, target)
+  log.err("Connecting %s through the authorization server %s; the connection will send its token only under %s",
+    md.resource, md.issuer, table.concat(c.allowed_urls, " "))
+  opts.loaded = c
+  return connected(o, require("connrt.flow").run(opts))
+end
+
 -- `connrt script SCRIPT.lua [ARGS...]`: a pipeline script, with the full runtime.
 function commands.script(argv)
   if not argv[1] or argv[1]:match("^%-") then errors.raise("usage", "usage: connrt script SCRIPT.lua [ARGS...]") end
@@ -173,16 +199,23 @@ function commands.script(argv)
 end
 
 function commands.authorize(argv)
-  local o, opts = flow_options(argv, "usage: connrt authorize CONNECTOR.lua [options]")
-  if o.paste then errors.raise("usage", "connrt authorize does the browser part: --paste belongs to connrt run") end
+  for _, a in ipairs(argv) do
+    if a == "--paste" then errors.raise("usage", "connrt authorize does the browser part: --paste belongs to connrt run") end
+  end
+  local o, opts = flow_options(argv, "authorize", "usage: connrt authorize CONNECTOR.lua [options]")
   -- the blob holds the tokens: it is the one thing printed in clear, on purpose
-  log.raw(require("connrt.flow").authorize(opts) .. "\n")
+  local line, connector = require("connrt.flow").authorize(opts)
+  if o.json then
+    log.raw(cjson.encode({ connector = connector, line = line }) .. "\n")
+  else
+    log.raw(line .. "\n")
+  end
   log.err("Paste the line above into `connrt run %s --paste` on the machine that keeps the connection.", opts.connector)
   return 0
 end
 
 function commands.list(argv)
-  local o, rest = parse(argv, { json = "flag" })
+  local o, rest = parse(argv, "list")
   if #rest > 0 then errors.raise("usage", "usage: connrt list [--json]") end
   if not require("connrt.store").exists() then -- nothing to list: create no store for it
     log.out("%s", o.json and "[]" or "no connections")
@@ -218,7 +251,7 @@ function commands.list(argv)
 end
 
 function commands.show(argv)
-  local o, rest = parse(argv, { json = "flag" })
+  local o, rest = parse(argv, "show")
   if #rest ~= 1 then errors.raise("usage", "usage: connrt show ID [--json]") end
   local st = require("connrt.store").open(nil, { existing = "no connection " .. rest[1] })
   local found = st:find(rest[1])
@@ -241,6 +274,14 @@ function commands.show(argv)
   log.out("%-18s %s", "expires_at", rec.expires_at and when(rec.expires_at) or (rec.auth == "fields" and "-" or "unknown"))
   log.out("%-18s %s", "refresh_token", rec.has_refresh_token and "yes (sealed)" or "no")
   log.out("%-18s %s", "allowed_urls", table.concat(rec.allowed_urls or {}, " "))
+  if rec.resource then log.out("%-18s %s", "resource", rec.resource) end
+  local d = rec.discovery
+  if type(d) == "table" then
+    log.out("%-18s %s (metadata %s, fetched %s)", "discovery", tostring(d.issuer), tostring(d.metadata_url),
+      when(d.fetched_at))
+    if type(d.filled) == "table" and #d.filled > 0 then log.out("%-18s %s", "discovered", table.concat(d.filled, " ")) end
+    if d.registered then log.out("%-18s %s", "registration", "dynamic (RFC 7591): client registered by connrt") end
+  end
   for _, group in ipairs({ "fields", "values" }) do
     local keys = {}
     for k in pairs(rec[group] or {}) do keys[#keys + 1] = k end
@@ -254,9 +295,9 @@ end
 
 -- `connrt update ID [CONNECTOR.lua]`: re-applies a changed connector (update.lua).
 function commands.update(argv)
-  local _, rest = parse(argv, {})
-  if #rest < 1 or #rest > 2 then errors.raise("usage", "usage: connrt update ID [CONNECTOR.lua]") end
-  local rec, path, changed = require("connrt.update").run(rest[1], rest[2])
+  local o, rest = parse(argv, "update")
+  if #rest < 1 or #rest > 2 then errors.raise("usage", "usage: connrt update ID [CONNECTOR.lua] [--replace]") end
+  local rec, path, changed = require("connrt.update").run(rest[1], rest[2], nil, { replace = o.replace })
   if #changed == 0 then
     log.err("%s (%s): nothing to update: %s gives it what it has", rec.id, rec.name, path)
   else
@@ -266,7 +307,7 @@ function commands.update(argv)
 end
 
 function commands.delete(argv)
-  local _, rest = parse(argv, {})
+  local _, rest = parse(argv, "delete")
   if #rest ~= 1 then errors.raise("usage", "usage: connrt delete ID") end
   local st = require("connrt.store").open(nil, { existing = "no connection " .. rest[1] })
   local rec = st:find(rest[1])
@@ -285,9 +326,7 @@ end
 local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true, OPTIONS = true }
 
 function commands.request(argv)
-  local o, rest = parse(argv, { H = "multi", header = "multi", d = "value", data = "value",
-    ["json-body"] = "value", include = "flag", i = "flag", retries = "value", ["max-wait"] = "value",
-    json = "flag" })
+  local o, rest = parse(argv, "request")
   local ref, method, target
   if #rest == 2 then
     ref, target = rest[1], rest[2]
@@ -353,7 +392,7 @@ end
 -- connection open and the store closed afterwards, whatever happens.
 local function with_connection(name, act)
   return function(argv)
-    local _, rest = parse(argv, {})
+    local _, rest = parse(argv, name)
     if #rest ~= 1 then errors.raise("usage", "usage: connrt %s ID", name) end
     local conn, st = open_connection(rest[1])
     local ok, err = pcall(act, conn, st)
@@ -396,17 +435,16 @@ end)
 -- renamed over it after the commit; store.open finishes that rename if we die between
 -- the two, so no moment exists where the store's key is nowhere on disk.
 function commands.rekey(argv)
-  local o, rest = parse(argv, { ["new-key-file"] = "value" })
+  local o, rest = parse(argv, "rekey")
   if #rest > 0 then errors.raise("usage", "usage: connrt rekey [--new-key-file FILE]") end
   local store = require("connrt.store")
   local sys = require("connrt.sys")
   local crypto = require("connrt.crypto")
   local new_key, where
   if o["new-key-file"] then
-    local f, err = io.open(o["new-key-file"], "rb")
-    if not f then errors.raise("usage", "--new-key-file: %s", err) end
-    new_key = store.decode_key(f:read("a"), "--new-key-file " .. o["new-key-file"])
-    f:close()
+    local text, err = require("connrt.text").read_file(o["new-key-file"])
+    if not text then errors.raise("usage", "--new-key-file: %s", err) end
+    new_key = store.decode_key(text, "--new-key-file " .. o["new-key-file"])
     where = o["new-key-file"]
   elseif os.getenv("CONNRT_NEW_KEY") and os.getenv("CONNRT_NEW_KEY") ~= "" then
     new_key, where = store.decode_key(os.getenv("CONNRT_NEW_KEY"), "CONNRT_NEW_KEY"), "CONNRT_NEW_KEY"
@@ -448,7 +486,7 @@ function commands.store(argv)
   local store = require("connrt.store")
   local sub = table.remove(argv, 1)
   if sub == "migrate" then
-    local _, rest = parse(argv, {})
+    local _, rest = parse(argv, "store")
     if #rest > 0 then errors.raise("usage", "usage: connrt store migrate") end
     local kind, name, before, after = store.migrate()
     if kind ~= "postgres" then
@@ -460,7 +498,7 @@ function commands.store(argv)
     end
     return 0
   elseif sub == "copy" then
-    local o, rest = parse(argv, { from = "value", to = "value", ["to-key-file"] = "value" })
+    local o, rest = parse(argv, "store")
     if #rest > 0 or not o.to then
       errors.raise("usage", "usage: connrt store copy [--from STORE] --to STORE [--to-key-file FILE]")
     end
@@ -483,14 +521,14 @@ function commands.store(argv)
 end
 
 commands["redirect-url"] = function(argv)
-  local _, rest = parse(argv, {})
+  local _, rest = parse(argv, "redirect-url")
   if #rest > 0 then errors.raise("usage", "usage: connrt redirect-url") end
-  log.out("%s", (require("connrt.flow").redirect()))
+  log.out("%s", (require("connrt.flow.redirect").get()))
   return 0
 end
 
 function commands.check(argv)
-  local _, rest = parse(argv, {})
+  local _, rest = parse(argv, "check")
   if #rest == 0 then errors.raise("usage", "usage: connrt check CONNECTOR.lua...") end
   local check = require("connrt.check")
   local nerr, nwarn = 0, 0

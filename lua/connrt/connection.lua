@@ -20,6 +20,7 @@ local connector = lazy("connrt.connector")
 local oauth = lazy("connrt.oauth")
 local request = lazy("connrt.request")
 local template = lazy("connrt.template")
+local url = lazy("connrt.url")
 
 local M = {}
 
@@ -41,6 +42,14 @@ function M.lease_ttl()
 end
                         -- (at once if it died on this machine: Store:acquire_lease)
 
+-- The command that connects this connection's account again: `connrt run` with its
+-- connector, or `connrt connect` with the URL of a protected resource it was made for.
+local function again(rec)
+  local path = rec.connector_path or rec.connector
+  if type(path) == "string" and path:match("^https?://") then return "connrt connect " .. path end
+  return "connrt run " .. path
+end
+
 local Connection = {}
 -- self.c, the connection's connector, is loaded from its stored source when first used
 Connection.__index = function(self, k)
@@ -48,6 +57,9 @@ Connection.__index = function(self, k)
   local rec = self.rec
   local src = rawget(self, "source") or self.st:connector_source(rec) -- checked against the record's bound hash
   local c = connector.load_source(src, rec.connector_path or rec.connector)
+  -- how the client authenticates is the connection's: a registered client's (RFC 7591)
+  -- is what the server registered, not the connector's default
+  c.client_auth = rec.client_auth or c.client_auth
   rawset(self, "c", c)
   return c
 end
@@ -140,14 +152,31 @@ function Connection:refresh_grant()
     grant = { { "grant_type", "client_credentials" } }
     if #c.scopes > 0 then grant[2] = { "scope", table.concat(c.scopes, c.scope_separator) } end
   end
-  local req = oauth.token_request(c, target, { fields = rec.fields or {}, client_id = rec.client_id,
-    client_secret = self.secrets.client_secret }, grant)
-  local ok, tok = pcall(oauth.fetch_token, c, req, "refresh at " .. target)
+  local rediscovered = false
+  local function fetch()
+    local req = oauth.token_request(c, target, { fields = rec.fields or {}, client_id = rec.client_id,
+      client_secret = self.secrets.client_secret }, grant)
+    local sent, raw = pcall(request.send, req, "refresh at " .. target)
+    -- an endpoint error of a connection made by discovery: the metadata may say where the
+    -- token endpoint went (autoconf.rediscover), and the refresh is tried there once
+    local gone = sent and require("connrt.autoconf").GONE[raw.status]
+    if rec.discovery and not rediscovered and (gone or (not sent and errors.is(raw) and raw.kind == "network")) then
+      rediscovered = true
+      local moved = require("connrt.autoconf").rediscover(self, target)
+      if moved then
+        target, rec = moved, self.rec
+        return fetch()
+      end
+    end
+    if not sent then error(raw, 0) end
+    return oauth.fetch_token(c, req, "refresh at " .. target, raw)
+  end
+  local ok, tok = pcall(fetch)
   if not ok then
     if errors.is(tok) and tok.message:find(": invalid_grant", 1, true) then
       self.st:mark(rec.id, { needs_reconnect = true, last_error = tok.message })
-      errors.raise("provider", "%s; connection %s needs reconnecting: run `connrt run %s` again for this account",
-        tok.message, rec.id, rec.connector_path or rec.connector)
+      errors.raise("provider", "%s; connection %s needs reconnecting: run `%s` again for this account",
+        tok.message, rec.id, again(rec))
     end
     error(tok, 0)
   end
@@ -160,8 +189,8 @@ end
 function Connection:refresh(seen)
   if not self:can_refresh() then
     -- nothing went to the provider, so not a provider's error (exit 5): a plain failure
-    errors.raise("failed", "connection %s has no refresh token, so nothing was sent: connect again with connrt run %s "
-      .. "to renew its access token", self.rec.id, self.rec.connector_path or self.rec.connector)
+    errors.raise("failed", "connection %s has no refresh token, so nothing was sent: connect again with %s "
+      .. "to renew its access token", self.rec.id, again(self.rec))
   end
   seen = seen or self.secrets.access_token
   -- unique across hosts sharing a store: pid, this object, and random bytes
@@ -283,7 +312,7 @@ function Connection:request(req)
   local refreshed = false
   local retries, waited = req.retries or 0, 0
   local max_wait = req.max_wait or 60
-  local what = method .. " " .. (target:find("[?#]") and target:gsub("[?#].*$", "") or target)
+  local what = method .. " " .. url.without_query(target)
   while true do
     local full = request.with_parameters(self.c.request, self:scope(),
       { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request",
@@ -341,8 +370,8 @@ function Connection:refused(resp, what, by_hook, refreshed)
   end
   local rec = self.rec
   local why = by_hook and "hooks.expired" or ("refresh_on: " .. resp.status)
-  local msg = ("%s: token expired (%s) and cannot be refreshed: connect again with connrt run %s"):format(answered,
-    why, rec.connector_path or rec.connector)
+  local msg = ("%s: token expired (%s) and cannot be refreshed: connect again with %s"):format(answered,
+    why, again(rec))
   self.st:mark(rec.id, { needs_reconnect = true, last_error = log.redact(msg) })
   errors.raise("provider", "%s; connection %s is marked as needing reconnection", msg, rec.id)
 end
@@ -387,7 +416,7 @@ function M.public(rec)
     token_type = rec.token_type, expires_at = rec.expires_at,
     has_refresh_token = rec.has_refresh_token, needs_reconnect = rec.needs_reconnect,
     last_error = rec.last_error, created_at = rec.created_at, updated_at = rec.updated_at,
-    refreshed_at = rec.refreshed_at,
+    refreshed_at = rec.refreshed_at, discovery = rec.discovery, resource = rec.resource,
   }
 end
 
@@ -407,8 +436,9 @@ function Connection:revoke_by_request()
     token = { access_token = self.secrets.access_token, refresh_token = self.secrets.refresh_token,
       token_type = rec.token_type, scope = rec.scope },
     client = { client_id = rec.client_id, client_secret = self.secrets.client_secret },
-    fields = scope.ns.fields, values = scope.ns.values }), c.path .. ": revoke_request")
-  local method, shown = req.method, req.url:gsub("[?#].*$", "")
+    fields = scope.ns.fields, values = scope.ns.values }), c.path .. ": revoke_request",
+    require("connrt.origins").reach(rec.urls, rec.allowed_urls))
+  local method, shown = req.method, url.without_query(req.url)
   local resp = request.send(req, "revoke " .. method .. " " .. shown)
   if resp.status < 200 or resp.status > 299 then
     errors.raise("provider", "revoke %s %s answered %d", method, shown, resp.status)

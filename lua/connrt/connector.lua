@@ -10,6 +10,7 @@
 -- a connector error, and a connector that met one runs no more.
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local origins = require("connrt.origins")
 local sandbox = require("connrt.sandbox")
 local schema = require("connrt.schema")
 local template = require("connrt.template")
@@ -36,12 +37,21 @@ local function fail(path, fmt, ...)
   errors.raise("connector", "%s: " .. fmt, path, ...)
 end
 
+-- A problem at connector key `key`: a connector error that carries the key, so
+-- M.problems lists it (and `connrt check` names the key) without reading its message.
+local function fail_at(path, key, fmt, ...)
+  local _, e = pcall(errors.raise, "connector", "%s: " .. fmt, path, ...)
+  if type(e) == "table" then e.key = key end
+  error(e, 0)
+end
+
 -- Names of values that are secret: they may feed request parameters, never a
 -- connection's name or unique id (those are stored and shown in clear).
 local SECRET_NAMES = { access_token = true, refresh_token = true, id_token = true,
   client_secret = true, code = true, code_verifier = true }
 
-local URL_KEYS = { "issuer", "authorize_url", "device_url", "token_url", "refresh_url", "revoke_url" }
+local URL_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
+  "revoke_url" }
 
 -- The keys each way of connecting needs.
 local NEEDS = {
@@ -68,6 +78,27 @@ end
 
 -- Checks that the connector's templates are well formed and that templates used before
 -- any token exists (URLs, authorize parameters) name only fields.
+-- A declared request (revoke_request, exchange_request) carries tokens and the client
+-- secret: its URL must be at the origin of the token, refresh, revoke or device URL or of
+-- an allowed URL (origins.lua). Decided here when every origin is fixed text; else when
+-- the request is rendered (request.from_template).
+local function check_request_origin(c, path, key)
+  local o = origins.fixed(c[key].url)
+  if not o then return end
+  local known, open = {}, false
+  local function add(text)
+    if text == nil then return end
+    local f = origins.fixed(text)
+    if f then known[#known + 1] = f else open = true end
+  end
+  for _, k in ipairs(origins.URL_KEYS) do add(c[k]) end
+  for _, a in ipairs(c.allowed_urls or {}) do add(a) end
+  if open or origins.within(o .. "/", known) then return end
+  table.sort(known)
+  fail_at(path, key .. ".url", "%s.url sends to %s, which is not the origin of token_url, refresh_url, revoke_url, device_url or an "
+    .. "allowed URL (%s): tokens and the client secret go nowhere else", key, o, table.concat(known, ", "))
+end
+
 local function check_templates(c, path)
   local fieldset = {}
   local names = {}
@@ -85,7 +116,7 @@ local function check_templates(c, path)
   local function only_fields(text, key)
     for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
       if not field_of(v) then
-        fail(path, "%s uses {{%s}}, which is not a field of this connector (fields: %s)",
+        fail_at(path, key, "%s uses {{%s}}, which is not a field of this connector (fields: %s)",
           key, v, field_list)
       end
     end
@@ -98,8 +129,8 @@ local function check_templates(c, path)
   -- in `values`): those are rendered once the token (and hooks.lookup) has them
   local declared = {}
   for _, v in ipairs(c.values or {}) do
-    if fieldset[v] then fail(path, "values: '%s' is also a field", v) end
-    if SECRET_NAMES[v] then fail(path, "values: '%s' is a secret, not a value kept with the connection", v) end
+    if fieldset[v] then fail_at(path, "values", "values: '%s' is also a field", v) end
+    if SECRET_NAMES[v] then fail_at(path, "values", "values: '%s' is a secret, not a value kept with the connection", v) end
     declared[v] = true
   end
   local value_list = table.concat(c.values or {}, ", ")
@@ -107,7 +138,7 @@ local function check_templates(c, path)
     for _, v in ipairs(template.variables(a, path .. ": allowed_urls[" .. i .. "]")) do
       local ns, name = template.split(v)
       if not field_of(v) and not ((ns == nil or ns == "values") and declared[name]) then
-        fail(path, "allowed_urls[%d] uses {{%s}}, which is neither a field (fields: %s) nor a declared value "
+        fail_at(path, "allowed_urls[" .. i .. "]", "allowed_urls[%d] uses {{%s}}, which is neither a field (fields: %s) nor a declared value "
           .. "(values: %s); declare values from the token response or hooks in `values`", i, v, field_list,
           value_list ~= "" and value_list or "none")
       end
@@ -117,7 +148,7 @@ local function check_templates(c, path)
   local function fields_or_client(text, key)
     for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
       if v ~= "client_id" and not field_of(v) then
-        fail(path, "%s uses {{%s}}, which is neither a field of this connector (fields: %s) nor {{client_id}}",
+        fail_at(path, key, "%s uses {{%s}}, which is neither a field of this connector (fields: %s) nor {{client_id}}",
           key, v, field_list)
       end
     end
@@ -128,12 +159,57 @@ local function check_templates(c, path)
   for k, v in pairs(c.token_params or {}) do
     if type(v) == "string" then fields_or_client(v, "token_params." .. k) end
   end
+  -- a registration (Mastodon's apps API): its URL from fields, its form from fields,
+  -- {{redirect_uri}} and {{scope}}; sent before any client or token exists
+  if c.app_registration then
+    if (c.auth or "authorization_code") ~= "authorization_code" then
+      fail_at(path, "app_registration", "key 'app_registration': only a browser sign-in (auth = \"authorization_code\") registers an app")
+    end
+    for _, v in ipairs(template.variables(c.app_registration.url, path .. ": app_registration.url")) do
+      if not field_of(v) then
+        fail_at(path, "app_registration.url", "app_registration.url uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
+      end
+    end
+    for k, t in pairs(c.app_registration.form or {}) do
+      for _, v in ipairs(template.variables(tostring(t), path .. ": app_registration.form." .. k)) do
+        if v ~= "redirect_uri" and v ~= "scope" and not field_of(v) then
+          fail_at(path, "app_registration.form." .. k,
+            "app_registration.form.%s uses {{%s}}, which is neither a field of this connector (fields: %s) "
+            .. "nor {{redirect_uri}} or {{scope}}", k, v, field_list)
+        end
+      end
+    end
+  end
+  -- fields the callback sets: declared, with choices (the callback can only pick one of
+  -- them), not secret, and only where there is a callback
+  local combos = 1
+  for k in pairs(c.callback_fields or {}) do
+    if (c.auth or "authorization_code") ~= "authorization_code" then
+      fail_at(path, "callback_fields", "key 'callback_fields': only a browser sign-in (auth = \"authorization_code\") has a callback")
+    end
+    local f
+    for _, x in ipairs(c.fields or {}) do if x.key == k then f = x end end
+    if not f then fail_at(path, "callback_fields." .. k, "callback_fields.%s: no such field (fields: %s)", k, field_list) end
+    if not f.choices then
+      fail_at(path, "callback_fields." .. k,
+        "callback_fields.%s: the field needs choices, so a callback can only pick among the connector's own values", k)
+    end
+    if f.secret then fail_at(path, "callback_fields." .. k, "callback_fields.%s: a secret field cannot come from a callback", k) end
+    combos = combos * #f.choices
+  end
+  if combos > 64 then fail_at(path, "callback_fields", "callback_fields: %d combinations of choices; at most 64", combos) end
+  -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
+  for _, v in ipairs(c.redirect_uri and template.variables(c.redirect_uri, path .. ": redirect_uri") or {}) do
+    if not field_of(v) then
+      fail_at(path, "redirect_uri", "redirect_uri uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
+    end
+  end
   for k, v in pairs(c.token_headers or {}) do
     local lower = k:lower()
     if lower == "authorization" or lower == "content-type" then
-      fail(path, "token_headers.%s: connrt sets this header itself (client_auth and token_request_format say how)", k)
+      fail_at(path, "token_headers." .. k, "token_headers.%s: connrt sets this header itself (client_auth and token_request_format say how)", k)
     end
-    if not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then fail(path, "token_headers: %q is not a header name", k) end
+    if not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then fail_at(path, "token_headers", "token_headers: %q is not a header name", k) end
     fields_or_client(tostring(v), "token_headers." .. k)
   end
   if type(c.test) == "table" then
@@ -142,7 +218,7 @@ local function check_templates(c, path)
   for _, k in ipairs({ "name", "unique_id" }) do
     for _, v in ipairs(template.variables(c[k], path .. ": " .. k)) do
       if M.secret_var(c, v) then
-        fail(path, "%s uses {{%s}}, a secret value: names and unique ids are stored in clear", k, v)
+        fail_at(path, k, "%s uses {{%s}}, a secret value: names and unique ids are stored in clear", k, v)
       end
     end
   end
@@ -150,7 +226,7 @@ local function check_templates(c, path)
   local function no_test(text, key)
     for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
       if template.split(v) == "test" then
-        fail(path, "%s uses {{%s}}, but the test API's answer is known in name and unique_id only", key, v)
+        fail_at(path, key, "%s uses {{%s}}, but the test API's answer is known in name and unique_id only", key, v)
       end
     end
   end
@@ -173,7 +249,9 @@ local function check_templates(c, path)
   parse_all(c.request and c.request.query, "request.query")
   parse_all(c.request and c.request.body, "request.body")
   parse_all(c.request and c.request.basic, "request.basic")
-  if c.revoke_request and c.revoke_url then fail(path, "give revoke_url (RFC 7009) or revoke_request, not both") end
+  if c.revoke_request and c.revoke_url then
+    fail_at(path, "revoke_request", "give revoke_url (RFC 7009) or revoke_request, not both")
+  end
   -- never a token or the client secret in a URL (URLs end in logs, proxies and
   -- histories): not in the requests connrt sends with a connection, its test API or a
   -- declared request. A provider that only takes an API key in the query (a secret field,
@@ -183,7 +261,7 @@ local function check_templates(c, path)
       for _, var in ipairs(template.variables(text, path .. ": " .. key)) do
         local ns, name = template.split(var)
         if (fields_too and M.secret_var(c, var)) or ((ns == nil or ns == "token") and SECRET_NAMES[name]) then
-          fail(path, "%s puts {{%s}} in the URL: tokens and secrets never go in URLs", key, var)
+          fail_at(path, key, "%s puts {{%s}} in the URL: tokens and secrets never go in URLs", key, var)
         end
       end
     end
@@ -200,6 +278,7 @@ local function check_templates(c, path)
     local r = c[key]
     if r then
       no_secret_in_url(query_texts(r.query, r.url), key, true)
+      check_request_origin(c, path, key)
       parse_all(r.headers, key .. ".headers")
       parse_all(r.form, key .. ".form")
       parse_all(r.basic, key .. ".basic")
@@ -212,7 +291,8 @@ local function check_templates(c, path)
         for _, var in ipairs(template.variables(tostring(v), path)) do
           local ns, name = template.split(var)
           if ns == "token" or (ns == nil and SECRET_NAMES[name]) then
-            fail(path, "request.%s.%s uses {{%s}}, but auth = \"fields\" connections have no token", part, k, var)
+            fail_at(path, "request." .. part .. "." .. k,
+              "request.%s.%s uses {{%s}}, but auth = \"fields\" connections have no token", part, k, var)
           end
         end
       end
@@ -224,14 +304,15 @@ end
 local function check_fields(c, path)
   local seen = {}
   for i, f in ipairs(c.fields or {}) do
-    local where = string.format("fields[%d] (%s)", i, f.key)
-    if seen[f.key] then fail(path, "%s: key '%s' is declared twice", where, f.key) end
+    local key = "fields[" .. i .. "]"
+    local where = string.format("%s (%s)", key, f.key)
+    if seen[f.key] then fail_at(path, key, "%s: key '%s' is declared twice", where, f.key) end
     seen[f.key] = true
     if f.default ~= nil then
       local ok, why = M.check_field_value(f, f.default)
-      if not ok then fail(path, "%s: default %s", where, why) end
+      if not ok then fail_at(path, key, "%s: default %s", where, why) end
     end
-    if f.choices and #f.choices == 0 then fail(path, "%s: choices is empty", where) end
+    if f.choices and #f.choices == 0 then fail_at(path, key, "%s: choices is empty", where) end
   end
 end
 
@@ -276,21 +357,90 @@ end
 
 M.NEEDS, M.SECRET_NAMES, M.URL_KEYS = NEEDS, SECRET_NAMES, URL_KEYS
 
--- Validates the table a connector returned and fills in defaults.
-local function check(c, src, path)
+--- Every problem of the table `c` a connector returned, validated once for both the
+-- loader (which raises the first) and `connrt check` (which prints them all, with
+-- hints): a list of { kind = "schema" | "allowed" | "needs" | "connector", key (nil for
+-- the file as a whole), message (what is wrong at the key), text (the loader's message,
+-- without the path) }. The checks past the schema need its types, so schema problems
+-- come alone; past it, each group of checks reports its first problem.
+function M.problems(c, path)
+  local out = {}
   local errs = schema.validate(c, schema.connector)
-  if #errs > 0 then
+  for _, e in ipairs(errs) do
+    out[#out + 1] = { kind = "schema", key = e[1], message = e[2], text = ("key '%s': %s"):format(e[1], e[2]) }
+  end
+  if #errs > 0 then return out end
+  if #c.allowed_urls == 0 then
+    out[#out + 1] = { kind = "allowed", key = "allowed_urls", message = "needs at least one URL",
+      text = "key 'allowed_urls': needs at least one URL" }
+  end
+  local auth = c.auth or "authorization_code"
+  -- with `discovery`, the server's metadata fills what is left out (autoconf.lua), and
+  -- says then whether the way of connecting has what it needs
+  for _, k in ipairs(c.discovery and {} or NEEDS[auth]) do
+    if c[k] == nil then
+      local message = ("is required for auth = \"%s\""):format(auth)
+      out[#out + 1] = { kind = "needs", key = k, message = message, text = ("key '%s': %s"):format(k, message) }
+    end
+  end
+  if c.test == nil and not c.discovery then
+    out[#out + 1] = { kind = "needs", key = "test", message = "is required", text = "key 'test': is required" }
+  end
+  local prefix = "^" .. path:gsub("%p", "%%%0") .. ": "
+  local function group(fn)
+    local ok, e = pcall(fn)
+    if ok then return end
+    if not errors.is(e) then error(e, 0) end
+    local text = e.message:gsub(prefix, "")
+    out[#out + 1] = { kind = "connector", key = e.key, message = text, text = text }
+  end
+  group(function()
+    if c.registration and not c.discovery then
+      fail_at(path, "registration", "key 'registration': registering a client needs the server's metadata: give "
+        .. "`discovery` too")
+    end
+  end)
+  group(function()
+    if auth == "fields" and (c.discovery or c.resource) then
+      local key = c.discovery and "discovery" or "resource"
+      fail_at(path, key, "key '%s': auth = \"fields\" connections have no authorization server", key)
+    end
+  end)
+  group(function() check_fields(c, path) end)
+  group(function() check_templates(c, path) end)
+  group(function()
+    if c.pkce_encoding and c.pkce == false then
+      fail_at(path, "pkce_encoding", "key 'pkce_encoding': the connector does not use PKCE (pkce = false)")
+    end
+    if c.redirect_uri and auth ~= "authorization_code" then
+      fail_at(path, "redirect_uri", "key 'redirect_uri': only a browser sign-in (auth = \"authorization_code\") has a "
+        .. "redirect")
+    end
+    local test = c.test
+    if type(test) == "table" and (test.body ~= nil and 1 or 0) + (test.json ~= nil and 1 or 0)
+        + (test.form ~= nil and 1 or 0) > 1 then
+      fail_at(path, "test", "key 'test': give one of body, json and form")
+    end
+    local method = type(test) == "table" and test.method or "GET"
+    if type(test) == "table" and (method == "GET" or method == "HEAD") and (test.body or test.json or test.form) then
+      fail_at(path, "test", "key 'test': a %s request cannot have a body (give method = \"POST\")", method)
+    end
+  end)
+  return out
+end
+
+-- Validates the table a connector returned (M.problems: the first problem is raised;
+-- schema problems all at once) and fills in defaults.
+local function check(c, src, path)
+  local problems = M.problems(c, path)
+  if #problems > 0 then
     local lines = {}
-    for _, e in ipairs(errs) do lines[#lines + 1] = string.format("key '%s': %s", e[1], e[2]) end
-    fail(path, "%s", table.concat(lines, "; "))
+    for _, p in ipairs(problems) do
+      if p.kind == "schema" then lines[#lines + 1] = p.text end
+    end
+    fail(path, "%s", #lines > 0 and table.concat(lines, "; ") or problems[1].text)
   end
-  if #c.allowed_urls == 0 then fail(path, "key 'allowed_urls': needs at least one URL") end
   c.auth = c.auth or "authorization_code"
-  for _, k in ipairs(NEEDS[c.auth]) do
-    if c[k] == nil then fail(path, "key '%s': is required for auth = \"%s\"", k, c.auth) end
-  end
-  check_fields(c, path)
-  check_templates(c, path)
   c.title = c.title or c.id
   c.fields = c.fields or {}
   c.scopes = c.scopes or {}
@@ -301,16 +451,17 @@ local function check(c, src, path)
   c.client_auth = c.client_auth or "basic"
   c.token_request_format = c.token_request_format or "form"
   c.values = c.values or {}
+  if c.resource then
+    -- RFC 8707: the resource indicator goes with the authorization request and every token
+    -- request (the code exchange, refreshes, client credentials)
+    if c.authorize_params.resource == nil then c.authorize_params.resource = c.resource end
+    if c.token_params.resource == nil then c.token_params.resource = c.resource end
+  end
   if c.pkce == nil then c.pkce = true end
-  if type(c.test) == "table" and (c.test.body ~= nil and 1 or 0) + (c.test.json ~= nil and 1 or 0)
-      + (c.test.form ~= nil and 1 or 0) > 1 then
-    fail(path, "key 'test': give one of body, json and form")
-  end
+  c.pkce_encoding = c.pkce_encoding or "base64url"
+  c.client_id_param = c.client_id_param or "client_id"
   if type(c.test) == "string" then c.test = { url = c.test } end
-  c.test.method = c.test.method or "GET"
-  if (c.test.method == "GET" or c.test.method == "HEAD") and (c.test.body or c.test.json or c.test.form) then
-    fail(path, "key 'test': a %s request cannot have a body (give method = \"POST\")", c.test.method)
-  end
+  if c.test then c.test.method = c.test.method or "GET" end
   c.request = c.request or {}
   c.request.headers = c.request.headers or {}
   c.request.query = c.request.query or {}
@@ -346,10 +497,8 @@ function M.load_source(src, path)
 end
 
 local function read(path)
-  local f, err = io.open(path, "rb")
-  if not f then errors.raise("connector", "cannot read connector: %s", err) end
-  local src = f:read("a")
-  f:close()
+  local src, err = require("connrt.text").read_file(path)
+  if not src then errors.raise("connector", "cannot read connector: %s", err) end
   return src
 end
 

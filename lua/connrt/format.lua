@@ -61,6 +61,15 @@ function M.value(v)
   return tostring(v)
 end
 
+--- A value a provider answered with, as a message shows it: JSON-like, cut short
+-- (cjson's null, a light userdata, is "null").
+function M.shown(v)
+  if v == nil or type(v) == "userdata" then return "null" end
+  if type(v) == "string" then return ("%q"):format(v:sub(1, 80)) end
+  if type(v) == "table" then return "an object or array" end
+  return M.value(v)
+end
+
 -- Code point ranges a terminal shows two columns wide (East Asian wide and fullwidth,
 -- emoji), and ranges it shows zero wide (combining marks, zero-width characters).
 local WIDE = {

@@ -1,5 +1,5 @@
 --- help.lua - the help texts of the command line, from one description of every
--- command, option, environment variable and exit status.
+-- command, environment variable and exit status; the options are options.lua's.
 --
 --   help.usage()          the overview: every command on one line, the environment and
 --                         the exit statuses (`connrt help`, `connrt --help`)
@@ -8,26 +8,14 @@
 --                         Aliases: "--help", "-h" (help), "--version" (version).
 --   help.commands()       the command names, in the order of the overview
 --   help.options(name)    the option names one command takes ("--field", "-H", ...)
+--   help.aliases()        the names that stand for a command ("--help", ...)
 --
 -- Every text ends with a newline and no line is wider than 80 columns.
+local options = require("connrt.options")
+
 local M = {}
 
 local WIDTH = 80
-
--- Options `run` and `authorize` share.
-local CONNECT_OPTIONS = {
-  { "--field", "KEY=VALUE", "a connector field (repeatable); a secret field can come from the environment "
-    .. "instead, as CONNRT_FIELD_<KEY>, to keep it off the command line" },
-  { "--field-file", "KEY=PATH", "a field's value read from a file (repeatable; for secrets)" },
-  { "--client-id", "ID", "the app's client id (or CONNRT_CLIENT_ID); remembered per connector, so it is given once" },
-  { "--client-secret-file", "PATH", "a file holding the client secret (or CONNRT_CLIENT_SECRET); remembered, sealed" },
-  { "--client-secret", "SECRET", "the client secret itself (visible to other local users: prefer the file or "
-    .. "the environment)" },
-  { "--scope", "SCOPE", "ask for SCOPE as well as the connector's scopes (repeatable)" },
-  { "--param", "NAME=VALUE", "an extra parameter on the sign-in URL (repeatable), e.g. prompt=select_account" },
-  { "--timeout", "SECONDS", "how long to wait for the sign-in (default 300)" },
-  { "--no-browser", nil, "print the sign-in URL only; do not open a browser" },
-}
 
 local EXIT = {
   { "0", "success" },
@@ -76,19 +64,12 @@ local ENVIRONMENT = {
   { "NO_COLOR", "when set, connrt prints no colours" },
 }
 
--- Options every command takes, before or after the command's name.
-local GLOBAL_OPTIONS = {
-  { "-v, --verbose", "trace every HTTP request and response on standard error, with tokens, codes, secrets "
-    .. "and credential headers shown as [redacted]" },
-  { "--store STORE", "the store to use: a directory or a postgres:// URL (instead of CONNRT_STORE)" },
-}
-
 local ID_TEXT = "ID is a connection's id (as connrt list shows it), or a connector's id when that connector has "
   .. "exactly one connection."
 
 -- Every command: the overview lines (usage, summary), the usage lines of its own help,
--- what it does (paragraphs), its options ({ names, argument, text }; names separated by
--- ", "), and examples ({ command, comment }).
+-- what it does (paragraphs) and examples ({ command, comment }); its options are
+-- options.lua's.
 local COMMANDS = {
   {
     name = "run",
@@ -105,16 +86,6 @@ local COMMANDS = {
         .. "browser.",
       "CONNECTOR.lua is always taken as a connector: it runs only in the connector sandbox, and a file that "
         .. "fails there is an invalid connector (exit 3). Pipeline scripts run with connrt script.",
-    },
-    options = {
-      CONNECT_OPTIONS[1], CONNECT_OPTIONS[2], CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5],
-      CONNECT_OPTIONS[6], CONNECT_OPTIONS[7],
-      { "--paste", nil, "do not listen: read the redirected address, the code, or a connrt authorize line from "
-        .. "standard input" },
-      { "--replace", nil, "replace the connection of the same account when it was made through a connector with "
-        .. "other endpoints (without it, connrt refuses and saves nothing)" },
-      CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
-      { "--json", nil, "print {\"id\", \"connector\", \"name\", \"unique_id\", \"updated\"} on standard output" },
     },
     examples = {
       { "connrt redirect-url", "the URL to register with the app first" },
@@ -133,7 +104,6 @@ local COMMANDS = {
         .. "connectors, which may come from anyone, run with connrt run in their sandbox instead. Whether a file "
         .. "is a connector or a script is decided by the command, never by running the file.",
     },
-    options = {},
     examples = {
       { "connrt script examples/pipeline.lua github", "a pipeline script" },
       { "connrt script bench/populate.lua 100 https://id.example.com https://api.example.com",
@@ -152,14 +122,30 @@ local COMMANDS = {
         .. "nothing.",
       "The line carries the new tokens: paste it only into connrt and do not keep it.",
     },
-    options = {
-      CONNECT_OPTIONS[1], CONNECT_OPTIONS[2], CONNECT_OPTIONS[3], CONNECT_OPTIONS[4], CONNECT_OPTIONS[5],
-      CONNECT_OPTIONS[6], CONNECT_OPTIONS[7], CONNECT_OPTIONS[8], CONNECT_OPTIONS[9],
-      { "--json", nil, "print the result as JSON on standard output" },
-    },
     examples = {
       { "connrt authorize connectors/github.lua --client-id Iv1.8a61f9b3", "on your laptop" },
       { "connrt run connectors/github.lua --paste", "then on the server: paste the line" },
+    },
+  },
+  {
+    name = "connect",
+    overview = { { "connect URL [--print-connector]", "connect a protected resource (an MCP server): no connector" } },
+    usage = { "connrt connect URL [--print-connector] [options]" },
+    text = {
+      "Connects a protected resource that publishes its metadata (RFC 9728), such as a remote MCP server, with no "
+        .. "connector file: requests URL without credentials, reads the resource_metadata of its 401 (else the "
+        .. "origin's /.well-known/oauth-protected-resource), discovers the authorization server it names (RFC "
+        .. "8414), registers connrt there when the server allows it (RFC 7591; once, then reused), and signs in "
+        .. "with PKCE and the resource indicator (RFC 8707). The connection's only allowed URL is the resource's "
+        .. "origin and path, said before the browser opens; it works with request, token, refresh, revoke, list "
+        .. "and show like any other.",
+      "With --print-connector, nothing is connected: the connector connrt would use is printed, to start a "
+        .. "connector file from. A server that does not allow registration needs --client-id.",
+    },
+    examples = {
+      { "connrt connect https://mcp.example.com/mcp", "connect a remote MCP server" },
+      { "connrt connect https://mcp.example.com/mcp --print-connector > mcp.lua",
+        "write its connector, to change it and run it with connrt run" },
     },
   },
   {
@@ -177,16 +163,6 @@ local COMMANDS = {
       "METHOD is GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS; the default is GET, or POST with a body.",
       ID_TEXT,
     },
-    options = {
-      { "-H, --header", "'NAME: VALUE'", "a request header (repeatable)" },
-      { "-d, --data", "BODY", "the request body, sent as it is" },
-      { "--json-body", "JSON", "a JSON request body (Content-Type: application/json)" },
-      { "-i, --include", nil, "print the status line and the response headers before the body" },
-      { "--retries", "N", "retry a 429 or 503 after its Retry-After, and connection failures of GET, HEAD, PUT, "
-        .. "DELETE and OPTIONS, up to N times (default 0)" },
-      { "--max-wait", "SECONDS", "never wait more than this for retries in all (default 60)" },
-      { "--json", nil, "print {\"status\", \"headers\", \"body\"}, with a JSON body decoded" },
-    },
     examples = {
       { "connrt request github /user", "GET, relative to the first allowed URL" },
       { "connrt request github POST /user/repos --json-body '{\"name\":\"demo\"}'", "create something" },
@@ -203,7 +179,6 @@ local COMMANDS = {
         .. "its output out of logs.",
       ID_TEXT,
     },
-    options = {},
     examples = {
       { "curl -H \"Authorization: Bearer $(connrt token github)\" https://api.github.com/user", "use it elsewhere" },
       { "GH_TOKEN=$(connrt token github) gh api /user", "or give it to another tool" },
@@ -219,7 +194,6 @@ local COMMANDS = {
         .. "connrt run. A connection without a refresh token is not refreshed (exit 1; nothing is sent).",
       ID_TEXT,
     },
-    options = {},
     examples = {
       { "connrt refresh github", "" },
       { "connrt refresh local-oidc-1a2b3c4d && connrt show local-oidc-1a2b3c4d", "refresh, then see the expiry" },
@@ -235,7 +209,6 @@ local COMMANDS = {
         .. "keeps the connection (exit 5); connrt delete removes it here only.",
       ID_TEXT,
     },
-    options = {},
     examples = { { "connrt revoke github", "" }, { "connrt revoke local-oidc-1a2b3c4d", "" } },
   },
   {
@@ -247,28 +220,28 @@ local COMMANDS = {
         .. "revokes them there too).",
       ID_TEXT,
     },
-    options = {},
     examples = { { "connrt delete github", "" }, { "connrt delete local-oidc-1a2b3c4d", "" } },
   },
   {
     name = "update",
     overview = { { "update ID [CONNECTOR.lua]", "apply a changed connector to a connection" } },
-    usage = { "connrt update ID [CONNECTOR.lua]" },
+    usage = { "connrt update ID [CONNECTOR.lua] [--replace]" },
     text = {
       "A connection keeps the connector it was connected with: editing the connector file changes nothing for "
         .. "it. update applies CONNECTOR.lua (default: the file the connection was connected or last updated "
-        .. "with) to the connection without a new sign-in: it checks the connector, renders its URLs and allowed "
+        .. "with, by its absolute real path; a connection that remembers only a relative path must be given "
+        .. "it) to the connection without a new sign-in: it checks the connector, renders its URLs and allowed "
         .. "URLs from the connection's fields and kept values (values the connector no longer declares are "
         .. "dropped), checks that its request parameters can be rendered, and saves the connector and the "
         .. "record in one transaction. Nothing is sent: the tokens, name and unique id stay.",
       "A connector that would need a new sign-in is refused with exit 2: another connector id or way of "
         .. "connecting, a scope the connection was not granted, a token or refresh URL at another host, a "
         .. "required field the connection does not have. An invalid connector, or one whose templates name a "
-        .. "value the connection does not keep, is refused with exit 3. Either way nothing changes; connrt run "
-        .. "connects the account again.",
+        .. "value the connection does not keep, is refused with exit 3. A connector whose URLs or allowed URLs "
+        .. "reach an origin the connection does not reach is refused with exit 2, naming it, unless --replace "
+        .. "is given. Either way nothing changes; connrt run connects the account again.",
       ID_TEXT,
     },
-    options = {},
     examples = {
       { "connrt update github", "after editing the connector github was connected with" },
       { "connrt update github-1a2b3c4d ~/connectors/github.lua", "the connector in another file" },
@@ -284,9 +257,6 @@ local COMMANDS = {
       "With a key file (the default), the new key is a fresh random one unless --new-key-file or CONNRT_NEW_KEY "
         .. "gives it, and it replaces the key file. With CONNRT_KEY, the new key must be given, and CONNRT_KEY "
         .. "must hold it from then on.",
-    },
-    options = {
-      { "--new-key-file", "FILE", "the new 32-byte key, as 64 hex digits or base64 (or CONNRT_NEW_KEY)" },
     },
     examples = {
       { "connrt rekey", "a fresh random key in the key file" },
@@ -311,11 +281,6 @@ local COMMANDS = {
         .. "the same key, else they are re-sealed under the target's key (--to-key-file, else the target's usual "
         .. "key). Copying again changes nothing; an account the target holds under another id is refused.",
     },
-    options = {
-      { "--from", "STORE", "the store to copy from (default: --store, CONNRT_STORE or CONNRT_HOME)" },
-      { "--to", "STORE", "the store to copy to: a directory or a postgres:// URL" },
-      { "--to-key-file", "FILE", "the target's key file (made if missing) instead of CONNRT_KEY" },
-    },
     examples = {
       { "connrt store copy --to postgres://connrt@db.internal/connrt", "the laptop's store into PostgreSQL" },
       { "CONNRT_STORE=postgres://connrt@db.internal/connrt connrt store migrate", "" },
@@ -329,9 +294,6 @@ local COMMANDS = {
       "Lists the stored connections: id, connector, name, account, status (ok, expired, needs reconnect) and when "
         .. "the access token expires. It reads no secret, so it needs no key.",
     },
-    options = {
-      { "--json", nil, "print a JSON array of the connections (id, connector, name, unique_id, ...; never secrets)" },
-    },
     examples = { { "connrt list", "" }, { "connrt list --json", "for scripts" } },
   },
   {
@@ -343,7 +305,6 @@ local COMMANDS = {
         .. "allowed URLs, fields and kept values.",
       ID_TEXT,
     },
-    options = { { "--json", nil, "print it as a JSON object" } },
     examples = { { "connrt show github", "" }, { "connrt show local-oidc-1a2b3c4d --json", "" } },
   },
   {
@@ -356,7 +317,6 @@ local COMMANDS = {
         .. "the allowed URLs, a name and a unique id, and literal values in request parameters that look like "
         .. "secrets. Prints each finding as FILE: key: message (hint: ...); exits 3 when any is an error.",
     },
-    options = {},
     examples = { { "connrt check connectors/*.lua", "every shipped connector" }, { "connrt check my-app.lua", "" } },
   },
   {
@@ -367,7 +327,6 @@ local COMMANDS = {
       "Prints the redirect URL (callback URL) to register in the app's OAuth settings: CONNRT_REDIRECT_URL, or "
         .. "http://127.0.0.1:8400/callback.",
     },
-    options = {},
     examples = {
       { "connrt redirect-url", "" },
       { "CONNRT_REDIRECT_URL=http://localhost:9000/cb connrt redirect-url", "another port and path" },
@@ -379,7 +338,6 @@ local COMMANDS = {
     usage = { "connrt version", "connrt --version" },
     text = { "Prints connrt's version, the version of Lua it runs on and those of libcurl, OpenSSL and LMDB it "
       .. "was built with." },
-    options = {},
     examples = { { "connrt version", "" }, { "connrt --version", "" } },
   },
   {
@@ -387,7 +345,6 @@ local COMMANDS = {
     overview = { { "help [COMMAND]", "this overview, or one command's help (also --help)" } },
     usage = { "connrt help [COMMAND]", "connrt --help", "connrt -h" },
     text = { "Prints the overview of all commands, or the whole help of one command." },
-    options = {},
     examples = { { "connrt help", "" }, { "connrt help request", "" } },
   },
 }
@@ -442,10 +399,18 @@ function M.options(name)
   local c = BY_NAME[ALIASES[name] or name]
   if not c then return nil end
   local names = {}
-  for _, o in ipairs(c.options) do
-    for n in o[1]:gmatch("[^, ]+") do names[#names + 1] = n end
+  for _, o in ipairs(options.of(c.name)) do
+    for _, n in ipairs(options.names_of(o)) do names[#names + 1] = n end
   end
   return names
+end
+
+--- The names that stand for a command ("--help", "-h", "--version"), sorted.
+function M.aliases()
+  local out = {}
+  for a in pairs(ALIASES) do out[#out + 1] = a end
+  table.sort(out)
+  return out
 end
 
 --- The environment variables, { name, meaning } each, and the exit statuses, { code,
@@ -459,13 +424,15 @@ function M.usage()
   for _, c in ipairs(COMMANDS) do
     for _, o in ipairs(c.overview) do cmds[#cmds + 1] = o end
   end
+  local global = {}
+  for i, o in ipairs(options.GLOBAL) do global[i] = { o[1], o.text } end
   return table.concat({
     "usage: connrt COMMAND [ARGS...]\n\n",
     "Connects accounts at third-party apps (OAuth) and keeps them usable by scripts.\n\n",
     "commands:\n", columns(cmds, 32), "\n",
     wrap(ID_TEXT, "", 0),
     "connrt help COMMAND shows a command's options and examples; so does man connrt.\n\n",
-    "options of every command:\n", columns(GLOBAL_OPTIONS, 25), "\n",
+    "options of every command:\n", columns(global, 25), "\n",
     "environment:\n", columns(ENVIRONMENT, 25), "\n",
     "exit status:\n", columns(EXIT, 8),
   })
@@ -480,10 +447,11 @@ function M.command(name)
     out[#out + 1] = wrap(u, i == 1 and "usage: " or "       ", 9)
   end
   for _, p in ipairs(c.text) do out[#out + 1] = "\n" .. wrap(p, "", 0) end
-  if #c.options > 0 then
+  local opts = options.of(c.name)
+  if #opts > 0 then
     local items = {}
-    for _, o in ipairs(c.options) do
-      items[#items + 1] = { o[1] .. (o[2] and (" " .. o[2]) or ""), o[3] }
+    for _, o in ipairs(opts) do
+      items[#items + 1] = { o[1] .. (o.arg and (" " .. o.arg) or ""), o.text }
     end
     out[#out + 1] = "\noptions:\n" .. columns(items, 30)
   end

@@ -20,10 +20,20 @@ function M.new_state()
 end
 
 --- A PKCE pair (RFC 7636): a 32-byte random verifier, base64url (43 characters), and
--- its S256 challenge.
-function M.new_pkce()
+-- its S256 challenge: the SHA-256 of the verifier, base64url-encoded (RFC 7636), or
+-- hex-encoded where the connector says `pkce_encoding = "hex"` (TikTok's desktop apps).
+function M.new_pkce(encoding)
   local verifier = crypto.b64url_encode(crypto.random(32))
-  return verifier, crypto.b64url_encode(crypto.sha256(verifier))
+  local digest = crypto.sha256(verifier)
+  return verifier, encoding == "hex" and crypto.hex(digest) or crypto.b64url_encode(digest)
+end
+
+--- What the authorize and code exchange requests send as redirect_uri: the redirect URL
+-- the listener waits on, or the connector's `redirect_uri` rendered with the fields
+-- (eBay's RuName, which eBay maps to the redirect URL registered with it).
+function M.sent_redirect_uri(c, fields, redirect_uri)
+  if not c.redirect_uri then return redirect_uri end
+  return template.render(c.redirect_uri, template.scope({ fields = fields }), c.path .. ": redirect_uri")
 end
 
 --- The authorization URL. `ctx`: fields, client_id, redirect_uri, state, challenge.
@@ -31,8 +41,8 @@ function M.authorize_url(c, ctx)
   local base = connector.render_url(c, "authorize_url", ctx.fields)
   local params = {
     { "response_type", "code" },
-    { "client_id", ctx.client_id },
-    { "redirect_uri", ctx.redirect_uri },
+    { c.client_id_param, ctx.client_id },
+    { "redirect_uri", M.sent_redirect_uri(c, ctx.fields, ctx.redirect_uri) },
   }
   local scopes = ctx.scopes or c.scopes
   if #scopes > 0 then params[#params + 1] = { "scope", table.concat(scopes, c.scope_separator) } end
@@ -49,7 +59,7 @@ function M.authorize_url(c, ctx)
     if not extra[p[1]] then params[#params + 1] = p end
   end
   local reserved = { response_type = true, client_id = true, redirect_uri = true, state = true,
-    code_challenge = true, code_challenge_method = true }
+    code_challenge = true, code_challenge_method = true, [c.client_id_param] = true }
   for _, p in ipairs(ctx.params or {}) do
     if reserved[p[1]] then errors.raise("usage", "--param %s: connrt sets this parameter itself", p[1]) end
     params[#params + 1] = p
@@ -95,10 +105,9 @@ function M.token_request(c, token_url, ctx, grant, opts)
   end
   if c.client_auth == "basic" then
     -- RFC 6749 2.3.1: id and secret are form-encoded before they are joined
-    local cred = url.encode(ctx.client_id) .. ":" .. url.encode(ctx.client_secret or "")
-    headers[#headers + 1] = { "Authorization", "Basic " .. log.secret(crypto.b64encode(cred)) }
+    headers[#headers + 1] = request.basic_authorization(url.encode(ctx.client_id), url.encode(ctx.client_secret or ""))
   else
-    params[#params + 1] = { "client_id", ctx.client_id }
+    params[#params + 1] = { c.client_id_param, ctx.client_id }
     if ctx.client_secret then params[#params + 1] = { "client_secret", ctx.client_secret } end
   end
   -- a token endpoint's answer is small: a huge one is refused before it is parsed

@@ -136,11 +136,6 @@ local function trace_exchange(method, target, headers, hidden_headers, body, res
   if b then log.trace("< %s", b) end
 end
 
-local function strip_query(u)
-  if not u:find("[?#]") then return u end
-  return (u:gsub("[?#].*$", ""))
-end
-
 --- Sends `req` {method, url, headers = array of {name, value}, body, secret_headers =
 -- set of lowercased header names (credentials: dropped on a redirect to another
 -- origin), hidden_headers = set of lowercased header names the --verbose trace hides
@@ -167,15 +162,15 @@ function M.send(req, what)
     if not resp then
       local why = (err or "?"):gsub("^%u+ %S+: ", "")
       if code == "refused" then
-        errors.raise("refused", "%s: %s %s: %s (allowed: %s); nothing was sent", what, method, strip_query(current),
+        errors.raise("refused", "%s: %s %s: %s (allowed: %s); nothing was sent", what, method, url.without_query(current),
           why, table.concat(req.allowed, ", "))
       end
       if code == "too_big" then
         -- it did answer: with more than any answer here should hold
-        errors.raise("provider", "%s: %s %s answered with a %s", what, method, strip_query(current),
+        errors.raise("provider", "%s: %s %s answered with a %s", what, method, url.without_query(current),
           (why:gsub("^response ", "")))
       end
-      errors.raise("network", "%s: no answer from %s %s: %s", what, method, strip_query(current), why, code)
+      errors.raise("network", "%s: no answer from %s %s: %s", what, method, url.without_query(current), why, code)
     end
     local loc = resp.header.location
     if not (resp.status >= 300 and resp.status < 400 and loc and hop < (req.follow or 0)) then
@@ -187,7 +182,7 @@ function M.send(req, what)
     local ok, why = url.allowed(target, req.allowed or {})
     if not ok then
       errors.raise("refused", "%s: %s %s redirected to %s, which is refused: %s", what, method,
-        strip_query(current), strip_query(target), why)
+        url.without_query(current), url.without_query(target), why)
     end
     local t = url.parse(target)
     local keeps_body = resp.status == 307 or resp.status == 308
@@ -196,8 +191,8 @@ function M.send(req, what)
         -- the body carries what the connector added (credentials in a form): it would go
         -- to the other origin as it is, since a 307 or 308 keeps it
         errors.raise("refused", "%s: %s %s redirected to another origin (%s) with a %d, which would resend the body "
-          .. "the connector's parameters are in; not followed", what, method, strip_query(current),
-          strip_query(target), resp.status)
+          .. "the connector's parameters are in; not followed", what, method, url.without_query(current),
+          url.without_query(target), resp.status)
       end
       local kept = {}
       for _, h in ipairs(headers) do
@@ -284,12 +279,18 @@ local function render_headers(map, scope, where)
 end
 M.render_headers = render_headers
 
--- HTTP Basic from rendered templates (RFC 7617: base64 of user-id ":" password).
+--- The HTTP Basic Authorization header of `user` and `pass` (RFC 7617: base64 of
+-- user-id ":" password), its credential registered as a secret.
+function M.basic_authorization(user, pass)
+  return { "Authorization", "Basic " .. log.secret(crypto.b64encode(user .. ":" .. pass)) }
+end
+
+-- HTTP Basic from rendered templates.
 local function basic_header(basic, scope, where)
   local user = template.render(basic.username, scope, where .. ".basic.username", one_line(scope, where .. ".basic.username", true))
   local pass = basic.password and template.render(basic.password, scope, where .. ".basic.password",
     one_line(scope, where .. ".basic.password", true)) or ""
-  return { "Authorization", log.secret("Basic " .. crypto.b64encode(user .. ":" .. pass)) }
+  return M.basic_authorization(user, pass)
 end
 
 function M.with_parameters(params, scope, req, where, opts)
@@ -360,19 +361,33 @@ end
 function M.allowed_target(allowed, u, message)
   local target = url.join(allowed[1], u)
   local ok, why = url.allowed(target, allowed)
-  if not ok then errors.raise("refused", message, strip_query(target), why, table.concat(allowed, ", ")) end
+  if not ok then errors.raise("refused", message, url.without_query(target), why, table.concat(allowed, ", ")) end
   return target, why
+end
+
+--- Refuses (a connector error) the URL `target` of a declared request (`where`: the
+-- connector and key) outside `reach` (origins.reach).
+function M.check_reach(target, where, reach)
+  local inside, o = require("connrt.origins").within(target, reach)
+  if not inside then
+    errors.raise("connector", "%s.url sends to %s, which is not the origin of the connection's token, refresh, revoke, "
+      .. "device or allowed URLs (%s): tokens and the client secret go nowhere else; nothing was sent", where, o,
+      table.concat(reach or {}, ", "))
+  end
 end
 
 --- Builds a request a connector declares as data (revoke_request, exchange_request):
 -- { method, url, headers, query, form, json, basic } rendered with `scope` (an array of
 -- tables, first match wins). The URL's values are percent-encoded and it must be https
--- (or loopback). Returns { method, url, headers, body } for M.send.
-function M.from_template(spec, scope, where)
+-- (or loopback), at one of the origins of `reach` (origins.reach of the connection: its
+-- token, refresh, revoke, device and allowed URLs), as it carries tokens and the client
+-- secret. Returns { method, url, headers, body } for M.send.
+function M.from_template(spec, scope, where, reach)
   local connector = require("connrt.connector")
   local target = connector.render_url_text(spec.url, scope, where .. ".url")
   local ok, why = url.check_secure(target, where .. ".url")
   if not ok then errors.raise("connector", "%s", why) end
+  M.check_reach(target, where, reach)
   target = url.add_query(target, template.render_pairs(spec.query, scope, where .. ".query"))
   local headers = render_headers(spec.headers, scope, where .. ".headers")
   if spec.basic then headers[#headers + 1] = basic_header(spec.basic, scope, where) end

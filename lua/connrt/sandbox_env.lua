@@ -4,7 +4,7 @@
 --
 -- What is here: the pure Lua libraries (string with bounded pattern matching and
 -- string.rep, table, math, utf8, a few of os's clock functions) and connrt's helpers
--- (json, base64, base64url, url encoding). What is not: io, os.execute and the rest of os,
+-- (json, base64, base64url, url encoding) and connrt.version. What is not: io, os.execute and the rest of os,
 -- require, load, dofile, debug, coroutine, collectgarbage, print. setmetatable refuses
 -- __gc. The helpers are loaded here, inside the box, so a connector that replaces a
 -- function of its own string library changes only what its own helpers do.
@@ -14,11 +14,12 @@
 -- are removed from it altogether: connector code cannot reach them, and nothing it can
 -- call uses them.
 --
--- Two kinds of library function are Lua here rather than C: table.insert, remove and
--- move, whose C loops run over a length a metatable can make endless without allocating
--- anything (so neither the budget's hook nor the memory limit would stop them), and
--- connrt.json.encode, whose C version (lua-cjson) grows its buffer with malloc, outside
--- the box's memory limit, and exits the process when that fails.
+-- Two kinds of library function are Lua here rather than C: table.insert, remove, move
+-- and sort, whose C loops run over a length a metatable can make endless without
+-- allocating anything (so the memory limit would not stop them; sort's own comparisons
+-- call nothing, so neither would the budget's hook, which fires on instructions and on
+-- calls), and connrt.json.encode, whose C version (lua-cjson) grows its buffer with
+-- malloc, outside the box's memory limit, and exits the process when that fails.
 local inner = require("connrt.sandbox.inner")
 local b64 = require("connrt.base64")
 local url = require("connrt.url")
@@ -95,6 +96,43 @@ function tbl.move(a1, f, e, t, a2)
   return a2
 end
 
+-- Heapsort: O(n log n) whatever the comparator answers, no recursion; like Lua's sort it
+-- reads and writes through t's metamethods and is not stable.
+local function less(a, b) return a < b end
+
+local function sift(t, lt, root, last)
+  local v = t[root]
+  while true do
+    local child = 2 * root
+    if child > last then break end
+    local c = t[child]
+    if child < last then
+      local d = t[child + 1]
+      if lt(c, d) then child, c = child + 1, d end
+    end
+    if not lt(v, c) then break end
+    t[root] = c
+    root = child
+  end
+  t[root] = v
+end
+
+function tbl.sort(t, lt)
+  local n = len(t, "sort")
+  if n <= 1 then return end
+  if n >= 0x7fffffff then error("bad argument #1 to 'sort' (array too big)", 2) end
+  if lt == nil then
+    lt = less
+  elseif type(lt) ~= "function" then
+    error(("bad argument #2 to 'sort' (function expected, got %s)"):format(type(lt)), 2)
+  end
+  for i = n // 2, 1, -1 do sift(t, lt, i, n) end
+  for last = n, 2, -1 do
+    t[1], t[last] = t[last], t[1]
+    sift(t, lt, 1, last - 1)
+  end
+end
+
 -- ---- JSON encoding, in Lua, under the box's limits ----
 
 local NULL = inner.null
@@ -164,6 +202,7 @@ local env = {
   string = copy(string), table = tbl, math = copy(math), utf8 = copy(utf8),
   os = { time = os.time, date = os.date, clock = os.clock, difftime = os.difftime },
   connrt = {
+    version = inner.version, -- the Makefile's VERSION (Reddit's User-Agent names it)
     json = { decode = cjson.decode, encode = json_encode, null = NULL },
     base64 = { encode = b64.encode, decode = b64.decode },
     base64url = { encode = b64.url_encode, decode = b64.url_decode },
@@ -185,7 +224,7 @@ end
 for _, name in ipairs({ "execute", "exit", "getenv", "remove", "rename", "tmpname", "setlocale" }) do
   os[name] = nil
 end
-table.insert, table.remove, table.move = tbl.insert, tbl.remove, tbl.move
+table.insert, table.remove, table.move, table.sort = tbl.insert, tbl.remove, tbl.move, tbl.sort
 -- luacheck: pop
 
 return env

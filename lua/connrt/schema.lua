@@ -148,12 +148,27 @@ M.connector = { record = {
   -- credentials, a device code, or fields the user fills in (API keys, passwords)
   auth = leaf(enum_t("authorization_code", "client_credentials", "device_code", "fields")),
   issuer = leaf(string_t),
+  -- the authorization server's issuer URL (a field template allowed): its metadata (RFC
+  -- 8414, OpenID Connect discovery) fills the URL keys the connector leaves out
+  discovery = leaf(string_t),
+  -- "dynamic": a client registered at the server (RFC 7591) on first connect, then reused
+  registration = leaf(enum_t("dynamic")),
+  -- the protected resource the tokens are for (RFC 8707), sent on authorize and token requests
+  resource = leaf(string_t),
   authorize_url = leaf(string_t),                                    -- 4 (authorization_code)
   device_url = leaf(string_t),                                       -- device_code (RFC 8628)
   scopes = { array = leaf(string_t) },
   scope_separator = leaf(string_t),
   authorize_params = string_map,
+  -- the name the client id goes by in the authorize request and a token request's body
+  -- (TikTok's client_key); default client_id
+  client_id_param = leaf(pattern_t("^[%w_.-]+$", "a parameter name of letters, digits, '_', '.' and '-'")),
+  -- what is sent as redirect_uri in the authorize and code exchange requests instead of
+  -- the redirect URL: a template of fields (eBay's RuName, a name registered for it)
+  redirect_uri = leaf(string_t),
   pkce = leaf(boolean_t),
+  -- how the S256 challenge is encoded: base64url (RFC 7636) or hex (TikTok's desktop apps)
+  pkce_encoding = leaf(enum_t("base64url", "hex")),
   token_url = leaf(string_t),                                        -- 5 (all but fields)
   client_auth = leaf(enum_t("basic", "body")),
   token_params = string_map,
@@ -167,10 +182,17 @@ M.connector = { record = {
   revoke_url = leaf(string_t),                                       -- 7 (RFC 7009)
   -- 7, for providers whose revocation is not RFC 7009: the request to send instead
   revoke_request = templated_request_decl,
+  -- fields the callback sets, field key -> callback parameter (Zoho's accounts-server):
+  -- each one a field with choices, the callback's value one of them
+  callback_fields = { map = leaf(string_t) },
+  -- a client registered on each server at connect time by the provider's own app API
+  -- (Mastodon's POST /api/v1/apps, not RFC 7591): the URL and its form
+  app_registration = { record = { url = leaf(string_t, { required = true }), form = string_map } },
   -- sent right after the code exchange; its answer is the token kept (Facebook's
   -- short-lived user token exchanged for a long-lived one)
   exchange_request = templated_request_decl,
-  test = { one_of = { leaf(string_t), request_decl }, required = true }, -- 8
+  -- 8: required, unless `discovery` gives the userinfo endpoint (connector.lua checks)
+  test = { one_of = { leaf(string_t), request_decl } },
   name = leaf(string_t, { required = true }),                        -- 9
   allowed_urls = { array = leaf(string_t), required = true, max = "ALLOWED_URLS" }, -- 10
   unique_id = leaf(string_t, { required = true }),                   -- 11

@@ -33,6 +33,7 @@ local cjson = require("cjson")
 local crypto = require("connrt.lazy")("connrt.crypto") -- `list` needs no OpenSSL
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local origins = require("connrt.origins")
 local sys = require("connrt.sys")
 
 local M = {}
@@ -393,13 +394,12 @@ function Store:list()
   return out
 end
 
---- The client credentials given for a connector earlier, or nil. The client id is in
--- clear beside the sealed secret, and sealed with it too: a client id changed outside
--- connrt is a store error.
---- The client credentials given for a connector earlier, when `origins` (where this
--- connector would send the secret: flow.client_origins) are all ones they were given
--- for; else nil and why not.
-function Store:client(connector, origins)
+--- The client credentials given for a connector earlier, when `reach` (where this
+-- connector would send them: origins.reach) is within the origins they were given for;
+-- else nil and why not. The client id is in clear beside the sealed secret, and sealed
+-- with it (and the origins) too: a client id changed outside connrt is a store error.
+-- Returns { client_id, client_secret, origins }.
+function Store:client(connector, reach)
   local v = read(self, "clients", connector)
   if not v then return nil end
   local c = cjson.decode(v)
@@ -408,15 +408,13 @@ function Store:client(connector, origins)
     errors.raise("store", "the client credentials remembered for %s in the store %s do not match their sealed client "
       .. "id: they were changed outside connrt (give --client-id and the client secret again)", connector, self.home)
   end
-  local given = {}
-  for _, o in ipairs(s.origins or {}) do given[o] = true end
-  for _, o in ipairs(origins or {}) do
-    if not given[o] then
-      return nil, ("the client remembered for %s was given for %s, and this connector would send its secret to %s"):format(
-        connector, #(s.origins or {}) > 0 and table.concat(s.origins, ", ") or "endpoints connrt did not record", o)
-    end
+  local outside = origins.outside(reach, s.origins)
+  if #outside > 0 then
+    return nil, ("the client remembered for %s was given for %s, and this connector would send it to %s"):format(
+      connector, #(s.origins or {}) > 0 and table.concat(s.origins, ", ") or "endpoints connrt did not record",
+      table.concat(outside, ", "))
   end
-  return { client_id = c.client_id, client_secret = s.client_secret }
+  return { client_id = c.client_id, client_secret = s.client_secret, origins = s.origins, client_auth = s.client_auth }
 end
 
 --- The source of connection `rec`'s connector, stored under its SHA-256 (the record's
@@ -438,22 +436,30 @@ local function new_id(connector)
   return connector .. "-" .. crypto.hex(crypto.random(4))
 end
 
--- Saves one connection inside the write transaction `txn` (see Store:save).
--- The origins a connection sends anything to: its allowed URLs and its token, refresh
--- and revoke URLs.
+-- The origins a connection sends anything to (origins.reach), as one text.
 local function origins_of(rec)
-  local set, out = {}, {}
-  local function add(u)
-    local s, h = tostring(u):match("^(%a+)://([^/?#]*)")
-    local o = s and (s:lower() .. "://" .. h:lower())
-    if o and not set[o] then set[o] = true; out[#out + 1] = o end
-  end
-  for _, u in ipairs(rec.allowed_urls or {}) do add(u) end
-  for _, u in pairs(rec.urls or {}) do add(u) end
-  table.sort(out)
-  return table.concat(out, " ")
+  return table.concat(origins.reach(rec.urls, rec.allowed_urls), " ")
 end
 
+-- Remembers client credentials under `key` (a connector's id, or "registered ISSUER" for
+-- a client registered at that authorization server): the id in clear and, sealed with
+-- it, the secret, the origins it was given for and how it authenticates (client_auth).
+local function put_client(self, txn, key, client)
+  txn:put("clients", key, cjson.encode({
+    client_id = client.client_id,
+    sealed = seal(self, { client_id = client.client_id, client_secret = client.client_secret,
+      origins = client.origins, client_auth = client.client_auth }, "client/" .. key),
+  }))
+end
+
+--- Remembers client credentials under `key` in a write transaction of their own: a
+-- client registered at an authorization server (RFC 7591) is kept as soon as it exists,
+-- so a connect that fails later does not register another next time.
+function Store:save_client(key, client)
+  self.b:modify(function(txn) put_client(self, txn, key, client) end)
+end
+
+-- Saves one connection inside the write transaction `txn` (see Store:save).
 local function save_in(self, txn, rec, secrets, source, client, now, where, opts)
   local hash = crypto.hex(crypto.sha256(source))
   local akey = account_key(rec.connector, rec.unique_id)
@@ -492,13 +498,7 @@ local function save_in(self, txn, rec, secrets, source, client, now, where, opts
   put_record(self, txn, rec, secrets, where)
   txn:put("accounts", akey, rec.id)
   txn:put("connectors", hash, source)
-  if client then
-    txn:put("clients", rec.connector, cjson.encode({
-      client_id = client.client_id,
-      sealed = seal(self, { client_id = client.client_id, client_secret = client.client_secret,
-        origins = client.origins }, "client/" .. rec.connector),
-    }))
-  end
+  if client then put_client(self, txn, rec.connector, client) end
   return rec.id, updated
 end
 
@@ -525,15 +525,13 @@ function Store:save_all(items)
   end)
 end
 
---- Saves refreshed tokens in one write transaction: the new access token, the new
--- refresh token when the provider rotated it (else the old one is kept), the expiry.
--- The record must still match its binding, and is bound again as it now is. `where`
--- names the refresh endpoint in the error for a connection grown too large. With
--- `fence` ({owner, token}: what acquire_lease gave), the tokens are written only if that
--- lease is still held, in the same transaction: a refresher that stalled past its lease
--- while another took it over cannot overwrite the newer tokens; it gets a store error
--- with reason "fenced" and nothing changes. Returns the new record and secrets.
-function Store:save_tokens(id, tok, where, fence)
+-- Changes connection `id` in one write transaction: the record is read, its secrets
+-- unsealed and checked against its binding, `change(rec, secrets, txn)` edits them (or
+-- raises, and nothing changes), and they are bound again as they now are and committed
+-- (`where` names what grew a record too large). A deleted connection is a notfound
+-- error. Returns the record and secrets.
+-- With `fence` ({owner, token}), only while that lease is held (see save_tokens).
+local function rewrite(self, id, where, change, fence)
   return self.b:modify(function(txn)
     if fence and not self.b:holds(txn, id, fence.owner, fence.token) then
       errors.raise_reason("store", "fenced", "connection %s: the refresh lease was taken over by another process while "
@@ -543,6 +541,22 @@ function Store:save_tokens(id, tok, where, fence)
     if not v then errors.raise("notfound", "connection %s was deleted", id) end
     local rec = decode_record(v, id)
     local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
+    change(rec, secrets, txn)
+    put_record(self, txn, rec, secrets, where)
+    return rec, secrets
+  end)
+end
+
+--- Saves refreshed tokens in one write transaction: the new access token, the new
+-- refresh token when the provider rotated it (else the old one is kept), the expiry.
+-- The record must still match its binding, and is bound again as it now is. `where`
+-- names the refresh endpoint in the error for a connection grown too large. With
+-- `fence` ({owner, token}: what acquire_lease gave), the tokens are written only if that
+-- lease is still held, in the same transaction: a refresher that stalled past its lease
+-- while another took it over cannot overwrite the newer tokens; it gets a store error
+-- with reason "fenced" and nothing changes. Returns the new record and secrets.
+function Store:save_tokens(id, tok, where, fence)
+  return rewrite(self, id, where or ("connection " .. id), function(rec, secrets)
     secrets.access_token = tok.access_token
     if tok.refresh_token then secrets.refresh_token = tok.refresh_token end
     if tok.id_token then secrets.id_token = tok.id_token end
@@ -552,9 +566,7 @@ function Store:save_tokens(id, tok, where, fence)
     rec.has_refresh_token = secrets.refresh_token ~= nil
     rec.needs_reconnect, rec.last_error = nil, nil
     rec.refreshed_at = os.time()
-    put_record(self, txn, rec, secrets, where or ("connection " .. id))
-    return rec, secrets
-  end)
+  end, fence)
 end
 
 --- Moves a connection to another connector source (`connrt update`), in one write
@@ -565,11 +577,7 @@ end
 -- in between is a store error, and nothing changes. Tokens stay as they are. Returns
 -- the new record.
 function Store:update(id, hash, patch, secret_fields, source)
-  return self.b:modify(function(txn)
-    local v = txn:get("connections", id)
-    if not v then errors.raise("notfound", "connection %s was deleted", id) end
-    local rec = decode_record(v, id)
-    local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
+  return (rewrite(self, id, "connection " .. id, function(rec, secrets, txn)
     if rec.connector_hash ~= hash then
       errors.raise("store", "connection %s was changed by another process while it was being updated; nothing was "
         .. "changed: run connrt update again", id)
@@ -581,10 +589,8 @@ function Store:update(id, hash, patch, secret_fields, source)
     -- (connection.margin): keep that known now that updated_at moves
     if rec.issued_at == nil and rec.expires_at then rec.issued_at = rec.refreshed_at or rec.updated_at end
     rec.updated_at = os.time()
-    put_record(self, txn, rec, secrets, "connection " .. id)
     txn:put("connectors", rec.connector_hash, source)
-    return rec
-  end)
+  end))
 end
 
 --- Sets status fields (UNBOUND: needs_reconnect, last_error) on a connection record, in

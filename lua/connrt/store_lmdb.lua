@@ -12,7 +12,7 @@
 -- anyone else has taken the lease, even after it expired.
 local cjson = require("cjson")
 local errors = require("connrt.errors")
-local lmdb = require("connrt.lmdb")
+local lmdb = require("connrt.lazy")("connrt.lmdb") -- `list` without a store needs no LMDB
 local log = require("connrt.log")
 local sys = require("connrt.sys")
 

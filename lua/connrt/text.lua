@@ -14,6 +14,7 @@
 --                            UTF-8 as visible escapes (\u001b)
 --   text.control_char(s, tab_ok)  the name of the first C0 or DEL character in s ("CR",
 --                            "LF", "NUL", "ESC", "U+0007"), or nil
+--   text.read_file(path)     the whole content of a file, or nil and why not
 --   text.header_problem(name, value)  what keeps name and value from being one HTTP
 --                            header line, or nil
 local M = {}
@@ -112,6 +113,17 @@ function M.header_problem(name, value)
   local bad = M.control_char(tostring(value), true)
   if bad then return ("the value of header %s contains a control character (%s); a header is one line"):format(name, bad) end
   return nil
+end
+
+--- The whole content of the file at `path`, or nil and why not ("PATH: No such file or
+-- directory", "PATH: Is a directory"). The runtime's one way to read a file a user named.
+function M.read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local content, rerr = f:read("a")
+  f:close()
+  if not content then return nil, path .. ": " .. tostring(rerr) end
+  return content
 end
 
 return M

@@ -13,11 +13,21 @@
 -- that the request parameters and revoke_request render, and saves the new source and
 -- record in one write transaction, bound again under the key. Nothing is sent: the name
 -- and unique id stay as the test API gave them at connect time.
+--
+-- The tokens may not go anywhere new without the user saying so: a connector whose
+-- endpoints or allowed URLs reach an origin the connection did not reach (origins.reach)
+-- is refused unless `--replace` is given. The connector file is the one named, or the
+-- absolute real path the connection remembers; a connection made before connrt
+-- remembered that has a relative path, which is not resolved against the current
+-- directory (another directory's file of that name is not the connector): refused, with
+-- the explicit form named.
 local connector = require("connrt.connector")
 local errors = require("connrt.errors")
 local log = require("connrt.log")
+local origins = require("connrt.origins")
 local request = require("connrt.request")
 local store = require("connrt.store")
+local sys = require("connrt.sys")
 local template = require("connrt.template")
 local url = require("connrt.url")
 
@@ -26,14 +36,11 @@ local M = {}
 local URL_KEYS = { "issuer", "device_url", "token_url", "refresh_url", "revoke_url" }
 
 local function read(path, id)
-  local f, err = io.open(path, "rb")
-  if not f then
+  local src, err = require("connrt.text").read_file(path)
+  if not src then
     errors.raise("usage", "cannot read the connector %s: %s (give its path: connrt update %s CONNECTOR.lua)", path,
       tostring(err), id)
   end
-  local src = f:read("a")
-  f:close()
-  if not src then errors.raise("usage", "cannot read the connector %s: not a file", path) end
   return src
 end
 
@@ -104,10 +111,23 @@ local function fits(c, old, rec, path)
   end
 end
 
---- Updates connection `ref` to the connector at `path` (default: the path it was
--- connected with). `home`: the store directory. Returns the record, the path and the
--- list of what changed (empty when nothing did).
-function M.run(ref, path, home)
+-- The connector file of connection `rec` when none is named: the absolute path it
+-- remembers, never a relative one.
+local function remembered_path(rec)
+  local p = rec.connector_path
+  if type(p) ~= "string" or p:sub(1, 1) ~= "/" then
+    errors.raise("usage", "connection %s does not remember where its connector file is (%s); connrt does not look for "
+      .. "it in the current directory: give its path, connrt update %s CONNECTOR.lua", rec.id,
+      p and ("only the relative path " .. p) or "no path", rec.id)
+  end
+  return p
+end
+
+--- Updates connection `ref` to the connector at `path` (default: the absolute path it
+-- remembers). `home`: the store directory; `opts.replace`: the connector may reach
+-- origins the connection did not. Returns the record, the path and the list of what
+-- changed (empty when nothing did).
+function M.run(ref, path, home, opts)
   local st = store.open(home, { existing = "no connection " .. ref })
   local ok, rec, used, changed = pcall(function()
     local rec = st:find(ref)
@@ -116,7 +136,7 @@ function M.run(ref, path, home)
       log.secret(s)
     end
     for _, v in pairs(secrets.fields or {}) do log.secret(v) end
-    path = path or rec.connector_path or rec.connector
+    path = path or remembered_path(rec)
     local src = read(path, rec.id)
     local c = connector.load_source(src, path)
     local old = connector.load_source(st:connector_source(rec), rec.connector_path or rec.connector)
@@ -129,6 +149,11 @@ function M.run(ref, path, home)
     local urls = {}
     if c.auth ~= "fields" then
       for _, k in ipairs(URL_KEYS) do urls[k] = connector.render_url(c, k, fields) end
+      -- a connector with `discovery`: what the metadata gave at connect time (kept with
+      -- the connection) stays, for the keys the connector still leaves out
+      for _, k in ipairs(c.discovery and URL_KEYS or {}) do
+        if urls[k] == nil then urls[k] = (rec.urls or {})[k] end
+      end
       local before = rec.urls or {}
       for _, k in ipairs({ "token_url", "refresh_url" }) do
         local was, now = before[k] or before.token_url, urls[k] or urls.token_url
@@ -148,15 +173,27 @@ function M.run(ref, path, home)
       allowed[i] = connector.allowed_url_static(c, i) and connector.render_url(c, i, fields)
         or connector.render_allowed(c, i, template.scope({ fields = fields, values = values }))
     end
+    -- nowhere new for the connection's tokens without --replace
+    local reach = origins.reach(urls, allowed)
+    local wider = origins.outside(reach, origins.reach(rec.urls, rec.allowed_urls))
+    if #wider > 0 and not (opts and opts.replace) then
+      errors.raise("usage", "%s would send connection %s's credentials to %s, where the connection never sent them "
+        .. "(it sends them to %s); nothing was changed: run connrt update %s %s --replace if you trust it there",
+        path, rec.id, table.concat(wider, ", "), table.concat(origins.reach(rec.urls, rec.allowed_urls), ", "), rec.id,
+        path)
+    end
     -- what every later request renders must exist now (a new value would need a new sign-in)
     local scope = template.scope({
       token = { access_token = secrets.access_token, refresh_token = secrets.refresh_token,
         token_type = rec.token_type, scope = rec.scope },
       client = { client_id = rec.client_id, client_secret = secrets.client_secret }, fields = fields, values = values })
     request.with_parameters(c.request, scope, { method = "POST", url = allowed[1] }, path .. ": request")
-    if c.revoke_request then request.from_template(c.revoke_request, scope, path .. ": revoke_request") end
+    if c.revoke_request then request.from_template(c.revoke_request, scope, path .. ": revoke_request", reach) end
 
-    local patch = { title = c.title, connector_path = path, client_auth = c.client_auth, urls = urls,
+    -- a client registered at the server (RFC 7591) authenticates as it was registered
+    local registered = c.registration and rec.discovery and rec.discovery.registered
+    local patch = { title = c.title, connector_path = sys.realpath(path) or path,
+      client_auth = registered and rec.client_auth or c.client_auth, urls = urls,
       allowed_urls = allowed, fields = plain, values = values }
     local hash = require("connrt.crypto").hex(require("connrt.crypto").sha256(src))
     local diff = {}

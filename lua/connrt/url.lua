@@ -101,13 +101,20 @@ end
 -- the allowed-URL rule uses the same function.
 M.remove_dot_segments = require("connrt.urlparse").remove_dot_segments
 
+--- `u` without its query and fragment: how a URL is named in messages and traces,
+-- where a query may carry a credential.
+function M.without_query(u)
+  if not u:find("[?#]") then return u end
+  return (u:gsub("[?#].*$", ""))
+end
+
 --- Joins a URL relative to a base: "/user" against "https://gitlab.com/api/v4" gives
 -- "https://gitlab.com/api/v4/user" (the base is a prefix, as API docs write them).
 -- Absolute URLs are returned as they are.
 function M.join(base, ref)
   if ref:match("^%a[%w+.-]*://") then return ref end
   -- rstrip, not gsub("/+$"): that pattern is quadratic in a long run of slashes
-  local b = rstrip((base:gsub("[?#].*$", "")), "/")
+  local b = rstrip(M.without_query(base), "/")
   if ref:sub(1, 1) ~= "/" then ref = "/" .. ref end
   return b .. ref
 end

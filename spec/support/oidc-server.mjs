@@ -9,6 +9,10 @@
 //                    MS/2 milliseconds late and answered MS/2 milliseconds after it was
 //                    handled (so the crash spec's kills land in the token exchange and
 //                    the test API, before and after the server acted on them)
+//   --registration   dynamic client registration (RFC 7591) at /reg, open to anyone
+//   --resource-server  a protected resource on a second loopback port (its origin is
+//                    `resource` in the line printed), and resource indicators (RFC 8707)
+//                    for it: see "The protected resource" below
 // Prints one JSON line {"issuer": ..., "port": ...} on stdout when it listens; exits when
 // its standard input closes (so a spec that dies cannot leave it behind) or on SIGTERM.
 //
@@ -17,19 +21,38 @@
 //   connrt-post       client_secret_post             secret post-secret
 //   connrt-shortcode  client_secret_basic, authorization codes live 1 s (so a late
 //                     callback meets a real invalid_grant)     secret short-secret
+// The protected resource (--resource-server), what an MCP server plays:
+//   /mcp          answers 401 with `WWW-Authenticate: Bearer resource_metadata=...` unless
+//                 the request carries an access token this server issued for the resource
+//                 RESOURCE/mcp (its audience), then 200 {"sub", "resource"}
+//   /.well-known/oauth-protected-resource/mcp   its RFC 9728 metadata, naming this server
+//   /dead         a resource whose metadata names an authorization server that does not
+//                 answer (a closed loopback port)
+//   /noas, /httpas  resources whose metadata names no authorization server, or one on
+//                 plain http off loopback
+//   /bare         a resource that answers 401 without resource_metadata; its metadata is
+//                 found at the origin's well-known URL (/.well-known/oauth-protected-resource)
+//   /as/CASE      hostile authorization servers, issuer RESOURCE/as/CASE, their metadata at
+//                 RFC 8414's well-known URL: wrong-issuer, http-endpoint (off loopback),
+//                 other-host (the token endpoint on another loopback host), oversized
+//                 (2 MiB), slow (a byte a second, without end), invalid-json, no-client-id (a registration that answers without
+//                 one), no-registration (no registration endpoint)
 // Accounts: any login signs in; `john` and `jane` have profile claims, others have none.
 //
 // Beside the provider, /test/* routes play what no real server plays on purpose:
 //   /test/html-token   a token endpoint behind a broken gateway (502, text/html)
 //   /test/slow-token   the token endpoint behind a gateway that answers the first poll
 //                      with RFC 8628's slow_down (oidc-provider never sends it)
+//   /test/move-token?to=same|other   the token endpoint moves: /token answers 404 from now
+//                      on, and the metadata names /token2 (same: which works) or the same
+//                      path on http://localhost:PORT (other: another origin)
 //   /test/stats        grant counts, how clients authenticated at the token endpoint,
 //                      userinfo (/me) requests received, when the last token and
 //                      userinfo requests arrived (`at`, milliseconds since the epoch)
 //                      and how many of those are being handled (`busy`) (JSON), for
 //                      the specs to check what really happened and when
 import http from 'node:http';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -45,6 +68,8 @@ const accessTtl = Number(opt('--access-ttl', '3600'));
 const rotate = args.includes('--rotate');
 const deviceTtl = Number(opt('--device-ttl', '600'));
 const latency = Number(opt('--latency', '0'));
+const registration = args.includes('--registration');
+const withResource = args.includes('--resource-server');
 
 const accounts = {
   john: { sub: 'john', name: 'John', given_name: 'John', family_name: 'Doe', email: 'john@example.com', email_verified: true },
@@ -63,7 +88,8 @@ const client = (id, secret, method, extra = {}) => ({
 });
 
 // what the specs read back: grants by type, how clients authenticated at /token, userinfo
-const stats = { grants: {}, token_auth: { basic: 0, other: 0 }, userinfo: 0, at: {}, busy: 0 };
+const stats = { grants: {}, token_auth: { basic: 0, other: 0 }, userinfo: 0, at: {}, busy: 0, registrations: 0,
+  resource_ok: 0, resource_refused: 0 };
 
 const configuration = {
   clients: [
@@ -109,17 +135,160 @@ const configuration = {
 
 const issuerFor = (p) => `http://127.0.0.1:${p}`;
 
+// The hostile authorization servers of the protected resource's origin: metadata of
+// issuer `${base}/as/${name}`, made wrong in one way each.
+function hostileMetadata(base, name) {
+  const issuer = `${base}/as/${name}`;
+  const md = {
+    issuer,
+    authorization_endpoint: `${issuer}/auth`,
+    token_endpoint: `${issuer}/token`,
+    registration_endpoint: `${issuer}/register`,
+    token_endpoint_auth_methods_supported: ['client_secret_basic'],
+  };
+  switch (name) {
+    case 'wrong-issuer': md.issuer = `${base}/as/someone-else`; break;
+    case 'http-endpoint': md.token_endpoint = 'http://auth.example.com/token'; break;
+    case 'other-host': md.token_endpoint = base.replace('127.0.0.1', 'localhost') + '/token'; break;
+    case 'no-registration': delete md.registration_endpoint; break;
+    default: break;
+  }
+  return md;
+}
+
+async function resourceServer(issuer, state) {
+  const rs = http.createServer();
+  await new Promise((resolve) => rs.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${rs.address().port}`;
+  // a port nothing listens on: the authorization server that does not answer
+  const closed = http.createServer();
+  await new Promise((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const deadIssuer = `http://127.0.0.1:${closed.address().port}`;
+  await new Promise((resolve) => closed.close(resolve));
+  const json = (res, status, doc, headers = {}) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(JSON.stringify(doc));
+  };
+  const servers = { dead: [deadIssuer], noas: [], httpas: ['http://auth.example.com'] };
+  const metadataOf = (name) => ({
+    resource: `${base}/${name}`,
+    authorization_servers: servers[name] || [issuer],
+    scopes_supported: ['api'],
+    bearer_methods_supported: ['header'],
+  });
+  rs.on('request', async (req, res) => {
+    const path = req.url.split('?')[0];
+    const wk = path.match(/^\/\.well-known\/oauth-protected-resource(\/.*)?$/);
+    if (wk) {
+      if (['/mcp', '/dead', '/noas', '/httpas'].includes(wk[1])) return json(res, 200, metadataOf(wk[1].slice(1)));
+      if (wk[1] === undefined) return json(res, 200, metadataOf('bare'));
+      return json(res, 404, { error: 'not_found' });
+    }
+    const as = path.match(/^\/\.well-known\/oauth-authorization-server\/as\/([a-z-]+)$/);
+    if (as) {
+      const name = as[1];
+      if (name === 'oversized') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(`{"issuer": "${base}/as/oversized", "pad": "${'x'.repeat(2 * 1024 * 1024)}"}`);
+        return undefined;
+      }
+      if (name === 'slow') {
+        // answers at once, then a byte a second, without end
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write(`{"issuer": "${base}/as/slow", "pad": "`);
+        const timer = setInterval(() => res.write('x'), 1000);
+        res.on('close', () => clearInterval(timer));
+        return undefined;
+      }
+      if (name === 'invalid-json') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"issuer": "not closed');
+        return undefined;
+      }
+      return json(res, 200, hostileMetadata(base, name));
+    }
+    if (req.method === 'POST' && /^\/as\/[a-z-]+\/register$/.test(path)) {
+      // the no-client-id server: a registration answer without the client_id
+      return json(res, 201, { client_secret: 'registered-but-nameless', redirect_uris: [] });
+    }
+    if (['/mcp', '/dead', '/bare', '/noas', '/httpas'].includes(path)) {
+      const name = path.slice(1);
+      const m = (req.headers.authorization || '').match(/^Bearer (.+)$/);
+      if (m && name === 'mcp') {
+        const token = await state.provider.AccessToken.find(m[1]);
+        const aud = token && (Array.isArray(token.aud) ? token.aud : [token.aud]);
+        if (token && aud.includes(`${base}/mcp`)) {
+          stats.resource_ok += 1;
+          return json(res, 200, { sub: token.accountId, resource: `${base}/mcp` });
+        }
+        stats.resource_refused += 1;
+      }
+      const challenge = name === 'bare' ? 'Bearer realm="bare"'
+        : `Bearer realm="${name}", resource_metadata="${base}/.well-known/oauth-protected-resource/${name}"`;
+      return json(res, 401, { error: 'invalid_token' }, { 'www-authenticate': challenge });
+    }
+    return json(res, 404, { error: 'not_found' });
+  });
+  return { base, resource: `${base}/mcp` };
+}
+
 async function main() {
   const server = http.createServer();
   await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
   const actual = server.address().port;
+  const state = {};
+  let rs;
+  if (registration) {
+    configuration.features.registration = { enabled: true };
+  }
+  if (withResource) {
+    rs = await resourceServer(issuerFor(actual), state);
+    configuration.features.resourceIndicators = {
+      enabled: true,
+      defaultResource: async (ctx, client, oneOf) => oneOf,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (ctx, indicator) => {
+        if (indicator !== rs.resource) throw new errors.InvalidTarget();
+        return { scope: 'api', audience: rs.resource, accessTokenTTL: accessTtl, accessTokenFormat: 'opaque' };
+      },
+    };
+  }
   const provider = new Provider(issuerFor(actual), configuration);
+  state.provider = provider;
+  provider.on('registration_create.success', () => { stats.registrations += 1; });
   provider.on('grant.success', (ctx) => {
     const g = ctx.oidc.params.grant_type;
     stats.grants[g] = (stats.grants[g] || 0) + 1;
   });
   const callback = provider.callback();
-  server.on('request', (req, res) => {
+  let moved = null; // /test/move-token: where the metadata says the token endpoint went
+  server.on('request', async (req, res) => {
+    if (req.url.startsWith('/test/move-token')) {
+      moved = new URL(req.url, issuerFor(actual)).searchParams.get('to');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+      return;
+    }
+    if (moved && req.method === 'GET' && req.url.startsWith('/.well-known/') && !req.headers['x-internal']) {
+      const real = await fetch(issuerFor(actual) + req.url, { headers: { 'x-internal': '1' } });
+      const doc = await real.json();
+      doc.token_endpoint = moved === 'other' ? `${issuerFor(actual).replace('127.0.0.1', 'localhost')}/token`
+        : `${issuerFor(actual)}/token2`;
+      res.writeHead(real.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(doc));
+      return;
+    }
+    if (moved && req.method === 'POST') {
+      const path = req.url.split('?')[0];
+      if (path === '/token2') {
+        req.url = '/token';
+      } else if (path === '/token') {
+        stats.gone_token = (stats.gone_token || 0) + 1;
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end('{"error":"not_found"}');
+        return;
+      }
+    }
     if (req.url === '/test/html-token') {
       res.writeHead(502, { 'content-type': 'text/html; charset=utf-8' });
       res.end('<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>');
@@ -163,7 +332,7 @@ async function main() {
     }
     callback(req, res);
   });
-  process.stdout.write(`${JSON.stringify({ issuer: issuerFor(actual), port: actual })}\n`);
+  process.stdout.write(`${JSON.stringify({ issuer: issuerFor(actual), port: actual, resource: rs && rs.base })}\n`);
   const stop = () => { server.close(); process.exit(0); };
   process.stdin.on('end', stop);
   process.stdin.on('close', stop);

@@ -13,7 +13,7 @@
 // tokens; API routes answer only with a currently valid credential in the place the
 // provider expects it, and with the required headers.
 //
-// Fixture strings may use $ORIGIN, $ACCESS_TOKEN, $REFRESH_TOKEN and $ISO_AFTER:N (the
+// Fixture strings may use $CONNRT_VERSION, $ORIGIN, $ACCESS_TOKEN, $REFRESH_TOKEN and $ISO_AFTER:N (the
 // time N seconds from now, ISO 8601, for providers that send an expiry date instead of
 // expires_in). An API route may list `require_query` values its query must carry. A
 // route with `revokes` is a revocation in the provider's shape: it checks the token
@@ -24,7 +24,13 @@
 // answers with that same one as $REFRESH_TOKEN (Square's code flow); otherwise each
 // refresh spends it. An API route with auth "none" is authenticated by its body. The
 // token shape's `require_headers` are headers every token request must carry (Reddit's
-// User-Agent).
+// User-Agent). The client's `id_param` names the client id parameter (TikTok's
+// client_key); the authorize shape's `pkce_encoding: "hex"` takes a hex S256 challenge
+// (TikTok's desktop apps) and `redirect_name: {name, url}` a registered name as
+// redirect_uri that stands for url (eBay's RuName). An API route with `registers`
+// (values its form must carry) registers an app (Mastodon's /api/v1/apps); an authorize
+// shape with `registered_only` then takes only that app's redirect URI and scopes
+// (GET /_standin/registered counts the registrations).
 // Control endpoints: GET /_standin/log (requests seen), POST /_standin/fail?what=token
 // (the next token response is the fixture's error), POST /_standin/fail?what=api (the
 // next API request is answered with its route's `fail` shape, else `unauthorized`: an
@@ -43,13 +49,20 @@ const failNext = new Set();
 let origin = "";
 let lastAccess = "", lastRefresh = "";
 let exchanged = 0;                // token exchanges answered
+let registered = null;            // the app registered (Mastodon's /api/v1/apps): { redirect_uris, scopes }
+let registrations = 0;
 
 const rand = (p) => p + crypto.randomBytes(12).toString("hex");
 const b64url = (buf) => buf.toString("base64").replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
+// $CONNRT_VERSION: the Makefile's VERSION, connrt's one definition of it (Reddit's User-Agent)
+const connrtVersion = fs.readFileSync(new URL("../../Makefile", import.meta.url), "utf8").match(/^VERSION\s*=\s*(\S+)/m)[1];
+
 function subst(v) {
   if (typeof v === "string") {
-    return v.replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess).replaceAll("$REFRESH_TOKEN", lastRefresh)
+    return v.replaceAll("$CONNRT_VERSION", connrtVersion).replaceAll("$ORIGIN", origin).replaceAll("$ACCESS_TOKEN", lastAccess)
+      .replaceAll("$REFRESH_TOKEN", lastRefresh)
+      .replaceAll("$REDIRECT_URI", registered ? registered.redirect_uris[0] : "")
       .replace(/\$ISO_AFTER:(\d+)/g, (_, n) => new Date(Date.now() + Number(n) * 1000).toISOString().replace(/\.\d+Z$/, "Z"));
   }
   if (Array.isArray(v)) return v.map(subst);
@@ -115,7 +128,7 @@ function tokenParams(req, text) {
     secret = decodeURIComponent(dec.slice(i + 1));
   } else {
     if (auth) return { error: "client authentication must be in the body", status: 401 };
-    id = params.client_id;
+    id = params[c.id_param || "client_id"];
     secret = params.client_secret;
   }
   if (id !== c.id || secret !== c.secret) return { error: "invalid_client", status: 401 };
@@ -144,7 +157,7 @@ async function onToken(req, res, isRefreshPath) {
   const t = tokenParams(req, text);
   seen[seen.length - 1].body = text;
   if (t.error) return oauthError(res, t.status || 400, t.status === 401 ? "invalid_client" : "invalid_request", t.error);
-  for (const [k, v] of Object.entries(fixture.token.require_headers || {})) {
+  for (const [k, v] of Object.entries(subst(fixture.token.require_headers || {}))) {
     if (req.headers[k.toLowerCase()] !== v) return oauthError(res, 400, "invalid_request", `the token request needs ${k}: ${v}`);
   }
   const p = t.params;
@@ -154,7 +167,8 @@ async function onToken(req, res, isRefreshPath) {
     if (!entry) return send(res, fixture.token.error);
     if (entry.redirect_uri !== p.redirect_uri) return oauthError(res, 400, "invalid_grant", "redirect_uri mismatch");
     if (entry.challenge) {
-      const expect = b64url(crypto.createHash("sha256").update(p.code_verifier || "").digest());
+      const digest = crypto.createHash("sha256").update(p.code_verifier || "").digest();
+      const expect = fixture.authorize.pkce_encoding === "hex" ? digest.toString("hex") : b64url(digest);
       if (expect !== entry.challenge) return oauthError(res, 400, "invalid_grant", "PKCE verification failed");
     }
     return tokenResponse(req, res, fixture.token, "token");
@@ -176,13 +190,23 @@ async function onToken(req, res, isRefreshPath) {
 
 function onAuthorize(req, res, q) {
   const a = fixture.authorize;
-  if (q.get("client_id") !== fixture.client.id) return oauthError(res, 400, "invalid_client", "unknown client_id");
+  const idParam = fixture.client.id_param || "client_id";
+  if (q.get(idParam) !== fixture.client.id) return oauthError(res, 400, "invalid_client", `unknown ${idParam}`);
   if (q.get("response_type") !== "code") return oauthError(res, 400, "unsupported_response_type", "code only");
-  const redirect = q.get("redirect_uri");
+  // a redirect name (eBay's RuName) stands for the URL registered with it
+  const sent = q.get("redirect_uri");
+  if (a.redirect_name && sent !== a.redirect_name.name) return oauthError(res, 400, "invalid_request", "redirect_uri must be the RuName");
+  const redirect = a.redirect_name ? a.redirect_name.url : sent;
   if (!redirect || !/^http:\/\/127\.0\.0\.1:\d+\//.test(redirect)) return oauthError(res, 400, "invalid_request", "redirect_uri");
   if (!q.get("state")) return oauthError(res, 400, "invalid_request", "state is required");
-  for (const [k, v] of Object.entries(a.require_params || {})) {
+  for (const [k, v] of Object.entries(subst(a.require_params || {}))) {
     if (q.get(k) !== v) return oauthError(res, 400, "invalid_request", `${k} must be ${v}`);
+  }
+  if (a.registered_only) {
+    // an app registered here (Mastodon): its redirect URI, and scopes among those registered
+    if (!registered || !registered.redirect_uris.includes(redirect)) return oauthError(res, 400, "invalid_client", "no app registered with this redirect URI");
+    const asked = (q.get("scope") || "").split(" ");
+    if (!asked.every((s) => registered.scopes.includes(s))) return oauthError(res, 400, "invalid_scope", "scope not registered");
   }
   const challenge = q.get("code_challenge");
   if (a.pkce === "required" && (!challenge || q.get("code_challenge_method") !== "S256")) {
@@ -194,9 +218,9 @@ function onAuthorize(req, res, q) {
     back.searchParams.set("error", "access_denied");
   } else {
     const code = rand("code-");
-    codes.set(code, { challenge: a.pkce === "none" ? null : challenge, redirect_uri: redirect });
+    codes.set(code, { challenge: a.pkce === "none" ? null : challenge, redirect_uri: sent });
     back.searchParams.set("code", code);
-    for (const [k, v] of Object.entries(a.extra || {})) back.searchParams.set(k, v);
+    for (const [k, v] of Object.entries(subst(a.extra || {}))) back.searchParams.set(k, v);
   }
   back.searchParams.set("state", q.get("state"));
   res.writeHead(302, { location: back.toString() });
@@ -217,6 +241,11 @@ function authorized(req, q, how, body) {
     const m = (h.authorization || "").match(how === "bearer" ? /^Bearer (.+)$/ : /^OAuth (.+)$/);
     return !!m && access.has(m[1]);
   }
+  if (how.scheme) {
+    // a token after an authorization scheme of the provider's own (Zoho-oauthtoken)
+    const m = (h.authorization || "").match(/^(\S+) (.+)$/);
+    return !!m && m[1] === how.scheme && access.has(m[2]);
+  }
   if (how.header) return how.value !== undefined ? h[how.header.toLowerCase()] === how.value : access.has(h[how.header.toLowerCase()]);
   if (how.query) return Object.entries(how.query).every(([k, v]) => q.get(k) === v);
   if (how.basic) return h.authorization === "Basic " + Buffer.from(how.basic.join(":")).toString("base64");
@@ -230,6 +259,7 @@ const server = http.createServer(async (req, res) => {
   try {
     if (u.pathname === "/_standin/log") return send(res, { body: seen });
     if (u.pathname === "/_standin/exchanged") return send(res, { body: { exchanged } });
+    if (u.pathname === "/_standin/registered") return send(res, { body: { registrations } });
     if (u.pathname === "/_standin/fail") { failNext.add(u.searchParams.get("what")); return send(res, { body: { ok: true } }); }
     if (u.pathname === "/_standin/expire") { access = new Set(); return send(res, { body: { ok: true } }); }
     if (req.method === "GET" && u.pathname === fixture.authorize?.path) return onAuthorize(req, res, u.searchParams);
@@ -248,8 +278,18 @@ const server = http.createServer(async (req, res) => {
         for (const [k, v] of Object.entries(r.require_query || {})) {
           if (u.searchParams.get(k) !== v) return send(res, r.missing_query || { status: 400, body: { error: `query ${k}=${v} is required` } });
         }
-        for (const [k, v] of Object.entries(r.require_headers || {})) {
+        for (const [k, v] of Object.entries(subst(r.require_headers || {}))) {
           if (req.headers[k.toLowerCase()] !== v) return send(res, r.missing_header || { status: 400, body: { error: `${k} is required` } });
+        }
+        if (r.registers) {
+          // an app registration in the provider's shape (a form): its name, redirect URIs and scopes
+          const form = Object.fromEntries(new URLSearchParams(body));
+          for (const [k, v] of Object.entries(r.registers)) {
+            if (form[k] !== v) return send(res, { status: 422, body: { error: `Validation failed: ${k} must be ${v}` } });
+          }
+          if (!/^https?:\/\//.test(form.redirect_uris || "")) return send(res, r.fail);
+          registered = { redirect_uris: form.redirect_uris.split("\n"), scopes: (form.scopes || "read").split(" ") };
+          registrations += 1;
         }
         if (r.revokes) {
           // a revocation in the provider's own shape: check what it names, then end every token

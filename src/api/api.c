@@ -32,10 +32,13 @@
 #define CONNRT_MOD_DIR "/usr/local/lib/connrt"
 #endif
 
-/* connrt.build: the versions of the libraries connrt was built with (headers only, so
- * `connrt --version` says them without loading the libraries). */
-static int luaopen_connrt_build(lua_State *L) {
-  lua_createtable(L, 0, 3);
+/* connrt.build: connrt's version (the Makefile's VERSION, its one definition) and the
+ * versions of the libraries connrt was built with (headers only, so `connrt --version`
+ * says them without loading the libraries). */
+int luaopen_connrt_build(lua_State *L) {
+  lua_createtable(L, 0, 4);
+  lua_pushliteral(L, CONNRT_VERSION);
+  lua_setfield(L, -2, "version");
   lua_pushliteral(L, LIBCURL_VERSION);
   lua_setfield(L, -2, "libcurl");
   lua_pushliteral(L, OPENSSL_VERSION_STR);

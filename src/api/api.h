@@ -13,6 +13,28 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* connrt's version: the Makefile's VERSION, its one definition, passed as -DCONNRT_VERSION */
+#ifndef CONNRT_VERSION
+#error "CONNRT_VERSION is not defined: build with make (the Makefile's VERSION)"
+#endif
+
+/* Registers the metatable `name` of a userdata class, once per Lua state: its metamethods
+ * `meta` (__gc, __close, ...; NULL for none) and, unless NULL, `methods` as its __index
+ * table. Leaves the stack as it was. Every C module registers its classes this one way
+ * (inline: the lazily loaded modules are shared objects of their own). */
+static inline void connrt_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+  if (luaL_newmetatable(L, name)) {
+    if (meta) luaL_setfuncs(L, meta, 0);
+    if (methods) {
+      lua_newtable(L);
+      luaL_setfuncs(L, methods, 0);
+      lua_setfield(L, -2, "__index");
+    }
+  }
+  lua_pop(L, 1);
+}
+
+int luaopen_connrt_build(lua_State *L);    /* connrt's version and its libraries' (api.c) */
 int luaopen_connrt_http(lua_State *L);     /* HTTP client (libcurl) */
 int luaopen_connrt_crypto(lua_State *L);   /* random, hashes, base64, AES-256-GCM (OpenSSL) */
 int luaopen_connrt_listener(lua_State *L); /* loopback redirect listener */

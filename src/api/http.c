@@ -29,7 +29,7 @@
 #define CLIENT_MT        "connrt.http.client"
 #define DEFAULT_TIMEOUT  30.0
 #define DEFAULT_CONNECT  10.0
-#define DEFAULT_UA       "connrt/0.1"
+#define DEFAULT_UA       "connrt/" CONNRT_VERSION
 #define DEFAULT_MAX_BODY ((lua_Integer)64 * 1024 * 1024)
 #define MAX_SECONDS      (7.0 * 24 * 3600) /* longer is surely a mistake */
 #define MAX_ALLOWED      256
@@ -654,12 +654,7 @@ int luaopen_connrt_http(lua_State *L) {
       return luaL_error(L, "http: cannot initialise libcurl: %s", curl_easy_strerror(rc));
     curl_ready = 1;
   }
-  if (luaL_newmetatable(L, CLIENT_MT)) {
-    luaL_setfuncs(L, client_meta, 0);
-    luaL_newlib(L, client_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  connrt_class(L, CLIENT_MT, client_meta, client_methods);
   luaL_newlib(L, http_funcs);
   return 1;
 }

@@ -1,7 +1,7 @@
 /*
  * listener.c - the loopback HTTP listener that catches the OAuth redirect.
  *
- * The flow (lua/connrt/flow.lua) opens a listener on the redirect URL's address before it
+ * The flow (lua/connrt/flow/browser.lua) opens a listener on the redirect URL's address before it
  * shows the authorization URL, then calls l:accept(timeout) until the browser brings the
  * callback, answers each request with req:respond(...) and closes the listener. Only the
  * request head is read (the callback is a GET); each response closes its connection.
@@ -801,26 +801,28 @@ static const luaL_Reg request_methods[] = {
   { NULL, NULL }
 };
 
+static const luaL_Reg listener_meta[] = {
+  { "__gc", l_close },
+  { "__close", l_close },
+  { NULL, NULL }
+};
+
+static const luaL_Reg request_meta[] = {
+  { "__gc", req_close },
+  { "__close", req_close },
+  { NULL, NULL }
+};
+
 static const luaL_Reg listener_funcs[] = {
   { "open", l_open },
   { NULL, NULL }
 };
 
 int luaopen_connrt_listener(lua_State *L) {
-  luaL_newmetatable(L, LISTENER_MT);
-  lua_pushcfunction(L, l_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_close);
-  lua_setfield(L, -2, "__close");
-  luaL_newlib(L, listener_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-
-  luaL_newmetatable(L, REQUEST_MT);
-  lua_pushcfunction(L, req_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, req_close);
-  lua_setfield(L, -2, "__close");
+  connrt_class(L, LISTENER_MT, listener_meta, listener_methods);
+  connrt_class(L, REQUEST_MT, request_meta, NULL);
+  /* a request's __index also answers its fields (method, path, ...): req_index */
+  luaL_getmetatable(L, REQUEST_MT);
   luaL_newlib(L, request_methods);
   lua_pushcclosure(L, req_index, 1);
   lua_setfield(L, -2, "__index");

@@ -886,6 +886,17 @@ static const luaL_Reg conn_methods[] = {
   { NULL, NULL }
 };
 
+static const luaL_Reg conn_meta[] = {
+  { "__gc", conn_close },
+  { "__close", conn_close },
+  { NULL, NULL }
+};
+
+static const luaL_Reg box_meta[] = {
+  { "__gc", box_gc },
+  { NULL, NULL }
+};
+
 static const luaL_Reg pg_funcs[] = {
   { "connect", pg_connect },
   { "bytea", pg_bytea },
@@ -893,20 +904,9 @@ static const luaL_Reg pg_funcs[] = {
 };
 
 int luaopen_connrt_pg(lua_State *L) {
-  luaL_newmetatable(L, CONN_MT);
-  lua_pushcfunction(L, conn_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, conn_close);
-  lua_setfield(L, -2, "__close");
-  luaL_newlib(L, conn_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, BOX_MT);
-  lua_pushcfunction(L, box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, BYTEA_MT);
-  lua_pop(L, 1);
+  connrt_class(L, CONN_MT, conn_meta, conn_methods);
+  connrt_class(L, BOX_MT, box_meta, NULL);
+  connrt_class(L, BYTEA_MT, NULL, NULL);
   luaL_newlib(L, pg_funcs);
   return 1;
 }

@@ -16,15 +16,35 @@
  *
  * Time: every call into the box starts a budget of instructions, of CPU seconds (the
  * thread's CPU clock) and of wall seconds (for the requests a hook makes through connrt;
- * each call into the runtime also costs a million instructions). The count hook charges it; once
+ * each call into the runtime also costs a million instructions). The hook charges it; once
  * it is spent the box is *stopped*: the hook yields the coroutine, which no pcall inside
  * the connector can catch, and where a yield is impossible (inside a C function such as
- * table.sort's comparator) it raises on every instruction until the code unwinds to a
- * point that can. A stopped box refuses every later call. The one C function of the
- * standard library whose time is not linear in its input, pattern matching, is replaced
- * inside boxes by the matcher below, which charges the same budget per step; plain finds
- * use memmem (linear). Finalizers (__gc) never run under a hook, so a box refuses to set
- * them; errors are reported without calling an error object's __tostring.
+ * table.sort's comparator) it raises on every instruction and call until the code unwinds
+ * to a point that can. A stopped box refuses every later call.
+ *
+ * A count hook alone sees only Lua instructions, and a C function of the standard library
+ * can loop without running one: table.concat or table.unpack over a range a metamethod
+ * makes endless, whose __index is itself a C function (string.sub on the string
+ * metatable, rawlen, table.concat). So the hook also fires on every call, Lua or C, and
+ * each call is charged like an instruction: no C loop that calls anything, metamethods
+ * included, runs past the budget. And one instruction or call may be slow (comparing two
+ * 20 MiB strings, a plain find in 40 MiB), so that the hook's checks, every HOOK_COUNT
+ * instructions or calls, could be seconds apart: while connector code runs, a ticker (a
+ * POSIX timer on the thread's CPU clock, every TICK_US, whose SIGPROF goes to that thread
+ * only) sets the running box's hook to fire at the very next instruction or call
+ * (lua_sethook is async-signal-safe: Lua's own lua.c stops a script on SIGINT that way),
+ * where the clocks are read. The ticker exists only while connector code runs, so no system
+ * call of the runtime (libcurl, LMDB) nor of another thread is interrupted by it, and each
+ * call has its own, so boxes on several threads do not meet.
+ * What calls nothing and runs no instruction is left: table.sort's comparisons of its own,
+ * which is therefore Lua inside boxes (sandbox_env.lua), and loops whose length the box's
+ * memory bounds (table.concat over raw values, string.rep: linear in what they build).
+ * The one C function of the standard library whose time is not linear in its input,
+ * pattern matching, is replaced inside boxes by the matcher below, which charges the same
+ * budget per step; plain finds use memmem (linear). Finalizers (__gc) never run under a
+ * hook, so a box refuses to set them; errors are reported without calling an error
+ * object's __tostring. (The collector's own work runs inside allocations, outside any
+ * hook; the memory limit bounds what it traverses.)
  *
  * Memory: the allocator counts the box's bytes and refuses an allocation past the limit;
  * Lua turns that into a memory error, and a box that met its limit is stopped.
@@ -38,6 +58,7 @@
  */
 #include <ctype.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +70,9 @@
 #include "api.h"
 
 #define BOX_MT          "connrt.sandbox.box"
-#define HOOK_COUNT      1000          /* instructions between two checks of the budget */
+#define HOOK_COUNT      1000          /* instructions (or calls) between two checks of the budget */
+#define HOOK_MASK       (LUA_MASKCOUNT | LUA_MASKCALL)
+#define TICK_US         10000         /* CPU microseconds between two forced checks */
 #define PAT_CHECK       4096          /* matcher steps between two checks */
 #define PAT_MAXCAPTURES 32
 #define PAT_MAXDEPTH    200           /* nested matcher calls: "pattern too complex" */
@@ -79,6 +102,10 @@ typedef struct box {
   size_t mem_used, mem_limit;
   int mem_exceeded;
   long long instr, instr_limit;
+  long long calls;          /* calls not charged yet */
+  lua_State *volatile tick_co; /* the coroutine the ticker interrupts; NULL: no ticker */
+  volatile sig_atomic_t ticked;
+  timer_t timer;
   double cpu_limit, cpu_start, wall_limit, wall_start;
   int stopped;              /* STOP_* */
   char stop_msg[MSG_MAX];
@@ -143,26 +170,89 @@ static int box_charge(box_t *b, lua_State *L, lua_Debug *ar, long long n) {
 
 static void count_hook(lua_State *L, lua_Debug *ar);
 
+/* The ticker: while connector code runs, a timer on the thread's CPU clock sends that
+ * thread SIGPROF every TICK_US, with the box; the handler makes the box's running
+ * coroutine fire its hook at the next instruction or call. */
+static void on_tick(int sig, siginfo_t *si, void *uc) {
+  (void)sig;
+  (void)uc;
+  if (si->si_code != SI_TIMER) return;
+  box_t *b = si->si_value.sival_ptr;
+  lua_State *co = b ? b->tick_co : NULL;
+  if (!co) return;
+  b->ticked = 1;
+  lua_sethook(co, count_hook, HOOK_MASK, 1);
+}
+
+/* Starts b's ticker for co, or (co NULL) stops it. Without a timer (none could be made)
+ * the hook still checks the clocks every HOOK_COUNT instructions or calls. */
+static void set_ticking(box_t *b, lua_State *co) {
+  static volatile sig_atomic_t installed;
+  if (!installed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_tick;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    installed = sigaction(SIGPROF, &sa, NULL) == 0;
+  }
+  if ((b->tick_co != NULL) == (co != NULL)) return;
+  if (!co) {
+    b->tick_co = NULL; /* first: a last tick finds nothing to do */
+    timer_delete(b->timer);
+    return;
+  }
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = SIGPROF;
+  sev.sigev_value.sival_ptr = b;
+  sev._sigev_un._tid = gettid();
+  if (!installed || timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &b->timer) != 0) return;
+  b->tick_co = co;
+  struct itimerspec its = { { 0, TICK_US * 1000L }, { 0, TICK_US * 1000L } };
+  if (timer_settime(b->timer, 0, &its, NULL) != 0) {
+    b->tick_co = NULL;
+    timer_delete(b->timer);
+  }
+}
+
 /* Stops the code of a thread that cannot yield now (inside a C function such as
  * table.sort, or a message handler). Not with lua_error: that would call the message
  * handler of an xpcall in progress, from inside the hook, where hooks are off, so a
  * handler that loops would never be stopped. A stopped box's allocator refuses to grow,
  * so an allocation throws a memory error, which no message handler sees; the hook then
- * fires on every instruction, so no Lua code makes progress until a yield is possible. */
+ * fires on every instruction and call, so no code makes progress until a yield is possible. */
 static int raise_stop(box_t *b, lua_State *L) {
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  lua_sethook(L, count_hook, HOOK_MASK, 1);
   lua_newuserdatauv(L, 64, 0);
   return luaL_error(L, "%s", b->stop_msg); /* not reached: the allocation failed */
 }
 
+/* The box's hook: on a count event HOOK_COUNT instructions ran (one, after a tick); on a
+ * call event one more call, charged HOOK_COUNT at a time. A tick forces the check now. */
 static void count_hook(lua_State *L, lua_Debug *ar) {
   box_t *b = box_of(L);
-  if (!box_charge(b, L, ar, HOOK_COUNT)) return;
-  if (lua_isyieldable(L)) {
+  int call = ar->event == LUA_HOOKCALL || ar->event == LUA_HOOKTAILCALL;
+  long long n;
+  if (b->ticked) {
+    b->ticked = 0;
+    lua_sethook(L, count_hook, HOOK_MASK, HOOK_COUNT);
+    n = b->calls + 1;
+    b->calls = 0;
+  } else if (call) {
+    if (++b->calls < HOOK_COUNT && !b->stopped) return;
+    n = b->calls;
+    b->calls = 0;
+  } else {
+    n = HOOK_COUNT;
+  }
+  if (!box_charge(b, L, ar, n)) return;
+  if (!call && lua_isyieldable(L)) {
     lua_yield(L, 0); /* a hook's yield ends the coroutine's run: no pcall catches it */
     return;
   }
-  raise_stop(b, L);
+  raise_stop(b, L); /* a call hook cannot yield: it raises, the next instruction yields */
 }
 
 /* The allocator of a box: refuses to grow past the limit (Lua raises a memory error). */
@@ -1074,12 +1164,16 @@ static int call_in_box(lua_State *S) {
   lua_State *co = lua_newthread(S);
   lua_insert(S, 1);
   lua_xmove(S, co, nargs + 1);
-  lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_sethook(co, count_hook, HOOK_MASK, HOOK_COUNT);
   b->instr = 0;
+  b->calls = 0;
   b->cpu_start = cpu_now();
   b->wall_start = wall_now();
   int nres = 0;
+  b->ticked = 0;
+  set_ticking(b, co);
   int st = lua_resume(co, S, nargs, &nres);
+  set_ticking(b, NULL);
   lua_sethook(co, NULL, 0, 0);
   if (b->stopped) {
     c->status = ST_STOPPED;
@@ -1218,7 +1312,9 @@ static int box_cb(lua_State *co) {
   lua_pushcfunction(L, callback_in_runtime);
   lua_pushlightuserdata(L, &cb);
   lua_pushvalue(L, box_idx);
+  set_ticking(b, NULL); /* the runtime's own work (requests) runs without the ticker */
   int st = lua_pcall(L, 2, 0, 0);
+  set_ticking(b, co);
   b->box_idx = box_idx;
   if (st != LUA_OK) {
     char msg[MSG_MAX];
@@ -1262,6 +1358,8 @@ static int luaopen_inner(lua_State *L) {
   lua_setfield(L, -2, "setmetatable");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
+  lua_pushliteral(L, CONNRT_VERSION);
+  lua_setfield(L, -2, "version");
   return 1;
 }
 
@@ -1471,12 +1569,7 @@ static const luaL_Reg sandbox_funcs[] = {
 };
 
 int luaopen_connrt_sandbox(lua_State *L) {
-  if (luaL_newmetatable(L, BOX_MT)) {
-    luaL_setfuncs(L, box_meta, 0);
-    luaL_newlib(L, box_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  connrt_class(L, BOX_MT, box_meta, box_methods);
   luaL_newlib(L, sandbox_funcs);
   return 1;
 }

@@ -484,21 +484,21 @@ static const luaL_Reg store_funcs[] = {
   { NULL, NULL }
 };
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
-  luaL_newmetatable(L, name);
-  lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__close");
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
+static const luaL_Reg env_meta[] = {
+  { "__gc", env_gc },
+  { "__close", env_gc },
+  { NULL, NULL }
+};
+
+static const luaL_Reg txn_meta[] = {
+  { "__gc", txn_gc },
+  { "__close", txn_gc },
+  { NULL, NULL }
+};
 
 int luaopen_connrt_lmdb(lua_State *L) {
-  new_class(L, ENV_MT, env_methods, env_gc);
-  new_class(L, TXN_MT, txn_methods, txn_gc);
+  connrt_class(L, ENV_MT, env_meta, env_methods);
+  connrt_class(L, TXN_MT, txn_meta, txn_methods);
   luaL_newlib(L, store_funcs);
   return 1;
 }

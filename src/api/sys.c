@@ -1,16 +1,18 @@
 /*
  * sys.c - the few operating-system services the Lua layer needs and Lua lacks:
  * sub-second clocks and sleep, terminal checks, echo-free reads, the process id and its
- * PID namespace, directories with a mode, and starting a detached helper (the browser)
- * without a shell, and without the variables that hold connrt's secrets.
+ * PID namespace, directories with a mode, a file's real path, and starting a detached
+ * helper (the browser) without a shell, and without the variables that hold connrt's secrets.
  *
  * Opens the `connrt.sys` module.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -190,6 +192,22 @@ static int sys_mode(lua_State *L) {
   return 1;
 }
 
+/* sys.realpath(path) -> absolute path with no symbolic link, "." or ".." | nil, err:
+ * what a connection remembers as its connector's file, so that a later `connrt update`
+ * does not depend on the directory it runs in. */
+static int sys_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char *real = realpath(path, NULL);
+  if (real == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, real);
+  free(real);
+  return 1;
+}
+
 /* sys.readline_noecho(prompt) -> line | nil: reads a line from the terminal on standard
  * input with echo off, for secrets. */
 static int sys_readline_noecho(lua_State *L) {
@@ -321,6 +339,7 @@ static const luaL_Reg sys_funcs[] = {
   { "mkdir", sys_mkdir },
   { "chmod", sys_chmod },
   { "mode", sys_mode },
+  { "realpath", sys_realpath },
   { "write_private", sys_write_private },
   { "readline_noecho", sys_readline_noecho },
   { "spawn_detached", sys_spawn_detached },
