@@ -60,6 +60,15 @@ local function guard_modes(home)
   end
 end
 
+-- connrt.lmdb raises its own failures (a locked, full or damaged store) as strings that
+-- begin "store: ": they become store errors here, so a pipeline or libconnrt sees a
+-- store error (CONNRT_ESTORE), not an internal one; anything else passes as it is.
+local function as_store_error(e)
+  local msg = type(e) == "string" and (e:match("^store: (.*)$") or e:match("^[^\n:]+:%d+: store: (.*)$"))
+  if msg then errors.raise("store", "%s", msg) end
+  error(e, 0)
+end
+
 local Backend = {}
 Backend.__index = Backend
 
@@ -68,7 +77,8 @@ function M.open(home)
   local ok, err = sys.mkdir(home, 448) -- 0700
   if not ok then errors.raise("store", "%s", err) end
   guard_modes(home)
-  local env, oerr = lmdb.open(home, DBS, {})
+  local ok_open, env, oerr = pcall(lmdb.open, home, DBS, {})
+  if not ok_open then as_store_error(env) end
   if not env then errors.raise("store", "%s", oerr) end
   -- where: the store as messages name it; key_dir: where its key file lives by default
   return setmetatable({ env = env, where = home, key_dir = home, kind = "lmdb" }, Backend)
@@ -78,21 +88,26 @@ function Backend:close()
   if self.env then self.env:close(); self.env = nil end
 end
 
+local function run(self, write, fn)
+  local txn <close> = self.env:begin(write)
+  local r = table.pack(fn(txn))
+  if write then txn:commit() else txn:abort() end
+  return r
+end
+
 --- Runs fn(tx) in one read transaction; tx:get(table, key), tx:list(table) -> array of
 -- {key, value} in key order. Returns what fn returns.
 function Backend:view(fn)
-  local txn <close> = self.env:begin(false)
-  local r = table.pack(fn(txn))
-  txn:abort()
+  local ok, r = pcall(run, self, false, fn)
+  if not ok then as_store_error(r) end
   return table.unpack(r, 1, r.n)
 end
 
 --- Runs fn(tx) in one write transaction, committed when fn returns and aborted when it
 -- raises; tx also has put(table, key, value) and del(table, key).
 function Backend:modify(fn)
-  local txn <close> = self.env:begin(true)
-  local r = table.pack(fn(txn))
-  txn:commit()
+  local ok, r = pcall(run, self, true, fn)
+  if not ok then as_store_error(r) end
   return table.unpack(r, 1, r.n)
 end
 
