@@ -50,8 +50,10 @@ describe("a PostgreSQL store #integration #postgres", function()
   end)
 
   teardown(function()
-    for _, s in ipairs({ oidc, slow }) do if s then s.stop() end end
+    -- the server first: restarted by a case, it inherited the pipes the node servers
+    -- stop on, which would keep them waiting
     if pg then pg.destroy() end
+    for _, s in ipairs({ oidc, slow }) do if s then s.stop() end end
     if tmp then h.rmdir(tmp) end
   end)
 
@@ -289,6 +291,46 @@ describe("a PostgreSQL store #integration #postgres", function()
     pg.psql("UPDATE connrt_schema SET version = 1;", db)
     res = run({ "list" }, env)
     assert.equal(0, res.code, res.stderr)
+  end)
+
+  it("serves the Lua API with a postgres:// home, and a store error is an error object there", function()
+    local url = new_db()
+    local env = env_for(url)
+    local id = connect(oidc, env)
+    local script = tmp .. "/api.lua"
+    h.write(script, [[
+      local url, id = arg[1], arg[2]
+      local c = connrt.connection(id, { home = url })
+      io.write(c:get("/me").json.sub, " ", #connrt.list({ home = url }), "\n")
+      local bad = url:gsub("://([^:]*):[^@]*@", "://%1:wrong@")
+      local ok, e = pcall(connrt.list, { home = bad })
+      io.write(tostring(ok), " ", tostring(e.kind), " ", tostring(e.reason), "\n")
+    ]])
+    local noenv = env_for(url)
+    noenv.CONNRT_STORE = nil
+    local res = run({ "script", script, url, id }, noenv)
+    assert.equal(0, res.code, res.stderr)
+    assert.equal("john 1\nfalse store auth\n", res.stdout)
+  end)
+
+  it("refuses a server whose certificate the CA given does not sign (sslmode=verify-full)", function()
+    local tls = postgres.start({ tls = true })
+    local ok, err = pcall(function()
+      local base = tls.url .. "?sslmode=verify-full&sslrootcert="
+      local res = run({ "list" }, env_for(base .. postgres.encode(postgres.TLS .. "other-ca.pem")))
+      assert.equal(8, res.code, res.stderr)
+      assert.matches("PostgreSQL store postgres://127.0.0.1:" .. tls.port, res.stderr, 1, true)
+      assert.is_nil(res.stderr:find(tls.password, 1, true))
+      -- the right CA (the certificate names localhost)
+      local good = (base .. postgres.encode(postgres.TLS .. "ca.pem")):gsub("127%.0%.0%.1", "localhost")
+      res = run({ "list" }, env_for(good))
+      assert.equal(0, res.code, res.stderr)
+      -- no TLS at all: the server takes logins over TLS only
+      res = run({ "list" }, env_for(tls.url .. "?sslmode=disable"))
+      assert.equal(8, res.code, res.stderr)
+    end)
+    tls.destroy()
+    if not ok then error(err, 0) end
   end)
 
   it("copies LMDB -> PostgreSQL -> LMDB with identical connections, and copying again changes nothing", function()

@@ -27,7 +27,8 @@ local function get_store(home)
 end
 
 --- Opens a connection by id (or by connector id when it has exactly one).
--- opts.home: the store directory (default CONNRT_HOME or the XDG data directory).
+-- opts.home: the store, a directory or a postgres:// URL (default --store, CONNRT_STORE,
+-- CONNRT_HOME or the XDG data directory).
 function M.connection(ref, opts)
   if type(ref) ~= "string" then errors.raise("usage", "connrt.connection: expected a connection id") end
   return connection.open(get_store(opts and opts.home), ref)
