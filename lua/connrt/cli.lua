@@ -452,25 +452,26 @@ function commands.rekey(argv)
   local st = store.open()
   local ok, err = pcall(function()
     if not new_key then
-      if not st.key_path then
+      if not st:key_file() then
         errors.raise("usage", "the store's key comes from CONNRT_KEY: give the new one with --new-key-file FILE or "
           .. "CONNRT_NEW_KEY (connrt cannot change your environment)")
       end
       new_key, where = crypto.random(32), "a fresh random key"
     end
-    if new_key == st.key then errors.raise("usage", "the new key is the one the store is sealed with already") end
+    if st:sealed_with(new_key) then errors.raise("usage", "the new key is the one the store is sealed with already") end
     local n
-    if st.key_path then
-      local pending = st.key_path .. ".new"
+    local key_file = st:key_file()
+    if key_file then
+      local pending = key_file .. ".new"
       os.remove(pending) -- left by a rekey that failed before its commit: never used
       local written, werr = sys.write_private(pending, crypto.hex(new_key) .. "\n")
       if not written then errors.raise("store", "%s", werr) end
       local rok, res = pcall(st.rekey, st, new_key)
       if not rok then os.remove(pending) error(res, 0) end
-      local renamed, nerr = os.rename(pending, st.key_path)
+      local renamed, nerr = os.rename(pending, key_file)
       if not renamed then errors.raise("store", "re-sealed, but cannot replace the key file: %s (the new key is in %s)", nerr, pending) end
       n = res
-      log.err("re-sealed %d secret record(s) under %s; the key file %s holds it now", n, where, st.key_path)
+      log.err("re-sealed %d secret record(s) under %s; the key file %s holds it now", n, where, key_file)
     else
       n = st:rekey(new_key)
       log.err("re-sealed %d secret record(s) under %s: set CONNRT_KEY to it from now on", n, where)

@@ -225,6 +225,16 @@ function Store:close()
   if self.b then self.b:close(); self.b = nil end
 end
 
+--- The key file the store's key came from, or nil when it came from CONNRT_KEY.
+function Store:key_file()
+  return self.key_path
+end
+
+--- True when `key` is the key the store is sealed with.
+function Store:sealed_with(key)
+  return key == self.key
+end
+
 --- Which backend this store uses ("lmdb" or "postgres"), for `connrt store` only.
 function Store:kind()
   return self.b.kind
