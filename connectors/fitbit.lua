@@ -16,7 +16,8 @@ local function token_response(raw)
   if type(doc) ~= "table" then return nil, "the token endpoint did not answer JSON (HTTP " .. raw.status .. ")" end
   if raw.status ~= 200 or doc.success == false then
     local e = type(doc.errors) == "table" and doc.errors[1] or {}
-    return nil, tostring(e.errorType or "no error type") .. ": " .. tostring(e.message or "no message")
+    return nil, tostring(e.errorType or "no error type") .. ": " .. tostring(e.message or "no message"),
+      type(e.errorType) == "string" and e.errorType or nil
   end
   return doc
 end

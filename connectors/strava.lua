@@ -17,7 +17,8 @@ local function token_response(raw)
     local e = type(doc.errors) == "table" and type(doc.errors[1]) == "table" and doc.errors[1] or {}
     local what = tostring(e.resource or "?") .. " " .. tostring(e.field or "?") .. " " .. tostring(e.code or "?")
     local dead = (e.resource == "AuthorizationCode" or e.resource == "RefreshToken") and e.code == "invalid"
-    return nil, (dead and "invalid_grant: " or "") .. tostring(doc.message or "no message") .. " (" .. what .. ")"
+    return nil, (dead and "invalid_grant: " or "") .. tostring(doc.message or "no message") .. " (" .. what .. ")",
+      dead and "invalid_grant" or nil
   end
   -- only what `values` declares: the athlete's id (expires_in says the expiry already)
   local values = {}

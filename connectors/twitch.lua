@@ -23,7 +23,7 @@ local function token_response(raw)
     local msg = tostring(doc.message or doc.error or "no message")
     local dead = raw.status == 400 and (msg:find("Invalid authorization code", 1, true)
       or msg:find("Invalid refresh token", 1, true))
-    return nil, (dead and "invalid_grant: " or "") .. msg
+    return nil, (dead and "invalid_grant: " or "") .. msg, dead and "invalid_grant" or nil
   end
   return doc
 end

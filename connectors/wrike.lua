@@ -13,7 +13,8 @@ local function token_response(raw)
   local doc = connrt.json.decode(raw.body)
   if type(doc) ~= "table" then return nil, "the token endpoint did not answer JSON (HTTP " .. raw.status .. ")" end
   if raw.status ~= 200 or doc.error then
-    return nil, tostring(doc.error or "no error code") .. ": " .. tostring(doc.error_description or doc.errorDescription or "")
+    return nil, tostring(doc.error or "no error code") .. ": " .. tostring(doc.error_description or doc.errorDescription or ""),
+      type(doc.error) == "string" and doc.error or nil
   end
   if doc.host ~= nil then
     local h = type(doc.host) == "string" and doc.host:lower() or ""

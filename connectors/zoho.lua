@@ -40,8 +40,8 @@ local function token_response(raw)
   if raw.status ~= 200 or doc.error ~= nil or type(doc.access_token) ~= "string" then
     local e = tostring(doc.error or "no error code")
     -- a refresh token Zoho no longer knows is answered invalid_code: an invalid grant
-    if raw.grant == "refresh_token" and e == "invalid_code" then e = "invalid_grant: invalid_code" end
-    return nil, e
+    if raw.grant == "refresh_token" and e == "invalid_code" then return nil, "invalid_grant: invalid_code", "invalid_grant" end
+    return nil, e, type(doc.error) == "string" and doc.error or nil
   end
   local values = {}
   if doc.api_domain ~= nil then

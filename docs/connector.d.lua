@@ -98,7 +98,7 @@
 ---connect (exit 4) before the code is exchanged, token_response and lookup with the
 ---provider's error (exit 5). A hook that raises is an invalid connector (exit 3).
 ---@class ConnectorHooks
----@field token_response? fun(raw: ConnectorTokenResponse): ConnectorToken|nil, string? Parse the token endpoint's answer.
+---@field token_response? fun(raw: ConnectorTokenResponse): ConnectorToken|nil, string?, string? Parse the token endpoint's answer; on an error, nil, the message and the error in RFC 6749's words ("invalid_grant": the code or refresh token is dead).
 ---@field callback? fun(query: table<string, string>): table<string, string|number|boolean>|nil, string? Values only the callback carries.
 ---@field lookup? fun(api: ConnectorLookupApi): table<string, string|number|boolean>|nil, string? Post-connect lookups.
 ---@field expired? fun(response: ConnectorRawResponse): boolean Does this API answer (the test API's too) mean "token expired"?
@@ -137,6 +137,7 @@
 ---@field unique_id ConnectorTemplate The account's id (no secrets).
 ---@field values? string[] Values from the token response or hooks that the connection keeps (only these).
 ---@field allowed_urls ConnectorTemplate[] Where credentials may go; the first is the base of relative URLs.
+---@field git_username? ConnectorTemplate The username git presents the token with (`connrt git-credential`): GitHub "x-access-token", GitLab "oauth2", Bitbucket "x-token-auth"; fields and kept values only, never a secret. The git host must be under `allowed_urls`.
 ---@field request? ConnectorRequestParams What every request carries.
 ---@field refresh_on? integer[] Statuses that mean "token expired" (default { 401 }).
 ---@field hooks? ConnectorHooks

@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
   connrt *rt;
   connrt_code rc = connrt_open(&rt, NULL);
   if (rc != CONNRT_OK) {
-    fprintf(stderr, "pipeline: %s\n", connrt_errmsg(rt));
+    fprintf(stderr, "pipeline: %s (%s; reason: %s)\n", connrt_errmsg(rt), connrt_strerror(rc), connrt_errreason(rt));
     connrt_close(rt);
     return (int)rc;
   }
@@ -39,7 +39,9 @@ int main(int argc, char **argv) {
       connrt_response_free(&res);
     }
   }
-  if (rc != CONNRT_OK) fprintf(stderr, "pipeline: %s (%s)\n", connrt_errmsg(rt), connrt_strerror(rc));
+  /* the reason, for the program that runs this one: "locked", "needs_reconnect", ... */
+  if (rc != CONNRT_OK)
+    fprintf(stderr, "pipeline: %s (%s; reason: %s)\n", connrt_errmsg(rt), connrt_strerror(rc), connrt_errreason(rt));
   connrt_close(rt);
   return (int)rc;
 }

@@ -17,7 +17,8 @@
  *
  * Link with `pkg-config --cflags --libs connrt` (installed by `make install`). Every
  * function returns a connrt_code; on failure connrt_errmsg() says what went wrong and
- * where, never with a secret in it. A handle is not thread-safe: use one per thread.
+ * where, never with a secret in it, and connrt_errreason() why, as a word a program can
+ * test. A handle is not thread-safe: use one per thread.
  *
  * connrt_open changes the calling process, for good: it sets the core file size limit
  * (RLIMIT_CORE) to 0, soft and hard, and makes the process not dumpable
@@ -42,7 +43,8 @@
 extern "C" {
 #endif
 
-/* One code per kind of failure; the same numbers are the `connrt` command's exit codes. */
+/* One code per kind of failure; the same numbers are the `connrt` command's exit codes
+ * (both defined in lua/connrt/errors.lua; spec/errors_spec.lua checks this list). */
 typedef enum {
   CONNRT_OK        = 0,
   CONNRT_EFAILED   = 1,   /* any other failure */
@@ -87,6 +89,24 @@ connrt_code connrt_request(connrt *rt, const char *id, const char *method, const
 
 /* The message of the last failure on this handle ("" after a success). */
 const char *connrt_errmsg(const connrt *rt);
+
+/* The reason of the last failure on this handle ("" after a success): a word that says
+ * what went wrong more closely than the code, for a program to test, e.g.
+ *
+ *     CONNRT_ESTORE:    "locked" (another process holds the store's write lock), "wrong_key",
+ *                       "damaged", "unsafe_mode", "io", ...
+ *     CONNRT_EPROVIDER: "needs_reconnect" (connect again: a refresh was refused),
+ *                       "invalid_grant", "rejected", "bad_answer", "too_big"
+ *     CONNRT_ENETWORK:  "unreachable", "timeout", "tls", "protocol", "transport"
+ *     CONNRT_EREFUSED:  "refused_url"
+ *     CONNRT_EINTERNAL: "internal"
+ *     CONNRT_ENOMEM:    "out_of_memory"
+ *
+ * Each reason belongs to one code. docs/errors.md lists them all, with their meaning
+ * (generated from lua/connrt/errors.lua, their one definition); new reasons may be added
+ * in later versions, so treat an unknown one as its code says. The string is owned by
+ * the handle and valid until its next call. */
+const char *connrt_errreason(const connrt *rt);
 
 /* A fixed description of a code. */
 const char *connrt_strerror(connrt_code code);

@@ -7,7 +7,8 @@
 -- real authorization server (oidc-provider), one at spec/support/hostile-server.mjs, the
 -- loopback provider that answers badly on purpose (what oidc-provider never sends).
 local h = require("support.helpers")
-local exit = require("connrt.errors").exit_codes
+local errors = require("connrt.errors")
+local exit = errors.exit_codes
 
 local EXAMPLE = h.read("examples/local-oidc.lua")
 
@@ -90,31 +91,6 @@ local function scribble(path, from, byte)
   h.write(path, s:sub(1, from) .. string.rep(byte, #s - from))
 end
 
--- Another process that holds the store's write lock (a write transaction through the
--- same C module) until the returned function is called.
-local function hold_write_lock(home)
-  local dir = h.tmpdir()
-  h.write(dir .. "/holder.lua", ([[
-    package.cpath = %q .. "/build/?.so;" .. package.cpath
-    local env = assert(require("connrt.lmdb").open(%q, { "meta" }, {}))
-    local txn = env:begin(true)
-    io.open(%q, "w"):close()
-    io.read("l")
-    txn:abort()
-  ]]):format(h.ROOT, home, dir .. "/held"))
-  local holder = io.popen("lua5.4 " .. dir .. "/holder.lua", "w")
-  for _ = 1, 200 do
-    if h.read(dir .. "/held") then break end
-    require("connrt.sys").sleep(0.02)
-  end
-  assert(h.read(dir .. "/held"), "the lock holder did not start")
-  return function()
-    holder:write("\n")
-    holder:close()
-    h.rmdir(dir)
-  end
-end
-
 local function set_refresh(mode)
   local r = assert(require("connrt.http").client():request({ url = ctx.origin .. "/_mode?refresh=" .. mode }))
   assert(r.status == 200)
@@ -123,7 +99,9 @@ end
 local ROOT = h.ROOT
 
 -- Every case: group, name, args (a table or function() -> table), code (errors.lua),
--- msg (plain text, or function() -> text, that stderr must contain), and optionally
+-- msg (plain text, or function() -> text, that stderr must contain), reason (errors.lua:
+-- every case runs with --json, and a failure's last line on stderr must carry its kind
+-- and a reason of that kind; this one when given), and optionally
 -- home (function() -> a store directory to run in and check; default the shared one),
 -- env (extra variables), runner (a wrapper program instead of build/connrt), logical
 -- (compare the store's contents rather than its bytes: a refresh takes the connection's
@@ -134,7 +112,7 @@ local ROOT = h.ROOT
 -- (function() run at the end, passed or not).
 local CASES = {
   -- connector scripts ------------------------------------------------------------------
-  { "connector", "a syntax error names the file and line", code = exit.connector,
+  { "connector", "a syntax error names the file and line", code = exit.connector, reason = "invalid_connector",
     args = function() return run_connector(file("syntax.lua", "return {\n  id = 'x',\n  = 3\n}\n")) end,
     msg = function() return ctx.tmp .. "/syntax.lua: syntax error: line 3:" end },
   { "connector", "an error while loading names the file and line", code = exit.connector,
@@ -143,7 +121,7 @@ local CASES = {
   { "connector", "a script that returns a number is not a connector (check)", code = exit.connector,
     args = function() return { "check", file("number.lua", "return 42\n") } end,
     msg = "returns number, not a connector table", stdout = true },
-  { "connector", "a table that misses required keys", code = exit.connector,
+  { "connector", "a table that misses required keys", code = exit.connector, reason = "invalid_connector",
     args = function() return run_connector(file("minimal.lua", "return { id = 'minimal' }\n")) end,
     msg = "minimal.lua: key 'allowed_urls': is required; key 'name': is required" },
   { "connector", "a URL of the wrong type", code = exit.connector,
@@ -170,7 +148,7 @@ local CASES = {
   { "connector", "no allowed URL", code = exit.connector,
     args = function() return run_connector(example_with("noallowed.lua", 'allowed_urls = { "{{server}}/" }', "allowed_urls = {}")) end,
     msg = "noallowed.lua: key 'allowed_urls': needs at least one URL" },
-  { "connector", "a connector file that does not exist", code = exit.connector,
+  { "connector", "a connector file that does not exist", code = exit.connector, reason = "invalid_connector",
     args = function() return run_connector(ctx.tmp .. "/missing.lua") end,
     msg = function() return "cannot read connector: " .. ctx.tmp .. "/missing.lua" end },
   { "connector", "os.execute is not in the sandbox (and nothing runs)", code = exit.connector,
@@ -192,7 +170,7 @@ local CASES = {
     msg = "loop.lua: error while loading: ", after = function(res)
       assert.matches("loop.lua:4: instruction budget exceeded (a loop that never ends?)", res.stderr, 1, true)
     end },
-  { "connector", "a hook that raises names the hook", code = exit.connector,
+  { "connector", "a hook that raises names the hook", code = exit.connector, reason = "hook_failed",
     args = function()
       local p = file("hook-error.lua", HOSTILE:format('hooks = { token_response = function() error("no idea") end },'))
       local a = hostile()
@@ -208,7 +186,7 @@ local CASES = {
       return a
     end,
     msg = "(through hooks.token_response): expected a token table, got string" },
-  { "connector", "a hook that loops is stopped", code = exit.connector,
+  { "connector", "a hook that loops is stopped", code = exit.connector, reason = "hook_failed",
     args = function()
       local p = file("hook-loop.lua", HOSTILE:format("hooks = { token_response = function() while true do end end },"))
       local a = hostile()
@@ -220,15 +198,15 @@ local CASES = {
     end },
 
   -- command-line arguments ----------------------------------------------------------
-  { "command line", "an unknown command", code = exit.usage, args = { "frobnicate" },
+  { "command line", "an unknown command", code = exit.usage, reason = "bad_argument", args = { "frobnicate" },
     msg = 'unknown command "frobnicate"' },
-  { "command line", "an unknown option", code = exit.usage, args = { "list", "--bogus" },
+  { "command line", "an unknown option", code = exit.usage, reason = "bad_argument", args = { "list", "--bogus" },
     msg = "unknown option --bogus" },
-  { "command line", "an option without its value", code = exit.usage,
+  { "command line", "an option without its value", code = exit.usage, reason = "bad_argument",
     args = { "run", "examples/local-oidc.lua", "--field" }, msg = "--field needs a value" },
-  { "command line", "a flag given a value", code = exit.usage, args = { "list", "--json=yes" },
+  { "command line", "a flag given a value", code = exit.usage, reason = "bad_argument", args = { "list", "--json=yes" },
     msg = "--json takes no value" },
-  { "command line", "--field without KEY=VALUE", code = exit.usage,
+  { "command line", "--field without KEY=VALUE", code = exit.usage, reason = "bad_argument",
     args = { "run", "examples/local-oidc.lua", "--field", "server" }, msg = "--field server: expected KEY=VALUE" },
   { "command line", "--field naming no field of the connector", code = exit.usage,
     args = { "run", "examples/local-oidc.lua", "--field", "region=eu", "--client-id", "c" },
@@ -236,7 +214,7 @@ local CASES = {
   { "command line", "a field value outside its pattern", code = exit.usage,
     args = { "run", "examples/local-oidc.lua", "--field", "server=ftp:nothing", "--client-id", "c" },
     msg = "field server: " },
-  { "command line", "a timeout that is not a number", code = exit.usage,
+  { "command line", "a timeout that is not a number", code = exit.usage, reason = "bad_argument",
     args = { "run", "examples/local-oidc.lua", "--timeout", "soon" }, msg = "--timeout soon: expected a number of seconds" },
   { "command line", "--param naming a parameter connrt sets", code = exit.usage,
     args = function() return hostile("state=forged") end, msg = "--param state: connrt sets this parameter itself" },
@@ -249,13 +227,13 @@ local CASES = {
     msg = "CONNRT_REDIRECT_URL https://example.com/cb: the listener serves plain http on a loopback address" },
   { "command line", "too many arguments", code = exit.usage, args = { "show", "a", "b" },
     msg = "usage: connrt show ID [--json]" },
-  { "command line", "a connection that does not exist", code = exit.notfound, args = { "token", "nope" },
+  { "command line", "a connection that does not exist", code = exit.notfound, reason = "no_connection", args = { "token", "nope" },
     msg = "no connection nope (connrt list shows them)" },
   { "command line", "request: a URL that is not a URL", code = exit.refused,
     args = { "request", "local-oidc", "not a url" }, msg = 'invalid URL "' },
   { "command line", "request: a scheme that is not http(s)", code = exit.refused,
     args = { "request", "local-oidc", "ftp://x/y" }, msg = 'refused ftp://x/y: invalid URL "ftp://x/y": scheme must be http or https' },
-  { "command line", "request: a URL outside the allowed URLs", code = exit.refused,
+  { "command line", "request: a URL outside the allowed URLs", code = exit.refused, reason = "refused_url",
     args = { "request", "local-oidc", "http://evil.example/steal" },
     msg = "refused http://evil.example/steal: it matches none of the allowed URLs" },
   { "command line", "request: an encoded dot in the path, named as one", code = exit.refused,
@@ -270,37 +248,38 @@ local CASES = {
     args = { "request", "nope", "/me", "--retries", "many" }, msg = "--retries many: expected a number" },
   { "command line", "request: a negative wait", code = exit.usage,
     args = { "request", "local-oidc", "/me", "--max-wait", "-3" }, msg = "--max-wait -3: expected a number" },
-  { "command line", "a pipeline script that fails names itself and the line", code = exit.failed,
+  { "command line", "a pipeline script that fails names itself and the line", code = exit.failed, reason = "script",
     args = function() return { "script", file("pipe-error.lua", "local n = connrt.list()\nlocal x = nil\nreturn x.y\n") } end,
     msg = function()
       local p = ctx.tmp .. "/pipe-error.lua"
       return "pipeline script " .. p .. " failed: " .. p .. ":3: attempt to index a nil value"
     end },
-  { "command line", "help for a command that does not exist", code = exit.usage, args = { "help", "frob" },
+  { "command line", "help for a command that does not exist", code = exit.usage, reason = "bad_argument", args = { "help", "frob" },
     msg = 'no command "frob"' },
 
   -- callbacks -------------------------------------------------------------------------
-  { "callback", "the app answers with an error", code = exit.connect, args = function() return hostile("cb=error") end,
+  { "callback", "the app answers with an error", code = exit.connect, reason = "sign_in_error", args = function() return hostile("cb=error") end,
     msg = "the app answered the sign-in with an error: server_error: the database is down; nothing was saved" },
-  { "callback", "the user denies access", code = exit.connect, args = function() return hostile("cb=deny") end,
+  { "callback", "the user denies access", code = exit.connect, reason = "denied", args = function() return hostile("cb=deny") end,
     msg = "authorization denied: access_denied; nothing was saved" },
-  { "callback", "a callback without a code", code = exit.connect, args = function() return hostile("cb=nocode") end,
+  { "callback", "a callback without a code", code = exit.connect, reason = "no_code", args = function() return hostile("cb=nocode") end,
     msg = "the callback carries no code; nothing was saved" },
-  { "callback", "a callback from another issuer", code = exit.connect, args = function() return hostile("cb=iss") end,
+  { "callback", "a callback from another issuer", code = exit.connect, reason = "mix_up", args = function() return hostile("cb=iss") end,
     msg = function() return "the callback comes from issuer https://evil.example, not " .. ctx.origin end },
-  { "callback", "a callback with a forged state", code = exit.connect,
+  { "callback", "a callback with a forged state", code = exit.connect, reason = "sign_in_timeout",
     args = function() local a = hostile() a[#a - 2] = "1" return a end, -- --timeout 1
     env = { SIGNIN_REWRITE_STATE = "forged" },
     msg = "1 callback(s) with a wrong or missing state were rejected" },
 
   -- token responses (the code exchange) ---------------------------------------------
-  { "token response", "an HTML page", code = exit.provider, args = function() return hostile("tok=html") end,
+  { "token response", "an HTML page", code = exit.provider, reason = "bad_answer", args = function() return hostile("tok=html") end,
     msg = "/token answered 200 with text/html, not a token response (page title: Sign in again)" },
-  { "token response", "JSON without access_token", code = exit.provider, args = function() return hostile("tok=noaccess") end,
+  { "token response", "JSON without access_token", code = exit.provider, reason = "bad_answer", args = function() return hostile("tok=noaccess") end,
     msg = "/token: the response has no access_token" },
   { "token response", "an empty access_token", code = exit.provider, args = function() return hostile("tok=emptyaccess") end,
     msg = "/token: the response has no access_token" },
-  { "token response", "access_token that is a number", code = exit.provider, args = function() return hostile("tok=numaccess") end,
+  { "token response", "access_token that is a number", code = exit.provider, reason = "bad_answer",
+    args = function() return hostile("tok=numaccess") end,
     msg = "/token: access_token is a number, not a string" },
   { "token response", "a negative expires_in", code = exit.provider, args = function() return hostile("tok=negexp") end,
     msg = "/token: expires_in is not a number of seconds: -5" },
@@ -308,19 +287,20 @@ local CASES = {
     msg = "/token: expires_in is not a number of seconds: soon" },
   { "token response", "token_type that is an object", code = exit.provider, args = function() return hostile("tok=typetable") end,
     msg = "/token: token_type is a table, not a string" },
-  { "token response", "truncated JSON", code = exit.provider, args = function() return hostile("tok=truncated") end,
+  { "token response", "truncated JSON", code = exit.provider, reason = "bad_answer", args = function() return hostile("tok=truncated") end,
     msg = "/token answered 200 with application/json, not a token response" },
   { "token response", "500 without a body", code = exit.provider, args = function() return hostile("tok=empty500") end,
     msg = "/token answered 500 with no content type, not a token response" },
-  { "token response", "an error inside a 200", code = exit.provider, args = function() return hostile("tok=error200") end,
+  { "token response", "an error inside a 200", code = exit.provider, reason = "rejected", args = function() return hostile("tok=error200") end,
     msg = "/token answered 200: invalid_request: the scope is missing" },
   { "token response", "a JSON array", code = exit.provider, args = function() return hostile("tok=array") end,
     msg = "/token: the response has no access_token" },
   { "token response", "a form body labelled JSON", code = exit.provider, args = function() return hostile("tok=formasjson") end,
     msg = "/token answered 200 with application/json, not a token response" },
-  { "token response", "a body larger than 1 MiB, a token endpoint's limit", code = exit.provider,
+  { "token response", "a body larger than 1 MiB, a token endpoint's limit", code = exit.provider, reason = "too_big",
     args = function() return hostile("tok=huge") end, msg = "/token answered with a body larger than 1048576 bytes" },
-  { "token response", "the connection closed without an answer", code = exit.network, args = function() return hostile("tok=hangup") end,
+  { "token response", "the connection closed without an answer", code = exit.network, reason = "transport",
+    args = function() return hostile("tok=hangup") end,
     msg = "/token: no answer from POST " },
   { "token response", "a redirect", code = exit.provider, args = function() return hostile("tok=redirect") end,
     msg = "/token answered 302 with no content type, not a token response" },
@@ -328,9 +308,9 @@ local CASES = {
   -- test API responses (while connecting) ---------------------------------------------
   { "test API", "500 without a body", code = exit.provider, args = function() return hostile("api=empty500") end,
     msg = "/me answered 500; the connection was not saved" },
-  { "test API", "an HTML page", code = exit.provider, args = function() return hostile("api=html") end,
+  { "test API", "an HTML page", code = exit.provider, reason = "bad_answer", args = function() return hostile("api=html") end,
     msg = "/me answered 200 with text/html, not JSON (page title: Welcome); the connection was not saved" },
-  { "test API", "truncated JSON", code = exit.provider, args = function() return hostile("api=truncated") end,
+  { "test API", "truncated JSON", code = exit.provider, reason = "bad_answer", args = function() return hostile("api=truncated") end,
     msg = "/me answered 200 with a body that is not valid JSON" },
   { "test API", "401 for the new token", code = exit.provider, args = function() return hostile("api=unauthorized") end,
     msg = "/me answered 401: invalid_token; the connection was not saved" },
@@ -340,7 +320,8 @@ local CASES = {
     msg = "hostile.lua: unique_id rendered empty; cannot tell accounts apart" },
   { "test API", "an object where the name wants a value", code = exit.connector, args = function() return hostile("api=nameobj") end,
     msg = "hostile.lua: name: {{name}} is an object or array, not a single value" },
-  { "test API", "a redirect outside the allowed URLs", code = exit.refused, args = function() return hostile("api=escape") end,
+  { "test API", "a redirect outside the allowed URLs", code = exit.refused, reason = "refused_url",
+    args = function() return hostile("api=escape") end,
     msg = "redirected to http://127.0.0.2:9/steal, which is refused: it matches none of the allowed URLs" },
 
   -- device authorizations (RFC 8628): the server's pace and lifetime are bounded, and a
@@ -374,16 +355,17 @@ local CASES = {
 }
 
 for _, mode in ipairs({
-  { "html", exit.provider, "/token answered 200 with text/html, not a token response (page title: Sign in again)" },
-  { "noaccess", exit.provider, "/token: the response has no access_token" },
-  { "numaccess", exit.provider, "/token: access_token is a number, not a string" },
-  { "negexp", exit.provider, "/token: expires_in is not a number of seconds: -5" },
-  { "truncated", exit.provider, "/token answered 200 with application/json, not a token response" },
-  { "empty500", exit.provider, "/token answered 500 with no content type, not a token response" },
-  { "error200", exit.provider, "/token answered 200: invalid_request: the scope is missing" },
-  { "hangup", exit.network, "/token: no answer from POST " },
+  { "html", exit.provider, "/token answered 200 with text/html, not a token response (page title: Sign in again)",
+    "bad_answer" },
+  { "noaccess", exit.provider, "/token: the response has no access_token", "bad_answer" },
+  { "numaccess", exit.provider, "/token: access_token is a number, not a string", "bad_answer" },
+  { "negexp", exit.provider, "/token: expires_in is not a number of seconds: -5", "bad_answer" },
+  { "truncated", exit.provider, "/token answered 200 with application/json, not a token response", "bad_answer" },
+  { "empty500", exit.provider, "/token answered 500 with no content type, not a token response", "bad_answer" },
+  { "error200", exit.provider, "/token answered 200: invalid_request: the scope is missing", "rejected" },
+  { "hangup", exit.network, "/token: no answer from POST ", "transport" },
 }) do
-  CASES[#CASES + 1] = { "refresh response", "refresh answered: " .. mode[1], code = mode[2], logical = true,
+  CASES[#CASES + 1] = { "refresh response", "refresh answered: " .. mode[1], code = mode[2], reason = mode[4], logical = true,
     args = { "refresh", "hostile" }, msg = function() return "refresh at " .. ctx.origin .. mode[3] end,
     before = function() set_refresh(mode[1]) end }
 end
@@ -396,10 +378,10 @@ local STORE_CASES = {
   { "store", "data.mdb with garbage after its meta pages", code = exit.store, args = { "show", "local-oidc" },
     home = function() local d = store_copy() scribble(d .. "/data.mdb", 8192, "\90") return d end,
     msg = "/data.mdb is damaged" },
-  { "store", "data.mdb that is all garbage", code = exit.store, args = { "list" },
+  { "store", "data.mdb that is all garbage", code = exit.store, reason = "damaged", args = { "list" },
     home = function() local d = store_copy() scribble(d .. "/data.mdb", 0, "\165") return d end,
     msg = "MDB_INVALID: File is not an LMDB file" },
-  { "store", "the store path is a file", code = exit.store, args = { "list" },
+  { "store", "the store path is a file", code = exit.store, reason = "io", args = { "list" },
     home = function() local d = h.tmpdir() h.write(d .. "/file", "x") return d .. "/file" end,
     msg = "/file: Not a directory" },
   { "store", "data.mdb is a directory", code = exit.store, args = { "token", "local-oidc" },
@@ -408,37 +390,37 @@ local STORE_CASES = {
   { "store", "the lock file is a directory", code = exit.store, args = { "list" },
     home = function() local d = store_copy() os.remove(d .. "/lock.mdb") assert(require("connrt.sys").mkdir(d .. "/lock.mdb", 448)) return d end,
     msg = "Is a directory" },
-  { "store", "a read-only store cannot be changed", code = exit.store, args = { "delete", "local-oidc" },
+  { "store", "a read-only store cannot be changed", code = exit.store, reason = "io", args = { "delete", "local-oidc" },
     home = store_copy, runner = "readonly", msg = "Read-only file system" },
   { "store", "a store directory another user owns", code = exit.store, args = { "list" },
     home = store_copy, runner = "nobody", msg = ": Permission denied" },
-  { "store", "a write behind another process's stuck write gives up", code = exit.store, args = { "delete", "local-oidc" },
-    env = { CONNRT_LOCK_TIMEOUT = "1" }, before = function() ctx.release = hold_write_lock(ctx.home) end,
+  { "store", "a write behind another process's stuck write gives up", code = exit.store, reason = "locked", args = { "delete", "local-oidc" },
+    env = { CONNRT_LOCK_TIMEOUT = "1" }, before = function() ctx.release = h.hold_write_lock(ctx.home) end,
     cleanup = function() if ctx.release then ctx.release() ctx.release = nil end end,
     msg = "is locked: another process has held its write lock for 1 s" },
-  { "store", "the wrong CONNRT_KEY", code = exit.store, args = { "token", "local-oidc" },
+  { "store", "the wrong CONNRT_KEY", code = exit.store, reason = "wrong_key", args = { "token", "local-oidc" },
     env = { CONNRT_KEY = string.rep("ab", 32) }, msg = "cannot decrypt: wrong key?" },
-  { "store", "a CONNRT_KEY of the wrong length", code = exit.store, args = { "token", "local-oidc" },
+  { "store", "a CONNRT_KEY of the wrong length", code = exit.store, reason = "bad_key", args = { "token", "local-oidc" },
     env = { CONNRT_KEY = "abcd" }, msg = "CONNRT_KEY: the key must be 32 bytes, as 64 hex digits or base64" },
-  { "store", "a key file with bad contents", code = exit.store, args = { "token", "local-oidc" },
+  { "store", "a key file with bad contents", code = exit.store, reason = "bad_key", args = { "token", "local-oidc" },
     home = function() local d = store_copy() h.write(d .. "/key", "not a key\n") return d end,
     msg = "/key: the key must be 32 bytes, as 64 hex digits or base64" },
-  { "store", "a key file others can read", code = exit.store, args = { "token", "local-oidc" },
+  { "store", "a key file others can read", code = exit.store, reason = "unsafe_mode", args = { "token", "local-oidc" },
     home = function() local d = store_copy() require("connrt.sys").chmod(d .. "/key", 420) return d end,
     msg = "/key has mode 0644: its group or others may read or change the key; chmod 600 " },
-  { "store", "the key file is missing", code = exit.store, args = { "token", "local-oidc" },
+  { "store", "the key file is missing", code = exit.store, reason = "wrong_key", args = { "token", "local-oidc" },
     home = function() local d = store_copy() os.remove(d .. "/key") return d end,
     msg = "/key is missing" },
   { "store", "the key file is a directory", code = exit.store, args = { "token", "local-oidc" },
     home = function() local d = store_copy() os.remove(d .. "/key") assert(require("connrt.sys").mkdir(d .. "/key", 448)) return d end,
     msg = "/key is not a file" },
-  { "store", "no store yet: show", code = exit.notfound, args = { "show", "local-oidc" },
+  { "store", "no store yet: show", code = exit.notfound, reason = "no_connection", args = { "show", "local-oidc" },
     home = function() return h.tmpdir() .. "/none" end, msg = "no connection local-oidc: there is no store at " },
-  { "store", "no store yet: token", code = exit.notfound, args = { "token", "local-oidc" },
+  { "store", "no store yet: token", code = exit.notfound, reason = "no_connection", args = { "token", "local-oidc" },
     home = function() return h.tmpdir() .. "/none" end, msg = "no connection local-oidc: there is no store at " },
   { "store", "no store yet: request", code = exit.notfound, args = { "request", "local-oidc", "/me" },
     home = function() return h.tmpdir() .. "/none" end, msg = "no connection local-oidc: there is no store at " },
-  { "store", "no store yet: delete", code = exit.notfound, args = { "delete", "x" },
+  { "store", "no store yet: delete", code = exit.notfound, reason = "no_connection", args = { "delete", "x" },
     home = function() return h.tmpdir() .. "/none" end, msg = "no connection x: there is no store at " },
   { "store", "an empty store directory: refresh", code = exit.notfound, args = { "refresh", "x" },
     home = function() return h.tmpdir() end, msg = "no connection x: there is no store at " },
@@ -542,7 +524,7 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups %s "$@"
       local args = type(case.args) == "function" and case.args() or case.args
       local saved = h.CONNRT
       if case.runner then h.CONNRT = runners[case.runner] end
-      local ok, res = pcall(h.connrt, args, { env = env, timeout = case.timeout })
+      local ok, res = pcall(h.connrt, { "--json", table.unpack(args) }, { env = env, timeout = case.timeout })
       h.CONNRT = saved
       assert(ok, res)
       local msg = type(case.msg) == "function" and case.msg() or case.msg
@@ -551,6 +533,16 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups %s "$@"
       assert.matches(msg, out, 1, true)
       assert.is_nil(out:find("stack traceback", 1, true), out)
       assert.is_nil(out:find("internal error", 1, true), out)
+      -- the failure as a program reads it: the last line on stderr, kind and reason
+      local last = res.stderr:match("([^\n]*)\n?$")
+      local doc = require("cjson.safe").decode(last)
+      if case.reason or (doc and doc.error) then
+        assert.is_table(doc and doc.error, res.stderr)
+        assert.equal(case.code, errors.exit_codes[doc.error.kind], last)
+        assert.equal(doc.error.kind, errors.reason_kind[doc.error.reason], last)
+        if case.reason then assert.equal(case.reason, doc.error.reason, last) end
+        assert.matches(msg, doc.error.message, 1, true)
+      end
       if case.changes then
         -- a case that connects: in a store of its own, which now holds the connection
         local list = require("cjson").decode(h.connrt({ "list", "--json" }, { env = { CONNRT_HOME = home } }).stdout)
@@ -567,7 +559,7 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups %s "$@"
   end
 
   it("reads a store while another process holds its write lock", function()
-    local release = hold_write_lock(ctx.home)
+    local release = h.hold_write_lock(ctx.home)
     local before = state(ctx.home)
     local list = h.connrt({ "list", "--json" }, { env = { CONNRT_HOME = ctx.home } })
     local tok = h.connrt({ "token", "local-oidc" }, { env = { CONNRT_HOME = ctx.home } })

@@ -29,8 +29,8 @@ local function tags(html)
   return table.concat(t, " ")
 end
 
-local function raise(kind, msg)
-  local _, e = pcall(errors.raise, kind, msg)
+local function raise(kind, reason, msg)
+  local _, e = pcall(errors.fail, kind, reason, msg)
   return e
 end
 
@@ -206,17 +206,14 @@ describe("failure reasons", function()
     assert.is_nil(text:find("choose to allow access", 1, true))
   end)
 
-  it("come from the message when the old call gives none, and only when it names one", function()
-    local denied = text_of(page.render("error", APP, "authorization denied: access_denied: End-User aborted interaction"))
-    assert.matches("Access was denied", denied, 1, true)
-    assert.matches("What to do next", denied, 1, true)
-    assert.matches("Details: authorization denied: access_denied", denied, 1, true)
-    local state = text_of(page.render("error", APP,
-      "This sign-in link is not the one connrt is waiting for (wrong or missing state). Start again from the terminal."))
-    assert.matches("This is not the sign-in connrt is waiting for", state, 1, true)
-    assert.matches("open the most recent URL", state, 1, true)
-    local expired = text_of(page.render("error", APP, "token endpoint answered 400: invalid_grant"))
-    assert.matches("This sign-in has expired", expired, 1, true)
+  it("never come from the message's text: a call without one shows the message as it is", function()
+    for _, msg in ipairs({ "authorization denied: access_denied: End-User aborted interaction",
+        "This sign-in link is not the one connrt is waiting for (wrong or missing state).",
+        "token endpoint answered 400: invalid_grant" }) do
+      local text = text_of(page.render("error", APP, msg))
+      assert.matches("Not connected " .. msg, text, 1, true)
+      assert.is_nil(text:find("What to do next", 1, true))
+    end
     local plain = text_of(page.render("error", APP, "Nothing here: this is connrt's sign-in listener."))
     assert.matches("Not connected", plain, 1, true)
     assert.is_nil(plain:find("What to do next", 1, true))
@@ -233,18 +230,19 @@ describe("failure reasons", function()
   it("are found from the error and the callback's query", function()
     assert.equal("denied", page.reason(nil, { error = "access_denied" }))
     assert.equal("provider", page.reason(nil, { error = "server_error" }))
-    assert.equal("denied", page.reason(raise("connect", "authorization denied: access_denied; nothing was saved")))
-    assert.equal("expired", page.reason(raise("provider",
-      "token endpoint http://127.0.0.1:1/token answered 400: invalid_grant (grant request is invalid)")))
-    assert.equal("expired", page.reason(raise("connect", "timed out waiting for the sign-in callback")))
-    assert.equal("wrong_state", page.reason(raise("connect",
-      "This sign-in link is not the one connrt is waiting for (wrong or missing state).")))
-    assert.equal("provider", page.reason(raise("provider", "test API GET http://127.0.0.1:1/me answered 500")))
-    assert.equal("other", page.reason(raise("connector", "x.lua: hooks.callback must return a table")))
+    assert.equal("denied", page.reason(raise("connect", "denied", "anything")))
+    assert.equal("expired", page.reason(raise("provider", "invalid_grant", "anything")))
+    assert.equal("expired", page.reason(raise("connect", "sign_in_timeout", "anything")))
+    assert.equal("expired", page.reason(raise("connect", "expired", "anything")))
+    assert.equal("wrong_state", page.reason(raise("connect", "wrong_state", "anything")))
+    assert.equal("provider", page.reason(raise("provider", "rejected", "test API GET http://127.0.0.1:1/me answered 500")))
+    assert.equal("other", page.reason(raise("connector", "invalid_connector", "x.lua: hooks.callback must return a table")))
     assert.equal("other", page.reason("attempt to index a nil value"))
-    -- an explicit reason wins
-    local e = raise("connect", "anything")
-    e.reason = "expired"
-    assert.equal("expired", page.reason(e, { error = "access_denied" }))
+    -- the reason, never the message: a message that names one changes nothing
+    assert.equal("other", page.reason(raise("connect", "not_completed",
+      "authorization denied: access_denied; wrong state; timed out; invalid_grant")))
+    assert.equal("provider", page.reason(raise("provider", "rejected", "answered 400: invalid_grant")))
+    -- the error's reason wins over the query
+    assert.equal("expired", page.reason(raise("provider", "invalid_grant", "x"), { error = "access_denied" }))
   end)
 end)

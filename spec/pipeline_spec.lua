@@ -347,6 +347,7 @@ describe("pipelines (integration) #integration", function()
       h.rmdir(dir)
       assert.equal(7, code)
       assert.matches("refused https://evil.test/x", err, 1, true)
+      assert.matches("(URL refused: outside the allowed URLs; reason: refused_url)", err, 1, true) -- connrt_errreason
     end)
 
     it("runs the shell pipeline example", function()

@@ -3,7 +3,8 @@
  *
  * A handle owns one Lua state with the C core preloaded and the pipeline API
  * (lua/connrt/api.lua) loaded, like the `connrt` binary; each call runs the matching Lua
- * function under lua_pcall and turns an error object's kind into a connrt_code. Open
+ * function under lua_pcall and turns an error object's kind into a connrt_code (the kind's
+ * exit code in lua/connrt/errors.lua, which defines both) and keeps its reason. Open
  * connections are cached in the state, so a program that makes many requests loads and
  * unseals each connection once.
  */
@@ -15,6 +16,7 @@
 #include <lualib.h>
 
 #include "api/api.h"
+#include "api/error.h"
 #include "connrt.h"
 
 struct connrt {
@@ -22,12 +24,7 @@ struct connrt {
   int api;            /* registry ref of the connrt.api table */
   int conns;          /* registry ref of a table id -> connection */
   char *msg;          /* last failure's message */
-};
-
-static const struct { const char *kind; connrt_code code; } kinds[] = {
-  { "failed", CONNRT_EFAILED }, { "usage", CONNRT_EUSAGE }, { "connector", CONNRT_ECONNECTOR },
-  { "connect", CONNRT_ECONNECT }, { "provider", CONNRT_EPROVIDER }, { "network", CONNRT_ENETWORK },
-  { "refused", CONNRT_EREFUSED }, { "store", CONNRT_ESTORE }, { "notfound", CONNRT_ENOTFOUND },
+  char *reason;       /* last failure's reason (lua/connrt/errors.lua) */
 };
 
 const char *connrt_strerror(connrt_code code) {
@@ -53,20 +50,48 @@ static void set_msg(connrt *rt, const char *msg) {
   rt->msg = strdup(msg ? msg : "");
 }
 
+static void set_reason(connrt *rt, const char *reason) {
+  free(rt->reason);
+  rt->reason = strdup(reason ? reason : "");
+}
+
+/* A failure of libconnrt itself, before or outside Lua: a message and its reason. */
+static connrt_code fail_here(connrt *rt, connrt_code code, const char *reason, const char *msg) {
+  set_msg(rt, msg);
+  set_reason(rt, reason);
+  return code;
+}
+
+/* [-0, +0] the exit code errors.lua gives `kind`, or CONNRT_EINTERNAL */
+static connrt_code code_of(lua_State *L, const char *kind) {
+  connrt_code code = CONNRT_EINTERNAL;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "connrt.errors");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+    lua_getfield(L, -1, "exit_codes");
+    if (lua_istable(L, -1) && lua_getfield(L, -1, kind) == LUA_TNUMBER) code = (connrt_code)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return code;
+}
+
 /* Turns the error object on top of the stack into a code and a message; pops it. */
 static connrt_code fail_from_stack(connrt *rt, int status) {
   lua_State *L = rt->L;
+  int err = lua_gettop(L);
   connrt_code code = status == LUA_ERRMEM ? CONNRT_ENOMEM : CONNRT_EINTERNAL;
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "kind");
-    const char *kind = lua_tostring(L, -1);
-    for (size_t i = 0; kind && i < sizeof kinds / sizeof kinds[0]; i++)
-      if (strcmp(kind, kinds[i].kind) == 0) code = kinds[i].code;
-    lua_pop(L, 1);
+  set_reason(rt, status == LUA_ERRMEM ? "out_of_memory" : "internal");
+  if (status != LUA_ERRMEM && lua_istable(L, -1) && lua_getfield(L, -1, "kind") == LUA_TSTRING &&
+      lua_getfield(L, -2, "reason") == LUA_TSTRING) {
+    code = code_of(L, lua_tostring(L, -2));
+    if (code != CONNRT_EINTERNAL) set_reason(rt, lua_tostring(L, -1));
+    lua_pop(L, 2);
     lua_getfield(L, -1, "message");
     set_msg(rt, lua_tostring(L, -1));
     lua_pop(L, 1);
   } else {
+    lua_settop(L, err);
     const char *m = lua_tostring(L, -1);
     set_msg(rt, m ? m : "error object is not a string");
   }
@@ -105,7 +130,7 @@ connrt_code connrt_open(connrt **out, const char *home) {
   *out = rt;
   if (!rt) return CONNRT_ENOMEM;
   rt->L = luaL_newstate();
-  if (!rt->L) { set_msg(rt, "out of memory"); return CONNRT_ENOMEM; }
+  if (!rt->L) return fail_here(rt, CONNRT_ENOMEM, "out_of_memory", "out of memory");
   lua_pushcfunction(rt->L, open_state);
   lua_pushlightuserdata(rt->L, (void *)home);
   int st = lua_pcall(rt->L, 1, 1, 0);
@@ -117,8 +142,7 @@ connrt_code connrt_open(connrt **out, const char *home) {
   rt->api = luaL_ref(rt->L, LUA_REGISTRYINDEX);
   lua_newtable(rt->L);
   rt->conns = luaL_ref(rt->L, LUA_REGISTRYINDEX);
-  set_msg(rt, "");
-  return CONNRT_OK;
+  return fail_here(rt, CONNRT_OK, "", "");
 }
 
 /* [-0, +1] pushes the cached connection `id`, opening it on first use (may raise, so
@@ -156,7 +180,7 @@ static int do_token(lua_State *L) {
 connrt_code connrt_token(connrt *rt, const char *id, char **token) {
   if (!rt || !rt->L) return CONNRT_EUSAGE;
   *token = NULL;
-  if (!id) { set_msg(rt, "connrt_token: id is NULL"); return CONNRT_EUSAGE; }
+  if (!id) return fail_here(rt, CONNRT_EUSAGE, "bad_argument", "connrt_token: id is NULL");
   lua_State *L = rt->L;
   lua_pushlightuserdata(L, rt);
   lua_pushcclosure(L, do_token, 1);
@@ -166,13 +190,12 @@ connrt_code connrt_token(connrt *rt, const char *id, char **token) {
   const char *t = lua_tostring(L, -1);
   if (!t) {
     lua_settop(L, 0);
-    set_msg(rt, "connrt_token: the token is not a string");
-    return CONNRT_EFAILED;
+    return fail_here(rt, CONNRT_EFAILED, "other", "connrt_token: the token is not a string");
   }
   *token = strdup(t);
   lua_settop(L, 0);
-  if (!*token) return CONNRT_ENOMEM;
-  set_msg(rt, "");
+  if (!*token) return fail_here(rt, CONNRT_ENOMEM, "out_of_memory", "out of memory");
+  fail_here(rt, CONNRT_OK, "", "");
   return CONNRT_OK;
 }
 
@@ -186,12 +209,7 @@ typedef struct {
 /* Raises a usage error object (what errors.raise makes) with a formatted message: a
  * caller's wrong argument, not a bug of connrt. */
 static int usage_error(lua_State *L, const char *fmt, const char *arg) {
-  lua_createtable(L, 0, 2);
-  lua_pushliteral(L, "usage");
-  lua_setfield(L, -2, "kind");
-  lua_pushfstring(L, fmt, arg);
-  lua_setfield(L, -2, "message");
-  return lua_error(L);
+  return connrt_raise(L, "usage", "bad_argument", fmt, arg);
 }
 
 /* [-0, +1] conn:request{...}: the response table */
@@ -256,7 +274,7 @@ connrt_code connrt_request(connrt *rt, const char *id, const char *method, const
                            connrt_response *res) {
   if (!rt || !rt->L) return CONNRT_EUSAGE;
   memset(res, 0, sizeof *res);
-  if (!id || !url) { set_msg(rt, "connrt_request: id and url must not be NULL"); return CONNRT_EUSAGE; }
+  if (!id || !url) return fail_here(rt, CONNRT_EUSAGE, "bad_argument", "connrt_request: id and url must not be NULL");
   lua_State *L = rt->L;
   request_args a = { rt, id, method, url, body, headers, body_len };
   lua_pushcfunction(L, do_request);
@@ -282,16 +300,19 @@ connrt_code connrt_request(connrt *rt, const char *id, const char *method, const
   lua_settop(L, 0);
   if (!res->body || !res->headers) {
     connrt_response_free(res);
-    set_msg(rt, "out of memory");
-    return CONNRT_ENOMEM;
+    return fail_here(rt, CONNRT_ENOMEM, "out_of_memory", "out of memory");
   }
-  set_msg(rt, "");
-  return CONNRT_OK;
+  return fail_here(rt, CONNRT_OK, "", "");
 }
 
 const char *connrt_errmsg(const connrt *rt) {
   if (!rt) return "out of memory";
   return rt->msg ? rt->msg : "";
+}
+
+const char *connrt_errreason(const connrt *rt) {
+  if (!rt) return "out_of_memory";
+  return rt->reason ? rt->reason : "";
 }
 
 void connrt_response_free(connrt_response *res) {
@@ -314,5 +335,6 @@ void connrt_close(connrt *rt) {
     lua_close(rt->L);
   }
   free(rt->msg);
+  free(rt->reason);
   free(rt);
 }

@@ -8,8 +8,9 @@
 --   local token = gh:token()                        -- a valid access token
 --   for _, c in ipairs(connrt.list()) do print(c.id, c.name) end
 --
--- Errors are raised as tables with `kind` (see errors.lua) and `message`; tostring()
--- gives the message.
+-- Errors are raised as tables with `kind` (the exit code family), `reason` (what went
+-- wrong, for a program to test: "locked", "needs_reconnect", "timeout", ...; errors.lua
+-- defines them, docs/errors.md lists them) and `message`; tostring() gives the message.
 local connection = require("connrt.connection")
 local errors = require("connrt.errors")
 local store = require("connrt.store")

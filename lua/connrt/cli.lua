@@ -10,10 +10,13 @@ local M = {}
 M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 
 
--- Parses the arguments of command `cmd` against its options (options.lua).
+-- Parses the arguments of command `cmd` against its options (options.lua). --verbose and
+-- --json are options of every command (options.GLOBAL): --json (M.json) also makes a
+-- failure's last line on standard error a JSON object (see M.main), and is opts.json
+-- for the commands that print JSON.
 local function parse(argv, cmd)
   local spec = require("connrt.options").kinds(cmd)
-  local opts, rest = {}, {}
+  local opts, rest = { json = M.json }, {}
   local i = 1
   while i <= #argv do
     local a = argv[i]
@@ -23,6 +26,8 @@ local function parse(argv, cmd)
     elseif a == "--verbose" or a == "-v" then
       -- every command takes it, wherever it stands (connrt request ID URL -v)
       log.verbose = true
+    elseif a == "--json" then
+      M.json, opts.json = true, true
     elseif a == "--store" or a:match("^%-%-store=") then
       -- every command takes it too: the store to use instead of CONNRT_STORE
       local v = a:match("^%-%-store=(.*)$")
@@ -30,7 +35,7 @@ local function parse(argv, cmd)
         i = i + 1
         v = argv[i]
       end
-      if v == nil or v == "" then errors.raise("usage", "--store needs a directory or a postgres:// URL") end
+      if v == nil or v == "" then errors.fail("usage", "bad_argument", "--store needs a directory or a postgres:// URL") end
       require("connrt.store").chosen = v
     elseif a:sub(1, 2) == "--" or a:match("^%-%a$") then
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
@@ -105,7 +110,7 @@ local function run_pipeline(script, argv)
         lines[#lines + 1] = (line:gsub("\t", "    "))
       end
     end
-    errors.raise_lines("failed", lines, "pipeline script %s failed: %s", script, first or "")
+    errors.fail_lines("failed", "script", lines, "pipeline script %s failed: %s", script, first or "")
   end
   return math.type(rc) == "integer" and rc or 0
 end
@@ -159,7 +164,7 @@ function commands.run(argv)
   local ok, c = pcall(require("connrt.connector").load, opts.connector)
   if not ok then
     if errors.is(c) and c.kind == "connector" then
-      errors.raise("connector", "%s (a pipeline script runs with `connrt script %s`)", c.message, opts.connector)
+      errors.remake(c, ("%s (a pipeline script runs with `connrt script %s`)"):format(c.message, opts.connector))
     end
     error(c, 0)
   end
@@ -363,16 +368,22 @@ function commands.request(argv)
   end
   -- the arguments are checked before the store is opened
   local retries, max_wait = math.floor(number_opt("retries", 0)), number_opt("max-wait", 60)
-  -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
-  -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
-  -- opens cjson.safe through the dynamic linker, which would wait for all of libcurl.
-  require("connrt.connection")
-  require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
-  local conn, st = open_connection(ref)
-  local resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
-    retries = retries, max_wait = max_wait,
-    on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
-  st:close()
+  -- through a running proxy (CONNRT_PROXY; not with --retries, whose waits it does not
+  -- report): no store, no libcurl here (via_proxy.lua)
+  local resp = retries == 0 and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
+    method = method, url = target, headers = hlist, body = body, json = json })
+  if not resp then
+    -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
+    -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
+    -- opens cjson.safe through the dynamic linker, which would wait for all of libcurl.
+    require("connrt.connection")
+    require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
+    local conn, st = open_connection(ref)
+    resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
+      retries = retries, max_wait = max_wait,
+      on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
+    st:close()
+  end
   log.err("%d %s", resp.status, target)
   if o.json then
     json_out({ status = resp.status, headers = resp.headers, body = resp.json or resp.body })
@@ -402,9 +413,18 @@ local function with_connection(name, act)
   end
 end
 
-commands.token = with_connection("token", function(conn)
+local token_direct = with_connection("token", function(conn)
   log.raw(conn:token() .. "\n")
 end)
+
+-- through a running proxy when CONNRT_PROXY names one (via_proxy.lua)
+function commands.token(argv)
+  if os.getenv("CONNRT_PROXY") and #argv == 1 and not argv[1]:match("^%-") then
+    local tok = require("connrt.via_proxy").token(argv[1])
+    if tok then log.raw(tok .. "\n") return 0 end
+  end
+  return token_direct(argv)
+end
 
 commands.refresh = with_connection("refresh", function(conn)
   conn:refresh()
@@ -420,8 +440,8 @@ commands.revoke = with_connection("revoke", function(conn, st)
   local ok, done = pcall(conn.revoke, conn)
   if not ok then
     if errors.is(done) and KEPT[done.kind] then
-      errors.raise(done.kind, "%s; the connection was kept: connrt delete %s removes it here only (its tokens may "
-        .. "stay valid at the provider)", done.message, conn:id())
+      errors.remake(done, ("%s; the connection was kept: connrt delete %s removes it here only (its tokens may "
+        .. "stay valid at the provider)"):format(done.message, conn:id()))
     end
     error(done, 0)
   end
@@ -429,6 +449,54 @@ commands.revoke = with_connection("revoke", function(conn, st)
   log.err("revoked the %s of %s at the provider and deleted the connection", table.concat(done, " and "):gsub("_", " "),
     conn:id())
 end)
+
+-- `connrt exec ID... [--env NAME=ID]... [--mask] -- COMMAND [ARGS...]` (exec.lua).
+-- Everything after the first `--` is the command, never connrt's options.
+function commands.exec(argv)
+  local usage = "usage: connrt exec ID... [--env NAME=ID]... [--mask] -- COMMAND [ARGS...]"
+  local split
+  for i, a in ipairs(argv) do if a == "--" then split = i break end end
+  if not split or split == #argv then errors.raise("usage", "%s (the command comes after --)", usage) end
+  local o, ids = parse({ table.unpack(argv, 1, split - 1) }, "exec")
+  local exec = require("connrt.exec")
+  return exec.run(exec.names(ids, o.env), { table.unpack(argv, split + 1) }, o.mask)
+end
+
+-- `connrt git-credential [--connection ID] get|store|erase`: git's credential helper
+-- (credential.lua).
+commands["git-credential"] = function(argv)
+  local o, rest = parse(argv, "git-credential")
+  local action = rest[1]
+  if #rest ~= 1 or not ({ get = true, store = true, erase = true })[action] then
+    errors.raise("usage", "usage: connrt git-credential [--connection ID] get|store|erase (git runs it)")
+  end
+  return require("connrt.credential").git(o.connection, action, io.stdin, io.stdout)
+end
+
+-- `connrt credential-process ID [--format json|kubernetes]` (credential.lua).
+commands["credential-process"] = function(argv)
+  local o, rest = parse(argv, "credential-process")
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt credential-process ID [--format json|kubernetes]") end
+  return require("connrt.credential").process(rest[1], o.format)
+end
+
+-- `connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]...` (proxy.lua).
+function commands.proxy(argv)
+  local o, rest = parse(argv, "proxy")
+  if #rest > 0 then
+    errors.raise("usage", "usage: connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]... [options]")
+  end
+  if o.listen and o.socket then errors.raise("usage", "give --listen or --socket, not both") end
+  local function count_opt(name, min, max)
+    if o[name] == nil then return nil end
+    local n = math.tointeger(tonumber(o[name]))
+    if not n or n < min or n > max then errors.raise("usage", "--%s %s: expected a number from %d to %d", name, o[name], min, max) end
+    return n
+  end
+  return require("connrt.proxy").run({ listen = o.listen, socket = o.socket, connections = o.connection,
+    key_file = o["key-file"], workers = count_opt("workers", 1, 256), max_body = count_opt("max-body", 0, 1 << 32),
+    upstream_timeout = count_opt("timeout", 1, 3600), refresh_ahead = count_opt("refresh-ahead", 0, 86400) })
+end
 
 -- `connrt rekey`: every secret re-sealed under a new key in one transaction. With a key
 -- file, the new key is written beside it (key.new, fsync'ed) before the transaction and
@@ -561,9 +629,42 @@ function commands.help(argv)
   return 0
 end
 
+-- True when an exec command line has its program after `--`: a --help there is the
+-- program's.
+local function has_command(rest)
+  for i = 1, #rest - 1 do if rest[i] == "--" then return true end end
+  return false
+end
+
+-- Reports a failure on standard error and returns its exit status: the message (and a
+-- pipeline script's traceback lines), or for anything that is not an error object (a
+-- bug) the message and its traceback, one line each. With --json, the last line is
+-- {"error": {"kind", "reason", "message"}}, the message redacted like the lines above.
+local function fail(e)
+  local kind, reason, message
+  if errors.is(e) then
+    kind, reason, message = e.kind, e.reason, e.message
+    log.err("connrt: %s", message)
+    for _, line in ipairs(e.lines or {}) do log.err("%s", line) end
+  else
+    kind, reason = "internal", "internal"
+    local first = true
+    for line in tostring(e):gmatch("[^\n]+") do
+      message = message or line
+      log.err(first and "connrt: internal error: %s" or "%s", (line:gsub("\t", "    ")))
+      first = false
+    end
+  end
+  if M.json then
+    log.err("%s", cjson.encode({ error = { kind = kind, reason = reason, message = log.redact(message or "") } }))
+  end
+  return errors.exit_codes[kind]
+end
+
 --- Entry point: returns the exit status.
 function M.main(argv)
-  while argv[1] == "--verbose" or argv[1] == "-v" or argv[1] == "--store" or (argv[1] or ""):match("^%-%-store=") do
+  while argv[1] == "--verbose" or argv[1] == "-v" or argv[1] == "--json" or argv[1] == "--store"
+      or (argv[1] or ""):match("^%-%-store=") do
     if argv[1] == "--store" or argv[1]:match("^%-%-store=") then
       local v = argv[1]:match("^%-%-store=(.*)$")
       if not v then
@@ -575,9 +676,7 @@ function M.main(argv)
         return errors.exit_codes.usage
       end
       require("connrt.store").chosen = v
-    else
-      log.verbose = true
-    end
+    elseif argv[1] == "--json" then M.json = true else log.verbose = true end
     table.remove(argv, 1)
   end
   local cmd = argv[1]
@@ -587,33 +686,18 @@ function M.main(argv)
   local rest = { table.unpack(argv, 2) }
   -- `connrt COMMAND --help`, but not for a pipeline script's own arguments
   if fn and cmd ~= "help" and (rest[#rest] == "--help" or rest[#rest] == "-h")
-      and not (cmd == "script" and #rest > 1) then
+      and not (cmd == "script" and #rest > 1) and not (cmd == "exec" and has_command(rest)) then
     return commands.help({ cmd })
   end
   if not fn then
-    log.err("connrt: unknown command %q (connrt help lists them)", cmd)
-    return errors.exit_codes.usage
+    return fail(errors.new("usage", "bad_argument", "unknown command %q (connrt help lists them)", cmd))
   end
   local ok, res = xpcall(fn, function(e)
     if errors.is(e) then return e end
-    -- the store's C layer ("store: ..."): a locked, full or damaged store, not a bug
-    local store_msg = type(e) == "string" and (e:match("^store: (.*)$") or e:match("^[^\n:]+:%d+: store: (.*)$"))
-    if store_msg then return select(2, pcall(errors.raise, "store", "%s", store_msg)) end
     return debug.traceback(tostring(e), 2)
   end, rest)
   if ok then return res end
-  if errors.is(res) then
-    log.err("connrt: %s", res.message)
-    for _, line in ipairs(res.lines or {}) do log.err("%s", line) end
-    return errors.exit_codes[res.kind]
-  end
-  -- a bug: the message and its traceback, one line each
-  local first = true
-  for line in tostring(res):gmatch("[^\n]+") do
-    log.err(first and "connrt: internal error: %s" or "%s", (line:gsub("\t", "    ")))
-    first = false
-  end
-  return 70
+  return fail(res)
 end
 
 return M

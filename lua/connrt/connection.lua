@@ -173,9 +173,9 @@ function Connection:refresh_grant()
   end
   local ok, tok = pcall(fetch)
   if not ok then
-    if errors.is(tok) and tok.message:find(": invalid_grant", 1, true) then
+    if errors.is(tok) and tok.reason == "invalid_grant" then
       self.st:mark(rec.id, { needs_reconnect = true, last_error = tok.message })
-      errors.raise("provider", "%s; connection %s needs reconnecting: run `%s` again for this account",
+      errors.fail("provider", "needs_reconnect", "%s; connection %s needs reconnecting: run `%s` again for this account",
         tok.message, rec.id, again(rec))
     end
     error(tok, 0)
@@ -189,7 +189,7 @@ end
 function Connection:refresh(seen)
   if not self:can_refresh() then
     -- nothing went to the provider, so not a provider's error (exit 5): a plain failure
-    errors.raise("failed", "connection %s has no refresh token, so nothing was sent: connect again with %s "
+    errors.fail("failed", "no_refresh", "connection %s has no refresh token, so nothing was sent: connect again with %s "
       .. "to renew its access token", self.rec.id, again(self.rec))
   end
   seen = seen or self.secrets.access_token
@@ -228,7 +228,7 @@ function Connection:refresh(seen)
     self:reload()
     if self.secrets.access_token ~= seen and not self:expiring(0) then return self.secrets.access_token end
     if waited > ttl + 5 then
-      errors.raise("failed", "connection %s: gave up waiting for another process's refresh", self.rec.id)
+      errors.fail("failed", "refresh_wait", "connection %s: gave up waiting for another process's refresh", self.rec.id)
     end
   end
 end
@@ -373,7 +373,7 @@ function Connection:refused(resp, what, by_hook, refreshed)
   local msg = ("%s: token expired (%s) and cannot be refreshed: connect again with %s"):format(answered,
     why, again(rec))
   self.st:mark(rec.id, { needs_reconnect = true, last_error = log.redact(msg) })
-  errors.raise("provider", "%s; connection %s is marked as needing reconnection", msg, rec.id)
+  errors.fail("provider", "needs_reconnect", "%s; connection %s is marked as needing reconnection", msg, rec.id)
 end
 
 -- `json` is decoded on first use: a pipeline that only looks at the status (or the C

@@ -173,7 +173,7 @@ end
 -- Raises a provider error when `v` (a string kept as `what`) is longer than `max` bytes.
 local function bounded(v, max, where, what)
   if type(v) == "string" and #v > max then
-    errors.raise("provider", "%s: %s is %d bytes, more than the %d bytes connrt keeps; nothing was stored",
+    errors.fail("provider", "too_big", "%s: %s is %d bytes, more than the %d bytes connrt keeps; nothing was stored",
       where, what, #v, max)
   end
 end
@@ -236,13 +236,13 @@ end
 -- values = the declared values of the response}.
 function M.finish_token(t, where, c, from)
   if type(t) ~= "table" then
-    errors.raise("provider", "%s: expected a token table, got %s", where, type(t))
+    errors.fail("provider", "bad_answer", "%s: expected a token table, got %s", where, type(t))
   end
   if t.access_token ~= nil and t.access_token ~= cjson.null and type(t.access_token) ~= "string" then
-    errors.raise("provider", "%s: access_token is a %s, not a string", where, type(t.access_token))
+    errors.fail("provider", "bad_answer", "%s: access_token is a %s, not a string", where, type(t.access_token))
   end
   if type(t.access_token) ~= "string" or t.access_token == "" then
-    errors.raise("provider", "%s: the response has no access_token", where)
+    errors.fail("provider", "bad_answer", "%s: the response has no access_token", where)
   end
   local tok = {}
   for k in pairs(TOKEN_KEYS) do
@@ -251,13 +251,13 @@ function M.finish_token(t, where, c, from)
   end
   for _, k in ipairs({ "access_token", "refresh_token", "id_token" }) do
     if tok[k] ~= nil and type(tok[k]) ~= "string" then
-      errors.raise("provider", "%s: %s is a %s, not a string", where, k, type(tok[k]))
+      errors.fail("provider", "bad_answer", "%s: %s is a %s, not a string", where, k, type(tok[k]))
     end
     log.secret(tok[k])
     bounded(tok[k], limits.TOKEN_BYTES, where, "the " .. k:gsub("_", " "))
     -- a token goes into header lines (Bearer): RFC 6749 allows printable ASCII only
     local bad = tok[k] and require("connrt.text").control_char(tok[k])
-    if bad then errors.raise("provider", "%s: the %s contains a control character (%s)", where, k, bad) end
+    if bad then errors.fail("provider", "bad_answer", "%s: the %s contains a control character (%s)", where, k, bad) end
   end
   -- scope as a JSON array of strings (Twitch) is the space-separated list of RFC 6749
   if type(tok.scope) == "table" then
@@ -268,18 +268,18 @@ function M.finish_token(t, where, c, from)
   for _, k in ipairs({ "token_type", "scope" }) do
     if type(tok[k]) == "number" then tok[k] = tostring(math.tointeger(tok[k]) or tok[k]) end
     if tok[k] ~= nil and type(tok[k]) ~= "string" then
-      errors.raise("provider", "%s: %s is a %s, not a string", where, k, type(tok[k]))
+      errors.fail("provider", "bad_answer", "%s: %s is a %s, not a string", where, k, type(tok[k]))
     end
   end
   bounded(tok.token_type, limits.VALUE_BYTES, where, "token_type")
   bounded(tok.scope, limits.SCOPE_BYTES, where, "scope")
   local bad = tok.token_type and require("connrt.text").control_char(tok.token_type)
-  if bad then errors.raise("provider", "%s: the token_type contains a control character (%s)", where, bad) end
+  if bad then errors.fail("provider", "bad_answer", "%s: the token_type contains a control character (%s)", where, bad) end
   if tok.expires_in ~= nil then
     local n = tonumber(tok.expires_in)
     -- not NaN, not infinite, and an integer the store and the clock can hold
     if not n or n ~= n or n < 0 or n >= MAX_EXPIRES_IN then
-      errors.raise("provider", "%s: expires_in is not a number of seconds: %s", where, tostring(tok.expires_in))
+      errors.fail("provider", "bad_answer", "%s: expires_in is not a number of seconds: %s", where, tostring(tok.expires_in))
     end
     tok.expires_in = math.floor(n)
     -- issued_at with it: the token's lifetime bounds how early it is refreshed
@@ -314,12 +314,14 @@ function M.normalize(raw, where, c)
   local body = parse_body(raw)
   local ctype = raw.header["content-type"] or "no content type"
   if not body then
-    errors.raise("provider", "%s answered %d with %s, not a token response%s", where, raw.status,
+    errors.fail("provider", "bad_answer", "%s answered %d with %s, not a token response%s", where, raw.status,
       ctype:match("^[^;]*"), title_of(raw.body))
   end
   local e, d = M.error_of(body)
   if e or raw.status < 200 or raw.status > 299 then
-    errors.raise("provider", "%s answered %d: %s%s", where, raw.status, e or "no error code", d and (": " .. d) or "")
+    -- the OAuth error code is the provider's own word for the reason (RFC 6749 5.2)
+    errors.fail("provider", e == "invalid_grant" and "invalid_grant" or "rejected", "%s answered %d: %s%s", where,
+      raw.status, e or "no error code", d and (": " .. d) or "")
   end
   return M.finish_token(body, where, c)
 end
@@ -332,9 +334,11 @@ function M.fetch_token(c, req, where, raw, grant)
   if c.hooks.token_response then
     local r = connector.hook_response(raw)
     r.grant = grant or (req and req.grant)
-    local t, err = connector.call_hook(c, "token_response", r)
+    -- nil, message[, code]: the code is the provider's error in RFC 6749's words
+    local t, err, code = connector.call_hook(c, "token_response", r)
     if t == nil then
-      errors.raise("provider", "%s answered %d: %s", where, raw.status, tostring(err or "rejected by hooks.token_response"))
+      errors.fail("provider", code == "invalid_grant" and "invalid_grant" or "rejected", "%s answered %d: %s", where,
+        raw.status, tostring(err or "rejected by hooks.token_response"))
     end
     return M.finish_token(t, where .. " (through hooks.token_response)", c, "hook")
   end

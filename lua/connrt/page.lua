@@ -99,16 +99,12 @@ local function fill(text, app)
   return (text:gsub("%%s", function() return app end))
 end
 
--- The reason a message names, when it names one: denied, expired or wrong_state.
-local function recognize(msg)
-  local function has(w) return msg:find(w, 1, true) ~= nil end
-  if has("access_denied") then return "denied" end
-  if has("invalid_grant") or has("expired") or has("timed out") then return "expired" end
-  if has("state") and (has("wrong") or has("missing") or has("another") or has("no state")) then
-    return "wrong_state"
-  end
-  return nil
-end
+-- The page's reason for an error's reason (errors.lua): the ones a person can act on.
+local FOR_REASON = {
+  denied = "denied",
+  invalid_grant = "expired", expired = "expired", sign_in_timeout = "expired",
+  wrong_state = "wrong_state",
+}
 
 local function heading_of(kind, title, detail)
   local given = detail and detail.heading
@@ -122,17 +118,10 @@ end
 -- reason's own words). `detail` (optional, for "error"): { reason = "denied" |
 -- "expired" | "wrong_state" | "provider" | "other", next = "what to do next" (replaces
 -- the reason's own next step), heading = "..." (replaces the heading; for "ok" too) }.
--- Without `detail`, an error message that names
--- access_denied, invalid_grant, an expiry, a timeout or a wrong state gets that reason's
--- words; any other message is shown as it is. Returns the HTML text.
+-- Without `detail`, the message is shown as it is. Returns the HTML text.
 function M.render(kind, title, message, detail)
   title = tostring(title or "the app")
   local ok = kind == "ok"
-  if not ok and detail == nil and message ~= nil then
-    -- a caller that gives no reason still gets the words of one its message names
-    local r = recognize(tostring(message))
-    if r then detail = { reason = r } end
-  end
   local r = not ok and detail and M.REASONS[detail.reason] or nil
   local heading, mark = heading_of(kind, title, detail)
   local body = {}
@@ -179,20 +168,18 @@ function M.failure(app, reason, message, next_step)
   return M.render("error", app, message, { reason = reason, next = next_step })
 end
 
---- The failure reason for an error object (errors.lua; an explicit `err.reason` wins)
--- and/or the callback's decoded query: error=access_denied is "denied", any other
--- error in the callback "provider"; a message naming access_denied "denied"; one naming
--- invalid_grant (a code the token endpoint no longer takes), an expiry or a timeout
--- "expired"; a wrong, missing or other state "wrong_state"; any other error of kind
+--- The failure page's reason for an error object (errors.lua) and/or the callback's
+-- decoded query, from the error's reason, never its message: denied is "denied";
+-- invalid_grant (a code the token endpoint no longer takes), an expired device code or
+-- a sign-in timeout "expired"; wrong_state "wrong_state"; else error=access_denied in
+-- the callback is "denied", any other error there "provider"; any other error of kind
 -- "provider" "provider"; everything else "other".
 function M.reason(err, query)
-  if type(err) == "table" and M.REASONS[err.reason] then return err.reason end
+  local r = type(err) == "table" and FOR_REASON[err.reason]
+  if r then return r end
   if type(query) == "table" and query.error then
     return query.error == "access_denied" and "denied" or "provider"
   end
-  local msg = type(err) == "table" and tostring(err.message or "") or tostring(err or "")
-  local r = recognize(msg)
-  if r then return r end
   if type(err) == "table" and err.kind == "provider" then return "provider" end
   return "other"
 end

@@ -136,6 +136,10 @@ local function trace_exchange(method, target, headers, hidden_headers, body, res
   if b then log.trace("< %s", b) end
 end
 
+-- The reason (errors.lua) of each transport failure code of src/api/http.c.
+local TRANSPORT_REASON = { connect = "unreachable", resolve = "unreachable", timeout = "timeout", tls = "tls",
+  protocol = "protocol", other = "transport" }
+
 --- Sends `req` {method, url, headers = array of {name, value}, body, secret_headers =
 -- set of lowercased header names (credentials: dropped on a redirect to another
 -- origin), hidden_headers = set of lowercased header names the --verbose trace hides
@@ -162,15 +166,16 @@ function M.send(req, what)
     if not resp then
       local why = (err or "?"):gsub("^%u+ %S+: ", "")
       if code == "refused" then
-        errors.raise("refused", "%s: %s %s: %s (allowed: %s); nothing was sent", what, method, url.without_query(current),
+        errors.fail("refused", "refused_url", "%s: %s %s: %s (allowed: %s); nothing was sent", what, method, url.without_query(current),
           why, table.concat(req.allowed, ", "))
       end
       if code == "too_big" then
         -- it did answer: with more than any answer here should hold
-        errors.raise("provider", "%s: %s %s answered with a %s", what, method, url.without_query(current),
+        errors.fail("provider", "too_big", "%s: %s %s answered with a %s", what, method, url.without_query(current),
           (why:gsub("^response ", "")))
       end
-      errors.raise("network", "%s: no answer from %s %s: %s", what, method, url.without_query(current), why, code)
+      errors.fail("network", TRANSPORT_REASON[code] or "transport", "%s: no answer from %s %s: %s", what, method,
+        url.without_query(current), why)
     end
     local loc = resp.header.location
     if not (resp.status >= 300 and resp.status < 400 and loc and hop < (req.follow or 0)) then

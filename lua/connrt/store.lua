@@ -93,7 +93,7 @@ local function decode_key(text, where)
     raw = crypto.b64decode(text)
   end
   if not raw or #raw ~= 32 then
-    errors.raise("store", "%s: the key must be 32 bytes, as 64 hex digits or base64", where)
+    errors.fail("store", "bad_key", "%s: the key must be 32 bytes, as 64 hex digits or base64", where)
   end
   return raw
 end
@@ -109,7 +109,7 @@ local function load_key(home, sealed_before, where, key_file)
   local f = io.open(path, "rb")
   if not f and sealed_before then
     -- a fresh key would seal nothing that exists: say what is missing, create nothing
-    errors.raise("store", "cannot decrypt: wrong key? The store %s was sealed with a key, and the key file %s is "
+    errors.fail("store", "wrong_key", "cannot decrypt: wrong key? The store %s was sealed with a key, and the key file %s is "
       .. "missing (restore it, or set CONNRT_KEY)", where, path)
   end
   if not f then
@@ -123,12 +123,12 @@ local function load_key(home, sealed_before, where, key_file)
   end
   local text = f:read("a")
   f:close()
-  if not text then errors.raise("store", "key file %s is not a file that can be read", path) end
+  if not text then errors.fail("store", "io", "key file %s is not a file that can be read", path) end
   -- refused, not repaired: whoever could read it may hold the key already, which only
   -- the owner can judge (and answer with connrt rekey)
   local mode = sys.mode(path)
   if mode and mode & GROUP_OTHER ~= 0 then
-    errors.raise("store", "key file %s has mode %s: its group or others may read or change the key; chmod 600 %s "
+    errors.fail("store", "unsafe_mode", "key file %s has mode %s: its group or others may read or change the key; chmod 600 %s "
       .. "(and connrt rekey if someone else may have read it)", path, octal(mode), path)
   end
   return decode_key(text, "key file " .. path), "key file " .. path, path
@@ -207,7 +207,7 @@ function Store:check_key(check)
   if check then
     local plain = crypto.open(self.key, check, "meta/keycheck")
     if plain ~= KEY_CHECK and plain ~= KEY_CHECK_V1 then
-      errors.raise("store", "cannot decrypt: wrong key? The store %s was sealed with another key than the %s",
+      errors.fail("store", "wrong_key", "cannot decrypt: wrong key? The store %s was sealed with another key than the %s",
         self.home, self.key_source)
     end
     self.key_check_text = plain
@@ -253,7 +253,7 @@ local function open_sealed(self, blob, aad, what, note)
   local raw = crypto.b64decode(blob or "")
   local plain = raw and crypto.open(self.key, raw, aad)
   if not plain then
-    errors.raise("store", "cannot decrypt %s: wrong key or damaged data%s", what, note or "")
+    errors.fail("store", "damaged", "cannot decrypt %s: wrong key or damaged data%s", what, note or "")
   end
   return plain
 end
@@ -316,7 +316,7 @@ local function put_record(self, txn, rec, secrets, where)
   bound.bound = binding(cjson.decode(text))
   local sealed = seal(self, bound, "connection/" .. rec.id)
   if where and #text + #sealed > limits.RECORD_BYTES then
-    errors.raise("provider", "%s: the connection would keep %d bytes (its record and sealed secrets), more than the "
+    errors.fail("provider", "too_big", "%s: the connection would keep %d bytes (its record and sealed secrets), more than the "
       .. "%d bytes connrt keeps for one; nothing was stored", where, #text + #sealed, limits.RECORD_BYTES)
   end
   txn:put("connections", rec.id, text)
@@ -333,7 +333,7 @@ local function open_bound(self, rec, blob)
   local bound = secrets.bound
   secrets.bound = nil
   if bound ~= binding(rec) then
-    errors.raise("store", "connection %s: its record in the store %s does not match its sealed secrets: a field that "
+    errors.fail("store", "damaged", "connection %s: its record in the store %s does not match its sealed secrets: a field that "
       .. "decides where its credentials go was changed outside connrt, so connrt will not use it (restore the store "
       .. "from a backup, or delete the connection and connect again)", rec.id, self.home)
   end
@@ -343,7 +343,7 @@ end
 local function decode_record(value, id)
   local ok, rec = pcall(cjson.decode, value)
   if not ok or type(rec) ~= "table" then
-    errors.raise("store", "connection %s: damaged record in the store", id)
+    errors.fail("store", "damaged", "connection %s: damaged record in the store", id)
   end
   return rec
 end
@@ -361,7 +361,7 @@ function Store:get(id)
   end)
   if not v then return nil end
   local rec = decode_record(v, id)
-  if rec.id ~= id then errors.raise("store", "connection %s: damaged record in the store (it says it is %s)", id, tostring(rec.id)) end
+  if rec.id ~= id then errors.fail("store", "damaged", "connection %s: damaged record in the store (it says it is %s)", id, tostring(rec.id)) end
   rec.sealed = rec.sealed or sealed -- stores written before the split keep it inline
   return rec
 end
@@ -379,7 +379,7 @@ function Store:find(ref)
   if #matches > 1 then
     local ids = {}
     for _, r in ipairs(matches) do ids[#ids + 1] = r.id end
-    errors.raise("usage", "%s has %d connections; name one by id: %s", ref, #matches, table.concat(ids, ", "))
+    errors.fail("usage", "ambiguous", "%s has %d connections; name one by id: %s", ref, #matches, table.concat(ids, ", "))
   end
   errors.raise("notfound", "no connection %s (connrt list shows them)", ref)
 end
@@ -415,7 +415,7 @@ function Store:client(connector, reach)
   local c = cjson.decode(v)
   local s = unseal(self, c.sealed, "client/" .. connector, "the client secret of " .. connector)
   if s.client_id ~= c.client_id then
-    errors.raise("store", "the client credentials remembered for %s in the store %s do not match their sealed client "
+    errors.fail("store", "damaged", "the client credentials remembered for %s in the store %s do not match their sealed client "
       .. "id: they were changed outside connrt (give --client-id and the client secret again)", connector, self.home)
   end
   local outside = origins.outside(reach, s.origins)
@@ -433,10 +433,10 @@ end
 function Store:connector_source(rec)
   local src = read(self, "connectors", rec.connector_hash or "")
   if not src then
-    errors.raise("store", "connection %s: its connector's source is missing from the store", rec.id)
+    errors.fail("store", "damaged", "connection %s: its connector's source is missing from the store", rec.id)
   end
   if crypto.hex(crypto.sha256(src)) ~= rec.connector_hash then
-    errors.raise("store", "connection %s: its connector's source in the store %s is not the one it was connected with "
+    errors.fail("store", "damaged", "connection %s: its connector's source in the store %s is not the one it was connected with "
       .. "(changed outside connrt); nothing was sent", rec.id, self.home)
   end
   return src
@@ -482,7 +482,7 @@ local function save_in(self, txn, rec, secrets, source, client, now, where, opts
       -- the accounts index is not bound: what it points at must be this account, whole
       open_bound(self, old, old.sealed or txn:get("secrets", existing_id))
       if old.connector ~= rec.connector or old.unique_id ~= rec.unique_id then
-        errors.raise("store", "the store %s's account index points %s's account %s at connection %s, which is another "
+        errors.fail("store", "damaged", "the store %s's account index points %s's account %s at connection %s, which is another "
           .. "account: it was changed outside connrt; nothing was saved", self.home, rec.connector, rec.unique_id,
           existing_id)
       end
@@ -490,7 +490,7 @@ local function save_in(self, txn, rec, secrets, source, client, now, where, opts
       -- (another's file, or a stranger's) does not silently take the connection over
       local before, after = origins_of(old), origins_of(rec)
       if before ~= after and not (opts and opts.replace) then
-        errors.raise("usage", "%s's account %s is connected already (%s) through %s; this connector would send it to %s "
+        errors.fail("usage", "already_connected", "%s's account %s is connected already (%s) through %s; this connector would send it to %s "
           .. "instead. Nothing was saved: run again with --replace to replace that connection, or `connrt delete %s` "
           .. "first", rec.connector, rec.unique_id, existing_id, before, after, existing_id)
       end
@@ -544,7 +544,7 @@ end
 local function rewrite(self, id, where, change, fence)
   return self.b:modify(function(txn)
     if fence and not self.b:holds(txn, id, fence.owner, fence.token) then
-      errors.raise_reason("store", "fenced", "connection %s: the refresh lease was taken over by another process while "
+      errors.fail("store", "fenced", "connection %s: the refresh lease was taken over by another process while "
         .. "this one refreshed; its tokens were not written", id)
     end
     local v = txn:get("connections", id)
@@ -589,7 +589,7 @@ end
 function Store:update(id, hash, patch, secret_fields, source)
   return (rewrite(self, id, "connection " .. id, function(rec, secrets, txn)
     if rec.connector_hash ~= hash then
-      errors.raise("store", "connection %s was changed by another process while it was being updated; nothing was "
+      errors.fail("store", "conflict", "connection %s was changed by another process while it was being updated; nothing was "
         .. "changed: run connrt update again", id)
     end
     for k, x in pairs(patch) do rec[k] = x end

@@ -46,7 +46,7 @@ local function guard_modes(home)
   d:close()
   local mode = sys.mode(home)
   if mode and mode & GROUP_OTHER ~= 0 then
-    errors.raise("store", "the store directory %s has mode %s: its group or others may reach the store; chmod 700 %s",
+    errors.fail("store", "unsafe_mode", "the store directory %s has mode %s: its group or others may reach the store; chmod 700 %s",
       home, octal(mode), home)
   end
   for _, name in ipairs({ "data.mdb", "lock.mdb" }) do
@@ -54,7 +54,8 @@ local function guard_modes(home)
     local m = sys.mode(path)
     if m and m & GROUP_OTHER ~= 0 then
       local ok, err = sys.chmod(path, 384) -- 0600
-      if not ok then errors.raise("store", "%s has mode %s, open to its group or others, and %s", path, octal(m), err) end
+      if not ok then errors.fail("store", "unsafe_mode", "%s has mode %s, open to its group or others, and %s", path, octal(m),
+        err) end
       log.err("connrt: %s had mode %s, open to its group or others: set to 0600", path, octal(m))
     end
   end
@@ -77,9 +78,9 @@ function M.open(home)
   local ok, err = sys.mkdir(home, 448) -- 0700
   if not ok then errors.raise("store", "%s", err) end
   guard_modes(home)
-  local ok_open, env, oerr = pcall(lmdb.open, home, DBS, {})
+  local ok_open, env, oerr, why = pcall(lmdb.open, home, DBS, {})
   if not ok_open then as_store_error(env) end
-  if not env then errors.raise("store", "%s", oerr) end
+  if not env then errors.fail("store", why or "io", "%s", oerr) end
   -- where: the store as messages name it; key_dir: where its key file lives by default
   return setmetatable({ env = env, where = home, key_dir = home, kind = "lmdb" }, Backend)
 end

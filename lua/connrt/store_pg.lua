@@ -23,9 +23,9 @@
 -- expiry is the database's clock (now()), never a client's. No transaction is ever
 -- open across a call to a provider: the facade's callers do their I/O outside.
 --
--- Failures are store errors with the reason connrt.pg gives (unreachable, auth,
--- locked, schema, damaged, tls, other), naming the store by host, port and database,
--- never the password.
+-- Failures are store errors with a reason from what connrt.pg gives (unavailable for
+-- unreachable and tls, auth, locked, schema, damaged, else io), naming the store by
+-- host, port and database, never the password.
 local errors = require("connrt.errors")
 local lazy = require("connrt.lazy")
 local crypto = lazy("connrt.crypto")
@@ -67,8 +67,12 @@ function M.describe(url)
   return ("%s://%s%s"):format(scheme or "postgres", authority, path)
 end
 
+-- connrt.pg's reasons as the store's (errors.lua)
+local REASONS = { unreachable = "unavailable", tls = "unavailable", auth = "auth", locked = "locked",
+  schema = "schema", damaged = "damaged" }
+
 local function fail(where, msg, reason)
-  errors.raise_reason("store", reason or "other", "the PostgreSQL store %s: %s", where, (tostring(msg):gsub("%s+$", "")))
+  errors.fail("store", REASONS[reason] or "io", "the PostgreSQL store %s: %s", where, (tostring(msg):gsub("%s+$", "")))
 end
 
 local Backend = {}
@@ -115,7 +119,7 @@ function Backend:migrate()
   local before = schema_version(self)
   if before == M.SCHEMA then return before, before end
   if before > M.SCHEMA then
-    errors.raise_reason("store", "schema", "the PostgreSQL store %s has schema version %d, newer than the %d this "
+    errors.fail("store", "schema", "the PostgreSQL store %s has schema version %d, newer than the %d this "
       .. "connrt knows: upgrade connrt on this host (nothing was changed)", self.where, before, M.SCHEMA)
   end
   self:q("BEGIN")
@@ -124,7 +128,7 @@ function Backend:migrate()
     self:q("CREATE TABLE IF NOT EXISTS connrt_schema (version integer NOT NULL)")
     local v = self:q("SELECT max(version) AS v FROM connrt_schema")[1].v or 0
     if v > M.SCHEMA then
-      errors.raise_reason("store", "schema", "the PostgreSQL store %s has schema version %d, newer than the %d this "
+      errors.fail("store", "schema", "the PostgreSQL store %s has schema version %d, newer than the %d this "
         .. "connrt knows: upgrade connrt on this host (nothing was changed)", self.where, v, M.SCHEMA)
     end
     for i = v + 1, M.SCHEMA do

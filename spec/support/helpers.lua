@@ -184,6 +184,32 @@ function M.connrt(args, opts)
   return res
 end
 
+--- Another process that holds the write lock of the LMDB store in `home` (a write
+-- transaction through the same C module, on the databases `dbs`, default { "meta" })
+-- until the returned function is called.
+function M.hold_write_lock(home, dbs)
+  local dir = M.tmpdir()
+  M.write(dir .. "/holder.lua", ([[
+    package.cpath = %q .. "/?.so;" .. package.cpath
+    local env = assert(require("connrt.lmdb").open(%q, { %s }, {}))
+    local txn = env:begin(true)
+    io.open(%q, "w"):close()
+    io.read("l")
+    txn:abort()
+  ]]):format(M.BUILD, home, ("%q, "):rep(#(dbs or { 1 })):format(table.unpack(dbs or { "meta" })), dir .. "/held"))
+  local holder = io.popen(M.LUA .. " " .. dir .. "/holder.lua", "w")
+  for _ = 1, 200 do
+    if M.read(dir .. "/held") then break end
+    require("connrt.sys").sleep(0.02)
+  end
+  assert(M.read(dir .. "/held"), "the lock holder did not start")
+  return function()
+    holder:write("\n")
+    holder:close()
+    M.rmdir(dir)
+  end
+end
+
 --- Runs `n` copies of `connrt ARGS...` at once (env: a table of variables) and waits
 -- for all. Returns a list of {code, output} (output: stdout and stderr together).
 function M.concurrent(n, args, env)

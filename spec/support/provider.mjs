@@ -27,7 +27,9 @@
 // bigvalue (region of `size` bytes) | bigscope (scope of `size` bytes) | bigtoken (access
 // token of `size` bytes) | wide (`count` values v0, v1, ... of `size` bytes each, and a
 // scope of 4 * `size` bytes) | norefresh (no refresh token) |
-// noexpiry (no expires_in).
+// noexpiry (no expires_in) | invalid_grant (400 {"error": "invalid_grant"}: the code or
+// refresh token is no longer valid). api=unauthorized answers 401 to every /api/ request;
+// api=slow answers /api/ requests after 3 s.
 import http from "node:http";
 import crypto from "node:crypto";
 
@@ -93,13 +95,17 @@ const server = http.createServer((req, res) => {
     }
     if (req.method === "POST" && u.pathname === "/token") {
       const grant = new URLSearchParams(body).get("grant_type");
-      return json(res, 200, token(grant === "refresh_token" ? mode.refresh : mode.tok));
+      const m = grant === "refresh_token" ? mode.refresh : mode.tok;
+      if (m === "invalid_grant") return json(res, 400, { error: "invalid_grant", error_description: "expired" });
+      return json(res, 200, token(m));
     }
     if (req.method === "POST" && u.pathname === "/revoke") {
       return json(res, mode.revoke, mode.revoke === 200 ? {} : { error: "unsupported_token_type" });
     }
     if (u.pathname.startsWith("/api/")) {
       if (mode.api === "expired200") return json(res, 200, { ok: false, error: "token_expired" });
+      if (mode.api === "unauthorized") return json(res, 401, { error: "invalid_token" });
+      if (mode.api === "slow") return void setTimeout(() => json(res, 200, { ok: true }), 3000);
       const m = (req.headers.authorization || "").match(/^Bearer (\S+)$/);
       if (!m || !issued.has(m[1])) return json(res, 401, { error: "invalid_token" });
       if (u.pathname === "/api/me" && mode.me === "error200") return json(res, 200, { ok: false, error: "invalid_auth" });

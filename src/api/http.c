@@ -13,7 +13,7 @@
  * Transport failures are answers, not errors: request() returns nil, message, code with
  * code one of "connect", "timeout", "tls", "resolve", "protocol", "too_big" (the answer
  * was larger than max_body), "refused" (the URL is under none of req.allowed; nothing was
- * sent), "other". Wrong
+ * sent), "other" (request.lua turns each into a reason of lua/connrt/errors.lua). Wrong
  * arguments are programmer errors and raise.
  *
  * Opens the `connrt.http` module.

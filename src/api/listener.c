@@ -541,7 +541,9 @@ static int l_open(lua_State *L) {
     l->fd = -1;
     lua_pushnil(L);
     lua_pushfstring(L, "cannot listen on %s: %s", l->where, strerror(e));
-    return 2;
+    /* the reason (lua/connrt/errors.lua) when it is one a program may act on */
+    lua_pushstring(L, e == EADDRINUSE ? "in_use" : "not_completed");
+    return 3;
   }
   sl = sizeof ss;
   if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0) {

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "error.h"
 
 /* The store's file is memory-mapped: a damaged or truncated data.mdb can send LMDB to
  * read past the end of the file, which the kernel answers with SIGBUS. Unless the
@@ -127,13 +128,31 @@ static Env *check_env(lua_State *L) {
   return e;
 }
 
+/* The reason (lua/connrt/errors.lua) of an LMDB failure: damaged data, or trouble with
+ * the files themselves. */
+static const char *reason_of(int rc) {
+  switch (rc) {
+  case MDB_CORRUPTED:
+  case MDB_PAGE_NOTFOUND:
+  case MDB_INVALID:
+  case MDB_VERSION_MISMATCH:
+  case MDB_BAD_TXN:
+    return "damaged";
+  case MDB_MAP_FULL:
+    return "full";
+  default:
+    return "io";
+  }
+}
+
 /* The failure message of store.open; closes what was opened. */
 static int open_failed(lua_State *L, Env *e, const char *path, const char *what, int rc) {
   if (e->env) mdb_env_close(e->env);
   e->env = NULL;
   lua_pushnil(L);
   lua_pushfstring(L, "cannot open store %s: %s%s", path, what, mdb_strerror(rc));
-  return 2;
+  lua_pushstring(L, reason_of(rc));
+  return 3;
 }
 
 /* store.open(path, dbnames, opts) -> env | nil, message. opts.map_size: bytes (1 GiB). */
@@ -272,15 +291,15 @@ static int env_begin(lua_State *L) {
   int waited = write ? lock_writer(e->env) : 0;
   if (waited) {
     t->txn = NULL;
-    return luaL_error(L, "store: %s is locked: another process has held its write lock for %d s (a stuck connrt? "
+    return connrt_raise(L, "store", "locked", "%s is locked: another process has held its write lock for %d s (a stuck connrt? "
                       "CONNRT_LOCK_TIMEOUT sets how long to wait)", env_path(L, 1), waited);
   }
   int rc = mdb_txn_begin(e->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
   if (rc) {
     t->txn = NULL;
     if (write) unlock_writer(e->env);
-    return luaL_error(L, "store: cannot begin a %s transaction in %s: %s", write ? "write" : "read",
-                      env_path(L, 1), mdb_strerror(rc));
+    return connrt_raise(L, "store", reason_of(rc), "cannot begin a %s transaction in %s: %s",
+                        write ? "write" : "read", env_path(L, 1), mdb_strerror(rc));
   }
   t->env = e;
   t->write = write;
@@ -373,7 +392,7 @@ static int txn_get(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  if (rc) return luaL_error(L, "store: cannot read from %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
+  if (rc) return connrt_raise(L, "store", reason_of(rc), "cannot read from %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
   lua_pushlstring(L, v.mv_data, v.mv_size);
   return 1;
 }
@@ -385,7 +404,7 @@ static int txn_put(lua_State *L) {
   MDB_dbi dbi = check_db(L);
   MDB_val k = check_val(L, 3), v = check_val(L, 4);
   int rc = mdb_put(t->txn, dbi, &k, &v, 0);
-  if (rc) return luaL_error(L, "store: cannot write to %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
+  if (rc) return connrt_raise(L, "store", reason_of(rc), "cannot write to %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
   return 0;
 }
 
@@ -397,7 +416,7 @@ static int txn_del(lua_State *L) {
   MDB_val k = check_val(L, 3);
   int rc = mdb_del(t->txn, dbi, &k, NULL);
   if (rc && rc != MDB_NOTFOUND) {
-    return luaL_error(L, "store: cannot delete from %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
+    return connrt_raise(L, "store", reason_of(rc), "cannot delete from %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
   }
   lua_pushboolean(L, rc == 0);
   return 1;
@@ -416,7 +435,7 @@ static int txn_list(lua_State *L) {
   int rc = mdb_cursor_open(t->txn, dbi, &t->cursor);
   if (rc) {
     t->cursor = NULL;
-    return luaL_error(L, "store: cannot list %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
+    return connrt_raise(L, "store", reason_of(rc), "cannot list %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
   }
   MDB_val k = { plen, (void *)prefix }, v;
   rc = mdb_cursor_get(t->cursor, &k, &v, plen > 0 ? MDB_SET_RANGE : MDB_FIRST);
@@ -433,7 +452,7 @@ static int txn_list(lua_State *L) {
   mdb_cursor_close(t->cursor);
   t->cursor = NULL;
   if (rc && rc != MDB_NOTFOUND) {
-    return luaL_error(L, "store: cannot list %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
+    return connrt_raise(L, "store", reason_of(rc), "cannot list %s: %s", lua_tostring(L, 2), mdb_strerror(rc));
   }
   return 1;
 }
@@ -444,7 +463,8 @@ static int txn_commit(lua_State *L) {
   int rc = txn_end(t, 1);
   if (rc) {
     lua_getiuservalue(L, 1, 1);
-    return luaL_error(L, "store: cannot commit to %s: %s", env_path(L, -1), mdb_strerror(rc));
+    return connrt_raise(L, "store", reason_of(rc), "cannot commit to %s: %s", env_path(L, -1),
+                        mdb_strerror(rc));
   }
   return 0;
 }

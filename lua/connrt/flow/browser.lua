@@ -72,9 +72,10 @@ local function await_callback(l, where, state, deadline, title)
   end
   clear()
   if rejected > 0 then
-    errors.raise("connect", "no valid callback before the timeout; %d callback(s) with a wrong or missing state were rejected", rejected)
+    errors.fail("connect", "sign_in_timeout", "no valid callback before the timeout; %d callback(s) with a wrong or "
+      .. "missing state were rejected", rejected)
   end
-  errors.raise("connect", "timed out waiting for the sign-in callback on %s", where.url)
+  errors.fail("connect", "sign_in_timeout", "timed out waiting for the sign-in callback on %s", where.url)
 end
 
 --- The authorization code flow through the loopback listener. `last(token, extras)`
@@ -85,8 +86,8 @@ function M.run(ctx, last)
   local redirect_uri, where = redirect.get()
   local a = code.new_attempt(ctx, redirect_uri)
   -- listen before the URL is shown, so a fast browser cannot arrive first
-  local l, lerr = listener.open(where.host, where.port)
-  if not l then errors.raise("connect", "%s (is another connrt run waiting?)", lerr) end
+  local l, lerr, lwhy = listener.open(where.host, where.port)
+  if not l then errors.fail("connect", lwhy or "not_completed", "%s (is another connrt run waiting?)", lerr) end
   code.show_url(ctx, a.url)
   if ctx.opts.browser ~= false then M.open(a.url) end
   local timeout = ctx.opts.timeout or M.DEFAULT_TIMEOUT

@@ -84,16 +84,16 @@ function M.to_token(ctx, q, verifier, redirect_uri)
   if q.error then
     local desc = type(q.error_description) == "string" and (": " .. q.error_description) or ""
     if q.error == "access_denied" then
-      errors.raise("connect", "authorization denied: access_denied%s; nothing was saved", desc)
+      errors.fail("connect", "denied", "authorization denied: access_denied%s; nothing was saved", desc)
     end
-    errors.raise("connect", "the app answered the sign-in with an error: %s%s; nothing was saved", q.error, desc)
+    errors.fail("connect", "sign_in_error", "the app answered the sign-in with an error: %s%s; nothing was saved", q.error, desc)
   end
   if q.iss and urls.issuer and q.iss ~= urls.issuer then
-    errors.raise("connect", "the callback comes from issuer %s, not %s (RFC 9207 mix-up defence); nothing was saved",
+    errors.fail("connect", "mix_up", "the callback comes from issuer %s, not %s (RFC 9207 mix-up defence); nothing was saved",
       q.iss, urls.issuer)
   end
   if not q.code or q.code == "" then
-    errors.raise("connect", "the callback carries no code; nothing was saved")
+    errors.fail("connect", "no_code", "the callback carries no code; nothing was saved")
   end
   M.callback_fields(ctx, q)
   local extras = M.callback_values(c, q)

@@ -71,14 +71,14 @@ function M.run(ctx)
       log.err("The server asked to poll more slowly: every %ds now", interval)
     elseif err == "expired_token" or (err == "invalid_grant" and sys.monotime() - start >= expires) then
       -- RFC 8628 says expired_token; servers that forget expired codes say invalid_grant
-      errors.raise("connect", "the device code expired before the sign-in was completed (%s); run connrt run again; nothing was saved", err)
+      errors.fail("connect", "expired", "the device code expired before the sign-in was completed (%s); run connrt run again; nothing was saved", err)
     elseif err == "access_denied" then
-      errors.raise("connect", "authorization denied: access_denied; nothing was saved")
+      errors.fail("connect", "denied", "authorization denied: access_denied; nothing was saved")
     elseif err ~= "authorization_pending" then
       return finish.run(ctx, oauth.fetch_token(c, nil, where, raw, grant[1][2]))
     end
     if sys.monotime() + interval > deadline then
-      errors.raise("connect", "the sign-in was not completed within %ds; nothing was saved", math.floor(deadline - start))
+      errors.fail("connect", "sign_in_timeout", "the sign-in was not completed within %ds; nothing was saved", math.floor(deadline - start))
     end
   end
 end

@@ -17,7 +17,7 @@ function M.render(c, scope)
   end
   for _, p in ipairs({ { "name", name, limits.NAME_BYTES }, { "unique_id", unique_id, limits.UNIQUE_ID_BYTES } }) do
     if #p[2] > p[3] then
-      errors.raise("provider", "%s: %s rendered %d bytes (from the test API's answer), more than the %d bytes connrt "
+      errors.fail("provider", "too_big", "%s: %s rendered %d bytes (from the test API's answer), more than the %d bytes connrt "
         .. "keeps; nothing was saved", c.path, p[1], #p[2], p[3])
     end
   end

@@ -46,10 +46,10 @@ local function read_paste(ctx, a)
   if line:sub(1, #BLOB_PREFIX) == BLOB_PREFIX then
     local doc = cjson.decode(require("connrt.crypto").b64url_decode(line:sub(#BLOB_PREFIX + 1)) or "")
     if type(doc) ~= "table" or type(doc.token) ~= "table" then
-      errors.raise("connect", "the pasted line is not a connrt authorize result (damaged in copying?); nothing was saved")
+      errors.fail("connect", "bad_paste", "the pasted line is not a connrt authorize result (damaged in copying?); nothing was saved")
     end
     if doc.connector ~= ctx.c.id then
-      errors.raise("connect", "the pasted result is for connector %s, not %s; nothing was saved", tostring(doc.connector), ctx.c.id)
+      errors.fail("connect", "bad_paste", "the pasted result is for connector %s, not %s; nothing was saved", tostring(doc.connector), ctx.c.id)
     end
     return "blob", doc
   end
@@ -58,16 +58,16 @@ local function read_paste(ctx, a)
     local q = url.form_decode(query)
     log.secret(q.code)
     if q.state == nil or q.state ~= a.state then
-      errors.raise("connect", "the pasted address carries %s state than this sign-in's (an old or forged link?); nothing was saved",
+      errors.fail("connect", "wrong_state", "the pasted address carries %s state than this sign-in's (an old or forged link?); nothing was saved",
         q.state and "another" or "no")
     end
     if not q.code and not q.error then
-      errors.raise("connect", "the pasted address carries no code; nothing was saved")
+      errors.fail("connect", "no_code", "the pasted address carries no code; nothing was saved")
     end
     return "query", q
   end
   if not line:match("^[%w%-._~+/=]+$") then
-    errors.raise("connect", "the pasted text is neither an address, a code nor a connrt authorize result; nothing was saved")
+    errors.fail("connect", "bad_paste", "the pasted text is neither an address, a code nor a connrt authorize result; nothing was saved")
   end
   if not ctx.c.pkce then
     -- without PKCE only the state ties a code to this sign-in: ask for the whole address

@@ -81,7 +81,7 @@ function M.call(c, scope, allowed, client_secret)
   test_refused(c, resp, what)
   local body = json_body(resp)
   if not body then
-    errors.raise("provider", "%s answered %d with a body that is not valid JSON", what, resp.status)
+    errors.fail("provider", "bad_answer", "%s answered %d with a body that is not valid JSON", what, resp.status)
   end
   local ctype = (resp.header["content-type"] or ""):lower()
   local page_start = resp.body:sub(1, 512):lower()
@@ -89,7 +89,7 @@ function M.call(c, scope, allowed, client_secret)
       and (page_start:find("<html", 1, true) or page_start:find("<!doctype", 1, true)) then
     -- a web page (a login wall, a portal) where an API answer was expected
     local title = text.html_title(resp.body)
-    errors.raise("provider", "%s answered %d with %s, not JSON%s; the connection was not saved", what, resp.status,
+    errors.fail("provider", "bad_answer", "%s answered %d with %s, not JSON%s; the connection was not saved", what, resp.status,
       ctype:match("^[^;]*"), title and (" (page title: " .. title:sub(1, 80) .. ")") or "")
   end
   return body

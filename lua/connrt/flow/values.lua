@@ -36,7 +36,7 @@ function M.check(c, hook, v)
     v[k] = oauth.keep_value(x)
     oauth.check_value_name(c, hook, k)
     if type(x) == "string" and #x > limits.VALUE_BYTES then
-      errors.raise("provider", "%s: hooks.%s: value %s is %d bytes, more than the %d bytes connrt keeps; nothing was "
+      errors.fail("provider", "too_big", "%s: hooks.%s: value %s is %d bytes, more than the %d bytes connrt keeps; nothing was "
         .. "stored", c.path, hook, k, #x, limits.VALUE_BYTES)
     end
   end
