@@ -115,10 +115,10 @@ local function load_key(home, sealed_before, where, key_file)
   if not f then
     if in_home then -- a PostgreSQL store's key file stays on this machine, in CONNRT_HOME
       local ok, err = sys.mkdir(home, 448) -- 0700
-      if not ok then errors.raise("store", "%s", err) end
+      if not ok then errors.fail("store", "io", "%s", err) end
     end
     local ok, err = sys.write_private(path, crypto.hex(crypto.random(32)) .. "\n")
-    if not ok then errors.raise("store", "%s", err) end
+    if not ok then errors.fail("store", "io", "%s", err) end
     f = assert(io.open(path, "rb"))
   end
   local text = f:read("a")
@@ -189,7 +189,7 @@ function M.open(where, opts)
       error(key_err, 0)
     end
     local renamed, rerr = os.rename(key_path .. ".new", key_path)
-    if not renamed then b:close() errors.raise("store", "cannot finish an interrupted rekey: %s", rerr) end
+    if not renamed then b:close() errors.fail("store", "io", "cannot finish an interrupted rekey: %s", rerr) end
     self.key, self.key_check_text = newer, plain
   end
   if check and self.key_check_text == KEY_CHECK_V1 then

@@ -61,25 +61,15 @@ local function guard_modes(home)
   end
 end
 
--- connrt.lmdb raises its own failures (a locked, full or damaged store) as strings that
--- begin "store: ": they become store errors here, so a pipeline or libconnrt sees a
--- store error (CONNRT_ESTORE), not an internal one; anything else passes as it is.
-local function as_store_error(e)
-  local msg = type(e) == "string" and (e:match("^store: (.*)$") or e:match("^[^\n:]+:%d+: store: (.*)$"))
-  if msg then errors.raise("store", "%s", msg) end
-  error(e, 0)
-end
-
 local Backend = {}
 Backend.__index = Backend
 
 --- Opens (creating if needed) the LMDB store in the directory `home`.
 function M.open(home)
   local ok, err = sys.mkdir(home, 448) -- 0700
-  if not ok then errors.raise("store", "%s", err) end
+  if not ok then errors.fail("store", "io", "%s", err) end
   guard_modes(home)
-  local ok_open, env, oerr, why = pcall(lmdb.open, home, DBS, {})
-  if not ok_open then as_store_error(env) end
+  local env, oerr, why = lmdb.open(home, DBS, {})
   if not env then errors.fail("store", why or "io", "%s", oerr) end
   -- where: the store as messages name it; key_dir: where its key file lives by default
   return setmetatable({ env = env, where = home, key_dir = home, kind = "lmdb" }, Backend)
@@ -99,16 +89,14 @@ end
 --- Runs fn(tx) in one read transaction; tx:get(table, key), tx:list(table) -> array of
 -- {key, value} in key order. Returns what fn returns.
 function Backend:view(fn)
-  local ok, r = pcall(run, self, false, fn)
-  if not ok then as_store_error(r) end
+  local r = run(self, false, fn)
   return table.unpack(r, 1, r.n)
 end
 
 --- Runs fn(tx) in one write transaction, committed when fn returns and aborted when it
 -- raises; tx also has put(table, key, value) and del(table, key).
 function Backend:modify(fn)
-  local ok, r = pcall(run, self, true, fn)
-  if not ok then as_store_error(r) end
+  local r = run(self, true, fn)
   return table.unpack(r, 1, r.n)
 end
 
