@@ -144,13 +144,13 @@ end
 -- decision about where credentials go. One that is not what connrt writes (damaged, or
 -- written by hand with other types) holds nothing and is replaced: the worst it can
 -- cause is one refresh more, where refusing would stop every refresh of the connection.
--- A lease that ends more than LEASE_MAX seconds from `now` (an endless one) is not one
--- connrt wrote either.
-local LEASE_MAX = 3600
-local function read_lease(v, now)
+-- A lease that ends more than `ttl` seconds (the lease time connrt takes, one second
+-- of clock skew more) from `now` is not one connrt wrote either: a planted hour-long
+-- lease naming a live process would stall every refresh for that hour.
+local function read_lease(v, now, ttl)
   local lease = v and require("cjson.safe").decode(v)
   if type(lease) ~= "table" or type(lease.owner) ~= "string" or math.type(lease.expires) == nil
-      or lease.expires ~= lease.expires or lease.expires > now + LEASE_MAX then
+      or lease.expires ~= lease.expires or lease.expires > now + ttl + 1 then
     return nil
   end
   for _, k in ipairs({ "pid", "start", "pidns" }) do
@@ -166,7 +166,7 @@ end
 function Backend:acquire_lease(id, owner, ttl)
   local now = sys.time()
   return self:modify(function(txn)
-    local lease = read_lease(txn:get("leases", id), now)
+    local lease = read_lease(txn:get("leases", id), now, ttl)
     if lease and lease.expires > now and lease.owner ~= owner and not holder_gone(lease) then
       return false, lease
     end
@@ -181,14 +181,14 @@ end
 --- True when `owner` still holds the lease on `id` with `token` (inside modify's tx):
 -- nobody has taken it since, whether or not it has expired.
 function Backend.holds(_, txn, id, owner, token)
-  local lease = read_lease(txn:get("leases", id), sys.time())
+  local lease = read_lease(txn:get("leases", id), sys.time(), math.huge)
   return lease ~= nil and lease.owner == owner and lease.token == token
 end
 
 --- Gives a lease back if `owner` still holds it.
 function Backend:release_lease(id, owner)
   self:modify(function(txn)
-    local lease = read_lease(txn:get("leases", id), sys.time())
+    local lease = read_lease(txn:get("leases", id), sys.time(), math.huge)
     if lease and lease.owner == owner then txn:del("leases", id) end
   end)
 end
