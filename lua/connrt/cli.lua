@@ -557,7 +557,11 @@ function commands.store(argv)
   if sub == "migrate" then
     local _, rest = parse(argv, "store")
     if #rest > 0 then errors.raise("usage", "usage: connrt store migrate") end
-    local kind, name, before, after = store.migrate()
+    local kind, name, before, after, bound = store.migrate()
+    if bound then
+      log.err("the store %s was from before connection records were bound to the key: they are bound now, as they "
+        .. "were found", name)
+    end
     if kind ~= "postgres" then
       log.err("the store %s is an LMDB store: it has no schema to migrate", name)
     elseif before == after then

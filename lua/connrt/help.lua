@@ -341,7 +341,7 @@ local COMMANDS = {
   {
     name = "store",
     overview = {
-      { "store migrate", "bring a PostgreSQL store's schema up to date" },
+      { "store migrate", "bring a PostgreSQL store's schema up to date; bind the records of a store from before bindings" },
       { "store copy --to STORE", "copy every connection into another store" },
     },
     usage = { "connrt store migrate", "connrt store copy [--from STORE] --to STORE [--to-key-file FILE]" },

@@ -193,10 +193,20 @@ function M.open(where, opts)
     self.key, self.key_check_text = newer, plain
   end
   if check and self.key_check_text == KEY_CHECK_V1 then
-    -- a store from before the binding: bound now, once (trust on first use); `version`
-    -- "2" under a v1 key check is a store bound before the key check said so
+    -- a store from before the binding. Binding it is trust on first use, so it is never
+    -- done on the way: whoever could write the store could have put an old snapshot
+    -- back (an old key check, old unbound secrets, a changed record) to have that
+    -- record bound. `connrt store migrate` does it, said plainly (opts.bind_unbound).
+    if not (opts and opts.bind_unbound) then
+      b:close()
+      errors.fail("store", "schema", "the store %s was written by a connrt from before connection records were bound to "
+        .. "the key (store version 1): connrt store migrate binds them as they are now. Run it only if nobody else "
+        .. "could have written the store since: a record changed before then is bound as found", self.home)
+    end
+    -- `version` "2" under a v1 key check is a store bound before the key check said so
     local up_ok, up_err = pcall(self.upgrade, self, version == VERSION)
     if not up_ok then b:close() error(up_err, 0) end
+    self.bound_now = true
   end
   return self
 end
@@ -726,7 +736,15 @@ function M.migrate(where)
     before, after = x, y
   end
   local kind, name = b.kind, b.where
+  local keyed = b:view(function(tx) return tx:get("meta", "keycheck") end) ~= nil
   b:close()
+  if keyed then
+    -- a store from before bindings is bound here, and only here (M.open)
+    local st = M.open(where, { bind_unbound = true })
+    local bound = st.bound_now
+    st:close()
+    return kind, name, before, after, bound
+  end
   return kind, name, before, after
 end
 
