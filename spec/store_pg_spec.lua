@@ -2,7 +2,7 @@
 -- A PostgreSQL store (issue 16), end to end with real processes: a real PostgreSQL
 -- (spec/support/postgres.lua), the real authorization server (oidc-server.mjs) and the
 -- scripted browser. Every command on a postgres:// store; a fleet of processes in three
--- groups (each its own CONNRT_HOME, only the URL and the key in common) hitting an
+-- groups of 20 (each its own CONNRT_HOME, only the URL and the key in common) hitting an
 -- expired connection at once: exactly one refresh; a refresher stopped (SIGSTOP) past its
 -- lease while another refreshes cannot overwrite the newer tokens; the server down:
 -- exit 8 naming the store, no password, nothing lost; a wrong password; a newer schema;
@@ -162,7 +162,7 @@ describe("a PostgreSQL store #integration #postgres", function()
     assert.is_nil(res.stderr:find(pg.password, 1, true))
   end)
 
-  it("lets a fleet of 21 processes on three hosts refresh an expired connection exactly once", function()
+  it("lets a fleet of 60 processes on three hosts refresh an expired connection exactly once", function()
     local url = new_db()
     local env = env_for(url)
     local id = connect(oidc, env)
@@ -175,8 +175,8 @@ describe("a PostgreSQL store #integration #postgres", function()
       local e = env_for(url)
       local prefix = {}
       for k, v in pairs(e) do prefix[#prefix + 1] = k .. "=" .. h.shell_quote(v) end
-      for i = 1, 7 do
-        local n = (g - 1) * 7 + i
+      for i = 1, 20 do
+        local n = (g - 1) * 20 + i
         script[#script + 1] = ("(env %s %s token %s >%s/out%d 2>%s/err%d; echo $? >%s/rc%d) &"):format(
           table.concat(prefix, " "), h.shell_quote(h.CONNRT), id, dir, n, dir, n, dir, n)
       end
@@ -184,7 +184,7 @@ describe("a PostgreSQL store #integration #postgres", function()
     script[#script + 1] = "wait"
     os.execute(table.concat(script, "\n"))
     local tokens = {}
-    for n = 1, 21 do
+    for n = 1, 60 do
       assert.equal("0", (h.read(dir .. "/rc" .. n) or ""):gsub("%s+", ""), h.read(dir .. "/err" .. n))
       tokens[(h.read(dir .. "/out" .. n):gsub("%s+$", ""))] = true
     end

@@ -79,7 +79,7 @@ function M.start(opts)
     "synchronous_commit = off",
     "full_page_writes = off",
     "shared_buffers = 16MB",
-    "max_connections = 30",
+    "max_connections = 100", -- the fleet storm: 60 processes at once, and psql
     "max_wal_senders = 0",
     "wal_level = minimal",
   }
