@@ -273,6 +273,94 @@ describe("a PostgreSQL store #integration #postgres", function()
     assert.equal(0, res.code, res.stderr)
   end)
 
+  -- Starts `connrt ARGS` in the background; returns a function that waits for it (up to
+  -- 30 s) and gives {code, stdout, stderr}.
+  local function background(args, env)
+    local dir = h.tmpdir()
+    local prefix, quoted = {}, {}
+    for k, v in pairs(env) do prefix[#prefix + 1] = k .. "=" .. h.shell_quote(v) end
+    for _, a in ipairs(args) do quoted[#quoted + 1] = h.shell_quote(a) end
+    os.execute(("sh -c %s </dev/null >/dev/null 2>&1 &"):format(h.shell_quote(("env %s %s %s >%s/out 2>%s/err; "
+      .. "echo $? >%s/rc"):format(table.concat(prefix, " "), h.shell_quote(h.CONNRT), table.concat(quoted, " "),
+      dir, dir, dir))))
+    return function()
+      local deadline = sys.monotime() + 30
+      while not (h.read(dir .. "/rc") or ""):find("\n") do
+        assert(sys.monotime() < deadline, "connrt " .. args[1] .. " did not finish")
+        sys.sleep(0.05)
+      end
+      local res = { code = tonumber(h.read(dir .. "/rc")), stdout = h.read(dir .. "/out"), stderr = h.read(dir .. "/err") }
+      h.rmdir(dir)
+      return res
+    end
+  end
+
+  -- Waits until the slow server has taken a token request since `since` (stats.at.token).
+  local function token_request_arrived(since)
+    local deadline = sys.monotime() + 20
+    while (stats(slow).at.token or 0) == since do
+      assert(sys.monotime() < deadline, "no token request reached the server")
+      sys.sleep(0.01)
+    end
+  end
+
+  local function assert_store_error(res, db, what)
+    assert.equal(8, res.code, what .. ": " .. res.stderr)
+    assert.matches(("PostgreSQL store postgres://127.0.0.1:%d/%s"):format(pg.port, db), res.stderr, 1, true)
+    assert.is_nil(res.stderr:find(pg.password, 1, true), res.stderr)
+    assert.is_nil(res.stderr:find("traceback", 1, true), res.stderr)
+  end
+
+  it("fails with exit 8 when PostgreSQL stops during a connect or a refresh, half-writing nothing", function()
+    pg.psql("ALTER SYSTEM SET synchronous_commit = on; SELECT pg_reload_conf();", "postgres")
+    local url, db = new_db()
+    local env = env_for(url, { CONNRT_LEASE_TTL = "2" })
+    local id = connect(slow, env)
+    local was = show(env, id)
+
+    -- during a connect: the server stops while the code is exchanged for tokens
+    local since = stats(slow).at.token
+    local wait = background({ "run", connector_path, "--field", "server=" .. slow.issuer, "--client-id", "connrt-basic",
+      "--timeout", "20", "--json" }, env)
+    token_request_arrived(since)
+    local ok, err = pcall(function()
+      pg.stop("immediate")
+      assert_store_error(wait(), db, "connect")
+    end)
+    pg.start()
+    if not ok then error(err, 0) end
+    local res = run({ "list", "--json" }, env)
+    assert.equal(0, res.code, res.stderr)
+    local list = cjson.decode(res.stdout)
+    assert.equal(1, #list, "the connect half-wrote a connection: " .. res.stdout)
+    assert.equal(id, list[1].id)
+    assert.same(was, show(env, id))
+
+    -- during a refresh: the server stops while the refresh is in flight
+    make_due(env, id)
+    local due = show(env, id)
+    since = stats(slow).at.token
+    wait = background({ "token", id }, env)
+    token_request_arrived(since)
+    ok, err = pcall(function()
+      pg.stop("immediate")
+      assert_store_error(wait(), db, "refresh")
+    end)
+    pg.start()
+    if not ok then error(err, 0) end
+    assert.same(due, show(env, id))
+    -- after the restart: the connection refreshes (once the dead refresher's lease has
+    -- expired), and a connect works
+    res = run({ "token", id }, env)
+    assert.equal(0, res.code, res.stderr)
+    assert.equal("john", whoami(slow, (res.stdout:gsub("%s+$", ""))))
+    -- the same account again: the one connection, updated
+    assert.equal(id, connect(slow, env))
+    res = run({ "list", "--json" }, env)
+    assert.equal(0, res.code, res.stderr)
+    assert.equal(1, #cjson.decode(res.stdout))
+  end)
+
   it("refuses a wrong password and a newer schema with exit 8 and a clear reason", function()
     local url, db = new_db()
     local wrong = url:gsub("://([^:]*):[^@]*@", "://%1:not-the-password@")
