@@ -452,4 +452,52 @@ describe("a PostgreSQL store #integration #postgres", function()
     res = run({ "token", id }, env_for(third))
     assert.equal(8, res.code)
   end)
+
+  it("copies a store of 10,000 connections from LMDB to PostgreSQL", function()
+    local url = new_db()
+    local home = tmp .. "/big"
+    local lenv = env_for(home)
+    -- the source store, built through the Lua API in one write transaction
+    local script = tmp .. "/fill.lua"
+    h.write(script, [[
+      local n, server, path = tonumber(arg[1]), arg[2], arg[3]
+      local f = assert(io.open(path, "rb"))
+      local src = f:read("a")
+      f:close()
+      local st = require("connrt.store").open()
+      local items = {}
+      for i = 1, n do
+        items[i] = {
+          { v = 1, connector = "pg-oidc", title = "PG OIDC", connector_path = path, auth = "authorization_code",
+            name = ("User %d"):format(i), unique_id = ("user%d"):format(i), fields = { server = server }, values = {},
+            client_id = "connrt-basic", client_auth = "basic", urls = { token_url = server .. "/token", issuer = server },
+            allowed_urls = { server .. "/" }, token_type = "Bearer", has_refresh_token = true },
+          { access_token = "at-" .. i, refresh_token = "rt-" .. i, client_secret = "basic-secret" },
+          src,
+        }
+      end
+      local ids = st:save_all(items)
+      st:close()
+      io.write(ids[1], " ", ids[n // 2], " ", ids[n], "\n")
+    ]])
+    local res = run({ "script", script, "10000", oidc.issuer, connector_path }, lenv)
+    assert.equal(0, res.code, res.stderr)
+    local sample = {}
+    for id in res.stdout:gmatch("%S+") do sample[#sample + 1] = id end
+    assert.equal(3, #sample)
+    res = run({ "store", "copy", "--to", url }, lenv)
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("copied 10000 connection(s)", res.stderr, 1, true)
+    local penv = env_for(url)
+    res = run({ "list", "--json" }, penv)
+    assert.equal(0, res.code, res.stderr)
+    local list = cjson.decode(res.stdout)
+    assert.equal(10000, #list)
+    local seen = {}
+    for _, c in ipairs(list) do seen[c.id] = true end
+    for _, id in ipairs(sample) do
+      assert.is_true(seen[id], id)
+      assert.same(show(lenv, id), show(penv, id))
+    end
+  end)
 end)
