@@ -4,6 +4,8 @@ requests-oauthlib in one run and writes bench/RESULTS.md.
 
 Run by `make bench` (not by `make test`). BENCH_QUICK=1 runs every benchmark with small
 counts, to check the suite itself quickly; its numbers are not the results.
+BENCH_ONLY=postgres runs section 9 alone (the PostgreSQL store) and rewrites only that
+section and its target rows in the existing RESULTS.md.
 
 Every comparison runs A and B interleaved (A B, B A, A B, ...) so that drift in the
 machine's speed falls on both; ratios are computed pair by pair, and every figure is
@@ -31,6 +33,12 @@ N_STORM = 50
 STORE_SIZES = (10, 1000, 10000) if QUICK else (10, 1000, 100000)
 N_STARTUP = 20 if QUICK else 200
 N_PROXY = 50 if QUICK else 500
+N_PG_TOKEN = 20 if QUICK else 100
+N_PG_STORM = 60  # three groups of 20, each its own CONNRT_HOME (a host)
+N_PG_LIST = 10000 if QUICK else 100000
+ONLY = os.environ.get("BENCH_ONLY", "")
+if ONLY not in ("", "postgres"):
+    sys.exit(f"bench: BENCH_ONLY={ONLY}: the one section that runs alone is postgres")
 DEVNULL = os.open(os.devnull, os.O_RDWR)
 
 
@@ -147,10 +155,10 @@ http {{ access_log off; keepalive_requests 100000;
             p.wait()
 
 
-def connect(home, issuer, api):
+def connect(home, issuer, api, extra=None):
     env = dict(os.environ, CONNRT_HOME=home, CONNRT_REDIRECT_URL=SERVICES.redirect,
-               CONNRT_BROWSER=f"{CONNRT} run {ROOT}/spec/support/browser.lua", SIGNIN_USER="john",
-               CONNRT_CLIENT_SECRET="basic-secret")
+               CONNRT_BROWSER=f"{CONNRT} script {ROOT}/spec/support/browser.lua", SIGNIN_USER="john",
+               CONNRT_CLIENT_SECRET="basic-secret", **(extra or {}))
     out = subprocess.run([CONNRT, "run", "bench/connector.lua", "--client-id", "connrt-basic", "--json",
                           "--field", f"server={issuer}", "--field", f"api={api}"],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
@@ -173,6 +181,10 @@ def main():
         home = os.path.join(tmp, "home")
         conn = connect(home, issuer, api)
         env = dict(os.environ, CONNRT_HOME=home)
+        if ONLY == "postgres":
+            print("bench: PostgreSQL store", flush=True)
+            write_section(bench_postgres(tmp, issuer, api))
+            return
         token = subprocess.run([CONNRT, "token", conn], env=env, capture_output=True, text=True, check=True).stdout.strip()
         curl = which("curl")
 
@@ -306,11 +318,164 @@ print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
         # 7. parsers of provider and connector text on a megabyte, ordinary and hostile
         print("bench: parsers on hostile text", flush=True)
         results["linear"] = run_json([CONNRT, "script", "bench/linear.lua", "3" if QUICK else "9"], cwd=ROOT, env=env)
+
+        # 9. the PostgreSQL store
+        print("bench: PostgreSQL store", flush=True)
+        results["postgres"] = bench_postgres(tmp, issuer, api)
     finally:
         SERVICES.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     write_results(results)
+
+
+def bench_postgres(tmp, issuer, api):
+    """Section 9: the store on PostgreSQL (the specs' private server, bench/pg.lua).
+    `connrt token` with a fresh token on PostgreSQL over loopback against LMDB (interleaved),
+    the fleet storm (N_PG_STORM processes in three groups, each its own empty CONNRT_HOME
+    with only the URL and the key in common, on an expired token), and `connrt list --json`
+    at N_PG_LIST connections (wall time and peak RSS)."""
+    server = subprocess.Popen([CONNRT, "script", "bench/pg.lua"], cwd=ROOT, env=dict(os.environ, PWD=ROOT),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        line = server.stdout.readline()
+        if not line:
+            sys.exit("bench: the PostgreSQL server did not start (bench/pg.lua)")
+        n_db = [0]
+
+        def new_db():
+            n_db[0] += 1
+            server.stdin.write(f"bench{n_db[0]}\n".encode())
+            server.stdin.flush()
+            line = server.stdout.readline()
+            if not line:
+                sys.exit("bench: creating a database failed (bench/pg.lua)")
+            return line.decode().strip()
+
+        key = os.urandom(32).hex()
+        r = {}
+        # token: one connection in LMDB, copied to PostgreSQL
+        home = os.path.join(tmp, "pg-lmdb")
+        lenv = dict(os.environ, CONNRT_HOME=home, CONNRT_KEY=key)
+        cid = connect(home, issuer, api, {"CONNRT_KEY": key})
+        url = new_db()
+        subprocess.run([CONNRT, "store", "copy", "--to", url], env=lenv, check=True, capture_output=True)
+        penv = dict(os.environ, CONNRT_HOME=os.path.join(tmp, "pg-host"), CONNRT_STORE=url, CONNRT_KEY=key)
+        times = {"lmdb": [], "pg": []}
+        for i in range(N_PG_TOKEN):
+            for k in (("lmdb", "pg") if i % 2 == 0 else ("pg", "lmdb")):
+                dt, _, code = run_measured([CONNRT, "token", cid], lenv if k == "lmdb" else penv)
+                if code != 0:
+                    sys.exit(f"bench: connrt token on {k} failed with exit {code}")
+                times[k].append(dt)
+        r["token"] = {k: stats(v) for k, v in times.items()}
+        r["token_ratio"] = stats(pair_ratios(times["pg"], times["lmdb"]))
+
+        # the fleet storm: an expired token, three hosts of 20 processes each
+        short = SERVICES.oidc("--access-ttl", "2", "--rotate")
+        shome = os.path.join(tmp, "pg-storm-lmdb")
+        scid = connect(shome, short, api, {"CONNRT_KEY": key})
+        surl = new_db()
+        subprocess.run([CONNRT, "store", "copy", "--to", surl], env=dict(os.environ, CONNRT_HOME=shome, CONNRT_KEY=key),
+                       check=True, capture_output=True)
+        time.sleep(2.5)
+        before = http_json(short + "/test/stats")["grants"].get("refresh_token", 0)
+        envs = [dict(os.environ, CONNRT_HOME=os.path.join(tmp, f"pg-storm-host{g}"), CONNRT_STORE=surl, CONNRT_KEY=key,
+                     CONNRT_REFRESH_MARGIN="0") for g in range(3)]
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([CONNRT, "token", scid], env=envs[i % 3], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL) for i in range(N_PG_STORM)]
+        outs = [p.communicate()[0] for p in procs]
+        storm_secs = time.perf_counter() - t0
+        after = http_json(short + "/test/stats")["grants"].get("refresh_token", 0)
+        answered = sum(1 for p in procs if p.returncode == 0)
+        # the rotated refresh token is the one stored: one more refresh works
+        again = subprocess.run([CONNRT, "refresh", scid], env=envs[0], capture_output=True)
+        r["storm"] = {"processes": N_PG_STORM, "answered": answered, "refreshes": after - before,
+                      "tokens": len(set(outs)), "seconds": storm_secs, "refresh_after": again.returncode == 0}
+
+        # list --json at N_PG_LIST connections
+        lurl = new_db()
+        fenv = dict(os.environ, CONNRT_HOME=os.path.join(tmp, "pg-list-host"), CONNRT_STORE=lurl, CONNRT_KEY=key)
+        subprocess.run([CONNRT, "script", "bench/populate.lua", str(N_PG_LIST), issuer, api], cwd=ROOT, env=fenv,
+                       capture_output=True, text=True, check=True)
+        list_times, list_rss = [], []
+        for _ in range(3 if QUICK else 5):
+            dt, kb, code = run_measured([CONNRT, "list", "--json"], fenv)
+            if code != 0:
+                sys.exit(f"bench: connrt list --json on PostgreSQL failed with exit {code}")
+            list_times.append(dt)
+            list_rss.append(kb)
+        r["list"] = {"n": N_PG_LIST, "time": stats(list_times), "rss_kb": stats(list_rss)}
+        return r
+    finally:
+        server.stdin.close()
+        server.wait()
+
+
+def postgres_lines(pg):
+    t, s, li = pg["token"], pg["storm"], pg["list"]
+    return [
+        "",
+        "## 9. The PostgreSQL store (a private server on loopback)",
+        "",
+        f"`connrt token ID` with a fresh token, {t['lmdb']['n']} runs each, interleaved:",
+        "",
+        "| store | wall time |",
+        "|---|---|",
+        f"| LMDB | {fmt(t['lmdb'])} |",
+        f"| PostgreSQL over loopback | {fmt(t['pg'])} |",
+        f"| ratio PostgreSQL / LMDB | {pg['token_ratio']['median']:.2f}× (min {pg['token_ratio']['min']:.2f}, "
+        f"max {pg['token_ratio']['max']:.2f}) |",
+        "",
+        f"Fleet storm: {s['processes']} `connrt token` processes in three groups, each its own empty CONNRT_HOME with only "
+        f"the URL and the key in common, on an expired token: {s['refreshes']} refresh grant(s) counted by the "
+        f"authorization server, {s['answered']} of {s['processes']} answered with {s['tokens']} distinct token(s), the "
+        f"last answer after {s['seconds']:.2f} s; a refresh afterwards with the stored (rotated) refresh token "
+        f"{'worked' if s['refresh_after'] else '**failed**'}.",
+        "",
+        f"`connrt list --json` at {li['n']} connections on PostgreSQL: {fmt(li['time'], 's', 1)}, peak RSS "
+        f"{li['rss_kb']['median'] / 1024:.1f} MiB (max {li['rss_kb']['max'] / 1024:.1f}).",
+    ]
+
+
+def postgres_targets(pg):
+    s, li = pg["storm"], pg["list"]
+    return [
+        f"| PostgreSQL: `connrt token` ≤ 3 ms median | {pg['token']['pg']['median'] * 1000:.2f} ms "
+        f"({pg['token_ratio']['median']:.2f}× LMDB) | {verdict(pg['token']['pg']['median'] <= 0.003)} |",
+        f"| PostgreSQL: one refresh in the 60-process storm, all answered | {s['refreshes']}, "
+        f"{s['answered']}/{s['processes']} | {verdict(s['refreshes'] == 1 and s['answered'] == s['processes'])} |",
+        f"| PostgreSQL: list at {li['n']} ≤ 2 s | {li['time']['median']:.2f} s "
+        f"| {verdict(li['time']['median'] <= 2)} |",
+    ]
+
+
+def write_section(pg):
+    """BENCH_ONLY=postgres: replaces section 9 and its target rows in RESULTS.md (added
+    before the targets, or at their end, when not there yet)."""
+    out = os.path.join(ROOT, "bench", "RESULTS.md" if not QUICK else "RESULTS.quick.md")
+    with open(out) as f:
+        lines = f.read().split("\n")
+    start = next((i for i, l in enumerate(lines) if l.startswith("## 9. ")), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        del lines[start - 1:end - 1]  # with the blank line before the heading
+    lines = [l for l in lines if not l.startswith("| PostgreSQL: ")]
+    targets = next(i for i, l in enumerate(lines) if l == "## Targets")
+    lines[targets - 1:targets - 1] = postgres_lines(pg)
+    last = max(i for i, l in enumerate(lines) if l.startswith("| "))
+    lines[last + 1:last + 1] = postgres_targets(pg)
+    stamp = next(i for i, l in enumerate(lines) if l.startswith("Written by `make bench`"))
+    note = f"Section 9 rewritten by `BENCH_ONLY=postgres make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+    if lines[stamp + 1].startswith("Section 9 rewritten"):
+        lines[stamp + 1] = note
+    else:
+        lines[stamp + 1:stamp + 1] = [note]
+    with open(out, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(postgres_lines(pg) + [""] + postgres_targets(pg)))
+    print(f"bench: wrote section 9 of {out}")
 
 
 def bench_proxy(tmp, conn, env, url, curl):
@@ -539,6 +704,7 @@ def write_results(r):
         rel = v["hostile"] / v["plain"] if v["plain"] > 0 else float("nan")
         lines.append(f"| {name} | {v['plain'] * 1000:.2f} ms | {v['hostile'] * 1000:.2f} ms | {rel:.1f}× |")
     lines += proxy_lines(r["proxy"])
+    lines += postgres_lines(r["postgres"])
     px = r["proxy"]
     worst = max(v["hostile"] for v in r["linear"].values())
     storm = r["storm"]
@@ -566,6 +732,7 @@ def write_results(r):
         f"| {verdict(px['curl_proxy/floor']['median'] <= 1.15)} |",
         f"| connrt request with CONNRT_PROXY ≤ 0.6× a fresh curl (plain http here) | "
         f"{px['connrt_proxy/curl_fresh']['median']:.2f}× | {verdict(px['connrt_proxy/curl_fresh']['median'] <= 0.6)} |",
+        *postgres_targets(r["postgres"]),
         "",
     ]
     out = os.path.join(ROOT, "bench", "RESULTS.md" if not QUICK else "RESULTS.quick.md")
