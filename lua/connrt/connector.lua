@@ -10,6 +10,7 @@
 -- a connector error, and a connector that met one runs no more.
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local log = require("connrt.log")
 local origins = require("connrt.origins")
 local sandbox = require("connrt.sandbox")
 local schema = require("connrt.schema")
@@ -50,6 +51,29 @@ end
 local SECRET_NAMES = { access_token = true, refresh_token = true, id_token = true,
   client_secret = true, code = true, code_verifier = true }
 
+-- Where a secret value (a token, the client secret, a field declared `secret = true`) may
+-- be rendered: only into the requests that need it, which connrt builds, seals in no
+-- record and sends within the connection's reach: the API's (request: headers, query,
+-- body, basic; test), the token endpoint's (token_params, token_headers) and the two a
+-- connector declares (revoke_request, exchange_request, whose URLs stay in the reach).
+-- Even there, never a token or the client secret in a URL (no_secret_in_url below).
+-- Every other key that holds templates (TEMPLATE_KEYS) is rendered into a URL the browser
+-- gets and the terminal shows, kept in clear in the record, printed, or sent before the
+-- reach is known or outside it: a secret there is refused at load and by `connrt check`.
+local SECRET_PLACES = { request = true, test = true, token_params = true, token_headers = true,
+  revoke_request = true, exchange_request = true }
+local TEMPLATE_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
+  "revoke_url", "allowed_urls", "authorize_params", "redirect_uri", "app_registration", "name", "unique_id",
+  "git_username", "request", "test", "token_params", "token_headers", "revoke_request", "exchange_request" }
+
+-- The parameters connrt sets itself in the authorize request and token requests: a
+-- connector's authorize_params and token_params, its client_id_param and the caller's
+-- --param may not set them (a repeated state, code_challenge or grant_type would let a
+-- server that takes the last one run another protocol than the one connrt checks).
+M.RESERVED_PARAMS = { response_type = true, client_id = true, redirect_uri = true, state = true,
+  code_challenge = true, code_challenge_method = true, code_verifier = true, grant_type = true, code = true,
+  refresh_token = true, client_secret = true }
+
 local URL_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
   "revoke_url" }
 
@@ -82,21 +106,64 @@ end
 -- secret: its URL must be at the origin of the token, refresh, revoke or device URL or of
 -- an allowed URL (origins.lua). Decided here when every origin is fixed text; else when
 -- the request is rendered (request.from_template).
+-- The same for app_registration.url (its form goes to the server the connection will
+-- use, as the reach before the sign-in says: with the authorize URL; checked again when
+-- it is rendered, app_registration.lua).
 local function check_request_origin(c, path, key)
+  local reg = key == "app_registration"
   local o = origins.fixed(c[key].url)
   if not o then return end
   local known, open = {}, false
   local function add(text)
     if text == nil then return end
     local f = origins.fixed(text)
-    if f then known[#known + 1] = f else open = true end
+    if not f then open = true elseif not known[f] then known[f] = true; known[#known + 1] = f end
   end
   for _, k in ipairs(origins.URL_KEYS) do add(c[k]) end
   for _, a in ipairs(c.allowed_urls or {}) do add(a) end
-  if open or origins.within(o .. "/", known) then return end
+  if reg then add(c.authorize_url) end
+  -- with discovery the server's metadata gives the endpoints: known when connecting
+  if open or (reg and c.discovery) or origins.within(o .. "/", known) then return end
   table.sort(known)
+  if reg then
+    fail_at(path, "app_registration.url", "app_registration.url sends to %s, which is not within the connection's reach "
+      .. "(the origins of its authorize, token, refresh, revoke and device URLs and allowed URLs: %s)", o,
+      table.concat(known, ", "))
+  end
   fail_at(path, key .. ".url", "%s.url sends to %s, which is not the origin of token_url, refresh_url, revoke_url, device_url or an "
     .. "allowed URL (%s): tokens and the client secret go nowhere else", key, o, table.concat(known, ", "))
+end
+
+-- Every template string under `v` (a string, or a table of them at any depth), with the
+-- key it is at ("authorize_params.prompt", "allowed_urls[2]").
+local function each_template(v, key, out)
+  if type(v) == "string" then
+    if v:find("{{", 1, true) then out[#out + 1] = { key, v } end
+  elseif type(v) == "table" then
+    local ks = {}
+    for k in pairs(v) do ks[#ks + 1] = k end
+    table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(ks) do
+      each_template(v[k], math.type(k) == "integer" and ("%s[%d]"):format(key, k) or (key .. "." .. tostring(k)), out)
+    end
+  end
+  return out
+end
+
+-- The rule of SECRET_PLACES: no secret value in any other key that holds templates.
+local function check_secret_places(c, path)
+  for _, key in ipairs(TEMPLATE_KEYS) do
+    for _, t in ipairs(SECRET_PLACES[key] and {} or each_template(c[key], key, {})) do
+      for _, v in ipairs(template.variables(t[2], path .. ": " .. t[1])) do
+        local ns, name = template.split(v)
+        if M.secret_var(c, v) or (ns == nil and SECRET_NAMES[name]) then
+          fail_at(path, t[1], "%s uses {{%s}}, a secret value: secrets are rendered only into the requests that need "
+            .. "them (request, test, token_params, token_headers, revoke_request, exchange_request), never into %s, "
+            .. "which connrt shows, keeps in clear or sends outside the connection's reach", t[1], v, key)
+        end
+      end
+    end
+  end
 end
 
 local function check_templates(c, path)
@@ -307,6 +374,31 @@ local function check_templates(c, path)
     end
   end
   if type(c.test) == "string" then template.parse(c.test, path .. ": test") end
+  if c.app_registration then check_request_origin(c, path, "app_registration") end
+  check_secret_places(c, path)
+  -- `client` is no namespace: {{client_id}} and {{client_secret}} are written short
+  -- (a {{client.client_secret}} would pass here and fail where it is rendered)
+  -- (name and unique_id may read a `client` object of the test API's answer)
+  for _, key in ipairs(TEMPLATE_KEYS) do
+    for _, t in ipairs((key == "name" or key == "unique_id") and {} or each_template(c[key], key, {})) do
+      for _, v in ipairs(template.variables(t[2], path .. ": " .. t[1])) do
+        if v:match("^client%.") then
+          fail_at(path, t[1], "%s uses {{%s}}: `client` is not a namespace; write {{%s}}", t[1], v, v:sub(8))
+        end
+      end
+    end
+  end
+  -- connrt's own protocol parameters (M.RESERVED_PARAMS)
+  for _, key in ipairs({ "authorize_params", "token_params" }) do
+    for k in pairs(c[key] or {}) do
+      if M.RESERVED_PARAMS[k] or k == c.client_id_param then
+        fail_at(path, key .. "." .. k, "%s.%s: connrt sets the parameter %s itself", key, k, k)
+      end
+    end
+  end
+  if c.client_id_param and c.client_id_param ~= "client_id" and M.RESERVED_PARAMS[c.client_id_param] then
+    fail_at(path, "client_id_param", "client_id_param: %s is a parameter connrt sets itself", c.client_id_param)
+  end
 end
 
 local function check_fields(c, path)
@@ -321,6 +413,11 @@ local function check_fields(c, path)
       if not ok then fail_at(path, key, "%s: default %s", where, why) end
     end
     if f.choices and #f.choices == 0 then fail_at(path, key, "%s: choices is empty", where) end
+    -- the rule of kept values' names (log.secret_name): a field named like a secret is
+    -- one (hidden at the prompt, sealed, redacted), or says it is not (secret = false)
+    if f.secret == nil and log.secret_name(f.key) then
+      fail_at(path, key, "field %s looks secret: declare secret = true (or secret = false if it is not)", f.key)
+    end
   end
 end
 
