@@ -123,6 +123,18 @@ describe("secret values: where they may be rendered", function()
       "authorize_params.client_key", "connrt sets the parameter client_key itself")
   end)
 
+  it("--param may not set them either (one list): exit 2 before the browser opens", function()
+    local path = file(source({}))
+    for _, p in ipairs({ "state", "code_challenge_method", "grant_type", "code_verifier", "client_secret" }) do
+      local home = h.tmpdir()
+      local res = h.connrt({ "run", path, "--field", "pat=x", "--client-id", "cid", "--param", p .. "=x", "--timeout", "5" },
+        { env = prov.env(home, { CONNRT_BROWSER = "false" }) })
+      h.rmdir(home)
+      assert.equal(2, res.code, res.stderr)
+      assert.matches("--param " .. p .. ": connrt sets this parameter itself", res.stderr, 1, true)
+    end
+  end)
+
   it("refuses {{client.client_secret}}, which no request can render (check and revoke agree)", function()
     refused(source({ revoke_request = '{ method = "POST", url = "https://auth.example.com/revoke", '
       .. 'form = { s = "{{client.client_secret}}" } }' }), "revoke_request.form.s", "`client` is not a namespace")
