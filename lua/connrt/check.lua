@@ -267,6 +267,8 @@ function M.check_source(src, path)
   local out = {}
   local pok, ok, c = pcall(connector.evaluate, src, path)
   if not pok then ok, c = false, ok end
+  -- a failure that is not the connector's (the sandbox's limits) is not a finding
+  if not ok and errors.is(c) and c.kind ~= "connector" then error(c, 0) end
   if not ok then
     local msg = errors.is(c) and c.message or ("error while loading: " .. tostring(c))
     finding(out, "error", "(file)", (msg:gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")),

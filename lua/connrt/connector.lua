@@ -340,7 +340,8 @@ local function run_sandboxed(src, path)
   if #src > limits.CONNECTOR_BYTES then
     fail(path, "the file is %d bytes; a connector may have at most %d", #src, limits.CONNECTOR_BYTES)
   end
-  local box = sandbox.new(M.LIMITS)
+  local made, box = pcall(sandbox.new, M.LIMITS)
+  if not made then errors.wrap(box, "CONNRT_CONNECTOR_MEMORY and CONNRT_CONNECTOR_CPU: ") end
   local ok, v, reason = box:run(src, "@" .. path)
   if ok then return true, v end
   if reason == "syntax" then

@@ -55,6 +55,8 @@ M.reasons = {
   { "bad_argument", "usage", "a wrong argument, option, field or environment value" },
   { "ambiguous", "usage", "a connector id that has several connections: name one by id" },
   { "already_connected", "usage", "the account is connected already through another connector" },
+  { "bad_limit", "usage", "CONNRT_CONNECTOR_MEMORY or CONNRT_CONNECTOR_CPU is out of range, or too small for a "
+    .. "connector to start" },
 
   { "invalid_connector", "connector", "the connector script is invalid, or a template names a missing value" },
   { "hook_failed", "connector", "a connector hook raised an error or ran out of time or memory" },
