@@ -74,6 +74,14 @@ local function json_out(v)
   log.out("%s", cjson.encode(v))
 end
 
+-- With --json, the line every failure ends its standard error with:
+-- {"error": {"kind", "reason", "message"}}, the message redacted.
+local function json_error(kind, reason, message)
+  if M.json then
+    log.err("%s", cjson.encode({ error = { kind = kind, reason = reason, message = log.redact(message or "") } }))
+  end
+end
+
 local commands = {}
 
 -- Runs a pipeline script with the full runtime: the global `connrt` is the pipeline API
@@ -373,7 +381,13 @@ function commands.request(argv)
     end
     io.stdout:write(log.redact(resp.body))
   end
-  if resp.status >= 400 then return errors.exit_codes.provider end
+  if resp.status >= 400 then
+    -- the answer is printed as it came; for a program the failure is its status
+    local e = errors.new("provider", "http_status", "%s answered %d", require("connrt.url").without_query(target),
+      resp.status)
+    json_error(e.kind, e.reason, e.message)
+    return errors.exit_codes[e.kind]
+  end
   return 0
 end
 
@@ -529,9 +543,7 @@ local function fail(e)
       first = false
     end
   end
-  if M.json then
-    log.err("%s", cjson.encode({ error = { kind = kind, reason = reason, message = log.redact(message or "") } }))
-  end
+  json_error(kind, reason, message)
   return errors.exit_codes[kind]
 end
 

@@ -77,6 +77,8 @@ M.reasons = {
   { "needs_reconnect", "provider", "the connection needs connecting again (marked so in the store): a refresh was "
     .. "refused, or a token the connector calls expired cannot be refreshed" },
   { "bad_answer", "provider", "the provider's answer is not what was expected (not JSON, no access_token, ...)" },
+  { "http_status", "provider", "`connrt request`: the answer's status is 400 or more (its body is printed as it "
+    .. "came)" },
   { "too_big", "provider", "the answer, or what the connection would keep of it, is larger than connrt takes" },
 
   { "transport", "network", "the exchange failed for another reason (the message says which)" },
