@@ -148,11 +148,26 @@ int main(void) {
     assert.same(want, require("connrt.help").exit_statuses())
   end)
 
-  it("is what docs/errors.md and the README's exit code table say (make errors-doc)", function()
+  it("is what docs/errors.md, the README's exit code table and the man page say (make errors-doc)", function()
     local res = run({ h.LUA, "tools/errors-doc.lua", "--check" })
     assert.equal(0, res.code, res.stderr)
     local doc = read("docs/errors.md")
     for _, r in ipairs(errors.reasons) do assert.matches("| `" .. r[1] .. "` | `" .. r[2] .. "` |", doc, 1, true) end
+    -- the man page's EXIT STATUS entries are the generated ones, every code with its reasons
+    local man = read("docs/connrt.1"):match('%.SH "EXIT STATUS"\n(.-)\n%.SH ')
+    local entries = man:match("\n%.\\\" exit statuses: generated from lua/connrt/errors%.lua[^\n]*\n(.-)%.\\\" end of")
+    assert.is_string(entries, "the man page's exit statuses are not generated")
+    local codes = {}
+    for code, text in entries:gmatch("%.TP\n%.B (%d+)\n([^\n]*)") do codes[#codes + 1] = tonumber(code)
+      local kind
+      for _, k in ipairs(errors.kinds) do if k.code == tonumber(code) then kind = k end end
+      for _, r in ipairs(errors.reasons) do
+        if r[2] == kind.name and kind.raised ~= false then assert.matches(r[1], text, 1, true) end
+      end
+    end
+    local want = {}
+    for _, k in ipairs(errors.kinds) do if k.only ~= "library" then want[#want + 1] = k.code end end
+    assert.same(want, codes)
   end)
 
   it("names only its own kinds and reasons where errors are raised, in Lua and in C", function()

@@ -11,7 +11,7 @@
 -- traceback.
 --
 -- The tables below are the one source of these facts: include/connrt.h, lib.c,
--- help.lua's exit statuses and docs/errors.md (`make errors-doc`) follow them, and
+-- help.lua's exit statuses, docs/errors.md and the man page's (`make errors-doc`) follow them, and
 -- spec/errors_spec.lua checks that they do.
 local M = {}
 
