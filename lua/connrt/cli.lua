@@ -10,6 +10,14 @@ local M = {}
 M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 
 
+-- --json: failures end with the JSON error line (M.json), also where C code that cannot
+-- raise writes one (the store's SIGBUS handler, src/api/store.c, reads the registry's
+-- "connrt.json_errors").
+local function json_on()
+  M.json = true
+  debug.getregistry()["connrt.json_errors"] = true
+end
+
 -- Parses the arguments of command `cmd` against its options (options.lua). --verbose and
 -- --json are options of every command (options.GLOBAL): --json (M.json) also makes a
 -- failure's last line on standard error a JSON object (see M.main), and is opts.json
@@ -27,7 +35,8 @@ local function parse(argv, cmd)
       -- every command takes it, wherever it stands (connrt request ID URL -v)
       log.verbose = true
     elseif a == "--json" then
-      M.json, opts.json = true, true
+      json_on()
+      opts.json = true
     elseif a:sub(1, 2) == "--" or a:match("^%-%a$") then
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:gsub("^%-%-?", "")
@@ -550,9 +559,10 @@ end
 --- Entry point: returns the exit status.
 function M.main(argv)
   while argv[1] == "--verbose" or argv[1] == "-v" or argv[1] == "--json" do
-    if argv[1] == "--json" then M.json = true else log.verbose = true end
+    if argv[1] == "--json" then json_on() else log.verbose = true end
     table.remove(argv, 1)
   end
+
   local cmd = argv[1]
   if cmd == nil or cmd == "--help" or cmd == "-h" then cmd = "help" end
   if cmd == "--version" then cmd = "version" end
