@@ -31,11 +31,12 @@ LDLIBS  += $(PKG_LIBS)
 # the binary's lazily loaded modules (see the binary's rule below)
 MOD_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lib
 MODS     = $(BUILD)/lib/connrt/http.so $(BUILD)/lib/connrt/crypto.so $(BUILD)/lib/connrt/lmdb.so \
-           $(BUILD)/lib/connrt/pg.so
+           $(BUILD)/lib/connrt/pg.so $(BUILD)/lib/connrt/httpd.so
 BIN_OBJ  = $(BUILD)/obj/main.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/listener.o $(BUILD)/obj/api/sys.o \
            $(BUILD)/obj/api/urlparse.o $(BUILD)/obj/api/base64.o $(BUILD)/obj/api/sandbox.o
 LUA_LIBS = $(shell pkg-config --libs lua5.4 2>/dev/null)
-API_SRC  = $(wildcard src/api/*.c)
+# httpd.c (libevent) is the proxy's server: only the binary loads it (httpd.so below)
+API_SRC  = $(filter-out src/api/httpd.c,$(wildcard src/api/*.c))
 API_OBJ  = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(API_SRC))
 HDRS     = $(wildcard src/*.h src/api/*.h include/*.h)
 LIBDIR   = $(PREFIX)/lib
@@ -101,6 +102,11 @@ $(BUILD)/lib/connrt/lmdb.so: $(BUILD)/obj/api/store.o
 $(BUILD)/lib/connrt/pg.so: $(BUILD)/obj/api/pg.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libpq 2>/dev/null)
+
+# the proxy's HTTP server (libevent's evhttp), for `connrt proxy` alone
+$(BUILD)/lib/connrt/httpd.so: $(BUILD)/obj/api/httpd.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libevent_core libevent_extra 2>/dev/null)
 
 # The same core as a Lua C module, so plain lua5.4 programs and the specs can
 # `require "connrt.http"` and friends (Lua's all-in-one loader finds connrt.so).

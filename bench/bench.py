@@ -30,6 +30,7 @@ N_THROUGHPUT = 500 if QUICK else 10000
 N_STORM = 50
 STORE_SIZES = (10, 1000, 10000) if QUICK else (10, 1000, 100000)
 N_STARTUP = 20 if QUICK else 200
+N_PROXY = 50 if QUICK else 500
 DEVNULL = os.open(os.devnull, os.O_RDWR)
 
 
@@ -124,8 +125,10 @@ class Services:
 user root;
 events {{ worker_connections 512; }}
 http {{ access_log off; keepalive_requests 100000;
-  server {{ listen 127.0.0.1:{port}; location / {{ root {www}; default_type application/json; }} }} }}
+  server {{ listen 127.0.0.1:{port}; listen unix:{self.tmp}/nginx.sock;
+    location / {{ root {www}; default_type application/json; }} }} }}
 """)
+        self.unix_sock = os.path.join(self.tmp, "nginx.sock")
         p = subprocess.Popen([which("nginx"), "-c", conf, "-p", self.tmp], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         self.procs.append(p)
@@ -296,6 +299,10 @@ print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
         results["instructions"] = counts
         results["profile"] = profile
 
+        # 8. connrt proxy against a fresh curl per call
+        print("bench: connrt proxy", flush=True)
+        results["proxy"] = bench_proxy(tmp, conn, env, url, curl)
+
         # 7. parsers of provider and connector text on a megabyte, ordinary and hostile
         print("bench: parsers on hostile text", flush=True)
         results["linear"] = run_json([CONNRT, "script", "bench/linear.lua", "3" if QUICK else "9"], cwd=ROOT, env=env)
@@ -304,6 +311,88 @@ print('{{"seconds": %.6f}}' % (time.perf_counter() - t0))
         shutil.rmtree(tmp, ignore_errors=True)
 
     write_results(results)
+
+
+def bench_proxy(tmp, conn, env, url, curl):
+    """Section 8: N_PROXY sequential calls each, interleaved: a fresh curl with the token
+    (what a shell pipeline does today), curl through a warm `connrt proxy` on its unix
+    socket, `connrt request` with CONNRT_PROXY, `connrt request` without it, and the
+    floor: curl fetching the same file from nginx over a unix socket. Then the proxy's
+    memory: the peak RSS of its processes after the calls."""
+    sock = os.path.join(tmp, "proxy.sock")
+    proxy = subprocess.Popen([CONNRT, "proxy", "--socket", sock, "--workers", "2"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        json.loads(proxy.stdout.readline())
+        via_env = dict(env, CONNRT_PROXY=sock)
+        commands = {
+            "curl_fresh": ([curl, "-s", "-H", "Authorization: Bearer " + subprocess.run(
+                [CONNRT, "token", conn], env=env, capture_output=True, text=True, check=True).stdout.strip(), url], env),
+            "curl_proxy": ([curl, "-s", "--unix-socket", sock, "-H", "Connrt-Target: " + url, f"http://proxy/{conn}"], env),
+            "connrt_proxy": ([CONNRT, "request", conn, "GET", url], via_env),
+            "connrt_direct": ([CONNRT, "request", conn, "GET", url], env),
+            "floor": ([curl, "-s", "--unix-socket", SERVICES.unix_sock, "http://nginx/data.json"], env),
+        }
+        for argv, e in commands.values():  # warm the proxy's upstream connections first
+            run_measured(argv, e)
+        times = {k: [] for k in commands}
+        keys = list(commands)
+        for i in range(N_PROXY):
+            for k in (keys if i % 2 == 0 else list(reversed(keys))):
+                dt, _, code = run_measured(*commands[k])
+                if code != 0:
+                    sys.exit(f"bench: {k} failed with exit {code}")
+                times[k].append(dt)
+        pids = [proxy.pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == proxy.pid]
+        rss = 0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    rss += int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+            except (OSError, AttributeError):
+                pass
+        out = {k: stats(v) for k, v in times.items()}
+        for a, b in (("curl_proxy", "curl_fresh"), ("curl_proxy", "floor"), ("connrt_proxy", "curl_fresh"),
+                     ("connrt_proxy", "connrt_direct")):
+            out[f"{a}/{b}"] = stats(pair_ratios(times[a], times[b]))
+        out["rss_kb"] = rss
+        out["processes"] = len(pids)
+        return out
+    finally:
+        proxy.terminate()
+        proxy.wait()
+
+
+def _ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proxy_lines(px):
+    r = lambda k: f"{px[k]['median']:.2f}× (min {px[k]['min']:.2f}, max {px[k]['max']:.2f})"
+    return [
+        "",
+        f"## 8. connrt proxy ({px['curl_fresh']['n']} sequential calls each, interleaved)",
+        "",
+        "The upstream is nginx on loopback over plain http (as in section 1; the issue's",
+        "targets assume TLS, which makes a fresh curl dearer and the proxy's reuse worth more).",
+        "",
+        "| call | wall time |",
+        "|---|---|",
+        f"| fresh `curl` with the token, to nginx | {fmt(px['curl_fresh'])} |",
+        f"| `curl --unix-socket` through a warm `connrt proxy` | {fmt(px['curl_proxy'])} |",
+        f"| `connrt request` with `CONNRT_PROXY` | {fmt(px['connrt_proxy'])} |",
+        f"| `connrt request` without it | {fmt(px['connrt_direct'])} |",
+        f"| floor: `curl --unix-socket` to nginx's static file | {fmt(px['floor'])} |",
+        "",
+        f"Through the proxy / fresh curl: {r('curl_proxy/curl_fresh')}; through the proxy / floor: "
+        f"{r('curl_proxy/floor')}; `connrt request` with CONNRT_PROXY / fresh curl: {r('connrt_proxy/curl_fresh')}, "
+        f"/ without it: {r('connrt_proxy/connrt_direct')}. Proxy memory after the calls: "
+        f"{px['rss_kb'] / 1024:.1f} MiB peak RSS over its {px['processes']} processes (master and 2 workers).",
+    ]
 
 
 # Inclusive shares of a few functions that bound a command's cost, from callgrind.
@@ -449,6 +538,8 @@ def write_results(r):
     for name, v in r["linear"].items():
         rel = v["hostile"] / v["plain"] if v["plain"] > 0 else float("nan")
         lines.append(f"| {name} | {v['plain'] * 1000:.2f} ms | {v['hostile'] * 1000:.2f} ms | {rel:.1f}× |")
+    lines += proxy_lines(r["proxy"])
+    px = r["proxy"]
     worst = max(v["hostile"] for v in r["linear"].values())
     storm = r["storm"]
     lines += [
@@ -469,6 +560,12 @@ def write_results(r):
         f"| list at {st['list_size']} < 1 s | {st['list']['median']:.2f} s | {verdict(st['list']['median'] < 1)} |",
         f"| start-up ≤ 1.5× lua5.4 | {su['ratio_lua']['median']:.2f}× | {verdict(su['ratio_lua']['median'] <= 1.5)} |",
         f"| every parser < 1 s on a hostile megabyte | {worst:.2f} s | {verdict(worst < 1)} |",
+        f"| proxy ≤ 0.65× a fresh curl (plain http here) | {px['curl_proxy/curl_fresh']['median']:.2f}× "
+        f"| {verdict(px['curl_proxy/curl_fresh']['median'] <= 0.65)} |",
+        f"| proxy ≤ 1.15× the unix-socket floor | {px['curl_proxy/floor']['median']:.2f}× "
+        f"| {verdict(px['curl_proxy/floor']['median'] <= 1.15)} |",
+        f"| connrt request with CONNRT_PROXY ≤ 0.6× a fresh curl (plain http here) | "
+        f"{px['connrt_proxy/curl_fresh']['median']:.2f}× | {verdict(px['connrt_proxy/curl_fresh']['median'] <= 0.6)} |",
         "",
     ]
     out = os.path.join(ROOT, "bench", "RESULTS.md" if not QUICK else "RESULTS.quick.md")

@@ -3,8 +3,8 @@
 #   source completions/connrt.bash
 #
 # Completes command names; connection ids and connector ids (from `connrt list --json`)
-# for the commands that take an ID; *.lua files and directories for run, authorize and
-# update's connector;
+# for the commands that take an ID (exec: any number, then a command after --); *.lua
+# files and directories for run, authorize and update's connector;
 # each command's options; HTTP methods for request's METHOD. Needs nothing but bash,
 # grep and sed (not the bash-completion package's helpers, nor jq).
 #
@@ -12,7 +12,7 @@
 # completions/connrt.bash.in and the one definition of the commands (lua/connrt/help.lua)
 # and their options (lua/connrt/options.lua): edit those, not connrt.bash.
 
-_connrt_commands="run script authorize connect request token refresh revoke delete update rekey list show check redirect-url version help"
+_connrt_commands="run script authorize connect request token exec git-credential credential-process proxy refresh revoke delete update rekey list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -22,12 +22,16 @@ _connrt_options() {
     authorize) echo "--field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout --no-browser --json" ;;
     connect) echo "--print-connector --client-id --client-secret-file --client-secret --scope --param --paste --replace --timeout --no-browser --json" ;;
     request) echo "-H --header -d --data --json-body -i --include --retries --max-wait --json" ;;
+    exec) echo "--env --mask" ;;
+    git-credential) echo "--connection" ;;
+    credential-process) echo "--format" ;;
+    proxy) echo "--socket --listen --key-file --connection --workers --max-body --timeout --refresh-ahead" ;;
     update) echo "--replace" ;;
     rekey) echo "--new-key-file" ;;
     list | show) echo "--json" ;;
   esac
 }
-_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --new-key-file "
+_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --env --connection --format --socket --listen --key-file --workers --max-body --refresh-ahead --new-key-file "
 
 # Connection ids and connector ids, one per line. `connrt list --json` prints one line:
 # an array of objects with "id" (the connector's id, "-", 8 hex digits) and "connector".
@@ -78,10 +82,28 @@ _connrt() {
   local cmd="${COMP_WORDS[1]}"
   case "$cmd" in --help | -h) cmd=help ;; --version) cmd=version ;; esac
 
+  # exec: after --, the command and its own arguments
+  local i
+  if [ "$cmd" = exec ]; then
+    for ((i = 2; i < COMP_CWORD; i++)); do
+      if [ "${COMP_WORDS[i]}" = "--" ]; then
+        compopt -o default 2>/dev/null
+        [ "$i" -eq $((COMP_CWORD - 1)) ] && mapfile -t COMPREPLY < <(compgen -c -- "$cur")
+        return 0
+      fi
+    done
+  fi
+
   # the value of an option: files where it is a path, nothing to offer otherwise
   if [[ "$_connrt_valued" == *" $prev "* ]]; then
     case "$prev" in
-      --client-secret-file | --new-key-file)
+      --format)
+        mapfile -t COMPREPLY < <(compgen -W "json kubernetes" -- "$cur")
+        ;;
+      --connection)
+        _connrt_add "$cur" < <(_connrt_ids)
+        ;;
+      --client-secret-file | --socket | --key-file | --new-key-file)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         compopt -o filenames 2>/dev/null
         ;;
@@ -96,7 +118,7 @@ _connrt() {
 
   # which positional argument this is: count the words before it that are neither
   # options nor option values
-  local i word npos=0
+  local word npos=0
   for ((i = 2; i < COMP_CWORD; i++)); do
     word="${COMP_WORDS[i]}"
     if [ "$word" = "=" ]; then
@@ -131,7 +153,14 @@ _connrt() {
         mapfile -t COMPREPLY < <(compgen -W "$_connrt_methods" -- "${cur^^}")
       fi
       ;;
-    token | refresh | revoke | delete | show)
+    exec)
+      # any number of connections before --
+      _connrt_add "$cur" < <(_connrt_ids)
+      ;;
+    git-credential)
+      [ "$npos" -eq 0 ] && mapfile -t COMPREPLY < <(compgen -W "get store erase" -- "$cur")
+      ;;
+    token | refresh | revoke | delete | show | credential-process)
       [ "$npos" -eq 0 ] && _connrt_add "$cur" < <(_connrt_ids)
       ;;
     update)

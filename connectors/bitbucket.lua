@@ -18,6 +18,8 @@ return {
   test = "/user",
   name = "{{display_name}}'s Bitbucket",
   unique_id = "{{uuid}}",
-  allowed_urls = { "https://api.bitbucket.org/2.0" },
+  -- bitbucket.org for git over https (connrt git-credential), as x-token-auth
+  allowed_urls = { "https://api.bitbucket.org/2.0", "https://bitbucket.org/" },
+  git_username = "x-token-auth",
   request = { headers = { Authorization = "Bearer {{access_token}}", Accept = "application/json" } },
 }

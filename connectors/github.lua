@@ -13,7 +13,9 @@ return {
   test = "/user",
   name = "{{login}}'s GitHub",
   unique_id = "{{id}}",
-  allowed_urls = { "https://api.github.com" },
+  -- github.com for git over https (connrt git-credential), with the token as the password
+  allowed_urls = { "https://api.github.com", "https://github.com/" },
+  git_username = "x-access-token",
   -- revoking deletes the app's grant: DELETE /applications/{client_id}/grant with the
   -- client's id and secret as HTTP Basic and the token in a JSON body (not RFC 7009)
   revoke_request = {

@@ -17,6 +17,9 @@ return {
   test = "/user",
   name = "{{username}}'s GitLab",
   unique_id = "{{id}}",
-  allowed_urls = { "{{base_url}}/api/v4" },
+  -- the whole instance for git over https (connrt git-credential): repositories live
+  -- at {{base_url}}/GROUP/PROJECT.git; OAuth tokens go to git with the username oauth2
+  allowed_urls = { "{{base_url}}/api/v4", "{{base_url}}/" },
+  git_username = "oauth2",
   request = { headers = { Authorization = "Bearer {{access_token}}" } },
 }

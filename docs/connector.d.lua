@@ -137,6 +137,7 @@
 ---@field unique_id ConnectorTemplate The account's id (no secrets).
 ---@field values? string[] Values from the token response or hooks that the connection keeps (only these).
 ---@field allowed_urls ConnectorTemplate[] Where credentials may go; the first is the base of relative URLs.
+---@field git_username? ConnectorTemplate The username git presents the token with (`connrt git-credential`): GitHub "x-access-token", GitLab "oauth2", Bitbucket "x-token-auth"; fields and kept values only, never a secret. The git host must be under `allowed_urls`.
 ---@field request? ConnectorRequestParams What every request carries.
 ---@field refresh_on? integer[] Statuses that mean "token expired" (default { 401 }).
 ---@field hooks? ConnectorHooks

@@ -719,10 +719,12 @@ describe("crash safety: SIGKILL at random moments #integration #crash", function
       end
     end
     assert.is_true(nth > 0 and (h.read(probe_log) or ""):find(probe_home, 1, true) ~= nil, "no write into the store directory")
-    -- the connect again in a fresh store, that write held up 2 s and the process killed in it
+    -- the connect again in a fresh store, that write held up 6 s and the process killed
+    -- in it at 2 s (reaching the write takes a few tenths of a second, more on a busy
+    -- machine)
     local home = tmp .. "/key-home"
-    res = run_killed(connect_args(long), keyless_env(home), 0.5 * h.SLOW,
-      { "strace", "-o", "/dev/null", "-e", "trace=write", "-e", ("inject=write:delay_enter=2000000:when=%d"):format(nth) })
+    res = run_killed(connect_args(long), keyless_env(home), 2 * h.SLOW,
+      { "strace", "-o", "/dev/null", "-e", "trace=write", "-e", ("inject=write:delay_enter=6000000:when=%d"):format(nth) })
     browser_finished(tmp .. "/key-browser.log", res.stderr:find("/auth?", 1, true) ~= nil)
     os.remove(tmp .. "/key-browser.log")
     assert.is_true(res.killed, "not killed: " .. res.stderr)

@@ -8,7 +8,8 @@ local help = require("connrt.help")
 
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
-local COMMANDS = { "run", "script", "authorize", "connect", "request", "token", "refresh", "revoke", "delete", "update", "rekey", "list",
+local COMMANDS = { "run", "script", "authorize", "connect", "request", "token", "exec", "git-credential",
+  "credential-process", "proxy", "refresh", "revoke", "delete", "update", "rekey", "list",
   "show", "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
@@ -22,11 +23,16 @@ local OPTIONS = {
   show = { "--json" },
   rekey = { "--new-key-file" },
   update = { "--replace" },
+  exec = { "--env", "--mask" },
+  ["git-credential"] = { "--connection" },
+  ["credential-process"] = { "--format" },
+  proxy = { "--socket", "--listen", "--key-file", "--connection", "--workers", "--max-body", "--timeout",
+    "--refresh-ahead" },
   token = {}, refresh = {}, revoke = {}, delete = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
 local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
   "CONNRT_REDIRECT_URL", "CONNRT_LISTEN", "CONNRT_BROWSER",
-  "CONNRT_CLIENT_ID", "CONNRT_CLIENT_SECRET", "CONNRT_CA_BUNDLE", "CONNRT_REFRESH_MARGIN", "CONNRT_LUA_DIR", "NO_COLOR",
+  "CONNRT_CLIENT_ID", "CONNRT_CLIENT_SECRET", "CONNRT_CA_BUNDLE", "CONNRT_REFRESH_MARGIN", "CONNRT_LUA_DIR", "CONNRT_PROXY", "NO_COLOR",
   "CONNRT_FIELD_" }
 local EXIT = { "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "70", "130" }
 local METHODS = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS" }
@@ -268,6 +274,19 @@ describe("bash completion (completions/connrt.bash) #integration", function()
     assert.same(all, complete({ "connrt", "request", "-H", "Accept: text/plain", "" }))
     -- only the first argument is an ID
     assert.same({}, complete({ "connrt", "token", "demo", "" }))
+  end)
+
+  it("completes exec's connections up to --, then commands; git-credential's actions", function()
+    local all = sorted({ ids[1], ids[2], ids[3], "demo", "local-oidc" })
+    assert.same(all, complete({ "connrt", "exec", "" }))
+    assert.same(all, complete({ "connrt", "exec", "demo", "--mask", "" }))
+    assert.same(all, complete({ "connrt", "credential-process", "" }))
+    assert.same(all, complete({ "connrt", "git-credential", "--connection", "" }))
+    local cmds = complete({ "connrt", "exec", "demo", "--", "conn" })
+    assert.truthy(#cmds >= 1)
+    for _, c in ipairs(cmds) do assert.matches("^conn", c) end
+    assert.same({ "erase", "get", "store" }, complete({ "connrt", "git-credential", "" }))
+    assert.same({ "json", "kubernetes" }, complete({ "connrt", "credential-process", "demo", "--format", "" }))
   end)
 
   it("offers nothing, and says nothing, when there is no store or no connection", function()

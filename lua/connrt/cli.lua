@@ -369,16 +369,22 @@ function commands.request(argv)
   end
   -- the arguments are checked before the store is opened
   local retries, max_wait = math.floor(number_opt("retries", 0)), number_opt("max-wait", 60)
-  -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
-  -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
-  -- opens cjson.safe through the dynamic linker, which would wait for all of libcurl.
-  require("connrt.connection")
-  require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
-  local conn, st = open_connection(ref)
-  local resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
-    retries = retries, max_wait = max_wait,
-    on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
-  st:close()
+  -- through a running proxy (CONNRT_PROXY; not with --retries, whose waits it does not
+  -- report): no store, no libcurl here (via_proxy.lua)
+  local resp = retries == 0 and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
+    method = method, url = target, headers = hlist, body = body, json = json })
+  if not resp then
+    -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
+    -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
+    -- opens cjson.safe through the dynamic linker, which would wait for all of libcurl.
+    require("connrt.connection")
+    require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
+    local conn, st = open_connection(ref)
+    resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
+      retries = retries, max_wait = max_wait,
+      on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
+    st:close()
+  end
   log.err("%d %s", resp.status, target)
   if o.json then
     json_out({ status = resp.status, headers = resp.headers, body = resp.json or resp.body })
@@ -414,9 +420,18 @@ local function with_connection(name, act)
   end
 end
 
-commands.token = with_connection("token", function(conn)
+local token_direct = with_connection("token", function(conn)
   log.raw(conn:token() .. "\n")
 end)
+
+-- through a running proxy when CONNRT_PROXY names one (via_proxy.lua)
+function commands.token(argv)
+  if os.getenv("CONNRT_PROXY") and #argv == 1 and not argv[1]:match("^%-") then
+    local tok = require("connrt.via_proxy").token(argv[1])
+    if tok then log.raw(tok .. "\n") return 0 end
+  end
+  return token_direct(argv)
+end
 
 commands.refresh = with_connection("refresh", function(conn)
   conn:refresh()
@@ -441,6 +456,54 @@ commands.revoke = with_connection("revoke", function(conn, st)
   log.err("revoked the %s of %s at the provider and deleted the connection", table.concat(done, " and "):gsub("_", " "),
     conn:id())
 end)
+
+-- `connrt exec ID... [--env NAME=ID]... [--mask] -- COMMAND [ARGS...]` (exec.lua).
+-- Everything after the first `--` is the command, never connrt's options.
+function commands.exec(argv)
+  local usage = "usage: connrt exec ID... [--env NAME=ID]... [--mask] -- COMMAND [ARGS...]"
+  local split
+  for i, a in ipairs(argv) do if a == "--" then split = i break end end
+  if not split or split == #argv then errors.raise("usage", "%s (the command comes after --)", usage) end
+  local o, ids = parse({ table.unpack(argv, 1, split - 1) }, "exec")
+  local exec = require("connrt.exec")
+  return exec.run(exec.names(ids, o.env), { table.unpack(argv, split + 1) }, o.mask)
+end
+
+-- `connrt git-credential [--connection ID] get|store|erase`: git's credential helper
+-- (credential.lua).
+commands["git-credential"] = function(argv)
+  local o, rest = parse(argv, "git-credential")
+  local action = rest[1]
+  if #rest ~= 1 or not ({ get = true, store = true, erase = true })[action] then
+    errors.raise("usage", "usage: connrt git-credential [--connection ID] get|store|erase (git runs it)")
+  end
+  return require("connrt.credential").git(o.connection, action, io.stdin, io.stdout)
+end
+
+-- `connrt credential-process ID [--format json|kubernetes]` (credential.lua).
+commands["credential-process"] = function(argv)
+  local o, rest = parse(argv, "credential-process")
+  if #rest ~= 1 then errors.raise("usage", "usage: connrt credential-process ID [--format json|kubernetes]") end
+  return require("connrt.credential").process(rest[1], o.format)
+end
+
+-- `connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]...` (proxy.lua).
+function commands.proxy(argv)
+  local o, rest = parse(argv, "proxy")
+  if #rest > 0 then
+    errors.raise("usage", "usage: connrt proxy [--listen HOST:PORT | --socket PATH] [--connection ID]... [options]")
+  end
+  if o.listen and o.socket then errors.raise("usage", "give --listen or --socket, not both") end
+  local function count_opt(name, min, max)
+    if o[name] == nil then return nil end
+    local n = math.tointeger(tonumber(o[name]))
+    if not n or n < min or n > max then errors.raise("usage", "--%s %s: expected a number from %d to %d", name, o[name], min, max) end
+    return n
+  end
+  return require("connrt.proxy").run({ listen = o.listen, socket = o.socket, connections = o.connection,
+    key_file = o["key-file"], workers = count_opt("workers", 1, 256), max_body = count_opt("max-body", 0, 1 << 32),
+    upstream_timeout = count_opt("timeout", 1, 3600), refresh_ahead = count_opt("refresh-ahead", 0, 86400) })
+end
 
 -- `connrt rekey`: every secret re-sealed under a new key in one transaction. With a key
 -- file, the new key is written beside it (key.new, fsync'ed) before the transaction and
@@ -533,6 +596,13 @@ function commands.help(argv)
   return 0
 end
 
+-- True when an exec command line has its program after `--`: a --help there is the
+-- program's.
+local function has_command(rest)
+  for i = 1, #rest - 1 do if rest[i] == "--" then return true end end
+  return false
+end
+
 -- Reports a failure on standard error and returns its exit status: the message (and a
 -- pipeline script's traceback lines), or for anything that is not an error object (a
 -- bug) the message and its traceback, one line each. With --json, the last line is
@@ -570,7 +640,7 @@ function M.main(argv)
   local rest = { table.unpack(argv, 2) }
   -- `connrt COMMAND --help`, but not for a pipeline script's own arguments
   if fn and cmd ~= "help" and (rest[#rest] == "--help" or rest[#rest] == "-h")
-      and not (cmd == "script" and #rest > 1) then
+      and not (cmd == "script" and #rest > 1) and not (cmd == "exec" and has_command(rest)) then
     return commands.help({ cmd })
   end
   if not fn then

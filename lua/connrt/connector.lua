@@ -215,6 +215,14 @@ local function check_templates(c, path)
   if type(c.test) == "table" then
     for k in pairs(c.test.ok or {}) do template.parse("{{" .. k .. "}}", path .. ": test.ok") end
   end
+  -- git_username is handed to git beside the token, and git shows it: fields and kept
+  -- values only, never a secret
+  for _, v in ipairs(c.git_username and template.variables(c.git_username, path .. ": git_username") or {}) do
+    local ns = template.split(v)
+    if M.secret_var(c, v) or ns == "token" or ns == "client" or ns == "test" or SECRET_NAMES[v] then
+      fail(path, "git_username uses {{%s}}: it may use fields and kept values that are not secret", v)
+    end
+  end
   for _, k in ipairs({ "name", "unique_id" }) do
     for _, v in ipairs(template.variables(c[k], path .. ": " .. k)) do
       if M.secret_var(c, v) then

@@ -45,6 +45,8 @@ local ENVIRONMENT = {
   { "CONNRT_CONNECTOR_MEMORY", "the memory limit of a connector's sandbox, in MiB (default 64)" },
   { "CONNRT_CONNECTOR_CPU", "the CPU seconds a connector may spend loading, or in one hook (default 5)" },
   { "CONNRT_LUA_DIR", "where the runtime's Lua layer is (default: set at build time)" },
+  { "CONNRT_PROXY", "the unix socket of a running connrt proxy: connrt request and connrt token hand their call "
+    .. "to it (without --retries); a socket that cannot be reached is a notice, and they go direct" },
   { "NO_COLOR", "when set, connrt prints no colours" },
 }
 
@@ -166,6 +168,90 @@ local COMMANDS = {
     examples = {
       { "curl -H \"Authorization: Bearer $(connrt token github)\" https://api.github.com/user", "use it elsewhere" },
       { "GH_TOKEN=$(connrt token github) gh api /user", "or give it to another tool" },
+    },
+  },
+  {
+    name = "exec",
+    overview = { { "exec ID... [--env NAME=ID] -- CMD", "run a program with fresh tokens in its environment" } },
+    usage = { "connrt exec ID... [--env NAME=ID]... [--mask] -- COMMAND [ARGS...]" },
+    text = {
+      "Runs COMMAND with the connections' fresh access tokens (refreshed first when about to expire) in "
+        .. "environment variables, never on its command line: CONNRT_TOKEN for one ID, CONNRT_TOKEN_<ID> for "
+        .. "several, or the NAME each --env gives. A connection made of fields (API keys, passwords) exports its "
+        .. "secret field the same way, or each of several as NAME_<KEY>. connrt's own secrets (CONNRT_KEY, "
+        .. "CONNRT_CLIENT_SECRET, CONNRT_FIELD_*) are not passed on.",
+      "connrt replaces itself with COMMAND: its exit status, signals and standard streams are COMMAND's own. "
+        .. "With --mask, COMMAND runs as a child whose standard output and error connrt passes on line by line "
+        .. "with every spelling of the tokens replaced by [redacted]; SIGINT, SIGTERM, SIGHUP and SIGQUIT sent "
+        .. "to connrt are passed on, and connrt exits with COMMAND's status or dies of its signal. A COMMAND "
+        .. "that cannot be run exits 127 (not found) or 126.",
+      ID_TEXT,
+    },
+    examples = {
+      { "connrt exec github -- sh -c 'curl -H \"Authorization: Bearer $CONNRT_TOKEN\" https://api.github.com/user'",
+        "a token for one command" },
+      { "connrt exec --env GH_TOKEN=github --env OPENAI_API_KEY=openai --mask -- python3 job.py",
+        "several, named; secrets masked in the job's output" },
+    },
+  },
+  {
+    name = "git-credential",
+    overview = { { "git-credential [--connection ID] get", "git's credential helper: a fresh token for git" } },
+    usage = { "connrt git-credential [--connection ID] get|store|erase" },
+    text = {
+      "Speaks git's credential-helper protocol, so git over https uses a connection's fresh token as the "
+        .. "password, with the username the connector's git_username names (GitHub x-access-token, GitLab "
+        .. "oauth2, Bitbucket x-token-auth). git must be about to use a URL under the connection's allowed URLs "
+        .. "(exit 7 otherwise). Without --connection, the one connection whose allowed URLs cover the URL is "
+        .. "used (exit 9 for none, 2 for several). On any failure connrt tells git to quit, so git prompts no "
+        .. "one.",
+      "store writes nothing (the token stays in the store only); erase writes nothing either, but when git "
+        .. "says the server refused the connection's current token, it is refreshed for the next git command.",
+    },
+    examples = {
+      { "git config --global credential.https://github.com.helper '!connrt git-credential --connection github'",
+        "GitHub over https with a connection" },
+      { "git config --global credential.helper '!connrt git-credential'", "the connection picked by host" },
+    },
+  },
+  {
+    name = "credential-process",
+    overview = { { "credential-process ID", "print a fresh token and its expiry as JSON" } },
+    usage = { "connrt credential-process ID [--format json|kubernetes]" },
+    text = {
+      "Prints, for tools that run a command to get a credential, a JSON object with the connection's fresh "
+        .. "token (refreshed first when about to expire) and its expiry in RFC 3339: {\"token\", \"token_type\", "
+        .. "\"expiration\"} (no expiration when the provider gave none). A connection made of fields prints its "
+        .. "one secret field as the token. Like connrt token, it prints a secret: keep its output out of logs.",
+      ID_TEXT,
+    },
+    examples = {
+      { "connrt credential-process github", "" },
+      { "connrt credential-process okta --format kubernetes", "in a kubeconfig's exec section" },
+    },
+  },
+  {
+    name = "proxy",
+    overview = { { "proxy [--socket PATH | --listen H:P]", "a local proxy that adds connections' credentials" } },
+    usage = { "connrt proxy [--socket PATH | --listen HOST:PORT] [--connection ID]... [options]" },
+    text = {
+      "Serves METHOD /ID/PATH?QUERY by sending it as connrt request would: to connection ID's first allowed URL "
+        .. "joined with PATH (or to the absolute URL of a Connrt-Target header, which must be under the allowed "
+        .. "URLs), with the connector's request parameters, the caller's Authorization and hop-by-hop headers "
+        .. "dropped. A URL outside the allowed URLs, by any route (Connrt-Target, a redirect, an encoded path), "
+        .. "answers 403 with a JSON error and nothing is sent; a body over the limit 413; a connection that needs "
+        .. "reconnecting 503, saying how. Tokens are refreshed in the background before they expire, and once on "
+        .. "a 401 (the request is then retried once), sharing the store's lease with every other connrt.",
+      "It listens on a unix socket (mode 0600; default $XDG_RUNTIME_DIR/connrt-proxy.sock, else proxy.sock in "
+        .. "the store's directory) or, with --listen, on TCP, where every request must carry the proxy's key in a "
+        .. "Connrt-Key header (401 otherwise): a fresh random key, written 0600 to --key-file, never printed. It "
+        .. "prints one JSON line when it listens ({\"socket\"} or {\"listen\", \"key_file\"}). GET /_connrt/health "
+        .. "and /_connrt/metrics (Prometheus) report on it. SIGTERM stops accepting and finishes the requests in "
+        .. "flight; SIGHUP re-reads the store's connection list.",
+    },
+    examples = {
+      { "connrt proxy & curl --unix-socket ~/.local/share/connrt/proxy.sock http://x/github/user", "" },
+      { "connrt proxy --listen 127.0.0.1:8700 --key-file ~/.proxy.key", "on TCP, with a key" },
     },
   },
   {

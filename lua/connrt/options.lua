@@ -84,6 +84,31 @@ M.COMMANDS = {
   show = {
     { "--json", text = "print it as a JSON object" },
   },
+  exec = {
+    { "--env", arg = "NAME=ID", many = true, text = "put the credentials of connection ID in variable NAME "
+      .. "(repeatable)" },
+    { "--mask", text = "replace the tokens with [redacted] in what COMMAND prints, on both streams" },
+  },
+  ["git-credential"] = {
+    { "--connection", arg = "ID", text = "the connection to use (an id, or a connector id with one connection)" },
+  },
+  ["credential-process"] = {
+    { "--format", arg = "json|kubernetes", text = "json (default), or kubernetes: an ExecCredential "
+      .. "(client.authentication.k8s.io/v1) for kubectl's exec credential plugins" },
+  },
+  proxy = {
+    { "--socket", arg = "PATH", file = true, text = "the unix socket to listen on" },
+    { "--listen", arg = "HOST:PORT", text = "listen on TCP instead (an IP address; 127.0.0.1 for loopback only)" },
+    { "--key-file", arg = "PATH", file = true, text = "where the key of a TCP proxy is written (default proxy.key in "
+      .. "the store's directory)" },
+    { "--connection", arg = "ID", many = true, text = "serve only this connection (repeatable; default: every "
+      .. "connection)" },
+    { "--workers", arg = "N", text = "worker processes, each handling one request at a time (default 8)" },
+    { "--max-body", arg = "BYTES", text = "the largest request body (default 10 MiB; more answers 413)" },
+    { "--timeout", arg = "SECONDS", text = "how long an upstream may take (default 60)" },
+    { "--refresh-ahead", arg = "SECONDS", text = "refresh a token this long before the refresh margin (default a "
+      .. "quarter of its lifetime, at most 60)" },
+  },
 }
 
 --- The spellings of option `o` ("-H", "--header").

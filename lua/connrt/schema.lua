@@ -205,6 +205,10 @@ M.connector = { record = {
     body = string_map,
     basic = { record = { username = leaf(string_t, { required = true }), password = leaf(string_t) } },
   } },
+  -- the username git presents the token with (connrt git-credential): GitHub's
+  -- "x-access-token", GitLab's "oauth2", Bitbucket's "x-token-auth"; a template of
+  -- fields and kept values
+  git_username = leaf(string_t),
   refresh_on = { array = leaf(function(v)
     if math.type(v) ~= "integer" or v < 400 or v > 599 then return "expected an HTTP error status, got " .. tostring(v) end
   end) },

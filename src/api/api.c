@@ -198,6 +198,8 @@ static const luaL_Reg modules[] = {
   { "connrt.crypto",   load_module },
   { "connrt.lmdb",     load_module },
   { "connrt.pg",       load_module },
+  /* only the binary has it: `connrt proxy` is a command, not part of the library */
+  { "connrt.httpd",    load_module },
 #else
   { "connrt.http",     luaopen_connrt_http },
   { "connrt.crypto",   luaopen_connrt_crypto },

@@ -40,6 +40,7 @@ int luaopen_connrt_crypto(lua_State *L);   /* random, hashes, base64, AES-256-GC
 int luaopen_connrt_listener(lua_State *L); /* loopback redirect listener */
 int luaopen_connrt_lmdb(lua_State *L);     /* LMDB environments and transactions */
 int luaopen_connrt_pg(lua_State *L);       /* PostgreSQL connections (libpq) */
+int luaopen_connrt_httpd(lua_State *L);    /* the proxy's HTTP server (libevent); binary only */
 int luaopen_connrt_sys(lua_State *L);      /* clocks, sleep, terminals, processes */
 int luaopen_connrt_urlparse(lua_State *L); /* splitting http(s) URLs (for url.lua) */
 int luaopen_connrt_base64(lua_State *L);   /* base64 and base64url (no OpenSSL) */

@@ -1,8 +1,11 @@
 /*
  * sys.c - the few operating-system services the Lua layer needs and Lua lacks:
  * sub-second clocks and sleep, terminal checks, echo-free reads, the process id and its
- * PID namespace, directories with a mode, a file's real path, and starting a detached
- * helper (the browser) without a shell, and without the variables that hold connrt's secrets.
+ * PID namespace, directories with a mode, a file's real path, starting a detached
+ * helper (the browser) without a shell, and without the variables that hold connrt's
+ * secrets, and running a caller's program with tokens in its environment (connrt exec:
+ * replacing connrt, or as a child whose output connrt reads and whose signals it passes
+ * on).
  *
  * Opens the `connrt.sys` module.
  */
@@ -16,7 +19,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -318,6 +323,395 @@ static int sys_spawn_detached(lua_State *L) {
   return 1;
 }
 
+/* [-0, +2] The environment of a program connrt runs *for* its caller (connrt exec):
+ * connrt's without SECRET_ENV, with each NAME = value of the table at `idx` (absolute
+ * index; nil for none) set, replacing a variable of the same name. Pushes the
+ * NULL-terminated array (a userdata) and a table anchoring the added "NAME=value"
+ * strings, built before any fork, so a child allocates nothing. */
+static char **push_exec_env(lua_State *L, int idx) {
+  size_t n = 0, extra = 0;
+  for (char **e = environ; *e; e++) n++;
+  if (!lua_isnoneornil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { extra++; lua_pop(L, 1); }
+  }
+  char **env = lua_newuserdatauv(L, sizeof(char *) * (n + extra + 1), 0);
+  lua_createtable(L, (int)extra, 0);
+  int strings = lua_gettop(L);
+  size_t k = 0;
+  if (extra) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      const char *name = luaL_checkstring(L, -2), *value = luaL_checkstring(L, -1);
+      luaL_argcheck(L, *name && !strchr(name, '='), idx, "bad variable name");
+      lua_pushfstring(L, "%s=%s", name, value);
+      env[k++] = (char *)lua_tostring(L, -1);
+      lua_rawseti(L, strings, (lua_Integer)k);
+      lua_pop(L, 1);
+    }
+  }
+  size_t added = k;
+  for (char **e = environ; *e; e++) {
+    if (is_secret_env(*e)) continue;
+    const char *eq = strchr(*e, '=');
+    size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+    int replaced = 0;
+    for (size_t i = 0; i < added && !replaced; i++)
+      replaced = strncmp(env[i], *e, len) == 0 && env[i][len] == '=';
+    if (!replaced) env[k++] = *e;
+  }
+  env[k] = NULL;
+  return env;
+}
+
+/* [-0, +2] argv (the table at `idx`) as a NULL-terminated array: pushes the array and a
+ * table anchoring its strings (a number is converted to a new string there). */
+static char **push_argv(lua_State *L, int idx) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  int n = (int)luaL_len(L, idx);
+  luaL_argcheck(L, n >= 1, idx, "empty argv");
+  char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  lua_createtable(L, n, 0);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    lua_pushstring(L, luaL_checkstring(L, -1));
+    argv[i - 1] = (char *)lua_tostring(L, -1);
+    lua_rawseti(L, -3, i);
+    lua_pop(L, 1);
+  }
+  argv[n] = NULL;
+  return argv;
+}
+
+/* sys.exec(argv, env) -> on failure only: nil, message, errno. Replaces connrt with
+ * argv[1] (searched on PATH, no shell), in push_exec_env's environment: connrt exec,
+ * whose tokens are that environment. The caller flushes its output first. */
+static int sys_exec(lua_State *L) {
+  char **argv = push_argv(L, 1);
+  char **env = push_exec_env(L, 2);
+  execvpe(argv[0], argv, env);
+  int err = errno;
+  lua_pushnil(L);
+  lua_pushfstring(L, "cannot run %s: %s", argv[0], strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+/* The child of sys.spawn_piped that signals sent to connrt are passed on to. */
+static volatile pid_t forward_to = 0;
+
+/* Passes on a signal another process sent (kill(1), a supervisor's SIGTERM). One the
+ * kernel raised for a terminal (Ctrl-C: si_code SI_KERNEL) already reached the child,
+ * which is in connrt's foreground process group: sending it again would deliver it
+ * twice. */
+static void forward_signal(int sig, siginfo_t *info, void *ctx) {
+  (void)ctx;
+  int saved = errno;
+  if (forward_to > 0 && (!info || info->si_code <= 0)) kill(forward_to, sig);
+  errno = saved;
+}
+
+static const int FORWARDED[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, 0 };
+
+/* sys.spawn_piped(argv, env) -> pid, out_fd, err_fd | nil, message, errno. Starts argv
+ * like sys.exec does, but as a child whose standard output and error are pipes to us
+ * (read with sys.read), standard input shared. From now on the signals of FORWARDED
+ * that other processes send connrt are passed on to the child instead of acting on
+ * connrt: the child decides, and its exit tells connrt's (sys.wait). */
+static int sys_spawn_piped(lua_State *L) {
+  char **argv = push_argv(L, 1);
+  char **env = push_exec_env(L, 2);
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) == -1) goto fail;
+  if (pipe2(err, O_CLOEXEC) == -1) { int e = errno; close(out[0]); close(out[1]); errno = e; goto fail; }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = forward_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  /* the handlers are in place before the child exists: no signal meant for it is lost;
+   * until forward_to is set they do nothing (the child resets them at exec) */
+  for (int i = 0; FORWARDED[i]; i++) sigaction(FORWARDED[i], &sa, NULL);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, env);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  close(err[1]);
+  if (rc != 0) {
+    close(out[0]);
+    close(err[0]);
+    for (int i = 0; FORWARDED[i]; i++) signal(FORWARDED[i], SIG_DFL);
+    errno = rc;
+    goto fail;
+  }
+  forward_to = pid;
+  lua_pushinteger(L, pid);
+  lua_pushinteger(L, out[0]);
+  lua_pushinteger(L, err[0]);
+  return 3;
+fail:
+  {
+    int e = errno;
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot run %s: %s", argv[0], strerror(e));
+    lua_pushinteger(L, e);
+    return 3;
+  }
+}
+
+/* sys.poll_read(fds, seconds) -> array of the fds (of the array fds) that can be read
+ * (data, end of file or an error), empty after `seconds` (negative: wait forever). A
+ * signal handled meanwhile (one passed on to a child) is not an error: it returns what
+ * is ready, maybe nothing. */
+static int sys_poll_read(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Number s = luaL_optnumber(L, 2, -1);
+  int n = (int)luaL_len(L, 1);
+  luaL_argcheck(L, n >= 0 && n <= 64, 1, "1 to 64 descriptors");
+  struct pollfd p[64];
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, i + 1);
+    p[i].fd = (int)luaL_checkinteger(L, -1);
+    p[i].events = POLLIN;
+    p[i].revents = 0;
+    lua_pop(L, 1);
+  }
+  int ms = s < 0 ? -1 : (s > 2e6 ? 2000000000 : (int)(s * 1000));
+  int rc = poll(p, (nfds_t)n, ms);
+  lua_newtable(L);
+  if (rc <= 0) return 1;
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    if (p[i].revents) {
+      lua_pushinteger(L, p[i].fd);
+      lua_rawseti(L, -2, ++k);
+    }
+  }
+  return 1;
+}
+
+/* sys.read(fd, max) -> bytes ("" at end of file) | nil, message */
+static int sys_read(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 65536);
+  luaL_argcheck(L, max > 0 && max <= (1 << 24), 2, "1 byte to 16 MiB");
+  luaL_Buffer b;
+  char *buf = luaL_buffinitsize(L, &b, (size_t)max);
+  ssize_t n;
+  do n = read(fd, buf, (size_t)max); while (n == -1 && errno == EINTR);
+  if (n < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "read: %s", strerror(errno));
+    return 2;
+  }
+  luaL_pushresultsize(&b, (size_t)n);
+  return 1;
+}
+
+/* sys.close(fd) */
+static int sys_close(lua_State *L) {
+  close((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+/* sys.wait(pid) -> "exit", status | "signal", number: waits for a child to end */
+static int sys_wait(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int status = 0;
+  pid_t r;
+  do r = waitpid(pid, &status, 0); while (r == -1 && errno == EINTR);
+  if (r == -1) return luaL_error(L, "waitpid: %s", strerror(errno));
+  if (pid == forward_to) forward_to = 0;
+  if (WIFSIGNALED(status)) {
+    lua_pushliteral(L, "signal");
+    lua_pushinteger(L, WTERMSIG(status));
+  } else {
+    lua_pushliteral(L, "exit");
+    lua_pushinteger(L, WEXITSTATUS(status));
+  }
+  return 2;
+}
+
+/* sys.die_by(signal): ends connrt by that signal, as the child of connrt exec --mask
+ * ended, so connrt's own caller sees what it would have seen without connrt. Its
+ * handler is reset first; no core is written (the core limit is 0). Returns only when
+ * the signal does not end a process (then the caller exits 128 + signal). */
+static int sys_die_by(lua_State *L) {
+  int sig = (int)luaL_checkinteger(L, 1);
+  fflush(NULL);
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  raise(sig);
+  return 0;
+}
+
+/* --- worker processes (connrt proxy's master) -------------------------------------- */
+
+static const struct { const char *name; int sig; } SIGNALS[] = {
+  { "TERM", SIGTERM }, { "INT", SIGINT }, { "HUP", SIGHUP }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
+  { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "CHLD", SIGCHLD }, { NULL, 0 }
+};
+
+static int signal_number(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) return (int)lua_tointeger(L, idx);
+  const char *name = luaL_checkstring(L, idx);
+  for (int i = 0; SIGNALS[i].name; i++)
+    if (strcmp(SIGNALS[i].name, name) == 0) return SIGNALS[i].sig;
+  return luaL_argerror(L, idx, "unknown signal name");
+}
+
+/* sys.fork() -> pid (0 in the child) | nil, message */
+static int sys_fork(lua_State *L) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot fork: %s", strerror(errno));
+    return 2;
+  }
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/* sys.kill(pid, signal) -> true | nil, message; signal: a number or "TERM", "HUP", ... */
+static int sys_kill(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int sig = signal_number(L, 2);
+  if (kill(pid, sig) == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "kill %d: %s", (int)pid, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sys.reap() -> pid, "exit"|"signal", number | nil: one child that has ended, if any,
+ * without waiting */
+static int sys_reap(lua_State *L) {
+  int status = 0;
+  pid_t pid = waitpid(-1, &status, WNOHANG);
+  if (pid <= 0) return 0;
+  lua_pushinteger(L, pid);
+  if (WIFSIGNALED(status)) {
+    lua_pushliteral(L, "signal");
+    lua_pushinteger(L, WTERMSIG(status));
+  } else {
+    lua_pushliteral(L, "exit");
+    lua_pushinteger(L, WEXITSTATUS(status));
+  }
+  return 3;
+}
+
+static volatile sig_atomic_t caught_mask = 0;
+
+static void note_signal(int sig) {
+  for (int i = 0; SIGNALS[i].name; i++)
+    if (SIGNALS[i].sig == sig) caught_mask |= 1 << i;
+}
+
+/* sys.catch_signals(names): from now on those signals only set a flag sys.caught()
+ * returns (the proxy's master, which relays them to its workers) */
+static int sys_catch_signals(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = note_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  lua_Integer n = luaL_len(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    sigaction(signal_number(L, -1), &sa, NULL);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* sys.default_signals(names): back to the default action (in a forked worker) */
+static int sys_default_signals(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    signal(signal_number(L, -1), SIG_DFL);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* sys.caught() -> array of the names of the signals caught since the last call */
+static int sys_caught(lua_State *L) {
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  int mask = caught_mask;
+  caught_mask = 0;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  lua_newtable(L);
+  int k = 0;
+  for (int i = 0; SIGNALS[i].name; i++) {
+    if (mask & (1 << i)) {
+      lua_pushstring(L, SIGNALS[i].name);
+      lua_rawseti(L, -2, ++k);
+    }
+  }
+  return 1;
+}
+
+/* sys.unix_connect(path) -> fd | nil, message, errno: a connected unix stream socket
+ * (connrt request through CONNRT_PROXY; closed with sys.close) */
+static int sys_unix_connect(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  int fd = -1, err = ENAMETOOLONG;
+  if (len < sizeof sa.sun_path) {
+    memcpy(sa.sun_path, path, len + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+      lua_pushinteger(L, fd);
+      return 1;
+    }
+    err = errno;
+    if (fd >= 0) close(fd);
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "cannot connect to %s: %s", path, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+/* sys.write(fd, bytes) -> true | nil, message: all of bytes, however many writes it takes */
+static int sys_write(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t len, off = 0;
+  const char *data = luaL_checklstring(L, 2, &len);
+  while (off < len) {
+    ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+    if (n == -1 && errno == ENOTSOCK) n = write(fd, data + off, len - off);
+    if (n == -1 && errno == EINTR) continue;
+    if (n <= 0) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "write: %s", n == 0 ? "nothing written" : strerror(errno));
+      return 2;
+    }
+    off += (size_t)n;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* See api.h. Both are best effort: a failure leaves the process as it was, and connrt
  * goes on. execve resets the dumpable flag, so a program connrt starts (the browser) is
  * dumpable as usual, but it inherits the core limit of 0; a hard limit, once lowered,
@@ -343,6 +737,21 @@ static const luaL_Reg sys_funcs[] = {
   { "write_private", sys_write_private },
   { "readline_noecho", sys_readline_noecho },
   { "spawn_detached", sys_spawn_detached },
+  { "exec", sys_exec },
+  { "spawn_piped", sys_spawn_piped },
+  { "poll_read", sys_poll_read },
+  { "read", sys_read },
+  { "close", sys_close },
+  { "wait", sys_wait },
+  { "die_by", sys_die_by },
+  { "fork", sys_fork },
+  { "kill", sys_kill },
+  { "reap", sys_reap },
+  { "catch_signals", sys_catch_signals },
+  { "default_signals", sys_default_signals },
+  { "caught", sys_caught },
+  { "unix_connect", sys_unix_connect },
+  { "write", sys_write },
   { NULL, NULL }
 };
 

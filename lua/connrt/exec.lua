@@ -1,0 +1,156 @@
+--- exec.lua - `connrt exec`: runs a program with fresh credentials in its environment.
+--
+-- The credentials (handout.lua) go into environment variables, never into argv, where
+-- every local user could read them in /proc/PID/cmdline. Without --mask connrt replaces
+-- itself with the program (execvpe): its exit status, its signals and its standard
+-- streams are the program's own, nothing in between. With --mask the program runs as a
+-- child whose standard output and error are pipes to connrt; connrt passes every line
+-- on with each spelling of every secret it handed out (log.redact) replaced by
+-- "[redacted]", passes on the signals other processes send it (src/api/sys.c), and ends
+-- as the child ended: the same exit status, or killed by the same signal.
+--
+-- The environment is connrt's own without the variables that hold connrt's secrets
+-- (SECRET_ENV in src/api/sys.c: the store's key, client secrets, fields), plus the
+-- credentials.
+local errors = require("connrt.errors")
+local handout = require("connrt.handout")
+local log = require("connrt.log")
+local sys = require("connrt.sys")
+
+local M = {}
+
+M.DEFAULT_NAME = "CONNRT_TOKEN"
+-- a line longer than this is passed on in pieces (cut at a blank where there is one)
+M.MAX_LINE = 1024 * 1024
+
+local function env_name(s)
+  return (s:upper():gsub("[^%w]", "_"))
+end
+
+--- The variables to set: `names` is an array of {NAME, ID}. Each connection's token goes
+-- into NAME; a fields connection's one secret field too, or each of several into
+-- NAME_<KEY> (the key uppercased, other characters as '_'). Returns NAME -> value.
+function M.environment(conns, names)
+  local env, from = {}, {}
+  local function set(name, value, id)
+    if from[name] then
+      errors.raise("usage", "--env: %s would be set twice (for %s and %s)", name, from[name], id)
+    end
+    env[name], from[name] = value, id
+  end
+  for i, conn in ipairs(conns) do
+    local name = names[i][1]
+    local cred = handout.credentials(conn)
+    if cred.token then
+      set(name, cred.token, conn:id())
+    elseif #cred.fields == 1 then
+      set(name, cred.fields[1][2], conn:id())
+    else
+      for _, f in ipairs(cred.fields) do set(name .. "_" .. env_name(f[1]), f[2], conn:id()) end
+    end
+  end
+  return env
+end
+
+--- The {NAME, ID} pairs of the command line: the positional IDs (one: CONNRT_TOKEN;
+-- several: CONNRT_TOKEN_<ID>) and each --env NAME=ID.
+function M.names(ids, env_opts)
+  local names = {}
+  for _, id in ipairs(ids) do
+    names[#names + 1] = { #ids == 1 and M.DEFAULT_NAME or (M.DEFAULT_NAME .. "_" .. env_name(id)), id }
+  end
+  for _, kv in ipairs(env_opts or {}) do
+    local name, id = kv:match("^([^=]*)=(.*)$")
+    if not name or id == "" then errors.raise("usage", "--env %s: expected NAME=ID", kv) end
+    if not name:match("^[%a_][%w_]*$") then
+      errors.raise("usage", "--env %s: %q is not an environment variable name (letters, digits and _)", kv, name)
+    end
+    names[#names + 1] = { name, id }
+  end
+  if #names == 0 then
+    errors.raise("usage", "connrt exec needs a connection: connrt exec ID [--env NAME=ID]... [--mask] -- COMMAND")
+  end
+  return names
+end
+
+-- Writes `data` to `sink` with the secrets replaced, and flushes it (a line reaches the
+-- reader as soon as it is whole).
+local function pass_on(sink, data)
+  if data == "" then return end
+  sink:write(log.redact(data))
+  sink:flush()
+end
+
+-- Reads the child's two pipes until both end, passing on whole lines. A chunk is only
+-- searched for its own newlines, so a long line costs linear time.
+local function pump(out_fd, err_fd)
+  local state = {
+    [out_fd] = { sink = io.stdout, parts = {}, size = 0 },
+    [err_fd] = { sink = io.stderr, parts = {}, size = 0 },
+  }
+  local open = { out_fd, err_fd }
+  local function take(s)
+    local text = table.concat(s.parts)
+    s.parts, s.size = {}, 0
+    return text
+  end
+  while #open > 0 do
+    for _, fd in ipairs(sys.poll_read(open, -1)) do
+      local s = state[fd]
+      local data = sys.read(fd, 65536)
+      if not data or data == "" then
+        pass_on(s.sink, take(s))
+        sys.close(fd)
+        for i, f in ipairs(open) do if f == fd then table.remove(open, i) break end end
+      else
+        local last = data:match(".*()\n")
+        if last then
+          s.parts[#s.parts + 1] = data:sub(1, last)
+          pass_on(s.sink, take(s))
+          data = data:sub(last + 1)
+        end
+        if data ~= "" then
+          s.parts[#s.parts + 1] = data
+          s.size = s.size + #data
+          if s.size > M.MAX_LINE then
+            local text = take(s)
+            local cut = text:match(".*()[ \t]") or #text
+            pass_on(s.sink, text:sub(1, cut))
+            if cut < #text then s.parts[1], s.size = text:sub(cut + 1), #text - cut end
+          end
+        end
+      end
+    end
+  end
+end
+
+--- Runs `argv` with the credentials of `names` ({NAME, ID} pairs) in its environment;
+-- returns connrt's exit status (without --mask it returns only when the program could
+-- not be started).
+function M.run(names, argv, mask)
+  local refs = {}
+  for i, p in ipairs(names) do refs[i] = p[2] end
+  local env = handout.with_connections(refs, function(conns) return M.environment(conns, names) end)
+  io.stdout:flush()
+  io.stderr:flush()
+  local function cannot(msg, errno)
+    log.err("connrt: %s", msg)
+    -- as shells and env(1) say it: 127 not found, 126 found but not runnable
+    return errno == 2 and 127 or 126
+  end
+  if not mask then
+    local _, msg, errno = sys.exec(argv, env)
+    return cannot(msg, errno)
+  end
+  local pid, out_fd, err_fd = sys.spawn_piped(argv, env)
+  if not pid then return cannot(out_fd, err_fd) end
+  pump(out_fd, err_fd)
+  local how, code = sys.wait(pid)
+  if how == "signal" then
+    sys.die_by(code)
+    return 128 + code
+  end
+  return code
+end
+
+return M

@@ -1,0 +1,518 @@
+--- proxy.lua - `connrt proxy`: a local HTTP proxy that adds a connection's credentials.
+--
+-- `METHOD /<connection>/<path>?<query>` is sent as `connrt request` sends it: to the
+-- connection's first allowed URL joined with the path (or to the absolute URL of a
+-- Connrt-Target header), with the connector's request parameters, the caller's
+-- Authorization dropped, through Connection:request, so the allowed URLs (checked on the
+-- final URL right before sending, and on every redirect hop), proactive and reactive
+-- refresh (a 401, refresh_on, hooks.expired: one refresh and one retry, the body being
+-- held) and the store's lease (single flight with every other process) are the ones
+-- every other use of the connection has. A refusal is a 403 with a JSON error; nothing
+-- is sent.
+--
+-- Design: a master process and N worker processes (--workers, default 8) that share the
+-- listening socket. Each worker is a whole connrt: its own Lua state, its own store
+-- handle (LMDB is opened once per process, after the fork), its own libcurl handle (so
+-- upstream connections and TLS sessions are kept alive and reused), and it handles one
+-- request at a time in src/api/httpd.c's evhttp loop. So Lua code on the request path,
+-- connector hooks (hooks.expired) included, never runs concurrently within a Lua state:
+-- no locks, and nothing connrt's Lua layer was not already doing in a CLI process. A
+-- slow upstream holds the one worker waiting for it; the others serve the rest. Worker 1
+-- also refreshes, in the background, every served token that will enter the refresh
+-- margin soon, so requests do not wait for a refresh in the normal case. The master opens
+-- no store: it relays SIGTERM (stop accepting, finish what is in flight) and SIGHUP
+-- (re-read the store's connection list) to the workers, starts a worker again if one
+-- dies, and sums the workers' metrics from shared memory for nothing but
+-- /_connrt/metrics, which any worker answers.
+--
+-- Access: a unix socket (default) is created 0600 in a 0700 directory; a TCP listener
+-- (--listen) requires the proxy key in a Connrt-Key header on every request (401
+-- otherwise, nothing sent): 32 random bytes in hex, written 0600 to a file at start
+-- (--key-file) and never printed or logged.
+local cjson = require("cjson")
+local errors = require("connrt.errors")
+local log = require("connrt.log")
+local sys = require("connrt.sys")
+
+local M = {}
+
+M.WORKERS = 8
+M.MAX_BODY = 10 * 1024 * 1024      -- request bodies: more gets 413 (evhttp)
+M.IDLE = 60                        -- seconds a client may stay silent
+M.UPSTREAM_TIMEOUT = 60            -- seconds an upstream may take
+M.METRICS_SLOT = 64 * 1024
+M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
+
+-- Headers that are the proxy's business, not the upstream's (hop-by-hop, RFC 9110
+-- 7.6.1; routing and framing, which connrt's HTTP client sets; the caller's
+-- credentials, replaced by the connection's; the proxy's own).
+local DROP_REQUEST = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
+  trailer = true, ["transfer-encoding"] = true, upgrade = true, ["proxy-authorization"] = true,
+  ["proxy-authenticate"] = true, host = true, ["content-length"] = true, authorization = true,
+  ["connrt-key"] = true, ["connrt-target"] = true, ["connrt-cli"] = true, ["connrt-json"] = true, expect = true }
+local DROP_RESPONSE = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
+  trailer = true, ["transfer-encoding"] = true, upgrade = true, ["proxy-authenticate"] = true,
+  ["content-length"] = true }
+
+-- The HTTP status each kind of error answers with.
+local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, provider = 502, connector = 502,
+  store = 500, failed = 502, connect = 502 }
+
+-- An answer of the proxy's own (never the upstream's): a JSON error, and its kind in a
+-- Connrt-Error header, which `connrt request` through CONNRT_PROXY turns into connrt's
+-- exit status.
+local function json_error(status, kind, message, extra)
+  local doc = { error = kind, message = log.redact(message) }
+  for k, v in pairs(extra or {}) do doc[k] = v end
+  return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
+end
+
+-- Names the Connection header lists as hop-by-hop too.
+local function connection_tokens(headers)
+  local set = {}
+  for _, h in ipairs(headers) do
+    if h[1]:lower() == "connection" then
+      for t in h[2]:gmatch("[^,%s]+") do set[t:lower()] = true end
+    end
+  end
+  return set
+end
+
+local function header(headers, name)
+  for _, h in ipairs(headers) do if h[1]:lower() == name then return h[2] end end
+end
+
+-- Equal strings, in time that does not depend on where they differ.
+local function same(a, b)
+  if type(a) ~= "string" or #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do diff = diff | (a:byte(i) ~ b:byte(i)) end
+  return diff == 0
+end
+
+-- ---- metrics: each worker's own, published to its shared-memory slot ----
+
+local function new_metrics()
+  local b = {}
+  for i = 1, #M.BUCKETS + 1 do b[i] = 0 end
+  return { requests = {}, refreshes = {}, refresh_failures = {}, buckets = b, sum = 0, count = 0 }
+end
+
+local function count(t, k, n) t[k] = (t[k] or 0) + (n or 1) end
+
+local function observe(m, seconds)
+  for i, le in ipairs(M.BUCKETS) do
+    if seconds <= le then m.buckets[i] = m.buckets[i] + 1 end
+  end
+  m.buckets[#M.BUCKETS + 1] = m.buckets[#M.BUCKETS + 1] + 1
+  m.sum, m.count = m.sum + seconds, m.count + 1
+end
+
+local function label(v) return (tostring(v):gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" })) end
+
+--- The Prometheus text of the workers' metrics (an array of tables as new_metrics makes).
+function M.prometheus(all)
+  local total = new_metrics()
+  for _, m in ipairs(all) do
+    for k, v in pairs(m.requests or {}) do count(total.requests, k, v) end
+    for k, v in pairs(m.refreshes or {}) do count(total.refreshes, k, v) end
+    for k, v in pairs(m.refresh_failures or {}) do count(total.refresh_failures, k, v) end
+    for i, v in ipairs(m.buckets or {}) do total.buckets[i] = total.buckets[i] + v end
+    total.sum, total.count = total.sum + (m.sum or 0), total.count + (m.count or 0)
+  end
+  local out = {}
+  local function sorted(t)
+    local ks = {}
+    for k in pairs(t) do ks[#ks + 1] = k end
+    table.sort(ks)
+    return ks
+  end
+  out[#out + 1] = "# HELP connrt_proxy_requests_total Requests answered, by connection and status class."
+  out[#out + 1] = "# TYPE connrt_proxy_requests_total counter"
+  for _, k in ipairs(sorted(total.requests)) do
+    local conn, class = k:match("^(.*)\t(.*)$")
+    out[#out + 1] = ('connrt_proxy_requests_total{connection="%s",class="%s"} %d'):format(label(conn), class,
+      total.requests[k])
+  end
+  for _, what in ipairs({ { "refreshes", "Token refreshes the proxy spent." },
+      { "refresh_failures", "Token refreshes that failed." } }) do
+    out[#out + 1] = ("# HELP connrt_proxy_%s_total %s"):format(what[1], what[2])
+    out[#out + 1] = ("# TYPE connrt_proxy_%s_total counter"):format(what[1])
+    for _, k in ipairs(sorted(total[what[1]])) do
+      out[#out + 1] = ('connrt_proxy_%s_total{connection="%s"} %d'):format(what[1], label(k), total[what[1]][k])
+    end
+  end
+  out[#out + 1] = "# HELP connrt_proxy_upstream_seconds Time from a request's arrival to its answer from upstream."
+  out[#out + 1] = "# TYPE connrt_proxy_upstream_seconds histogram"
+  for i, le in ipairs(M.BUCKETS) do
+    out[#out + 1] = ('connrt_proxy_upstream_seconds_bucket{le="%s"} %d'):format(tostring(le), total.buckets[i])
+  end
+  out[#out + 1] = ('connrt_proxy_upstream_seconds_bucket{le="+Inf"} %d'):format(total.buckets[#M.BUCKETS + 1])
+  out[#out + 1] = ("connrt_proxy_upstream_seconds_sum %.6f"):format(total.sum)
+  out[#out + 1] = ("connrt_proxy_upstream_seconds_count %d"):format(total.count)
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- ---- a worker ----
+
+local function status_of(rec)
+  if rec.needs_reconnect then return "needs reconnect" end
+  if rec.expires_at and rec.expires_at <= os.time() and not rec.has_refresh_token then return "expired" end
+  return "ok"
+end
+
+local Worker = {}
+Worker.__index = Worker
+
+local function new_worker(index, cfg, shm)
+  return setmetatable({ index = index, cfg = cfg, shm = shm, conns = {}, metrics = new_metrics() }, Worker)
+end
+
+function Worker:store()
+  if not self.st then self.st = require("connrt.store").open(nil, { existing = "no connections" }) end
+  return self.st
+end
+
+-- The served connection `ref` (an id, or a connector id with one connection), open and
+-- kept for the next requests; nil, message when it is not served.
+function Worker:connection(ref)
+  local cached = self.conns[ref]
+  if cached then return cached end
+  local st = self:store()
+  local rec = st:find(ref)
+  if self.cfg.served and not self.cfg.served[rec.id] then
+    errors.raise("notfound", "connection %s is not served by this proxy (--connection)", rec.id)
+  end
+  local conn = require("connrt.connection").open(st, rec.id)
+  -- count the refreshes this worker spends (the grant itself: a refresh another process
+  -- made first is not one)
+  local grant = conn.refresh_grant
+  local metrics = self.metrics
+  rawset(conn, "refresh_grant", function(c)
+    local ok, tok, where = pcall(grant, c)
+    count(ok and metrics.refreshes or metrics.refresh_failures, c.rec.id)
+    if not ok then error(tok, 0) end
+    return tok, where
+  end)
+  self.conns[ref], self.conns[rec.id] = conn, conn
+  return conn
+end
+
+function Worker:publish()
+  if self.shm then self.shm:put(self.index, cjson.encode(self.metrics)) end
+end
+
+-- SIGHUP: forget every open connection; the next request reads the store again.
+function Worker:reload()
+  self.conns = {}
+  log.err("connrt proxy: worker %d re-read the connection list", self.index)
+end
+
+-- The served records, as the store has them now.
+function Worker:served_records()
+  local out = {}
+  for _, rec in ipairs(self:store():list()) do
+    if not self.cfg.served or self.cfg.served[rec.id] then out[#out + 1] = rec end
+  end
+  return out
+end
+
+-- Background refresh (worker 1, every second): a token that enters the request path's
+-- refresh margin within the next quarter of its lifetime (at most a minute; or
+-- --refresh-ahead seconds) is refreshed now, through the lease like any refresh.
+function Worker:tick()
+  local ok, recs = pcall(self.served_records, self)
+  if not ok then return end
+  local connection = require("connrt.connection")
+  for _, rec in ipairs(recs) do
+    if rec.expires_at and not rec.needs_reconnect and (rec.has_refresh_token or rec.auth == "client_credentials") then
+      local margin = connection.margin(rec)
+      local issued = rec.issued_at or rec.refreshed_at or rec.updated_at or os.time()
+      local ahead = self.cfg.refresh_ahead or math.min(60, math.max(0, (rec.expires_at - issued) / 4))
+      if rec.expires_at - os.time() <= margin + ahead then
+        local got, conn = pcall(self.connection, self, rec.id)
+        if got then
+          conn:reload()
+          if conn:expiring(margin + ahead) then
+            local done, err = pcall(conn.refresh, conn)
+            if not done then log.err("connrt proxy: background refresh of %s failed: %s", rec.id, tostring(err)) end
+          end
+        end
+      end
+    end
+  end
+  self:publish()
+end
+
+function Worker:health()
+  local list = {}
+  for _, rec in ipairs(self:served_records()) do
+    list[#list + 1] = { id = rec.id, connector = rec.connector, name = rec.name, status = status_of(rec),
+      expires_at = rec.expires_at and os.date("!%Y-%m-%dT%H:%M:%SZ", rec.expires_at) or nil }
+  end
+  return 200, { { "Content-Type", "application/json" } }, cjson.encode({ status = "ok", connections = list }) .. "\n"
+end
+
+function Worker:metrics_text()
+  local all = {}
+  for i = 1, self.cfg.workers do
+    local text = self.shm and self.shm:get(i)
+    local doc = text and require("cjson.safe").decode(text)
+    if i == self.index then doc = self.metrics end
+    if type(doc) == "table" then all[#all + 1] = doc end
+  end
+  return 200, { { "Content-Type", "text/plain; version=0.0.4" } }, M.prometheus(all)
+end
+
+-- Sends one request through a connection; returns status, headers, body.
+function Worker:forward(req, ref, rest)
+  local conn = self:connection(ref)
+  if conn.rec.needs_reconnect then
+    local path = conn.rec.connector_path or conn.rec.connector
+    return json_error(503, "needs_reconnect", ("connection %s needs reconnecting: run `connrt run %s` again for this "
+      .. "account"):format(conn:id(), path), { connection = conn:id(), reconnect = "connrt run " .. path })
+  end
+  local target = header(req.headers, "connrt-target")
+  if target then
+    if rest ~= "" and rest ~= "/" then
+      errors.raise("usage", "give the URL either in Connrt-Target or in the path after /%s/, not both", ref)
+    end
+  else
+    target = rest == "" and "/" or rest
+  end
+  local hop = connection_tokens(req.headers)
+  local headers = {}
+  for _, h in ipairs(req.headers) do
+    local n = h[1]:lower()
+    if not DROP_REQUEST[n] and not hop[n] then headers[#headers + 1] = h end
+  end
+  if req.body and (req.method == "GET" or req.method == "HEAD") then
+    errors.raise("usage", "a %s request cannot have a body", req.method)
+  end
+  -- `connrt request --json-body` through the proxy: the body is JSON for
+  -- Connection:request to merge the connector's body parameters into, as it does there
+  local body, json = req.body, nil
+  if header(req.headers, "connrt-json") then
+    json = require("cjson.safe").decode(body or "")
+    if json == nil then errors.raise("usage", "--json-body: not valid JSON") end
+    body = nil
+  end
+  local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
+    timeout = self.cfg.upstream_timeout })
+  local out = {}
+  local rhop = connection_tokens((function()
+    local l = {}
+    for _, x in ipairs(resp.header_list) do l[#l + 1] = { x.name, x.value } end
+    return l
+  end)())
+  -- connrt request's answer passes the redactor, as it does without the proxy
+  local cli = header(req.headers, "connrt-cli") ~= nil
+  for _, x in ipairs(resp.header_list) do
+    local n = x.name:lower()
+    if not DROP_RESPONSE[n] and not rhop[n] then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
+  end
+  return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id()
+end
+
+-- Every request (called by httpd.serve).
+function Worker:handle(req)
+  local started = sys.monotime()
+  local status, headers, body, conn_id
+  local path = req.target:gsub("[?#].*$", "")
+  if self.cfg.key and not same(header(req.headers, "connrt-key"), self.cfg.key) then
+    status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
+  elseif req.target:sub(1, 1) ~= "/" then
+    -- absolute-form (GET http://host/ HTTP/1.1): this is not a forward proxy
+    status, headers, body = json_error(400, "usage", "the request target must be a path: /CONNECTION/PATH")
+  elseif path == "/_connrt/health" and req.method == "GET" then
+    local ok, a, b, c = pcall(self.health, self)
+    if ok then status, headers, body = a, b, c else status, headers, body = json_error(500, "store", tostring(a.message or a)) end
+  elseif path:match("^/_connrt/token/") and req.method == "GET" and req.unix then
+    -- `connrt token` through CONNRT_PROXY: the one answer that is a bare token (a unix
+    -- socket only: its owner can read the store anyway)
+    local ref = path:match("^/_connrt/token/([%w_.-]+)$")
+    local ok, tok = pcall(function()
+      if not ref then errors.raise("usage", "no connection in the path") end
+      return self:connection(ref):token()
+    end)
+    if ok then
+      status, headers, body = 200, { { "Content-Type", "text/plain" } }, tok .. "\n"
+    elseif errors.is(tok) then
+      status, headers, body = json_error(STATUS[tok.kind] or 502, tok.kind, tok.message, { reason = tok.reason })
+    else
+      log.err("connrt proxy: internal error: %s", tostring(tok))
+      status, headers, body = json_error(500, "internal", "internal error in the proxy")
+    end
+    path = "/_connrt/token/" .. (ref or "")
+  elseif path == "/_connrt/metrics" and req.method == "GET" then
+    self:publish()
+    status, headers, body = self:metrics_text()
+  else
+    local ref, rest = req.target:match("^/([%w_.-]+)(.*)$")
+    if not ref or (rest ~= "" and not rest:match("^[/?]")) then
+      status, headers, body = json_error(404, "notfound", "no connection in the path: the proxy serves /CONNECTION/PATH")
+    else
+      if rest:sub(1, 1) == "?" then rest = "/" .. rest end
+      local ok, a, b, c, d = pcall(self.forward, self, req, ref, rest)
+      if ok then
+        status, headers, body, conn_id = a, b, c, d
+      elseif errors.is(a) then
+        status, headers, body = json_error(a.reason == "timeout" and 504 or STATUS[a.kind] or 502, a.kind, a.message,
+          { reason = a.reason })
+      else
+        log.err("connrt proxy: internal error: %s", tostring(a))
+        status, headers, body = json_error(500, "internal", "internal error in the proxy")
+      end
+      conn_id = conn_id or (self.conns[ref] and self.conns[ref]:id()) or ref
+    end
+  end
+  local took = sys.monotime() - started
+  if conn_id then
+    count(self.metrics.requests, conn_id .. "\t" .. (status // 100) .. "xx")
+    observe(self.metrics, took)
+    self:publish()
+  end
+  -- one line per request; the path without its query (which may carry anything)
+  log.err("connrt proxy: %s %s %d %.1fms", req.method, path, status, took * 1000)
+  return status, headers, body
+end
+
+--- Runs a worker in this (forked) process until SIGTERM; never returns.
+local function run_worker(index, cfg, fd, shm)
+  sys.default_signals({ "TERM", "INT", "HUP", "CHLD" })
+  local w = new_worker(index, cfg, shm)
+  w:publish()
+  local httpd = require("connrt.httpd")
+  local ok, err = pcall(httpd.serve, fd, function(req) return w:handle(req) end, {
+    unix = cfg.unix, max_body = cfg.max_body, idle = cfg.idle,
+    tick = index == 1 and 1 or nil, on_tick = index == 1 and function() w:tick() end or nil,
+    on_hup = function() w:reload() end,
+  })
+  if w.st then w.st:close() end
+  if not ok then
+    log.err("connrt proxy: worker %d: %s", index, tostring(err))
+    os.exit(1)
+  end
+  os.exit(0)
+end
+
+local function parse_listen(s)
+  local host, port = s:match("^%[([%x:.]+)%]:(%d+)$")
+  if not host then host, port = s:match("^([%d.]+):(%d+)$") end
+  if not host then host, port = s:match("^(localhost):(%d+)$") end
+  port = tonumber(port)
+  if not host or not port or port > 65535 then
+    errors.raise("usage", "--listen %s: expected HOST:PORT with an IP address (127.0.0.1:8700, [::1]:8700)", s)
+  end
+  if host == "localhost" then host = "127.0.0.1" end
+  return host, port
+end
+
+--- The default unix socket: $XDG_RUNTIME_DIR/connrt-proxy.sock, else in the store's
+-- directory.
+function M.default_socket()
+  local run = os.getenv("XDG_RUNTIME_DIR")
+  if run and run ~= "" then return run .. "/connrt-proxy.sock" end
+  return require("connrt.store").default_home() .. "/proxy.sock"
+end
+
+--- `connrt proxy`. opts: listen ("HOST:PORT"), socket, key_file, connections (array of
+-- refs), workers, max_body, idle, upstream_timeout, refresh_ahead. Prints one JSON line on standard
+-- output once it listens ({"socket"} or {"listen", "key_file"}); returns the exit status
+-- after SIGTERM.
+function M.run(opts)
+  local httpd = require("connrt.httpd")
+  local cfg = { workers = opts.workers or M.WORKERS, max_body = opts.max_body or M.MAX_BODY,
+    idle = opts.idle or M.IDLE, upstream_timeout = opts.upstream_timeout or M.UPSTREAM_TIMEOUT,
+    refresh_ahead = opts.refresh_ahead }
+  -- the store must open, and every --connection exist, before anything listens; closed
+  -- again before the fork (LMDB is opened once per process, by the workers)
+  local store = require("connrt.store")
+  local st = store.open(nil, { existing = "no connections to serve" })
+  local ok, err = pcall(function()
+    if opts.connections and #opts.connections > 0 then
+      cfg.served = {}
+      for _, ref in ipairs(opts.connections) do
+        local rec = st:find(ref)
+        st:secrets(rec) -- the binding: a record changed outside connrt is refused here
+        cfg.served[rec.id] = true
+      end
+    end
+  end)
+  st:close()
+  if not ok then error(err, 0) end
+  local fd, where, ready
+  if opts.listen then
+    local host, port = parse_listen(opts.listen)
+    local got, actual = httpd.listen_tcp(host, port)
+    if not got then errors.raise("failed", "%s", actual) end
+    fd = got
+    where = (host:find(":", 1, true) and ("[%s]:%d") or "%s:%d"):format(host, actual)
+    local key = require("connrt.crypto").hex(require("connrt.crypto").random(32))
+    local key_file = opts.key_file or (store.default_home() .. "/proxy.key")
+    os.remove(key_file)
+    local written, werr = sys.write_private(key_file, key .. "\n")
+    if not written then errors.raise("failed", "%s", werr) end
+    cfg.key, cfg.key_file = key, key_file
+    ready = { listen = where, key_file = key_file }
+  else
+    local path = opts.socket or M.default_socket()
+    local dir = path:match("^(.*)/[^/]+$")
+    if dir and dir ~= "" then sys.mkdir(dir, 448) end
+    local got, lerr = httpd.listen_unix(path)
+    if not got then errors.raise("failed", "%s", lerr) end
+    fd, where, cfg.unix = got, path, true
+    ready = { socket = path }
+  end
+  local shm = httpd.shm(cfg.workers, M.METRICS_SLOT)
+  sys.catch_signals({ "TERM", "INT", "HUP", "CHLD" })
+  local pids, n = {}, 0
+  local function spawn(i)
+    local pid, ferr = sys.fork()
+    if pid == 0 then run_worker(i, cfg, fd, shm) end
+    if not pid then log.err("connrt proxy: %s", ferr) return end
+    pids[pid], n = i, n + 1
+  end
+  for i = 1, cfg.workers do spawn(i) end
+  io.stdout:write(cjson.encode(ready), "\n")
+  io.stdout:flush()
+  log.err("connrt proxy: listening on %s with %d workers", where, cfg.workers)
+  local stopping, respawns = false, 0
+  while n > 0 do
+    sys.sleep(0.05)
+    for _, sig in ipairs(sys.caught()) do
+      if (sig == "TERM" or sig == "INT") and not stopping then
+        stopping = true
+        log.err("connrt proxy: stopping: finishing the requests in flight")
+        for pid in pairs(pids) do sys.kill(pid, "TERM") end
+      elseif sig == "HUP" then
+        for pid in pairs(pids) do sys.kill(pid, "HUP") end
+      end
+    end
+    while true do
+      local pid, how, code = sys.reap()
+      if not pid then break end
+      local i = pids[pid]
+      if i then
+        pids[pid], n = nil, n - 1
+        if not stopping then
+          log.err("connrt proxy: worker %d ended (%s %d); starting it again", i, how, code)
+          respawns = respawns + 1
+          if respawns > 100 then
+            log.err("connrt proxy: workers keep dying; stopping")
+            stopping = true
+            for p in pairs(pids) do sys.kill(p, "TERM") end
+          else
+            spawn(i)
+          end
+        end
+      end
+    end
+  end
+  if cfg.unix then os.remove(where) end
+  if cfg.key_file then os.remove(cfg.key_file) end
+  log.err("connrt proxy: stopped")
+  return 0
+end
+
+return M

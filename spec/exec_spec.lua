@@ -1,0 +1,344 @@
+-- luacheck: std +busted
+-- `connrt exec` (lua/connrt/exec.lua), with real processes: the credentials in the
+-- program's environment and in no process's argv (/proc/PID/cmdline), fresh (an expired
+-- token is refreshed first), exit statuses and signals passed through, --mask on both
+-- streams in every spelling, and bad command lines refused before anything runs.
+local cjson = require("cjson")
+local h = require("support.helpers")
+local sys = require("connrt.sys")
+
+local API_KEY = "sk-exec-5ecret-k3y"
+local SECOND = "pw-second-s3cret"
+
+describe("connrt exec (integration) #integration", function()
+  local tmp, server, api, home, client
+
+  local function grants()
+    return cjson.decode(assert(client:request({ url = server.issuer .. "/test/stats" })).body).grants
+      .client_credentials or 0
+  end
+
+  setup(function()
+    tmp = h.tmpdir()
+    client = require("connrt.http").client()
+    server = h.start_server({ redirect = "http://127.0.0.1:8400/callback", args = "--access-ttl 4" })
+    api = h.start_upstream({ ECHO_API_KEY = API_KEY })
+    home = h.tmpdir()
+    local machine = tmp .. "/machine.lua"
+    h.write(machine, ([[return {
+      id = "machine", auth = "client_credentials", client_auth = "basic",
+      token_url = "%s/token", scopes = { "api" },
+      test = "/api/whoami", name = "{{client_id}} (machine)", unique_id = "{{client_id}}",
+      allowed_urls = { "%s" },
+      request = { headers = { Authorization = "Bearer {{access_token}}" } },
+    }]]):format(server.issuer, api.base))
+    local res = h.connrt({ "run", machine, "--client-id", "connrt-basic" },
+      { env = { CONNRT_HOME = home, CONNRT_CLIENT_SECRET = "basic-secret" } })
+    assert.equal(0, res.code, res.stderr)
+    local keyed = tmp .. "/keyed.lua"
+    h.write(keyed, h.keyed_connector(api.base))
+    res = h.connrt({ "run", keyed, "--field", "api_key=" .. API_KEY }, { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
+    local two = tmp .. "/two.lua"
+    h.write(two, ([[return {
+      id = "two", auth = "fields",
+      fields = { { key = "api_key", secret = true, required = true }, { key = "password", secret = true },
+        { key = "user" } },
+      test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}2",
+      allowed_urls = { "%s" }, request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
+    }]]):format(api.base))
+    res = h.connrt({ "run", two, "--field", "api_key=" .. API_KEY, "--field", "password=" .. SECOND,
+      "--field", "user=robot" }, { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
+  end)
+
+  teardown(function()
+    for _, s in ipairs({ server, api }) do if s then s.stop() end end
+    h.rmdir(home)
+    h.rmdir(tmp)
+  end)
+
+  local function exec(args, env)
+    local e = { CONNRT_HOME = home }
+    for k, v in pairs(env or {}) do e[k] = v end
+    local argv = { "exec" }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    return h.connrt(argv, { env = e, timeout = 30 })
+  end
+
+  -- The variables of a program's environment, from `env -0`'s output.
+  local function env_of(text)
+    local vars = {}
+    for entry in text:gmatch("([^%z]*)%z") do
+      local k, v = entry:match("^([^=]*)=(.*)$")
+      if k then vars[k] = v end
+    end
+    return vars
+  end
+
+  it("gives the program a valid token in CONNRT_TOKEN, in its environment only", function()
+    local res = exec({ "machine", "--", "env", "-0" })
+    assert.equal(0, res.code, res.stderr)
+    local token = env_of(res.stdout).CONNRT_TOKEN
+    assert.truthy(token and #token > 10)
+    -- the token is the connection's own: the upstream sees the same one through connrt request
+    local direct = h.connrt({ "token", "machine" }, { env = { CONNRT_HOME = home } })
+    assert.equal(token, direct.stdout:match("^(%S+)"))
+  end)
+
+  it("keeps connrt's own secrets (CONNRT_KEY, CONNRT_CLIENT_SECRET, fields) out of the program's environment", function()
+    local key_home = h.tmpdir()
+    local keyhex = ("ab"):rep(32)
+    local keyed = tmp .. "/keyed2.lua"
+    h.write(keyed, h.keyed_connector(api.base))
+    assert.equal(0, h.connrt({ "run", keyed, "--field", "api_key=" .. API_KEY },
+      { env = { CONNRT_HOME = key_home, CONNRT_KEY = keyhex } }).code)
+    local res = h.connrt({ "exec", "keyed", "--", "env", "-0" }, { env = { CONNRT_HOME = key_home,
+      CONNRT_KEY = keyhex, CONNRT_CLIENT_SECRET = "cs-zzz-123", CONNRT_FIELD_API_KEY = "fld-zzz-123", KEEP_ME = "yes" } })
+    h.rmdir(key_home)
+    assert.equal(0, res.code, res.stderr)
+    local vars = env_of(res.stdout)
+    assert.equal(API_KEY, vars.CONNRT_TOKEN)
+    assert.equal("yes", vars.KEEP_ME)
+    assert.is_nil(vars.CONNRT_KEY)
+    assert.is_nil(vars.CONNRT_CLIENT_SECRET)
+    assert.is_nil(vars.CONNRT_FIELD_API_KEY)
+  end)
+
+  it("exports the secret fields of a fields connection, by the names --env gives", function()
+    local res = exec({ "--env", "MY_KEY=keyed", "--env", "CREDS=two", "--", "env", "-0" })
+    assert.equal(0, res.code, res.stderr)
+    local vars = env_of(res.stdout)
+    assert.equal(API_KEY, vars.MY_KEY)                -- the one secret field: the name itself
+    assert.equal(API_KEY, vars.CREDS_API_KEY)         -- several: NAME_<KEY>
+    assert.equal(SECOND, vars.CREDS_PASSWORD)
+    assert.is_nil(vars.CREDS_USER)                    -- not a secret field
+    assert.is_nil(vars.CONNRT_TOKEN)
+    -- several positional connections: CONNRT_TOKEN_<ID>
+    res = exec({ "keyed", "machine", "--", "env", "-0" })
+    assert.equal(0, res.code, res.stderr)
+    vars = env_of(res.stdout)
+    assert.equal(API_KEY, vars.CONNRT_TOKEN_KEYED)
+    assert.truthy(vars.CONNRT_TOKEN_MACHINE)
+  end)
+
+  it("puts no secret in any process's argv while the program runs", function()
+    local dir = h.tmpdir()
+    -- the program records its pid and environment, then waits to be looked at
+    local script = ("echo $$ >%s/pid; env -0 >%s/env; sleep 3"):format(dir, dir)
+    local cmd = ("cd %s && CONNRT_HOME=%s %s exec --mask machine --env K=keyed -- sh -c %s >%s/out 2>&1 &"):format(
+      h.ROOT, home, h.CONNRT, h.shell_quote(script), dir)
+    os.execute(cmd)
+    local pid
+    for _ = 1, 200 do
+      pid = tonumber(h.read(dir .. "/pid") or "")
+      if pid and h.read(dir .. "/env") and #h.read(dir .. "/env") > 0 then break end
+      sys.sleep(0.05)
+    end
+    assert.truthy(pid, h.read(dir .. "/out"))
+    sys.sleep(0.1)
+    local vars = env_of(h.read(dir .. "/env"))
+    local token = vars.CONNRT_TOKEN
+    assert.truthy(token)
+    assert.equal(API_KEY, vars.K)
+    -- the program's own environment has them (that is the feature); no argv anywhere has
+    local environ = h.read("/proc/" .. pid .. "/environ")
+    assert.truthy(environ:find(token, 1, true))
+    local seen = 0
+    local p = io.popen("ls /proc")
+    for name in p:lines() do
+      if name:match("^%d+$") then
+        local cmdline = h.read("/proc/" .. name .. "/cmdline")
+        if cmdline then
+          seen = seen + 1
+          assert.is_nil(cmdline:find(token, 1, true), "token in the argv of " .. name)
+          assert.is_nil(cmdline:find(API_KEY, 1, true), "key in the argv of " .. name)
+        end
+      end
+    end
+    p:close()
+    assert.truthy(seen > 3)
+    os.execute("sleep 3")
+    h.rmdir(dir)
+  end)
+
+  it("refreshes an expired token before handing it out", function()
+    local first = env_of(exec({ "machine", "--", "env", "-0" }).stdout).CONNRT_TOKEN
+    local before = grants()
+    sys.sleep(4.3) -- the 4 s token expired
+    local res = exec({ "machine", "--", "env", "-0" }, { CONNRT_REFRESH_MARGIN = "0" })
+    assert.equal(0, res.code, res.stderr)
+    local fresh = env_of(res.stdout).CONNRT_TOKEN
+    assert.are_not.equal(first, fresh)
+    assert.equal(before + 1, grants())
+    -- and it is valid: the authorization server says so
+    local intro = assert(client:request({ method = "POST", url = server.issuer .. "/token/introspection",
+      headers = { "Content-Type: application/x-www-form-urlencoded",
+        "Authorization: Basic " .. require("connrt.crypto").b64encode("connrt-basic:basic-secret") },
+      body = "token=" .. fresh }))
+    assert.is_true(cjson.decode(intro.body).active)
+  end)
+
+  it("passes the exit status through, with and without --mask", function()
+    assert.equal(3, exec({ "keyed", "--", "sh", "-c", "exit 3" }).code)
+    assert.equal(42, exec({ "keyed", "--mask", "--", "sh", "-c", "exit 42" }).code)
+    assert.equal(0, exec({ "keyed", "--mask", "--", "true" }).code)
+    local res = exec({ "keyed", "--", "no-such-program-x17" })
+    assert.equal(127, res.code)
+    assert.matches("cannot run no-such-program-x17: No such file or directory", res.stderr, 1, true)
+    assert.equal(127, exec({ "keyed", "--mask", "--", "no-such-program-x17" }).code)
+  end)
+
+  it("passes standard input and output through unchanged without --mask", function()
+    local res = h.connrt({ "exec", "keyed", "--", "sh", "-c", "cat; echo \"$CONNRT_TOKEN\" >&2" },
+      { env = { CONNRT_HOME = home }, stdin = "line one\nline two\n" })
+    assert.equal(0, res.code)
+    assert.equal("line one\nline two\n", res.stdout)
+    assert.equal(API_KEY .. "\n", res.stderr) -- without --mask, the program prints what it likes
+    -- a --help after -- is the program's, not a request for connrt's help
+    res = exec({ "keyed", "--", "sh", "-c", 'echo "arg: $1"', "sh", "--help" })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal("arg: --help\n", res.stdout)
+  end)
+
+  it("--mask replaces every spelling of the secrets on both streams", function()
+    local script = table.concat({
+      'echo "out: $K"',
+      'echo "err: $K" >&2',
+      'echo "token: $CONNRT_TOKEN and more"',
+      -- percent-encoded, base64 (as HTTP Basic carries it) and JSON-escaped
+      'printf "enc: %s\\n" "$(printf %s "$K" | od -An -tx1 | tr -d " \\n" | sed "s/\\(..\\)/%\\1/g")"',
+      'printf "b64: %s\\n" "$(printf "user:%s" "$K" | base64 -w0)"',
+      'printf "partial: %s" "$K" >&2',
+    }, "; ")
+    local res = exec({ "machine", "--env", "K=keyed", "--mask", "--", "sh", "-c", script })
+    assert.equal(0, res.code, res.stderr)
+    local all = res.stdout .. res.stderr
+    assert.is_nil(all:find(API_KEY, 1, true), all)
+    assert.matches("out: [redacted]\n", res.stdout, 1, true)
+    assert.matches("token: [redacted] and more\n", res.stdout, 1, true)
+    assert.matches("enc: [redacted]\n", res.stdout, 1, true)
+    assert.matches("b64: [^\n]*%[redacted%]", res.stdout)
+    assert.matches("err: [redacted]\n", res.stderr, 1, true)
+    -- the last line without its newline too
+    assert.equal("partial: [redacted]", res.stderr:sub(-#"partial: [redacted]"))
+    -- without --mask the same program prints them (the test can fail)
+    res = exec({ "machine", "--env", "K=keyed", "--", "sh", "-c", script })
+    assert.truthy(res.stdout:find(API_KEY, 1, true))
+  end)
+
+  it("--mask passes lines on as they come, not at the end", function()
+    local dir = h.tmpdir()
+    local cmd = ("cd %s && CONNRT_HOME=%s %s exec keyed --mask -- sh -c %s >%s/out 2>&1 &"):format(h.ROOT, home,
+      h.CONNRT, h.shell_quote('echo "first $CONNRT_TOKEN"; sleep 2; echo second'), dir)
+    os.execute(cmd)
+    local seen
+    for _ = 1, 30 do
+      sys.sleep(0.05)
+      seen = h.read(dir .. "/out")
+      if seen and seen ~= "" then break end
+    end
+    assert.equal("first [redacted]\n", seen)
+    sys.sleep(2.5)
+    assert.equal("first [redacted]\nsecond\n", h.read(dir .. "/out"))
+    h.rmdir(dir)
+  end)
+
+  -- Starts connrt exec in the background; returns its pid and a function that sends it
+  -- a signal and returns its exit status and output.
+  local function background(args, ready_text)
+    local dir = h.tmpdir()
+    local quoted = {}
+    for i, a in ipairs(args) do quoted[i] = h.shell_quote(a) end
+    local script = ("cd %s && (CONNRT_HOME=%s %s exec %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; echo $? >%s/rc) &")
+      :format(h.ROOT, home, h.CONNRT, table.concat(quoted, " "), dir, dir, dir, dir)
+    os.execute(script)
+    local pid
+    for _ = 1, 200 do
+      pid = tonumber(h.read(dir .. "/pid") or "")
+      if pid and (h.read(dir .. "/out") or ""):find(ready_text, 1, true) then break end
+      sys.sleep(0.05)
+    end
+    assert.truthy((h.read(dir .. "/out") or ""):find(ready_text, 1, true), h.read(dir .. "/err"))
+    return pid, function(signal)
+      os.execute(("kill -%s %d"):format(signal, pid))
+      local rc
+      for _ = 1, 200 do
+        rc = tonumber(h.read(dir .. "/rc") or "")
+        if rc then break end
+        sys.sleep(0.05)
+      end
+      local out, err = h.read(dir .. "/out"), h.read(dir .. "/err")
+      h.rmdir(dir)
+      return rc, out, err
+    end
+  end
+
+  local TRAP = 'trap "echo got $SIG; exit 7" %s; echo ready; while :; do sleep 0.1; done'
+
+  it("--mask passes SIGTERM and SIGINT on to the program and exits as it exits", function()
+    for _, sig in ipairs({ "TERM", "INT" }) do
+      local _, stop = background({ "keyed", "--mask", "--", "sh", "-c", TRAP:format(sig):gsub("%$SIG", sig) }, "ready")
+      local rc, out = stop(sig)
+      assert.equal(7, rc, sig)
+      assert.equal("ready\ngot " .. sig .. "\n", out)
+    end
+    -- a program that does not catch it dies of it, and so does connrt (128 + 15 to the shell)
+    local _, stop = background({ "keyed", "--mask", "--", "sh", "-c", "echo ready; while :; do sleep 0.1; done" }, "ready")
+    assert.equal(143, (stop("TERM")))
+  end)
+
+  it("without --mask the program is the process: signals reach it directly", function()
+    local pid, stop = background({ "keyed", "--", "sh", "-c", TRAP:format("TERM"):gsub("%$SIG", "TERM") }, "ready")
+    -- connrt replaced itself: the process connrt started as is the program now
+    local cmdline = h.read("/proc/" .. pid .. "/cmdline") or ""
+    assert.matches("^sh%z%-c%z", cmdline)
+    local rc, out = stop("TERM")
+    assert.equal(7, rc)
+    assert.equal("ready\ngot TERM\n", out)
+  end)
+
+  describe("bad command lines run nothing", function()
+    local marker
+    before_each(function() marker = tmp .. "/ran" os.remove(marker) end)
+    after_each(function() assert.is_nil(h.read(marker)) end)
+    local function touch() return { "sh", "-c", "touch " .. marker } end
+
+    it("no command", function()
+      local res = exec({ "keyed" })
+      assert.equal(2, res.code)
+      assert.matches("the command comes after --", res.stderr, 1, true)
+      assert.equal(2, exec({ "keyed", "--" }).code)
+    end)
+
+    it("no connection named", function()
+      local res = exec({ "--", table.unpack(touch()) })
+      assert.equal(2, res.code)
+      assert.matches("connrt exec needs a connection", res.stderr, 1, true)
+    end)
+
+    it("an unknown connection", function()
+      local res = exec({ "nosuch", "--", table.unpack(touch()) })
+      assert.equal(9, res.code)
+      assert.matches("nosuch", res.stderr, 1, true)
+    end)
+
+    it("a bad --env", function()
+      local res = exec({ "--env", "1BAD=keyed", "--", table.unpack(touch()) })
+      assert.equal(2, res.code)
+      assert.matches("--env 1BAD=keyed: \"1BAD\" is not an environment variable name", res.stderr, 1, true)
+      res = exec({ "--env", "NOID", "--", table.unpack(touch()) })
+      assert.equal(2, res.code)
+      assert.matches("--env NOID: expected NAME=ID", res.stderr, 1, true)
+      res = exec({ "--env", "A=keyed", "--env", "A=machine", "--", table.unpack(touch()) })
+      assert.equal(2, res.code)
+      assert.matches("A would be set twice", res.stderr, 1, true)
+    end)
+
+    it("an unknown option", function()
+      local res = exec({ "keyed", "--nope", "--", table.unpack(touch()) })
+      assert.equal(2, res.code)
+      assert.matches("unknown option --nope", res.stderr, 1, true)
+    end)
+  end)
+end)

@@ -1,0 +1,604 @@
+-- luacheck: std +busted
+-- `connrt proxy` (lua/connrt/proxy.lua, src/api/httpd.c), with real processes: curl,
+-- Python's urllib and Node's fetch through the proxy to upstream APIs on loopback that
+-- record every request (spec/support/echo-server.js), the real authorization server for
+-- refreshes; refusals of every kind with the upstream's log proving nothing was sent.
+local cjson = require("cjson")
+local h = require("support.helpers")
+local sys = require("connrt.sys")
+
+local API_KEY = "sk-proxy-5ecret-k3y"
+
+describe("connrt proxy (integration) #integration", function()
+  local tmp, server, api, other, home, client
+
+  local function grants()
+    return cjson.decode(assert(client:request({ url = server.issuer .. "/test/stats" })).body).grants
+      .client_credentials or 0
+  end
+
+  local function write_connector(name, text)
+    local path = tmp .. "/" .. name .. ".lua"
+    h.write(path, text)
+    return path
+  end
+
+  local function machine_connector(id, base)
+    return write_connector(id, ([[return {
+      id = "%s", auth = "client_credentials", client_auth = "basic",
+      token_url = "%s/token", scopes = { "api" },
+      test = "/api/whoami", name = "{{client_id}} (%s)", unique_id = "{{client_id}}",
+      allowed_urls = { "%s/api" },
+      request = { headers = { Authorization = "Bearer {{access_token}}" } },
+    }]]):format(id, server.issuer, id, base))
+  end
+
+  setup(function()
+    tmp = h.tmpdir()
+    client = require("connrt.http").client()
+    server = h.start_server({ redirect = "http://127.0.0.1:8400/callback", args = "--access-ttl 6" })
+    api = h.start_upstream({ ECHO_API_KEY = API_KEY })
+    other = h.start_upstream()
+    home = h.tmpdir()
+    local res = h.connrt({ "run", write_connector("keyed", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY },
+      { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
+    res = h.connrt({ "run", machine_connector("machine", api.base), "--client-id", "connrt-basic" },
+      { env = { CONNRT_HOME = home, CONNRT_CLIENT_SECRET = "basic-secret" } })
+    assert.equal(0, res.code, res.stderr)
+  end)
+
+  teardown(function()
+    for _, s in ipairs({ server, api, other }) do if s then s.stop() end end
+    h.rmdir(home)
+    h.rmdir(tmp)
+  end)
+
+  -- Starts a proxy; returns { pid, info (its ready line), err = function() -> its
+  -- standard error, stop = function(signal) -> exit status }.
+  local function start_proxy(args, env)
+    local dir = h.tmpdir()
+    local quoted = {}
+    for i, a in ipairs(args or {}) do quoted[i] = h.shell_quote(a) end
+    local extra = ""
+    for k, v in pairs(env or {}) do extra = extra .. k .. "=" .. h.shell_quote(v) .. " " end
+    os.execute(("cd %s && (env CONNRT_HOME=%s %s %s proxy %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; echo $? >%s/rc) &")
+      :format(h.ROOT, home, extra, h.CONNRT, table.concat(quoted, " "), dir, dir, dir, dir))
+    local line
+    for _ = 1, 200 do
+      line = (h.read(dir .. "/out") or ""):match("^([^\n]+)\n")
+      if line or h.read(dir .. "/rc") then break end
+      sys.sleep(0.05)
+    end
+    assert.truthy(line, h.read(dir .. "/err"))
+    local p = { pid = tonumber(h.read(dir .. "/pid")), info = cjson.decode(line) }
+    p.err = function() return h.read(dir .. "/err") or "" end
+    p.stop = function(sig)
+      os.execute(("kill -%s %d"):format(sig or "TERM", p.pid))
+      local rc
+      for _ = 1, 400 do
+        rc = tonumber(h.read(dir .. "/rc") or "")
+        if rc then break end
+        sys.sleep(0.05)
+      end
+      p.stderr = h.read(dir .. "/err")
+      h.rmdir(dir)
+      return rc
+    end
+    return p
+  end
+
+  -- curl through the proxy's unix socket; returns status, body, headers text.
+  local function curl(p, path, extra)
+    local dir = h.tmpdir()
+    local args = {}
+    for _, a in ipairs(extra or {}) do args[#args + 1] = h.shell_quote(a) end
+    local cmd = ("curl -s -o %s/body -D %s/head -w '%%{http_code}' --unix-socket %s %s %s >%s/code"):format(dir, dir,
+      h.shell_quote(p.info.socket), table.concat(args, " "), h.shell_quote("http://proxy" .. path), dir)
+    os.execute(cmd)
+    local code, body, head = tonumber(h.read(dir .. "/code")), h.read(dir .. "/body"), h.read(dir .. "/head")
+    h.rmdir(dir)
+    return code, body, head
+  end
+
+  local function count_log(up, pred)
+    local n = 0
+    for _, r in ipairs(up.log()) do if pred(r) then n = n + 1 end end
+    return n
+  end
+
+  describe("on a unix socket", function()
+    local p
+    setup(function() p = start_proxy({ "--socket", tmp .. "/proxy.sock", "--workers", "4" }) end)
+    teardown(function() if p then p.stop() end end)
+
+    it("is a socket only its owner can use", function()
+      assert.equal(tmp .. "/proxy.sock", p.info.socket)
+      assert.equal(384, sys.mode(p.info.socket)) -- 0600
+    end)
+
+    it("forwards to the connection's first allowed URL with its credentials, not the caller's", function()
+      local code, body = curl(p, "/keyed/echo?a=1&b=two", { "-H", "Authorization: Bearer caller-token",
+        "-H", "X-Custom: kept" })
+      assert.equal(200, code, body)
+      local got = cjson.decode(body)
+      assert.equal("/echo?a=1&b=two", got.url)
+      assert.equal(API_KEY, got.headers["x-api-key"])
+      assert.is_nil(got.headers.authorization)
+      assert.equal("kept", got.headers["x-custom"])
+      -- a POST body, and a token connection by its connector id
+      code, body = curl(p, "/machine/x", { "-d", "hello=world" })
+      assert.equal(200, code, body)
+      got = cjson.decode(body)
+      assert.equal("POST", got.method)
+      assert.equal("/api/x", got.url)
+      assert.equal("hello=world", got.body)
+      assert.matches("^Bearer ", got.headers.authorization)
+      -- nothing of the secrets in the proxy's log lines
+      assert.is_nil(p.err():find(API_KEY, 1, true))
+      assert.matches("GET /keyed/echo 200", p.err(), 1, true)
+      assert.is_nil(p.err():find("b=two", 1, true))
+    end)
+
+    it("answers the upstream's status, and drops hop-by-hop headers both ways", function()
+      local code, body, head = curl(p, "/keyed/headers?X-Fine=1&Upgrade=h2c&Keep-Alive=timeout%3D5",
+        { "-H", "Connection: X-Hop-Secret", "-H", "X-Hop-Secret: 1", "-H", "Proxy-Authorization: Basic eDp5" })
+      assert.equal(200, code, body)
+      assert.matches("\nX%-Fine: 1\r\n", head)
+      assert.is_nil(head:lower():find("upgrade:", 1, true))
+      assert.is_nil(head:lower():find("keep-alive: timeout", 1, true))
+      local last = api.log()[#api.log()]
+      assert.is_nil(last.headers["x-hop-secret"])
+      assert.is_nil(last.headers["proxy-authorization"])
+      code = curl(p, "/keyed/status/418")
+      assert.equal(418, code)
+    end)
+
+    describe("refuses what connrt request refuses, sending nothing", function()
+      local function nothing_sent_to_other(fn)
+        local before = #other.log()
+        fn()
+        assert.equal(before, #other.log())
+      end
+
+      it("a Connrt-Target outside the allowed URLs", function()
+        nothing_sent_to_other(function()
+          local code, body = curl(p, "/keyed", { "-H", "Connrt-Target: " .. other.base .. "/echo" })
+          assert.equal(403, code)
+          local doc = cjson.decode(body)
+          assert.equal("refused", doc.error)
+          assert.matches("nothing was sent", doc.message, 1, true)
+        end)
+        -- and one inside them is sent
+        local code = curl(p, "/keyed", { "-H", "Connrt-Target: " .. api.base .. "/echo" })
+        assert.equal(200, code)
+      end)
+
+      it("a redirect out of the allowed URLs", function()
+        nothing_sent_to_other(function()
+          local code, body = curl(p, "/keyed/redirect?to=" .. other.base .. "/echo")
+          assert.equal(403, code, body)
+          assert.equal("refused", cjson.decode(body).error)
+        end)
+      end)
+
+      it("encoded and dot-segment paths that would climb out of the allowed path", function()
+        local before = #api.log()
+        for _, path in ipairs({ "/machine/%2e%2e/echo", "/machine/..%2fecho", "/machine/%2E%2E%2Fecho",
+            "/machine/x%5c..%5c..%5cecho" }) do
+          local code, body = curl(p, path, { "--path-as-is" })
+          assert.is_true(code == 403 or code == 400, path .. ": " .. tostring(code) .. " " .. tostring(body))
+        end
+        local code = curl(p, "/machine/../../keyed/echo", { "--path-as-is" })
+        assert.is_true(code == 403 or code == 400 or code == 404, tostring(code))
+        -- nothing reached the upstream outside /api
+        for i = before + 1, #api.log() do assert.matches("^/api", api.log()[i].url) end
+      end)
+
+      it("an absolute-form request target and a Host header", function()
+        nothing_sent_to_other(function()
+          -- the request line a forward proxy gets: GET http://host/path HTTP/1.1
+          h.write(tmp .. "/abs.py", ([[
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.connect(%q)
+s.sendall(b"GET %s/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+print(s.recv(4096).split(b"\r\n")[0].decode())
+]]):format(p.info.socket, other.base))
+          local f = io.popen("python3 " .. tmp .. "/abs.py 2>&1")
+          assert.matches("^HTTP/1.1 400", f:read("a"))
+          f:close()
+          -- a Host header names nothing: the request still goes to the connection's URL
+          local code, body = curl(p, "/keyed/echo", { "-H", "Host: " .. other.base:gsub("^http://", "") })
+          assert.equal(200, code)
+          assert.equal(api.base:gsub("^http://", ""), cjson.decode(body).headers.host)
+        end)
+      end)
+
+      it("a connection that does not exist, or a path without one", function()
+        local code, body = curl(p, "/nosuch/echo")
+        assert.equal(404, code)
+        assert.equal("notfound", cjson.decode(body).error)
+        assert.equal(404, (curl(p, "/")))
+      end)
+    end)
+
+    it("answers 413 to a body over the limit, sending nothing", function()
+      local q = start_proxy({ "--socket", tmp .. "/small.sock", "--workers", "1", "--max-body", "1000" })
+      local before = #api.log()
+      local big = tmp .. "/big"
+      h.write(big, ("x"):rep(5000))
+      local code = curl(q, "/keyed/echo", { "--data-binary", "@" .. big })
+      assert.equal(413, code)
+      code = curl(q, "/keyed/echo", { "--data-binary", "small" })
+      assert.equal(200, code)
+      assert.equal(before + 1, #api.log())
+      q.stop()
+    end)
+
+    it("serves 256 concurrent clients", function()
+      local dir = h.tmpdir()
+      local cfg = {}
+      for i = 1, 256 do
+        cfg[#cfg + 1] = ('url = "http://proxy/keyed/echo?n=%d"\noutput = "%s/o%d"\n'):format(i, dir, i)
+      end
+      h.write(dir .. "/cfg", table.concat(cfg))
+      local before = count_log(api, function(r) return r.url:match("^/echo%?n=") end)
+      local ok = os.execute(("curl -s --parallel --parallel-immediate --parallel-max 256 --unix-socket %s -K %s "
+        .. "-w '%%{http_code}\\n' >%s/codes 2>/dev/null"):format(h.shell_quote(p.info.socket), dir .. "/cfg", dir))
+      assert.is_true(ok)
+      local n = 0
+      for c in (h.read(dir .. "/codes") or ""):gmatch("%d+") do
+        assert.equal("200", c)
+        n = n + 1
+      end
+      assert.equal(256, n)
+      assert.equal(before + 256, count_log(api, function(r) return r.url:match("^/echo%?n=") end))
+      h.rmdir(dir)
+    end)
+
+    it("a slow upstream does not delay another request", function()
+      local dir = h.tmpdir()
+      os.execute(("(curl -s -o /dev/null -w '%%{http_code}' --unix-socket %s http://proxy/keyed/slow >%s/slow) &")
+        :format(h.shell_quote(p.info.socket), dir))
+      sys.sleep(0.3)
+      local t0 = sys.monotime()
+      local code = curl(p, "/machine/fast")
+      local took = sys.monotime() - t0
+      assert.equal(200, code)
+      assert.is_true(took < 1.5, "the fast request took " .. took .. " s")
+      for _ = 1, 100 do
+        if (h.read(dir .. "/slow") or "") ~= "" then break end
+        sys.sleep(0.1)
+      end
+      assert.equal("200", h.read(dir .. "/slow"))
+      h.rmdir(dir)
+    end)
+
+    it("says each connection's status at /_connrt/health and counts at /_connrt/metrics, without secrets", function()
+      local code, body = curl(p, "/_connrt/health")
+      assert.equal(200, code)
+      local doc = cjson.decode(body)
+      assert.equal("ok", doc.status)
+      local ids = {}
+      for _, c in ipairs(doc.connections) do ids[#ids + 1] = c.connector end
+      table.sort(ids)
+      assert.same({ "keyed", "machine" }, ids)
+      assert.is_nil(body:find(API_KEY, 1, true))
+      curl(p, "/keyed/echo")
+      local text
+      code, text = curl(p, "/_connrt/metrics")
+      assert.equal(200, code)
+      assert.matches('connrt_proxy_requests_total{connection="keyed%-%x+",class="2xx"} %d+', text)
+      assert.matches('connrt_proxy_upstream_seconds_bucket{le="+Inf"} ', text, 1, true)
+      assert.matches("# TYPE connrt_proxy_refreshes_total counter", text, 1, true)
+      assert.is_nil(text:find(API_KEY, 1, true))
+    end)
+  end)
+
+  describe("on TCP", function()
+    local p, key
+    setup(function()
+      p = start_proxy({ "--listen", "127.0.0.1:0", "--key-file", tmp .. "/proxy.key", "--workers", "2" })
+      key = h.read(p.info.key_file):match("^(%x+)\n$")
+    end)
+    teardown(function() if p then p.stop() end end)
+
+    it("writes its key 0600 and never prints it", function()
+      assert.equal(tmp .. "/proxy.key", p.info.key_file)
+      assert.equal(384, sys.mode(p.info.key_file))
+      assert.equal(64, #key)
+      assert.is_nil(p.err():find(key, 1, true))
+    end)
+
+    it("answers 401 without the key, forwarding nothing", function()
+      local before = #api.log()
+      for _, extra in ipairs({ "", "-H 'Connrt-Key: " .. ("0"):rep(64) .. "'", "-H 'Connrt-Key: short'" }) do
+        local cmd = ("curl -s -o /dev/null -w '%%{http_code}' %s http://%s/keyed/echo"):format(extra, p.info.listen)
+        local f = io.popen(cmd)
+        assert.equal("401", f:read("a"))
+        f:close()
+      end
+      assert.equal(before, #api.log())
+    end)
+
+    it("serves curl, Python's urllib and Node's fetch with the key", function()
+      local base = "http://" .. p.info.listen
+      local f = io.popen(("curl -s -H 'Connrt-Key: %s' %s/keyed/echo?from=curl"):format(key, base))
+      assert.equal("/echo?from=curl", cjson.decode(f:read("a")).url)
+      f:close()
+      local py = ([[
+import json, urllib.request
+req = urllib.request.Request("%s/machine/py?from=python", headers={"Connrt-Key": "%s"})
+print(json.load(urllib.request.urlopen(req))["url"])
+]]):format(base, key)
+      h.write(tmp .. "/client.py", py)
+      f = io.popen("python3 " .. tmp .. "/client.py 2>&1")
+      assert.equal("/api/py?from=python\n", f:read("a"))
+      f:close()
+      local js = ([[
+const r = await fetch("%s/keyed/echo?from=node", { method: "POST", body: "n=1", headers: { "Connrt-Key": "%s" } });
+const doc = await r.json();
+console.log(r.status, doc.url, doc.body);
+]]):format(base, key)
+      h.write(tmp .. "/client.mjs", js)
+      f = io.popen("node " .. tmp .. "/client.mjs 2>&1")
+      assert.equal("200 /echo?from=node n=1\n", f:read("a"))
+      f:close()
+    end)
+  end)
+
+  describe("tokens", function()
+    local thome
+    -- a store of its own: these specs make tokens expire
+    before_each(function()
+      thome = h.tmpdir()
+      local res = h.connrt({ "run", machine_connector("tok", api.base), "--client-id", "connrt-basic" },
+        { env = { CONNRT_HOME = thome, CONNRT_CLIENT_SECRET = "basic-secret" } })
+      assert.equal(0, res.code, res.stderr)
+    end)
+    after_each(function() h.rmdir(thome) end)
+
+    local function proxy_in(h_, args, env)
+      local saved = home
+      home = h_
+      local p = start_proxy(args, env)
+      home = saved
+      return p
+    end
+
+    it("refreshes once on an upstream 401 and retries once", function()
+      local p = proxy_in(thome, { "--socket", tmp .. "/t1.sock", "--workers", "1" })
+      assert.equal(200, (curl(p, "/tok/warm")))
+      local up = h.start_upstream()
+      -- an upstream that says 401: the proxy refreshes once, retries once, answers the 401
+      local c2 = write_connector("tok401", ([[return {
+        id = "tok401", auth = "client_credentials", client_auth = "basic", token_url = "%s/token", scopes = { "api" },
+        test = "/echo", name = "t401", unique_id = "{{client_id}}-401", allowed_urls = { "%s/" },
+        request = { headers = { Authorization = "Bearer {{access_token}}" } } }]]):format(server.issuer, up.base))
+      assert.equal(0, h.connrt({ "run", c2, "--client-id", "connrt-basic" },
+        { env = { CONNRT_HOME = thome, CONNRT_CLIENT_SECRET = "basic-secret" } }).code)
+      local before = grants()
+      local code = curl(p, "/tok401/status/401")
+      assert.equal(401, code)
+      assert.equal(before + 1, grants())
+      assert.equal(2, count_log(up, function(r) return r.url == "/status/401" end))
+      local _, text = curl(p, "/_connrt/metrics")
+      assert.matches('connrt_proxy_refreshes_total{connection="tok401%-%x+"} 1', text)
+      up.stop()
+      p.stop()
+    end)
+
+    it("refreshes in the background before the token expires", function()
+      local p = proxy_in(thome, { "--socket", tmp .. "/t2.sock", "--workers", "2" })
+      local before = grants()
+      -- a 6 s token: refreshed within its last 3 + 1.5 s, with no request at all
+      sys.sleep(3.5)
+      assert.is_true(grants() >= before + 1, "no background refresh")
+      -- and requests then find a fresh token: none of them refreshes
+      local after = grants()
+      for _ = 1, 3 do assert.equal(200, (curl(p, "/tok/x"))) end
+      assert.equal(after, grants())
+      p.stop()
+    end)
+
+    it("shares one refresh with 20 CLI processes on an expired connection", function()
+      sys.sleep(6.3) -- the token expired, and no proxy refreshed it in the background
+      -- refreshed only once expired (margin 0, nothing ahead): one refresh is the whole story
+      local p = proxy_in(thome, { "--socket", tmp .. "/t3.sock", "--workers", "4", "--refresh-ahead", "0" },
+        { CONNRT_REFRESH_MARGIN = "0" })
+      local before = grants()
+      local dir = h.tmpdir()
+      local script = {}
+      for i = 1, 8 do
+        script[#script + 1] = ("curl -s -o /dev/null -w '%%{http_code}' --unix-socket %s http://p/tok/x >%s/p%d &")
+          :format(h.shell_quote(p.info.socket), dir, i)
+      end
+      for i = 1, 20 do
+        script[#script + 1] = ("CONNRT_HOME=%s CONNRT_REFRESH_MARGIN=0 %s request tok /x >/dev/null 2>&1; echo $? >%s/c%d &")
+          :format(thome, h.CONNRT, dir, i)
+      end
+      script[#script + 1] = "wait"
+      os.execute(table.concat(script, "\n"))
+      for i = 1, 8 do assert.equal("200", h.read(dir .. "/p" .. i)) end
+      for i = 1, 20 do assert.equal("0\n", h.read(dir .. "/c" .. i)) end
+      assert.equal(before + 1, grants())
+      h.rmdir(dir)
+      p.stop()
+    end)
+
+    it("answers 503 saying how to reconnect a connection that needs it", function()
+      local st = require("connrt.store").open(thome)
+      local rec = st:find("tok")
+      st:mark(rec.id, { needs_reconnect = true, last_error = "refused" })
+      st:close()
+      local p = proxy_in(thome, { "--socket", tmp .. "/t4.sock", "--workers", "1" })
+      local code, body = curl(p, "/tok/x")
+      assert.equal(503, code)
+      local doc = cjson.decode(body)
+      assert.equal("needs_reconnect", doc.error)
+      assert.matches("connrt run", doc.reconnect, 1, true)
+      p.stop()
+    end)
+  end)
+
+  describe("signals", function()
+    it("SIGTERM finishes the requests in flight, then stops accepting and exits 0", function()
+      local p = start_proxy({ "--socket", tmp .. "/s1.sock", "--workers", "2" })
+      local dir = h.tmpdir()
+      os.execute(("(curl -s -o %s/body -w '%%{http_code}' --unix-socket %s http://p/keyed/slow >%s/code) &"):format(dir,
+        h.shell_quote(p.info.socket), dir))
+      sys.sleep(0.5)
+      local sock = p.info.socket
+      assert.equal(0, p.stop("TERM"))
+      assert.equal("200", h.read(dir .. "/code"))
+      assert.is_nil(h.read(sock)) -- the socket is gone: nothing accepts any more
+      assert.matches("finishing the requests in flight", p.stderr, 1, true)
+      h.rmdir(dir)
+    end)
+
+    it("SIGHUP re-reads the store's connection list", function()
+      local hhome = h.tmpdir()
+      assert.equal(0, h.connrt({ "run", write_connector("k2", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY },
+        { env = { CONNRT_HOME = hhome } }).code)
+      local saved = home
+      home = hhome
+      local p = start_proxy({ "--socket", tmp .. "/s2.sock", "--workers", "1" })
+      home = saved
+      assert.equal(200, (curl(p, "/keyed/echo")))
+      assert.equal(0, h.connrt({ "delete", "keyed" }, { env = { CONNRT_HOME = hhome } }).code)
+      os.execute("kill -HUP " .. p.pid)
+      sys.sleep(0.5)
+      assert.equal(404, (curl(p, "/keyed/echo")))
+      p.stop()
+      h.rmdir(hhome)
+    end)
+  end)
+
+  describe("to a TLS upstream", function()
+    it("verifies it with the test CA, keeps the connection alive and refuses other CAs' servers", function()
+      local TLS = h.ROOT .. "/spec/fixtures/tls/"
+      local tls = h.start_node("spec/support/echo-server.js", "600", ("ECHO_TLS_CERT=%s ECHO_TLS_KEY=%s ECHO_API_KEY=%s")
+        :format(TLS .. "server.pem", TLS .. "server.key", API_KEY))
+      local base = "https://localhost:" .. tonumber(tls.line)
+      local thome = h.tmpdir()
+      local res = h.connrt({ "run", write_connector("tlskeyed", h.keyed_connector(base)), "--field", "api_key=" .. API_KEY },
+        { env = { CONNRT_HOME = thome, CONNRT_CA_BUNDLE = TLS .. "ca.pem" } })
+      assert.equal(0, res.code, res.stderr)
+      local saved = home
+      home = thome
+      local p = start_proxy({ "--socket", tmp .. "/tls.sock", "--workers", "1" }, { CONNRT_CA_BUNDLE = TLS .. "ca.pem" })
+      local q = start_proxy({ "--socket", tmp .. "/tls2.sock", "--workers", "1" },
+        { CONNRT_CA_BUNDLE = TLS .. "other-ca.pem" })
+      home = saved
+      local ports = {}
+      for i = 1, 3 do
+        local code, body = curl(p, "/keyed/echo?n=" .. i)
+        assert.equal(200, code, body)
+        ports[cjson.decode(body).port] = true
+      end
+      -- one upstream connection (one client port) for all three: no new TCP or TLS handshake
+      local n = 0
+      for _ in pairs(ports) do n = n + 1 end
+      assert.equal(1, n)
+      local code, body = curl(q, "/keyed/echo")
+      assert.equal(502, code)
+      assert.matches("certificate", cjson.decode(body).message)
+      p.stop()
+      q.stop()
+      tls.stop()
+      h.rmdir(thome)
+    end)
+  end)
+
+  describe("connrt request and token through CONNRT_PROXY", function()
+    local p
+    setup(function() p = start_proxy({ "--socket", tmp .. "/cli.sock", "--workers", "2" }) end)
+    teardown(function() if p then p.stop() end end)
+
+    local function both(args)
+      local direct = h.connrt(args, { env = { CONNRT_HOME = home }, timeout = 30 })
+      local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket }, timeout = 30 })
+      return direct, via
+    end
+
+    it("gives the same output, refusals and exit statuses as the direct path", function()
+      local before = #api.log()
+      for _, args in ipairs({
+        { "request", "keyed", "/status/404" },
+        { "request", "keyed", "http://evil.example.com/x" },
+        { "request", "keyed", "/keyed/me" },
+        { "request", "machine", "POST", "/x", "--json-body", '{"a":[1,2]}', "--json" },
+        { "request", "nosuch", "/x" },
+        { "token", "keyed" },
+      }) do
+        local direct, via = both(args)
+        assert.equal(direct.code, via.code, table.concat(args, " ") .. ": " .. via.stderr)
+        assert.equal(direct.stderr, via.stderr, table.concat(args, " "))
+        if args[2] == "machine" then
+          -- the echo differs in its connection details only
+          local d, v = cjson.decode(direct.stdout), cjson.decode(via.stdout)
+          assert.equal(d.status, v.status)
+          assert.same(d.body.body, v.body.body)
+          assert.equal(d.body.url, v.body.url)
+        else
+          assert.equal(direct.stdout, via.stdout, table.concat(args, " "))
+        end
+      end
+      -- the echoed key is redacted through the proxy as it is directly
+      local _, via = both({ "request", "keyed", "/echo" })
+      assert.is_nil(via.stdout:find(API_KEY, 1, true))
+      assert.matches('"x-api-key":"[redacted]"', via.stdout, 1, true)
+      assert.is_true(#api.log() > before)
+      -- a token, by the proxy
+      local res = h.connrt({ "token", "machine" }, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket } })
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(h.connrt({ "token", "machine" }, { env = { CONNRT_HOME = home } }).stdout, res.stdout)
+    end)
+
+    it("loads neither the store nor libcurl", function()
+      local dir = h.tmpdir()
+      local ok = os.execute(("cd %s && CONNRT_HOME=%s CONNRT_PROXY=%s strace -f -e trace=openat -o %s/trace %s request keyed /echo "
+        .. ">%s/out 2>&1"):format(h.ROOT, home, p.info.socket, dir, h.CONNRT, dir))
+      assert.is_true(ok, h.read(dir .. "/out"))
+      local trace = h.read(dir .. "/trace")
+      assert.matches("connrt", trace, 1, true)
+      assert.is_nil(trace:find("libcurl", 1, true))
+      assert.is_nil(trace:find("data.mdb", 1, true))
+      assert.is_nil(trace:find("lmdb.so", 1, true))
+      h.rmdir(dir)
+    end)
+
+    it("falls back to the direct path, with a one-line notice, when the proxy is gone", function()
+      local res = h.connrt({ "request", "keyed", "/keyed/me" }, { env = { CONNRT_HOME = home,
+        CONNRT_PROXY = tmp .. "/no-proxy.sock" } })
+      assert.equal(0, res.code, res.stderr)
+      assert.matches("^connrt: CONNRT_PROXY=" .. (tmp .. "/no-proxy.sock"):gsub("%p", "%%%0")
+        .. ": cannot connect to [^\n]*; going direct\n200 /keyed/me\n$", res.stderr)
+      assert.equal("Key Holder", cjson.decode(res.stdout).name)
+    end)
+  end)
+
+  describe("bad command lines start nothing", function()
+    it("refuses bad options and unknown connections", function()
+      local res = h.connrt({ "proxy", "--listen", "nowhere" }, { env = { CONNRT_HOME = home }, timeout = 10 })
+      assert.equal(2, res.code)
+      assert.matches("--listen nowhere: expected HOST:PORT", res.stderr, 1, true)
+      res = h.connrt({ "proxy", "--workers", "0" }, { env = { CONNRT_HOME = home }, timeout = 10 })
+      assert.equal(2, res.code)
+      res = h.connrt({ "proxy", "--connection", "nosuch" }, { env = { CONNRT_HOME = home }, timeout = 10 })
+      assert.equal(9, res.code)
+      res = h.connrt({ "proxy", "--listen", "127.0.0.1:1", "--socket", "x" }, { env = { CONNRT_HOME = home }, timeout = 10 })
+      assert.equal(2, res.code)
+    end)
+
+    it("serves only the --connection it was given", function()
+      local p = start_proxy({ "--socket", tmp .. "/c1.sock", "--workers", "1", "--connection", "keyed" })
+      assert.equal(200, (curl(p, "/keyed/echo")))
+      local code, body = curl(p, "/machine/x")
+      assert.equal(404, code)
+      assert.matches("not served by this proxy", cjson.decode(body).message, 1, true)
+      p.stop()
+    end)
+  end)
+end)
