@@ -148,6 +148,17 @@ function M.raise(kind, fmt, ...)
   error(make(kind, M.default_reason[kind], format(fmt, ...)), 0)
 end
 
+--- Raises like M.fail with the message "WHERE: detail", keeping on the object `detail`
+-- (the message without WHERE) and `key` (what in WHERE it is about, or nil): for callers
+-- that show the failure at a place of their own (`connrt check`, at a connector's key)
+-- without reading the message.
+function M.fail_at(kind, reason, where, key, fmt, ...)
+  local detail = format(fmt, ...)
+  local e = make(kind, reason, where .. ": " .. detail)
+  e.key, e.detail = key, detail
+  error(e, 0)
+end
+
 --- Raises like M.fail, with `lines` (an array of strings) to print after the message,
 -- each on a line of its own: a pipeline script's traceback. The command line prints
 -- every line through log.err, which escapes a newline inside one.
