@@ -91,6 +91,17 @@ local function scribble(path, from, byte)
   h.write(path, s:sub(1, from) .. string.rep(byte, #s - from))
 end
 
+-- The store at `dir` with every connection's sealed secrets replaced by `blob`; returns dir.
+local function reseal(dir, blob)
+  local lmdb = require("connrt.lmdb")
+  local env = assert(lmdb.open(dir, { "connections", "secrets", "accounts", "clients", "connectors", "leases", "meta" }, {}))
+  local txn = env:begin(true)
+  for _, kv in ipairs(txn:list("secrets")) do txn:put("secrets", kv[1], blob) end
+  txn:commit()
+  env:close()
+  return dir
+end
+
 local function set_refresh(mode)
   local r = assert(require("connrt.http").client():request({ url = ctx.origin .. "/_mode?refresh=" .. mode }))
   assert(r.status == 200)
@@ -415,6 +426,17 @@ local STORE_CASES = {
     env = { CONNRT_KEY = string.rep("ab", 32) }, msg = "cannot decrypt: wrong key?" },
   { "store", "a CONNRT_KEY of the wrong length", code = exit.store, reason = "bad_key", args = { "token", "local-oidc" },
     env = { CONNRT_KEY = "abcd" }, msg = "CONNRT_KEY: the key must be 32 bytes, as 64 hex digits or base64" },
+  -- the crypto module's failures a store can cause (src/api/crypto.c answers nil, why; the
+  -- store raises them with their reason)
+  { "store", "a connection's sealed secrets that do not open", code = exit.store, reason = "damaged",
+    args = { "token", "local-oidc" }, home = function() return reseal(store_copy(), ("QUJD"):rep(20)) end,
+    msg = "cannot decrypt connection local-oidc-" },
+  { "store", "a connection's sealed secrets that are not base64", code = exit.store, reason = "damaged",
+    args = { "token", "local-oidc" }, home = function() return reseal(store_copy(), "!!not base64!!") end,
+    msg = "cannot decrypt connection local-oidc-" },
+  { "store", "a new key (rekey) of the wrong length", code = exit.store, reason = "bad_key", args = { "rekey" },
+    env = { CONNRT_NEW_KEY = ("QUJD"):rep(10) .. "QQ==" }, -- 31 bytes
+    msg = "CONNRT_NEW_KEY: the key must be 32 bytes, as 64 hex digits or base64" },
   { "store", "a key file with bad contents", code = exit.store, reason = "bad_key", args = { "token", "local-oidc" },
     home = function() local d = store_copy() h.write(d .. "/key", "not a key\n") return d end,
     msg = "/key: the key must be 32 bytes, as 64 hex digits or base64" },
