@@ -42,7 +42,7 @@
 #define BUS_DAMAGED "/data.mdb is damaged: reading it went past its end (truncated or corrupted); " \
                     "restore it from a backup"
 static char bus_line[1400];  /* the human line */
-static char bus_json[3200];  /* the --json line, or "" */
+static char bus_json[8600];  /* the --json line, or "": room for every byte of the message escaped in six */
 
 static void on_sigbus(int sig) {
   (void)sig;
