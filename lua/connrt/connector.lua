@@ -34,17 +34,28 @@ M.LIMITS = {
 -- The most of a response body a hook is given (`truncated = true` says it was cut).
 M.HOOK_BODY_MAX = 1024 * 1024
 
+-- A problem of the connector at `path`: its message is "PATH: detail", and the error
+-- keeps the detail, so M.problems lists it without reading the message.
 local function fail(path, fmt, ...)
-  errors.raise("connector", "%s: " .. fmt, path, ...)
+  errors.fail_at("connector", "invalid_connector", path, nil, fmt, ...)
 end
 
--- A problem at connector key `key`: a connector error that carries the key, so
--- M.problems lists it (and `connrt check` names the key) without reading its message.
+-- A problem at connector key `key`: a connector error that also carries the key, so
+-- `connrt check` names the key.
 local function fail_at(path, key, fmt, ...)
-  local _, e = pcall(errors.raise, "connector", "%s: " .. fmt, path, ...)
-  if type(e) == "table" then e.key = key end
-  error(e, 0)
+  errors.fail_at("connector", "invalid_connector", path, key, fmt, ...)
 end
+
+-- The placeholders of the template `text` at connector key `key` (template.variables),
+-- or parsing it (template.parse): a malformed template is a problem at that key.
+local function template_at(fn, path, key, text)
+  local ok, r = pcall(fn, text, key)
+  if ok then return r end
+  if not errors.is(r) then error(r, 0) end
+  fail_at(path, key, "%s", r.message)
+end
+local function variables_at(path, key, text) return template_at(template.variables, path, key, text) end
+local function parse_at(path, key, text) return template_at(template.parse, path, key, text) end
 
 -- Names of values that are secret: they may feed request parameters, never a
 -- connection's name or unique id (those are stored and shown in clear).
@@ -154,7 +165,7 @@ end
 local function check_secret_places(c, path)
   for _, key in ipairs(TEMPLATE_KEYS) do
     for _, t in ipairs(SECRET_PLACES[key] and {} or each_template(c[key], key, {})) do
-      for _, v in ipairs(template.variables(t[2], path .. ": " .. t[1])) do
+      for _, v in ipairs(variables_at(path, t[1], t[2])) do
         local ns, name = template.split(v)
         if M.secret_var(c, v) or (ns == nil and SECRET_NAMES[name]) then
           fail_at(path, t[1], "%s uses {{%s}}, a secret value: secrets are rendered only into the requests that need "
@@ -181,7 +192,7 @@ local function check_templates(c, path)
     if (ns == nil or ns == "fields") and fieldset[name] then return name end
   end
   local function only_fields(text, key)
-    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+    for _, v in ipairs(variables_at(path, key, text)) do
       if not field_of(v) then
         fail_at(path, key, "%s uses {{%s}}, which is not a field of this connector (fields: %s)",
           key, v, field_list)
@@ -202,7 +213,7 @@ local function check_templates(c, path)
   end
   local value_list = table.concat(c.values or {}, ", ")
   for i, a in ipairs(c.allowed_urls) do
-    for _, v in ipairs(template.variables(a, path .. ": allowed_urls[" .. i .. "]")) do
+    for _, v in ipairs(variables_at(path, "allowed_urls[" .. i .. "]", a)) do
       local ns, name = template.split(v)
       if not field_of(v) and not ((ns == nil or ns == "values") and declared[name]) then
         fail_at(path, "allowed_urls[" .. i .. "]", "allowed_urls[%d] uses {{%s}}, which is neither a field (fields: %s) nor a declared value "
@@ -213,7 +224,7 @@ local function check_templates(c, path)
   end
   -- known before any token: fields and the client id (TikTok's client_key)
   local function fields_or_client(text, key)
-    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+    for _, v in ipairs(variables_at(path, key, text)) do
       if v ~= "client_id" and not field_of(v) then
         fail_at(path, key, "%s uses {{%s}}, which is neither a field of this connector (fields: %s) nor {{client_id}}",
           key, v, field_list)
@@ -232,13 +243,13 @@ local function check_templates(c, path)
     if (c.auth or "authorization_code") ~= "authorization_code" then
       fail_at(path, "app_registration", "key 'app_registration': only a browser sign-in (auth = \"authorization_code\") registers an app")
     end
-    for _, v in ipairs(template.variables(c.app_registration.url, path .. ": app_registration.url")) do
+    for _, v in ipairs(variables_at(path, "app_registration.url", c.app_registration.url)) do
       if not field_of(v) then
         fail_at(path, "app_registration.url", "app_registration.url uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
       end
     end
     for k, t in pairs(c.app_registration.form or {}) do
-      for _, v in ipairs(template.variables(tostring(t), path .. ": app_registration.form." .. k)) do
+      for _, v in ipairs(variables_at(path, "app_registration.form." .. k, tostring(t))) do
         if v ~= "redirect_uri" and v ~= "scope" and not field_of(v) then
           fail_at(path, "app_registration.form." .. k,
             "app_registration.form.%s uses {{%s}}, which is neither a field of this connector (fields: %s) "
@@ -266,7 +277,7 @@ local function check_templates(c, path)
   end
   if combos > 64 then fail_at(path, "callback_fields", "callback_fields: %d combinations of choices; at most 64", combos) end
   -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
-  for _, v in ipairs(c.redirect_uri and template.variables(c.redirect_uri, path .. ": redirect_uri") or {}) do
+  for _, v in ipairs(c.redirect_uri and variables_at(path, "redirect_uri", c.redirect_uri) or {}) do
     if not field_of(v) then
       fail_at(path, "redirect_uri", "redirect_uri uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
     end
@@ -280,18 +291,18 @@ local function check_templates(c, path)
     fields_or_client(tostring(v), "token_headers." .. k)
   end
   if type(c.test) == "table" then
-    for k in pairs(c.test.ok or {}) do template.parse("{{" .. k .. "}}", path .. ": test.ok") end
+    for k in pairs(c.test.ok or {}) do parse_at(path, "test.ok", "{{" .. k .. "}}") end
   end
   -- git_username is handed to git beside the token, and git shows it: fields and kept
   -- values only, never a secret
-  for _, v in ipairs(c.git_username and template.variables(c.git_username, path .. ": git_username") or {}) do
+  for _, v in ipairs(c.git_username and variables_at(path, "git_username", c.git_username) or {}) do
     local ns = template.split(v)
     if M.secret_var(c, v) or ns == "token" or ns == "client" or ns == "test" or SECRET_NAMES[v] then
       fail(path, "git_username uses {{%s}}: it may use fields and kept values that are not secret", v)
     end
   end
   for _, k in ipairs({ "name", "unique_id" }) do
-    for _, v in ipairs(template.variables(c[k], path .. ": " .. k)) do
+    for _, v in ipairs(variables_at(path, k, c[k])) do
       if M.secret_var(c, v) then
         fail_at(path, k, "%s uses {{%s}}, a secret value: names and unique ids are stored in clear", k, v)
       end
@@ -299,7 +310,7 @@ local function check_templates(c, path)
   end
   -- the test API's answer is known for name and unique_id only
   local function no_test(text, key)
-    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+    for _, v in ipairs(variables_at(path, key, text)) do
       if template.split(v) == "test" then
         fail_at(path, key, "%s uses {{%s}}, but the test API's answer is known in name and unique_id only", key, v)
       end
@@ -317,7 +328,7 @@ local function check_templates(c, path)
   end
   local function parse_all(t, key)
     for k, v in pairs(t or {}) do
-      if type(v) == "string" then template.parse(v, path .. ": " .. key .. "." .. k) end
+      if type(v) == "string" then parse_at(path, key .. "." .. k, v) end
     end
   end
   parse_all(c.request and c.request.headers, "request.headers")
@@ -333,7 +344,7 @@ local function check_templates(c, path)
   -- as Trello's) is the connector's explicit choice, and the key is redacted from traces.
   local function no_secret_in_url(texts, key, fields_too)
     for _, text in ipairs(texts) do
-      for _, var in ipairs(template.variables(text, path .. ": " .. key)) do
+      for _, var in ipairs(variables_at(path, key, text)) do
         local ns, name = template.split(var)
         if (fields_too and M.secret_var(c, var)) or ((ns == nil or ns == "token") and SECRET_NAMES[name]) then
           fail_at(path, key, "%s puts {{%s}} in the URL: tokens and secrets never go in URLs", key, var)
@@ -363,7 +374,7 @@ local function check_templates(c, path)
     -- no token exists for these connections: request parameters use fields only
     for _, part in ipairs({ "headers", "query", "body", "basic" }) do
       for k, v in pairs(c.request and c.request[part] or {}) do
-        for _, var in ipairs(template.variables(tostring(v), path)) do
+        for _, var in ipairs(variables_at(path, "request." .. part .. "." .. k, tostring(v))) do
           local ns, name = template.split(var)
           if ns == "token" or (ns == nil and SECRET_NAMES[name]) then
             fail_at(path, "request." .. part .. "." .. k,
@@ -373,7 +384,7 @@ local function check_templates(c, path)
       end
     end
   end
-  if type(c.test) == "string" then template.parse(c.test, path .. ": test") end
+  if type(c.test) == "string" then parse_at(path, "test", c.test) end
   if c.app_registration then check_request_origin(c, path, "app_registration") end
   check_secret_places(c, path)
   -- `client` is no namespace: {{client_id}} and {{client_secret}} are written short
@@ -381,7 +392,7 @@ local function check_templates(c, path)
   -- (name and unique_id may read a `client` object of the test API's answer)
   for _, key in ipairs(TEMPLATE_KEYS) do
     for _, t in ipairs((key == "name" or key == "unique_id") and {} or each_template(c[key], key, {})) do
-      for _, v in ipairs(template.variables(t[2], path .. ": " .. t[1])) do
+      for _, v in ipairs(variables_at(path, t[1], t[2])) do
         if v:match("^client%.") then
           fail_at(path, t[1], "%s uses {{%s}}: `client` is not a namespace; write {{%s}}", t[1], v, v:sub(8))
         end
@@ -445,7 +456,8 @@ local function run_sandboxed(src, path)
   if #src > limits.CONNECTOR_BYTES then
     fail(path, "the file is %d bytes; a connector may have at most %d", #src, limits.CONNECTOR_BYTES)
   end
-  local box = sandbox.new(M.LIMITS)
+  local made, box = pcall(sandbox.new, M.LIMITS)
+  if not made then errors.wrap(box, "CONNRT_CONNECTOR_MEMORY and CONNRT_CONNECTOR_CPU: ") end
   local ok, v, reason = box:run(src, "@" .. path)
   if ok then return true, v end
   if reason == "syntax" then
@@ -466,13 +478,15 @@ M.NEEDS, M.SECRET_NAMES, M.URL_KEYS = NEEDS, SECRET_NAMES, URL_KEYS
 -- loader (which raises the first) and `connrt check` (which prints them all, with
 -- hints): a list of { kind = "schema" | "allowed" | "needs" | "connector", key (nil for
 -- the file as a whole), message (what is wrong at the key), text (the loader's message,
--- without the path) }. The checks past the schema need its types, so schema problems
+-- without the path), problem and suggest (schema.validate's: "unknown_key" with the
+-- closest known key, or "required") }. The checks past the schema need its types, so schema problems
 -- come alone; past it, each group of checks reports its first problem.
 function M.problems(c, path)
   local out = {}
   local errs = schema.validate(c, schema.connector)
   for _, e in ipairs(errs) do
-    out[#out + 1] = { kind = "schema", key = e[1], message = e[2], text = ("key '%s': %s"):format(e[1], e[2]) }
+    out[#out + 1] = { kind = "schema", key = e[1], message = e[2], problem = e.problem, suggest = e.suggest,
+      text = ("key '%s': %s"):format(e[1], e[2]) }
   end
   if #errs > 0 then return out end
   if #c.allowed_urls == 0 then
@@ -489,14 +503,14 @@ function M.problems(c, path)
     end
   end
   if c.test == nil and not c.discovery then
-    out[#out + 1] = { kind = "needs", key = "test", message = "is required", text = "key 'test': is required" }
+    out[#out + 1] = { kind = "needs", key = "test", message = "is required", problem = "required",
+      text = "key 'test': is required" }
   end
-  local prefix = "^" .. path:gsub("%p", "%%%0") .. ": "
   local function group(fn)
     local ok, e = pcall(fn)
     if ok then return end
     if not errors.is(e) then error(e, 0) end
-    local text = e.message:gsub(prefix, "")
+    local text = e.detail or e.message
     out[#out + 1] = { kind = "connector", key = e.key, message = text, text = text }
   end
   group(function()
@@ -543,7 +557,8 @@ local function check(c, src, path)
     for _, p in ipairs(problems) do
       if p.kind == "schema" then lines[#lines + 1] = p.text end
     end
-    fail(path, "%s", #lines > 0 and table.concat(lines, "; ") or problems[1].text)
+    if #lines > 0 then fail(path, "%s", table.concat(lines, "; ")) end
+    fail_at(path, problems[1].key, "%s", problems[1].text)
   end
   c.auth = c.auth or "authorization_code"
   c.title = c.title or c.id
