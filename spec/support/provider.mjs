@@ -19,6 +19,7 @@
 //                         Slack answers errors
 //   any  /api/...         200 {"ok": true, "path"} with such a token; with api=expired200,
 //                         200 {"ok": false, "error": "token_expired"} whatever the token
+//   any  /api/redir?to=URL&code=N   N (302 unless given) to URL, whatever the token
 //   GET  /_mode?tok=M&refresh=M&size=N&count=N&me=M&api=M&revoke=N   sets the modes
 //   GET  /_log            every request so far (not /_ ones): {method, path, headers, body}
 // Modes: ok | extras (beside the token: `token` = the access token as Intercom sends it,
@@ -101,6 +102,11 @@ const server = http.createServer((req, res) => {
     }
     if (req.method === "POST" && u.pathname === "/revoke") {
       return json(res, mode.revoke, mode.revoke === 200 ? {} : { error: "unsupported_token_type" });
+    }
+    if (u.pathname === "/api/redir") {
+      // a redirect, token or not: to `to` with status `code` (302 unless given)
+      res.writeHead(Number(q.get("code") || 302), { location: q.get("to") });
+      return res.end();
     }
     if (u.pathname.startsWith("/api/")) {
       if (mode.api === "expired200") return json(res, 200, { ok: false, error: "token_expired" });
