@@ -30,7 +30,8 @@
 // scope of 4 * `size` bytes) | norefresh (no refresh token) |
 // noexpiry (no expires_in) | invalid_grant (400 {"error": "invalid_grant"}: the code or
 // refresh token is no longer valid). api=unauthorized answers 401 to every /api/ request;
-// api=slow answers /api/ requests after 3 s.
+// api=slow answers /api/ requests after 3 s; api=bigjson answers them with a JSON array of
+// `count` empty objects, whatever the token.
 import http from "node:http";
 import crypto from "node:crypto";
 
@@ -112,6 +113,10 @@ const server = http.createServer((req, res) => {
       if (mode.api === "expired200") return json(res, 200, { ok: false, error: "token_expired" });
       if (mode.api === "unauthorized") return json(res, 401, { error: "invalid_token" });
       if (mode.api === "slow") return void setTimeout(() => json(res, 200, { ok: true }), 3000);
+      if (mode.api === "bigjson") {
+        res.writeHead(200, { "content-type": "application/json" });
+        return res.end("[" + "{},".repeat(Math.max(mode.count - 1, 0)) + "{}]");
+      }
       const m = (req.headers.authorization || "").match(/^Bearer (\S+)$/);
       if (!m || !issued.has(m[1])) return json(res, 401, { error: "invalid_token" });
       if (u.pathname === "/api/me" && mode.me === "error200") return json(res, 200, { ok: false, error: "invalid_auth" });
