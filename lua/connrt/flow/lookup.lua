@@ -35,7 +35,7 @@ function M.run(c, scope, allowed)
     local method = req.method and tostring(req.method):upper() or "GET"
     local full = request.with_parameters(c.request, scope,
       { method = method, url = url.add_query(target, query), headers = headers, body = req.body, json = req.json },
-      c.path .. ": request", { skip_unknown = true, secret_var = function(v) return connector.secret_var(c, v) end })
+      c.path .. ": request", { skip_unknown = true, from_connector = true, secret_var = function(v) return connector.secret_var(c, v) end })
     full.follow, full.allowed, full.max_body = 5, allowed, limits.API_BODY
     local resp = request.send(full, "hooks.lookup " .. method .. " " .. url.without_query(target))
     local ctype = (resp.header["content-type"] or ""):lower()
