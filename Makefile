@@ -189,7 +189,8 @@ completion:
 lint:
 	$(LUACHECK) -q lua spec connectors examples bench tools
 
-# docs/errors.md and the README's exit code table, from lua/connrt/errors.lua
+# docs/errors.md, the README's exit code table and the man page's exit statuses, from
+# lua/connrt/errors.lua
 errors-doc:
 	$(LUA) tools/errors-doc.lua
 

@@ -22,7 +22,8 @@ return {
   title = "DocuSign",
   fields = {
     { key = "auth_host", label = "Environment", description = "account.docusign.com, or account-d.docusign.com for the developer sandbox",
-      default = "account.docusign.com", choices = { "account.docusign.com", "account-d.docusign.com" } },
+      default = "account.docusign.com", choices = { "account.docusign.com", "account-d.docusign.com" },
+      secret = false }, -- a host, though its name says "auth"
   },
   authorize_url = "https://{{auth_host}}/oauth/auth",
   scopes = { "signature" },

@@ -5,7 +5,7 @@ return {
   title = "Trello",
   auth = "fields",
   fields = {
-    { key = "key", label = "API key", required = true, pattern = "%x+" },
+    { key = "key", label = "API key", required = true, pattern = "%x+", secret = true },
     { key = "token", label = "Token", required = true, secret = true },
   },
   test = "/members/me",

@@ -91,6 +91,17 @@ local function scribble(path, from, byte)
   h.write(path, s:sub(1, from) .. string.rep(byte, #s - from))
 end
 
+-- The store at `dir` with every connection's sealed secrets replaced by `blob`; returns dir.
+local function reseal(dir, blob)
+  local lmdb = require("connrt.lmdb")
+  local env = assert(lmdb.open(dir, { "connections", "secrets", "accounts", "clients", "connectors", "leases", "meta" }, {}))
+  local txn = env:begin(true)
+  for _, kv in ipairs(txn:list("secrets")) do txn:put("secrets", kv[1], blob) end
+  txn:commit()
+  env:close()
+  return dir
+end
+
 local function set_refresh(mode)
   local r = assert(require("connrt.http").client():request({ url = ctx.origin .. "/_mode?refresh=" .. mode }))
   assert(r.status == 200)
@@ -225,10 +236,22 @@ local CASES = {
     args = function() return run_connector("examples/local-oidc.lua") end,
     env = { CONNRT_REDIRECT_URL = "https://example.com/cb" },
     msg = "CONNRT_REDIRECT_URL https://example.com/cb: the listener serves plain http on a loopback address" },
+  { "command line", "a connector memory limit too small for a Lua state", code = exit.usage, reason = "bad_limit",
+    args = function() return run_connector("examples/local-oidc.lua") end, env = { CONNRT_CONNECTOR_MEMORY = "0.001" },
+    msg = "CONNRT_CONNECTOR_MEMORY and CONNRT_CONNECTOR_CPU: the connector sandbox's memory limit of 1048 bytes is too small" },
+  { "command line", "a connector memory limit too small to start a connector (check)", code = exit.usage,
+    reason = "bad_limit", args = { "check", "examples/local-oidc.lua" }, env = { CONNRT_CONNECTOR_MEMORY = "0.05" },
+    msg = "is too small to start a connector" },
+  { "command line", "a connector CPU limit out of range", code = exit.usage, reason = "bad_limit",
+    args = function() return run_connector("examples/local-oidc.lua") end, env = { CONNRT_CONNECTOR_CPU = "1e6" },
+    msg = "the connector sandbox's cpu limit 1000000.0 is out of range (at most 86400.0)" },
   { "command line", "too many arguments", code = exit.usage, args = { "show", "a", "b" },
     msg = "usage: connrt show ID [--json]" },
   { "command line", "a connection that does not exist", code = exit.notfound, reason = "no_connection", args = { "token", "nope" },
     msg = "no connection nope (connrt list shows them)" },
+  { "command line", "request: an answer with status 404 (the body printed, exit 5, the error line)",
+    code = exit.provider, reason = "http_status", args = { "request", "local-oidc", "/no-such-thing" },
+    msg = "/no-such-thing answered 404" },
   { "command line", "request: a URL that is not a URL", code = exit.refused,
     args = { "request", "local-oidc", "not a url" }, msg = 'invalid URL "' },
   { "command line", "request: a scheme that is not http(s)", code = exit.refused,
@@ -372,9 +395,10 @@ end
 
 local STORE_CASES = {
   -- store problems ------------------------------------------------------------------
-  { "store", "data.mdb truncated", code = exit.store, args = { "list" },
+  -- the SIGBUS path (src/api/store.c): --json's error line too
+  { "store", "data.mdb truncated", code = exit.store, reason = "damaged", args = { "list" },
     home = function() local d = store_copy() h.write(d .. "/data.mdb", h.read(d .. "/data.mdb"):sub(1, 12288)) return d end,
-    msg = "/data.mdb is damaged" },
+    msg = "/data.mdb is damaged: reading it went past its end (truncated or corrupted)" },
   { "store", "data.mdb with garbage after its meta pages", code = exit.store, args = { "show", "local-oidc" },
     home = function() local d = store_copy() scribble(d .. "/data.mdb", 8192, "\90") return d end,
     msg = "/data.mdb is damaged" },
@@ -402,6 +426,17 @@ local STORE_CASES = {
     env = { CONNRT_KEY = string.rep("ab", 32) }, msg = "cannot decrypt: wrong key?" },
   { "store", "a CONNRT_KEY of the wrong length", code = exit.store, reason = "bad_key", args = { "token", "local-oidc" },
     env = { CONNRT_KEY = "abcd" }, msg = "CONNRT_KEY: the key must be 32 bytes, as 64 hex digits or base64" },
+  -- the crypto module's failures a store can cause (src/api/crypto.c answers nil, why; the
+  -- store raises them with their reason)
+  { "store", "a connection's sealed secrets that do not open", code = exit.store, reason = "damaged",
+    args = { "token", "local-oidc" }, home = function() return reseal(store_copy(), ("QUJD"):rep(20)) end,
+    msg = "cannot decrypt connection local-oidc-" },
+  { "store", "a connection's sealed secrets that are not base64", code = exit.store, reason = "damaged",
+    args = { "token", "local-oidc" }, home = function() return reseal(store_copy(), "!!not base64!!") end,
+    msg = "cannot decrypt connection local-oidc-" },
+  { "store", "a new key (rekey) of the wrong length", code = exit.store, reason = "bad_key", args = { "rekey" },
+    env = { CONNRT_NEW_KEY = ("QUJD"):rep(10) .. "QQ==" }, -- 31 bytes
+    msg = "CONNRT_NEW_KEY: the key must be 32 bytes, as 64 hex digits or base64" },
   { "store", "a key file with bad contents", code = exit.store, reason = "bad_key", args = { "token", "local-oidc" },
     home = function() local d = store_copy() h.write(d .. "/key", "not a key\n") return d end,
     msg = "/key: the key must be 32 bytes, as 64 hex digits or base64" },

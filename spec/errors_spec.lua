@@ -148,11 +148,26 @@ int main(void) {
     assert.same(want, require("connrt.help").exit_statuses())
   end)
 
-  it("is what docs/errors.md and the README's exit code table say (make errors-doc)", function()
+  it("is what docs/errors.md, the README's exit code table and the man page say (make errors-doc)", function()
     local res = run({ h.LUA, "tools/errors-doc.lua", "--check" })
     assert.equal(0, res.code, res.stderr)
     local doc = read("docs/errors.md")
     for _, r in ipairs(errors.reasons) do assert.matches("| `" .. r[1] .. "` | `" .. r[2] .. "` |", doc, 1, true) end
+    -- the man page's EXIT STATUS entries are the generated ones, every code with its reasons
+    local man = read("docs/connrt.1"):match('%.SH "EXIT STATUS"\n(.-)\n%.SH ')
+    local entries = man:match("\n%.\\\" exit statuses: generated from lua/connrt/errors%.lua[^\n]*\n(.-)%.\\\" end of")
+    assert.is_string(entries, "the man page's exit statuses are not generated")
+    local codes = {}
+    for code, text in entries:gmatch("%.TP\n%.B (%d+)\n([^\n]*)") do codes[#codes + 1] = tonumber(code)
+      local kind
+      for _, k in ipairs(errors.kinds) do if k.code == tonumber(code) then kind = k end end
+      for _, r in ipairs(errors.reasons) do
+        if r[2] == kind.name and kind.raised ~= false then assert.matches(r[1], text, 1, true) end
+      end
+    end
+    local want = {}
+    for _, k in ipairs(errors.kinds) do if k.only ~= "library" then want[#want + 1] = k.code end end
+    assert.same(want, codes)
   end)
 
   it("names only its own kinds and reasons where errors are raised, in Lua and in C", function()
@@ -209,17 +224,43 @@ int main(void) {
 
   it("is never read back from a message's text", function()
     -- the ways it was: cli.lua matched "store: ...", connection.lua ": invalid_grant",
-    -- page.lua access_denied, expired, timed out and state. (check.lua still re-reads the
-    -- connector loader's messages for its findings: issue 15's "validate once" item.)
+    -- page.lua access_denied, expired, timed out and state; check.lua the schema's "did
+    -- you mean" and "unknown key", "is required", and stripped the path and "check: " off
+    -- the loader's messages (connector.problems gives problem, suggest and detail now)
+    local n = 0
     for _, path in ipairs(files("lua/connrt", "%.lua$")) do
-      if path ~= "lua/connrt/check.lua" then
-        local src = read(path)
-        for _, bad in ipairs({ ".message:find(", ".message:match(", 'match("^store: ', '": invalid_grant"',
-            "recognize(", 'has("' }) do
-          assert.is_nil(src:find(bad, 1, true), path .. " reads an error's text: " .. bad)
-        end
+      local src = read(path)
+      n = n + 1
+      for _, bad in ipairs({ ".message:find(", ".message:match(", 'match("^store: ', '": invalid_grant"',
+          "recognize(", 'has("', "message:match(", "message:find(", "message:gsub(", 'message == "',
+          'msg:gsub("^" ..', 'err:gsub("^' }) do
+        assert.is_nil(src:find(bad, 1, true), path .. " reads an error's text: " .. bad)
       end
     end
+    assert.truthy(n > 30, n)
+  end)
+
+  it("gives connrt check the loader's problems as data: the key, the schema's suggestion, the detail", function()
+    local connector, check = require("connrt.connector"), require("connrt.check")
+    local problems = connector.problems({ id = "x", titel = "X" }, "x.lua")
+    local by_key = {}
+    for _, p in ipairs(problems) do by_key[p.key] = p end
+    assert.same({ "schema", "unknown_key", "title" }, { by_key.titel.kind, by_key.titel.problem, by_key.titel.suggest })
+    assert.same({ "schema", "required" }, { by_key.allowed_urls.kind, by_key.allowed_urls.problem })
+    -- a connector error keeps its message without the path, and its key
+    local ok, e = pcall(connector.load_source, prov.connector():gsub("test = ", "test = \"{{x\" or "), "y.lua")
+    assert.is_false(ok)
+    assert.same({ "connector", "invalid_connector", "test" }, { e.kind, e.reason, e.key }, e.message)
+    assert.equal("y.lua: " .. e.detail, e.message)
+    assert.is_nil(e.detail:find("y.lua", 1, true), e.detail)
+    -- and check shows them at their keys, with hints from the data
+    local found = {}
+    for _, f in ipairs(check.check_source("return { id = 'x', titel = 'X' }", "z.lua")) do found[f.key] = f end
+    assert.equal("rename it to title", found.titel.hint)
+    assert.matches("^add a name template", found.name.hint)
+    found = {}
+    for _, f in ipairs(check.check_source("return {", "z.lua")) do found[f.key] = f end
+    assert.matches("^syntax error: line ", found["(file)"].message)
   end)
 end)
 

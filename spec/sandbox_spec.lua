@@ -74,6 +74,21 @@ describe("connector sandbox", function()
       assert.same({ "kept" }, list)
       assert.is_true(called) -- a runtime function handed to a hook runs as itself
     end)
+
+    it("fail the hook, not connrt, when a runtime function's result is too deep to copy back", function()
+      -- hooks.lookup's api.get hands the provider's JSON back: 150 levels deep is the
+      -- provider's doing, a connector error (was an internal error, exit 70)
+      local c = connector.load_source("return " .. VALID:format([[ if type(r.fn) == "function" then r.fn() end ]]),
+        "deep.lua")
+      local deep = {}
+      for _ = 1, 150 do deep = { deep } end
+      local ok, e = pcall(connector.call_hook, c, "expired", { status = 200, headers = {}, body = "",
+        fn = function() return deep end })
+      assert.is_false(ok)
+      assert.is_true(require("connrt.errors").is(e), tostring(e))
+      assert.same({ "connector", "hook_failed" }, { e.kind, e.reason })
+      assert.matches("cannot pass the result back to the connector: tables nested more than 100 deep", e.message, 1, true)
+    end)
   end)
 
   describe("pattern matching inside the sandbox", function()

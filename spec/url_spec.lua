@@ -83,6 +83,9 @@ describe("url", function()
       "https://api.example.com/v1", "https://api.example.com/v1/", "https://api.example.com/v1/me",
       "https://API.EXAMPLE.COM/v1/me?x=1", "https://api.example.com:443/v1/me",
       "https://api.example.com/v1/a/../b", "http://127.0.0.1:9400/me",
+      -- path parameters on a segment that is a name (matrix params, jsessionid)
+      "https://api.example.com/v1/a;b=1/me", "https://api.example.com/v1/..x;y/me",
+      "https://api.example.com/v1/me;jsessionid=1", "https://api.example.com/v1/...;x",
     }
     local refused = {
       "https://api.example.com.evil.test/v1/me",
@@ -103,6 +106,14 @@ describe("url", function()
       "http://127.0.0.2:9400/me",
       "ftp://api.example.com/v1/me",
       "https://api.example.com.:443/v1/me",
+      -- dot segments with ";params": Tomcat, Jetty and Spring cut the params, then climb
+      "https://api.example.com/v1/x/..;/..;/admin",
+      "https://api.example.com/v1/..;/admin",
+      "https://api.example.com/v1/..;jsessionid=1/admin",
+      "https://api.example.com/v1/..%3B/admin",
+      "https://api.example.com/v1/..%3b/admin",
+      "https://api.example.com/v1/.;x/me",
+      "http://127.0.0.1:9400/a/..;/b",
     }
     for _, u in ipairs(ok_cases) do
       it("allows " .. u, function() assert.is_true((url.allowed(u, allowed))) end)
@@ -114,6 +125,12 @@ describe("url", function()
         assert.is_string(why)
       end)
     end
+  end)
+
+  it("says why a dot segment with ;params is refused", function()
+    local ok, why = url.allowed("https://api.example.com/v1/x/..;/..;/admin", { "https://api.example.com/v1" })
+    assert.is_false(ok)
+    assert.matches('dot segment with parameters ("..;")', why, 1, true)
   end)
 
   it("names a URL without its query and fragment", function()

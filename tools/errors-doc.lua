@@ -1,17 +1,21 @@
---- tools/errors-doc.lua - writes docs/errors.md and the README's exit code table from
--- lua/connrt/errors.lua, the one definition of the kinds and reasons of errors.
+--- tools/errors-doc.lua - writes docs/errors.md, the README's exit code table and the man
+-- page's EXIT STATUS entries from lua/connrt/errors.lua, the one definition of the kinds
+-- and reasons of errors.
 --
---   lua5.4 tools/errors-doc.lua           rewrite both (`make errors-doc`)
+--   lua5.4 tools/errors-doc.lua           rewrite the three (`make errors-doc`)
 --   lua5.4 tools/errors-doc.lua --check   exit 1, naming the file, when one is stale
 --
--- The README's table sits between the lines BEGIN and END below; the rest of the README
--- is left alone. spec/errors_spec.lua runs the check.
+-- The README's table sits between the lines BEGIN and END below, the man page's entries
+-- (docs/connrt.1) between MAN_BEGIN and MAN_END; the rest of each file is left alone.
+-- spec/errors_spec.lua runs the check.
 local root = arg[0]:match("^(.*)/tools/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. package.path
 local errors = require("connrt.errors")
 
 local BEGIN = "<!-- exit codes: generated from lua/connrt/errors.lua by `make errors-doc` -->"
 local END = "<!-- end of exit codes -->"
+local MAN_BEGIN = ".\\\" exit statuses: generated from lua/connrt/errors.lua by `make errors-doc`"
+local MAN_END = ".\\\" end of exit statuses"
 
 local function exit_table()
   local out = { "| code | meaning |", "|---|---|" }
@@ -66,6 +70,31 @@ local function errors_md()
   return table.concat(out, "\n") .. "\n"
 end
 
+-- Text for roff: backslashes and hyphens escaped, no line starting with a control character.
+local function roff(text)
+  text = text:gsub("\\", "\\e"):gsub("%-", "\\-")
+  return (text:gsub("^([.'])", "\\&%1"))
+end
+
+-- The man page's EXIT STATUS entries: each code with what it means and its reasons.
+local function man_entries()
+  local out = {}
+  for _, k in ipairs(errors.kinds) do
+    if k.only ~= "library" then
+      out[#out + 1] = ".TP"
+      out[#out + 1] = ".B " .. k.code
+      local says = k.says:sub(1, 1):upper() .. k.says:sub(2)
+      local reasons = {}
+      for _, r in ipairs(errors.reasons) do if r[2] == k.name then reasons[#reasons + 1] = r[1] end end
+      if k.raised ~= false and #reasons > 0 then
+        says = says .. ". Reasons: " .. table.concat(reasons, ", ")
+      end
+      out[#out + 1] = roff(says .. ".")
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
 local function read(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")
@@ -81,9 +110,18 @@ local function readme_with(text)
   return s:sub(1, a - 1) .. BEGIN .. "\n\n" .. text .. "\n" .. s:sub(b)
 end
 
+local function man_with(text)
+  local s = read(root .. "/docs/connrt.1")
+  local a = s:find(MAN_BEGIN, 1, true)
+  local b = s:find(MAN_END, 1, true)
+  assert(a and b and a < b, "docs/connrt.1: the exit statuses' markers are missing")
+  return s:sub(1, a - 1) .. MAN_BEGIN .. "\n" .. text .. s:sub(b)
+end
+
 local wanted = {
   { root .. "/docs/errors.md", errors_md() },
   { root .. "/README.md", readme_with(exit_table()) },
+  { root .. "/docs/connrt.1", man_with(man_entries()) },
 }
 
 local stale = 0

@@ -91,6 +91,12 @@ end
 -- for.
 function M.client(st, c, fields, redirect_uri, scope, origins)
   local reg_url = M.url(c, fields)
+  -- the registration's form goes to the server the connection uses, nowhere else
+  local within, o = require("connrt.origins").within(reg_url, origins)
+  if not within then
+    errors.raise("connector", "%s: app_registration.url sends to %s, which is not within the connection's reach (%s)",
+      c.path, o, table.concat(origins, ", "))
+  end
   local key = M.key(reg_url, redirect_uri, scope)
   local saved = st:client(key, origins)
   if saved then return saved.client_id, log.secret(saved.client_secret), saved.origins or origins end

@@ -24,18 +24,21 @@ local function finding(out, level, key, message, hint)
   out[#out + 1] = { level = level, key = key, message = message, hint = hint }
 end
 
--- A hint for a schema error.
-local function schema_hint(key, message)
-  if message == "is required" then
+-- A hint for a problem of the schema (or a missing key the way of connecting needs), from
+-- what connector.problems says of it: `problem` and `suggest`, never its message.
+local function schema_hint(p)
+  local key = p.key
+  if p.problem == "required" then
     if key == "name" then return "add a name template, e.g. name = \"{{login}}'s Account\"" end
     if key == "unique_id" then return "add a unique id template from the test API, e.g. unique_id = \"{{id}}\"" end
     if key == "test" then return "add a test API, e.g. test = \"/me\"" end
     if key == "allowed_urls" then return "list the API base URLs credentials may go to, e.g. { \"https://api.example.com\" }" end
     return "add the key; docs/connectors.md lists what each key takes"
   end
-  local typo = message:match("did you mean '([^']+)'")
-  if typo then return "rename it to " .. typo end
-  if message:find("unknown key", 1, true) then return "remove it, or see docs/connectors.md for the known keys" end
+  if p.problem == "unknown_key" then
+    if p.suggest then return "rename it to " .. p.suggest end
+    return "remove it, or see docs/connectors.md for the known keys"
+  end
   return "see docs/connectors.md for what " .. key .. " takes"
 end
 
@@ -64,7 +67,7 @@ end
 -- The placeholders of a template as { path, namespace, name } each, or nil and why.
 local function placeholders(text)
   local ok, vars = pcall(template.variables, text, "check")
-  if not ok then return nil, tostring(vars.message or vars) end
+  if not ok then return nil, tostring(vars.detail or vars) end
   local out = {}
   for _, v in ipairs(vars) do
     local ns, name = template.split(v)
@@ -150,7 +153,7 @@ local function check_table(c, out)
   local function unknown(key, text, allow_token, allow_values, allow_client)
     local ps, err = placeholders(text)
     if not ps then
-      finding(out, "error", key, err:gsub("^check: ", ""), "write placeholders as {{name}} or {{a.b.0}}")
+      finding(out, "error", key, err, "write placeholders as {{name}} or {{a.b.0}}")
       return
     end
     for _, p in ipairs(ps) do
@@ -267,9 +270,12 @@ function M.check_source(src, path)
   local out = {}
   local pok, ok, c = pcall(connector.evaluate, src, path)
   if not pok then ok, c = false, ok end
+  -- a failure that is not the connector's (the sandbox's limits) is not a finding
+  if not ok and errors.is(c) and c.kind ~= "connector" then error(c, 0) end
   if not ok then
-    local msg = errors.is(c) and c.message or ("error while loading: " .. tostring(c))
-    finding(out, "error", "(file)", (msg:gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")),
+    -- the loader's own error keeps its message without the path (detail)
+    local msg = errors.is(c) and (c.detail or c.message) or ("error while loading: " .. tostring(c))
+    finding(out, "error", "(file)", msg,
       "fix the Lua error; the file must run in the connector sandbox (no io, require or os.execute)")
     return out
   end
@@ -284,11 +290,11 @@ function M.check_source(src, path)
   for _, p in ipairs(problems) do
     if p.kind == "schema" then
       nschema = nschema + 1
-      finding(out, "error", p.key, p.message, schema_hint(p.key, p.message))
+      finding(out, "error", p.key, p.message, schema_hint(p))
     elseif p.kind == "allowed" then
       finding(out, "error", p.key, p.message, "list at least one API base URL")
     elseif p.kind == "needs" then
-      finding(out, "error", p.key, p.message, p.key == "test" and schema_hint(p.key, p.message)
+      finding(out, "error", p.key, p.message, p.key == "test" and schema_hint(p)
         or ("add " .. p.key .. ", or set auth to the way the app connects"))
     end
   end

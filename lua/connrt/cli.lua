@@ -10,6 +10,14 @@ local M = {}
 M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 
 
+-- --json: failures end with the JSON error line (M.json), also where C code that cannot
+-- raise writes one (the store's SIGBUS handler, src/api/store.c, reads the registry's
+-- "connrt.json_errors").
+local function json_on()
+  M.json = true
+  debug.getregistry()["connrt.json_errors"] = true
+end
+
 -- Parses the arguments of command `cmd` against its options (options.lua). --verbose and
 -- --json are options of every command (options.GLOBAL): --json (M.json) also makes a
 -- failure's last line on standard error a JSON object (see M.main), and is opts.json
@@ -27,7 +35,8 @@ local function parse(argv, cmd)
       -- every command takes it, wherever it stands (connrt request ID URL -v)
       log.verbose = true
     elseif a == "--json" then
-      M.json, opts.json = true, true
+      json_on()
+      opts.json = true
     elseif a == "--store" or a:match("^%-%-store=") then
       -- every command takes it too: the store to use instead of CONNRT_STORE
       local v = a:match("^%-%-store=(.*)$")
@@ -81,6 +90,14 @@ end
 
 local function json_out(v)
   log.out("%s", cjson.encode(v))
+end
+
+-- With --json, the line every failure ends its standard error with:
+-- {"error": {"kind", "reason", "message"}}, the message redacted.
+local function json_error(kind, reason, message)
+  if M.json then
+    log.err("%s", cjson.encode({ error = { kind = kind, reason = reason, message = log.redact(message or "") } }))
+  end
 end
 
 local commands = {}
@@ -395,7 +412,13 @@ function commands.request(argv)
     end
     io.stdout:write(log.redact(resp.body))
   end
-  if resp.status >= 400 then return errors.exit_codes.provider end
+  if resp.status >= 400 then
+    -- the answer is printed as it came; for a program the failure is its status
+    local e = errors.new("provider", "http_status", "%s answered %d", require("connrt.url").without_query(target),
+      resp.status)
+    json_error(e.kind, e.reason, e.message)
+    return errors.exit_codes[e.kind]
+  end
   return 0
 end
 
@@ -659,9 +682,7 @@ local function fail(e)
       first = false
     end
   end
-  if M.json then
-    log.err("%s", cjson.encode({ error = { kind = kind, reason = reason, message = log.redact(message or "") } }))
-  end
+  json_error(kind, reason, message)
   return errors.exit_codes[kind]
 end
 
@@ -680,9 +701,10 @@ function M.main(argv)
         return errors.exit_codes.usage
       end
       require("connrt.store").chosen = v
-    elseif argv[1] == "--json" then M.json = true else log.verbose = true end
+    elseif argv[1] == "--json" then json_on() else log.verbose = true end
     table.remove(argv, 1)
   end
+
   local cmd = argv[1]
   if cmd == nil or cmd == "--help" or cmd == "-h" then cmd = "help" end
   if cmd == "--version" then cmd = "version" end

@@ -381,7 +381,9 @@ end
 local LAZY_JSON = { __index = function(resp, key)
   if key ~= "json" then return nil end
   local ctype = (resp.headers["content-type"] or ""):lower()
-  local doc = ctype:find("json", 1, true) and cjson.decode(resp.body) or nil
+  if not ctype:find("json", 1, true) then return nil end
+  require("connrt.limits").check_json_size(resp.body, url.without_query(resp.url or "the API"))
+  local doc = cjson.decode(resp.body)
   rawset(resp, "json", doc)
   return doc
 end }

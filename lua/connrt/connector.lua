@@ -10,6 +10,7 @@
 -- a connector error, and a connector that met one runs no more.
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local log = require("connrt.log")
 local origins = require("connrt.origins")
 local sandbox = require("connrt.sandbox")
 local schema = require("connrt.schema")
@@ -33,22 +34,56 @@ M.LIMITS = {
 -- The most of a response body a hook is given (`truncated = true` says it was cut).
 M.HOOK_BODY_MAX = 1024 * 1024
 
+-- A problem of the connector at `path`: its message is "PATH: detail", and the error
+-- keeps the detail, so M.problems lists it without reading the message.
 local function fail(path, fmt, ...)
-  errors.raise("connector", "%s: " .. fmt, path, ...)
+  errors.fail_at("connector", "invalid_connector", path, nil, fmt, ...)
 end
 
--- A problem at connector key `key`: a connector error that carries the key, so
--- M.problems lists it (and `connrt check` names the key) without reading its message.
+-- A problem at connector key `key`: a connector error that also carries the key, so
+-- `connrt check` names the key.
 local function fail_at(path, key, fmt, ...)
-  local _, e = pcall(errors.raise, "connector", "%s: " .. fmt, path, ...)
-  if type(e) == "table" then e.key = key end
-  error(e, 0)
+  errors.fail_at("connector", "invalid_connector", path, key, fmt, ...)
 end
+
+-- The placeholders of the template `text` at connector key `key` (template.variables),
+-- or parsing it (template.parse): a malformed template is a problem at that key.
+local function template_at(fn, path, key, text)
+  local ok, r = pcall(fn, text, key)
+  if ok then return r end
+  if not errors.is(r) then error(r, 0) end
+  fail_at(path, key, "%s", r.message)
+end
+local function variables_at(path, key, text) return template_at(template.variables, path, key, text) end
+local function parse_at(path, key, text) return template_at(template.parse, path, key, text) end
 
 -- Names of values that are secret: they may feed request parameters, never a
 -- connection's name or unique id (those are stored and shown in clear).
 local SECRET_NAMES = { access_token = true, refresh_token = true, id_token = true,
   client_secret = true, code = true, code_verifier = true }
+
+-- Where a secret value (a token, the client secret, a field declared `secret = true`) may
+-- be rendered: only into the requests that need it, which connrt builds, seals in no
+-- record and sends within the connection's reach: the API's (request: headers, query,
+-- body, basic; test), the token endpoint's (token_params, token_headers) and the two a
+-- connector declares (revoke_request, exchange_request, whose URLs stay in the reach).
+-- Even there, never a token or the client secret in a URL (no_secret_in_url below).
+-- Every other key that holds templates (TEMPLATE_KEYS) is rendered into a URL the browser
+-- gets and the terminal shows, kept in clear in the record, printed, or sent before the
+-- reach is known or outside it: a secret there is refused at load and by `connrt check`.
+local SECRET_PLACES = { request = true, test = true, token_params = true, token_headers = true,
+  revoke_request = true, exchange_request = true }
+local TEMPLATE_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
+  "revoke_url", "allowed_urls", "authorize_params", "redirect_uri", "app_registration", "name", "unique_id",
+  "git_username", "request", "test", "token_params", "token_headers", "revoke_request", "exchange_request" }
+
+-- The parameters connrt sets itself in the authorize request and token requests: a
+-- connector's authorize_params and token_params, its client_id_param and the caller's
+-- --param may not set them (a repeated state, code_challenge or grant_type would let a
+-- server that takes the last one run another protocol than the one connrt checks).
+M.RESERVED_PARAMS = { response_type = true, client_id = true, redirect_uri = true, state = true,
+  code_challenge = true, code_challenge_method = true, code_verifier = true, grant_type = true, code = true,
+  refresh_token = true, client_secret = true }
 
 local URL_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
   "revoke_url" }
@@ -82,21 +117,64 @@ end
 -- secret: its URL must be at the origin of the token, refresh, revoke or device URL or of
 -- an allowed URL (origins.lua). Decided here when every origin is fixed text; else when
 -- the request is rendered (request.from_template).
+-- The same for app_registration.url (its form goes to the server the connection will
+-- use, as the reach before the sign-in says: with the authorize URL; checked again when
+-- it is rendered, app_registration.lua).
 local function check_request_origin(c, path, key)
+  local reg = key == "app_registration"
   local o = origins.fixed(c[key].url)
   if not o then return end
   local known, open = {}, false
   local function add(text)
     if text == nil then return end
     local f = origins.fixed(text)
-    if f then known[#known + 1] = f else open = true end
+    if not f then open = true elseif not known[f] then known[f] = true; known[#known + 1] = f end
   end
   for _, k in ipairs(origins.URL_KEYS) do add(c[k]) end
   for _, a in ipairs(c.allowed_urls or {}) do add(a) end
-  if open or origins.within(o .. "/", known) then return end
+  if reg then add(c.authorize_url) end
+  -- with discovery the server's metadata gives the endpoints: known when connecting
+  if open or (reg and c.discovery) or origins.within(o .. "/", known) then return end
   table.sort(known)
+  if reg then
+    fail_at(path, "app_registration.url", "app_registration.url sends to %s, which is not within the connection's reach "
+      .. "(the origins of its authorize, token, refresh, revoke and device URLs and allowed URLs: %s)", o,
+      table.concat(known, ", "))
+  end
   fail_at(path, key .. ".url", "%s.url sends to %s, which is not the origin of token_url, refresh_url, revoke_url, device_url or an "
     .. "allowed URL (%s): tokens and the client secret go nowhere else", key, o, table.concat(known, ", "))
+end
+
+-- Every template string under `v` (a string, or a table of them at any depth), with the
+-- key it is at ("authorize_params.prompt", "allowed_urls[2]").
+local function each_template(v, key, out)
+  if type(v) == "string" then
+    if v:find("{{", 1, true) then out[#out + 1] = { key, v } end
+  elseif type(v) == "table" then
+    local ks = {}
+    for k in pairs(v) do ks[#ks + 1] = k end
+    table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(ks) do
+      each_template(v[k], math.type(k) == "integer" and ("%s[%d]"):format(key, k) or (key .. "." .. tostring(k)), out)
+    end
+  end
+  return out
+end
+
+-- The rule of SECRET_PLACES: no secret value in any other key that holds templates.
+local function check_secret_places(c, path)
+  for _, key in ipairs(TEMPLATE_KEYS) do
+    for _, t in ipairs(SECRET_PLACES[key] and {} or each_template(c[key], key, {})) do
+      for _, v in ipairs(variables_at(path, t[1], t[2])) do
+        local ns, name = template.split(v)
+        if M.secret_var(c, v) or (ns == nil and SECRET_NAMES[name]) then
+          fail_at(path, t[1], "%s uses {{%s}}, a secret value: secrets are rendered only into the requests that need "
+            .. "them (request, test, token_params, token_headers, revoke_request, exchange_request), never into %s, "
+            .. "which connrt shows, keeps in clear or sends outside the connection's reach", t[1], v, key)
+        end
+      end
+    end
+  end
 end
 
 local function check_templates(c, path)
@@ -114,7 +192,7 @@ local function check_templates(c, path)
     if (ns == nil or ns == "fields") and fieldset[name] then return name end
   end
   local function only_fields(text, key)
-    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+    for _, v in ipairs(variables_at(path, key, text)) do
       if not field_of(v) then
         fail_at(path, key, "%s uses {{%s}}, which is not a field of this connector (fields: %s)",
           key, v, field_list)
@@ -135,7 +213,7 @@ local function check_templates(c, path)
   end
   local value_list = table.concat(c.values or {}, ", ")
   for i, a in ipairs(c.allowed_urls) do
-    for _, v in ipairs(template.variables(a, path .. ": allowed_urls[" .. i .. "]")) do
+    for _, v in ipairs(variables_at(path, "allowed_urls[" .. i .. "]", a)) do
       local ns, name = template.split(v)
       if not field_of(v) and not ((ns == nil or ns == "values") and declared[name]) then
         fail_at(path, "allowed_urls[" .. i .. "]", "allowed_urls[%d] uses {{%s}}, which is neither a field (fields: %s) nor a declared value "
@@ -146,7 +224,7 @@ local function check_templates(c, path)
   end
   -- known before any token: fields and the client id (TikTok's client_key)
   local function fields_or_client(text, key)
-    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+    for _, v in ipairs(variables_at(path, key, text)) do
       if v ~= "client_id" and not field_of(v) then
         fail_at(path, key, "%s uses {{%s}}, which is neither a field of this connector (fields: %s) nor {{client_id}}",
           key, v, field_list)
@@ -165,13 +243,13 @@ local function check_templates(c, path)
     if (c.auth or "authorization_code") ~= "authorization_code" then
       fail_at(path, "app_registration", "key 'app_registration': only a browser sign-in (auth = \"authorization_code\") registers an app")
     end
-    for _, v in ipairs(template.variables(c.app_registration.url, path .. ": app_registration.url")) do
+    for _, v in ipairs(variables_at(path, "app_registration.url", c.app_registration.url)) do
       if not field_of(v) then
         fail_at(path, "app_registration.url", "app_registration.url uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
       end
     end
     for k, t in pairs(c.app_registration.form or {}) do
-      for _, v in ipairs(template.variables(tostring(t), path .. ": app_registration.form." .. k)) do
+      for _, v in ipairs(variables_at(path, "app_registration.form." .. k, tostring(t))) do
         if v ~= "redirect_uri" and v ~= "scope" and not field_of(v) then
           fail_at(path, "app_registration.form." .. k,
             "app_registration.form.%s uses {{%s}}, which is neither a field of this connector (fields: %s) "
@@ -199,7 +277,7 @@ local function check_templates(c, path)
   end
   if combos > 64 then fail_at(path, "callback_fields", "callback_fields: %d combinations of choices; at most 64", combos) end
   -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
-  for _, v in ipairs(c.redirect_uri and template.variables(c.redirect_uri, path .. ": redirect_uri") or {}) do
+  for _, v in ipairs(c.redirect_uri and variables_at(path, "redirect_uri", c.redirect_uri) or {}) do
     if not field_of(v) then
       fail_at(path, "redirect_uri", "redirect_uri uses {{%s}}, which is not a field of this connector (fields: %s)", v, field_list)
     end
@@ -213,18 +291,18 @@ local function check_templates(c, path)
     fields_or_client(tostring(v), "token_headers." .. k)
   end
   if type(c.test) == "table" then
-    for k in pairs(c.test.ok or {}) do template.parse("{{" .. k .. "}}", path .. ": test.ok") end
+    for k in pairs(c.test.ok or {}) do parse_at(path, "test.ok", "{{" .. k .. "}}") end
   end
   -- git_username is handed to git beside the token, and git shows it: fields and kept
   -- values only, never a secret
-  for _, v in ipairs(c.git_username and template.variables(c.git_username, path .. ": git_username") or {}) do
+  for _, v in ipairs(c.git_username and variables_at(path, "git_username", c.git_username) or {}) do
     local ns = template.split(v)
     if M.secret_var(c, v) or ns == "token" or ns == "client" or ns == "test" or SECRET_NAMES[v] then
       fail(path, "git_username uses {{%s}}: it may use fields and kept values that are not secret", v)
     end
   end
   for _, k in ipairs({ "name", "unique_id" }) do
-    for _, v in ipairs(template.variables(c[k], path .. ": " .. k)) do
+    for _, v in ipairs(variables_at(path, k, c[k])) do
       if M.secret_var(c, v) then
         fail_at(path, k, "%s uses {{%s}}, a secret value: names and unique ids are stored in clear", k, v)
       end
@@ -232,7 +310,7 @@ local function check_templates(c, path)
   end
   -- the test API's answer is known for name and unique_id only
   local function no_test(text, key)
-    for _, v in ipairs(template.variables(text, path .. ": " .. key)) do
+    for _, v in ipairs(variables_at(path, key, text)) do
       if template.split(v) == "test" then
         fail_at(path, key, "%s uses {{%s}}, but the test API's answer is known in name and unique_id only", key, v)
       end
@@ -250,7 +328,7 @@ local function check_templates(c, path)
   end
   local function parse_all(t, key)
     for k, v in pairs(t or {}) do
-      if type(v) == "string" then template.parse(v, path .. ": " .. key .. "." .. k) end
+      if type(v) == "string" then parse_at(path, key .. "." .. k, v) end
     end
   end
   parse_all(c.request and c.request.headers, "request.headers")
@@ -266,7 +344,7 @@ local function check_templates(c, path)
   -- as Trello's) is the connector's explicit choice, and the key is redacted from traces.
   local function no_secret_in_url(texts, key, fields_too)
     for _, text in ipairs(texts) do
-      for _, var in ipairs(template.variables(text, path .. ": " .. key)) do
+      for _, var in ipairs(variables_at(path, key, text)) do
         local ns, name = template.split(var)
         if (fields_too and M.secret_var(c, var)) or ((ns == nil or ns == "token") and SECRET_NAMES[name]) then
           fail_at(path, key, "%s puts {{%s}} in the URL: tokens and secrets never go in URLs", key, var)
@@ -296,7 +374,7 @@ local function check_templates(c, path)
     -- no token exists for these connections: request parameters use fields only
     for _, part in ipairs({ "headers", "query", "body", "basic" }) do
       for k, v in pairs(c.request and c.request[part] or {}) do
-        for _, var in ipairs(template.variables(tostring(v), path)) do
+        for _, var in ipairs(variables_at(path, "request." .. part .. "." .. k, tostring(v))) do
           local ns, name = template.split(var)
           if ns == "token" or (ns == nil and SECRET_NAMES[name]) then
             fail_at(path, "request." .. part .. "." .. k,
@@ -306,7 +384,32 @@ local function check_templates(c, path)
       end
     end
   end
-  if type(c.test) == "string" then template.parse(c.test, path .. ": test") end
+  if type(c.test) == "string" then parse_at(path, "test", c.test) end
+  if c.app_registration then check_request_origin(c, path, "app_registration") end
+  check_secret_places(c, path)
+  -- `client` is no namespace: {{client_id}} and {{client_secret}} are written short
+  -- (a {{client.client_secret}} would pass here and fail where it is rendered)
+  -- (name and unique_id may read a `client` object of the test API's answer)
+  for _, key in ipairs(TEMPLATE_KEYS) do
+    for _, t in ipairs((key == "name" or key == "unique_id") and {} or each_template(c[key], key, {})) do
+      for _, v in ipairs(variables_at(path, t[1], t[2])) do
+        if v:match("^client%.") then
+          fail_at(path, t[1], "%s uses {{%s}}: `client` is not a namespace; write {{%s}}", t[1], v, v:sub(8))
+        end
+      end
+    end
+  end
+  -- connrt's own protocol parameters (M.RESERVED_PARAMS)
+  for _, key in ipairs({ "authorize_params", "token_params" }) do
+    for k in pairs(c[key] or {}) do
+      if M.RESERVED_PARAMS[k] or k == c.client_id_param then
+        fail_at(path, key .. "." .. k, "%s.%s: connrt sets the parameter %s itself", key, k, k)
+      end
+    end
+  end
+  if c.client_id_param and c.client_id_param ~= "client_id" and M.RESERVED_PARAMS[c.client_id_param] then
+    fail_at(path, "client_id_param", "client_id_param: %s is a parameter connrt sets itself", c.client_id_param)
+  end
 end
 
 local function check_fields(c, path)
@@ -321,6 +424,11 @@ local function check_fields(c, path)
       if not ok then fail_at(path, key, "%s: default %s", where, why) end
     end
     if f.choices and #f.choices == 0 then fail_at(path, key, "%s: choices is empty", where) end
+    -- the rule of kept values' names (log.secret_name): a field named like a secret is
+    -- one (hidden at the prompt, sealed, redacted), or says it is not (secret = false)
+    if f.secret == nil and log.secret_name(f.key) then
+      fail_at(path, key, "field %s looks secret: declare secret = true (or secret = false if it is not)", f.key)
+    end
   end
 end
 
@@ -348,7 +456,8 @@ local function run_sandboxed(src, path)
   if #src > limits.CONNECTOR_BYTES then
     fail(path, "the file is %d bytes; a connector may have at most %d", #src, limits.CONNECTOR_BYTES)
   end
-  local box = sandbox.new(M.LIMITS)
+  local made, box = pcall(sandbox.new, M.LIMITS)
+  if not made then errors.wrap(box, "CONNRT_CONNECTOR_MEMORY and CONNRT_CONNECTOR_CPU: ") end
   local ok, v, reason = box:run(src, "@" .. path)
   if ok then return true, v end
   if reason == "syntax" then
@@ -369,13 +478,15 @@ M.NEEDS, M.SECRET_NAMES, M.URL_KEYS = NEEDS, SECRET_NAMES, URL_KEYS
 -- loader (which raises the first) and `connrt check` (which prints them all, with
 -- hints): a list of { kind = "schema" | "allowed" | "needs" | "connector", key (nil for
 -- the file as a whole), message (what is wrong at the key), text (the loader's message,
--- without the path) }. The checks past the schema need its types, so schema problems
+-- without the path), problem and suggest (schema.validate's: "unknown_key" with the
+-- closest known key, or "required") }. The checks past the schema need its types, so schema problems
 -- come alone; past it, each group of checks reports its first problem.
 function M.problems(c, path)
   local out = {}
   local errs = schema.validate(c, schema.connector)
   for _, e in ipairs(errs) do
-    out[#out + 1] = { kind = "schema", key = e[1], message = e[2], text = ("key '%s': %s"):format(e[1], e[2]) }
+    out[#out + 1] = { kind = "schema", key = e[1], message = e[2], problem = e.problem, suggest = e.suggest,
+      text = ("key '%s': %s"):format(e[1], e[2]) }
   end
   if #errs > 0 then return out end
   if #c.allowed_urls == 0 then
@@ -392,14 +503,14 @@ function M.problems(c, path)
     end
   end
   if c.test == nil and not c.discovery then
-    out[#out + 1] = { kind = "needs", key = "test", message = "is required", text = "key 'test': is required" }
+    out[#out + 1] = { kind = "needs", key = "test", message = "is required", problem = "required",
+      text = "key 'test': is required" }
   end
-  local prefix = "^" .. path:gsub("%p", "%%%0") .. ": "
   local function group(fn)
     local ok, e = pcall(fn)
     if ok then return end
     if not errors.is(e) then error(e, 0) end
-    local text = e.message:gsub(prefix, "")
+    local text = e.detail or e.message
     out[#out + 1] = { kind = "connector", key = e.key, message = text, text = text }
   end
   group(function()
@@ -446,7 +557,8 @@ local function check(c, src, path)
     for _, p in ipairs(problems) do
       if p.kind == "schema" then lines[#lines + 1] = p.text end
     end
-    fail(path, "%s", #lines > 0 and table.concat(lines, "; ") or problems[1].text)
+    if #lines > 0 then fail(path, "%s", table.concat(lines, "; ")) end
+    fail_at(path, problems[1].key, "%s", problems[1].text)
   end
   c.auth = c.auth or "authorization_code"
   c.title = c.title or c.id

@@ -11,7 +11,7 @@
 -- traceback.
 --
 -- The tables below are the one source of these facts: include/connrt.h, lib.c,
--- help.lua's exit statuses and docs/errors.md (`make errors-doc`) follow them, and
+-- help.lua's exit statuses, docs/errors.md and the man page's (`make errors-doc`) follow them, and
 -- spec/errors_spec.lua checks that they do.
 local M = {}
 
@@ -55,6 +55,8 @@ M.reasons = {
   { "bad_argument", "usage", "a wrong argument, option, field or environment value" },
   { "ambiguous", "usage", "a connector id that has several connections: name one by id" },
   { "already_connected", "usage", "the account is connected already through another connector" },
+  { "bad_limit", "usage", "CONNRT_CONNECTOR_MEMORY or CONNRT_CONNECTOR_CPU is out of range, or too small for a "
+    .. "connector to start" },
 
   { "invalid_connector", "connector", "the connector script is invalid, or a template names a missing value" },
   { "hook_failed", "connector", "a connector hook raised an error or ran out of time or memory" },
@@ -75,6 +77,8 @@ M.reasons = {
   { "needs_reconnect", "provider", "the connection needs connecting again (marked so in the store): a refresh was "
     .. "refused, or a token the connector calls expired cannot be refreshed" },
   { "bad_answer", "provider", "the provider's answer is not what was expected (not JSON, no access_token, ...)" },
+  { "http_status", "provider", "`connrt request`: the answer's status is 400 or more (its body is printed as it "
+    .. "came)" },
   { "too_big", "provider", "the answer, or what the connection would keep of it, is larger than connrt takes" },
 
   { "transport", "network", "the exchange failed for another reason (the message says which)" },
@@ -146,6 +150,17 @@ end
 -- no reason to tell apart from the rest of their kind.
 function M.raise(kind, fmt, ...)
   error(make(kind, M.default_reason[kind], format(fmt, ...)), 0)
+end
+
+--- Raises like M.fail with the message "WHERE: detail", keeping on the object `detail`
+-- (the message without WHERE) and `key` (what in WHERE it is about, or nil): for callers
+-- that show the failure at a place of their own (`connrt check`, at a connector's key)
+-- without reading the message.
+function M.fail_at(kind, reason, where, key, fmt, ...)
+  local detail = format(fmt, ...)
+  local e = make(kind, reason, where .. ": " .. detail)
+  e.key, e.detail = key, detail
+  error(e, 0)
 end
 
 --- Raises like M.fail, with `lines` (an array of strings) to print after the message,

@@ -146,7 +146,7 @@ local COMMANDS = {
     text = {
       "Sends a request with the connection's credentials and the connector's request parameters (your header "
         .. "wins over the connector's of the same name), prints the response body on standard output and the "
-        .. "status on standard error, and exits 5 on a status of 400 or more. A relative URL (/user) is joined "
+        .. "status on standard error, and exits 5 on a status of 400 or more (reason http_status). A relative URL (/user) is joined "
         .. "to the connection's first allowed URL; a URL under none of the allowed URLs is refused before "
         .. "anything is sent (exit 7). A token about to expire is refreshed first; a 401 refreshes once and "
         .. "retries once. An answer the connector calls an expired token that cannot be refreshed exits 5 and "

@@ -7,7 +7,7 @@
 -- hundred bytes, the largest access tokens a few kilobytes) and far below what hurts; a
 -- provider that goes over one fails the connect or refresh with a provider error that
 -- names the endpoint and the limit, and nothing is stored.
-return {
+local M = {
   TOKEN_BODY = 1024 * 1024,    -- bytes a token endpoint's answer may have (the general limit is 64 MiB)
   VALUES = 64,                 -- values a connector may declare, and so a connection keep
   VALUE_BYTES = 4 * 1024,      -- bytes of one kept value (and of token_type)
@@ -20,6 +20,10 @@ return {
   -- answers that connrt parses itself beside the token endpoint's: the test API's and those
   -- hooks.lookup asks for (identity calls, a few hundred bytes)
   API_BODY = 1024 * 1024,
+  -- values (counted as the '[', '{' and ',' outside strings) of a JSON answer connrt
+  -- decodes for its caller (connrt request --json, a pipeline's r.json): each costs ~100
+  -- bytes decoded, so the 64 MiB an answer may have could be 2 GB of Lua tables
+  JSON_VALUES = 1000000,
   -- connectors may come from anyone; their text is read by the runtime (templates, URLs)
   CONNECTOR_BYTES = 1024 * 1024, -- bytes of a connector file
   PATTERN_BYTES = 1024,        -- bytes of a field's pattern
@@ -29,3 +33,15 @@ return {
   DEVICE_INTERVAL_MAX = 60,    -- seconds between polls at most (slow_down included)
   DEVICE_LIFETIME_MAX = 3600,  -- seconds a device code is polled for at most
 }
+
+--- Raises a provider error (too_big) unless the JSON answer `body` of `what` (a URL) has
+-- at most M.JSON_VALUES values (text.json_within): checked before connrt decodes an
+-- answer for its caller (Connection:request's r.json, connrt request --json).
+function M.check_json_size(body, what)
+  if body and not require("connrt.text").json_within(body, M.JSON_VALUES) then
+    require("connrt.errors").fail("provider", "too_big", "%s answered with JSON of more than %d values, more than "
+      .. "connrt decodes; its body is still there as text (connrt request without --json)", what, M.JSON_VALUES)
+  end
+end
+
+return M

@@ -58,10 +58,10 @@ function M.authorize_url(c, ctx)
   for _, p in ipairs(template.render_pairs(c.authorize_params, scope, c.path .. ": authorize_params")) do
     if not extra[p[1]] then params[#params + 1] = p end
   end
-  local reserved = { response_type = true, client_id = true, redirect_uri = true, state = true,
-    code_challenge = true, code_challenge_method = true, [c.client_id_param] = true }
   for _, p in ipairs(ctx.params or {}) do
-    if reserved[p[1]] then errors.raise("usage", "--param %s: connrt sets this parameter itself", p[1]) end
+    if connector.RESERVED_PARAMS[p[1]] or p[1] == c.client_id_param then
+      errors.raise("usage", "--param %s: connrt sets this parameter itself", p[1])
+    end
     params[#params + 1] = p
   end
   return url.add_query(base, params)

@@ -230,9 +230,12 @@ M.carries_secret = carries_secret
 --- Builds the request a connection sends: the connector's request parameters (headers,
 -- query, body values) rendered with `scope`, merged with the caller's own `req`
 -- (caller's values win). `req.json`, when given, is sent as a JSON body. Every header the
--- connector adds counts as a credential (dropped on a redirect to another origin); the
--- --verbose trace hides those that carry a secret (opts.secret_var(path) says which
--- placeholders name one) and shows the rest.
+-- connector adds counts as a credential (dropped on a redirect to another origin), and a
+-- body it adds to (refused on a 307/308 to another origin); the --verbose trace hides
+-- the headers that carry a secret (opts.secret_var(path) says which placeholders name
+-- one) and shows the rest. With opts.from_connector, `req` itself was made by the
+-- connector (its test API, a hooks.lookup request): its headers and body count as the
+-- connector's too.
 local function known_only(map, scope)
   local out = {}
   for k, v in pairs(map or {}) do
@@ -321,13 +324,20 @@ function M.with_parameters(params, scope, req, where, opts)
       if text == nil or carries_secret(tostring(text), p[2], secret_var) then out.hidden_headers[name] = true end
     end
   end
-  for _, h in ipairs(own) do headers[#headers + 1] = h end
+  local from_connector = opts and opts.from_connector
+  for _, h in ipairs(own) do
+    headers[#headers + 1] = h
+    if from_connector then
+      secret[h[1]:lower()] = true
+      if log.redact(h[2]) ~= h[2] then out.hidden_headers[h[1]:lower()] = true end
+    end
+  end
   out.url = req.url
   if next(params.query or {}) then
     out.url = url.add_query(req.url, template.render_pairs(params.query, scope, where .. ".query"))
   end
   local form = next(params.body or {}) and template.render_pairs(params.body, scope, where .. ".body") or {}
-  out.body_secret = #form > 0
+  out.body_secret = #form > 0 or (from_connector and (req.json ~= nil or (req.body or "") ~= "")) or false
   if req.json ~= nil then
     -- a JSON body: the connector's body values join the object; the caller's win
     local doc = req.json
@@ -404,7 +414,11 @@ function M.from_template(spec, scope, where, reach)
     body = url.form_encode(template.render_pairs(spec.form, scope, where .. ".form"))
     headers[#headers + 1] = { "Content-Type", "application/x-www-form-urlencoded" }
   end
-  return { method = spec.method or "POST", url = target, headers = headers, body = body }
+  -- all of it is the connector's: every header a credential, the body one too
+  local secret_headers = {}
+  for _, h in ipairs(headers) do secret_headers[h[1]:lower()] = true end
+  return { method = spec.method or "POST", url = target, headers = headers, body = body, secret_headers = secret_headers,
+    body_secret = body ~= nil }
 end
 
 return M

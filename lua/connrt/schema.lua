@@ -258,13 +258,14 @@ local function validate_record(v, decl, path, errs)
   for _, k in ipairs(keys_sorted(v)) do
     if type(k) ~= "string" or not decl.record[k] then
       local hint = type(k) == "string" and closest(k, decl.record)
-      errs[#errs + 1] = { join(path, tostring(k)), "unknown key" .. (hint and (" (did you mean '" .. hint .. "'?)") or "") }
+      errs[#errs + 1] = { join(path, tostring(k)), "unknown key" .. (hint and (" (did you mean '" .. hint .. "'?)") or ""),
+        problem = "unknown_key", suggest = hint or nil }
     end
   end
   for _, k in ipairs(keys_sorted(decl.record)) do
     local sub = decl.record[k]
     if v[k] == nil then
-      if sub.required then errs[#errs + 1] = { join(path, k), "is required" } end
+      if sub.required then errs[#errs + 1] = { join(path, k), "is required", problem = "required" } end
     else
       validate(v[k], sub, join(path, k), errs)
     end
@@ -329,7 +330,9 @@ function validate(v, decl, path, errs)
   end
 end
 
---- Validates `value` against `decl`. Returns a list of {path, message}, empty when valid.
+--- Validates `value` against `decl`. Returns a list of {path, message}, empty when valid;
+-- an entry also has `problem` ("unknown_key", with `suggest`: the closest known key, or
+-- "required") where a caller may say more about it without reading the message.
 function M.validate(value, decl)
   local errs = {}
   validate(value, decl, "", errs)

@@ -15,8 +15,7 @@ local M = {}
 local PATH = "^[%a_][%w_%-]*$"
 
 local function fail(where, fmt, ...)
-  local errors = require("connrt.errors")
-  errors.raise("connector", "%s: " .. fmt, where, ...)
+  require("connrt.errors").fail_at("connector", "invalid_connector", where, nil, fmt, ...)
 end
 
 --- Splits a template into literal strings and placeholder paths. Cached per text.

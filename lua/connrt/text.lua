@@ -10,6 +10,9 @@
 --   text.rstrip(s, set)      s without the trailing characters of `set` (a pattern set's
 --                            contents: "/", "\r\n", "%s")
 --   text.html_title(body)    the trimmed <title> of an HTML page, or nil
+--   text.json_within(s, max) false when the JSON text s has more than max values (its
+--                            '[', '{' and ',' outside strings, and escaped quotes, are
+--                            counted; at most max + 1 steps, whatever the size)
 --   text.escape_controls(s)  control characters (C0, DEL, C1) and the bytes of broken
 --                            UTF-8 as visible escapes (\u001b)
 --   text.control_char(s, tab_ok)  the name of the first C0 or DEL character in s ("CR",
@@ -124,6 +127,36 @@ function M.read_file(path)
   f:close()
   if not content then return nil, path .. ": " .. tostring(rerr) end
   return content
+end
+
+--- False when the JSON text `s` has more than `max` values: an upper bound on the
+-- tables and strings decoding it makes, counted as its '[', '{' and ',' outside strings
+-- (and each escaped quote inside one, a step of the scan). It stops at the first count
+-- over max, so it costs at most max + 1 steps of plain finds, whatever the size of s.
+function M.json_within(s, max)
+  local n, i = 0, 1
+  while true do
+    local j, _, ch = s:find('([%[{,"])', i)
+    if not j then return true end
+    if ch == '"' then
+      -- to the quote that ends the string: one not escaped by an odd run of backslashes
+      local k = j
+      while true do
+        k = s:find('"', k + 1, true)
+        if not k then return true end
+        local b = k - 1
+        while s:byte(b) == 92 do b = b - 1 end
+        if (k - 1 - b) % 2 == 0 then break end
+        n = n + 1
+        if n > max then return false end
+      end
+      i = k + 1
+    else
+      n = n + 1
+      if n > max then return false end
+      i = j + 1
+    end
+  end
 end
 
 return M

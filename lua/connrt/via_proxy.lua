@@ -116,9 +116,15 @@ function M.request(req)
   local resp, why = exchange(path, table.concat(lines, "\r\n"), body)
   if not resp then notice(path, why) return nil end
   if resp.headers["connrt-error"] then raise_from(resp) end
-  local ctype = (resp.headers["content-type"] or ""):lower()
-  if ctype:find("json", 1, true) then resp.json = require("cjson.safe").decode(resp.body) end
-  return resp
+  -- decoded when first read (--json), within the same bound as without the proxy
+  return setmetatable(resp, { __index = function(r, key)
+    if key ~= "json" then return nil end
+    if not (r.headers["content-type"] or ""):lower():find("json", 1, true) then return nil end
+    require("connrt.limits").check_json_size(r.body, req.url:match("^[^?#]*"))
+    local doc = require("cjson.safe").decode(r.body)
+    rawset(r, "json", doc)
+    return doc
+  end })
 end
 
 --- `connrt token ID` through the proxy: the token, or nil (no proxy, or not reached).

@@ -19,6 +19,7 @@
 //                         Slack answers errors
 //   any  /api/...         200 {"ok": true, "path"} with such a token; with api=expired200,
 //                         200 {"ok": false, "error": "token_expired"} whatever the token
+//   any  /api/redir?to=URL&code=N   N (302 unless given) to URL, whatever the token
 //   GET  /_mode?tok=M&refresh=M&size=N&count=N&me=M&api=M&revoke=N   sets the modes
 //   GET  /_log            every request so far (not /_ ones): {method, path, headers, body}
 // Modes: ok | extras (beside the token: `token` = the access token as Intercom sends it,
@@ -29,7 +30,8 @@
 // scope of 4 * `size` bytes) | norefresh (no refresh token) |
 // noexpiry (no expires_in) | invalid_grant (400 {"error": "invalid_grant"}: the code or
 // refresh token is no longer valid). api=unauthorized answers 401 to every /api/ request;
-// api=slow answers /api/ requests after 3 s.
+// api=slow answers /api/ requests after 3 s; api=bigjson answers them with a JSON array of
+// `count` empty objects, whatever the token.
 import http from "node:http";
 import crypto from "node:crypto";
 
@@ -102,10 +104,19 @@ const server = http.createServer((req, res) => {
     if (req.method === "POST" && u.pathname === "/revoke") {
       return json(res, mode.revoke, mode.revoke === 200 ? {} : { error: "unsupported_token_type" });
     }
+    if (u.pathname === "/api/redir") {
+      // a redirect, token or not: to `to` with status `code` (302 unless given)
+      res.writeHead(Number(q.get("code") || 302), { location: q.get("to") });
+      return res.end();
+    }
     if (u.pathname.startsWith("/api/")) {
       if (mode.api === "expired200") return json(res, 200, { ok: false, error: "token_expired" });
       if (mode.api === "unauthorized") return json(res, 401, { error: "invalid_token" });
       if (mode.api === "slow") return void setTimeout(() => json(res, 200, { ok: true }), 3000);
+      if (mode.api === "bigjson") {
+        res.writeHead(200, { "content-type": "application/json" });
+        return res.end("[" + "{},".repeat(Math.max(mode.count - 1, 0)) + "{}]");
+      }
       const m = (req.headers.authorization || "").match(/^Bearer (\S+)$/);
       if (!m || !issued.has(m[1])) return json(res, 401, { error: "invalid_token" });
       if (u.pathname === "/api/me" && mode.me === "error200") return json(res, 200, { ok: false, error: "invalid_auth" });

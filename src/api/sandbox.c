@@ -68,6 +68,7 @@
 #include <lualib.h>
 
 #include "api.h"
+#include "error.h"
 
 #define BOX_MT          "connrt.sandbox.box"
 #define HOOK_COUNT      1000          /* instructions (or calls) between two checks of the budget */
@@ -1291,7 +1292,9 @@ static int callback_in_runtime(lua_State *L) {
   int nargs = des_values(b, &b->cbuf, L, SIDE_RUNTIME);
   lua_call(L, nargs, LUA_MULTRET);
   if (!ser_values(b, &b->cbuf, L, 3, lua_gettop(L) - 2, SIDE_RUNTIME))
-    return luaL_error(L, "sandbox: cannot pass the result back: %s", b->err);
+    /* what the runtime hands back is the provider's answer (hooks.lookup's api.get): too
+     * deep or too big a copy is a failure of the hook, not a bug */
+    return connrt_raise(L, "connector", "hook_failed", "cannot pass the result back to the connector: %s", b->err);
   return 0;
 }
 
@@ -1419,7 +1422,10 @@ static double opt_number(lua_State *L, const char *field, double dflt, double ma
   if (t != LUA_TNIL) {
     if (t != LUA_TNUMBER) luaL_error(L, "sandbox.new: %s must be a number", field);
     v = lua_tonumber(L, -1);
-    if (!(v > 0 && v <= max)) luaL_error(L, "sandbox.new: %s is out of range", field);
+    /* the limits come from the environment (CONNRT_CONNECTOR_MEMORY, _CPU): a user's value */
+    if (!(v > 0 && v <= max))
+      connrt_raise(L, "usage", "bad_limit", "the connector sandbox's %s limit %f is out of range (at most %f)", field,
+                   (lua_Number)v, (lua_Number)max);
   }
   lua_pop(L, 1);
   return v;
@@ -1477,7 +1483,9 @@ static int sandbox_new(lua_State *L) {
   b->cpu_limit = cpu;
   b->wall_limit = wall;
   b->S = lua_newstate(box_alloc, b);
-  if (!b->S) return luaL_error(L, "sandbox: cannot create a Lua state (memory limit too small?)");
+  if (!b->S)
+    return connrt_raise(L, "usage", "bad_limit", "the connector sandbox's memory limit of %d bytes is too small for a Lua "
+                        "state", (int)(mem > INT_MAX ? INT_MAX : mem));
   b->lua_path = path;
   b->lua_cpath = cpath;
   b->cpu_start = cpu_now();
@@ -1491,6 +1499,9 @@ static int sandbox_new(lua_State *L) {
     error_text(b->S, -1, msg, sizeof msg);
     lua_close(b->S);
     b->S = NULL;
+    if (b->mem_exceeded) /* the limit (a user's CONNRT_CONNECTOR_MEMORY) is below what a connector needs to start */
+      return connrt_raise(L, "usage", "bad_limit", "the connector sandbox's memory limit of %d bytes is too small to "
+                          "start a connector: %s", (int)(mem > INT_MAX ? INT_MAX : mem), msg);
     return luaL_error(L, "sandbox: cannot set up a connector's Lua state: %s", msg);
   }
   b->mem_exceeded = 0;

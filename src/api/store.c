@@ -35,23 +35,47 @@
  * read past the end of the file, which the kernel answers with SIGBUS. Unless the
  * program has a SIGBUS handler of its own, say what is wrong and exit with the store
  * exit code (8) instead of dying of a bus error; nothing is half-written, as LMDB
- * commits whole or not at all. */
-static char store_path[1024]; /* the store opened last */
+ * commits whole or not at all. When the command line runs with --json (it sets
+ * "connrt.json_errors" in the registry), the last line is its error line too,
+ * {"error": {"kind": "store", "reason": "damaged", "message": ...}}: both lines are
+ * made when the store opens, as a signal handler can only write them. */
+#define BUS_DAMAGED "/data.mdb is damaged: reading it went past its end (truncated or corrupted); " \
+                    "restore it from a backup"
+static char bus_line[1400];  /* the human line */
+static char bus_json[8600];  /* the --json line, or "": room for every byte of the message escaped in six */
 
 static void on_sigbus(int sig) {
   (void)sig;
-  static const char a[] = "connrt: ";
-  static const char b[] = "/data.mdb is damaged: reading it went past its end (truncated or corrupted); "
-                          "restore it from a backup\n";
-  ssize_t n = write(2, a, sizeof a - 1);
-  n = write(2, store_path, strlen(store_path));
-  n = write(2, b, sizeof b - 1);
+  ssize_t n = write(2, bus_line, strlen(bus_line));
+  n = write(2, bus_json, strlen(bus_json));
   (void)n;
   _exit(8);
 }
 
-static void guard_sigbus(const char *path) {
-  snprintf(store_path, sizeof store_path, "%s", path);
+/* Appends s to out (of size cap, at *len) as the inside of a JSON string. */
+static void json_append(char *out, size_t cap, size_t *len, const char *s) {
+  for (; *s && *len + 7 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') { out[(*len)++] = '\\'; out[(*len)++] = (char)c; }
+    else if (c < 0x20) *len += (size_t)snprintf(out + *len, cap - *len, "\\u%04x", c);
+    else out[(*len)++] = (char)c;
+  }
+  out[*len] = '\0';
+}
+
+static void guard_sigbus(lua_State *L, const char *path) {
+  snprintf(bus_line, sizeof bus_line, "connrt: %.1024s" BUS_DAMAGED "\n", path);
+  bus_json[0] = '\0';
+  lua_getfield(L, LUA_REGISTRYINDEX, "connrt.json_errors");
+  if (lua_toboolean(L, -1)) {
+    size_t len = (size_t)snprintf(bus_json, sizeof bus_json,
+                                  "{\"error\":{\"kind\":\"store\",\"reason\":\"damaged\",\"message\":\"");
+    char msg[1400];
+    snprintf(msg, sizeof msg, "%.1024s" BUS_DAMAGED, path);
+    json_append(bus_json, sizeof bus_json, &len, msg);
+    snprintf(bus_json + len, sizeof bus_json - len, "\"}}\n");
+  }
+  lua_pop(L, 1);
   struct sigaction old;
   if (sigaction(SIGBUS, NULL, &old) == 0 && old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO)) {
     struct sigaction sa;
@@ -208,7 +232,7 @@ static int store_open(lua_State *L) {
    * MDB_READERS_FULL. */
   int dead = 0;
   if ((rc = mdb_reader_check(e->env, &dead))) return open_failed(L, e, path, "", rc);
-  guard_sigbus(path);
+  guard_sigbus(L, path);
   /* The databases are opened in a read transaction when they all exist, so that opening
    * the store never waits for another process's write transaction (a reader need not);
    * only a store that lacks one takes the write lock to create it. */

@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -279,10 +280,69 @@ static char **push_child_env(lua_State *L) {
   return env;
 }
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* The descriptors from 3 up that connrt was started with (the caller's: a make jobserver,
+ * a `3<file` redirection), noted before main: a program connrt runs for its caller (connrt
+ * exec) gets them as any program would; the descriptors connrt opens itself it does not. */
+#define INHERITED_MAX 1024
+static unsigned char inherited[INHERITED_MAX / 8];
+
+__attribute__((constructor)) static void note_inherited(void) {
+  struct rlimit rl;
+  int max = INHERITED_MAX;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)max) max = (int)rl.rlim_cur;
+  for (int fd = 3; fd < max; fd++)
+    if (fcntl(fd, F_GETFD) != -1) inherited[fd / 8] |= (unsigned char)(1u << (fd % 8));
+}
+
+static int was_inherited(unsigned fd) {
+  return fd < INHERITED_MAX && (inherited[fd / 8] >> (fd % 8)) & 1;
+}
+
+/* Closes (close_now) or marks close-on-exec the descriptors first..last. close_range(2)
+ * (Linux 5.9; CLOSE_RANGE_CLOEXEC 5.11), else one at a time up to RLIMIT_NOFILE.
+ * Allocates nothing: safe after fork. */
+static void fds_range(unsigned first, unsigned last, int close_now) {
+  if (first > last) return;
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, first, last, close_now ? 0U : CLOSE_RANGE_CLOEXEC) == 0) return;
+#endif
+  struct rlimit rl;
+  unsigned max = 65536;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max)
+    max = (unsigned)rl.rlim_cur;
+  for (unsigned fd = first; fd <= last && fd < max; fd++) {
+    if (close_now) {
+      close((int)fd);
+    } else {
+      int flags = fcntl((int)fd, F_GETFD);
+      if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+  }
+}
+
+/* The descriptors from 3 up are closed (close_now) or marked close-on-exec, so a program
+ * connrt starts does not get data.mdb (read-write), libcurl's sockets or any other of
+ * connrt's own; with keep_inherited, those connrt was started with stay as they are. */
+static void fds_from_3(int close_now, int keep_inherited) {
+  unsigned first = 3;
+  if (keep_inherited) {
+    for (unsigned fd = 3; fd < INHERITED_MAX; fd++) {
+      if (!was_inherited(fd)) continue;
+      if (fd > first) fds_range(first, fd - 1, close_now);
+      first = fd + 1;
+    }
+  }
+  fds_range(first, ~0U, close_now);
+}
+
 /* sys.spawn_detached(argv) -> pid | nil, message. Starts argv[1] with arguments argv[2..]
  * searched on PATH, no shell involved, standard input and output on /dev/null, and does
  * not wait for it (its exit is reaped by a double fork). Its environment is connrt's
- * without the variables of SECRET_ENV. */
+ * without the variables of SECRET_ENV; it gets no descriptor but 0, 1 and 2. */
 static int sys_spawn_detached(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_len(L, 1);
@@ -308,6 +368,7 @@ static int sys_spawn_detached(lua_State *L) {
     setsid();
     int fd = open("/dev/null", O_RDWR);
     if (fd >= 0) { dup2(fd, 0); dup2(fd, 1); }
+    fds_from_3(1, 0); /* the browser is connrt's: nothing but 0, 1, 2 (/dev/null's own too) */
     pid_t pid;
     int rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, env);
     _exit(rc == 0 ? 0 : 127);
@@ -386,10 +447,12 @@ static char **push_argv(lua_State *L, int idx) {
 
 /* sys.exec(argv, env) -> on failure only: nil, message, errno. Replaces connrt with
  * argv[1] (searched on PATH, no shell), in push_exec_env's environment: connrt exec,
- * whose tokens are that environment. The caller flushes its output first. */
+ * whose tokens are that environment. The program gets the descriptors connrt was
+ * started with, none connrt opened (fds_from_3). The caller flushes its output first. */
 static int sys_exec(lua_State *L) {
   char **argv = push_argv(L, 1);
   char **env = push_exec_env(L, 2);
+  fds_from_3(0, 1); /* close-on-exec: still open if the exec fails */
   execvpe(argv[0], argv, env);
   int err = errno;
   lua_pushnil(L);
@@ -433,6 +496,10 @@ static int sys_spawn_piped(lua_State *L) {
   /* the handlers are in place before the child exists: no signal meant for it is lost;
    * until forward_to is set they do nothing (the child resets them at exec) */
   for (int i = 0; FORWARDED[i]; i++) sigaction(FORWARDED[i], &sa, NULL);
+  /* the child gets 0, 1, 2 and what connrt was started with: connrt's own descriptors
+   * (data.mdb, libcurl's sockets) are close-on-exec from here on; connrt never means to
+   * hand one to a program */
+  fds_from_3(0, 1);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);

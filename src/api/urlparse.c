@@ -222,11 +222,29 @@ static const char *bad_separator(const char *p, size_t n) {
   return NULL;
 }
 
+/* A segment that is "." or ".." once its ";params" are cut ("..;", "..;x=1", "..%3B"):
+ * Tomcat, Jetty and Spring strip path parameters before resolving dot segments, so such
+ * a segment climbs there while it is a name to us. NULL when there is none. (An encoded
+ * '.' is refused by bad_separator.) */
+static const char *dot_with_params(const char *p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    size_t j = i;
+    while (j < n && p[j] != '/') j++;
+    size_t k = i; /* the segment's name ends at its first ';' or "%3B" */
+    while (k < j && p[k] != ';' && !(p[k] == '%' && k + 2 < j && p[k + 1] == '3' && (p[k + 2] | 0x20) == 'b')) k++;
+    if (k < j && k > i && k - i <= 2 && p[i] == '.' && p[k - 1] == '.')
+      return "the path has a dot segment with parameters (\"..;\"), which some servers resolve";
+    i = j + 1;
+  }
+  return NULL;
+}
+
 /* The allowed-URL rule: url falls under one of list[0..count) when scheme, host and port
  * are the same and its path, dot segments resolved, is the allowed path or below it at a
- * segment boundary. A URL with userinfo or an encoded separator in its path falls under
- * none; an allowed URL with userinfo allows nothing (libcurl would read "https://a@b@host/"
- * as another host than we do). Returns NULL when allowed, else why not. */
+ * segment boundary. A URL with userinfo, an encoded separator or a dot segment with
+ * ";params" in its path falls under none; an allowed URL with userinfo allows nothing
+ * (libcurl would read "https://a@b@host/" as another host than we do). Returns NULL when allowed, else why not. */
 const char *connrt_url_allowed(const char *url, size_t n, const char *const *list, const size_t *lens,
                                size_t count) {
   connrt_url u;
@@ -234,6 +252,7 @@ const char *connrt_url_allowed(const char *url, size_t n, const char *const *lis
   if (why) return why;
   if (u.has_userinfo) return "the URL carries userinfo";
   why = bad_separator(u.path, u.path_len);
+  if (!why) why = dot_with_params(u.path, u.path_len);
   if (why) return why;
   char *buf = malloc(u.path_len + 2);
   if (!buf) return "out of memory";

@@ -35,7 +35,7 @@ function M.run(c, scope, allowed)
     local method = req.method and tostring(req.method):upper() or "GET"
     local full = request.with_parameters(c.request, scope,
       { method = method, url = url.add_query(target, query), headers = headers, body = req.body, json = req.json },
-      c.path .. ": request", { skip_unknown = true, secret_var = function(v) return connector.secret_var(c, v) end })
+      c.path .. ": request", { skip_unknown = true, from_connector = true, secret_var = function(v) return connector.secret_var(c, v) end })
     full.follow, full.allowed, full.max_body = 5, allowed, limits.API_BODY
     local resp = request.send(full, "hooks.lookup " .. method .. " " .. url.without_query(target))
     local ctype = (resp.header["content-type"] or ""):lower()
@@ -54,7 +54,10 @@ function M.run(c, scope, allowed)
     values = {},
   }
   for i = #scope, 1, -1 do for k, v in pairs(scope[i]) do if values.scalar(v) then api.values[k] = v end end end
-  api.values.access_token, api.values.refresh_token, api.values.id_token = nil, nil, nil
+  -- never a secret: no token, no client secret, no field declared secret
+  for k in pairs(api.values) do
+    if connector.secret_var(c, k) or connector.SECRET_NAMES[k] then api.values[k] = nil end
+  end
   local v, err = connector.call_hook(c, "lookup", api)
   if v == nil then
     errors.raise("provider", "%s: hooks.lookup failed: %s; nothing was saved", c.path, tostring(err or "it returned nothing"))

@@ -68,7 +68,7 @@ function M.call(c, scope, allowed, client_secret)
     req.headers[#req.headers + 1] = { "Content-Type", "application/x-www-form-urlencoded" }
   end
   local full = request.with_parameters(c.request, scope, req, c.path .. ": request",
-    { secret_var = function(v) return connector.secret_var(c, v) end })
+    { from_connector = true, secret_var = function(v) return connector.secret_var(c, v) end })
   -- an identity call: its answer is parsed here, in the runtime, so it is bounded
   full.follow, full.allowed, full.max_body = 5, allowed, limits.API_BODY
   local what = "test API " .. t.method .. " " .. url.without_query(target)
