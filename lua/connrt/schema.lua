@@ -148,6 +148,9 @@ M.connector = { record = {
   -- credentials, a device code, or fields the user fills in (API keys, passwords)
   auth = leaf(enum_t("authorization_code", "client_credentials", "device_code", "fields")),
   issuer = leaf(string_t),
+  -- RFC 9207: the server always sends `iss` on the callback, so one without it is refused
+  -- (set from the metadata's authorization_response_iss_parameter_supported with `discovery`)
+  issuer_in_response = leaf(boolean_t),
   -- the authorization server's issuer URL (a field template allowed): its metadata (RFC
   -- 8414, OpenID Connect discovery) fills the URL keys the connector leaves out
   discovery = leaf(string_t),
