@@ -215,6 +215,9 @@ M.connector = { record = {
   refresh_on = { array = leaf(function(v)
     if math.type(v) ~= "integer" or v < 400 or v > 599 then return "expected an HTTP error status, got " .. tostring(v) end
   end) },
+  -- the methods besides GET and HEAD that hooks.lookup's api.request may send (a read
+  -- that must be a POST: GraphQL, Dropbox); a lookup reads, so none by default
+  lookup_methods = { array = leaf(enum_t("POST", "PUT", "PATCH", "DELETE")) },
   hooks = { record = {
     token_response = leaf(function_t),
     callback = leaf(function_t),
