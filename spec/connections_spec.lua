@@ -85,6 +85,8 @@ describe("store", function()
     local id = st:save(record("a@example.com"), { access_token = "x" }, "src", nil)
     for i, garbage in ipairs({ "not json", "[]", "null", '{"owner": 1, "expires": 1e12}', '{"owner": "x", "expires": "soon"}',
         '{"owner": "x", "expires": 1e999}', '{"owner": "x", "expires": 4e12}', '{"owner": "x"}',
+        -- longer than the lease time (30 s here), naming this live process: planted
+        ('{"owner": "x", "expires": %d, "pid": %d}'):format(os.time() + 3540, require("connrt.sys").getpid()),
         '{"owner": "x", "expires": 1e12, "pid": {}, "start": [], "pidns": true}' }) do
       local txn = st.env:begin(true)
       txn:put("leases", id, garbage)

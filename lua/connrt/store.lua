@@ -741,13 +741,13 @@ end
 -- decision about where credentials go. One that is not what connrt writes (damaged, or
 -- written by hand with other types) holds nothing and is replaced: the worst it can
 -- cause is one refresh more, where refusing would stop every refresh of the connection.
--- A lease that ends more than LEASE_MAX seconds from `now` (an endless one) is not one
--- connrt wrote either.
-local LEASE_MAX = 3600
-local function read_lease(v, now)
+-- A lease that ends more than `ttl` seconds (the lease time connrt takes, one second
+-- of clock skew more) from `now` is not one connrt wrote either: a planted hour-long
+-- lease naming a live process would stall every refresh for that hour.
+local function read_lease(v, now, ttl)
   local lease = v and require("cjson.safe").decode(v)
   if type(lease) ~= "table" or type(lease.owner) ~= "string" or math.type(lease.expires) == nil
-      or lease.expires ~= lease.expires or lease.expires > now + LEASE_MAX then
+      or lease.expires ~= lease.expires or lease.expires > now + ttl + 1 then
     return nil
   end
   for _, k in ipairs({ "pid", "start", "pidns" }) do
@@ -763,7 +763,7 @@ end
 function Store:acquire_lease(id, owner, ttl)
   local now = sys.time()
   local txn <close> = self.env:begin(true)
-  local lease = read_lease(txn:get("leases", id), now)
+  local lease = read_lease(txn:get("leases", id), now, ttl)
   if lease then
     if lease.expires > now and lease.owner ~= owner and not holder_gone(lease) then
       txn:abort()
@@ -780,7 +780,7 @@ end
 --- Gives a lease back if `owner` still holds it.
 function Store:release_lease(id, owner)
   local txn <close> = self.env:begin(true)
-  local lease = read_lease(txn:get("leases", id), sys.time())
+  local lease = read_lease(txn:get("leases", id), sys.time(), math.huge)
   if lease and lease.owner == owner then txn:del("leases", id) end
   txn:commit()
 end
