@@ -112,3 +112,33 @@ describe("a token endpoint's answer quoted by a hook #integration", function()
     assert.is_nil(leaked(bytes))
   end)
 end)
+
+describe("oauth.learn_credentials", function()
+  local oauth = require("connrt.oauth")
+  local log = require("connrt.log")
+  local function raw(body, ctype) return { status = 200, body = body, header = { ["content-type"] = ctype or "application/json" } } end
+
+  it("learns secret-named strings at any depth and token-like strings under other names", function()
+    oauth.learn_credentials(raw('{"data":{"tok":"Zq81mXcv0LpW2yTrBn7K","session_token":"sess-4471-aa"},'
+      .. '"list":[{"bearer":"P9hGf3sDk2Lm8nQ1wE5r"}]}'))
+    for _, s in ipairs({ "Zq81mXcv0LpW2yTrBn7K", "sess-4471-aa", "P9hGf3sDk2Lm8nQ1wE5r" }) do
+      assert.equal("x [redacted] y", log.redact("x " .. s .. " y"))
+    end
+    oauth.learn_credentials(raw("access_token=Form0Token0Value0123&token_type=bearer", "application/x-www-form-urlencoded"))
+    assert.equal("[redacted]", log.redact("Form0Token0Value0123"))
+    oauth.learn_credentials(raw("upstream says: Plain7Text7Token7Value7 rejected", "text/plain"))
+    assert.equal("upstream says: [redacted] rejected", log.redact("upstream says: Plain7Text7Token7Value7 rejected"))
+  end)
+
+  it("leaves error words, ids, emails, URLs, numbers and declared values alone", function()
+    local body = '{"error":{"code":"UNAUTHORIZED1234567","message":"Code abc123def456ghi789 not found"},'
+      .. '"ECODE":"OAUTH_014","account_id":"dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc","team_id":"3458764517517819000",'
+      .. '"userId":"U0123456789ABCDEFG","email":"ada.lovelace1815@example.com","instance_url":"https://na1.example.com/x1",'
+      .. '"workspace":"Wk5pAcE0nAmE0000001","user_code":"WDJB-MJHT","scope":"read write"}'
+    oauth.learn_credentials(raw(body), { values = { "workspace" } })
+    for _, s in ipairs({ "UNAUTHORIZED1234567", "abc123def456ghi789", "OAUTH_014", "AAH4f99T0taONIb", "3458764517517819000",
+        "U0123456789ABCDEFG", "ada.lovelace1815@example.com", "https://na1.example.com/x1", "Wk5pAcE0nAmE0000001", "WDJB-MJHT" }) do
+      assert.equal(s, log.redact(s))
+    end
+  end)
+end)
