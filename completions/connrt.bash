@@ -12,7 +12,7 @@
 # completions/connrt.bash.in and the one definition of the commands (lua/connrt/help.lua)
 # and their options (lua/connrt/options.lua): edit those, not connrt.bash.
 
-_connrt_commands="run script authorize connect request token exec git-credential credential-process proxy refresh revoke delete update rekey list show check redirect-url version help"
+_connrt_commands="run script authorize connect request token exec git-credential credential-process proxy refresh revoke delete update rekey store list show check redirect-url version help"
 _connrt_methods="GET POST PUT PATCH DELETE HEAD OPTIONS"
 
 # The options of one command; those that take a value are in _connrt_valued.
@@ -28,10 +28,11 @@ _connrt_options() {
     proxy) echo "--socket --listen --key-file --connection --workers --max-body --timeout --refresh-ahead" ;;
     update) echo "--replace" ;;
     rekey) echo "--new-key-file" ;;
+    store) echo "--from --to --to-key-file" ;;
     list | show) echo "--json" ;;
   esac
 }
-_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --env --connection --format --socket --listen --key-file --workers --max-body --refresh-ahead --new-key-file "
+_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --env --connection --format --socket --listen --key-file --workers --max-body --refresh-ahead --new-key-file --from --to --to-key-file "
 
 # Connection ids and connector ids, one per line. `connrt list --json` prints one line:
 # an array of objects with "id" (the connector's id, "-", 8 hex digits) and "connector".
@@ -72,7 +73,7 @@ _connrt() {
 
   if [ "$COMP_CWORD" -le 1 ]; then
     if [[ "$cur" == -* ]]; then
-      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --json --verbose -v" -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W "--help --version -h --json --store --verbose -v" -- "$cur")
     else
       mapfile -t COMPREPLY < <(compgen -W "$_connrt_commands" -- "$cur")
     fi
@@ -103,7 +104,7 @@ _connrt() {
       --connection)
         _connrt_add "$cur" < <(_connrt_ids)
         ;;
-      --client-secret-file | --socket | --key-file | --new-key-file)
+      --client-secret-file | --socket | --key-file | --new-key-file | --to-key-file)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         compopt -o filenames 2>/dev/null
         ;;

@@ -222,6 +222,30 @@ describe("the plain record is bound to the sealed secrets #integration", functio
       end)
     end
 
+    it("put back by someone without the key (an old snapshot with a changed record) is not bound on use", function()
+      -- the attack of a review: the old key check, the old unbound secrets and a record
+      -- pointing elsewhere, written into a bound store; the next use must not bind them
+      local home = copy()
+      local old = copy()
+      unbind(old)
+      local legacy, check = prov.read(old, "secrets", id), prov.read(old, "meta", "keycheck")
+      h.rmdir(old)
+      prov.write(home, function(txn)
+        local rec = cjson.decode(txn:get("connections", id))
+        rec.allowed_urls[1] = evil.base
+        txn:put("connections", id, cjson.encode(rec))
+        txn:put("secrets", id, legacy)
+        txn:put("meta", "version", "1")
+        txn:put("meta", "keycheck", check)
+      end)
+      for _, args in ipairs({ { "request", id, "/me" }, { "token", id }, { "refresh", id } }) do
+        local res = run(home, args)
+        assert.equal(8, res.code, res.stderr)
+      end
+      h.rmdir(home)
+      assert.same({}, evil.log())
+    end)
+
     it("is not bound again when someone without the key sets the version back to 1", function()
       -- the old version's sealed secrets of this connection, put back with a changed
       -- record and version "1": the key check (sealed) says the store is bound, so the
@@ -247,14 +271,23 @@ describe("the plain record is bound to the sealed secrets #integration", functio
       assert.same({}, evil.log())
     end)
 
-    it("is bound on the first open that has the key (not by list), then works and refuses changes", function()
+    it("is bound by connrt store migrate only (not by list or any use), then works and refuses changes", function()
       local home = copy()
       unbind(home)
       assert.equal(0, h.connrt({ "list" }, { env = { CONNRT_HOME = home } }).code)
       assert.equal("1", prov.read(home, "meta", "version")) -- list has no key: it binds nothing
+      -- a use does not bind it either: an old snapshot put back by someone without the key
+      -- would be bound with whatever they changed (trust on first use, on their timing)
       local res = run(home, { "token", id })
+      assert.equal(8, res.code, res.stderr)
+      assert.matches("connrt store migrate binds them as they are now", res.stderr, 1, true)
+      assert.equal("1", prov.read(home, "meta", "version"))
+      res = run(home, { "store", "migrate" })
       assert.equal(0, res.code, res.stderr)
+      assert.matches("they are bound now, as they were found", res.stderr, 1, true)
       assert.equal("2", prov.read(home, "meta", "version"))
+      res = run(home, { "token", id })
+      assert.equal(0, res.code, res.stderr)
       res = run(home, { "request", id, "/me" })
       assert.equal(0, res.code, res.stderr)
       local st = require("connrt.store").open(home)
@@ -264,7 +297,7 @@ describe("the plain record is bound to the sealed secrets #integration", functio
 
       refused(function(dir)
         unbind(dir)
-        assert.equal(0, run(dir, { "token", id }).code)
+        assert.equal(0, run(dir, { "store", "migrate" }).code)
         prov.edit_record(dir, id, function(r) r.allowed_urls[1] = evil.base .. "/api" end)
       end, { "request", id, "/me" })
     end)

@@ -779,14 +779,14 @@ describe("crash safety: SIGKILL at random moments #integration #crash", function
     assert(sys.write_private(home .. "/key", KEY_HEX .. "\n")) -- the key, for this process's store.lua
     local st = require("connrt.store").open(home)
     -- a holder that is alive (this process) keeps the lease until it expires
-    assert.is_true(st:acquire_lease(id, "spec", 1.5))
+    assert.equal(1, st:acquire_lease(id, "spec", 1.5)) -- the lease's first fencing token
     local t0 = sys.monotime()
     local res = h.connrt({ "refresh", id }, { env = { CONNRT_HOME = home, CONNRT_KEY = KEY_HEX } })
     local waited = sys.monotime() - t0
     assert.equal(0, res.code, res.stderr)
     assert.is_true(waited >= 1.2, ("the refresh did not wait for a live holder (%.2f s)"):format(waited))
     -- a lease in the old form (no holder process) is kept until it expires, too
-    local lmdb_env = st.env
+    local lmdb_env = st.b.env -- this spec is LMDB's: the backend's environment
     local txn = lmdb_env:begin(true)
     txn:put("leases", id, cjson.encode({ owner = "1-0x0", expires = sys.time() + 1.5 }))
     txn:commit()

@@ -9,7 +9,7 @@ local help = require("connrt.help")
 -- The complete command surface, as the project defines it; each of help, the man page
 -- and the completion must carry all of it.
 local COMMANDS = { "run", "script", "authorize", "connect", "request", "token", "exec", "git-credential",
-  "credential-process", "proxy", "refresh", "revoke", "delete", "update", "rekey", "list",
+  "credential-process", "proxy", "refresh", "revoke", "delete", "update", "rekey", "store", "list",
   "show", "check", "redirect-url", "version", "help" }
 local CONNECT = { "--field", "--field-file", "--client-id", "--client-secret-file", "--client-secret", "--scope",
   "--param", "--timeout", "--no-browser", "--json" }
@@ -23,6 +23,7 @@ local OPTIONS = {
   show = { "--json" },
   rekey = { "--new-key-file" },
   update = { "--replace" },
+  store = { "--from", "--to", "--to-key-file" },
   exec = { "--env", "--mask" },
   ["git-credential"] = { "--connection" },
   ["credential-process"] = { "--format" },
@@ -30,7 +31,7 @@ local OPTIONS = {
     "--refresh-ahead" },
   token = {}, refresh = {}, revoke = {}, delete = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
-local ENV = { "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
+local ENV = { "CONNRT_STORE", "CONNRT_LEASE_TTL", "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",
   "CONNRT_REDIRECT_URL", "CONNRT_LISTEN", "CONNRT_BROWSER",
   "CONNRT_CLIENT_ID", "CONNRT_CLIENT_SECRET", "CONNRT_CA_BUNDLE", "CONNRT_REFRESH_MARGIN", "CONNRT_LUA_DIR", "CONNRT_PROXY", "NO_COLOR",
   "CONNRT_FIELD_" }
@@ -259,7 +260,7 @@ describe("bash completion (completions/connrt.bash) #integration", function()
     assert.same(sorted(COMMANDS), complete({ "connrt", "" }))
     assert.same({ "token" }, complete({ "connrt", "to" }))
     assert.same({ "redirect-url", "refresh", "rekey", "request", "revoke" }, complete({ "connrt", "re" }))
-    assert.same({ "--help", "--json", "--verbose", "--version", "-h", "-v" }, complete({ "connrt", "-" }))
+    assert.same({ "--help", "--json", "--store", "--verbose", "--version", "-h", "-v" }, complete({ "connrt", "-" }))
     assert.same(sorted(COMMANDS), complete({ "connrt", "help", "" }))
   end)
 

@@ -10,7 +10,9 @@ build=${CONNRT_BUILD:-build}
 cpath=()
 if [ -n "${CONNRT_BUILD:-}" ]; then cpath=(--cpath="$CONNRT_BUILD/?.so"); fi
 mkdir -p "$build"
-${CONNRT_SPEC_LUA:-lua5.4} /usr/bin/busted -o TAP "${cpath[@]}" "$@" | tee "$build/specs.tap"
+# a spec that hangs (a process it started outlives it) fails the run after 40 minutes
+# instead of holding CI to its limit (CONNRT_SPEC_TIMEOUT: seconds)
+timeout -k 10 "${CONNRT_SPEC_TIMEOUT:-2400}" ${CONNRT_SPEC_LUA:-lua5.4} /usr/bin/busted -o TAP "${cpath[@]}" "$@" | tee "$build/specs.tap"
 rc=${PIPESTATUS[0]}
 passed=$(grep -c '^ok ' "$build/specs.tap")
 failed=$(grep -c '^not ok ' "$build/specs.tap")

@@ -22,13 +22,14 @@ M.VERSION = require("connrt.build").version -- the Makefile's VERSION
 local opened = {}   -- home -> Store, opened once per process
 
 local function get_store(home)
-  home = home or store.default_home()
+  home = home or store.where()
   if not opened[home] then opened[home] = store.open(home) end
   return opened[home]
 end
 
 --- Opens a connection by id (or by connector id when it has exactly one).
--- opts.home: the store directory (default CONNRT_HOME or the XDG data directory).
+-- opts.home: the store, a directory or a postgres:// URL (default --store, CONNRT_STORE,
+-- CONNRT_HOME or the XDG data directory).
 function M.connection(ref, opts)
   if type(ref) ~= "string" then errors.raise("usage", "connrt.connection: expected a connection id") end
   return connection.open(get_store(opts and opts.home), ref)

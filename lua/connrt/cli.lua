@@ -28,6 +28,15 @@ local function parse(argv, cmd)
       log.verbose = true
     elseif a == "--json" then
       M.json, opts.json = true, true
+    elseif a == "--store" or a:match("^%-%-store=") then
+      -- every command takes it too: the store to use instead of CONNRT_STORE
+      local v = a:match("^%-%-store=(.*)$")
+      if not v then
+        i = i + 1
+        v = argv[i]
+      end
+      if v == nil or v == "" then errors.fail("usage", "bad_argument", "--store needs a directory or a postgres:// URL") end
+      require("connrt.store").chosen = v
     elseif a:sub(1, 2) == "--" or a:match("^%-%a$") then
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:gsub("^%-%-?", "")
@@ -221,9 +230,16 @@ function commands.list(argv)
   if o.json then
     -- the records as stored: plain JSON without secrets (those live sealed apart), so
     -- 100,000 connections are listed without decoding and encoding each one
-    local raw = st:list_raw()
+    -- one record at a time, as the backend reads them (PostgreSQL: a page at a time)
+    local escape = require("connrt.text").escape_controls
+    local first = true
+    local ok, err = pcall(st.each_raw, st, function(text)
+      log.raw((first and "[" or ",") .. escape(log.redact(text)))
+      first = false
+    end)
     st:close()
-    log.out("[%s]", table.concat(raw, ","))
+    if not ok then error(err, 0) end
+    log.raw(first and "[]\n" or "]\n")
     return 0
   end
   local recs = st:list()
@@ -504,25 +520,26 @@ function commands.rekey(argv)
   local st = store.open()
   local ok, err = pcall(function()
     if not new_key then
-      if not st.key_path then
+      if not st:key_file() then
         errors.raise("usage", "the store's key comes from CONNRT_KEY: give the new one with --new-key-file FILE or "
           .. "CONNRT_NEW_KEY (connrt cannot change your environment)")
       end
       new_key, where = crypto.random(32), "a fresh random key"
     end
-    if new_key == st.key then errors.raise("usage", "the new key is the one the store is sealed with already") end
+    if st:sealed_with(new_key) then errors.raise("usage", "the new key is the one the store is sealed with already") end
     local n
-    if st.key_path then
-      local pending = st.key_path .. ".new"
+    local key_file = st:key_file()
+    if key_file then
+      local pending = key_file .. ".new"
       os.remove(pending) -- left by a rekey that failed before its commit: never used
       local written, werr = sys.write_private(pending, crypto.hex(new_key) .. "\n")
       if not written then errors.raise("store", "%s", werr) end
       local rok, res = pcall(st.rekey, st, new_key)
       if not rok then os.remove(pending) error(res, 0) end
-      local renamed, nerr = os.rename(pending, st.key_path)
+      local renamed, nerr = os.rename(pending, key_file)
       if not renamed then errors.raise("store", "re-sealed, but cannot replace the key file: %s (the new key is in %s)", nerr, pending) end
       n = res
-      log.err("re-sealed %d secret record(s) under %s; the key file %s holds it now", n, where, st.key_path)
+      log.err("re-sealed %d secret record(s) under %s; the key file %s holds it now", n, where, key_file)
     else
       n = st:rekey(new_key)
       log.err("re-sealed %d secret record(s) under %s: set CONNRT_KEY to it from now on", n, where)
@@ -531,6 +548,49 @@ function commands.rekey(argv)
   st:close()
   if not ok then error(err, 0) end
   return 0
+end
+
+-- `connrt store migrate` and `connrt store copy --from STORE --to STORE`.
+function commands.store(argv)
+  local store = require("connrt.store")
+  local sub = table.remove(argv, 1)
+  if sub == "migrate" then
+    local _, rest = parse(argv, "store")
+    if #rest > 0 then errors.raise("usage", "usage: connrt store migrate") end
+    local kind, name, before, after, bound = store.migrate()
+    if bound then
+      log.err("the store %s was from before connection records were bound to the key: they are bound now, as they "
+        .. "were found", name)
+    end
+    if kind ~= "postgres" then
+      log.err("the store %s is an LMDB store: it has no schema to migrate", name)
+    elseif before == after then
+      log.err("the store %s has schema version %d, the newest this connrt knows", name, after)
+    else
+      log.err("the store %s: schema version %d -> %d", name, before, after)
+    end
+    return 0
+  elseif sub == "copy" then
+    local o, rest = parse(argv, "store")
+    if #rest > 0 or not o.to then
+      errors.raise("usage", "usage: connrt store copy [--from STORE] --to STORE [--to-key-file FILE]")
+    end
+    local from = o.from or store.where()
+    local src = store.open(from, { existing = "connrt store copy --from " .. from })
+    local ok, err = pcall(function()
+      local dst = store.open(o.to, { key_file = o["to-key-file"] })
+      local cok, n, nc = pcall(src.copy_to, src, dst)
+      local name = dst.home
+      dst:close()
+      if not cok then error(n, 0) end
+      log.err("copied %d connection(s) and %d client(s) from %s to %s", n, nc, src.home, name)
+    end)
+    src:close()
+    if not ok then error(err, 0) end
+    return 0
+  end
+  errors.raise("usage", "usage: connrt store migrate | connrt store copy [--from STORE] --to STORE "
+    .. "[--to-key-file FILE] (connrt help store)")
 end
 
 commands["redirect-url"] = function(argv)
@@ -607,8 +667,20 @@ end
 
 --- Entry point: returns the exit status.
 function M.main(argv)
-  while argv[1] == "--verbose" or argv[1] == "-v" or argv[1] == "--json" do
-    if argv[1] == "--json" then M.json = true else log.verbose = true end
+  while argv[1] == "--verbose" or argv[1] == "-v" or argv[1] == "--json" or argv[1] == "--store"
+      or (argv[1] or ""):match("^%-%-store=") do
+    if argv[1] == "--store" or argv[1]:match("^%-%-store=") then
+      local v = argv[1]:match("^%-%-store=(.*)$")
+      if not v then
+        table.remove(argv, 1)
+        v = argv[1]
+      end
+      if v == nil or v == "" then
+        log.err("connrt: --store needs a directory or a postgres:// URL")
+        return errors.exit_codes.usage
+      end
+      require("connrt.store").chosen = v
+    elseif argv[1] == "--json" then M.json = true else log.verbose = true end
     table.remove(argv, 1)
   end
   local cmd = argv[1]

@@ -27,6 +27,19 @@ local M = {}
 -- seconds before expiry a request refreshes first (CONNRT_REFRESH_MARGIN overrides)
 M.REFRESH_MARGIN = tonumber(os.getenv("CONNRT_REFRESH_MARGIN") or "") or 60
 M.LEASE_TTL = 30        -- seconds a refresher may hold the lease before others take over
+
+--- The lease's time to live in seconds: CONNRT_LEASE_TTL (a number > 0), else LEASE_TTL.
+function M.lease_ttl()
+  local v = os.getenv("CONNRT_LEASE_TTL")
+  if v and v ~= "" then
+    local n = tonumber(v)
+    if not n or n <= 0 or n ~= n or n == math.huge then
+      errors.raise("usage", "CONNRT_LEASE_TTL: %q is not a number of seconds greater than 0", v)
+    end
+    return n
+  end
+  return M.LEASE_TTL
+end
                         -- (at once if it died on this machine: Store:acquire_lease)
 
 -- The command that connects this connection's account again: `connrt run` with its
@@ -180,28 +193,41 @@ function Connection:refresh(seen)
       .. "to renew its access token", self.rec.id, again(self.rec))
   end
   seen = seen or self.secrets.access_token
-  local owner = ("%d-%s"):format(sys.getpid(), tostring(self):match("0x%x+") or "")
+  -- unique across hosts sharing a store: pid, this object, and random bytes
+  local crypto = require("connrt.crypto")
+  local owner = ("%d-%s-%s"):format(sys.getpid(), tostring(self):match("0x%x+") or "", crypto.hex(crypto.random(6)))
+  local ttl = M.lease_ttl()
   local waited = 0
   while true do
-    local got = self.st:acquire_lease(self.rec.id, owner, M.LEASE_TTL)
-    if got then
+    local token = self.st:acquire_lease(self.rec.id, owner, ttl)
+    if token then
+      local fenced = false
       local ok, err = pcall(function()
         self:reload()
         if self.secrets.access_token ~= seen and not self:expiring(0) then return end -- someone else did it
         local tok, where = self:refresh_grant()
-        self.rec, self.secrets = self.st:save_tokens(self.rec.id, tok, where)
+        -- written only if the lease is still ours (no one took it over while we were
+        -- away at the provider): else the newer tokens stay and are read below
+        local sok, res, secrets = pcall(self.st.save_tokens, self.st, self.rec.id, tok, where,
+          { owner = owner, token = token })
+        if not sok then
+          if errors.is(res) and res.reason == "fenced" then fenced = true return end
+          error(res, 0)
+        end
+        self.rec, self.secrets = res, secrets
         register_secrets(self.secrets)
       end)
       self.st:release_lease(self.rec.id, owner)
       if not ok then error(err, 0) end
-      return self.secrets.access_token
+      if not fenced then return self.secrets.access_token end
+      log.trace("connection %s: the refresh lease was taken over while refreshing; using the newer tokens", self.rec.id)
     end
     -- another process refreshes: wait for its result, then look
     sys.sleep(0.05)
     waited = waited + 0.05
     self:reload()
     if self.secrets.access_token ~= seen and not self:expiring(0) then return self.secrets.access_token end
-    if waited > M.LEASE_TTL + 5 then
+    if waited > ttl + 5 then
       errors.fail("failed", "refresh_wait", "connection %s: gave up waiting for another process's refresh", self.rec.id)
     end
   end

@@ -93,6 +93,10 @@ M.reasons = {
   { "bad_key", "store", "the key given is not 32 bytes as 64 hex digits or base64" },
   { "unsafe_mode", "store", "the store directory or key file is open to its group or others" },
   { "conflict", "store", "another process changed the connection while it was being updated" },
+  { "unavailable", "store", "a PostgreSQL store cannot be reached (down, refused, TLS refused, connection lost)" },
+  { "auth", "store", "a PostgreSQL store refused the login (wrong password or role)" },
+  { "schema", "store", "a PostgreSQL store's schema is newer than this connrt knows, or not connrt's" },
+  { "fenced", "store", "the refresh lease was taken over while this process refreshed: its tokens were not written" },
 
   { "no_connection", "notfound", "no such connection, or no store yet" },
 

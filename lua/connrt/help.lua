@@ -24,7 +24,10 @@ for _, k in ipairs(require("connrt.errors").kinds) do
 end
 
 local ENVIRONMENT = {
-  { "CONNRT_HOME", "the store directory (default $XDG_DATA_HOME/connrt, else ~/.local/share/connrt)" },
+  { "CONNRT_STORE", "the store: a directory (LMDB) or a postgres:// or postgresql:// URL (a PostgreSQL "
+    .. "database shared by many hosts; libpq reads PG* variables, sslmode, sslrootcert); default CONNRT_HOME" },
+  { "CONNRT_HOME", "the store directory (default $XDG_DATA_HOME/connrt, else ~/.local/share/connrt); with a "
+    .. "PostgreSQL store, where the key file is kept" },
   { "CONNRT_KEY", "the 32-byte sealing key, as 64 hex digits or base64 (default: a key file, made on first use)" },
   { "CONNRT_KEY_FILE", "where that key file is (default $CONNRT_HOME/key)" },
   { "CONNRT_NEW_KEY", "the new key for connrt rekey, when --new-key-file is not given" },
@@ -40,6 +43,8 @@ local ENVIRONMENT = {
   { "CONNRT_VERBOSE", "when set (not 0), the same as --verbose" },
   { "CONNRT_REFRESH_MARGIN", "refresh a token this many seconds before it expires (default 60; never more than "
     .. "half the token's lifetime)" },
+  { "CONNRT_LEASE_TTL", "seconds one process may hold a connection's refresh lease before another takes "
+    .. "over (default 30); a refresher past it cannot write its tokens" },
   { "CONNRT_LOCK_TIMEOUT", "seconds a change to the store waits for another process's write before it gives "
     .. "up (default 30; reads never wait)" },
   { "CONNRT_CONNECTOR_MEMORY", "the memory limit of a connector's sandbox, in MiB (default 64)" },
@@ -331,6 +336,29 @@ local COMMANDS = {
     examples = {
       { "connrt rekey", "a fresh random key in the key file" },
       { "openssl rand -hex 32 >new.key && CONNRT_KEY=$(cat old.key) connrt rekey --new-key-file new.key", "" },
+    },
+  },
+  {
+    name = "store",
+    overview = {
+      { "store migrate", "bring a PostgreSQL store's schema up to date; bind the records of a store from before bindings" },
+      { "store copy --to STORE", "copy every connection into another store" },
+    },
+    usage = { "connrt store migrate", "connrt store copy [--from STORE] --to STORE [--to-key-file FILE]" },
+    text = {
+      "A store is a directory (LMDB, one machine) or a postgres:// or postgresql:// URL (PostgreSQL, shared by "
+        .. "many hosts). The key stays on each host (CONNRT_KEY or the key file in CONNRT_HOME), never in the "
+        .. "database.",
+      "migrate runs the PostgreSQL schema's forward migrations (every command runs them on open too) and says the "
+        .. "version; a schema newer than this connrt knows is refused (exit 8).",
+      "copy copies every connection, remembered client and connector source from --from (default: the store in "
+        .. "use) to --to, in one transaction on the target. Sealed secrets move as they are when both stores use "
+        .. "the same key, else they are re-sealed under the target's key (--to-key-file, else the target's usual "
+        .. "key). Copying again changes nothing; an account the target holds under another id is refused.",
+    },
+    examples = {
+      { "connrt store copy --to postgres://connrt@db.internal/connrt", "the laptop's store into PostgreSQL" },
+      { "CONNRT_STORE=postgres://connrt@db.internal/connrt connrt store migrate", "" },
     },
   },
   {

@@ -34,6 +34,7 @@ M.GLOBAL = {
     .. "and credential headers shown as [redacted]" },
   { "--json", text = "a failure's last line on standard error is {\"error\": {\"kind\", \"reason\", \"message\"}} "
     .. "(the reasons: docs/errors.md); list, show, run, connect, authorize and request print their result as JSON too" },
+  { "--store", arg = "STORE", text = "the store to use: a directory or a postgres:// URL (instead of CONNRT_STORE)" },
 }
 
 --- Each command's options, in the order its help lists them; a command not named here
@@ -77,6 +78,11 @@ M.COMMANDS = {
   rekey = {
     { "--new-key-file", arg = "FILE", file = true,
       text = "the new 32-byte key, as 64 hex digits or base64 (or CONNRT_NEW_KEY)" },
+  },
+  store = {
+    { "--from", arg = "STORE", text = "the store to copy from (default: --store, CONNRT_STORE or CONNRT_HOME)" },
+    { "--to", arg = "STORE", text = "the store to copy to: a directory or a postgres:// URL" },
+    { "--to-key-file", arg = "FILE", file = true, text = "the target's key file (made if missing) instead of CONNRT_KEY" },
   },
   list = {
     { "--json", text = "print a JSON array of the connections (id, connector, name, unique_id, ...; never secrets)" },

@@ -1,9 +1,14 @@
 --- store.lua - stored connections: the one narrow interface the rest of connrt uses.
 --
--- Backed by LMDB (the connrt.lmdb C module, src/api/store.c). Every read runs in one read transaction
--- and every change in one short write transaction that commits or aborts whole, so a
--- crash leaves the old or the new connection, never half of one; no transaction is ever
--- held across network I/O (callers do their I/O first, then call in here).
+-- This file is the facade: key files, sealing, bindings, the record layout, lookups and
+-- errors. Below it a backend moves opaque values (JSON text, sealed bytes) by table and
+-- key: lua/connrt/store_lmdb.lua (a directory, the default) or lua/connrt/store_pg.lua
+-- (a postgres:// or postgresql:// URL), chosen by where the store is (M.where: --store,
+-- CONNRT_STORE, CONNRT_HOME). Nothing above this file knows which one is in use. Every
+-- read runs in one read transaction (backend:view) and every change in one short write
+-- transaction (backend:modify) that commits or aborts whole, so a crash leaves the old
+-- or the new connection, never half of one; no transaction is ever held across network
+-- I/O (callers do their I/O first, then call in here).
 --
 -- Secrets (access, refresh and id tokens, the client secret, secret fields) are sealed
 -- with AES-256-GCM under a 32-byte key, bound to the connection id as associated data;
@@ -11,7 +16,7 @@
 --
 -- The plain record decides where and how the sealed credentials are sent (allowed URLs,
 -- token and revoke URLs, fields, kept values, client id, the connector's source hash),
--- and anyone who can write data.mdb can change it without the key. So the sealed secrets
+-- and anyone who can write the store can change it without the key. So the sealed secrets
 -- carry a digest of the record (`bound`: SHA-256 of a canonical encoding of every field
 -- but the status fields connrt sets without the key, UNBOUND), checked whenever the
 -- secrets are opened: a record changed outside connrt is a store error before anything
@@ -24,19 +29,15 @@
 -- clients (connector -> client id and sealed secret, so credentials are given once),
 -- connectors (sha256 of a connector's source -> source), leases (id -> lease), meta.
 --
--- A networked backend for fleets needs only the methods of Store below.
 local cjson = require("cjson")
 local crypto = require("connrt.lazy")("connrt.crypto") -- `list` needs no OpenSSL
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
-local lmdb = require("connrt.lazy")("connrt.lmdb") -- `list` without a store needs no LMDB
-local log = require("connrt.log")
 local origins = require("connrt.origins")
 local sys = require("connrt.sys")
 
 local M = {}
 
-local DBS = { "connections", "secrets", "accounts", "clients", "connectors", "leases", "meta" }
 -- meta/keycheck: this text sealed under the key, to tell a wrong key at once. Which text
 -- also says, authenticated, whether the store's records are bound (Store:upgrade): v1, a
 -- store from before the binding; v2, bound. The plain meta/version says the same for
@@ -61,6 +62,28 @@ function M.default_home()
   return (os.getenv("HOME") or ".") .. "/.local/share/connrt"
 end
 
+--- Set by `--store` on the command line: the store to use instead of CONNRT_STORE.
+M.chosen = nil
+
+--- True when `where` names a PostgreSQL store (a postgres:// or postgresql:// URL).
+function M.is_url(where)
+  return type(where) == "string" and (where:match("^postgres://") or where:match("^postgresql://")) ~= nil
+end
+
+--- The store to use: --store, else CONNRT_STORE, else the directory M.default_home().
+function M.where()
+  if M.chosen and M.chosen ~= "" then return M.chosen end
+  local env = os.getenv("CONNRT_STORE")
+  if env and env ~= "" then return env end
+  return M.default_home()
+end
+
+-- The backend module for a store.
+local function backend_of(where)
+  if M.is_url(where) then return require("connrt.store_pg") end
+  return require("connrt.store_lmdb")
+end
+
 local function decode_key(text, where)
   text = text:gsub("%s+$", "")
   local raw
@@ -77,20 +100,25 @@ end
 
 -- The sealing key: CONNRT_KEY, else the key file (CONNRT_KEY_FILE or HOME/key), which is
 -- created 0600 with a fresh random key on first use.
-local function load_key(home, sealed_before)
+local function load_key(home, sealed_before, where, key_file)
   local env = os.getenv("CONNRT_KEY")
-  if env and env ~= "" then return decode_key(env, "CONNRT_KEY"), "CONNRT_KEY" end
-  local path = os.getenv("CONNRT_KEY_FILE")
-  if not path or path == "" then path = home .. "/key" end
+  if not key_file and env and env ~= "" then return decode_key(env, "CONNRT_KEY"), "CONNRT_KEY" end
+  local path = key_file or os.getenv("CONNRT_KEY_FILE")
+  local in_home = not path or path == ""
+  if in_home then path = home .. "/key" end
   local f = io.open(path, "rb")
   if not f and sealed_before then
     -- a fresh key would seal nothing that exists: say what is missing, create nothing
     errors.fail("store", "wrong_key", "cannot decrypt: wrong key? The store %s was sealed with a key, and the key file %s is "
-      .. "missing (restore it, or set CONNRT_KEY)", home, path)
+      .. "missing (restore it, or set CONNRT_KEY)", where, path)
   end
   if not f then
+    if in_home then -- a PostgreSQL store's key file stays on this machine, in CONNRT_HOME
+      local ok, err = sys.mkdir(home, 448) -- 0700
+      if not ok then errors.fail("store", "io", "%s", err) end
+    end
     local ok, err = sys.write_private(path, crypto.hex(crypto.random(32)) .. "\n")
-    if not ok then errors.raise("store", "%s", err) end
+    if not ok then errors.fail("store", "io", "%s", err) end
     f = assert(io.open(path, "rb"))
   end
   local text = f:read("a")
@@ -117,94 +145,68 @@ local function pending_key(path)
   return ok and key or nil
 end
 
---- False when there is no store in `home` yet: no such directory, or a directory without
--- data.mdb. Anything else there (a file, a damaged store) is left for open to report.
-function M.exists(home)
-  home = home or M.default_home()
-  local f = io.open(home .. "/data.mdb", "rb")
-  if f then f:close() return true end
-  local d = io.open(home .. "/", "rb") -- opens a directory, fails on anything else
-  if d then d:close() return false end
-  return sys.mode(home) ~= nil
-end
-
--- The store's directory and files must be the owner's alone. A directory with group or
--- other permissions is refused: it may be one connrt did not create (CONNRT_HOME set to
--- a shared or system directory), whose mode is not ours to change. data.mdb and lock.mdb
--- are connrt's own files, so group or other bits there are removed (0600) with a notice
--- on standard error: the directory, checked first, already keeps others out.
-local function guard_modes(home)
-  local d = io.open(home .. "/", "rb") -- opens a directory only: anything else is lmdb.open's to report
-  if not d then return end
-  d:close()
-  local mode = sys.mode(home)
-  if mode and mode & GROUP_OTHER ~= 0 then
-    errors.fail("store", "unsafe_mode", "the store directory %s has mode %s: its group or others may reach the store; chmod 700 %s",
-      home, octal(mode), home)
-  end
-  for _, name in ipairs({ "data.mdb", "lock.mdb" }) do
-    local path = home .. "/" .. name
-    local m = sys.mode(path)
-    if m and m & GROUP_OTHER ~= 0 then
-      local ok, err = sys.chmod(path, 384) -- 0600
-      if not ok then errors.fail("store", "unsafe_mode", "%s has mode %s, open to its group or others, and %s", path, octal(m), err) end
-      log.err("connrt: %s had mode %s, open to its group or others: set to 0600", path, octal(m))
-    end
-  end
+--- False when there is no store at `where` (default M.where()) yet. For a directory:
+-- no such directory, or one without data.mdb; anything else there (a file, a damaged
+-- store) is left for open to report. A PostgreSQL store is asked on open.
+function M.exists(where)
+  where = where or M.where()
+  return backend_of(where).exists(where)
 end
 
 local Store = {}
 Store.__index = Store
 
-local function read_one(env, db, key)
-  local txn <close> = env:begin(false)
-  local v = txn:get(db, key)
-  txn:abort()
-  return v
-end
-
---- Opens (creating if needed) the store in `home` (default M.default_home()). With
--- opts.keyless, the sealing key is neither loaded nor checked: for `connrt list`, which
--- reads only the plain records (a store's first open always makes its key).
--- With opts.existing (what the caller looks for, as "no connection ID"), a store that
--- does not exist yet raises a notfound error instead of being created.
-function M.open(home, opts)
-  home = home or M.default_home()
-  if opts and opts.existing and not M.exists(home) then
-    errors.raise("notfound", "%s: there is no store at %s yet (connrt run CONNECTOR.lua connects one)", opts.existing, home)
+--- Opens (creating if needed) the store at `where` (default M.where(): a directory, or
+-- a postgres:// URL). With opts.keyless, the sealing key is neither loaded nor checked:
+-- for `connrt list`, which reads only the plain records (a store's first open always
+-- makes its key). With opts.existing (what the caller looks for, as "no connection ID"),
+-- a store that does not exist yet raises a notfound error instead of being created.
+-- opts.key_file: the key file to use instead of CONNRT_KEY and CONNRT_KEY_FILE.
+function M.open(where, opts)
+  where = where or M.where()
+  local backend = backend_of(where)
+  if opts and opts.existing and not backend.exists(where) then
+    errors.raise("notfound", "%s: there is no store at %s yet (connrt run CONNECTOR.lua connects one)", opts.existing,
+      backend.describe and backend.describe(where) or where)
   end
-  local ok, err = sys.mkdir(home, 448) -- 0700
-  if not ok then errors.raise("store", "%s", err) end
-  guard_modes(home)
-  local env, oerr, why = lmdb.open(home, DBS, {})
-  if not env then errors.fail("store", why, "%s", oerr) end
-  local check, version
-  do
-    local txn <close> = env:begin(false)
-    check, version = txn:get("meta", "keycheck"), txn:get("meta", "version") -- nil: the store's first open
-    txn:abort()
-  end
-  if opts and opts.keyless and check then return setmetatable({ env = env, home = home }, Store) end
-  local key, key_source, key_path = load_key(home, check ~= nil)
-  local self = setmetatable({ env = env, home = home, key = key, key_source = key_source, key_path = key_path }, Store)
+  local b = backend.open(where, opts)
+  local check, version = b:view(function(tx)
+    return tx:get("meta", "keycheck"), tx:get("meta", "version") -- nil: the store's first open
+  end)
+  -- home: the store as messages name it (never a password)
+  if opts and opts.keyless and check then return setmetatable({ b = b, home = b.where }, Store) end
+  local kok, key, key_source, key_path = pcall(load_key, b.key_dir or M.default_home(), check ~= nil, b.where,
+    opts and opts.key_file)
+  if not kok then b:close() error(key, 0) end
+  local self = setmetatable({ b = b, home = b.where, key = key, key_source = key_source, key_path = key_path }, Store)
   local key_ok, key_err = pcall(self.check_key, self, check)
   if not key_ok then
     -- a rekey that committed but died before renaming its new key into place
     local newer = pending_key(key_path)
     local plain = newer and check and crypto.open(newer, check, "meta/keycheck")
     if not (plain == KEY_CHECK or plain == KEY_CHECK_V1) then
-      env:close()
+      b:close()
       error(key_err, 0)
     end
     local renamed, rerr = os.rename(key_path .. ".new", key_path)
-    if not renamed then env:close() errors.raise("store", "cannot finish an interrupted rekey: %s", rerr) end
+    if not renamed then b:close() errors.fail("store", "io", "cannot finish an interrupted rekey: %s", rerr) end
     self.key, self.key_check_text = newer, plain
   end
   if check and self.key_check_text == KEY_CHECK_V1 then
-    -- a store from before the binding: bound now, once (trust on first use); `version`
-    -- "2" under a v1 key check is a store bound before the key check said so
+    -- a store from before the binding. Binding it is trust on first use, so it is never
+    -- done on the way: whoever could write the store could have put an old snapshot
+    -- back (an old key check, old unbound secrets, a changed record) to have that
+    -- record bound. `connrt store migrate` does it, said plainly (opts.bind_unbound).
+    if not (opts and opts.bind_unbound) then
+      b:close()
+      errors.fail("store", "schema", "the store %s was written by a connrt from before connection records were bound to "
+        .. "the key (store version 1): connrt store migrate binds them as they are now. Run it only if nobody else "
+        .. "could have written the store since: a record changed before then is bound as found", self.home)
+    end
+    -- `version` "2" under a v1 key check is a store bound before the key check said so
     local up_ok, up_err = pcall(self.upgrade, self, version == VERSION)
-    if not up_ok then env:close() error(up_err, 0) end
+    if not up_ok then b:close() error(up_err, 0) end
+    self.bound_now = true
   end
   return self
 end
@@ -221,16 +223,31 @@ function Store:check_key(check)
     self.key_check_text = plain
     return
   end
-  local txn <close> = self.env:begin(true)
-  if not txn:get("meta", "keycheck") then
-    txn:put("meta", "keycheck", crypto.seal(self.key, KEY_CHECK, "meta/keycheck"))
-    txn:put("meta", "version", VERSION)
-  end
-  txn:commit()
+  self.b:modify(function(txn)
+    if not txn:get("meta", "keycheck") then
+      txn:put("meta", "keycheck", crypto.seal(self.key, KEY_CHECK, "meta/keycheck"))
+      txn:put("meta", "version", VERSION)
+    end
+  end)
 end
 
 function Store:close()
-  if self.env then self.env:close(); self.env = nil end
+  if self.b then self.b:close(); self.b = nil end
+end
+
+--- The key file the store's key came from, or nil when it came from CONNRT_KEY.
+function Store:key_file()
+  return self.key_path
+end
+
+--- True when `key` is the key the store is sealed with.
+function Store:sealed_with(key)
+  return key == self.key
+end
+
+--- Which backend this store uses ("lmdb" or "postgres"), for `connrt store` only.
+function Store:kind()
+  return self.b.kind
 end
 
 local function account_key(connector, unique_id)
@@ -342,16 +359,16 @@ local function decode_record(value, id)
 end
 
 -- One value, read in its own read transaction.
-function Store:read(db, key)
-  return read_one(self.env, db, key)
+local function read(self, db, key)
+  return self.b:view(function(tx) return tx:get(db, key) end)
 end
 
 --- Reads a connection record by id (secrets still sealed), or nil.
 function Store:get(id)
-  local txn <close> = self.env:begin(false)
-  local v = txn:get("connections", id)
-  local sealed = v and txn:get("secrets", id)
-  txn:abort()
+  local v, sealed = self.b:view(function(txn)
+    local text = txn:get("connections", id)
+    return text, text and txn:get("secrets", id)
+  end)
   if not v then return nil end
   local rec = decode_record(v, id)
   if rec.id ~= id then errors.fail("store", "damaged", "connection %s: damaged record in the store (it says it is %s)", id, tostring(rec.id)) end
@@ -380,27 +397,20 @@ end
 --- The secrets of a record read from the store, unsealed and checked against the
 -- record (see open_bound).
 function Store:secrets(rec)
-  return open_bound(self, rec, rec.sealed or self:read("secrets", rec.id))
+  return open_bound(self, rec, rec.sealed or read(self, "secrets", rec.id))
 end
 
 --- The connection records as stored (JSON text, no secrets), in id order: what
 -- `connrt list --json` prints without decoding 100,000 records to encode them again.
-function Store:list_raw()
-  local txn <close> = self.env:begin(false)
-  local rows = txn:list("connections")
-  txn:abort()
-  local out = {}
-  for i, kv in ipairs(rows) do out[i] = kv[2] end
-  return out
+-- Each is passed to fn(text) in turn (a backend may read them a page at a time).
+function Store:each_raw(fn)
+  self.b:each("connections", function(_, text) fn(text) end)
 end
 
 --- All connection records (without their sealed secrets), in id order.
 function Store:list()
-  local txn <close> = self.env:begin(false)
-  local rows = txn:list("connections")
-  txn:abort()
   local out = {}
-  for i, kv in ipairs(rows) do out[i] = decode_record(kv[2], kv[1]) end
+  self.b:each("connections", function(id, text) out[#out + 1] = decode_record(text, id) end)
   return out
 end
 
@@ -410,7 +420,7 @@ end
 -- with it (and the origins) too: a client id changed outside connrt is a store error.
 -- Returns { client_id, client_secret, origins }.
 function Store:client(connector, reach)
-  local v = self:read("clients", connector)
+  local v = read(self, "clients", connector)
   if not v then return nil end
   local c = cjson.decode(v)
   local s = unseal(self, c.sealed, "client/" .. connector, "the client secret of " .. connector)
@@ -431,7 +441,7 @@ end
 -- bound connector_hash), checked against that hash before anyone loads it. Raises a
 -- store error naming the connection when it is missing or was changed.
 function Store:connector_source(rec)
-  local src = self:read("connectors", rec.connector_hash or "")
+  local src = read(self, "connectors", rec.connector_hash or "")
   if not src then
     errors.fail("store", "damaged", "connection %s: its connector's source is missing from the store", rec.id)
   end
@@ -466,9 +476,7 @@ end
 -- client registered at an authorization server (RFC 7591) is kept as soon as it exists,
 -- so a connect that fails later does not register another next time.
 function Store:save_client(key, client)
-  local txn <close> = self.env:begin(true)
-  put_client(self, txn, key, client)
-  txn:commit()
+  self.b:modify(function(txn) put_client(self, txn, key, client) end)
 end
 
 -- Saves one connection inside the write transaction `txn` (see Store:save).
@@ -521,21 +529,20 @@ end
 -- token endpoint) in the error for one that is too large. Returns the id and whether it
 -- was an update.
 function Store:save(rec, secrets, source, client, where, opts)
-  local txn <close> = self.env:begin(true)
-  local id, updated = save_in(self, txn, rec, secrets, source, client, os.time(), where, opts)
-  txn:commit()
-  return id, updated
+  return self.b:modify(function(txn)
+    return save_in(self, txn, rec, secrets, source, client, os.time(), where, opts)
+  end)
 end
 
 --- Saves many connections in one write transaction (imports, benchmarks): `items` is an
 -- array of { rec, secrets, source, client }. All are saved or none. Returns the ids.
 function Store:save_all(items)
   local now = os.time()
-  local ids = {}
-  local txn <close> = self.env:begin(true)
-  for i, it in ipairs(items) do ids[i] = save_in(self, txn, it[1], it[2], it[3], it[4], now) end
-  txn:commit()
-  return ids
+  return self.b:modify(function(txn)
+    local ids = {}
+    for i, it in ipairs(items) do ids[i] = save_in(self, txn, it[1], it[2], it[3], it[4], now) end
+    return ids
+  end)
 end
 
 -- Changes connection `id` in one write transaction: the record is read, its secrets
@@ -543,24 +550,32 @@ end
 -- raises, and nothing changes), and they are bound again as they now are and committed
 -- (`where` names what grew a record too large). A deleted connection is a notfound
 -- error. Returns the record and secrets.
-local function rewrite(self, id, where, change)
-  local txn <close> = self.env:begin(true)
-  local v = txn:get("connections", id)
-  if not v then errors.raise("notfound", "connection %s was deleted", id) end
-  local rec = decode_record(v, id)
-  local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
-  change(rec, secrets, txn)
-  put_record(self, txn, rec, secrets, where)
-  txn:commit()
-  return rec, secrets
+-- With `fence` ({owner, token}), only while that lease is held (see save_tokens).
+local function rewrite(self, id, where, change, fence)
+  return self.b:modify(function(txn)
+    if fence and not self.b:holds(txn, id, fence.owner, fence.token) then
+      errors.fail("store", "fenced", "connection %s: the refresh lease was taken over by another process while "
+        .. "this one refreshed; its tokens were not written", id)
+    end
+    local v = txn:get("connections", id)
+    if not v then errors.raise("notfound", "connection %s was deleted", id) end
+    local rec = decode_record(v, id)
+    local secrets = open_bound(self, rec, rec.sealed or txn:get("secrets", id))
+    change(rec, secrets, txn)
+    put_record(self, txn, rec, secrets, where)
+    return rec, secrets
+  end)
 end
 
 --- Saves refreshed tokens in one write transaction: the new access token, the new
 -- refresh token when the provider rotated it (else the old one is kept), the expiry.
 -- The record must still match its binding, and is bound again as it now is. `where`
--- names the refresh endpoint in the error for a connection grown too large. Returns the
--- new record and secrets.
-function Store:save_tokens(id, tok, where)
+-- names the refresh endpoint in the error for a connection grown too large. With
+-- `fence` ({owner, token}: what acquire_lease gave), the tokens are written only if that
+-- lease is still held, in the same transaction: a refresher that stalled past its lease
+-- while another took it over cannot overwrite the newer tokens; it gets a store error
+-- with reason "fenced" and nothing changes. Returns the new record and secrets.
+function Store:save_tokens(id, tok, where, fence)
   return rewrite(self, id, where or ("connection " .. id), function(rec, secrets)
     secrets.access_token = tok.access_token
     if tok.refresh_token then secrets.refresh_token = tok.refresh_token end
@@ -571,7 +586,7 @@ function Store:save_tokens(id, tok, where)
     rec.has_refresh_token = secrets.refresh_token ~= nil
     rec.needs_reconnect, rec.last_error = nil, nil
     rec.refreshed_at = os.time()
-  end)
+  end, fence)
 end
 
 --- Moves a connection to another connector source (`connrt update`), in one write
@@ -605,65 +620,68 @@ function Store:mark(id, patch)
   for k in pairs(patch) do
     if not UNBOUND[k] or k == "sealed" then error("store: mark cannot change " .. tostring(k) .. ", a bound field", 2) end
   end
-  local txn <close> = self.env:begin(true)
-  local v = txn:get("connections", id)
-  if not v then txn:abort() return end
-  local rec = decode_record(v, id)
-  for k, x in pairs(patch) do
-    -- a provider's error text, kept to show: cut, so it cannot grow the record
-    if type(x) == "string" and #x > limits.LAST_ERROR_BYTES then x = x:sub(1, limits.LAST_ERROR_BYTES) .. "..." end
-    rec[k] = x
-  end
-  txn:put("connections", id, cjson.encode(rec))
-  txn:commit()
+  self.b:modify(function(txn)
+    local v = txn:get("connections", id)
+    if not v then return end
+    local rec = decode_record(v, id)
+    for k, x in pairs(patch) do
+      -- a provider's error text, kept to show: cut, so it cannot grow the record
+      if type(x) == "string" and #x > limits.LAST_ERROR_BYTES then x = x:sub(1, limits.LAST_ERROR_BYTES) .. "..." end
+      rec[k] = x
+    end
+    txn:put("connections", id, cjson.encode(rec))
+  end)
 end
 
 --- Deletes a connection. Returns true when it existed.
 function Store:delete(id)
-  local txn <close> = self.env:begin(true)
-  local v = txn:get("connections", id)
-  if not v then txn:abort(); return false end
-  local rec = decode_record(v, id)
-  txn:del("connections", id)
-  txn:del("secrets", id)
-  if txn:get("accounts", account_key(rec.connector, rec.unique_id)) == id then
-    txn:del("accounts", account_key(rec.connector, rec.unique_id))
-  end
-  txn:del("leases", id)
-  txn:commit()
-  return true
+  return self.b:modify(function(txn)
+    local v = txn:get("connections", id)
+    if not v then return false end
+    local rec = decode_record(v, id)
+    txn:del("connections", id)
+    txn:del("secrets", id)
+    if txn:get("accounts", account_key(rec.connector, rec.unique_id)) == id then
+      txn:del("accounts", account_key(rec.connector, rec.unique_id))
+    end
+    txn:del("leases", id)
+    return true
+  end)
 end
 
 --- Re-seals every secret in the store (connections, client secrets, the key check) under
 -- `new_key`, in one write transaction: all of them move to the new key or none does.
 -- Returns the number of connections and clients re-sealed.
 function Store:rekey(new_key)
-  local txn <close> = self.env:begin(true)
-  local n = 0
-  local function reseal(blob, aad, what)
-    local plain = open_sealed(self, blob, aad, what, "; nothing was changed")
-    return crypto.b64encode(crypto.seal(new_key, plain, aad))
-  end
-  for _, kv in ipairs(txn:list("connections")) do
-    local id = kv[1]
-    local rec = decode_record(kv[2], id)
-    -- the plaintext, its binding included, moves to the new key unchanged
-    local sealed = reseal(rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
-    if rec.sealed then -- inline in a store written before the split
-      rec.sealed = nil
-      txn:put("connections", id, cjson.encode(rec))
+  local n = self.b:modify(function(txn)
+    local count = 0
+    local function reseal(blob, aad, what)
+      local plain = open_sealed(self, blob, aad, what, "; nothing was changed")
+      return crypto.b64encode(crypto.seal(new_key, plain, aad))
     end
-    txn:put("secrets", id, sealed)
-    n = n + 1
-  end
-  for _, kv in ipairs(txn:list("clients")) do
-    local c = cjson.decode(kv[2])
-    c.sealed = reseal(c.sealed, "client/" .. kv[1], "the client secret of " .. kv[1])
-    txn:put("clients", kv[1], cjson.encode(c))
-    n = n + 1
-  end
-  txn:put("meta", "keycheck", crypto.seal(new_key, KEY_CHECK, "meta/keycheck"))
-  txn:commit()
+    -- the key check first: a backend that locks what it reads keeps other writers out
+    txn:get("meta", "keycheck")
+    for _, kv in ipairs(txn:list("connections")) do
+      local id = kv[1]
+      local rec = decode_record(kv[2], id)
+      -- the plaintext, its binding included, moves to the new key unchanged
+      local sealed = reseal(rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
+      if rec.sealed then -- inline in a store written before the split
+        rec.sealed = nil
+        txn:put("connections", id, cjson.encode(rec))
+      end
+      txn:put("secrets", id, sealed)
+      count = count + 1
+    end
+    for _, kv in ipairs(txn:list("clients")) do
+      local c = cjson.decode(kv[2])
+      c.sealed = reseal(c.sealed, "client/" .. kv[1], "the client secret of " .. kv[1])
+      txn:put("clients", kv[1], cjson.encode(c))
+      count = count + 1
+    end
+    txn:put("meta", "keycheck", crypto.seal(new_key, KEY_CHECK, "meta/keycheck"))
+    return count
+  end)
   self.key = new_key
   return n
 end
@@ -678,111 +696,119 @@ end
 -- when used. Records are not accepted unbound "until the next write": a connection whose
 -- token never expires may never be written again.
 function Store:upgrade(bound_already)
-  local txn <close> = self.env:begin(true)
-  local check = txn:get("meta", "keycheck")
-  if check and crypto.open(self.key, check, "meta/keycheck") == KEY_CHECK then txn:abort() return end
-  for _, kv in ipairs(bound_already and {} or txn:list("connections")) do
-    local id = kv[1]
-    local rec = decode_record(kv[2], id)
-    local ok, secrets = pcall(unseal, self, rec.sealed or txn:get("secrets", id), "connection/" .. id, "connection " .. id)
-    if ok and type(secrets) == "table" and secrets.bound == nil then put_record(self, txn, rec, secrets) end
-  end
-  for _, kv in ipairs(txn:list("clients")) do
-    local c = cjson.decode(kv[2])
-    local ok, s = pcall(unseal, self, c.sealed, "client/" .. kv[1], "the client secret of " .. kv[1])
-    if ok and type(s) == "table" and s.client_id == nil then
-      s.client_id = c.client_id
-      c.sealed = seal(self, s, "client/" .. kv[1])
-      txn:put("clients", kv[1], cjson.encode(c))
+  self.b:modify(function(txn)
+    local check = txn:get("meta", "keycheck")
+    if check and crypto.open(self.key, check, "meta/keycheck") == KEY_CHECK then return end
+    for _, kv in ipairs(bound_already and {} or txn:list("connections")) do
+      local id = kv[1]
+      local rec = decode_record(kv[2], id)
+      local ok, secrets = pcall(unseal, self, rec.sealed or txn:get("secrets", id), "connection/" .. id,
+        "connection " .. id)
+      if ok and type(secrets) == "table" and secrets.bound == nil then put_record(self, txn, rec, secrets) end
     end
-  end
-  txn:put("meta", "version", VERSION)
-  txn:put("meta", "keycheck", crypto.seal(self.key, KEY_CHECK, "meta/keycheck"))
-  txn:commit()
+    for _, kv in ipairs(txn:list("clients")) do
+      local c = cjson.decode(kv[2])
+      local ok, s = pcall(unseal, self, c.sealed, "client/" .. kv[1], "the client secret of " .. kv[1])
+      if ok and type(s) == "table" and s.client_id == nil then
+        s.client_id = c.client_id
+        c.sealed = seal(self, s, "client/" .. kv[1])
+        txn:put("clients", kv[1], cjson.encode(c))
+      end
+    end
+    txn:put("meta", "version", VERSION)
+    txn:put("meta", "keycheck", crypto.seal(self.key, KEY_CHECK, "meta/keycheck"))
+  end)
   self.key_check_text = KEY_CHECK
 end
 
 M.decode_key = decode_key
 
--- When process `pid` started (clock ticks after boot, from /proc/PID/stat), or nil when
--- it no longer runs (or is a zombie): with its pid, it names one process for good.
-local function process_start(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid), "r")
-  if not f then return nil end
-  local stat = f:read("a") or ""
-  f:close()
-  local fields = {}
-  for x in (stat:match("^.*%)%s+(.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = x end
-  if fields[1] == nil or fields[1] == "Z" or fields[1] == "X" then return nil end
-  return fields[20] -- field 22 of the line; the first two (pid and name) are cut off
+--- Brings the schema of the store at `where` (default M.where()) up to date: for
+-- PostgreSQL, the forward migrations (which every open runs too); an LMDB store has
+-- none. Returns the backend's kind and the versions before and after (nil for LMDB).
+function M.migrate(where)
+  where = where or M.where()
+  local b = backend_of(where).open(where)
+  local before, after
+  if b.migrate then
+    local ok, x, y = pcall(b.migrate, b) -- open migrated already: this reports the version
+    if not ok then b:close() error(x, 0) end
+    before, after = x, y
+  end
+  local kind, name = b.kind, b.where
+  local keyed = b:view(function(tx) return tx:get("meta", "keycheck") end) ~= nil
+  b:close()
+  if keyed then
+    -- a store from before bindings is bound here, and only here (M.open)
+    local st = M.open(where, { bind_unbound = true })
+    local bound = st.bound_now
+    st:close()
+    return kind, name, before, after, bound
+  end
+  return kind, name, before, after
 end
 
--- This process, as a lease records its holder: pid, PID namespace and start time.
-local holder
-local function this_holder()
-  if not holder then
-    local pid = sys.getpid()
-    holder = { pid = pid, pidns = sys.pidns(), start = process_start(pid) }
+--- Copies every connection, client and connector source of this store into `dst`
+-- (another Store), read in one read transaction and written in one write transaction
+-- on `dst`: all of them or none. Sealed values move as they are when both stores use the
+-- same key, else are opened here and sealed under dst's key (what they say, bindings
+-- included, is unchanged). An account `dst` holds under another id is refused (nothing
+-- is written). Copying again changes nothing. Returns the numbers of connections and
+-- clients copied.
+function Store:copy_to(dst)
+  local conns, clients, sources = self.b:view(function(tx)
+    local list = tx:list("connections")
+    for _, kv in ipairs(list) do kv[3] = tx:get("secrets", kv[1]) end
+    return list, tx:list("clients"), tx:list("connectors")
+  end)
+  local same = self.key == dst.key
+  local function move(blob, aad, what)
+    if same then return blob end
+    return crypto.b64encode(crypto.seal(dst.key, open_sealed(self, blob, aad, what, "; nothing was copied"), aad))
   end
-  return holder
-end
-
--- True when a lease's holder is known to be dead: a process of this machine and PID
--- namespace that no longer runs (killed, crashed). Otherwise only its expiry frees it.
-local function holder_gone(lease)
-  local me = this_holder()
-  if not (lease.pid and lease.start and lease.pidns and me.pidns and lease.pidns == me.pidns) then return false end
-  local pid = math.tointeger(lease.pid)
-  return pid ~= nil and process_start(pid) ~= lease.start
-end
-
--- A lease record as connrt writes it, or nil for anything else. Leases are plain and
--- unsealed: a hint between processes that expires on its own, not a secret nor a
--- decision about where credentials go. One that is not what connrt writes (damaged, or
--- written by hand with other types) holds nothing and is replaced: the worst it can
--- cause is one refresh more, where refusing would stop every refresh of the connection.
--- A lease that ends more than `ttl` seconds (the lease time connrt takes, one second
--- of clock skew more) from `now` is not one connrt wrote either: a planted hour-long
--- lease naming a live process would stall every refresh for that hour.
-local function read_lease(v, now, ttl)
-  local lease = v and require("cjson.safe").decode(v)
-  if type(lease) ~= "table" or type(lease.owner) ~= "string" or math.type(lease.expires) == nil
-      or lease.expires ~= lease.expires or lease.expires > now + ttl + 1 then
-    return nil
-  end
-  for _, k in ipairs({ "pid", "start", "pidns" }) do
-    if lease[k] ~= nil and type(lease[k]) ~= "number" and type(lease[k]) ~= "string" then lease[k] = nil end
-  end
-  return lease
+  dst.b:modify(function(tx)
+    for _, kv in ipairs(sources) do tx:put("connectors", kv[1], kv[2]) end
+    for _, kv in ipairs(conns) do
+      local id = kv[1]
+      local rec = decode_record(kv[2], id)
+      local sealed = move(rec.sealed or kv[3], "connection/" .. id, "connection " .. id)
+      local text = kv[2]
+      if rec.sealed then -- inline in a store written before the split
+        rec.sealed = nil
+        text = cjson.encode(rec)
+      end
+      local akey = account_key(rec.connector, rec.unique_id)
+      local other = tx:get("accounts", akey)
+      if other and other ~= id then
+        errors.raise("usage", "%s's account %s is in %s already as connection %s (not %s); nothing was copied: delete "
+          .. "one of them first", rec.connector, rec.unique_id, dst.home, other, id)
+      end
+      tx:put("connections", id, text)
+      tx:put("secrets", id, sealed)
+      tx:put("accounts", akey, id)
+    end
+    for _, kv in ipairs(clients) do
+      local c = cjson.decode(kv[2])
+      c.sealed = move(c.sealed, "client/" .. kv[1], "the client secret of " .. kv[1])
+      tx:put("clients", kv[1], cjson.encode(c))
+    end
+  end)
+  return #conns, #clients
 end
 
 --- Takes the lease on a connection for `ttl` seconds for `owner` (single flight across
--- processes: the holder refreshes, the others wait and re-read). A lease whose holder
--- process has died (same machine and PID namespace) is taken over at once; any other
--- lease only once it has expired. Returns true, or false and the current holder's lease.
+-- processes and hosts: the holder refreshes, the others wait and re-read). Returns the
+-- fencing token to give save_tokens, or false and the current holder's lease. On LMDB a
+-- lease whose holder process has died (same machine and PID namespace) is taken over at
+-- once; otherwise a lease is taken over only once it has expired (by the database's
+-- clock on PostgreSQL).
 function Store:acquire_lease(id, owner, ttl)
-  local now = sys.time()
-  local txn <close> = self.env:begin(true)
-  local lease = read_lease(txn:get("leases", id), now, ttl)
-  if lease then
-    if lease.expires > now and lease.owner ~= owner and not holder_gone(lease) then
-      txn:abort()
-      return false, lease
-    end
-  end
-  local me = this_holder()
-  txn:put("leases", id, cjson.encode({ owner = owner, expires = now + ttl, pid = me.pid, pidns = me.pidns,
-    start = me.start }))
-  txn:commit()
-  return true
+  return self.b:acquire_lease(id, owner, ttl)
 end
 
 --- Gives a lease back if `owner` still holds it.
 function Store:release_lease(id, owner)
-  local txn <close> = self.env:begin(true)
-  local lease = read_lease(txn:get("leases", id), sys.time(), math.huge)
-  if lease and lease.owner == owner then txn:del("leases", id) end
-  txn:commit()
+  self.b:release_lease(id, owner)
 end
 
 return M
