@@ -116,6 +116,13 @@ describe("connector", function()
     assert.matches("key 'redirect_uri': only a browser sign-in", msg, 1, true)
   end)
 
+  it("takes issuer_in_response (RFC 9207 2.4) only with an issuer to compare iss with", function()
+    local msg = err_of(connector.load_source, source({ issuer_in_response = "true" }), "c.lua")
+    assert.matches("issuer_in_response: needs `issuer` (or `discovery`)", msg, 1, true)
+    local c = connector.load_source(source({ issuer_in_response = "true", issuer = '"https://auth.example.com"' }), "c.lua")
+    assert.is_true(c.issuer_in_response)
+  end)
+
   it("checks callback_fields (Zoho): a declared field with choices, not secret; the reach covers every choice", function()
     local msg = err_of(connector.load_source, source({ callback_fields = '{ dc = "accounts-server" }' }), "c.lua")
     assert.matches("callback_fields.dc: no such field (fields: none)", msg, 1, true)

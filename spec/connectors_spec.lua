@@ -741,6 +741,33 @@ describe("shipped connectors against provider stand-ins #integration", function(
     end, fixture)
   end)
 
+  it("zoho with an issuer: iss is compared with the issuer of the data centre the callback picks (RFC 9207)", function()
+    -- the issuer follows accounts_server, which the callback moves to /eu: an iss naming
+    -- the default host (where the sign-in started) is a mix-up, since the code would go to /eu
+    local rw = { ZOHO_RW[1], { '"https://accounts.zoho.eu"', '"ORIGIN/eu"' },
+      { "callback_fields = {", 'issuer = "{{accounts_server}}", callback_fields = {' } }
+    for _, case in ipairs({ { iss = "$ORIGIN", code = 4 }, { iss = "$ORIGIN/eu", code = 0 } }) do
+      local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
+      doc.authorize.extra = { location = "eu", ["accounts-server"] = "$ORIGIN/eu", iss = case.iss }
+      doc.token.path = "/eu/oauth/v2/token"
+      doc.api[1].path = "/eu/oauth/user/info"
+      local fixture = tmp .. "/zoho-eu-iss.json"
+      h.write(fixture, cjson.encode(doc))
+      with_standin("zoho", function(standin, home)
+        local res = connect({ id = "zoho", rewrites = rw }, standin, home)
+        assert.equal(case.code, res.code, res.stderr)
+        if case.code == 4 then
+          assert.matches("the callback comes from issuer " .. standin.origin .. ", not " .. standin.origin .. "/eu (RFC 9207",
+            res.stderr, 1, true)
+          assert.equal(0, #find(standin.log(), "POST", "/eu/oauth/v2/token")) -- neither code nor client secret went there
+          assert.equal("[]\n", h.connrt({ "list", "--json" }, { env = env(home) }).stdout)
+        else
+          assert.equal(1, #find(standin.log(), "POST", "/eu/oauth/v2/token"))
+        end
+      end, fixture)
+    end
+  end)
+
   it("zoho: connrt authorize carries the data centre the callback picked to connrt run --paste", function()
     local doc = cjson.decode(h.read("spec/fixtures/providers/zoho.json"))
     doc.authorize.extra = { location = "eu", ["accounts-server"] = "$ORIGIN/eu" }

@@ -433,6 +433,18 @@ describe("discovery, registration and protected resources (integration) #integra
       refused("invalid-json", 5, "as/invalid-json answered 200 with a body that is not JSON metadata, not a JSON object")
     end)
 
+    it("a callback without iss from a server whose metadata says it sends one (RFC 9207 2.4)", function()
+      local home = h.tmpdir()
+      local res = h.connrt({ "run", hostile("no-iss", 'scopes = { "api" },'), "--client-id", "c", "--timeout", "10" },
+        { env = env(home) })
+      assert.equal(4, res.code, res.stderr)
+      assert.matches("the callback carries no iss, though " .. server.resource .. "/as/no-iss sends one (RFC 9207 2.4",
+        res.stderr, 1, true)
+      assert.is_nil(res.stderr:find("traceback", 1, true))
+      assert.same({}, list(home))
+      h.rmdir(home)
+    end)
+
     it("a registration answer without client_id", function()
       refused("no-client-id", 5, "client registration at " .. server.resource
         .. "/as/no-client-id/register answered without a client_id", 'registration = "dynamic",', {})

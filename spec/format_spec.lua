@@ -88,6 +88,8 @@ describe("format.width and format.clean", function()
     assert.equal("two?lines?", format.clean("two\nlines\r"))
     assert.equal("a?b", format.clean("a\127b"))
     assert.equal("c1?", format.clean("c1\u{9B}"))
+    assert.equal("evil?txt.exe ?x? a?b", format.clean("evil\u{202E}txt.exe \u{2066}x\u{2069} a\u{2028}b"))
+    assert.equal("\u{202F}\u{2027}\u{206A}", format.clean("\u{202F}\u{2027}\u{206A}"))
     assert.equal("bad?byte", format.clean("bad\255byte"))
     assert.equal("cut??", format.clean("cut\xE6\x97")) -- a truncated 3-byte character
     assert.equal("??", format.clean("\xC0\xAF"))       -- an overlong "/": two bad bytes

@@ -201,6 +201,34 @@ describe("hooks.lookup", function()
     assert.matches("hooks.lookup: https://evil.example.net/x is refused", msg, 1, true)
   end)
 
+  it("reads only: a write is refused before it is sent, unless the connector declares its method #integration", function()
+    local h = require("support.helpers")
+    local api = h.start_upstream()
+    local ok, e = pcall(function()
+      local hook = ([[function(api)
+        local r = api.request({ method = "post", url = "%s/api/keys", json = { key = "ssh-ed25519 AAAA attacker" } })
+        return { n = r.status }
+      end]]):format(api.base)
+      for _, m in ipairs({ "post", "PUT", "DELETE", "PATCH" }) do
+        local msg, kind = err_of(lookup.run, with((hook:gsub('"post"', '"' .. m .. '"'))), scope, { api.base .. "/api" })
+        assert.equal("connector", kind)
+        assert.matches("hooks.lookup: api.request " .. m:upper() .. " is refused: a lookup only reads (GET, HEAD)", msg, 1, true)
+      end
+      assert.same({}, api.log()) -- nothing reached the API
+      -- GET and HEAD go; a declared POST (a GraphQL read) goes too
+      assert.same({ n = 200 }, lookup.run(with(([[function(api)
+        api.request({ method = "HEAD", url = "%s/api/me" })
+        return { n = api.get("%s/api/me").status } end]]):format(api.base, api.base)), scope, { api.base .. "/api" }))
+      assert.same({ n = 200 }, lookup.run(with(hook, 'values = { "n" }, lookup_methods = { "POST" },'), scope,
+        { api.base .. "/api" }))
+      local seen = {}
+      for _, r in ipairs(api.log()) do seen[#seen + 1] = r.method end
+      assert.same({ "HEAD", "GET", "POST" }, seen)
+    end)
+    api.stop()
+    assert(ok, e)
+  end)
+
   it("needs a url for a request", function()
     local msg = err_of(lookup.run, with([[function(api) return api.request({ method = "GET" }) end]]), scope,
       { "https://api.example.com" })

@@ -33,8 +33,27 @@ describe("text", function()
     assert.equal(plain, text.escape_controls(plain))
   end)
 
+  it("escapes bidi embeddings, overrides and isolates and the line and paragraph separators (M2)", function()
+    -- U+202E RIGHT-TO-LEFT OVERRIDE makes "evil\u202eexe.txt" read "eviltxt.exe"
+    assert.equal("evil\\u202etxt.exe", text.escape_controls("evil\226\128\174txt.exe"))
+    local all = {}
+    for cp = 0x202A, 0x202E do all[#all + 1] = cp end
+    for cp = 0x2066, 0x2069 do all[#all + 1] = cp end
+    all[#all + 1], all[#all + 1] = 0x2028, 0x2029
+    for _, cp in ipairs(all) do
+      assert.equal(("a\\u%04xb"):format(cp), text.escape_controls("a" .. utf8.char(cp) .. "b"))
+    end
+    -- their neighbours are text: U+2027, U+202F (narrow no-break space), U+2065, U+206A, U+200B
+    for _, cp in ipairs({ 0x2027, 0x202F, 0x2065, 0x206A, 0x200B, 0x2014 }) do
+      local s = "a" .. utf8.char(cp) .. "b"
+      assert.equal(s, text.escape_controls(s))
+    end
+    -- in a log line as printed
+    assert.equal("name: Ada\\u2066x\\u2069 \\u2028next", text.escape_controls("name: Ada\226\129\166x\226\129\169 \226\128\168next"))
+  end)
+
   it("keeps a line of JSON valid JSON of the same value", function()
-    for _, v in ipairs({ "esc \27[2J", "c1 \194\155", "tab\tnl\n", "del\127" }) do
+    for _, v in ipairs({ "esc \27[2J", "c1 \194\155", "tab\tnl\n", "del\127", "rlo \226\128\174", "ls \226\128\168" }) do
       local line = cjson.encode({ name = v })
       assert.equal(v, cjson.decode(text.escape_controls(line)).name)
     end

@@ -52,6 +52,10 @@ function M.apply(ctx)
     end
   end
   if c.issuer == nil then c.issuer, filled[#filled + 1] = md.issuer, "issuer" end
+  -- the metadata's promise to send iss holds for its own issuer (RFC 9207 2.4)
+  if md.iss_parameter_supported and connector.render_url(c, "issuer", ctx.fields) == md.issuer then
+    c.issuer_in_response = true
+  end
   if c.test == nil then
     local userinfo = discovery.endpoint(md, "userinfo_endpoint")
     if not userinfo then

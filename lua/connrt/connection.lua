@@ -174,7 +174,7 @@ function Connection:refresh_grant()
   local ok, tok = pcall(fetch)
   if not ok then
     if errors.is(tok) and tok.reason == "invalid_grant" then
-      self.st:mark(rec.id, { needs_reconnect = true, last_error = tok.message })
+      self.st:mark(rec.id, { needs_reconnect = true, last_error = log.redact(tok.message) })
       errors.fail("provider", "needs_reconnect", "%s; connection %s needs reconnecting: run `%s` again for this account",
         tok.message, rec.id, again(rec))
     end

@@ -276,6 +276,10 @@ local function check_templates(c, path)
     combos = combos * #f.choices
   end
   if combos > 64 then fail_at(path, "callback_fields", "callback_fields: %d combinations of choices; at most 64", combos) end
+  -- RFC 9207 2.4: a callback without iss is refused, which needs the issuer it names
+  if c.issuer_in_response and not (c.issuer or c.discovery) then
+    fail_at(path, "issuer_in_response", "issuer_in_response: needs `issuer` (or `discovery`): the callback's iss is compared with it")
+  end
   -- eBay's RuName: a name the provider maps to the redirect URL, from fields only
   for _, v in ipairs(c.redirect_uri and variables_at(path, "redirect_uri", c.redirect_uri) or {}) do
     if not field_of(v) then

@@ -83,6 +83,8 @@ function M.fetch(issuer)
           type(doc.issuer) == "string" and text.escape_controls(doc.issuer:sub(1, 200)) or "(none)", issuer)
       end
       local md = { issuer = issuer, url = target }
+      -- RFC 9207 2.4: a server that says it sends iss on the callback must be held to it
+      md.iss_parameter_supported = doc.authorization_response_iss_parameter_supported == true
       for _, k in ipairs(M.ENDPOINTS) do
         local v = doc[k]
         if v ~= nil and v ~= cjson.null then

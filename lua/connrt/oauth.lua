@@ -307,10 +307,89 @@ function M.error_of(body)
   return text(e) or type(e), text(d)
 end
 
+-- Names in a token endpoint's answer that carry no credential: RFC 6749's words (the
+-- error, its description, the token type, the scope), RFC 8628's user code and
+-- verification URLs (shown to the user); an error's whole subtree is skipped (its code
+-- and message are what connrt prints: Square's {"errors": [{"code": ...}]}).
+local NOT_CREDENTIAL = { error = true, errors = true, error_description = true, error_uri = true, token_type = true,
+  scope = true, message = true, detail = true, details = true, hint = true, user_code = true, verification_uri = true,
+  verification_url = true, verification_uri_complete = true }
+local MAX_LEARNED = 64 -- strings learned from one answer (each costs every later redaction a few finds)
+
+-- An identifier's name (id, user_id, uid, teamId): an account id is printed as the
+-- connection's unique id, and is no credential.
+-- A secret-looking name (log.secret_name) in a token answer, but the codes: there a
+-- `code` is an error or status code (ClickUp's ECODE, Pinterest's code), not the
+-- authorization code, which is never in the answer; a device code is a credential.
+local function secret_named(k)
+  local n = k:lower()
+  return log.secret_name(k) and (n == "device_code" or not n:find("code", 1, true))
+end
+
+local function id_name(k)
+  local n = k:lower()
+  return n == "id" or n == "uid" or n:match("[_%-]ids?$") ~= nil or k:match("%lIds?$") ~= nil
+end
+
+-- A string that looks like a token under a name a provider chose ({"data": {"tok": ...}}):
+-- 16 bytes or more of RFC 6750's token characters, with a letter and a digit (no word,
+-- email, URL, number or sentence).
+local function tokenish(v)
+  return #v >= 16 and v:match("^[%w%-._~+/=]+$") ~= nil and v:find("%a") ~= nil and v:find("%d") ~= nil
+end
+
+--- Registers as secrets (log.secret) the strings of a token endpoint's answer `raw` that
+-- may be credentials, before anything else reads it: a hook (token_response) or an error
+-- quoting it would otherwise print a token the redactor does not know yet (what connrt
+-- takes as the token is registered again in finish_token). Learned: every string of 8
+-- bytes or more without spaces under a secret-looking name (secret_named) at any
+-- depth, and every token-like string (tokenish) under another name; never those under
+-- NOT_CREDENTIAL names, identifiers' names or the values connector `c` declares (kept
+-- in clear: declared no secret). A body that is neither JSON nor a form has its
+-- token-like words learned. At most MAX_LEARNED, the secret-named first.
+function M.learn_credentials(raw, c)
+  local body = raw and raw.body
+  if type(body) ~= "string" or body == "" then return end
+  local skip = {}
+  for k in pairs(NOT_CREDENTIAL) do skip[k] = true end
+  for _, k in ipairs(c and c.values or {}) do skip[k] = true end
+  local named, looks = {}, {}
+  local function walk(v, key, depth)
+    if key and (skip[key] or (id_name(key) and not secret_named(key))) then return end
+    if type(v) == "string" then
+      if key and secret_named(key) then
+        if #v >= 8 and not v:find("%s") then named[#named + 1] = v end
+      elseif tokenish(v) then
+        looks[#looks + 1] = v
+      end
+    elseif type(v) == "table" and depth < 32 then
+      for k, x in pairs(v) do walk(x, type(k) == "string" and k or key, depth + 1) end
+    end
+  end
+  local ok, doc = pcall(parse_body, raw)
+  if ok and type(doc) == "table" then
+    walk(doc, nil, 0)
+  else
+    for w in body:sub(1, 65536):gmatch("[%w%-._~+/=]+") do
+      if tokenish(w) then looks[#looks + 1] = w end
+      if #looks >= MAX_LEARNED then break end
+    end
+  end
+  local n = 0
+  for _, list in ipairs({ named, looks }) do
+    for _, v in ipairs(list) do
+      if n >= MAX_LEARNED then return end
+      log.secret(v)
+      n = n + 1
+    end
+  end
+end
+
 --- Turns a raw token endpoint response {status, headers, header, body} into a token
 -- (keeping the values connector `c` declares), or raises a provider error that says what
 -- the endpoint answered.
 function M.normalize(raw, where, c)
+  M.learn_credentials(raw, c)
   local body = parse_body(raw)
   local ctype = raw.header["content-type"] or "no content type"
   if not body then
@@ -331,6 +410,7 @@ end
 -- hook is told the grant the answer is for (raw.grant): `grant`, else the request's.
 function M.fetch_token(c, req, where, raw, grant)
   raw = raw or request.send(req, where)
+  M.learn_credentials(raw, c)
   if c.hooks.token_response then
     local r = connector.hook_response(raw)
     r.grant = grant or (req and req.grant)

@@ -148,6 +148,9 @@ M.connector = { record = {
   -- credentials, a device code, or fields the user fills in (API keys, passwords)
   auth = leaf(enum_t("authorization_code", "client_credentials", "device_code", "fields")),
   issuer = leaf(string_t),
+  -- RFC 9207: the server always sends `iss` on the callback, so one without it is refused
+  -- (set from the metadata's authorization_response_iss_parameter_supported with `discovery`)
+  issuer_in_response = leaf(boolean_t),
   -- the authorization server's issuer URL (a field template allowed): its metadata (RFC
   -- 8414, OpenID Connect discovery) fills the URL keys the connector leaves out
   discovery = leaf(string_t),
@@ -212,6 +215,9 @@ M.connector = { record = {
   refresh_on = { array = leaf(function(v)
     if math.type(v) ~= "integer" or v < 400 or v > 599 then return "expected an HTTP error status, got " .. tostring(v) end
   end) },
+  -- the methods besides GET and HEAD that hooks.lookup's api.request may send (a read
+  -- that must be a POST: GraphQL, Dropbox); a lookup reads, so none by default
+  lookup_methods = { array = leaf(enum_t("POST", "PUT", "PATCH", "DELETE")) },
   hooks = { record = {
     token_response = leaf(function_t),
     callback = leaf(function_t),

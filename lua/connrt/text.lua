@@ -82,12 +82,20 @@ end
 -- the cursor, clear the screen, ring the bell or start a new line on a terminal: C0
 -- (newline and tab included), DEL and the C1 controls (U+0080-U+009F) become \u00HH, as
 -- does every byte of broken UTF-8 (a lone 0x9B is CSI to a terminal that reads
--- Latin-1). Valid UTF-8 text without controls comes back as it is.
+-- Latin-1). So do the characters that reorder or break what a terminal shows: the bidi
+-- embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069), which can
+-- make a provider's name read backwards or hide what follows it, and the line and
+-- paragraph separators (U+2028, U+2029), which some terminals and viewers break lines
+-- at. Valid UTF-8 text without them comes back as it is.
+local function u_escape3(c) return ("\\u%04x"):format(utf8.codepoint(c)) end
+
 function M.escape_controls(s)
   if not utf8.len(s) then return escape_broken(s) end
-  if not s:find("[%z\1-\31\127\194]") then return s end
+  if not s:find("[%z\1-\31\127\194\226]") then return s end
   s = s:gsub("[%z\1-\31\127]", u_escape)
-  return (s:gsub("\194[\128-\159]", function(c) return u_escape(c:sub(2)) end))
+  s = s:gsub("\194[\128-\159]", function(c) return u_escape(c:sub(2)) end)
+  s = s:gsub("\226\128[\168-\174]", u_escape3)
+  return (s:gsub("\226\129[\166-\169]", u_escape3))
 end
 
 local CONTROL_NAMES = { [0] = "NUL", [9] = "TAB", [10] = "LF", [13] = "CR", [27] = "ESC", [127] = "DEL" }

@@ -36,7 +36,9 @@
 //                 RFC 8414's well-known URL: wrong-issuer, http-endpoint (off loopback),
 //                 other-host (the token endpoint on another loopback host), oversized
 //                 (2 MiB), slow (a byte a second, without end), invalid-json, no-client-id (a registration that answers without
-//                 one), no-registration (no registration endpoint)
+//                 one), no-registration (no registration endpoint), no-iss (its metadata says
+//                 authorization_response_iss_parameter_supported, its /auth redirects back
+//                 without iss)
 // Accounts: any login signs in; `john` and `jane` have profile claims, others have none.
 //
 // Beside the provider, /test/* routes play what no real server plays on purpose:
@@ -151,6 +153,8 @@ function hostileMetadata(base, name) {
     case 'http-endpoint': md.token_endpoint = 'http://auth.example.com/token'; break;
     case 'other-host': md.token_endpoint = base.replace('127.0.0.1', 'localhost') + '/token'; break;
     case 'no-registration': delete md.registration_endpoint; break;
+    // RFC 9207: promises iss on the callback, and its /auth sends none
+    case 'no-iss': md.authorization_response_iss_parameter_supported = true; break;
     default: break;
   }
   return md;
@@ -206,6 +210,15 @@ async function resourceServer(issuer, state) {
         return undefined;
       }
       return json(res, 200, hostileMetadata(base, name));
+    }
+    if (path === '/as/no-iss/auth') {
+      // signs in at once: back to the redirect URI with a code and the state, without iss
+      const q = new URL(req.url, base).searchParams;
+      const back = new URL(q.get('redirect_uri'));
+      back.searchParams.set('code', 'no-iss-code-0123456789');
+      back.searchParams.set('state', q.get('state') || '');
+      res.writeHead(302, { location: back.toString() });
+      return res.end();
     }
     if (req.method === 'POST' && /^\/as\/[a-z-]+\/register$/.test(path)) {
       // the no-client-id server: a registration answer without the client_id

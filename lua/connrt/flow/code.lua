@@ -76,6 +76,23 @@ function M.callback_fields(ctx, q)
   if changed then context.render_static(c, ctx, ctx.fields) end
 end
 
+--- RFC 9207: the callback's `iss` must be the issuer of the server its code goes to
+-- (urls.issuer, rendered after callback_fields moved it); a missing iss is accepted
+-- unless the server said it sends one (ctx.c.issuer_in_response, set by the connector or
+-- from metadata's authorization_response_iss_parameter_supported: RFC 9207 2.4).
+function M.check_issuer(ctx, q)
+  local issuer = ctx.urls.issuer
+  if not issuer then return end
+  if q.iss == nil and ctx.c.issuer_in_response then
+    errors.fail("connect", "mix_up", "the callback carries no iss, though %s sends one (RFC 9207 2.4 mix-up defence); "
+      .. "nothing was saved", issuer)
+  end
+  if q.iss ~= nil and q.iss ~= issuer then
+    errors.fail("connect", "mix_up", "the callback comes from issuer %s, not %s (RFC 9207 mix-up defence); nothing was saved",
+      tostring(q.iss), issuer)
+  end
+end
+
 --- Checks a callback's query (from the listener or pasted) and exchanges its code.
 -- Returns the token and the values the callback hook kept.
 function M.to_token(ctx, q, verifier, redirect_uri)
@@ -88,14 +105,13 @@ function M.to_token(ctx, q, verifier, redirect_uri)
     end
     errors.fail("connect", "sign_in_error", "the app answered the sign-in with an error: %s%s; nothing was saved", q.error, desc)
   end
-  if q.iss and urls.issuer and q.iss ~= urls.issuer then
-    errors.fail("connect", "mix_up", "the callback comes from issuer %s, not %s (RFC 9207 mix-up defence); nothing was saved",
-      q.iss, urls.issuer)
-  end
   if not q.code or q.code == "" then
     errors.fail("connect", "no_code", "the callback carries no code; nothing was saved")
   end
+  -- the fields the callback sets first: they move the issuer with the token endpoint
+  -- (Zoho's accounts-server), and iss must name the server the code goes to
   M.callback_fields(ctx, q)
+  M.check_issuer(ctx, q)
   local extras = M.callback_values(c, q)
   local grant = { { "grant_type", "authorization_code" }, { "code", q.code },
     { "redirect_uri", oauth.sent_redirect_uri(c, ctx.fields, redirect_uri) } }

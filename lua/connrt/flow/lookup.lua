@@ -15,6 +15,8 @@ local M = {}
 --- Runs hooks.lookup. `scope` is the template scope so far; `allowed` the allowed URLs
 -- known so far. Returns the values table (string keys, scalar values).
 function M.run(c, scope, allowed)
+  local declared = {}
+  for _, m in ipairs(c.lookup_methods or {}) do declared[m] = true end
   local function send(req, what_kind)
     if type(req) ~= "table" or type(req.url) ~= "string" then
       errors.raise("connector", "%s: hooks.lookup: %s needs a url", c.path, what_kind)
@@ -33,6 +35,12 @@ function M.run(c, scope, allowed)
     for k, v in pairs(req.query or {}) do query[#query + 1] = { tostring(k), tostring(v) } end
     table.sort(query, function(a, b) return a[1] < b[1] end)
     local method = req.method and tostring(req.method):upper() or "GET"
+    -- a lookup reads: it sends with the fresh token, before the user has seen the
+    -- connection, so a write (an SSH key, a webhook) only where the connector declares it
+    if method ~= "GET" and method ~= "HEAD" and not declared[method] then
+      errors.raise("connector", "%s: hooks.lookup: %s %s is refused: a lookup only reads (GET, HEAD); a connector that "
+        .. "must send %s declares it in lookup_methods", c.path, what_kind, method:sub(1, 20), method:sub(1, 20))
+    end
     local full = request.with_parameters(c.request, scope,
       { method = method, url = url.add_query(target, query), headers = headers, body = req.body, json = req.json },
       c.path .. ": request", { skip_unknown = true, from_connector = true, secret_var = function(v) return connector.secret_var(c, v) end })
