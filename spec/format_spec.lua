@@ -89,7 +89,9 @@ describe("format.width and format.clean", function()
     assert.equal("a?b", format.clean("a\127b"))
     assert.equal("c1?", format.clean("c1\u{9B}"))
     assert.equal("evil?txt.exe ?x? a?b", format.clean("evil\u{202E}txt.exe \u{2066}x\u{2069} a\u{2028}b"))
-    assert.equal("\u{202F}\u{2027}\u{206A}", format.clean("\u{202F}\u{2027}\u{206A}"))
+    assert.equal("a?b?c?d?e", format.clean("a\u{200F}b\u{FEFF}c\u{E0041}d\u{3164}e"))
+    assert.equal("\u{4E2D}\u{6587}", format.clean("\u{4E2D}\u{6587}"))
+    assert.equal("\u{202F}\u{2027}\u{2070}", format.clean("\u{202F}\u{2027}\u{2070}"))
     assert.equal("bad?byte", format.clean("bad\255byte"))
     assert.equal("cut??", format.clean("cut\xE6\x97")) -- a truncated 3-byte character
     assert.equal("??", format.clean("\xC0\xAF"))       -- an overlong "/": two bad bytes

@@ -110,7 +110,7 @@ describe("secret values: where they may be rendered", function()
 
   it("refuses the protocol parameters connrt sets in authorize_params, token_params and client_id_param", function()
     for _, p in ipairs({ "state", "code_challenge", "code_challenge_method", "response_type", "redirect_uri",
-        "client_id" }) do
+        "client_id", "scope", "request", "request_uri" }) do
       refused(source({ authorize_params = ('{ %s = "x" }'):format(p) }), "authorize_params." .. p,
         "connrt sets the parameter " .. p .. " itself")
     end
@@ -125,7 +125,7 @@ describe("secret values: where they may be rendered", function()
 
   it("--param may not set them either (one list): exit 2 before the browser opens", function()
     local path = file(source({}))
-    for _, p in ipairs({ "state", "code_challenge_method", "grant_type", "code_verifier", "client_secret" }) do
+    for _, p in ipairs({ "state", "code_challenge_method", "grant_type", "code_verifier", "client_secret", "request_uri" }) do
       local home = h.tmpdir()
       local res = h.connrt({ "run", path, "--field", "pat=x", "--client-id", "cid", "--param", p .. "=x", "--timeout", "5" },
         { env = prov.env(home, { CONNRT_BROWSER = "false" }) })

@@ -137,6 +137,15 @@ for _, backend in ipairs(backends) do
       assert.is_true(t3 > t2, ("token %s after %s"):format(t3, t2))
     end)
 
+    it("takes over a lease longer than any connrt takes (planted: it would stall every refresh)", function()
+      local id = st:save(record("a@example.com"), { access_token = "x" }, "src", nil)
+      assert.is_number(st:acquire_lease(id, "planted", 3540))
+      assert.is_number(st:acquire_lease(id, "honest", 30))
+      local got, holder = st:acquire_lease(id, "third", 30)
+      assert.is_false(got)
+      assert.equal("honest", holder.owner)
+    end)
+
     it("refuses a fenced write once the lease was taken over, and keeps the newer tokens", function()
       local id = st:save(record("a@example.com"), { access_token = "at-1", refresh_token = "rt-1" }, "src")
       local stale = st:acquire_lease(id, "slow", 0.2)

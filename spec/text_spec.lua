@@ -43,8 +43,14 @@ describe("text", function()
     for _, cp in ipairs(all) do
       assert.equal(("a\\u%04xb"):format(cp), text.escape_controls("a" .. utf8.char(cp) .. "b"))
     end
-    -- their neighbours are text: U+2027, U+202F (narrow no-break space), U+2065, U+206A, U+200B
-    for _, cp in ipairs({ 0x2027, 0x202F, 0x2065, 0x206A, 0x200B, 0x2014 }) do
+    -- and every other character that hides, joins or reorders text: the marks (LRM, RLM,
+    -- ALM), zero-width characters, the soft hyphen, fillers, the BOM and tag characters
+    for _, cp in ipairs({ 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x061C, 0x00AD, 0x180E, 0x2060, 0x2064, 0x206A,
+        0x206F, 0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0xFEFF, 0xFFF9, 0xE0001, 0xE0041, 0xE007F }) do
+      assert.equal(("a\\u%04xb"):format(cp), text.escape_controls("a" .. utf8.char(cp) .. "b"))
+    end
+    -- their neighbours are text: U+2027, U+202F (narrow no-break space), U+2065 (unassigned), U+2014
+    for _, cp in ipairs({ 0x2027, 0x202F, 0x2014, 0x00AE, 0x0627, 0x1161, 0x2801, 0xFEFE, 0xE0080, 0x4E2D }) do
       local s = "a" .. utf8.char(cp) .. "b"
       assert.equal(s, text.escape_controls(s))
     end

@@ -10,6 +10,7 @@
 -- across network I/O: the lease is what gives single flight.
 local cjson = require("cjson.safe")
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local log = require("connrt.log")
 local sys = require("connrt.sys")
 
@@ -33,8 +34,9 @@ function M.lease_ttl()
   local v = os.getenv("CONNRT_LEASE_TTL")
   if v and v ~= "" then
     local n = tonumber(v)
-    if not n or n <= 0 or n ~= n or n == math.huge then
-      errors.raise("usage", "CONNRT_LEASE_TTL: %q is not a number of seconds greater than 0", v)
+    if not n or n <= 0 or n ~= n or n > limits.LEASE_TTL_MAX then
+      errors.raise("usage", "CONNRT_LEASE_TTL: %q is not a number of seconds greater than 0 and at most %d", v,
+        limits.LEASE_TTL_MAX)
     end
     return n
   end
@@ -382,7 +384,7 @@ local LAZY_JSON = { __index = function(resp, key)
   if key ~= "json" then return nil end
   local ctype = (resp.headers["content-type"] or ""):lower()
   if not ctype:find("json", 1, true) then return nil end
-  require("connrt.limits").check_json_size(resp.body, url.without_query(resp.url or "the API"))
+  limits.check_json_size(resp.body, url.without_query(resp.url or "the API"))
   local doc = cjson.decode(resp.body)
   rawset(resp, "json", doc)
   return doc

@@ -81,9 +81,12 @@ local TEMPLATE_KEYS = { "issuer", "discovery", "resource", "authorize_url", "dev
 -- connector's authorize_params and token_params, its client_id_param and the caller's
 -- --param may not set them (a repeated state, code_challenge or grant_type would let a
 -- server that takes the last one run another protocol than the one connrt checks).
+-- `scope` is the connector's `scopes` and the caller's --scope; `request` and
+-- `request_uri` (RFC 9101) would carry a request object whose redirect, state and PKCE
+-- values the server uses instead of those connrt sent and checks.
 M.RESERVED_PARAMS = { response_type = true, client_id = true, redirect_uri = true, state = true,
   code_challenge = true, code_challenge_method = true, code_verifier = true, grant_type = true, code = true,
-  refresh_token = true, client_secret = true }
+  refresh_token = true, client_secret = true, scope = true, request = true, request_uri = true }
 
 local URL_KEYS = { "issuer", "discovery", "resource", "authorize_url", "device_url", "token_url", "refresh_url",
   "revoke_url" }

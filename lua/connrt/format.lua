@@ -98,7 +98,7 @@ end
 function M.clean(s)
   s = tostring(s == nil and "" or s)
   -- valid UTF-8 without C0, DEL or a lead byte of C1 (checked in C): nothing to change
-  if utf8.len(s) and not s:find("[%z\1-\31\127\194\226]") then return s end
+  if utf8.len(s) and not s:find("[%z\1-\31\127\194-\244]") then return s end
   local out, i = {}, 1
   while i <= #s do
     local b = s:byte(i)
@@ -113,10 +113,8 @@ function M.clean(s)
       i = i + 1
     else
       local cp = utf8.codepoint(ch)
-      -- and, as text.escape_controls, the bidi embeddings, overrides and isolates and the
-      -- line and paragraph separators (U+2028-U+202E, U+2066-U+2069)
-      if cp < 0x20 or cp == 0x7F or (cp >= 0x80 and cp < 0xA0) or (cp >= 0x2028 and cp <= 0x202E)
-          or (cp >= 0x2066 and cp <= 0x2069) then
+      -- and every character text.escape_controls makes visible (text.invisible)
+      if text_of.invisible(cp) then
         ch = "?"
       end
       out[#out + 1] = ch

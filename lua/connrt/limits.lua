@@ -32,6 +32,10 @@ local M = {
   -- bounded: servers ask for 5 s and 15 to 30 minutes
   DEVICE_INTERVAL_MAX = 60,    -- seconds between polls at most (slow_down included)
   DEVICE_LIFETIME_MAX = 3600,  -- seconds a device code is polled for at most
+  -- a refresh lease: CONNRT_LEASE_TTL may not be longer, and a lease that ends later than
+  -- this from now was not written by connrt (planted: it would stall every refresh) and
+  -- is taken over, on every backend
+  LEASE_TTL_MAX = 300,
 }
 
 --- Raises a provider error (too_big) unless the JSON answer `body` of `what` (a URL) has

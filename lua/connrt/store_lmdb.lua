@@ -144,13 +144,14 @@ end
 -- decision about where credentials go. One that is not what connrt writes (damaged, or
 -- written by hand with other types) holds nothing and is replaced: the worst it can
 -- cause is one refresh more, where refusing would stop every refresh of the connection.
--- A lease that ends more than `ttl` seconds (the lease time connrt takes, one second
--- of clock skew more) from `now` is not one connrt wrote either: a planted hour-long
--- lease naming a live process would stall every refresh for that hour.
+-- A lease that ends more than `ttl` or limits.LEASE_TTL_MAX seconds (the longest lease
+-- connrt takes, one second of clock skew more) from `now` is not one connrt wrote
+-- either: a planted hour-long lease naming a live process would stall every refresh
+-- for that hour.
 local function read_lease(v, now, ttl)
   local lease = v and require("cjson.safe").decode(v)
   if type(lease) ~= "table" or type(lease.owner) ~= "string" or math.type(lease.expires) == nil
-      or lease.expires ~= lease.expires or lease.expires > now + ttl + 1 then
+      or lease.expires ~= lease.expires or lease.expires > now + math.max(ttl, require("connrt.limits").LEASE_TTL_MAX) + 1 then
     return nil
   end
   for _, k in ipairs({ "pid", "start", "pidns" }) do

@@ -315,15 +315,17 @@ function Backend:each(tbl, fn)
 end
 
 --- Takes the lease on `id` for `ttl` seconds for `owner`, by the database's clock: a
--- free, expired or already own lease is taken in one statement, and its fencing token
+-- free, expired or already own lease is taken in one statement (so is one connrt never
+-- wrote: endless, or longer than limits.LEASE_TTL_MAX), and its fencing token
 -- grows by one. Returns the token, or false and the holder's lease {owner, expires (in
 -- seconds from now)}.
 function Backend:acquire_lease(id, owner, ttl)
   local r = self:q([[INSERT INTO connrt_leases AS l (id, owner, token, expires)
       VALUES ($1, $2, 1, now() + make_interval(secs => $3))
       ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, token = l.token + 1, expires = excluded.expires
-      WHERE l.expires <= now() OR l.owner = excluded.owner
-      RETURNING token]], id, owner, ttl + 0.0)
+      WHERE l.expires <= now() OR l.owner = excluded.owner OR NOT isfinite(l.expires)
+        OR l.expires > now() + make_interval(secs => $4)
+      RETURNING token]], id, owner, ttl + 0.0, require("connrt.limits").LEASE_TTL_MAX + 1.0)
   if r[1] then return r[1].token end
   local h = self:q([[SELECT owner, extract(epoch FROM greatest(expires, now()) - now())::float8 AS left FROM connrt_leases
       WHERE id = $1]], id)[1]

@@ -78,24 +78,37 @@ local function escape_broken(s)
   return M.escape_controls(table.concat(out))
 end
 
---- `s` with every control character made visible, so text from a provider cannot move
--- the cursor, clear the screen, ring the bell or start a new line on a terminal: C0
--- (newline and tab included), DEL and the C1 controls (U+0080-U+009F) become \u00HH, as
--- does every byte of broken UTF-8 (a lone 0x9B is CSI to a terminal that reads
--- Latin-1). So do the characters that reorder or break what a terminal shows: the bidi
--- embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069), which can
--- make a provider's name read backwards or hide what follows it, and the line and
--- paragraph separators (U+2028, U+2029), which some terminals and viewers break lines
--- at. Valid UTF-8 text without them comes back as it is.
-local function u_escape3(c) return ("\\u%04x"):format(utf8.codepoint(c)) end
+--- True for a code point a terminal would act on or show as nothing: C0 (newline and tab
+-- included), DEL, the C1 controls (U+0080-U+009F; a lone 0x9B is CSI to a terminal that
+-- reads Latin-1), and the invisible format characters and fillers that reorder, join or
+-- hide text: the soft hyphen, the Arabic letter mark, the Mongolian vowel separator, the
+-- zero-width characters and the left-to-right and right-to-left marks (U+200B-U+200F),
+-- the line and paragraph separators (U+2028, U+2029, which some terminals break lines
+-- at), the bidi embeddings and overrides (U+202A-U+202E, which can make a provider's
+-- name read backwards), the word joiner and invisible operators, the bidi isolates and
+-- deprecated format characters (U+2060-U+206F), the Hangul fillers, the braille blank,
+-- the byte order mark, the interlinear annotation characters and the tag characters.
+function M.invisible(cp)
+  return cp < 0x20 or cp == 0x7F or (cp >= 0x80 and cp < 0xA0) or cp == 0xAD or cp == 0x61C
+    or cp == 0x115F or cp == 0x1160 or cp == 0x180E or (cp >= 0x200B and cp <= 0x200F)
+    or (cp >= 0x2028 and cp <= 0x202E) or (cp >= 0x2060 and cp <= 0x206F) or cp == 0x2800 or cp == 0x3164
+    or cp == 0xFEFF or cp == 0xFFA0 or (cp >= 0xFFF9 and cp <= 0xFFFB) or (cp >= 0xE0000 and cp <= 0xE007F)
+end
 
+local function u_escape_char(c)
+  local cp = utf8.codepoint(c)
+  if M.invisible(cp) then return ("\\u%04x"):format(cp) end
+end
+
+--- `s` with every character M.invisible names made visible as \uHHHH, as does every
+-- byte of broken UTF-8, so text from a provider cannot move the cursor, clear the
+-- screen, ring the bell, start a new line or hide or reorder what a terminal shows.
+-- Valid UTF-8 text without them comes back as it is. Linear: one pass per kind of byte.
 function M.escape_controls(s)
   if not utf8.len(s) then return escape_broken(s) end
-  if not s:find("[%z\1-\31\127\194\226]") then return s end
+  if not s:find("[%z\1-\31\127\194-\244]") then return s end
   s = s:gsub("[%z\1-\31\127]", u_escape)
-  s = s:gsub("\194[\128-\159]", function(c) return u_escape(c:sub(2)) end)
-  s = s:gsub("\226\128[\168-\174]", u_escape3)
-  return (s:gsub("\226\129[\166-\169]", u_escape3))
+  return (s:gsub("[\194-\244][\128-\191]*", u_escape_char))
 end
 
 local CONTROL_NAMES = { [0] = "NUL", [9] = "TAB", [10] = "LF", [13] = "CR", [27] = "ESC", [127] = "DEL" }
