@@ -90,7 +90,7 @@ describe("connector credentials on a cross-origin redirect #integration", functi
   end)
 
   it("refuses a hooks.lookup body on a 307 to another allowed origin", function()
-    local path = connector_at("lookupbody", [[hooks = { lookup = function(api)
+    local path = connector_at("lookupbody", [[lookup_methods = { "POST" }, hooks = { lookup = function(api)
     api.request({ method = "POST", url = "REDIR(307)", body = "key=lookup-key-77c1" })
     return { region = "r1" }
   end }]])
