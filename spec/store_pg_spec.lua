@@ -45,8 +45,9 @@ describe("a PostgreSQL store #integration #postgres", function()
     h.write(connector_path, CONNECTOR)
     browser = h.CONNRT .. " script " .. h.ROOT .. "/spec/support/browser.lua"
     oidc = h.start_server({ redirect = redirect, args = "--rotate" })
-    -- token requests taken 400 ms late and answered 400 ms after: a refresh is slow
-    slow = h.start_server({ redirect = redirect, args = "--latency 800" })
+    -- token requests taken 1 s late and answered 1 s after: a refresh is slow, and a
+    -- refresher can be stopped in between (the fencing case) even on a busy machine
+    slow = h.start_server({ redirect = redirect, args = "--latency 2000" })
   end)
 
   teardown(function()
