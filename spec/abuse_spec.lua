@@ -76,9 +76,11 @@ describe("the listener under abuse during connrt run #integration", function()
     -- Each client sends a callback with a forged state and 64 KB more than its head, then
     -- keeps the connection open without reading: the listener used to linger a second
     -- for each before it took the next request, so 45 of them outlasted the sign-in.
-    -- With a 10 s timeout, the connect succeeds only if no rejection waits on its client.
+    -- With a 30 s timeout, the connect succeeds only if no rejection waits on its client
+    -- (50 of them lingering a second each would take 50 s).
     local home = tmp .. "/linger-home"
     local pids = tmp .. "/linger.pids"
+    local sent = tmp .. "/linger.sent"
     local port = redirect:match(":(%d+)/")
     local script = tmp .. "/lingerers.sh"
     -- (the head and the data in one write: data that arrives after the answer was never
@@ -89,17 +91,24 @@ for i in $(seq 50); do
   (
     exec 3<>/dev/tcp/127.0.0.1/%s || exit 0
     printf 'GET /callback?code=c-%%s&state=forged HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n%%s' "$i" "$pad" >&3
+    echo "$i" >>%s
     exec sleep 30
   ) >/dev/null 2>&1 &
   echo $! >>%s
 done
+# the browser only once every forged request is sent (on a busy machine, starting 50
+# clients can take longer than the browser's delay), for at most 20 s
+for t in $(seq 200); do
+  [ "$(cat %s 2>/dev/null | wc -l)" -ge 50 ] && break
+  sleep 0.1
+done
 exec %s script %s/spec/support/browser.lua "$1"
-]=]):format(port, pids, h.CONNRT, h.ROOT))
+]=]):format(port, sent, pids, sent, h.CONNRT, h.ROOT))
     finally(function()
       for pid in (h.read(pids) or ""):gmatch("%d+") do os.execute("kill " .. pid .. " 2>/dev/null") end
     end)
     local res = h.connrt({ "run", "examples/local-oidc.lua", "--field", "server=" .. server.issuer, "--client-id",
-      "connrt-basic", "--timeout", "10", "--json", "--verbose" }, { env = {
+      "connrt-basic", "--timeout", "30", "--json", "--verbose" }, { env = {
         CONNRT_HOME = home, CONNRT_REDIRECT_URL = redirect, CONNRT_CLIENT_SECRET = "basic-secret",
         CONNRT_BROWSER = "bash " .. script, SIGNIN_USER = "john", SIGNIN_CALLBACK_DELAY = "0.5",
       } })
