@@ -17,7 +17,6 @@ local limits = require("connrt.limits")
 local log = require("connrt.log")
 local request = require("connrt.request")
 local template = require("connrt.template")
-local text = require("connrt.text")
 local url = require("connrt.url")
 
 local M = {}
@@ -40,25 +39,9 @@ function M.url(c, fields)
   return out
 end
 
--- A string of the registration's answer: present (when `required`), a non-empty string,
--- within what connrt keeps, one line. Returns it or nil.
+-- A string of the registration's answer (registration.answer_string).
 local function answer_string(doc, k, required, where)
-  local v = doc[k]
-  if v == nil or v == cjson.null then
-    if required then errors.raise("provider", "%s answered without a %s: no app was registered; nothing was stored", where, k) end
-    return nil
-  end
-  if type(v) ~= "string" or v == "" then
-    errors.raise("provider", "%s: %s is %s, not a non-empty string; nothing was stored", where, k,
-      type(v) == "string" and "empty" or ("a " .. type(v)))
-  end
-  if #v > limits.VALUE_BYTES then
-    errors.raise("provider", "%s: %s is %d bytes, more than the %d bytes connrt keeps; nothing was stored", where, k, #v,
-      limits.VALUE_BYTES)
-  end
-  local bad = text.control_char(v)
-  if bad then errors.raise("provider", "%s: %s contains a control character (%s); nothing was stored", where, k, bad) end
-  return v
+  return require("connrt.registration").answer_string(doc, k, required, where, "no app was registered")
 end
 
 local function register(c, fields, reg_url, redirect_uri, scope)

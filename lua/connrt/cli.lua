@@ -80,14 +80,6 @@ local function public(rec)
   return require("connrt.connection").public(rec)
 end
 
--- "needs reconnect" when a refresh was refused, "expired" when the token is past its
--- expiry and cannot be refreshed, else "ok".
-local function status_of(rec)
-  if rec.needs_reconnect then return "needs reconnect" end
-  if rec.expires_at and rec.expires_at <= os.time() and not rec.has_refresh_token then return "expired" end
-  return "ok"
-end
-
 local function json_out(v)
   log.out("%s", cjson.encode(v))
 end
@@ -265,7 +257,7 @@ function commands.list(argv)
   local format = require("connrt.format")
   local rows = { { "ID", "CONNECTOR", "NAME", "ACCOUNT", "STATUS", "EXPIRES" } }
   for _, r in ipairs(recs) do
-    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, status_of(r),
+    rows[#rows + 1] = { r.id, r.connector, r.name, r.unique_id, require("connrt.format").status(r),
       (r.expires_at == nil and r.auth == "fields") and "-" or format.expiry(r.expires_at) }
   end
   for line in format.table(rows):gmatch("[^\n]+") do log.out("%s", line) end
@@ -284,7 +276,7 @@ function commands.show(argv)
   if not ok then error(err, 0) end
   local rec = public(found)
   if o.json then json_out(rec) return 0 end
-  log.out("%-18s %s", "status", status_of(rec))
+  log.out("%-18s %s", "status", require("connrt.format").status(rec))
   if rec.last_error then log.out("%-18s %s", "last_error", rec.last_error) end
   local order = { "id", "connector", "title", "name", "unique_id", "client_id", "scope", "token_type" }
   for _, k in ipairs(order) do

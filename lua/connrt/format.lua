@@ -174,4 +174,13 @@ function M.table(rows)
   return table.concat(lines, "\n")
 end
 
+--- A connection's status as list, show and the proxy's health answer give it: "needs
+-- reconnect" when a refresh was refused, "expired" when the token is past its expiry and
+-- cannot be refreshed, else "ok".
+function M.status(rec)
+  if rec.needs_reconnect then return "needs reconnect" end
+  if rec.expires_at and rec.expires_at <= os.time() and not rec.has_refresh_token then return "expired" end
+  return "ok"
+end
+
 return M

@@ -155,12 +155,6 @@ end
 
 -- ---- a worker ----
 
-local function status_of(rec)
-  if rec.needs_reconnect then return "needs reconnect" end
-  if rec.expires_at and rec.expires_at <= os.time() and not rec.has_refresh_token then return "expired" end
-  return "ok"
-end
-
 local Worker = {}
 Worker.__index = Worker
 
@@ -247,7 +241,7 @@ end
 function Worker:health()
   local list = {}
   for _, rec in ipairs(self:served_records()) do
-    list[#list + 1] = { id = rec.id, connector = rec.connector, name = rec.name, status = status_of(rec),
+    list[#list + 1] = { id = rec.id, connector = rec.connector, name = rec.name, status = require("connrt.format").status(rec),
       expires_at = rec.expires_at and os.date("!%Y-%m-%dT%H:%M:%SZ", rec.expires_at) or nil }
   end
   return 200, { { "Content-Type", "application/json" } }, cjson.encode({ status = "ok", connections = list }) .. "\n"

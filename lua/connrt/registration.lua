@@ -53,13 +53,15 @@ local function pick_method(c, md)
     table.concat(md.token_endpoint_auth_methods_supported, ", "), c.auth ~= "client_credentials" and ", none" or "")
 end
 
--- A string of the registration response: present (when `required`), a string, short,
--- one line. Returns it or nil.
-local function answer_string(doc, k, required, where)
+--- A string of a registration's answer (RFC 7591 here, Mastodon's apps API in
+-- app_registration.lua): present (when `required`; `missing` says what its absence
+-- means), a non-empty string, within what connrt keeps, one line. Returns it or nil.
+function M.answer_string(doc, k, required, where, missing)
   local v = doc[k]
   if v == nil or v == cjson.null then
     if required then
-      errors.raise("provider", "%s answered without a %s: not a registered client; nothing was stored", where, k)
+      errors.raise("provider", "%s answered without a %s: %s; nothing was stored", where, k,
+        missing or "not a registered client")
     end
     return nil
   end
@@ -108,9 +110,9 @@ local function register(c, md, endpoint, redirect_uri)
   if type(answer) ~= "table" then
     errors.raise("provider", "%s answered %d with a body that is not a JSON object; nothing was stored", where, resp.status)
   end
-  local id = answer_string(answer, "client_id", true, where)
-  local secret = log.secret(answer_string(answer, "client_secret", false, where))
-  local granted = answer_string(answer, "token_endpoint_auth_method", false, where) or method
+  local id = M.answer_string(answer, "client_id", true, where)
+  local secret = log.secret(M.answer_string(answer, "client_secret", false, where))
+  local granted = M.answer_string(answer, "token_endpoint_auth_method", false, where) or method
   if not METHOD_AUTH[granted] then
     errors.raise("provider", "%s registered the client with token_endpoint_auth_method %s, which connrt cannot use; "
       .. "nothing was stored", where, granted)
