@@ -2,4 +2,4 @@
 # What `make bench` needs beyond `make deps`: nginx (the upstream API), Python's
 # requests-oauthlib (a peer to compare with) and valgrind (instruction counts).
 set -eu
-sh "$(dirname "$0")/../tools/apt-install.sh" "bench deps" nginx-light python3-requests-oauthlib valgrind
+sh "$(dirname "$0")/../tools/apt-install.sh" "bench deps" nginx-light wrk python3-requests-oauthlib valgrind

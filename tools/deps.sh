@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PKGS="pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev liblmdb-dev libsodium-dev libpq-dev lua-busted lua-check strace time postgresql-15 git libevent-dev ca-certificates"
+PKGS="pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev liblmdb-dev libsodium-dev libpq-dev lua-busted lua-check strace time postgresql-15 git libevent-dev ca-certificates nginx-light"
 sh tools/apt-install.sh deps $PKGS
 SUDO="" # for the optional Chromium below, which may fail without asking
 [ "$(id -u)" = 0 ] || SUDO=sudo
