@@ -731,7 +731,7 @@ def proxy_lines(px):
         f"Through the proxy / direct: {r('wrk_ratio')}.",
         "",
         f"Proxy memory: after the sequential calls {px['rss_kb'] / 1024:.1f} MiB, the peak RSS summed over its "
-        f"{px['processes']} processes (master and workers; pages they share counted in each). At 256 concurrent "
+        f"{px['processes']} processes (pages they share counted in each). At 256 concurrent "
         f"clients (`wrk -t2 -c256`, {WRK_SECONDS} s, a fresh proxy): {c['rss_sum_kb'] / 1024:.1f} MiB summed over "
         f"{c['processes']} processes, {c['rss_max_kb'] / 1024:.1f} MiB the largest; {c['requests']} requests at "
         f"{c['rps']:.0f}/s, p99 {c['p99'] * 1000:.1f} ms, {c['errors']} errors.",
