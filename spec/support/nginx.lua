@@ -91,7 +91,7 @@ end
 --- Starts nginx. Returns {port, tls_port, base ("http://127.0.0.1:PORT"), tls_base
 -- ("https://localhost:TLS_PORT"), dir, log() -> the requests logged so far (an array of
 -- tables as LOG_FORMAT writes them), wait_for(pred) -> that log once some entry satisfies
--- pred (raises when none does within 20 s), stop()}.
+-- pred, wait_count(n) -> that log once it has n entries (both raise after 20 s), stop()}.
 function M.start()
   local nginx = M.program()
   if not nginx then error("nginx not found (on the PATH or /usr/sbin/nginx): `make deps` installs nginx-light", 2) end
@@ -146,6 +146,15 @@ function M.start()
       sys.sleep(0.05)
     end
     error("nginx logged no such request in 20 s; its log:\n" .. (h.read(dir .. "/access.log") or ""), 2)
+  end
+
+  function server.wait_count(n)
+    for _ = 1, 400 do
+      local list = server.log()
+      if #list >= n then return list end
+      sys.sleep(0.05)
+    end
+    error(("nginx logged fewer than %d requests in 20 s; its log:\n%s"):format(n, h.read(dir .. "/access.log") or ""), 2)
   end
 
   --- Stops nginx (fast shutdown), waits until its master is done, removes the directory.
