@@ -553,15 +553,22 @@ def stop_proxy(p):
 
 
 def proxy_rss(p):
-    """The proxy's processes' peak RSS (VmHWM): (sum, largest) in KiB, and how many processes."""
-    sizes = []
+    """The proxy's processes' peak RSS (VmHWM): (sum, largest) in KiB, how many processes,
+    and the sum of their proportional set sizes now (shared pages divided among the
+    processes that share them; NaN where the kernel does not say)."""
+    sizes, pss = [], 0
     for pid in [p.pid] + _children(p.pid):
         try:
             with open(f"/proc/{pid}/status") as f:
                 sizes.append(int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)))
         except (OSError, AttributeError):
             pass
-    return sum(sizes), max(sizes or [0]), len(sizes)
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                pss += int(re.search(r"^Pss:\s+(\d+)", f.read(), re.M).group(1))
+        except (OSError, AttributeError):
+            pss = float("nan")
+    return sum(sizes), max(sizes or [0]), len(sizes), pss
 
 
 def wrk_script(tmp, name, headers):
@@ -649,7 +656,7 @@ def bench_proxy(tmp, issuer, plain_url, curl):
         for a, b in (("curl_proxy", "curl_fresh"), ("curl_proxy", "floor"), ("connrt_proxy", "curl_fresh"),
                      ("connrt_proxy", "curl_plain"), ("connrt_proxy", "connrt_direct")):
             out[f"{a}/{b}"] = stats(pair_ratios(times[a], times[b]))
-        out["rss_kb"], _, out["processes"] = proxy_rss(proxy)
+        out["rss_kb"], _, out["processes"], _ = proxy_rss(proxy)
     finally:
         stop_proxy(proxy)
 
@@ -680,9 +687,9 @@ def bench_proxy(tmp, issuer, plain_url, curl):
     proxy, ready = start_proxy(["--listen", "127.0.0.1:0", "--key-file", key_file], env)
     try:
         r = wrk(f"http://{ready['listen']}/{conn}", 256, via)
-        rss_sum, rss_max, n = proxy_rss(proxy)
+        rss_sum, rss_max, n, pss = proxy_rss(proxy)
         out["c256"] = {"requests": r["requests"], "errors": r["errors"], "rps": r["rps"], "p99": r["p99"],
-                       "rss_sum_kb": rss_sum, "rss_max_kb": rss_max, "processes": n}
+                       "rss_sum_kb": rss_sum, "rss_max_kb": rss_max, "processes": n, "pss_kb": pss}
     finally:
         stop_proxy(proxy)
     out["load_after"] = os.getloadavg()[0]
@@ -733,8 +740,10 @@ def proxy_lines(px):
         f"Proxy memory: after the sequential calls {px['rss_kb'] / 1024:.1f} MiB, the peak RSS summed over its "
         f"{px['processes']} processes (pages they share counted in each). At 256 concurrent "
         f"clients (`wrk -t2 -c256`, {WRK_SECONDS} s, a fresh proxy): {c['rss_sum_kb'] / 1024:.1f} MiB summed over "
-        f"{c['processes']} processes, {c['rss_max_kb'] / 1024:.1f} MiB the largest; {c['requests']} requests at "
-        f"{c['rps']:.0f}/s, p99 {c['p99'] * 1000:.1f} ms, {c['errors']} errors.",
+        f"{c['processes']} processes, {c['rss_max_kb'] / 1024:.1f} MiB the largest"
+        + (f", {c['pss_kb'] / 1024:.1f} MiB proportional set size summed right after (shared pages divided among "
+           "the processes)" if c["pss_kb"] == c["pss_kb"] else "")
+        + f"; {c['requests']} requests at {c['rps']:.0f}/s, p99 {c['p99'] * 1000:.1f} ms, {c['errors']} errors.",
     ]
 
 
