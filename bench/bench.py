@@ -506,7 +506,7 @@ def rewrite_section(number, section, targets, target_prefix, how):
     targets), and notes under the stamp that it was rewritten, and when."""
     out = os.path.join(ROOT, "bench", "RESULTS.md" if not QUICK else "RESULTS.quick.md")
     if not os.path.exists(out):  # BENCH_QUICK before any quick run: say it, write nothing
-        print("\n".join(postgres_lines(pg) + [""] + postgres_targets(pg)))
+        print("\n".join(section + [""] + targets))
         return
     with open(out) as f:
         lines = f.read().split("\n")
