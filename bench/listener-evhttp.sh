@@ -14,11 +14,12 @@ mkdir -p "$evl/obj"
 cflags="-O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(pkg-config --cflags lua5.4 libevent_core libevent_extra) -Isrc -Isrc/api -Iinclude -DCONNRT_VERSION='"0"'"
 evlibs="$(pkg-config --libs libevent_core libevent_extra)"
 cc $cflags -c -o "$evl/obj/listener_evhttp.o" bench/listener_evhttp.c || exit 1
-cc -o "$evl/connrt" build/obj/main.o build/obj/api/api_lazy.o "$evl/obj/listener_evhttp.o" build/obj/api/sys.o \
-  build/obj/api/urlparse.o build/obj/api/base64.o build/obj/api/sandbox.o $(pkg-config --libs lua5.4) $evlibs || exit 1
-api=$(ls build/obj/api/*.o | grep -v -e /listener.o -e /api_lazy.o -e /httpd.o)
-cc -shared -o "$evl/connrt.so" $api "$evl/obj/listener_evhttp.o" \
-  $(pkg-config --libs libcurl openssl lmdb libsodium libpq) $evlibs || exit 1
+# the Makefile's lists of objects, with bench/listener_evhttp.c for src/api/listener.c
+objs() { make -s --no-print-directory --eval="print-objs: ; @echo \$($1)" print-objs | tr ' ' '\n' |
+  sed "s|^build/obj/api/listener.o\$|$evl/obj/listener_evhttp.o|"; }
+cc -o "$evl/connrt" $(objs BIN_OBJ) $(pkg-config --libs lua5.4) $evlibs || exit 1
+cc -shared -o "$evl/connrt.so" $(objs API_OBJ) $(pkg-config --libs libcurl openssl lmdb libsodium libpq) \
+  $evlibs || exit 1
 # the rest of the build as it is
 for f in connrt.1 connrt.pc lib lua libconnrt.a libconnrt.so examples; do
   ln -sfn "$PWD/build/$f" "$evl/$f"
