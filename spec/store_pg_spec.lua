@@ -249,6 +249,47 @@ describe("a PostgreSQL store #integration #postgres", function()
     assert.equal(before + 2, stats(slow).grants.refresh_token, "no refresh after B's")
   end)
 
+  it("marks nothing for a refresher whose refresh token was refused after another rotated it past its lease",
+    function()
+    -- A's refresh reaches the server at once but is handled 5 s late; its lease (1.5 s)
+    -- expires and B refreshes, rotating the refresh token A sent; A's is then refused
+    -- (invalid_grant). A must not mark the connection as needing reconnection: the
+    -- tokens B stored stand, and A answers with them.
+    local url = new_db()
+    local env = env_for(url, { CONNRT_LEASE_TTL = "1.5" })
+    local id = connect(oidc, env)
+    make_due(env, id)
+    local before = stats(oidc).grants.refresh_token or 0
+    assert(client:request({ url = oidc.issuer .. "/test/hold?ms=5000" }))
+    local dir = h.tmpdir()
+    local prefix = {}
+    for k, v in pairs(env) do prefix[#prefix + 1] = k .. "=" .. h.shell_quote(v) end
+    os.execute(("sh -c %s </dev/null >/dev/null 2>&1 &"):format(h.shell_quote(("env %s %s refresh %s >%s/a.out "
+      .. "2>%s/a.err; echo $? >%s/a.rc"):format(table.concat(prefix, " "), h.shell_quote(h.CONNRT), id, dir, dir, dir))))
+    local deadline = sys.monotime() + 20
+    while (stats(oidc).held or 0) == 0 do
+      assert(sys.monotime() < deadline, "A's refresh never reached the server")
+      sys.sleep(0.01)
+    end
+    sys.sleep(1.6) -- A's lease expires while its request waits at the server
+    local b = run({ "refresh", id }, env)
+    assert.equal(0, b.code, b.stderr)
+    local b_token = run({ "token", id }, env).stdout
+    deadline = sys.monotime() + 30
+    while not h.read(dir .. "/a.rc") do
+      assert(sys.monotime() < deadline, "A did not finish")
+      sys.sleep(0.05)
+    end
+    -- the server did refuse A's (rotated) refresh token: one grant counted, B's
+    assert.equal(before + 1, stats(oidc).grants.refresh_token)
+    assert.equal("0", (h.read(dir .. "/a.rc"):gsub("%s+", "")), h.read(dir .. "/a.err"))
+    h.rmdir(dir)
+    local listed = cjson.decode(run({ "list", "--json" }, env).stdout)[1]
+    assert.is_nil(listed.needs_reconnect)
+    assert.is_nil(listed.last_error)
+    assert.equal(b_token, run({ "token", id }, env).stdout)
+  end)
+
   it("fails with exit 8 naming the store when PostgreSQL is down, and loses nothing", function()
     -- commits durable, as on a real server (the spec server turns that off for speed;
     -- an immediate stop would lose the last ones, which is PostgreSQL's, not connrt's)

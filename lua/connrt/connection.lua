@@ -176,7 +176,9 @@ function Connection:refresh_grant()
   local ok, tok = pcall(fetch)
   if not ok then
     if errors.is(tok) and tok.reason == "invalid_grant" then
-      self.st:mark(rec.id, { needs_reconnect = true, last_error = log.redact(tok.message) })
+      -- fenced during a refresh: the lease may have gone to a process that rotated the
+      -- refresh token this one just had refused; then its tokens stand, not this mark
+      self.st:mark(rec.id, { needs_reconnect = true, last_error = log.redact(tok.message) }, rawget(self, "_fence"))
       errors.fail("provider", "needs_reconnect", "%s; connection %s needs reconnecting: run `%s` again for this account",
         tok.message, rec.id, again(rec))
     end
@@ -207,11 +209,17 @@ function Connection:refresh(seen)
       local ok, err = pcall(function()
         self:reload()
         if self.secrets.access_token ~= seen and not self:expiring(0) then return end -- someone else did it
-        local tok, where = self:refresh_grant()
+        local fence = { owner = owner, token = token }
+        rawset(self, "_fence", fence)
+        local gok, tok, where = pcall(self.refresh_grant, self)
+        rawset(self, "_fence", nil)
+        if not gok then
+          if errors.is(tok) and tok.reason == "fenced" then fenced = true return end
+          error(tok, 0)
+        end
         -- written only if the lease is still ours (no one took it over while we were
         -- away at the provider): else the newer tokens stay and are read below
-        local sok, res, secrets = pcall(self.st.save_tokens, self.st, self.rec.id, tok, where,
-          { owner = owner, token = token })
+        local sok, res, secrets = pcall(self.st.save_tokens, self.st, self.rec.id, tok, where, fence)
         if not sok then
           if errors.is(res) and res.reason == "fenced" then fenced = true return end
           error(res, 0)

@@ -615,12 +615,18 @@ end
 
 --- Sets status fields (UNBOUND: needs_reconnect, last_error) on a connection record, in
 -- one write transaction and without the key; any other field is bound to the sealed
--- secrets and changes only with them.
-function Store:mark(id, patch)
+-- secrets and changes only with them. With `fence` ({owner, token}), only while that
+-- lease is held: a refresher whose lease was taken over (its refresh token refused
+-- because the new holder had rotated it) marks nothing (store error, reason fenced).
+function Store:mark(id, patch, fence)
   for k in pairs(patch) do
     if not UNBOUND[k] or k == "sealed" then error("store: mark cannot change " .. tostring(k) .. ", a bound field", 2) end
   end
   self.b:modify(function(txn)
+    if fence and not self.b:holds(txn, id, fence.owner, fence.token) then
+      errors.fail("store", "fenced", "connection %s: the refresh lease was taken over by another process while "
+        .. "refreshing; its state stays as that process left it", id)
+    end
     local v = txn:get("connections", id)
     if not v then return end
     local rec = decode_record(v, id)

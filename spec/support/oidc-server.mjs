@@ -48,6 +48,9 @@
 //   /test/move-token?to=same|other   the token endpoint moves: /token answers 404 from now
 //                      on, and the metadata names /token2 (same: which works) or the same
 //                      path on http://localhost:PORT (other: another origin)
+//   /test/hold?ms=N    the next POST to /token is taken N ms late (a request that
+//                      reaches the server at once and is handled after others: a
+//                      refresher's lease can expire while its refresh is still to come)
 //   /test/stats        grant counts, how clients authenticated at the token endpoint,
 //                      userinfo (/me) requests received, when the last token and
 //                      userinfo requests arrived (`at`, milliseconds since the epoch)
@@ -275,7 +278,22 @@ async function main() {
   });
   const callback = provider.callback();
   let moved = null; // /test/move-token: where the metadata says the token endpoint went
+  let hold = 0; // /test/hold: how late the next token request is taken
   server.on('request', async (req, res) => {
+    if (req.url.startsWith('/test/hold')) {
+      hold = Number(new URL(req.url, issuerFor(actual)).searchParams.get('ms')) || 0;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+      return;
+    }
+    if (hold > 0 && req.method === 'POST' && req.url.startsWith('/token')) {
+      const ms = hold;
+      hold = 0;
+      stats.held = (stats.held || 0) + 1;
+      req.pause();
+      setTimeout(() => { stats.held -= 1; req.resume(); server.emit('request', req, res); }, ms);
+      return;
+    }
     if (req.url.startsWith('/test/move-token')) {
       moved = new URL(req.url, issuerFor(actual)).searchParams.get('to');
       res.writeHead(200, { 'content-type': 'application/json' });
