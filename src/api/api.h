@@ -91,6 +91,7 @@ typedef struct connrt_xfer {
   void *task;                /* the loop's: who waits for it, or streams it */
   int state;                 /* CONNRT_XFER_* */
   int result;                /* the CURLcode, once DONE */
+  int too_big;               /* a streamed body went over its limit */
   /* set by the loop before it unpauses a streamed answer: each piece of the body;
    * returns 0 taken, 1 not taken now (the transfer pauses), -1 abort */
   int (*sink)(void *task, const char *data, size_t n);

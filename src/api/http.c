@@ -144,7 +144,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   connrt_xfer *x = c->x;
   if (x && x->state == CONNRT_XFER_STREAMING) {
     if (c->streamed + (curl_off_t)n > c->stream_limit) {
-      c->too_big = 1;
+      c->too_big = x->too_big = 1;
       return 0;
     }
     int r = x->sink(x->task, data, n);
