@@ -38,6 +38,7 @@ local M = {}
 
 M.WORKERS = 8
 M.MAX_BODY = 10 * 1024 * 1024      -- request bodies: more gets 413 (evhttp)
+M.MAX_RESPONSE = 1024 * 1024 * 1024 -- a streamed response body: more cuts the client's connection
 M.IDLE = 60                        -- seconds a client may stay silent
 M.UPSTREAM_TIMEOUT = 60            -- seconds an upstream may take
 M.METRICS_SLOT = 64 * 1024
@@ -178,6 +179,28 @@ function Worker:connection(ref)
     errors.raise("notfound", "connection %s is not served by this proxy (--connection)", rec.id)
   end
   local conn = require("connrt.connection").open(st, rec.id)
+  -- single flight of refresh among this worker's coroutines: the store's lease keeps other
+  -- processes out, but two coroutines of this one must not both refresh nor wait for each
+  -- other in the lease's sleep loop (which would stop the loop that must finish the
+  -- refresh); so a second one waits here, in coroutine.yield(), for the first's result
+  local refresh, waiting = conn.refresh, nil
+  local httpd = require("connrt.httpd")
+  rawset(conn, "refresh", function(c, seen)
+    seen = seen or c.secrets.access_token
+    while waiting and httpd.in_task() do
+      waiting[#waiting + 1] = coroutine.running()
+      coroutine.yield()
+      if c.secrets.access_token ~= seen and not c:expiring(0) then return c.secrets.access_token end
+    end
+    if waiting then return refresh(c, seen) end
+    local mine = {}
+    waiting = mine
+    local ok, tok = pcall(refresh, c, seen)
+    waiting = nil
+    for _, co in ipairs(mine) do httpd.wake(co) end
+    if not ok then error(tok, 0) end
+    return tok
+  end)
   -- count the refreshes this worker spends (the grant itself: a refresh another process
   -- made first is not one)
   local grant = conn.refresh_grant
@@ -291,27 +314,30 @@ function Worker:forward(req, ref, rest)
     if json == nil then errors.raise("usage", "--json-body: not valid JSON") end
     body = nil
   end
+  -- connrt request's answer passes the redactor, as it does without the proxy: kept whole;
+  -- any other final answer streams (request.send says which answers are final)
+  local cli = header(req.headers, "connrt-cli") ~= nil
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
-    timeout = self.cfg.upstream_timeout })
+    timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response })
   local out = {}
   local rhop = connection_tokens((function()
     local l = {}
     for _, x in ipairs(resp.header_list) do l[#l + 1] = { x.name, x.value } end
     return l
   end)())
-  -- connrt request's answer passes the redactor, as it does without the proxy
-  local cli = header(req.headers, "connrt-cli") ~= nil
   for _, x in ipairs(resp.header_list) do
     local n = x.name:lower()
     if not DROP_RESPONSE[n] and not rhop[n] then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
   end
-  return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id()
+  return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
 end
 
--- Every request (called by httpd.serve).
+-- Every request (called by httpd.serve, in a coroutine of its own). Returns status,
+-- headers, body, and for a streamed answer the transfer and the function httpd.serve
+-- calls once it is sent (or cut).
 function Worker:handle(req)
   local started = sys.monotime()
-  local status, headers, body, conn_id
+  local status, headers, body, conn_id, stream
   local path = req.target:gsub("[?#].*$", "")
   if self.cfg.key and not same(header(req.headers, "connrt-key"), self.cfg.key) then
     status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
@@ -347,9 +373,9 @@ function Worker:handle(req)
       status, headers, body = json_error(404, "notfound", "no connection in the path: the proxy serves /CONNECTION/PATH")
     else
       if rest:sub(1, 1) == "?" then rest = "/" .. rest end
-      local ok, a, b, c, d = pcall(self.forward, self, req, ref, rest)
+      local ok, a, b, c, d, e = pcall(self.forward, self, req, ref, rest)
       if ok then
-        status, headers, body, conn_id = a, b, c, d
+        status, headers, body, conn_id, stream = a, b, c, d, e
       elseif errors.is(a) then
         status, headers, body = json_error(a.reason == "timeout" and 504 or STATUS[a.kind] or 502, a.kind, a.message,
           { reason = a.reason })
@@ -361,6 +387,16 @@ function Worker:handle(req)
     end
   end
   local took = sys.monotime() - started
+  if stream then
+    -- counted and logged once the body is sent; a cut one is an error
+    observe(self.metrics, took)
+    return status, headers, body, stream, function(why)
+      count(self.metrics.requests, conn_id .. "\t" .. (why and "error" or (status // 100) .. "xx"))
+      self:publish()
+      log.err("connrt proxy: %s %s %d %.1fms%s", req.method, path, status, (sys.monotime() - started) * 1000,
+        why and (" cut: " .. why) or "")
+    end
+  end
   if conn_id then
     count(self.metrics.requests, conn_id .. "\t" .. (status // 100) .. "xx")
     observe(self.metrics, took)
@@ -411,12 +447,13 @@ function M.default_socket()
 end
 
 --- `connrt proxy`. opts: listen ("HOST:PORT"), socket, key_file, connections (array of
--- refs), workers, max_body, idle, upstream_timeout, refresh_ahead. Prints one JSON line on standard
+-- refs), workers, max_body, max_response, idle, upstream_timeout, refresh_ahead. Prints one JSON line on standard
 -- output once it listens ({"socket"} or {"listen", "key_file"}); returns the exit status
 -- after SIGTERM.
 function M.run(opts)
   local httpd = require("connrt.httpd")
   local cfg = { workers = opts.workers or M.WORKERS, max_body = opts.max_body or M.MAX_BODY,
+    max_response = opts.max_response or M.MAX_RESPONSE,
     idle = opts.idle or M.IDLE, upstream_timeout = opts.upstream_timeout or M.UPSTREAM_TIMEOUT,
     refresh_ahead = opts.refresh_ahead }
   -- the store must open, and every --connection exist, before anything listens; closed
