@@ -12,18 +12,44 @@
 --
 -- Design: a master process and N worker processes (--workers, default 8) that share the
 -- listening socket. Each worker is a whole connrt: its own Lua state, its own store
--- handle (LMDB is opened once per process, after the fork), its own libcurl handle (so
--- upstream connections and TLS sessions are kept alive and reused), and it handles one
--- request at a time in src/api/httpd.c's evhttp loop. So Lua code on the request path,
--- connector hooks (hooks.expired) included, never runs concurrently within a Lua state:
--- no locks, and nothing connrt's Lua layer was not already doing in a CLI process. A
--- slow upstream holds the one worker waiting for it; the others serve the rest. Worker 1
--- also refreshes, in the background, every served token that will enter the refresh
--- margin soon, so requests do not wait for a refresh in the normal case. The master opens
--- no store: it relays SIGTERM (stop accepting, finish what is in flight) and SIGHUP
--- (re-read the store's connection list) to the workers, starts a worker again if one
--- dies, and sums the workers' metrics from shared memory for nothing but
--- /_connrt/metrics, which any worker answers.
+-- handle (LMDB is opened once per process, after the fork; a PostgreSQL store is one
+-- connection per process), its own HTTP client. Inside a worker, src/api/httpd.c's
+-- libevent loop runs each request's handler (Worker:handle) in a coroutine of its own, and
+-- every upstream request that handler makes (Connection:request -> request.send ->
+-- src/api/http.c) is a transfer on libcurl's multi interface driven by the same loop: the
+-- coroutine yields until its answer comes and the loop serves other requests meanwhile.
+-- So a worker has many requests in flight, a slow upstream delays no other request, and
+-- Lua code still never runs concurrently within a Lua state (one coroutine runs at a time,
+-- each until it waits for the network): no locks, and connector hooks run as they do in a
+-- CLI process (a hook's sandbox is a Lua state of its own, whose requests block, as
+-- everywhere outside the proxy). Nothing holds a store transaction or a query across a
+-- wait: every store call is synchronous and made between two network waits. Upstream
+-- connections and TLS sessions are kept and reused across the worker's transfers (the
+-- multi handle's connection cache; TLS sessions and DNS shared through a CURLSH).
+--
+-- Refreshes: the store's lease keeps other processes out; among a worker's coroutines,
+-- the first that needs a connection refreshed does it and the others wait for its result
+-- (Worker:connection: a wait list per connection), so one refresh is spent and no
+-- coroutine waits in the lease's sleep loop for another of its own process. Worker 1
+-- also refreshes, in the background (its tick, a coroutine too), every served token that
+-- will enter the refresh margin soon, so requests do not wait for a refresh in the normal
+-- case. Waiting for another process's refresh still sleeps (the lease's loop, up to its
+-- time to live), and holds up that worker meanwhile.
+--
+-- Bodies: a request's body is held whole (up to --max-body, 413 above, from evhttp),
+-- which is what lets a request be sent again after a refresh. An answer is streamed to
+-- the client as it arrives once it is final (not a status the connection refreshes on,
+-- not a redirect that is followed, not for a connector with hooks.expired, which reads
+-- every answer; these are held whole, up to the HTTP client's 64 MiB): the transfer
+-- pauses while the client has STREAM_HIGH bytes not yet taken (httpd.c), and a body over
+-- --max-response (M.MAX_RESPONSE) cuts the client's connection mid-answer and is logged
+-- and counted as an error (class "error"). `connrt request` through the proxy
+-- (Connrt-Cli) gets its answer whole and redacted, as without the proxy.
+--
+-- The master opens no store: it relays SIGTERM (stop accepting, finish what is in
+-- flight) and SIGHUP (re-read the store's connection list) to the workers, starts a
+-- worker again if one dies, and sums the workers' metrics from shared memory for nothing
+-- but /_connrt/metrics, which any worker answers.
 --
 -- Access: a unix socket (default) is created 0600 in a 0700 directory; a TCP listener
 -- (--listen) requires the proxy key in a Connrt-Key header on every request (401

@@ -16,6 +16,16 @@
  * sent), "other" (request.lua turns each into a reason of lua/connrt/errors.lua). Wrong
  * arguments are programmer errors and raise.
  *
+ * On a server's loop (`connrt proxy`, src/api/httpd.c): a request made from one of the
+ * loop's coroutines gets an easy handle of its own (a duplicate of the client's, sharing
+ * its TLS sessions and DNS cache through a CURLSH; connections are the loop's multi
+ * handle's), is handed to the loop and yields; the loop resumes it with the result. With
+ * req.stream, the first bytes of the final answer pause the transfer and the request
+ * returns at once with the headers and `stream` (the transfer, which the server then
+ * streams to its client); statuses in req.hold, and a redirect the caller follows
+ * (req.hold_redirects), are kept whole. Everywhere else requests block, as they always
+ * did.
+ *
  * Opens the `connrt.http` module.
  */
 #include <stdlib.h>

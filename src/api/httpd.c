@@ -5,16 +5,30 @@
  *
  * evhttp parses requests (keep-alive, chunked bodies, limits on header and body sizes:
  * an oversized body gets 413 from evhttp itself, before our handler sees anything) and
- * writes responses; everything a request means is decided in Lua (lua/connrt/proxy.lua),
- * called synchronously for each complete request. A worker handles one request at a
- * time, which is what lets its Lua state, its store handle and the connector hooks run
- * without locks; concurrency comes from several worker processes sharing one listening
- * socket: a worker busy with a slow upstream is not waiting to accept, so new clients go
- * to idle ones. (Connections a worker accepted in the same burst as a slow request wait
- * for it: libevent 2.1 accepts every pending connection at once.)
+ * writes responses; everything a request means is decided in Lua (lua/connrt/proxy.lua).
+ *
+ * Many requests are in flight in one worker, on one thread: each request's Lua handler
+ * runs in a coroutine of its own (a task), and the upstream requests it makes run on
+ * libcurl's multi interface driven by this loop (curl_multi_socket_action with an event
+ * per socket and a timer: libcurl's hiperfifo example). src/api/http.c, called from a
+ * task, hands its transfer to the loop (the connrt_loop of api.h, in the registry) and
+ * yields; the loop resumes the task when the transfer ends. Tasks are only ever resumed
+ * from the loop's top level (an event of their own), never from inside a libcurl or
+ * evhttp callback, so Lua may start or drop transfers whenever it runs. Lua code never
+ * runs concurrently: a worker's Lua state, store handle and connector hooks need no locks.
+ * (Elsewhere, the CLI included, http.c blocks on curl's easy interface as before.)
+ *
+ * Streaming: when the first bytes of a final answer arrive (http.c decides which answers
+ * the Lua layer may still act on and keeps those whole), the transfer pauses and the task
+ * gets the headers; the handler returns them with the transfer, and the loop sends the
+ * status and headers (evhttp_send_reply_start) and then the body as it comes, a chunk per
+ * piece. Flow control: while the client has STREAM_HIGH bytes not yet taken, the transfer
+ * is paused, and unpaused when evhttp has written them. An answer cut short (over its
+ * limit, an upstream failure, a timeout) closes the client's connection, so it is never
+ * taken for a whole one; a client that leaves stops its transfer.
  *
  * SIGTERM (or SIGINT) stops a worker from accepting; it leaves once the responses it
- * owes are written (at most 30 s later). SIGHUP calls the Lua function given for it.
+ * owes, streamed ones included, are written (at most 30 s later). SIGHUP calls the Lua function given for it.
  *
  * Opens the `connrt.httpd` module. Loaded only by `connrt proxy` (a lazily loaded
  * shared object of the binary, like connrt.http), so no other command loads libevent.
