@@ -184,6 +184,73 @@ describe("connrt.pg #integration #postgres", function()
       assert.equal(before, conn:exec("SELECT count(*) AS n FROM items")[1].n)
     end)
 
+    it("fetch: reads bool, bytea, integer, float and text columns in binary, and refuses other types", function()
+      local bytes = {}
+      for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+      local all = table.concat(bytes)
+      local row = conn:fetch([[SELECT $1::bytea AS b, 7::int2 AS a, -8::int4 AS i, -9000000000::int8 AS big,
+        26::oid AS o, 0.5::float4 AS f4, -1.25::float8 AS f8, true AS t, false AS no, 'ünï'::text AS s,
+        'v'::varchar AS v, 'x'::name AS nm, '{"k": 1}'::json AS j, NULL::bytea AS nothing]], pg.bytea(all))[1]
+      assert.same({ b = all, a = 7, i = -8, big = -9000000000, o = 26, f4 = 0.5, f8 = -1.25, t = true, no = false,
+        s = "ünï", v = "v", nm = "x", j = '{"k": 1}' }, row)
+      assert.is_true(math.type(row.big) == "integer")
+      local ok, err = pcall(conn.fetch, conn, "SELECT 12.5::numeric AS n")
+      assert.is_false(ok)
+      assert.matches("not type 1700: use conn:exec", err, 1, true)
+      assert.equal(1, conn:exec("SELECT 1 AS one")[1].one)
+    end)
+
+    it("defer: a deferred statement runs first with the next statement; undefer takes it back unsent", function()
+      conn:defer("SET application_name = 'deferred'")
+      assert.equal("deferred", conn:exec("SELECT current_setting('application_name') AS app")[1].app)
+      conn:defer("SET application_name = 'taken back'")
+      assert.is_true(conn:undefer("SET application_name = 'taken back'"))
+      assert.is_false(conn:undefer("SET application_name = 'taken back'"))
+      assert.equal("deferred", conn:exec("SELECT current_setting('application_name') AS app")[1].app)
+      -- a deferred statement that fails: its error is the next statement's, which still ran
+      conn:defer("SELECT * FROM no_such_table")
+      local res, err, reason = conn:exec("SET application_name = 'after'")
+      assert.is_nil(res)
+      assert.matches("no_such_table", err, 1, true)
+      assert.equal("schema", reason)
+      assert.equal("after", conn:exec("SELECT current_setting('application_name') AS app")[1].app)
+      -- a deferred BEGIN makes the next statement part of a transaction
+      conn:defer("BEGIN")
+      conn:exec("CREATE TEMP TABLE deferred_tx (x int)")
+      -- (the CREATE's transaction id is still this statement's: the same transaction)
+      assert.is_not_nil(conn:exec("SELECT txid_current_if_assigned() AS x")[1].x)
+      conn:exec("ROLLBACK")
+      local _, _, why = conn:exec("SELECT * FROM deferred_tx")
+      assert.equal("schema", why)
+    end)
+
+    it("send: a read-only transaction's COMMIT ends it at once; its answer is read by the next statement", function()
+      local watcher = connect()
+      conn:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+      conn:exec("SELECT 1 AS one")
+      local pid = conn:exec("SELECT pg_backend_pid() AS pid")[1].pid
+      local function state()
+        return watcher:exec("SELECT state FROM pg_stat_activity WHERE pid = $1", pid)[1].state
+      end
+      assert.equal("idle in transaction", state())
+      assert.is_true(conn:send("COMMIT"))
+      local seen
+      for _ = 1, 200 do -- the server ends it when the message arrives, not when we read
+        seen = state()
+        if seen == "idle" then break end
+        require("connrt.sys").sleep(0.01)
+      end
+      assert.equal("idle", seen)
+      assert.equal(1, conn:exec("SELECT 1 AS one")[1].one)
+      -- a sent statement that failed: the next statement says so
+      assert.is_true(conn:send("COMMIT AND CHAIN"))
+      local res, _, reason = conn:exec("SELECT 1 AS one")
+      assert.is_nil(res)
+      assert.equal("other", reason)
+      assert.equal(1, conn:exec("SELECT 1 AS one")[1].one)
+      watcher:close()
+    end)
+
     it("says COPY is not done, and the connection stays usable", function()
       local res, err, reason = conn:exec("COPY items TO STDOUT")
       assert.is_nil(res)

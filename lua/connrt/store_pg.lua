@@ -88,15 +88,26 @@ function Backend:q(sql, ...)
   return r
 end
 
--- A connection made by exists() just before, kept for the open that follows it (so
--- `connrt list` connects once).
+-- Like q, with the rows in binary (conn:fetch): bytea comes as it is, not in hex.
+function Backend:fetch(sql, ...)
+  local r, msg, reason = self.conn:fetch(sql, ...)
+  if r == nil then
+    self.broken = reason == "unreachable"
+    fail(self.where, msg, reason)
+  end
+  return r
+end
+
+-- A connection made by exists() just before, kept for the open that follows it with
+-- the schema version it read (so `connrt list` or `connrt token` connects once and asks
+-- once).
 local spare = {}
 
 local function connect(url)
   if spare[url] then
-    local c = spare[url]
+    local s = spare[url]
     spare[url] = nil
-    return c
+    return s.conn, s.version
   end
   local pg = require("connrt.pg")
   local conn, msg, reason = pg.connect(url)
@@ -104,19 +115,29 @@ local function connect(url)
   return conn
 end
 
+-- The schema version and whether the key check is there, in one round trip; nil and
+-- false in a database without connrt's tables.
+local PROBE = [[SELECT (SELECT max(version) FROM connrt_schema) AS v,
+  EXISTS (SELECT 1 FROM connrt_meta WHERE key = 'keycheck') AS k]]
+
+local function probe(conn, where)
+  local r, msg, reason = conn:exec(PROBE)
+  if r == nil and reason == "schema" then return nil, false end -- no tables yet: a new database
+  if r == nil then fail(where, msg, reason) end
+  return r[1].v or 0, r[1].k
+end
+
 local function schema_version(self)
-  local r, _, reason = self.conn:exec("SELECT max(version) AS v FROM connrt_schema")
-  if r == nil and reason == "schema" then return 0 end -- no table yet: a new database
-  if r == nil then self:q("SELECT max(version) AS v FROM connrt_schema") end -- raises with the message
-  return r[1] and r[1].v or 0
+  local v = probe(self.conn, self.where)
+  return v or 0
 end
 
 --- Brings the database's schema to M.SCHEMA (forward migrations, each in one
 -- transaction, under an advisory lock). A schema newer than this connrt knows is
 -- refused (reason "schema"): an older binary must not write a layout it does not know.
 -- Returns the version before and after.
-function Backend:migrate()
-  local before = schema_version(self)
+function Backend:migrate(known)
+  local before = known or schema_version(self)
   if before == M.SCHEMA then return before, before end
   if before > M.SCHEMA then
     errors.fail("store", "schema", "the PostgreSQL store %s has schema version %d, newer than the %d this "
@@ -148,25 +169,21 @@ end
 --- True when the database holds a connrt store (its meta table has the key check).
 function M.exists(url)
   local conn = connect(url)
-  local r, msg, reason = conn:exec("SELECT 1 AS one FROM connrt_meta WHERE key = 'keycheck'")
-  if r == nil and reason == "schema" then
-    spare[url] = conn
-    return false
-  end
-  if r == nil then
+  local ok, version, keycheck = pcall(probe, conn, M.describe(url))
+  if not ok then
     conn:close()
-    fail(M.describe(url), msg, reason)
+    error(version, 0)
   end
-  spare[url] = conn
-  return #r > 0
+  spare[url] = { conn = conn, version = version or 0 }
+  return keycheck
 end
 
 --- Opens the store in the database `url`, migrating its schema forward first (see
 -- migrate).
 function M.open(url)
-  local conn = connect(url)
+  local conn, version = connect(url)
   local self = setmetatable({ conn = conn, where = M.describe(url), kind = "postgres" }, Backend)
-  local ok, err = pcall(self.migrate, self)
+  local ok, err = pcall(self.migrate, self, version)
   if not ok then
     conn:close()
     error(err, 0)
@@ -194,20 +211,20 @@ function Tx:get(tbl, key)
   local b, lock = self.b, self.write and LOCK or ""
   local r
   if tbl == "connections" then
-    r = b:q("SELECT record AS v FROM connrt_connections WHERE id = $1" .. lock, key)
+    r = b:fetch("SELECT record AS v FROM connrt_connections WHERE id = $1" .. lock, key)
   elseif tbl == "secrets" then
-    r = b:q("SELECT sealed AS v FROM connrt_secrets WHERE id = $1" .. lock, key)
+    r = b:fetch("SELECT sealed AS v FROM connrt_secrets WHERE id = $1" .. lock, key)
     return r[1] and crypto.b64encode(r[1].v) or nil
   elseif tbl == "accounts" then
     local connector, unique_id = split_account(key)
     r = b:q("SELECT id AS v FROM connrt_connections WHERE connector = $1 AND unique_id = $2" .. lock, connector,
       bytea(unique_id))
   elseif tbl == "clients" then
-    r = b:q("SELECT doc AS v FROM connrt_clients WHERE connector = $1" .. lock, key)
+    r = b:fetch("SELECT doc AS v FROM connrt_clients WHERE connector = $1" .. lock, key)
   elseif tbl == "connectors" then
-    r = b:q("SELECT source AS v FROM connrt_connectors WHERE hash = $1", key)
+    r = b:fetch("SELECT source AS v FROM connrt_connectors WHERE hash = $1", key)
   elseif tbl == "meta" then
-    r = b:q("SELECT value AS v FROM connrt_meta WHERE key = $1" .. lock, key)
+    r = b:fetch("SELECT value AS v FROM connrt_meta WHERE key = $1" .. lock, key)
   elseif tbl == "leases" then
     r = b:q("SELECT owner AS v FROM connrt_leases WHERE id = $1" .. lock, key)
   else
@@ -272,20 +289,26 @@ local LISTS = {
 function Tx:list(tbl)
   local sql = LISTS[tbl] or error("store_pg: cannot list " .. tostring(tbl), 2)
   local out = {}
-  for i, row in ipairs(self.b:q(sql .. (self.write and LOCK or ""))) do out[i] = { row.k, row.v } end
+  for i, row in ipairs(self.b:fetch(sql .. (self.write and LOCK or ""))) do out[i] = { row.k, row.v } end
   return out
 end
 
 -- Runs fn(tx) between BEGIN and COMMIT; on an error, rolls back and raises it again.
+-- BEGIN is deferred to travel with the first statement (one round trip less), and a
+-- read-only transaction's COMMIT is sent without waiting for its answer: the server
+-- ends the transaction at once, and the next statement reads the answer.
 local function in_transaction(self, begin, write, fn)
-  self:q(begin)
+  local conn = self.conn
+  conn:defer(begin)
   local tx = setmetatable({ b = self, write = write }, Tx)
   local r = table.pack(pcall(fn, tx))
   if not r[1] then
-    if not self.broken then self.conn:exec("ROLLBACK") end
+    if not conn:undefer(begin) and not self.broken then conn:exec("ROLLBACK") end
     error(r[2], 0)
   end
-  self:q("COMMIT")
+  if not conn:undefer(begin) then -- else fn sent nothing: there is no transaction to end
+    if write or not conn:send("COMMIT") then self:q("COMMIT") end -- (raises with libpq's message)
+  end
   return table.unpack(r, 2, r.n)
 end
 
@@ -307,7 +330,7 @@ function Backend:each(tbl, fn)
   self:view(function()
     self:q("DECLARE connrt_each NO SCROLL CURSOR FOR " .. sql)
     while true do
-      local rows = self:q("FETCH " .. PAGE .. " FROM connrt_each")
+      local rows = self:fetch("FETCH " .. PAGE .. " FROM connrt_each")
       for _, row in ipairs(rows) do fn(row.k, row.v) end
       if #rows < PAGE then break end
     end

@@ -21,6 +21,20 @@
  * message, reason, sqlstate; wrong arguments, a closed connection and a result with two
  * columns of one name (give them names with AS) are programmer errors and raise.
  *
+ * conn:fetch(sql, ...) is conn:exec with the rows sent in binary: bytea comes as it is
+ * (in text it comes in hex, twice its size, to be decoded), for columns of bool, bytea,
+ * int2/int4/int8/oid, float4/float8 and the text types; any other type raises.
+ *
+ * Round trips: conn:defer(sql) keeps a statement (no parameters) to send just before
+ * the next exec or fetch, in the same round trip (libpq's pipeline mode, a Sync after
+ * each statement so each runs as if sent alone); the first failure among them is that
+ * exec's failure. conn:undefer(sql) takes the last deferred statement back if it is sql
+ * and unsent. conn:send(sql) sends one now without waiting for its answer (the next
+ * exec reads it). The store defers BEGIN and sends a read-only transaction's COMMIT, so
+ * a lookup costs one round trip, not three; connect defers its settings (below). A
+ * pipeline that ends without all its answers (the connection broke) leaves the
+ * connection unusable: every later exec fails as unreachable.
+ *
  * Reasons a program can test: "unreachable" (cannot connect, connection lost, server
  * shutting down or starting), "auth", "locked" (lock timeout, deadlock, serialization
  * failure: try again), "schema" (missing table or column, bad SQL), "damaged" (data
@@ -33,7 +47,8 @@
  * (30 s: its statements take milliseconds; this only catches a hang) and
  * idle_in_transaction_session_timeout (60 s: a client stopped inside a transaction
  * gives its locks back) are set where the server would otherwise wait without end (the
- * setting is 0), so a role's or database's own setting, PGOPTIONS or options= win.
+ * setting is 0), so a role's or database's own setting, PGOPTIONS or options= win; the
+ * statement that sets them is deferred to the first exec.
  *
  * The password never appears in a message: libpq quotes connection strings, or parts of
  * them, in some of its messages, so every message this module returns has each spelling
@@ -71,9 +86,13 @@
 /* uservalues of a connection */
 #define CONN_SECRETS 1 /* set: every spelling of the password -> true */
 #define CONN_DESC 2    /* "host:port/dbname as user" */
+#define CONN_QUEUE 3   /* array: statements deferred to the next exec (conn:defer) */
+#define MAX_DEFERRED 8
 
 typedef struct {
-  PGconn *pg; /* NULL once closed */
+  PGconn *pg;  /* NULL once closed */
+  int unread;  /* statements sent (conn:send) whose answers are still to be read */
+  int lost;    /* a pipeline ended before all its answers came: unusable */
 } Conn;
 
 /* Something libpq allocated, freed by __gc unless taken back first */
@@ -514,6 +533,11 @@ static int connect_failed(lua_State *L, int set, const char *msg, int hide_quote
 
 static int exec_failed(lua_State *L, Conn *c, int conn_idx, PGresult *res);
 
+#define SETUP_SQL "SELECT set_config(name, setting, false) FROM (VALUES " \
+                  "('lock_timeout', '10s'), ('statement_timeout', '30s'), " \
+                  "('idle_in_transaction_session_timeout', '60s')) AS d(name, setting) " \
+                  "WHERE current_setting(name) = '0'"
+
 /* pg.connect(conninfo) -> conn | nil, message, reason, sqlstate */
 static int pg_connect(lua_State *L) {
   size_t cilen;
@@ -521,8 +545,10 @@ static int pg_connect(lua_State *L) {
   luaL_argcheck(L, strlen(ci) == cilen, 1, "a connection string cannot hold a zero byte");
   lua_settop(L, 1);
   lua_newtable(L);                                /* 2: the password's spellings */
-  Conn *c = lua_newuserdatauv(L, sizeof *c, 2);   /* 3 */
+  Conn *c = lua_newuserdatauv(L, sizeof *c, 3);   /* 3 */
   c->pg = NULL;
+  c->unread = 0;
+  c->lost = 0;
   luaL_setmetatable(L, CONN_MT);
   Box *opts = new_box(L, free_options);           /* 4 */
   Box *perr = new_box(L, free_mem);               /* 5 */
@@ -627,18 +653,12 @@ static int pg_connect(lua_State *L) {
   push_describe(L, pg);
   lua_setiuservalue(L, 3, CONN_DESC);
 
-  /* the timeouts (see the top comment): only where the server would wait without end */
-  Box *setup = new_box(L, free_result);
-  setup->p = PQexec(pg, "SELECT set_config(name, setting, false) FROM (VALUES "
-                        "('lock_timeout', '10s'), ('statement_timeout', '30s'), "
-                        "('idle_in_transaction_session_timeout', '60s')) AS d(name, setting) "
-                        "WHERE current_setting(name) = '0'");
-  if (PQresultStatus(setup->p) != PGRES_TUPLES_OK) {
-    int n = exec_failed(L, c, 3, setup->p);
-    PQfinish(pg);
-    c->pg = NULL;
-    return n;
-  }
+  /* the timeouts (see the top comment): only where the server would wait without end;
+   * deferred, so they travel with the first statement (one round trip less) */
+  lua_createtable(L, MAX_DEFERRED, 0);
+  lua_pushliteral(L, SETUP_SQL);
+  lua_rawseti(L, -2, 1);
+  lua_setiuservalue(L, 3, CONN_QUEUE);
   lua_pushvalue(L, 3);
   return 1;
 }
@@ -661,7 +681,7 @@ static int exec_failed(lua_State *L, Conn *c, int conn_idx, PGresult *res) {
   if (!*msg) msg = "unknown error";
   const char *reason = sqlstate_reason(st);
   /* a connection that broke (no SQLSTATE: libpq lost the server) is unreachable */
-  if (strcmp(reason, "other") == 0 && PQstatus(c->pg) == CONNECTION_BAD) reason = "unreachable";
+  if (strcmp(reason, "other") == 0 && (PQstatus(c->pg) == CONNECTION_BAD || c->lost)) reason = "unreachable";
   lua_getiuservalue(L, conn_idx, CONN_SECRETS);
   int set = lua_gettop(L);
   lua_pushnil(L);
@@ -718,8 +738,71 @@ static void push_value(lua_State *L, Oid type, const char *s, size_t n) {
   }
 }
 
+static uint64_t be(const char *s, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) v = (v << 8) | (unsigned char)s[i];
+  return v;
+}
+
+/* A value in binary format (conn:fetch): the types the store reads, nothing else */
+static void push_binary(lua_State *L, Oid type, const char *s, size_t n) {
+  switch (type) {
+  case 16: /* bool */
+    if (n != 1) break;
+    lua_pushboolean(L, s[0] != 0);
+    return;
+  case 17:   /* bytea */
+  case 18:   /* char */
+  case 19:   /* name */
+  case 25:   /* text */
+  case 114:  /* json */
+  case 705:  /* unknown */
+  case 1042: /* bpchar */
+  case 1043: /* varchar */
+    lua_pushlstring(L, s, n);
+    return;
+  case 20: /* int8 */
+    if (n != 8) break;
+    lua_pushinteger(L, (lua_Integer)(int64_t)be(s, 8));
+    return;
+  case 21: /* int2 */
+    if (n != 2) break;
+    lua_pushinteger(L, (lua_Integer)(int16_t)be(s, 2));
+    return;
+  case 23: /* int4 */
+    if (n != 4) break;
+    lua_pushinteger(L, (lua_Integer)(int32_t)be(s, 4));
+    return;
+  case 26: /* oid */
+    if (n != 4) break;
+    lua_pushinteger(L, (lua_Integer)(uint32_t)be(s, 4));
+    return;
+  case 700: { /* float4 */
+    if (n != 4) break;
+    uint32_t u = (uint32_t)be(s, 4);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    lua_pushnumber(L, (lua_Number)f);
+    return;
+  }
+  case 701: { /* float8 */
+    if (n != 8) break;
+    uint64_t u = be(s, 8);
+    double d;
+    memcpy(&d, &u, sizeof d);
+    lua_pushnumber(L, (lua_Number)d);
+    return;
+  }
+  default:
+    luaL_error(L, "pg: conn:fetch reads bool, bytea, integer, float and text columns, not type %d: use conn:exec",
+               (int)type);
+    return;
+  }
+  luaL_error(L, "pg: a binary value of type %d with %d bytes", (int)type, (int)n);
+}
+
 /* The rows of a result: an array of tables keyed by column name */
-static void push_rows(lua_State *L, PGresult *res) {
+static void push_rows(lua_State *L, PGresult *res, int binary) {
   int nrows = PQntuples(res), ncols = PQnfields(res);
   lua_createtable(L, ncols, 0); /* the column names, checked for twins */
   int names = lua_gettop(L);
@@ -742,7 +825,8 @@ static void push_rows(lua_State *L, PGresult *res) {
     for (int j = 0; j < ncols; j++) {
       if (PQgetisnull(res, i, j)) continue;
       lua_rawgeti(L, names, j + 1);
-      push_value(L, PQftype(res, j), PQgetvalue(res, i, j), (size_t)PQgetlength(res, i, j));
+      if (binary) push_binary(L, PQftype(res, j), PQgetvalue(res, i, j), (size_t)PQgetlength(res, i, j));
+      else push_value(L, PQftype(res, j), PQgetvalue(res, i, j), (size_t)PQgetlength(res, i, j));
       lua_rawset(L, -3);
     }
     lua_rawseti(L, -2, i + 1);
@@ -761,9 +845,79 @@ static void end_copy(PGconn *pg, ExecStatusType st) {
   while ((r = PQgetResult(pg))) PQclear(r);
 }
 
-/* conn:exec(sql, ...) -> rows | count | nil, message, reason, sqlstate */
-static int conn_exec(lua_State *L) {
+/* Sends the deferred statements, each then a Sync (so each runs as if sent alone), and
+ * empties the queue; false when libpq could not send. */
+static int send_deferred(lua_State *L, Conn *c, int queue, int nq) {
+  int sent = 1;
+  for (int i = 1; sent && i <= nq; i++) {
+    lua_rawgeti(L, queue, i);
+    sent = PQsendQueryParams(c->pg, lua_tostring(L, -1), 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
+    lua_pop(L, 1);
+    if (sent) c->unread++;
+  }
+  for (int i = nq; i >= 1; i--) { /* what was sent is not sent again */
+    lua_pushnil(L);
+    lua_rawseti(L, queue, i);
+  }
+  return sent;
+}
+
+/* Runs sql after the statements deferred or sent before it, in one round trip (libpq's
+ * pipeline mode): reads the answers of those first, then that of sql. Returns the
+ * result of sql, or the first failed result among the earlier ones (boxed at the top of
+ * the stack); NULL when the connection broke. */
+static PGresult *run_pipelined(lua_State *L, Conn *c, int queue, int nq, const char *sql, int n, const Oid *types,
+                               const char *const *values, const int *lengths, const int *formats, int binary) {
+  PGconn *pg = c->pg;
+  Box *failed = new_box(L, free_result), *main = new_box(L, free_result);
+  int sent = PQpipelineStatus(pg) != PQ_PIPELINE_OFF || PQenterPipelineMode(pg);
+  sent = sent && send_deferred(L, c, queue, nq);
+  sent = sent && PQsendQueryParams(pg, sql, n, types, values, lengths, formats, binary) && PQpipelineSync(pg);
+  int earlier = c->unread, segment = 0, nulls = 0;
+  c->unread = 0;
+  while (segment < earlier + sent) {
+    PGresult *r = PQgetResult(pg);
+    if (!r) {
+      if (++nulls >= 2 || PQstatus(pg) == CONNECTION_BAD) break;
+      continue;
+    }
+    nulls = 0;
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) {
+      segment++;
+      PQclear(r);
+    } else if (segment == earlier && !main->p) {
+      main->p = r;
+    } else if (segment < earlier && !failed->p && (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE)) {
+      failed->p = r;
+    } else {
+      PQclear(r);
+    }
+  }
+  /* answers missing: the connection broke (libpq may not have noticed yet, when it was a
+   * write that failed), and what the server did is unknown; it is not used again */
+  if (segment < earlier + sent || !sent) {
+    PQconsumeInput(pg);
+    c->lost = 1;
+  }
+  PQexitPipelineMode(pg);
+  if (failed->p) {
+    lua_pop(L, 1); /* main: freed by __gc */
+    return failed->p;
+  }
+  lua_remove(L, -2);
+  return main->p;
+}
+
+static int exec_impl(lua_State *L, int binary) {
   Conn *c = check_conn(L);
+  if (c->lost) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the connection to the server was lost");
+    lua_pushliteral(L, "unreachable");
+    lua_pushnil(L);
+    return 4;
+  }
   size_t sqllen;
   const char *sql = luaL_checklstring(L, 2, &sqllen);
   luaL_argcheck(L, strlen(sql) == sqllen, 2, "SQL cannot hold a zero byte");
@@ -827,14 +981,22 @@ static int conn_exec(lua_State *L) {
                         luaL_typename(L, arg));
     }
   }
-  Box *box = new_box(L, free_result);
-  box->p = PQexecParams(c->pg, sql, n, n > 0 ? types : NULL, n > 0 ? values : NULL, n > 0 ? lengths : NULL,
-                        n > 0 ? formats : NULL, 0);
-  PGresult *res = box->p;
+  PGresult *res;
+  lua_getiuservalue(L, 1, CONN_QUEUE);
+  int queue = lua_gettop(L), nq = (int)luaL_len(L, queue);
+  if (nq > 0 || c->unread > 0) {
+    res = run_pipelined(L, c, queue, nq, sql, n, n > 0 ? types : NULL, n > 0 ? values : NULL,
+                        n > 0 ? lengths : NULL, n > 0 ? formats : NULL, binary);
+  } else {
+    Box *box = new_box(L, free_result);
+    box->p = PQexecParams(c->pg, sql, n, n > 0 ? types : NULL, n > 0 ? values : NULL, n > 0 ? lengths : NULL,
+                          n > 0 ? formats : NULL, binary);
+    res = box->p;
+  }
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   switch (st) {
   case PGRES_TUPLES_OK:
-    push_rows(L, res);
+    push_rows(L, res, binary);
     return 1;
   case PGRES_COMMAND_OK:
   case PGRES_EMPTY_QUERY:
@@ -852,6 +1014,62 @@ static int conn_exec(lua_State *L) {
   default:
     return exec_failed(L, c, 1, res);
   }
+}
+
+/* conn:exec(sql, ...) -> rows | count | nil, message, reason, sqlstate */
+static int conn_exec(lua_State *L) { return exec_impl(L, 0); }
+
+/* conn:fetch(sql, ...): conn:exec with the rows in binary (no text to decode) */
+static int conn_fetch(lua_State *L) { return exec_impl(L, 1); }
+
+/* conn:defer(sql): sql (no parameters) runs just before the next exec or fetch, in the
+ * same round trip */
+static int conn_defer(lua_State *L) {
+  check_conn(L);
+  luaL_checkstring(L, 2);
+  lua_getiuservalue(L, 1, CONN_QUEUE);
+  lua_Integer nq = luaL_len(L, -1);
+  if (nq >= MAX_DEFERRED) return luaL_error(L, "pg: at most %d deferred statements", MAX_DEFERRED);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, nq + 1);
+  return 0;
+}
+
+/* conn:send(sql): sends sql (no parameters; after any deferred ones) now, without
+ * waiting for its answer: the server runs it at once (a read-only transaction's COMMIT
+ * ends it now, holding nothing), and its answer is read by the next exec or fetch,
+ * which fails with it if it failed. Returns false when libpq could not send. */
+static int conn_send(lua_State *L) {
+  Conn *c = check_conn(L);
+  const char *sql = luaL_checkstring(L, 2);
+  lua_getiuservalue(L, 1, CONN_QUEUE);
+  int queue = lua_gettop(L), nq = (int)luaL_len(L, queue);
+  int sent = PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF || PQenterPipelineMode(c->pg);
+  sent = sent && send_deferred(L, c, queue, nq);
+  sent = sent && PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
+  if (sent) c->unread++;
+  lua_pushboolean(L, sent);
+  return 1;
+}
+
+/* conn:undefer(sql) -> true when sql was the last deferred statement, now taken back
+ * unsent; false when it was sent already (or never deferred) */
+static int conn_undefer(lua_State *L) {
+  luaL_checkudata(L, 1, CONN_MT);
+  luaL_checkstring(L, 2);
+  lua_getiuservalue(L, 1, CONN_QUEUE);
+  lua_Integer nq = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
+  if (nq > 0) {
+    lua_rawgeti(L, -1, nq);
+    if (lua_rawequal(L, -1, 2)) {
+      lua_pushnil(L);
+      lua_rawseti(L, -3, nq);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  lua_pushboolean(L, 0);
+  return 1;
 }
 
 /* conn:close(); closing twice is harmless */
@@ -881,6 +1099,10 @@ static int pg_bytea(lua_State *L) {
 
 static const luaL_Reg conn_methods[] = {
   { "exec", conn_exec },
+  { "fetch", conn_fetch },
+  { "defer", conn_defer },
+  { "undefer", conn_undefer },
+  { "send", conn_send },
   { "close", conn_close },
   { "describe", conn_describe },
   { NULL, NULL }
