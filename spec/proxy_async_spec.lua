@@ -58,8 +58,12 @@ describe("connrt proxy, one worker, many requests in flight #integration", funct
     local dir = h.tmpdir()
     local quoted = {}
     for i, a in ipairs(args or {}) do quoted[i] = h.shell_quote(a) end
-    os.execute(("cd %s && (env CONNRT_HOME=%s %s proxy --workers 1 %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; "
-      .. "echo $? >%s/rc) &"):format(h.ROOT, home, h.CONNRT, table.concat(quoted, " "), dir, dir, dir, dir))
+    -- under make sanitize: ASan's quarantine would keep every freed piece of a streamed
+    -- body resident, which says nothing about what the proxy holds
+    local asan = os.getenv("ASAN_OPTIONS")
+    local extra = asan and ("ASAN_OPTIONS=" .. h.shell_quote(asan .. ":quarantine_size_mb=1")) or ""
+    os.execute(("cd %s && (env CONNRT_HOME=%s %s %s proxy --workers 1 %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; "
+      .. "echo $? >%s/rc) &"):format(h.ROOT, home, extra, h.CONNRT, table.concat(quoted, " "), dir, dir, dir, dir))
     local line
     for _ = 1, 200 do
       line = (h.read(dir .. "/out") or ""):match("^([^\n]+)\n")
@@ -186,6 +190,13 @@ print("slow", r.status, r.read().decode().strip())
     local p = start_proxy({ "--socket", tmp .. "/c.sock" })
     local dir = h.tmpdir()
     local size = 64 * 1024 * 1024
+    local function kb(field)
+      return tonumber(h.read(("/proc/%d/status"):format(p.worker)):match(field .. ":%s*(%d+) kB")) * 1024
+    end
+    -- warm: the worker has served a request (its libraries and the connection are loaded)
+    assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s 'http://proxy/keyed/stream?n=1000'")
+      :format(h.shell_quote(p.info.socket))))
+    local before = kb("VmRSS")
     -- a client slower than the upstream: without flow control the worker would hold the body
     local ok = os.execute(("curl -s -f --limit-rate 40M -o %s/body --unix-socket %s 'http://proxy/keyed/stream?n=%d'")
       :format(dir, h.shell_quote(p.info.socket), size))
@@ -201,10 +212,9 @@ print("slow", r.status, r.read().decode().strip())
     f:close()
     assert.equal(size, got)
     assert.is_false(bad)
-    -- the worker's peak resident memory, from the kernel
-    local status = h.read(("/proc/%d/status"):format(p.worker))
-    local hwm = tonumber(status:match("VmHWM:%s*(%d+) kB")) * 1024
-    assert.is_true(hwm < size / 2, ("the worker's peak RSS was %d bytes"):format(hwm))
+    -- the worker's peak resident memory, from the kernel, against what it was before
+    local grew = kb("VmHWM") - before
+    assert.is_true(grew < size / 4, ("the worker's peak RSS grew by %d bytes"):format(grew))
     h.rmdir(dir)
     assert.equal(0, p.stop())
   end)

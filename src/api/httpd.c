@@ -805,10 +805,11 @@ static int httpd_serve(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
   if (!lua_isnil(L, -1)) return luaL_error(L, "httpd.serve: this Lua state already serves");
   lua_pop(L, 1);
-  /* never freed: a transfer's userdata collected after serve returns still asks it
-   * (s->closed), and a worker leaves once serve returns */
-  server_t *s = calloc(1, sizeof *s);
-  if (!s) return luaL_error(L, "out of memory");
+  /* static: a transfer's userdata collected after serve returns still asks it (closed) */
+  static server_t server;
+  server_t *s = &server;
+  if (s->L && !s->closed) return luaL_error(L, "httpd.serve: this process already serves");
+  memset(s, 0, sizeof *s);
   s->L = L;
   s->loop.owns = loop_owns;
   s->loop.start = loop_start;
