@@ -648,6 +648,9 @@ static int loop_start(connrt_loop *l, lua_State *L, connrt_xfer *x) {
   x->loop = l;
   x->task = t;
   x->state = CONNRT_XFER_RUNNING;
+  /* a task waits for one transfer at a time: only t->x points back at t (task_end clears
+   * it), so no transfer collected later meets a task that is gone */
+  if (t->x && t->x != x) t->x->task = NULL;
   t->x = x;
   return (int)curl_multi_add_handle(s->multi, x->easy);
 }
