@@ -239,6 +239,22 @@ print("slow", r.status, r.read().decode().strip())
     assert.matches("GET /keyed/stream 200 [%d.]+ms cut: the answer is larger than the limit", p.stderr)
   end)
 
+  it("stops the upstream transfer of a client that leaves mid-answer, and goes on serving", function()
+    local p = start_proxy({ "--socket", tmp .. "/g.sock" })
+    local sock = h.shell_quote(p.info.socket)
+    -- the client reads 100 kB of 64 MiB and goes
+    os.execute(("curl -s --unix-socket %s 'http://proxy/keyed/stream?n=67108864' 2>/dev/null | head -c 100000 >/dev/null")
+      :format(sock))
+    for _ = 1, 600 do
+      if p.err():find("cut: the client", 1, true) then break end
+      sys.sleep(0.05)
+    end
+    assert.matches("GET /keyed/stream 200 [%d.]+ms cut: the client", p.err())
+    assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s http://proxy/keyed/echo"):format(sock)))
+    assert.equal(0, p.stop())
+    assert.is_nil(p.stderr:find("starting it again", 1, true))
+  end)
+
   it("two requests that meet a 401 at once share one refresh, and both are retried once", function()
     local p = start_proxy({ "--socket", tmp .. "/e.sock" })
     local dir = h.tmpdir()

@@ -74,6 +74,7 @@ typedef struct {
   /* a transfer on a server's loop (NULL: the blocking path) and how its answer is streamed */
   connrt_xfer *x;
   CURLSH *share;     /* the client's: TLS sessions and DNS shared by its loop transfers */
+  int cookies;       /* the client keeps cookies: its requests block (one cookie engine) */
   int stream;        /* stream the final answer when it comes */
   int decided;       /* the answer was looked at: streamed or kept */
   int hold_redirects;
@@ -419,6 +420,7 @@ static int http_client(lua_State *L) {
   SETOPT(L, h, CURLOPT_USERAGENT, ua ? ua : DEFAULT_UA);
   if (ca) SETOPT(L, h, CURLOPT_CAINFO, ca);
   if (cookies) SETOPT(L, h, CURLOPT_COOKIEFILE, "");
+  c->cookies = cookies;
   SETOPT(L, h, CURLOPT_WRITEFUNCTION, on_body);
   SETOPT(L, h, CURLOPT_WRITEDATA, c);
   SETOPT(L, h, CURLOPT_HEADERFUNCTION, on_header);
@@ -772,7 +774,8 @@ static int client_request(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
   connrt_loop *loop = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (loop && lua_isyieldable(L) && loop->owns(loop, L)) return start_on_loop(L, c, loop, limit, timeout_ms);
+  if (loop && !c->cookies && lua_isyieldable(L) && loop->owns(loop, L))
+    return start_on_loop(L, c, loop, limit, timeout_ms);
 
   client_clear(c);
   c->limit = limit;

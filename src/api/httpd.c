@@ -867,6 +867,9 @@ static int httpd_serve(lua_State *L) {
   }
   lua_pushlightuserdata(L, &s->loop);
   lua_setfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
+  /* a client that leaves while its answer is written is an error on its connection, not
+   * a signal that ends the worker with every other request in flight */
+  signal(SIGPIPE, SIG_IGN);
   s->term_ev = evsignal_new(s->base, SIGTERM, on_term, s);
   s->int_ev = evsignal_new(s->base, SIGINT, on_term, s);
   s->hup_ev = evsignal_new(s->base, SIGHUP, on_hup, s);
