@@ -33,7 +33,8 @@ MOD_DIR_BAKED ?= $(CURDIR)/$(BUILD)/lib
 MODS     = $(BUILD)/lib/connrt/http.so $(BUILD)/lib/connrt/crypto.so $(BUILD)/lib/connrt/lmdb.so \
            $(BUILD)/lib/connrt/pg.so $(BUILD)/lib/connrt/httpd.so
 BIN_OBJ  = $(BUILD)/obj/main.o $(BUILD)/obj/api/api_lazy.o $(BUILD)/obj/api/listener.o $(BUILD)/obj/api/sys.o \
-           $(BUILD)/obj/api/urlparse.o $(BUILD)/obj/api/base64.o $(BUILD)/obj/api/sandbox.o
+           $(BUILD)/obj/api/urlparse.o $(BUILD)/obj/api/base64.o $(BUILD)/obj/api/sandbox.o \
+           $(BUILD)/obj/api/textscan.o
 LUA_LIBS = $(shell pkg-config --libs lua5.4 2>/dev/null)
 # httpd.c (libevent) is the proxy's server: only the binary loads it (httpd.so below)
 API_SRC  = $(filter-out src/api/httpd.c,$(wildcard src/api/*.c))

@@ -33,6 +33,22 @@ describe("text", function()
     assert.equal(plain, text.escape_controls(plain))
   end)
 
+  it("returns printable ASCII as it is and escapes each byte just outside it, wherever it stands", function()
+    local plain = {}
+    for b = 0x20, 0x7E do plain[#plain + 1] = string.char(b) end
+    plain = table.concat(plain)
+    assert.equal(plain, text.escape_controls(plain))
+    for _, b in ipairs({ 0x00, 0x1F, 0x7F }) do
+      for _, at in ipairs({ 1, 40, #plain + 1 }) do
+        local s = plain:sub(1, at - 1) .. string.char(b) .. plain:sub(at)
+        assert.equal(plain:sub(1, at - 1) .. ("\\u%04x"):format(b) .. plain:sub(at), text.escape_controls(s))
+      end
+    end
+    -- the first byte above ASCII: broken UTF-8 alone, a C1 control as U+0085
+    assert.equal("a\\u0080b", text.escape_controls("a\128b"))
+    assert.equal("a\\u0085b", text.escape_controls("a\194\133b"))
+  end)
+
   it("escapes bidi embeddings, overrides and isolates and the line and paragraph separators (M2)", function()
     -- U+202E RIGHT-TO-LEFT OVERRIDE makes "evil\u202eexe.txt" read "eviltxt.exe"
     assert.equal("evil\\u202etxt.exe", text.escape_controls("evil\226\128\174txt.exe"))

@@ -5,10 +5,26 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PKGS="pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev liblmdb-dev libsodium-dev libpq-dev lua-busted lua-check strace time postgresql-15 git libevent-dev ca-certificates"
-sh tools/apt-install.sh deps $PKGS
-SUDO="" # for the optional Chromium below, which may fail without asking
+PKGS="pkg-config lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev liblmdb-dev libsodium-dev libpq-dev lua-busted lua-check strace time postgresql-15 git libevent-dev ca-certificates nginx-light"
+SUDO="" # for nginx's service and the optional Chromium below
 [ "$(id -u)" = 0 ] || SUDO=sudo
+new_nginx=""
+[ -x /usr/sbin/nginx ] || new_nginx=1
+sh tools/apt-install.sh deps $PKGS
+
+# nginx is for the specs alone (spec/support/nginx.lua starts a private one on loopback
+# ports with its own configuration): when this run installed it, the system service that
+# Debian's package starts and enables (on port 80, where it is free) is stopped and
+# disabled again. An nginx that was there before is left as it was.
+if [ -n "$new_nginx" ]; then
+  S=${SUDO:+sudo -n} # never asks: apt-get has just used sudo
+  if [ -d /run/systemd/system ]; then
+    $S systemctl disable --now nginx.service >/dev/null 2>&1 || true
+  else
+    $S invoke-rc.d nginx stop >/dev/null 2>&1 || true
+    $S update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi
+fi
 
 # the test authorization server (oidc-provider), pinned by spec/package-lock.json
 if [ ! -f spec/node_modules/.package-lock.json ] || [ spec/package-lock.json -nt spec/node_modules/.package-lock.json ]; then

@@ -20,6 +20,8 @@
 --   text.read_file(path)     the whole content of a file, or nil and why not
 --   text.header_problem(name, value)  what keeps name and value from being one HTTP
 --                            header line, or nil
+local printable = require("connrt.textscan").printable
+
 local M = {}
 
 --- `s` without leading and trailing whitespace.
@@ -105,6 +107,7 @@ end
 -- screen, ring the bell, start a new line or hide or reorder what a terminal shows.
 -- Valid UTF-8 text without them comes back as it is. Linear: one pass per kind of byte.
 function M.escape_controls(s)
+  if printable(s) then return s end
   if not utf8.len(s) then return escape_broken(s) end
   if not s:find("[%z\1-\31\127\194-\244]") then return s end
   s = s:gsub("[%z\1-\31\127]", u_escape)

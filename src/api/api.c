@@ -210,6 +210,7 @@ static const luaL_Reg modules[] = {
   { "connrt.sys",      luaopen_connrt_sys },
   { "connrt.urlparse", luaopen_connrt_urlparse },
   { "connrt.base64",   luaopen_connrt_base64 },
+  { "connrt.textscan", luaopen_connrt_textscan },
   { "connrt.sandbox",  luaopen_connrt_sandbox },
   { "connrt.build",    luaopen_connrt_build },
   { "connrt.modules",  luaopen_connrt_modules },

@@ -44,6 +44,7 @@ int luaopen_connrt_httpd(lua_State *L);    /* the proxy's HTTP server (libevent)
 int luaopen_connrt_sys(lua_State *L);      /* clocks, sleep, terminals, processes */
 int luaopen_connrt_urlparse(lua_State *L); /* splitting http(s) URLs (for url.lua) */
 int luaopen_connrt_base64(lua_State *L);   /* base64 and base64url (no OpenSSL) */
+int luaopen_connrt_textscan(lua_State *L); /* printable ASCII, in one pass (for text.lua) */
 int luaopen_connrt_sandbox(lua_State *L);  /* connector sandboxes: a Lua state each */
 
 /* An absolute http(s) URL split by urlparse.c's rules (documented in lua/connrt/url.lua):

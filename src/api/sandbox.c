@@ -1400,6 +1400,8 @@ static int setup_box(lua_State *S) {
   lua_setfield(S, -2, "connrt.urlparse");
   lua_pushcfunction(S, luaopen_connrt_base64);
   lua_setfield(S, -2, "connrt.base64");
+  lua_pushcfunction(S, luaopen_connrt_textscan);
+  lua_setfield(S, -2, "connrt.textscan");
   lua_pushcfunction(S, luaopen_inner);
   lua_setfield(S, -2, "connrt.sandbox.inner");
   lua_pop(S, 2);
