@@ -255,6 +255,45 @@ print("slow", r.status, r.read().decode().strip())
     assert.is_nil(p.stderr:find("starting it again", 1, true))
   end)
 
+  it("serves other requests while one waits for another process's refresh", function()
+    local p = start_proxy({ "--socket", tmp .. "/h.sock" })
+    local dir = h.tmpdir()
+    local sock = h.shell_quote(p.info.socket)
+    -- another process holds the connection's lease, as a refreshing one does
+    local st = require("connrt.store").open(home)
+    local id = st:find("tok").id
+    assert.truthy(st:acquire_lease(id, "the-spec", 120))
+    finally(function()
+      st:release_lease(id, "the-spec")
+      st:close()
+    end)
+    local before = grants()
+    -- a 401: the proxy must refresh, and waits for the lease
+    os.execute(("(curl -s -o /dev/null -w '%%{http_code}' --unix-socket %s http://proxy/tok/status/401 >%s/tok) &")
+      :format(sock, dir))
+    for _ = 1, 600 do
+      if #(api.log()) > 0 and api.log()[#api.log()].url == "/status/401" then break end
+      sys.sleep(0.05)
+    end
+    -- while it waits, the worker answers others
+    for i = 1, 5 do
+      assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s 'http://proxy/keyed/echo?w=%d'")
+        :format(sock, i)))
+    end
+    assert.equal("", h.read(dir .. "/tok") or "")
+    assert.equal(before, grants())
+    st:release_lease(id, "the-spec")
+    for _ = 1, 600 do
+      if (h.read(dir .. "/tok") or "") ~= "" then break end
+      sys.sleep(0.05)
+    end
+    -- then it refreshed, retried once, and passed the upstream's answer on
+    assert.equal("401", h.read(dir .. "/tok"))
+    assert.equal(before + 1, grants())
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+  end)
+
   it("two requests that meet a 401 at once share one refresh, and both are retried once", function()
     local p = start_proxy({ "--socket", tmp .. "/e.sock" })
     local dir = h.tmpdir()

@@ -33,8 +33,8 @@
 -- coroutine waits in the lease's sleep loop for another of its own process. Worker 1
 -- also refreshes, in the background (its tick, a coroutine too), every served token that
 -- will enter the refresh margin soon, so requests do not wait for a refresh in the normal
--- case. Waiting for another process's refresh still sleeps (the lease's loop, up to its
--- time to live), and holds up that worker meanwhile.
+-- case. Waiting for another process's refresh (the lease's loop) sleeps in the
+-- coroutine: run_worker makes sys.sleep yield to the loop within a task.
 --
 -- Bodies: a request's body is held whole (up to --max-body, 413 above, from evhttp),
 -- which is what lets a request be sent again after a refresh. An answer is streamed to
@@ -436,6 +436,13 @@ end
 --- Runs a worker in this (forked) process until SIGTERM; never returns.
 local function run_worker(index, cfg, fd, shm)
   sys.default_signals({ "TERM", "INT", "HUP", "CHLD" })
+  -- a wait of the Lua layer's (for another process's refresh: the lease's loop; a
+  -- Retry-After) made by a request waits in its coroutine, not in the worker's loop
+  local httpd_mod, blocking_sleep = require("connrt.httpd"), sys.sleep
+  sys.sleep = function(seconds)
+    if httpd_mod.in_task() then return httpd_mod.sleep(seconds) end
+    return blocking_sleep(seconds)
+  end
   local w = new_worker(index, cfg, shm)
   w:publish()
   local httpd = require("connrt.httpd")

@@ -1013,12 +1013,29 @@ static const luaL_Reg shm_methods[] = {
   { NULL, NULL }
 };
 
+/* httpd.sleep(seconds): the running task waits that long, in coroutine.yield(), while
+ * the loop serves the others; only from a task (httpd.in_task()). */
+static int httpd_sleep(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  server_t *s = running_server(L);
+  lua_pushthread(L);
+  task_t *t = s && lua_isyieldable(L) ? task_of(s, L, -1) : NULL;
+  lua_pop(L, 1);
+  if (!t || t->co != L) return luaL_error(L, "httpd.sleep: not in one of the server's tasks");
+  if (secs < 0) secs = 0;
+  struct timeval tv = { (time_t)secs, (suseconds_t)((secs - (lua_Number)(time_t)secs) * 1e6) };
+  t->wake_what = WAKE_RESUME;
+  event_add(t->wake, &tv);
+  return lua_yield(L, 0);
+}
+
 static const luaL_Reg httpd_funcs[] = {
   { "listen_unix", httpd_listen_unix },
   { "listen_tcp", httpd_listen_tcp },
   { "serve", httpd_serve },
   { "in_task", httpd_in_task },
   { "wake", httpd_wake },
+  { "sleep", httpd_sleep },
   { "shm", httpd_shm },
   { NULL, NULL }
 };
