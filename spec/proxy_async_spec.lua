@@ -272,7 +272,8 @@ print("slow", r.status, r.read().decode().strip())
     os.execute(("(curl -s -o /dev/null -w '%%{http_code}' --unix-socket %s http://proxy/tok/status/401 >%s/tok) &")
       :format(sock, dir))
     for _ = 1, 600 do
-      if #(api.log()) > 0 and api.log()[#api.log()].url == "/status/401" then break end
+      local log = api.log()
+      if #log > 0 and log[#log].url == "/status/401" then break end
       sys.sleep(0.05)
     end
     -- while it waits, the worker answers others

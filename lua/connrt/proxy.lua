@@ -154,7 +154,8 @@ function M.prometheus(all)
     table.sort(ks)
     return ks
   end
-  out[#out + 1] = "# HELP connrt_proxy_requests_total Requests answered, by connection and status class."
+  out[#out + 1] = "# HELP connrt_proxy_requests_total Requests answered, by connection and status class (error: a "
+    .. "streamed answer cut short)."
   out[#out + 1] = "# TYPE connrt_proxy_requests_total counter"
   for _, k in ipairs(sorted(total.requests)) do
     local conn, class = k:match("^(.*)\t(.*)$")
