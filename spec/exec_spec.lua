@@ -227,6 +227,23 @@ describe("connrt exec (integration) #integration", function()
     assert.truthy(res.stdout:find(API_KEY, 1, true))
   end)
 
+  it("--mask reads a line of megabytes without a newline or a blank in linear time, and masks it", function()
+    -- 3 MiB of one line, the secret in it at the first cut (1 MiB), in the middle and at
+    -- the end; a quadratic search for the last newline took minutes for one megabyte (the
+    -- helper's 30 s guard ends such a run: no time is asserted)
+    local script = table.concat({
+      'python3 -c "import os,sys; k=os.environ[\'K\']; a=\'A\'*(1024*1024-len(k)//2); '
+        .. 'sys.stdout.write(a+k+a+k+a+k+chr(10)); sys.stderr.write(a+k)"',
+    })
+    local res = exec({ "machine", "--env", "K=keyed", "--mask", "--", "sh", "-c", script })
+    assert.equal(0, res.code, res.stderr:sub(1, 200))
+    assert.is_nil((res.stdout .. res.stderr):find(API_KEY, 1, true))
+    local _, n = res.stdout:gsub("%[redacted%]", "")
+    assert.equal(3, n)
+    assert.equal("[redacted]", res.stderr:sub(-#"[redacted]"))
+    assert.equal(3 * (1024 * 1024 - #API_KEY // 2) + 3 * #"[redacted]" + 1, #res.stdout)
+  end)
+
   it("--mask passes lines on as they come, not at the end", function()
     local dir = h.tmpdir()
     local cmd = ("cd %s && CONNRT_HOME=%s %s exec keyed --mask -- sh -c %s >%s/out 2>&1 &"):format(h.ROOT, home,

@@ -22,6 +22,9 @@ local M = {}
 M.DEFAULT_NAME = "CONNRT_TOKEN"
 -- a line longer than this is passed on in pieces (cut at a blank where there is one)
 M.MAX_LINE = 1024 * 1024
+-- what a cut without a blank keeps back for the next part: more than any secret's longest
+-- spelling, so none is split across two parts
+M.HOLD = 64 * 1024
 
 local function env_name(s)
   return (s:upper():gsub("[^%w]", "_"))
@@ -103,7 +106,9 @@ local function pump(out_fd, err_fd)
         sys.close(fd)
         for i, f in ipairs(open) do if f == fd then table.remove(open, i) break end end
       else
-        local last = data:match(".*()\n")
+        -- anchored: ".*" runs to the end once and steps back to the last newline (unanchored,
+        -- a read without one would be tried from every position: quadratic)
+        local last = data:match("^.*()\n")
         if last then
           s.parts[#s.parts + 1] = data:sub(1, last)
           pass_on(s.sink, take(s))
@@ -114,7 +119,9 @@ local function pump(out_fd, err_fd)
           s.size = s.size + #data
           if s.size > M.MAX_LINE then
             local text = take(s)
-            local cut = text:match(".*()[ \t]") or #text
+            -- at the last blank, or short of the end by HOLD bytes (so a secret only begun
+            -- there stays whole for the next part), and never inside a secret
+            local cut = log.safe_cut(text, text:match("^.*()[ \t]") or (#text - M.HOLD))
             pass_on(s.sink, text:sub(1, cut))
             if cut < #text then s.parts[1], s.size = text:sub(cut + 1), #text - cut end
           end

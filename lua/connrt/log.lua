@@ -202,11 +202,9 @@ local function views(s)
   return out
 end
 
---- Returns `text` with every spelling of every registered secret replaced by
--- "[redacted]"; a secret inside a longer one, or overlapping it, is hidden with it.
-function M.redact(s)
-  s = tostring(s)
-  if not next(secrets) then return s end
+-- Where the known secrets are in `s`, in any spelling: merged ranges {a, b}, in order.
+local function ranges(s)
+  if not next(secrets) then return {} end
   if not spellings then spellings = build_spellings() end
   -- hits as start << 28 | length - 1 (a hit spans far less than 256 MB): sorting the
   -- numbers sorts by start without a comparison function
@@ -226,24 +224,47 @@ function M.redact(s)
       end
     end
   end
-  if #hits == 0 then return s end
   table.sort(hits)
-  local out, pos, mask = {}, 1, (1 << 28) - 1
-  local cur_a, cur_b
+  local out, mask = {}, (1 << 28) - 1
   for _, h in ipairs(hits) do
     local a = h >> 28
     local b = a + (h & mask)
-    if cur_b and a <= cur_b + 1 then
-      if b > cur_b then cur_b = b end
+    local last = out[#out]
+    if last and a <= last[2] + 1 then
+      if b > last[2] then last[2] = b end
     else
-      if cur_b then out[#out + 1] = s:sub(pos, cur_a - 1); out[#out + 1] = "[redacted]"; pos = cur_b + 1 end
-      cur_a, cur_b = a, b
+      out[#out + 1] = { a, b }
     end
   end
-  out[#out + 1] = s:sub(pos, cur_a - 1)
-  out[#out + 1] = "[redacted]"
-  out[#out + 1] = s:sub(cur_b + 1)
+  return out
+end
+
+--- Returns `text` with every spelling of every registered secret replaced by
+-- "[redacted]"; a secret inside a longer one, or overlapping it, is hidden with it.
+function M.redact(s)
+  s = tostring(s)
+  local rs = ranges(s)
+  if #rs == 0 then return s end
+  local out, pos = {}, 1
+  for _, r in ipairs(rs) do
+    out[#out + 1] = s:sub(pos, r[1] - 1)
+    out[#out + 1] = "[redacted]"
+    pos = r[2] + 1
+  end
+  out[#out + 1] = s:sub(pos)
   return table.concat(out)
+end
+
+--- The largest position <= `at` where `s` can be cut in two without cutting a known
+-- secret (in any spelling M.redact knows) that `s` holds whole: redacting the two parts
+-- apart then hides what redacting `s` would. (A secret only begun at the end of `s` is
+-- the caller's to keep back: cut far enough from the end.)
+function M.safe_cut(s, at)
+  local rs = ranges(s)
+  for i = #rs, 1, -1 do
+    if rs[i][1] <= at and at < rs[i][2] then at = rs[i][1] - 1 end
+  end
+  return at
 end
 
 -- A line as printed: redacted, then with every control character escaped, its own
