@@ -107,7 +107,7 @@ $(BUILD)/lib/connrt/pg.so: $(BUILD)/obj/api/pg.o
 # the proxy's HTTP server (libevent's evhttp), for `connrt proxy` alone
 $(BUILD)/lib/connrt/httpd.so: $(BUILD)/obj/api/httpd.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libevent_core libevent_extra 2>/dev/null)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libevent_core libevent_extra libcurl 2>/dev/null)
 
 # The same core as a Lua C module, so plain lua5.4 programs and the specs can
 # `require "connrt.http"` and friends (Lua's all-in-one loader finds connrt.so).

@@ -27,7 +27,7 @@ local OPTIONS = {
   exec = { "--env", "--mask" },
   ["git-credential"] = { "--connection" },
   ["credential-process"] = { "--format" },
-  proxy = { "--socket", "--listen", "--key-file", "--connection", "--workers", "--max-body", "--timeout",
+  proxy = { "--socket", "--listen", "--key-file", "--connection", "--workers", "--max-body", "--max-response", "--timeout",
     "--refresh-ahead" },
   token = {}, refresh = {}, revoke = {}, delete = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }

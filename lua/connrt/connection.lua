@@ -288,8 +288,9 @@ end
 --- Sends a request through the connection. `req`: method, url (relative to the first
 -- allowed URL, or absolute under one), headers (array of {name, value}), body, json
 -- (a value sent as a JSON body), retries (429/503/connection errors; default 0),
--- max_wait (seconds to wait in all; default 60), on_wait (function(seconds, why)).
--- Returns {status, headers, header, body, json}.
+-- max_wait (seconds to wait in all; default 60), on_wait (function(seconds, why)),
+-- stream and stream_max (`connrt proxy`: the final answer's body may stream; see
+-- request.send). Returns {status, headers, header, body, json, stream}.
 -- The statuses that mean "the token has expired" for this connection's connector.
 local function refresh_statuses(self)
   local set = rawget(self, "_refresh_on")
@@ -328,6 +329,17 @@ function Connection:request(req)
       { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request",
       { secret_var = function(v) return connector.secret_var(self.c, v) end })
     full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
+    if req.stream and not self.c.hooks.expired then
+      -- `connrt proxy`: the answer may stream unless this loop may act on it (hooks.expired
+      -- reads every answer's body, so then nothing streams)
+      local hold = {}
+      for s in pairs(refresh_on) do hold[#hold + 1] = s end
+      if retries > 0 then hold[#hold + 1], hold[#hold + 2] = 429, 503 end
+      full.stream, full.hold, full.stream_max = true, hold, req.stream_max
+    end
+    -- the token this attempt carries: a refresh after its 401 is not needed when another
+    -- request of this process has replaced it meanwhile (connrt proxy's coroutines)
+    local sent_with = self.secrets.access_token
     -- the connector's query parameters may have changed the URL, not where it goes
     full.origin = parsed
     local ok, resp = pcall(request.send, full, what)
@@ -350,7 +362,7 @@ function Connection:request(req)
       end
       if expired and not refreshed and self:can_refresh() then
         refreshed = true
-        self:refresh(self.secrets.access_token)
+        self:refresh(sent_with)
       elseif expired and (by_hook or (not refreshed and self.rec.auth ~= "fields")) then
         self:refused(resp, what, by_hook, refreshed)
       elseif (resp.status == 429 or resp.status == 503) and retries > 0 then
@@ -403,7 +415,7 @@ end }
 -- body, when it is JSON, decoded when first read).
 function M.finish(resp)
   return setmetatable({ status = resp.status, headers = resp.header, header_list = resp.headers,
-    body = resp.body, url = resp.url }, LAZY_JSON)
+    body = resp.body, url = resp.url, stream = resp.stream }, LAZY_JSON)
 end
 
 local function verb(method)

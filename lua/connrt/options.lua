@@ -109,8 +109,10 @@ M.COMMANDS = {
       .. "the store's directory)" },
     { "--connection", arg = "ID", many = true, text = "serve only this connection (repeatable; default: every "
       .. "connection)" },
-    { "--workers", arg = "N", text = "worker processes, each handling one request at a time (default 8)" },
+    { "--workers", arg = "N", text = "worker processes, each with many requests in flight (default 8)" },
     { "--max-body", arg = "BYTES", text = "the largest request body (default 10 MiB; more answers 413)" },
+    { "--max-response", arg = "BYTES", text = "the largest streamed response body (default 1 GiB; more cuts the "
+      .. "connection)" },
     { "--timeout", arg = "SECONDS", text = "how long an upstream may take (default 60)" },
     { "--refresh-ahead", arg = "SECONDS", text = "refresh a token this long before the refresh margin (default a "
       .. "quarter of its lifetime, at most 60)" },

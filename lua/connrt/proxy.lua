@@ -12,18 +12,44 @@
 --
 -- Design: a master process and N worker processes (--workers, default 8) that share the
 -- listening socket. Each worker is a whole connrt: its own Lua state, its own store
--- handle (LMDB is opened once per process, after the fork), its own libcurl handle (so
--- upstream connections and TLS sessions are kept alive and reused), and it handles one
--- request at a time in src/api/httpd.c's evhttp loop. So Lua code on the request path,
--- connector hooks (hooks.expired) included, never runs concurrently within a Lua state:
--- no locks, and nothing connrt's Lua layer was not already doing in a CLI process. A
--- slow upstream holds the one worker waiting for it; the others serve the rest. Worker 1
--- also refreshes, in the background, every served token that will enter the refresh
--- margin soon, so requests do not wait for a refresh in the normal case. The master opens
--- no store: it relays SIGTERM (stop accepting, finish what is in flight) and SIGHUP
--- (re-read the store's connection list) to the workers, starts a worker again if one
--- dies, and sums the workers' metrics from shared memory for nothing but
--- /_connrt/metrics, which any worker answers.
+-- handle (LMDB is opened once per process, after the fork; a PostgreSQL store is one
+-- connection per process), its own HTTP client. Inside a worker, src/api/httpd.c's
+-- libevent loop runs each request's handler (Worker:handle) in a coroutine of its own, and
+-- every upstream request that handler makes (Connection:request -> request.send ->
+-- src/api/http.c) is a transfer on libcurl's multi interface driven by the same loop: the
+-- coroutine yields until its answer comes and the loop serves other requests meanwhile.
+-- So a worker has many requests in flight, a slow upstream delays no other request, and
+-- Lua code still never runs concurrently within a Lua state (one coroutine runs at a time,
+-- each until it waits for the network): no locks, and connector hooks run as they do in a
+-- CLI process (a hook's sandbox is a Lua state of its own, whose requests block, as
+-- everywhere outside the proxy). Nothing holds a store transaction or a query across a
+-- wait: every store call is synchronous and made between two network waits. Upstream
+-- connections and TLS sessions are kept and reused across the worker's transfers (the
+-- multi handle's connection cache; TLS sessions and DNS shared through a CURLSH).
+--
+-- Refreshes: the store's lease keeps other processes out; among a worker's coroutines,
+-- the first that needs a connection refreshed does it and the others wait for its result
+-- (Worker:connection: a wait list per connection), so one refresh is spent and no
+-- coroutine waits in the lease's sleep loop for another of its own process. Worker 1
+-- also refreshes, in the background (its tick, a coroutine too), every served token that
+-- will enter the refresh margin soon, so requests do not wait for a refresh in the normal
+-- case. Waiting for another process's refresh (the lease's loop) sleeps in the
+-- coroutine: run_worker makes sys.sleep yield to the loop within a task.
+--
+-- Bodies: a request's body is held whole (up to --max-body, 413 above, from evhttp),
+-- which is what lets a request be sent again after a refresh. An answer is streamed to
+-- the client as it arrives once it is final (not a status the connection refreshes on,
+-- not a redirect that is followed, not for a connector with hooks.expired, which reads
+-- every answer; these are held whole, up to the HTTP client's 64 MiB): the transfer
+-- pauses while the client has STREAM_HIGH bytes not yet taken (httpd.c), and a body over
+-- --max-response (M.MAX_RESPONSE) cuts the client's connection mid-answer and is logged
+-- and counted as an error (class "error"). `connrt request` through the proxy
+-- (Connrt-Cli) gets its answer whole and redacted, as without the proxy.
+--
+-- The master opens no store: it relays SIGTERM (stop accepting, finish what is in
+-- flight) and SIGHUP (re-read the store's connection list) to the workers, starts a
+-- worker again if one dies, and sums the workers' metrics from shared memory for nothing
+-- but /_connrt/metrics, which any worker answers.
 --
 -- Access: a unix socket (default) is created 0600 in a 0700 directory; a TCP listener
 -- (--listen) requires the proxy key in a Connrt-Key header on every request (401
@@ -38,6 +64,7 @@ local M = {}
 
 M.WORKERS = 8
 M.MAX_BODY = 10 * 1024 * 1024      -- request bodies: more gets 413 (evhttp)
+M.MAX_RESPONSE = 1024 * 1024 * 1024 -- a streamed response body: more cuts the client's connection
 M.IDLE = 60                        -- seconds a client may stay silent
 M.UPSTREAM_TIMEOUT = 60            -- seconds an upstream may take
 M.METRICS_SLOT = 64 * 1024
@@ -127,7 +154,8 @@ function M.prometheus(all)
     table.sort(ks)
     return ks
   end
-  out[#out + 1] = "# HELP connrt_proxy_requests_total Requests answered, by connection and status class."
+  out[#out + 1] = "# HELP connrt_proxy_requests_total Requests answered, by connection and status class (error: a "
+    .. "streamed answer cut short)."
   out[#out + 1] = "# TYPE connrt_proxy_requests_total counter"
   for _, k in ipairs(sorted(total.requests)) do
     local conn, class = k:match("^(.*)\t(.*)$")
@@ -178,6 +206,28 @@ function Worker:connection(ref)
     errors.raise("notfound", "connection %s is not served by this proxy (--connection)", rec.id)
   end
   local conn = require("connrt.connection").open(st, rec.id)
+  -- single flight of refresh among this worker's coroutines: the store's lease keeps other
+  -- processes out, but two coroutines of this one must not both refresh nor wait for each
+  -- other in the lease's sleep loop (which would stop the loop that must finish the
+  -- refresh); so a second one waits here, in coroutine.yield(), for the first's result
+  local refresh, waiting = conn.refresh, nil
+  local httpd = require("connrt.httpd")
+  rawset(conn, "refresh", function(c, seen)
+    seen = seen or c.secrets.access_token
+    while waiting and httpd.in_task() do
+      waiting[#waiting + 1] = coroutine.running()
+      coroutine.yield()
+      if c.secrets.access_token ~= seen and not c:expiring(0) then return c.secrets.access_token end
+    end
+    if waiting then return refresh(c, seen) end
+    local mine = {}
+    waiting = mine
+    local ok, tok = pcall(refresh, c, seen)
+    waiting = nil
+    for _, co in ipairs(mine) do httpd.wake(co) end
+    if not ok then error(tok, 0) end
+    return tok
+  end)
   -- count the refreshes this worker spends (the grant itself: a refresh another process
   -- made first is not one)
   local grant = conn.refresh_grant
@@ -291,27 +341,30 @@ function Worker:forward(req, ref, rest)
     if json == nil then errors.raise("usage", "--json-body: not valid JSON") end
     body = nil
   end
+  -- connrt request's answer passes the redactor, as it does without the proxy: kept whole;
+  -- any other final answer streams (request.send says which answers are final)
+  local cli = header(req.headers, "connrt-cli") ~= nil
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
-    timeout = self.cfg.upstream_timeout })
+    timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response })
   local out = {}
   local rhop = connection_tokens((function()
     local l = {}
     for _, x in ipairs(resp.header_list) do l[#l + 1] = { x.name, x.value } end
     return l
   end)())
-  -- connrt request's answer passes the redactor, as it does without the proxy
-  local cli = header(req.headers, "connrt-cli") ~= nil
   for _, x in ipairs(resp.header_list) do
     local n = x.name:lower()
     if not DROP_RESPONSE[n] and not rhop[n] then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
   end
-  return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id()
+  return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
 end
 
--- Every request (called by httpd.serve).
+-- Every request (called by httpd.serve, in a coroutine of its own). Returns status,
+-- headers, body, and for a streamed answer the transfer and the function httpd.serve
+-- calls once it is sent (or cut).
 function Worker:handle(req)
   local started = sys.monotime()
-  local status, headers, body, conn_id
+  local status, headers, body, conn_id, stream
   local path = req.target:gsub("[?#].*$", "")
   if self.cfg.key and not same(header(req.headers, "connrt-key"), self.cfg.key) then
     status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
@@ -347,9 +400,9 @@ function Worker:handle(req)
       status, headers, body = json_error(404, "notfound", "no connection in the path: the proxy serves /CONNECTION/PATH")
     else
       if rest:sub(1, 1) == "?" then rest = "/" .. rest end
-      local ok, a, b, c, d = pcall(self.forward, self, req, ref, rest)
+      local ok, a, b, c, d, e = pcall(self.forward, self, req, ref, rest)
       if ok then
-        status, headers, body, conn_id = a, b, c, d
+        status, headers, body, conn_id, stream = a, b, c, d, e
       elseif errors.is(a) then
         status, headers, body = json_error(a.reason == "timeout" and 504 or STATUS[a.kind] or 502, a.kind, a.message,
           { reason = a.reason })
@@ -361,6 +414,16 @@ function Worker:handle(req)
     end
   end
   local took = sys.monotime() - started
+  if stream then
+    -- counted and logged once the body is sent; a cut one is an error
+    observe(self.metrics, took)
+    return status, headers, body, stream, function(why)
+      count(self.metrics.requests, conn_id .. "\t" .. (why and "error" or (status // 100) .. "xx"))
+      self:publish()
+      log.err("connrt proxy: %s %s %d %.1fms%s", req.method, path, status, (sys.monotime() - started) * 1000,
+        why and (" cut: " .. why) or "")
+    end
+  end
   if conn_id then
     count(self.metrics.requests, conn_id .. "\t" .. (status // 100) .. "xx")
     observe(self.metrics, took)
@@ -374,6 +437,13 @@ end
 --- Runs a worker in this (forked) process until SIGTERM; never returns.
 local function run_worker(index, cfg, fd, shm)
   sys.default_signals({ "TERM", "INT", "HUP", "CHLD" })
+  -- a wait of the Lua layer's (for another process's refresh: the lease's loop; a
+  -- Retry-After) made by a request waits in its coroutine, not in the worker's loop
+  local httpd_mod, blocking_sleep = require("connrt.httpd"), sys.sleep
+  sys.sleep = function(seconds)
+    if httpd_mod.in_task() then return httpd_mod.sleep(seconds) end
+    return blocking_sleep(seconds)
+  end
   local w = new_worker(index, cfg, shm)
   w:publish()
   local httpd = require("connrt.httpd")
@@ -411,12 +481,13 @@ function M.default_socket()
 end
 
 --- `connrt proxy`. opts: listen ("HOST:PORT"), socket, key_file, connections (array of
--- refs), workers, max_body, idle, upstream_timeout, refresh_ahead. Prints one JSON line on standard
+-- refs), workers, max_body, max_response, idle, upstream_timeout, refresh_ahead. Prints one JSON line on standard
 -- output once it listens ({"socket"} or {"listen", "key_file"}); returns the exit status
 -- after SIGTERM.
 function M.run(opts)
   local httpd = require("connrt.httpd")
   local cfg = { workers = opts.workers or M.WORKERS, max_body = opts.max_body or M.MAX_BODY,
+    max_response = opts.max_response or M.MAX_RESPONSE,
     idle = opts.idle or M.IDLE, upstream_timeout = opts.upstream_timeout or M.UPSTREAM_TIMEOUT,
     refresh_ahead = opts.refresh_ahead }
   -- the store must open, and every --connection exist, before anything listens; closed

@@ -146,7 +146,10 @@ local TRANSPORT_REASON = { connect = "unreachable", resolve = "unreachable", tim
 -- (those carrying a secret), follow = max redirects, allowed = URL list for
 -- redirects, origin = req.url already parsed, when the caller has it, max_body = bytes
 -- the answer may have (a token endpoint's: limits.TOKEN_BODY), token_answer = true when
--- the answer carries credentials (a token endpoint's: traced as its shape only)}. `what` names the
+-- the answer carries credentials (a token endpoint's: traced as its shape only), stream = true to
+-- let a final answer's body stream (`connrt proxy` only: src/api/http.c; the response then has
+-- `stream` and an empty body), hold = statuses never streamed, stream_max = bytes a streamed body
+-- may have}. `what` names the
 -- request in errors ("token endpoint"). Returns the client's response {status, headers
 -- (list), header (map, names lowercased: built in src/api/http.c), body, url}. Raises a
 -- network error when no answer came.
@@ -161,6 +164,9 @@ function M.send(req, what)
     local resp, err, code = shared_client():request({
       method = method, url = current, headers = lines, body = body, timeout = req.timeout, max_body = req.max_body,
       allowed = req.allowed,
+      -- `connrt proxy` (a request from one of its coroutines): a final answer may stream;
+      -- the statuses the caller acts on and a redirect it follows are kept whole
+      stream = req.stream, hold = req.hold, hold_redirects = hop < (req.follow or 0), stream_max = req.stream_max,
     })
     if log.verbose then trace_exchange(method, current, headers, req.hidden_headers, body, resp, req.token_answer) end
     if not resp then

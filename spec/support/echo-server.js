@@ -22,6 +22,11 @@
 //   /set-cookie      sets the cookie sid=abc
 //   /slow            answers after 3 s
 //   /big             2 MB (2,000,000 bytes) of 'x'
+//   /hold?id=K       answers only once /release?id=K is asked (state at /held: the ids
+//                    held now and those answered), so a spec can hold a request in flight
+//   /release?id=K&status=S
+//                    answers the held request K with status S (default 200)
+//   /stream?n=N      N bytes of 'y', written 64 KiB at a time as the client takes them
 //   /headers?A=1&b=2 answers with the query's names and values as response headers, in
 //                    that order and with the names' case as given
 //   /gzip            a gzip-encoded text body (Content-Encoding: gzip)
@@ -38,6 +43,8 @@ import zlib from 'node:zlib';
 const LIFETIME_MS = Number(process.argv[2] || 60) * 1000;
 const received = [];
 const ratelimits = {};
+const holding = new Map();
+const answered = [];
 const BIG = 2_000_000;
 
 function send(res, status, body, headers = {}) {
@@ -108,6 +115,37 @@ const server = (tls ? (h) => https.createServer(tls, h) : (h) => http.createServ
       send(res, 200, 'cookie set\n', { 'Set-Cookie': 'sid=abc; Path=/; HttpOnly' });
     } else if (path === '/slow') {
       setTimeout(() => send(res, 200, 'slow\n'), 3000);
+    } else if (path === '/hold') {
+      const id = url.searchParams.get('id') || '';
+      holding.set(id, res);
+      res.on('close', () => holding.delete(id));
+    } else if (path === '/release') {
+      const id = url.searchParams.get('id') || '';
+      const held = holding.get(id);
+      holding.delete(id);
+      if (held) {
+        send(held, Number(url.searchParams.get('status') || '200'), `released ${id}\n`);
+        answered.push(id);
+      }
+      send(res, held ? 200 : 404, held ? 'released\n' : 'not held\n');
+    } else if (path === '/held') {
+      send(res, 200, JSON.stringify({ held: [...holding.keys()], answered }), { 'Content-Type': 'application/json' });
+    } else if (path === '/stream') {
+      let left = Number(url.searchParams.get('n') || '0');
+      res.writeHead(200, { 'Content-Length': left, 'Content-Type': 'application/octet-stream' });
+      const piece = Buffer.alloc(65536, 'y');
+      const more = () => {
+        while (left > 0) {
+          const n = Math.min(left, piece.length);
+          left -= n;
+          if (!res.write(n === piece.length ? piece : piece.subarray(0, n))) {
+            res.once('drain', more);
+            return;
+          }
+        }
+        res.end();
+      };
+      more();
     } else if (path === '/big') {
       send(res, 200, Buffer.alloc(BIG, 'x'), { 'Content-Type': 'application/octet-stream' });
     } else if (path === '/headers') {

@@ -72,6 +72,39 @@ int connrt_b64decode(lua_State *L);
 int connrt_b64url_encode(lua_State *L);
 int connrt_b64url_decode(lua_State *L);
 
+/* Transfers on a server's event loop. Under `connrt proxy`, src/api/httpd.c runs the HTTP
+ * client's transfers (src/api/http.c) on libcurl's multi interface inside its libevent
+ * loop: it puts a connrt_loop (a light userdata) in the registry under CONNRT_LOOP_KEY,
+ * and a client:request() made from a coroutine the loop owns hands the loop a
+ * connrt_xfer and yields instead of blocking. Resumed with one integer: a CURLcode when
+ * the transfer ended, or CONNRT_XFER_HEADERS_READY when the final answer's headers are in
+ * and its body is to be streamed (the transfer waits, paused, for a sink). */
+#define CONNRT_LOOP_KEY "connrt.loop"
+#define CONNRT_XFER_MT "connrt.http.xfer"
+#define CONNRT_XFER_HEADERS_READY (-1)
+
+enum { CONNRT_XFER_RUNNING, CONNRT_XFER_HEADERS, CONNRT_XFER_STREAMING, CONNRT_XFER_DONE };
+
+struct connrt_loop;
+typedef struct connrt_xfer {
+  void *easy;                /* CURL *; its CURLOPT_PRIVATE points back here */
+  struct connrt_loop *loop;  /* NULL once the loop is gone */
+  void *task;                /* the loop's: who waits for it, or streams it */
+  int state;                 /* CONNRT_XFER_* */
+  int result;                /* the CURLcode, once DONE */
+  int too_big;               /* a streamed body went over its limit */
+  /* set by the loop before it unpauses a streamed answer: each piece of the body;
+   * returns 0 taken, 1 not taken now (the transfer pauses), -1 abort */
+  int (*sink)(void *task, const char *data, size_t n);
+} connrt_xfer;
+
+typedef struct connrt_loop {
+  int (*owns)(struct connrt_loop *loop, lua_State *L);      /* L is one of its coroutines */
+  int (*start)(struct connrt_loop *loop, lua_State *L, connrt_xfer *x); /* 0 ok, else a CURLMcode */
+  void (*headers)(struct connrt_loop *loop, connrt_xfer *x); /* the final headers are in: paused */
+  void (*drop)(struct connrt_loop *loop, connrt_xfer *x);    /* its userdata is being collected */
+} connrt_loop;
+
 /* Registers every module above in package.preload. */
 void connrt_preload(lua_State *L);
 

@@ -16,6 +16,16 @@
  * sent), "other" (request.lua turns each into a reason of lua/connrt/errors.lua). Wrong
  * arguments are programmer errors and raise.
  *
+ * On a server's loop (`connrt proxy`, src/api/httpd.c): a request made from one of the
+ * loop's coroutines gets an easy handle of its own (a duplicate of the client's, sharing
+ * its TLS sessions and DNS cache through a CURLSH; connections are the loop's multi
+ * handle's), is handed to the loop and yields; the loop resumes it with the result. With
+ * req.stream, the first bytes of the final answer pause the transfer and the request
+ * returns at once with the headers and `stream` (the transfer, which the server then
+ * streams to its client); statuses in req.hold, and a redirect the caller follows
+ * (req.hold_redirects), are kept whole. Everywhere else requests block, as they always
+ * did.
+ *
  * Opens the `connrt.http` module.
  */
 #include <stdlib.h>
@@ -61,7 +71,25 @@ typedef struct {
   int in_headers;    /* inside the header block of the latest response */
   int too_big;       /* the body went over the limit */
   int oom;           /* a callback could not allocate */
+  /* a transfer on a server's loop (NULL: the blocking path) and how its answer is streamed */
+  connrt_xfer *x;
+  CURLSH *share;     /* the client's: TLS sessions and DNS shared by its loop transfers */
+  int cookies;       /* the client keeps cookies: its requests block (one cookie engine) */
+  int stream;        /* stream the final answer when it comes */
+  int decided;       /* the answer was looked at: streamed or kept */
+  int hold_redirects;
+  size_t nhold;
+  long hold[32];     /* statuses kept whole (the caller may retry after them) */
+  curl_off_t stream_limit, streamed;
 } client_t;
+
+/* A request's transfer on a server's loop: the state a client keeps for its blocking
+ * requests, one per transfer (many are in flight at once), in a userdata that lives on
+ * the waiting coroutine's stack and, once streamed, in the server's hands. */
+typedef struct {
+  connrt_xfer pub; /* first: the loop gets it back from CURLINFO_PRIVATE */
+  client_t c;
+} xfer_t;
 
 static int curl_ready = 0;
 
@@ -96,6 +124,8 @@ static void buf_free(buf_t *b) {
 
 /* Frees everything a request left behind. */
 static void client_clear(client_t *c) {
+  c->decided = 0;
+  c->streamed = 0;
   curl_slist_free_all(c->req_headers);
   c->req_headers = NULL;
   buf_free(&c->body);
@@ -108,9 +138,42 @@ static void client_clear(client_t *c) {
 
 /* --- curl callbacks ------------------------------------------------------------------ */
 
+static int held(client_t *c) {
+  long status = 0;
+  curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
+  for (size_t i = 0; i < c->nhold; i++)
+    if (c->hold[i] == status) return 1;
+  if (c->hold_redirects && status >= 300 && status < 400)
+    for (size_t i = 0; i < c->nhdrs; i++)
+      if (c->hdrs[i].nlen == 8 && strncasecmp(c->hdata.p + c->hdrs[i].off, "location", 8) == 0) return 1;
+  return 0;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   client_t *c = ud;
   size_t n = size * nmemb;
+  connrt_xfer *x = c->x;
+  if (x && x->state == CONNRT_XFER_STREAMING) {
+    if (c->streamed + (curl_off_t)n > c->stream_limit) {
+      c->too_big = x->too_big = 1;
+      return 0;
+    }
+    int r = x->sink(x->task, data, n);
+    if (r > 0) return CURL_WRITEFUNC_PAUSE;
+    if (r < 0) return 0;
+    c->streamed += (curl_off_t)n;
+    return n;
+  }
+  if (x && x->state == CONNRT_XFER_HEADERS) return CURL_WRITEFUNC_PAUSE;
+  if (x && c->stream && !c->decided) {
+    /* the first bytes of the final answer: streamed unless the caller may act on it */
+    c->decided = 1;
+    if (!held(c) && x->loop) {
+      x->state = CONNRT_XFER_HEADERS;
+      x->loop->headers(x->loop, x);
+      return CURL_WRITEFUNC_PAUSE;
+    }
+  }
   if ((curl_off_t)(c->body.len + n) > c->limit) {
     c->too_big = 1;
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -357,6 +420,7 @@ static int http_client(lua_State *L) {
   SETOPT(L, h, CURLOPT_USERAGENT, ua ? ua : DEFAULT_UA);
   if (ca) SETOPT(L, h, CURLOPT_CAINFO, ca);
   if (cookies) SETOPT(L, h, CURLOPT_COOKIEFILE, "");
+  c->cookies = cookies;
   SETOPT(L, h, CURLOPT_WRITEFUNCTION, on_body);
   SETOPT(L, h, CURLOPT_WRITEDATA, c);
   SETOPT(L, h, CURLOPT_HEADERFUNCTION, on_header);
@@ -486,6 +550,142 @@ static int push_response(lua_State *L, client_t *c) {
   return 1;
 }
 
+/* Sets a request's options on c->h (the headers are in c->req_headers already). With
+ * copy, the body is copied (a loop transfer may outlive the Lua string). */
+static void prepare(lua_State *L, client_t *c, const char *url, const char *method, const char *body, size_t blen,
+                    long timeout_ms, int copy) {
+  CURL *h = c->h;
+  int is_get = strcmp(method, "GET") == 0, is_head = strcmp(method, "HEAD") == 0;
+  SETOPT(L, h, CURLOPT_URL, url);
+  SETOPT(L, h, CURLOPT_HTTPHEADER, c->req_headers);
+  SETOPT(L, h, CURLOPT_TIMEOUT_MS, timeout_ms);
+  /* Every request starts from a plain GET with no body: setting POSTFIELDS (even to NULL)
+   * turns the handle into POST, so it comes first and HTTPGET after it. */
+  SETOPT(L, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+  SETOPT(L, h, CURLOPT_POSTFIELDS, (char *)NULL);
+  SETOPT(L, h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+  SETOPT(L, h, CURLOPT_NOBODY, 0L);
+  SETOPT(L, h, CURLOPT_HTTPGET, 1L);
+  if (is_head) {
+    SETOPT(L, h, CURLOPT_NOBODY, 1L);
+  } else if (!is_get) {
+    if (body || strcmp(method, "POST") == 0) {
+      SETOPT(L, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      if (copy) /* the size first: COPYPOSTFIELDS copies that many bytes */
+        SETOPT(L, h, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+      else /* the body string stays on the Lua stack for the whole transfer */
+        SETOPT(L, h, CURLOPT_POSTFIELDS, body ? body : "");
+    }
+    if (strcmp(method, "POST") != 0) SETOPT(L, h, CURLOPT_CUSTOMREQUEST, method);
+  }
+}
+
+/* The rest of client:request() once a loop transfer resumes this coroutine (the
+ * transfer's userdata at stack index ctx, the resume value on top). */
+static int finish_on_loop(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  int idx = (int)ctx;
+  xfer_t *u = luaL_checkudata(L, idx, CONNRT_XFER_MT);
+  client_t *c = &u->c;
+  lua_Integer v = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (v == CONNRT_XFER_HEADERS_READY) {
+    /* the final answer, whose body the caller streams: the transfer waits, paused */
+    push_response(L, c);
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -2, "stream");
+    return 1;
+  }
+  lua_getfield(L, 2, "method");
+  const char *method = lua_isstring(L, -1) ? lua_tostring(L, -1) : "GET";
+  int n = v == CURLE_OK ? push_response(L, c) : transport_error(L, c, (CURLcode)v, method, lua_tostring(L, 3));
+  /* done: the easy handle's connection is back in the loop's cache already */
+  client_clear(c);
+  return n;
+}
+
+static const char *xfer_easy_error = "http request: cannot create a curl handle for the server's loop";
+
+static int start_on_loop(lua_State *L, client_t *parent, connrt_loop *loop, curl_off_t limit, long timeout_ms) {
+  const char *url = lua_tostring(L, 3);
+  const char *method = opt_string(L, 2, "http request", "method");
+  if (!method) method = "GET";
+  size_t blen = 0;
+  const char *body = lua_isstring(L, 4) ? lua_tolstring(L, 4, &blen) : NULL;
+  if (!parent->share) {
+    parent->share = curl_share_init();
+    if (parent->share) {
+      curl_share_setopt(parent->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+      curl_share_setopt(parent->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+  }
+  xfer_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  memset(u, 0, sizeof *u);
+  luaL_setmetatable(L, CONNRT_XFER_MT);
+  int idx = lua_gettop(L);
+  client_t *c = &u->c;
+  c->h = curl_easy_duphandle(parent->h);
+  if (!c->h) return luaL_error(L, "%s", xfer_easy_error);
+  c->x = &u->pub;
+  u->pub.easy = c->h;
+  c->limit = limit;
+  CURL *h = c->h;
+  SETOPT(L, h, CURLOPT_ERRORBUFFER, c->errbuf);
+  SETOPT(L, h, CURLOPT_WRITEDATA, c);
+  SETOPT(L, h, CURLOPT_HEADERDATA, c);
+  SETOPT(L, h, CURLOPT_PRIVATE, &u->pub);
+  if (parent->share) SETOPT(L, h, CURLOPT_SHARE, parent->share);
+  set_headers(L, c, 2);
+  prepare(L, c, url, method, body, blen, timeout_ms, 1);
+  /* streaming: stream (boolean), hold (statuses kept whole), hold_redirects (a 3xx with
+   * a Location is kept: the caller follows it), stream_max (bytes a streamed body may have) */
+  lua_getfield(L, 2, "stream");
+  c->stream = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "hold_redirects");
+  c->hold_redirects = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (lua_getfield(L, 2, "hold") == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n && c->nhold < sizeof c->hold / sizeof c->hold[0]; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_isinteger(L, -1)) c->hold[c->nhold++] = (long)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  c->stream_limit = limit;
+  if (lua_getfield(L, 2, "stream_max") != LUA_TNIL) {
+    int isint = 0;
+    lua_Integer mb = lua_tointegerx(L, -1, &isint);
+    if (!isint || mb < 0) return luaL_error(L, "http request: stream_max must be a byte count (an integer >= 0)");
+    c->stream_limit = (curl_off_t)mb;
+  }
+  lua_pop(L, 1);
+  c->errbuf[0] = '\0';
+  int rc = loop->start(loop, L, &u->pub);
+  if (rc != 0) return luaL_error(L, "http request: cannot start a transfer on the server's loop: %s",
+                                 curl_multi_strerror((CURLMcode)rc));
+  return lua_yieldk(L, 0, (lua_KContext)idx, finish_on_loop);
+}
+
+/* A loop transfer's userdata is collected: off the loop if still on it, then freed. */
+static int xfer_gc(lua_State *L) {
+  xfer_t *u = luaL_checkudata(L, 1, CONNRT_XFER_MT);
+  if (u->pub.loop) u->pub.loop->drop(u->pub.loop, &u->pub);
+  u->pub.loop = NULL;
+  if (u->c.h) curl_easy_cleanup(u->c.h);
+  u->c.h = NULL;
+  u->pub.easy = NULL;
+  client_clear(&u->c);
+  return 0;
+}
+
+static const luaL_Reg xfer_meta[] = {
+  { "__gc", xfer_gc },
+  { NULL, NULL }
+};
+
 /* client:request(req) -> response | nil, message, code.
  * req: method (default "GET"), url, headers (array of "Name: value"), body, timeout,
  * max_body (bytes this response may have; default the client's max_body), allowed (the
@@ -569,31 +769,19 @@ static int client_request(lua_State *L) {
   }
   lua_pop(L, 1);
 
+  /* On a server's loop (connrt proxy), from one of its coroutines: a transfer of its own
+   * on the loop, and this coroutine waits for it without holding up the others. */
+  lua_getfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
+  connrt_loop *loop = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (loop && !c->cookies && lua_isyieldable(L) && loop->owns(loop, L))
+    return start_on_loop(L, c, loop, limit, timeout_ms);
+
   client_clear(c);
   c->limit = limit;
   set_headers(L, c, 2);
   CURL *h = c->h;
-  SETOPT(L, h, CURLOPT_URL, url);
-  SETOPT(L, h, CURLOPT_HTTPHEADER, c->req_headers);
-  SETOPT(L, h, CURLOPT_TIMEOUT_MS, timeout_ms);
-  /* Every request starts from a plain GET with no body: setting POSTFIELDS (even to NULL)
-   * turns the handle into POST, so it comes first and HTTPGET after it. */
-  SETOPT(L, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
-  SETOPT(L, h, CURLOPT_POSTFIELDS, (char *)NULL);
-  SETOPT(L, h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
-  SETOPT(L, h, CURLOPT_NOBODY, 0L);
-  SETOPT(L, h, CURLOPT_HTTPGET, 1L);
-  if (is_head) {
-    SETOPT(L, h, CURLOPT_NOBODY, 1L);
-  } else if (!is_get) {
-    if (body || strcmp(method, "POST") == 0) {
-      /* the body string stays on the Lua stack for the whole transfer */
-      SETOPT(L, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-      SETOPT(L, h, CURLOPT_POSTFIELDS, body ? body : "");
-    }
-    if (strcmp(method, "POST") != 0) SETOPT(L, h, CURLOPT_CUSTOMREQUEST, method);
-  }
-
+  prepare(L, c, url, method, body, blen, timeout_ms, 0);
   c->errbuf[0] = '\0';
   CURLcode rc = curl_easy_perform(h);
   /* drop the pointer to the body string, which Lua may collect after we return */
@@ -612,6 +800,7 @@ static int client_close(lua_State *L) {
     curl_easy_cleanup(c->h);
     c->h = NULL;
   }
+  if (c->share && curl_share_cleanup(c->share) == CURLSHE_OK) c->share = NULL;
   client_clear(c);
   return 0;
 }
@@ -655,6 +844,7 @@ int luaopen_connrt_http(lua_State *L) {
     curl_ready = 1;
   }
   connrt_class(L, CLIENT_MT, client_meta, client_methods);
+  connrt_class(L, CONNRT_XFER_MT, xfer_meta, NULL);
   luaL_newlib(L, http_funcs);
   return 1;
 }

@@ -5,16 +5,30 @@
  *
  * evhttp parses requests (keep-alive, chunked bodies, limits on header and body sizes:
  * an oversized body gets 413 from evhttp itself, before our handler sees anything) and
- * writes responses; everything a request means is decided in Lua (lua/connrt/proxy.lua),
- * called synchronously for each complete request. A worker handles one request at a
- * time, which is what lets its Lua state, its store handle and the connector hooks run
- * without locks; concurrency comes from several worker processes sharing one listening
- * socket: a worker busy with a slow upstream is not waiting to accept, so new clients go
- * to idle ones. (Connections a worker accepted in the same burst as a slow request wait
- * for it: libevent 2.1 accepts every pending connection at once.)
+ * writes responses; everything a request means is decided in Lua (lua/connrt/proxy.lua).
+ *
+ * Many requests are in flight in one worker, on one thread: each request's Lua handler
+ * runs in a coroutine of its own (a task), and the upstream requests it makes run on
+ * libcurl's multi interface driven by this loop (curl_multi_socket_action with an event
+ * per socket and a timer: libcurl's hiperfifo example). src/api/http.c, called from a
+ * task, hands its transfer to the loop (the connrt_loop of api.h, in the registry) and
+ * yields; the loop resumes the task when the transfer ends. Tasks are only ever resumed
+ * from the loop's top level (an event of their own), never from inside a libcurl or
+ * evhttp callback, so Lua may start or drop transfers whenever it runs. Lua code never
+ * runs concurrently: a worker's Lua state, store handle and connector hooks need no locks.
+ * (Elsewhere, the CLI included, http.c blocks on curl's easy interface as before.)
+ *
+ * Streaming: when the first bytes of a final answer arrive (http.c decides which answers
+ * the Lua layer may still act on and keeps those whole), the transfer pauses and the task
+ * gets the headers; the handler returns them with the transfer, and the loop sends the
+ * status and headers (evhttp_send_reply_start) and then the body as it comes, a chunk per
+ * piece. Flow control: while the client has STREAM_HIGH bytes not yet taken, the transfer
+ * is paused, and unpaused when evhttp has written them. An answer cut short (over its
+ * limit, an upstream failure, a timeout) closes the client's connection, so it is never
+ * taken for a whole one; a client that leaves stops its transfer.
  *
  * SIGTERM (or SIGINT) stops a worker from accepting; it leaves once the responses it
- * owes are written (at most 30 s later). SIGHUP calls the Lua function given for it.
+ * owes, streamed ones included, are written (at most 30 s later). SIGHUP calls the Lua function given for it.
  *
  * Opens the `connrt.httpd` module. Loaded only by `connrt proxy` (a lazily loaded
  * shared object of the binary, like connrt.http), so no other command loads libevent.
@@ -35,7 +49,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -144,16 +160,42 @@ fail:
 
 /* --- the server loop --------------------------------------------------------------- */
 
+#define STREAM_HIGH (256 * 1024) /* a client's unsent bytes above which its upstream pauses */
+
+typedef struct task task_t;
+
 typedef struct {
+  connrt_loop loop; /* first: the registry's light userdata points here */
   lua_State *L;
   struct event_base *base;
   struct evhttp *http;
   struct evhttp_bound_socket *bound;
-  struct event *term_ev, *int_ev, *hup_ev, *tick_ev;
-  int fd, is_unix, stopping;
+  struct event *term_ev, *int_ev, *hup_ev, *tick_ev, *timer_ev;
+  CURLM *multi;
+  int fd, is_unix, stopping, closed;
   long inflight;
-  int handler_ref, tick_ref, hup_ref;
+  int handler_ref, tick_ref, hup_ref, tasks_ref;
+  task_t *tasks, *tick_task;
 } server_t;
+
+enum { WAKE_NONE, WAKE_RESUME, WAKE_VALUE, WAKE_STREAM_END };
+
+/* One run of a Lua function in a coroutine of its own: a request's handler, or the
+ * background tick (req NULL). */
+struct task {
+  server_t *s;
+  struct evhttp_request *req; /* NULL once answered, or when evhttp freed it */
+  lua_State *co;
+  int co_ref, done_ref;
+  connrt_xfer *x;             /* the transfer it waits for, or streams */
+  struct event *wake;         /* resumes it (or ends its stream) from the loop's top level */
+  int wake_what;
+  lua_Integer wake_value;
+  int streaming, paused;
+  const char *cut;            /* why its stream was cut */
+  struct evbuffer *chunk;
+  task_t *next, *prev;
+};
 
 static const char *method_name(enum evhttp_cmd_type t) {
   switch (t) {
@@ -202,81 +244,475 @@ static void on_complete(struct evhttp_request *req, void *ud) {
   maybe_finish(s);
 }
 
+/* Answers a request whole. A request whose client went away (evhttp detached it from its
+ * connection) is freed by evhttp_send_reply without its completion callback: counted
+ * here. */
+static void send_whole(server_t *s, struct evhttp_request *req, int status, struct evbuffer *b) {
+  if (!evhttp_request_get_connection(req)) {
+    evhttp_request_set_on_complete_cb(req, NULL, NULL);
+    s->inflight--;
+  }
+  evhttp_send_reply(req, status, reason(status), b);
+  maybe_finish(s);
+}
+
 /* Sends a plain JSON error without asking Lua (the handler failed). */
-static void send_plain(struct evhttp_request *req, int status, const char *json) {
+static void send_plain(server_t *s, struct evhttp_request *req, int status, const char *json) {
   struct evbuffer *b = evbuffer_new();
   evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
   if (b) evbuffer_add(b, json, strlen(json));
-  evhttp_send_reply(req, status, reason(status), b);
+  send_whole(s, req, status, b);
   if (b) evbuffer_free(b);
 }
 
+/* --- tasks ---------------------------------------------------------------------------- */
+
+static task_t *task_of(server_t *s, lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->tasks_ref);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  task_t *t = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return t;
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *ud);
+
+/* A new task with fn (at the top of s->L's stack, popped) ready to run in its coroutine. */
+static task_t *task_new(server_t *s, struct evhttp_request *req) {
+  lua_State *L = s->L;
+  task_t *t = calloc(1, sizeof *t);
+  if (!t) luaL_error(L, "out of memory");
+  t->s = s;
+  t->req = req;
+  t->done_ref = LUA_NOREF;
+  t->co = lua_newthread(L);
+  lua_pushvalue(L, -2);
+  lua_xmove(L, t->co, 1); /* the function */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->tasks_ref);
+  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, t);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  t->wake = event_new(s->base, -1, 0, on_wake, t);
+  t->next = s->tasks;
+  if (s->tasks) s->tasks->prev = t;
+  s->tasks = t;
+  return t;
+}
+
+static void schedule(task_t *t, int what, lua_Integer value) {
+  t->wake_what = what;
+  t->wake_value = value;
+  event_active(t->wake, EV_TIMEOUT, 1);
+}
+
+/* Takes a transfer off the loop (it is left to its userdata's __gc). */
+static void xfer_stop(server_t *s, connrt_xfer *x, int result) {
+  if (x->state != CONNRT_XFER_DONE && x->easy) curl_multi_remove_handle(s->multi, x->easy);
+  if (x->state != CONNRT_XFER_DONE) x->result = result;
+  x->state = CONNRT_XFER_DONE;
+}
+
+static void task_end(task_t *t) {
+  server_t *s = t->s;
+  lua_State *L = s->L;
+  if (t->x) {
+    xfer_stop(s, t->x, CURLE_ABORTED_BY_CALLBACK);
+    t->x->task = NULL;
+  }
+  if (t->next) t->next->prev = t->prev;
+  if (t->prev) t->prev->next = t->next;
+  else s->tasks = t->next;
+  if (s->tick_task == t) s->tick_task = NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->tasks_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->done_ref);
+  if (t->wake) event_free(t->wake);
+  if (t->chunk) evbuffer_free(t->chunk);
+  free(t);
+  maybe_finish(s);
+}
+
+/* Calls the handler's done(why) for a streamed answer: why is nil when it all went. */
+static void call_done(task_t *t, const char *why) {
+  if (t->done_ref == LUA_NOREF) return;
+  lua_State *L = t->s->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->done_ref);
+  if (why) lua_pushstring(L, why);
+  else lua_pushnil(L);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    fprintf(stderr, "connrt proxy: internal error after a stream: %s\n", lua_tostring(L, -1));
+  lua_settop(L, top);
+}
+
+/* --- streaming an answer ---------------------------------------------------------------- */
+
+static void on_drained(struct evhttp_connection *evcon, void *ud) {
+  (void)evcon;
+  task_t *t = ud;
+  if (t->paused && t->x && t->x->state == CONNRT_XFER_STREAMING) {
+    t->paused = 0;
+    curl_easy_pause(t->x->easy, CURLPAUSE_CONT);
+  }
+}
+
+/* Each piece of a streamed body (called by http.c's write callback): to the client, or
+ * not now when the client has not taken what it was given (flow control). */
+static int sink(void *ud, const char *data, size_t n) {
+  task_t *t = ud;
+  struct evhttp_connection *evcon = t->req ? evhttp_request_get_connection(t->req) : NULL;
+  if (!evcon) {
+    if (!t->cut) t->cut = "the client went away";
+    return -1;
+  }
+  struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(evcon));
+  if (evbuffer_get_length(out) >= STREAM_HIGH) {
+    t->paused = 1;
+    return 1;
+  }
+  if (evbuffer_add(t->chunk, data, n) != 0) {
+    t->cut = "out of memory";
+    return -1;
+  }
+  evhttp_send_reply_chunk_with_cb(t->req, t->chunk, on_drained, t);
+  return 0;
+}
+
+/* evhttp is done with a streamed request before we are (an error on its connection). */
+static void on_stream_complete(struct evhttp_request *req, void *ud) {
+  (void)req;
+  task_t *t = ud;
+  t->req = NULL;
+  t->s->inflight--;
+  if (!t->cut) t->cut = "the client connection failed";
+  if (t->x) xfer_stop(t->s, t->x, CURLE_WRITE_ERROR);
+  schedule(t, WAKE_STREAM_END, 0);
+}
+
+/* The client's connection closes under a streamed answer. A request still on it goes
+ * with it; one evhttp took off it (the client left) is ours to free. */
+static void on_client_close(struct evhttp_connection *evcon, void *ud) {
+  task_t *t = ud;
+  if (t->req && evhttp_request_get_connection(t->req) == evcon) {
+    t->req = NULL;
+    t->s->inflight--;
+  }
+  if (!t->cut) t->cut = "the client went away";
+  if (t->x) xfer_stop(t->s, t->x, CURLE_WRITE_ERROR);
+  schedule(t, WAKE_STREAM_END, 0);
+}
+
+/* The end of a streamed answer: the last chunk when all of it went; else the client's
+ * connection is cut, so that it cannot take a truncated body for a whole one. */
+static void stream_end(task_t *t) {
+  server_t *s = t->s;
+  connrt_xfer *x = t->x;
+  const char *why = t->cut;
+  if (!why && x && x->state == CONNRT_XFER_DONE && x->result != CURLE_OK)
+    why = x->too_big ? "the answer is larger than the limit (--max-response)"
+                     : curl_easy_strerror((CURLcode)x->result);
+  if (!why && (!x || x->state != CONNRT_XFER_DONE)) why = "the transfer was stopped";
+  if (x) xfer_stop(s, x, CURLE_ABORTED_BY_CALLBACK);
+  struct evhttp_request *req = t->req;
+  t->req = NULL;
+  if (req) {
+    evhttp_request_set_on_complete_cb(req, on_complete, s);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
+    if (!evcon) { /* detached: freed now, without its completion callback */
+      evhttp_request_set_on_complete_cb(req, NULL, NULL);
+      s->inflight--;
+      evhttp_send_reply_end(req);
+    } else if (!why) {
+      evhttp_send_reply_end(req);
+    } else {
+      s->inflight--;
+      evhttp_connection_free(evcon); /* frees req too */
+    }
+  }
+  call_done(t, why);
+  task_end(t);
+}
+
+static void stream_start(task_t *t, connrt_xfer *x, int status) {
+  server_t *s = t->s;
+  struct evhttp_request *req = t->req;
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  t->x = x;
+  if (!evcon || x->state != CONNRT_XFER_HEADERS || !(t->chunk = evbuffer_new())) {
+    const char *why = !evcon ? "the client went away" : "the upstream transfer ended before its body was read";
+    t->req = NULL;
+    send_plain(s, req, 502, "{\"error\":\"network\",\"message\":\"the upstream transfer ended early\"}");
+    call_done(t, why);
+    task_end(t);
+    return;
+  }
+  t->streaming = 1;
+  evhttp_request_set_on_complete_cb(req, on_stream_complete, t);
+  evhttp_connection_set_closecb(evcon, on_client_close, t);
+  evhttp_send_reply_start(req, status, reason(status));
+  x->sink = sink;
+  x->state = CONNRT_XFER_STREAMING;
+  curl_easy_pause(x->easy, CURLPAUSE_CONT);
+}
+
+/* The handler returned status, headers (an array of {name, value}), body, and for a
+ * streamed answer the transfer and done(why): sends them. */
+static void reply(task_t *t, int base) {
+  lua_State *co = t->co;
+  struct evhttp_request *req = t->req;
+  int isint = 0;
+  int status = (int)lua_tointegerx(co, base, &isint);
+  if (!isint || status < 100 || status > 999) status = 500;
+  struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+  if (lua_istable(co, base + 1)) {
+    lua_Integer n = (lua_Integer)lua_rawlen(co, base + 1);
+    for (lua_Integer k = 1; k <= n; k++) {
+      lua_rawgeti(co, base + 1, k);
+      if (lua_istable(co, -1)) {
+        lua_rawgeti(co, -1, 1);
+        lua_rawgeti(co, -2, 2);
+        const char *name = lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2) : NULL;
+        const char *value = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
+        /* evhttp refuses a value with CR or LF; nothing else is needed here */
+        if (name && value) evhttp_add_header(out, name, value);
+        lua_pop(co, 2);
+      }
+      lua_pop(co, 1);
+    }
+  }
+  connrt_xfer *x = luaL_testudata(co, base + 3, CONNRT_XFER_MT);
+  if (x && x->task == t) {
+    if (lua_isfunction(co, base + 4)) {
+      lua_pushvalue(co, base + 4);
+      t->done_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    }
+    stream_start(t, x, status);
+    return;
+  }
+  struct evbuffer *b = evbuffer_new();
+  size_t rlen = 0;
+  const char *rbody = lua_type(co, base + 2) == LUA_TSTRING ? lua_tolstring(co, base + 2, &rlen) : NULL;
+  if (b && rbody && rlen) evbuffer_add(b, rbody, rlen);
+  t->req = NULL;
+  send_whole(t->s, req, status, b);
+  if (b) evbuffer_free(b);
+  task_end(t);
+}
+
+/* Runs a task's coroutine until it yields (for a transfer, or a wait of the Lua layer's)
+ * or ends (its answer is sent). */
+static void task_resume(task_t *t, int nargs) {
+  server_t *s = t->s;
+  int nres = 0;
+  int st = lua_resume(t->co, s->L, nargs, &nres);
+  if (st == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    return;
+  }
+  if (st != LUA_OK) {
+    const char *msg = lua_tostring(t->co, -1);
+    fprintf(stderr, "connrt proxy: internal error: %s\n", msg ? msg : "(not a string)");
+    if (t->req) {
+      struct evhttp_request *req = t->req;
+      t->req = NULL;
+      send_plain(s, req, 500, "{\"error\":\"internal\",\"message\":\"internal error in the proxy\"}");
+    }
+    task_end(t);
+    return;
+  }
+  if (!t->req) {
+    task_end(t);
+    return;
+  }
+  reply(t, lua_gettop(t->co) - nres + 1);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *ud) {
+  (void)fd;
+  (void)what;
+  task_t *t = ud;
+  int w = t->wake_what;
+  t->wake_what = WAKE_NONE;
+  if (w == WAKE_VALUE) {
+    lua_pushinteger(t->co, t->wake_value);
+    task_resume(t, 1);
+  } else if (w == WAKE_RESUME) {
+    task_resume(t, 0);
+  } else if (w == WAKE_STREAM_END) {
+    stream_end(t);
+  }
+}
+
+/* --- libcurl's multi interface on the loop (libcurl's hiperfifo example) --------------- */
+
+static void check_done(server_t *s) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(s->multi, &left))) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL *e = msg->easy_handle;
+    CURLcode rc = msg->data.result;
+    connrt_xfer *x = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    curl_multi_remove_handle(s->multi, e);
+    if (!x) continue;
+    int was = x->state;
+    x->state = CONNRT_XFER_DONE;
+    x->result = (int)rc;
+    task_t *t = x->task;
+    if (!t || t->x != x) continue;
+    /* never resumed from here: Lua may start or drop transfers, which must not happen
+     * while this loop reads libcurl's messages */
+    if (was == CONNRT_XFER_RUNNING) schedule(t, WAKE_VALUE, (lua_Integer)rc);
+    else if (was == CONNRT_XFER_STREAMING) schedule(t, WAKE_STREAM_END, 0);
+    /* CONNRT_XFER_HEADERS: the task has the headers, and meets DONE when it streams */
+  }
+}
+
+static void on_socket(evutil_socket_t fd, short what, void *ud) {
+  server_t *s = ud;
+  int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+  int running;
+  curl_multi_socket_action(s->multi, fd, action, &running);
+  check_done(s);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *ud) {
+  (void)fd;
+  (void)what;
+  server_t *s = ud;
+  int running;
+  curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(s);
+}
+
+static int socket_cb(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp) {
+  (void)e;
+  server_t *s = ud;
+  struct event *ev = sockp;
+  if (what == CURL_POLL_REMOVE) {
+    if (ev) event_free(ev);
+    curl_multi_assign(s->multi, fd, NULL);
+    return 0;
+  }
+  short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
+  if (ev) {
+    event_del(ev);
+    event_assign(ev, s->base, fd, kind, on_socket, s);
+  } else {
+    ev = event_new(s->base, fd, kind, on_socket, s);
+    if (!ev) return -1;
+    curl_multi_assign(s->multi, fd, ev);
+  }
+  event_add(ev, NULL);
+  return 0;
+}
+
+static int timer_cb(CURLM *m, long ms, void *ud) {
+  (void)m;
+  server_t *s = ud;
+  if (ms < 0) {
+    evtimer_del(s->timer_ev);
+  } else {
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    evtimer_add(s->timer_ev, &tv);
+  }
+  return 0;
+}
+
+/* The connrt_loop http.c calls. */
+static int loop_owns(connrt_loop *l, lua_State *L) {
+  server_t *s = (server_t *)l;
+  if (s->closed) return 0;
+  lua_pushthread(L);
+  task_t *t = task_of(s, L, -1);
+  lua_pop(L, 1);
+  return t != NULL && t->co == L;
+}
+
+static int loop_start(connrt_loop *l, lua_State *L, connrt_xfer *x) {
+  server_t *s = (server_t *)l;
+  lua_pushthread(L);
+  task_t *t = task_of(s, L, -1);
+  lua_pop(L, 1);
+  x->loop = l;
+  x->task = t;
+  x->state = CONNRT_XFER_RUNNING;
+  /* a task waits for one transfer at a time: only t->x points back at t (task_end clears
+   * it), so no transfer collected later meets a task that is gone */
+  if (t->x && t->x != x) t->x->task = NULL;
+  t->x = x;
+  return (int)curl_multi_add_handle(s->multi, x->easy);
+}
+
+static void loop_headers(connrt_loop *l, connrt_xfer *x) {
+  (void)l;
+  task_t *t = x->task;
+  if (t && t->x == x) schedule(t, WAKE_VALUE, CONNRT_XFER_HEADERS_READY);
+}
+
+static void loop_drop(connrt_loop *l, connrt_xfer *x) {
+  server_t *s = (server_t *)l;
+  if (s->closed) return;
+  xfer_stop(s, x, CURLE_ABORTED_BY_CALLBACK);
+  task_t *t = x->task;
+  if (t && t->x == x) t->x = NULL;
+  x->task = NULL;
+}
+
 /* Every request: the Lua handler gets { method, target, headers = { {name, value}... },
- * body, peer } and returns status, headers (an array of {name, value}), body. */
+ * body, unix } in a coroutine of its own and returns status, headers (an array of
+ * {name, value}), body, and for a streamed answer the transfer (the response's `stream`)
+ * and a function done(why) called once it is sent (why: nil, or why it was cut). */
 static void on_request(struct evhttp_request *req, void *ud) {
   server_t *s = ud;
-  lua_State *L = s->L;
   s->inflight++;
   evhttp_request_set_on_complete_cb(req, on_complete, s);
   const char *m = method_name(evhttp_request_get_command(req));
   if (!m) {
-    send_plain(req, 405, "{\"error\":\"method\",\"message\":\"method not allowed\"}");
+    send_plain(s, req, 405, "{\"error\":\"method\",\"message\":\"method not allowed\"}");
     return;
   }
-  int top = lua_gettop(L);
+  lua_State *L = s->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->handler_ref);
-  lua_createtable(L, 0, 5);
-  lua_pushstring(L, m);
-  lua_setfield(L, -2, "method");
-  lua_pushstring(L, evhttp_request_get_uri(req));
-  lua_setfield(L, -2, "target");
-  lua_newtable(L);
+  task_t *t = task_new(s, req);
+  lua_State *co = t->co;
+  lua_createtable(co, 0, 5);
+  lua_pushstring(co, m);
+  lua_setfield(co, -2, "method");
+  lua_pushstring(co, evhttp_request_get_uri(req));
+  lua_setfield(co, -2, "target");
+  lua_newtable(co);
   struct evkeyvalq *in = evhttp_request_get_input_headers(req);
   int i = 0;
   for (struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
-    lua_createtable(L, 2, 0);
-    lua_pushstring(L, kv->key);
-    lua_rawseti(L, -2, 1);
-    lua_pushstring(L, kv->value);
-    lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -2, ++i);
+    lua_createtable(co, 2, 0);
+    lua_pushstring(co, kv->key);
+    lua_rawseti(co, -2, 1);
+    lua_pushstring(co, kv->value);
+    lua_rawseti(co, -2, 2);
+    lua_rawseti(co, -2, ++i);
   }
-  lua_setfield(L, -2, "headers");
+  lua_setfield(co, -2, "headers");
   struct evbuffer *body = evhttp_request_get_input_buffer(req);
   size_t blen = evbuffer_get_length(body);
   if (blen > 0) {
-    lua_pushlstring(L, (const char *)evbuffer_pullup(body, -1), blen);
-    lua_setfield(L, -2, "body");
+    lua_pushlstring(co, (const char *)evbuffer_pullup(body, -1), blen);
+    lua_setfield(co, -2, "body");
   }
-  lua_pushboolean(L, s->is_unix);
-  lua_setfield(L, -2, "unix");
-  if (lua_pcall(L, 1, 3, 0) != LUA_OK) {
-    fprintf(stderr, "connrt proxy: internal error: %s\n", lua_tostring(L, -1));
-    lua_settop(L, top);
-    send_plain(req, 500, "{\"error\":\"internal\",\"message\":\"internal error in the proxy\"}");
-    return;
-  }
-  int status = (int)luaL_optinteger(L, top + 1, 500);
-  struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-  if (lua_istable(L, top + 2)) {
-    lua_Integer n = luaL_len(L, top + 2);
-    for (lua_Integer k = 1; k <= n; k++) {
-      lua_rawgeti(L, top + 2, k);
-      lua_rawgeti(L, -1, 1);
-      lua_rawgeti(L, -2, 2);
-      const char *name = lua_tostring(L, -2), *value = lua_tostring(L, -1);
-      /* evhttp refuses a value with CR or LF; nothing else is needed here */
-      if (name && value) evhttp_add_header(out, name, value);
-      lua_pop(L, 3);
-    }
-  }
-  struct evbuffer *b = evbuffer_new();
-  size_t rlen = 0;
-  const char *rbody = lua_tolstring(L, top + 3, &rlen);
-  if (b && rbody && rlen) evbuffer_add(b, rbody, rlen);
-  evhttp_send_reply(req, status, reason(status), b);
-  if (b) evbuffer_free(b);
-  lua_settop(L, top);
+  lua_pushboolean(co, s->is_unix);
+  lua_setfield(co, -2, "unix");
+  task_resume(t, 1);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *ud) {
@@ -314,7 +750,37 @@ static void on_tick(evutil_socket_t fd, short what, void *ud) {
   (void)fd;
   (void)what;
   server_t *s = ud;
-  call_ref(s, s->tick_ref, "the background tick");
+  if (s->tick_task || s->tick_ref == LUA_NOREF) return; /* the last one still runs */
+  lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->tick_ref);
+  task_t *t = task_new(s, NULL);
+  s->tick_task = t;
+  task_resume(t, 0);
+}
+
+static server_t *running_server(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
+  server_t *s = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return s && !s->closed ? s : NULL;
+}
+
+/* httpd.in_task() -> true when the running coroutine is one of the server's tasks (it
+ * may wait with coroutine.yield() for an httpd.wake). */
+static int httpd_in_task(lua_State *L) {
+  server_t *s = running_server(L);
+  lua_pushboolean(L, s && lua_isyieldable(L) && loop_owns(&s->loop, L));
+  return 1;
+}
+
+/* httpd.wake(co): resumes the task co (waiting in coroutine.yield()) from the loop, once
+ * the running Lua code is done. */
+static int httpd_wake(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  server_t *s = running_server(L);
+  task_t *t = s ? task_of(s, L, 1) : NULL;
+  if (t) schedule(t, WAKE_RESUME, 0);
+  lua_pushboolean(L, t != NULL);
+  return 1;
 }
 
 static int opt_number(lua_State *L, int idx, const char *field, lua_Number dflt, lua_Number *out) {
@@ -339,12 +805,22 @@ static int httpd_serve(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_checktype(L, 3, LUA_TTABLE);
-  server_t s;
-  memset(&s, 0, sizeof s);
-  s.L = L;
-  s.fd = fd;
+  lua_getfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
+  if (!lua_isnil(L, -1)) return luaL_error(L, "httpd.serve: this Lua state already serves");
+  lua_pop(L, 1);
+  /* static: a transfer's userdata collected after serve returns still asks it (closed) */
+  static server_t server;
+  server_t *s = &server;
+  if (s->L && !s->closed) return luaL_error(L, "httpd.serve: this process already serves");
+  memset(s, 0, sizeof *s);
+  s->L = L;
+  s->loop.owns = loop_owns;
+  s->loop.start = loop_start;
+  s->loop.headers = loop_headers;
+  s->loop.drop = loop_drop;
+  s->fd = fd;
   lua_getfield(L, 3, "unix");
-  s.is_unix = lua_toboolean(L, -1);
+  s->is_unix = lua_toboolean(L, -1);
   lua_pop(L, 1);
   lua_Number max_body, max_headers, idle, tick;
   opt_number(L, 3, "max_body", 10 * 1024 * 1024, &max_body);
@@ -352,51 +828,97 @@ static int httpd_serve(lua_State *L) {
   opt_number(L, 3, "idle", 60, &idle);
   opt_number(L, 3, "tick", 0, &tick);
   lua_pushvalue(L, 2);
-  s.handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  s.tick_ref = opt_ref(L, 3, "on_tick");
-  s.hup_ref = opt_ref(L, 3, "on_hup");
+  s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->tick_ref = opt_ref(L, 3, "on_tick");
+  s->hup_ref = opt_ref(L, 3, "on_hup");
+  lua_newtable(L); /* tasks: coroutine -> its task */
+  s->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-  s.base = event_base_new();
-  s.http = s.base ? evhttp_new(s.base) : NULL;
-  if (!s.http) {
-    if (s.base) event_base_free(s.base);
-    return luaL_error(L, "cannot start the HTTP server (libevent)");
+  s->base = event_base_new();
+  s->http = s->base ? evhttp_new(s->base) : NULL;
+  s->multi = s->http ? curl_multi_init() : NULL;
+  s->timer_ev = s->multi ? evtimer_new(s->base, on_timer, s) : NULL;
+  if (!s->timer_ev) {
+    if (s->multi) curl_multi_cleanup(s->multi);
+    if (s->http) evhttp_free(s->http);
+    if (s->base) event_base_free(s->base);
+    s->closed = 1;
+    return luaL_error(L, "cannot start the HTTP server (libevent, libcurl)");
   }
-  evhttp_set_allowed_methods(s.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-  evhttp_set_max_body_size(s.http, (ev_ssize_t)max_body);
-  evhttp_set_max_headers_size(s.http, (ev_ssize_t)max_headers);
-  evhttp_set_timeout(s.http, idle < 1 ? 1 : (int)idle);
-  evhttp_set_gencb(s.http, on_request, &s);
-  s.bound = evhttp_accept_socket_with_handle(s.http, fd);
-  if (!s.bound) {
-    evhttp_free(s.http);
-    event_base_free(s.base);
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+  evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+  evhttp_set_max_body_size(s->http, (ev_ssize_t)max_body);
+  evhttp_set_max_headers_size(s->http, (ev_ssize_t)max_headers);
+  evhttp_set_timeout(s->http, idle < 1 ? 1 : (int)idle);
+  evhttp_set_gencb(s->http, on_request, s);
+  s->bound = evhttp_accept_socket_with_handle(s->http, fd);
+  if (!s->bound) {
+    evtimer_del(s->timer_ev);
+    event_free(s->timer_ev);
+    curl_multi_cleanup(s->multi);
+    evhttp_free(s->http);
+    event_base_free(s->base);
+    s->closed = 1;
     return luaL_error(L, "cannot serve the listening socket (libevent)");
   }
-  s.term_ev = evsignal_new(s.base, SIGTERM, on_term, &s);
-  s.int_ev = evsignal_new(s.base, SIGINT, on_term, &s);
-  s.hup_ev = evsignal_new(s.base, SIGHUP, on_hup, &s);
-  event_add(s.term_ev, NULL);
-  event_add(s.int_ev, NULL);
-  event_add(s.hup_ev, NULL);
-  if (tick > 0 && s.tick_ref != LUA_NOREF) {
-    s.tick_ev = event_new(s.base, -1, EV_PERSIST, on_tick, &s);
+  lua_pushlightuserdata(L, &s->loop);
+  lua_setfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
+  /* a client that leaves while its answer is written is an error on its connection, not
+   * a signal that ends the worker with every other request in flight */
+  signal(SIGPIPE, SIG_IGN);
+  s->term_ev = evsignal_new(s->base, SIGTERM, on_term, s);
+  s->int_ev = evsignal_new(s->base, SIGINT, on_term, s);
+  s->hup_ev = evsignal_new(s->base, SIGHUP, on_hup, s);
+  event_add(s->term_ev, NULL);
+  event_add(s->int_ev, NULL);
+  event_add(s->hup_ev, NULL);
+  if (tick > 0 && s->tick_ref != LUA_NOREF) {
+    s->tick_ev = event_new(s->base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = { (time_t)tick, (suseconds_t)((tick - (lua_Number)(time_t)tick) * 1e6) };
-    event_add(s.tick_ev, &tv);
+    event_add(s->tick_ev, &tv);
   }
-  event_base_dispatch(s.base);
+  event_base_dispatch(s->base);
 
-  evhttp_free(s.http);
-  event_free(s.term_ev);
-  event_free(s.int_ev);
-  event_free(s.hup_ev);
-  if (s.tick_ev) event_free(s.tick_ev);
-  event_base_free(s.base);
-  luaL_unref(L, LUA_REGISTRYINDEX, s.handler_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, s.tick_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, s.hup_ref);
-  lua_pushboolean(L, s.stopping);
+  /* what is still in flight after the grace period is dropped: off the loop first, so
+   * that nothing calls back into a task while evhttp and libcurl close */
+  for (task_t *t = s->tasks; t; t = t->next) {
+    if (t->x) xfer_stop(s, t->x, CURLE_ABORTED_BY_CALLBACK);
+    if (t->req) {
+      struct evhttp_connection *evcon = evhttp_request_get_connection(t->req);
+      evhttp_request_set_on_complete_cb(t->req, NULL, NULL);
+      if (evcon && t->streaming) evhttp_connection_set_closecb(evcon, NULL, NULL);
+    }
+  }
+  s->closed = 1;
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
+  while (s->tasks) {
+    task_t *t = s->tasks;
+    s->tasks = t->next;
+    if (t->x) t->x->task = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->done_ref);
+    if (t->wake) event_free(t->wake);
+    if (t->chunk) evbuffer_free(t->chunk);
+    free(t);
+  }
+  evhttp_free(s->http);
+  curl_multi_cleanup(s->multi);
+  event_free(s->timer_ev);
+  event_free(s->term_ev);
+  event_free(s->int_ev);
+  event_free(s->hup_ev);
+  if (s->tick_ev) event_free(s->tick_ev);
+  event_base_free(s->base);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->tick_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->hup_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->tasks_ref);
+  lua_pushboolean(L, s->stopping);
   return 1;
 }
 
@@ -491,10 +1013,29 @@ static const luaL_Reg shm_methods[] = {
   { NULL, NULL }
 };
 
+/* httpd.sleep(seconds): the running task waits that long, in coroutine.yield(), while
+ * the loop serves the others; only from a task (httpd.in_task()). */
+static int httpd_sleep(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  server_t *s = running_server(L);
+  lua_pushthread(L);
+  task_t *t = s && lua_isyieldable(L) ? task_of(s, L, -1) : NULL;
+  lua_pop(L, 1);
+  if (!t || t->co != L) return luaL_error(L, "httpd.sleep: not in one of the server's tasks");
+  if (secs < 0) secs = 0;
+  struct timeval tv = { (time_t)secs, (suseconds_t)((secs - (lua_Number)(time_t)secs) * 1e6) };
+  t->wake_what = WAKE_RESUME;
+  event_add(t->wake, &tv);
+  return lua_yield(L, 0);
+}
+
 static const luaL_Reg httpd_funcs[] = {
   { "listen_unix", httpd_listen_unix },
   { "listen_tcp", httpd_listen_tcp },
   { "serve", httpd_serve },
+  { "in_task", httpd_in_task },
+  { "wake", httpd_wake },
+  { "sleep", httpd_sleep },
   { "shm", httpd_shm },
   { NULL, NULL }
 };

@@ -1,0 +1,351 @@
+-- luacheck: std +busted
+-- `connrt proxy` with one worker (--workers 1): many requests in flight in it at once, and
+-- answers streamed (lua/connrt/proxy.lua, src/api/httpd.c, the loop transfers of
+-- src/api/http.c). Real processes: the proxy, an upstream that holds requests until the
+-- spec releases them (spec/support/echo-server.js /hold), the authorization server for
+-- refreshes, curl and Python clients. Nothing is timed: a request held upstream is known
+-- to be in flight from the upstream's own state (/held), not from a clock.
+local cjson = require("cjson")
+local h = require("support.helpers")
+local sys = require("connrt.sys")
+
+local API_KEY = "sk-async-5ecret-k3y"
+
+describe("connrt proxy, one worker, many requests in flight #integration", function()
+  local tmp, server, api, home, client
+
+  local function grants()
+    return cjson.decode(assert(client:request({ url = server.issuer .. "/test/stats" })).body).grants
+      .client_credentials or 0
+  end
+
+  local function write_connector(name, text)
+    local path = tmp .. "/" .. name .. ".lua"
+    h.write(path, text)
+    return path
+  end
+
+  setup(function()
+    tmp = h.tmpdir()
+    client = require("connrt.http").client()
+    server = h.start_server({ redirect = "http://127.0.0.1:8400/callback", args = "--access-ttl 600" })
+    api = h.start_upstream({ ECHO_API_KEY = API_KEY })
+    home = h.tmpdir()
+    local res = h.connrt({ "run", write_connector("keyed", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY },
+      { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
+    -- a token connection whose upstream is the holding one: its 401s refresh
+    local tok = write_connector("tok", ([[return {
+      id = "tok", auth = "client_credentials", client_auth = "basic", token_url = "%s/token", scopes = { "api" },
+      test = "/echo", name = "tok", unique_id = "{{client_id}}-tok", allowed_urls = { "%s/" },
+      request = { headers = { Authorization = "Bearer {{access_token}}" } } }]]):format(server.issuer, api.base))
+    res = h.connrt({ "run", tok, "--client-id", "connrt-basic" },
+      { env = { CONNRT_HOME = home, CONNRT_CLIENT_SECRET = "basic-secret" } })
+    assert.equal(0, res.code, res.stderr)
+  end)
+
+  local running = {}
+
+  teardown(function()
+    for p in pairs(running) do p.stop("KILL") end
+    for _, s in ipairs({ server, api }) do if s then s.stop() end end
+    h.rmdir(home)
+    h.rmdir(tmp)
+  end)
+
+  -- Starts a proxy with one worker; returns { pid, info, worker (its pid), stop }.
+  local function start_proxy(args)
+    local dir = h.tmpdir()
+    local quoted = {}
+    for i, a in ipairs(args or {}) do quoted[i] = h.shell_quote(a) end
+    -- under make sanitize: ASan's quarantine would keep every freed piece of a streamed
+    -- body resident, which says nothing about what the proxy holds
+    local asan = os.getenv("ASAN_OPTIONS")
+    local extra = asan and ("ASAN_OPTIONS=" .. h.shell_quote(asan .. ":quarantine_size_mb=1")) or ""
+    os.execute(("cd %s && (env CONNRT_HOME=%s %s %s proxy --workers 1 %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; "
+      .. "echo $? >%s/rc) &"):format(h.ROOT, home, extra, h.CONNRT, table.concat(quoted, " "), dir, dir, dir, dir))
+    local line
+    for _ = 1, 200 do
+      line = (h.read(dir .. "/out") or ""):match("^([^\n]+)\n")
+      if line or h.read(dir .. "/rc") then break end
+      sys.sleep(0.05)
+    end
+    assert.truthy(line, h.read(dir .. "/err"))
+    local p = { pid = tonumber(h.read(dir .. "/pid")), info = cjson.decode(line) }
+    local f = io.popen(("pgrep -P %d"):format(p.pid))
+    p.worker = tonumber(f:read("*l"))
+    f:close()
+    p.err = function() return h.read(dir .. "/err") or "" end
+    running[p] = true
+    p.stop = function(sig)
+      running[p] = nil
+      if sig == "KILL" then os.execute(("pkill -KILL -P %d"):format(p.pid)) end
+      os.execute(("kill -%s %d"):format(sig or "TERM", p.pid))
+      local rc
+      for _ = 1, 400 do
+        rc = tonumber(h.read(dir .. "/rc") or "")
+        if rc then break end
+        sys.sleep(0.05)
+      end
+      p.stderr = h.read(dir .. "/err")
+      h.rmdir(dir)
+      return rc
+    end
+    return p
+  end
+
+  local function held()
+    return cjson.decode(assert(client:request({ url = api.base .. "/held" })).body)
+  end
+
+  local function wait_held(ids)
+    for _ = 1, 600 do
+      local now, all = {}, true
+      for _, id in ipairs(held().held) do now[id] = true end
+      for _, id in ipairs(ids) do all = all and now[id] == true end
+      if all then return end
+      sys.sleep(0.05)
+    end
+    error("the upstream never held " .. table.concat(ids, ", "))
+  end
+
+  local function release(id, status)
+    assert(client:request({ url = ("%s/release?id=%s&status=%d"):format(api.base, id, status or 200) }))
+  end
+
+  it("serves other requests while one waits for a slow upstream: on a keep-alive connection, a new one and 50 more",
+    function()
+      local p = start_proxy({ "--socket", tmp .. "/a.sock" })
+      -- the client, in this order: a request on a keep-alive connection; one that the
+      -- upstream holds; while it is held, a second request on the keep-alive connection, one
+      -- on a new connection and 50 on 50 more, all sent before any is read; then whether
+      -- the slow one is still held (the upstream's word), and only then its release
+      local script = tmp .. "/client.py"
+      h.write(script, [[
+import http.client, json, socket, sys, time, urllib.request
+path, up = sys.argv[1], sys.argv[2]
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+def get(c, target):
+    c.request("GET", target)
+    r = c.getresponse()
+    r.read()
+    return r.status
+def held():
+    return json.load(urllib.request.urlopen(up + "/held"))["held"]
+keep = Unix("proxy")
+print("keep-alive", get(keep, "/keyed/echo?k=1"))
+slow = Unix("proxy")
+slow.request("GET", "/keyed/hold?id=slow")
+while "slow" not in held():
+    time.sleep(0.05)
+print("keep-alive again", get(keep, "/keyed/echo?k=2"))
+print("new connection", get(Unix("proxy"), "/keyed/echo?k=3"))
+many = [Unix("proxy") for _ in range(50)]
+for i, c in enumerate(many):
+    c.request("GET", "/keyed/echo?m=%d" % i)
+ok = 0
+for c in many:
+    r = c.getresponse()
+    r.read()
+    ok += r.status == 200
+print("many", ok)
+print("slow still held", "slow" in held())
+urllib.request.urlopen(up + "/release?id=slow")
+r = slow.getresponse()
+print("slow", r.status, r.read().decode().strip())
+]])
+      local f = io.popen(("python3 %s %s %s 2>&1"):format(script, h.shell_quote(p.info.socket), api.base))
+      local out = f:read("*a")
+      f:close()
+      assert.equal(table.concat({ "keep-alive 200", "keep-alive again 200", "new connection 200", "many 50",
+        "slow still held True", "slow 200 released slow", "" }, "\n"), out)
+      assert.equal(0, p.stop())
+    end)
+
+  it("serves a burst of 256 concurrent clients", function()
+    local p = start_proxy({ "--socket", tmp .. "/b.sock" })
+    local dir = h.tmpdir()
+    local cfg = {}
+    for i = 1, 256 do
+      cfg[#cfg + 1] = ('url = "http://proxy/keyed/echo?burst=%d"\noutput = "%s/o%d"\n'):format(i, dir, i)
+    end
+    h.write(dir .. "/cfg", table.concat(cfg))
+    assert.is_true(os.execute(("curl -s --parallel --parallel-immediate --parallel-max 256 --unix-socket %s -K %s "
+      .. "-w '%%{http_code}\\n' >%s/codes 2>/dev/null"):format(h.shell_quote(p.info.socket), dir .. "/cfg", dir)))
+    local n = 0
+    for c in (h.read(dir .. "/codes") or ""):gmatch("%d+") do
+      assert.equal("200", c)
+      n = n + 1
+    end
+    assert.equal(256, n)
+    for i = 1, 256 do assert.matches('"url":"/echo%?burst=' .. i .. '"', h.read(dir .. "/o" .. i)) end
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+  end)
+
+  it("streams a 64 MiB answer to a slow client with the worker's memory far below its size", function()
+    local p = start_proxy({ "--socket", tmp .. "/c.sock" })
+    local dir = h.tmpdir()
+    local size = 64 * 1024 * 1024
+    local function kb(field)
+      return tonumber(h.read(("/proc/%d/status"):format(p.worker)):match(field .. ":%s*(%d+) kB")) * 1024
+    end
+    -- warm: the worker has served a request (its libraries and the connection are loaded)
+    assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s 'http://proxy/keyed/stream?n=1000'")
+      :format(h.shell_quote(p.info.socket))))
+    local before = kb("VmRSS")
+    -- a client slower than the upstream: without flow control the worker would hold the body
+    local ok = os.execute(("curl -s -f --limit-rate 40M -o %s/body --unix-socket %s 'http://proxy/keyed/stream?n=%d'")
+      :format(dir, h.shell_quote(p.info.socket), size))
+    assert.is_true(ok)
+    local f = assert(io.open(dir .. "/body", "rb"))
+    local got, bad = 0, false
+    while true do
+      local piece = f:read(1 << 20)
+      if not piece then break end
+      got = got + #piece
+      if piece:find("[^y]") then bad = true end
+    end
+    f:close()
+    assert.equal(size, got)
+    assert.is_false(bad)
+    -- the worker's peak resident memory, from the kernel, against what it was before
+    local grew = kb("VmHWM") - before
+    assert.is_true(grew < size / 4, ("the worker's peak RSS grew by %d bytes"):format(grew))
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+  end)
+
+  it("cuts the connection of an answer over --max-response, and logs and counts it as an error", function()
+    local p = start_proxy({ "--socket", tmp .. "/d.sock", "--max-response", "1000000" })
+    local dir = h.tmpdir()
+    local sock = h.shell_quote(p.info.socket)
+    os.execute(("curl -s -o %s/body -w '%%{http_code}' --unix-socket %s 'http://proxy/keyed/stream?n=3000000' >%s/code; "
+      .. "echo $? >%s/rc"):format(dir, sock, dir, dir))
+    assert.equal("200", h.read(dir .. "/code"))
+    assert.are_not.equal("0\n", h.read(dir .. "/rc")) -- curl saw a transfer that did not end well
+    local body = h.read(dir .. "/body") or ""
+    assert.is_true(#body <= 1000000, "got " .. #body .. " bytes")
+    -- an answer under the limit still passes, on the same worker
+    os.execute(("curl -s -o %s/small --unix-socket %s 'http://proxy/keyed/stream?n=500000'"):format(dir, sock))
+    assert.equal(500000, #(h.read(dir .. "/small") or ""))
+    os.execute(("curl -s -o %s/metrics --unix-socket %s http://proxy/_connrt/metrics"):format(dir, sock))
+    assert.matches('connrt_proxy_requests_total{connection="keyed[^"]*",class="error"} 1', h.read(dir .. "/metrics"))
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+    assert.matches("GET /keyed/stream 200 [%d.]+ms cut: the answer is larger than the limit", p.stderr)
+  end)
+
+  it("stops the upstream transfer of a client that leaves mid-answer, and goes on serving", function()
+    local p = start_proxy({ "--socket", tmp .. "/g.sock" })
+    local sock = h.shell_quote(p.info.socket)
+    -- the client reads 100 kB of 64 MiB and goes
+    os.execute(("curl -s --unix-socket %s 'http://proxy/keyed/stream?n=67108864' 2>/dev/null | head -c 100000 >/dev/null")
+      :format(sock))
+    for _ = 1, 600 do
+      if p.err():find("cut: the client", 1, true) then break end
+      sys.sleep(0.05)
+    end
+    assert.matches("GET /keyed/stream 200 [%d.]+ms cut: the client", p.err())
+    assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s http://proxy/keyed/echo"):format(sock)))
+    assert.equal(0, p.stop())
+    assert.is_nil(p.stderr:find("starting it again", 1, true))
+  end)
+
+  it("serves other requests while one waits for another process's refresh", function()
+    local p = start_proxy({ "--socket", tmp .. "/h.sock" })
+    local dir = h.tmpdir()
+    local sock = h.shell_quote(p.info.socket)
+    -- another process holds the connection's lease, as a refreshing one does
+    local st = require("connrt.store").open(home)
+    local id = st:find("tok").id
+    assert.truthy(st:acquire_lease(id, "the-spec", 120))
+    finally(function()
+      st:release_lease(id, "the-spec")
+      st:close()
+    end)
+    local before = grants()
+    -- a 401: the proxy must refresh, and waits for the lease
+    os.execute(("(curl -s -o /dev/null -w '%%{http_code}' --unix-socket %s http://proxy/tok/status/401 >%s/tok) &")
+      :format(sock, dir))
+    for _ = 1, 600 do
+      local log = api.log()
+      if #log > 0 and log[#log].url == "/status/401" then break end
+      sys.sleep(0.05)
+    end
+    -- while it waits, the worker answers others
+    for i = 1, 5 do
+      assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s 'http://proxy/keyed/echo?w=%d'")
+        :format(sock, i)))
+    end
+    assert.equal("", h.read(dir .. "/tok") or "")
+    assert.equal(before, grants())
+    st:release_lease(id, "the-spec")
+    for _ = 1, 600 do
+      if (h.read(dir .. "/tok") or "") ~= "" then break end
+      sys.sleep(0.05)
+    end
+    -- then it refreshed, retried once, and passed the upstream's answer on
+    assert.equal("401", h.read(dir .. "/tok"))
+    assert.equal(before + 1, grants())
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+  end)
+
+  it("two requests that meet a 401 at once share one refresh, and both are retried once", function()
+    local p = start_proxy({ "--socket", tmp .. "/e.sock" })
+    local dir = h.tmpdir()
+    local sock = h.shell_quote(p.info.socket)
+    assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s http://proxy/tok/echo"):format(sock)))
+    local before = grants()
+    for _, id in ipairs({ "r1", "r2" }) do
+      os.execute(("(curl -s -o %s/%s -w '%%{http_code}' --unix-socket %s 'http://proxy/tok/hold?id=%s' >%s/%s.code) &")
+        :format(dir, id, sock, id, dir, id))
+    end
+    -- both in flight with the same token; both answered 401; each retried once
+    wait_held({ "r1", "r2" })
+    release("r1", 401)
+    release("r2", 401)
+    wait_held({ "r1", "r2" })
+    assert.equal(before + 1, grants())
+    release("r1")
+    release("r2")
+    for _ = 1, 600 do
+      if h.read(dir .. "/r1.code") == "200" and h.read(dir .. "/r2.code") == "200" then break end
+      sys.sleep(0.05)
+    end
+    assert.equal("200", h.read(dir .. "/r1.code"))
+    assert.equal("200", h.read(dir .. "/r2.code"))
+    assert.equal(before + 1, grants())
+    -- the retries carried the new token, which the proxy has since used without refreshing
+    assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s http://proxy/tok/echo"):format(sock)))
+    assert.equal(before + 1, grants())
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+  end)
+
+  it("SIGTERM finishes many requests in flight, streamed ones included, then exits 0", function()
+    local p = start_proxy({ "--socket", tmp .. "/f.sock" })
+    local dir = h.tmpdir()
+    local sock = h.shell_quote(p.info.socket)
+    local ids = {}
+    for i = 1, 10 do
+      ids[i] = "t" .. i
+      os.execute(("(curl -s -o %s/%s -w '%%{http_code}' --unix-socket %s 'http://proxy/keyed/hold?id=%s' >%s/%s.code) &")
+        :format(dir, ids[i], sock, ids[i], dir, ids[i]))
+    end
+    wait_held(ids)
+    os.execute(("kill -TERM %d"):format(p.pid))
+    -- released only after the signal: the answers come from a stopping proxy
+    for _, id in ipairs(ids) do release(id) end
+    assert.equal(0, p.stop())
+    for _, id in ipairs(ids) do
+      assert.equal("200", h.read(dir .. "/" .. id .. ".code"))
+      assert.equal("released " .. id .. "\n", h.read(dir .. "/" .. id))
+    end
+    h.rmdir(dir)
+  end)
+end)
