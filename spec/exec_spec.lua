@@ -10,6 +10,16 @@ local sys = require("connrt.sys")
 local API_KEY = "sk-exec-5ecret-k3y"
 local SECOND = "pw-second-s3cret"
 
+-- The variables of a program's environment, from `env -0`'s output.
+local function env_of(text)
+  local vars = {}
+  for entry in text:gmatch("([^%z]*)%z") do
+    local k, v = entry:match("^([^=]*)=(.*)$")
+    if k then vars[k] = v end
+  end
+  return vars
+end
+
 describe("connrt exec (integration) #integration", function()
   local tmp, server, api, home, client
 
@@ -64,16 +74,6 @@ describe("connrt exec (integration) #integration", function()
     local argv = { "exec" }
     for _, a in ipairs(args) do argv[#argv + 1] = a end
     return h.connrt(argv, { env = e, timeout = 30 })
-  end
-
-  -- The variables of a program's environment, from `env -0`'s output.
-  local function env_of(text)
-    local vars = {}
-    for entry in text:gmatch("([^%z]*)%z") do
-      local k, v = entry:match("^([^=]*)=(.*)$")
-      if k then vars[k] = v end
-    end
-    return vars
   end
 
   it("gives the program a valid token in CONNRT_TOKEN, in its environment only", function()
@@ -357,5 +357,77 @@ describe("connrt exec (integration) #integration", function()
       assert.equal(2, res.code)
       assert.matches("unknown option --nope", res.stderr, 1, true)
     end)
+  end)
+end)
+
+-- The store's credentials are connrt's secrets too: a program run by `connrt exec` on a
+-- PostgreSQL store gets neither PGPASSWORD nor the password of CONNRT_STORE (the rest of
+-- the URL, so a nested connrt reaches the store through ~/.pgpass or PGPASSFILE), and
+-- --mask hides the password as it hides the tokens.
+describe("connrt exec on a PostgreSQL store #integration #postgres", function()
+  local postgres = require("support.postgres")
+  local PASSWORD = "pg-Exec-S3cret/9+x"
+  local ENV_PASSWORD = "pgpw-env-s3cret-77"
+  local pg, tmp, api, env
+
+  setup(function()
+    assert(postgres.available(), "PostgreSQL 15 is not installed (make deps installs postgresql-15)")
+    pg = postgres.start({ password = PASSWORD })
+    tmp = h.tmpdir()
+    api = h.start_upstream({ ECHO_API_KEY = API_KEY })
+    local pgpass = tmp .. "/pgpass"
+    h.write(pgpass, ("127.0.0.1:%d:%s:%s:%s\n"):format(pg.port, pg.db, pg.role, PASSWORD))
+    assert(sys.chmod(pgpass, 384)) -- 0600, or libpq ignores it
+    env = { CONNRT_HOME = tmp .. "/home", CONNRT_STORE = pg.url, CONNRT_KEY = ("cd"):rep(32),
+      PGPASSWORD = ENV_PASSWORD, PGPASSFILE = pgpass }
+    local keyed = tmp .. "/keyed.lua"
+    h.write(keyed, h.keyed_connector(api.base))
+    local res = h.connrt({ "run", keyed, "--field", "api_key=" .. API_KEY }, { env = env })
+    assert.equal(0, res.code, res.stderr)
+  end)
+
+  teardown(function()
+    if pg then pg.destroy() end
+    if api then api.stop() end
+    if tmp then h.rmdir(tmp) end
+  end)
+
+  it("passes on neither PGPASSWORD nor the password in CONNRT_STORE, and the rest of the URL", function()
+    local res = h.connrt({ "exec", "keyed", "--", "env", "-0" }, { env = env, timeout = 30 })
+    assert.equal(0, res.code, res.stderr)
+    local vars = env_of(res.stdout)
+    assert.equal(API_KEY, vars.CONNRT_TOKEN) -- the dump is real
+    assert.is_nil(vars.PGPASSWORD)
+    assert.equal(("postgres://%s@127.0.0.1:%d/%s"):format(pg.role, pg.port, pg.db), vars.CONNRT_STORE)
+    assert.equal(env.PGPASSFILE, vars.PGPASSFILE) -- a path, not a secret
+    for _, secret in ipairs({ PASSWORD, postgres.encode(PASSWORD), ENV_PASSWORD }) do
+      assert.is_nil(res.stdout:find(secret, 1, true), secret)
+    end
+    -- nor as a password or sslpassword parameter, however its name is spelled
+    local url = ("postgres://%s@127.0.0.1:%d/%s?sslmode=disable&password=%s&pass%%77ord=%s&sslpassword=%s")
+      :format(pg.role, pg.port, pg.db, postgres.encode(PASSWORD), postgres.encode(PASSWORD), "pgssl-s3cret-1")
+    local e = {}
+    for k, v in pairs(env) do e[k] = v end
+    e.CONNRT_STORE = url
+    res = h.connrt({ "exec", "keyed", "--", "env", "-0" }, { env = e, timeout = 30 })
+    assert.equal(0, res.code, res.stderr)
+    vars = env_of(res.stdout)
+    assert.equal(API_KEY, vars.CONNRT_TOKEN)
+    assert.equal(("postgres://%s@127.0.0.1:%d/%s?sslmode=disable"):format(pg.role, pg.port, pg.db), vars.CONNRT_STORE)
+    assert.is_nil(res.stdout:find("pgssl-s3cret-1", 1, true))
+  end)
+
+  it("lets a nested connrt reach the store without the password (PGPASSFILE)", function()
+    local res = h.connrt({ "exec", "keyed", "--", h.CONNRT, "list" }, { env = env, timeout = 30 })
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("keyed", res.stdout, 1, true)
+  end)
+
+  it("--mask hides the store's password in every spelling", function()
+    local file = tmp .. "/leak"
+    h.write(file, ("pw: %s\nenc: %s\nenv: %s\n"):format(PASSWORD, postgres.encode(PASSWORD), ENV_PASSWORD))
+    local res = h.connrt({ "exec", "keyed", "--mask", "--", "cat", file }, { env = env, timeout = 30 })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal("pw: [redacted]\nenc: [redacted]\nenv: [redacted]\n", res.stdout)
   end)
 end)

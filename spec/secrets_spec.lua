@@ -232,3 +232,131 @@ describe("the --verbose trace of a token endpoint's answer #integration", functi
     end
   end)
 end)
+
+-- A PostgreSQL store's password is a secret like connrt's own: given on the command line
+-- (--store) it leaves the process's argv (/proc/PID/cmdline, readable by every local
+-- user) as soon as connrt has read it, with a warning that names no password; the
+-- browser inherits neither PGPASSWORD nor the password of CONNRT_STORE.
+describe("a PostgreSQL store's password #integration #postgres", function()
+  local postgres = require("support.postgres")
+  local sys = require("connrt.sys")
+  local PASSWORD = "pg-Argv-S3cret/7+q"
+  local KEY = ("e1"):rep(32)
+  local pg, tmp, api
+
+  setup(function()
+    assert(postgres.available(), "PostgreSQL 15 is not installed (make deps installs postgresql-15)")
+    pg = postgres.start({ password = PASSWORD })
+    tmp = h.tmpdir()
+    api = h.start_upstream({ ECHO_API_KEY = API_KEY })
+    local keyed = tmp .. "/keyed.lua"
+    h.write(keyed, h.keyed_connector(api.base))
+    -- a connection for the proxy to serve, made with the password in the environment
+    local res = h.connrt({ "run", keyed, "--field", "api_key=" .. API_KEY },
+      { env = { CONNRT_HOME = tmp .. "/home", CONNRT_STORE = pg.url, CONNRT_KEY = KEY } })
+    assert.equal(0, res.code, res.stderr)
+  end)
+
+  teardown(function()
+    if pg then pg.destroy() end
+    if api then api.stop() end
+    if tmp then h.rmdir(tmp) end
+  end)
+
+  local function cmdline(pid)
+    local f = io.open(("/proc/%d/cmdline"):format(pid), "rb")
+    if not f then return nil end
+    local text = f:read("a")
+    f:close()
+    return text
+  end
+
+  it("is gone from a running connrt proxy's argv, with a warning that does not show it", function()
+    local dir = h.tmpdir()
+    local sock = dir .. "/proxy.sock"
+    local started = {} -- stopped even when an assertion fails
+    finally(function()
+      for _, pid in ipairs(started) do os.execute(("kill -TERM %d 2>/dev/null"):format(pid)) end
+      h.rmdir(dir)
+    end)
+    -- the password in the user part, and as a parameter
+    local as_param = ("postgresql://%s@127.0.0.1:%d/%s?password=%s&sslmode=disable")
+      :format(pg.role, pg.port, pg.db, postgres.encode(PASSWORD))
+    for _, store in ipairs({ pg.url, as_param }) do
+      for _, args in ipairs({ { "proxy", "--store", store }, { "proxy", "--store=" .. store } }) do
+        local quoted = {}
+        for i, a in ipairs(args) do quoted[i] = h.shell_quote(a) end
+        os.remove(dir .. "/out")
+        os.remove(dir .. "/rc")
+        os.remove(dir .. "/pid")
+        os.execute(("(env CONNRT_HOME=%s CONNRT_KEY=%s %s %s --socket %s --workers 1 >%s/out 2>%s/err & "
+          .. "echo $! >%s/pid; wait $!; echo $? >%s/rc) >/dev/null 2>&1 &")
+          :format(h.shell_quote(tmp .. "/home"), KEY, h.CONNRT, table.concat(quoted, " "), sock, dir, dir, dir, dir))
+        for _ = 1, 100 do
+          if h.read(dir .. "/pid") then break end
+          sys.sleep(0.05)
+        end
+        local pid = tonumber(h.read(dir .. "/pid"))
+        started[#started + 1] = pid
+        local line
+        for _ = 1, 400 do
+          line = (h.read(dir .. "/out") or ""):match("^([^\n]+)\n")
+          if line or h.read(dir .. "/rc") then break end
+          sys.sleep(0.05)
+        end
+        local err = h.read(dir .. "/err") or ""
+        assert.truthy(line, err)
+        -- the proxy and its worker, running with the store open
+        local pids = { pid }
+        local p = io.popen(("pgrep -P %d"):format(pid))
+        for w in p:lines() do pids[#pids + 1] = tonumber(w) end
+        p:close()
+        assert.is_true(#pids >= 2, "no worker")
+        for _, each in ipairs(pids) do
+          local text = assert(cmdline(each))
+          assert.matches("--store", text, 1, true) -- the argv is real
+          assert.matches("127.0.0.1:" .. pg.port, text, 1, true)
+          for _, secret in ipairs({ PASSWORD, postgres.encode(PASSWORD) }) do
+            assert.is_nil(text:find(secret, 1, true), "the password in the argv of " .. each .. ": "
+              .. text:gsub("%z", " "))
+          end
+        end
+        os.execute(("kill -TERM %d"):format(pid))
+        for _ = 1, 400 do
+          if h.read(dir .. "/rc") then break end
+          sys.sleep(0.05)
+        end
+        err = h.read(dir .. "/err") or ""
+        local _, warnings = err:gsub("a password on the command line is visible to other local users", "")
+        assert.equal(1, warnings, err)
+        for _, secret in ipairs({ PASSWORD, postgres.encode(PASSWORD) }) do
+          assert.is_nil(err:find(secret, 1, true), err)
+        end
+      end
+    end
+  end)
+
+  it("is in no variable the browser inherits", function()
+    local dump = tmp .. "/dump"
+    assert(sys.mkdir(dump, 448))
+    local script = tmp .. "/browser.sh"
+    h.write(script, ('env >%s/env.tmp; mv %s/env.tmp %s/env\n'):format(dump, dump, dump))
+    local res = h.connrt({ "run", "examples/local-oidc.lua", "--timeout", "3" }, { env = {
+      CONNRT_HOME = tmp .. "/home", CONNRT_STORE = pg.url, CONNRT_KEY = KEY, PGPASSWORD = "pgpw-browser-s3cret",
+      CONNRT_BROWSER = "sh " .. script, CONNRT_FIELD_SERVER = "http://127.0.0.1:9", CONNRT_CLIENT_ID = "client-id-1",
+      CONNRT_REDIRECT_URL = ("http://127.0.0.1:%d/callback"):format(h.free_port()) } })
+    assert.equal(4, res.code, res.stderr) -- nobody signs in: the wait times out
+    local text
+    for _ = 1, 100 do
+      text = h.read(dump .. "/env")
+      if text then break end
+      sys.sleep(0.05)
+    end
+    assert.is_string(text, "the browser wrote nothing")
+    assert.matches(("CONNRT_STORE=postgres://%s@127.0.0.1:%d/%s\n"):format(pg.role, pg.port, pg.db), text, 1, true)
+    assert.is_nil(text:find("PGPASSWORD", 1, true), text)
+    for _, secret in ipairs({ PASSWORD, postgres.encode(PASSWORD), "pgpw-browser-s3cret" }) do
+      assert.is_nil(text:find(secret, 1, true), text)
+    end
+  end)
+end)

@@ -10,6 +10,7 @@
  * the environment variable of the same name (see connrt_set_lua_path in api/api.c).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -47,6 +48,14 @@ static int run_cli(lua_State *L) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i);
   }
+  /* The Lua copies are made: the password of a postgres:// URL (--store, --to, --from)
+   * now leaves /proc/PID/cmdline, where every local user can read it. Not in the
+   * arguments after "--" (connrt exec's program's own). */
+  int hidden = 0;
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) hidden += connrt_hide_pg_password(argv[i]);
+  if (hidden)
+    fputs("connrt: warning: a password on the command line is visible to other local users for a moment; "
+          "give it in CONNRT_STORE, PGPASSWORD or ~/.pgpass instead\n", stderr);
   lua_call(L, 1, 1);
   return 1;
 }

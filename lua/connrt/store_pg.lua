@@ -28,6 +28,9 @@
 -- host, port and database, never the password.
 local errors = require("connrt.errors")
 local lazy = require("connrt.lazy")
+local log = require("connrt.log")
+local sys = require("connrt.sys")
+local urlcodec = require("connrt.url")
 local crypto = lazy("connrt.crypto")
 local cjson = lazy("cjson")
 
@@ -103,7 +106,20 @@ end
 -- once).
 local spare = {}
 
+-- The store's password (the URL's, as written and decoded, and PGPASSWORD) is a secret
+-- like connrt's own: log.secret, so no line connrt prints and no `connrt exec --mask`
+-- output shows it in any spelling. Children never get it (src/api/sys.c).
+local function know_secrets(url)
+  local _, secrets = sys.pg_url_secrets(url)
+  for _, s in ipairs(secrets) do
+    log.secret(s)
+    log.secret(urlcodec.decode(s))
+  end
+  log.secret(os.getenv("PGPASSWORD"))
+end
+
 local function connect(url)
+  know_secrets(url)
   if spare[url] then
     local s = spare[url]
     spare[url] = nil

@@ -105,6 +105,10 @@ typedef struct connrt_loop {
   void (*drop)(struct connrt_loop *loop, connrt_xfer *x);    /* its userdata is being collected */
 } connrt_loop;
 
+/* Overwrites with '*', in place, the password and password or sslpassword parameters of
+ * each postgres:// URL in s (sys.c, by libpq's rules); returns how many. For argv. */
+int connrt_hide_pg_password(char *s);
+
 /* Registers every module above in package.preload. */
 void connrt_preload(lua_State *L);
 

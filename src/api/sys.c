@@ -254,6 +254,11 @@ static const char *const SECRET_ENV[] = {
   "CONNRT_NEW_KEY",        /* the key connrt rekey seals under */
   "CONNRT_CLIENT_SECRET",  /* the app's client secret */
   "CONNRT_FIELD_",         /* field values: API keys, passwords, tokens */
+  /* libpq's one secret variable (a PostgreSQL store's password): of the connection
+   * options PQconndefaults() shows as secret ("*"), password is read from PGPASSWORD and
+   * sslpassword from no variable. PGPASSFILE and PGSERVICEFILE name files and are passed
+   * on, so a nested connrt still reaches the store through ~/.pgpass. */
+  "PGPASSWORD",
   NULL
 };
 
@@ -266,17 +271,159 @@ static int is_secret_env(const char *entry) {
   return 0;
 }
 
-/* [-0, +1] The environment without SECRET_ENV, as a NULL-terminated array in a userdata
- * (pushed): built before fork, so the child allocates nothing. Its strings are
- * environ's own. */
+/* The secrets of a postgres:// or postgresql:// URL, found by libpq's URI rules
+ * (conninfo_uri_parse_options): the password of the user part (what follows the first ':'
+ * of what precedes the first '@' before any '/'), and each parameter (after the first '?'
+ * past the user part, pairs joined by '&', the name percent-decoded) whose name is one of
+ * the options PQconndefaults() shows as secret, password and sslpassword. Calls fn for
+ * each: `from`..`to` is what to remove (the ':' and password; the whole parameter with
+ * its '&'), `value`..`end` the value. Returns 0 when s is not such a URL. */
+typedef void (*pg_secret_fn)(void *ud, size_t from, size_t to, size_t value, size_t end);
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = (unsigned char)(c | 0x20);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int pg_param_is_secret(const char *k, size_t n) {
+  char name[16];
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)k[i];
+    if (c == '%' && i + 2 < n && hexval((unsigned char)k[i + 1]) >= 0
+        && hexval((unsigned char)k[i + 2]) >= 0) {
+      c = (unsigned char)(hexval((unsigned char)k[i + 1]) * 16 + hexval((unsigned char)k[i + 2]));
+      i += 2;
+    }
+    if (m == sizeof name - 1) return 0;
+    name[m++] = (char)c;
+  }
+  name[m] = 0;
+  return strcmp(name, "password") == 0 || strcmp(name, "sslpassword") == 0;
+}
+
+static int pg_url_secrets(const char *s, pg_secret_fn fn, void *ud) {
+  size_t start;
+  if (strncmp(s, "postgresql://", 13) == 0) start = 13;
+  else if (strncmp(s, "postgres://", 11) == 0) start = 11;
+  else return 0;
+  size_t p = start + strcspn(s + start, "@/");
+  size_t after_user = start;
+  if (s[p] == '@') {
+    const char *colon = memchr(s + start, ':', p - start);
+    if (colon) fn(ud, (size_t)(colon - s), p, (size_t)(colon - s) + 1, p);
+    after_user = p + 1;
+  }
+  const char *q = strchr(s + after_user, '?');
+  if (!q) return 1;
+  size_t i = (size_t)(q - s) + 1;
+  while (s[i]) {
+    size_t len = strcspn(s + i, "&");
+    size_t next = i + len + (s[i + len] == '&');
+    const char *eq = memchr(s + i, '=', len);
+    if (eq && pg_param_is_secret(s + i, (size_t)(eq - (s + i))))
+      fn(ud, i, next, (size_t)(eq - s) + 1, i + len);
+    i = next;
+  }
+  return 1;
+}
+
+/* The spans pg_url_secrets found, in order (a URL has few; more are ignored). */
+#define PG_SPANS 16
+typedef struct { size_t n, from[PG_SPANS], to[PG_SPANS], value[PG_SPANS], end[PG_SPANS]; } pg_spans;
+
+static void pg_span_add(void *ud, size_t from, size_t to, size_t value, size_t end) {
+  pg_spans *sp = ud;
+  if (sp->n == PG_SPANS) return;
+  sp->from[sp->n] = from; sp->to[sp->n] = to; sp->value[sp->n] = value; sp->end[sp->n] = end;
+  sp->n++;
+}
+
+/* Overwrites, in place, the secrets of every postgres URL in s (one may follow '=', as in
+ * --store=URL) with '*'; returns how many were not empty. For main.c: argv as
+ * /proc/PID/cmdline shows it. */
+int connrt_hide_pg_password(char *s) {
+  int count = 0;
+  for (char *u = s; (u = strstr(u, "postgres")) != NULL; u++) {
+    pg_spans sp = { 0 };
+    if (!pg_url_secrets(u, pg_span_add, &sp)) continue;
+    for (size_t i = 0; i < sp.n; i++) {
+      if (sp.end[i] == sp.value[i]) continue;
+      memset(u + sp.value[i], '*', sp.end[i] - sp.value[i]);
+      count++;
+    }
+  }
+  return count;
+}
+
+/* [-0, +1] `url` without its secrets (pg_url_secrets): pushes it. */
+static void push_pg_url_without_secrets(lua_State *L, const char *url) {
+  pg_spans sp = { 0 };
+  pg_url_secrets(url, pg_span_add, &sp);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  size_t at = 0;
+  for (size_t i = 0; i < sp.n; i++) {
+    luaL_addlstring(&b, url + at, sp.from[i] - at);
+    at = sp.to[i];
+  }
+  luaL_addstring(&b, url + at);
+  luaL_pushresult(&b);
+  /* a removed last parameter leaves its '&' or the '?' of an empty query */
+  size_t n;
+  const char *r = lua_tolstring(L, -1, &n);
+  if (sp.n && n && (r[n - 1] == '&' || r[n - 1] == '?')) {
+    lua_pushlstring(L, r, n - 1);
+    lua_remove(L, -2);
+  }
+}
+
+/* sys.pg_url_secrets(url) -> url without its secrets, {secret, ...}: a postgres:// URL's
+ * password and password or sslpassword parameters as written (percent-encoded), by the
+ * rules of pg_url_secrets; the URL itself and {} for anything else. */
+static int sys_pg_url_secrets(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  pg_spans sp = { 0 };
+  pg_url_secrets(url, pg_span_add, &sp);
+  push_pg_url_without_secrets(L, url);
+  lua_createtable(L, (int)sp.n, 0);
+  for (size_t i = 0; i < sp.n; i++) {
+    lua_pushlstring(L, url + sp.value[i], sp.end[i] - sp.value[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 2;
+}
+
+/* The environment entry as a child gets it: a postgres CONNRT_STORE without its password
+ * (the rest of the URL stays, so a nested connrt reaches the store through ~/.pgpass or
+ * PGPASSFILE), pushed onto the table at `anchor` that keeps it; else the entry itself. */
+static char *child_entry(lua_State *L, char *entry, int anchor) {
+  static const char name[] = "CONNRT_STORE=";
+  if (strncmp(entry, name, sizeof name - 1) != 0) return entry;
+  lua_pushstring(L, name);
+  push_pg_url_without_secrets(L, entry + sizeof name - 1);
+  lua_concat(L, 2);
+  char *r = (char *)lua_tostring(L, -1);
+  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  return r;
+}
+
+/* [-0, +1] The environment without SECRET_ENV (and a postgres CONNRT_STORE without its
+ * password: child_entry), as a NULL-terminated array in a userdata (pushed): built
+ * before fork, so the child allocates nothing. Its strings are environ's own, or
+ * anchored in the userdata's user value. */
 static char **push_child_env(lua_State *L) {
   size_t n = 0;
   for (char **e = environ; *e; e++) n++;
-  char **env = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 0);
+  char **env = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 1);
+  lua_newtable(L);
+  int anchor = lua_gettop(L);
   size_t k = 0;
   for (char **e = environ; *e; e++)
-    if (!is_secret_env(*e)) env[k++] = *e;
+    if (!is_secret_env(*e)) env[k++] = child_entry(L, *e, anchor);
   env[k] = NULL;
+  lua_setiuservalue(L, -2, 1);
   return env;
 }
 
@@ -420,7 +567,7 @@ static char **push_exec_env(lua_State *L, int idx) {
     int replaced = 0;
     for (size_t i = 0; i < added && !replaced; i++)
       replaced = strncmp(env[i], *e, len) == 0 && env[i][len] == '=';
-    if (!replaced) env[k++] = *e;
+    if (!replaced) env[k++] = child_entry(L, *e, strings);
   }
   env[k] = NULL;
   return env;
@@ -805,6 +952,7 @@ static const luaL_Reg sys_funcs[] = {
   { "readline_noecho", sys_readline_noecho },
   { "spawn_detached", sys_spawn_detached },
   { "exec", sys_exec },
+  { "pg_url_secrets", sys_pg_url_secrets },
   { "spawn_piped", sys_spawn_piped },
   { "poll_read", sys_poll_read },
   { "read", sys_read },
