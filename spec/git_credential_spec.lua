@@ -200,6 +200,43 @@ describe("connrt git-credential and credential-process (integration) #integratio
     h.rmdir(narrow_home)
   end)
 
+  it("a protocol or host that is more than a scheme or host[:port]: exit 2, quit=1, nothing handed out", function()
+    -- allowed http://A/api; git connects to the host it is given, never to a URL glued
+    -- from parts that carry a path, query or fragment
+    local narrow_home = h.tmpdir()
+    local path = connector("narrow2", "narrow2", ('"%s/api"'):format(git.base), nil, "/whoami")
+    assert.equal(0, h.connrt({ "run", path, "--client-id", "connrt-basic" },
+      { env = { CONNRT_HOME = narrow_home, CONNRT_CLIENT_SECRET = "basic-secret" } }).code)
+    local a, b = host_of(base), host_of(other.base)
+    -- under the allowed URL it is handed out (the case can fail)
+    local res = helper("get", ("protocol=http\nhost=%s\npath=api/repo.git\n\n"):format(a), nil, { CONNRT_HOME = narrow_home })
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("^username=[^\n]*\npassword=", res.stdout)
+    local bad = {
+      { "protocol=http://" .. a .. "/api?", "host=" .. b, "path=x" },
+      { "protocol=http", "host=" .. a .. "/api?", "path=" },
+      { "protocol=http", "host=" .. a .. "/api#", "path=x" },
+      { "protocol=http", "host=" .. a .. "/api", "path=" },
+      { "protocol=http", "host=u@" .. a, "path=api" },
+      { "protocol=http", "host=" .. a .. "\\@" .. b, "path=api" },
+      { "protocol=http", "host=" .. b .. "/..", "path=/" .. a .. "/api" },
+      { "protocol=http", "host=127.0.0.1:0", "path=api" },
+      { "protocol=http", "host=127.0.0.1:65536", "path=api" },
+      { "protocol=ftp", "host=" .. a, "path=api" },
+    }
+    for _, lines in ipairs(bad) do
+      local input = table.concat(lines, "\n") .. "\n\n"
+      for _, args in ipairs({ {}, { "--connection", "narrow2" } }) do
+        res = helper("get", input, args, { CONNRT_HOME = narrow_home })
+        assert.equal(2, res.code, input .. res.stderr)
+        assert.equal("quit=1\n\n", res.stdout, input)
+        assert.matches("git%-credential: [a-z]+ \"", res.stderr)
+        assert.matches("nothing was handed out\n$", res.stderr)
+      end
+    end
+    h.rmdir(narrow_home)
+  end)
+
   it("several connections covering a host: names them and asks for --connection", function()
     local two = h.tmpdir()
     for _, id in ipairs({ "g1", "g2" }) do

@@ -37,13 +37,41 @@ function M.read_request(f)
   return req
 end
 
--- The URL git is about to use, as an allowed-URL check reads it.
+-- The host git connects to: host or host:port (a name or IPv4 address, or an IPv6
+-- address in brackets; a port 1..65535), nothing else. Returns it lowercased, or nil.
+local function plain_host(host)
+  local name, port = host:match("^(%[[%x:%.]+%])(.*)$")
+  if not name then
+    name, port = host:match("^([^:]+)(.*)$")
+    if not name or name:find("[/?#@\\%s%c%%%[%]]") then return nil end
+  end
+  if port ~= "" then
+    local n = port:match("^:(%d%d?%d?%d?%d?)$")
+    if not n or tonumber(n) < 1 or tonumber(n) > 65535 then return nil end
+  end
+  return host:lower()
+end
+
+-- The URL git is about to use, as an allowed-URL check reads it: built from the parts,
+-- each checked to be what git connects to (protocol http or https, host host[:port]), so
+-- no part can carry a path, query or fragment that moves the URL the check reads away
+-- from the host git connects to.
 local function target(req)
   if not req.protocol or not req.host or req.host == "" then
     errors.raise("usage", "git-credential: git gave no protocol and host (got %s)",
-      req.protocol and ("protocol " .. req.protocol) or "neither")
+      req.protocol and ("protocol " .. log.redact(req.protocol)) or "neither")
   end
-  return ("%s://%s/%s"):format(req.protocol, req.host, req.path or "")
+  local protocol = req.protocol:lower()
+  if protocol ~= "http" and protocol ~= "https" then
+    errors.raise("usage", "git-credential: protocol %q: connrt answers for http and https only; nothing was handed out",
+      log.redact(req.protocol))
+  end
+  local host = plain_host(req.host)
+  if not host then
+    errors.raise("usage", "git-credential: host %q is not a host or host:port (no /, ?, #, @, \\ or blank, a port "
+      .. "1-65535); nothing was handed out", log.redact(req.host))
+  end
+  return ("%s://%s/%s"):format(protocol, host, req.path or "")
 end
 
 local function covers(conn_rec, u)
