@@ -237,6 +237,7 @@ describe("the browser connrt starts #integration", function()
     local secrets = {
       CONNRT_KEY = string.rep("5e", 32), CONNRT_NEW_KEY = string.rep("7a", 32),
       CONNRT_CLIENT_SECRET = "client-secret-9c1f", CONNRT_FIELD_API_TOKEN = "field-token-4d2b",
+      PGPASSWORD = "pg-password-6b0e", -- a PostgreSQL store's (libpq reads it)
     }
     local env = { CONNRT_HOME = tmp .. "/home", CONNRT_BROWSER = "sh " .. script, TRUST_CANARY = "passed-on",
       CONNRT_CLIENT_ID = "client-id-1", CONNRT_KEY_FILE = tmp .. "/unused-key",
