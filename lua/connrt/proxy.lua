@@ -68,6 +68,7 @@ M.MAX_RESPONSE = 1024 * 1024 * 1024 -- a streamed response body: more cuts the c
 M.IDLE = 60                        -- seconds a client may stay silent
 M.UPSTREAM_TIMEOUT = 60            -- seconds an upstream may take
 M.METRICS_SLOT = 64 * 1024
+M.UNKNOWN = "unknown" -- the metrics label of requests for a connection the proxy does not serve
 M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 
 -- Headers that are the proxy's business, not the upstream's (hop-by-hop, RFC 9110
@@ -195,12 +196,29 @@ function Worker:store()
   return self.st
 end
 
+-- Forgets the open connection `conn` under every name it was kept by.
+function Worker:forget(conn)
+  for k, c in pairs(self.conns) do
+    if c == conn then self.conns[k] = nil end
+  end
+end
+
 -- The served connection `ref` (an id, or a connector id with one connection), open and
--- kept for the next requests; nil, message when it is not served.
+-- kept for the next requests, and brought to the store's state first: its record is
+-- read again on every call (one read transaction, nothing held after it), and when it
+-- was rewritten by anyone (`connrt update`, new tokens from another process's refresh,
+-- a reconnect) the open connection follows it in place (Connection:follow), so what is
+-- sent next is decided by the store's allowed URLs and tokens; a deleted one is
+-- forgotten and is a notfound error. In place: a coroutine waiting for this worker's
+-- refresh of it (the wait list below) keeps waiting on the same object.
 function Worker:connection(ref)
-  local cached = self.conns[ref]
-  if cached then return cached end
   local st = self:store()
+  local cached = self.conns[ref]
+  if cached then
+    local rec = st:get(cached.rec.id)
+    if rec then return cached:follow(rec) end
+    self:forget(cached) -- deleted (or reconnected under a new id: found again below)
+  end
   local rec = st:find(ref)
   if self.cfg.served and not self.cfg.served[rec.id] then
     errors.raise("notfound", "connection %s is not served by this proxy (--connection)", rec.id)
@@ -410,7 +428,9 @@ function Worker:handle(req)
         log.err("connrt proxy: internal error: %s", tostring(a))
         status, headers, body = json_error(500, "internal", "internal error in the proxy")
       end
-      conn_id = conn_id or (self.conns[ref] and self.conns[ref]:id()) or ref
+      -- a series per connection this proxy serves; any other name is one series, so
+      -- requests for made-up names cannot grow the metrics
+      conn_id = conn_id or (self.conns[ref] and self.conns[ref]:id()) or M.UNKNOWN
     end
   end
   local took = sys.monotime() - started
