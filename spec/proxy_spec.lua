@@ -708,3 +708,37 @@ console.log(r.status, doc.url, doc.body);
     end)
   end)
 end)
+
+describe("connrt proxy's metrics in shared memory", function()
+  it("are folded into one series, and say so, rather than outgrow a worker's slot", function()
+    local proxy = require("connrt.proxy")
+    -- src/api/httpd.c's slots (in the connrt binary only), as the workers use them: a
+    -- put that does not fit is refused
+    local slots = {}
+    local shm = {
+      put = function(_, i, text)
+        if #text > proxy.METRICS_SLOT then return false end
+        slots[i] = text
+        return true
+      end,
+      get = function(_, i) return slots[i] end,
+    }
+    local w = proxy.new_worker(1, { workers = 2 }, shm)
+    -- series for 3,000 connections: more than the slot holds
+    for i = 1, 3000 do w.metrics.requests[("conn-%012x\t2xx"):format(i)] = 1 end
+    w.metrics.refreshes["conn-000000000001"] = 2
+    w:publish(true)
+    local text = shm:get(1)
+    assert.truthy(text, "the worker's slot was never written")
+    local doc = cjson.decode(text)
+    assert.equal(3000, doc.requests["other\t2xx"])
+    assert.equal(2, doc.refreshes.other)
+    local prom = proxy.prometheus({ doc })
+    assert.matches('connrt_proxy_requests_total{connection="other",class="2xx"} 3000', prom, 1, true)
+    assert.matches("connrt_proxy_metrics_folded 1\n", prom, 1, true)
+    -- what the worker counts from now on goes there too, and reaches the slot
+    w:count_request("conn-000000000001", "2xx")
+    w:publish(true)
+    assert.equal(3001, cjson.decode(shm:get(1)).requests["other\t2xx"])
+  end)
+end)
