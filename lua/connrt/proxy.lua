@@ -8,7 +8,11 @@
 -- refresh (a 401, refresh_on, hooks.expired: one refresh and one retry, the body being
 -- held) and the store's lease (single flight with every other process) are the ones
 -- every other use of the connection has. A refusal is a 403 with a JSON error; nothing
--- is sent.
+-- is sent. The connection is the store's as it is now: a worker keeps it open across
+-- requests but reads its record again before each one (Worker:connection: one read
+-- transaction, nothing held after it) and follows any rewrite in place (new allowed URLs,
+-- tokens another process saved, a new connector source; Connection:follow), and a
+-- deleted one is a 404. A CLI `connrt update` or `connrt delete` needs no SIGHUP.
 --
 -- Design: a master process and N worker processes (--workers, default 8) that share the
 -- listening socket. Each worker is a whole connrt: its own Lua state, its own store
@@ -47,9 +51,12 @@
 -- (Connrt-Cli) gets its answer whole and redacted, as without the proxy.
 --
 -- The master opens no store: it relays SIGTERM (stop accepting, finish what is in
--- flight) and SIGHUP (re-read the store's connection list) to the workers, starts a
--- worker again if one dies, and sums the workers' metrics from shared memory for nothing
--- but /_connrt/metrics, which any worker answers.
+-- flight) and SIGHUP (forget the open connections) to the workers and starts a worker
+-- again if one dies. Metrics: each worker counts its own and copies them to its slot of
+-- shared memory at most every PUBLISH_EVERY seconds (its tick publishes what a request
+-- left unpublished), where whichever worker answers /_connrt/metrics sums them. Series
+-- are per served connection (any other name is "unknown"); a worker whose series outgrow
+-- its slot folds them into "other" and says so (Worker:publish), never silently stale.
 --
 -- Access: a unix socket (default) is created 0600 in a 0700 directory; a TCP listener
 -- (--listen) requires the proxy key in a Connrt-Key header on every request (401
