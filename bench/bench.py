@@ -375,7 +375,7 @@ def bench_postgres(tmp, issuer, api):
             return line.decode().strip()
 
         key = os.urandom(32).hex()
-        r = {}
+        r = {"load_before": os.getloadavg()[0]}
         # token: one connection in LMDB, copied to PostgreSQL
         home = os.path.join(tmp, "pg-lmdb")
         lenv = dict(os.environ, CONNRT_HOME=home, CONNRT_KEY=key)
@@ -454,6 +454,7 @@ def bench_postgres(tmp, issuer, api):
             list_times.append(dt)
             list_rss.append(kb)
         r["list"] = {"n": N_PG_LIST, "time": stats(list_times), "rss_kb": stats(list_rss)}
+        r["load_after"] = os.getloadavg()[0]
         return r
     finally:
         server.stdin.close()
@@ -465,6 +466,9 @@ def postgres_lines(pg):
     return [
         "",
         "## 9. The PostgreSQL store (a private server on loopback)",
+        "",
+        f"Load average (1 min) {pg.get('load_before', 0):.2f} at the start of this section, "
+        f"{pg.get('load_after', 0):.2f} at its end (2 cores).",
         "",
         f"`connrt token ID` with a fresh token, {t['lmdb']['n']} runs each, interleaved:",
         "",

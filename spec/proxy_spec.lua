@@ -456,6 +456,96 @@ console.log(r.status, doc.url, doc.body);
     end)
   end)
 
+  describe("follows the store while it runs", function()
+    -- a store of its own, changed by CLI processes while one worker serves it
+    local fhome, p
+    before_each(function() fhome = h.tmpdir() end)
+    after_each(function()
+      if p then p.stop() end
+      p = nil
+      h.rmdir(fhome)
+    end)
+    local function cli(args, env)
+      env = env or {}
+      env.CONNRT_HOME = fhome
+      local res = h.connrt(args, { env = env })
+      assert.equal(0, res.code, res.stderr)
+      -- the proxy starts once the store has a connection to serve
+      if not p then
+        local saved = home
+        home = fhome
+        p = start_proxy({ "--socket", tmp .. "/f.sock", "--workers", "1" })
+        home = saved
+      end
+      return res
+    end
+    local function sent_key_to(up)
+      return count_log(up, function(r) return r.headers["x-api-key"] == API_KEY end)
+    end
+
+    it("forgets a deleted connection: 404, and its secret is sent nowhere", function()
+      cli({ "run", write_connector("fk", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY })
+      assert.equal(200, (curl(p, "/keyed/echo")))
+      cli({ "run", machine_connector("fm", api.base), "--client-id", "connrt-basic" },
+        { CONNRT_CLIENT_SECRET = "basic-secret" })
+      assert.equal(200, (curl(p, "/_connrt/token/fm")))
+      local before = sent_key_to(api)
+      cli({ "delete", "keyed" })
+      cli({ "delete", "fm" })
+      local code, body = curl(p, "/keyed/echo")
+      assert.equal(404, code)
+      assert.equal("notfound", cjson.decode(body).error)
+      assert.equal(before, sent_key_to(api))
+      code, body = curl(p, "/_connrt/token/fm")
+      assert.equal(404, code)
+      assert.equal("notfound", cjson.decode(body).error)
+      -- connected again (a new id): served again, without a SIGHUP
+      cli({ "run", write_connector("fk", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY })
+      assert.equal(200, (curl(p, "/keyed/echo")))
+    end)
+
+    it("sends to the allowed URLs as `connrt update` left them", function()
+      local both = h.keyed_connector(api.base):gsub('allowed_urls = { "([^"]*)" }',
+        ('allowed_urls = { "%%1", "%s/" }'):format(other.base))
+      local path = write_connector("fu", both)
+      cli({ "run", path, "--field", "api_key=" .. API_KEY })
+      local target = { "-H", "Connrt-Target: " .. other.base .. "/echo" }
+      assert.equal(200, (curl(p, "/keyed", target)))
+      local before = sent_key_to(other)
+      assert.is_true(before >= 1)
+      write_connector("fu", h.keyed_connector(api.base))
+      cli({ "update", "keyed", path })
+      local code, body = curl(p, "/keyed", target)
+      assert.equal(403, code)
+      assert.equal("refused", cjson.decode(body).error)
+      assert.equal(before, sent_key_to(other))
+      assert.equal(200, (curl(p, "/keyed/echo")))
+    end)
+
+    it("uses the tokens another process's refresh saved", function()
+      cli({ "run", machine_connector("fr", api.base), "--client-id", "connrt-basic" },
+        { CONNRT_CLIENT_SECRET = "basic-secret" })
+      local code, old = curl(p, "/_connrt/token/fr")
+      assert.equal(200, code)
+      assert.equal(200, (curl(p, "/fr/echo")))
+      cli({ "refresh", "fr" })
+      local new = cli({ "token", "fr" }).stdout
+      assert.are_not.equal(old, new)
+      local _, got = curl(p, "/_connrt/token/fr")
+      assert.equal(new, got)
+      local _, body = curl(p, "/fr/echo")
+      assert.equal("Bearer " .. new:gsub("\n$", ""), cjson.decode(body).headers.authorization)
+    end)
+
+    it("counts requests for connections it does not serve under one metrics label", function()
+      cli({ "run", write_connector("fn", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY })
+      for i = 1, 5 do assert.equal(404, (curl(p, "/nosuch-" .. i .. "/x"))) end
+      local _, text = curl(p, "/_connrt/metrics")
+      assert.is_nil(text:find("nosuch", 1, true))
+      assert.matches('connrt_proxy_requests_total{connection="unknown",class="4xx"} 5', text, 1, true)
+    end)
+  end)
+
   describe("signals", function()
     it("SIGTERM finishes the requests in flight, then stops accepting and exits 0", function()
       local p = start_proxy({ "--socket", tmp .. "/s1.sock", "--workers", "2" })
@@ -616,5 +706,39 @@ console.log(r.status, doc.url, doc.body);
       assert.matches("not served by this proxy", cjson.decode(body).message, 1, true)
       p.stop()
     end)
+  end)
+end)
+
+describe("connrt proxy's metrics in shared memory", function()
+  it("are folded into one series, and say so, rather than outgrow a worker's slot", function()
+    local proxy = require("connrt.proxy")
+    -- src/api/httpd.c's slots (in the connrt binary only), as the workers use them: a
+    -- put that does not fit is refused
+    local slots = {}
+    local shm = {
+      put = function(_, i, text)
+        if #text > proxy.METRICS_SLOT then return false end
+        slots[i] = text
+        return true
+      end,
+      get = function(_, i) return slots[i] end,
+    }
+    local w = proxy.new_worker(1, { workers = 2 }, shm)
+    -- series for 3,000 connections: more than the slot holds
+    for i = 1, 3000 do w.metrics.requests[("conn-%012x\t2xx"):format(i)] = 1 end
+    w.metrics.refreshes["conn-000000000001"] = 2
+    w:publish(true)
+    local text = shm:get(1)
+    assert.truthy(text, "the worker's slot was never written")
+    local doc = cjson.decode(text)
+    assert.equal(3000, doc.requests["other\t2xx"])
+    assert.equal(2, doc.refreshes.other)
+    local prom = proxy.prometheus({ doc })
+    assert.matches('connrt_proxy_requests_total{connection="other",class="2xx"} 3000', prom, 1, true)
+    assert.matches("connrt_proxy_metrics_folded 1\n", prom, 1, true)
+    -- what the worker counts from now on goes there too, and reaches the slot
+    w:count_request("conn-000000000001", "2xx")
+    w:publish(true)
+    assert.equal(3001, cjson.decode(shm:get(1)).requests["other\t2xx"])
   end)
 end)

@@ -131,9 +131,30 @@ end
 function Connection:reload()
   local rec = self.st:get(self.rec.id)
   if not rec then errors.raise("notfound", "connection %s was deleted", self.rec.id) end
-  self.rec = rec
-  self.secrets = self.st:secrets(rec)
-  register_secrets(self.secrets)
+  self:follow(rec, true)
+end
+
+--- Brings this open connection to `rec`, its record as the store has it now (Store:get):
+-- when the record was rewritten (new tokens, `connrt update`: its sealed secrets change
+-- with every rewrite) the secrets are unsealed and checked against it again, and a new
+-- connector source is loaded when first used; a change of its status fields alone
+-- (needs_reconnect, last_error) takes the record. Nothing is done when nothing changed,
+-- so a long-lived holder (the proxy) can call it before each use. `always` unseals
+-- anyway. Changes the object in place: whoever holds it sees the store's state.
+function Connection:follow(rec, always)
+  local old = self.rec
+  if always or rec.sealed ~= old.sealed or rec.connector_hash ~= old.connector_hash then
+    local secrets = self.st:secrets(rec) -- checked against the record's binding
+    if rec.connector_hash ~= old.connector_hash then
+      rawset(self, "source", self.st:connector_source(rec)) -- checked against the record's hash
+      rawset(self, "c", nil)
+    end
+    self.rec, self.secrets = rec, secrets
+    register_secrets(secrets)
+  elseif rec.needs_reconnect ~= old.needs_reconnect or rec.last_error ~= old.last_error then
+    self.rec = rec
+  end
+  return self
 end
 
 --- True when a new access token can be had without the user: with a refresh token, or

@@ -8,7 +8,11 @@
 -- refresh (a 401, refresh_on, hooks.expired: one refresh and one retry, the body being
 -- held) and the store's lease (single flight with every other process) are the ones
 -- every other use of the connection has. A refusal is a 403 with a JSON error; nothing
--- is sent.
+-- is sent. The connection is the store's as it is now: a worker keeps it open across
+-- requests but reads its record again before each one (Worker:connection: one read
+-- transaction, nothing held after it) and follows any rewrite in place (new allowed URLs,
+-- tokens another process saved, a new connector source; Connection:follow), and a
+-- deleted one is a 404. A CLI `connrt update` or `connrt delete` needs no SIGHUP.
 --
 -- Design: a master process and N worker processes (--workers, default 8) that share the
 -- listening socket. Each worker is a whole connrt: its own Lua state, its own store
@@ -47,9 +51,12 @@
 -- (Connrt-Cli) gets its answer whole and redacted, as without the proxy.
 --
 -- The master opens no store: it relays SIGTERM (stop accepting, finish what is in
--- flight) and SIGHUP (re-read the store's connection list) to the workers, starts a
--- worker again if one dies, and sums the workers' metrics from shared memory for nothing
--- but /_connrt/metrics, which any worker answers.
+-- flight) and SIGHUP (forget the open connections) to the workers and starts a worker
+-- again if one dies. Metrics: each worker counts its own and copies them to its slot of
+-- shared memory at most every PUBLISH_EVERY seconds (its tick publishes what a request
+-- left unpublished), where whichever worker answers /_connrt/metrics sums them. Series
+-- are per served connection (any other name is "unknown"); a worker whose series outgrow
+-- its slot folds them into "other" and says so (Worker:publish), never silently stale.
 --
 -- Access: a unix socket (default) is created 0600 in a 0700 directory; a TCP listener
 -- (--listen) requires the proxy key in a Connrt-Key header on every request (401
@@ -68,6 +75,9 @@ M.MAX_RESPONSE = 1024 * 1024 * 1024 -- a streamed response body: more cuts the c
 M.IDLE = 60                        -- seconds a client may stay silent
 M.UPSTREAM_TIMEOUT = 60            -- seconds an upstream may take
 M.METRICS_SLOT = 64 * 1024
+M.UNKNOWN = "unknown" -- the metrics label of requests for a connection the proxy does not serve
+M.OTHER = "other"     -- every connection's label in a worker whose metrics outgrew METRICS_SLOT
+M.PUBLISH_EVERY = 0.1 -- seconds: a worker copies its metrics to shared memory at most this often
 M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 
 -- Headers that are the proxy's business, not the upstream's (hop-by-hop, RFC 9110
@@ -170,6 +180,12 @@ function M.prometheus(all)
       out[#out + 1] = ('connrt_proxy_%s_total{connection="%s"} %d'):format(what[1], label(k), total[what[1]][k])
     end
   end
+  local folded = 0
+  for _, m in ipairs(all) do if m.folded then folded = folded + 1 end end
+  out[#out + 1] = '# HELP connrt_proxy_metrics_folded Workers whose per-connection series outgrew their shared memory: '
+    .. 'they count every connection under connection="' .. M.OTHER .. '".'
+  out[#out + 1] = "# TYPE connrt_proxy_metrics_folded gauge"
+  out[#out + 1] = ("connrt_proxy_metrics_folded %d"):format(folded)
   out[#out + 1] = "# HELP connrt_proxy_upstream_seconds Time from a request's arrival to its answer from upstream."
   out[#out + 1] = "# TYPE connrt_proxy_upstream_seconds histogram"
   for i, le in ipairs(M.BUCKETS) do
@@ -186,7 +202,9 @@ end
 local Worker = {}
 Worker.__index = Worker
 
-local function new_worker(index, cfg, shm)
+--- A worker's state: worker `index` of cfg.workers, its metrics slot in `shm` (run_worker
+-- makes one in each forked worker; the specs, one to look at).
+function M.new_worker(index, cfg, shm)
   return setmetatable({ index = index, cfg = cfg, shm = shm, conns = {}, metrics = new_metrics() }, Worker)
 end
 
@@ -195,12 +213,29 @@ function Worker:store()
   return self.st
 end
 
+-- Forgets the open connection `conn` under every name it was kept by.
+function Worker:forget(conn)
+  for k, c in pairs(self.conns) do
+    if c == conn then self.conns[k] = nil end
+  end
+end
+
 -- The served connection `ref` (an id, or a connector id with one connection), open and
--- kept for the next requests; nil, message when it is not served.
+-- kept for the next requests, and brought to the store's state first: its record is
+-- read again on every call (one read transaction, nothing held after it), and when it
+-- was rewritten by anyone (`connrt update`, new tokens from another process's refresh,
+-- a reconnect) the open connection follows it in place (Connection:follow), so what is
+-- sent next is decided by the store's allowed URLs and tokens; a deleted one is
+-- forgotten and is a notfound error. In place: a coroutine waiting for this worker's
+-- refresh of it (the wait list below) keeps waiting on the same object.
 function Worker:connection(ref)
-  local cached = self.conns[ref]
-  if cached then return cached end
   local st = self:store()
+  local cached = self.conns[ref]
+  if cached then
+    local rec = st:get(cached.rec.id)
+    if rec then return cached:follow(rec) end
+    self:forget(cached) -- deleted (or reconnected under a new id: found again below)
+  end
   local rec = st:find(ref)
   if self.cfg.served and not self.cfg.served[rec.id] then
     errors.raise("notfound", "connection %s is not served by this proxy (--connection)", rec.id)
@@ -234,7 +269,7 @@ function Worker:connection(ref)
   local metrics = self.metrics
   rawset(conn, "refresh_grant", function(c)
     local ok, tok, where = pcall(grant, c)
-    count(ok and metrics.refreshes or metrics.refresh_failures, c.rec.id)
+    count(ok and metrics.refreshes or metrics.refresh_failures, metrics.folded and M.OTHER or c.rec.id)
     if not ok then error(tok, 0) end
     return tok, where
   end)
@@ -242,8 +277,44 @@ function Worker:connection(ref)
   return conn
 end
 
-function Worker:publish()
-  if self.shm then self.shm:put(self.index, cjson.encode(self.metrics)) end
+-- Counts one answered request of connection `id` (a served one, or M.UNKNOWN) in the
+-- status class `class`.
+function Worker:count_request(id, class)
+  count(self.metrics.requests, (self.metrics.folded and M.OTHER or id) .. "\t" .. class)
+end
+
+-- Folds this worker's per-connection series into one, M.OTHER, for good: what it counts
+-- from now on is counted there too, so its metrics keep a size that fits the slot.
+local function fold(m)
+  local requests, refreshes, failures = {}, {}, {}
+  for k, v in pairs(m.requests) do count(requests, M.OTHER .. "\t" .. k:match("\t(.*)$"), v) end
+  for _, v in pairs(m.refreshes) do count(refreshes, M.OTHER, v) end
+  for _, v in pairs(m.refresh_failures) do count(failures, M.OTHER, v) end
+  m.requests, m.refreshes, m.refresh_failures, m.folded = requests, refreshes, failures, true
+end
+
+-- Copies this worker's metrics to its shared-memory slot, for whichever worker answers
+-- /_connrt/metrics: at most every PUBLISH_EVERY seconds (a request in between marks them
+-- unpublished, and the worker's tick publishes them), or now with `now`. Metrics that
+-- outgrow the slot (series for more connections than fit in METRICS_SLOT) are folded
+-- into one series and the worker says so once in its log and in
+-- connrt_proxy_metrics_folded: never silently stale.
+function Worker:publish(now)
+  if not self.shm then return end
+  local t = sys.monotime()
+  if not now and self.published and t - self.published < M.PUBLISH_EVERY then
+    self.unpublished = true
+    return
+  end
+  self.published, self.unpublished = t, false
+  local text = cjson.encode(self.metrics)
+  if #text > M.METRICS_SLOT then
+    fold(self.metrics)
+    log.err("connrt proxy: worker %d: its metrics outgrew their %d bytes of shared memory; its requests and refreshes "
+      .. "are counted under connection=\"%s\" from now on", self.index, M.METRICS_SLOT, M.OTHER)
+    text = cjson.encode(self.metrics)
+  end
+  self.shm:put(self.index, text)
 end
 
 -- SIGHUP: forget every open connection; the next request reads the store again.
@@ -264,7 +335,7 @@ end
 -- Background refresh (worker 1, every second): a token that enters the request path's
 -- refresh margin within the next quarter of its lifetime (at most a minute; or
 -- --refresh-ahead seconds) is refreshed now, through the lease like any refresh.
-function Worker:tick()
+function Worker:refresh_ahead()
   local ok, recs = pcall(self.served_records, self)
   if not ok then return end
   local connection = require("connrt.connection")
@@ -285,7 +356,18 @@ function Worker:tick()
       end
     end
   end
-  self:publish()
+end
+
+-- Every worker's tick (every PUBLISH_EVERY seconds): publishes what was counted since
+-- the last copy; worker 1's also refreshes ahead, once a second.
+function Worker:tick()
+  if self.unpublished then self:publish(true) end
+  if self.index ~= 1 then return end
+  local t = sys.monotime()
+  if self.ahead_at and t - self.ahead_at < 1 then return end
+  self.ahead_at = t
+  self:refresh_ahead()
+  if self.unpublished then self:publish(true) end
 end
 
 function Worker:health()
@@ -392,7 +474,7 @@ function Worker:handle(req)
     end
     path = "/_connrt/token/" .. (ref or "")
   elseif path == "/_connrt/metrics" and req.method == "GET" then
-    self:publish()
+    self:publish(true)
     status, headers, body = self:metrics_text()
   else
     local ref, rest = req.target:match("^/([%w_.-]+)(.*)$")
@@ -410,7 +492,9 @@ function Worker:handle(req)
         log.err("connrt proxy: internal error: %s", tostring(a))
         status, headers, body = json_error(500, "internal", "internal error in the proxy")
       end
-      conn_id = conn_id or (self.conns[ref] and self.conns[ref]:id()) or ref
+      -- a series per connection this proxy serves; any other name is one series, so
+      -- requests for made-up names cannot grow the metrics
+      conn_id = conn_id or (self.conns[ref] and self.conns[ref]:id()) or M.UNKNOWN
     end
   end
   local took = sys.monotime() - started
@@ -418,14 +502,14 @@ function Worker:handle(req)
     -- counted and logged once the body is sent; a cut one is an error
     observe(self.metrics, took)
     return status, headers, body, stream, function(why)
-      count(self.metrics.requests, conn_id .. "\t" .. (why and "error" or (status // 100) .. "xx"))
+      self:count_request(conn_id, why and "error" or (status // 100) .. "xx")
       self:publish()
       log.err("connrt proxy: %s %s %d %.1fms%s", req.method, path, status, (sys.monotime() - started) * 1000,
         why and (" cut: " .. why) or "")
     end
   end
   if conn_id then
-    count(self.metrics.requests, conn_id .. "\t" .. (status // 100) .. "xx")
+    self:count_request(conn_id, (status // 100) .. "xx")
     observe(self.metrics, took)
     self:publish()
   end
@@ -444,12 +528,12 @@ local function run_worker(index, cfg, fd, shm)
     if httpd_mod.in_task() then return httpd_mod.sleep(seconds) end
     return blocking_sleep(seconds)
   end
-  local w = new_worker(index, cfg, shm)
-  w:publish()
+  local w = M.new_worker(index, cfg, shm)
+  w:publish(true)
   local httpd = require("connrt.httpd")
   local ok, err = pcall(httpd.serve, fd, function(req) return w:handle(req) end, {
     unix = cfg.unix, max_body = cfg.max_body, idle = cfg.idle,
-    tick = index == 1 and 1 or nil, on_tick = index == 1 and function() w:tick() end or nil,
+    tick = M.PUBLISH_EVERY, on_tick = function() w:tick() end,
     on_hup = function() w:reload() end,
   })
   if w.st then w.st:close() end

@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <signal.h>
 #include <stdint.h>
@@ -44,6 +45,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -55,6 +57,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "api.h"
 
@@ -158,6 +161,42 @@ fail:
   return 2;
 }
 
+/* --- accepting when out of descriptors --------------------------------------------- */
+
+/* A worker out of file descriptors (clients holding connections open up to its limit)
+ * cannot accept: the listening socket stays readable, and libevent 2.1 would call
+ * accept() again at once, forever, printing a warning each time (millions a minute, at
+ * full CPU). Instead accepting pauses for ACCEPT_PAUSE_MS and resumes; the connections
+ * that are open are served meanwhile. One server per worker process: the listener's
+ * callbacks carry evhttp's context, so the paused listener is kept here. */
+#define ACCEPT_PAUSE_MS 100
+static struct evconnlistener *paused_listener;
+static struct event *accept_resume_ev;
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what, (void)arg;
+  if (paused_listener) evconnlistener_enable(paused_listener);
+}
+
+static void on_accept_error(struct evconnlistener *lev, void *ctx) {
+  (void)ctx;
+  int err = EVUTIL_SOCKET_ERROR();
+  if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) return;
+  evconnlistener_disable(lev);
+  paused_listener = lev;
+  struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+  if (accept_resume_ev) event_add(accept_resume_ev, &tv);
+}
+
+/* As many descriptors as the hard limit allows (the soft limit is often 1024). */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 /* --- the server loop --------------------------------------------------------------- */
 
 #define STREAM_HIGH (256 * 1024) /* a client's unsent bytes above which its upstream pauses */
@@ -170,7 +209,7 @@ typedef struct {
   struct event_base *base;
   struct evhttp *http;
   struct evhttp_bound_socket *bound;
-  struct event *term_ev, *int_ev, *hup_ev, *tick_ev, *timer_ev;
+  struct event *term_ev, *int_ev, *hup_ev, *tick_ev, *timer_ev, *accept_ev;
   CURLM *multi;
   int fd, is_unix, stopping, closed;
   long inflight;
@@ -674,9 +713,23 @@ static void loop_drop(connrt_loop *l, connrt_xfer *x) {
  * body, unix } in a coroutine of its own and returns status, headers (an array of
  * {name, value}), body, and for a streamed answer the transfer (the response's `stream`)
  * and a function done(why) called once it is sent (why: nil, or why it was cut). */
+/* An answer goes out as several writes (the head, each chunk of a streamed body, the
+ * last chunk): with Nagle's algorithm on, the second waits for the client to ACK the
+ * first, which a client delays up to 40 ms. So TCP clients get TCP_NODELAY (once per
+ * connection: evhttp keeps a connection's socket for its life). */
+static void no_delay(server_t *s, struct evhttp_request *req) {
+  if (s->is_unix) return;
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+  int one = 1;
+  if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static void on_request(struct evhttp_request *req, void *ud) {
   server_t *s = ud;
   s->inflight++;
+  no_delay(s, req);
   evhttp_request_set_on_complete_cb(req, on_complete, s);
   const char *m = method_name(evhttp_request_get_command(req));
   if (!m) {
@@ -723,6 +776,8 @@ static void on_term(evutil_socket_t sig, short what, void *ud) {
   s->stopping = 1;
   if (s->bound) evhttp_del_accept_socket(s->http, s->bound);
   s->bound = NULL;
+  paused_listener = NULL; /* freed with the socket: never enabled again */
+  if (s->accept_ev) event_del(s->accept_ev);
   if (s->tick_ev) event_del(s->tick_ev);
   struct timeval grace = { STOP_GRACE_S, 0 };
   event_base_loopexit(s->base, &grace);
@@ -865,6 +920,10 @@ static int httpd_serve(lua_State *L) {
     s->closed = 1;
     return luaL_error(L, "cannot serve the listening socket (libevent)");
   }
+  raise_fd_limit();
+  accept_resume_ev = evtimer_new(s->base, on_accept_resume, NULL);
+  s->accept_ev = accept_resume_ev;
+  evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(s->bound), on_accept_error);
   lua_pushlightuserdata(L, &s->loop);
   lua_setfield(L, LUA_REGISTRYINDEX, CONNRT_LOOP_KEY);
   /* a client that leaves while its answer is written is an error on its connection, not
@@ -906,9 +965,12 @@ static int httpd_serve(lua_State *L) {
     if (t->chunk) evbuffer_free(t->chunk);
     free(t);
   }
+  paused_listener = NULL;
   evhttp_free(s->http);
   curl_multi_cleanup(s->multi);
   event_free(s->timer_ev);
+  if (s->accept_ev) event_free(s->accept_ev);
+  accept_resume_ev = NULL;
   event_free(s->term_ev);
   event_free(s->int_ev);
   event_free(s->hup_ev);
