@@ -113,7 +113,17 @@ local function run_killed(args, env, delay, wrap, rival)
     lines[#lines + 1] = ("while [ -z \"$target\" ] && [ $i -lt 5000 ]; do read -r target <%s/pid; i=$((i+1)); done"):format(dir)
     lines[#lines + 1] = "target=${target:-$pid}"
   end
-  if delay then
+  if type(delay) == "string" then
+    -- killed once it is seen in that system call twice 50 ms apart (a call held up by
+    -- strace, not one passing by), or after 30 s in any case
+    local nr
+    for n, name in pairs(SYSCALLS) do if name == delay then nr = n end end
+    lines[#lines + 1] = ("i=0 seen=0; while [ $i -lt 600 ] && [ $seen -lt 2 ]; do sc=; "
+      .. "read -r sc rest </proc/$target/syscall 2>/dev/null || break; "
+      .. "if [ \"$sc\" = %d ]; then seen=$((seen+1)); else seen=0; fi; "
+      .. "[ $seen -lt 2 ] && sleep 0.05; i=$((i+1)); done"):format(nr or -1)
+    lines[#lines + 1] = "kill -KILL $target"
+  elseif delay then
     lines[#lines + 1] = ("sleep %.4f"):format(delay)
     lines[#lines + 1] = "read -r sc rest </proc/$target/syscall"
     lines[#lines + 1] = "kill -KILL $target"
@@ -720,10 +730,10 @@ describe("crash safety: SIGKILL at random moments #integration #crash", function
     end
     assert.is_true(nth > 0 and (h.read(probe_log) or ""):find(probe_home, 1, true) ~= nil, "no write into the store directory")
     -- the connect again in a fresh store, that write held up 6 s and the process killed
-    -- in it at 2 s (reaching the write takes a few tenths of a second, more on a busy
-    -- machine)
+    -- in it (reaching it takes a few tenths of a second, seconds on a busy machine: the
+    -- kill waits until the process is seen in it)
     local home = tmp .. "/key-home"
-    res = run_killed(connect_args(long), keyless_env(home), 2 * h.SLOW,
+    res = run_killed(connect_args(long), keyless_env(home), "write",
       { "strace", "-o", "/dev/null", "-e", "trace=write", "-e", ("inject=write:delay_enter=6000000:when=%d"):format(nth) })
     browser_finished(tmp .. "/key-browser.log", res.stderr:find("/auth?", 1, true) ~= nil)
     os.remove(tmp .. "/key-browser.log")
