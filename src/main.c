@@ -25,6 +25,26 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
+/* Where the arguments of the program `connrt exec` runs begin (argc when the command is
+ * not exec), found as cli.lua finds them: M.main skips the leading --verbose, -v, --json
+ * and --store (with its value) or --store=...; the next argument is the command; exec's
+ * program is what follows the first "--" after it. Those are the program's own and stay
+ * as they are. */
+static int exec_program(int argc, char **argv) {
+  int i = 1;
+  while (i < argc) {
+    const char *a = argv[i];
+    if (strcmp(a, "--store") == 0) i += 2;
+    else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0 || strcmp(a, "--json") == 0
+             || strncmp(a, "--store=", 8) == 0) i++;
+    else break;
+  }
+  if (i >= argc || strcmp(argv[i], "exec") != 0) return argc;
+  for (int j = i + 1; j < argc; j++)
+    if (strcmp(argv[j], "--") == 0) return j + 1;
+  return argc;
+}
+
 static int run_cli(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = (char **)lua_touserdata(L, 2);
@@ -48,11 +68,11 @@ static int run_cli(lua_State *L) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i);
   }
-  /* The Lua copies are made: the password of a postgres:// URL (--store, --to, --from)
-   * now leaves /proc/PID/cmdline, where every local user can read it. Not in the
-   * arguments after "--" (connrt exec's program's own). */
-  int hidden = 0;
-  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) hidden += connrt_hide_pg_password(argv[i]);
+  /* The Lua copies are made: the password of every postgres:// URL (--store, --to, --from,
+   * or one an option took "--" before it as its value) now leaves /proc/PID/cmdline, where
+   * every local user can read it. Not in the program `connrt exec` runs (exec_program). */
+  int hidden = 0, program = exec_program(argc, argv);
+  for (int i = 1; i < program; i++) hidden += connrt_hide_pg_password(argv[i]);
   if (hidden)
     fputs("connrt: warning: a password on the command line is visible to other local users for a moment; "
           "give it in CONNRT_STORE, PGPASSWORD or ~/.pgpass instead\n", stderr);

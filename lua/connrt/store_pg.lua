@@ -56,18 +56,18 @@ local MIGRATIONS = {
 -- migrate it one after the other
 local MIGRATION_LOCK = 7307216801
 
---- The store as messages name it: the URL without its user, password and parameters
--- ("postgres://127.0.0.1:5432/connrt"); host and port from PGHOST and PGPORT when the
--- URL leaves them out.
+--- The store as messages name it: scheme, host part and database only, never the user,
+-- password or parameters ("postgres://127.0.0.1:5432/connrt"), found by the one rule of
+-- src/api/sys.c (sys.pg_url_where: the user part ends at the last '@' before the first
+-- '?' or '#', so a raw '/' or '@' in a password is never taken for the host or
+-- database); host and port from PGHOST and PGPORT when the URL leaves them out.
 function M.describe(url)
-  local scheme, rest = url:match("^(%a+)://(.*)$")
-  rest = (rest or ""):gsub("[?#].*$", "")
-  local authority, path = rest:match("^([^/]*)(.*)$")
-  authority = authority:gsub("^.*@", "") -- user and password, never shown
+  local scheme, authority, db = sys.pg_url_where(url)
+  if not scheme then return "postgres://" end
   if authority == "" then
     authority = (os.getenv("PGHOST") or "localhost") .. (os.getenv("PGPORT") and (":" .. os.getenv("PGPORT")) or "")
   end
-  return ("%s://%s%s"):format(scheme or "postgres", authority, path)
+  return ("%s://%s%s"):format(scheme, authority, db ~= "" and "/" .. db or "")
 end
 
 -- connrt.pg's reasons as the store's (errors.lua)
@@ -120,6 +120,11 @@ end
 
 local function connect(url)
   know_secrets(url)
+  if select(4, sys.pg_url_where(url)) then
+    -- libpq would read pieces of the password as host, port or database, and name them
+    errors.fail("usage", "bad_argument", "the PostgreSQL store %s: the password in the URL has a raw '/' or '@': "
+      .. "percent-encode it (%%2F, %%40), or give it in PGPASSWORD or ~/.pgpass", M.describe(url))
+  end
   if spare[url] then
     local s = spare[url]
     spare[url] = nil

@@ -271,11 +271,15 @@ static int is_secret_env(const char *entry) {
   return 0;
 }
 
-/* The secrets of a postgres:// or postgresql:// URL, found by libpq's URI rules
- * (conninfo_uri_parse_options): the password of the user part (what follows the first ':'
- * of what precedes the first '@' before any '/'), and each parameter (after the first '?'
- * past the user part, pairs joined by '&', the name percent-decoded) whose name is one of
- * the options PQconndefaults() shows as secret, password and sslpassword. Calls fn for
+/* The secrets of a postgres:// or postgresql:// URL, by connrt's one rule (shared by argv
+ * hiding, the children's CONNRT_STORE and store_pg.lua's names and redaction, through
+ * pg_userinfo_end and sys.pg_url_secrets / sys.pg_url_where): the user part is everything
+ * between "://" and the LAST '@' before the first '?' or '#' (when there is such an '@'),
+ * and all of it after its first ':' is the password, raw '/', '@', ':', '+' or '=' included
+ * (libpq's own parser stops the user part at the first '@' or '/', so a generated password
+ * with a raw '/' would leave pieces of it elsewhere); then each parameter (after the first
+ * '?' past the user part, pairs joined by '&', the name percent-decoded) whose name is one
+ * of the options PQconndefaults() shows as secret, password and sslpassword. Calls fn for
  * each: `from`..`to` is what to remove (the ':' and password; the whole parameter with
  * its '&'), `value`..`end` the value. Returns 0 when s is not such a URL. */
 typedef void (*pg_secret_fn)(void *ud, size_t from, size_t to, size_t value, size_t end);
@@ -303,14 +307,27 @@ static int pg_param_is_secret(const char *k, size_t n) {
   return strcmp(name, "password") == 0 || strcmp(name, "sslpassword") == 0;
 }
 
+/* Where the scheme's "://" ends (0: not a postgres URL), and the '@' that ends the user
+ * part by the rule above (0: none). */
+static size_t pg_scheme_end(const char *s) {
+  if (strncmp(s, "postgresql://", 13) == 0) return 13;
+  if (strncmp(s, "postgres://", 11) == 0) return 11;
+  return 0;
+}
+
+static size_t pg_userinfo_end(const char *s, size_t start) {
+  size_t stop = start + strcspn(s + start, "?#"), at = 0;
+  for (size_t i = start; i < stop; i++)
+    if (s[i] == '@') at = i;
+  return at;
+}
+
 static int pg_url_secrets(const char *s, pg_secret_fn fn, void *ud) {
-  size_t start;
-  if (strncmp(s, "postgresql://", 13) == 0) start = 13;
-  else if (strncmp(s, "postgres://", 11) == 0) start = 11;
-  else return 0;
-  size_t p = start + strcspn(s + start, "@/");
+  size_t start = pg_scheme_end(s);
+  if (!start) return 0;
+  size_t p = pg_userinfo_end(s, start);
   size_t after_user = start;
-  if (s[p] == '@') {
+  if (p) {
     const char *colon = memchr(s + start, ':', p - start);
     if (colon) fn(ud, (size_t)(colon - s), p, (size_t)(colon - s) + 1, p);
     after_user = p + 1;
@@ -393,6 +410,39 @@ static int sys_pg_url_secrets(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 2;
+}
+
+/* sys.pg_url_where(url) -> scheme, host, database, misread: what a message may name of a
+ * postgres:// URL, by the rule of pg_url_secrets: the host part (host, port, several
+ * comma-separated, "" when left out) after the user part up to the first '/', '?' or '#',
+ * and the database (percent-encoded as written, "" when left out) up to the first '?' or
+ * '#'; misread is true when the user part has a password and a raw '/' or '@' in it,
+ * which libpq's parser would take for the end of the user part (so it would read pieces
+ * of the password as host, port or database); nil for anything else. Never any of the
+ * user part, password or parameters. */
+static int sys_pg_url_where(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  size_t start = pg_scheme_end(url);
+  if (!start) {
+    lua_pushnil(L);
+    return 1;
+  }
+  size_t at = pg_userinfo_end(url, start);
+  size_t h = at ? at + 1 : start;
+  size_t hn = strcspn(url + h, "/?#");
+  lua_pushlstring(L, url, start - 3);
+  lua_pushlstring(L, url + h, hn);
+  size_t d = h + hn;
+  if (url[d] == '/') {
+    d++;
+    lua_pushlstring(L, url + d, strcspn(url + d, "?#"));
+  } else {
+    lua_pushliteral(L, "");
+  }
+  size_t n = at ? at - start : 0;
+  lua_pushboolean(L, n && memchr(url + start, ':', n)
+                         && (memchr(url + start, '/', n) || memchr(url + start, '@', n)));
+  return 4;
 }
 
 /* The environment entry as a child gets it: a postgres CONNRT_STORE without its password
@@ -953,6 +1003,7 @@ static const luaL_Reg sys_funcs[] = {
   { "spawn_detached", sys_spawn_detached },
   { "exec", sys_exec },
   { "pg_url_secrets", sys_pg_url_secrets },
+  { "pg_url_where", sys_pg_url_where },
   { "spawn_piped", sys_spawn_piped },
   { "poll_read", sys_poll_read },
   { "read", sys_read },
