@@ -360,3 +360,142 @@ describe("a PostgreSQL store's password #integration #postgres", function()
     end
   end)
 end)
+
+-- The PostgreSQL store password by one rule everywhere (src/api/sys.c, pg_url_secrets):
+-- the user part ends at the LAST '@' before the first '?' or '#', and all of it after its
+-- first ':' is the password, raw '/', '@', ':', '+' and '=' included. It leaves the argv
+-- of connrt wherever the URL stands (also after an option that took "--" as its value),
+-- but never the arguments of the program `connrt exec` runs; a child's CONNRT_STORE has
+-- none of it; an error names only scheme, host and database. No PostgreSQL server: a
+-- listener that never answers keeps a connrt waiting on the store.
+describe("a PostgreSQL store URL's password, whatever its characters and position #integration", function()
+  local sys = require("connrt.sys")
+  local PASSWORDS = { "Ab/cDeFgSECRET1", "Ab@cDeFgSECRET2", "Ab+c/DeFg=SECRET3", "Ab:cD+eF=gSECRET4",
+    "A:b@c/d+e=SECRET5" }
+  local KEY = ("e2"):rep(32)
+  local silent, tmp, api, home, port
+
+  setup(function()
+    silent = require("connrt.listener").open("127.0.0.1", 0) -- the kernel accepts; nobody answers
+    port = silent:port()
+    tmp = h.tmpdir()
+    home = tmp .. "/home"
+    api = h.start_upstream({ ECHO_API_KEY = API_KEY })
+    h.write(tmp .. "/keyed.lua", h.keyed_connector(api.base))
+    h.write(tmp .. "/hold.lua", 'io.read("l")\n') -- a pipeline script that waits for its input
+    local res = h.connrt({ "run", tmp .. "/keyed.lua", "--field", "api_key=" .. API_KEY },
+      { env = { CONNRT_HOME = home, CONNRT_KEY = KEY } })
+    assert.equal(0, res.code, res.stderr)
+  end)
+
+  teardown(function()
+    if silent then silent:close() end
+    if api then api.stop() end
+    if tmp then h.rmdir(tmp) end
+  end)
+
+  local function url(pw, rest)
+    return ("postgres://connrt:%s@127.0.0.1:%d/connrt%s"):format(pw, port, rest or "")
+  end
+
+  -- Starts connrt ARGS in the background (standard input a FIFO nobody writes), waits until
+  -- it warned about the argv or ended, and returns its /proc/PID/cmdline (nil if it ended)
+  -- and standard error, after stopping it.
+  local function argv_of(args)
+    local dir = h.tmpdir()
+    finally(function() h.rmdir(dir) end)
+    assert(os.execute("mkfifo " .. dir .. "/in"))
+    local quoted = {}
+    for i, a in ipairs(args) do quoted[i] = h.shell_quote(a) end
+    os.execute(("(cd %s && env CONNRT_HOME=%s CONNRT_KEY=%s %s %s <>%s/in >%s/out 2>%s/err & "
+      .. "echo $! >%s/pid; wait $!; echo $? >%s/rc) >/dev/null 2>&1 &")
+      :format(h.shell_quote(h.ROOT), h.shell_quote(home), KEY, h.CONNRT, table.concat(quoted, " "),
+        dir, dir, dir, dir, dir))
+    for _ = 1, 100 do
+      if h.read(dir .. "/pid") then break end
+      sys.sleep(0.05)
+    end
+    local pid = assert(tonumber(h.read(dir .. "/pid")))
+    for _ = 1, 200 do
+      if (h.read(dir .. "/err") or ""):find("warning: a password", 1, true) or h.read(dir .. "/rc") then break end
+      sys.sleep(0.05)
+    end
+    local text = h.read(("/proc/%d/cmdline"):format(pid))
+    os.execute(("kill -TERM %d 2>/dev/null"):format(pid))
+    for _ = 1, 200 do
+      if h.read(dir .. "/rc") then break end
+      sys.sleep(0.05)
+    end
+    return text, h.read(dir .. "/err") or ""
+  end
+
+  local function warnings(err)
+    return select(2, err:gsub("a password on the command line is visible to other local users", ""))
+  end
+
+  it("leaves the argv when an option took \"--\" as its value before --store or --from", function()
+    local pw = "pgArgvDash-S3cret"
+    for _, args in ipairs({ { "request", "keyed", api.base .. "/x", "--data", "--", "--store", url(pw) },
+      { "store", "copy", "--to", "--", "--from", url(pw) } }) do
+      local text, err = argv_of(args)
+      local shown = table.concat(args, " ")
+      assert.is_string(text, "connrt ended before its argv was read: " .. shown .. "\n" .. err)
+      assert.matches("@127.0.0.1:" .. port .. "/connrt", text, 1, true) -- the argv is real
+      assert.is_nil(text:find(pw, 1, true), shown .. ": " .. text:gsub("%z", " "))
+      assert.equal(1, warnings(err), err)
+      assert.is_nil(err:find(pw, 1, true), err)
+    end
+  end)
+
+  it("leaves the argv with raw '/', '@', ':', '+' or '=' in it, as a value and in --opt=URL", function()
+    for _, pw in ipairs(PASSWORDS) do
+      local text, err = argv_of({ "script", tmp .. "/hold.lua", url(pw), "--to=" .. url(pw, "?sslmode=disable") })
+      assert.is_string(text, "connrt ended before its argv was read: " .. err)
+      assert.matches("@127.0.0.1:" .. port .. "/connrt", text, 1, true)
+      assert.is_nil(text:find("SECRET", 1, true), pw .. ": " .. text:gsub("%z", " "))
+      assert.equal(1, warnings(err), err)
+    end
+  end)
+
+  it("is not in the error, which names only scheme, host and database", function()
+    for _, pw in ipairs(PASSWORDS) do
+      local res = h.connrt({ "--store", url(pw, "?connect_timeout=2"), "list" }, { env = { CONNRT_KEY = KEY },
+        timeout = 60 })
+      local where = ("the PostgreSQL store postgres://127.0.0.1:%d/connrt:"):format(port)
+      assert.matches(where, res.stderr, 1, true)
+      assert.is_nil(res.stderr:find("SECRET", 1, true), res.stderr)
+      if pw:find("[/@]") then
+        -- libpq would read pieces of it as host, port or database: refused before
+        assert.equal(2, res.code, res.stderr)
+        assert.matches("raw '/' or '@'", res.stderr, 1, true)
+      else
+        assert.equal(8, res.code, res.stderr) -- reached the listener, which never answered
+      end
+    end
+  end)
+
+  it("is not in a child's CONNRT_STORE", function()
+    for _, pw in ipairs(PASSWORDS) do
+      local res = h.connrt({ "--store", home, "exec", "keyed", "--", "env" },
+        { env = { CONNRT_KEY = KEY, CONNRT_STORE = url(pw, "?sslmode=disable&password=" .. pw:gsub("[/@:+=]", "")) } })
+      assert.equal(0, res.code, res.stderr)
+      assert.matches(("\nCONNRT_STORE=postgres://connrt@127.0.0.1:%d/connrt?sslmode=disable\n"):format(port),
+        "\n" .. res.stdout, 1, true)
+      assert.is_nil(res.stdout:find("SECRET", 1, true), res.stdout)
+    end
+  end)
+
+  it("stays whole in the arguments of the program connrt exec runs, and in connrt's argv there", function()
+    local pw = "Ab/cDeFgSECRET6"
+    local out = tmp .. "/argv"
+    local res = h.connrt({ "--store", home, "exec", "keyed", "--", "sh", "-c",
+      'tr "\\000" " " </proc/$PPID/cmdline >"$1"; printf "%s\\n" "$2" >>"$1"', "sh", out, url(pw) },
+      { env = { CONNRT_KEY = KEY } })
+    assert.equal(0, res.code, res.stderr)
+    local text = assert(h.read(out))
+    local _, n = text:find(url(pw), 1, true)
+    assert.truthy(n, text)
+    assert.is_truthy(text:find(url(pw), n + 1, true), "not whole in both: " .. text)
+    assert.equal(0, warnings(res.stderr), res.stderr)
+  end)
+end)
