@@ -522,6 +522,52 @@ console.log(r.status, doc.url, doc.body);
       assert.equal(200, (curl(p, "/keyed/echo")))
     end)
 
+    it("reads the store again before a redirect hop: a change made while the upstream answered decides", function()
+      local both = h.keyed_connector(api.base):gsub('allowed_urls = { "([^"]*)" }',
+        ('allowed_urls = { "%%1", "%s/" }'):format(other.base))
+      local path = write_connector("fw", both)
+      cli({ "run", path, "--field", "api_key=" .. API_KEY })
+      local function held()
+        local r = assert(client:request({ url = other.base .. "/held" }))
+        return cjson.decode(r.body).held
+      end
+      -- a request held at the upstream; meanwhile `connrt update` removes that origin
+      -- (then `connrt delete` the connection); the upstream then redirects within its
+      -- own origin: the hop is refused, nothing more is sent there
+      for _, change in ipairs({ "update", "delete" }) do
+        local out = h.tmpdir()
+        os.execute(("curl -s --unix-socket %s -H %s -o %s/body -w '%%{http_code}' http://proxy/keyed >%s/code &"):format(
+          h.shell_quote(p.info.socket), h.shell_quote("Connrt-Target: " .. other.base .. "/hold?id=" .. change), out,
+          out))
+        local deadline = sys.monotime() + 20
+        while #held() == 0 do
+          assert(sys.monotime() < deadline, "the request never reached the upstream")
+          sys.sleep(0.02)
+        end
+        local before = sent_key_to(other)
+        if change == "update" then
+          write_connector("fw", h.keyed_connector(api.base))
+          cli({ "update", "keyed", path })
+        else
+          cli({ "delete", "keyed" })
+        end
+        assert(client:request({ url = other.base .. "/release?id=" .. change .. "&status=302&location=/echo" }))
+        deadline = sys.monotime() + 20
+        while not (h.read(out .. "/code") or ""):match("%d%d%d") do
+          assert(sys.monotime() < deadline, "no answer through the proxy")
+          sys.sleep(0.05)
+        end
+        local code = tonumber(h.read(out .. "/code"))
+        assert.equal(change == "update" and 403 or 404, code, h.read(out .. "/body"))
+        assert.equal(before, sent_key_to(other))
+        h.rmdir(out)
+        if change == "update" then -- connected again with both origins, for the next round
+          write_connector("fw", both)
+          cli({ "update", "keyed", path, "--replace" })
+        end
+      end
+    end)
+
     it("uses the tokens another process's refresh saved", function()
       cli({ "run", machine_connector("fr", api.base), "--client-id", "connrt-basic" },
         { CONNRT_CLIENT_SECRET = "basic-secret" })

@@ -50,6 +50,18 @@ describe("log.redact hides every spelling", function()
     log.secret(SECRET)
   end)
 
+  it("safe_cut: never inside a secret, and always past the start (secrets back to back)", function()
+    local s = ("x"):rep(10) .. SECRET .. ("y"):rep(10)
+    local at = log.safe_cut(s, 15)
+    assert.equal(10, at)
+    assert.equal(log.redact(s), log.redact(s:sub(1, at)) .. log.redact(s:sub(at + 1)))
+    assert.equal(15 + #SECRET, log.safe_cut(s, 15 + #SECRET)) -- outside any secret: as asked
+    local run = SECRET:rep(50)
+    at = log.safe_cut(run, 100)
+    assert.is_true(at > 0, "no progress")
+    assert.equal(log.redact(run), log.redact(run:sub(1, at)) .. log.redact(run:sub(at + 1)))
+  end)
+
   it("raw, as before", function()
     assert.equal("a [redacted] b", log.redact("a " .. SECRET .. " b"))
   end)

@@ -345,11 +345,27 @@ function Connection:request(req)
   local retries, waited = req.retries or 0, 0
   local max_wait = req.max_wait or 60
   local what = method .. " " .. url.without_query(target)
+  -- a long-running user (the proxy) reads the connection again from the store before
+  -- every attempt after the first and before every redirect hop (rawset recheck: raises
+  -- when it is gone), so a change made meanwhile decides where the next hop may go
+  local recheck = rawget(self, "recheck")
+  local attempt = 0
   while true do
+    attempt = attempt + 1
+    if recheck and attempt > 1 then
+      recheck(self)
+      target, parsed = self:target(req.url)
+    end
     local full = request.with_parameters(self.c.request, self:scope(),
       { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request",
       { secret_var = function(v) return connector.secret_var(self.c, v) end })
     full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
+    if recheck then
+      full.before_hop = function()
+        recheck(self)
+        return self.rec.allowed_urls
+      end
+    end
     if req.stream and not self.c.hooks.expired then
       -- `connrt proxy`: the answer may stream unless this loop may act on it (hooks.expired
       -- reads every answer's body, so then nothing streams)

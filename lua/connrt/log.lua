@@ -255,14 +255,21 @@ function M.redact(s)
   return table.concat(out)
 end
 
---- The largest position <= `at` where `s` can be cut in two without cutting a known
--- secret (in any spelling M.redact knows) that `s` holds whole: redacting the two parts
--- apart then hides what redacting `s` would. (A secret only begun at the end of `s` is
--- the caller's to keep back: cut far enough from the end.)
+--- A position near `at` where `s` can be cut in two without cutting a known secret (in
+-- any spelling M.redact knows) that `s` holds whole: redacting the two parts apart then
+-- hides what redacting `s` would. Where `at` falls inside the secrets' text, the cut
+-- goes before it, or after it when it starts `s` (so a cut always makes progress, and a
+-- caller that passes on the first part never holds more than `at` plus one secret). (A
+-- secret only begun at the end of `s` is the caller's to keep back: cut far enough from
+-- the end.)
 function M.safe_cut(s, at)
   local rs = ranges(s)
   for i = #rs, 1, -1 do
-    if rs[i][1] <= at and at < rs[i][2] then at = rs[i][1] - 1 end
+    local r = rs[i]
+    if r[1] <= at and at < r[2] then
+      if r[1] > 1 then at = r[1] - 1 else at = r[2] end
+      break
+    end
   end
   return at
 end

@@ -273,6 +273,12 @@ function Worker:connection(ref)
     if not ok then error(tok, 0) end
     return tok, where
   end)
+  -- and again before each redirect hop and each retry of a request (Connection:request)
+  rawset(conn, "recheck", function(c)
+    local now = st:get(c.rec.id)
+    if not now then errors.raise("notfound", "connection %s was deleted", c.rec.id) end
+    c:follow(now)
+  end)
   self.conns[ref], self.conns[rec.id] = conn, conn
   return conn
 end

@@ -190,6 +190,9 @@ function M.send(req, what)
     local target = loc:match("^%a[%w+.-]*://") and loc or url.join(url.build({
       scheme = origin.scheme, host = origin.host, port = origin.port, path = "",
     }), loc)
+    -- the allowed URLs as they are now (a long-running caller, the proxy, reads them
+    -- again from the store: they may have changed while this hop was answered)
+    if req.before_hop then req.allowed = req.before_hop() end
     local ok, why = url.allowed(target, req.allowed or {})
     if not ok then
       errors.raise("refused", "%s: %s %s redirected to %s, which is refused: %s", what, method,

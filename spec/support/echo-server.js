@@ -24,8 +24,9 @@
 //   /big             2 MB (2,000,000 bytes) of 'x'
 //   /hold?id=K       answers only once /release?id=K is asked (state at /held: the ids
 //                    held now and those answered), so a spec can hold a request in flight
-//   /release?id=K&status=S
-//                    answers the held request K with status S (default 200)
+//   /release?id=K&status=S&location=L
+//                    answers the held request K with status S (default 200), and a
+//                    Location header L when given
 //   /stream?n=N      N bytes of 'y', written 64 KiB at a time as the client takes them
 //   /headers?A=1&b=2 answers with the query's names and values as response headers, in
 //                    that order and with the names' case as given
@@ -124,7 +125,8 @@ const server = (tls ? (h) => https.createServer(tls, h) : (h) => http.createServ
       const held = holding.get(id);
       holding.delete(id);
       if (held) {
-        send(held, Number(url.searchParams.get('status') || '200'), `released ${id}\n`);
+        const to = url.searchParams.get('location');
+        send(held, Number(url.searchParams.get('status') || '200'), `released ${id}\n`, to ? { Location: to } : {});
         answered.push(id);
       }
       send(res, held ? 200 : 404, held ? 'released\n' : 'not held\n');
