@@ -31,10 +31,13 @@ echo "sanitize: specs took $(( $(date +%s) - start )) s"
 
 # A report that holds nothing but LeakSanitizer's own failure to look (it suspends every
 # thread of the exiting process, which fails when a spec stops or kills that process at
-# that moment: crash_spec's SIGKILLs, signal forwarding) is no finding: said, not counted.
+# that moment: crash_spec's SIGKILLs, signal forwarding; its tracer thread may then fail to
+# read a thread's registers or crash itself, "Tracer caught signal") is no finding: said,
+# not counted. Every other report fails the run.
 for f in "$reports"/*; do
   [ -e "$f" ] || continue
-  if ! grep -qv -e 'Unable to get registers from thread' -e 'LeakSanitizer has encountered a fatal error' \
+  if ! grep -qv -e 'Unable to get registers from thread' -e 'Tracer caught signal' \
+      -e 'LeakSanitizer has encountered a fatal error' \
       -e 'HINT: For debugging, try setting' -e 'HINT: LeakSanitizer does not work under ptrace' "$f"; then
     echo "sanitize: LeakSanitizer could not check one exiting process (stopped or killed as it looked): $(basename "$f")"
     rm -f "$f"
