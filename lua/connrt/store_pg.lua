@@ -81,9 +81,9 @@ end
 local Backend = {}
 Backend.__index = Backend
 
--- Runs one statement; a failure is a store error with the reason libpq gave.
-function Backend:q(sql, ...)
-  local r, msg, reason = self.conn:exec(sql, ...)
+-- The result of conn:exec or conn:fetch; a failure is a store error with the reason
+-- libpq gave.
+local function checked(self, r, msg, reason)
   if r == nil then
     self.broken = reason == "unreachable"
     fail(self.where, msg, reason)
@@ -91,15 +91,11 @@ function Backend:q(sql, ...)
   return r
 end
 
+-- Runs one statement.
+function Backend:q(sql, ...) return checked(self, self.conn:exec(sql, ...)) end
+
 -- Like q, with the rows in binary (conn:fetch): bytea comes as it is, not in hex.
-function Backend:fetch(sql, ...)
-  local r, msg, reason = self.conn:fetch(sql, ...)
-  if r == nil then
-    self.broken = reason == "unreachable"
-    fail(self.where, msg, reason)
-  end
-  return r
-end
+function Backend:fetch(sql, ...) return checked(self, self.conn:fetch(sql, ...)) end
 
 -- A connection made by exists() just before, kept for the open that follows it with
 -- the schema version it read (so `connrt list` or `connrt token` connects once and asks
