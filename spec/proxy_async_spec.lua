@@ -7,6 +7,7 @@
 -- to be in flight from the upstream's own state (/held), not from a clock.
 local cjson = require("cjson")
 local h = require("support.helpers")
+local proxies = require("support.proxy")
 local sys = require("connrt.sys")
 
 local API_KEY = "sk-async-5ecret-k3y"
@@ -44,53 +45,25 @@ describe("connrt proxy, one worker, many requests in flight #integration", funct
     assert.equal(0, res.code, res.stderr)
   end)
 
-  local running = {}
-
   teardown(function()
-    for p in pairs(running) do p.stop("KILL") end
+    proxies.stop_all() -- before the servers: none outlives the spec holding their pipes
     for _, s in ipairs({ server, api }) do if s then s.stop() end end
     h.rmdir(home)
     h.rmdir(tmp)
   end)
 
-  -- Starts a proxy with one worker; returns { pid, info, worker (its pid), stop }.
+  -- Starts a proxy with one worker (support/proxy.lua); returns { pid, info, worker
+  -- (its pid), err, stop }.
   local function start_proxy(args)
-    local dir = h.tmpdir()
-    local quoted = {}
-    for i, a in ipairs(args or {}) do quoted[i] = h.shell_quote(a) end
+    local all = { "--workers", "1" }
+    for _, a in ipairs(args or {}) do all[#all + 1] = a end
     -- under make sanitize: ASan's quarantine would keep every freed piece of a streamed
     -- body resident, which says nothing about what the proxy holds
     local asan = os.getenv("ASAN_OPTIONS")
-    local extra = asan and ("ASAN_OPTIONS=" .. h.shell_quote(asan .. ":quarantine_size_mb=1")) or ""
-    os.execute(("cd %s && (env CONNRT_HOME=%s %s %s proxy --workers 1 %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; "
-      .. "echo $? >%s/rc) &"):format(h.ROOT, home, extra, h.CONNRT, table.concat(quoted, " "), dir, dir, dir, dir))
-    local line
-    for _ = 1, 200 do
-      line = (h.read(dir .. "/out") or ""):match("^([^\n]+)\n")
-      if line or h.read(dir .. "/rc") then break end
-      sys.sleep(0.05)
-    end
-    assert.truthy(line, h.read(dir .. "/err"))
-    local p = { pid = tonumber(h.read(dir .. "/pid")), info = cjson.decode(line) }
+    local p = proxies.start(home, all, asan and { ASAN_OPTIONS = asan .. ":quarantine_size_mb=1" } or nil)
     local f = io.popen(("pgrep -P %d"):format(p.pid))
     p.worker = tonumber(f:read("*l"))
     f:close()
-    p.err = function() return h.read(dir .. "/err") or "" end
-    running[p] = true
-    p.stop = function(sig)
-      running[p] = nil
-      if sig == "KILL" then os.execute(("pkill -KILL -P %d"):format(p.pid)) end
-      os.execute(("kill -%s %d"):format(sig or "TERM", p.pid))
-      local rc
-      for _ = 1, 400 do
-        rc = tonumber(h.read(dir .. "/rc") or "")
-        if rc then break end
-        sys.sleep(0.05)
-      end
-      p.stderr = h.read(dir .. "/err")
-      h.rmdir(dir)
-      return rc
-    end
     return p
   end
 

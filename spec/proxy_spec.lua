@@ -5,6 +5,7 @@
 -- refreshes; refusals of every kind with the upstream's log proving nothing was sent.
 local cjson = require("cjson")
 local h = require("support.helpers")
+local proxies = require("support.proxy")
 local sys = require("connrt.sys")
 
 local API_KEY = "sk-proxy-5ecret-k3y"
@@ -48,54 +49,20 @@ describe("connrt proxy (integration) #integration", function()
     assert.equal(0, res.code, res.stderr)
   end)
 
-  -- proxies still running at the end (a test failed before its own stop): killed before
-  -- the servers stop, so none outlives the spec holding their pipes open (busted would
-  -- wait for ever)
-  local running = {}
-
   teardown(function()
-    for p in pairs(running) do p.stop("KILL") end
+    -- proxies still running (a test failed before its own stop): killed before the
+    -- servers stop, so none outlives the spec holding their pipes open
+    proxies.stop_all()
     for _, s in ipairs({ server, api, other }) do if s then s.stop() end end
     h.rmdir(home)
     h.rmdir(tmp)
   end)
 
-  -- Starts a proxy; returns { pid, info (its ready line), err = function() -> its
-  -- standard error, stop = function(signal) -> exit status }.
+  -- Starts a proxy on the store `home` (support/proxy.lua); returns { pid, info (its
+  -- ready line), err = function() -> its standard error, stop = function(signal) -> exit
+  -- status }.
   local function start_proxy(args, env)
-    local dir = h.tmpdir()
-    local quoted = {}
-    for i, a in ipairs(args or {}) do quoted[i] = h.shell_quote(a) end
-    local extra = ""
-    for k, v in pairs(env or {}) do extra = extra .. k .. "=" .. h.shell_quote(v) .. " " end
-    os.execute(("cd %s && (env CONNRT_HOME=%s %s %s proxy %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; echo $? >%s/rc) &")
-      :format(h.ROOT, home, extra, h.CONNRT, table.concat(quoted, " "), dir, dir, dir, dir))
-    local line
-    for _ = 1, 200 do
-      line = (h.read(dir .. "/out") or ""):match("^([^\n]+)\n")
-      if line or h.read(dir .. "/rc") then break end
-      sys.sleep(0.05)
-    end
-    assert.truthy(line, h.read(dir .. "/err"))
-    local p = { pid = tonumber(h.read(dir .. "/pid")), info = cjson.decode(line) }
-    p.err = function() return h.read(dir .. "/err") or "" end
-    running[p] = true
-    p.stop = function(sig)
-      running[p] = nil
-      -- a KILL leaves the workers behind: they go first
-      if sig == "KILL" then os.execute(("pkill -KILL -P %d"):format(p.pid)) end
-      os.execute(("kill -%s %d"):format(sig or "TERM", p.pid))
-      local rc
-      for _ = 1, 400 do
-        rc = tonumber(h.read(dir .. "/rc") or "")
-        if rc then break end
-        sys.sleep(0.05)
-      end
-      p.stderr = h.read(dir .. "/err")
-      h.rmdir(dir)
-      return rc
-    end
-    return p
+    return proxies.start(home, args, env)
   end
 
   -- curl through the proxy's unix socket; returns status, body, headers text.
