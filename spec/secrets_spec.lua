@@ -6,6 +6,7 @@
 -- rotating refresh), the client secret, a secret field, a wrong client secret.
 local cjson = require("cjson")
 local h = require("support.helpers")
+local proxies = require("support.proxy")
 
 local CLIENT_SECRET = "basic-secret"
 local API_KEY = "k-7f3e9b2a41c8d5e6"
@@ -273,42 +274,20 @@ describe("a PostgreSQL store's password #integration #postgres", function()
 
   it("is gone from a running connrt proxy's argv, with a warning that does not show it", function()
     local dir = h.tmpdir()
-    local sock = dir .. "/proxy.sock"
-    local started = {} -- stopped even when an assertion fails
     finally(function()
-      for _, pid in ipairs(started) do os.execute(("kill -TERM %d 2>/dev/null"):format(pid)) end
+      proxies.stop_all() -- stopped even when an assertion fails
       h.rmdir(dir)
     end)
     -- the password in the user part, and as a parameter
     local as_param = ("postgresql://%s@127.0.0.1:%d/%s?password=%s&sslmode=disable")
       :format(pg.role, pg.port, pg.db, postgres.encode(PASSWORD))
     for _, store in ipairs({ pg.url, as_param }) do
-      for _, args in ipairs({ { "proxy", "--store", store }, { "proxy", "--store=" .. store } }) do
-        local quoted = {}
-        for i, a in ipairs(args) do quoted[i] = h.shell_quote(a) end
-        os.remove(dir .. "/out")
-        os.remove(dir .. "/rc")
-        os.remove(dir .. "/pid")
-        os.execute(("(env CONNRT_HOME=%s CONNRT_KEY=%s %s %s --socket %s --workers 1 >%s/out 2>%s/err & "
-          .. "echo $! >%s/pid; wait $!; echo $? >%s/rc) >/dev/null 2>&1 &")
-          :format(h.shell_quote(tmp .. "/home"), KEY, h.CONNRT, table.concat(quoted, " "), sock, dir, dir, dir, dir))
-        for _ = 1, 100 do
-          if h.read(dir .. "/pid") then break end
-          sys.sleep(0.05)
-        end
-        local pid = tonumber(h.read(dir .. "/pid"))
-        started[#started + 1] = pid
-        local line
-        for _ = 1, 400 do
-          line = (h.read(dir .. "/out") or ""):match("^([^\n]+)\n")
-          if line or h.read(dir .. "/rc") then break end
-          sys.sleep(0.05)
-        end
-        local err = h.read(dir .. "/err") or ""
-        assert.truthy(line, err)
+      for _, args in ipairs({ { "--store", store }, { "--store=" .. store } }) do
+        for _, a in ipairs({ "--socket", dir .. "/proxy.sock", "--workers", "1" }) do args[#args + 1] = a end
+        local px = proxies.start(tmp .. "/home", args, { CONNRT_KEY = KEY })
         -- the proxy and its worker, running with the store open
-        local pids = { pid }
-        local p = io.popen(("pgrep -P %d"):format(pid))
+        local pids = { px.pid }
+        local p = io.popen(("pgrep -P %d"):format(px.pid))
         for w in p:lines() do pids[#pids + 1] = tonumber(w) end
         p:close()
         assert.is_true(#pids >= 2, "no worker")
@@ -321,12 +300,8 @@ describe("a PostgreSQL store's password #integration #postgres", function()
               .. text:gsub("%z", " "))
           end
         end
-        os.execute(("kill -TERM %d"):format(pid))
-        for _ = 1, 400 do
-          if h.read(dir .. "/rc") then break end
-          sys.sleep(0.05)
-        end
-        err = h.read(dir .. "/err") or ""
+        px.stop("TERM")
+        local err = px.stderr or ""
         local _, warnings = err:gsub("a password on the command line is visible to other local users", "")
         assert.equal(1, warnings, err)
         for _, secret in ipairs({ PASSWORD, postgres.encode(PASSWORD) }) do
