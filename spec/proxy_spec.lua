@@ -471,9 +471,14 @@ console.log(r.status, doc.url, doc.body);
       assert.equal(200, (curl(p, "/keyed/echo")))
     end)
 
+    -- the keyed connector, allowed both upstreams
+    local function keyed_on_both()
+      return (h.keyed_connector(api.base):gsub('allowed_urls = { "([^"]*)" }',
+        ('allowed_urls = { "%%1", "%s/" }'):format(other.base)))
+    end
+
     it("sends to the allowed URLs as `connrt update` left them", function()
-      local both = h.keyed_connector(api.base):gsub('allowed_urls = { "([^"]*)" }',
-        ('allowed_urls = { "%%1", "%s/" }'):format(other.base))
+      local both = keyed_on_both()
       local path = write_connector("fu", both)
       cli({ "run", path, "--field", "api_key=" .. API_KEY })
       local target = { "-H", "Connrt-Target: " .. other.base .. "/echo" }
@@ -490,8 +495,7 @@ console.log(r.status, doc.url, doc.body);
     end)
 
     it("reads the store again before a redirect hop: a change made while the upstream answered decides", function()
-      local both = h.keyed_connector(api.base):gsub('allowed_urls = { "([^"]*)" }',
-        ('allowed_urls = { "%%1", "%s/" }'):format(other.base))
+      local both = keyed_on_both()
       local path = write_connector("fw", both)
       cli({ "run", path, "--field", "api_key=" .. API_KEY })
       local function held()
