@@ -145,6 +145,11 @@ static int httpd_listen_tcp(lua_State *L) {
   int one = 1;
   if (fd < 0) goto fail;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* An answer goes out as several writes (the head, each chunk of a streamed body, the
+   * last chunk): with Nagle's algorithm on, the second waits for the client to ACK the
+   * first, which a client delays up to 40 ms. Set on the listening socket, every
+   * accepted one inherits it (Linux). */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (bind(fd, (struct sockaddr *)&ss, sl) == -1 || listen(fd, 1024) == -1) {
     int e = errno;
     close(fd);
@@ -713,23 +718,9 @@ static void loop_drop(connrt_loop *l, connrt_xfer *x) {
  * body, unix } in a coroutine of its own and returns status, headers (an array of
  * {name, value}), body, and for a streamed answer the transfer (the response's `stream`)
  * and a function done(why) called once it is sent (why: nil, or why it was cut). */
-/* An answer goes out as several writes (the head, each chunk of a streamed body, the
- * last chunk): with Nagle's algorithm on, the second waits for the client to ACK the
- * first, which a client delays up to 40 ms. So TCP clients get TCP_NODELAY (once per
- * connection: evhttp keeps a connection's socket for its life). */
-static void no_delay(server_t *s, struct evhttp_request *req) {
-  if (s->is_unix) return;
-  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-  struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-  int one = 1;
-  if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 static void on_request(struct evhttp_request *req, void *ud) {
   server_t *s = ud;
   s->inflight++;
-  no_delay(s, req);
   evhttp_request_set_on_complete_cb(req, on_complete, s);
   const char *m = method_name(evhttp_request_get_command(req));
   if (!m) {
