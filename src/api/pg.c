@@ -862,6 +862,13 @@ static int send_deferred(lua_State *L, Conn *c, int queue, int nq) {
   return sent;
 }
 
+/* Pipeline mode on (it stays on while answers are unread), and the deferred statements
+ * sent; false when libpq could not. */
+static int pipeline_start(lua_State *L, Conn *c, int queue, int nq) {
+  int ok = PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF || PQenterPipelineMode(c->pg);
+  return ok && send_deferred(L, c, queue, nq);
+}
+
 /* Runs sql after the statements deferred or sent before it, in one round trip (libpq's
  * pipeline mode): reads the answers of those first, then that of sql. Returns the
  * result of sql, or the first failed result among the earlier ones (boxed at the top of
@@ -870,8 +877,7 @@ static PGresult *run_pipelined(lua_State *L, Conn *c, int queue, int nq, const c
                                const char *const *values, const int *lengths, const int *formats, int binary) {
   PGconn *pg = c->pg;
   Box *failed = new_box(L, free_result), *main = new_box(L, free_result);
-  int sent = PQpipelineStatus(pg) != PQ_PIPELINE_OFF || PQenterPipelineMode(pg);
-  sent = sent && send_deferred(L, c, queue, nq);
+  int sent = pipeline_start(L, c, queue, nq);
   sent = sent && PQsendQueryParams(pg, sql, n, types, values, lengths, formats, binary) && PQpipelineSync(pg);
   int earlier = c->unread, segment = 0, nulls = 0;
   c->unread = 0;
@@ -1044,8 +1050,7 @@ static int conn_send(lua_State *L) {
   const char *sql = luaL_checkstring(L, 2);
   lua_getiuservalue(L, 1, CONN_QUEUE);
   int queue = lua_gettop(L), nq = (int)luaL_len(L, queue);
-  int sent = PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF || PQenterPipelineMode(c->pg);
-  sent = sent && send_deferred(L, c, queue, nq);
+  int sent = pipeline_start(L, c, queue, nq);
   sent = sent && PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
   if (sent) c->unread++;
   lua_pushboolean(L, sent);
