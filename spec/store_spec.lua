@@ -266,4 +266,31 @@ describe("connrt.lmdb", function()
     assert.is_truthy(child_pid)
     assert.not_equal(sys.getpid(), child_pid)
   end)
+
+  it("moves its last_txnid with every committed write, its own or another process's, and with nothing else", function()
+    local g0 = env:last_txnid()
+    assert.is_true(math.type(g0) == "integer")
+    committed("alpha", "nothing")
+    local r <close> = env:begin(false)
+    r:abort()
+    local w <close> = env:begin(true)
+    w:put("alpha", "aborted", "x")
+    w:abort()
+    assert.equal(g0, env:last_txnid()) -- reads and an aborted write leave it
+    do
+      local txn <close> = env:begin(true)
+      txn:put("alpha", "k", "v")
+      txn:commit()
+    end
+    local g1 = env:last_txnid()
+    assert.is_true(g1 > g0)
+    in_other_process(([[
+      local env = assert(require("connrt.lmdb").open(%q, { "alpha", "beta" }))
+      local txn = env:begin(true)
+      txn:put("beta", "k", "from another process")
+      txn:commit()
+      env:close()
+    ]]):format(dir))
+    assert.is_true(env:last_txnid() > g1) -- seen here without a transaction
+  end)
 end)

@@ -4,6 +4,26 @@
 local cjson = require("cjson")
 local text = require("connrt.text")
 
+describe("textscan.find_all", function()
+  local find_all = require("connrt.textscan").find_all
+
+  it("finds every occurrence of each needle, needle by needle, resuming after each hit", function()
+    assert.same({ 1, 3, 5, 7, 9, 11, 12, 12 }, find_all("abc.abc.abcd", { "abc", "d" }))
+    assert.same({ 1, 2, 3, 4 }, find_all("aaaaa", { "aa" })) -- not overlapping
+    assert.same({}, find_all("short", { "longer than the text" }))
+    assert.same({}, find_all("", { "x" }))
+    assert.same({ 2, 3 }, find_all("a\0b\0", { "\0b" })) -- bytes, NUL included
+    assert.same({}, find_all("text", { "" })) -- an empty needle finds nothing
+    assert.same({ 1, 4 }, find_all("%.*[", { "%.*[" })) -- no pattern characters
+  end)
+
+  it("refuses a needle that is not a string, naming where it is", function()
+    local ok, err = pcall(find_all, "text", { "a", 2 })
+    assert.is_false(ok)
+    assert.matches("needles%[2%] is not a string", err)
+  end)
+end)
+
 describe("text", function()
   it("trims whitespace and strips a trailing set", function()
     assert.equal("a b", text.trim(" \t\r\na b \n"))

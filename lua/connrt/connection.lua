@@ -107,6 +107,18 @@ function Connection:scope()
   return scope
 end
 
+-- The connector's request parameters rendered with this connection's scope
+-- (request.render_parameters), kept while the scope and the connector stay.
+function Connection:rendered()
+  local scope, c = self:scope(), self.c
+  local cached = rawget(self, "_rendered")
+  if cached and cached.scope == scope and cached.c == c then return cached.rendered end
+  local rendered = request.render_parameters(c.request, scope, c.path .. ": request",
+    { secret_var = function(v) return connector.secret_var(c, v) end })
+  rawset(self, "_rendered", { scope = scope, c = c, rendered = rendered })
+  return rendered
+end
+
 --- The seconds before a token's expiry at which it is refreshed first: REFRESH_MARGIN,
 -- but never more than half the token's lifetime (from when connrt got it, issued_at, to
 -- its expiry). With a fixed margin, a token that lives less than the margin would be
@@ -358,7 +370,7 @@ function Connection:request(req)
     end
     local full = request.with_parameters(self.c.request, self:scope(),
       { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request",
-      { secret_var = function(v) return connector.secret_var(self.c, v) end })
+      { rendered = self:rendered() })
     full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
     if recheck then
       full.before_hop = function()

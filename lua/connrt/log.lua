@@ -25,8 +25,10 @@
 -- of a raw secret, in base64) is left out: it would match random base64 text.
 --
 -- Redacting is linear in the text for a given set of secrets: each spelling is found
--- with plain finds, the hits are merged, and the text is rebuilt once.
+-- with a plain search (textscan.find_all, in C), the hits are merged, and the text is
+-- rebuilt once.
 local text = require("connrt.text")
+local find_all = require("connrt.textscan").find_all
 
 local M = {}
 
@@ -211,17 +213,13 @@ local function ranges(s)
   local hits = {}
   for _, view in ipairs(views(s)) do
     local t, maps = view[1], view[2]
-    for _, sp in ipairs(spellings) do
-      local i = 1
-      while true do
-        local a, b = t:find(sp, i, true)
-        if not a then break end
-        i = b + 1
-        if maps then
-          for m = #maps, 1, -1 do a, b = back(maps[m], a), back(maps[m], b, true) end
-        end
-        hits[#hits + 1] = (a << 28) | (b - a)
+    local found = find_all(t, spellings) -- a1, b1, a2, b2, ...
+    for k = 1, #found, 2 do
+      local a, b = found[k], found[k + 1]
+      if maps then
+        for m = #maps, 1, -1 do a, b = back(maps[m], a), back(maps[m], b, true) end
       end
+      hits[#hits + 1] = (a << 28) | (b - a)
     end
   end
   table.sort(hits)

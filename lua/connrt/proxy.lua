@@ -9,8 +9,10 @@
 -- held) and the store's lease (single flight with every other process) are the ones
 -- every other use of the connection has. A refusal is a 403 with a JSON error; nothing
 -- is sent. The connection is the store's as it is now: a worker keeps it open across
--- requests but reads its record again before each one (Worker:connection: one read
--- transaction, nothing held after it) and follows any rewrite in place (new allowed URLs,
+-- requests but reads its record again before each one whenever anything was written to
+-- the store since it last did (Worker:connection: one read transaction, nothing held
+-- after it; on LMDB, the store's generation says whether a write happened, without a
+-- transaction) and follows any rewrite in place (new allowed URLs,
 -- tokens another process saved, a new connector source; Connection:follow), and a
 -- deleted one is a 404. A CLI `connrt update` or `connrt delete` needs no SIGHUP.
 --
@@ -104,27 +106,24 @@ local function json_error(status, kind, message, extra)
   return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end
 
--- Names the Connection header lists as hop-by-hop too.
-local function connection_tokens(headers)
-  local set = {}
-  for _, h in ipairs(headers) do
-    if h[1]:lower() == "connection" then
-      for t in h[2]:gmatch("[^,%s]+") do set[t:lower()] = true end
+local NONE = {}
+
+-- The names the Connection header(s) list as hop-by-hop too: names[i] is the i-th
+-- header's name in lower case, value(i) its value.
+local function connection_tokens(names, value)
+  local set = NONE
+  for i, n in ipairs(names) do
+    if n == "connection" then
+      if set == NONE then set = {} end
+      for t in value(i):gmatch("[^,%s]+") do set[t:lower()] = true end
     end
   end
   return set
 end
 
-local function header(headers, name)
-  for _, h in ipairs(headers) do if h[1]:lower() == name then return h[2] end end
-end
-
--- Equal strings, in time that does not depend on where they differ.
+-- Equal strings, in time that does not depend on where they differ (CRYPTO_memcmp).
 local function same(a, b)
-  if type(a) ~= "string" or #a ~= #b then return false end
-  local diff = 0
-  for i = 1, #a do diff = diff | (a:byte(i) ~ b:byte(i)) end
-  return diff == 0
+  return type(a) == "string" and require("connrt.crypto").equal(a, b)
 end
 
 -- ---- metrics: each worker's own, published to its shared-memory slot ----
@@ -222,7 +221,8 @@ end
 
 -- The served connection `ref` (an id, or a connector id with one connection), open and
 -- kept for the next requests, and brought to the store's state first: its record is
--- read again on every call (one read transaction, nothing held after it), and when it
+-- read again on every call after any write to the store (Store:generation; on PostgreSQL,
+-- on every call; one read transaction, nothing held after it), and when it
 -- was rewritten by anyone (`connrt update`, new tokens from another process's refresh,
 -- a reconnect) the open connection follows it in place (Connection:follow), so what is
 -- sent next is decided by the store's allowed URLs and tokens; a deleted one is
@@ -231,9 +231,17 @@ end
 function Worker:connection(ref)
   local st = self:store()
   local cached = self.conns[ref]
+  -- read before the record: a write after it moves it, and the next call reads again
+  local generation = st:generation()
   if cached then
+    -- nothing written to the store since the record was read (LMDB says so without a
+    -- transaction): the connection is as the store has it
+    if generation and generation == rawget(cached, "_generation") then return cached end
     local rec = st:get(cached.rec.id)
-    if rec then return cached:follow(rec) end
+    if rec then
+      rawset(cached, "_generation", generation)
+      return cached:follow(rec)
+    end
     self:forget(cached) -- deleted (or reconnected under a new id: found again below)
   end
   local rec = st:find(ref)
@@ -279,6 +287,7 @@ function Worker:connection(ref)
     if not now then errors.raise("notfound", "connection %s was deleted", c.rec.id) end
     c:follow(now)
   end)
+  rawset(conn, "_generation", generation)
   self.conns[ref], self.conns[rec.id] = conn, conn
   return conn
 end
@@ -404,7 +413,7 @@ function Worker:forward(req, ref, rest)
     return json_error(503, "needs_reconnect", ("connection %s needs reconnecting: run `connrt run %s` again for this "
       .. "account"):format(conn:id(), path), { connection = conn:id(), reconnect = "connrt run " .. path })
   end
-  local target = header(req.headers, "connrt-target")
+  local target = req.h["connrt-target"]
   if target then
     if rest ~= "" and rest ~= "/" then
       errors.raise("usage", "give the URL either in Connrt-Target or in the path after /%s/, not both", ref)
@@ -412,10 +421,11 @@ function Worker:forward(req, ref, rest)
   else
     target = rest == "" and "/" or rest
   end
-  local hop = connection_tokens(req.headers)
+  local names, list = req.names, req.headers
+  local hop = connection_tokens(names, function(i) return list[i][2] end)
   local headers = {}
-  for _, h in ipairs(req.headers) do
-    local n = h[1]:lower()
+  for i, h in ipairs(list) do
+    local n = names[i]
     if not DROP_REQUEST[n] and not hop[n] then headers[#headers + 1] = h end
   end
   if req.body and (req.method == "GET" or req.method == "HEAD") then
@@ -424,24 +434,21 @@ function Worker:forward(req, ref, rest)
   -- `connrt request --json-body` through the proxy: the body is JSON for
   -- Connection:request to merge the connector's body parameters into, as it does there
   local body, json = req.body, nil
-  if header(req.headers, "connrt-json") then
+  if req.h["connrt-json"] then
     json = require("cjson.safe").decode(body or "")
     if json == nil then errors.raise("usage", "--json-body: not valid JSON") end
     body = nil
   end
   -- connrt request's answer passes the redactor, as it does without the proxy: kept whole;
   -- any other final answer streams (request.send says which answers are final)
-  local cli = header(req.headers, "connrt-cli") ~= nil
+  local cli = req.h["connrt-cli"] ~= nil
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
     timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response })
-  local out = {}
-  local rhop = connection_tokens((function()
-    local l = {}
-    for _, x in ipairs(resp.header_list) do l[#l + 1] = { x.name, x.value } end
-    return l
-  end)())
-  for _, x in ipairs(resp.header_list) do
-    local n = x.name:lower()
+  local out, rlist, rnames = {}, resp.header_list, {}
+  for i, x in ipairs(rlist) do rnames[i] = x.name:lower() end
+  local rhop = connection_tokens(rnames, function(i) return rlist[i].value end)
+  for i, x in ipairs(rlist) do
+    local n = rnames[i]
     if not DROP_RESPONSE[n] and not rhop[n] then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
   end
   return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
@@ -452,9 +459,18 @@ end
 -- calls once it is sent (or cut).
 function Worker:handle(req)
   local started = sys.monotime()
+  -- the request's header names in lower case (names[i]), and each header's value by that
+  -- name (h[name]: the first of a repeated one), made once
+  local names, h = {}, {}
+  for i, x in ipairs(req.headers) do
+    local n = x[1]:lower()
+    names[i] = n
+    if h[n] == nil then h[n] = x[2] end
+  end
+  req.names, req.h = names, h
   local status, headers, body, conn_id, stream
   local path = req.target:gsub("[?#].*$", "")
-  if self.cfg.key and not same(header(req.headers, "connrt-key"), self.cfg.key) then
+  if self.cfg.key and not same(h["connrt-key"], self.cfg.key) then
     status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
   elseif req.target:sub(1, 1) ~= "/" then
     -- absolute-form (GET http://host/ HTTP/1.1): this is not a forward proxy

@@ -310,27 +310,44 @@ local function basic_header(basic, scope, where)
   return M.basic_authorization(user, pass)
 end
 
-function M.with_parameters(params, scope, req, where, opts)
-  local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {}, hidden_headers = {} }
+-- The connector's part of M.with_parameters, which depends on `params` and `scope` alone
+-- (so a connection caches it while its scope stays: Connection:request): its headers
+-- rendered ({name, value, lower, hidden}), its query and body values rendered.
+function M.render_parameters(params, scope, where, opts)
   if opts and opts.skip_unknown then
     -- before every value exists (hooks.lookup): leave out parameters that name missing ones
     params = { headers = known_only(params.headers, scope), query = known_only(params.query, scope),
       body = known_only(params.body, scope), basic = params.basic }
   end
+  local added = render_headers(params.headers, scope, where .. ".headers")
+  if params.basic then added[#added + 1] = basic_header(params.basic, scope, where) end
+  local secret_var = opts and opts.secret_var
+  local headers = {}
+  for i, p in ipairs(added) do
+    local text = params.headers and params.headers[p[1]]
+    headers[i] = { p[1], p[2], p[1]:lower(), text == nil or carries_secret(tostring(text), p[2], secret_var) }
+  end
+  return { headers = headers,
+    query = next(params.query or {}) and template.render_pairs(params.query, scope, where .. ".query") or nil,
+    form = next(params.body or {}) and template.render_pairs(params.body, scope, where .. ".body") or {} }
+end
+
+--- Builds the request a connection sends (the comment above known_only says how).
+-- `opts.rendered`: what M.render_parameters returned for the same params and scope, when
+-- the caller kept it.
+function M.with_parameters(params, scope, req, where, opts)
+  local out = { method = req.method or "GET", headers = {}, body = req.body, secret_headers = {}, hidden_headers = {} }
+  local rendered = opts and opts.rendered or M.render_parameters(params, scope, where, opts)
   local given = {}
   local own = req.headers or {}
   for _, h in ipairs(own) do given[h[1]:lower()] = true end
-  local added = render_headers(params.headers, scope, where .. ".headers")
-  if params.basic then added[#added + 1] = basic_header(params.basic, scope, where) end
   local headers, secret = out.headers, out.secret_headers
-  local secret_var = opts and opts.secret_var
-  for _, p in ipairs(added) do
-    local name = p[1]:lower()
+  for _, p in ipairs(rendered.headers) do
+    local name = p[3]
     if not given[name] then
-      headers[#headers + 1] = p
+      headers[#headers + 1] = { p[1], p[2] }
       secret[name] = true
-      local text = params.headers and params.headers[p[1]]
-      if text == nil or carries_secret(tostring(text), p[2], secret_var) then out.hidden_headers[name] = true end
+      if p[4] then out.hidden_headers[name] = true end
     end
   end
   local from_connector = opts and opts.from_connector
@@ -342,10 +359,8 @@ function M.with_parameters(params, scope, req, where, opts)
     end
   end
   out.url = req.url
-  if next(params.query or {}) then
-    out.url = url.add_query(req.url, template.render_pairs(params.query, scope, where .. ".query"))
-  end
-  local form = next(params.body or {}) and template.render_pairs(params.body, scope, where .. ".body") or {}
+  if rendered.query then out.url = url.add_query(req.url, rendered.query) end
+  local form = rendered.form
   out.body_secret = #form > 0 or (from_connector and (req.json ~= nil or (req.body or "") ~= "")) or false
   if req.json ~= nil then
     -- a JSON body: the connector's body values join the object; the caller's win

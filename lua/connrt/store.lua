@@ -363,6 +363,13 @@ local function read(self, db, key)
   return self.b:view(function(tx) return tx:get(db, key) end)
 end
 
+--- A number that changes whenever anything in the store is written (by any process), or
+-- nil where the backend cannot say without a query (PostgreSQL): a long-lived holder of a
+-- record (connrt proxy) reads it again only when the generation moved.
+function Store:generation()
+  return self.b.generation and self.b:generation() or nil
+end
+
 --- Reads a connection record by id (secrets still sealed), or nil.
 function Store:get(id)
   local v, sealed = self.b:view(function(txn)

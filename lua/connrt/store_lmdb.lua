@@ -86,6 +86,12 @@ local function run(self, write, fn)
   return r
 end
 
+--- The store's generation: the id of its last committed write transaction (anyone's).
+-- Unchanged means nothing was written since; no transaction is begun.
+function Backend:generation()
+  return self.env:last_txnid()
+end
+
 --- Runs fn(tx) in one read transaction; tx:get(table, key), tx:list(table) -> array of
 -- {key, value} in key order. Returns what fn returns.
 function Backend:view(fn)

@@ -506,8 +506,22 @@ static int txn_gc(lua_State *L) {
   return 0;
 }
 
+/* env:last_txnid() -> integer: the id of the last committed write transaction (any process's,
+ * read from the lock file's shared memory, no transaction begun). Equal on two calls means
+ * nothing in the store changed in between: a long-lived reader (connrt proxy) asks it
+ * before reading a record again. */
+static int env_last_txnid(lua_State *L) {
+  Env *e = check_env(L);
+  MDB_envinfo info;
+  int rc = mdb_env_info(e->env, &info);
+  if (rc) return connrt_raise(L, "store", reason_of(rc), "cannot read the state of %s: %s", env_path(L, 1), mdb_strerror(rc));
+  lua_pushinteger(L, (lua_Integer)info.me_last_txnid);
+  return 1;
+}
+
 static const luaL_Reg env_methods[] = {
   { "begin", env_begin },
+  { "last_txnid", env_last_txnid },
   { "close", env_close },
   { "path", env_path_m },
   { NULL, NULL }
