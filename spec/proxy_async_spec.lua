@@ -300,6 +300,84 @@ print("slow", r.status, r.read().decode().strip())
     assert.equal(0, p.stop())
   end)
 
+  it("sends a small answer whose length the upstream gave whole, and streams a larger one or a coded one", function()
+    local p = start_proxy({ "--socket", tmp .. "/g.sock" })
+    local dir = h.tmpdir()
+    local sock = h.shell_quote(p.info.socket)
+    local function get(path, n)
+      os.execute(("curl -s -D %s/h%d -o %s/b%d --unix-socket %s 'http://proxy/keyed/%s'"):format(dir, n, dir, n, sock,
+        path))
+      return (h.read(dir .. "/h" .. n) or ""):lower(), h.read(dir .. "/b" .. n) or ""
+    end
+    local head, body = get("stream?n=1000", 1)
+    assert.matches("content%-length: 1000\r\n", head)
+    assert.is_nil(head:find("transfer-encoding", 1, true))
+    assert.equal(("y"):rep(1000), body)
+    head, body = get("stream?n=200000", 2) -- over 64 KiB: streamed as it comes
+    assert.matches("transfer%-encoding: chunked", head)
+    assert.equal(200000, #body)
+    -- a gzip answer: the proxy's client decoded it, so the body is plain and says so
+    head, body = get("gzip", 3)
+    assert.is_nil(head:find("content-encoding", 1, true))
+    assert.equal(("hello, compressed world\n"):rep(100), body)
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+  end)
+
+  it("hands a client that asks for gzip (curl --compressed, Node's http client as fetch asks) a body it can read", function()
+    local p = start_proxy({ "--socket", tmp .. "/z.sock" })
+    local dir = h.tmpdir()
+    local sock = h.shell_quote(p.info.socket)
+    local want = ("hello, compressed world\n"):rep(100)
+    assert.is_true(os.execute(("curl -sf --compressed -o %s/curl --unix-socket %s http://proxy/keyed/gzip")
+      :format(dir, sock)))
+    assert.equal(want, h.read(dir .. "/curl"))
+    h.write(dir .. "/client.mjs", ([[
+      import fs from 'node:fs';
+      import http from 'node:http';
+      // Node's fetch cannot dial a unix socket: its http client, asking for gzip as fetch does,
+      // and decoding what the answer says it is
+      import zlib from 'node:zlib';
+      http.get({ socketPath: %q, path: '/keyed/gzip', headers: { 'Accept-Encoding': 'gzip, deflate, br' } }, (res) => {
+        const parts = [];
+        res.on('data', (c) => parts.push(c));
+        res.on('end', () => {
+          let body = Buffer.concat(parts);
+          if (res.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
+          fs.writeFileSync(%q, body);
+        });
+      });
+    ]]):format(p.info.socket, dir .. "/node"))
+    assert.is_true(os.execute("node " .. dir .. "/client.mjs"))
+    assert.equal(want, h.read(dir .. "/node"))
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+  end)
+
+  it("uses a finished transfer's curl handle again without anything of that request: method, body, headers",
+    function()
+      local p = start_proxy({ "--socket", tmp .. "/u.sock" })
+      local sock = h.shell_quote(p.info.socket)
+      local function send(args)
+        local f = io.popen(("curl -s --unix-socket %s %s http://proxy/keyed/echo"):format(sock, args))
+        local out = f:read("a")
+        f:close()
+        return cjson.decode(out)
+      end
+      local first = send("-X POST -H 'X-First: 1' --data-binary 'first body'")
+      assert.equal("POST", first.method)
+      assert.equal("first body", first.body)
+      for _, case in ipairs({ { "", "GET" }, { "-X DELETE", "DELETE" }, { "-X PUT --data-binary second", "PUT" },
+          { "", "GET" } }) do
+        local e = send(case[1])
+        assert.equal(case[2], e.method)
+        assert.equal(case[2] == "PUT" and "second" or "", e.body)
+        assert.is_nil(e.headers["x-first"])
+        if case[2] == "GET" then assert.is_nil(e.headers["content-length"]) end
+      end
+      assert.equal(0, p.stop())
+    end)
+
   it("SIGTERM finishes many requests in flight, streamed ones included, then exits 0", function()
     local p = start_proxy({ "--socket", tmp .. "/f.sock" })
     local dir = h.tmpdir()

@@ -281,9 +281,11 @@ local function printable(fmt, ...)
 end
 
 --- Writes a line to standard error. A text of several lines is printed with one call
--- per line: a newline inside a line is escaped like any control character.
+-- per line: a newline inside a line is escaped like any control character. The line and
+-- its newline go in one write (standard error is unbuffered): lines of processes that
+-- share it (connrt proxy's workers) never interleave within a line.
 function M.err(fmt, ...)
-  io.stderr:write(printable(fmt, ...), "\n")
+  io.stderr:write(printable(fmt, ...) .. "\n")
 end
 
 --- Writes a line to standard output (see M.err).
@@ -310,7 +312,7 @@ end
 -- line).
 function M.trace(fmt, ...)
   if not M.verbose then return end
-  io.stderr:write(printable(fmt, ...), "\n")
+  io.stderr:write(printable(fmt, ...) .. "\n")
 end
 
 --- Writes bytes to standard output as they are, unredacted: only for values the user

@@ -84,14 +84,19 @@ M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 
 -- Headers that are the proxy's business, not the upstream's (hop-by-hop, RFC 9110
 -- 7.6.1; routing and framing, which connrt's HTTP client sets; the caller's
--- credentials, replaced by the connection's; the proxy's own).
+-- credentials, replaced by the connection's; the proxy's own). Content coding is the
+-- proxy's too: its HTTP client asks for every coding it can undo and undoes it, so the
+-- caller's Accept-Encoding is not passed on and the body it gets is the decoded one,
+-- without the upstream's Content-Encoding (a gzip body sent on as plain text under
+-- "Content-Encoding: gzip" broke every client that asked for gzip: Node's fetch does).
 local DROP_REQUEST = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
   trailer = true, ["transfer-encoding"] = true, upgrade = true, ["proxy-authorization"] = true,
   ["proxy-authenticate"] = true, host = true, ["content-length"] = true, authorization = true,
-  ["connrt-key"] = true, ["connrt-target"] = true, ["connrt-cli"] = true, ["connrt-json"] = true, expect = true }
+  ["connrt-key"] = true, ["connrt-target"] = true, ["connrt-cli"] = true, ["connrt-json"] = true, expect = true,
+  ["accept-encoding"] = true }
 local DROP_RESPONSE = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
   trailer = true, ["transfer-encoding"] = true, upgrade = true, ["proxy-authenticate"] = true,
-  ["content-length"] = true }
+  ["content-length"] = true, ["content-encoding"] = true }
 
 -- The HTTP status each kind of error answers with.
 local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, provider = 502, connector = 502,

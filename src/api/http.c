@@ -23,8 +23,13 @@
  * req.stream, the first bytes of the final answer pause the transfer and the request
  * returns at once with the headers and `stream` (the transfer, which the server then
  * streams to its client); statuses in req.hold, and a redirect the caller follows
- * (req.hold_redirects), are kept whole. Everywhere else requests block, as they always
- * did.
+ * (req.hold_redirects), are kept whole, and so is an answer whose length the server gave
+ * and that is small (STREAM_WHOLE at most, not content-encoded: what comes is what the
+ * length says): it comes whole in a moment, and one reply costs the server far less than
+ * a stream. Easy handles of finished loop transfers are kept by their client (up to
+ * POOL_MAX) and used again for the next ones: every per-request option is set again on
+ * each request, as on the client's own handle. Everywhere else requests block, as they
+ * always did.
  *
  * Opens the `connrt.http` module.
  */
@@ -43,6 +48,8 @@
 #define DEFAULT_MAX_BODY ((lua_Integer)64 * 1024 * 1024)
 #define MAX_SECONDS      (7.0 * 24 * 3600) /* longer is surely a mistake */
 #define MAX_ALLOWED      256
+#define STREAM_WHOLE     (64 * 1024) /* a sized final answer up to this is kept whole, not streamed */
+#define POOL_MAX         64          /* idle easy handles a client keeps for its loop transfers */
 
 /* A growable byte buffer filled from curl's callbacks (which must not raise). */
 typedef struct {
@@ -81,14 +88,18 @@ typedef struct {
   size_t nhold;
   long hold[32];     /* statuses kept whole (the caller may retry after them) */
   curl_off_t stream_limit, streamed;
+  /* a client's: easy handles of its finished loop transfers, to be used again */
+  CURL *pool[POOL_MAX];
+  int npool;
 } client_t;
 
 /* A request's transfer on a server's loop: the state a client keeps for its blocking
  * requests, one per transfer (many are in flight at once), in a userdata that lives on
  * the waiting coroutine's stack and, once streamed, in the server's hands. */
 typedef struct {
-  connrt_xfer pub; /* first: the loop gets it back from CURLINFO_PRIVATE */
+  connrt_xfer pub;  /* first: the loop gets it back from CURLINFO_PRIVATE */
   client_t c;
+  client_t *parent; /* the client it was made by (its user value keeps it alive) */
 } xfer_t;
 
 static int curl_ready = 0;
@@ -138,15 +149,27 @@ static void client_clear(client_t *c) {
 
 /* --- curl callbacks ------------------------------------------------------------------ */
 
+static int has_header(client_t *c, const char *name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i < c->nhdrs; i++)
+    if (c->hdrs[i].nlen == n && strncasecmp(c->hdata.p + c->hdrs[i].off, name, n) == 0) return 1;
+  return 0;
+}
+
+/* A final answer that comes whole in a moment: its length given, small, and the body
+ * libcurl hands over that long (no content encoding to undo). */
+static int small_and_sized(client_t *c) {
+  curl_off_t len = -1;
+  if (curl_easy_getinfo(c->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len) != CURLE_OK) return 0;
+  return len >= 0 && len <= STREAM_WHOLE && len <= c->stream_limit && !has_header(c, "content-encoding");
+}
+
 static int held(client_t *c) {
   long status = 0;
   curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
   for (size_t i = 0; i < c->nhold; i++)
     if (c->hold[i] == status) return 1;
-  if (c->hold_redirects && status >= 300 && status < 400)
-    for (size_t i = 0; i < c->nhdrs; i++)
-      if (c->hdrs[i].nlen == 8 && strncasecmp(c->hdata.p + c->hdrs[i].off, "location", 8) == 0) return 1;
-  return 0;
+  return c->hold_redirects && status >= 300 && status < 400 && has_header(c, "location");
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
@@ -168,7 +191,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   if (x && c->stream && !c->decided) {
     /* the first bytes of the final answer: streamed unless the caller may act on it */
     c->decided = 1;
-    if (!held(c) && x->loop) {
+    if (!held(c) && x->loop && !small_and_sized(c)) {
       x->state = CONNRT_XFER_HEADERS;
       x->loop->headers(x->loop, x);
       return CURL_WRITEFUNC_PAUSE;
@@ -580,6 +603,28 @@ static void prepare(lua_State *L, client_t *c, const char *url, const char *meth
   }
 }
 
+/* A loop transfer is over and off the loop: its easy handle goes back to its client's
+ * pool, stripped of the pointers into this transfer (the next one sets every option
+ * again), or is cleaned up when the pool is full, the client closed, or the transfer not
+ * known to be off the loop. */
+static void xfer_release(xfer_t *u) {
+  CURL *h = u->c.h;
+  if (!h) return;
+  u->c.h = NULL;
+  u->pub.easy = NULL;
+  client_t *p = u->parent;
+  if (u->pub.state == CONNRT_XFER_DONE && p && p->h && p->npool < POOL_MAX) {
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)NULL);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)NULL);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)NULL);
+    p->pool[p->npool++] = h;
+  } else {
+    curl_easy_cleanup(h);
+  }
+}
+
 /* The rest of client:request() once a loop transfer resumes this coroutine (the
  * transfer's userdata at stack index ctx, the resume value on top). */
 static int finish_on_loop(lua_State *L, int status, lua_KContext ctx) {
@@ -601,10 +646,13 @@ static int finish_on_loop(lua_State *L, int status, lua_KContext ctx) {
   int n = v == CURLE_OK ? push_response(L, c) : transport_error(L, c, (CURLcode)v, method, lua_tostring(L, 3));
   /* done: the easy handle's connection is back in the loop's cache already */
   client_clear(c);
+  xfer_release(u);
   return n;
 }
 
 static const char *xfer_easy_error = "http request: cannot create a curl handle for the server's loop";
+
+
 
 static int start_on_loop(lua_State *L, client_t *parent, connrt_loop *loop, curl_off_t limit, long timeout_ms) {
   const char *url = lua_tostring(L, 3);
@@ -619,12 +667,15 @@ static int start_on_loop(lua_State *L, client_t *parent, connrt_loop *loop, curl
       curl_share_setopt(parent->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     }
   }
-  xfer_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  xfer_t *u = lua_newuserdatauv(L, sizeof *u, 1);
   memset(u, 0, sizeof *u);
   luaL_setmetatable(L, CONNRT_XFER_MT);
+  lua_pushvalue(L, 1); /* the client: kept alive while its transfer is */
+  lua_setiuservalue(L, -2, 1);
+  u->parent = parent;
   int idx = lua_gettop(L);
   client_t *c = &u->c;
-  c->h = curl_easy_duphandle(parent->h);
+  c->h = parent->npool > 0 ? parent->pool[--parent->npool] : curl_easy_duphandle(parent->h);
   if (!c->h) return luaL_error(L, "%s", xfer_easy_error);
   c->x = &u->pub;
   u->pub.easy = c->h;
@@ -674,9 +725,7 @@ static int xfer_gc(lua_State *L) {
   xfer_t *u = luaL_checkudata(L, 1, CONNRT_XFER_MT);
   if (u->pub.loop) u->pub.loop->drop(u->pub.loop, &u->pub);
   u->pub.loop = NULL;
-  if (u->c.h) curl_easy_cleanup(u->c.h);
-  u->c.h = NULL;
-  u->pub.easy = NULL;
+  xfer_release(u);
   client_clear(&u->c);
   return 0;
 }
@@ -800,6 +849,7 @@ static int client_close(lua_State *L) {
     curl_easy_cleanup(c->h);
     c->h = NULL;
   }
+  while (c->npool > 0) curl_easy_cleanup(c->pool[--c->npool]); /* before the share they use */
   if (c->share && curl_share_cleanup(c->share) == CURLSHE_OK) c->share = NULL;
   client_clear(c);
   return 0;

@@ -204,6 +204,7 @@ static void raise_fd_limit(void) {
 
 /* --- the server loop --------------------------------------------------------------- */
 
+#define UPSTREAM_IDLE_MAX 256 /* idle upstream connections a worker keeps (libcurl's cache) */
 #define STREAM_HIGH (256 * 1024) /* a client's unsent bytes above which its upstream pauses */
 
 typedef struct task task_t;
@@ -880,7 +881,17 @@ static int httpd_serve(lua_State *L) {
   lua_newtable(L); /* tasks: coroutine -> its task */
   s->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-  s->base = event_base_new();
+  /* epoll changes made while callbacks run are sent once, at the next wait: a request's
+   * client socket and upstream socket change what they wait for several times in a row
+   * (evhttp, libcurl), and each change was an epoll_ctl. (libevent's caveat for this flag,
+   * descriptors cloned by dup(), does not apply: no watched descriptor is dup'ed.) */
+  struct event_config *cfg = event_config_new();
+  if (cfg) {
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    s->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+  }
+  if (!s->base) s->base = event_base_new();
   s->http = s->base ? evhttp_new(s->base) : NULL;
   s->multi = s->http ? curl_multi_init() : NULL;
   s->timer_ev = s->multi ? evtimer_new(s->base, on_timer, s) : NULL;
@@ -895,6 +906,10 @@ static int httpd_serve(lua_State *L) {
   curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
   curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+  /* idle upstream connections kept: libcurl's default is four per transfer on the loop at
+   * the moment one ends, so after a burst most kept connections were closed as the last
+   * answers came, and the next burst paid a TLS handshake for each */
+  curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)UPSTREAM_IDLE_MAX);
   evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   evhttp_set_max_body_size(s->http, (ev_ssize_t)max_body);
