@@ -44,7 +44,8 @@
 --
 -- Bodies: a request's body is held whole (up to --max-body, 413 above, from evhttp),
 -- which is what lets a request be sent again after a refresh. An answer is streamed to
--- the client as it arrives once it is final (not a status the connection refreshes on,
+-- the client as it arrives once it is final, unless its length is given and small (http.c
+-- STREAM_WHOLE: sent in one reply once it has come) (not a status the connection refreshes on,
 -- not a redirect that is followed, not for a connector with hooks.expired, which reads
 -- every answer; these are held whole, up to the HTTP client's 64 MiB): the transfer
 -- pauses while the client has STREAM_HIGH bytes not yet taken (httpd.c), and a body over
