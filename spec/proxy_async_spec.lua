@@ -378,6 +378,52 @@ print("slow", r.status, r.read().decode().strip())
       assert.equal(0, p.stop())
     end)
 
+  it("cuts an answer over a --max-response below 64 KiB whose length the upstream gave, and serves on", function()
+    local p = start_proxy({ "--socket", tmp .. "/m.sock", "--max-response", "1000" })
+    local dir = h.tmpdir()
+    local sock = h.shell_quote(p.info.socket)
+    os.execute(("curl -s -o %s/body --unix-socket %s 'http://proxy/keyed/stream?n=5000'; echo $? >%s/rc")
+      :format(dir, sock, dir))
+    assert.are_not.equal("0\n", h.read(dir .. "/rc")) -- not taken for a whole answer
+    assert.is_true(#(h.read(dir .. "/body") or "") <= 1000)
+    os.execute(("curl -s -o %s/small --unix-socket %s 'http://proxy/keyed/stream?n=500'"):format(dir, sock))
+    assert.equal(("y"):rep(500), h.read(dir .. "/small"))
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+    assert.matches("GET /keyed/stream 200 [%d.]+ms cut: the answer is larger than the limit", p.stderr)
+  end)
+
+  it("SIGTERM exits at once after a client left before its answer came (the answer is not waited for)", function()
+    local p = start_proxy({ "--socket", tmp .. "/l.sock" })
+    local dir = h.tmpdir()
+    -- a client that sends its request and leaves while the upstream holds the answer
+    h.write(dir .. "/leave.py", ([[
+import os, socket, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(%q)
+s.sendall(b"GET /keyed/hold?id=gone HTTP/1.1\r\nHost: x\r\n\r\n")
+while not os.path.exists(%q):
+    time.sleep(0.02)
+s.close()
+open(%q, "w").close()
+]]):format(p.info.socket, dir .. "/leave", dir .. "/left"))
+    os.execute(("python3 %s/leave.py &"):format(dir))
+    wait_held({ "gone" })
+    h.write(dir .. "/leave", "")
+    for _ = 1, 400 do
+      if h.read(dir .. "/left") then break end
+      sys.sleep(0.05)
+    end
+    release("gone") -- answered into the closed connection
+    for _ = 1, 400 do
+      if (p.err() or ""):find("GET /keyed/hold 200", 1, true) then break end
+      sys.sleep(0.05)
+    end
+    -- it owes nobody anything: it exits now, not after its 30 s grace (stop waits 20 s)
+    assert.equal(0, p.stop())
+    h.rmdir(dir)
+  end)
+
   it("SIGTERM finishes many requests in flight, streamed ones included, then exits 0", function()
     local p = start_proxy({ "--socket", tmp .. "/f.sock" })
     local dir = h.tmpdir()

@@ -494,6 +494,64 @@ console.log(r.status, doc.url, doc.body);
       assert.equal(200, (curl(p, "/keyed/echo")))
     end)
 
+    it("sends to the allowed URLs as `connrt update` left them while requests keep coming", function()
+      -- a worker busy with requests on a keep-alive connection while the store changes:
+      -- no request after the update may go by the record it read before (a skipped read
+      -- that took a write's first moment for nothing new: LMDB shows a commit in its meta
+      -- page a moment before a read transaction can see it)
+      local both_path = write_connector("fb", keyed_on_both())
+      local narrow_path = write_connector("fn", h.keyed_connector(api.base))
+      cli({ "run", both_path, "--field", "api_key=" .. API_KEY })
+      local dir = h.tmpdir()
+      h.write(dir .. "/hammer.py", ([[
+import os, socket
+s = socket.socket(socket.AF_UNIX)
+s.connect(%q)
+f = s.makefile("rb")
+open(%q, "w").close()
+while not os.path.exists(%q):
+    s.sendall(b"GET /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    n = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            n = int(line.split(b":")[1])
+    if not line:
+        break
+    f.read(n)
+]]):format(p.info.socket, dir .. "/ready", dir .. "/stop"))
+      os.execute(("python3 %s/hammer.py &"):format(dir))
+      for _ = 1, 400 do
+        if h.read(dir .. "/ready") then break end
+        sys.sleep(0.05)
+      end
+      local target = { "-H", "Connrt-Target: " .. other.base .. "/echo" }
+      local before = sent_key_to(other)
+      for _ = 1, 8 do
+        cli({ "update", "keyed", narrow_path })
+        local code = curl(p, "/keyed", target)
+        assert.equal(403, code)
+        cli({ "update", "keyed", both_path, "--replace" })
+        assert.equal(200, (curl(p, "/keyed", target)))
+        before = before + 1
+      end
+      h.write(dir .. "/stop", "")
+      assert.equal(before, sent_key_to(other))
+      h.rmdir(dir)
+    end)
+
+    it("refuses every request for a record it cannot open (the store rekeyed under it), never serves the old one",
+      function()
+        cli({ "run", write_connector("fx", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY })
+        assert.equal(200, (curl(p, "/keyed/echo")))
+        local before = sent_key_to(api)
+        cli({ "rekey" }, { CONNRT_NEW_KEY = ("5e"):rep(32) })
+        for _ = 1, 3 do assert.equal(500, (curl(p, "/keyed/echo"))) end
+        assert.equal(before, sent_key_to(api))
+      end)
+
     it("reads the store again before a redirect hop: a change made while the upstream answered decides", function()
       local both = keyed_on_both()
       local path = write_connector("fw", both)

@@ -292,5 +292,15 @@ describe("connrt.lmdb", function()
       env:close()
     ]]):format(dir))
     assert.is_true(env:last_txnid() > g1) -- seen here without a transaction
+    -- a read transaction's id is the last commit it sees: equal to last_txnid when
+    -- nothing was committed since it began, smaller once something was
+    local r2 <close> = env:begin(false)
+    assert.equal(env:last_txnid(), r2:id())
+    do
+      local txn <close> = env:begin(true)
+      txn:put("alpha", "k", "v2")
+      txn:commit()
+    end
+    assert.is_true(env:last_txnid() > r2:id())
   end)
 end)

@@ -237,16 +237,18 @@ end
 function Worker:connection(ref)
   local st = self:store()
   local cached = self.conns[ref]
-  -- read before the record: a write after it moves it, and the next call reads again
-  local generation = st:generation()
   if cached then
-    -- nothing written to the store since the record was read (LMDB says so without a
-    -- transaction): the connection is as the store has it
-    if generation and generation == rawget(cached, "_generation") then return cached end
-    local rec = st:get(cached.rec.id)
+    -- nothing written to the store since the read the record came from (LMDB says so
+    -- without a transaction): the connection is as the store has it
+    local now = st:generation()
+    if now and now == rawget(cached, "_generation") then return cached end
+    local rec, at = st:get(cached.rec.id)
     if rec then
-      rawset(cached, "_generation", generation)
-      return cached:follow(rec)
+      cached:follow(rec)
+      -- only once it followed: a record it could not take (a changed key, a broken
+      -- binding) is read, and refused, again on the next request
+      rawset(cached, "_generation", at)
+      return cached
     end
     self:forget(cached) -- deleted (or reconnected under a new id: found again below)
   end
@@ -293,7 +295,6 @@ function Worker:connection(ref)
     if not now then errors.raise("notfound", "connection %s was deleted", c.rec.id) end
     c:follow(now)
   end)
-  rawset(conn, "_generation", generation)
   self.conns[ref], self.conns[rec.id] = conn, conn
   return conn
 end

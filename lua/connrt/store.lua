@@ -363,24 +363,28 @@ local function read(self, db, key)
   return self.b:view(function(tx) return tx:get(db, key) end)
 end
 
---- A number that changes whenever anything in the store is written (by any process), or
--- nil where the backend cannot say without a query (PostgreSQL): a long-lived holder of a
--- record (connrt proxy) reads it again only when the generation moved.
+--- The store's generation: a number that moves whenever anything in the store is written
+-- (by any process), or nil where the backend cannot say without a query (PostgreSQL). A
+-- long-lived holder of a record (connrt proxy) reads it again only when the generation
+-- differs from the one Store:get gave with the record: equal means nothing was written
+-- since that read. (It may move a moment before a read can see the write: compare it
+-- with what Store:get returned, never with an earlier Store:generation.)
 function Store:generation()
   return self.b.generation and self.b:generation() or nil
 end
 
---- Reads a connection record by id (secrets still sealed), or nil.
+--- Reads a connection record by id (secrets still sealed), or nil; and the generation it
+-- was read at (the read's snapshot; nil on PostgreSQL).
 function Store:get(id)
-  local v, sealed = self.b:view(function(txn)
+  local v, sealed, at = self.b:view(function(txn)
     local text = txn:get("connections", id)
-    return text, text and txn:get("secrets", id)
+    return text, text and txn:get("secrets", id), txn.id and txn:id() or nil
   end)
-  if not v then return nil end
+  if not v then return nil, at end
   local rec = decode_record(v, id)
   if rec.id ~= id then errors.fail("store", "damaged", "connection %s: damaged record in the store (it says it is %s)", id, tostring(rec.id)) end
   rec.sealed = rec.sealed or sealed -- stores written before the split keep it inline
-  return rec
+  return rec, at
 end
 
 --- Finds a connection by its id, or by its connector's id where that connector has

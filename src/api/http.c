@@ -604,8 +604,8 @@ static void prepare(lua_State *L, client_t *c, const char *url, const char *meth
 }
 
 /* A loop transfer is over and off the loop: its easy handle goes back to its client's
- * pool, stripped of the pointers into this transfer (the next one sets every option
- * again), or is cleaned up when the pool is full, the client closed, or the transfer not
+ * pool, stripped of the pointers into this transfer and of what it sent (the next one
+ * sets every option again), or is cleaned up when the pool is full, the client closed, or the transfer not
  * known to be off the loop. */
 static void xfer_release(xfer_t *u) {
   CURL *h = u->c.h;
@@ -614,6 +614,9 @@ static void xfer_release(xfer_t *u) {
   u->pub.easy = NULL;
   client_t *p = u->parent;
   if (u->pub.state == CONNRT_XFER_DONE && p && p->h && p->npool < POOL_MAX) {
+    /* and what it sent: the URL (its query may hold a key) and the copied body */
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, (char *)NULL);
+    curl_easy_setopt(h, CURLOPT_URL, (char *)NULL);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)NULL);

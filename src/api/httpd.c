@@ -204,6 +204,7 @@ static void raise_fd_limit(void) {
 
 /* --- the server loop --------------------------------------------------------------- */
 
+#define TOO_BIG "the answer is larger than the limit (--max-response)"
 #define UPSTREAM_IDLE_MAX 256 /* idle upstream connections a worker keeps (libcurl's cache) */
 #define STREAM_HIGH (256 * 1024) /* a client's unsent bytes above which its upstream pauses */
 
@@ -292,11 +293,53 @@ static void on_complete(struct evhttp_request *req, void *ud) {
 /* Answers a request whole. A request whose client went away (evhttp detached it from its
  * connection) is freed by evhttp_send_reply without its completion callback: counted
  * here. */
-static void send_whole(server_t *s, struct evhttp_request *req, int status, struct evbuffer *b) {
-  if (!evhttp_request_get_connection(req)) {
+/* The last part of an answer is handed to evhttp: it counts as in flight until evhttp has
+ * written it (its completion callback) or its connection is gone. evhttp frees a request
+ * whose reply was started together with its connection when that connection fails (the
+ * client left before or while the reply was written: evhttp noticed only then, since it
+ * does not read a connection whose request is being answered) without calling its
+ * completion callback; the connection's close callback is called then, so each of the
+ * two ends the count, whichever comes, and only once. */
+typedef struct {
+  server_t *s;
+} owed_t;
+
+static void owed_done(owed_t *o) {
+  server_t *s = o->s;
+  free(o);
+  s->inflight--;
+  maybe_finish(s);
+}
+
+static void on_owed_complete(struct evhttp_request *req, void *ud) {
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
+  owed_done(ud);
+}
+
+static void on_owed_close(struct evhttp_connection *evcon, void *ud) {
+  (void)evcon;
+  owed_done(ud);
+}
+
+/* Arranges for the count of `req` to end when its reply has gone or its connection has
+ * (see above); a request already off its connection (the client left while it was being
+ * handled: evhttp frees it when the reply is sent, without callbacks) ends it now. */
+static void owe_reply(server_t *s, struct evhttp_request *req) {
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  owed_t *o = evcon ? malloc(sizeof *o) : NULL;
+  if (!o) {
     evhttp_request_set_on_complete_cb(req, NULL, NULL);
     s->inflight--;
+    return;
   }
+  o->s = s;
+  evhttp_request_set_on_complete_cb(req, on_owed_complete, o);
+  evhttp_connection_set_closecb(evcon, on_owed_close, o);
+}
+
+static void send_whole(server_t *s, struct evhttp_request *req, int status, struct evbuffer *b) {
+  owe_reply(s, req);
   evhttp_send_reply(req, status, reason(status), b);
   maybe_finish(s);
 }
@@ -462,24 +505,24 @@ static void stream_end(task_t *t) {
   server_t *s = t->s;
   connrt_xfer *x = t->x;
   const char *why = t->cut;
+  /* over the limit whatever the transfer's result says: a piece refused while libcurl
+   * delivered what it had held during a pause ends the transfer as if it were done */
+  if (!why && x && x->too_big) why = TOO_BIG;
   if (!why && x && x->state == CONNRT_XFER_DONE && x->result != CURLE_OK)
-    why = x->too_big ? "the answer is larger than the limit (--max-response)"
-                     : curl_easy_strerror((CURLcode)x->result);
+    why = curl_easy_strerror((CURLcode)x->result);
   if (!why && (!x || x->state != CONNRT_XFER_DONE)) why = "the transfer was stopped";
   if (x) xfer_stop(s, x, CURLE_ABORTED_BY_CALLBACK);
   struct evhttp_request *req = t->req;
   t->req = NULL;
   if (req) {
-    evhttp_request_set_on_complete_cb(req, on_complete, s);
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
-    if (!evcon) { /* detached: freed now, without its completion callback */
-      evhttp_request_set_on_complete_cb(req, NULL, NULL);
-      s->inflight--;
+    if (!evcon || !why) { /* the last chunk (a detached request is freed now: owe_reply) */
+      owe_reply(s, req);
       evhttp_send_reply_end(req);
-    } else if (!why) {
-      evhttp_send_reply_end(req);
+      maybe_finish(s);
     } else {
+      evhttp_request_set_on_complete_cb(req, NULL, NULL);
       s->inflight--;
       evhttp_connection_free(evcon); /* frees req too */
     }
@@ -507,7 +550,14 @@ static void stream_start(task_t *t, connrt_xfer *x, int status) {
   evhttp_send_reply_start(req, status, reason(status));
   x->sink = sink;
   x->state = CONNRT_XFER_STREAMING;
-  curl_easy_pause(x->easy, CURLPAUSE_CONT);
+  /* libcurl hands over the piece it held at once: one it refused (over --max-response,
+   * or the client gone) fails the unpause, and the transfer is over */
+  CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+  if (rc != CURLE_OK && x->state != CONNRT_XFER_DONE) {
+    if (!t->cut) t->cut = x->too_big ? TOO_BIG : curl_easy_strerror(rc);
+    xfer_stop(s, x, (int)rc);
+    schedule(t, WAKE_STREAM_END, 0);
+  }
 }
 
 /* The handler returned status, headers (an array of {name, value}), body, and for a

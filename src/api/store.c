@@ -406,6 +406,15 @@ static MDB_val check_val(lua_State *L, int arg) {
   return v;
 }
 
+/* txn:id() -> integer: for a read transaction, the id of the last write transaction it
+ * sees (its snapshot); compared with env:last_txnid() later, equal means nothing was
+ * committed since this snapshot */
+static int txn_id(lua_State *L) {
+  Txn *t = check_txn(L);
+  lua_pushinteger(L, (lua_Integer)mdb_txn_id(t->txn));
+  return 1;
+}
+
 /* txn:get(db, key) -> value | nil */
 static int txn_get(lua_State *L) {
   Txn *t = check_txn(L);
@@ -506,10 +515,12 @@ static int txn_gc(lua_State *L) {
   return 0;
 }
 
-/* env:last_txnid() -> integer: the id of the last committed write transaction (any process's,
- * read from the lock file's shared memory, no transaction begun). Equal on two calls means
- * nothing in the store changed in between: a long-lived reader (connrt proxy) asks it
- * before reading a record again. */
+/* env:last_txnid() -> integer: the id of the last committed write transaction (any
+ * process's), from the data file's meta pages, no transaction begun. LMDB writes the meta
+ * page before it lets new read transactions see the commit, so this may be ahead of what
+ * a read transaction begun now sees: compare it with the txn:id() of the read that
+ * produced what you hold, never with an earlier last_txnid() (a long-lived reader,
+ * connrt proxy, asks it before reading a record again). */
 static int env_last_txnid(lua_State *L) {
   Env *e = check_env(L);
   MDB_envinfo info;
@@ -529,6 +540,7 @@ static const luaL_Reg env_methods[] = {
 
 static const luaL_Reg txn_methods[] = {
   { "get", txn_get },
+  { "id", txn_id },
   { "put", txn_put },
   { "del", txn_del },
   { "list", txn_list },
