@@ -444,12 +444,24 @@ static void call_done(task_t *t, const char *why) {
 
 /* --- streaming an answer ---------------------------------------------------------------- */
 
+/* Lets a paused streamed transfer go on. libcurl hands over the piece it held at once,
+ * and one the sink refused (over --max-response, or the client gone) fails the unpause:
+ * then the transfer is over and the stream ends, cut. */
+static void unpause(task_t *t, connrt_xfer *x) {
+  CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+  if (rc != CURLE_OK && x->state != CONNRT_XFER_DONE) {
+    if (!t->cut) t->cut = x->too_big ? TOO_BIG : curl_easy_strerror(rc);
+    xfer_stop(t->s, x, (int)rc);
+    schedule(t, WAKE_STREAM_END, 0);
+  }
+}
+
 static void on_drained(struct evhttp_connection *evcon, void *ud) {
   (void)evcon;
   task_t *t = ud;
   if (t->paused && t->x && t->x->state == CONNRT_XFER_STREAMING) {
     t->paused = 0;
-    curl_easy_pause(t->x->easy, CURLPAUSE_CONT);
+    unpause(t, t->x);
   }
 }
 
@@ -550,14 +562,7 @@ static void stream_start(task_t *t, connrt_xfer *x, int status) {
   evhttp_send_reply_start(req, status, reason(status));
   x->sink = sink;
   x->state = CONNRT_XFER_STREAMING;
-  /* libcurl hands over the piece it held at once: one it refused (over --max-response,
-   * or the client gone) fails the unpause, and the transfer is over */
-  CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
-  if (rc != CURLE_OK && x->state != CONNRT_XFER_DONE) {
-    if (!t->cut) t->cut = x->too_big ? TOO_BIG : curl_easy_strerror(rc);
-    xfer_stop(s, x, (int)rc);
-    schedule(t, WAKE_STREAM_END, 0);
-  }
+  unpause(t, x);
 }
 
 /* The handler returned status, headers (an array of {name, value}), body, and for a
