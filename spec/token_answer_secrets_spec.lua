@@ -10,9 +10,14 @@ local CLIENT_SECRET = "basic-secret"
 
 -- A quoted credential: `"..._token":"X` (JSON, possibly escaped once more inside a JSON
 -- string) whose X is not "[redacted]". Returns the first such text, or nil.
+-- A token-named JSON value in `s` that is not "[redacted]". In a store's raw pages a
+-- record rewritten in place can leave a stale fragment of one ("[reda" and then the
+-- bytes of what overwrote it): a value whose printable start is a piece of "[redacted]"
+-- is no leak.
 local function leaked(s)
   for name, rest in (s or ""):gmatch('"(%w*_?token)\\?"%s*:%s*\\?"([^"\\]*)') do
-    if rest ~= "[redacted]" and rest ~= "" then return name .. "=" .. rest end
+    local run = rest:match("^[\32-\126]*")
+    if run ~= "" and ("[redacted]"):sub(1, #run) ~= run then return name .. "=" .. rest end
   end
   return nil
 end
