@@ -605,8 +605,8 @@ static void prepare(lua_State *L, client_t *c, const char *url, const char *meth
 
 /* A loop transfer is over and off the loop: its easy handle goes back to its client's
  * pool, stripped of the pointers into this transfer and of what it sent (the next one
- * sets every option again), or is cleaned up when the pool is full, the client closed, or the transfer not
- * known to be off the loop. */
+ * sets every option again), or is cleaned up when the pool is full, the client closed,
+ * or the transfer not known to be off the loop. */
 static void xfer_release(xfer_t *u) {
   CURL *h = u->c.h;
   if (!h) return;
@@ -654,8 +654,6 @@ static int finish_on_loop(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static const char *xfer_easy_error = "http request: cannot create a curl handle for the server's loop";
-
-
 
 static int start_on_loop(lua_State *L, client_t *parent, connrt_loop *loop, curl_off_t limit, long timeout_ms) {
   const char *url = lua_tostring(L, 3);

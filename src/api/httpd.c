@@ -290,9 +290,6 @@ static void on_complete(struct evhttp_request *req, void *ud) {
   maybe_finish(s);
 }
 
-/* Answers a request whole. A request whose client went away (evhttp detached it from its
- * connection) is freed by evhttp_send_reply without its completion callback: counted
- * here. */
 /* The last part of an answer is handed to evhttp: it counts as in flight until evhttp has
  * written it (its completion callback) or its connection is gone. evhttp frees a request
  * whose reply was started together with its connection when that connection fails (the
@@ -338,6 +335,7 @@ static void owe_reply(server_t *s, struct evhttp_request *req) {
   evhttp_connection_set_closecb(evcon, on_owed_close, o);
 }
 
+/* Answers a request whole. */
 static void send_whole(server_t *s, struct evhttp_request *req, int status, struct evbuffer *b) {
   owe_reply(s, req);
   evhttp_send_reply(req, status, reason(status), b);
