@@ -612,6 +612,41 @@ while not os.path.exists(%q):
       assert.equal("Bearer " .. new:gsub("\n$", ""), cjson.decode(body).headers.authorization)
     end)
 
+    it("asks again what a connector's id names after a write: a second connection makes it ambiguous, as for the CLI",
+      function()
+      cli({ "run", machine_connector("fa", api.base), "--client-id", "connrt-basic" },
+        { CONNRT_CLIENT_SECRET = "basic-secret" })
+      assert.equal(200, (curl(p, "/fa/echo")))
+      local first = cjson.decode(cli({ "list", "--json" }).stdout)[1].id
+      -- a second connection of the same connector (another client, so another account)
+      cli({ "run", machine_connector("fa", api.base), "--client-id", "connrt-shortcode" },
+        { CONNRT_CLIENT_SECRET = "short-secret" })
+      local second
+      for _, c in ipairs(cjson.decode(cli({ "list", "--json" }).stdout)) do
+        if c.id ~= first then second = c.id end
+      end
+      assert.is_string(second)
+      local before = #api.log()
+      local code, body = curl(p, "/fa/echo")
+      assert.equal(400, code, body)
+      local doc = cjson.decode(body)
+      assert.equal("usage", doc.error)
+      assert.equal("ambiguous", doc.reason)
+      assert.matches(first, doc.message, 1, true)
+      assert.matches(second, doc.message, 1, true)
+      assert.equal(400, (curl(p, "/_connrt/token/fa")))
+      assert.equal(before, #api.log())
+      -- the CLI says the same of the name
+      local res = h.connrt({ "request", "fa", "/echo" }, { env = { CONNRT_HOME = fhome } })
+      assert.equal(2, res.code, res.stderr)
+      -- by id, each is served; and once the first is gone the name is the second's
+      assert.equal(200, (curl(p, "/" .. second .. "/echo")))
+      cli({ "delete", first })
+      local _, tok = curl(p, "/_connrt/token/fa")
+      assert.equal(cli({ "token", second }).stdout, tok)
+      assert.equal(200, (curl(p, "/fa/echo")))
+    end)
+
     it("counts requests for connections it does not serve under one metrics label", function()
       cli({ "run", write_connector("fn", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY })
       for i = 1, 5 do assert.equal(404, (curl(p, "/nosuch-" .. i .. "/x"))) end

@@ -210,7 +210,8 @@ Worker.__index = Worker
 --- A worker's state: worker `index` of cfg.workers, its metrics slot in `shm` (run_worker
 -- makes one in each forked worker; the specs, one to look at).
 function M.new_worker(index, cfg, shm)
-  return setmetatable({ index = index, cfg = cfg, shm = shm, conns = {}, metrics = new_metrics() }, Worker)
+  return setmetatable({ index = index, cfg = cfg, shm = shm, conns = {}, aliases = {}, metrics = new_metrics() },
+    Worker)
 end
 
 function Worker:store()
@@ -237,6 +238,13 @@ end
 function Worker:connection(ref)
   local st = self:store()
   local cached = self.conns[ref]
+  local alias = self.aliases[ref]
+  if alias ~= nil and (not alias or alias ~= st:generation()) then
+    -- a connector's id naming its one connection: what it names is asked again once the
+    -- store was written since the name was looked up (on PostgreSQL, every time): a
+    -- second connection of that connector makes it ambiguous, as for the CLI
+    self.aliases[ref], self.conns[ref], cached = nil, nil, nil
+  end
   if cached then
     -- nothing written to the store since the read the record came from (LMDB says so
     -- without a transaction): the connection is as the store has it
@@ -252,9 +260,15 @@ function Worker:connection(ref)
     end
     self:forget(cached) -- deleted (or reconnected under a new id: found again below)
   end
+  local at = st:snapshot() -- before the reads of find: they see this write or later ones
   local rec = st:find(ref)
   if self.cfg.served and not self.cfg.served[rec.id] then
     errors.raise("notfound", "connection %s is not served by this proxy (--connection)", rec.id)
+  end
+  if rec.id ~= ref then
+    local conn = self:connection(rec.id)
+    self.conns[ref], self.aliases[ref] = conn, at or false
+    return conn
   end
   local conn = require("connrt.connection").open(st, rec.id)
   -- single flight of refresh among this worker's coroutines: the store's lease keeps other
@@ -295,7 +309,7 @@ function Worker:connection(ref)
     if not now then errors.raise("notfound", "connection %s was deleted", c.rec.id) end
     c:follow(now)
   end)
-  self.conns[ref], self.conns[rec.id] = conn, conn
+  self.conns[rec.id] = conn
   return conn
 end
 
@@ -341,7 +355,7 @@ end
 
 -- SIGHUP: forget every open connection; the next request reads the store again.
 function Worker:reload()
-  self.conns = {}
+  self.conns, self.aliases = {}, {}
   log.err("connrt proxy: worker %d re-read the connection list", self.index)
 end
 

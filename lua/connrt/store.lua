@@ -373,6 +373,13 @@ function Store:generation()
   return self.b.generation and self.b:generation() or nil
 end
 
+--- The generation a read made now sees (nil on PostgreSQL): every read made after it sees
+-- this one's writes or later ones, so a result built from several reads is as of at least
+-- this generation.
+function Store:snapshot()
+  return self.b:view(function(txn) return txn.id and txn:id() or nil end)
+end
+
 --- Reads a connection record by id (secrets still sealed), or nil; and the generation it
 -- was read at (the read's snapshot; nil on PostgreSQL).
 function Store:get(id)
