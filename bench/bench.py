@@ -717,12 +717,18 @@ def bench_proxy(tmp, issuer, plain_url, curl):
     with open(target_header, "w") as f:
         f.write(url + "\n")
     proxy, ready = start_proxy(["--listen", "127.0.0.1:0", "--key-file", key_file], env)
+    # beside it, a proxy with 8 workers (the default before it was one per CPU), so the
+    # default is measured against more workers than CPUs in the same run
+    key8 = os.path.join(tmp, "proxy8.key")
+    proxy8, ready8 = start_proxy(["--listen", "127.0.0.1:0", "--key-file", key8, "--workers", "8"], env)
     try:
         via = wrk_script(tmp, "via", {"Connrt-Key": key_file, "Connrt-Target": target_header})
+        via8 = wrk_script(tmp, "via8", {"Connrt-Key": key8, "Connrt-Target": target_header})
         direct = wrk_script(tmp, "direct", {"Authorization": bearer_file})
         proxy_url = f"http://{ready['listen']}/{conn}"
-        runs = {"proxy": [], "direct": [], "nginx_proxy": []}
-        targets = {"proxy": (proxy_url, via), "direct": (url, direct),
+        runs = {"proxy": [], "proxy8": [], "direct": [], "nginx_proxy": []}
+        targets = {"proxy": (proxy_url, via), "proxy8": (f"http://{ready8['listen']}/{conn}", via8),
+                   "direct": (url, direct),
                    "nginx_proxy": (SERVICES.reverse_proxy + urllib.parse.urlsplit(url).path, direct)}
         for i in range(WRK_ROUNDS):
             for k in (list(runs) if i % 2 == 0 else reversed(list(runs))):
@@ -732,8 +738,11 @@ def bench_proxy(tmp, issuer, plain_url, curl):
         out["wrk_requests"] = {k: sum(r["requests"] for r in v) for k, v in runs.items()}
         out["wrk_ratio"] = stats([a["rps"] / b["rps"] for a, b in zip(runs["proxy"], runs["direct"])])
         out["wrk_nginx_ratio"] = stats([a["rps"] / b["rps"] for a, b in zip(runs["nginx_proxy"], runs["direct"])])
+        out["wrk_w8_ratio"] = stats([a["rps"] / b["rps"] for a, b in zip(runs["proxy"], runs["proxy8"])])
+        out["workers"] = len(_children(proxy.pid))
     finally:
         stop_proxy(proxy)
+        stop_proxy(proxy8)
 
     # peak RSS at 256 concurrent clients, on a fresh proxy
     print("bench: connrt proxy: 256 concurrent clients", flush=True)
@@ -785,12 +794,15 @@ def proxy_lines(px):
         "",
         "| | requests per second | p50 latency | p99 latency | errors |",
         "|---|---|---|---|---|",
-        wrk_row("wrk → `connrt proxy` on TCP (with its key) → nginx over TLS", "proxy"),
+        wrk_row(f"wrk → `connrt proxy` on TCP (with its key; default: {px['workers']} workers) → nginx over TLS",
+                "proxy"),
+        wrk_row("the same with `--workers 8`", "proxy8"),
         wrk_row("wrk → nginx over TLS", "direct"),
         wrk_row("peer: wrk → nginx as a keep-alive reverse proxy → nginx over TLS", "nginx_proxy"),
         "",
         f"Through the proxy / direct: {r('wrk_ratio')}; through nginx's own reverse proxy / direct: "
-        f"{r('wrk_nginx_ratio')} (a proxy hop on the same two cores as the server and wrk: what any proxy pays here).",
+        f"{r('wrk_nginx_ratio')} (a proxy hop on the same two cores as the server and wrk: what any proxy pays here); "
+        f"the default workers / 8 workers: {r('wrk_w8_ratio')}.",
         "",
         f"Proxy memory: after the sequential calls {px['rss_kb'] / 1024:.1f} MiB, the peak RSS summed over its "
         f"{px['processes']} processes (pages they share counted in each). At 256 concurrent "

@@ -656,6 +656,50 @@ while not os.path.exists(%q):
     end)
   end)
 
+  describe("workers", function()
+    -- the workers a proxy started: its ready log line says, and its child processes count
+    local function workers(p)
+      local said
+      for _ = 1, 100 do
+        said = tonumber(p.err():match("listening on [^\n]* with (%d+) workers"))
+        if said then break end
+        sys.sleep(0.05)
+      end
+      return said, #proxies.children(p.pid)
+    end
+    local function nproc(wrap)
+      local f = io.popen(table.concat(wrap or {}, " ") .. " nproc")
+      local n = tonumber(f:read("a"))
+      f:close()
+      return n
+    end
+
+    it("starts one per CPU it may use by default, at least 2", function()
+      local p = start_proxy({ "--socket", tmp .. "/w1.sock" })
+      local want = math.min(math.max(nproc(), 2), 64)
+      local said, children = workers(p)
+      assert.equal(want, said)
+      assert.equal(want, children)
+      assert.equal(0, p.stop())
+      -- on one CPU (its affinity: taskset, a container's cpuset), still two
+      local one = { "taskset", "-c", "0" }
+      assert.equal(1, nproc(one))
+      p = proxies.start(home, { "--socket", tmp .. "/w2.sock" }, nil, one)
+      said, children = workers(p)
+      assert.equal(2, said)
+      assert.equal(2, children)
+      assert.equal(0, p.stop())
+    end)
+
+    it("starts as many as --workers says", function()
+      local p = start_proxy({ "--socket", tmp .. "/w3.sock", "--workers", "3" })
+      local said, children = workers(p)
+      assert.equal(3, said)
+      assert.equal(3, children)
+      assert.equal(0, p.stop())
+    end)
+  end)
+
   describe("signals", function()
     it("SIGTERM finishes the requests in flight, then stops accepting and exits 0", function()
       local p = start_proxy({ "--socket", tmp .. "/s1.sock", "--workers", "2" })

@@ -9,18 +9,33 @@ local M = {}
 
 local running = {}
 
+--- The process ids whose parent is `pid` (from /proc: no procps needed).
+function M.children(pid)
+  local out = {}
+  local f = io.popen("cat /proc/[0-9]*/stat 2>/dev/null")
+  for line in f:lines() do
+    local child, parent = line:match("^(%d+) %(.*%) %S+ (%d+) ")
+    if tonumber(parent) == pid then out[#out + 1] = tonumber(child) end
+  end
+  f:close()
+  return out
+end
+
 --- Starts `connrt proxy ARGS...` with CONNRT_HOME=home and the variables of env (a
--- table). Returns {pid, info (its ready line, decoded: socket, or listen and key_file),
--- key (the proxy key, on TCP), err = function() -> its standard error so far,
+-- table), run by the command `wrap` (an array: { "taskset", "-c", "0" }) when given.
+-- Returns {pid, info (its ready line, decoded: socket, or listen and key_file), key (the
+-- proxy key, on TCP), err = function() -> its standard error so far,
 -- stop = function(signal) -> exit status (after which p.stderr holds its standard error)}.
-function M.start(home, args, env)
+function M.start(home, args, env, wrap)
   local dir = h.tmpdir()
   local quoted = {}
   for i, a in ipairs(args or {}) do quoted[i] = h.shell_quote(a) end
   local extra = ""
   for k, v in pairs(env or {}) do extra = extra .. k .. "=" .. h.shell_quote(v) .. " " end
-  os.execute(("cd %s && (env CONNRT_HOME=%s %s %s proxy %s </dev/null >%s/out 2>%s/err & echo $! >%s/pid; wait $!; "
-    .. "echo $? >%s/rc) &"):format(h.shell_quote(h.ROOT), h.shell_quote(home), extra, h.shell_quote(h.CONNRT),
+  local prefix = {}
+  for i, a in ipairs(wrap or {}) do prefix[i] = h.shell_quote(a) .. " " end
+  os.execute(("cd %s && (%senv CONNRT_HOME=%s %s %s proxy %s </dev/null >%s/out 2>%s/err & echo $! >%s/pid; wait $!; "
+    .. "echo $? >%s/rc) &"):format(h.shell_quote(h.ROOT), table.concat(prefix), h.shell_quote(home), extra, h.shell_quote(h.CONNRT),
     table.concat(quoted, " "), dir, dir, dir, dir))
   local line
   for _ = 1, 400 do
@@ -40,7 +55,9 @@ function M.start(home, args, env)
   p.stop = function(sig)
     running[p] = nil
     -- a KILL leaves the workers behind: they go first
-    if sig == "KILL" then os.execute(("pkill -KILL -P %d"):format(p.pid)) end
+    if sig == "KILL" then
+      for _, child in ipairs(M.children(p.pid)) do os.execute(("kill -KILL %d"):format(child)) end
+    end
     os.execute(("kill -%s %d"):format(sig or "TERM", p.pid))
     local rc
     for _ = 1, 400 do

@@ -3,15 +3,16 @@
  * sub-second clocks and sleep, terminal checks, echo-free reads, the process id and its
  * PID namespace, directories with a mode, a file's real path, starting a detached
  * helper (the browser) without a shell, and without the variables that hold connrt's
- * secrets, and running a caller's program with tokens in its environment (connrt exec:
- * replacing connrt, or as a child whose output connrt reads and whose signals it passes
- * on).
+ * secrets, the CPUs it may use, and running a caller's program with tokens in its
+ * environment (connrt exec: replacing connrt, or as a child whose output connrt reads
+ * and whose signals it passes on).
  *
  * Opens the `connrt.sys` module.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
@@ -79,6 +80,17 @@ static int sys_readable(lua_State *L) {
 /* sys.getpid() -> integer */
 static int sys_getpid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* sys.cpus() -> integer: the CPUs this process may run on (its affinity mask, so
+ * taskset and a container's cpuset count), else the online ones; at least 1. */
+static int sys_cpus(lua_State *L) {
+  cpu_set_t set;
+  long n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+  lua_pushinteger(L, n > 0 ? (lua_Integer)n : 1);
   return 1;
 }
 
@@ -993,6 +1005,7 @@ static const luaL_Reg sys_funcs[] = {
   { "isatty", sys_isatty },
   { "getpid", sys_getpid },
   { "pidns", sys_pidns },
+  { "cpus", sys_cpus },
   { "readable", sys_readable },
   { "mkdir", sys_mkdir },
   { "chmod", sys_chmod },
