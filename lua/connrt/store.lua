@@ -399,17 +399,24 @@ end
 function Store:find(ref)
   local rec = self:get(ref)
   if rec then return rec end
-  local matches = {}
-  for _, r in ipairs(self:list()) do
-    if r.connector == ref then matches[#matches + 1] = r end
+  local ids = self:ids_of(ref)
+  if #ids > 1 then
+    errors.fail("usage", "ambiguous", "%s has %d connections; name one by id: %s", ref, #ids, table.concat(ids, ", "))
   end
-  if #matches == 1 then return self:get(matches[1].id) end
-  if #matches > 1 then
-    local ids = {}
-    for _, r in ipairs(matches) do ids[#ids + 1] = r.id end
-    errors.fail("usage", "ambiguous", "%s has %d connections; name one by id: %s", ref, #matches, table.concat(ids, ", "))
-  end
+  rec = ids[1] and self:get(ids[1]) -- (nil if deleted since)
+  if rec then return rec end
   errors.raise("notfound", "no connection %s (connrt list shows them)", ref)
+end
+
+--- The ids of connector `connector`'s connections, in id order (PostgreSQL: one indexed
+-- query; LMDB: a pass over the records, which are not indexed by connector).
+function Store:ids_of(connector)
+  if self.b.ids_of then return self.b:ids_of(connector) end
+  local ids = {}
+  for _, r in ipairs(self:list()) do
+    if r.connector == connector then ids[#ids + 1] = r.id end
+  end
+  return ids
 end
 
 --- The secrets of a record read from the store, unsealed and checked against the

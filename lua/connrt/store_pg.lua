@@ -354,6 +354,18 @@ function Backend:each(tbl, fn)
   end)
 end
 
+--- The ids of connector `connector`'s connections, in id order: one query on the
+-- (connector, unique_id) index, not a list of every connection (Store:find).
+function Backend:ids_of(connector)
+  return self:view(function()
+    local ids = {}
+    for i, row in ipairs(self:q("SELECT id AS v FROM connrt_connections WHERE connector = $1 ORDER BY id", connector)) do
+      ids[i] = row.v
+    end
+    return ids
+  end)
+end
+
 --- Takes the lease on `id` for `ttl` seconds for `owner`, by the database's clock: a
 -- free, expired or already own lease is taken in one statement (so is one connrt never
 -- wrote: endless, or longer than limits.LEASE_TTL_MAX), and its fencing token
