@@ -639,6 +639,9 @@ while not os.path.exists(%q):
       -- the CLI says the same of the name
       local res = h.connrt({ "request", "fa", "/echo" }, { env = { CONNRT_HOME = fhome } })
       assert.equal(2, res.code, res.stderr)
+      local via = h.connrt({ "request", "fa", "/echo" }, { env = { CONNRT_HOME = fhome, CONNRT_PROXY = p.info.socket } })
+      assert.equal(2, via.code, via.stderr)
+      assert.equal(res.stderr, via.stderr)
       -- by id, each is served; and once the first is gone the name is the second's
       assert.equal(200, (curl(p, "/" .. second .. "/echo")))
       cli({ "delete", first })
