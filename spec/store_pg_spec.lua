@@ -6,12 +6,14 @@
 -- expired connection at once: exactly one refresh; a refresher stopped (SIGSTOP) past its
 -- lease while another refreshes cannot overwrite the newer tokens; the server down:
 -- exit 8 naming the store, no password, nothing lost; a wrong password; a newer schema;
--- `connrt store copy` LMDB -> PostgreSQL -> LMDB.
+-- `connrt store copy` LMDB -> PostgreSQL -> LMDB; `connrt proxy` following what other
+-- hosts write.
 local cjson = require("cjson")
 local crypto = require("connrt.crypto")
 local h = require("support.helpers")
 local http = require("connrt.http")
 local postgres = require("support.postgres")
+local proxies = require("support.proxy")
 local sys = require("connrt.sys")
 
 local KEY_HEX = crypto.hex(crypto.random(32))
@@ -161,6 +163,45 @@ describe("a PostgreSQL store #integration #postgres", function()
     assert.equal(0, res.code, res.stderr)
     assert.matches("schema version 1, the newest this connrt knows", res.stderr, 1, true)
     assert.is_nil(res.stderr:find(pg.password, 1, true))
+  end)
+
+  it("serves connrt proxy from the store, following what other hosts write without a SIGHUP", function()
+    local url = new_db()
+    local env = env_for(url)
+    local id = connect(oidc, env)
+    local other = env_for(url) -- another host: the same URL and key, its own CONNRT_HOME
+    local p = proxies.start(env.CONNRT_HOME, { "--socket", tmp .. "/pg-proxy.sock", "--workers", "2" }, env)
+    local function sub_via(path)
+      local code, body = proxies.curl(p, path)
+      return code, code == 200 and cjson.decode(body).sub or cjson.decode(body)
+    end
+    local ok, err = pcall(function()
+      -- by id, and by the connector's id while it has one connection
+      assert.same({ 200, "john" }, { sub_via("/" .. id .. "/me") })
+      assert.same({ 200, "john" }, { sub_via("/pg-oidc/me") })
+      -- another host refreshes: the proxy sends the tokens it saved
+      local res = run({ "refresh", id }, other)
+      assert.equal(0, res.code, res.stderr)
+      local code, tok = proxies.curl(p, "/_connrt/token/" .. id)
+      assert.equal(200, code)
+      assert.equal(run({ "token", id }, other).stdout, tok)
+      -- another host connects a second account of the connector: the name is ambiguous
+      local jane = connect(oidc, env_for(url, { SIGNIN_USER = "jane" }))
+      local doc
+      code, doc = sub_via("/pg-oidc/me")
+      assert.equal(400, code)
+      assert.equal("ambiguous", doc.reason)
+      assert.same({ 200, "jane" }, { sub_via("/" .. jane .. "/me") })
+      -- it deletes john's: the name is jane's, john's id is gone
+      res = run({ "delete", id }, other)
+      assert.equal(0, res.code, res.stderr)
+      assert.same({ 200, "jane" }, { sub_via("/pg-oidc/me") })
+      code, doc = sub_via("/" .. id .. "/me")
+      assert.equal(404, code)
+      assert.equal("notfound", doc.error)
+    end)
+    assert.equal(0, p.stop())
+    assert(ok, err)
   end)
 
   it("lets a fleet of 60 processes on three hosts refresh an expired connection exactly once", function()
