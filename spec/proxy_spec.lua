@@ -542,15 +542,37 @@ while not os.path.exists(%q):
       h.rmdir(dir)
     end)
 
-    it("refuses every request for a record it cannot open (the store rekeyed under it), never serves the old one",
-      function()
-        cli({ "run", write_connector("fx", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY })
-        assert.equal(200, (curl(p, "/keyed/echo")))
-        local before = sent_key_to(api)
-        cli({ "rekey" }, { CONNRT_NEW_KEY = ("5e"):rep(32) })
-        for _ = 1, 3 do assert.equal(500, (curl(p, "/keyed/echo"))) end
-        assert.equal(before, sent_key_to(api))
-      end)
+    it("takes up the key a `connrt rekey` wrote to the key file, without a SIGHUP", function()
+      cli({ "run", write_connector("fx", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY })
+      assert.equal(200, (curl(p, "/keyed/echo")))
+      local before = sent_key_to(api)
+      cli({ "rekey" }, { CONNRT_NEW_KEY = ("5e"):rep(32) })
+      assert.equal(("5e"):rep(32) .. "\n", h.read(fhome .. "/key"))
+      for _ = 1, 3 do assert.equal(200, (curl(p, "/keyed/echo"))) end
+      assert.equal(before + 3, sent_key_to(api))
+      -- and a change made after it is followed as before
+      cli({ "delete", "keyed" })
+      assert.equal(404, (curl(p, "/keyed/echo")))
+    end)
+
+    it("refuses every request, saying why, once the store is rekeyed under a CONNRT_KEY it was started with", function()
+      cli({ "run", write_connector("fy", h.keyed_connector(api.base)), "--field", "api_key=" .. API_KEY })
+      local key = h.read(fhome .. "/key"):gsub("%s+$", "")
+      local q = proxies.start(fhome, { "--socket", tmp .. "/fy.sock", "--workers", "1" }, { CONNRT_KEY = key })
+      assert.equal(200, (curl(q, "/keyed/echo")))
+      local before = sent_key_to(api)
+      cli({ "rekey" }, { CONNRT_NEW_KEY = ("6f"):rep(32) })
+      for _ = 1, 3 do
+        local code, body = curl(q, "/keyed/echo")
+        assert.equal(500, code)
+        local doc = cjson.decode(body)
+        assert.equal("store", doc.error)
+        assert.equal("wrong_key", doc.reason)
+        assert.matches("start it again with the new key", doc.message, 1, true)
+      end
+      assert.equal(before, sent_key_to(api)) -- the record it had open is never used again
+      assert.equal(0, q.stop())
+    end)
 
     it("reads the store again before a redirect hop: a change made while the upstream answered decides", function()
       local both = keyed_on_both()
@@ -679,7 +701,9 @@ while not os.path.exists(%q):
 
     it("starts one per CPU it may use by default, at least 2", function()
       local p = start_proxy({ "--socket", tmp .. "/w1.sock" })
-      local want = math.min(math.max(nproc(), 2), 64)
+      -- (a cgroup's CPU quota counts too: proxy_worker_spec reads it from fixtures)
+      local cpus = math.min(nproc(), require("connrt.proxy").cgroup_cpus() or math.huge)
+      local want = math.min(math.max(cpus, 2), 64)
       local said, children = workers(p)
       assert.equal(want, said)
       assert.equal(want, children)
@@ -691,6 +715,28 @@ while not os.path.exists(%q):
       said, children = workers(p)
       assert.equal(2, said)
       assert.equal(2, children)
+      assert.equal(0, p.stop())
+    end)
+
+    it("starts a worker that died again, which takes up its counts: the metrics never go down", function()
+      local p = start_proxy({ "--socket", tmp .. "/w4.sock", "--workers", "1" })
+      local function served()
+        local _, text = curl(p, "/_connrt/metrics")
+        return tonumber(text:match('connrt_proxy_requests_total{connection="[^"]*",class="2xx"} (%d+)')) or 0
+      end
+      for _ = 1, 5 do assert.equal(200, (curl(p, "/keyed/keyed/me"))) end
+      assert.equal(5, served())
+      local old = proxies.children(p.pid)[1]
+      os.execute("kill -KILL " .. old)
+      local new
+      for _ = 1, 100 do
+        new = proxies.children(p.pid)[1]
+        if new and new ~= old then break end
+        sys.sleep(0.05)
+      end
+      assert.is_true(new ~= nil and new ~= old, "no worker in its place")
+      assert.equal(200, (curl(p, "/keyed/keyed/me")))
+      assert.equal(6, served())
       assert.equal(0, p.stop())
     end)
 

@@ -79,7 +79,12 @@ end
 -- source against the record's hash, here: before anything is sent or printed (`connrt
 -- token` loads no connector, but a changed one still fails it).
 function M.open(st, ref)
-  local rec = st:find(ref)
+  return M.from_record(st, st:find(ref))
+end
+
+--- Opens the connection of `rec`, a record just read from `st` (Store:get, Store:find),
+-- without looking its name up again.
+function M.from_record(st, rec)
   local self = setmetatable({ st = st, rec = rec }, Connection)
   self.secrets = st:secrets(rec)
   self.source = st:connector_source(rec)

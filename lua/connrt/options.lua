@@ -109,7 +109,7 @@ M.COMMANDS = {
       .. "the store's directory)" },
     { "--connection", arg = "ID", many = true, text = "serve only this connection (repeatable; default: every "
       .. "connection)" },
-    { "--workers", arg = "N", text = "worker processes, each with many requests in flight (default: one per CPU, at least 2)" },
+    { "--workers", arg = "N", text = "worker processes, each with many requests in flight (default: one per CPU, 2 to 64)" },
     { "--max-body", arg = "BYTES", text = "the largest request body (default 10 MiB; more answers 413)" },
     { "--max-response", arg = "BYTES", text = "the largest streamed response body (default 1 GiB; more cuts the "
       .. "connection)" },

@@ -19,8 +19,8 @@
 -- Design: a master process and N worker processes (--workers, default one per CPU,
 -- M.default_workers) that share the listening socket. Each worker is a whole connrt: its
 -- own Lua state, its own store handle (LMDB is opened once per process, after the fork; a
--- PostgreSQL store is one connection per process), its own HTTP client. Inside a worker, src/api/httpd.c's
--- libevent loop runs each request's handler (Worker:handle) in a coroutine of its own, and
+-- PostgreSQL store is one connection per process), its own HTTP client. Inside a worker,
+-- src/api/httpd.c's libevent loop runs each request's handler (Worker:handle) in a coroutine of its own, and
 -- every upstream request that handler makes (Connection:request -> request.send ->
 -- src/api/http.c) is a transfer on libcurl's multi interface driven by the same loop: the
 -- coroutine yields until its answer comes and the loop serves other requests meanwhile.
@@ -72,13 +72,60 @@ local sys = require("connrt.sys")
 
 local M = {}
 
--- The default number of workers: one per CPU the proxy may use (nginx's "auto"), at
--- least 2 (a worker that dies leaves one serving while the master starts it again), at
--- most 64. More workers than CPUs only contend for them: on 2 CPUs, 2 workers served
--- about 15% more keep-alive requests a second than 8 and halved the p99 latency at 256
--- clients (bench/RESULTS.md, section 8). A worker serves many requests at once either way.
+-- The CPUs a cgroup's quota allows this process (a container started with --cpus=N:
+-- cgroup v2's cpu.max, v1's cpu.cfs_quota_us over cpu.cfs_period_us, the smallest of its
+-- cgroup and their parents), rounded up; nil without a quota. `root` (a directory
+-- standing for /, for a spec's fixture) defaults to /.
+function M.cgroup_cpus(root)
+  root = root or ""
+  local function read(path)
+    local f = io.open(root .. path, "r")
+    if not f then return nil end
+    local text = f:read("a")
+    f:close()
+    return text
+  end
+  local best
+  local function quota(q, period)
+    q, period = tonumber(q), tonumber(period)
+    if q and period and q > 0 and period > 0 then
+      local n = math.ceil(q / period)
+      if not best or n < best then best = n end
+    end
+  end
+  for line in (read("/proc/self/cgroup") or ""):gmatch("[^\n]+") do
+    local id, controllers, path = line:match("^(%d+):([^:]*):(/.*)$")
+    local v2 = id == "0" and controllers == ""
+    local v1 = not v2 and ("," .. (controllers or "") .. ","):find(",cpu,", 1, true)
+    while path and (v1 or v2) do
+      local dir = path == "/" and "" or path
+      if v2 then
+        local q, period = (read("/sys/fs/cgroup" .. dir .. "/cpu.max") or ""):match("^(%d+)%s+(%d+)")
+        quota(q, period)
+      else
+        quota(read("/sys/fs/cgroup/cpu" .. dir .. "/cpu.cfs_quota_us"),
+          read("/sys/fs/cgroup/cpu" .. dir .. "/cpu.cfs_period_us"))
+      end
+      if path == "/" then break end
+      path = path:match("^(.*)/[^/]*$")
+      if path == "" then path = "/" end
+    end
+  end
+  return best
+end
+
+-- The default number of workers: one per CPU the proxy may use (nginx's "auto": its
+-- affinity mask, and a cgroup's CPU quota where one is set), at least 2 (a worker that
+-- dies leaves one serving while the master starts it again), at most 64. More workers
+-- than CPUs only contend for them: on 2 CPUs, 2 workers served about 15% more keep-alive
+-- requests a second than 8 and cut the p99 latency (bench/RESULTS.md, section 8). A
+-- worker serves many requests at once either way; each holds its own store handle (on
+-- PostgreSQL, a connection of its own).
 function M.default_workers()
-  return math.min(math.max(sys.cpus(), 2), 64)
+  local n = sys.cpus()
+  local quota = M.cgroup_cpus()
+  if quota and quota < n then n = quota end
+  return math.min(math.max(n, 2), 64)
 end
 M.MAX_BODY = 10 * 1024 * 1024      -- request bodies: more gets 413 (evhttp)
 M.MAX_RESPONSE = 1024 * 1024 * 1024 -- a streamed response body: more cuts the client's connection
@@ -241,8 +288,25 @@ end
 -- a reconnect) the open connection follows it in place (Connection:follow), so what is
 -- sent next is decided by the store's allowed URLs and tokens; a deleted one is
 -- forgotten and is a notfound error. In place: a coroutine waiting for this worker's
--- refresh of it (the wait list below) keeps waiting on the same object.
+-- refresh of it (the wait list below) keeps waiting on the same object. A store that
+-- another process rekeyed since this worker read the key (`connrt rekey`) is taken up
+-- with the new key, read again from the key file (Worker:rekeyed), and the lookup made
+-- once more.
 function Worker:connection(ref)
+  local ok, conn = pcall(self.lookup, self, ref)
+  if ok then return conn end
+  if self:rekeyed(conn) then return self:lookup(ref) end
+  error(conn, 0)
+end
+
+-- True when `err`, raised by a read of the store, came of a `connrt rekey` since this
+-- worker read its key, and the key was read again (Store:reload_key; it raises where the
+-- new key cannot be had, as under CONNRT_KEY).
+function Worker:rekeyed(err)
+  return errors.is(err) and err.kind == "store" and self.st ~= nil and self.st:reload_key()
+end
+
+function Worker:lookup(ref)
   local st = self:store()
   local cached = self.conns[ref]
   local alias = self.aliases[ref]
@@ -272,19 +336,30 @@ function Worker:connection(ref)
   if self.cfg.served and not self.cfg.served[rec.id] then
     errors.raise("notfound", "connection %s is not served by this proxy (--connection)", rec.id)
   end
-  if rec.id ~= ref then
-    local conn = self:connection(rec.id)
-    self.conns[ref], self.aliases[ref] = conn, at or false
-    return conn
+  -- the record found is the one opened (never a second lookup of the name, which a write
+  -- in between could answer with another connection)
+  local conn = self.conns[rec.id]
+  if conn then
+    conn:follow(rec) -- open under its id already: the name was a connector's id
+  else
+    conn = self:open(rec)
   end
-  local conn = require("connrt.connection").open(st, rec.id)
+  if rec.id ~= ref then self.conns[ref], self.aliases[ref] = conn, at or false end
+  return conn
+end
+
+-- Opens the connection of `rec` (a record just read) for this worker's requests, kept
+-- under its id.
+function Worker:open(rec)
+  local st = self:store()
+  local conn = require("connrt.connection").from_record(st, rec)
   -- single flight of refresh among this worker's coroutines: the store's lease keeps other
   -- processes out, but two coroutines of this one must not both refresh nor wait for each
   -- other in the lease's sleep loop (which would stop the loop that must finish the
   -- refresh); so a second one waits here, in coroutine.yield(), for the first's result
   local refresh, waiting = conn.refresh, nil
-  local httpd = require("connrt.httpd")
   rawset(conn, "refresh", function(c, seen)
+    local httpd = require("connrt.httpd") -- (here: a worker's lookups need no server)
     seen = seen or c.secrets.access_token
     while waiting and httpd.in_task() do
       waiting[#waiting + 1] = coroutine.running()
@@ -311,10 +386,16 @@ function Worker:connection(ref)
     return tok, where
   end)
   -- and again before each redirect hop and each retry of a request (Connection:request)
-  rawset(conn, "recheck", function(c)
+  local function recheck(c)
     local now = st:get(c.rec.id)
     if not now then errors.raise("notfound", "connection %s was deleted", c.rec.id) end
     c:follow(now)
+  end
+  rawset(conn, "recheck", function(c)
+    local ok, err = pcall(recheck, c)
+    if ok then return end
+    if self:rekeyed(err) then return recheck(c) end
+    error(err, 0)
   end)
   self.conns[rec.id] = conn
   return conn
@@ -360,9 +441,41 @@ function Worker:publish(now)
   self.shm:put(self.index, text)
 end
 
+-- A worker started in the slot of one that died takes up the counts that one last
+-- published there, so the sums /_connrt/metrics gives never go down (a counter that
+-- falls reads as a reset to Prometheus). A slot that holds nothing whole (never written,
+-- or its writer died in the middle) gives nothing to take up.
+function Worker:adopt_metrics()
+  local ok, m = pcall(cjson.decode, self.shm and self.shm:get(self.index) or "")
+  if not ok or type(m) ~= "table" then return end
+  local fresh = new_metrics()
+  for k, v in pairs(fresh) do
+    if type(m[k]) ~= type(v) then return end
+  end
+  if #m.buckets ~= #fresh.buckets then return end
+  -- (cjson gives numbers back as floats: counts become integers again)
+  for _, k in ipairs({ "requests", "refreshes", "refresh_failures" }) do
+    for name, n in pairs(m[k]) do
+      local i = math.tointeger(n)
+      if type(name) ~= "string" or not i or i < 0 then return end
+      fresh[k][name] = i
+    end
+  end
+  for i, n in ipairs(m.buckets) do
+    fresh.buckets[i] = math.tointeger(n)
+    if not fresh.buckets[i] then return end
+  end
+  fresh.count, fresh.sum = math.tointeger(m.count), m.sum
+  if not fresh.count then return end
+  fresh.folded = m.folded == true or nil
+  self.metrics = fresh
+end
+
 -- SIGHUP: forget every open connection; the next request reads the store again.
 function Worker:reload()
   self.conns, self.aliases = {}, {}
+  -- and the key, if the store was rekeyed (an error here is the next request's to say)
+  if self.st then pcall(self.st.reload_key, self.st) end
   log.err("connrt proxy: worker %d re-read the connection list", self.index)
 end
 
@@ -579,6 +692,7 @@ local function run_worker(index, cfg, fd, shm)
     return blocking_sleep(seconds)
   end
   local w = M.new_worker(index, cfg, shm)
+  w:adopt_metrics()
   w:publish(true)
   local httpd = require("connrt.httpd")
   local ok, err = pcall(httpd.serve, fd, function(req) return w:handle(req) end, {

@@ -240,6 +240,34 @@ function Store:key_file()
   return self.key_path
 end
 
+--- After a `connrt rekey` by another process (the store's key check no longer opens with
+-- the key this handle holds): reads the key again from the key file it came from (or
+-- the rekey's `.new` beside it, when that rekey died before renaming it into place) and
+-- keeps it if the store opens with it. Returns true when the key was replaced, false
+-- when the handle's key still opens the store; raises a store error (wrong_key) when
+-- neither does, or the key came from CONNRT_KEY (a running process cannot learn the
+-- new one: start it again with it). For long-running users of one handle (connrt proxy).
+function Store:reload_key()
+  local check = self.b:view(function(txn) return txn:get("meta", "keycheck") end)
+  local function opens(key)
+    local plain = key and check and crypto.open(key, check, "meta/keycheck")
+    return plain == KEY_CHECK or plain == KEY_CHECK_V1
+  end
+  if not check or opens(self.key) then return false end
+  if not self.key_path then
+    errors.fail("store", "wrong_key", "the store %s was sealed with another key since this process opened it with "
+      .. "CONNRT_KEY (connrt rekey): start it again with the new key", self.home)
+  end
+  local key = load_key(nil, true, self.home, self.key_path)
+  if not opens(key) then key = pending_key(self.key_path) end
+  if not opens(key) then
+    errors.fail("store", "wrong_key", "cannot decrypt: wrong key? The store %s was sealed with another key than the "
+      .. "one in key file %s", self.home, self.key_path)
+  end
+  self.key = key
+  return true
+end
+
 --- True when `key` is the key the store is sealed with.
 function Store:sealed_with(key)
   return key == self.key
@@ -409,13 +437,15 @@ function Store:find(ref)
 end
 
 --- The ids of connector `connector`'s connections, in id order (PostgreSQL: one indexed
--- query; LMDB: a pass over the records, which are not indexed by connector).
+-- query; LMDB: the keys of the accounts table that start with the connector's id and a
+-- NUL, one cursor pass over that connector's accounts alone).
 function Store:ids_of(connector)
   if self.b.ids_of then return self.b:ids_of(connector) end
   local ids = {}
-  for _, r in ipairs(self:list()) do
-    if r.connector == connector then ids[#ids + 1] = r.id end
+  for i, kv in ipairs(self.b:view(function(txn) return txn:list("accounts", account_key(connector, "")) end)) do
+    ids[i] = kv[2]
   end
+  table.sort(ids)
   return ids
 end
 

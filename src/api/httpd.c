@@ -1094,6 +1094,7 @@ static int shm_put(lua_State *L) {
     return 1;
   }
   uint64_t seq = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
+  seq += seq & 1; /* odd: its last writer died mid-write (this one took its place) */
   __atomic_store_n(&h->seq, seq + 1, __ATOMIC_RELEASE);
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   memcpy((char *)(h + 1), data, len);
