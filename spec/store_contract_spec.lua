@@ -112,6 +112,62 @@ for _, backend in ipairs(backends) do
       assert.equal("notfound", e.kind)
     end)
 
+    it("never lets an index written without the key lead a connector's name to another connector's connection",
+      function()
+      local mine = st:save(record("alice"), { access_token = "mine" }, "src")
+      local theirs = st:save(record("mallory", "evil"), { access_token = "theirs" }, "src")
+      -- what one who can write the store but has no key can do to the index
+      if backend.name == "PostgreSQL" then
+        st.b:q("UPDATE connrt_connections SET connector = 'demo' WHERE id = $1", theirs)
+      else
+        st.b:modify(function(txn)
+          txn:put("accounts", "demo\0zz", theirs)
+          txn:put("accounts", "demo\0gone", "demo-0000dead")
+        end)
+      end
+      assert.same({ mine }, st:ids_of("demo"))
+      assert.equal(mine, st:find("demo").id)
+      -- and its record's connector changed too: the binding refuses the record
+      st.b:modify(function(txn)
+        local text = txn:get("connections", theirs):gsub('"connector":"evil"', '"connector":"demo"')
+        txn:put("connections", theirs, text)
+      end)
+      st:delete(mine)
+      local ok, err = pcall(function()
+        local rec = st:find("demo")
+        return st:secrets(rec)
+      end)
+      assert.is_false(ok)
+      assert.equal("damaged", err.reason)
+    end)
+
+    if backend.name == "PostgreSQL" then
+      it("goes on after its database connection was cut: a read at once, a write after failing once", function()
+        local id = st:save(record("a@example.com"), { access_token = "at-1" }, "src")
+        local db = where:match("/([^/?]+)$")
+        local function cut()
+          return tonumber(ctx.server.psql(("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            .. "WHERE datname = '%s' AND pid <> pg_backend_pid()"):format(db), "postgres"))
+        end
+        assert.equal(1, cut())
+        assert.equal(id, st:get(id).id)
+        assert.equal(1, cut())
+        -- a write is not made again on its own (its outcome could be unknown): it fails,
+        -- having written nothing, and the next one connects again
+        local ok, err = pcall(st.mark, st, id, { last_error = "x" })
+        assert.is_false(ok)
+        assert.equal("store", err.kind)
+        assert.equal("unavailable", err.reason)
+        assert.is_nil(st:get(id).last_error)
+        st:mark(id, { last_error = "y" })
+        assert.equal("y", st:get(id).last_error)
+        -- a lease (a statement outside a transaction) likewise
+        assert.equal(1, cut())
+        assert.has_error(function() st:acquire_lease(id, "me", 5) end)
+        assert.is_truthy(st:acquire_lease(id, "me", 5))
+      end)
+    end
+
     it("saves refreshed tokens, keeping or rotating the refresh token, and clears the reconnect mark", function()
       local id = st:save(record("a@example.com"), { access_token = "at-1", refresh_token = "rt-1" }, "src")
       st:mark(id, { needs_reconnect = true, last_error = "invalid_grant" })

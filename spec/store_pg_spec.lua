@@ -166,7 +166,7 @@ describe("a PostgreSQL store #integration #postgres", function()
   end)
 
   it("serves connrt proxy from the store, following what other hosts write without a SIGHUP", function()
-    local url = new_db()
+    local url, db = new_db()
     local env = env_for(url)
     local id = connect(oidc, env)
     local other = env_for(url) -- another host: the same URL and key, its own CONNRT_HOME
@@ -199,6 +199,20 @@ describe("a PostgreSQL store #integration #postgres", function()
       code, doc = sub_via("/" .. id .. "/me")
       assert.equal(404, code)
       assert.equal("notfound", doc.error)
+      -- its database connections cut (an idle-connection killer, a failover): the next
+      -- requests go on, on new connections, by id and by the connector's id
+      local function cut()
+        return tonumber(pg.psql(("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+          .. "WHERE datname = '%s' AND pid <> pg_backend_pid()"):format(db), "postgres"))
+      end
+      assert.is_true(cut() >= 1, "the proxy held no connection to cut")
+      for _ = 1, 4 do
+        assert.same({ 200, "jane" }, { sub_via("/pg-oidc/me") })
+        assert.same({ 200, "jane" }, { sub_via("/" .. jane .. "/me") })
+      end
+      cut()
+      code, tok = proxies.curl(p, "/_connrt/token/" .. jane)
+      assert.equal(200, code, tok)
     end)
     assert.equal(0, p.stop())
     assert(ok, err)

@@ -139,6 +139,14 @@ end
 local function pending_key(path)
   local f = path and io.open(path .. ".new", "rb")
   if not f then return nil end
+  -- refused as the key file itself would be (load_key): whoever could read it may hold it
+  local mode = sys.mode(path .. ".new")
+  if mode and mode & GROUP_OTHER ~= 0 then
+    f:close()
+    errors.fail("store", "unsafe_mode", "key file %s.new (an interrupted rekey's new key) has mode %s: its group or "
+      .. "others may read or change the key; chmod 600 %s.new (and connrt rekey if someone else may have read it)",
+      path, octal(mode), path)
+  end
   local text = f:read("a")
   f:close()
   local ok, key = pcall(decode_key, text, "key file " .. path .. ".new")
@@ -243,10 +251,11 @@ end
 --- After a `connrt rekey` by another process (the store's key check no longer opens with
 -- the key this handle holds): reads the key again from the key file it came from (or
 -- the rekey's `.new` beside it, when that rekey died before renaming it into place) and
--- keeps it if the store opens with it. Returns true when the key was replaced, false
--- when the handle's key still opens the store; raises a store error (wrong_key) when
--- neither does, or the key came from CONNRT_KEY (a running process cannot learn the
--- new one: start it again with it). For long-running users of one handle (connrt proxy).
+-- keeps it if the store opens with it. Returns true when the key was replaced; false
+-- when the handle's key still opens the store, or the key file holds no other key that
+-- does (the key check itself may be what was damaged: the caller's own error stands).
+-- Raises a store error (wrong_key) when the key came from CONNRT_KEY, which a running
+-- process cannot learn anew. For long-running users of one handle (connrt proxy).
 function Store:reload_key()
   local check = self.b:view(function(txn) return txn:get("meta", "keycheck") end)
   local function opens(key)
@@ -255,15 +264,12 @@ function Store:reload_key()
   end
   if not check or opens(self.key) then return false end
   if not self.key_path then
-    errors.fail("store", "wrong_key", "the store %s was sealed with another key since this process opened it with "
-      .. "CONNRT_KEY (connrt rekey): start it again with the new key", self.home)
+    errors.fail("store", "wrong_key", "the store %s no longer opens with the CONNRT_KEY this process started with: it "
+      .. "was rekeyed (connrt rekey: start it again with the new key), or its key check was damaged", self.home)
   end
   local key = load_key(nil, true, self.home, self.key_path)
-  if not opens(key) then key = pending_key(self.key_path) end
-  if not opens(key) then
-    errors.fail("store", "wrong_key", "cannot decrypt: wrong key? The store %s was sealed with another key than the "
-      .. "one in key file %s", self.home, self.key_path)
-  end
+  if key == self.key or not opens(key) then key = pending_key(self.key_path) end
+  if key == self.key or not opens(key) then return false end
   self.key = key
   return true
 end
@@ -436,14 +442,29 @@ function Store:find(ref)
   errors.raise("notfound", "no connection %s (connrt list shows them)", ref)
 end
 
---- The ids of connector `connector`'s connections, in id order (PostgreSQL: one indexed
--- query; LMDB: the keys of the accounts table that start with the connector's id and a
--- NUL, one cursor pass over that connector's accounts alone).
+--- The ids of connector `connector`'s connections, in id order. The candidates come from
+-- an index (PostgreSQL: one query on the connector column's index; LMDB: the accounts
+-- table's keys that start with the connector's id and a NUL, a pass over that
+-- connector's accounts alone); neither is bound to the key (save_in), so an id counts
+-- only where its record, whose connector the binding covers, names this connector: one
+-- who can write the store without the key cannot make a connector's name lead to another
+-- connector's connection (they can hide one from the index: the name then means fewer).
 function Store:ids_of(connector)
-  if self.b.ids_of then return self.b:ids_of(connector) end
-  local ids = {}
-  for i, kv in ipairs(self.b:view(function(txn) return txn:list("accounts", account_key(connector, "")) end)) do
-    ids[i] = kv[2]
+  local candidates = {}
+  if self.b.ids_of then
+    candidates = self.b:ids_of(connector)
+  else
+    for i, kv in ipairs(self.b:view(function(txn) return txn:list("accounts", account_key(connector, "")) end)) do
+      candidates[i] = kv[2]
+    end
+  end
+  local ids, seen = {}, {}
+  for _, id in ipairs(candidates) do
+    if type(id) == "string" and not seen[id] then
+      seen[id] = true
+      local rec = self:get(id)
+      if rec and rec.connector == connector then ids[#ids + 1] = id end
+    end
   end
   table.sort(ids)
   return ids

@@ -88,14 +88,33 @@ local function checked(self, r, msg, reason)
     self.broken = reason == "unreachable"
     fail(self.where, msg, reason)
   end
+  self.answered = self.answered + 1
   return r
 end
 
+-- Connects again once the connection was found lost (self.broken: the server restarted
+-- or failed over, or something cut an idle connection), so a long-running process
+-- (connrt proxy, a program on the Lua API or the C library) goes on once the database is
+-- back instead of failing until it is restarted.
+local function reconnect(self)
+  if self.conn then self.conn:close() end
+  self.conn = nil
+  local conn, msg, reason = require("connrt.pg").connect(self.url)
+  if not conn then fail(self.where, msg, reason) end
+  self.conn, self.broken = conn, false
+end
+
+-- A statement outside a transaction (a lease's) on a connection found lost: a new one.
+local function ready(self)
+  if (self.broken or not self.conn) and not self.in_tx then reconnect(self) end
+  return self.conn
+end
+
 -- Runs one statement.
-function Backend:q(sql, ...) return checked(self, self.conn:exec(sql, ...)) end
+function Backend:q(sql, ...) return checked(self, ready(self):exec(sql, ...)) end
 
 -- Like q, with the rows in binary (conn:fetch): bytea comes as it is, not in hex.
-function Backend:fetch(sql, ...) return checked(self, self.conn:fetch(sql, ...)) end
+function Backend:fetch(sql, ...) return checked(self, ready(self):fetch(sql, ...)) end
 
 -- A connection made by exists() just before, kept for the open that follows it with
 -- the schema version it read (so `connrt list` or `connrt token` connects once and asks
@@ -199,7 +218,8 @@ end
 -- migrate).
 function M.open(url)
   local conn, version = connect(url)
-  local self = setmetatable({ conn = conn, where = M.describe(url), kind = "postgres" }, Backend)
+  local self = setmetatable({ conn = conn, url = url, where = M.describe(url), kind = "postgres", answered = 0 },
+    Backend)
   local ok, err = pcall(self.migrate, self, version)
   if not ok then
     conn:close()
@@ -315,10 +335,12 @@ end
 -- read-only transaction's COMMIT is sent without waiting for its answer: the server
 -- ends the transaction at once, and the next statement reads the answer.
 local function in_transaction(self, begin, write, fn)
-  local conn = self.conn
+  local conn = ready(self)
   conn:defer(begin)
   local tx = setmetatable({ b = self, write = write }, Tx)
+  self.in_tx = true
   local r = table.pack(pcall(fn, tx))
+  self.in_tx = false
   if not r[1] then
     if not conn:undefer(begin) and not self.broken then conn:exec("ROLLBACK") end
     error(r[2], 0)
@@ -329,8 +351,18 @@ local function in_transaction(self, begin, write, fn)
   return table.unpack(r, 2, r.n)
 end
 
+local READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+-- A read that found the connection lost at its first statement (before anything was
+-- read, so fn has done nothing with what it read) is made once more, on a new
+-- connection: an idle connection cut by the server costs no request. A write is not made
+-- again (its outcome may be unknown): it fails, and the next one reconnects.
 function Backend:view(fn)
-  return in_transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", false, fn)
+  local answered = self.answered
+  local r = table.pack(pcall(in_transaction, self, READ, false, fn))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  if self.broken and self.answered == answered then return in_transaction(self, READ, false, fn) end
+  error(r[2], 0)
 end
 
 function Backend:modify(fn)
