@@ -117,8 +117,8 @@ end
 -- The default number of workers: one per CPU the proxy may use (nginx's "auto": its
 -- affinity mask, and a cgroup's CPU quota where one is set), at least 2 (a worker that
 -- dies leaves one serving while the master starts it again), at most 64. More workers
--- than CPUs only contend for them: on 2 CPUs, 2 workers served about 15% more keep-alive
--- requests a second than 8 and cut the p99 latency (bench/RESULTS.md, section 8). A
+-- than CPUs only contend for them: on 2 CPUs, 2 workers served 1.12x the keep-alive
+-- requests a second of 8, p99 15 ms against 24 (bench/RESULTS.md, section 8). A
 -- worker serves many requests at once either way; each holds its own store handle (on
 -- PostgreSQL, a connection of its own).
 function M.default_workers()
