@@ -182,15 +182,20 @@ describe("keys and connrt rekey #integration", function()
       assert.is_nil(h.read(home .. "/key.new"))
     end)
 
-    it("finishes a rekey that died between its commit and the key file's rename", function()
-      local home, id = new_store(FIELD)
-      -- what rekey does up to its commit: the new key beside the old, the store re-sealed
+    -- What `connrt rekey` does up to its commit (the new key beside the old, the store
+    -- re-sealed), as if killed there; returns the new key.
+    local function rekey_killed_before_rename(home)
       local new_key = crypto.random(32)
-      local sys = require("connrt.sys")
-      assert(sys.write_private(home .. "/key.new", crypto.hex(new_key) .. "\n"))
+      assert(require("connrt.sys").write_private(home .. "/key.new", crypto.hex(new_key) .. "\n"))
       local st = require("connrt.store").open(home)
       st:rekey(new_key)
       st:close()
+      return new_key
+    end
+
+    it("finishes a rekey that died between its commit and the key file's rename", function()
+      local home, id = new_store(FIELD)
+      local new_key = rekey_killed_before_rename(home)
       -- (killed here) the next command finds the pending key, checks it and renames it
       assert.is_true((works(home, id)))
       assert.equal(crypto.hex(new_key) .. "\n", h.read(home .. "/key"))
@@ -199,12 +204,8 @@ describe("keys and connrt rekey #integration", function()
 
     it("refuses an interrupted rekey's key.new that its group or others may read, renaming nothing", function()
       local home, id = new_store(FIELD)
-      local new_key = crypto.random(32)
+      local new_key = rekey_killed_before_rename(home)
       local sys = require("connrt.sys")
-      assert(sys.write_private(home .. "/key.new", crypto.hex(new_key) .. "\n"))
-      local st = require("connrt.store").open(home)
-      st:rekey(new_key)
-      st:close()
       assert(sys.chmod(home .. "/key.new", tonumber("644", 8)))
       local ok, res = works(home, id)
       assert.is_false(ok)
