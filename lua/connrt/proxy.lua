@@ -20,8 +20,8 @@
 -- M.default_workers) that share the listening socket. Each worker is a whole connrt: its
 -- own Lua state, its own store handle (LMDB is opened once per process, after the fork; a
 -- PostgreSQL store is one connection per process), its own HTTP client. Inside a worker,
--- src/api/httpd.c's libevent loop runs each request's handler (Worker:handle) in a coroutine of its own, and
--- every upstream request that handler makes (Connection:request -> request.send ->
+-- src/api/httpd.c's libevent loop runs each request's handler (Worker:handle) in a
+-- coroutine of its own, and every upstream request that handler makes (Connection:request -> request.send ->
 -- src/api/http.c) is a transfer on libcurl's multi interface driven by the same loop: the
 -- coroutine yields until its answer comes and the loop serves other requests meanwhile.
 -- So a worker has many requests in flight, a slow upstream delays no other request, and
@@ -290,20 +290,21 @@ end
 -- forgotten and is a notfound error. In place: a coroutine waiting for this worker's
 -- refresh of it (the wait list below) keeps waiting on the same object. A store that
 -- another process rekeyed since this worker read the key (`connrt rekey`) is taken up
--- with the new key, read again from the key file (Worker:rekeyed), and the lookup made
+-- with the new key, read again from the key file (Worker:after_rekey), and the lookup made
 -- once more.
 function Worker:connection(ref)
-  local ok, conn = pcall(self.lookup, self, ref)
-  if ok then return conn end
-  if self:rekeyed(conn) then return self:lookup(ref) end
-  error(conn, 0)
+  return self:after_rekey(self.lookup, self, ref)
 end
 
--- True when `err`, raised by a read of the store, came of a `connrt rekey` since this
--- worker read its key, and the key was read again (Store:reload_key; it raises where the
--- new key cannot be had, as under CONNRT_KEY).
-function Worker:rekeyed(err)
-  return errors.is(err) and err.kind == "store" and self.st ~= nil and self.st:reload_key()
+-- fn(...), made once more when it failed with a store error that came of a `connrt
+-- rekey` since this worker read its key, once the key was read again (Store:reload_key;
+-- it raises where the new key cannot be had, as under CONNRT_KEY).
+function Worker:after_rekey(fn, ...)
+  local r = table.pack(pcall(fn, ...))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  local err = r[2]
+  if errors.is(err) and err.kind == "store" and self.st ~= nil and self.st:reload_key() then return fn(...) end
+  error(err, 0)
 end
 
 function Worker:lookup(ref)
@@ -391,12 +392,7 @@ function Worker:open(rec)
     if not now then errors.raise("notfound", "connection %s was deleted", c.rec.id) end
     c:follow(now)
   end
-  rawset(conn, "recheck", function(c)
-    local ok, err = pcall(recheck, c)
-    if ok then return end
-    if self:rekeyed(err) then return recheck(c) end
-    error(err, 0)
-  end)
+  rawset(conn, "recheck", function(c) self:after_rekey(recheck, c) end)
   self.conns[rec.id] = conn
   return conn
 end

@@ -428,17 +428,41 @@ function Store:get(id)
   return rec, at
 end
 
+-- The records of connector `connector`'s connections, in id order (Store:ids_of says
+-- how they are found), each read once.
+local function connector_records(self, connector)
+  local candidates = {}
+  if self.b.ids_of then
+    candidates = self.b:ids_of(connector)
+  else
+    for i, kv in ipairs(self.b:view(function(txn) return txn:list("accounts", account_key(connector, "")) end)) do
+      candidates[i] = kv[2]
+    end
+  end
+  local recs, seen = {}, {}
+  for _, id in ipairs(candidates) do
+    if type(id) == "string" and not seen[id] then
+      seen[id] = true
+      local rec = self:get(id) -- (nil if deleted since)
+      if rec and rec.connector == connector then recs[#recs + 1] = rec end
+    end
+  end
+  table.sort(recs, function(a, b) return a.id < b.id end)
+  return recs
+end
+
 --- Finds a connection by its id, or by its connector's id where that connector has
 -- exactly one connection. Raises a notfound error that says what exists otherwise.
 function Store:find(ref)
   local rec = self:get(ref)
   if rec then return rec end
-  local ids = self:ids_of(ref)
-  if #ids > 1 then
+  local recs = connector_records(self, ref)
+  if #recs > 1 then
+    local ids = {}
+    for i, r in ipairs(recs) do ids[i] = r.id end
     errors.fail("usage", "ambiguous", "%s has %d connections; name one by id: %s", ref, #ids, table.concat(ids, ", "))
   end
-  rec = ids[1] and self:get(ids[1]) -- (nil if deleted since)
-  if rec then return rec end
+  if recs[1] then return recs[1] end
   errors.raise("notfound", "no connection %s (connrt list shows them)", ref)
 end
 
@@ -450,23 +474,8 @@ end
 -- who can write the store without the key cannot make a connector's name lead to another
 -- connector's connection (they can hide one from the index: the name then means fewer).
 function Store:ids_of(connector)
-  local candidates = {}
-  if self.b.ids_of then
-    candidates = self.b:ids_of(connector)
-  else
-    for i, kv in ipairs(self.b:view(function(txn) return txn:list("accounts", account_key(connector, "")) end)) do
-      candidates[i] = kv[2]
-    end
-  end
-  local ids, seen = {}, {}
-  for _, id in ipairs(candidates) do
-    if type(id) == "string" and not seen[id] then
-      seen[id] = true
-      local rec = self:get(id)
-      if rec and rec.connector == connector then ids[#ids + 1] = id end
-    end
-  end
-  table.sort(ids)
+  local ids = {}
+  for i, rec in ipairs(connector_records(self, connector)) do ids[i] = rec.id end
   return ids
 end
 
