@@ -228,6 +228,58 @@ print("slow", r.status, r.read().decode().strip())
     assert.is_nil(p.stderr:find("starting it again", 1, true))
   end)
 
+  -- whole: a small answer of known length (sent in one piece); streamed: 300 kB
+  for _, on in ipairs({ "unix", "tcp", "stream" }) do
+    it("logs and counts an answer whose client left before it was written as cut, not as sent (" .. on .. ")",
+      function()
+        local p = start_proxy(on == "tcp" and { "--listen", "127.0.0.1:0" } or { "--socket", tmp .. "/l.sock" })
+        -- the client asks, the upstream holds the request, the client goes; then the answer
+        -- comes. On TCP the kernel takes an answer to a client that has left without an
+        -- error.
+        local script = tmp .. "/leave.py"
+        h.write(script, [[
+import json, socket, sys, time, urllib.request
+where, up, key = sys.argv[1], sys.argv[2], sys.argv[3]
+if where.startswith("/"):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(where)
+else:
+    s = socket.create_connection(("127.0.0.1", int(where.rsplit(":", 1)[1])))
+s.sendall(b"GET /keyed/hold?id=left-" + sys.argv[4].encode() + b" HTTP/1.1\r\nHost: proxy\r\nConnrt-Key: "
+          + key.encode() + b"\r\n\r\n")
+while "left-" + sys.argv[4] not in json.load(urllib.request.urlopen(up + "/held"))["held"]:
+    time.sleep(0.05)
+s.close()
+]])
+        assert.is_true(os.execute(("python3 %s %s %s %s %s"):format(h.shell_quote(script),
+          h.shell_quote(p.info.socket or p.info.listen), h.shell_quote(api.base), p.key or "-", on)))
+        assert(client:request({ url = ("%s/release?id=left-%s&size=%d"):format(api.base, on, on == "stream" and 300000 or 10) }))
+        for _ = 1, 600 do
+          if p.err():find("GET /keyed/hold ", 1, true) then break end
+          sys.sleep(0.05)
+        end
+        assert.matches("GET /keyed/hold 200 [%d.]+ms cut: the client went away", p.err())
+        -- the same answer to a client that stays is logged as sent
+        local dir = h.tmpdir()
+        local curl = on ~= "tcp" and ("curl -s --unix-socket %s http://proxy"):format(h.shell_quote(p.info.socket))
+          or ("curl -s -H 'Connrt-Key: %s' http://%s"):format(p.key, p.info.listen)
+        os.execute(("%s/keyed/hold?id=stays-%s >%s/body &"):format(curl, on, dir))
+        wait_held({ "stays-" .. on })
+        release("stays-" .. on)
+        for _ = 1, 600 do
+          if p.err():find("GET /keyed/hold 200 [%d.]+ms\n") then break end
+          sys.sleep(0.05)
+        end
+        assert.matches("GET /keyed/hold 200 [%d.]+ms\n", p.err())
+        os.execute(("%s/_connrt/metrics >%s/metrics"):format(curl, dir))
+        local metrics = h.read(dir .. "/metrics")
+        assert.matches('connrt_proxy_requests_total{connection="keyed[^"]*",class="error"} 1\n', metrics)
+        assert.matches('connrt_proxy_requests_total{connection="keyed[^"]*",class="2xx"} 1\n', metrics)
+        h.rmdir(dir)
+        assert.equal(0, p.stop())
+      end)
+  end
+
   it("serves other requests while one waits for another process's refresh", function()
     local p = start_proxy({ "--socket", tmp .. "/h.sock" })
     local dir = h.tmpdir()

@@ -77,6 +77,23 @@ describe("log.redact hides every spelling", function()
     assert.equal("q=[redacted]", log.redact("q=" .. SECRET:gsub(".", function(c) return ("%%%02X"):format(c:byte()) end)))
   end)
 
+  it("percent-encoded twice and three times (a URL inside a query parameter of another), hex of either case", function()
+    local once = pct(SECRET)
+    local twice, thrice = pct(once), pct(pct(once))
+    assert.equal("/cb?next=[redacted]&x=1", log.redact("/cb?next=" .. twice .. "&x=1"))
+    assert.equal("next=[redacted]", log.redact("next=" .. thrice))
+    assert.equal("next=[redacted]", log.redact("next=" .. pct(pct(SECRET, true), false)))
+    -- a form-encoded space inside: '+' outside, %2B of the secret's own '+' within
+    log.secret("my pass+word")
+    assert.equal("u=[redacted]", log.redact("u=" .. pct(pct("my pass+word"))))
+    assert.equal("u=[redacted]", log.redact("u=my+pass%252Bword"))
+    -- in a JSON echo of a twice-encoded URL
+    assert.equal('{"u":"[redacted]"}', log.redact(cjson.encode({ u = twice })))
+    -- a fourth layer is not undone (each layer is a pass over the text): the text stays
+    local four = pct(thrice)
+    assert.equal("next=" .. four, log.redact("next=" .. four))
+  end)
+
   it("form-encoded, '+' for a space", function()
     log.secret("my pass word!")
     assert.equal("password=[redacted]&x=y", log.redact("password=my+pass+word%21&x=y"))
@@ -200,6 +217,13 @@ describe("log.redact is linear in the text #integration", function()
       out = log.redact(("&t=at-0123456789abcd%2Fe%2B"):rep(300000))
       _, n = out:gsub("%[redacted%]", "")
       assert(n == 300000, n)
+      -- three times encoded: every layer decodes 600,000 escapes
+      out = log.redact(("&t=at-0123456789abcd%25252Fe%25252B"):rep(300000))
+      _, n = out:gsub("%[redacted%]", "")
+      assert(n == 300000, n)
+      -- escapes of escapes with no secret in them: '%' all the way down, each layer a pass
+      out = log.redact(("%252525"):rep(1000000))
+      assert(#out == 7000000)
     ]], 20 * 1024 * 1024)
     assert.is_true(res.ok, res.why)
   end)

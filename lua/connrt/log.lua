@@ -12,8 +12,8 @@
 -- the line is even built, and the registered values redacted as on every other line.
 --
 -- Spellings. A secret is found in the text as it is and in four decodings of the text:
--- percent-decoded (%2B and %2b alike, whatever an encoder left unencoded), form-decoded
--- ('+' for a space, then percent), JSON-unescaped (\/, \", \uXXXX of any character,
+-- percent-decoded (%2B and %2b alike, whatever an encoder left unencoded; up to three
+-- times over, %25252B), form-decoded ('+' for a space, then percent), JSON-unescaped (\/, \", \uXXXX of any character,
 -- surrogate pairs) and JSON-unescaped then percent- or form-decoded (a form body quoted
 -- in a JSON error); a hit in a decoding hides the escapes it came from. Base64 hides a
 -- secret inside a longer text (HTTP Basic's base64(id ":" secret)) at one of three byte
@@ -171,6 +171,11 @@ local function json_escape(c, hex)
   return nil
 end
 
+-- Percent-decodings stacked on one another that are searched: a URL carried in a query
+-- parameter of another URL (a redirect_uri, a `next=`) is encoded once more, so a secret
+-- in it comes as %252B, and once more again inside a third.
+local PERCENT_LAYERS = 3
+
 -- The decoded views of `s` worth searching: each {text, maps (innermost first)}.
 local function views(s)
   local out = { { s } }
@@ -179,14 +184,28 @@ local function views(s)
     local maps = { table.unpack(parent_maps) }
     maps[#maps + 1] = map
     out[#out + 1] = { t, maps }
+    return t, maps
+  end
+  -- `t` percent-decoded, and that decoded again while escapes remain (each layer is one
+  -- linear pass and one search more, and happens only where the last one left a '%')
+  local function percent_layers(t, maps, layer)
+    while layer <= PERCENT_LAYERS and t and t:find("%", 1, true) do
+      t, maps = with(maps, percent(t))
+      layer = layer + 1
+    end
   end
   local function plus_and_percent(base, maps)
-    if base:find("%", 1, true) then with(maps, percent(base)) end
+    percent_layers(base, maps, 1)
     if base:find("+", 1, true) then
       -- '+' to ' ' keeps every position; percent-decoding then maps back
       local spaced = base:gsub("+", " ")
       local t, map = percent(spaced)
-      if t then with(maps, t, map) else out[#out + 1] = { spaced, maps } end
+      if t then
+        local t1, maps1 = with(maps, t, map)
+        percent_layers(t1, maps1, 2)
+      else
+        out[#out + 1] = { spaced, maps }
+      end
     end
   end
   plus_and_percent(s, {})

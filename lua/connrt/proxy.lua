@@ -50,7 +50,9 @@
 -- every answer; these are held whole, up to the HTTP client's 64 MiB): the transfer
 -- pauses while the client has STREAM_HIGH bytes not yet taken (httpd.c), and a body over
 -- --max-response (M.MAX_RESPONSE) cuts the client's connection mid-answer and is logged
--- and counted as an error (class "error"). `connrt request` through the proxy
+-- and counted as an error (class "error"), as is an answer whose client left before it
+-- was handed over (httpd.c client_gone): a request is logged and counted once its answer
+-- has gone, when httpd calls the handler's done(why). `connrt request` through the proxy
 -- (Connrt-Cli) gets its answer whole and redacted, as without the proxy.
 --
 -- The master opens no store: it relays SIGTERM (stop accepting, finish what is in
@@ -656,25 +658,18 @@ function Worker:handle(req)
       conn_id = conn_id or (self.conns[ref] and self.conns[ref]:id()) or M.UNKNOWN
     end
   end
-  local took = sys.monotime() - started
-  if stream then
-    -- counted and logged once the body is sent; a cut one is an error
-    observe(self.metrics, took)
-    return status, headers, body, stream, function(why)
+  if conn_id then observe(self.metrics, sys.monotime() - started) end
+  -- counted and logged once the answer has been written (httpd calls this): one that was
+  -- cut, or whose client went away before it had all gone, is an error, logged with why;
+  -- one line per request, the path without its query (which may carry anything)
+  return status, headers, body, stream, function(why)
+    if conn_id then
       self:count_request(conn_id, why and "error" or (status // 100) .. "xx")
       self:publish()
-      log.err("connrt proxy: %s %s %d %.1fms%s", req.method, path, status, (sys.monotime() - started) * 1000,
-        why and (" cut: " .. why) or "")
     end
+    log.err("connrt proxy: %s %s %d %.1fms%s", req.method, path, status, (sys.monotime() - started) * 1000,
+      why and (" cut: " .. why) or "")
   end
-  if conn_id then
-    self:count_request(conn_id, (status // 100) .. "xx")
-    observe(self.metrics, took)
-    self:publish()
-  end
-  -- one line per request; the path without its query (which may carry anything)
-  log.err("connrt proxy: %s %s %d %.1fms", req.method, path, status, took * 1000)
-  return status, headers, body
 end
 
 --- Runs a worker in this (forked) process until SIGTERM; never returns.

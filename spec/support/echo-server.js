@@ -24,9 +24,9 @@
 //   /big             2 MB (2,000,000 bytes) of 'x'
 //   /hold?id=K       answers only once /release?id=K is asked (state at /held: the ids
 //                    held now and those answered), so a spec can hold a request in flight
-//   /release?id=K&status=S&location=L
-//                    answers the held request K with status S (default 200), and a
-//                    Location header L when given
+//   /release?id=K&status=S&location=L&size=N
+//                    answers the held request K with status S (default 200), a
+//                    Location header L when given, and N bytes of 'z' when given
 //   /stream?n=N      N bytes of 'y', written 64 KiB at a time as the client takes them
 //   /headers?A=1&b=2 answers with the query's names and values as response headers, in
 //                    that order and with the names' case as given
@@ -126,7 +126,9 @@ const server = (tls ? (h) => https.createServer(tls, h) : (h) => http.createServ
       holding.delete(id);
       if (held) {
         const to = url.searchParams.get('location');
-        send(held, Number(url.searchParams.get('status') || '200'), `released ${id}\n`, to ? { Location: to } : {});
+        const size = url.searchParams.get('size');
+        send(held, Number(url.searchParams.get('status') || '200'), size ? 'z'.repeat(Number(size)) : `released ${id}\n`,
+          to ? { Location: to } : {});
         answered.push(id);
       }
       send(res, held ? 200 : 404, held ? 'released\n' : 'not held\n');

@@ -299,45 +299,87 @@ static void on_complete(struct evhttp_request *req, void *ud) {
  * two ends the count, whichever comes, and only once. */
 typedef struct {
   server_t *s;
+  int done_ref; /* the handler's done(why), or LUA_NOREF */
+  int gone;     /* the client had left before the answer was handed over */
 } owed_t;
 
-static void owed_done(owed_t *o) {
+#define CLIENT_LEFT "the client went away"
+
+/* True when the client has closed its side of the connection, or reset it, while its
+ * request was handled: evhttp does not read a connection whose request is being
+ * answered, and on TCP the kernel takes an answer to a client that has left without an
+ * error, so without this it would count as sent. A peek takes nothing. As with nginx, a
+ * client that shut down only its sending side counts as gone; one whose next request
+ * evhttp has already read does not. */
+static int client_gone(struct evhttp_connection *evcon) {
+  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+  if (fd < 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0) return 0;
+  char c;
+  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Calls a handler's done(why) (registry reference ref, which it drops): why is nil when
+ * the whole answer went, else why it did not. Only from the loop's callbacks, never while
+ * Lua runs; done only counts and logs. */
+static void call_done_ref(server_t *s, int ref, const char *why) {
+  if (ref == LUA_NOREF || s->closed) return;
+  lua_State *L = s->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  if (why) lua_pushstring(L, why);
+  else lua_pushnil(L);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    fprintf(stderr, "connrt proxy: internal error after an answer: %s\n", lua_tostring(L, -1));
+  lua_settop(L, top);
+}
+
+static void owed_done(owed_t *o, const char *why) {
   server_t *s = o->s;
+  int ref = o->done_ref;
   free(o);
   s->inflight--;
+  call_done_ref(s, ref, why);
   maybe_finish(s);
 }
 
 static void on_owed_complete(struct evhttp_request *req, void *ud) {
   struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  owed_t *o = ud;
   if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
-  owed_done(ud);
+  owed_done(o, o->gone ? CLIENT_LEFT : NULL);
 }
 
 static void on_owed_close(struct evhttp_connection *evcon, void *ud) {
   (void)evcon;
-  owed_done(ud);
+  owed_done(ud, CLIENT_LEFT);
 }
 
 /* Arranges for the count of `req` to end when its reply has gone or its connection has
- * (see above); a request already off its connection (the client left while it was being
- * handled: evhttp frees it when the reply is sent, without callbacks) ends it now. */
-static void owe_reply(server_t *s, struct evhttp_request *req) {
+ * (see above), and then done_ref's function to be called with why it did not go (nil
+ * when it did); a request already off its connection (the client left while it was
+ * being handled: evhttp frees it when the reply is sent, without callbacks) ends it now. */
+static void owe_reply(server_t *s, struct evhttp_request *req, int done_ref) {
   struct evhttp_connection *evcon = evhttp_request_get_connection(req);
   owed_t *o = evcon ? malloc(sizeof *o) : NULL;
   if (!o) {
     evhttp_request_set_on_complete_cb(req, NULL, NULL);
     s->inflight--;
+    call_done_ref(s, done_ref, evcon ? NULL : CLIENT_LEFT);
     return;
   }
   o->s = s;
+  o->done_ref = done_ref;
+  o->gone = done_ref != LUA_NOREF && client_gone(evcon);
   evhttp_request_set_on_complete_cb(req, on_owed_complete, o);
   evhttp_connection_set_closecb(evcon, on_owed_close, o);
 }
 
-/* Answers a request whole. */
-static void send_whole(server_t *s, struct evhttp_request *req, int status, struct evbuffer *b) {
-  owe_reply(s, req);
+/* Answers a request whole; done_ref: as owe_reply. */
+static void send_whole(server_t *s, struct evhttp_request *req, int status, struct evbuffer *b, int done_ref) {
+  owe_reply(s, req, done_ref);
   evhttp_send_reply(req, status, reason(status), b);
   maybe_finish(s);
 }
@@ -347,7 +389,7 @@ static void send_plain(server_t *s, struct evhttp_request *req, int status, cons
   struct evbuffer *b = evbuffer_new();
   evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
   if (b) evbuffer_add(b, json, strlen(json));
-  send_whole(s, req, status, b);
+  send_whole(s, req, status, b, LUA_NOREF);
   if (b) evbuffer_free(b);
 }
 
@@ -427,17 +469,11 @@ static void task_end(task_t *t) {
   maybe_finish(s);
 }
 
-/* Calls the handler's done(why) for a streamed answer: why is nil when it all went. */
+/* Calls the task's done(why) now, if it still has it (see on_request). */
 static void call_done(task_t *t, const char *why) {
-  if (t->done_ref == LUA_NOREF) return;
-  lua_State *L = t->s->L;
-  int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->done_ref);
-  if (why) lua_pushstring(L, why);
-  else lua_pushnil(L);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-    fprintf(stderr, "connrt proxy: internal error after a stream: %s\n", lua_tostring(L, -1));
-  lua_settop(L, top);
+  int ref = t->done_ref;
+  t->done_ref = LUA_NOREF;
+  call_done_ref(t->s, ref, why);
 }
 
 /* --- streaming an answer ---------------------------------------------------------------- */
@@ -469,7 +505,7 @@ static int sink(void *ud, const char *data, size_t n) {
   task_t *t = ud;
   struct evhttp_connection *evcon = t->req ? evhttp_request_get_connection(t->req) : NULL;
   if (!evcon) {
-    if (!t->cut) t->cut = "the client went away";
+    if (!t->cut) t->cut = CLIENT_LEFT;
     return -1;
   }
   struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(evcon));
@@ -504,7 +540,7 @@ static void on_client_close(struct evhttp_connection *evcon, void *ud) {
     t->req = NULL;
     t->s->inflight--;
   }
-  if (!t->cut) t->cut = "the client went away";
+  if (!t->cut) t->cut = CLIENT_LEFT;
   if (t->x) xfer_stop(t->s, t->x, CURLE_WRITE_ERROR);
   schedule(t, WAKE_STREAM_END, 0);
 }
@@ -528,7 +564,9 @@ static void stream_end(task_t *t) {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
     if (!evcon || !why) { /* the last chunk (a detached request is freed now: owe_reply) */
-      owe_reply(s, req);
+      int done = LUA_NOREF; /* all came: done once it has all gone (or the client has) */
+      if (!why) done = t->done_ref, t->done_ref = LUA_NOREF;
+      owe_reply(s, req, done);
       evhttp_send_reply_end(req);
       maybe_finish(s);
     } else {
@@ -546,8 +584,9 @@ static void stream_start(task_t *t, connrt_xfer *x, int status) {
   struct evhttp_request *req = t->req;
   struct evhttp_connection *evcon = evhttp_request_get_connection(req);
   t->x = x;
-  if (!evcon || x->state != CONNRT_XFER_HEADERS || !(t->chunk = evbuffer_new())) {
-    const char *why = !evcon ? "the client went away" : "the upstream transfer ended before its body was read";
+  int gone = !evcon || client_gone(evcon);
+  if (gone || x->state != CONNRT_XFER_HEADERS || !(t->chunk = evbuffer_new())) {
+    const char *why = gone ? CLIENT_LEFT : "the upstream transfer ended before its body was read";
     t->req = NULL;
     send_plain(s, req, 502, "{\"error\":\"network\",\"message\":\"the upstream transfer ended early\"}");
     call_done(t, why);
@@ -563,8 +602,8 @@ static void stream_start(task_t *t, connrt_xfer *x, int status) {
   unpause(t, x);
 }
 
-/* The handler returned status, headers (an array of {name, value}), body, and for a
- * streamed answer the transfer and done(why): sends them. */
+/* The handler returned status, headers (an array of {name, value}), body, for a
+ * streamed answer the transfer, and done(why): sends them. */
 static void reply(task_t *t, int base) {
   lua_State *co = t->co;
   struct evhttp_request *req = t->req;
@@ -588,12 +627,12 @@ static void reply(task_t *t, int base) {
       lua_pop(co, 1);
     }
   }
+  if (lua_isfunction(co, base + 4)) {
+    lua_pushvalue(co, base + 4);
+    t->done_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  }
   connrt_xfer *x = luaL_testudata(co, base + 3, CONNRT_XFER_MT);
   if (x && x->task == t) {
-    if (lua_isfunction(co, base + 4)) {
-      lua_pushvalue(co, base + 4);
-      t->done_ref = luaL_ref(co, LUA_REGISTRYINDEX);
-    }
     stream_start(t, x, status);
     return;
   }
@@ -602,7 +641,9 @@ static void reply(task_t *t, int base) {
   const char *rbody = lua_type(co, base + 2) == LUA_TSTRING ? lua_tolstring(co, base + 2, &rlen) : NULL;
   if (b && rbody && rlen) evbuffer_add(b, rbody, rlen);
   t->req = NULL;
-  send_whole(t->s, req, status, b);
+  int done = t->done_ref;
+  t->done_ref = LUA_NOREF;
+  send_whole(t->s, req, status, b, done);
   if (b) evbuffer_free(b);
   task_end(t);
 }
@@ -770,8 +811,10 @@ static void loop_drop(connrt_loop *l, connrt_xfer *x) {
 
 /* Every request: the Lua handler gets { method, target, headers = { {name, value}... },
  * body, unix } in a coroutine of its own and returns status, headers (an array of
- * {name, value}), body, and for a streamed answer the transfer (the response's `stream`)
- * and a function done(why) called once it is sent (why: nil, or why it was cut). */
+ * {name, value}), body, for a streamed answer the transfer (the response's `stream`),
+ * and optionally a function done(why), called once the answer has been written to the
+ * client's connection (why nil) or could not be (why: the reason, as it was cut or the
+ * client went away). */
 static void on_request(struct evhttp_request *req, void *ud) {
   server_t *s = ud;
   s->inflight++;
