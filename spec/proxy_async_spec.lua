@@ -235,7 +235,9 @@ print("slow", r.status, r.read().decode().strip())
         local p = start_proxy(on == "tcp" and { "--listen", "127.0.0.1:0" } or { "--socket", tmp .. "/l.sock" })
         -- the client asks, the upstream holds the request, the client goes; then the answer
         -- comes. On TCP the kernel takes an answer to a client that has left without an
-        -- error.
+        -- error. (Unless the proxy noticed the client gone first, half a second into the
+        -- wait, and stopped the upstream request: then it is a 502 that finds the client
+        -- gone. Either way, cut.)
         local script = tmp .. "/leave.py"
         h.write(script, [[
 import json, socket, sys, time, urllib.request
@@ -258,7 +260,7 @@ s.close()
           if p.err():find("GET /keyed/hold ", 1, true) then break end
           sys.sleep(0.05)
         end
-        assert.matches("GET /keyed/hold 200 [%d.]+ms cut: the client went away", p.err())
+        assert.matches("GET /keyed/hold [25]0[02] [%d.]+ms cut: the client went away", p.err())
         -- the same answer to a client that stays is logged as sent
         local dir = h.tmpdir()
         local curl = on ~= "tcp" and ("curl -s --unix-socket %s http://proxy"):format(h.shell_quote(p.info.socket))
@@ -279,6 +281,51 @@ s.close()
         assert.equal(0, p.stop())
       end)
   end
+
+  it("stops the upstream request of a client that left while it waited, and logs it as cut", function()
+    local p = start_proxy({ "--listen", "127.0.0.1:0" })
+    local script = tmp .. "/abandon.py"
+    h.write(script, [[
+import json, socket, sys, time, urllib.request
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.sendall(b"POST /keyed/hold?id=abandoned HTTP/1.1\r\nHost: proxy\r\nConnrt-Key: " + sys.argv[3].encode()
+          + b"\r\nContent-Length: 4\r\n\r\nbody")
+while "abandoned" not in json.load(urllib.request.urlopen(sys.argv[2] + "/held"))["held"]:
+    time.sleep(0.05)
+s.close()
+]])
+    assert.is_true(os.execute(("python3 %s %s %s %s"):format(h.shell_quote(script), p.info.listen,
+      h.shell_quote(api.base), p.key)))
+    -- never released: the upstream sees its request's connection closed by the proxy
+    local gone = false
+    for _ = 1, 600 do
+      gone = not cjson.encode(held().held):find('"abandoned"', 1, true)
+      if gone then break end
+      sys.sleep(0.05)
+    end
+    assert.is_true(gone, "the upstream still holds the request of a client that left")
+    for _ = 1, 600 do
+      if p.err():find("POST /keyed/hold ", 1, true) then break end
+      sys.sleep(0.05)
+    end
+    assert.matches("POST /keyed/hold 502 [%d.]+ms cut: the client went away", p.err())
+    -- a client that waits as long is answered (the watch does not cut the living)
+    local dir = h.tmpdir()
+    os.execute(("curl -s -H 'Connrt-Key: %s' -o %s/body http://%s/keyed/hold?id=patient & echo $! >%s/pid")
+      :format(p.key, dir, p.info.listen, dir))
+    wait_held({ "patient" })
+    sys.sleep(1) -- past the proxy's half second, so that its watch of the client is on
+    release("patient")
+    for _ = 1, 600 do
+      if (h.read(dir .. "/body") or "") ~= "" then break end
+      sys.sleep(0.05)
+    end
+    assert.equal("released patient\n", h.read(dir .. "/body"))
+    h.rmdir(dir)
+    assert.equal(0, p.stop())
+    assert.matches("GET /keyed/hold 200 [%d.]+ms\n", p.stderr)
+  end)
 
   it("serves other requests while one waits for another process's refresh", function()
     local p = start_proxy({ "--socket", tmp .. "/h.sock" })

@@ -323,12 +323,6 @@ function Connection:target(u)
   return request.allowed_target(self.rec.allowed_urls, u, "refused %s: %s (allowed: %s); nothing was sent")
 end
 
---- Sends a request through the connection. `req`: method, url (relative to the first
--- allowed URL, or absolute under one), headers (array of {name, value}), body, json
--- (a value sent as a JSON body), retries (429/503/connection errors; default 0),
--- max_wait (seconds to wait in all; default 60), on_wait (function(seconds, why)),
--- stream and stream_max (`connrt proxy`: the final answer's body may stream; see
--- request.send). Returns {status, headers, header, body, json, stream}.
 -- The statuses that mean "the token has expired" for this connection's connector.
 local function refresh_statuses(self)
   local set = rawget(self, "_refresh_on")
@@ -340,6 +334,13 @@ local function refresh_statuses(self)
   return set
 end
 
+--- Sends a request through the connection. `req`: method, url (relative to the first
+-- allowed URL, or absolute under one), headers (array of {name, value}), body, json
+-- (a value sent as a JSON body), retries (429/503/connection errors; default 0),
+-- max_wait (seconds to wait in all; default 60), on_wait (function(seconds, why)),
+-- stream, stream_max and abortable (`connrt proxy`: the final answer's body may stream,
+-- and the transfer may stop when the proxy's client goes; see request.send). Returns
+-- {status, headers, header, body, json, stream}.
 function Connection:request(req)
   local method = req.method or "GET"
   -- the caller's method and headers go into the request line and header lines as given:
@@ -391,6 +392,8 @@ function Connection:request(req)
       if retries > 0 then hold[#hold + 1], hold[#hold + 2] = 429, 503 end
       full.stream, full.hold, full.stream_max = true, hold, req.stream_max
     end
+    -- `connrt proxy`: the upstream request (not a refresh) stops if its client goes away
+    full.abortable = req.abortable
     -- the token this attempt carries: a refresh after its 401 is not needed when another
     -- request of this process has replaced it meanwhile (connrt proxy's coroutines)
     local sent_with = self.secrets.access_token

@@ -52,7 +52,8 @@
 -- --max-response (M.MAX_RESPONSE) cuts the client's connection mid-answer and is logged
 -- and counted as an error (class "error"), as is an answer whose client left before it
 -- was handed over (httpd.c client_gone): a request is logged and counted once its answer
--- has gone, when httpd calls the handler's done(why). `connrt request` through the proxy
+-- has gone, when httpd calls the handler's done(why). The upstream request is
+-- `abortable`: httpd stops it when its client leaves while it waits (never a refresh). `connrt request` through the proxy
 -- (Connrt-Cli) gets its answer whole and redacted, as without the proxy.
 --
 -- The master opens no store: it relays SIGTERM (stop accepting, finish what is in
@@ -582,7 +583,7 @@ function Worker:forward(req, ref, rest)
   -- any other final answer streams (request.send says which answers are final)
   local cli = req.h["connrt-cli"] ~= nil
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
-    timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response })
+    timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response, abortable = true })
   local out, rlist, rnames = {}, resp.header_list, {}
   for i, x in ipairs(rlist) do rnames[i] = x.name:lower() end
   local rhop = connection_tokens(rnames, function(i) return rlist[i].value end)

@@ -149,7 +149,7 @@ local TRANSPORT_REASON = { connect = "unreachable", resolve = "unreachable", tim
 -- the answer carries credentials (a token endpoint's: traced as its shape only), stream = true to
 -- let a final answer's body stream (`connrt proxy` only: src/api/http.c; the response then has
 -- `stream` and an empty body), hold = statuses never streamed, stream_max = bytes a streamed body
--- may have}. `what` names the
+-- may have, abortable = true to let the proxy's loop stop it when its client goes away}. `what` names the
 -- request in errors ("token endpoint"). Returns the client's response {status, headers
 -- (list), header (map, names lowercased: built in src/api/http.c), body, url}. Raises a
 -- network error when no answer came.
@@ -167,6 +167,7 @@ function M.send(req, what)
       -- `connrt proxy` (a request from one of its coroutines): a final answer may stream;
       -- the statuses the caller acts on and a redirect it follows are kept whole
       stream = req.stream, hold = req.hold, hold_redirects = hop < (req.follow or 0), stream_max = req.stream_max,
+      abortable = req.abortable,
     })
     if log.verbose then trace_exchange(method, current, headers, req.hidden_headers, body, resp, req.token_answer) end
     if not resp then

@@ -93,6 +93,7 @@ typedef struct connrt_xfer {
   int state;                 /* CONNRT_XFER_* */
   int result;                /* the CURLcode, once DONE */
   int too_big;               /* a streamed body went over its limit */
+  int abortable;             /* the loop may stop it if the client it answers goes away */
   /* set by the loop before it unpauses a streamed answer: each piece of the body;
    * returns 0 taken, 1 not taken now (the transfer pauses), -1 abort */
   int (*sink)(void *task, const char *data, size_t n);

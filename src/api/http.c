@@ -697,6 +697,11 @@ static int start_on_loop(lua_State *L, client_t *parent, connrt_loop *loop, curl
   lua_getfield(L, 2, "hold_redirects");
   c->hold_redirects = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  /* abortable: the loop may stop this transfer when the client whose request it serves
+   * has gone (a proxied request; never a token request, whose answer must be kept) */
+  lua_getfield(L, 2, "abortable");
+  u->pub.abortable = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   if (lua_getfield(L, 2, "hold") == LUA_TTABLE) {
     lua_Integer n = luaL_len(L, -1);
     for (lua_Integer i = 1; i <= n && c->nhold < sizeof c->hold / sizeof c->hold[0]; i++) {

@@ -218,13 +218,14 @@ typedef struct {
   struct evhttp_bound_socket *bound;
   struct event *term_ev, *int_ev, *hup_ev, *tick_ev, *timer_ev, *accept_ev;
   CURLM *multi;
-  int fd, is_unix, stopping, closed;
+  int fd, is_unix, stopping, closed, can_watch;
   long inflight;
   int handler_ref, tick_ref, hup_ref, tasks_ref;
   task_t *tasks, *tick_task;
 } server_t;
 
 enum { WAKE_NONE, WAKE_RESUME, WAKE_VALUE, WAKE_STREAM_END };
+enum { WATCH_NONE, WATCH_TIMER, WATCH_FD };
 
 /* One run of a Lua function in a coroutine of its own: a request's handler, or the
  * background tick (req NULL). */
@@ -238,6 +239,8 @@ struct task {
   int wake_what;
   lua_Integer wake_value;
   int streaming, paused;
+  struct event *watch;        /* its client, while it waits on an abortable transfer */
+  int watching;               /* WATCH_* */
   const char *cut;            /* why its stream was cut */
   struct evbuffer *chunk;
   task_t *next, *prev;
@@ -445,9 +448,87 @@ static void xfer_stop(server_t *s, connrt_xfer *x, int result) {
   x->state = CONNRT_XFER_DONE;
 }
 
+/* --- a client that leaves while its request waits ------------------------------------- */
+
+/* A request that has waited WATCH_AFTER_MS on an abortable upstream transfer (the proxied
+ * request, never a refresh: a token answer that was asked for must be read and kept) has
+ * its client's socket watched for a close (EV_CLOSED: epoll's EPOLLRDHUP). A client that
+ * has gone (client_gone) stops the transfer, as nginx does, so an upstream that is slow to
+ * answer does not keep a connection and a worker's memory for nobody; the task goes on
+ * with the transfer's failure, and its answer is logged as cut. Not at once: a request
+ * answered within the delay costs no system call for it. The watch ends whenever the task
+ * runs again, and before evhttp closes the client's socket (its close callback), so it
+ * never watches a descriptor number that a new connection may get. */
+#define WATCH_AFTER_MS 500
+
+static void watch_stop(task_t *t) {
+  if (t->watching == WATCH_NONE) return;
+  event_del(t->watch);
+  if (t->watching == WATCH_FD && t->req) {
+    struct evhttp_connection *evcon = evhttp_request_get_connection(t->req);
+    if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
+  }
+  t->watching = WATCH_NONE;
+}
+
+static void client_left(task_t *t) {
+  watch_stop(t);
+  connrt_xfer *x = t->x;
+  if (x && x->state == CONNRT_XFER_RUNNING && x->abortable) {
+    xfer_stop(t->s, x, CURLE_ABORTED_BY_CALLBACK);
+    schedule(t, WAKE_VALUE, CURLE_ABORTED_BY_CALLBACK);
+  }
+}
+
+/* evhttp closes the client's connection (it failed, or the client went) */
+static void on_watch_close(struct evhttp_connection *evcon, void *ud) {
+  (void)evcon;
+  client_left(ud);
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *ud) {
+  (void)fd;
+  task_t *t = ud;
+  int was = t->watching;
+  t->watching = WATCH_NONE; /* neither event persists */
+  struct evhttp_connection *evcon = t->req ? evhttp_request_get_connection(t->req) : NULL;
+  if (!evcon || !t->x || t->x->state != CONNRT_XFER_RUNNING) {
+    if (evcon && was == WATCH_FD) evhttp_connection_set_closecb(evcon, NULL, NULL);
+    return;
+  }
+  if (client_gone(evcon)) {
+    if (was == WATCH_FD) evhttp_connection_set_closecb(evcon, NULL, NULL);
+    client_left(t);
+    return;
+  }
+  if (was == WATCH_FD || !(what & EV_TIMEOUT)) { /* closed, yet not gone (a request read): done */
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    return;
+  }
+  evutil_socket_t cfd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+  if (cfd < 0 || event_assign(t->watch, t->s->base, cfd, EV_CLOSED, on_watch, t) != 0) return;
+  if (event_add(t->watch, NULL) == 0) {
+    t->watching = WATCH_FD;
+    evhttp_connection_set_closecb(evcon, on_watch_close, t);
+  }
+}
+
+/* Starts the delay before t's client is watched (t waits on an abortable transfer). */
+static void watch_start(task_t *t) {
+  server_t *s = t->s;
+  watch_stop(t);
+  if (!s->can_watch || !t->req || !evhttp_request_get_connection(t->req)) return;
+  if (!t->watch) t->watch = event_new(s->base, -1, 0, on_watch, t);
+  else event_assign(t->watch, s->base, -1, 0, on_watch, t);
+  struct timeval tv = { 0, WATCH_AFTER_MS * 1000 };
+  if (t->watch && event_add(t->watch, &tv) == 0) t->watching = WATCH_TIMER;
+}
+
 static void task_end(task_t *t) {
   server_t *s = t->s;
   lua_State *L = s->L;
+  watch_stop(t);
+  if (t->watch) event_free(t->watch);
   if (t->x) {
     xfer_stop(s, t->x, CURLE_ABORTED_BY_CALLBACK);
     t->x->task = NULL;
@@ -653,6 +734,7 @@ static void reply(task_t *t, int base) {
 static void task_resume(task_t *t, int nargs) {
   server_t *s = t->s;
   int nres = 0;
+  watch_stop(t);
   int st = lua_resume(t->co, s->L, nargs, &nres);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
@@ -791,6 +873,7 @@ static int loop_start(connrt_loop *l, lua_State *L, connrt_xfer *x) {
    * it), so no transfer collected later meets a task that is gone */
   if (t->x && t->x != x) t->x->task = NULL;
   t->x = x;
+  if (x->abortable) watch_start(t);
   return (int)curl_multi_add_handle(s->multi, x->easy);
 }
 
@@ -988,6 +1071,7 @@ static int httpd_serve(lua_State *L) {
     event_config_free(cfg);
   }
   if (!s->base) s->base = event_base_new();
+  s->can_watch = s->base && (event_base_get_features(s->base) & EV_FEATURE_EARLY_CLOSE);
   s->http = s->base ? evhttp_new(s->base) : NULL;
   s->multi = s->http ? curl_multi_init() : NULL;
   s->timer_ev = s->multi ? evtimer_new(s->base, on_timer, s) : NULL;
@@ -1047,6 +1131,7 @@ static int httpd_serve(lua_State *L) {
   /* what is still in flight after the grace period is dropped: off the loop first, so
    * that nothing calls back into a task while evhttp and libcurl close */
   for (task_t *t = s->tasks; t; t = t->next) {
+    watch_stop(t);
     if (t->x) xfer_stop(s, t->x, CURLE_ABORTED_BY_CALLBACK);
     if (t->req) {
       struct evhttp_connection *evcon = evhttp_request_get_connection(t->req);
@@ -1064,6 +1149,7 @@ static int httpd_serve(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, t->done_ref);
     if (t->wake) event_free(t->wake);
+    if (t->watch) event_free(t->watch);
     if (t->chunk) evbuffer_free(t->chunk);
     free(t);
   }
