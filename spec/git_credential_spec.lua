@@ -278,6 +278,20 @@ describe("connrt git-credential and credential-process (integration) #integratio
     assert.matches("usage: connrt git-credential", res.stderr, 1, true)
   end)
 
+  it("a line of 128 MB on standard input: exit 2 in 64 MB of address space (the input's limit bounds memory)", function()
+    if os.getenv("ASAN_OPTIONS") then
+      pending("AddressSanitizer reserves terabytes of address space: an address-space limit says nothing there")
+      return
+    end
+    local dir = h.tmpdir()
+    local cmd = ("head -c 134217728 /dev/zero | tr '\\0' a | CONNRT_HOME=%s prlimit --as=67108864 %s git-credential get "
+      .. ">%s/out 2>%s/err; echo $? >%s/rc"):format(h.shell_quote(home), h.shell_quote(h.CONNRT), dir, dir, dir)
+    os.execute(cmd)
+    assert.equal("2\n", h.read(dir .. "/rc"), h.read(dir .. "/err"))
+    assert.matches("git-credential: more than 65536 bytes on standard input", h.read(dir .. "/err"), 1, true)
+    h.rmdir(dir)
+  end)
+
   it("refuses a connector whose git_username uses a secret", function()
     local path = connector("leaky", "leaky", ('"%s/"'):format(git.base), 'git_username = "{{access_token}}",')
     local res = h.connrt({ "check", path })

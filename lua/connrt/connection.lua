@@ -350,6 +350,10 @@ function Connection:request(req)
       tostring(method)))
   end
   method = method:upper()
+  if (req.body or req.json ~= nil) and (method == "GET" or method == "HEAD") then
+    -- libcurl cannot send one: the caller's mistake, said before anything is sent
+    errors.raise("usage", "a %s request cannot have a body (give another method, such as POST)", method)
+  end
   local target, parsed = self:target(req.url)
   local headers = {}
   for _, h in ipairs(req.headers or {}) do

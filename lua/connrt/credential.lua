@@ -26,9 +26,20 @@ M.MAX_INPUT = 64 * 1024
 -- end) from `f`; returns a table of the keys (array keys like wwwauth[] are dropped).
 function M.read_request(f)
   local req, size = {}, 0
-  for line in f:lines() do
-    size = size + #line + 1
-    if size > M.MAX_INPUT then errors.raise("usage", "git-credential: more than %d bytes on standard input", M.MAX_INPUT) end
+  -- a byte at a time (from f's buffer): f:lines() would hold a whole line, however long,
+  -- before its size could be checked
+  local function next_line()
+    local buf = {}
+    while true do
+      local c = f:read(1)
+      if not c then return #buf > 0 and table.concat(buf) or nil end
+      size = size + 1
+      if size > M.MAX_INPUT then errors.raise("usage", "git-credential: more than %d bytes on standard input", M.MAX_INPUT) end
+      if c == "\n" then return table.concat(buf) end
+      buf[#buf + 1] = c
+    end
+  end
+  for line in next_line do
     if line == "" then break end
     local k, v = line:match("^([^=]+)=(.*)$")
     if not k then errors.raise("usage", "git-credential: expected key=value lines, got %q", log.redact(line)) end

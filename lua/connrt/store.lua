@@ -414,9 +414,15 @@ function Store:snapshot()
   return self.b:view(function(txn) return txn.id and txn:id() or nil end)
 end
 
+-- Longer than any id or connector id a store holds (an LMDB key has at most 511 bytes,
+-- the accounts index's key a connector id and more): looked up, such a name would only be
+-- a store error.
+local MAX_REF = 400
+
 --- Reads a connection record by id (secrets still sealed), or nil; and the generation it
 -- was read at (the read's snapshot; nil on PostgreSQL).
 function Store:get(id)
+  if type(id) ~= "string" or id == "" or #id > MAX_REF then return nil end
   local v, sealed, at = self.b:view(function(txn)
     local text = txn:get("connections", id)
     return text, text and txn:get("secrets", id), txn.id and txn:id() or nil
@@ -454,6 +460,8 @@ end
 --- Finds a connection by its id, or by its connector's id where that connector has
 -- exactly one connection. Raises a notfound error that says what exists otherwise.
 function Store:find(ref)
+  if ref == "" then errors.raise("usage", "the connection id is empty (connrt list shows them)") end
+  if #ref > MAX_REF then errors.raise("notfound", "no connection %s... (connrt list shows them)", ref:sub(1, 40)) end
   local rec = self:get(ref)
   if rec then return rec end
   local recs = connector_records(self, ref)
