@@ -943,23 +943,62 @@ static int sys_caught(lua_State *L) {
   return 1;
 }
 
-/* sys.unix_connect(path) -> fd | nil, message, errno: a connected unix stream socket
+/* sys.unix_connect(path [, seconds]) -> fd | nil, message, errno: a connected unix stream socket
  * (connrt request through CONNRT_PROXY; closed with sys.close) */
 static int sys_unix_connect(lua_State *L) {
   size_t len;
   const char *path = luaL_checklstring(L, 1, &len);
+  /* with `seconds`, the connect waits at most that long and the socket stays
+   * non-blocking (for sys.write's deadline and sys.poll_read): a listener whose backlog
+   * is full (a stuck server) would otherwise hold a blocking connect forever */
+  lua_Number s = luaL_optnumber(L, 2, -1);
   struct sockaddr_un sa;
   memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
   int fd = -1, err = ENAMETOOLONG;
   if (len < sizeof sa.sun_path) {
     memcpy(sa.sun_path, path, len + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-      lua_pushinteger(L, fd);
-      return 1;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (s >= 0 ? SOCK_NONBLOCK : 0), 0);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (fd >= 0) {
+      if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        lua_pushinteger(L, fd);
+        return 1;
+      }
+      err = errno;
+      if (err == EINTR) continue;
+      if (s < 0 || (err != EAGAIN && err != EINPROGRESS)) break;
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      double left = s - ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9);
+      if (left <= 0) {
+        err = ETIMEDOUT;
+        break;
+      }
+      if (err == EINPROGRESS) {
+        struct pollfd p = { .fd = fd, .events = POLLOUT, .revents = 0 };
+        int rc = poll(&p, 1, (int)(left * 1000) + 1);
+        if (rc == 0) {
+          err = ETIMEDOUT;
+          break;
+        }
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (rc > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
+          lua_pushinteger(L, fd);
+          return 1;
+        }
+        if (rc > 0 && soerr) {
+          err = soerr;
+          break;
+        }
+        continue;
+      }
+      /* EAGAIN: a unix listener's backlog is full; a live server empties it soon */
+      struct timespec pause = { 0, 10 * 1000 * 1000 };
+      nanosleep(&pause, NULL);
     }
-    err = errno;
     if (fd >= 0) close(fd);
   }
   lua_pushnil(L);
@@ -968,15 +1007,29 @@ static int sys_unix_connect(lua_State *L) {
   return 3;
 }
 
-/* sys.write(fd, bytes) -> true | nil, message: all of bytes, however many writes it takes */
+/* sys.write(fd, bytes [, seconds]) -> true | nil, message: all of bytes, however many
+ * writes it takes; with `seconds` (a non-blocking fd), within that time in all */
 static int sys_write(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   size_t len, off = 0;
   const char *data = luaL_checklstring(L, 2, &len);
+  lua_Number s = luaL_optnumber(L, 3, -1);
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
   while (off < len) {
     ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
     if (n == -1 && errno == ENOTSOCK) n = write(fd, data + off, len - off);
     if (n == -1 && errno == EINTR) continue;
+    if (n == -1 && s >= 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      double left = s - ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9);
+      struct pollfd p = { .fd = fd, .events = POLLOUT, .revents = 0 };
+      if (left > 0 && poll(&p, 1, (int)(left * 1000) + 1) != 0) continue;
+      lua_pushnil(L);
+      lua_pushfstring(L, "write: no progress in %d s", (int)s);
+      return 2;
+    }
     if (n <= 0) {
       lua_pushnil(L);
       lua_pushfstring(L, "write: %s", n == 0 ? "nothing written" : strerror(errno));
