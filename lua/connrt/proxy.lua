@@ -640,6 +640,10 @@ function Worker:handle(req)
     status, headers, body = self:metrics_text()
   else
     local ref, rest = req.target:match("^/([%w_.-]+)(.*)$")
+    -- /_connrt/ is the proxy's own (an answer above, or none), and a dot segment is no
+    -- connection's name: neither is ever looked up in the store or forwarded, whatever
+    -- connection or connector might be called so
+    if ref == "_connrt" or ref == "." or ref == ".." then ref = nil end
     if not ref or (rest ~= "" and not rest:match("^[/?]")) then
       status, headers, body = json_error(404, "notfound", "no connection in the path: the proxy serves /CONNECTION/PATH")
     else
