@@ -9,6 +9,11 @@
 -- names the endpoint and the limit, and nothing is stored.
 local M = {
   TOKEN_BODY = 1024 * 1024,    -- bytes a token endpoint's answer may have (the general limit is 64 MiB)
+  -- bytes of any answer's body: the HTTP client's general limit (src/api/http.c
+  -- DEFAULT_MAX_BODY), which via_proxy.lua applies too without loading that client
+  ANSWER_BODY = 64 * 1024 * 1024,
+  -- bytes of an answer's status line and headers: libcurl's own bound on them (300 KiB)
+  ANSWER_HEAD = 300 * 1024,
   VALUES = 64,                 -- values a connector may declare, and so a connection keep
   VALUE_BYTES = 4 * 1024,      -- bytes of one kept value (and of token_type)
   SCOPE_BYTES = 16 * 1024,     -- bytes of the granted scope (long lists of scope URLs)

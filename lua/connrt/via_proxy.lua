@@ -7,81 +7,179 @@
 -- is raised here as the same error, so output and exit status are the direct path's. A
 -- socket that cannot be reached is a one-line notice, and the caller goes direct.
 local errors = require("connrt.errors")
+local limits = require("connrt.limits")
 local log = require("connrt.log")
 local sys = require("connrt.sys")
 
 local M = {}
 
-M.TIMEOUT = 600 -- seconds without a byte from the proxy before giving up
+-- Seconds the whole exchange with the proxy may take, from connect to the answer's last
+-- byte: above the proxy's upstream timeout (60 s by default), a refresh and the retry
+-- that follows it, and a bound however slowly a stuck or hostile peer trickles bytes.
+M.TIMEOUT = 600
+-- Seconds to connect: nothing has been sent then, so a proxy that does not take the
+-- connection (stopped, its backlog full) is a notice and the caller goes direct.
+M.CONNECT_TIMEOUT = 2
 
--- the proxy's kinds that are not connrt's own
-local KINDS = { needs_reconnect = "provider", unauthorized = "failed", internal = "failed" }
+-- The kinds a proxy's Connrt-Error header may name (proxy.lua: json_error and the kinds
+-- of the errors it passes on), each as connrt's kind and the reason it implies when the
+-- body gives none of that kind. Any other is not a proxy's answer.
+local KINDS = {
+  failed = { "failed" }, usage = { "usage" }, connector = { "connector" }, connect = { "connect" },
+  provider = { "provider" }, network = { "network" }, refused = { "refused" }, store = { "store" },
+  notfound = { "notfound" }, needs_reconnect = { "provider", "needs_reconnect" }, unauthorized = { "failed" },
+  internal = { "failed" },
+}
+
+-- Headers of the proxy's own connection to this process (hop-by-hop, RFC 9110 7.6.1):
+-- not part of the answer the direct path would show.
+local HOP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true, trailer = true,
+  ["transfer-encoding"] = true, upgrade = true }
 
 local function socket_path()
   local p = os.getenv("CONNRT_PROXY")
   if p and p ~= "" then return p end
 end
 
--- One exchange with the proxy: `head` (the request line and headers, without the blank
--- line) and `body`. Returns {status, header_list, headers, body}, or nil and why the
--- proxy could not be reached (the caller goes direct).
-local function exchange(path, head, body)
-  local fd, why = sys.unix_connect(path)
+-- The proxy's answer breaks the protocol: a network error naming the socket.
+local function broken(path, fmt, ...)
+  errors.fail("network", "protocol", "CONNRT_PROXY %s: " .. fmt, path, ...)
+end
+
+-- `line` without the spaces and tabs at its ends: in time linear in its length (a
+-- pattern like "^%s*(.-)%s*$" is quadratic in a long run of inner spaces).
+local function trim(line, from)
+  local i = line:find("[^ \t]", from) or #line + 1
+  local j = #line
+  while j >= i do
+    local b = line:byte(j)
+    if b ~= 32 and b ~= 9 then break end
+    j = j - 1
+  end
+  return line:sub(i, j)
+end
+
+-- One exchange with the proxy at `path`: `head` (the request line and headers, without
+-- the blank line) and `body`; the answer's body may have at most `max_body` bytes.
+-- Returns {status, header_list, headers, body}, or nil and why the proxy could not be
+-- reached (nothing was sent: the caller goes direct). Once the request is sent, a
+-- failure is an error: the proxy may have sent it upstream already.
+function M.exchange(path, head, body, max_body)
+  local deadline = sys.monotime() + M.TIMEOUT
+  local fd, why = sys.unix_connect(path, M.CONNECT_TIMEOUT)
   if not fd then return nil, why end
-  local ok, err = sys.write(fd, head .. "\r\n\r\n" .. (body or ""))
+  -- a request not written whole is one the proxy does not act on (its length is given)
+  local ok, err = sys.write(fd, head .. "\r\n\r\n" .. (body or ""), M.TIMEOUT)
   if not ok then
     sys.close(fd)
     return nil, err
   end
-  local parts = {}
+  local text, head_end, parts, size = "", nil, {}, 0
+  local max_total = limits.ANSWER_HEAD + max_body
   while true do
-    if #sys.poll_read({ fd }, M.TIMEOUT) == 0 then
+    local left = deadline - sys.monotime()
+    if left <= 0 or #sys.poll_read({ fd }, left) == 0 then
       sys.close(fd)
-      errors.raise("network", "CONNRT_PROXY %s: no answer in %d s", path, M.TIMEOUT)
+      errors.fail("network", "timeout", "CONNRT_PROXY %s: no whole answer in %d s", path, M.TIMEOUT)
     end
-    local data = sys.read(fd, 65536)
-    if not data or data == "" then break end
-    parts[#parts + 1] = data
+    local data, rerr = sys.read(fd, 65536)
+    if not data then
+      sys.close(fd)
+      errors.fail("network", "transport", "CONNRT_PROXY %s: %s", path, rerr)
+    end
+    if data == "" then break end
+    size = size + #data
+    if size > max_total then
+      sys.close(fd)
+      errors.fail("provider", "too_big", "CONNRT_PROXY %s: the answer is larger than connrt takes (%d bytes of "
+        .. "body)", path, max_body)
+    end
+    if head_end then
+      parts[#parts + 1] = data
+    else
+      -- the head is looked for in what came since the last look (and the 3 bytes before)
+      local from = math.max(1, #text - 2)
+      text = text .. data
+      head_end = text:find("\r\n\r\n", from, true)
+      if head_end then
+        parts[1] = text:sub(head_end + 4)
+        text = text:sub(1, head_end - 1)
+      elseif #text > limits.ANSWER_HEAD then
+        sys.close(fd)
+        broken(path, "the answer's headers are larger than connrt takes (%d bytes)", limits.ANSWER_HEAD)
+      end
+    end
   end
   sys.close(fd)
-  local text = table.concat(parts)
-  local head_end = text:find("\r\n\r\n", 1, true)
   local status = text:match("^HTTP/1%.%d (%d%d%d)")
-  if not head_end or not status then
-    errors.raise("network", "CONNRT_PROXY %s: not an HTTP answer", path)
-  end
+  if not head_end or not status then broken(path, "not an HTTP answer") end
   local resp = { status = tonumber(status), header_list = {}, headers = {} }
-  for line in text:sub(1, head_end - 1):gmatch("[^\r\n]+") do
-    local n, v = line:match("^([^:]+):%s*(.-)%s*$")
-    if n then
-      resp.header_list[#resp.header_list + 1] = { name = n, value = v }
-      resp.headers[n:lower()] = v
+  for line in text:gmatch("[^\r\n]+") do
+    local colon = line:find(":", 1, true)
+    if colon and colon > 1 then
+      local n, v = line:sub(1, colon - 1), trim(line, colon + 1)
+      local lower = n:lower()
+      if not HOP[lower] then
+        resp.header_list[#resp.header_list + 1] = { name = n, value = v }
+        resp.headers[lower] = v
+      end
     end
   end
-  resp.body = text:sub(head_end + 4)
+  resp.body = table.concat(parts)
+  if #resp.body > max_body then
+    errors.fail("provider", "too_big", "CONNRT_PROXY %s: the answer is larger than connrt takes (%d bytes of body)",
+      path, max_body)
+  end
   local len = tonumber(resp.headers["content-length"] or "")
   if len and #resp.body > len then resp.body = resp.body:sub(1, len) end
   return resp
 end
 
--- Raises the proxy's own error as connrt's.
-local function raise_from(resp)
-  local kind = resp.headers["connrt-error"]
-  local doc = require("cjson.safe").decode(resp.body) or {}
-  kind = KINDS[kind] or kind
-  if not errors.exit_codes[kind] then kind = "failed" end
-  local message = tostring(doc.message or ("the proxy answered " .. resp.status))
+-- Raises the proxy's own error (its kind in Connrt-Error, its JSON body {message,
+-- reason}) as connrt's; an answer that is not one the proxy gives is a network error
+-- (protocol) naming the socket, never taken at its word.
+local function raise_from(path, resp)
+  local name = resp.headers["connrt-error"]
+  local k = KINDS[name or ""]
+  if not k then
+    broken(path, "not an answer of connrt proxy (status %d, Connrt-Error %s)", resp.status,
+      require("connrt.text").escape_controls(tostring(name)))
+  end
+  local doc = require("cjson.safe").decode(resp.body)
+  if type(doc) ~= "table" or type(doc.message) ~= "string" or (doc.reason ~= nil and type(doc.reason) ~= "string") then
+    broken(path, "the proxy's error answer (status %d) is not its JSON error", resp.status)
+  end
+  local kind = k[1]
   -- the reason the proxy's connrt gave, when it is one of that kind's
-  if errors.reason_kind[doc.reason] == kind then errors.fail(kind, doc.reason, "%s", message) end
-  errors.raise(kind, "%s", message)
+  local reason = errors.reason_kind[doc.reason] == kind and doc.reason or k[2] or errors.default_reason[kind]
+  errors.fail(kind, reason, "%s", doc.message)
 end
 
 local function notice(path, why)
   log.err("connrt: CONNRT_PROXY=%s: %s; going direct", path, why)
 end
 
--- a header value or path that cannot go on a request line or header line as it is
-local function one_line(s) return not s:find("[%c]") end
+-- True for a connection reference the proxy can be asked for as it is: one path segment
+-- of the characters the proxy routes on, not a dot segment (which a path resolver would
+-- take as one) and not the proxy's own /_connrt/. Any other goes the direct path, which
+-- gives it that path's answer (no such connection, a usage error).
+local function proxiable_ref(ref)
+  return type(ref) == "string" and ref:match("^[%w_.-]+$") ~= nil and ref ~= "." and ref ~= ".." and ref ~= "_connrt"
+end
+
+-- True for a URL that goes on the proxy's request line (or its Connrt-Target header)
+-- byte for byte as the direct path would read it: the characters RFC 3986 allows in a
+-- URL, and no dot segment (the direct path resolves those against the allowed URL; on
+-- the request line they would follow the connection's name). Any other goes direct,
+-- which accepts or refuses it as it does without the proxy.
+local function proxiable_url(u)
+  if not u:match("^[%w%-._~:/?#%[%]@!$&'()*+,;=%%]*$") then return false end
+  local p = u:match("^[^?#]*")
+  for seg in (p .. "/"):gmatch("([^/]*)/") do
+    if seg == "." or seg == ".." then return false end
+  end
+  return true
+end
 
 --- `connrt request` through the proxy. `req`: ref, method, url, headers (array of
 -- {name, value}), body, json. Returns the response as Connection:request returns it
@@ -90,16 +188,16 @@ local function one_line(s) return not s:find("[%c]") end
 function M.request(req)
   local path = socket_path()
   if not path then return nil end
-  local lines = {}
   local u = req.url
+  if not proxiable_ref(req.ref) or type(u) ~= "string" or not proxiable_url(u) then return nil end
+  local lines = {}
   local target
-  if u:match("^[%a][%w+.-]*:") then
-    if not one_line(u) then errors.raise("usage", "the URL holds a control character") end
+  -- absolute as url.join tells it, which the direct path uses
+  if u:match("^%a[%w+.-]*://") then
     target = "/" .. req.ref .. "/"
     lines[#lines + 1] = "Connrt-Target: " .. u
   else
     if u:sub(1, 1) ~= "/" then u = "/" .. u end
-    if not one_line(u) or u:find(" ", 1, true) then errors.raise("usage", "the URL %q holds a space or a control character", u) end
     target = "/" .. req.ref .. u
   end
   table.insert(lines, 1, ("%s %s HTTP/1.1"):format(req.method, target))
@@ -113,14 +211,14 @@ function M.request(req)
     lines[#lines + 1] = "Connrt-Json: 1"
   end
   if body then lines[#lines + 1] = "Content-Length: " .. #body end
-  local resp, why = exchange(path, table.concat(lines, "\r\n"), body)
+  local resp, why = M.exchange(path, table.concat(lines, "\r\n"), body, limits.ANSWER_BODY)
   if not resp then notice(path, why) return nil end
-  if resp.headers["connrt-error"] then raise_from(resp) end
+  if resp.headers["connrt-error"] then raise_from(path, resp) end
   -- decoded when first read (--json), within the same bound as without the proxy
   return setmetatable(resp, { __index = function(r, key)
     if key ~= "json" then return nil end
     if not (r.headers["content-type"] or ""):lower():find("json", 1, true) then return nil end
-    require("connrt.limits").check_json_size(r.body, req.url:match("^[^?#]*"))
+    limits.check_json_size(r.body, req.url:match("^[^?#]*"))
     local doc = require("cjson.safe").decode(r.body)
     rawset(r, "json", doc)
     return doc
@@ -131,11 +229,20 @@ end
 function M.token(ref)
   local path = socket_path()
   if not path then return nil end
-  if not ref:match("^[%w_.-]+$") then return nil end
-  local resp, why = exchange(path, ("GET /_connrt/token/%s HTTP/1.1\r\nHost: connrt-proxy\r\nConnection: close"):format(ref))
+  if not proxiable_ref(ref) then return nil end
+  local resp, why = M.exchange(path, ("GET /_connrt/token/%s HTTP/1.1\r\nHost: connrt-proxy\r\nConnection: close"):format(ref),
+    nil, limits.TOKEN_BODY)
   if not resp then notice(path, why) return nil end
-  if resp.headers["connrt-error"] or resp.status ~= 200 then raise_from(resp) end
-  return (resp.body:gsub("\n$", ""))
+  if resp.headers["connrt-error"] or resp.status ~= 200 then raise_from(path, resp) end
+  -- a token as the direct path takes one from a token endpoint (oauth.lua): one line of
+  -- printable text, within TOKEN_BYTES; never whatever bytes a peer sends
+  local tok = resp.body:match("^(.*)\n$") or resp.body
+  local bad = require("connrt.text").control_char(tok)
+  if tok == "" or #tok > limits.TOKEN_BYTES or bad then
+    broken(path, "the proxy's answer is not a token (%s)", tok == "" and "empty" or bad and ("a control character, " .. bad)
+      or ("more than " .. limits.TOKEN_BYTES .. " bytes"))
+  end
+  return tok
 end
 
 return M

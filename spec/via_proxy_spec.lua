@@ -1,0 +1,232 @@
+-- luacheck: std +busted
+-- `connrt request` and `connrt token` through CONNRT_PROXY (lua/connrt/via_proxy.lua):
+-- against a real `connrt proxy`, only what the direct path would resolve is handed over,
+-- with the direct path's exit statuses; against a hostile or stuck peer on the socket
+-- (spec/support/hostile_proxy.py), a clear error of a documented kind or the fallback,
+-- never a traceback, a hang or unbounded memory.
+local cjson = require("cjson")
+local h = require("support.helpers")
+local proxies = require("support.proxy")
+local sys = require("connrt.sys")
+
+local API_KEY = "sk-via-proxy-k3y"
+
+describe("connrt request and token through CONNRT_PROXY #integration", function()
+  local tmp, api, home, p
+
+  setup(function()
+    tmp = h.tmpdir()
+    api = h.start_upstream({ ECHO_API_KEY = API_KEY })
+    home = h.tmpdir()
+    local path = tmp .. "/keyed.lua"
+    h.write(path, h.keyed_connector(api.base))
+    local res = h.connrt({ "run", path, "--field", "api_key=" .. API_KEY }, { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
+    p = proxies.start(home, { "--socket", tmp .. "/proxy.sock", "--workers", "1" })
+  end)
+
+  teardown(function()
+    if p then p.stop() end
+    proxies.stop_all()
+    if api then api.stop() end
+    h.rmdir(home)
+    h.rmdir(tmp)
+  end)
+
+  local function run(args, socket, opts)
+    opts = opts or {}
+    return h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = socket }, timeout = opts.timeout or 60,
+      max_rss = opts.max_rss })
+  end
+
+  -- A hostile peer on a socket of its own, in `mode` (see hostile_proxy.py); returns its
+  -- socket and a function that stops it.
+  local function hostile(mode, arg)
+    local dir = h.tmpdir()
+    local sock = dir .. "/hostile.sock"
+    os.execute(("python3 %s/spec/support/hostile_proxy.py %s %s %s >%s/out 2>&1 & echo $! >%s/pid"):format(
+      h.shell_quote(h.ROOT), h.shell_quote(sock), mode, h.shell_quote(arg or ""), dir, dir))
+    for _ = 1, 200 do
+      if (h.read(dir .. "/out") or ""):find("ready", 1, true) then break end
+      sys.sleep(0.05)
+    end
+    assert.matches("ready", h.read(dir .. "/out") or "", 1, true)
+    local pid = tonumber(h.read(dir .. "/pid"))
+    return sock, function()
+      os.execute(("kill %d"):format(pid))
+      h.rmdir(dir)
+    end
+  end
+
+  -- A peer that answers every request with `text`.
+  local function answering(text)
+    local file = tmp .. "/answer-" .. tostring(#text)
+    h.write(file, text)
+    return hostile("answer", file)
+  end
+
+  local function no_traceback(res)
+    assert.is_nil(res.stderr:find("traceback", 1, true), res.stderr)
+    assert.is_nil(res.stderr:find("attempt to", 1, true), res.stderr)
+    assert.is_nil(res.stderr:find("is not one of kind", 1, true), res.stderr)
+  end
+
+  describe("hands over only what the direct path would resolve (A, E)", function()
+    it("never reaches the proxy's own /_connrt/, another connection or another path", function()
+      for _, args in ipairs({
+        { "request", "_connrt", "/health" },
+        { "request", "_connrt", "/token/keyed" },
+        { "request", "keyed/..", "/keyed/me" },
+        { "request", "keyed?a=b", "/keyed/me" },
+        { "request", "keyed/keyed", "/me" },
+        { "request", "..", "/keyed/me" },
+        { "request", "", "/keyed/me" },
+        { "request", "keyed", "/keyed/me with space" },
+        { "request", "keyed", "/keyed/me" },
+      }) do
+        local direct = h.connrt(args, { env = { CONNRT_HOME = home }, timeout = 60 })
+        local via = run(args, p.info.socket)
+        local what = table.concat(args, " ")
+        assert.equal(direct.code, via.code, what .. ": " .. via.stderr)
+        assert.equal(direct.stdout, via.stdout, what)
+        assert.is_nil(via.stdout:find("connections", 1, true), what)
+      end
+    end)
+
+    it("shows no header of its connection to the proxy (--json)", function()
+      local via = run({ "--json", "request", "keyed", "/keyed/me" }, p.info.socket)
+      assert.equal(0, via.code, via.stderr)
+      local doc = cjson.decode(via.stdout)
+      assert.equal(200, doc.status)
+      assert.equal("Key Holder", doc.body.name)
+      assert.is_nil(doc.headers.connection)
+    end)
+
+    it("the proxy answers none of its own paths for a reserved or dot-segment connection name", function()
+      for _, case in ipairs({ { "/../_connrt/health", {} }, { "/./_connrt/health", {} },
+          { "/_connrt/health", { "-X", "POST" } } }) do
+        local args = { "--path-as-is" }
+        for _, a in ipairs(case[2]) do args[#args + 1] = a end
+        local code, body = proxies.curl(p, case[1], { args = args })
+        assert.equal(404, code, case[1])
+        assert.is_nil(body:find("keyed", 1, true), case[1])
+        assert.matches("no connection in the path", body, 1, true)
+      end
+    end)
+  end)
+
+  describe("a hostile proxy's answer (B)", function()
+    it("is a network error naming the socket unless it is one of the proxy's errors", function()
+      for _, case in ipairs({ { "failed", "42" }, { "failed", "true" }, { "ok", '{"message":"m"}' },
+          { "interrupted", '{"message":"m"}' }, { "memory", '{"message":"m"}' }, { "failed", '{"message":{"a":1}}' },
+          { "failed", '{"message":"m","reason":{}}' }, { "failed", "not json" } }) do
+        local sock, stop = answering(("HTTP/1.1 500 Oops\r\nConnrt-Error: %s\r\nContent-Length: %d\r\n\r\n%s"):format(
+          case[1], #case[2], case[2]))
+        local res = run({ "request", "keyed", "/keyed/me" }, sock)
+        stop()
+        local what = case[1] .. " " .. case[2]
+        no_traceback(res)
+        assert.equal(6, res.code, what .. ": " .. res.stderr)
+        assert.matches("CONNRT_PROXY " .. sock, res.stderr, 1, true)
+        assert.is_nil(res.stderr:find("table: 0x", 1, true), what)
+        assert.equal("", res.stdout, what)
+      end
+    end)
+
+    it("takes the proxy's own errors with their kind and reason", function()
+      local body = '{"error":"usage","message":"give the URL once","reason":"ambiguous"}'
+      local sock, stop = answering(("HTTP/1.1 400 Bad\r\nConnrt-Error: usage\r\nContent-Length: %d\r\n\r\n%s"):format(
+        #body, body))
+      local res = run({ "--json", "request", "keyed", "/keyed/me" }, sock)
+      stop()
+      assert.equal(2, res.code, res.stderr)
+      assert.matches('"reason":"ambiguous"', res.stderr, 1, true)
+      assert.matches("give the URL once", res.stderr, 1, true)
+    end)
+  end)
+
+  describe("a stuck proxy (C)", function()
+    it("that never accepts: the connect gives up and the command goes direct with a notice", function()
+      local sock, stop = hostile("stuck")
+      local res = run({ "request", "keyed", "/keyed/me" }, sock)
+      stop()
+      assert.equal(0, res.code, res.stderr)
+      assert.matches("^connrt: CONNRT_PROXY=[^\n]*; going direct\n200 /keyed/me\n$", res.stderr)
+      assert.equal("Key Holder", cjson.decode(res.stdout).name)
+    end)
+
+    it("that reads the request and says nothing: a network error, not the direct path", function()
+      local sock, stop = hostile("close")
+      local before = #api.log()
+      local res = run({ "request", "keyed", "/keyed/me" }, sock)
+      stop()
+      no_traceback(res)
+      assert.equal(6, res.code, res.stderr)
+      assert.is_nil(res.stderr:find("going direct", 1, true))
+      assert.equal(before, #api.log())
+    end)
+
+    it("that trickles its answer: one deadline for the whole exchange", function()
+      local sock, stop = hostile("trickle")
+      -- via_proxy in a Lua of its own, its deadline made short (600 s in the command)
+      local code = ([[package.path = "lua/?.lua;" .. package.path
+        package.cpath = %q .. "/?.so;" .. package.cpath
+        local via = require("connrt.via_proxy")
+        via.TIMEOUT = 1
+        local ok, err = pcall(via.exchange, %q, "GET /keyed/me HTTP/1.1\r\nHost: x", nil, 1000)
+        io.write(tostring(ok), " ", tostring(type(err) == "table" and err.kind), " ",
+          tostring(type(err) == "table" and err.reason))]]):format(h.BUILD, sock)
+      h.write(tmp .. "/trickle.lua", code)
+      local dir = h.tmpdir()
+      os.execute(("cd %s && timeout -s KILL %d %s %s >%s/out 2>&1"):format(h.shell_quote(h.ROOT), 60 * h.SLOW, h.LUA,
+        h.shell_quote(tmp .. "/trickle.lua"), dir))
+      local out = h.read(dir .. "/out")
+      h.rmdir(dir)
+      stop()
+      assert.equal("false network timeout", out)
+    end)
+  end)
+
+  describe("a proxy's answer is bounded (D)", function()
+    it("in its headers' length, read in linear time", function()
+      local sock, stop = answering("HTTP/1.1 200 OK\r\nX-A: a" .. (" "):rep(250000) .. "b\r\nContent-Length: 2\r\n\r\nok")
+      local res = run({ "request", "keyed", "/keyed/me", "--include" }, sock, { timeout = 60 })
+      stop()
+      assert.equal(0, res.code, res.stderr)
+      assert.matches("X-A: a +b\r\n", res.stdout)
+      assert.matches("ok$", res.stdout)
+    end)
+
+    it("in its body's size, within the direct path's limits", function()
+      local sock, stop = hostile("big", tostring(80 * 1024 * 1024))
+      local res = run({ "request", "keyed", "/keyed/me" }, sock, { max_rss = true })
+      local tok = run({ "token", "keyed" }, sock, { max_rss = true })
+      stop()
+      no_traceback(res)
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("larger than connrt takes", res.stderr, 1, true)
+      assert.is_true(res.max_rss_kb < 400 * 1024, tostring(res.max_rss_kb))
+      assert.equal(5, tok.code, tok.stderr)
+      assert.equal("", tok.stdout)
+      assert.is_true(tok.max_rss_kb < 100 * 1024, tostring(tok.max_rss_kb))
+    end)
+
+    it("and a token is one printable line, as the direct path takes one", function()
+      for _, body in ipairs({ "\27[31mevil\n", "one\ntwo\n", "\n", "", "tab\there\n" }) do
+        local sock, stop = answering(("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"):format(
+          #body, body))
+        local res = run({ "token", "keyed" }, sock)
+        stop()
+        no_traceback(res)
+        assert.equal(6, res.code, ("%q: %s"):format(body, res.stderr))
+        assert.equal("", res.stdout)
+        assert.matches("not a token", res.stderr, 1, true)
+      end
+      local sock, stop = answering("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ntok-1234\n")
+      local res = run({ "token", "keyed" }, sock)
+      stop()
+      assert.equal(0, res.code, res.stderr)
+      assert.equal("tok-1234\n", res.stdout)
+    end)
+  end)
+end)
