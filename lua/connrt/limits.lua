@@ -9,8 +9,9 @@
 -- names the endpoint and the limit, and nothing is stored.
 local M = {
   TOKEN_BODY = 1024 * 1024,    -- bytes a token endpoint's answer may have (the general limit is 64 MiB)
-  -- bytes of any answer's body: the HTTP client's general limit (src/api/http.c
-  -- DEFAULT_MAX_BODY), which via_proxy.lua applies too without loading that client
+  -- bytes of any answer's body: the client request.lua sends with is made with it, and
+  -- via_proxy.lua applies it without loading that client (src/api/http.c's default for
+  -- clients made without max_body, such as a pipeline script's, is the same)
   ANSWER_BODY = 64 * 1024 * 1024,
   -- bytes of an answer's status line and headers: libcurl's own bound on them (300 KiB)
   ANSWER_HEAD = 300 * 1024,

@@ -19,7 +19,8 @@ local client
 local function shared_client()
   if not client then
     -- required here, not at the top: commands that send nothing never load libcurl
-    client = require("connrt.http").client({ ca_bundle = os.getenv("CONNRT_CA_BUNDLE") })
+    client = require("connrt.http").client({ ca_bundle = os.getenv("CONNRT_CA_BUNDLE"),
+      max_body = require("connrt.limits").ANSWER_BODY })
   end
   return client
 end
