@@ -9,6 +9,10 @@ local sys = require("connrt.sys")
 
 local API_KEY = "sk-exec-5ecret-k3y"
 local SECOND = "pw-second-s3cret"
+-- a multi-line secret (as a PEM key is) and one with a blank
+local PEM = "-----BEGIN PRIVATE KEY-----\n" .. ("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" .. "\n"):rep(6)
+  .. "-----END PRIVATE KEY-----"
+local BLANK = "pa ss/w+rd!"
 
 -- The variables of a program's environment, from `env -0`'s output.
 local function env_of(text)
@@ -59,6 +63,19 @@ describe("connrt exec (integration) #integration", function()
     }]]):format(api.base))
     res = h.connrt({ "run", two, "--field", "api_key=" .. API_KEY, "--field", "password=" .. SECOND,
       "--field", "user=robot" }, { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
+    -- CONNRT_TOKEN_PEM and CONNRT_TOKEN_PW: the secrets of the masking specs
+    local odd = tmp .. "/odd.lua"
+    h.write(odd, ([[return {
+      id = "odd", auth = "fields",
+      fields = { { key = "api_key", secret = true, required = true }, { key = "pem", secret = true },
+        { key = "pw", secret = true } },
+      test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}3",
+      allowed_urls = { "%s" }, request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
+    }]]):format(api.base))
+    h.write(tmp .. "/pem.txt", PEM .. "\n")
+    res = h.connrt({ "run", odd, "--field", "api_key=" .. API_KEY, "--field-file", "pem=" .. tmp .. "/pem.txt",
+      "--field", "pw=" .. BLANK }, { env = { CONNRT_HOME = home } })
     assert.equal(0, res.code, res.stderr)
   end)
 
@@ -242,6 +259,51 @@ describe("connrt exec (integration) #integration", function()
     assert.equal(3, n)
     assert.equal("[redacted]", res.stderr:sub(-#"[redacted]"))
     assert.equal(3 * (1024 * 1024 - #API_KEY // 2) + 3 * #"[redacted]" + 1, #res.stdout)
+  end)
+
+  it("--mask hides a secret of several lines printed a line at a time, or across a read's end", function()
+    -- a line of the key at a time, each its own write and read: no newline inside the key
+    -- is a point where what came before goes out
+    local lines = 'python3 -c "import os,time\nfor l in os.environ[\'CONNRT_TOKEN_PEM\'].split(chr(10)):'
+      .. ' print(l, flush=True); time.sleep(.05)"; echo after'
+    local res = exec({ "odd", "--mask", "--", "sh", "-c", lines })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal("[redacted]\nafter\n", res.stdout)
+    -- the key after 65500 bytes: its start at the end of cat's first 64 KiB read, its rest
+    -- in the next (the newline before it, in the first read, is where a line would go out)
+    local dir = h.tmpdir()
+    local file = dir .. "/f"
+    local cross = 'python3 -c "print(\'x\'*65500)" >' .. file .. '; printf "%s\\n" "$CONNRT_TOKEN_PEM" >>' .. file
+      .. "; cat " .. file
+    res = exec({ "odd", "--mask", "--", "sh", "-c", cross })
+    h.rmdir(dir)
+    assert.equal(0, res.code, res.stderr)
+    assert.equal(("x"):rep(65500) .. "\n[redacted]\n", res.stdout)
+    -- the lines of the key still go out where the key is not whole
+    res = exec({ "odd", "--mask", "--", "sh", "-c", 'printf "%s\\n" "$CONNRT_TOKEN_PEM" | head -3' })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal(PEM:match("^[^\n]*\n[^\n]*\n[^\n]*\n"), res.stdout)
+    -- adversarial: 4 MB of lines that each may go on into the key, every read's last
+    -- newline one to hold at (the helper's 30 s guard ends a run that is not linear; no
+    -- time is asserted)
+    local line = PEM:match("\n([^\n]*)\n")
+    res = exec({ "odd", "--mask", "--", "python3", "-c",
+      ("import sys; sys.stdout.write((%q + chr(10)) * 80000)"):format(line) })
+    assert.equal(0, res.code, res.stderr:sub(1, 200))
+    assert.equal((line .. "\n"):rep(80000), res.stdout)
+  end)
+
+  it("--mask never cuts a line of over a megabyte inside a secret with a blank", function()
+    -- 17 * 64 KiB less 4 bytes, the secret, more: in 64 KiB writes apart, so the reads
+    -- end where the writes do and the cut of the long line comes while the secret is
+    -- only begun at the end of what was read (its blank the line's last)
+    local script = 'python3 -c "import os,sys,time\nk=os.environ[\'CONNRT_TOKEN_PW\']\n'
+      .. "d=('A'*(17*65536-4)+k+'B'*100+chr(10)).encode()\n"
+      .. 'for i in range(0,len(d),65536): sys.stdout.buffer.write(d[i:i+65536]); sys.stdout.flush(); time.sleep(.05)"'
+    local res = exec({ "odd", "--mask", "--", "sh", "-c", script })
+    assert.equal(0, res.code, res.stderr)
+    assert.is_nil(res.stdout:find("pa", 1, true))
+    assert.equal(("A"):rep(17 * 65536 - 4) .. "[redacted]" .. ("B"):rep(100) .. "\n", res.stdout)
   end)
 
   it("--mask passes lines on as they come, not at the end", function()

@@ -50,6 +50,33 @@ describe("log.redact hides every spelling", function()
     log.secret(SECRET)
   end)
 
+  it("span: the longest spelling, percent-encoded three times over and JSON-escaped, fits in it", function()
+    local worst = json_u(pct(pct(pct(SECRET))))
+    assert.equal("[redacted]", log.redact(worst))
+    assert.is_true(#worst <= log.span())
+  end)
+
+  it("line_cut: a newline inside a secret in progress is no place to cut; other newlines are", function()
+    local key = "-----BEGIN KEY-----\nAAAA\n\nBBBB\n-----END KEY-----"
+    log.secret("\n" .. key .. "\n") -- as read from a file: the value without the newlines is a secret too
+    local before = ("z"):rep(200) .. "\nplain line\n"
+    local text = before .. key .. "\nmore\n"
+    -- the ordinary line goes out at its newline
+    assert.equal(#before, log.line_cut(before, #before))
+    -- at each newline inside the key, nothing of the key goes out
+    local at = #before
+    for nl in key:gmatch("()\n") do
+      local cut = log.line_cut(text, #before + nl)
+      assert.is_true(cut <= #before, nl)
+      at = cut
+    end
+    assert.is_true(at > 0) -- the lines well before the key still go
+    -- after the key and its newline (the value as registered ends there), a line that no
+    -- secret has
+    assert.equal(#text, log.line_cut(text, #text))
+    assert.equal(before:sub(1, -2) .. "[redacted]more\n", log.redact(text))
+  end)
+
   it("safe_cut: never inside a secret, and always past the start (secrets back to back)", function()
     local s = ("x"):rep(10) .. SECRET .. ("y"):rep(10)
     local at = log.safe_cut(s, 15)

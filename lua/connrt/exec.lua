@@ -22,9 +22,6 @@ local M = {}
 M.DEFAULT_NAME = "CONNRT_TOKEN"
 -- a line longer than this is passed on in pieces (cut at a blank where there is one)
 M.MAX_LINE = 1024 * 1024
--- what a cut without a blank keeps back for the next part: more than any secret's longest
--- spelling, so none is split across two parts
-M.HOLD = 64 * 1024
 
 local function env_name(s)
   return (s:upper():gsub("[^%w]", "_"))
@@ -84,8 +81,12 @@ local function pass_on(sink, data)
   sink:flush()
 end
 
--- Reads the child's two pipes until both end, passing on whole lines. A chunk is only
--- searched for its own newlines, so a long line costs linear time.
+-- Reads the child's two pipes until both end, passing on whole lines. Text is passed on
+-- only where no secret can be cut in two: a newline goes out at once unless a secret that
+-- holds a newline may be going on past it (log.line_cut), and a line too long to keep
+-- goes out in parts, each cut far enough from the end for a secret only begun there to
+-- stay whole for the next (log.span). A chunk is only searched for its own newlines, and
+-- a line is gathered in parts, so a long line costs linear time.
 local function pump(out_fd, err_fd)
   local state = {
     [out_fd] = { sink = io.stdout, parts = {}, size = 0 },
@@ -97,6 +98,11 @@ local function pump(out_fd, err_fd)
     s.parts, s.size = {}, 0
     return text
   end
+  -- passes on text up to `cut` and keeps the rest for later
+  local function pass_up_to(s, text, cut)
+    pass_on(s.sink, text:sub(1, cut))
+    if cut < #text then s.parts[1], s.size = text:sub(cut + 1), #text - cut end
+  end
   while #open > 0 do
     for _, fd in ipairs(sys.poll_read(open, -1)) do
       local s = state[fd]
@@ -106,25 +112,25 @@ local function pump(out_fd, err_fd)
         sys.close(fd)
         for i, f in ipairs(open) do if f == fd then table.remove(open, i) break end end
       else
+        s.parts[#s.parts + 1] = data
+        s.size = s.size + #data
         -- anchored: ".*" runs to the end once and steps back to the last newline (unanchored,
         -- a read without one would be tried from every position: quadratic)
         local last = data:match("^.*()\n")
         if last then
-          s.parts[#s.parts + 1] = data:sub(1, last)
-          pass_on(s.sink, take(s))
-          data = data:sub(last + 1)
+          local text = take(s)
+          pass_up_to(s, text, log.line_cut(text, #text - #data + last))
         end
-        if data ~= "" then
-          s.parts[#s.parts + 1] = data
-          s.size = s.size + #data
-          if s.size > M.MAX_LINE then
-            local text = take(s)
-            -- at the last blank, or short of the end by HOLD bytes (so a secret only begun
-            -- there stays whole for the next part), and never inside a secret
-            local cut = log.safe_cut(text, text:match("^.*()[ \t]") or (#text - M.HOLD))
-            pass_on(s.sink, text:sub(1, cut))
-            if cut < #text then s.parts[1], s.size = text:sub(cut + 1), #text - cut end
-          end
+        -- a part is cut only when it is longer than MAX_LINE beyond what is kept back, and
+        -- at a blank only in the second half of what may go, so each cut passes on at
+        -- least half of MAX_LINE: linear however long the line
+        local keep = log.span()
+        if s.size > M.MAX_LINE + keep then
+          local text = take(s)
+          local room = #text - keep
+          local half = room // 2
+          local blank = text:sub(half + 1, room):match("^.*()[ \t]")
+          pass_up_to(s, text, log.safe_cut(text, blank and half + blank or room))
         end
       end
     end

@@ -37,12 +37,18 @@ M.verbose = env_verbose ~= nil and env_verbose ~= "" and env_verbose ~= "0"
 
 local secrets = {}  -- value -> true
 local spellings     -- every spelling of every secret (a list), built on first use after a change
+local breaks        -- the lines of the secrets that hold a newline (see M.line_cut), built with it
 
 --- Registers a secret value; values shorter than 4 bytes are too common to hide.
 function M.secret(value)
   if type(value) == "string" and #value >= 4 and not secrets[value] then
     secrets[value] = true
     spellings = nil
+    -- a value read from a file may carry newlines around it that a program strips before
+    -- it prints the value (and a leading one would make every line a possible first line
+    -- of the secret, see M.line_cut)
+    local core = value:match("^[\r\n]*(.-)[\r\n]*$")
+    if core ~= value then M.secret(core) end
   end
   return value
 end
@@ -111,6 +117,31 @@ local function build_spellings()
     add_b64(text.rstrip(whole, "="))  -- and without padding
   end
   return list
+end
+
+-- The lines of the secrets that hold a newline, for M.line_cut: a line of text that ends
+-- with a first line (`first`), or is one of the lines between (`inner`), may be followed
+-- by the rest of a secret. `lengths` lists their lengths, `longest` is the longest such
+-- secret.
+local function build_breaks()
+  local b = { first = {}, inner = {}, lengths = {}, longest = 0 }
+  local seen = {}
+  local function length(n)
+    if not seen[n] then seen[n] = true; b.lengths[#b.lengths + 1] = n end
+  end
+  for s in pairs(secrets) do
+    if s:find("\n", 1, true) then
+      local lines = {}
+      for l in (s .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
+      -- an empty first line would match every line: M.secret registered the value without
+      -- its leading newlines too, and only a newline goes out ahead of that
+      if lines[1] ~= "" then b.first[lines[1]] = true; length(#lines[1]) end
+      -- the last line is followed by no newline of the secret
+      for i = 2, #lines - 1 do b.inner[lines[i]] = true; length(#lines[i]) end
+      if #s > b.longest then b.longest = #s end
+    end
+  end
+  return b
 end
 
 -- ---- decodings of the text, and the way back to its positions ----
@@ -223,10 +254,21 @@ local function views(s)
   return out
 end
 
+-- The spellings and the breaks of the registered secrets, and their span (M.span).
+local function build()
+  if spellings then return end
+  spellings, breaks = build_spellings(), build_breaks()
+  local longest = 0
+  for _, sp in ipairs(spellings) do
+    if #sp > longest then longest = #sp end
+  end
+  breaks.span = longest * math.tointeger(3 ^ PERCENT_LAYERS) * 6
+end
+
 -- Where the known secrets are in `s`, in any spelling: merged ranges {a, b}, in order.
 local function ranges(s)
   if not next(secrets) then return {} end
-  if not spellings then spellings = build_spellings() end
+  build()
   -- hits as start << 28 | length - 1 (a hit spans far less than 256 MB): sorting the
   -- numbers sorts by start without a comparison function
   local hits = {}
@@ -289,6 +331,50 @@ function M.safe_cut(s, at)
     end
   end
   return at
+end
+
+--- The most bytes one spelling of a registered secret can take in a text (0 when there
+-- is none): each character of the longest spelling percent-encoded up to PERCENT_LAYERS
+-- times over (three bytes for one each time), and each of those bytes JSON-escaped
+-- (\u00XX: six). A caller that cuts a text anywhere keeps this much of its end back, so a
+-- secret only begun there goes on whole with what follows.
+function M.span()
+  build()
+  return breaks.span
+end
+
+-- Whether the line of `s` that ends at its newline at `at` may be a line of a secret that
+-- goes on after that newline (only the secret as it is holds a newline: its encodings
+-- escape it): a set lookup for each length of such a line, so the cost depends on the
+-- secrets, not on the text.
+local function may_go_on(s, at)
+  for _, n in ipairs(breaks.lengths) do
+    local from = at - n
+    if from >= 1 then
+      local line = s:sub(from, at - 1)
+      if breaks.first[line] then return true end
+      -- a line between: the whole line of text (the text's start counts as a line's)
+      if breaks.inner[line] and (from == 1 or s:byte(from - 1) == 10) then return true end
+    end
+  end
+  return false
+end
+
+--- Where `s` can be cut at or before its newline at `at` for the first part to be passed
+-- on at once: `at` unless a secret that holds a newline may still be going on past it,
+-- else far enough back that such a secret, begun before, is kept whole for the rest (at
+-- a newline where there is one near, never inside a secret `s` holds whole). 0: nothing
+-- can go.
+function M.line_cut(s, at)
+  build()
+  if #breaks.lengths == 0 or not may_go_on(s, at) then return at end
+  local cut = at - breaks.longest
+  if cut < 1 then return 0 end
+  -- the last newline within one more secret's length: looking further would cost more
+  -- than the text it could pass on
+  local from = math.max(1, cut - breaks.longest)
+  local nl = s:sub(from, cut):match("^.*()\n")
+  return M.safe_cut(s, nl and from + nl - 1 or cut)
 end
 
 -- A line as printed: redacted, then with every control character escaped, its own
