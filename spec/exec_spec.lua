@@ -367,6 +367,45 @@ describe("connrt exec (integration) #integration", function()
     assert.equal(143, (stop("TERM")))
   end)
 
+  it("--mask: a signal once the program has ended stops the wait for what it left running", function()
+    -- the program leaves a sleep in the background that holds its output pipes; the
+    -- sleep outlives the helper's wait for connrt's status, so without the signal
+    -- ending connrt no status comes
+    local dir = h.tmpdir()
+    for _, sig in ipairs({ "TERM", "INT" }) do
+      local script = ("sleep 30 & echo $! >%s/sleeper; echo ready; exit 3"):format(dir)
+      local _, stop = background({ "keyed", "--mask", "--", "sh", "-c", script }, "ready")
+      local rc, out = stop(sig)
+      os.execute("kill " .. (h.read(dir .. "/sleeper") or ""):match("%d+"))
+      assert.equal(3, rc, sig) -- the program's status: it ended before the signal came
+      assert.equal("ready\n", out)
+    end
+    h.rmdir(dir)
+  end)
+
+  it("--mask passes SIGALRM on", function()
+    local script = 'trap "echo got ALRM; exit 9" ALRM; echo ready; for i in $(seq 200); do sleep 0.05; done; exit 1'
+    local _, stop = background({ "keyed", "--mask", "--", "sh", "-c", script }, "ready")
+    local rc, out = stop("ALRM")
+    assert.equal(9, rc)
+    assert.equal("ready\ngot ALRM\n", out)
+  end)
+
+  it("--mask: a reader that goes ends the program by SIGPIPE as it would, not connrt alone", function()
+    -- `| head -1`: connrt closes the program's pipe, `yes` dies of SIGPIPE, the rest of
+    -- the program still runs and its standard error still comes through
+    local dir = h.tmpdir()
+    h.write(dir .. "/run.sh", ("cd %s && CONNRT_HOME=%s %s exec keyed --mask -- sh -c %s 2>%s/err | head -1 >%s/out\n"
+      .. "echo ${PIPESTATUS[0]} >%s/rc\n"):format(h.shell_quote(h.ROOT), h.shell_quote(home), h.shell_quote(h.CONNRT),
+      h.shell_quote('yes "$CONNRT_TOKEN"; echo "yes ended" >&2; exit 5'), dir, dir, dir))
+    os.execute("timeout -s KILL 30 bash " .. dir .. "/run.sh")
+    local head, err, code = h.read(dir .. "/out"), h.read(dir .. "/err"), h.read(dir .. "/rc")
+    h.rmdir(dir)
+    assert.equal("[redacted]\n", head)
+    assert.equal("yes ended\n", err)
+    assert.equal("5\n", code)
+  end)
+
   it("without --mask the program is the process: signals reach it directly", function()
     local pid, stop = background({ "keyed", "--", "sh", "-c", TRAP:format("TERM"):gsub("%$SIG", "TERM") }, "ready")
     -- connrt replaced itself: the process connrt started as is the program now

@@ -74,12 +74,18 @@ function M.names(ids, env_opts)
 end
 
 -- Writes `data` to `sink` with the secrets replaced, and flushes it (a line reaches the
--- reader as soon as it is whole).
+-- reader as soon as it is whole). False when the reader has gone (EPIPE).
 local function pass_on(sink, data)
-  if data == "" then return end
-  sink:write(log.redact(data))
-  sink:flush()
+  if data == "" then return true end
+  return sink:write(log.redact(data)) and sink:flush() and true or false
 end
+
+-- How long a wait for output lasts before connrt looks again for signals: one that
+-- comes just before the wait begins is seen at the latest this much later.
+local SIGNAL_CHECK = 1
+-- What connrt still reads from pipes that have data once it stops early: what the child
+-- wrote before it ended is there at once; a program it left running could write forever.
+local LAST_READS = 64
 
 -- Reads the child's two pipes until both end, passing on whole lines. Text is passed on
 -- only where no secret can be cut in two: a newline goes out at once unless a secret that
@@ -87,7 +93,15 @@ end
 -- goes out in parts, each cut far enough from the end for a secret only begun there to
 -- stay whole for the next (log.span). A chunk is only searched for its own newlines, and
 -- a line is gathered in parts, so a long line costs linear time.
-local function pump(out_fd, err_fd)
+--
+-- The pipes end when every process holding them has ended or closed them: the child may
+-- have left a program in the background that still holds them (a daemon), and connrt
+-- passes on its output as a pipe to `cat` would. But a signal connrt gets once the child
+-- has ended (or that came while it ran, the child ending since) stops the wait: connrt
+-- passes on what is there and ends as the child did. A reader that goes (EPIPE: `| head`)
+-- closes its pipe, so the child learns it as it would without connrt: SIGPIPE.
+-- Returns how the child ended and its code when the pump saw it end, else nothing.
+local function pump(pid, out_fd, err_fd)
   local state = {
     [out_fd] = { sink = io.stdout, parts = {}, size = 0 },
     [err_fd] = { sink = io.stderr, parts = {}, size = 0 },
@@ -98,40 +112,62 @@ local function pump(out_fd, err_fd)
     s.parts, s.size = {}, 0
     return text
   end
-  -- passes on text up to `cut` and keeps the rest for later
-  local function pass_up_to(s, text, cut)
-    pass_on(s.sink, text:sub(1, cut))
-    if cut < #text then s.parts[1], s.size = text:sub(cut + 1), #text - cut end
+  local function close(fd)
+    sys.close(fd)
+    for i, f in ipairs(open) do if f == fd then table.remove(open, i) break end end
   end
+  -- passes on text up to `cut` and keeps the rest for later
+  local function pass_up_to(fd, text, cut)
+    local s = state[fd]
+    if cut < #text then s.parts[1], s.size = text:sub(cut + 1), #text - cut end
+    if not pass_on(s.sink, text:sub(1, cut)) then close(fd) end
+  end
+  local function read(fd)
+    local s = state[fd]
+    local data = sys.read(fd, 65536)
+    if not data or data == "" then
+      pass_on(s.sink, take(s))
+      close(fd)
+      return
+    end
+    s.parts[#s.parts + 1] = data
+    s.size = s.size + #data
+    -- anchored: ".*" runs to the end once and steps back to the last newline (unanchored,
+    -- a read without one would be tried from every position: quadratic)
+    local last = data:match("^.*()\n")
+    if last then
+      local text = take(s)
+      pass_up_to(fd, text, log.line_cut(text, #text - #data + last))
+    end
+    -- a part is cut only when it is longer than MAX_LINE beyond what is kept back, and
+    -- at a blank only in the second half of what may go, so each cut passes on at
+    -- least half of MAX_LINE: linear however long the line
+    local keep = log.span()
+    if s.size > M.MAX_LINE + keep then
+      local text = take(s)
+      local room = #text - keep
+      local half = room // 2
+      local blank = text:sub(half + 1, room):match("^.*()[ \t]")
+      pass_up_to(fd, text, log.safe_cut(text, blank and half + blank or room))
+    end
+  end
+  local signalled = false
   while #open > 0 do
-    for _, fd in ipairs(sys.poll_read(open, -1)) do
-      local s = state[fd]
-      local data = sys.read(fd, 65536)
-      if not data or data == "" then
-        pass_on(s.sink, take(s))
-        sys.close(fd)
-        for i, f in ipairs(open) do if f == fd then table.remove(open, i) break end end
-      else
-        s.parts[#s.parts + 1] = data
-        s.size = s.size + #data
-        -- anchored: ".*" runs to the end once and steps back to the last newline (unanchored,
-        -- a read without one would be tried from every position: quadratic)
-        local last = data:match("^.*()\n")
-        if last then
-          local text = take(s)
-          pass_up_to(s, text, log.line_cut(text, #text - #data + last))
+    for _, fd in ipairs(sys.poll_read(open, SIGNAL_CHECK)) do read(fd) end
+    if #sys.caught() > 0 then signalled = true end
+    if signalled then
+      local how, code = sys.wait(pid, true)
+      if how then
+        for _ = 1, LAST_READS do
+          local ready = sys.poll_read(open, 0)
+          if #ready == 0 then break end
+          for _, fd in ipairs(ready) do read(fd) end
         end
-        -- a part is cut only when it is longer than MAX_LINE beyond what is kept back, and
-        -- at a blank only in the second half of what may go, so each cut passes on at
-        -- least half of MAX_LINE: linear however long the line
-        local keep = log.span()
-        if s.size > M.MAX_LINE + keep then
-          local text = take(s)
-          local room = #text - keep
-          local half = room // 2
-          local blank = text:sub(half + 1, room):match("^.*()[ \t]")
-          pass_up_to(s, text, log.safe_cut(text, blank and half + blank or room))
+        for _, fd in ipairs({ table.unpack(open) }) do
+          pass_on(state[fd].sink, take(state[fd]))
+          close(fd)
         end
+        return how, code
       end
     end
   end
@@ -157,8 +193,8 @@ function M.run(names, argv, mask)
   end
   local pid, out_fd, err_fd = sys.spawn_piped(argv, env)
   if not pid then return cannot(out_fd, err_fd) end
-  pump(out_fd, err_fd)
-  local how, code = sys.wait(pid)
+  local how, code = pump(pid, out_fd, err_fd)
+  if not how then how, code = sys.wait(pid) end
   if how == "signal" then
     sys.die_by(code)
     return 128 + code

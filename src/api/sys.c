@@ -673,18 +673,28 @@ static int sys_exec(lua_State *L) {
 /* The child of sys.spawn_piped that signals sent to connrt are passed on to. */
 static volatile pid_t forward_to = 0;
 
+static void note_signal(int sig);
+
 /* Passes on a signal another process sent (kill(1), a supervisor's SIGTERM). One the
  * kernel raised for a terminal (Ctrl-C: si_code SI_KERNEL) already reached the child,
  * which is in connrt's foreground process group: sending it again would deliver it
- * twice. */
+ * twice. Either way sys.caught() tells of it: once the child has ended (a program it
+ * left in the background still holding the pipes), the signal is connrt's to act on. */
 static void forward_signal(int sig, siginfo_t *info, void *ctx) {
   (void)ctx;
   int saved = errno;
   if (forward_to > 0 && (!info || info->si_code <= 0)) kill(forward_to, sig);
+  note_signal(sig);
   errno = saved;
 }
 
-static const int FORWARDED[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, 0 };
+/* SIGPIPE while connrt passes the child's output on: the write fails with EPIPE instead,
+ * and connrt closes that pipe, so the child gets its SIGPIPE as it would writing there
+ * itself (a handler, unlike SIG_IGN, is not inherited through exec) */
+static void no_action(int sig) { (void)sig; }
+
+/* SIGALRM too: it ends a process that does not catch it, connrt as well as the child */
+static const int FORWARDED[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, 0 };
 
 /* sys.spawn_piped(argv, env) -> pid, out_fd, err_fd | nil, message, errno. Starts argv
  * like sys.exec does, but as a child whose standard output and error are pipes to us
@@ -705,6 +715,7 @@ static int sys_spawn_piped(lua_State *L) {
   /* the handlers are in place before the child exists: no signal meant for it is lost;
    * until forward_to is set they do nothing (the child resets them at exec) */
   for (int i = 0; FORWARDED[i]; i++) sigaction(FORWARDED[i], &sa, NULL);
+  signal(SIGPIPE, no_action);
   /* the child gets 0, 1, 2 and what connrt was started with: connrt's own descriptors
    * (data.mdb, libcurl's sockets) are close-on-exec from here on; connrt never means to
    * hand one to a program */
@@ -722,6 +733,7 @@ static int sys_spawn_piped(lua_State *L) {
     close(out[0]);
     close(err[0]);
     for (int i = 0; FORWARDED[i]; i++) signal(FORWARDED[i], SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
     errno = rc;
     goto fail;
   }
@@ -795,13 +807,16 @@ static int sys_close(lua_State *L) {
   return 0;
 }
 
-/* sys.wait(pid) -> "exit", status | "signal", number: waits for a child to end */
+/* sys.wait(pid [, nohang]) -> "exit", status | "signal", number: waits for a child to
+ * end; with nohang, returns nothing at once when it has not ended yet */
 static int sys_wait(lua_State *L) {
   pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int nohang = lua_toboolean(L, 2);
   int status = 0;
   pid_t r;
-  do r = waitpid(pid, &status, 0); while (r == -1 && errno == EINTR);
+  do r = waitpid(pid, &status, nohang ? WNOHANG : 0); while (r == -1 && errno == EINTR);
   if (r == -1) return luaL_error(L, "waitpid: %s", strerror(errno));
+  if (r == 0) return 0;
   if (pid == forward_to) forward_to = 0;
   if (WIFSIGNALED(status)) {
     lua_pushliteral(L, "signal");
@@ -833,7 +848,7 @@ static int sys_die_by(lua_State *L) {
 
 static const struct { const char *name; int sig; } SIGNALS[] = {
   { "TERM", SIGTERM }, { "INT", SIGINT }, { "HUP", SIGHUP }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
-  { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "CHLD", SIGCHLD }, { NULL, 0 }
+  { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "CHLD", SIGCHLD }, { "ALRM", SIGALRM }, { NULL, 0 }
 };
 
 static int signal_number(lua_State *L, int idx) {
