@@ -204,6 +204,22 @@ describe("connrt exec (integration) #integration", function()
     assert.equal(127, res.code)
     assert.matches("cannot run no-such-program-x17: No such file or directory", res.stderr, 1, true)
     assert.equal(127, exec({ "keyed", "--mask", "--", "no-such-program-x17" }).code)
+    -- with --json, the error line every failure ends with; the status stays the shells'
+    for _, args in ipairs({ { "keyed", "--" }, { "keyed", "--mask", "--" } }) do
+      table.insert(args, 1, "--json")
+      table.insert(args, 2, "exec")
+      args[#args + 1] = "no-such-program-x17"
+      res = h.connrt(args, { env = { CONNRT_HOME = home } })
+      assert.equal(127, res.code)
+      local last = res.stderr:match("([^\n]*)\n$")
+      assert.matches('^{"error":', last)
+      local e = cjson.decode(last).error
+      assert.same({ "usage", "bad_argument" }, { e.kind, e.reason })
+      assert.matches("cannot run no-such-program-x17", e.message, 1, true)
+    end
+    res = exec({ "keyed", "--mask", "--", "/etc/passwd" })
+    assert.equal(126, res.code)
+    assert.matches("cannot run /etc/passwd: Permission denied", res.stderr, 1, true)
   end)
 
   it("passes standard input and output through unchanged without --mask", function()

@@ -676,7 +676,8 @@ local function fail(e)
     end
   end
   json_error(kind, reason, message)
-  return errors.exit_codes[kind]
+  -- `exit`: a status other than the kind's (connrt exec's 127 and 126, as shells say)
+  return errors.is(e) and e.exit or errors.exit_codes[kind]
 end
 
 --- Entry point: returns the exit status.

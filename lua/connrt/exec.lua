@@ -174,18 +174,20 @@ local function pump(pid, out_fd, err_fd)
 end
 
 --- Runs `argv` with the credentials of `names` ({NAME, ID} pairs) in its environment;
--- returns connrt's exit status (without --mask it returns only when the program could
--- not be started).
+-- returns connrt's exit status (without --mask it does not return). A program that
+-- cannot be started raises a usage error whose `exit` is 127 or 126.
 function M.run(names, argv, mask)
   local refs = {}
   for i, p in ipairs(names) do refs[i] = p[2] end
   local env = handout.with_connections(refs, function(conns) return M.environment(conns, names) end)
   io.stdout:flush()
   io.stderr:flush()
+  -- a failure like any (with --json, its error line), but with the status shells and
+  -- env(1) give it: 127 not found, 126 found but not runnable
   local function cannot(msg, errno)
-    log.err("connrt: %s", msg)
-    -- as shells and env(1) say it: 127 not found, 126 found but not runnable
-    return errno == 2 and 127 or 126
+    local e = errors.new("usage", "bad_argument", "%s", msg)
+    e.exit = errno == 2 and 127 or 126
+    error(e, 0)
   end
   if not mask then
     local _, msg, errno = sys.exec(argv, env)
