@@ -86,6 +86,16 @@ describe("connrt proxy, one worker, many requests in flight #integration", funct
     assert(client:request({ url = ("%s/release?id=%s&status=%d"):format(api.base, id, status or 200) }))
   end
 
+  -- The proxy's standard error once it holds `pattern` (plain text when `plain`), or as it
+  -- is after 30 s: the caller's assertion then says what is missing.
+  local function err_with(p, pattern, plain)
+    for _ = 1, 600 do
+      if p.err():find(pattern, 1, plain) then break end
+      sys.sleep(0.05)
+    end
+    return p.err()
+  end
+
   it("serves other requests while one waits for a slow upstream: on a keep-alive connection, a new one and 50 more",
     function()
       local p = start_proxy({ "--socket", tmp .. "/a.sock" })
@@ -218,11 +228,7 @@ print("slow", r.status, r.read().decode().strip())
     -- the client reads 100 kB of 64 MiB and goes
     os.execute(("curl -s --unix-socket %s 'http://proxy/keyed/stream?n=67108864' 2>/dev/null | head -c 100000 >/dev/null")
       :format(sock))
-    for _ = 1, 600 do
-      if p.err():find("cut: the client", 1, true) then break end
-      sys.sleep(0.05)
-    end
-    assert.matches("GET /keyed/stream 200 [%d.]+ms cut: the client", p.err())
+    assert.matches("GET /keyed/stream 200 [%d.]+ms cut: the client", err_with(p, "cut: the client", true))
     assert.is_true(os.execute(("curl -s -f -o /dev/null --unix-socket %s http://proxy/keyed/echo"):format(sock)))
     assert.equal(0, p.stop())
     assert.is_nil(p.stderr:find("starting it again", 1, true))
@@ -256,11 +262,8 @@ s.close()
         assert.is_true(os.execute(("python3 %s %s %s %s %s"):format(h.shell_quote(script),
           h.shell_quote(p.info.socket or p.info.listen), h.shell_quote(api.base), p.key or "-", on)))
         assert(client:request({ url = ("%s/release?id=left-%s&size=%d"):format(api.base, on, on == "stream" and 300000 or 10) }))
-        for _ = 1, 600 do
-          if p.err():find("GET /keyed/hold ", 1, true) then break end
-          sys.sleep(0.05)
-        end
-        assert.matches("GET /keyed/hold [25]0[02] [%d.]+ms cut: the client went away", p.err())
+        assert.matches("GET /keyed/hold [25]0[02] [%d.]+ms cut: the client went away",
+          err_with(p, "GET /keyed/hold ", true))
         -- the same answer to a client that stays is logged as sent
         local dir = h.tmpdir()
         local curl = on ~= "tcp" and ("curl -s --unix-socket %s http://proxy"):format(h.shell_quote(p.info.socket))
@@ -268,11 +271,7 @@ s.close()
         os.execute(("%s/keyed/hold?id=stays-%s >%s/body &"):format(curl, on, dir))
         wait_held({ "stays-" .. on })
         release("stays-" .. on)
-        for _ = 1, 600 do
-          if p.err():find("GET /keyed/hold 200 [%d.]+ms\n") then break end
-          sys.sleep(0.05)
-        end
-        assert.matches("GET /keyed/hold 200 [%d.]+ms\n", p.err())
+        assert.matches("GET /keyed/hold 200 [%d.]+ms\n", err_with(p, "GET /keyed/hold 200 [%d.]+ms\n"))
         os.execute(("%s/_connrt/metrics >%s/metrics"):format(curl, dir))
         local metrics = h.read(dir .. "/metrics")
         assert.matches('connrt_proxy_requests_total{connection="keyed[^"]*",class="error"} 1\n', metrics)
@@ -305,11 +304,7 @@ s.close()
       sys.sleep(0.05)
     end
     assert.is_true(gone, "the upstream still holds the request of a client that left")
-    for _ = 1, 600 do
-      if p.err():find("POST /keyed/hold ", 1, true) then break end
-      sys.sleep(0.05)
-    end
-    assert.matches("POST /keyed/hold 502 [%d.]+ms cut: the client went away", p.err())
+    assert.matches("POST /keyed/hold 502 [%d.]+ms cut: the client went away", err_with(p, "POST /keyed/hold ", true))
     -- a client that waits as long is answered (the watch does not cut the living)
     local dir = h.tmpdir()
     os.execute(("curl -s -H 'Connrt-Key: %s' -o %s/body http://%s/keyed/hold?id=patient & echo $! >%s/pid")
