@@ -281,46 +281,57 @@ s.close()
       end)
   end
 
-  it("stops the upstream request of a client that left while it waited, and logs it as cut", function()
-    local p = start_proxy({ "--listen", "127.0.0.1:0" })
-    local script = tmp .. "/abandon.py"
-    h.write(script, [[
+  it("stops the upstream request of a client that left while it waited (pipelined or not), and logs it as cut",
+    function()
+      local p = start_proxy({ "--listen", "127.0.0.1:0" })
+      local script = tmp .. "/abandon.py"
+      -- the client sends its request (and, pipelined, its next one behind it) and goes
+      h.write(script, [[
 import json, socket, sys, time, urllib.request
 host, port = sys.argv[1].rsplit(":", 1)
+rid, key = sys.argv[4], sys.argv[3].encode()
 s = socket.create_connection((host, int(port)))
-s.sendall(b"POST /keyed/hold?id=abandoned HTTP/1.1\r\nHost: proxy\r\nConnrt-Key: " + sys.argv[3].encode()
-          + b"\r\nContent-Length: 4\r\n\r\nbody")
-while "abandoned" not in json.load(urllib.request.urlopen(sys.argv[2] + "/held"))["held"]:
+req = (b"POST /keyed/hold?id=" + rid.encode() + b" HTTP/1.1\r\nHost: proxy\r\nConnrt-Key: " + key
+       + b"\r\nContent-Length: 4\r\n\r\nbody")
+if sys.argv[5] == "pipelined":
+    req += b"GET /keyed/echo HTTP/1.1\r\nHost: proxy\r\nConnrt-Key: " + key + b"\r\n\r\n"
+s.sendall(req)
+while rid not in json.load(urllib.request.urlopen(sys.argv[2] + "/held"))["held"]:
     time.sleep(0.05)
 s.close()
 ]])
-    assert.is_true(os.execute(("python3 %s %s %s %s"):format(h.shell_quote(script), p.info.listen,
-      h.shell_quote(api.base), p.key)))
-    -- never released: the upstream sees its request's connection closed by the proxy
-    local gone = false
-    for _ = 1, 600 do
-      gone = not cjson.encode(held().held):find('"abandoned"', 1, true)
-      if gone then break end
-      sys.sleep(0.05)
-    end
-    assert.is_true(gone, "the upstream still holds the request of a client that left")
-    assert.matches("POST /keyed/hold 502 [%d.]+ms cut: the client went away", err_with(p, "POST /keyed/hold ", true))
-    -- a client that waits as long is answered (the watch does not cut the living)
-    local dir = h.tmpdir()
-    os.execute(("curl -s -H 'Connrt-Key: %s' -o %s/body http://%s/keyed/hold?id=patient & echo $! >%s/pid")
-      :format(p.key, dir, p.info.listen, dir))
-    wait_held({ "patient" })
-    sys.sleep(1) -- past the proxy's half second, so that its watch of the client is on
-    release("patient")
-    for _ = 1, 600 do
-      if (h.read(dir .. "/body") or "") ~= "" then break end
-      sys.sleep(0.05)
-    end
-    assert.equal("released patient\n", h.read(dir .. "/body"))
-    h.rmdir(dir)
-    assert.equal(0, p.stop())
-    assert.matches("GET /keyed/hold 200 [%d.]+ms\n", p.stderr)
-  end)
+      for _, how in ipairs({ "alone", "pipelined" }) do
+        local rid = "abandoned-" .. how
+        assert.is_true(os.execute(("python3 %s %s %s %s %s %s"):format(h.shell_quote(script), p.info.listen,
+          h.shell_quote(api.base), p.key, rid, how)))
+        -- never released: the upstream sees its request's connection closed by the proxy
+        local gone = false
+        for _ = 1, 600 do
+          gone = not cjson.encode(held().held):find('"' .. rid .. '"', 1, true)
+          if gone then break end
+          sys.sleep(0.05)
+        end
+        assert.is_true(gone, "the upstream still holds the request of a client that left (" .. how .. ")")
+      end
+      local _, n = err_with(p, "POST /keyed/hold 502 [%d.]+ms cut: the client went away\n.*POST /keyed/hold 502")
+        :gsub("POST /keyed/hold 502 [%d.]+ms cut: the client went away\n", "")
+      assert.equal(2, n)
+      -- a client that waits as long is answered (the watch does not cut the living)
+      local dir = h.tmpdir()
+      os.execute(("curl -s -H 'Connrt-Key: %s' -o %s/body http://%s/keyed/hold?id=patient & echo $! >%s/pid")
+        :format(p.key, dir, p.info.listen, dir))
+      wait_held({ "patient" })
+      sys.sleep(1) -- past the proxy's half second, so that its watch of the client is on
+      release("patient")
+      for _ = 1, 600 do
+        if (h.read(dir .. "/body") or "") ~= "" then break end
+        sys.sleep(0.05)
+      end
+      assert.equal("released patient\n", h.read(dir .. "/body"))
+      h.rmdir(dir)
+      assert.equal(0, p.stop())
+      assert.matches("GET /keyed/hold 200 [%d.]+ms\n", p.stderr)
+    end)
 
   it("serves other requests while one waits for another process's refresh", function()
     local p = start_proxy({ "--socket", tmp .. "/h.sock" })

@@ -38,6 +38,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -311,16 +312,16 @@ typedef struct {
 /* True when the client has closed its side of the connection, or reset it, while its
  * request was handled: evhttp does not read a connection whose request is being
  * answered, and on TCP the kernel takes an answer to a client that has left without an
- * error, so without this it would count as sent. A peek takes nothing. As with nginx, a
- * client that shut down only its sending side counts as gone; one whose next request
- * evhttp has already read does not. */
+ * error, so without this it would count as sent. poll() with POLLRDHUP says so whether
+ * or not unread bytes (a pipelined request) are ahead of the close, where a peek would
+ * read those bytes; it takes nothing. As with nginx, a client that shut down only its
+ * sending side counts as gone. */
 static int client_gone(struct evhttp_connection *evcon) {
   struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
   evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-  if (fd < 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0) return 0;
-  char c;
-  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  if (fd < 0) return 0;
+  struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 /* Calls a handler's done(why) (registry reference ref, which it drops): why is nil when
