@@ -93,6 +93,25 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       end
     end)
 
+    it("sends a header that means something to the proxy or the framing the direct path's way", function()
+      for _, args in ipairs({
+        { "request", "keyed", "/keyed/me", "-H", "Connrt-Target: " .. api.base .. "/keyed/me" },
+        { "request", "keyed", "POST", "/keyed/me", "-H", "Connrt-Json: 1", "-d", "notjson" },
+        { "request", "keyed", "/keyed/me", "-H", "Content-Length: 5" },
+        { "request", "keyed", "POST", "/keyed/me", "-H", "Transfer-Encoding: chunked", "-d", "x" },
+        { "request", "keyed", "/keyed/me", "-H", "Host: evil.example" },
+        { "request", "keyed", "/keyed/me", "-H", "Connection: keep-alive" },
+        { "request", "keyed", "/keyed/me", "-H", "X-Two: a\r\nConnrt-Target: http://evil.example/" },
+      }) do
+        local direct = h.connrt(args, { env = { CONNRT_HOME = home }, timeout = 60 })
+        local via = run(args, p.info.socket)
+        local what = table.concat(args, " ")
+        no_traceback(via)
+        assert.equal(direct.code, via.code, what .. ": " .. via.stderr .. " / direct: " .. direct.stderr)
+        assert.equal(direct.stdout, via.stdout, what)
+      end
+    end)
+
     it("shows no header of its connection to the proxy (--json)", function()
       local via = run({ "--json", "request", "keyed", "/keyed/me" }, p.info.socket)
       assert.equal(0, via.code, via.stderr)
@@ -209,6 +228,19 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       assert.equal(5, tok.code, tok.stderr)
       assert.equal("", tok.stdout)
       assert.is_true(tok.max_rss_kb < 100 * 1024, tostring(tok.max_rss_kb))
+    end)
+
+    it("cut short: fewer bytes than its Content-Length is a network error, never part of a token", function()
+      local sock, stop = answering("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nPARTIALTOKEN")
+      local res = run({ "token", "keyed" }, sock)
+      local req = run({ "request", "keyed", "/keyed/me" }, sock)
+      stop()
+      no_traceback(res)
+      assert.equal(6, res.code, res.stderr)
+      assert.equal("", res.stdout)
+      assert.matches("the answer was cut short (12 of its 100 bytes)", res.stderr, 1, true)
+      assert.equal(6, req.code, req.stderr)
+      assert.equal("", req.stdout)
     end)
 
     it("and a token is one printable line, as the direct path takes one", function()

@@ -132,6 +132,14 @@ function M.exchange(path, head, body, max_body)
   end
   local len = tonumber(resp.headers["content-length"] or "")
   if len and #resp.body > len then resp.body = resp.body:sub(1, len) end
+  -- fewer bytes than the length given: the proxy (a worker that died) or the peer cut it
+  -- short, and part of an answer, a token above all, is never taken for the whole (an
+  -- answer to HEAD, or a 204 or 304, gives a length without its body)
+  local bodiless = head:match("^HEAD ") or resp.status == 204 or resp.status == 304
+  if len and #resp.body < len and not bodiless then
+    errors.fail("network", "transport", "CONNRT_PROXY %s: the answer was cut short (%d of its %d bytes)", path,
+      #resp.body, len)
+  end
   return resp
 end
 
@@ -181,6 +189,28 @@ local function proxiable_url(u)
   return true
 end
 
+-- Header names that mean something to the proxy or to the HTTP framing between this
+-- process and the proxy, not to the upstream: the proxy's own controls (Connrt-*), the
+-- message's length and coding, hop-by-hop headers and Host. A request that carries one
+-- goes the direct path, which sends or refuses it as it does without the proxy.
+local FRAMING = { host = true, ["content-length"] = true, ["transfer-encoding"] = true, expect = true }
+
+-- True for headers that reach the upstream through the proxy as the direct path would
+-- send them: each a valid name (an HTTP token) and a value of one line, none of the names
+-- above (or the hop-by-hop HOP).
+local function proxiable_headers(headers)
+  for _, hv in ipairs(headers or {}) do
+    local name, value = hv[1], hv[2]
+    if type(name) ~= "string" or type(value) ~= "string" or not name:match("^[%w!#$%%&'*+.^_`|~-]+$")
+      or (value:gsub("\t", " ")):find("%c") then
+      return false
+    end
+    local lower = name:lower()
+    if FRAMING[lower] or HOP[lower] or lower:sub(1, 6) == "connrt" then return false end
+  end
+  return true
+end
+
 --- `connrt request` through the proxy. `req`: ref, method, url, headers (array of
 -- {name, value}), body, json. Returns the response as Connection:request returns it
 -- ({status, headers (map), header_list, body, json}), or nil when no proxy is set or it
@@ -189,7 +219,9 @@ function M.request(req)
   local path = socket_path()
   if not path then return nil end
   local u = req.url
-  if not proxiable_ref(req.ref) or type(u) ~= "string" or not proxiable_url(u) then return nil end
+  if not proxiable_ref(req.ref) or type(u) ~= "string" or not proxiable_url(u) or not proxiable_headers(req.headers) then
+    return nil
+  end
   local lines = {}
   local target
   -- absolute as url.join tells it, which the direct path uses
