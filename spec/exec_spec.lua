@@ -561,3 +561,37 @@ describe("connrt exec on a PostgreSQL store #integration #postgres", function()
     assert.equal("pw: [redacted]\nenc: [redacted]\nenv: [redacted]\n", res.stdout)
   end)
 end)
+
+describe("connrt exec --mask's pump, with the system calls stubbed", function()
+  it("closes a pipe once when the reader has gone, though the line then runs past MAX_LINE", function()
+    -- the reader has gone (every write fails, EPIPE): the newline's cut closes the pipe;
+    -- the long rest of the read must not close the same number again (by then it may
+    -- be another file's)
+    local closes, reads = {}, { [3] = { "a\n" .. ("x"):rep(100), "" }, [4] = { "" } }
+    local stub = {
+      spawn_piped = function() return 100, 3, 4 end,
+      poll_read = function(open) return { open[1] } end,
+      read = function(fd) return table.remove(reads[fd], 1) or "" end,
+      close = function(fd) closes[#closes + 1] = fd end,
+      caught = function() return {} end,
+      wait = function() return "exit", 0 end,
+    }
+    local saved = {}
+    for _, name in ipairs({ "connrt.sys", "connrt.handout", "connrt.exec" }) do saved[name] = package.loaded[name] end
+    local stdout = io.stdout
+    finally(function()
+      for name, v in pairs(saved) do package.loaded[name] = v end
+      rawset(io, "stdout", stdout)
+    end)
+    package.loaded["connrt.sys"] = stub
+    package.loaded["connrt.handout"] = { with_connections = function() return {} end }
+    package.loaded["connrt.exec"] = nil
+    local exec = require("connrt.exec")
+    exec.MAX_LINE = 10
+    rawset(io, "stdout", { write = function() return nil end, flush = function() return true end })
+    local code = exec.run({ { "CONNRT_TOKEN", "x" } }, { "true" }, true)
+    rawset(io, "stdout", stdout)
+    assert.equal(0, code)
+    assert.same({ 3, 4 }, closes)
+  end)
+end)

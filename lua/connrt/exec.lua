@@ -116,11 +116,13 @@ local function pump(pid, out_fd, err_fd)
     sys.close(fd)
     for i, f in ipairs(open) do if f == fd then table.remove(open, i) break end end
   end
-  -- passes on text up to `cut` and keeps the rest for later
+  -- passes on text up to `cut` and keeps the rest for later; false when the reader has
+  -- gone and `fd` is closed (its number may be another file's from then on)
   local function pass_up_to(fd, text, cut)
     local s = state[fd]
     if cut < #text then s.parts[1], s.size = text:sub(cut + 1), #text - cut end
-    if not pass_on(s.sink, text:sub(1, cut)) then close(fd) end
+    if not pass_on(s.sink, text:sub(1, cut)) then close(fd) return false end
+    return true
   end
   local function read(fd)
     local s = state[fd]
@@ -137,7 +139,7 @@ local function pump(pid, out_fd, err_fd)
     local last = data:match("^.*()\n")
     if last then
       local text = take(s)
-      pass_up_to(fd, text, log.line_cut(text, #text - #data + last))
+      if not pass_up_to(fd, text, log.line_cut(text, #text - #data + last)) then return end
     end
     -- a part is cut only when it is longer than MAX_LINE beyond what is kept back, and
     -- at a blank only in the second half of what may go, so each cut passes on at
