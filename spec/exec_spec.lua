@@ -74,6 +74,16 @@ describe("connrt exec (integration) #integration", function()
       allowed_urls = { "%s" }, request = { headers = { ["X-Api-Key"] = "{{api_key}}" } },
     }]]):format(api.base))
     h.write(tmp .. "/pem.txt", PEM .. "\n")
+    -- the key with CRLF line ends, alone in a connection
+    local crlf = tmp .. "/crlf.lua"
+    h.write(crlf, ([[return {
+      id = "crlf", auth = "fields", fields = { { key = "pem", secret = true, required = true } },
+      test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}4",
+      allowed_urls = { "%s" }, request = { headers = { ["X-Api-Key"] = "%s" } },
+    }]]):format(api.base, API_KEY))
+    h.write(tmp .. "/crlf.txt", PEM:gsub("\n", "\r\n") .. "\r\n")
+    res = h.connrt({ "run", crlf, "--field-file", "pem=" .. tmp .. "/crlf.txt" }, { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
     res = h.connrt({ "run", odd, "--field", "api_key=" .. API_KEY, "--field-file", "pem=" .. tmp .. "/pem.txt",
       "--field", "pw=" .. BLANK }, { env = { CONNRT_HOME = home } })
     assert.equal(0, res.code, res.stderr)
@@ -320,6 +330,35 @@ describe("connrt exec (integration) #integration", function()
       ("import sys; sys.stdout.write((%q + chr(10)) * 80000)"):format(line) })
     assert.equal(0, res.code, res.stderr:sub(1, 200))
     assert.equal((line .. "\n"):rep(80000), res.stdout)
+  end)
+
+  it("--mask hides a secret of several lines printed a line at a time, each line encoded", function()
+    -- each line of the key percent-encoded (its '+' and '/' escaped, the CRLF key's '\r'
+    -- as %0D) or JSON-escaped ('/' as '\/'), in its own write and read, with a newline of
+    -- its own: the line is a line of the key only once decoded
+    local function lines(encode)
+      return 'python3 -c "import os,time,urllib.parse\nt=os.environ[\'CONNRT_TOKEN_PEM\']'
+        .. "\nfor l in t.split(chr(10)):"
+        .. " print(" .. encode .. ", flush=True); time.sleep(.05)\"; echo after"
+    end
+    for _, encode in ipairs({ "urllib.parse.quote(l,safe='')", "l.replace('/',chr(92)+'/')" }) do
+      local res = exec({ "odd", "--mask", "--", "sh", "-c", lines(encode) })
+      assert.equal(0, res.code, res.stderr)
+      assert.equal("[redacted]\nafter\n", res.stdout)
+    end
+    -- the same key with CRLF line ends is a secret of its own (see setup)
+    local res = exec({ "keyed", "--env", "CONNRT_TOKEN_PEM=crlf", "--mask", "--", "sh", "-c",
+      lines("urllib.parse.quote(l,safe='')") })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal("[redacted]\nafter\n", res.stdout)
+    -- adversarial: 4 MB of lines that each are, percent-decoded, a line that may go on
+    -- into the key (the helper's 30 s guard ends a run that is not linear; no time is
+    -- asserted)
+    local line = PEM:match("\n([^\n]*)\n"):gsub("[+/]", { ["+"] = "%2B", ["/"] = "%2F" })
+    res = exec({ "odd", "--mask", "--", "python3", "-c",
+      ("import sys; sys.stdout.write((%q + chr(10)) * 70000)"):format(line) })
+    assert.equal(0, res.code, res.stderr:sub(1, 200))
+    assert.equal((line .. "\n"):rep(70000), res.stdout)
   end)
 
   it("--mask never cuts a line of over a megabyte inside a secret with a blank", function()

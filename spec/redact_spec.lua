@@ -77,6 +77,34 @@ describe("log.redact hides every spelling", function()
     assert.equal(before:sub(1, -2) .. "[redacted]more\n", log.redact(text))
   end)
 
+  it("line_cut: a newline inside a secret written a line at a time, each line encoded, is no place to cut", function()
+    for _, eol in ipairs({ "\n", "\r\n" }) do
+      local key = ("-----BEGIN KEY-----\nAB+/cd==\nEF/+gh\n-----END KEY-----"):gsub("\n", eol)
+      log.secret("\n" .. key .. "\n")
+      -- each line percent-encoded (Python's quote, safe=''), JSON-escaped ('/' as '\/'),
+      -- or JSON-escaped then percent-encoded, with a newline of its own after it
+      for _, enc in ipairs({ function(l) return pct(l) end, function(l) return (l:gsub("/", "\\/")) end,
+          function(l) return pct(l):gsub("%%", "\\u0025") end }) do
+        local before = ("z"):rep(200) .. "\nplain line\n"
+        local parts = {}
+        for l in (key .. "\n"):gmatch("(.-)\n") do parts[#parts + 1] = enc(l) end
+        local text = before .. table.concat(parts, "\n") .. "\nmore\n"
+        assert.equal(#before, log.line_cut(before, #before))
+        -- at each newline inside the encoded key, nothing of the key goes out
+        local at = #before
+        for _ = 1, #parts - 1 do
+          at = text:find("\n", at + 1, true)
+          assert.is_true(log.line_cut(text, at) <= #before, text:sub(#before + 1, at))
+        end
+        -- the text whole hides the key (with the newlines around it, as registered)
+        assert.equal(before:sub(1, -2) .. "[redacted]more\n", log.redact(text))
+      end
+    end
+    -- a line that no view makes a line of the key goes out at its newline
+    local text = "plain %41 \\/ line\n"
+    assert.equal(#text, log.line_cut(text, #text))
+  end)
+
   it("safe_cut: never inside a secret, and always past the start (secrets back to back)", function()
     local s = ("x"):rep(10) .. SECRET .. ("y"):rep(10)
     local at = log.safe_cut(s, 15)

@@ -263,6 +263,8 @@ local function build()
     if #sp > longest then longest = #sp end
   end
   breaks.span = longest * math.tointeger(3 ^ PERCENT_LAYERS) * 6
+  -- the longest secret that holds a newline, encoded as a spelling may be (M.line_cut)
+  breaks.encoded = breaks.longest * math.tointeger(3 ^ PERCENT_LAYERS) * 6
 end
 
 -- Where the known secrets are in `s`, in any spelling: merged ranges {a, b}, in order.
@@ -343,35 +345,61 @@ function M.span()
   return breaks.span
 end
 
+-- The start of the line of `s` that ends at its newline at `at` (1 when no newline comes
+-- before it): searched backwards in windows that double, so the cost is linear in the
+-- line's length, not in all that `s` holds before it.
+local function line_start(s, at)
+  local w = 256
+  while true do
+    local from = math.max(1, at - w)
+    local nl = s:sub(from, at - 1):match("^.*()\n")
+    if nl then return from + nl end
+    if from == 1 then return 1 end
+    w = w * 2
+  end
+end
+
 -- Whether the line of `s` that ends at its newline at `at` may be a line of a secret that
--- goes on after that newline (only the secret as it is holds a newline: its encodings
--- escape it): a set lookup for each length of such a line, so the cost depends on the
--- secrets, not on the text.
+-- goes on after that newline, and whether it is so only in a decoded view. Only the
+-- secret as it is holds a newline, but a program may write it a line at a time with each
+-- line encoded (percent, JSON) and its own newlines between: so the line is compared in
+-- every view M.redact searches. A view ending with a first line, or equal to a line
+-- between, may go on: a set lookup for each length of such a line per view, after views
+-- of the line alone (linear in its length).
 local function may_go_on(s, at)
-  for _, n in ipairs(breaks.lengths) do
-    local from = at - n
-    if from >= 1 then
-      local line = s:sub(from, at - 1)
-      if breaks.first[line] then return true end
-      -- a line between: the whole line of text (the text's start counts as a line's)
-      if breaks.inner[line] and (from == 1 or s:byte(from - 1) == 10) then return true end
+  local from = line_start(s, at)
+  local decoded = false
+  for _, view in ipairs(views(s:sub(from, at - 1))) do
+    local t = view[1]
+    local hit = breaks.inner[t]
+    for _, n in ipairs(breaks.lengths) do
+      if hit then break end
+      hit = n <= #t and breaks.first[t:sub(-n)]
+    end
+    if hit then
+      if not view[2] then return true, false end -- the raw view: the narrowest hold
+      decoded = true
     end
   end
-  return false
+  return decoded, decoded
 end
 
 --- Where `s` can be cut at or before its newline at `at` for the first part to be passed
 -- on at once: `at` unless a secret that holds a newline may still be going on past it,
 -- else far enough back that such a secret, begun before, is kept whole for the rest (at
 -- a newline where there is one near, never inside a secret `s` holds whole). 0: nothing
--- can go.
+-- can go. Where the line matched only in a decoded view, the rest of the secret may come
+-- encoded: the hold is then the longest such secret encoded (bounded as M.span is).
 function M.line_cut(s, at)
   build()
-  if #breaks.lengths == 0 or not may_go_on(s, at) then return at end
-  local cut = at - breaks.longest
+  if #breaks.lengths == 0 then return at end
+  local goes_on, decoded = may_go_on(s, at)
+  if not goes_on then return at end
+  local hold = decoded and breaks.encoded or breaks.longest
+  local cut = at - hold
   if cut < 1 then return 0 end
-  -- the last newline within one more secret's length: looking further would cost more
-  -- than the text it could pass on
+  -- the last newline within one more (unencoded) secret's length: looking further would
+  -- cost more than the text it could pass on
   local from = math.max(1, cut - breaks.longest)
   local nl = s:sub(from, cut):match("^.*()\n")
   return M.safe_cut(s, nl and from + nl - 1 or cut)
