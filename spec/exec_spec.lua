@@ -318,10 +318,14 @@ describe("connrt exec (integration) #integration", function()
     h.rmdir(dir)
     assert.equal(0, res.code, res.stderr)
     assert.equal(("x"):rep(65500) .. "\n[redacted]\n", res.stdout)
-    -- the lines of the key still go out where the key is not whole
+    -- the lines of the key still go out where the key is not whole, but not where the
+    -- output ends with them: that is the beginning of the key (see the spec on ends)
+    res = exec({ "odd", "--mask", "--", "sh", "-c", '{ printf "%s\\n" "$CONNRT_TOKEN_PEM" | head -3; echo after; }' })
+    assert.equal(0, res.code, res.stderr)
+    assert.equal(PEM:match("^[^\n]*\n[^\n]*\n[^\n]*\n") .. "after\n", res.stdout)
     res = exec({ "odd", "--mask", "--", "sh", "-c", 'printf "%s\\n" "$CONNRT_TOKEN_PEM" | head -3' })
     assert.equal(0, res.code, res.stderr)
-    assert.equal(PEM:match("^[^\n]*\n[^\n]*\n[^\n]*\n"), res.stdout)
+    assert.equal("[redacted]", res.stdout)
     -- adversarial: 4 MB of lines that each may go on into the key, every read's last
     -- newline one to hold at (the helper's 30 s guard ends a run that is not linear; no
     -- time is asserted)
@@ -359,6 +363,29 @@ describe("connrt exec (integration) #integration", function()
       ("import sys; sys.stdout.write((%q + chr(10)) * 70000)"):format(line) })
     assert.equal(0, res.code, res.stderr:sub(1, 200))
     assert.equal((line .. "\n"):rep(70000), res.stdout)
+  end)
+
+  it("--mask: output that ends in the middle of a secret ends with [redacted]", function()
+    -- the end of the output: the beginning of a secret ("pa ss/w+rd!") as it is,
+    -- percent-encoded (an escape cut short too) and JSON-escaped
+    local function ends(expr)
+      return { "odd", "--mask", "--", "python3", "-c",
+        "import os,sys,urllib.parse as u; t=os.environ['CONNRT_TOKEN_PW']; sys.stdout.write(" .. expr .. ")" }
+    end
+    local cases = {
+      { "'x '+t[:6]", "x [redacted]" },
+      { "t+chr(10)+t[:-1]", "[redacted]\n[redacted]" },
+      { "'q='+u.quote(t,safe='')[:16]", "q=[redacted]" },
+      { "'q='+u.quote(t,safe='')[:13]", "q=[redacted]" },
+      { "'{\"e\":\"'+t.replace('/',chr(92)+'/')[:9]", '{"e":"[redacted]' },
+      -- text that ends in no secret's beginning (3 bytes are too few) goes as it is
+      { "'abc '+t[:3]", "abc pa " },
+    }
+    for _, c in ipairs(cases) do
+      local res = exec(ends(c[1]))
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(c[2], res.stdout, c[1])
+    end
   end)
 
   it("--mask never cuts a line of over a megabyte inside a secret with a blank", function()
@@ -449,6 +476,22 @@ describe("connrt exec (integration) #integration", function()
       assert.equal("ready\n", out)
     end
     h.rmdir(dir)
+  end)
+
+  it("--mask: a signal that stops the wait with a secret begun at the end passes on [redacted] for it", function()
+    -- the program leaves a sleep holding its pipes; what it wrote last, the token
+    -- repeated and then its beginning with no newline, is held back until the signal
+    local dir = h.tmpdir()
+    local script = ("sleep 30 & echo $! >%s/sleeper; "
+      .. "python3 -c \"import os; t=os.environ['CONNRT_TOKEN'].encode(); os.write(2, t*3000+t[:16])\"; "
+      .. "echo ready; exit 3"):format(dir)
+    local _, stop = background({ "keyed", "--mask", "--", "sh", "-c", script }, "ready")
+    local rc, _, err = stop("TERM")
+    os.execute("kill " .. (h.read(dir .. "/sleeper") or ""):match("%d+"))
+    h.rmdir(dir)
+    assert.equal(3, rc)
+    -- (secrets back to back are hidden as one)
+    assert.equal("[redacted][redacted]", err)
   end)
 
   it("--mask passes SIGALRM on", function()

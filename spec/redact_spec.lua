@@ -105,6 +105,24 @@ describe("log.redact hides every spelling", function()
     assert.equal(#text, log.line_cut(text, #text))
   end)
 
+  it("tail_cut: where the end of the text begins a secret, in any view", function()
+    local function ends(s) return s:sub(log.tail_cut(s) + 1) end
+    assert.equal("s3cr+t/", ends("x " .. "s3cr+t/"))
+    assert.equal(pct("s3cr+t/x"), ends("q=" .. pct("s3cr+t/x")))
+    assert.equal("s3cr%2Bt%2Fx%3", ends("q=s3cr%2Bt%2Fx%3"))           -- an escape cut short
+    assert.equal("s3cr+t\\/x=", ends('{"e":"s3cr+t\\/x='))            -- JSON
+    assert.equal("s3cr%252Bt", ends("n=s3cr%252Bt"))                  -- twice encoded
+    -- a whole secret before it is redacted as always; 3 bytes are too few; no secret: all
+    assert.equal("[redacted] s3cr", ends(SECRET .. " s3cr"):gsub("^.-(s3cr)$", "[redacted] %1"))
+    assert.equal(7, log.tail_cut("abc s3c"))
+    assert.equal(7, log.tail_cut("abc def"))
+    assert.equal(0, log.tail_cut("s3cr+t/x=y&"))
+    -- never inside a whole secret: a secret that the beginning of another overlaps
+    log.secret("zzzz-s3cr")
+    local s = "a zzzz-s3cr+t/x"
+    assert.equal(2, log.tail_cut(s))
+  end)
+
   it("safe_cut: never inside a secret, and always past the start (secrets back to back)", function()
     local s = ("x"):rep(10) .. SECRET .. ("y"):rep(10)
     local at = log.safe_cut(s, 15)
@@ -250,6 +268,21 @@ describe("log.redact hides every spelling", function()
     assert.equal("nothing %2B here \\u0041 +", log.redact("nothing %2B here \\u0041 +"))
     assert.equal("", log.redact(""))
     assert.equal("42", log.redact(42))
+  end)
+end)
+
+describe("log.tail_cut is bounded by the secrets, not by the text #integration", function()
+  it("a 1 MB tail of one repeated byte that begins a secret, and a 1 MB run of escapes", function()
+    local res = bounded.run([[
+      local log = require("connrt.log")
+      log.secret("aaaa" .. ("a"):rep(60) .. "b")
+      log.secret("%%%%%%%%%%%%q")
+      local s = ("a"):rep(MB)
+      assert(log.tail_cut(s) == MB - 64, log.tail_cut(s))
+      s = ("%25"):rep(MB // 3)
+      assert(log.tail_cut(s) < #s)
+    ]], 2 * 1024 * 1024)
+    assert.is_true(res.ok, res.why)
   end)
 end)
 

@@ -80,6 +80,16 @@ local function pass_on(sink, data)
   return sink:write(log.redact(data)) and sink:flush() and true or false
 end
 
+-- Passes on the last text of a stream that has ended (no more will come): a secret only
+-- begun at its end would go out as it is, M.redact matching only whole ones, so that
+-- beginning is replaced as a whole one would be (log.tail_cut).
+local function pass_end(sink, data)
+  local cut = log.tail_cut(data)
+  if cut < #data then data = log.redact(data:sub(1, cut)) .. "[redacted]" else data = log.redact(data) end
+  if data == "" then return true end
+  return sink:write(data) and sink:flush() and true or false
+end
+
 -- How long a wait for output lasts before connrt looks again for signals: one that
 -- comes just before the wait begins is seen at the latest this much later.
 local SIGNAL_CHECK = 1
@@ -92,7 +102,9 @@ local LAST_READS = 64
 -- holds a newline may be going on past it (log.line_cut), and a line too long to keep
 -- goes out in parts, each cut far enough from the end for a secret only begun there to
 -- stay whole for the next (log.span). A chunk is only searched for its own newlines, and
--- a line is gathered in parts, so a long line costs linear time.
+-- a line is gathered in parts, so a long line costs linear time. What is left when a
+-- stream ends (its end, or a stop) goes out with a secret only begun there replaced
+-- whole (pass_end).
 --
 -- The pipes end when every process holding them has ended or closed them: the child may
 -- have left a program in the background that still holds them (a daemon), and connrt
@@ -128,7 +140,7 @@ local function pump(pid, out_fd, err_fd)
     local s = state[fd]
     local data = sys.read(fd, 65536)
     if not data or data == "" then
-      pass_on(s.sink, take(s))
+      pass_end(s.sink, take(s))
       close(fd)
       return
     end
@@ -166,7 +178,7 @@ local function pump(pid, out_fd, err_fd)
           for _, fd in ipairs(ready) do read(fd) end
         end
         for _, fd in ipairs({ table.unpack(open) }) do
-          pass_on(state[fd].sink, take(state[fd]))
+          pass_end(state[fd].sink, take(state[fd]))
           close(fd)
         end
         return how, code

@@ -405,6 +405,63 @@ function M.line_cut(s, at)
   return M.safe_cut(s, nl and from + nl - 1 or cut)
 end
 
+--- Where the text of a stream that has ended can be cut so that what follows is the
+-- beginning of a secret: a proper prefix of at least 4 bytes (the shortest secret) of a
+-- spelling, in any view M.redact searches, running to the end of `s`, or to an escape
+-- begun there and cut short. Returns how many bytes go as they are (redacted): #s when
+-- `s` ends in no secret's beginning; the caller replaces the rest with "[redacted]" (no
+-- more text will come to complete the secret, and M.redact matches only whole ones).
+-- Runs once per stream end: for each view and spelling, only the positions within a
+-- spelling's length of the end that hold its first byte are compared (plain find), so
+-- the cost is the spellings' total length times such candidates, besides the views
+-- (linear in `s`).
+function M.tail_cut(s)
+  if not next(secrets) or s == "" then return #s end
+  build()
+  local best = #s + 1
+  local function search(u)
+    for _, view in ipairs(views(u)) do
+      local t, maps = view[1], view[2]
+      for _, sp in ipairs(spellings) do
+        -- (a value with newlines around it is registered without them too: its beginning
+        -- is found without taking the newline before it)
+        local first = sp:sub(1, 1)
+        if first == "\n" or first == "\r" then goto next_spelling end
+        -- a start v leaves #t - v + 1 bytes: at least 4, fewer than #sp
+        local v = math.max(1, #t - #sp + 2)
+        while v <= #t - 3 do
+          v = t:find(first, v, true)
+          if not v or v > #t - 3 then break end
+          if t:sub(v) == sp:sub(1, #t - v + 1) then
+            local a = v
+            if maps then
+              for m = #maps, 1, -1 do a = back(maps[m], a) end
+            end
+            if a < best then best = a end
+            break -- the earliest start of this spelling in this view
+          end
+          v = v + 1
+        end
+        ::next_spelling::
+      end
+    end
+  end
+  search(s)
+  -- an escape cut short at the end (%2, \u00) is decoded in no view: search without it
+  local last = s:sub(-6)
+  local partial = last:match("()%%%x?$") or last:match("()\\u%x?%x?%x?$") or last:match("()\\$")
+  if partial then
+    partial = #s - #last + partial
+    if partial > 1 then search(s:sub(1, partial - 1)) end
+  end
+  if best > #s then return #s end
+  -- never inside a secret `s` holds whole: the part before the cut is redacted alone
+  for _, r in ipairs(ranges(s)) do
+    if r[1] < best and best <= r[2] then best = r[1] end
+  end
+  return best - 1
+end
+
 -- A line as printed: redacted, then with every control character escaped, its own
 -- newline the only one (a provider's name or error text can move no cursor, clear no
 -- screen and start no line that looks like connrt's).
