@@ -72,6 +72,7 @@ local cjson = require("cjson")
 local errors = require("connrt.errors")
 local log = require("connrt.log")
 local sys = require("connrt.sys")
+local txt = require("connrt.text")
 
 local M = {}
 
@@ -147,14 +148,9 @@ M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 -- caller's Accept-Encoding is not passed on and the body it gets is the decoded one,
 -- without the upstream's Content-Encoding (a gzip body sent on as plain text under
 -- "Content-Encoding: gzip" broke every client that asked for gzip: Node's fetch does).
-local DROP_REQUEST = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
-  trailer = true, ["transfer-encoding"] = true, upgrade = true, ["proxy-authorization"] = true,
-  ["proxy-authenticate"] = true, host = true, ["content-length"] = true, authorization = true,
-  ["connrt-key"] = true, ["connrt-target"] = true, ["connrt-cli"] = true, ["connrt-json"] = true, expect = true,
-  ["accept-encoding"] = true }
-local DROP_RESPONSE = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
-  trailer = true, ["transfer-encoding"] = true, upgrade = true, ["proxy-authenticate"] = true,
-  ["content-length"] = true, ["content-encoding"] = true }
+local DROP_REQUEST = txt.hop_by_hop_and({ "proxy-authorization", "proxy-authenticate", "host", "content-length",
+  "authorization", "connrt-key", "connrt-target", "connrt-cli", "connrt-json", "expect", "accept-encoding" })
+local DROP_RESPONSE = txt.hop_by_hop_and({ "proxy-authenticate", "content-length", "content-encoding" })
 
 -- The HTTP status each kind of error answers with.
 local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, provider = 502, connector = 502,

@@ -70,9 +70,7 @@ end
 -- Headers that decide where a request goes or how it is framed are libcurl's to set: a
 -- connector's Host header would send its credentials to another virtual host behind an
 -- allowed address (the HTTP client refuses them on every request that carries them, too).
-local ROUTING = { host = true, ["content-length"] = true, ["transfer-encoding"] = true, connection = true,
-  upgrade = true, te = true, trailer = true, ["keep-alive"] = true, ["proxy-connection"] = true,
-  ["proxy-authorization"] = true }
+local ROUTING = require("connrt.text").hop_by_hop_and({ "host", "content-length", "proxy-authorization" })
 local header_map = { map = string_map.map, key_check = function(k)
   if ROUTING[k:lower()] then return ("%s is set by connrt's HTTP client, not by connectors"):format(k) end
   if not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then return ("%q is not a header name"):format(k) end

@@ -127,6 +127,19 @@ end
 
 local HEADER_NAME = "^[%w!#$%%&'*+.^_`|~-]+$"
 
+--- The hop-by-hop headers (RFC 9110 7.6.1): they belong to one connection, never to the
+-- message a proxy passes on, and connrt never takes them from a connector or a caller.
+M.HOP_BY_HOP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true, trailer = true,
+  ["transfer-encoding"] = true, upgrade = true }
+
+--- A set of lowercased header names: the hop-by-hop ones and `names` (a list).
+function M.hop_by_hop_and(names)
+  local set = {}
+  for k in pairs(M.HOP_BY_HOP) do set[k] = true end
+  for _, k in ipairs(names) do set[k] = true end
+  return set
+end
+
 --- What keeps `name: value` from being one HTTP header line, or nil: a name that is not
 -- a token, or a value with a control character but TAB (RFC 9110; CR, LF or NUL would
 -- end the header, or the request).

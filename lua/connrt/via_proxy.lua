@@ -10,6 +10,7 @@ local errors = require("connrt.errors")
 local limits = require("connrt.limits")
 local log = require("connrt.log")
 local sys = require("connrt.sys")
+local txt = require("connrt.text")
 
 local M = {}
 
@@ -31,10 +32,9 @@ local KINDS = {
   internal = { "failed" },
 }
 
--- Headers of the proxy's own connection to this process (hop-by-hop, RFC 9110 7.6.1):
--- not part of the answer the direct path would show.
-local HOP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true, trailer = true,
-  ["transfer-encoding"] = true, upgrade = true }
+-- Headers of the proxy's own connection to this process (hop-by-hop): not part of the
+-- answer the direct path would show.
+local HOP = txt.HOP_BY_HOP
 
 local function socket_path()
   local p = os.getenv("CONNRT_PROXY")
@@ -151,7 +151,7 @@ local function raise_from(path, resp)
   local k = KINDS[name or ""]
   if not k then
     broken(path, "not an answer of connrt proxy (status %d, Connrt-Error %s)", resp.status,
-      require("connrt.text").escape_controls(tostring(name)))
+      txt.escape_controls(tostring(name)))
   end
   local doc = require("cjson.safe").decode(resp.body)
   if type(doc) ~= "table" or type(doc.message) ~= "string" or (doc.reason ~= nil and type(doc.reason) ~= "string") then
@@ -193,20 +193,16 @@ end
 -- process and the proxy, not to the upstream: the proxy's own controls (Connrt-*), the
 -- message's length and coding, hop-by-hop headers and Host. A request that carries one
 -- goes the direct path, which sends or refuses it as it does without the proxy.
-local FRAMING = { host = true, ["content-length"] = true, ["transfer-encoding"] = true, expect = true }
+local FRAMING = txt.hop_by_hop_and({ "host", "content-length", "expect" })
 
 -- True for headers that reach the upstream through the proxy as the direct path would
--- send them: each a valid name (an HTTP token) and a value of one line, none of the names
--- above (or the hop-by-hop HOP).
+-- send them: each one header line (connrt.text header_problem), none of the names above.
 local function proxiable_headers(headers)
   for _, hv in ipairs(headers or {}) do
     local name, value = hv[1], hv[2]
-    if type(name) ~= "string" or type(value) ~= "string" or not name:match("^[%w!#$%%&'*+.^_`|~-]+$")
-      or (value:gsub("\t", " ")):find("%c") then
-      return false
-    end
+    if txt.header_problem(name, value) then return false end
     local lower = name:lower()
-    if FRAMING[lower] or HOP[lower] or lower:sub(1, 6) == "connrt" then return false end
+    if FRAMING[lower] or lower:sub(1, 6) == "connrt" then return false end
   end
   return true
 end
@@ -269,7 +265,7 @@ function M.token(ref)
   -- a token as the direct path takes one from a token endpoint (oauth.lua): one line of
   -- printable text, within TOKEN_BYTES; never whatever bytes a peer sends
   local tok = resp.body:match("^(.*)\n$") or resp.body
-  local bad = require("connrt.text").control_char(tok)
+  local bad = txt.control_char(tok)
   if tok == "" or #tok > limits.TOKEN_BYTES or bad then
     broken(path, "the proxy's answer is not a token (%s)", tok == "" and "empty" or bad and ("a control character, " .. bad)
       or ("more than " .. limits.TOKEN_BYTES .. " bytes"))
