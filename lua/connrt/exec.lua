@@ -73,11 +73,16 @@ function M.names(ids, env_opts)
   return names
 end
 
--- Writes `data` to `sink` with the secrets replaced, and flushes it (a line reaches the
--- reader as soon as it is whole). False when the reader has gone (EPIPE).
+-- Writes redacted `text` to `sink` and flushes it (a line reaches the reader as soon as
+-- it is whole). False when the reader has gone (EPIPE).
+local function emit(sink, text)
+  if text == "" then return true end
+  return sink:write(text) and sink:flush() and true or false
+end
+
+-- Passes on `data` with the secrets replaced.
 local function pass_on(sink, data)
-  if data == "" then return true end
-  return sink:write(log.redact(data)) and sink:flush() and true or false
+  return emit(sink, log.redact(data))
 end
 
 -- Passes on the last text of a stream that has ended (no more will come): a secret only
@@ -85,9 +90,7 @@ end
 -- beginning is replaced as a whole one would be (log.tail_cut).
 local function pass_end(sink, data)
   local cut = log.tail_cut(data)
-  if cut < #data then data = log.redact(data:sub(1, cut)) .. "[redacted]" else data = log.redact(data) end
-  if data == "" then return true end
-  return sink:write(data) and sink:flush() and true or false
+  return emit(sink, log.redact(data:sub(1, cut)) .. (cut < #data and "[redacted]" or ""))
 end
 
 -- How long a wait for output lasts before connrt looks again for signals: one that

@@ -206,6 +206,10 @@ end
 -- parameter of another URL (a redirect_uri, a `next=`) is encoded once more, so a secret
 -- in it comes as %252B, and once more again inside a third.
 local PERCENT_LAYERS = 3
+-- How many times longer than a value its spelling in a text can be: each byte
+-- percent-encoded PERCENT_LAYERS times over (three bytes for one each time), each of
+-- those JSON-escaped (\u00XX: six).
+local ENCODED = math.tointeger(3 ^ PERCENT_LAYERS) * 6
 
 -- The decoded views of `s` worth searching: each {text, maps (innermost first)}.
 local function views(s)
@@ -262,9 +266,9 @@ local function build()
   for _, sp in ipairs(spellings) do
     if #sp > longest then longest = #sp end
   end
-  breaks.span = longest * math.tointeger(3 ^ PERCENT_LAYERS) * 6
+  breaks.span = longest * ENCODED
   -- the longest secret that holds a newline, encoded as a spelling may be (M.line_cut)
-  breaks.encoded = breaks.longest * math.tointeger(3 ^ PERCENT_LAYERS) * 6
+  breaks.encoded = breaks.longest * ENCODED
 end
 
 -- Where the known secrets are in `s`, in any spelling: merged ranges {a, b}, in order.
@@ -336,10 +340,9 @@ function M.safe_cut(s, at)
 end
 
 --- The most bytes one spelling of a registered secret can take in a text (0 when there
--- is none): each character of the longest spelling percent-encoded up to PERCENT_LAYERS
--- times over (three bytes for one each time), and each of those bytes JSON-escaped
--- (\u00XX: six). A caller that cuts a text anywhere keeps this much of its end back, so a
--- secret only begun there goes on whole with what follows.
+-- is none): the longest spelling, ENCODED times over. A caller that cuts a text
+-- anywhere keeps this much of its end back, so a secret only begun there goes on whole
+-- with what follows.
 function M.span()
   build()
   return breaks.span

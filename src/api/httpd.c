@@ -493,19 +493,13 @@ static void on_watch(evutil_socket_t fd, short what, void *ud) {
   int was = t->watching;
   t->watching = WATCH_NONE; /* neither event persists */
   struct evhttp_connection *evcon = t->req ? evhttp_request_get_connection(t->req) : NULL;
-  if (!evcon || !t->x || t->x->state != CONNRT_XFER_RUNNING) {
-    if (evcon && was == WATCH_FD) evhttp_connection_set_closecb(evcon, NULL, NULL);
-    return;
-  }
+  if (evcon && was == WATCH_FD) evhttp_connection_set_closecb(evcon, NULL, NULL); /* the watch is over */
+  if (!evcon || !t->x || t->x->state != CONNRT_XFER_RUNNING) return;
   if (client_gone(evcon)) {
-    if (was == WATCH_FD) evhttp_connection_set_closecb(evcon, NULL, NULL);
     client_left(t);
     return;
   }
-  if (was == WATCH_FD || !(what & EV_TIMEOUT)) { /* closed, yet not gone (a request read): done */
-    evhttp_connection_set_closecb(evcon, NULL, NULL);
-    return;
-  }
+  if (was == WATCH_FD || !(what & EV_TIMEOUT)) return; /* closed, yet not gone: nothing to stop */
   evutil_socket_t cfd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
   if (cfd < 0 || event_assign(t->watch, t->s->base, cfd, EV_CLOSED, on_watch, t) != 0) return;
   if (event_add(t->watch, NULL) == 0) {
