@@ -103,6 +103,16 @@ describe("connrt exec (integration) #integration", function()
     return h.connrt(argv, { env = e, timeout = 30 })
   end
 
+  -- `odd --mask` running a program that writes `line` and a newline `n` times at once:
+  -- passed on as it is (the helper's 30 s guard ends a run that is not linear; no time
+  -- is asserted).
+  local function flood_passes(line, n)
+    local res = exec({ "odd", "--mask", "--", "python3", "-c",
+      ("import sys; sys.stdout.write((%q + chr(10)) * %d)"):format(line, n) })
+    assert.equal(0, res.code, res.stderr:sub(1, 200))
+    assert.equal((line .. "\n"):rep(n), res.stdout)
+  end
+
   it("gives the program a valid token in CONNRT_TOKEN, in its environment only", function()
     -- the token is the connection's own, as `connrt token` gives it: compared across a
     -- try where direct reads before and after agree (a refresh may fall between, when the
@@ -327,13 +337,8 @@ describe("connrt exec (integration) #integration", function()
     assert.equal(0, res.code, res.stderr)
     assert.equal("[redacted]", res.stdout)
     -- adversarial: 4 MB of lines that each may go on into the key, every read's last
-    -- newline one to hold at (the helper's 30 s guard ends a run that is not linear; no
-    -- time is asserted)
-    local line = PEM:match("\n([^\n]*)\n")
-    res = exec({ "odd", "--mask", "--", "python3", "-c",
-      ("import sys; sys.stdout.write((%q + chr(10)) * 80000)"):format(line) })
-    assert.equal(0, res.code, res.stderr:sub(1, 200))
-    assert.equal((line .. "\n"):rep(80000), res.stdout)
+    -- newline one to hold at
+    flood_passes(PEM:match("\n([^\n]*)\n"), 80000)
   end)
 
   it("--mask hides a secret of several lines printed a line at a time, each line encoded", function()
@@ -356,13 +361,8 @@ describe("connrt exec (integration) #integration", function()
     assert.equal(0, res.code, res.stderr)
     assert.equal("[redacted]\nafter\n", res.stdout)
     -- adversarial: 4 MB of lines that each are, percent-decoded, a line that may go on
-    -- into the key (the helper's 30 s guard ends a run that is not linear; no time is
-    -- asserted)
-    local line = PEM:match("\n([^\n]*)\n"):gsub("[+/]", { ["+"] = "%2B", ["/"] = "%2F" })
-    res = exec({ "odd", "--mask", "--", "python3", "-c",
-      ("import sys; sys.stdout.write((%q + chr(10)) * 70000)"):format(line) })
-    assert.equal(0, res.code, res.stderr:sub(1, 200))
-    assert.equal((line .. "\n"):rep(70000), res.stdout)
+    -- into the key
+    flood_passes((PEM:match("\n([^\n]*)\n"):gsub("[+/]", { ["+"] = "%2B", ["/"] = "%2F" })), 70000)
   end)
 
   it("--mask: output that ends in the middle of a secret ends with [redacted]", function()
