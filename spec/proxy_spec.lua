@@ -213,6 +213,43 @@ print(s.recv(4096).split(b"\r\n")[0].decode())
       q.stop()
     end)
 
+    it("logs and counts the requests the HTTP parser answers itself", function()
+      local q = start_proxy({ "--socket", tmp .. "/refusing.sock", "--workers", "1", "--max-body", "1000" })
+      local before = #api.log()
+      -- one request on a connection of its own; its answer's status
+      local function raw(text)
+        local fd = assert(sys.unix_connect(q.info.socket))
+        sys.write(fd, text)
+        local got = sys.read(fd, 4096) or ""
+        sys.close(fd)
+        return tonumber(got:match("^HTTP/1%.%d (%d%d%d) "))
+      end
+      assert.equal(400, raw("GARBAGE\r\n\r\n"))
+      assert.equal(400, raw("GET /keyed/echo HTTP/1.1\r\nHost: x\r\nX-Big: " .. ("y"):rep(70000) .. "\r\n\r\n"))
+      assert.equal(413, raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" .. ("x"):rep(5000)))
+      assert.equal(501, raw("TRACE /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n"))
+      -- 100 Continue is not an answer; the 200 after it is the handler's, counted once
+      assert.equal(100, raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"))
+      assert.equal(200, (curl(q, "/keyed/echo", { "-H", "Expect: 100-continue", "--data-binary", "hello" })))
+      assert.equal(before + 1, #api.log())
+      local text
+      for _ = 1, 50 do -- published at most every PUBLISH_EVERY seconds
+        text = select(2, curl(q, "/_connrt/metrics"))
+        if text:find('class="5xx"} 1', 1, true) and text:find('"unknown",class="4xx"} 3', 1, true) then break end
+        sys.sleep(0.1)
+      end
+      assert.matches('connrt_proxy_requests_total{connection="unknown",class="4xx"} 3', text, 1, true)
+      assert.matches('connrt_proxy_requests_total{connection="unknown",class="5xx"} 1', text, 1, true)
+      assert.matches('class="2xx"} 1\n', text, 1, true)
+      local err = q.err()
+      local _, n400 = err:gsub("connrt proxy: %- %- 400 refused: a malformed request line or head", "")
+      assert.equal(2, n400)
+      assert.matches("connrt proxy: - - 413 refused: a body over --max-body", err, 1, true)
+      assert.matches("connrt proxy: - - 501 refused: a method the proxy does not serve", err, 1, true)
+      assert.is_nil(err:find(" 100 ", 1, true))
+      q.stop()
+    end)
+
     it("serves 256 concurrent clients", function()
       local dir = h.tmpdir()
       local cfg = {}

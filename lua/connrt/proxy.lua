@@ -42,7 +42,8 @@
 -- case. Waiting for another process's refresh (the lease's loop) sleeps in the
 -- coroutine: run_worker makes sys.sleep yield to the loop within a task.
 --
--- Bodies: a request's body is held whole (up to --max-body, 413 above, from evhttp),
+-- Bodies: a request's body is held whole (up to --max-body, 413 above, from evhttp:
+-- httpd reports each answer evhttp writes itself, Worker:refused logs and counts it),
 -- which is what lets a request be sent again after a refresh. An answer is streamed to
 -- the client as it arrives once it is final, unless its length is given and small (http.c
 -- STREAM_WHOLE: sent in one reply once it has come) (not a status the connection refreshes on,
@@ -402,6 +403,25 @@ function Worker:count_request(id, class)
   count(self.metrics.requests, (self.metrics.folded and M.OTHER or id) .. "\t" .. class)
 end
 
+-- Why evhttp answers a request itself, before the handler sees it (httpd on_output).
+local REFUSED = {
+  [400] = "a malformed request line or head, or a head over its limit",
+  [413] = "a body over --max-body, or broken chunked framing",
+  [501] = "a method the proxy does not serve",
+}
+
+-- `n` requests evhttp answered itself with `status` (httpd's on_refused): neither their
+-- method nor their path is known, so they are logged with "-" for both, and counted
+-- for no connection (M.UNKNOWN).
+function Worker:refused(status, n)
+  local why = REFUSED[status] or "refused by the HTTP server"
+  for _ = 1, n do
+    self:count_request(M.UNKNOWN, (status // 100) .. "xx")
+    log.err("connrt proxy: - - %d refused: %s", status, why)
+  end
+  self:publish()
+end
+
 -- Folds this worker's per-connection series into one, M.OTHER, for good: what it counts
 -- from now on is counted there too, so its metrics keep a size that fits the slot.
 local function fold(m)
@@ -691,6 +711,7 @@ local function run_worker(index, cfg, fd, shm)
     unix = cfg.unix, max_body = cfg.max_body, idle = cfg.idle,
     tick = M.PUBLISH_EVERY, on_tick = function() w:tick() end,
     on_hup = function() w:reload() end,
+    on_refused = function(status, n) w:refused(status, n) end,
   })
   if w.st then w.st:close() end
   if not ok then

@@ -4,8 +4,9 @@
  * memory block the workers publish their metrics in.
  *
  * evhttp parses requests (keep-alive, chunked bodies, limits on header and body sizes:
- * an oversized body gets 413 from evhttp itself, before our handler sees anything) and
- * writes responses; everything a request means is decided in Lua (lua/connrt/proxy.lua).
+ * an oversized body gets 413 from evhttp itself, before our handler sees anything, and
+ * on_output sees that answer go, so Lua logs and counts it) and writes responses;
+ * everything a request means is decided in Lua (lua/connrt/proxy.lua).
  *
  * Many requests are in flight in one worker, on one thread: each request's Lua handler
  * runs in a coroutine of its own (a task), and the upstream requests it makes run on
@@ -209,6 +210,8 @@ static void raise_fd_limit(void) {
 #define UPSTREAM_IDLE_MAX 256 /* idle upstream connections a worker keeps (libcurl's cache) */
 #define STREAM_HIGH (256 * 1024) /* a client's unsent bytes above which its upstream pauses */
 
+#define REFUSED_CODES 400 /* statuses 200..599 of answers evhttp writes itself */
+
 typedef struct task task_t;
 
 typedef struct {
@@ -221,7 +224,10 @@ typedef struct {
   CURLM *multi;
   int fd, is_unix, stopping, closed, can_watch;
   long inflight;
-  int handler_ref, tick_ref, hup_ref, tasks_ref;
+  int handler_ref, tick_ref, hup_ref, refused_ref, tasks_ref;
+  int sending;                  /* >0 while this file hands evhttp an answer (see on_output) */
+  struct event *refused_ev;     /* reports what evhttp refused, from the loop's top level */
+  unsigned refused[REFUSED_CODES]; /* evhttp's own answers not yet reported, by status - 200 */
   task_t *tasks, *tick_task;
 } server_t;
 
@@ -384,7 +390,9 @@ static void owe_reply(server_t *s, struct evhttp_request *req, int done_ref) {
 /* Answers a request whole; done_ref: as owe_reply. */
 static void send_whole(server_t *s, struct evhttp_request *req, int status, struct evbuffer *b, int done_ref) {
   owe_reply(s, req, done_ref);
+  s->sending++;
   evhttp_send_reply(req, status, reason(status), b);
+  s->sending--;
   maybe_finish(s);
 }
 
@@ -593,7 +601,9 @@ static int sink(void *ud, const char *data, size_t n) {
     t->cut = "out of memory";
     return -1;
   }
+  t->s->sending++;
   evhttp_send_reply_chunk_with_cb(t->req, t->chunk, on_drained, t);
+  t->s->sending--;
   return 0;
 }
 
@@ -643,7 +653,9 @@ static void stream_end(task_t *t) {
       int done = LUA_NOREF; /* all came: done once it has all gone (or the client has) */
       if (!why) done = t->done_ref, t->done_ref = LUA_NOREF;
       owe_reply(s, req, done);
+      s->sending++;
       evhttp_send_reply_end(req);
+      s->sending--;
       maybe_finish(s);
     } else {
       evhttp_request_set_on_complete_cb(req, NULL, NULL);
@@ -672,7 +684,9 @@ static void stream_start(task_t *t, connrt_xfer *x, int status) {
   t->streaming = 1;
   evhttp_request_set_on_complete_cb(req, on_stream_complete, t);
   evhttp_connection_set_closecb(evcon, on_client_close, t);
+  s->sending++;
   evhttp_send_reply_start(req, status, reason(status));
+  s->sending--;
   x->sink = sink;
   x->state = CONNRT_XFER_STREAMING;
   unpause(t, x);
@@ -934,6 +948,61 @@ static void on_request(struct evhttp_request *req, void *ud) {
   task_resume(t, 1);
 }
 
+/* --- answers evhttp writes itself ------------------------------------------------------ */
+
+/* evhttp answers some requests without calling on_request: 413 for a body over
+ * --max-body or a head over its limit, 400 for a malformed request, 501 for a method
+ * not served. libevent 2.1 has no callback for them, so each client connection's
+ * bufferevent is made here (evhttp_set_bevcb, the one evhttp would make) with a watch on
+ * what is added to its output: an addition made while this file is not handing evhttp
+ * an answer (s->sending) that begins with a status line is one of evhttp's own. The
+ * status is noted and reported to Lua (on_refused) from the loop's top level, so that
+ * each is logged and counted like every other answer. */
+static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *ud) {
+  server_t *s = ud;
+  if (s->sending || info->n_added < 13) return;
+  struct evbuffer_ptr at;
+  char line[13];
+  if (evbuffer_ptr_set(buf, &at, info->orig_size, EVBUFFER_PTR_SET) != 0 ||
+      evbuffer_copyout_from(buf, &at, line, sizeof line) != (ev_ssize_t)sizeof line)
+    return;
+  /* "HTTP/1.1 413 ": evhttp_make_header adds the status line on its own */
+  if (memcmp(line, "HTTP/", 5) != 0 || line[6] != '.' || line[8] != ' ' || line[12] != ' ') return;
+  int status = 0;
+  for (int i = 9; i < 12; i++) {
+    if (line[i] < '0' || line[i] > '9') return;
+    status = status * 10 + (line[i] - '0');
+  }
+  if (status < 200 || status >= 200 + REFUSED_CODES) return; /* 100 Continue is not an answer */
+  s->refused[status - 200]++;
+  if (s->refused_ev) event_active(s->refused_ev, 0, 0);
+}
+
+static struct bufferevent *make_bev(struct event_base *base, void *ud) {
+  struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+  if (bev) evbuffer_add_cb(bufferevent_get_output(bev), on_output, ud);
+  return bev;
+}
+
+static void on_refused(evutil_socket_t fd, short what, void *ud) {
+  (void)fd;
+  (void)what;
+  server_t *s = ud;
+  lua_State *L = s->L;
+  for (int i = 0; i < REFUSED_CODES; i++) {
+    unsigned n = s->refused[i];
+    s->refused[i] = 0;
+    if (n == 0 || s->refused_ref == LUA_NOREF) continue;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->refused_ref);
+    lua_pushinteger(L, 200 + i);
+    lua_pushinteger(L, (lua_Integer)n);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+      fprintf(stderr, "connrt proxy: internal error after a refused request: %s\n", lua_tostring(L, -1));
+    lua_settop(L, top);
+  }
+}
+
 static void on_term(evutil_socket_t sig, short what, void *ud) {
   (void)sig;
   (void)what;
@@ -1021,7 +1090,8 @@ static int opt_ref(lua_State *L, int idx, const char *field) {
  * SIGTERM or SIGINT, calling handler(req) for each request (see on_request). opts:
  * unix (boolean: fd is a unix socket), max_body (bytes; more gets 413), max_headers
  * (bytes), idle (seconds a client may stay silent), tick (seconds) and on_tick
- * (function), on_hup (function). Returns true when it stopped as asked. */
+ * (function), on_hup (function), on_refused (function(status, n): n requests evhttp
+ * answered itself with status, see on_output). Returns true when it stopped as asked. */
 static int httpd_serve(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -1052,6 +1122,7 @@ static int httpd_serve(lua_State *L) {
   s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   s->tick_ref = opt_ref(L, 3, "on_tick");
   s->hup_ref = opt_ref(L, 3, "on_hup");
+  s->refused_ref = opt_ref(L, 3, "on_refused");
   lua_newtable(L); /* tasks: coroutine -> its task */
   s->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
@@ -1091,6 +1162,7 @@ static int httpd_serve(lua_State *L) {
   evhttp_set_max_headers_size(s->http, (ev_ssize_t)max_headers);
   evhttp_set_timeout(s->http, idle < 1 ? 1 : (int)idle);
   evhttp_set_gencb(s->http, on_request, s);
+  evhttp_set_bevcb(s->http, make_bev, s);
   s->bound = evhttp_accept_socket_with_handle(s->http, fd);
   if (!s->bound) {
     evtimer_del(s->timer_ev);
@@ -1116,6 +1188,7 @@ static int httpd_serve(lua_State *L) {
   event_add(s->term_ev, NULL);
   event_add(s->int_ev, NULL);
   event_add(s->hup_ev, NULL);
+  s->refused_ev = event_new(s->base, -1, 0, on_refused, s);
   if (tick > 0 && s->tick_ref != LUA_NOREF) {
     s->tick_ev = event_new(s->base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = { (time_t)tick, (suseconds_t)((tick - (lua_Number)(time_t)tick) * 1e6) };
@@ -1157,11 +1230,13 @@ static int httpd_serve(lua_State *L) {
   event_free(s->term_ev);
   event_free(s->int_ev);
   event_free(s->hup_ev);
+  if (s->refused_ev) event_free(s->refused_ev);
   if (s->tick_ev) event_free(s->tick_ev);
   event_base_free(s->base);
   luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->tick_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->hup_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->refused_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->tasks_ref);
   lua_pushboolean(L, s->stopping);
   return 1;
