@@ -213,41 +213,175 @@ print(s.recv(4096).split(b"\r\n")[0].decode())
       q.stop()
     end)
 
-    it("logs and counts the requests the HTTP parser answers itself", function()
-      local q = start_proxy({ "--socket", tmp .. "/refusing.sock", "--workers", "1", "--max-body", "1000" })
-      local before = #api.log()
-      -- one request on a connection of its own; its answer's status
+    describe("answers from the HTTP parser and hostile peers", function()
+      local q
+      setup(function()
+        q = start_proxy({ "--socket", tmp .. "/refusing.sock", "--workers", "1", "--max-body", "1000" })
+      end)
+      teardown(function() if q then q.stop() end end)
+
+      -- Sends `text` (or each text of an array, 0.3 s apart) on a connection of its own
+      -- and reads until the proxy closes it (or 5 s pass); returns the statuses of the
+      -- answers, in order, and what was read.
       local function raw(text)
         local fd = assert(sys.unix_connect(q.info.socket))
-        sys.write(fd, text)
-        local got = sys.read(fd, 4096) or ""
+        for i, piece in ipairs(type(text) == "table" and text or { text }) do
+          if i > 1 then sys.sleep(0.3) end
+          sys.write(fd, piece)
+        end
+        local got, deadline = {}, sys.monotime() + 5
+        while sys.monotime() < deadline and sys.readable(fd, 0.2) do
+          local chunk = sys.read(fd, 65536)
+          if not chunk or chunk == "" then break end
+          got[#got + 1] = chunk
+        end
         sys.close(fd)
-        return tonumber(got:match("^HTTP/1%.%d (%d%d%d) "))
+        local all, statuses = table.concat(got), {}
+        for st in all:gmatch("HTTP/[%d.-]+ (%d%d%d) ") do statuses[#statuses + 1] = tonumber(st) end
+        return statuses, all
       end
-      assert.equal(400, raw("GARBAGE\r\n\r\n"))
-      assert.equal(400, raw("GET /keyed/echo HTTP/1.1\r\nHost: x\r\nX-Big: " .. ("y"):rep(70000) .. "\r\n\r\n"))
-      assert.equal(413, raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" .. ("x"):rep(5000)))
-      assert.equal(501, raw("TRACE /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n"))
-      -- 100 Continue is not an answer; the 200 after it is the handler's, counted once
-      assert.equal(100, raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"))
-      assert.equal(200, (curl(q, "/keyed/echo", { "-H", "Expect: 100-continue", "--data-binary", "hello" })))
-      assert.equal(before + 1, #api.log())
-      local text
-      for _ = 1, 50 do -- published at most every PUBLISH_EVERY seconds
-        text = select(2, curl(q, "/_connrt/metrics"))
-        if text:find('class="5xx"} 1', 1, true) and text:find('"unknown",class="4xx"} 3', 1, true) then break end
-        sys.sleep(0.1)
+
+      local function metrics_until(pattern)
+        local text
+        for _ = 1, 50 do -- published at most every PUBLISH_EVERY seconds
+          text = select(2, curl(q, "/_connrt/metrics"))
+          if text:find(pattern, 1, true) then break end
+          sys.sleep(0.1)
+        end
+        return text
       end
-      assert.matches('connrt_proxy_requests_total{connection="unknown",class="4xx"} 3', text, 1, true)
-      assert.matches('connrt_proxy_requests_total{connection="unknown",class="5xx"} 1', text, 1, true)
-      assert.matches('class="2xx"} 1\n', text, 1, true)
-      local err = q.err()
-      local _, n400 = err:gsub("connrt proxy: %- %- 400 refused: a malformed request line or head", "")
-      assert.equal(2, n400)
-      assert.matches("connrt proxy: - - 413 refused: a body over --max-body", err, 1, true)
-      assert.matches("connrt proxy: - - 501 refused: a method the proxy does not serve", err, 1, true)
-      assert.is_nil(err:find(" 100 ", 1, true))
-      q.stop()
+
+      local function unknown(class)
+        local text = select(2, curl(q, "/_connrt/metrics"))
+        return tonumber(text:match('connrt_proxy_requests_total{connection="unknown",class="' .. class .. '"} (%d+)')) or 0
+      end
+
+      it("logs and counts each, first on its connection or after other answers", function()
+        local before = #api.log()
+        local get = "GET /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n"
+        local cases = {
+          { "GARBAGE\r\n\r\n", { 400 } },
+          { "GET /keyed/echo HTTP/1.1\r\nHost: x\r\nX-Big: " .. ("y"):rep(70000) .. "\r\n\r\n", { 400 } },
+          { "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" .. ("x"):rep(5000), { 413 } },
+          { "TRACE /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n", { 501 } },
+          { "TRACE / HTTP/1.10\r\n\r\n", { 501 } }, -- evhttp answers in the version it was given
+          { "TRACE / HTTP/1.-1\r\n\r\n", { 501 } },
+          { "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nExpect: nothing\r\nContent-Length: 5\r\n\r\n", { 417 } },
+          -- on a keep-alive connection, after an answer of the handler's (pipelined)
+          { get .. "TRACE / HTTP/1.1\r\n\r\n", { 200, 501 } },
+          { get .. "GARBAGE\r\n\r\n", { 200, 400 } },
+          { get .. "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\n\r\n", { 200, 413 } },
+          -- after 100 Continue (not an answer: never counted)
+          { { "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "zz\r\n" }, { 100, 413 } },
+          -- two answers of the handler's, then a refusal, the requests 0.3 s apart
+          { { get, get, "TRACE / HTTP/1.1\r\n\r\n" }, { 200, 200, 501 } },
+        }
+        local c4, c5 = unknown("4xx"), unknown("5xx")
+        for _, c in ipairs(cases) do
+          assert.same(c[2], (raw(c[1])), type(c[1]) == "string" and c[1]:sub(1, 40) or c[1][1]:sub(1, 40))
+        end
+        -- 4xx: 400 x3, 413 x3, 417; 5xx: 501 x5
+        local text = metrics_until('"unknown",class="5xx"} ' .. (c5 + 5))
+        assert.matches('connrt_proxy_requests_total{connection="unknown",class="4xx"} ' .. (c4 + 7), text, 1, true)
+        assert.matches('connrt_proxy_requests_total{connection="unknown",class="5xx"} ' .. (c5 + 5), text, 1, true)
+        assert.equal(before + 5, #api.log()) -- the GETs before a refusal, nothing else
+        local err = q.err()
+        local _, n400 = err:gsub("connrt proxy: %- %- 400 refused: a malformed request line or head", "")
+        local _, n413 = err:gsub("connrt proxy: %- %- 413 refused: a body over %-%-max%-body", "")
+        local _, n501 = err:gsub("connrt proxy: %- %- 501 refused: a method the proxy does not serve", "")
+        assert.same({ 3, 3, 5 }, { n400, n413, n501 })
+        assert.matches("connrt proxy: - - 417 refused: an Expect header other than 100-continue", err, 1, true)
+        assert.is_nil(err:find(" 100 ", 1, true))
+      end)
+
+      it("counts what it answers itself for no connection: a bad path, its own endpoints", function()
+        local c4 = unknown("4xx")
+        assert.equal(404, (curl(q, "/")))
+        assert.equal(404, (curl(q, "/_connrt/nothing")))
+        assert.same({ 400 }, (raw("GET http://elsewhere/keyed/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")))
+        local text = metrics_until('"unknown",class="4xx"} ' .. (c4 + 3))
+        assert.matches('connrt_proxy_requests_total{connection="unknown",class="4xx"} ' .. (c4 + 3), text, 1, true)
+      end)
+
+      it("refuses a request whose framing is ambiguous, and closes its connection", function()
+        local before = #api.log()
+        local statuses, all = raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\n"
+          .. "abcdeGET /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert.same({ 400 }, statuses)
+        assert.matches("Content-Length given twice", all, 1, true)
+        statuses = raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+          .. "5\r\nabcde\r\n0\r\n\r\n")
+        assert.same({ 400 }, statuses)
+        -- the same length twice is one length
+        statuses = raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n"
+          .. "Connection: close\r\n\r\nabc")
+        assert.same({ 200 }, statuses)
+        assert.equal(before + 1, #api.log())
+        -- sent on as it came: no Content-Type the client did not give
+        local last = api.log()[#api.log()]
+        assert.equal("abc", last.body)
+        assert.is_nil(last.headers["content-type"])
+      end)
+
+      it("logs a path with spaces with them encoded, so the status stays the fourth field", function()
+        raw("GET /nope 200 0.1ms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert.matches("connrt proxy: GET /nope%20200%200.1ms 404 ", q.err(), 1, true)
+      end)
+
+      it("passes no Connrt-* header on, either way, and adds no Content-Type of its own", function()
+        local code, _, head = curl(q, "/keyed/headers?Connrt-Error=needs_reconnect&Connrt-Other=x&X-Kept=yes",
+          { "-H", "Connrt-Whatever: secret-ish" })
+        assert.equal(200, code)
+        assert.matches("X-Kept: yes", head, 1, true)
+        assert.is_nil(head:lower():find("connrt-", 1, true))
+        assert.is_nil(head:lower():find("content-type", 1, true))
+        local last = api.log()[#api.log()]
+        assert.is_nil(last.headers["connrt-whatever"])
+        -- and `connrt request` through it says what the direct path says: no error
+        local res = h.connrt({ "request", "keyed", "/headers?Connrt-Error=needs_reconnect" },
+          { env = { CONNRT_HOME = home, CONNRT_PROXY = q.info.socket } })
+        assert.equal(0, res.code, res.stderr)
+      end)
+
+      it("reads no more than it holds from a client whose answer is being written", function()
+        -- a streamed answer the client does not read, while it sends 64 MiB: the worker
+        -- must leave what it cannot use in the socket, not in its memory
+        local worker = proxies.children(q.pid)[1]
+        local function rss()
+          local f = assert(io.open("/proc/" .. worker .. "/status"))
+          local kb = tonumber(f:read("a"):match("VmRSS:%s+(%d+)"))
+          f:close()
+          return kb
+        end
+        local before = rss()
+        local script = tmp .. "/flood.py"
+        h.write(script, [[
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"GET /keyed/stream?n=200000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+time.sleep(1)
+s.settimeout(3)
+sent, junk = 0, b"A" * 65536
+try:
+    while sent < 64 << 20:
+        sent += s.send(junk)
+except socket.timeout:
+    pass
+print(sent)
+sys.stdout.flush()
+time.sleep(1)
+]])
+        local f = io.popen("python3 " .. h.shell_quote(script) .. " " .. h.shell_quote(q.info.socket))
+        local sent = tonumber(f:read("a"))
+        f:close()
+        assert(sent, "the flood script said nothing")
+        local grown = rss() - before
+        assert.is_true(sent < 16 * 1024 * 1024, "the client sent " .. sent .. " bytes unhindered")
+        assert.is_true(grown < 32 * 1024, "the worker grew by " .. grown .. " KiB")
+        -- and the worker still serves
+        assert.equal(200, (curl(q, "/keyed/echo")))
+      end)
     end)
 
     it("serves 256 concurrent clients", function()

@@ -62,8 +62,9 @@
 -- again if one dies. Metrics: each worker counts its own and copies them to its slot of
 -- shared memory at most every PUBLISH_EVERY seconds (its tick publishes what a request
 -- left unpublished), where whichever worker answers /_connrt/metrics sums them. Series
--- are per served connection (any other name is "unknown"); a worker whose series outgrow
--- its slot folds them into "other" and says so (Worker:publish), never silently stale.
+-- are per served connection (every other request, for another name or none, is
+-- "unknown"); a worker whose series outgrow its slot folds them into "other" and says so
+-- (Worker:publish), never silently stale.
 --
 -- Access: a unix socket (default) is created 0600 in a 0700 directory; a TCP listener
 -- (--listen) requires the proxy key in a Connrt-Key header on every request (401
@@ -150,8 +151,12 @@ M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 -- without the upstream's Content-Encoding (a gzip body sent on as plain text under
 -- "Content-Encoding: gzip" broke every client that asked for gzip: Node's fetch does).
 local DROP_REQUEST = txt.hop_by_hop_and({ "proxy-authorization", "proxy-authenticate", "host", "content-length",
-  "authorization", "connrt-key", "connrt-target", "connrt-cli", "connrt-json", "expect", "accept-encoding" })
+  "authorization", "expect", "accept-encoding" })
 local DROP_RESPONSE = txt.hop_by_hop_and({ "proxy-authenticate", "content-length", "content-encoding" })
+-- Connrt-* is the proxy's own: a caller's (Connrt-Key, Connrt-Target, ...) never goes
+-- upstream, and an upstream's never reaches the caller, where a Connrt-Error would pass
+-- for one of the proxy's refusals (and set `connrt request`'s message and exit status).
+local function own(name) return name:sub(1, 7) == "connrt-" end
 
 -- The HTTP status each kind of error answers with.
 local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, provider = 502, connector = 502,
@@ -407,6 +412,7 @@ end
 local REFUSED = {
   [400] = "a malformed request line or head, or a head over its limit",
   [413] = "a body over --max-body, or broken chunked framing",
+  [417] = "an Expect header other than 100-continue",
   [501] = "a method the proxy does not serve",
 }
 
@@ -582,11 +588,14 @@ function Worker:forward(req, ref, rest)
   local headers = {}
   for i, h in ipairs(list) do
     local n = names[i]
-    if not DROP_REQUEST[n] and not hop[n] then headers[#headers + 1] = h end
+    if not DROP_REQUEST[n] and not hop[n] and not own(n) then headers[#headers + 1] = h end
   end
   if req.body and (req.method == "GET" or req.method == "HEAD") then
     errors.raise("usage", "a %s request cannot have a body", req.method)
   end
+  -- a body sent without a Content-Type goes on without one: libcurl would call it a form
+  -- (a blank value stops libcurl adding its own and is not sent)
+  if req.body and not req.h["content-type"] then headers[#headers + 1] = { "Content-Type", "" } end
   -- `connrt request --json-body` through the proxy: the body is JSON for
   -- Connection:request to merge the connector's body parameters into, as it does there
   local body, json = req.body, nil
@@ -605,9 +614,26 @@ function Worker:forward(req, ref, rest)
   local rhop = connection_tokens(rnames, function(i) return rlist[i].value end)
   for i, x in ipairs(rlist) do
     local n = rnames[i]
-    if not DROP_RESPONSE[n] and not rhop[n] then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
+    if not DROP_RESPONSE[n] and not rhop[n] and not own(n) then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
   end
   return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
+end
+
+-- Why a request's framing cannot be trusted, or nil: Content-Length given twice with
+-- different values, or together with Transfer-Encoding (evhttp takes the first length,
+-- or the chunks, and reads what is left as the next request).
+local function framing_problem(names, list)
+  local length, chunked
+  for i, n in ipairs(names) do
+    if n == "content-length" then
+      local v = txt.trim(list[i][2])
+      if length and v ~= length then return "Content-Length given twice, with different values" end
+      length = v
+    elseif n == "transfer-encoding" then
+      chunked = true
+    end
+  end
+  if length and chunked then return "both Content-Length and Transfer-Encoding" end
 end
 
 -- Every request (called by httpd.serve, in a coroutine of its own). Returns status,
@@ -624,9 +650,15 @@ function Worker:handle(req)
     if h[n] == nil then h[n] = x[2] end
   end
   req.names, req.h = names, h
-  local status, headers, body, conn_id, stream
+  local status, headers, body, conn_id, stream, forwarded
   local path = req.target:gsub("[?#].*$", "")
-  if self.cfg.key and not same(h["connrt-key"], self.cfg.key) then
+  local framing = framing_problem(names, req.headers)
+  if framing then
+    -- the body evhttp read may not be the one the client meant, nor the rest of the
+    -- connection its next request: answered, and the connection closed (RFC 9112 6.3)
+    status, headers, body = json_error(400, "usage", framing)
+    headers[#headers + 1] = { "Connection", "close" }
+  elseif self.cfg.key and not same(h["connrt-key"], self.cfg.key) then
     status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
   elseif req.target:sub(1, 1) ~= "/" then
     -- absolute-form (GET http://host/ HTTP/1.1): this is not a forward proxy
@@ -640,7 +672,9 @@ function Worker:handle(req)
     local ref = path:match("^/_connrt/token/([%w_.-]+)$")
     local ok, tok = pcall(function()
       if not ref then errors.raise("usage", "no connection in the path") end
-      return self:connection(ref):token()
+      local conn = self:connection(ref)
+      conn_id = conn:id()
+      return conn:token()
     end)
     if ok then
       status, headers, body = 200, { { "Content-Type", "text/plain" } }, tok .. "\n"
@@ -677,19 +711,21 @@ function Worker:handle(req)
       -- a series per connection this proxy serves; any other name is one series, so
       -- requests for made-up names cannot grow the metrics
       conn_id = conn_id or (self.conns[ref] and self.conns[ref]:id()) or M.UNKNOWN
+      forwarded = true
     end
   end
-  if conn_id then observe(self.metrics, sys.monotime() - started) end
+  if forwarded then observe(self.metrics, sys.monotime() - started) end
   -- counted and logged once the answer has been written (httpd calls this): one that was
   -- cut, or whose client went away before it had all gone, is an error, logged with why;
-  -- one line per request, the path without its query (which may carry anything)
+  -- one line per request, the path without its query (which may carry anything) and with
+  -- its spaces encoded (evhttp takes a request line's path up to its last space), so that
+  -- the status is always the fourth field. Every request is counted: one that names no
+  -- served connection (the proxy's own paths, a missing key) under M.UNKNOWN.
   return status, headers, body, stream, function(why)
-    if conn_id then
-      self:count_request(conn_id, why and "error" or (status // 100) .. "xx")
-      self:publish()
-    end
-    log.err("connrt proxy: %s %s %d %.1fms%s", req.method, path, status, (sys.monotime() - started) * 1000,
-      why and (" cut: " .. why) or "")
+    self:count_request(conn_id or M.UNKNOWN, why and "error" or (status // 100) .. "xx")
+    self:publish()
+    log.err("connrt proxy: %s %s %d %.1fms%s", req.method, (path:gsub(" ", "%%20")), status,
+      (sys.monotime() - started) * 1000, why and (" cut: " .. why) or "")
   end
 end
 

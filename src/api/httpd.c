@@ -293,8 +293,22 @@ static void maybe_finish(server_t *s) {
   if (s->stopping && s->inflight <= 0) event_base_loopbreak(s->base);
 }
 
+/* What a client sends while its request is answered (its next request, pipelined, or
+ * anything at all) is read up to HELD_INPUT_MAX bytes and then left in the socket until
+ * the answer has gone: evhttp reads a connection whose request it answers only to notice
+ * a close, and would otherwise take in whatever the client sends meanwhile, without
+ * bound. Bounded from the handler's start (on_request) to the answer's end (each
+ * completion callback, which evhttp calls before it reads the next request). */
+#define HELD_INPUT_MAX (64 * 1024)
+
+static void bound_input(struct evhttp_request *req, int on) {
+  struct evhttp_connection *evcon = req ? evhttp_request_get_connection(req) : NULL;
+  struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  if (bev) bufferevent_setwatermark(bev, EV_READ, 0, on ? HELD_INPUT_MAX : 0);
+}
+
 static void on_complete(struct evhttp_request *req, void *ud) {
-  (void)req;
+  bound_input(req, 0);
   server_t *s = ud;
   s->inflight--;
   maybe_finish(s);
@@ -356,6 +370,7 @@ static void owed_done(owed_t *o, const char *why) {
 }
 
 static void on_owed_complete(struct evhttp_request *req, void *ud) {
+  bound_input(req, 0);
   struct evhttp_connection *evcon = evhttp_request_get_connection(req);
   owed_t *o = ud;
   if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
@@ -609,7 +624,7 @@ static int sink(void *ud, const char *data, size_t n) {
 
 /* evhttp is done with a streamed request before we are (an error on its connection). */
 static void on_stream_complete(struct evhttp_request *req, void *ud) {
-  (void)req;
+  bound_input(req, 0);
   task_t *t = ud;
   t->req = NULL;
   t->s->inflight--;
@@ -911,6 +926,7 @@ static void on_request(struct evhttp_request *req, void *ud) {
   server_t *s = ud;
   s->inflight++;
   evhttp_request_set_on_complete_cb(req, on_complete, s);
+  bound_input(req, 1);
   const char *m = method_name(evhttp_request_get_command(req));
   if (!m) {
     send_plain(s, req, 405, "{\"error\":\"method\",\"message\":\"method not allowed\"}");
@@ -961,15 +977,27 @@ static void on_request(struct evhttp_request *req, void *ud) {
 static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *ud) {
   server_t *s = ud;
   if (s->sending || info->n_added < 13) return;
+  /* the added bytes' beginning: peeked, since evbuffer_copyout_from refuses a buffer whose
+   * start is frozen, as a socket bufferevent's output is between its writes */
+  char line[32];
+  size_t want = info->n_added < sizeof line ? info->n_added : sizeof line, got = 0;
   struct evbuffer_ptr at;
-  char line[13];
-  if (evbuffer_ptr_set(buf, &at, info->orig_size, EVBUFFER_PTR_SET) != 0 ||
-      evbuffer_copyout_from(buf, &at, line, sizeof line) != (ev_ssize_t)sizeof line)
-    return;
-  /* "HTTP/1.1 413 ": evhttp_make_header adds the status line on its own */
-  if (memcmp(line, "HTTP/", 5) != 0 || line[6] != '.' || line[8] != ' ' || line[12] != ' ') return;
+  struct evbuffer_iovec v[4];
+  if (evbuffer_ptr_set(buf, &at, info->orig_size, EVBUFFER_PTR_SET) != 0) return;
+  int k = evbuffer_peek(buf, (ev_ssize_t)want, &at, v, 4);
+  for (int i = 0; i < k && i < 4 && got < want; i++) {
+    size_t c = v[i].iov_len < want - got ? v[i].iov_len : want - got;
+    memcpy(line + got, v[i].iov_base, c);
+    got += c;
+  }
+  /* "HTTP/<version> NNN ": evhttp_make_header adds the status line on its own, with the
+   * version as the client wrote it (any digits, a sign: "HTTP/1.10", "HTTP/1.-1") */
+  if (got < 13 || memcmp(line, "HTTP/", 5) != 0) return;
+  size_t sp = 5;
+  while (sp < got && line[sp] != ' ') sp++;
+  if (sp + 5 > got || line[sp + 4] != ' ') return;
   int status = 0;
-  for (int i = 9; i < 12; i++) {
+  for (size_t i = sp + 1; i < sp + 4; i++) {
     if (line[i] < '0' || line[i] > '9') return;
     status = status * 10 + (line[i] - '0');
   }
@@ -1162,6 +1190,9 @@ static int httpd_serve(lua_State *L) {
   evhttp_set_max_headers_size(s->http, (ev_ssize_t)max_headers);
   evhttp_set_timeout(s->http, idle < 1 ? 1 : (int)idle);
   evhttp_set_gencb(s->http, on_request, s);
+  /* an upstream answer without a Content-Type goes out without one (evhttp would add
+   * "text/html; charset=ISO-8859-1") */
+  evhttp_set_default_content_type(s->http, NULL);
   evhttp_set_bevcb(s->http, make_bev, s);
   s->bound = evhttp_accept_socket_with_handle(s->http, fd);
   if (!s->bound) {
@@ -1195,6 +1226,7 @@ static int httpd_serve(lua_State *L) {
     event_add(s->tick_ev, &tv);
   }
   event_base_dispatch(s->base);
+  on_refused(-1, 0, s); /* refusals noted since the last report, before the loop stopped */
 
   /* what is still in flight after the grace period is dropped: off the loop first, so
    * that nothing calls back into a task while evhttp and libcurl close */
