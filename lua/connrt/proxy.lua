@@ -156,7 +156,7 @@ local DROP_RESPONSE = txt.hop_by_hop_and({ "proxy-authenticate", "content-length
 -- Connrt-* is the proxy's own: a caller's (Connrt-Key, Connrt-Target, ...) never goes
 -- upstream, and an upstream's never reaches the caller, where a Connrt-Error would pass
 -- for one of the proxy's refusals (and set `connrt request`'s message and exit status).
-local function own(name) return name:sub(1, 7) == "connrt-" end
+local function own(name) return name:find("^connrt%-") ~= nil end
 
 -- The HTTP status each kind of error answers with.
 local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, provider = 502, connector = 502,
@@ -547,6 +547,24 @@ function Worker:tick()
   if self.unpublished then self:publish(true) end
 end
 
+-- The modules a request may load on first use (connrt.lazy, a require inside a function):
+-- each is a file to open, and a worker at its descriptor limit could not.
+M.REQUEST_PATH = { "cjson.safe", "connrt.format", "connrt.crypto", "connrt.connection", "connrt.connector",
+  "connrt.sandbox", "connrt.schema", "connrt.template", "connrt.request", "connrt.http", "connrt.oauth",
+  "connrt.autoconf", "connrt.discovery", "connrt.registration", "connrt.origins", "connrt.url" }
+
+--- Before the first client is accepted: the store opened and the request path's modules
+-- loaded, while there are descriptors to do it with. Clients holding connections up to
+-- the worker's limit (httpd then pauses accepting) must not leave it unable to answer
+-- once they go; a connection that closed while waiting to be accepted still takes a
+-- descriptor for a moment when it is. A store that fails to open here is each request's
+-- store error, as it would be later.
+function Worker:warm()
+  for _, name in ipairs(M.REQUEST_PATH) do require(name) end
+  local ok, err = pcall(self.store, self)
+  if not ok then log.err("connrt proxy: worker %d: %s", self.index, tostring(errors.is(err) and err.message or err)) end
+end
+
 function Worker:health()
   local list = {}
   for _, rec in ipairs(self:served_records()) do
@@ -665,7 +683,14 @@ function Worker:handle(req)
     status, headers, body = json_error(400, "usage", "the request target must be a path: /CONNECTION/PATH")
   elseif path == "/_connrt/health" and req.method == "GET" then
     local ok, a, b, c = pcall(self.health, self)
-    if ok then status, headers, body = a, b, c else status, headers, body = json_error(500, "store", tostring(a.message or a)) end
+    if ok then
+      status, headers, body = a, b, c
+    elseif errors.is(a) then
+      status, headers, body = json_error(STATUS[a.kind] or 500, a.kind, a.message, { reason = a.reason })
+    else
+      log.err("connrt proxy: internal error: %s", tostring(a))
+      status, headers, body = json_error(500, "internal", "internal error in the proxy")
+    end
   elseif path:match("^/_connrt/token/") and req.method == "GET" and req.unix then
     -- `connrt token` through CONNRT_PROXY: the one answer that is a bare token (a unix
     -- socket only: its owner can read the store anyway)
@@ -724,7 +749,7 @@ function Worker:handle(req)
   return status, headers, body, stream, function(why)
     self:count_request(conn_id or M.UNKNOWN, why and "error" or (status // 100) .. "xx")
     self:publish()
-    log.err("connrt proxy: %s %s %d %.1fms%s", req.method, (path:gsub(" ", "%%20")), status,
+    log.err("connrt proxy: %s %s %d %.1fms%s", req.method, path:find(" ", 1, true) and path:gsub(" ", "%%20") or path, status,
       (sys.monotime() - started) * 1000, why and (" cut: " .. why) or "")
   end
 end
@@ -740,6 +765,7 @@ local function run_worker(index, cfg, fd, shm)
     return blocking_sleep(seconds)
   end
   local w = M.new_worker(index, cfg, shm)
+  w:warm()
   w:adopt_metrics()
   w:publish(true)
   local httpd = require("connrt.httpd")
