@@ -5,12 +5,51 @@
 -- is open, and accepts again once descriptors are free; and it can answer then, though a
 -- connection that closed while waiting to be accepted still takes a descriptor for a
 -- moment when it is (the worker opened its store and loaded what a request needs before
--- serving, while it had descriptors). Real processes: a proxy whose worker is limited to
--- 4 descriptors more than it has open once it serves (prlimit), 300 idle clients on its
--- socket.
+-- serving, while it had descriptors); a request that cannot open what it needs is a 503
+-- that says why. Real processes: a proxy whose worker is left 4 descriptors (or 1) once it
+-- serves (prlimit), 300 idle clients on its socket.
 local h = require("support.helpers")
 local proxy = require("support.proxy")
 local sys = require("connrt.sys")
+
+-- A proxy with one worker, serving (its first answer given, and that client's connection
+-- closed: the same descriptors twice), and the worker's pid.
+local function serving(home, socket)
+  local p = proxy.start(home, { "--socket", socket, "--workers", "1" })
+  local q = io.popen("pgrep -P " .. p.pid)
+  local worker = tonumber(q:read("a"))
+  q:close()
+  assert(worker, "the proxy's worker")
+  assert.equal(200, (proxy.curl(p, "/_connrt/metrics")))
+  local function listing()
+    local l = io.popen(("ls /proc/%d/fd"):format(worker))
+    local text = l:read("a")
+    l:close()
+    return text
+  end
+  local now, before = listing(), nil
+  while now ~= before do
+    sys.sleep(0.2)
+    before, now = now, listing()
+  end
+  return p, worker
+end
+
+-- The soft descriptor limit that leaves the worker exactly `free` descriptors: a limit
+-- caps a new descriptor's number, not how many are open, so it is set just above the
+-- free-th unused number (a runner may have left the worker descriptors far above).
+local function limit_leaving(worker, free)
+  local l = io.popen(("ls /proc/%d/fd"):format(worker))
+  local used = {}
+  for n in l:read("a"):gmatch("%d+") do used[tonumber(n)] = true end
+  l:close()
+  local fd = -1
+  while free > 0 do
+    fd = fd + 1
+    if not used[fd] then free = free - 1 end
+  end
+  return fd + 1
+end
 
 describe("connrt proxy out of descriptors #integration", function()
   local home, tmp, api
@@ -32,18 +71,9 @@ describe("connrt proxy out of descriptors #integration", function()
   end)
 
   it("pauses accepting instead of spinning, and serves again once clients leave", function()
-    local p = proxy.start(home, { "--socket", tmp .. "/p.sock", "--workers", "1" })
-    local q = io.popen("pgrep -P " .. p.pid)
-    local worker = tonumber(q:read("a"))
-    q:close()
-    assert(worker, "the proxy's worker")
-    -- serving (its first answer), then 4 descriptors above what it has open (a runner
-    -- may have left it many)
-    assert.equal(200, (proxy.curl(p, "/_connrt/metrics")))
-    local q2 = io.popen(("ls /proc/%d/fd | wc -l"):format(worker))
-    local open = tonumber(q2:read("a"))
-    q2:close()
-    local limit = open + 4
+    local p, worker = serving(home, tmp .. "/p.sock")
+    -- 4 descriptors left
+    local limit = limit_leaving(worker, 4)
     assert.is_true(os.execute(("prlimit --nofile=%d:%d --pid %d"):format(limit, limit, worker)))
     local held = {}
     for i = 1, 300 do held[i] = assert(sys.unix_connect(p.info.socket)) end
@@ -53,6 +83,25 @@ describe("connrt proxy out of descriptors #integration", function()
     assert.equal(200, status, body)
     local _, warnings = p.err():gsub("Too many open files", "")
     assert.equal(0, warnings)
+    assert.equal(0, p.stop("TERM"))
+  end)
+
+  it("answers 503 naming the open file limit when a request cannot open what it needs, and 200 once it can", function()
+    local p, worker = serving(home, tmp .. "/q.sock")
+    local q = io.popen(("prlimit --nofile --noheadings --raw --output HARD --pid %d"):format(worker))
+    local hard = q:read("n")
+    q:close()
+    -- one descriptor left: the client's connection, and nothing for the upstream's
+    assert.is_true(os.execute(("prlimit --nofile=%d:%d --pid %d"):format(limit_leaving(worker, 1), hard, worker)))
+    local status, body, head = proxy.curl(p, "/keyed/keyed/me")
+    assert.equal(503, status, body .. p.err())
+    local doc = require("cjson").decode(body)
+    assert.same({ "failed", "out_of_descriptors" }, { doc.error, doc.reason })
+    assert.matches("open file limit", doc.message)
+    assert.matches("\nRetry%-After: 1\r", head)
+    assert.not_matches("internal error", p.err())
+    assert.is_true(os.execute(("prlimit --nofile=%d:%d --pid %d"):format(hard, hard, worker)))
+    assert.equal(200, (proxy.curl(p, "/keyed/keyed/me")))
     assert.equal(0, p.stop("TERM"))
   end)
 end)

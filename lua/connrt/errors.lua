@@ -51,6 +51,8 @@ M.reasons = {
   { "no_refresh", "failed", "the connection has no refresh token: nothing was sent, connect again for a new token" },
   { "refresh_wait", "failed", "gave up waiting for another process's refresh of the same connection" },
   { "script", "failed", "a pipeline script raised an error of its own" },
+  { "out_of_descriptors", "failed", "the process reached its open file limit (ulimit -n): a connection or file could "
+    .. "not be opened; `connrt proxy` answers 503, and serves again once clients leave" },
 
   { "bad_argument", "usage", "a wrong argument, option, field or environment value" },
   { "ambiguous", "usage", "a connector id that has several connections: name one by id" },

@@ -171,6 +171,27 @@ local function json_error(status, kind, message, extra)
   return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end
 
+-- The answer to a request that failed with `err` (an error object, or a bug's message).
+-- A worker at its open file limit (clients holding connections) answers 503: whatever
+-- it could not open (a connector's file, an upstream connection) failed for that, not
+-- for what the message says; sys.out_of_descriptors asks right after the failure.
+local function failure(err)
+  local caller = errors.is(err) and (err.kind == "usage" or err.kind == "refused" or err.kind == "notfound")
+  if not caller and sys.out_of_descriptors() then
+    local status, headers, body = json_error(503, "failed", "the proxy reached its open file limit (ulimit -n) and "
+      .. "could not open what this request needs; try again once fewer clients are connected, or raise the limit",
+      { reason = "out_of_descriptors" })
+    headers[#headers + 1] = { "Retry-After", "1" }
+    return status, headers, body
+  end
+  if errors.is(err) then
+    return json_error(err.reason == "timeout" and 504 or STATUS[err.kind] or 502, err.kind, err.message,
+      { reason = err.reason })
+  end
+  log.err("connrt proxy: internal error: %s", tostring(err))
+  return json_error(500, "internal", "internal error in the proxy")
+end
+
 local NONE = {}
 
 -- The names the Connection header(s) list as hop-by-hop too: names[i] is the i-th
@@ -683,14 +704,7 @@ function Worker:handle(req)
     status, headers, body = json_error(400, "usage", "the request target must be a path: /CONNECTION/PATH")
   elseif path == "/_connrt/health" and req.method == "GET" then
     local ok, a, b, c = pcall(self.health, self)
-    if ok then
-      status, headers, body = a, b, c
-    elseif errors.is(a) then
-      status, headers, body = json_error(STATUS[a.kind] or 500, a.kind, a.message, { reason = a.reason })
-    else
-      log.err("connrt proxy: internal error: %s", tostring(a))
-      status, headers, body = json_error(500, "internal", "internal error in the proxy")
-    end
+    if ok then status, headers, body = a, b, c else status, headers, body = failure(a) end
   elseif path:match("^/_connrt/token/") and req.method == "GET" and req.unix then
     -- `connrt token` through CONNRT_PROXY: the one answer that is a bare token (a unix
     -- socket only: its owner can read the store anyway)
@@ -703,11 +717,8 @@ function Worker:handle(req)
     end)
     if ok then
       status, headers, body = 200, { { "Content-Type", "text/plain" } }, tok .. "\n"
-    elseif errors.is(tok) then
-      status, headers, body = json_error(STATUS[tok.kind] or 502, tok.kind, tok.message, { reason = tok.reason })
     else
-      log.err("connrt proxy: internal error: %s", tostring(tok))
-      status, headers, body = json_error(500, "internal", "internal error in the proxy")
+      status, headers, body = failure(tok)
     end
     path = "/_connrt/token/" .. (ref or "")
   elseif path == "/_connrt/metrics" and req.method == "GET" then
@@ -726,12 +737,8 @@ function Worker:handle(req)
       local ok, a, b, c, d, e = pcall(self.forward, self, req, ref, rest)
       if ok then
         status, headers, body, conn_id, stream = a, b, c, d, e
-      elseif errors.is(a) then
-        status, headers, body = json_error(a.reason == "timeout" and 504 or STATUS[a.kind] or 502, a.kind, a.message,
-          { reason = a.reason })
       else
-        log.err("connrt proxy: internal error: %s", tostring(a))
-        status, headers, body = json_error(500, "internal", "internal error in the proxy")
+        status, headers, body = failure(a)
       end
       -- a series per connection this proxy serves; any other name is one series, so
       -- requests for made-up names cannot grow the metrics

@@ -57,13 +57,17 @@
  * Opens the `connrt.sandbox` module.
  */
 #include <ctype.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lualib.h>
 
@@ -1366,6 +1370,83 @@ static int luaopen_inner(lua_State *L) {
   return 1;
 }
 
+/* The runtime's Lua modules a box loads (sandbox_env.lua and what it requires), read once
+ * per process and kept: each box does not read the same files again, every box of a
+ * process runs the same code even if the files change under it, and a box made at the
+ * open file limit (a proxy worker with clients holding connections) fails cleanly where
+ * the module search opens a file: Lua's own loader leaks a FILE there (its freopen of a
+ * bytecode file fails after the first open succeeded). A handful of entries, never freed;
+ * the lock for libconnrt users that make boxes on several threads. */
+#define SOURCE_MAX (4 * 1024 * 1024)
+typedef struct source {
+  struct source *next;
+  char *path, *text;
+  size_t len;
+} source_t;
+static source_t *sources;
+static pthread_mutex_t sources_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static source_t *read_source(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  struct stat st;
+  source_t *src = NULL;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= SOURCE_MAX) {
+    src = calloc(1, sizeof *src);
+    char *text = malloc((size_t)st.st_size + 1), *copy = strdup(path);
+    size_t len = 0;
+    ssize_t n = 1;
+    while (text && len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0) len += (size_t)n;
+    if (src && text && copy && n >= 0 && len == (size_t)st.st_size) {
+      src->path = copy;
+      src->text = text;
+      src->len = len;
+    } else {
+      free(src);
+      free(text);
+      free(copy);
+      src = NULL;
+    }
+  }
+  close(fd);
+  return src;
+}
+
+/* The text of the module file at `path`, from the cache or read now; NULL if it cannot be
+ * read (then the box's require says "no file", as Lua's searcher would). */
+static const source_t *source_of(const char *path) {
+  pthread_mutex_lock(&sources_lock);
+  source_t *s = sources;
+  while (s && strcmp(s->path, path) != 0) s = s->next;
+  if (!s && (s = read_source(path)) != NULL) {
+    s->next = sources;
+    sources = s;
+  }
+  pthread_mutex_unlock(&sources_lock);
+  return s;
+}
+
+/* A box's searcher for Lua modules, in place of Lua's file searcher: the module's file in
+ * the one directory of the box's package.path (registry: connrt.sandbox.path), from the
+ * source cache. Only during setup_box: require is gone once the environment is made. */
+static int box_searcher(lua_State *S) {
+  const char *name = luaL_checkstring(S, 1);
+  lua_getfield(S, LUA_REGISTRYINDEX, "connrt.sandbox.path");
+  const char *tmpl = luaL_checkstring(S, -1);
+  const char *file = luaL_gsub(S, name, ".", LUA_DIRSEP);
+  const char *path = luaL_gsub(S, tmpl, LUA_PATH_MARK, file);
+  const source_t *src = source_of(path);
+  if (!src) {
+    lua_pushfstring(S, "no file '%s'", path);
+    return 1;
+  }
+  const char *chunkname = lua_pushfstring(S, "@%s", path);
+  if (luaL_loadbufferx(S, src->text, src->len, chunkname, NULL) != LUA_OK)
+    return luaL_error(S, "error loading module '%s' from file '%s':\n\t%s", name, path, lua_tostring(S, -1));
+  lua_pushstring(S, path);
+  return 2;
+}
+
 /* Runs in the new box, protected: the libraries, the bounded string functions, the
  * modules its environment needs, and the environment itself (lua/connrt/sandbox_env.lua). */
 static int setup_box(lua_State *S) {
@@ -1393,6 +1474,12 @@ static int setup_box(lua_State *S) {
   lua_getglobal(S, "package");
   lua_pushstring(S, b->lua_path);
   lua_setfield(S, -2, "path");
+  lua_pushstring(S, b->lua_path);
+  lua_setfield(S, LUA_REGISTRYINDEX, "connrt.sandbox.path");
+  lua_getfield(S, -1, "searchers");
+  lua_pushcfunction(S, box_searcher);
+  lua_rawseti(S, -2, 2); /* Lua's file searcher: [1] preload, [3] and [4] C libraries */
+  lua_pop(S, 1);
   lua_pushstring(S, b->lua_cpath);
   lua_setfield(S, -2, "cpath");
   lua_getfield(S, -1, "preload");

@@ -18,6 +18,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -105,6 +106,29 @@ static int sys_pidns(lua_State *L) {
     return 1;
   }
   lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
+/* sys.out_of_descriptors([n]) -> true when this process cannot open n more descriptors
+ * (default 8; EMFILE: its open file limit, ENFILE: the system's). Asked after a failure,
+ * it tells a resource limit from a bug without reading any message; the margin because
+ * the failed operation may have released what it had opened (Lua's loader, a libcurl
+ * socket). Eventfds, which need no file system, are made and closed again. */
+#define DESCRIPTOR_PROBE_MAX 64
+static int sys_out_of_descriptors(lua_State *L) {
+  lua_Integer n = luaL_optinteger(L, 1, 8);
+  luaL_argcheck(L, n >= 1 && n <= DESCRIPTOR_PROBE_MAX, 1, "between 1 and 64");
+  int fds[DESCRIPTOR_PROBE_MAX], got = 0, out = 0;
+  while (got < n) {
+    int fd = eventfd(0, EFD_CLOEXEC);
+    if (fd < 0) {
+      out = errno == EMFILE || errno == ENFILE;
+      break;
+    }
+    fds[got++] = fd;
+  }
+  while (got > 0) close(fds[--got]);
+  lua_pushboolean(L, out);
   return 1;
 }
 
@@ -1073,6 +1097,7 @@ static const luaL_Reg sys_funcs[] = {
   { "isatty", sys_isatty },
   { "getpid", sys_getpid },
   { "pidns", sys_pidns },
+  { "out_of_descriptors", sys_out_of_descriptors },
   { "cpus", sys_cpus },
   { "readable", sys_readable },
   { "mkdir", sys_mkdir },
