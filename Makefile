@@ -174,7 +174,7 @@ VG_BUILD = $(BUILD)/valgrind
 VG_SPECS = spec/run_spec.lua spec/pipeline_spec.lua spec/connect_ways_spec.lua \
 	spec/connections_spec.lua spec/connectors_spec.lua spec/check_spec.lua spec/help_spec.lua \
 	spec/keys_spec.lua spec/secrets_spec.lua spec/tls_spec.lua spec/bad_input_spec.lua \
-	spec/abuse_spec.lua
+	spec/abuse_spec.lua spec/upstream_bytes_spec.lua
 valgrind: deps
 	@sh tools/apt-install.sh deps valgrind
 	@$(MAKE) --no-print-directory BUILD=$(VG_BUILD) all

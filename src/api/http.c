@@ -1,10 +1,16 @@
 /*
  * http.c - the HTTP client of the runtime, on libcurl's easy interface.
  *
- * A client owns one easy handle for its whole life, so connections are kept alive and
- * reused and, when asked for, cookies live in curl's in-memory cookie engine. The handle
- * is never reset between requests (that would drop the cookie engine); instead every
- * per-request option (method, URL, headers, body, timeout) is set again on each request.
+ * A client holds one configured easy handle (`base`) that never carries a transfer: each
+ * request runs on a fresh copy of it (curl_easy_duphandle: the options, no state), and
+ * what must outlive a request lives in a share: on the blocking path the connection
+ * cache (connections are kept alive and reused), TLS sessions, DNS and, when asked for,
+ * curl's in-memory cookie engine. No handle carries two transfers because libcurl before
+ * 8.1.0 (Debian 12 has 7.88.1) keeps, in a handle used again, a pointer to a header of
+ * its previous transfer that it has freed (headers.c's prevhead), and appends a response's
+ * folded first header line (one that begins with a space or a tab) to it: a use after
+ * free that the server chooses, which corrupted a proxy worker's heap. Every per-request
+ * option (method, URL, headers, body, timeout) is set on each request's copy.
  *
  * Security rules held here, not left to callers: redirects are never followed (the Lua
  * layer follows them itself after checking each hop), only http and https are spoken,
@@ -26,10 +32,7 @@
  * (req.hold_redirects), are kept whole, and so is an answer whose length the server gave
  * and that is small (STREAM_WHOLE at most, not content-encoded: what comes is what the
  * length says): it comes whole in a moment, and one reply costs the server far less than
- * a stream. Easy handles of finished loop transfers are kept by their client (up to
- * POOL_MAX) and used again for the next ones: every per-request option is set again on
- * each request, as on the client's own handle. Everywhere else requests block, as they
- * always did.
+ * a stream. Everywhere else requests block, as they always did.
  *
  * Opens the `connrt.http` module.
  */
@@ -49,7 +52,6 @@
 #define MAX_SECONDS      (7.0 * 24 * 3600) /* longer is surely a mistake */
 #define MAX_ALLOWED      256
 #define STREAM_WHOLE     (64 * 1024) /* a sized final answer up to this is kept whole, not streamed */
-#define POOL_MAX         64          /* idle easy handles a client keeps for its loop transfers */
 
 /* A growable byte buffer filled from curl's callbacks (which must not raise). */
 typedef struct {
@@ -63,7 +65,9 @@ typedef struct {
 } hdr_t;
 
 typedef struct {
-  CURL *h;
+  CURL *base;        /* a client's configured handle, copied for each request; never performs */
+  CURL *h;           /* the handle of the request in flight (or of the last one, until the next) */
+  CURLSH *keep;      /* a client's blocking requests': connections, cookies, TLS sessions, DNS */
   curl_off_t max_body;
   curl_off_t limit;  /* this request's max_body (the client's unless the request says) */
   long timeout_ms;
@@ -80,7 +84,7 @@ typedef struct {
   int oom;           /* a callback could not allocate */
   /* a transfer on a server's loop (NULL: the blocking path) and how its answer is streamed */
   connrt_xfer *x;
-  CURLSH *share;     /* the client's: TLS sessions and DNS shared by its loop transfers */
+  CURLSH *share;     /* a client's loop transfers': TLS sessions and DNS (connections are the loop's) */
   int cookies;       /* the client keeps cookies: its requests block (one cookie engine) */
   int stream;        /* stream the final answer when it comes */
   int decided;       /* the answer was looked at: streamed or kept */
@@ -88,9 +92,6 @@ typedef struct {
   size_t nhold;
   long hold[32];     /* statuses kept whole (the caller may retry after them) */
   curl_off_t stream_limit, streamed;
-  /* a client's: easy handles of its finished loop transfers, to be used again */
-  CURL *pool[POOL_MAX];
-  int npool;
 } client_t;
 
 /* A request's transfer on a server's loop: the state a client keeps for its blocking
@@ -385,7 +386,7 @@ static const char *opt_string(lua_State *L, int idx, const char *where, const ch
 
 static client_t *check_client(lua_State *L) {
   client_t *c = luaL_checkudata(L, 1, CLIENT_MT);
-  if (!c->h) luaL_error(L, "http: the client is closed");
+  if (!c->base) luaL_error(L, "http: the client is closed");
   return c;
 }
 
@@ -428,9 +429,9 @@ static int http_client(lua_State *L) {
   }
   lua_pop(L, 1);
 
-  c->h = curl_easy_init();
-  if (!c->h) return luaL_error(L, "%s: cannot create a curl handle", where);
-  CURL *h = c->h;
+  c->base = curl_easy_init();
+  if (!c->base) return luaL_error(L, "%s: cannot create a curl handle", where);
+  CURL *h = c->base;
   SETOPT(L, h, CURLOPT_NOSIGNAL, 1L);
   SETOPT(L, h, CURLOPT_ERRORBUFFER, c->errbuf);
   SETOPT(L, h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -603,29 +604,14 @@ static void prepare(lua_State *L, client_t *c, const char *url, const char *meth
   }
 }
 
-/* A loop transfer is over and off the loop: its easy handle goes back to its client's
- * pool, stripped of the pointers into this transfer and of what it sent (the next one
- * sets every option again), or is cleaned up when the pool is full, the client closed,
- * or the transfer not known to be off the loop. */
+/* A loop transfer is over (or dropped): its easy handle is cleaned up, never used for
+ * another transfer (see the top of this file). */
 static void xfer_release(xfer_t *u) {
   CURL *h = u->c.h;
   if (!h) return;
   u->c.h = NULL;
   u->pub.easy = NULL;
-  client_t *p = u->parent;
-  if (u->pub.state == CONNRT_XFER_DONE && p && p->h && p->npool < POOL_MAX) {
-    /* and what it sent: the URL (its query may hold a key) and the copied body */
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, (char *)NULL);
-    curl_easy_setopt(h, CURLOPT_URL, (char *)NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)NULL);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)NULL);
-    curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)NULL);
-    p->pool[p->npool++] = h;
-  } else {
-    curl_easy_cleanup(h);
-  }
+  curl_easy_cleanup(h);
 }
 
 /* The rest of client:request() once a loop transfer resumes this coroutine (the
@@ -676,7 +662,7 @@ static int start_on_loop(lua_State *L, client_t *parent, connrt_loop *loop, curl
   u->parent = parent;
   int idx = lua_gettop(L);
   client_t *c = &u->c;
-  c->h = parent->npool > 0 ? parent->pool[--parent->npool] : curl_easy_duphandle(parent->h);
+  c->h = curl_easy_duphandle(parent->base);
   if (!c->h) return luaL_error(L, "%s", xfer_easy_error);
   c->x = &u->pub;
   u->pub.easy = c->h;
@@ -833,15 +819,27 @@ static int client_request(lua_State *L) {
     return start_on_loop(L, c, loop, limit, timeout_ms);
 
   client_clear(c);
+  if (c->h) curl_easy_cleanup(c->h); /* the last request's */
+  c->h = NULL;
+  if (!c->keep) {
+    c->keep = curl_share_init();
+    if (!c->keep) return luaL_error(L, "http request: out of memory");
+    curl_share_setopt(c->keep, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(c->keep, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+    curl_share_setopt(c->keep, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(c->keep, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  }
+  c->h = curl_easy_duphandle(c->base);
+  if (!c->h) return luaL_error(L, "http request: cannot create a curl handle");
+  CURL *h = c->h;
+  SETOPT(L, h, CURLOPT_SHARE, c->keep);
   c->limit = limit;
   set_headers(L, c, 2);
-  CURL *h = c->h;
   prepare(L, c, url, method, body, blen, timeout_ms, 0);
   c->errbuf[0] = '\0';
   CURLcode rc = curl_easy_perform(h);
   /* drop the pointer to the body string, which Lua may collect after we return */
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, (char *)NULL);
-  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 
   int n = rc == CURLE_OK ? push_response(L, c) : transport_error(L, c, rc, method, url);
   client_clear(c);
@@ -851,11 +849,12 @@ static int client_request(lua_State *L) {
 /* client:close(); also __gc and __close. Closing twice is harmless. */
 static int client_close(lua_State *L) {
   client_t *c = luaL_checkudata(L, 1, CLIENT_MT);
-  if (c->h) {
-    curl_easy_cleanup(c->h);
-    c->h = NULL;
-  }
-  while (c->npool > 0) curl_easy_cleanup(c->pool[--c->npool]); /* before the share they use */
+  /* the handles before the shares they use */
+  if (c->h) curl_easy_cleanup(c->h);
+  c->h = NULL;
+  if (c->base) curl_easy_cleanup(c->base);
+  c->base = NULL;
+  if (c->keep && curl_share_cleanup(c->keep) == CURLSHE_OK) c->keep = NULL;
   if (c->share && curl_share_cleanup(c->share) == CURLSHE_OK) c->share = NULL;
   client_clear(c);
   return 0;

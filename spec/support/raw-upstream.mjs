@@ -1,0 +1,40 @@
+// An upstream that answers with bytes no well-behaved server library would write, for
+// what libcurl does with them on a handle that carried a transfer before (spec/
+// upstream_bytes_spec.lua). Node built-ins only; every connection is kept alive.
+//
+//   node spec/support/raw-upstream.mjs
+//
+// Prints its port once it listens; stops when standard input closes. Each request's
+// answer is chosen by its path's last segment:
+//   /.../ok     a plain 200 with a few headers
+//   /.../fold   a 200 whose first header line is folded (begins with a tab): obsolete
+//               line folding with nothing before it to continue
+//   /.../foldsp the same with a space
+import net from "node:net";
+
+const ANSWERS = {
+  ok: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-One: 1\r\nX-Two: 2\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  fold: "HTTP/1.1 200 OK\r\n\tX-Folded: tab\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  foldsp: "HTTP/1.1 200 OK\r\n X-Folded: space\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+};
+
+const server = net.createServer((sock) => {
+  let buf = "";
+  sock.on("data", (chunk) => {
+    buf += chunk.toString("latin1");
+    let end;
+    while ((end = buf.indexOf("\r\n\r\n")) >= 0) {
+      const head = buf.slice(0, end);
+      buf = buf.slice(end + 4);
+      const len = Number((head.match(/\r\ncontent-length:\s*(\d+)/i) || [])[1] || 0);
+      buf = buf.slice(len); // a body, if any, is not looked at (whole in these specs)
+      const path = (head.split(" ")[1] || "/").split("?")[0];
+      const name = path.split("/").pop();
+      sock.write(ANSWERS[name] || ANSWERS.ok);
+    }
+  });
+  sock.on("error", () => {});
+});
+server.listen(0, "127.0.0.1", () => console.log(server.address().port));
+process.stdin.on("end", () => process.exit(0));
+process.stdin.resume();
