@@ -529,6 +529,49 @@ open(%q, "w").close()
     h.rmdir(dir)
   end)
 
+  it("SIGTERM: an answer given while stopping says Connection: close, so a request pipelined behind it is known unserved",
+    function()
+    local p = start_proxy({ "--socket", tmp .. "/pt.sock" })
+    local dir = h.tmpdir()
+    h.write(dir .. "/pipe.py", ([[
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.connect(%q)
+s.sendall(b"GET /keyed/hold?id=piped HTTP/1.1\r\nHost: x\r\n\r\nGET /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n")
+s.settimeout(20)
+got = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+open(%q, "wb").write(got)
+]]):format(p.info.socket, dir .. "/got"))
+    os.execute(("python3 %s/pipe.py &"):format(dir))
+    wait_held({ "piped" })
+    os.execute(("kill -TERM %d"):format(p.pid))
+    -- the master relays the signal; the idle worker takes it at once
+    for _ = 1, 200 do
+      if (p.err() or ""):find("stopping: finishing", 1, true) then break end
+      sys.sleep(0.05)
+    end
+    sys.sleep(0.5)
+    release("piped")
+    assert.equal(0, p.stop())
+    local got
+    for _ = 1, 200 do
+      got = h.read(dir .. "/got")
+      if got then break end
+      sys.sleep(0.05)
+    end
+    assert(got, "the client's read")
+    local _, answers = got:gsub("HTTP/1%.1 %d%d%d ", "")
+    assert.equal(1, answers, (got:gsub("\r", "")))
+    assert.matches("^HTTP/1%.1 200 ", got)
+    assert.matches("\r\nConnection: close\r\n", got)
+    h.rmdir(dir)
+  end)
+
   it("SIGTERM finishes many requests in flight, streamed ones included, then exits 0", function()
     local p = start_proxy({ "--socket", tmp .. "/f.sock" })
     local dir = h.tmpdir()

@@ -304,7 +304,7 @@ print(s.recv(4096).split(b"\r\n")[0].decode())
         assert.matches('connrt_proxy_requests_total{connection="unknown",class="4xx"} ' .. (c4 + 3), text, 1, true)
       end)
 
-      it("refuses a request whose framing is ambiguous, and closes its connection", function()
+      it("refuses a request whose framing cannot be trusted, and closes its connection", function()
         local before = #api.log()
         local statuses, all = raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\n"
           .. "abcdeGET /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -313,6 +313,21 @@ print(s.recv(4096).split(b"\r\n")[0].decode())
         statuses = raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
           .. "5\r\nabcde\r\n0\r\n\r\n")
         assert.same({ 400 }, statuses)
+        -- a body the parser did not read as a body, behind which a second request hides
+        -- (each would reach the upstream with the connection's credentials)
+        local hidden = "GET /keyed/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        for _, head in ipairs({
+          "HEAD /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: " .. #hidden .. "\r\n\r\n",
+          "HEAD /keyed/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+          "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n",
+          "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+          "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+          "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: +" .. #hidden .. "\r\n\r\n",
+        }) do
+          statuses, all = raw(head .. hidden)
+          assert.same({ 400 }, statuses, head)
+          assert.matches("Connection: close", all, 1, true)
+        end
         -- the same length twice is one length
         statuses = raw("POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n"
           .. "Connection: close\r\n\r\nabc")

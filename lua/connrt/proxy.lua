@@ -658,21 +658,30 @@ function Worker:forward(req, ref, rest)
   return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
 end
 
--- Why a request's framing cannot be trusted, or nil: Content-Length given twice with
--- different values, or together with Transfer-Encoding (evhttp takes the first length,
--- or the chunks, and reads what is left as the next request).
-local function framing_problem(names, list)
-  local length, chunked
+-- Why a request's framing cannot be trusted, or nil (evhttp took one reading of it, and
+-- would read what is left as the next request: RFC 9112 6.1, 6.3, 11.2).
+local function framing_problem(method, names, list, body)
+  local length, coding
   for i, n in ipairs(names) do
     if n == "content-length" then
       local v = txt.trim(list[i][2])
+      if not v:match("^%d+$") then return "Content-Length is not a number of bytes" end
       if length and v ~= length then return "Content-Length given twice, with different values" end
       length = v
     elseif n == "transfer-encoding" then
-      chunked = true
+      if coding then return "Transfer-Encoding given twice" end
+      coding = txt.trim(list[i][2]):lower()
     end
   end
-  if length and chunked then return "both Content-Length and Transfer-Encoding" end
+  if length and coding then return "both Content-Length and Transfer-Encoding" end
+  -- evhttp reads a body only as chunked or by its length: any other coding (identity,
+  -- gzip, "xchunked") would leave the body to be read as the next request (RFC 9112 6.1)
+  if coding and coding ~= "chunked" then return "a Transfer-Encoding other than chunked" end
+  -- nor does it read one for HEAD (nor, in other libevent versions, for other methods):
+  -- a body that was declared and not read
+  local declared = coding or (length and tonumber(length) > 0)
+  if declared and method == "HEAD" then return "a HEAD request with a body" end
+  if length and tonumber(length) ~= #(body or "") then return "a body that was not read as its Content-Length says" end
 end
 
 -- Every request (called by httpd.serve, in a coroutine of its own). Returns status,
@@ -691,7 +700,7 @@ function Worker:handle(req)
   req.names, req.h = names, h
   local status, headers, body, conn_id, stream, forwarded
   local path = req.target:gsub("[?#].*$", "")
-  local framing = framing_problem(names, req.headers)
+  local framing = framing_problem(req.method, names, req.headers, req.body)
   if framing then
     -- the body evhttp read may not be the one the client meant, nor the rest of the
     -- connection its next request: answered, and the connection closed (RFC 9112 6.3)

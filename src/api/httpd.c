@@ -402,8 +402,19 @@ static void owe_reply(server_t *s, struct evhttp_request *req, int done_ref) {
   evhttp_connection_set_closecb(evcon, on_owed_close, o);
 }
 
+/* Once stopping (SIGTERM), every answer says Connection: close: evhttp closes the
+ * connection after it, and a client that pipelined another request behind it learns that
+ * this one will not be answered (RFC 9112 9.6), rather than seeing the connection drop. */
+static void say_closing(server_t *s, struct evhttp_request *req) {
+  if (!s->stopping) return;
+  struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+  while (evhttp_find_header(out, "Connection")) evhttp_remove_header(out, "Connection");
+  evhttp_add_header(out, "Connection", "close");
+}
+
 /* Answers a request whole; done_ref: as owe_reply. */
 static void send_whole(server_t *s, struct evhttp_request *req, int status, struct evbuffer *b, int done_ref) {
+  say_closing(s, req);
   owe_reply(s, req, done_ref);
   s->sending++;
   evhttp_send_reply(req, status, reason(status), b);
@@ -699,6 +710,7 @@ static void stream_start(task_t *t, connrt_xfer *x, int status) {
   t->streaming = 1;
   evhttp_request_set_on_complete_cb(req, on_stream_complete, t);
   evhttp_connection_set_closecb(evcon, on_client_close, t);
+  say_closing(s, req);
   s->sending++;
   evhttp_send_reply_start(req, status, reason(status));
   s->sending--;
