@@ -1023,6 +1023,7 @@ while not os.path.exists(%q):
         { "request", "keyed", "/keyed/me" },
         { "request", "machine", "POST", "/x", "--json-body", '{"a":[1,2]}', "--json" },
         { "request", "nosuch", "/x" },
+        { "request", "keyed", "GET", "/echo", "-d", "a=1" },
         { "token", "keyed" },
       }) do
         local direct, via = both(args)
@@ -1037,6 +1038,17 @@ while not os.path.exists(%q):
         else
           assert.equal(direct.stdout, via.stdout, table.concat(args, " "))
         end
+      end
+      -- -d is a form either way, and a Content-Type given wins either way
+      for _, extra in ipairs({ {}, { "-H", "Content-Type: text/plain" } }) do
+        local args = { "request", "keyed", "POST", "/echo", "-d", "a=1", "--json" }
+        for _, x in ipairs(extra) do args[#args + 1] = x end
+        local direct, via = both(args)
+        assert.equal(0, via.code, via.stderr)
+        local d, v = cjson.decode(direct.stdout).body, cjson.decode(via.stdout).body
+        assert.equal(extra[2] and "text/plain" or "application/x-www-form-urlencoded", d.headers["content-type"])
+        assert.equal(d.headers["content-type"], v.headers["content-type"])
+        assert.same({ "a=1", "a=1" }, { d.body, v.body })
       end
       -- the echoed key is redacted through the proxy as it is directly
       local _, via = both({ "request", "keyed", "/echo" })

@@ -361,6 +361,13 @@ function commands.request(argv)
     hlist[#hlist + 1] = { n, v }
   end
   local body = o.d or o.data
+  if body then
+    -- -d is a form, as curl's -d is (libcurl would say so on its own on the direct path; said
+    -- here, it is said through CONNRT_PROXY too, whose proxy adds no type a client left out)
+    local typed = false
+    for _, hv in ipairs(hlist) do typed = typed or hv[1]:lower() == "content-type" end
+    if not typed then hlist[#hlist + 1] = { "Content-Type", "application/x-www-form-urlencoded" } end
+  end
   local json
   if o["json-body"] then
     if body then errors.raise("usage", "give -d or --json-body, not both") end

@@ -64,7 +64,8 @@ M.COMMANDS = {
   },
   request = {
     { "-H, --header", arg = "'NAME: VALUE'", many = true, text = "a request header (repeatable)" },
-    { "-d, --data", arg = "BODY", text = "the request body, sent as it is" },
+    { "-d, --data", arg = "BODY", text = "the request body, sent as it is, as a form (Content-Type: "
+      .. "application/x-www-form-urlencoded, as curl -d) unless -H gives a Content-Type" },
     { "--json-body", arg = "JSON", text = "a JSON request body (Content-Type: application/json)" },
     { "-i, --include", text = "print the status line and the response headers before the body" },
     { "--retries", arg = "N", text = "retry a 429 or 503 after its Retry-After, and connection failures of GET, "

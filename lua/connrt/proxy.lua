@@ -629,9 +629,6 @@ function Worker:forward(req, ref, rest)
     local n = names[i]
     if not DROP_REQUEST[n] and not hop[n] and not own(n) then headers[#headers + 1] = h end
   end
-  if req.body and (req.method == "GET" or req.method == "HEAD") then
-    errors.raise("usage", "a %s request cannot have a body", req.method)
-  end
   -- a body sent without a Content-Type goes on without one: libcurl would call it a form
   -- (a blank value stops libcurl adding its own and is not sent)
   if req.body and not req.h["content-type"] then headers[#headers + 1] = { "Content-Type", "" } end
