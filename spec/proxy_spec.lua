@@ -1074,6 +1074,27 @@ while not os.path.exists(%q):
       assert.is_true(compared, "the token changed during each of 5 tries")
     end)
 
+    it("goes direct, with a notice, when the proxy's HTTP parser refuses the request (nothing was sent)", function()
+      local small = start_proxy({ "--socket", tmp .. "/cli-small.sock", "--workers", "1", "--max-body", "1000" })
+      local before = #api.log()
+      local args = { "request", "keyed", "POST", "/echo", "-d", ("b"):rep(5000), "--json" }
+      local direct = h.connrt(args, { env = { CONNRT_HOME = home } })
+      local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = small.info.socket } })
+      small.stop()
+      assert.equal(0, via.code, via.stderr)
+      assert.matches("CONNRT_PROXY=" .. small.info.socket:gsub("%p", "%%%0")
+        .. ": the proxy refused the request itself %(413%); going direct\n", via.stderr)
+      local d, v = cjson.decode(direct.stdout), cjson.decode(via.stdout)
+      assert.same({ 200, ("b"):rep(5000) }, { v.status, v.body.body })
+      assert.equal(d.body.body, v.body.body)
+      assert.equal(before + 2, #api.log()) -- once each: the proxy sent nothing
+      -- and a forwarded answer shows none of the proxy's own headers
+      local inc = h.connrt({ "request", "keyed", "/keyed/me", "--include" },
+        { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket } })
+      assert.equal(0, inc.code, inc.stderr)
+      assert.is_nil(inc.stdout:lower():find("connrt-", 1, true))
+    end)
+
     it("loads neither the store nor libcurl", function()
       local dir = h.tmpdir()
       local traced = "" -- make sanitize: no leak check under ptrace (h.ptrace_env)

@@ -208,7 +208,8 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
 
   describe("a proxy's answer is bounded (D)", function()
     it("in its headers' length, read in linear time", function()
-      local sock, stop = answering("HTTP/1.1 200 OK\r\nX-A: a" .. (" "):rep(250000) .. "b\r\nContent-Length: 2\r\n\r\nok")
+      local sock, stop = answering("HTTP/1.1 200 OK\r\nX-A: a" .. (" "):rep(250000) .. "b\r\nConnrt-Forwarded: 1\r\n"
+        .. "Content-Length: 2\r\n\r\nok")
       local res = run({ "request", "keyed", "/keyed/me", "--include" }, sock, { timeout = 60 })
       stop()
       assert.equal(0, res.code, res.stderr)

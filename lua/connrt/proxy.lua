@@ -652,6 +652,9 @@ function Worker:forward(req, ref, rest)
     local n = rnames[i]
     if not DROP_RESPONSE[n] and not rhop[n] and not own(n) then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
   end
+  -- for `connrt request`: this answer is the upstream's (an answer with neither this nor
+  -- Connrt-Error is the HTTP parser's, written before anything was sent: via_proxy.lua)
+  if cli then out[#out + 1] = { "Connrt-Forwarded", "1" } end
   return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
 end
 

@@ -242,6 +242,19 @@ function M.request(req)
   local resp, why = M.exchange(path, table.concat(lines, "\r\n"), body, limits.ANSWER_BODY)
   if not resp then notice(path, why) return nil end
   if resp.headers["connrt-error"] then raise_from(path, resp) end
+  if not resp.headers["connrt-forwarded"] then
+    -- the proxy's HTTP parser answered (a body over its --max-body, a head it refuses)
+    -- before its handler ran: nothing went upstream, and the direct path gives the answer
+    -- this command gives without a proxy
+    notice(path, ("the proxy refused the request itself (%d)"):format(resp.status))
+    return nil
+  end
+  -- the proxy's own headers are not the answer's
+  local shown = {}
+  for _, hd in ipairs(resp.header_list) do
+    if hd.name:lower():sub(1, 7) ~= "connrt-" then shown[#shown + 1] = hd end
+  end
+  resp.header_list, resp.headers["connrt-forwarded"] = shown, nil
   -- decoded when first read (--json), within the same bound as without the proxy
   return setmetatable(resp, { __index = function(r, key)
     if key ~= "json" then return nil end

@@ -422,10 +422,12 @@ static void send_whole(server_t *s, struct evhttp_request *req, int status, stru
   maybe_finish(s);
 }
 
-/* Sends a plain JSON error without asking Lua (the handler failed). */
-static void send_plain(server_t *s, struct evhttp_request *req, int status, const char *json) {
+/* Sends a plain JSON error of `kind` without asking Lua (the handler failed, or never
+ * ran), with the Connrt-Error header of the proxy's own errors (proxy.lua json_error). */
+static void send_plain(server_t *s, struct evhttp_request *req, int status, const char *kind, const char *json) {
   struct evbuffer *b = evbuffer_new();
   evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Connrt-Error", kind);
   if (b) evbuffer_add(b, json, strlen(json));
   send_whole(s, req, status, b, LUA_NOREF);
   if (b) evbuffer_free(b);
@@ -702,7 +704,7 @@ static void stream_start(task_t *t, connrt_xfer *x, int status) {
   if (gone || x->state != CONNRT_XFER_HEADERS || !(t->chunk = evbuffer_new())) {
     const char *why = gone ? CLIENT_LEFT : "the upstream transfer ended before its body was read";
     t->req = NULL;
-    send_plain(s, req, 502, "{\"error\":\"network\",\"message\":\"the upstream transfer ended early\"}");
+    send_plain(s, req, 502, "network", "{\"error\":\"network\",\"message\":\"the upstream transfer ended early\"}");
     call_done(t, why);
     task_end(t);
     return;
@@ -782,7 +784,7 @@ static void task_resume(task_t *t, int nargs) {
     if (t->req) {
       struct evhttp_request *req = t->req;
       t->req = NULL;
-      send_plain(s, req, 500, "{\"error\":\"internal\",\"message\":\"internal error in the proxy\"}");
+      send_plain(s, req, 500, "internal", "{\"error\":\"internal\",\"message\":\"internal error in the proxy\"}");
     }
     task_end(t);
     return;
@@ -941,7 +943,7 @@ static void on_request(struct evhttp_request *req, void *ud) {
   bound_input(req, 1);
   const char *m = method_name(evhttp_request_get_command(req));
   if (!m) {
-    send_plain(s, req, 405, "{\"error\":\"method\",\"message\":\"method not allowed\"}");
+    send_plain(s, req, 405, "usage", "{\"error\":\"usage\",\"message\":\"method not allowed\"}");
     return;
   }
   lua_State *L = s->L;
