@@ -25,14 +25,14 @@ _connrt_options() {
     exec) echo "--env --mask" ;;
     git-credential) echo "--connection" ;;
     credential-process) echo "--format" ;;
-    proxy) echo "--socket --listen --key-file --connection --workers --max-body --max-response --timeout --refresh-ahead" ;;
+    proxy) echo "--socket --listen --key-file --connection --workers --max-body --max-response --timeout --idle --refresh-ahead" ;;
     update) echo "--replace" ;;
     rekey) echo "--new-key-file" ;;
     store) echo "--from --to --to-key-file" ;;
     list | show) echo "--json" ;;
   esac
 }
-_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --env --connection --format --socket --listen --key-file --workers --max-body --max-response --refresh-ahead --new-key-file --from --to --to-key-file "
+_connrt_valued=" --field --field-file --client-id --client-secret-file --client-secret --scope --param --timeout -H --header -d --data --json-body --retries --max-wait --env --connection --format --socket --listen --key-file --workers --max-body --max-response --idle --refresh-ahead --new-key-file --from --to --to-key-file "
 
 # Connection ids and connector ids, one per line. `connrt list --json` prints one line:
 # an array of objects with "id" (the connector's id, "-", 8 hex digits) and "connector".

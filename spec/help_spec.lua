@@ -28,7 +28,7 @@ local OPTIONS = {
   ["git-credential"] = { "--connection" },
   ["credential-process"] = { "--format" },
   proxy = { "--socket", "--listen", "--key-file", "--connection", "--workers", "--max-body", "--max-response", "--timeout",
-    "--refresh-ahead" },
+    "--idle", "--refresh-ahead" },
   token = {}, refresh = {}, revoke = {}, delete = {}, check = {}, ["redirect-url"] = {}, version = {}, help = {},
 }
 local ENV = { "CONNRT_STORE", "CONNRT_LEASE_TTL", "CONNRT_HOME", "CONNRT_KEY", "CONNRT_KEY_FILE", "CONNRT_NEW_KEY", "CONNRT_VERBOSE",

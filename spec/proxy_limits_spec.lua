@@ -6,8 +6,10 @@
 -- connection that closed while waiting to be accepted still takes a descriptor for a
 -- moment when it is (the worker opened its store and loaded what a request needs before
 -- serving, while it had descriptors); a request that cannot open what it needs is a 503
--- that says why. Real processes: a proxy whose worker is left 4 descriptors (or 1) once it
--- serves (prlimit), 300 idle clients on its socket.
+-- that says why. A client that trickles its request (a byte within each --idle, the whole
+-- far past it) would hold a descriptor for ever: it is closed. Real processes: a proxy
+-- whose worker is left 4 descriptors (or 1) once it serves (prlimit), 300 idle clients on
+-- its socket, a trickling one.
 local h = require("support.helpers")
 local proxy = require("support.proxy")
 local sys = require("connrt.sys")
@@ -51,7 +53,7 @@ local function limit_leaving(worker, free)
   return fd + 1
 end
 
-describe("connrt proxy out of descriptors #integration", function()
+describe("connrt proxy at its limits: descriptors, slow clients #integration", function()
   local home, tmp, api
 
   setup(function()
@@ -83,6 +85,37 @@ describe("connrt proxy out of descriptors #integration", function()
     assert.equal(200, status, body)
     local _, warnings = p.err():gsub("Too many open files", "")
     assert.equal(0, warnings)
+    assert.equal(0, p.stop("TERM"))
+  end)
+
+  it("closes a client that sends its request a byte at a time past --idle, not one that is quick or silent", function()
+    local p = proxy.start(home, { "--socket", tmp .. "/slow.sock", "--workers", "1", "--idle", "2" })
+    local head = "GET /keyed/keyed/me HTTP/1.1\r\nHost: x\r\n\r\n"
+    -- one byte every 0.5 s: each within --idle, the whole far past it
+    local slow = assert(sys.unix_connect(p.info.socket))
+    local closed_after
+    local started = sys.monotime()
+    for i = 1, #head do
+      if not sys.write(slow, head:sub(i, i)) then closed_after = i break end
+      if sys.readable(slow, 0.5) then
+        local got = sys.read(slow, 4096)
+        if got == "" or got == nil then closed_after = i break end
+      end
+    end
+    sys.close(slow)
+    assert(closed_after, "the trickling client was never closed")
+    local took = sys.monotime() - started
+    assert.is_true(took < 8, tostring(took))
+    -- a silent client is evhttp's idle timeout's: closed, and not reported
+    local silent = assert(sys.unix_connect(p.info.socket))
+    assert.is_true(sys.readable(silent, 10))
+    assert.equal("", sys.read(silent, 4096) or "")
+    sys.close(silent)
+    -- and a quick one is served
+    assert.equal(200, (proxy.curl(p, "/keyed/keyed/me")))
+    local err = p.err()
+    local _, n408 = err:gsub("connrt proxy: %- %- 408 refused: no whole request within %-%-idle seconds", "")
+    assert.equal(1, n408, err)
     assert.equal(0, p.stop("TERM"))
   end)
 

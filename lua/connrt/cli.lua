@@ -518,7 +518,7 @@ function commands.proxy(argv)
   return require("connrt.proxy").run({ listen = o.listen, socket = o.socket, connections = o.connection,
     key_file = o["key-file"], workers = count_opt("workers", 1, 256), max_body = count_opt("max-body", 0, 1 << 32),
     max_response = count_opt("max-response", 0, 1 << 50),
-    upstream_timeout = count_opt("timeout", 1, 3600), refresh_ahead = count_opt("refresh-ahead", 0, 86400) })
+    upstream_timeout = count_opt("timeout", 1, 3600), idle = count_opt("idle", 1, 86400), refresh_ahead = count_opt("refresh-ahead", 0, 86400) })
 end
 
 -- `connrt rekey`: every secret re-sealed under a new key in one transaction. With a key

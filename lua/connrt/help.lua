@@ -251,8 +251,9 @@ local COMMANDS = {
         .. "the store's directory) or, with --listen, on TCP, where every request must carry the proxy's key in a "
         .. "Connrt-Key header (401 otherwise): a fresh random key, written 0600 to --key-file, never printed. It "
         .. "prints one JSON line when it listens ({\"socket\"} or {\"listen\", \"key_file\"}). GET /_connrt/health "
-        .. "and /_connrt/metrics (Prometheus) report on it. SIGTERM stops accepting and finishes the requests in "
-        .. "flight; SIGHUP re-reads the store's connection list.",
+        .. "and /_connrt/metrics (Prometheus) report on it. A client silent for --idle seconds, or whose request "
+        .. "has not come whole --idle seconds after its first byte, is closed. SIGTERM stops accepting and "
+        .. "finishes the requests in flight; SIGHUP re-reads the store's connection list.",
     },
     examples = {
       { "connrt proxy & curl --unix-socket ~/.local/share/connrt/proxy.sock http://x/github/user", "" },

@@ -433,6 +433,7 @@ end
 local REFUSED = {
   [400] = "a malformed request line or head, or a head over its limit",
   [413] = "a body over --max-body, or broken chunked framing",
+  [408] = "no whole request within --idle seconds of its first byte: closed, nothing answered",
   [417] = "an Expect header other than 100-continue",
   [501] = "a method the proxy does not serve",
 }

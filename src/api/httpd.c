@@ -51,6 +51,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -213,6 +214,7 @@ static void raise_fd_limit(void) {
 #define REFUSED_CODES 400 /* statuses 200..599 of answers evhttp writes itself */
 
 typedef struct task task_t;
+typedef struct conn conn_t;
 
 typedef struct {
   connrt_loop loop; /* first: the registry's light userdata points here */
@@ -229,6 +231,9 @@ typedef struct {
   struct event *refused_ev;     /* reports what evhttp refused, from the loop's top level */
   unsigned refused[REFUSED_CODES]; /* evhttp's own answers not yet reported, by status - 200 */
   task_t *tasks, *tick_task;
+  conn_t *conns;                /* every client connection (see "requests that take too long") */
+  struct event *sweep_ev;
+  double idle;
 } server_t;
 
 enum { WAKE_NONE, WAKE_RESUME, WAKE_VALUE, WAKE_STREAM_END };
@@ -301,15 +306,20 @@ static void maybe_finish(server_t *s) {
  * completion callback, which evhttp calls before it reads the next request). */
 #define HELD_INPUT_MAX (64 * 1024)
 
-static void bound_input(struct evhttp_request *req, int on) {
+static void conn_busy(server_t *s, struct bufferevent *bev, int busy);
+
+static void bound_input(server_t *s, struct evhttp_request *req, int on) {
   struct evhttp_connection *evcon = req ? evhttp_request_get_connection(req) : NULL;
   struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-  if (bev) bufferevent_setwatermark(bev, EV_READ, 0, on ? HELD_INPUT_MAX : 0);
+  if (bev) {
+    bufferevent_setwatermark(bev, EV_READ, 0, on ? HELD_INPUT_MAX : 0);
+    conn_busy(s, bev, on);
+  }
 }
 
 static void on_complete(struct evhttp_request *req, void *ud) {
-  bound_input(req, 0);
   server_t *s = ud;
+  bound_input(s, req, 0);
   s->inflight--;
   maybe_finish(s);
 }
@@ -370,9 +380,9 @@ static void owed_done(owed_t *o, const char *why) {
 }
 
 static void on_owed_complete(struct evhttp_request *req, void *ud) {
-  bound_input(req, 0);
-  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
   owed_t *o = ud;
+  bound_input(o->s, req, 0);
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
   if (evcon) evhttp_connection_set_closecb(evcon, NULL, NULL);
   owed_done(o, o->gone ? CLIENT_LEFT : NULL);
 }
@@ -637,8 +647,8 @@ static int sink(void *ud, const char *data, size_t n) {
 
 /* evhttp is done with a streamed request before we are (an error on its connection). */
 static void on_stream_complete(struct evhttp_request *req, void *ud) {
-  bound_input(req, 0);
   task_t *t = ud;
+  bound_input(t->s, req, 0);
   t->req = NULL;
   t->s->inflight--;
   if (!t->cut) t->cut = "the client connection failed";
@@ -940,7 +950,7 @@ static void on_request(struct evhttp_request *req, void *ud) {
   server_t *s = ud;
   s->inflight++;
   evhttp_request_set_on_complete_cb(req, on_complete, s);
-  bound_input(req, 1);
+  bound_input(s, req, 1);
   const char *m = method_name(evhttp_request_get_command(req));
   if (!m) {
     send_plain(s, req, 405, "usage", "{\"error\":\"usage\",\"message\":\"method not allowed\"}");
@@ -1020,9 +1030,100 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
   if (s->refused_ev) event_active(s->refused_ev, 0, 0);
 }
 
+/* --- requests that take too long to arrive ----------------------------------------- */
+
+/* evhttp's timeout (--idle) starts again at every read, so a client that sends its
+ * request a byte at a time, each within it, would hold its connection (and a descriptor)
+ * for ever: one local user could take every descriptor a worker has, and on TCP without
+ * the key. So a request must arrive whole within --idle seconds of its first byte (one
+ * that comes while no request of the connection is handled or answered); else the
+ * connection is closed as evhttp closes an idle one (its timeout event) and reported as
+ * refused with 408 (nothing is answered). A connection that sends nothing is evhttp's
+ * idle timeout's, as before. Each client connection is kept in a list that
+ * holds a reference to its bufferevent: evhttp's free only drops evhttp's reference and
+ * clears the callbacks (the event callback, which evhttp never clears on a connection it
+ * keeps: the read callback it does, while it writes), which the sweep (every SWEEP_MS)
+ * sees; it then takes its input watch off and drops this reference, which closes the
+ * socket. No entry ever points at freed memory, nor a watch at a freed entry. */
+#define SWEEP_MS 100
+
+struct conn {
+  struct bufferevent *bev;
+  struct evbuffer_cb_entry *watch; /* on_input, on its input */
+  double since; /* when the first byte of its next request came */
+  int busy;     /* a request of it is handled or answered */
+  int partial;  /* bytes of a next request have come */
+  conn_t *next;
+};
+
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void conn_busy(server_t *s, struct bufferevent *bev, int busy) {
+  for (conn_t *c = s->conns; c; c = c->next) {
+    if (c->bev != bev) continue;
+    c->busy = busy;
+    c->partial = 0;
+    return;
+  }
+}
+
+/* Drops the connections evhttp has freed; closes those that were given --idle seconds
+ * for a whole request and did not send one. `all`: drops every one (the server ends). */
+static void sweep(server_t *s, int all) {
+  double now = mono_now();
+  for (conn_t **at = &s->conns; *at;) {
+    conn_t *c = *at;
+    bufferevent_event_cb eventcb = NULL;
+    bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+    if (all || !eventcb) {
+      *at = c->next;
+      if (c->watch) evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
+      bufferevent_decref(c->bev);
+      free(c);
+      continue;
+    }
+    if (c->partial && !c->busy && !s->stopping && now - c->since > s->idle) {
+      c->partial = 0;
+      s->refused[408 - 200]++;
+      if (s->refused_ev) event_active(s->refused_ev, 0, 0);
+      bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+    }
+    at = &c->next;
+  }
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *ud) {
+  (void)fd;
+  (void)what;
+  sweep(ud, 0);
+}
+
+/* Bytes came from a client: the first of a request not yet handled starts its clock. */
+static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *ud) {
+  (void)buf;
+  conn_t *c = ud;
+  if (info->n_added == 0 || c->busy || c->partial) return;
+  c->partial = 1;
+  c->since = mono_now();
+}
+
 static struct bufferevent *make_bev(struct event_base *base, void *ud) {
+  server_t *s = ud;
   struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-  if (bev) evbuffer_add_cb(bufferevent_get_output(bev), on_output, ud);
+  if (!bev) return NULL;
+  evbuffer_add_cb(bufferevent_get_output(bev), on_output, ud);
+  conn_t *c = calloc(1, sizeof *c);
+  if (c) { /* untracked (out of memory): evhttp's own timeout only */
+    bufferevent_incref(bev);
+    c->bev = bev;
+    c->next = s->conns;
+    s->conns = c;
+    c->watch = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
+  }
   return bev;
 }
 
@@ -1159,6 +1260,7 @@ static int httpd_serve(lua_State *L) {
   opt_number(L, 3, "max_body", 10 * 1024 * 1024, &max_body);
   opt_number(L, 3, "max_headers", 64 * 1024, &max_headers);
   opt_number(L, 3, "idle", 60, &idle);
+  s->idle = idle < 1 ? 1 : idle;
   opt_number(L, 3, "tick", 0, &tick);
   lua_pushvalue(L, 2);
   s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1234,6 +1336,11 @@ static int httpd_serve(lua_State *L) {
   event_add(s->int_ev, NULL);
   event_add(s->hup_ev, NULL);
   s->refused_ev = event_new(s->base, -1, 0, on_refused, s);
+  s->sweep_ev = event_new(s->base, -1, EV_PERSIST, on_sweep, s);
+  if (s->sweep_ev) {
+    struct timeval every = { 0, SWEEP_MS * 1000 };
+    event_add(s->sweep_ev, &every);
+  }
   if (tick > 0 && s->tick_ref != LUA_NOREF) {
     s->tick_ev = event_new(s->base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = { (time_t)tick, (suseconds_t)((tick - (lua_Number)(time_t)tick) * 1e6) };
@@ -1269,6 +1376,8 @@ static int httpd_serve(lua_State *L) {
   }
   paused_listener = NULL;
   evhttp_free(s->http);
+  sweep(s, 1); /* the connections evhttp has just freed, and closed */
+  if (s->sweep_ev) event_free(s->sweep_ev);
   curl_multi_cleanup(s->multi);
   event_free(s->timer_ev);
   if (s->accept_ev) event_free(s->accept_ev);
