@@ -7,6 +7,7 @@ local cjson = require("cjson")
 local h = require("support.helpers")
 local proxies = require("support.proxy")
 local sys = require("connrt.sys")
+local HOP = require("connrt.text").HOP_BY_HOP
 
 local API_KEY = "sk-proxy-5ecret-k3y"
 
@@ -189,6 +190,14 @@ print(s.recv(4096).split(b"\r\n")[0].decode())
           local code, body = curl(p, "/keyed/echo", { "-H", "Host: " .. other.base:gsub("^http://", "") })
           assert.equal(200, code)
           assert.equal(api.base:gsub("^http://", ""), cjson.decode(body).headers.host)
+        end)
+      end)
+
+      it("Connrt-Target given twice", function()
+        nothing_sent_to_other(function()
+          local code, body = curl(p, "/keyed", { "-H", "Connrt-Target;", "-H", "Connrt-Target: " .. other.base .. "/echo" })
+          assert.equal(400, code, body)
+          assert.matches("Connrt-Target given 2 times", cjson.decode(body).message, 1, true)
         end)
       end)
 
@@ -1039,6 +1048,37 @@ while not os.path.exists(%q):
           assert.equal(direct.stdout, via.stdout, table.concat(args, " "))
         end
       end
+      -- headers as the direct path shows them: a repeated one joined (--json) or one line
+      -- each (--include), no Date the upstream did not send, none of the proxy's own
+      for _, q in ipairs({ "Set-Cookie=a%3D1&Set-Cookie=b%3D2&_nodate=1", "Set-Cookie=a%3D1&Set-Cookie=b%3D2" }) do
+        for _, flag in ipairs({ "--json", "--include" }) do
+          local args = { "request", "keyed", "/headers?" .. q, flag }
+          local direct, via = both(args)
+          assert.equal(0, via.code, via.stderr)
+          if flag == "--json" then
+            local d, v = cjson.decode(direct.stdout).headers, cjson.decode(via.stdout).headers
+            assert.equal("a=1, b=2", d["set-cookie"])
+            assert.equal(d["set-cookie"], v["set-cookie"])
+            assert.equal(d.date == nil, v.date == nil, q)
+          else
+            local function names(text)
+              local out = {}
+              -- (the upstream's hop-by-hop headers are of its hop to the proxy: not shown)
+              for n in text:gmatch("\n([%w-]+):") do
+                if not HOP[n:lower()] then out[#out + 1] = n:lower() end
+              end
+              table.sort(out)
+              return table.concat(out, " ")
+            end
+            assert.equal(names(direct.stdout), names(via.stdout), q)
+          end
+        end
+      end
+      -- --verbose goes direct: its trace of the exchange is the direct path's
+      local traced, traced_via = both({ "-v", "request", "keyed", "/keyed/me" })
+      assert.equal(0, traced_via.code, traced_via.stderr)
+      assert.matches("\n> GET ", "\n" .. traced_via.stderr)
+      assert.equal(select(2, traced.stderr:gsub("\n", "")), select(2, traced_via.stderr:gsub("\n", "")))
       -- -d is a form either way, and a Content-Type given wins either way
       for _, extra in ipairs({ {}, { "-H", "Content-Type: text/plain" } }) do
         local args = { "request", "keyed", "POST", "/echo", "-d", "a=1", "--json" }

@@ -386,7 +386,8 @@ function commands.request(argv)
   local retries, max_wait = math.floor(number_opt("retries", 0)), number_opt("max-wait", 60)
   -- through a running proxy (CONNRT_PROXY; not with --retries, whose waits it does not
   -- report): no store, no libcurl here (via_proxy.lua)
-  local resp = retries == 0 and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
+  -- (nor with --verbose, whose trace of the exchange only the direct path makes)
+  local resp = retries == 0 and not log.verbose and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
     method = method, url = target, headers = hlist, body = body, json = json })
   if not resp then
     -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and

@@ -616,6 +616,9 @@ function Worker:forward(req, ref, rest)
       .. "account"):format(conn:id(), path), { connection = conn:id(), reconnect = "connrt run " .. path })
   end
   local target = req.h["connrt-target"]
+  local targets = 0
+  for _, n in ipairs(req.names) do if n == "connrt-target" then targets = targets + 1 end end
+  if targets > 1 then errors.raise("usage", "Connrt-Target given %d times: give one", targets) end
   if target then
     if rest ~= "" and rest ~= "/" then
       errors.raise("usage", "give the URL either in Connrt-Target or in the path after /%s/, not both", ref)
@@ -655,7 +658,12 @@ function Worker:forward(req, ref, rest)
   end
   -- for `connrt request`: this answer is the upstream's (an answer with neither this nor
   -- Connrt-Error is the HTTP parser's, written before anything was sent: via_proxy.lua)
-  if cli then out[#out + 1] = { "Connrt-Forwarded", "1" } end
+  -- ("no-date": the answer had no Date, which the HTTP server adds: not the upstream's)
+  if cli then
+    local dated = false
+    for _, n in ipairs(rnames) do dated = dated or n == "date" end
+    out[#out + 1] = { "Connrt-Forwarded", dated and "1" or "no-date" }
+  end
   return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
 end
 

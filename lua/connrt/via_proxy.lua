@@ -249,12 +249,18 @@ function M.request(req)
     notice(path, ("the proxy refused the request itself (%d)"):format(resp.status))
     return nil
   end
-  -- the proxy's own headers are not the answer's
-  local shown = {}
+  -- the proxy's own headers are not the answer's, nor a Date its HTTP server added
+  local no_date = resp.headers["connrt-forwarded"] == "no-date"
+  local shown, map = {}, {}
   for _, hd in ipairs(resp.header_list) do
-    if hd.name:lower():sub(1, 7) ~= "connrt-" then shown[#shown + 1] = hd end
+    local lower = hd.name:lower()
+    if lower:sub(1, 7) ~= "connrt-" and not (no_date and lower == "date") then
+      shown[#shown + 1] = hd
+      -- a repeated name's values joined in order, as the direct path's client does
+      map[lower] = map[lower] and (map[lower] .. ", " .. hd.value) or hd.value
+    end
   end
-  resp.header_list, resp.headers["connrt-forwarded"] = shown, nil
+  resp.header_list, resp.headers = shown, map
   -- decoded when first read (--json), within the same bound as without the proxy
   return setmetatable(resp, { __index = function(r, key)
     if key ~= "json" then return nil end

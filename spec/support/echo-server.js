@@ -29,7 +29,7 @@
 //                    Location header L when given, and N bytes of 'z' when given
 //   /stream?n=N      N bytes of 'y', written 64 KiB at a time as the client takes them
 //   /headers?A=1&b=2 answers with the query's names and values as response headers, in
-//                    that order and with the names' case as given
+//                    that order and with the names' case as given (_nodate: without Date)
 //   /gzip            a gzip-encoded text body (Content-Encoding: gzip)
 //   /early-hints     a 103 Early Hints (with a Link header) before the final 200
 //   /repeat?status=N&type=T&head=H&unit=U&n=N&tail=X
@@ -154,7 +154,10 @@ const server = (tls ? (h) => https.createServer(tls, h) : (h) => http.createServ
       send(res, 200, Buffer.alloc(BIG, 'x'), { 'Content-Type': 'application/octet-stream' });
     } else if (path === '/headers') {
       const raw = [];
-      for (const [name, value] of url.searchParams) raw.push(name, value);
+      for (const [name, value] of url.searchParams) {
+        if (name === '_nodate') res.sendDate = false; // no Date header at all
+        else raw.push(name, value);
+      }
       raw.push('Content-Length', '0');
       res.writeHead(200, raw);
       res.end();
