@@ -405,7 +405,8 @@ s.close()
     assert.equal(0, p.stop())
   end)
 
-  it("sends a small answer whose length the upstream gave whole, and streams a larger one or a coded one", function()
+  it("sends a small answer whose length the upstream gave whole, and streams a larger one (with its length) or a coded one",
+    function()
     local p = start_proxy({ "--socket", tmp .. "/g.sock" })
     local dir = h.tmpdir()
     local sock = h.shell_quote(p.info.socket)
@@ -418,8 +419,13 @@ s.close()
     assert.matches("content%-length: 1000\r\n", head)
     assert.is_nil(head:find("transfer-encoding", 1, true))
     assert.equal(("y"):rep(1000), body)
-    head, body = get("stream?n=200000", 2) -- over 64 KiB: streamed as it comes
+    head, body = get("stream?n=200000", 2) -- over 64 KiB: streamed as it comes, with its length
+    assert.matches("content%-length: 200000\r\n", head)
+    assert.is_nil(head:find("transfer-encoding", 1, true))
+    assert.equal(200000, #body)
+    head, body = get("stream?n=200000&chunked=1", 4) -- without one: chunked
     assert.matches("transfer%-encoding: chunked", head)
+    assert.is_nil(head:find("content-length", 1, true))
     assert.equal(200000, #body)
     -- a gzip answer: the proxy's client decoded it, so the body is plain and says so
     head, body = get("gzip", 3)

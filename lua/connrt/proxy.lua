@@ -656,6 +656,22 @@ function Worker:forward(req, ref, rest)
     local n = rnames[i]
     if not DROP_RESPONSE[n] and not rhop[n] and not own(n) then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
   end
+  -- a streamed answer keeps the length the upstream gave (a client's progress, a resumed
+  -- download) when its body comes as it was sent: not decoded, not chunked; one cut short
+  -- closes the connection (httpd), which a client reads against the length
+  if resp.stream then
+    local length, coded
+    for i, n in ipairs(rnames) do
+      if n == "content-length" then
+        local v = txt.trim(rlist[i].value)
+        coded = coded or length ~= nil or not v:match("^%d+$")
+        length = v
+      elseif n == "content-encoding" or n == "transfer-encoding" then
+        coded = true
+      end
+    end
+    if length and not coded then out[#out + 1] = { "Content-Length", length } end
+  end
   -- for `connrt request`: this answer is the upstream's (an answer with neither this nor
   -- Connrt-Error is the HTTP parser's, written before anything was sent: via_proxy.lua)
   -- ("no-date": the answer had no Date, which the HTTP server adds: not the upstream's)

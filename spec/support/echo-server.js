@@ -28,6 +28,7 @@
 //                    answers the held request K with status S (default 200), a
 //                    Location header L when given, and N bytes of 'z' when given
 //   /stream?n=N      N bytes of 'y', written 64 KiB at a time as the client takes them
+//                    (&chunked: without a Content-Length)
 //   /headers?A=1&b=2 answers with the query's names and values as response headers, in
 //                    that order and with the names' case as given (_nodate: without Date)
 //   /gzip            a gzip-encoded text body (Content-Encoding: gzip)
@@ -136,7 +137,9 @@ const server = (tls ? (h) => https.createServer(tls, h) : (h) => http.createServ
       send(res, 200, JSON.stringify({ held: [...holding.keys()], answered }), { 'Content-Type': 'application/json' });
     } else if (path === '/stream') {
       let left = Number(url.searchParams.get('n') || '0');
-      res.writeHead(200, { 'Content-Length': left, 'Content-Type': 'application/octet-stream' });
+      const head = { 'Content-Type': 'application/octet-stream' };
+      if (!url.searchParams.has('chunked')) head['Content-Length'] = left; // else no length: chunked
+      res.writeHead(200, head);
       const piece = Buffer.alloc(65536, 'y');
       const more = () => {
         while (left > 0) {
