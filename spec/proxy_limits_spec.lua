@@ -119,6 +119,46 @@ describe("connrt proxy at its limits: descriptors, slow clients #integration", f
     assert.equal(0, p.stop("TERM"))
   end)
 
+  it("keeps nothing a client sends after its connection was refused and closed", function()
+    local p, worker = serving(home, tmp .. "/flood.sock")
+    local function hwm()
+      local f = assert(io.open(("/proc/%d/status"):format(worker)))
+      local kb = tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
+      f:close()
+      return kb
+    end
+    local before = hwm()
+    -- 4 clients, each a malformed head (evhttp answers 400 and closes) and then 1 MiB
+    -- writes until the socket refuses
+    h.write(tmp .. "/flood.py", ([[
+import socket, threading
+def one():
+    for _ in range(3):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(%q)
+        s.sendall(b"BAD\r\n\r\n")
+        chunk = b"z" * (1 << 20)
+        try:
+            for _ in range(400):
+                s.sendall(chunk)
+        except OSError:
+            pass
+        s.close()
+ts = [threading.Thread(target=one) for _ in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("done")
+]]):format(p.info.socket))
+    local f = io.popen("timeout 120 python3 " .. tmp .. "/flood.py 2>&1")
+    local out = f:read("a")
+    f:close()
+    assert.matches("done", out, 1, true)
+    local grew = hwm() - before
+    assert.is_true(grew < 32 * 1024, ("the worker's peak grew by %d KiB"):format(grew))
+    assert.equal(200, (proxy.curl(p, "/_connrt/health")))
+    assert.equal(0, p.stop("TERM"))
+  end)
+
   it("answers 503 naming the open file limit when a request cannot open what it needs, and 200 once it can", function()
     local p, worker = serving(home, tmp .. "/q.sock")
     local q = io.popen(("prlimit --nofile --noheadings --raw --output HARD --pid %d"):format(worker))

@@ -1048,6 +1048,7 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 #define SWEEP_MS 100
 
 struct conn {
+  server_t *s;
   struct bufferevent *bev;
   struct evbuffer_cb_entry *watch; /* on_input, on its input */
   double since; /* when the first byte of its next request came */
@@ -1104,9 +1105,20 @@ static void on_sweep(evutil_socket_t fd, short what, void *ud) {
 
 /* Bytes came from a client: the first of a request not yet handled starts its clock. */
 static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *ud) {
-  (void)buf;
   conn_t *c = ud;
-  if (info->n_added == 0 || c->busy || c->partial) return;
+  if (info->n_added == 0) return;
+  bufferevent_event_cb eventcb = NULL;
+  bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+  if (!eventcb) {
+    /* evhttp has freed it, and a freed bufferevent still reads: not one more byte is kept
+     * (a client sending without end after a 413 grew a worker by megabytes), and the
+     * sweep drops it at once */
+    bufferevent_disable(c->bev, EV_READ);
+    evbuffer_drain(buf, evbuffer_get_length(buf));
+    if (c->s->sweep_ev) event_active(c->s->sweep_ev, EV_TIMEOUT, 0);
+    return;
+  }
+  if (c->busy || c->partial) return;
   c->partial = 1;
   c->since = mono_now();
 }
@@ -1119,6 +1131,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *ud) {
   conn_t *c = calloc(1, sizeof *c);
   if (c) { /* untracked (out of memory): evhttp's own timeout only */
     bufferevent_incref(bev);
+    c->s = s;
     c->bev = bev;
     c->next = s->conns;
     s->conns = c;
