@@ -332,6 +332,8 @@ print(s.recv(4096).split(b"\r\n")[0].decode())
           "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
           "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
           "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length: +" .. #hidden .. "\r\n\r\n",
+          "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length : " .. #hidden .. "\r\n\r\n",
+          "POST /keyed/echo HTTP/1.1\r\nHost: x\r\nContent-Length\t: " .. #hidden .. "\r\n\r\n",
         }) do
           statuses, all = raw(head .. hidden)
           assert.same({ 400 }, statuses, head)

@@ -688,6 +688,9 @@ end
 local function framing_problem(method, names, list, body)
   local length, coding
   for i, n in ipairs(names) do
+    -- a name evhttp keeps as it came ("Content-Length " with a space before the colon) is
+    -- none of the names below to it, and may be one to the upstream or to us (RFC 9112 5.1)
+    if not n:match("^[%w!#$%%&'*+.^_`|~-]+$") then return "a header name that is not a token" end
     if n == "content-length" then
       local v = txt.trim(list[i][2])
       if not v:match("^%d+$") then return "Content-Length is not a number of bytes" end
