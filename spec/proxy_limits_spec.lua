@@ -16,8 +16,10 @@ local sys = require("connrt.sys")
 
 -- A proxy with one worker, serving (its first answer given, and that client's connection
 -- closed: the same descriptors twice), and the worker's pid.
-local function serving(home, socket)
-  local p = proxy.start(home, { "--socket", socket, "--workers", "1" })
+local function serving(home, socket, extra)
+  local args = { "--socket", socket, "--workers", "1" }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  local p = proxy.start(home, args)
   local q = io.popen("pgrep -P " .. p.pid)
   local worker = tonumber(q:read("a"))
   q:close()
@@ -175,6 +177,21 @@ print("done")
     assert.not_matches("internal error", p.err())
     assert.is_true(os.execute(("prlimit --nofile=%d:%d --pid %d"):format(hard, hard, worker)))
     assert.equal(200, (proxy.curl(p, "/keyed/keyed/me")))
+    assert.equal(0, p.stop("TERM"))
+  end)
+
+  it("answers a failure after the request went upstream as what it is, near the limit too (no Retry-After)", function()
+    local p, worker = serving(home, tmp .. "/late.sock", { "--timeout", "1" })
+    assert.equal(200, (proxy.curl(p, "/keyed/keyed/me"))) -- the connection opened
+    local q = io.popen(("prlimit --nofile --noheadings --raw --output HARD --pid %d"):format(worker))
+    local hard = q:read("n")
+    q:close()
+    -- 4 left: the client's connection, an upstream one, and fewer than the 8 of the probe
+    assert.is_true(os.execute(("prlimit --nofile=%d:%d --pid %d"):format(limit_leaving(worker, 4), hard, worker)))
+    local status, body, head = proxy.curl(p, "/keyed/slow") -- sent, then no answer within 1 s
+    assert.equal(504, status, body)
+    assert.equal("timeout", require("cjson").decode(body).reason)
+    assert.is_nil(head:lower():find("retry-after", 1, true))
     assert.equal(0, p.stop("TERM"))
   end)
 end)

@@ -172,12 +172,15 @@ local function json_error(status, kind, message, extra)
 end
 
 -- The answer to a request that failed with `err` (an error object, or a bug's message).
--- A worker at its open file limit (clients holding connections) answers 503: whatever
--- it could not open (a connector's file, an upstream connection) failed for that, not
--- for what the message says; sys.out_of_descriptors asks right after the failure.
+-- A worker at its open file limit (clients holding connections) answers 503: a failure
+-- to open something, before anything was sent (the connector's sandbox, the store, an
+-- upstream connection), failed for that, not for what its message says;
+-- sys.out_of_descriptors asks right after it. Any other failure is what it says: one that
+-- may come after the request went upstream is never an invitation to send it again.
 local function failure(err)
-  local caller = errors.is(err) and (err.kind == "usage" or err.kind == "refused" or err.kind == "notfound")
-  if not caller and sys.out_of_descriptors() then
+  local opening = not errors.is(err) or err.kind == "store" or err.kind == "connector"
+    or (err.kind == "network" and err.reason == "unreachable")
+  if opening and sys.out_of_descriptors() then
     local status, headers, body = json_error(503, "failed", "the proxy reached its open file limit (ulimit -n) and "
       .. "could not open what this request needs; try again once fewer clients are connected, or raise the limit",
       { reason = "out_of_descriptors" })
