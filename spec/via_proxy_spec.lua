@@ -112,13 +112,18 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       end
     end)
 
-    it("shows no header of its connection to the proxy (--json)", function()
+    it("shows no header of its connection to the proxy, only the upstream's own (--json)", function()
       local via = run({ "--json", "request", "keyed", "/keyed/me" }, p.info.socket)
+      local direct = h.connrt({ "--json", "request", "keyed", "/keyed/me" }, { env = { CONNRT_HOME = home } })
       assert.equal(0, via.code, via.stderr)
-      local doc = cjson.decode(via.stdout)
+      local doc, ddoc = cjson.decode(via.stdout), cjson.decode(direct.stdout)
       assert.equal(200, doc.status)
       assert.equal("Key Holder", doc.body.name)
-      assert.is_nil(doc.headers.connection)
+      -- the upstream's Connection (to the proxy, as to connrt directly), not the proxy's
+      -- "close" to this process
+      assert.equal(ddoc.headers.connection, doc.headers.connection)
+      assert.not_equal("close", doc.headers.connection)
+      for name in pairs(doc.headers) do assert.is_nil(name:find("^connrt%-"), name) end
     end)
 
     it("the proxy answers none of its own paths for a reserved or dot-segment connection name", function()
@@ -208,8 +213,8 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
 
   describe("a proxy's answer is bounded (D)", function()
     it("in its headers' length, read in linear time", function()
-      local sock, stop = answering("HTTP/1.1 200 OK\r\nX-A: a" .. (" "):rep(250000) .. "b\r\nConnrt-Forwarded: 1\r\n"
-        .. "Content-Length: 2\r\n\r\nok")
+      local sock, stop = answering("HTTP/1.1 200 OK\r\nX-A: a" .. (" "):rep(250000) .. "b\r\nConnrt-Forwarded: "
+        .. '[["X-A","a' .. (" "):rep(250000) .. 'b"]]\r\nContent-Length: 2\r\n\r\nok')
       local res = run({ "request", "keyed", "/keyed/me", "--include" }, sock, { timeout = 60 })
       stop()
       assert.equal(0, res.code, res.stderr)

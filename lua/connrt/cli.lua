@@ -401,7 +401,9 @@ function commands.request(argv)
       on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
     st:close()
   end
-  log.err("%d %s", resp.status, target)
+  -- (through the proxy, the URL as it shows it: this process does not know the secrets)
+  local shown = resp.shown_url or target
+  log.err("%d %s", resp.status, shown)
   if o.json then
     json_out({ status = resp.status, headers = resp.headers, body = resp.json or resp.body })
   else
@@ -414,7 +416,7 @@ function commands.request(argv)
   end
   if resp.status >= 400 then
     -- the answer is printed as it came; for a program the failure is its status
-    local e = errors.new("provider", "http_status", "%s answered %d", require("connrt.url").without_query(target),
+    local e = errors.new("provider", "http_status", "%s answered %d", require("connrt.url").without_query(shown),
       resp.status)
     json_error(e.kind, e.reason, e.message)
     return errors.exit_codes[e.kind]

@@ -150,8 +150,7 @@ M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 -- caller's Accept-Encoding is not passed on and the body it gets is the decoded one,
 -- without the upstream's Content-Encoding (a gzip body sent on as plain text under
 -- "Content-Encoding: gzip" broke every client that asked for gzip: Node's fetch does).
-local DROP_REQUEST = txt.hop_by_hop_and({ "proxy-authorization", "proxy-authenticate", "host", "content-length",
-  "authorization", "expect", "accept-encoding" })
+local DROP_REQUEST = txt.PROXY_DROPPED
 local DROP_RESPONSE = txt.hop_by_hop_and({ "proxy-authenticate", "content-length", "content-encoding" })
 -- Connrt-* is the proxy's own: a caller's (Connrt-Key, Connrt-Target, ...) never goes
 -- upstream, and an upstream's never reaches the caller, where a Connrt-Error would pass
@@ -675,13 +674,16 @@ function Worker:forward(req, ref, rest)
     end
     if length and not coded then out[#out + 1] = { "Content-Length", length } end
   end
-  -- for `connrt request`: this answer is the upstream's (an answer with neither this nor
-  -- Connrt-Error is the HTTP parser's, written before anything was sent: via_proxy.lua)
-  -- ("no-date": the answer had no Date, which the HTTP server adds: not the upstream's)
+  -- for `connrt request`: this answer is the upstream's, whose header lines as they came
+  -- (redacted) Connrt-Forwarded carries, since the HTTP server changes some (Date,
+  -- Content-Length, hop-by-hop), and the URL as the direct path shows it, redacted
+  -- (an answer with neither this nor Connrt-Error is the HTTP parser's, written before
+  -- anything was sent: via_proxy.lua)
   if cli then
-    local dated = false
-    for _, n in ipairs(rnames) do dated = dated or n == "date" end
-    out[#out + 1] = { "Connrt-Forwarded", dated and "1" or "no-date" }
+    local exact = {}
+    for i, x in ipairs(rlist) do exact[i] = { x.name, log.redact(x.value) } end
+    out[#out + 1] = { "Connrt-Forwarded", cjson.encode(exact) }
+    out[#out + 1] = { "Connrt-Shown-Url", log.redact(target) }
   end
   return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
 end

@@ -140,6 +140,13 @@ function M.hop_by_hop_and(names)
   return set
 end
 
+--- The request headers `connrt proxy` never passes on (proxy.lua): hop-by-hop, routing
+-- and framing (its HTTP client sets them), the caller's credentials (replaced by the
+-- connection's), and content coding (its client asks for every coding it can undo).
+-- via_proxy.lua sends a `connrt request` carrying one the direct path's way.
+M.PROXY_DROPPED = M.hop_by_hop_and({ "proxy-authorization", "proxy-authenticate", "host", "content-length",
+  "authorization", "expect", "accept-encoding" })
+
 --- What keeps `name: value` from being one HTTP header line, or nil: a name that is not
 -- a token, or a value with a control character but TAB (RFC 9110; CR, LF or NUL would
 -- end the header, or the request).

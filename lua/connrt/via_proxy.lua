@@ -75,7 +75,10 @@ function M.exchange(path, head, body, max_body)
     return nil, err
   end
   local text, head_end, parts, size = "", nil, {}, 0
-  local max_total = limits.ANSWER_HEAD + max_body
+  -- the proxy's head carries the upstream's header lines twice (as lines, and in
+  -- Connrt-Forwarded, JSON-escaped): a head the direct path takes fits in three times its bound
+  local max_head = 3 * limits.ANSWER_HEAD
+  local max_total = max_head + max_body
   while true do
     local left = deadline - sys.monotime()
     if left <= 0 or #sys.poll_read({ fd }, left) == 0 then
@@ -104,9 +107,9 @@ function M.exchange(path, head, body, max_body)
       if head_end then
         parts[1] = text:sub(head_end + 4)
         text = text:sub(1, head_end - 1)
-      elseif #text > limits.ANSWER_HEAD then
+      elseif #text > max_head then
         sys.close(fd)
-        broken(path, "the answer's headers are larger than connrt takes (%d bytes)", limits.ANSWER_HEAD)
+        broken(path, "the answer's headers are larger than connrt takes (%d bytes)", max_head)
       end
     end
   end
@@ -193,7 +196,6 @@ end
 -- process and the proxy, not to the upstream: the proxy's own controls (Connrt-*), the
 -- message's length and coding, hop-by-hop headers and Host. A request that carries one
 -- goes the direct path, which sends or refuses it as it does without the proxy.
-local FRAMING = txt.hop_by_hop_and({ "host", "content-length", "expect" })
 
 -- True for headers that reach the upstream through the proxy as the direct path would
 -- send them: each one header line (connrt.text header_problem), none of the names above.
@@ -202,9 +204,32 @@ local function proxiable_headers(headers)
     local name, value = hv[1], hv[2]
     if txt.header_problem(name, value) then return false end
     local lower = name:lower()
-    if FRAMING[lower] or lower:sub(1, 6) == "connrt" then return false end
+    if txt.PROXY_DROPPED[lower] or lower:sub(1, 6) == "connrt" then return false end
   end
   return true
+end
+
+--- The URL `sent` as the proxy shows it with the connection's secrets redacted (its
+-- Connrt-Shown-Url), when that is `sent` with parts replaced by "[redacted]" and nothing
+-- else (a proxy can hide a part, never add text); else nil. Linear in their lengths.
+function M.shown_url(sent, shown)
+  if type(shown) ~= "string" or type(sent) ~= "string" then return nil end
+  -- the proxy saw the path with a leading slash
+  if sent:sub(1, 1) ~= "/" and not sent:match("^%a[%w+.-]*://") and shown:sub(1, 1) == "/" then shown = shown:sub(2) end
+  local MARK = "[redacted]"
+  local at, from, first = 1, 1, true
+  while true do
+    local i = shown:find(MARK, from, true)
+    local piece = shown:sub(from, (i or #shown + 1) - 1)
+    local j = sent:find(piece, at, true)
+    if not j or (first and j ~= 1) then return nil end
+    if not i then
+      -- the last piece ends where `sent` ends
+      if sent:sub(#sent - #piece + 1) ~= piece or #sent - #piece + 1 < at then return nil end
+      return shown
+    end
+    at, from, first = j + #piece, i + #MARK, false
+  end
 end
 
 --- `connrt request` through the proxy. `req`: ref, method, url, headers (array of
@@ -249,18 +274,23 @@ function M.request(req)
     notice(path, ("the proxy refused the request itself (%d)"):format(resp.status))
     return nil
   end
-  -- the proxy's own headers are not the answer's, nor a Date its HTTP server added
-  local no_date = resp.headers["connrt-forwarded"] == "no-date"
-  local shown, map = {}, {}
-  for _, hd in ipairs(resp.header_list) do
-    local lower = hd.name:lower()
-    if lower:sub(1, 7) ~= "connrt-" and not (no_date and lower == "date") then
-      shown[#shown + 1] = hd
-      -- a repeated name's values joined in order, as the direct path's client does
-      map[lower] = map[lower] and (map[lower] .. ", " .. hd.value) or hd.value
+  -- the upstream's header lines as they came, which the proxy passes in Connrt-Forwarded
+  -- (its HTTP server changes some), each one header line
+  local exact = require("cjson.safe").decode(resp.headers["connrt-forwarded"])
+  if type(exact) ~= "table" then broken(path, "Connrt-Forwarded is not a list of header lines") end
+  local list, map = {}, {}
+  for _, x in ipairs(exact) do
+    if type(x) ~= "table" or type(x[1]) ~= "string" or type(x[2]) ~= "string" or txt.header_problem(x[1], x[2]) then
+      broken(path, "Connrt-Forwarded is not a list of header lines")
     end
+    list[#list + 1] = { name = x[1], value = x[2] }
+    -- a repeated name's values joined in order, as the direct path's client does
+    local lower = x[1]:lower()
+    map[lower] = map[lower] and (map[lower] .. ", " .. x[2]) or x[2]
   end
-  resp.header_list, resp.headers = shown, map
+  local shown = M.shown_url(req.url, resp.headers["connrt-shown-url"])
+  resp.header_list, resp.headers = list, map
+  resp.shown_url = shown
   -- decoded when first read (--json), within the same bound as without the proxy
   return setmetatable(resp, { __index = function(r, key)
     if key ~= "json" then return nil end
