@@ -157,6 +157,25 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       end
     end)
 
+    it("shows its own URL, with parts hidden at most, whatever URL the proxy says to show", function()
+      for shown, want in pairs({
+        ["/keyed/me?q=[redacted]"] = "/keyed/me?q=[redacted]",
+        ["/keyed/[redacted]?q=x"] = "/keyed/[redacted]?q=x",
+        ["/elsewhere"] = "/keyed/me?q=x",
+        ["/keyed/me?q=x\27[2J"] = "/keyed/me?q=x",
+        ["[redacted]evil"] = "/keyed/me?q=x",
+        ["/keyed/me?q=x[redacted]more"] = "/keyed/me?q=x",
+      }) do
+        local sock, stop = answering("HTTP/1.1 200 OK\r\nConnrt-Forwarded: []\r\nConnrt-Shown-Url: " .. shown
+          .. "\r\nContent-Length: 2\r\n\r\nok")
+        local res = run({ "request", "keyed", "/keyed/me?q=x" }, sock)
+        stop()
+        no_traceback(res)
+        assert.equal(0, res.code, res.stderr)
+        assert.equal("200 " .. want .. "\n", res.stderr, shown)
+      end
+    end)
+
     it("takes the proxy's own errors with their kind and reason", function()
       local body = '{"error":"usage","message":"give the URL once","reason":"ambiguous"}'
       local sock, stop = answering(("HTTP/1.1 400 Bad\r\nConnrt-Error: usage\r\nContent-Length: %d\r\n\r\n%s"):format(
