@@ -71,6 +71,10 @@ describe("an upstream's folded first header line after earlier answers #integrat
         end
       end
     end
+    -- a 101 the request never asked for is no answer to pass on (RFC 9110 15.2.2)
+    local status, body = proxy.curl(p, "/rawup/s101", { args = { "--max-time", "20" } })
+    assert.equal(502, status, body)
+    assert.equal("protocol", require("cjson").decode(body).reason)
     assert.not_matches("internal error", p.err())
     assert.equal(0, p.stop("TERM"))
   end)

@@ -651,6 +651,11 @@ function Worker:forward(req, ref, rest)
   local cli = req.h["connrt-cli"] ~= nil
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
     timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response, abortable = true })
+  if resp.status < 200 then
+    -- an interim status as the final answer: a 101 no request of the proxy asks for (it
+    -- passes no Upgrade on), never one to hand a client (RFC 9110 15.2.2)
+    errors.fail("network", "protocol", "the upstream answered %d, which is not an answer to this request", resp.status)
+  end
   local out, rlist, rnames = {}, resp.header_list, {}
   for i, x in ipairs(rlist) do rnames[i] = x.name:lower() end
   local rhop = connection_tokens(rnames, function(i) return rlist[i].value end)

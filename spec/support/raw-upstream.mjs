@@ -10,12 +10,15 @@
 //   /.../fold   a 200 whose first header line is folded (begins with a tab): obsolete
 //               line folding with nothing before it to continue
 //   /.../foldsp the same with a space
+//   /.../s101   101 Switching Protocols, unasked
 import net from "node:net";
 
 const ANSWERS = {
   ok: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-One: 1\r\nX-Two: 2\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   fold: "HTTP/1.1 200 OK\r\n\tX-Folded: tab\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   foldsp: "HTTP/1.1 200 OK\r\n X-Folded: space\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  // a 101 to a request that asked for no upgrade (RFC 9110 15.2.2: never sent then)
+  s101: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: nothing\r\nConnection: upgrade\r\n\r\nraw bytes",
 };
 
 const server = net.createServer((sock) => {
