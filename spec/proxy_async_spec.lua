@@ -578,6 +578,55 @@ open(%q, "wb").write(got)
     h.rmdir(dir)
   end)
 
+  it("SIGTERM: a request pipelined behind an answer streaming since before it is served too, and says close",
+    function()
+    local p = start_proxy({ "--socket", tmp .. "/ps.sock" })
+    local dir = h.tmpdir()
+    h.write(dir .. "/pipe.py", ([[
+import os, socket, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(%q)
+s.sendall(b"GET /keyed/stream?n=3000000 HTTP/1.1\r\nHost: x\r\n\r\nGET /keyed/echo HTTP/1.1\r\nHost: x\r\n\r\n")
+got = s.recv(1024)
+open(%q, "w").close()
+while not os.path.exists(%q):
+    time.sleep(0.02)
+s.settimeout(20)
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+open(%q, "wb").write(got)
+]]):format(p.info.socket, dir .. "/started", dir .. "/go", dir .. "/got"))
+    os.execute(("python3 %s/pipe.py &"):format(dir))
+    for _ = 1, 400 do
+      if h.read(dir .. "/started") then break end
+      sys.sleep(0.05)
+    end
+    os.execute(("kill -TERM %d"):format(p.pid))
+    for _ = 1, 200 do
+      if (p.err() or ""):find("stopping: finishing", 1, true) then break end
+      sys.sleep(0.05)
+    end
+    sys.sleep(0.5)
+    h.write(dir .. "/go", "")
+    assert.equal(0, p.stop())
+    local got
+    for _ = 1, 200 do
+      got = h.read(dir .. "/got")
+      if got then break end
+      sys.sleep(0.05)
+    end
+    assert(got, "the client's read")
+    local _, answers = got:gsub("HTTP/1%.1 200 ", "")
+    assert.equal(2, answers)
+    local second = got:sub((select(2, got:find("HTTP/1%.1 200 .-HTTP/1%.1 200 "))) or #got)
+    assert.matches("\r\nConnection: close\r\n", got:sub(#got - 2000))
+    assert.matches('"url":"/echo"', second)
+    h.rmdir(dir)
+  end)
+
   it("SIGTERM finishes many requests in flight, streamed ones included, then exits 0", function()
     local p = start_proxy({ "--socket", tmp .. "/f.sock" })
     local dir = h.tmpdir()

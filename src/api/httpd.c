@@ -233,6 +233,7 @@ typedef struct {
   task_t *tasks, *tick_task;
   conn_t *conns;                /* every client connection (see "requests that take too long") */
   struct event *sweep_ev;
+  struct event *finish_ev;      /* stops the loop once nothing is in flight (see maybe_finish) */
   double idle;
 } server_t;
 
@@ -294,8 +295,24 @@ static const char *reason(int status) {
   }
 }
 
-static void maybe_finish(server_t *s) {
+/* Once stopping and nothing is in flight, the loop stops FINISH_MS later, not at once: a
+ * request a client pipelined behind the last answer is read by evhttp only after that
+ * answer is done (a deferred callback), and is then served, its answer saying Connection:
+ * close, rather than dropped unanswered. */
+#define FINISH_MS 50
+
+static void on_finish(evutil_socket_t fd, short what, void *ud) {
+  (void)fd;
+  (void)what;
+  server_t *s = ud;
   if (s->stopping && s->inflight <= 0) event_base_loopbreak(s->base);
+}
+
+static void maybe_finish(server_t *s) {
+  if (!s->stopping || s->inflight > 0) return;
+  struct timeval later = { 0, FINISH_MS * 1000 };
+  if (s->finish_ev) event_add(s->finish_ev, &later);
+  else event_base_loopbreak(s->base);
 }
 
 /* What a client sends while its request is answered (its next request, pipelined, or
@@ -1350,6 +1367,7 @@ static int httpd_serve(lua_State *L) {
   event_add(s->hup_ev, NULL);
   s->refused_ev = event_new(s->base, -1, 0, on_refused, s);
   s->sweep_ev = event_new(s->base, -1, EV_PERSIST, on_sweep, s);
+  s->finish_ev = evtimer_new(s->base, on_finish, s);
   if (s->sweep_ev) {
     struct timeval every = { 0, SWEEP_MS * 1000 };
     event_add(s->sweep_ev, &every);
@@ -1391,6 +1409,7 @@ static int httpd_serve(lua_State *L) {
   evhttp_free(s->http);
   sweep(s, 1); /* the connections evhttp has just freed, and closed */
   if (s->sweep_ev) event_free(s->sweep_ev);
+  if (s->finish_ev) event_free(s->finish_ev);
   curl_multi_cleanup(s->multi);
   event_free(s->timer_ev);
   if (s->accept_ev) event_free(s->accept_ev);
