@@ -71,11 +71,29 @@ describe("an upstream's folded first header line after earlier answers #integrat
         end
       end
     end
+    -- a header name with a space before its colon is trimmed (here a hop-by-hop one, so
+    -- dropped), never passed on as it came
+    local st, _, head = proxy.curl(p, "/rawup/spacename")
+    assert.equal(200, st)
+    assert.is_nil(head:lower():find("transfer-encoding", 1, true), head)
     -- a 101 the request never asked for is no answer to pass on (RFC 9110 15.2.2)
     local status, body = proxy.curl(p, "/rawup/s101", { args = { "--max-time", "20" } })
     assert.equal(502, status, body)
     assert.equal("protocol", require("cjson").decode(body).reason)
     assert.not_matches("internal error", p.err())
+    -- connrt request through it shows what the direct path shows: the key in a header's
+    -- name redacted, an odd line as the client took it, control characters escaped
+    for _, case in ipairs({ { "secname", 0 }, { "odd", 0 } }) do
+      local args = { "request", "rawup", "-i", "/api/" .. case[1] }
+      local direct = h.connrt(args, { env = { CONNRT_HOME = home } })
+      local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket } })
+      assert.equal(case[2], direct.code, direct.stderr)
+      assert.equal(direct.code, via.code, via.stderr)
+      assert.equal(direct.stdout, via.stdout, case[1])
+      assert.equal(direct.stderr, via.stderr, case[1])
+      assert.is_nil((direct.stdout .. via.stdout):find("rawup-k3y", 1, true), case[1])
+      assert.is_nil((direct.stdout .. via.stdout):find("\27", 1, true), case[1])
+    end
     assert.equal(0, p.stop("TERM"))
   end)
 end)

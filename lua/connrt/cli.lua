@@ -409,7 +409,10 @@ function commands.request(argv)
   else
     if o.include or o.i then
       io.stdout:write(("HTTP %d\r\n"):format(resp.status))
-      for _, hd in ipairs(resp.header_list) do io.stdout:write(log.redact(hd.name .. ": " .. hd.value), "\r\n") end
+      -- a header line as a terminal can show it: an upstream's control characters escaped
+      for _, hd in ipairs(resp.header_list) do
+        io.stdout:write(require("connrt.text").escape_controls(log.redact(hd.name .. ": " .. hd.value)), "\r\n")
+      end
       io.stdout:write("\r\n")
     end
     io.stdout:write(log.redact(resp.body))

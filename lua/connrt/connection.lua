@@ -398,12 +398,29 @@ function Connection:request(req)
     end
     -- `connrt proxy`: the upstream request (not a refresh) stops if its client goes away
     full.abortable = req.abortable
+    -- req.progress.answered: an upstream has answered a hop or an attempt of this request
+    -- (so it went out), whatever fails after (`connrt proxy` never then says "try again")
+    local progress = req.progress
+    if progress then
+      local inner = full.before_hop
+      full.before_hop = function()
+        progress.answered = true
+        if inner then return inner() end
+        return full.allowed
+      end
+    end
     -- the token this attempt carries: a refresh after its 401 is not needed when another
     -- request of this process has replaced it meanwhile (connrt proxy's coroutines)
     local sent_with = self.secrets.access_token
     -- the connector's query parameters may have changed the URL, not where it goes
     full.origin = parsed
     local ok, resp = pcall(request.send, full, what)
+    if ok and progress then progress.answered = true end
+    if ok and resp.status < 200 then
+      -- an interim status as the final answer (a 101 to a request that asked for no
+      -- upgrade: connrt never asks for one) is no answer to this request (RFC 9110 15.2.2)
+      errors.fail("network", "protocol", "%s answered %d, which is not an answer to this request", what, resp.status)
+    end
     if not ok then
       if errors.is(resp) and resp.kind == "network" and IDEMPOTENT[method] and retries > 0 then
         local delay = math.min(1, max_wait - waited)

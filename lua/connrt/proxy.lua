@@ -170,15 +170,17 @@ local function json_error(status, kind, message, extra)
   return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end
 
--- The answer to a request that failed with `err` (an error object, or a bug's message).
--- A worker at its open file limit (clients holding connections) answers 503: a failure
--- to open something, before anything was sent (the connector's sandbox, the store, an
--- upstream connection), failed for that, not for what its message says;
--- sys.out_of_descriptors asks right after it. Any other failure is what it says: one that
--- may come after the request went upstream is never an invitation to send it again.
-local function failure(err)
-  local opening = not errors.is(err) or err.kind == "store" or err.kind == "connector"
-    or (err.kind == "network" and err.reason == "unreachable")
+-- The answer to a request that failed with `err` (an error object, or a bug's message);
+-- `answered`: an upstream had answered part of it (a redirect hop, a 401 before a
+-- refresh), so it went out. A worker at its open file limit (clients holding
+-- connections) answers 503: a failure to open something before anything was sent (the
+-- connector's sandbox, the store, an upstream connection) failed for that, not for what
+-- its message says; sys.out_of_descriptors asks right after it. Any other failure is
+-- what it says: one after the request went upstream is never an invitation to send it
+-- again.
+local function failure(err, answered)
+  local opening = not answered and (not errors.is(err) or err.kind == "store" or err.kind == "connector"
+    or (err.kind == "network" and err.reason == "unreachable"))
   if opening and sys.out_of_descriptors() then
     local status, headers, body = json_error(503, "failed", "the proxy reached its open file limit (ulimit -n) and "
       .. "could not open what this request needs; try again once fewer clients are connected, or raise the limit",
@@ -650,18 +652,22 @@ function Worker:forward(req, ref, rest)
   -- any other final answer streams (request.send says which answers are final)
   local cli = req.h["connrt-cli"] ~= nil
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
-    timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response, abortable = true })
-  if resp.status < 200 then
-    -- an interim status as the final answer: a 101 no request of the proxy asks for (it
-    -- passes no Upgrade on), never one to hand a client (RFC 9110 15.2.2)
-    errors.fail("network", "protocol", "the upstream answered %d, which is not an answer to this request", resp.status)
-  end
+    timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response, abortable = true,
+    progress = req.progress })
   local out, rlist, rnames = {}, resp.header_list, {}
-  for i, x in ipairs(rlist) do rnames[i] = x.name:lower() end
+  -- a name with whitespace before its colon is trimmed (RFC 9112 5.1: a proxy removes it),
+  -- so "Transfer-Encoding :" is the hop-by-hop header it is; a name that is still not a
+  -- token is no header line to pass on (false)
+  for i, x in ipairs(rlist) do
+    local n = txt.trim(x.name):lower()
+    rnames[i] = n:match("^[%w!#$%%&'*+.^_`|~-]+$") and n or false
+  end
   local rhop = connection_tokens(rnames, function(i) return rlist[i].value end)
   for i, x in ipairs(rlist) do
     local n = rnames[i]
-    if not DROP_RESPONSE[n] and not rhop[n] and not own(n) then out[#out + 1] = { x.name, cli and log.redact(x.value) or x.value } end
+    if n and not DROP_RESPONSE[n] and not rhop[n] and not own(n) then
+      out[#out + 1] = { txt.trim(x.name), cli and log.redact(x.value) or x.value }
+    end
   end
   -- a streamed answer keeps the length the upstream gave (a client's progress, a resumed
   -- download) when its body comes as it was sent: not decoded, not chunked; one cut short
@@ -686,7 +692,7 @@ function Worker:forward(req, ref, rest)
   -- anything was sent: via_proxy.lua)
   if cli then
     local exact = {}
-    for i, x in ipairs(rlist) do exact[i] = { x.name, log.redact(x.value) } end
+    for i, x in ipairs(rlist) do exact[i] = { log.redact(x.name), log.redact(x.value) } end
     out[#out + 1] = { "Connrt-Forwarded", cjson.encode(exact) }
     out[#out + 1] = { "Connrt-Shown-Url", log.redact(target) }
   end
@@ -781,11 +787,12 @@ function Worker:handle(req)
       status, headers, body = json_error(404, "notfound", "no connection in the path: the proxy serves /CONNECTION/PATH")
     else
       if rest:sub(1, 1) == "?" then rest = "/" .. rest end
+      req.progress = {}
       local ok, a, b, c, d, e = pcall(self.forward, self, req, ref, rest)
       if ok then
         status, headers, body, conn_id, stream = a, b, c, d, e
       else
-        status, headers, body = failure(a)
+        status, headers, body = failure(a, req.progress.answered)
       end
       -- a series per connection this proxy serves; any other name is one series, so
       -- requests for made-up names cannot grow the metrics

@@ -11,6 +11,7 @@
 //               line folding with nothing before it to continue
 //   /.../foldsp the same with a space
 //   /.../s101   101 Switching Protocols, unasked
+//   /.../secname, spacename, odd: header lines that test what is shown or passed on
 import net from "node:net";
 
 const ANSWERS = {
@@ -19,6 +20,13 @@ const ANSWERS = {
   foldsp: "HTTP/1.1 200 OK\r\n X-Folded: space\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // a 101 to a request that asked for no upgrade (RFC 9110 15.2.2: never sent then)
   s101: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: nothing\r\nConnection: upgrade\r\n\r\nraw bytes",
+  // the connection's key (spec/upstream_bytes_spec.lua's) as a header's name
+  secname: "HTTP/1.1 200 OK\r\nX-rawup-k3y-0123456789: 1\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  // a name with a space before its colon: a lenient client would take the body as chunked
+  spacename: "HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  // lines a client takes though they break the rules: a name with a space, control
+  // characters (an escape sequence) in a value
+  odd: "HTTP/1.1 200 OK\r\nX Y: z\r\nX-A: a\u0001b\u001b[31mred\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
 };
 
 const server = net.createServer((sock) => {

@@ -16,6 +16,10 @@
  * goes on past it), needle by needle. memmem (glibc's two-way search) is linear in
  * #s + #needle for each needle, whatever s holds.
  *
+ * textscan.find(s, needle, init) -> the 1-based position of needle's first occurrence in
+ * s at or after init, or nil: string.find's plain search compares byte by byte from each
+ * position (O(#s * #needle) at worst), memmem does not.
+ *
  * Opens the `connrt.textscan` module.
  */
 #include <string.h>
@@ -29,6 +33,20 @@ static int textscan_printable(lua_State *L) {
   /* no early exit: a branch-free loop the compiler vectorizes */
   for (size_t i = 0; i < n; i++) bad |= (unsigned char)((s[i] < 0x20) | (s[i] > 0x7E));
   lua_pushboolean(L, !bad);
+  return 1;
+}
+
+static int textscan_find(lua_State *L) {
+  size_t n, m;
+  const char *s = luaL_checklstring(L, 1, &n);
+  const char *needle = luaL_checklstring(L, 2, &m);
+  lua_Integer init = luaL_optinteger(L, 3, 1);
+  if (init < 1) init = 1;
+  if ((size_t)init - 1 > n) return 0;
+  size_t from = (size_t)init - 1;
+  const char *hit = m == 0 ? s + from : memmem(s + from, n - from, needle, m);
+  if (!hit) return 0;
+  lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
   return 1;
 }
 
@@ -63,6 +81,7 @@ static int textscan_find_all(lua_State *L) {
 static const luaL_Reg textscan_funcs[] = {
   { "printable", textscan_printable },
   { "find_all", textscan_find_all },
+  { "find", textscan_find },
   { NULL, NULL }
 };
 
