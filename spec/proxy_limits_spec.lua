@@ -180,6 +180,31 @@ print("done")
     assert.equal(0, p.stop("TERM"))
   end)
 
+  it("answers a redirect hop it cannot connect for at the limit as what it is: the first hop went out", function()
+    -- a second upstream, and a connection allowed both: the first hop (on a kept upstream
+    -- connection) answers 302 to the second, whose connect finds no descriptor
+    local api2 = h.start_upstream({ ECHO_API_KEY = "limits-k3y-0123456789" })
+    local conn = h.keyed_connector(api.base):gsub('id = "keyed"', 'id = "twohop"')
+      :gsub('allowed_urls = { "[^"]*" }', ('allowed_urls = { "%s", "%s" }'):format(api.base, api2.base))
+    h.write(tmp .. "/twohop.lua", conn)
+    local res = h.connrt({ "run", tmp .. "/twohop.lua", "--field", "api_key=limits-k3y-0123456789" },
+      { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
+    local p, worker = serving(home, tmp .. "/hop.sock")
+    assert.equal(200, (proxy.curl(p, "/twohop/keyed/me"))) -- the connection opened, an upstream connection kept
+    local q = io.popen(("prlimit --nofile --noheadings --raw --output HARD --pid %d"):format(worker))
+    local hard = q:read("n")
+    q:close()
+    assert.is_true(os.execute(("prlimit --nofile=%d:%d --pid %d"):format(limit_leaving(worker, 1), hard, worker)))
+    local before = #api.log()
+    local status, body, head = proxy.curl(p, "/twohop/redirect?to=" .. api2.base .. "/echo")
+    assert.equal(before + 1, #api.log()) -- the first hop went out
+    assert.equal(502, status, body)
+    assert.is_nil(head:lower():find("retry-after", 1, true))
+    assert.equal(0, p.stop("TERM"))
+    api2.stop()
+  end)
+
   it("answers a failure after the request went upstream as what it is, near the limit too (no Retry-After)", function()
     local p, worker = serving(home, tmp .. "/late.sock", { "--timeout", "1" })
     assert.equal(200, (proxy.curl(p, "/keyed/keyed/me"))) -- the connection opened
