@@ -176,6 +176,17 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       end
     end)
 
+    it("takes no Connrt-Forwarded that is not a list of header lines", function()
+      for _, fwd in ipairs({ '{"a":1}', '[["a","b","c"]]', '[["a\\r\\nX","b"]]', '[["a","b\\u0000"]]', '[1]' }) do
+        local sock, stop = answering("HTTP/1.1 200 OK\r\nConnrt-Forwarded: " .. fwd .. "\r\nContent-Length: 2\r\n\r\nok")
+        local res = run({ "request", "keyed", "/keyed/me", "-i" }, sock)
+        stop()
+        no_traceback(res)
+        assert.equal(6, res.code, fwd .. ": " .. res.stderr)
+        assert.matches("Connrt-Forwarded is not a list of header lines", res.stderr, 1, true)
+      end
+    end)
+
     it("takes the proxy's own errors with their kind and reason", function()
       local body = '{"error":"usage","message":"give the URL once","reason":"ambiguous"}'
       local sock, stop = answering(("HTTP/1.1 400 Bad\r\nConnrt-Error: usage\r\nContent-Length: %d\r\n\r\n%s"):format(

@@ -280,11 +280,15 @@ function M.request(req)
   -- the upstream's header lines as they came (redacted), which the proxy passes in
   -- Connrt-Forwarded (its HTTP server changes some): whatever the direct path's client
   -- takes, shown as the direct path shows it
+  -- (a list of [name, value] pairs, neither with CR, LF or NUL, which end a line)
   local exact = require("cjson.safe").decode(resp.headers["connrt-forwarded"])
-  if type(exact) ~= "table" then broken(path, "Connrt-Forwarded is not a list of header lines") end
+  if type(exact) ~= "table" or (#exact == 0 and next(exact) ~= nil) then
+    broken(path, "Connrt-Forwarded is not a list of header lines")
+  end
   local list, map = {}, {}
   for _, x in ipairs(exact) do
-    if type(x) ~= "table" or type(x[1]) ~= "string" or type(x[2]) ~= "string" then
+    if type(x) ~= "table" or #x ~= 2 or type(x[1]) ~= "string" or type(x[2]) ~= "string"
+      or (x[1] .. x[2]):find("[\r\n%z]") then
       broken(path, "Connrt-Forwarded is not a list of header lines")
     end
     list[#list + 1] = { name = x[1], value = x[2] }
