@@ -405,7 +405,17 @@ function commands.request(argv)
   local shown = resp.shown_url or target
   log.err("%d %s", resp.status, shown)
   if o.json then
-    json_out({ status = resp.status, headers = resp.headers, body = resp.json or resp.body })
+    -- redacted before they are lowercased or JSON-encoded (the whole line is redacted
+    -- again as it is printed): a secret in a header's name lowercased, or spelled with JSON
+    -- escapes in a text body (\u0053...) that encoding escapes once more, is not seen after
+    local shown_headers = {}
+    for _, hd in ipairs(resp.header_list) do
+      local name, value = log.redact(hd.name):lower(), log.redact(hd.value)
+      shown_headers[name] = shown_headers[name] and (shown_headers[name] .. ", " .. value) or value
+    end
+    local shown_body = resp.json
+    if shown_body == nil then shown_body = log.redact(resp.body) end
+    json_out({ status = resp.status, headers = shown_headers, body = shown_body })
   else
     if o.include or o.i then
       io.stdout:write(("HTTP %d\r\n"):format(resp.status))

@@ -22,6 +22,8 @@ const ANSWERS = {
   s101: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: nothing\r\nConnection: upgrade\r\n\r\nraw bytes",
   // the connection's key (spec/upstream_bytes_spec.lua's) as a header's name
   secname: "HTTP/1.1 200 OK\r\nX-rawup-k3y-0123456789: 1\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  // the key spelled with a JSON escape in a text body (\u0072 is "r")
+  escbody: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 32\r\n\r\nk=\\u0072awup-k3y-0123456789 end.",
   // a name with a space before its colon: a lenient client would take the body as chunked
   spacename: "HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // lines a client takes though they break the rules: a name with a space, control
