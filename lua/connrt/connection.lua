@@ -345,7 +345,7 @@ function Connection:request(req)
   local method = req.method or "GET"
   -- the caller's method and headers go into the request line and header lines as given:
   -- each must be one token or line (a pipeline's or a C program's mistake, not a bug)
-  if type(method) ~= "string" or not method:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+  if type(method) ~= "string" or not require("connrt.text").is_token(method) then
     errors.raise("usage", 'request method "%s" is not an HTTP method name', require("connrt.text").escape_controls(
       tostring(method)))
   end

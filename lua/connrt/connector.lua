@@ -294,7 +294,7 @@ local function check_templates(c, path)
     if lower == "authorization" or lower == "content-type" then
       fail_at(path, "token_headers." .. k, "token_headers.%s: connrt sets this header itself (client_auth and token_request_format say how)", k)
     end
-    if not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then fail_at(path, "token_headers", "token_headers: %q is not a header name", k) end
+    if not require("connrt.text").is_token(k) then fail_at(path, "token_headers", "token_headers: %q is not a header name", k) end
     fields_or_client(tostring(v), "token_headers." .. k)
   end
   if type(c.test) == "table" then

@@ -660,7 +660,7 @@ function Worker:forward(req, ref, rest)
   -- token is no header line to pass on (false)
   for i, x in ipairs(rlist) do
     local n = txt.trim(x.name):lower()
-    rnames[i] = n:match("^[%w!#$%%&'*+.^_`|~-]+$") and n or false
+    rnames[i] = txt.is_token(n) and n
   end
   local rhop = connection_tokens(rnames, function(i) return rlist[i].value end)
   for i, x in ipairs(rlist) do
@@ -706,7 +706,7 @@ local function framing_problem(method, names, list, body)
   for i, n in ipairs(names) do
     -- a name evhttp keeps as it came ("Content-Length " with a space before the colon) is
     -- none of the names below to it, and may be one to the upstream or to us (RFC 9112 5.1)
-    if not n:match("^[%w!#$%%&'*+.^_`|~-]+$") then return "a header name that is not a token" end
+    if not txt.is_token(n) then return "a header name that is not a token" end
     if n == "content-length" then
       local v = txt.trim(list[i][2])
       if not v:match("^%d+$") then return "Content-Length is not a number of bytes" end

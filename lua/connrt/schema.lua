@@ -73,7 +73,7 @@ end
 local ROUTING = require("connrt.text").hop_by_hop_and({ "host", "content-length", "proxy-authorization" })
 local header_map = { map = string_map.map, key_check = function(k)
   if ROUTING[k:lower()] then return ("%s is set by connrt's HTTP client, not by connectors"):format(k) end
-  if not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then return ("%q is not a header name"):format(k) end
+  if not require("connrt.text").is_token(k) then return ("%q is not a header name"):format(k) end
 end }
 
 local field_decl = { record = {

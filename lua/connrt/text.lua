@@ -127,6 +127,11 @@ end
 
 local HEADER_NAME = "^[%w!#$%%&'*+.^_`|~-]+$"
 
+--- True when `s` is an HTTP token (RFC 9110 5.6.2): a header name, a method.
+function M.is_token(s)
+  return s:match(HEADER_NAME) ~= nil
+end
+
 --- The hop-by-hop headers (RFC 9110 7.6.1): they belong to one connection, never to the
 -- message a proxy passes on, and connrt never takes them from a connector or a caller.
 M.HOP_BY_HOP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true, trailer = true,
