@@ -1191,6 +1191,13 @@ while not os.path.exists(%q):
       assert.matches("--listen nowhere: expected HOST:PORT", res.stderr, 1, true)
       res = h.connrt({ "proxy", "--workers", "0" }, { env = { CONNRT_HOME = home }, timeout = 10 })
       assert.equal(2, res.code)
+      local before = h.snapshot(home)
+      for _, v in ipairs({ "0", "x", "1.5" }) do
+        res = h.connrt({ "proxy", "--idle", v }, { env = { CONNRT_HOME = home }, timeout = 10 })
+        assert.equal(2, res.code)
+        assert.matches("--idle " .. v .. ": expected a number from 1 to 86400", res.stderr, 1, true)
+      end
+      assert.same(before, h.snapshot(home))
       res = h.connrt({ "proxy", "--connection", "nosuch" }, { env = { CONNRT_HOME = home }, timeout = 10 })
       assert.equal(9, res.code)
       res = h.connrt({ "proxy", "--listen", "127.0.0.1:1", "--socket", "x" }, { env = { CONNRT_HOME = home }, timeout = 10 })
