@@ -29,6 +29,12 @@ describe("an upstream's folded first header line after earlier answers #integrat
     }]]):format(base))
     local res = h.connrt({ "run", keyed, "--field", "api_key=rawup-k3y-0123456789" }, { env = { CONNRT_HOME = home } })
     assert.equal(0, res.code, res.stderr)
+    -- a second connection, whose key holds ": " and ", " (which an upstream can split
+    -- across a header's name and value, or across two lines of one name)
+    h.write(tmp .. "/split.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "rawsplit"')))
+    res = h.connrt({ "run", tmp .. "/split.lua", "--field", "api_key=k3y: s3cr3t, 0123456789abc" },
+      { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
   end)
 
   teardown(function()
@@ -84,9 +90,10 @@ describe("an upstream's folded first header line after earlier answers #integrat
     -- connrt request through it shows what the direct path shows: the key in a header's
     -- name redacted (also lowercased, in --json), an odd line as the client took it,
     -- control characters escaped, the key JSON-escaped in a text body redacted in --json
+    -- and a key split across a name and its value (-i) or two lines of one name (--json)
     for _, case in ipairs({ { "secname", 0, "-i" }, { "secname", 0, "--json" }, { "odd", 0, "-i" },
-        { "escbody", 0, "--json" } }) do
-      local args = { "request", "rawup", case[3], "/api/" .. case[1] }
+        { "escbody", 0, "--json" }, { "splitcolon", 0, "-i", "rawsplit" }, { "splitcomma", 0, "--json", "rawsplit" } }) do
+      local args = { "request", case[4] or "rawup", case[3], "/api/" .. case[1] }
       local direct = h.connrt(args, { env = { CONNRT_HOME = home } })
       local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket } })
       assert.equal(case[2], direct.code, direct.stderr)
@@ -98,6 +105,8 @@ describe("an upstream's folded first header line after earlier answers #integrat
       end
       assert.equal(direct.stderr, via.stderr, case[1])
       assert.is_nil((direct.stdout .. via.stdout):lower():find("awup-k3y", 1, true), case[1] .. " " .. case[3])
+      assert.is_nil((direct.stdout .. via.stdout):find("k3y: s3cr3t, 0123456789abc", 1, true), case[1] .. " " .. case[3])
+      if case[1] ~= "odd" then assert.matches("[redacted]", direct.stdout, 1, true) end
       assert.is_nil((direct.stdout .. via.stdout):find("\27", 1, true), case[1])
     end
     assert.equal(0, p.stop("TERM"))

@@ -166,7 +166,7 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
         ["[redacted]evil"] = "/keyed/me?q=x",
         ["/keyed/me?q=x[redacted]more"] = "/keyed/me?q=x",
       }) do
-        local sock, stop = answering("HTTP/1.1 200 OK\r\nConnrt-Forwarded: []\r\nConnrt-Shown-Url: " .. shown
+        local sock, stop = answering("HTTP/1.1 200 OK\r\nConnrt-Forwarded: {\"lines\":[],\"map\":{}}\r\nConnrt-Shown-Url: " .. shown
           .. "\r\nContent-Length: 2\r\n\r\nok")
         local res = run({ "request", "keyed", "/keyed/me?q=x" }, sock)
         stop()
@@ -176,14 +176,16 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       end
     end)
 
-    it("takes no Connrt-Forwarded that is not a list of header lines", function()
-      for _, fwd in ipairs({ '{"a":1}', '[["a","b","c"]]', '[["a\\r\\nX","b"]]', '[["a","b\\u0000"]]', '[1]' }) do
+    it("takes no Connrt-Forwarded that is not the answer's header lines", function()
+      for _, fwd in ipairs({ '{"a":1}', '[["a","b"]]', '{"lines":[],"map":[1]}', '{"lines":{"a":"b"},"map":{}}',
+          '{"lines":["a","b",{}],"map":{}}', '{"lines":["a: b\\r\\nX: c"],"map":{}}', '{"lines":[],"map":{"a":"b\\u0000"}}',
+          '{"lines":[],"map":{"a\\n":"b"}}', '{"lines":[],"map":{"a":null}}', '{"lines":[1],"map":{}}', '{"map":{}}' }) do
         local sock, stop = answering("HTTP/1.1 200 OK\r\nConnrt-Forwarded: " .. fwd .. "\r\nContent-Length: 2\r\n\r\nok")
         local res = run({ "request", "keyed", "/keyed/me", "-i" }, sock)
         stop()
         no_traceback(res)
         assert.equal(6, res.code, fwd .. ": " .. res.stderr)
-        assert.matches("Connrt-Forwarded is not a list of header lines", res.stderr, 1, true)
+        assert.matches("Connrt-Forwarded is not the answer's header lines", res.stderr, 1, true)
       end
     end)
 
@@ -244,7 +246,8 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
   describe("a proxy's answer is bounded (D)", function()
     it("in its headers' length, read in linear time", function()
       local sock, stop = answering("HTTP/1.1 200 OK\r\nX-A: a" .. (" "):rep(250000) .. "b\r\nConnrt-Forwarded: "
-        .. '[["X-A","a' .. (" "):rep(250000) .. 'b"]]\r\nContent-Length: 2\r\n\r\nok')
+        .. '{"lines":["X-A: a' .. (" "):rep(250000) .. 'b"],"map":{"x-a":"a' .. (" "):rep(250000) .. 'b"}}'
+        .. '\r\nContent-Length: 2\r\n\r\nok')
       local res = run({ "request", "keyed", "/keyed/me", "--include" }, sock, { timeout = 60 })
       stop()
       assert.equal(0, res.code, res.stderr)

@@ -404,24 +404,20 @@ function commands.request(argv)
   -- (through the proxy, the URL as it shows it: this process does not know the secrets)
   local shown = resp.shown_url or target
   log.err("%d %s", resp.status, shown)
+  -- the header lines as shown, redacted (through the proxy, as the proxy redacted them)
+  local shown_headers = resp.shown_headers or log.shown_headers(resp.header_list)
   if o.json then
-    -- redacted before they are lowercased or JSON-encoded (the whole line is redacted
-    -- again as it is printed): a secret in a header's name lowercased, or spelled with JSON
-    -- escapes in a text body (\u0053...) that encoding escapes once more, is not seen after
-    local shown_headers = {}
-    for _, hd in ipairs(resp.header_list) do
-      local name, value = log.redact(hd.name):lower(), log.redact(hd.value)
-      shown_headers[name] = shown_headers[name] and (shown_headers[name] .. ", " .. value) or value
-    end
+    -- a text body redacted before it is JSON-encoded: a secret spelled with JSON escapes
+    -- (\u0053...), which encoding escapes once more, is not seen after
     local shown_body = resp.json
     if shown_body == nil then shown_body = log.redact(resp.body) end
-    json_out({ status = resp.status, headers = shown_headers, body = shown_body })
+    json_out({ status = resp.status, headers = shown_headers.map, body = shown_body })
   else
     if o.include or o.i then
       io.stdout:write(("HTTP %d\r\n"):format(resp.status))
       -- a header line as a terminal can show it: an upstream's control characters escaped
-      for _, hd in ipairs(resp.header_list) do
-        io.stdout:write(require("connrt.text").escape_controls(log.redact(hd.name .. ": " .. hd.value)), "\r\n")
+      for _, line in ipairs(shown_headers.lines) do
+        io.stdout:write(require("connrt.text").escape_controls(line), "\r\n")
       end
       io.stdout:write("\r\n")
     end

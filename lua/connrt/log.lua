@@ -320,6 +320,24 @@ function M.redact(s)
   return table.concat(out)
 end
 
+--- An answer's header lines (`list`: {name, value} in arrival order) as `connrt request`
+-- shows them: `lines`, one "Name: value" a line (--include), and `map`, each lowercased
+-- name to its values joined with ", " in order (--json). Each is redacted whole, so a
+-- secret an upstream splits across a name and its value (it holds ": ") or across two
+-- lines of one name (", ") is hidden as it is shown; a name is redacted before it is
+-- lowercased. The proxy sends both to a `connrt request` that hands it the call
+-- (proxy.lua, via_proxy.lua): that process knows no secret to redact them with.
+function M.shown_headers(list)
+  local lines, map = {}, {}
+  for i, h in ipairs(list) do
+    lines[i] = M.redact(h.name .. ": " .. h.value)
+    local name, value = M.redact(h.name):lower(), M.redact(h.value)
+    map[name] = map[name] and (map[name] .. ", " .. value) or value
+  end
+  for name, value in pairs(map) do map[name] = M.redact(value) end
+  return { lines = lines, map = map }
+end
+
 --- A position near `at` where `s` can be cut in two without cutting a known secret (in
 -- any spelling M.redact knows) that `s` holds whole: redacting the two parts apart then
 -- hides what redacting `s` would. Where `at` falls inside the secrets' text, the cut

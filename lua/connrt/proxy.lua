@@ -654,6 +654,15 @@ function Worker:forward(req, ref, rest)
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
     timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response, abortable = true,
     progress = req.progress })
+  -- for `connrt request`: this answer is the upstream's, whose header lines Connrt-Forwarded
+  -- carries as the direct path shows them, redacted whole (log.shown_headers: the
+  -- command knows no secret), and all the command reads of them; the URL as the direct
+  -- path shows it, redacted (an answer with neither this nor Connrt-Error is the HTTP
+  -- parser's, written before anything was sent: via_proxy.lua)
+  if cli then
+    return resp.status, { { "Connrt-Forwarded", cjson.encode(log.shown_headers(resp.header_list)) },
+      { "Connrt-Shown-Url", log.redact(target) } }, log.redact(resp.body), conn:id(), resp.stream
+  end
   local out, rlist, rnames = {}, resp.header_list, {}
   -- a name with whitespace before its colon is trimmed (RFC 9112 5.1: a proxy removes it),
   -- so "Transfer-Encoding :" is the hop-by-hop header it is; a name that is still not a
@@ -666,7 +675,7 @@ function Worker:forward(req, ref, rest)
   for i, x in ipairs(rlist) do
     local n = rnames[i]
     if n and not DROP_RESPONSE[n] and not rhop[n] and not own(n) then
-      out[#out + 1] = { txt.trim(x.name), cli and log.redact(x.value) or x.value }
+      out[#out + 1] = { txt.trim(x.name), x.value }
     end
   end
   -- a streamed answer keeps the length the upstream gave (a client's progress, a resumed
@@ -685,18 +694,7 @@ function Worker:forward(req, ref, rest)
     end
     if length and not coded then out[#out + 1] = { "Content-Length", length } end
   end
-  -- for `connrt request`: this answer is the upstream's, whose header lines as they came
-  -- (redacted) Connrt-Forwarded carries, since the HTTP server changes some (Date,
-  -- Content-Length, hop-by-hop), and the URL as the direct path shows it, redacted
-  -- (an answer with neither this nor Connrt-Error is the HTTP parser's, written before
-  -- anything was sent: via_proxy.lua)
-  if cli then
-    local exact = {}
-    for i, x in ipairs(rlist) do exact[i] = { log.redact(x.name), log.redact(x.value) } end
-    out[#out + 1] = { "Connrt-Forwarded", cjson.encode(exact) }
-    out[#out + 1] = { "Connrt-Shown-Url", log.redact(target) }
-  end
-  return resp.status, out, cli and log.redact(resp.body) or resp.body, conn:id(), resp.stream
+  return resp.status, out, resp.body, conn:id(), resp.stream
 end
 
 -- Why a request's framing cannot be trusted, or nil (evhttp took one reading of it, and

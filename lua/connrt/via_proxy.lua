@@ -75,9 +75,10 @@ function M.exchange(path, head, body, max_body)
     return nil, err
   end
   local text, head_end, parts, size = "", nil, {}, 0
-  -- the proxy's head carries the upstream's header lines twice (as lines, and in
-  -- Connrt-Forwarded, JSON-escaped): a head the direct path takes fits in three times its bound
-  local max_head = 3 * limits.ANSWER_HEAD
+  -- the proxy's head carries the upstream's header lines in Connrt-Forwarded twice (as
+  -- lines, and joined by name), JSON-escaped (at most 6 bytes a byte, \u001b): a head the
+  -- direct path takes fits in 13 times its bound
+  local max_head = 13 * limits.ANSWER_HEAD
   local max_total = max_head + max_body
   while true do
     local left = deadline - sys.monotime()
@@ -235,10 +236,35 @@ function M.shown_url(sent, shown)
   end
 end
 
+-- A line of the answer's head: a string without CR, LF or NUL.
+local function is_line(x)
+  return type(x) == "string" and not x:find("[\r\n%z]")
+end
+
+-- A list of lines (keys 1..n and nothing else).
+local function is_list_of_lines(t)
+  if type(t) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  for i = 1, n do
+    if not is_line(t[i]) then return false end
+  end
+  return true
+end
+
+-- A map of lines to lines.
+local function is_map_of_lines(t)
+  if type(t) ~= "table" then return false end
+  for k, v in pairs(t) do
+    if not (is_line(k) and is_line(v)) then return false end
+  end
+  return true
+end
+
 --- `connrt request` through the proxy. `req`: ref, method, url, headers (array of
--- {name, value}), body, json. Returns the response as Connection:request returns it
--- ({status, headers (map), header_list, body, json}), or nil when no proxy is set or it
--- cannot be reached (after a notice).
+-- {name, value}), body, json. Returns the response as the command shows it ({status,
+-- headers (map, redacted), shown_headers (log.shown_headers's), shown_url, body, json}),
+-- or nil when no proxy is set or it cannot be reached (after a notice).
 function M.request(req)
   local path = socket_path()
   if not path then return nil end
@@ -277,27 +303,16 @@ function M.request(req)
     notice(path, ("the proxy refused the request itself (%d)"):format(resp.status))
     return nil
   end
-  -- the upstream's header lines as they came (redacted), which the proxy passes in
-  -- Connrt-Forwarded (its HTTP server changes some): whatever the direct path's client
-  -- takes, shown as the direct path shows it
-  -- (a list of [name, value] pairs, neither with CR, LF or NUL, which end a line)
-  local exact = require("cjson.safe").decode(resp.headers["connrt-forwarded"])
-  if type(exact) ~= "table" or (#exact == 0 and next(exact) ~= nil) then
-    broken(path, "Connrt-Forwarded is not a list of header lines")
-  end
-  local list, map = {}, {}
-  for _, x in ipairs(exact) do
-    if type(x) ~= "table" or #x ~= 2 or type(x[1]) ~= "string" or type(x[2]) ~= "string"
-      or (x[1] .. x[2]):find("[\r\n%z]") then
-      broken(path, "Connrt-Forwarded is not a list of header lines")
-    end
-    list[#list + 1] = { name = x[1], value = x[2] }
-    -- a repeated name's values joined in order, as the direct path's client does
-    local lower = x[1]:lower()
-    map[lower] = map[lower] and (map[lower] .. ", " .. x[2]) or x[2]
+  -- the upstream's header lines as the direct path shows them (log.shown_headers), which
+  -- the proxy redacted: a list of lines and a map of names to their joined values, each a
+  -- string without CR, LF or NUL (which end a line)
+  local fwd = require("cjson.safe").decode(resp.headers["connrt-forwarded"])
+  local shown_lines, map = type(fwd) == "table" and fwd.lines, type(fwd) == "table" and fwd.map
+  if not (is_list_of_lines(shown_lines) and is_map_of_lines(map)) then
+    broken(path, "Connrt-Forwarded is not the answer's header lines")
   end
   local shown = M.shown_url(req.url, resp.headers["connrt-shown-url"])
-  resp.header_list, resp.headers = list, map
+  resp.shown_headers, resp.headers, resp.header_list = { lines = shown_lines, map = map }, map, nil
   resp.shown_url = shown
   -- decoded when first read (--json), within the same bound as without the proxy
   return setmetatable(resp, { __index = function(r, key)

@@ -11,7 +11,8 @@
 //               line folding with nothing before it to continue
 //   /.../foldsp the same with a space
 //   /.../s101   101 Switching Protocols, unasked
-//   /.../secname, spacename, odd: header lines that test what is shown or passed on
+//   /.../secname, splitcolon, splitcomma, spacename, odd: header lines that test what is
+//               shown or passed on
 import net from "node:net";
 
 const ANSWERS = {
@@ -24,6 +25,10 @@ const ANSWERS = {
   secname: "HTTP/1.1 200 OK\r\nX-rawup-k3y-0123456789: 1\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // the key spelled with a JSON escape in a text body (\u0072 is "r")
   escbody: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 32\r\n\r\nk=\\u0072awup-k3y-0123456789 end.",
+  // the second connection's key ("k3y: s3cr3t, 0123456789abc") split by the upstream
+  // across a header's name and value, and across two lines of one name
+  splitcolon: "HTTP/1.1 200 OK\r\nk3y: s3cr3t, 0123456789abc\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  splitcomma: "HTTP/1.1 200 OK\r\nX-S: k3y: s3cr3t\r\nX-S: 0123456789abc\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // a name with a space before its colon: a lenient client would take the body as chunked
   spacename: "HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // lines a client takes though they break the rules: a name with a space, control
