@@ -35,6 +35,10 @@ describe("an upstream's folded first header line after earlier answers #integrat
     res = h.connrt({ "run", tmp .. "/split.lua", "--field", "api_key=k3y: s3cr3t, 0123456789abc" },
       { env = { CONNRT_HOME = home } })
     assert.equal(0, res.code, res.stderr)
+    -- and a third, whose key is digits (which a JSON number can spell)
+    h.write(tmp .. "/num.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "rawnum"')))
+    res = h.connrt({ "run", tmp .. "/num.lua", "--field", "api_key=73519864" }, { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
   end)
 
   teardown(function()
@@ -92,7 +96,9 @@ describe("an upstream's folded first header line after earlier answers #integrat
     -- control characters escaped, the key JSON-escaped in a text body redacted in --json
     -- and a key split across a name and its value (-i) or two lines of one name (--json)
     for _, case in ipairs({ { "secname", 0, "-i" }, { "secname", 0, "--json" }, { "odd", 0, "-i" },
-        { "escbody", 0, "--json" }, { "splitcolon", 0, "-i", "rawsplit" }, { "splitcomma", 0, "--json", "rawsplit" } }) do
+        { "escbody", 0, "--json" }, { "splitcolon", 0, "-i", "rawsplit" }, { "splitcomma", 0, "--json", "rawsplit" },
+        { "secupper", 0, "--json" }, { "numbody", 0, "--json", "rawnum" }, { "infnum", 0, "--json" },
+        { "crvalue", 0, "-i" }, { "crvalue", 0, "--json" } }) do
       local args = { "request", case[4] or "rawup", case[3], "/api/" .. case[1] }
       local direct = h.connrt(args, { env = { CONNRT_HOME = home } })
       local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket } })
@@ -106,7 +112,12 @@ describe("an upstream's folded first header line after earlier answers #integrat
       assert.equal(direct.stderr, via.stderr, case[1])
       assert.is_nil((direct.stdout .. via.stdout):lower():find("awup-k3y", 1, true), case[1] .. " " .. case[3])
       assert.is_nil((direct.stdout .. via.stdout):find("k3y: s3cr3t, 0123456789abc", 1, true), case[1] .. " " .. case[3])
-      if case[1] ~= "odd" then assert.matches("[redacted]", direct.stdout, 1, true) end
+      assert.is_nil((direct.stdout .. via.stdout):find("73519864", 1, true), case[1] .. " " .. case[3])
+      if case[1] ~= "odd" and case[1] ~= "infnum" and case[1] ~= "crvalue" then
+        assert.matches("[redacted]", direct.stdout, 1, true)
+      end
+      -- a number JSON cannot spell is written null (JSON.stringify's way), never a traceback
+      if case[1] == "infnum" then assert.equal(require("cjson").null, require("cjson").decode(via.stdout).body.a) end
       assert.is_nil((direct.stdout .. via.stdout):find("\27", 1, true), case[1])
     end
     assert.equal(0, p.stop("TERM"))

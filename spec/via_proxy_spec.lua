@@ -166,7 +166,7 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
         ["[redacted]evil"] = "/keyed/me?q=x",
         ["/keyed/me?q=x[redacted]more"] = "/keyed/me?q=x",
       }) do
-        local sock, stop = answering("HTTP/1.1 200 OK\r\nConnrt-Forwarded: {\"lines\":[],\"map\":{}}\r\nConnrt-Shown-Url: " .. shown
+        local sock, stop = answering("HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nConnrt-Shown-Url: " .. shown
           .. "\r\nContent-Length: 2\r\n\r\nok")
         local res = run({ "request", "keyed", "/keyed/me?q=x" }, sock)
         stop()
@@ -176,17 +176,81 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       end
     end)
 
-    it("takes no Connrt-Forwarded that is not the answer's header lines", function()
-      for _, fwd in ipairs({ '{"a":1}', '[["a","b"]]', '{"lines":[],"map":[1]}', '{"lines":{"a":"b"},"map":{}}',
-          '{"lines":["a","b",{}],"map":{}}', '{"lines":["a: b\\r\\nX: c"],"map":{}}', '{"lines":[],"map":{"a":"b\\u0000"}}',
-          '{"lines":[],"map":{"a\\n":"b"}}', '{"lines":[],"map":{"a":null}}', '{"lines":[1],"map":{}}', '{"map":{}}' }) do
-        local sock, stop = answering("HTTP/1.1 200 OK\r\nConnrt-Forwarded: " .. fwd .. "\r\nContent-Length: 2\r\n\r\nok")
-        local res = run({ "request", "keyed", "/keyed/me", "-i" }, sock)
+    it("takes an answer only as the upstream's rendered for the output asked, and never sends it again", function()
+      for _, case in ipairs({ { "200 OK", "" }, { "302 Found", "" }, { "500 Oops", "" },
+          { "200 OK", "Connrt-Shown: json\r\n" }, { "200 OK", "Connrt-Shown: body\r\n" } }) do
+        local sock, stop = answering(("HTTP/1.1 %s\r\n%sContent-Length: 2\r\n\r\nok"):format(case[1], case[2]))
+        local before = #api.log()
+        local res = run({ "request", "keyed", "POST", "/keyed/me", "-d", "x=1", "-i" }, sock)
         stop()
         no_traceback(res)
-        assert.equal(6, res.code, fwd .. ": " .. res.stderr)
-        assert.matches("Connrt-Forwarded is not the answer's header lines", res.stderr, 1, true)
+        assert.equal(6, res.code, case[1] .. ": " .. res.stderr)
+        assert.matches("not an answer of connrt proxy", res.stderr, 1, true)
+        assert.is_nil(res.stderr:find("going direct", 1, true))
+        assert.equal("", res.stdout)
+        assert.equal(before, #api.log())
       end
+      -- the refusals of the proxy's own HTTP parser (nothing was sent): the direct path
+      local sock, stop = answering("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\n\r\nno")
+      local res = run({ "request", "keyed", "/keyed/me" }, sock)
+      stop()
+      assert.equal(0, res.code, res.stderr)
+      assert.matches("the proxy refused the request itself (413); going direct", res.stderr, 1, true)
+      assert.equal("Key Holder", cjson.decode(res.stdout).name)
+    end)
+
+    it("is a network error when its status or length cannot be read as such", function()
+      for _, head in ipairs({ "HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nContent-Length: 1e400",
+          "HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nContent-Length: 1.5",
+          "HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nContent-Length: 0x2",
+          "HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nContent-Length: -3",
+          "HTTP/1.1 000 OK\r\nConnrt-Shown: body\r\nContent-Length: 2",
+          "HTTP/1.1 101 Switching\r\nConnrt-Shown: body\r\nContent-Length: 2" }) do
+        local sock, stop = answering(head .. "\r\n\r\nabc")
+        local res = run({ "request", "keyed", "/keyed/me" }, sock)
+        local tok = run({ "token", "keyed" }, sock)
+        stop()
+        for _, r in ipairs({ res, tok }) do
+          no_traceback(r)
+          assert.equal(6, r.code, head .. ": " .. r.stderr)
+          assert.is_nil(r.stderr:find("internal error", 1, true), r.stderr)
+          assert.equal("", r.stdout)
+        end
+      end
+    end)
+
+    it("served by another user: not taken, nothing sent to it, and the command goes direct", function()
+      local id = io.popen("id -u")
+      local root = id:read("*l") == "0"
+      id:close()
+      if not root or not os.execute("command -v setpriv >/dev/null") then
+        pending("needs root and setpriv, to serve a socket as another user")
+        return
+      end
+      local dir = h.tmpdir()
+      os.execute("chmod 0777 " .. h.shell_quote(dir))
+      local sock = dir .. "/other.sock"
+      -- the script copied where that user can read it, run by the system's python3
+      h.write(dir .. "/hostile_proxy.py", h.read(h.ROOT .. "/spec/support/hostile_proxy.py"))
+      os.execute(("setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 %s/hostile_proxy.py %s "
+        .. "record %s >%s/out 2>&1 & echo $! >%s/pid"):format(dir, h.shell_quote(sock), h.shell_quote(dir .. "/got"),
+        dir, dir))
+      for _ = 1, 200 do
+        if (h.read(dir .. "/out") or ""):find("ready", 1, true) then break end
+        sys.sleep(0.05)
+      end
+      local res = run({ "request", "keyed", "/keyed/me", "-H", "X-Private: p-r-i-v" }, sock)
+      local tok = run({ "token", "keyed" }, sock)
+      os.execute(("kill %d"):format(tonumber(h.read(dir .. "/pid"))))
+      local got, out = h.read(dir .. "/got") or "", h.read(dir .. "/out") or ""
+      h.rmdir(dir)
+      assert.matches("ready", out, 1, true)
+      assert.equal(0, res.code, res.stderr)
+      assert.matches("is served by another user (uid 65534), not taken; going direct", res.stderr, 1, true)
+      assert.equal("Key Holder", cjson.decode(res.stdout).name)
+      -- (a fields connection has no token: the direct path's answer)
+      assert.matches("is served by another user (uid 65534), not taken; going direct", tok.stderr, 1, true)
+      assert.equal("", got)
     end)
 
     it("takes the proxy's own errors with their kind and reason", function()
@@ -245,28 +309,34 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
 
   describe("a proxy's answer is bounded (D)", function()
     it("in its headers' length, read in linear time", function()
-      local sock, stop = answering("HTTP/1.1 200 OK\r\nX-A: a" .. (" "):rep(250000) .. "b\r\nConnrt-Forwarded: "
-        .. '{"lines":["X-A: a' .. (" "):rep(250000) .. 'b"],"map":{"x-a":"a' .. (" "):rep(250000) .. 'b"}}'
-        .. '\r\nContent-Length: 2\r\n\r\nok')
+      local sock, stop = answering("HTTP/1.1 200 OK\r\nX-A: a" .. (" "):rep(250000) .. "b\r\nConnrt-Shown: include"
+        .. "\r\nContent-Length: 2\r\n\r\nok")
       local res = run({ "request", "keyed", "/keyed/me", "--include" }, sock, { timeout = 60 })
       stop()
       assert.equal(0, res.code, res.stderr)
-      assert.matches("X-A: a +b\r\n", res.stdout)
-      assert.matches("ok$", res.stdout)
+      assert.equal("ok", res.stdout)
     end)
 
-    it("in its body's size, within the direct path's limits", function()
+    it("in its body's size, within the direct path's limits, and never held whole", function()
+      -- not the upstream's: refused at its head, the body never read
       local sock, stop = hostile("big", tostring(80 * 1024 * 1024))
       local res = run({ "request", "keyed", "/keyed/me" }, sock, { max_rss = true })
       local tok = run({ "token", "keyed" }, sock, { max_rss = true })
       stop()
       no_traceback(res)
-      assert.equal(5, res.code, res.stderr)
-      assert.matches("larger than connrt takes", res.stderr, 1, true)
-      assert.is_true(res.max_rss_kb < 400 * 1024, tostring(res.max_rss_kb))
+      assert.equal(6, res.code, res.stderr)
+      assert.is_true(res.max_rss_kb < 100 * 1024, tostring(res.max_rss_kb))
       assert.equal(5, tok.code, tok.stderr)
+      assert.matches("larger than connrt takes", tok.stderr, 1, true)
       assert.equal("", tok.stdout)
       assert.is_true(tok.max_rss_kb < 100 * 1024, tostring(tok.max_rss_kb))
+      -- the upstream's, rendered: printed as it comes, in memory far below its size
+      sock, stop = hostile("bigshown", tostring(48 * 1024 * 1024))
+      res = run({ "request", "keyed", "/keyed/me" }, sock, { max_rss = true })
+      stop()
+      assert.equal(0, res.code, res.stderr)
+      assert.equal(48 * 1024 * 1024, #res.stdout)
+      assert.is_true(res.max_rss_kb < 40 * 1024, tostring(res.max_rss_kb))
     end)
 
     it("cut short: fewer bytes than its Content-Length is a network error, never part of a token", function()

@@ -373,6 +373,15 @@ function commands.request(argv)
     if body then errors.raise("usage", "give -d or --json-body, not both") end
     local v = require("cjson.safe").decode(o["json-body"])
     if v == nil then errors.raise("usage", "--json-body: not valid JSON") end
+    -- a number JSON cannot carry (1e999 is read as infinity) is the caller's mistake, not
+    -- a null to send
+    local function finite(x)
+      if type(x) == "number" then return x == x and x ~= math.huge and x ~= -math.huge end
+      if type(x) ~= "table" then return true end
+      for _, y in pairs(x) do if not finite(y) then return false end end
+      return true
+    end
+    if not finite(v) then errors.raise("usage", "--json-body: a number too large for JSON (1e999 and the like)") end
     json = v
   end
   method = method or ((body or json) and "POST" or "GET")
@@ -387,8 +396,14 @@ function commands.request(argv)
   -- through a running proxy (CONNRT_PROXY; not with --retries, whose waits it does not
   -- report): no store, no libcurl here (via_proxy.lua)
   -- (nor with --verbose, whose trace of the exchange only the direct path makes)
+  -- what is printed on standard output (shown.lua), after the status line
+  local form = o.json and "json" or (o.include or o.i) and "include" or "body"
+  local function status_line(status, url) log.err("%d %s", status, url) end
+  -- (through the proxy, the URL and the output as it rendered them, the output written as
+  -- it comes: this process does not know the secrets)
   local resp = retries == 0 and not log.verbose and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
-    method = method, url = target, headers = hlist, body = body, json = json })
+    method = method, url = target, headers = hlist, body = body, json = json, form = form, on_status = status_line,
+    write = function(bytes) io.stdout:write(bytes) end })
   if not resp then
     -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
     -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
@@ -400,29 +415,10 @@ function commands.request(argv)
       retries = retries, max_wait = max_wait,
       on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
     st:close()
+    status_line(resp.status, target)
+    io.stdout:write(require("connrt.shown").stdout(resp, form))
   end
-  -- (through the proxy, the URL as it shows it: this process does not know the secrets)
   local shown = resp.shown_url or target
-  log.err("%d %s", resp.status, shown)
-  -- the header lines as shown, redacted (through the proxy, as the proxy redacted them)
-  local shown_headers = resp.shown_headers or log.shown_headers(resp.header_list)
-  if o.json then
-    -- a text body redacted before it is JSON-encoded: a secret spelled with JSON escapes
-    -- (\u0053...), which encoding escapes once more, is not seen after
-    local shown_body = resp.json
-    if shown_body == nil then shown_body = log.redact(resp.body) end
-    json_out({ status = resp.status, headers = shown_headers.map, body = shown_body })
-  else
-    if o.include or o.i then
-      io.stdout:write(("HTTP %d\r\n"):format(resp.status))
-      -- a header line as a terminal can show it: an upstream's control characters escaped
-      for _, line in ipairs(shown_headers.lines) do
-        io.stdout:write(require("connrt.text").escape_controls(line), "\r\n")
-      end
-      io.stdout:write("\r\n")
-    end
-    io.stdout:write(log.redact(resp.body))
-  end
   if resp.status >= 400 then
     -- the answer is printed as it came; for a program the failure is its status
     local e = errors.new("provider", "http_status", "%s answered %d", require("connrt.url").without_query(shown),

@@ -30,6 +30,10 @@
 local text = require("connrt.text")
 local find_all = require("connrt.textscan").find_all
 
+-- JSON connrt writes never fails on a number JSON cannot spell: a provider's 1e999 is
+-- decoded as infinity, and written as null (as JavaScript's JSON.stringify writes it)
+require("cjson").encode_invalid_numbers("null")
+
 local M = {}
 
 local env_verbose = os.getenv("CONNRT_VERBOSE")
@@ -318,24 +322,6 @@ function M.redact(s)
   end
   out[#out + 1] = s:sub(pos)
   return table.concat(out)
-end
-
---- An answer's header lines (`list`: {name, value} in arrival order) as `connrt request`
--- shows them: `lines`, one "Name: value" a line (--include), and `map`, each lowercased
--- name to its values joined with ", " in order (--json). Each is redacted whole, so a
--- secret an upstream splits across a name and its value (it holds ": ") or across two
--- lines of one name (", ") is hidden as it is shown; a name is redacted before it is
--- lowercased. The proxy sends both to a `connrt request` that hands it the call
--- (proxy.lua, via_proxy.lua): that process knows no secret to redact them with.
-function M.shown_headers(list)
-  local lines, map = {}, {}
-  for i, h in ipairs(list) do
-    lines[i] = M.redact(h.name .. ": " .. h.value)
-    local name, value = M.redact(h.name):lower(), M.redact(h.value)
-    map[name] = map[name] and (map[name] .. ", " .. value) or value
-  end
-  for name, value in pairs(map) do map[name] = M.redact(value) end
-  return { lines = lines, map = map }
 end
 
 --- A position near `at` where `s` can be cut in two without cutting a known secret (in

@@ -55,7 +55,8 @@
 -- was handed over (httpd.c client_gone): a request is logged and counted once its answer
 -- has gone, when httpd calls the handler's done(why). The upstream request is
 -- `abortable`: httpd stops it when its client leaves while it waits (never a refresh). `connrt request` through the proxy
--- (Connrt-Cli) gets its answer whole and redacted, as without the proxy.
+-- (Connrt-Cli) gets its answer whole, rendered as that command prints it and redacted
+-- (shown.lua).
 --
 -- The master opens no store: it relays SIGTERM (stop accepting, finish what is in
 -- flight) and SIGHUP (forget the open connections) to the workers and starts a worker
@@ -75,6 +76,7 @@ local errors = require("connrt.errors")
 local log = require("connrt.log")
 local sys = require("connrt.sys")
 local txt = require("connrt.text")
+local shown = require("connrt.shown")
 
 local M = {}
 
@@ -648,20 +650,22 @@ function Worker:forward(req, ref, rest)
     if json == nil then errors.raise("usage", "--json-body: not valid JSON") end
     body = nil
   end
-  -- connrt request's answer passes the redactor, as it does without the proxy: kept whole;
-  -- any other final answer streams (request.send says which answers are final)
-  local cli = req.h["connrt-cli"] ~= nil
+  -- connrt request's answer (Connrt-Cli: the form it prints) is kept whole and rendered
+  -- here, where the secrets are known; any other final answer streams (request.send says
+  -- which answers are final)
+  local form = req.h["connrt-cli"]
+  if form and not shown.FORMS[form] then errors.raise("usage", "Connrt-Cli: expected json, include or body") end
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
-    timeout = self.cfg.upstream_timeout, stream = not cli, stream_max = self.cfg.max_response, abortable = true,
+    timeout = self.cfg.upstream_timeout, stream = not form, stream_max = self.cfg.max_response, abortable = true,
     progress = req.progress })
-  -- for `connrt request`: this answer is the upstream's, whose header lines Connrt-Forwarded
-  -- carries as the direct path shows them, redacted whole (log.shown_headers: the
-  -- command knows no secret), and all the command reads of them; the URL as the direct
-  -- path shows it, redacted (an answer with neither this nor Connrt-Error is the HTTP
-  -- parser's, written before anything was sent: via_proxy.lua)
-  if cli then
-    return resp.status, { { "Connrt-Forwarded", cjson.encode(log.shown_headers(resp.header_list)) },
-      { "Connrt-Shown-Url", log.redact(target) } }, log.redact(resp.body), conn:id(), resp.stream
+  -- for `connrt request`: the command's standard output as the direct path writes it,
+  -- redacted (shown.lua: the command knows no secret and transforms nothing), marked as
+  -- an upstream's answer by Connrt-Shown; and the URL as the direct path shows it,
+  -- redacted (an answer with neither this nor Connrt-Error is the HTTP parser's, written
+  -- before anything was sent: via_proxy.lua)
+  if form then
+    return resp.status, { { "Connrt-Shown", form }, { "Connrt-Shown-Url", log.redact(target) } },
+      shown.stdout(resp, form), conn:id(), resp.stream
   end
   local out, rlist, rnames = {}, resp.header_list, {}
   -- a name with whitespace before its colon is trimmed (RFC 9112 5.1: a proxy removes it),

@@ -2,7 +2,8 @@
 -- proxy` when CONNRT_PROXY names its unix socket: this process then loads neither
 -- libcurl nor the store (no OpenSSL, no LMDB, no unsealing), and pays one local round
 -- trip instead of a TLS handshake. The proxy sends the request with Connection:request,
--- as this process would, and redacts the answer as `connrt request` does (Connrt-Cli);
+-- as this process would, and renders and redacts what `connrt request` prints of the
+-- answer (Connrt-Cli, shown.lua);
 -- its own refusals come back with a Connrt-Error header naming the error's kind, which
 -- is raised here as the same error, so output and exit status are the direct path's. A
 -- socket that cannot be reached is a one-line notice, and the caller goes direct.
@@ -32,6 +33,11 @@ local KINDS = {
   internal = { "failed" },
 }
 
+-- The statuses the proxy's HTTP parser (evhttp) answers with before its handler runs,
+-- when nothing was sent upstream (README: 400 a malformed head, 413 a body over
+-- --max-body or broken chunked framing, 417 an Expect, 501 a method not served).
+local PARSER_REFUSALS = { [400] = true, [413] = true, [417] = true, [501] = true }
+
 -- Headers of the proxy's own connection to this process (hop-by-hop): not part of the
 -- answer the direct path would show.
 local HOP = txt.HOP_BY_HOP
@@ -59,64 +65,13 @@ local function trim(line, from)
   return line:sub(i, j)
 end
 
--- One exchange with the proxy at `path`: `head` (the request line and headers, without
--- the blank line) and `body`; the answer's body may have at most `max_body` bytes.
--- Returns {status, header_list, headers, body}, or nil and why the proxy could not be
--- reached (nothing was sent: the caller goes direct). Once the request is sent, a
--- failure is an error: the proxy may have sent it upstream already.
-function M.exchange(path, head, body, max_body)
-  local deadline = sys.monotime() + M.TIMEOUT
-  local fd, why = sys.unix_connect(path, M.CONNECT_TIMEOUT)
-  if not fd then return nil, why end
-  -- a request not written whole is one the proxy does not act on (its length is given)
-  local ok, err = sys.write(fd, head .. "\r\n\r\n" .. (body or ""), M.TIMEOUT)
-  if not ok then
-    sys.close(fd)
-    return nil, err
-  end
-  local text, head_end, parts, size = "", nil, {}, 0
-  -- the proxy's head carries the upstream's header lines in Connrt-Forwarded twice (as
-  -- lines, and joined by name), JSON-escaped (at most 6 bytes a byte, \u001b): a head the
-  -- direct path takes fits in 13 times its bound
-  local max_head = 13 * limits.ANSWER_HEAD
-  local max_total = max_head + max_body
-  while true do
-    local left = deadline - sys.monotime()
-    if left <= 0 or #sys.poll_read({ fd }, left) == 0 then
-      sys.close(fd)
-      errors.fail("network", "timeout", "CONNRT_PROXY %s: no whole answer in %d s", path, M.TIMEOUT)
-    end
-    local data, rerr = sys.read(fd, 65536)
-    if not data then
-      sys.close(fd)
-      errors.fail("network", "transport", "CONNRT_PROXY %s: %s", path, rerr)
-    end
-    if data == "" then break end
-    size = size + #data
-    if size > max_total then
-      sys.close(fd)
-      errors.fail("provider", "too_big", "CONNRT_PROXY %s: the answer is larger than connrt takes (%d bytes of "
-        .. "body)", path, max_body)
-    end
-    if head_end then
-      parts[#parts + 1] = data
-    else
-      -- the head is looked for in what came since the last look (and the 3 bytes before)
-      local from = math.max(1, #text - 2)
-      text = text .. data
-      head_end = text:find("\r\n\r\n", from, true)
-      if head_end then
-        parts[1] = text:sub(head_end + 4)
-        text = text:sub(1, head_end - 1)
-      elseif #text > max_head then
-        sys.close(fd)
-        broken(path, "the answer's headers are larger than connrt takes (%d bytes)", max_head)
-      end
-    end
-  end
-  sys.close(fd)
+-- The answer's status and headers from its head `text`.
+local function parse_head(path, text)
   local status = text:match("^HTTP/1%.%d (%d%d%d)")
-  if not head_end or not status then broken(path, "not an HTTP answer") end
+  if not status then broken(path, "not an HTTP answer") end
+  -- an interim status (1xx) is never a final answer (Connection:request refuses one from
+  -- an upstream too), and 0xx is no status at all
+  if tonumber(status) < 200 then broken(path, "status %s is not a final answer", status) end
   local resp = { status = tonumber(status), header_list = {}, headers = {} }
   for line in text:gmatch("[^\r\n]+") do
     local colon = line:find(":", 1, true)
@@ -129,20 +84,92 @@ function M.exchange(path, head, body, max_body)
       end
     end
   end
-  resp.body = table.concat(parts)
-  if #resp.body > max_body then
-    errors.fail("provider", "too_big", "CONNRT_PROXY %s: the answer is larger than connrt takes (%d bytes of body)",
-      path, max_body)
+  -- a length is digits (not 0x2, -3, 1.5 or 1e400, which tonumber would read)
+  local len = resp.headers["content-length"]
+  if len and not len:match("^%d+$") then broken(path, "the answer's Content-Length is not a number") end
+  resp.length = len and math.tointeger(tonumber(len))
+  return resp
+end
+
+-- One exchange with the proxy at `path`: `head` (the request line and headers, without
+-- the blank line) and `body`; the answer's body may have at most `max_body` bytes.
+-- Returns {status, header_list, headers, body}, or nil and why the proxy could not be
+-- reached (nothing was sent: the caller goes direct). Once the request is sent, a
+-- failure is an error: the proxy may have sent it upstream already.
+-- `on_head(resp)`, when given, is called once the head has come (it may raise): when it
+-- returns a function and a bound, the body (up to that bound) is handed to the function
+-- as it comes instead of being kept (resp.body is then nil), so an answer that is printed
+-- costs no memory of its size.
+function M.exchange(path, head, body, max_body, on_head)
+  local deadline = sys.monotime() + M.TIMEOUT
+  local fd, why = sys.unix_connect(path, M.CONNECT_TIMEOUT)
+  if not fd then return nil, why end
+  -- a request not written whole is one the proxy does not act on (its length is given)
+  local ok, err = sys.write(fd, head .. "\r\n\r\n" .. (body or ""), M.TIMEOUT)
+  if not ok then
+    sys.close(fd)
+    return nil, err
   end
-  local len = tonumber(resp.headers["content-length"] or "")
-  if len and #resp.body > len then resp.body = resp.body:sub(1, len) end
+  local text, resp, parts, size, sink, sink_max = "", nil, {}, 0, nil, nil
+  local max_head = limits.ANSWER_HEAD
+  -- every failure from here closes the socket first
+  local function fail(kind, reason, fmt, ...)
+    sys.close(fd)
+    errors.fail(kind, reason, fmt, ...)
+  end
+  -- body bytes: kept, or handed on (never past the length given: what follows is not the
+  -- answer's)
+  local function take(data)
+    if resp.length and size + #data > resp.length then data = data:sub(1, resp.length - size) end
+    size = size + #data
+    local bound = sink and sink_max or max_body
+    if size > bound then
+      fail("provider", "too_big", "CONNRT_PROXY %s: the answer is larger than connrt takes (%d bytes of body)", path,
+        bound)
+    end
+    if sink then sink(data) else parts[#parts + 1] = data end
+  end
+  while not (resp and resp.length and size >= resp.length) do
+    local left = deadline - sys.monotime()
+    if left <= 0 or #sys.poll_read({ fd }, left) == 0 then
+      fail("network", "timeout", "CONNRT_PROXY %s: no whole answer in %d s", path, M.TIMEOUT)
+    end
+    local data, rerr = sys.read(fd, 65536)
+    if not data then fail("network", "transport", "CONNRT_PROXY %s: %s", path, rerr) end
+    if data == "" then break end
+    if resp then
+      take(data)
+    else
+      -- the head is looked for in what came since the last look (and the 3 bytes before)
+      local from = math.max(1, #text - 2)
+      text = text .. data
+      local head_end = text:find("\r\n\r\n", from, true)
+      if head_end then
+        local rest = text:sub(head_end + 4)
+        local got, r = pcall(parse_head, path, text:sub(1, head_end - 1))
+        if got and on_head then got, r = pcall(function() sink, sink_max = on_head(r) return r end) end
+        if not got then
+          sys.close(fd)
+          error(r, 0)
+        end
+        resp = r
+        take(rest)
+      elseif #text > max_head then
+        fail("network", "protocol", "CONNRT_PROXY %s: the answer's headers are larger than connrt takes (%d bytes)",
+          path, max_head)
+      end
+    end
+  end
+  sys.close(fd)
+  if not resp then broken(path, "not an HTTP answer") end
+  resp.body = not sink and table.concat(parts) or nil
   -- fewer bytes than the length given: the proxy (a worker that died) or the peer cut it
   -- short, and part of an answer, a token above all, is never taken for the whole (an
   -- answer to HEAD, or a 204 or 304, gives a length without its body)
   local bodiless = head:match("^HEAD ") or resp.status == 204 or resp.status == 304
-  if len and #resp.body < len and not bodiless then
+  if resp.length and size < resp.length and not bodiless then
     errors.fail("network", "transport", "CONNRT_PROXY %s: the answer was cut short (%d of its %d bytes)", path,
-      #resp.body, len)
+      size, resp.length)
   end
   return resp
 end
@@ -236,35 +263,13 @@ function M.shown_url(sent, shown)
   end
 end
 
--- A line of the answer's head: a string without CR, LF or NUL.
-local function is_line(x)
-  return type(x) == "string" and not x:find("[\r\n%z]")
-end
-
--- A list of lines (keys 1..n and nothing else).
-local function is_list_of_lines(t)
-  if type(t) ~= "table" then return false end
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  for i = 1, n do
-    if not is_line(t[i]) then return false end
-  end
-  return true
-end
-
--- A map of lines to lines.
-local function is_map_of_lines(t)
-  if type(t) ~= "table" then return false end
-  for k, v in pairs(t) do
-    if not (is_line(k) and is_line(v)) then return false end
-  end
-  return true
-end
-
 --- `connrt request` through the proxy. `req`: ref, method, url, headers (array of
--- {name, value}), body, json. Returns the response as the command shows it ({status,
--- headers (map, redacted), shown_headers (log.shown_headers's), shown_url, body, json}),
--- or nil when no proxy is set or it cannot be reached (after a notice).
+-- {name, value}), body, json, form (what the command prints: shown.FORMS),
+-- on_status(status, url) (called before the output, with the URL as the proxy showed it,
+-- redacted) and write(bytes) (the command's standard output as the proxy rendered and
+-- redacted it: shown.lua, printed as it comes). Returns {status, shown_url} once the
+-- output is written; or nil when no proxy is set, it cannot be reached, or it refused the
+-- request itself (after a notice: nothing was sent, nothing was written).
 function M.request(req)
   local path = socket_path()
   if not path then return nil end
@@ -285,7 +290,7 @@ function M.request(req)
   table.insert(lines, 1, ("%s %s HTTP/1.1"):format(req.method, target))
   lines[#lines + 1] = "Host: connrt-proxy"
   lines[#lines + 1] = "Connection: close"
-  lines[#lines + 1] = "Connrt-Cli: 1"
+  lines[#lines + 1] = "Connrt-Cli: " .. req.form
   for _, hv in ipairs(req.headers or {}) do lines[#lines + 1] = hv[1] .. ": " .. hv[2] end
   local body = req.body
   if req.json ~= nil then
@@ -293,36 +298,34 @@ function M.request(req)
     lines[#lines + 1] = "Connrt-Json: 1"
   end
   if body then lines[#lines + 1] = "Content-Length: " .. #body end
-  local resp, why = M.exchange(path, table.concat(lines, "\r\n"), body, limits.ANSWER_BODY)
+  -- the proxy's own error or its parser's refusal is kept (within ANSWER_BODY); the
+  -- upstream's answer, rendered for the form asked (Connrt-Shown), is printed as it comes
+  -- (an answer of ANSWER_BODY bytes is at most MAX_GROWTH times larger rendered: JSON
+  -- escapes, "[redacted]")
+  local shown_url
+  local resp, why = M.exchange(path, table.concat(lines, "\r\n"), body, limits.ANSWER_BODY, function(r)
+    if r.headers["connrt-error"] then return nil end
+    local marked = r.headers["connrt-shown"]
+    if not marked and PARSER_REFUSALS[r.status] then return nil end
+    -- any other answer must be the upstream's, as the proxy rendered it for this form: an
+    -- unmarked one may have been sent on (it is not sent again, directly)
+    if marked ~= req.form then
+      broken(path, "not an answer of connrt proxy (status %d, without Connrt-Shown: %s)", r.status, req.form)
+    end
+    shown_url = M.shown_url(req.url, r.headers["connrt-shown-url"])
+    req.on_status(r.status, shown_url or req.url)
+    return req.write, limits.ANSWER_BODY * require("connrt.shown").MAX_GROWTH
+  end)
   if not resp then notice(path, why) return nil end
   if resp.headers["connrt-error"] then raise_from(path, resp) end
-  if not resp.headers["connrt-forwarded"] then
+  if not resp.headers["connrt-shown"] then
     -- the proxy's HTTP parser answered (a body over its --max-body, a head it refuses)
     -- before its handler ran: nothing went upstream, and the direct path gives the answer
     -- this command gives without a proxy
     notice(path, ("the proxy refused the request itself (%d)"):format(resp.status))
     return nil
   end
-  -- the upstream's header lines as the direct path shows them (log.shown_headers), which
-  -- the proxy redacted: a list of lines and a map of names to their joined values, each a
-  -- string without CR, LF or NUL (which end a line)
-  local fwd = require("cjson.safe").decode(resp.headers["connrt-forwarded"])
-  local shown_lines, map = type(fwd) == "table" and fwd.lines, type(fwd) == "table" and fwd.map
-  if not (is_list_of_lines(shown_lines) and is_map_of_lines(map)) then
-    broken(path, "Connrt-Forwarded is not the answer's header lines")
-  end
-  local shown = M.shown_url(req.url, resp.headers["connrt-shown-url"])
-  resp.shown_headers, resp.headers, resp.header_list = { lines = shown_lines, map = map }, map, nil
-  resp.shown_url = shown
-  -- decoded when first read (--json), within the same bound as without the proxy
-  return setmetatable(resp, { __index = function(r, key)
-    if key ~= "json" then return nil end
-    if not (r.headers["content-type"] or ""):lower():find("json", 1, true) then return nil end
-    limits.check_json_size(r.body, req.url:match("^[^?#]*"))
-    local doc = require("cjson.safe").decode(r.body)
-    rawset(r, "json", doc)
-    return doc
-  end })
+  return { status = resp.status, shown_url = shown_url }
 end
 
 --- `connrt token ID` through the proxy: the token, or nil (no proxy, or not reached).

@@ -4,6 +4,8 @@
 # usage: python3 spec/support/hostile_proxy.py SOCKET MODE [ARG]
 #   answer FILE  reads each request's head and answers with FILE's bytes, then closes
 #   big N        answers 200 with a body of N bytes (Content-Length N), in chunks
+#   bigshown N   the same, marked as an upstream's answer rendered for `connrt request`
+#   record FILE  appends what it is sent to FILE, and answers as a proxy would
 #   trickle      answers one byte of a status line every 0.2 s, forever
 #   close        reads the request and closes without a word
 #   stuck        listens with a full backlog and never accepts
@@ -49,13 +51,19 @@ while True:
         if mode == "answer":
             with open(arg, "rb") as f:
                 conn.sendall(f.read())
-        elif mode == "big":
+        elif mode in ("big", "bigshown"):
             n = int(arg)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % n)
+            shown = b"Connrt-Shown: body\r\n" if mode == "bigshown" else b""
+            conn.sendall(b"HTTP/1.1 200 OK\r\n%sContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % (shown, n))
             chunk = b"a" * 65536
             while n > 0:
                 conn.sendall(chunk[:n])
                 n -= len(chunk)
+        elif mode == "record":
+            with open(arg, "ab") as f:
+                f.write(data)
+            if data:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nContent-Length: 2\r\n\r\nok")
         elif mode == "trickle":
             for b in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
                 conn.sendall(bytes([b]))

@@ -11,8 +11,8 @@
 //               line folding with nothing before it to continue
 //   /.../foldsp the same with a space
 //   /.../s101   101 Switching Protocols, unasked
-//   /.../secname, splitcolon, splitcomma, spacename, odd: header lines that test what is
-//               shown or passed on
+//   /.../secname, secupper, splitcolon, splitcomma, numbody, infnum, crvalue, spacename,
+//               odd: answers that test what is shown or passed on
 import net from "node:net";
 
 const ANSWERS = {
@@ -29,6 +29,13 @@ const ANSWERS = {
   // across a header's name and value, and across two lines of one name
   splitcolon: "HTTP/1.1 200 OK\r\nk3y: s3cr3t, 0123456789abc\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   splitcomma: "HTTP/1.1 200 OK\r\nX-S: k3y: s3cr3t\r\nX-S: 0123456789abc\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  // the key in capitals as a header's name (lowercased by --json into the key itself)
+  secupper: "HTTP/1.1 200 OK\r\nX-RAWUP-K3Y-0123456789: 1\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  // the third connection's key (73519864) spelled as JSON numbers that decode to it
+  numbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 34\r\n\r\n{\"a\":7351986.4e1,\"b\":7.3519864E+7}",
+  // a number JSON cannot spell once decoded (infinity), and a bare CR in a header value
+  infnum: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"a\":1e999,\"b\":1}",
+  crvalue: "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // a name with a space before its colon: a lenient client would take the body as chunked
   spacename: "HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // lines a client takes though they break the rules: a name with a space, control

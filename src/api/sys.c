@@ -982,8 +982,31 @@ static int sys_caught(lua_State *L) {
   return 1;
 }
 
+/* Pushes fd once its peer is known to run as this process's user or as root (SO_PEERCRED,
+ * the peer's credentials when it listened); else closes it and pushes nil, a message and
+ * EPERM. A socket path in a shared directory may be served by another user's process:
+ * it would be sent the caller's headers and body, and be taken at its word. */
+static int push_trusted_peer(lua_State *L, int fd, const char *path) {
+  struct ucred cred;
+  socklen_t cl = sizeof cred;
+  int known = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0;
+  if (known && (cred.uid == geteuid() || cred.uid == 0)) {
+    lua_pushinteger(L, fd);
+    return 1;
+  }
+  close(fd);
+  lua_pushnil(L);
+  if (known)
+    lua_pushfstring(L, "%s is served by another user (uid %d), not taken", path, (int)cred.uid);
+  else
+    lua_pushfstring(L, "%s: its server's user is unknown, not taken", path);
+  lua_pushinteger(L, EPERM);
+  return 3;
+}
+
 /* sys.unix_connect(path [, seconds]) -> fd | nil, message, errno: a connected unix stream socket
- * (connrt request through CONNRT_PROXY; closed with sys.close) */
+ * whose server runs as this user or as root (connrt request through CONNRT_PROXY; closed
+ * with sys.close) */
 static int sys_unix_connect(lua_State *L) {
   size_t len;
   const char *path = luaL_checklstring(L, 1, &len);
@@ -1001,10 +1024,7 @@ static int sys_unix_connect(lua_State *L) {
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     while (fd >= 0) {
-      if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        lua_pushinteger(L, fd);
-        return 1;
-      }
+      if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) return push_trusted_peer(L, fd, path);
       err = errno;
       if (err == EINTR) continue;
       if (s < 0 || (err != EAGAIN && err != EINPROGRESS)) break;
@@ -1024,10 +1044,8 @@ static int sys_unix_connect(lua_State *L) {
         }
         int soerr = 0;
         socklen_t sl = sizeof soerr;
-        if (rc > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
-          lua_pushinteger(L, fd);
-          return 1;
-        }
+        if (rc > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
+          return push_trusted_peer(L, fd, path);
         if (rc > 0 && soerr) {
           err = soerr;
           break;
