@@ -517,6 +517,59 @@ describe("connrt exec (integration) #integration", function()
     assert.equal("5\n", code)
   end)
 
+  it("--mask: a signal connrt was started ignoring stays ignored, for connrt and the program", function()
+    -- nohup's SIGHUP, a shell's `trap '' PIPE`: the program gets them ignored, as it would
+    -- without connrt (the program's SigIgn mask in /proc, and what a SIGHUP does)
+    local dir = h.tmpdir()
+    h.write(dir .. "/run.sh", ("trap '' HUP PIPE; cd %s && CONNRT_HOME=%s %s exec keyed --mask -- sh -c %s >%s/out 2>&1 &\n"
+      .. "p=$!; sleep 1; kill -HUP $p; wait $p; echo $? >%s/rc\n"):format(h.shell_quote(h.ROOT), h.shell_quote(home),
+      h.shell_quote(h.CONNRT), h.shell_quote("grep SigIgn /proc/self/status; sleep 2; echo survived"), dir, dir))
+    os.execute("timeout -s KILL 30 bash " .. dir .. "/run.sh")
+    local out, rc = h.read(dir .. "/out"), h.read(dir .. "/rc")
+    h.rmdir(dir)
+    assert.equal("0\n", rc, out)
+    assert.matches("survived", out, 1, true)
+    local mask = tonumber(out:match("SigIgn:%s*(%x+)"), 16)
+    -- bit n-1 for signal n: SIGHUP 1, SIGPIPE 13
+    assert.equal(1, mask & 1, out)
+    assert.equal(1, (mask >> 12) & 1, out)
+  end)
+
+  it("--mask: a closed standard error loses that output, and the program goes on", function()
+    local dir = h.tmpdir()
+    os.execute(("cd %s && CONNRT_HOME=%s %s exec keyed --mask -- sh -c %s >%s/out 2>&-; echo $? >%s/rc"):format(
+      h.shell_quote(h.ROOT), h.shell_quote(home), h.shell_quote(h.CONNRT),
+      h.shell_quote("echo err >&2; sleep 0.1; echo err2 >&2; echo out; exit 3"), dir, dir))
+    local out, rc = h.read(dir .. "/out"), h.read(dir .. "/rc")
+    h.rmdir(dir)
+    assert.equal("3\n", rc)
+    assert.equal("out\n", out)
+  end)
+
+  it("refuses a credential holding a NUL byte, which an environment variable would cut short", function()
+    local nul_home = h.tmpdir()
+    local path = tmp .. "/nul.lua"
+    h.write(path, ([[return {
+      id = "nul", auth = "fields", fields = { { key = "pem", secret = true, required = true }, { key = "pw", secret = true } },
+      test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}5",
+      allowed_urls = { "%s" }, request = { headers = { ["X-Api-Key"] = "%s" } },
+    }]]):format(api.base, API_KEY))
+    h.write(tmp .. "/nul.txt", "NULSECRETprefix\0tail")
+    local res = h.connrt({ "run", path, "--field-file", "pem=" .. tmp .. "/nul.txt", "--field", "pw=pwpwpwpw" },
+      { env = { CONNRT_HOME = nul_home } })
+    assert.equal(0, res.code, res.stderr)
+    for _, mask in ipairs({ {}, { "--mask" } }) do
+      local args = { "exec", "nul" }
+      for _, a in ipairs(mask) do args[#args + 1] = a end
+      for _, a in ipairs({ "--", "sh", "-c", 'echo "$CONNRT_TOKEN_PEM"' }) do args[#args + 1] = a end
+      res = h.connrt(args, { env = { CONNRT_HOME = nul_home }, timeout = 30 })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("holds a NUL byte", res.stderr, 1, true)
+      assert.is_nil((res.stdout .. res.stderr):find("NULSECRET", 1, true))
+    end
+    h.rmdir(nul_home)
+  end)
+
   it("without --mask the program is the process: signals reach it directly", function()
     local pid, stop = background({ "keyed", "--", "sh", "-c", TRAP:format("TERM"):gsub("%$SIG", "TERM") }, "ready")
     -- connrt replaced itself: the process connrt started as is the program now

@@ -223,6 +223,13 @@ describe("connrt git-credential and credential-process (integration) #integratio
       { "protocol=http", "host=127.0.0.1:0", "path=api" },
       { "protocol=http", "host=127.0.0.1:65536", "path=api" },
       { "protocol=ftp", "host=" .. a, "path=api" },
+      -- git gives the path decoded: a "?" or "#" (%3F, %23 in the remote URL) would end
+      -- the path the check reads, and what follows (dot segments) would go unchecked
+      { "protocol=http", "host=" .. a, "path=api/x#/../../other" },
+      { "protocol=http", "host=" .. a, "path=api/x?/../../other" },
+      { "protocol=http", "host=" .. a, "path=api/%2E%2E/other" },
+      { "protocol=http", "host=" .. a, "path=api/x\\..\\other" },
+      { "protocol=http", "host=" .. a, "path=api/a b" },
     }
     for _, lines in ipairs(bad) do
       local input = table.concat(lines, "\n") .. "\n\n"
@@ -266,13 +273,19 @@ describe("connrt git-credential and credential-process (integration) #integratio
     assert.is_nil(h.store_bytes(home):find("planted-pass-123", 1, true))
   end)
 
-  it("bad input: a clear error, exit 2", function()
+  it("bad input: a clear error, exit 2, and git is told to quit", function()
     local res = helper("get", "this is not key value\n")
     assert.equal(2, res.code)
     assert.matches("expected key=value lines", res.stderr, 1, true)
+    assert.equal("quit=1\n\n", res.stdout)
     res = helper("get", "path=x\n\n")
     assert.equal(2, res.code)
     assert.matches("git gave no protocol and host", res.stderr, 1, true)
+    assert.equal("quit=1\n\n", res.stdout)
+    res = helper("get", ("path=%s\n\n"):format(("a"):rep(70000)))
+    assert.equal(2, res.code)
+    assert.matches("more than 65536 bytes on standard input", res.stderr, 1, true)
+    assert.equal("quit=1\n\n", res.stdout)
     res = h.connrt({ "git-credential", "fetch" }, { env = { CONNRT_HOME = home } })
     assert.equal(2, res.code)
     assert.matches("usage: connrt git-credential", res.stderr, 1, true)
@@ -289,6 +302,21 @@ describe("connrt git-credential and credential-process (integration) #integratio
     os.execute(cmd)
     assert.equal("2\n", h.read(dir .. "/rc"), h.read(dir .. "/err"))
     assert.matches("git-credential: more than 65536 bytes on standard input", h.read(dir .. "/err"), 1, true)
+    h.rmdir(dir)
+  end)
+
+  it("an answer that cannot be written is a failure, not a success that said nothing", function()
+    local dir = h.tmpdir()
+    for _, cmd in ipairs({
+      ("printf 'protocol=http\\nhost=%s\\n\\n' | %s git-credential get"):format(host_of(base), h.shell_quote(h.CONNRT)),
+      ("%s credential-process gitc"):format(h.shell_quote(h.CONNRT)),
+      ("%s token gitc"):format(h.shell_quote(h.CONNRT)),
+    }) do
+      os.execute(("CONNRT_HOME=%s sh -c %s >/dev/full 2>%s/err; echo $? >%s/rc"):format(h.shell_quote(home),
+        h.shell_quote(cmd), dir, dir))
+      assert.equal("1\n", h.read(dir .. "/rc"), cmd .. ": " .. h.read(dir .. "/err"))
+      assert.matches("No space left on device", h.read(dir .. "/err"), 1, true)
+    end
     h.rmdir(dir)
   end)
 

@@ -82,7 +82,15 @@ local function target(req)
     errors.raise("usage", "git-credential: host %q is not a host or host:port (no /, ?, #, @, \\ or blank, a port "
       .. "1-65535); nothing was handed out", log.redact(req.host))
   end
-  return ("%s://%s/%s"):format(protocol, host, req.path or "")
+  -- git gives the path decoded (%3F is "?" here): one that holds a character a URL's path
+  -- cannot hold as it is would move the URL the check reads ("?" and "#" end the path,
+  -- "%" would be decoded again), so it is refused
+  local path = req.path or ""
+  if not path:match("^[%w%-._~!$&'()*+,;=:@/]*$") then
+    errors.raise("usage", "git-credential: path %q holds a character connrt does not take in a path (?, #, %%, \\, "
+      .. "a blank, a control or non-ASCII character); nothing was handed out", log.redact(path))
+  end
+  return ("%s://%s/%s"):format(protocol, host, path)
 end
 
 local function covers(conn_rec, u)
@@ -140,7 +148,41 @@ end
 --- `connrt git-credential [--connection ID] get|store|erase`: reads git's request from
 -- `input`, writes the answer to `output`. Returns the exit status.
 function M.git(ref, action, input, output)
-  local req = M.read_request(input)
+  if action ~= "get" then return M.git_update(ref, action, M.read_request(input)) end
+  -- writes the answer; a failure to write it is this command's failure, not a success
+  -- with no answer
+  local function answer(text)
+    local ok, err = output:write(text)
+    if ok then ok, err = output:flush() end
+    if not ok then errors.raise("failed", "git-credential: cannot write the answer: %s", tostring(err)) end
+  end
+  local ok, err = pcall(function()
+    -- inside: a request that cannot be read is answered quit=1 as well
+    local req = M.read_request(input)
+    return with_connection(ref, req, function(conn)
+      local secret, expires_at = handout.single(conn)
+      local lines = { "username=" .. username(conn, req.username), "password=" .. secret }
+      if expires_at then lines[#lines + 1] = ("password_expiry_utc=%d"):format(math.floor(expires_at)) end
+      for _, l in ipairs(lines) do
+        if l:find("[%z\n]") then
+          errors.raise("provider", "git-credential: a value holds a newline or NUL: not handed out")
+        end
+      end
+      answer(table.concat(lines, "\n") .. "\n\n")
+    end)
+  end)
+  if not ok then
+    -- no answer git could use: tell it to stop here rather than prompt the user or ask
+    -- another helper (git then fails, saying the helper told it to quit)
+    output:write("quit=1\n\n")
+    output:flush()
+    error(err, 0)
+  end
+  return 0
+end
+
+--- `store` and `erase` of `connrt git-credential`: nothing is written.
+function M.git_update(ref, action, req)
   if action == "store" then return 0 end
   if action == "erase" then
     -- git says the server refused this password: when it is the connection's current
@@ -153,23 +195,6 @@ function M.git(ref, action, input, output)
       end
       return 0
     end)
-  end
-  local ok, err = pcall(with_connection, ref, req, function(conn)
-    local secret, expires_at = handout.single(conn)
-    local lines = { "username=" .. username(conn, req.username), "password=" .. secret }
-    if expires_at then lines[#lines + 1] = ("password_expiry_utc=%d"):format(math.floor(expires_at)) end
-    for _, l in ipairs(lines) do
-      if l:find("[%z\n]") then errors.raise("provider", "git-credential: a value holds a newline or NUL: not handed out") end
-    end
-    output:write(table.concat(lines, "\n"), "\n\n")
-    output:flush()
-  end)
-  if not ok then
-    -- no answer git could use: tell it to stop here rather than prompt the user or ask
-    -- another helper (git then fails, saying the helper told it to quit)
-    output:write("quit=1\n\n")
-    output:flush()
-    error(err, 0)
   end
   return 0
 end

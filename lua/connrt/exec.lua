@@ -41,6 +41,16 @@ function M.environment(conns, names)
   for i, conn in ipairs(conns) do
     local name = names[i][1]
     local cred = handout.credentials(conn)
+    -- an environment variable ends at a NUL: the child would get part of the value,
+    -- which --mask would not know as the secret (git-credential refuses it too)
+    local values = { cred.token }
+    for _, f in ipairs(cred.fields or {}) do values[#values + 1] = f[2] end
+    for _, v in ipairs(values) do
+      if v:find("%z") then
+        errors.raise("provider", "connrt exec: a credential of %s holds a NUL byte, which an environment variable "
+          .. "cannot carry: not handed out", conn:id())
+      end
+    end
     if cred.token then
       set(name, cred.token, conn:id())
     elseif #cred.fields == 1 then
@@ -75,9 +85,16 @@ end
 
 -- Writes redacted `text` to `sink` and flushes it (a line reaches the reader as soon as
 -- it is whole). False when the reader has gone (EPIPE).
+-- Writes `text` to `sink`: false when its reader has gone (EPIPE: `| head`), and the
+-- caller closes the child's pipe, so the child learns it as it would without connrt
+-- (SIGPIPE). Any other failure (a closed standard error, a full disk) loses that text,
+-- as the child's own write would have failed there, and the child goes on.
+local EPIPE = 32 -- Linux
 local function emit(sink, text)
   if text == "" then return true end
-  return sink:write(text) and sink:flush() and true or false
+  local ok, _, errno = sink:write(text)
+  if ok then ok, _, errno = sink:flush() end
+  return ok ~= nil or errno ~= EPIPE
 end
 
 -- Passes on `data` with the secrets replaced.

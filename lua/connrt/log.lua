@@ -513,9 +513,13 @@ function M.trace(fmt, ...)
 end
 
 --- Writes bytes to standard output as they are, unredacted: only for values the user
--- asked for (a token, the line of connrt authorize).
+-- asked for (a token, the line of connrt authorize). What was asked for and could not be
+-- written (a full disk, a closed standard output) is the command's failure, not a
+-- success that printed nothing.
 function M.raw(bytes)
-  io.stdout:write(bytes)
+  local ok, err = io.stdout:write(bytes)
+  if ok then ok, err = io.stdout:flush() end
+  if not ok then require("connrt.errors").raise("failed", "cannot write to standard output: %s", tostring(err)) end
 end
 
 return M

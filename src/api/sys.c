@@ -723,8 +723,10 @@ static const int FORWARDED[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGU
 /* sys.spawn_piped(argv, env) -> pid, out_fd, err_fd | nil, message, errno. Starts argv
  * like sys.exec does, but as a child whose standard output and error are pipes to us
  * (read with sys.read), standard input shared. From now on the signals of FORWARDED
- * that other processes send connrt are passed on to the child instead of acting on
- * connrt: the child decides, and its exit tells connrt's (sys.wait). */
+ * that other processes send connrt (and that it was not started ignoring) are passed on
+ * to the child instead of acting on connrt: the child decides, and its exit tells
+ * connrt's (sys.wait). One sent with kill to connrt's whole process group reaches the
+ * child twice: directly, and passed on (only a terminal's is told apart, above). */
 static int sys_spawn_piped(lua_State *L) {
   char **argv = push_argv(L, 1);
   char **env = push_exec_env(L, 2);
@@ -737,9 +739,17 @@ static int sys_spawn_piped(lua_State *L) {
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
   /* the handlers are in place before the child exists: no signal meant for it is lost;
-   * until forward_to is set they do nothing (the child resets them at exec) */
-  for (int i = 0; FORWARDED[i]; i++) sigaction(FORWARDED[i], &sa, NULL);
-  signal(SIGPIPE, no_action);
+   * until forward_to is set they do nothing (the child resets them at exec). A signal
+   * connrt was started with ignored (nohup's SIGHUP, a background job's SIGINT, a
+   * shell's `trap '' PIPE`) stays ignored, for connrt and for the child, which inherits
+   * the ignoring through exec as it would without connrt */
+  struct sigaction before[sizeof FORWARDED / sizeof FORWARDED[0]], pipe_before;
+  for (int i = 0; FORWARDED[i]; i++) {
+    sigaction(FORWARDED[i], NULL, &before[i]);
+    if (before[i].sa_handler != SIG_IGN) sigaction(FORWARDED[i], &sa, NULL);
+  }
+  sigaction(SIGPIPE, NULL, &pipe_before);
+  if (pipe_before.sa_handler != SIG_IGN) signal(SIGPIPE, no_action);
   /* the child gets 0, 1, 2 and what connrt was started with: connrt's own descriptors
    * (data.mdb, libcurl's sockets) are close-on-exec from here on; connrt never means to
    * hand one to a program */
@@ -756,8 +766,8 @@ static int sys_spawn_piped(lua_State *L) {
   if (rc != 0) {
     close(out[0]);
     close(err[0]);
-    for (int i = 0; FORWARDED[i]; i++) signal(FORWARDED[i], SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
+    for (int i = 0; FORWARDED[i]; i++) sigaction(FORWARDED[i], &before[i], NULL);
+    sigaction(SIGPIPE, &pipe_before, NULL);
     errno = rc;
     goto fail;
   }
