@@ -316,6 +316,13 @@ describe("connrt git-credential and credential-process (integration) #integratio
         h.shell_quote(cmd), dir, dir))
       assert.equal("1\n", h.read(dir .. "/rc"), cmd .. ": " .. h.read(dir .. "/err"))
       assert.matches("No space left on device", h.read(dir .. "/err"), 1, true)
+      -- a standard output closed (>&-): the first file connrt opens (the store's
+      -- lock.mdb) must not take its place and get the token
+      os.execute(("CONNRT_HOME=%s sh -c %s >&- 2>%s/err; echo $? >%s/rc"):format(h.shell_quote(home),
+        h.shell_quote(cmd), dir, dir))
+      assert.equal("1\n", h.read(dir .. "/rc"), cmd .. " >&-: " .. h.read(dir .. "/err"))
+      assert.matches("cannot write", h.read(dir .. "/err"), 1, true)
+      assert.is_nil(h.store_bytes(home):find("password=", 1, true))
     end
     h.rmdir(dir)
   end)

@@ -205,7 +205,10 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
           "HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nContent-Length: 0x2",
           "HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nContent-Length: -3",
           "HTTP/1.1 000 OK\r\nConnrt-Shown: body\r\nContent-Length: 2",
-          "HTTP/1.1 101 Switching\r\nConnrt-Shown: body\r\nContent-Length: 2" }) do
+          "HTTP/1.1 101 Switching\r\nConnrt-Shown: body\r\nContent-Length: 2",
+          "HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nContent-Length: 99999999999999999999999",
+          "HTTP/1.1 2000 OK\r\nConnrt-Shown: body\r\nContent-Length: 3",
+          "HTTP/1.1 200 OK\r\nConnrt-Shown: body\r\nTransfer-Encoding: chunked" }) do
         local sock, stop = answering(head .. "\r\n\r\nabc")
         local res = run({ "request", "keyed", "/keyed/me" }, sock)
         local tok = run({ "token", "keyed" }, sock)
@@ -251,6 +254,22 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       -- (a fields connection has no token: the direct path's answer)
       assert.matches("is served by another user (uid 65534), not taken; going direct", tok.stderr, 1, true)
       assert.equal("", got)
+    end)
+
+    it("reads only JSON's own numbers in --json-body, and fails when its output cannot be written", function()
+      for _, socket in ipairs({ false, p.info.socket }) do
+        local res = run({ "request", "keyed", "POST", "/keyed/me", "--json-body", '{"a":0x41}' }, socket or nil)
+        assert.equal(2, res.code, res.stderr)
+        assert.matches("--json-body: not valid JSON", res.stderr, 1, true)
+        local dir = h.tmpdir()
+        os.execute(("cd %s && CONNRT_HOME=%s %s %s request keyed /keyed/me >/dev/full 2>%s/err; echo $? >%s/rc"):format(
+          h.shell_quote(h.ROOT), h.shell_quote(home), socket and ("CONNRT_PROXY=" .. h.shell_quote(socket)) or "",
+          h.shell_quote(h.CONNRT), dir, dir))
+        local rc, err = h.read(dir .. "/rc"), h.read(dir .. "/err")
+        h.rmdir(dir)
+        assert.equal("1\n", rc, err)
+        assert.matches("cannot write to standard output", err, 1, true)
+      end
     end)
 
     it("takes the proxy's own errors with their kind and reason", function()

@@ -9,8 +9,10 @@
  * in-tree build, $(PREFIX)/share/connrt/lua when installed), overridable at run time by
  * the environment variable of the same name (see connrt_set_lua_path in api/api.c).
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -80,7 +82,26 @@ static int run_cli(lua_State *L) {
   return 1;
 }
 
+/* Standard input, output and error that connrt was started without (`>&-`) are opened
+ * on /dev/null for reading before anything else is opened: otherwise the first file
+ * opened (the store's lock.mdb) would take descriptor 1, and what connrt prints (a token
+ * asked for) would be written into it. Opened read-only, a closed standard output stays
+ * one that cannot be written: printing fails as it would have (EBADF), and so does the
+ * command; a closed standard input reads as empty. */
+static void open_missing_std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1) continue;
+    int got = open("/dev/null", O_RDONLY);
+    if (got == -1) _exit(70);
+    if (got != fd) { /* an earlier one was missing too and took a lower number */
+      dup2(got, fd);
+      close(got);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
+  open_missing_std_fds();
   /* before any secret is read: no core dump, no same-user debugger (api.h) */
   connrt_protect_process();
   lua_State *L = luaL_newstate();

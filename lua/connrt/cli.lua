@@ -403,7 +403,7 @@ function commands.request(argv)
   -- it comes: this process does not know the secrets)
   local resp = retries == 0 and not log.verbose and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
     method = method, url = target, headers = hlist, body = body, json = json, form = form, on_status = status_line,
-    write = function(bytes) io.stdout:write(bytes) end })
+    write = log.write })
   if not resp then
     -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
     -- loads the connector (src/api/api.c). The Lua modules come first: Lua's own loader
@@ -416,7 +416,7 @@ function commands.request(argv)
       on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
     st:close()
     status_line(resp.status, target)
-    io.stdout:write(require("connrt.shown").stdout(resp, form))
+    log.write(require("connrt.shown").stdout(resp, form))
   end
   local shown = resp.shown_url or target
   if resp.status >= 400 then

@@ -30,9 +30,18 @@
 local text = require("connrt.text")
 local find_all = require("connrt.textscan").find_all
 
--- JSON connrt writes never fails on a number JSON cannot spell: a provider's 1e999 is
--- decoded as infinity, and written as null (as JavaScript's JSON.stringify writes it)
-require("cjson").encode_invalid_numbers("null")
+-- JSON as connrt reads and writes it, in every use of either cjson module (each keeps its
+-- own settings): only JSON's own numbers are read (not 0x41, NaN or Infinity, which
+-- cjson takes by default); a number JSON cannot spell (1e999, read as infinity) is
+-- written null, as JavaScript's JSON.stringify writes it; and a document read at the
+-- decoder's depth (1000) can be written inside one object more (`connrt request --json`'s
+-- {"status", "headers", "body"}).
+for _, name in ipairs({ "cjson", "cjson.safe" }) do
+  local cjson = require(name)
+  cjson.decode_invalid_numbers(false)
+  cjson.encode_invalid_numbers("null")
+  cjson.encode_max_depth(1001)
+end
 
 local M = {}
 
@@ -308,6 +317,14 @@ local function ranges(s)
   return out
 end
 
+--- `line` as connrt prints it: redacted, its control characters and broken UTF-8
+-- escaped (text.escape_controls), then redacted again, for escaping makes a spelling
+-- too: a secret "pässwörd1" an upstream echoed in Latin-1 bytes becomes p\u00e4ssw\u00f6rd1,
+-- which a JSON reader takes back to the secret.
+function M.shown_line(line)
+  return M.redact(text.escape_controls(M.redact(line)))
+end
+
 --- Returns `text` with every spelling of every registered secret replaced by
 -- "[redacted]"; a secret inside a longer one, or overlapping it, is hidden with it.
 function M.redact(s)
@@ -474,7 +491,7 @@ end
 -- screen and start no line that looks like connrt's).
 local function printable(fmt, ...)
   local line = select("#", ...) > 0 and string.format(fmt, ...) or fmt
-  return text.escape_controls(M.redact(line))
+  return M.shown_line(line)
 end
 
 --- Writes a line to standard error. A text of several lines is printed with one call
@@ -512,14 +529,17 @@ function M.trace(fmt, ...)
   io.stderr:write(printable(fmt, ...) .. "\n")
 end
 
---- Writes bytes to standard output as they are, unredacted: only for values the user
--- asked for (a token, the line of connrt authorize). What was asked for and could not be
--- written (a full disk, a closed standard output) is the command's failure, not a
--- success that printed nothing.
-function M.raw(bytes)
+--- Writes bytes to standard output as they are (already shown: redacted, escaped), and
+-- flushes them. What was asked for and could not be written (a full disk, a closed
+-- standard output) is the command's failure, not a success that printed nothing.
+function M.write(bytes)
   local ok, err = io.stdout:write(bytes)
   if ok then ok, err = io.stdout:flush() end
   if not ok then require("connrt.errors").raise("failed", "cannot write to standard output: %s", tostring(err)) end
 end
+
+--- Writes bytes to standard output as they are, unredacted: only for values the user
+-- asked for (a token, the line of connrt authorize).
+M.raw = M.write
 
 return M

@@ -21,7 +21,6 @@
 --   shown.FORMS               the forms, by name
 --   shown.MAX_GROWTH          how many times larger than its body an answer's output can be
 local log = require("connrt.log")
-local text = require("connrt.text")
 
 local M = {}
 
@@ -76,15 +75,15 @@ function M.stdout(resp, form)
     local body = resp.json
     if body == nil then body = resp.body end
     local doc = { status = resp.status, headers = M.headers(resp.header_list).map, body = hide(body, cjson.encode) }
-    -- the whole line redacted again, as every line connrt prints (log.out)
-    return text.escape_controls(log.redact(cjson.encode(doc))) .. "\n"
+    -- the whole line redacted again and escaped, as every line connrt prints (log.out)
+    return log.shown_line(cjson.encode(doc)) .. "\n"
   end
   local body = log.redact(resp.body)
   if form ~= "include" then return body end
   local out = { ("HTTP %d\r\n"):format(resp.status) }
   -- a header line as a terminal can show it: an upstream's control characters escaped
   for _, line in ipairs(M.headers(resp.header_list).lines) do
-    out[#out + 1] = text.escape_controls(line) .. "\r\n"
+    out[#out + 1] = log.shown_line(line) .. "\r\n"
   end
   out[#out + 1] = "\r\n"
   out[#out + 1] = body

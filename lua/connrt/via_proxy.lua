@@ -67,7 +67,7 @@ end
 
 -- The answer's status and headers from its head `text`.
 local function parse_head(path, text)
-  local status = text:match("^HTTP/1%.%d (%d%d%d)")
+  local status = text:match("^HTTP/1%.%d (%d%d%d)%f[^%d]")
   if not status then broken(path, "not an HTTP answer") end
   -- an interim status (1xx) is never a final answer (Connection:request refuses one from
   -- an upstream too), and 0xx is no status at all
@@ -78,15 +78,20 @@ local function parse_head(path, text)
     if colon and colon > 1 then
       local n, v = line:sub(1, colon - 1), trim(line, colon + 1)
       local lower = n:lower()
+      if lower == "transfer-encoding" then
+        broken(path, "the answer has a Transfer-Encoding: not a proxy's answer")
+      end
       if not HOP[lower] then
         resp.header_list[#resp.header_list + 1] = { name = n, value = v }
         resp.headers[lower] = v
       end
     end
   end
-  -- a length is digits (not 0x2, -3, 1.5 or 1e400, which tonumber would read)
+  -- a length is digits (not 0x2, -3, 1.5 or 1e400, which tonumber would read), within an
+  -- integer; the proxy sends every answer it gives connrt whole, with its length, never
+  -- chunked (its framing would be taken for the body)
   local len = resp.headers["content-length"]
-  if len and not len:match("^%d+$") then broken(path, "the answer's Content-Length is not a number") end
+  if len and not (len:match("^%d+$") and #len <= 15) then broken(path, "the answer's Content-Length is not a number") end
   resp.length = len and math.tointeger(tonumber(len))
   return resp
 end

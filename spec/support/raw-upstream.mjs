@@ -11,8 +11,8 @@
 //               line folding with nothing before it to continue
 //   /.../foldsp the same with a space
 //   /.../s101   101 Switching Protocols, unasked
-//   /.../secname, secupper, splitcolon, splitcomma, numbody, infnum, crvalue, spacename,
-//               odd: answers that test what is shown or passed on
+//   /.../secname, secupper, splitcolon, splitcomma, numbody, infnum, crvalue, latin1, deep,
+//               spacename, odd: answers that test what is shown or passed on
 import net from "node:net";
 
 const ANSWERS = {
@@ -36,6 +36,12 @@ const ANSWERS = {
   // a number JSON cannot spell once decoded (infinity), and a bare CR in a header value
   infnum: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"a\":1e999,\"b\":1}",
   crvalue: "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+  // the fourth connection's key ("pässwörd1") echoed in Latin-1 bytes, which escaping
+  // broken UTF-8 as \u00e4 would spell back; and a JSON body at the decoder's depth
+  latin1: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Echo: p\u00e4ssw\u00f6rd1\r\n"
+    + "Content-Length: 17\r\n\r\n{\"a\":\"p\u00e4ssw\u00f6rd1\"}",
+  deep: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n"
+    + "[".repeat(1000) + "]".repeat(1000),
   // a name with a space before its colon: a lenient client would take the body as chunked
   spacename: "HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // lines a client takes though they break the rules: a name with a space, control
@@ -55,7 +61,8 @@ const server = net.createServer((sock) => {
       buf = buf.slice(len); // a body, if any, is not looked at (whole in these specs)
       const path = (head.split(" ")[1] || "/").split("?")[0];
       const name = path.split("/").pop();
-      sock.write(ANSWERS[name] || ANSWERS.ok);
+      // a character of the answers is one byte (latin1): \u00e4 is the byte 0xe4
+      sock.write(Buffer.from(ANSWERS[name] || ANSWERS.ok, "latin1"));
     }
   });
   sock.on("error", () => {});
