@@ -258,6 +258,12 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
 
     it("reads only JSON's own numbers in --json-body, and fails when its output cannot be written", function()
       for _, socket in ipairs({ false, p.info.socket }) do
+        -- sent as written (cjson would write 14 digits: 1.2345678901235e+19)
+        local text = '{"id":12345678901234567890,"f":3.141592653589793,"i":9007199254740993}'
+        local sent = run({ "request", "keyed", "POST", "/keyed/me", "--json-body", text }, socket or nil)
+        assert.equal(0, sent.code, sent.stderr)
+        local log = api.log()
+        assert.equal(text, log[#log].body)
         local res = run({ "request", "keyed", "POST", "/keyed/me", "--json-body", '{"a":0x41}' }, socket or nil)
         assert.equal(2, res.code, res.stderr)
         assert.matches("--json-body: not valid JSON", res.stderr, 1, true)

@@ -371,17 +371,8 @@ function commands.request(argv)
   local json
   if o["json-body"] then
     if body then errors.raise("usage", "give -d or --json-body, not both") end
-    local v = require("cjson.safe").decode(o["json-body"])
-    if v == nil then errors.raise("usage", "--json-body: not valid JSON") end
-    -- a number JSON cannot carry (1e999 is read as infinity) is the caller's mistake, not
-    -- a null to send
-    local function finite(x)
-      if type(x) == "number" then return x == x and x ~= math.huge and x ~= -math.huge end
-      if type(x) ~= "table" then return true end
-      for _, y in pairs(x) do if not finite(y) then return false end end
-      return true
-    end
-    if not finite(v) then errors.raise("usage", "--json-body: a number too large for JSON (1e999 and the like)") end
+    local v, why = require("connrt.json").body(o["json-body"])
+    if v == nil then errors.raise("usage", "--json-body: %s", why) end
     json = v
   end
   method = method or ((body or json) and "POST" or "GET")
@@ -402,7 +393,8 @@ function commands.request(argv)
   -- (through the proxy, the URL and the output as it rendered them, the output written as
   -- it comes: this process does not know the secrets)
   local resp = retries == 0 and not log.verbose and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
-    method = method, url = target, headers = hlist, body = body, json = json, form = form, on_status = status_line,
+    method = method, url = target, headers = hlist, body = body, json = json, json_text = json and o["json-body"],
+    form = form, on_status = status_line,
     write = log.write })
   if not resp then
     -- LMDB, OpenSSL and libcurl load on another core while this one opens the store and
@@ -412,7 +404,7 @@ function commands.request(argv)
     require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
     local conn, st = open_connection(ref)
     resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
-      retries = retries, max_wait = max_wait,
+      json_text = json and o["json-body"], retries = retries, max_wait = max_wait,
       on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
     st:close()
     status_line(resp.status, target)

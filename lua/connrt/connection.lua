@@ -336,7 +336,8 @@ end
 
 --- Sends a request through the connection. `req`: method, url (relative to the first
 -- allowed URL, or absolute under one), headers (array of {name, value}), body, json
--- (a value sent as a JSON body), retries (429/503/connection errors; default 0),
+-- (a value sent as a JSON body; json_text, the JSON text it was read from, sent as it is
+-- when the connector adds no body value), retries (429/503/connection errors; default 0),
 -- max_wait (seconds to wait in all; default 60), on_wait (function(seconds, why)),
 -- stream, stream_max and abortable (`connrt proxy`: the final answer's body may stream,
 -- and the transfer may stop when the proxy's client goes; see request.send). Returns
@@ -360,7 +361,7 @@ function Connection:request(req)
     request.check_header(h[1], h[2], "usage", "request header")
     headers[#headers + 1] = h
   end
-  local body, json = req.body, req.json
+  local body, json, json_text = req.body, req.json, req.json_text
   if self:expiring() and self:can_refresh() then self:refresh() end
   local refresh_on = refresh_statuses(self)
   local refreshed = false
@@ -379,7 +380,8 @@ function Connection:request(req)
       target, parsed = self:target(req.url)
     end
     local full = request.with_parameters(self.c.request, self:scope(),
-      { method = method, url = target, headers = headers, body = body, json = json }, self.c.path .. ": request",
+      { method = method, url = target, headers = headers, body = body, json = json, json_text = json_text },
+      self.c.path .. ": request",
       { rendered = self:rendered() })
     full.follow, full.allowed, full.timeout = 5, self.rec.allowed_urls, req.timeout
     if recheck then

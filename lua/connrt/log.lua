@@ -30,18 +30,8 @@
 local text = require("connrt.text")
 local find_all = require("connrt.textscan").find_all
 
--- JSON as connrt reads and writes it, in every use of either cjson module (each keeps its
--- own settings): only JSON's own numbers are read (not 0x41, NaN or Infinity, which
--- cjson takes by default); a number JSON cannot spell (1e999, read as infinity) is
--- written null, as JavaScript's JSON.stringify writes it; and a document read at the
--- decoder's depth (1000) can be written inside one object more (`connrt request --json`'s
--- {"status", "headers", "body"}).
-for _, name in ipairs({ "cjson", "cjson.safe" }) do
-  local cjson = require(name)
-  cjson.decode_invalid_numbers(false)
-  cjson.encode_invalid_numbers("null")
-  cjson.encode_max_depth(1001)
-end
+-- JSON as connrt reads and writes it, in every use of cjson (json.lua)
+require("connrt.json")
 
 local M = {}
 

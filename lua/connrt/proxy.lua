@@ -644,11 +644,12 @@ function Worker:forward(req, ref, rest)
   if req.body and not req.h["content-type"] then headers[#headers + 1] = { "Content-Type", "" } end
   -- `connrt request --json-body` through the proxy: the body is JSON for
   -- Connection:request to merge the connector's body parameters into, as it does there
-  local body, json = req.body, nil
+  local body, json, json_text = req.body, nil, nil
   if req.h["connrt-json"] then
-    json = require("cjson.safe").decode(body or "")
-    if json == nil then errors.raise("usage", "--json-body: not valid JSON") end
-    body = nil
+    local why
+    json, why = require("connrt.json").body(body or "")
+    if json == nil then errors.raise("usage", "--json-body: %s", why) end
+    body, json_text = nil, body
   end
   -- connrt request's answer (Connrt-Cli: the form it prints) is kept whole and rendered
   -- here, where the secrets are known; any other final answer streams (request.send says
@@ -656,8 +657,8 @@ function Worker:forward(req, ref, rest)
   local form = req.h["connrt-cli"]
   if form and not shown.FORMS[form] then errors.raise("usage", "Connrt-Cli: expected json, include or body") end
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
-    timeout = self.cfg.upstream_timeout, stream = not form, stream_max = self.cfg.max_response, abortable = true,
-    progress = req.progress })
+    json_text = json_text, timeout = self.cfg.upstream_timeout, stream = not form, stream_max = self.cfg.max_response,
+    abortable = true, progress = req.progress })
   -- for `connrt request`: the command's standard output as the direct path writes it,
   -- redacted (shown.lua: the command knows no secret and transforms nothing), marked as
   -- an upstream's answer by Connrt-Shown; and the URL as the direct path shows it,

@@ -240,7 +240,8 @@ M.carries_secret = carries_secret
 
 --- Builds the request a connection sends: the connector's request parameters (headers,
 -- query, body values) rendered with `scope`, merged with the caller's own `req`
--- (caller's values win). `req.json`, when given, is sent as a JSON body. Every header the
+-- (caller's values win). `req.json`, when given, is sent as a JSON body (`req.json_text`,
+-- the text it was read from, as it is when no body value joins it). Every header the
 -- connector adds counts as a credential (dropped on a redirect to another origin), and a
 -- body it adds to (refused on a 307/308 to another origin); the --verbose trace hides
 -- the headers that carry a secret (opts.secret_var(path) says which placeholders name
@@ -372,7 +373,9 @@ function M.with_parameters(params, scope, req, where, opts)
       for k, v in pairs(req.json) do doc[k] = v end
       for _, p in ipairs(form) do if doc[p[1]] == nil then doc[p[1]] = p[2] end end
     end
-    out.body = cjson.encode(doc)
+    -- as the caller wrote it when nothing joined it (req.json_text): cjson would write
+    -- its numbers again to 14 digits (12345678901234567890 as 1.2345678901235e+19)
+    out.body = doc == req.json and req.json_text or cjson.encode(doc)
     out.headers[#out.headers + 1] = { "Content-Type", "application/json" }
   elseif #form > 0 and out.method ~= "GET" and out.method ~= "HEAD" then
     if out.body and out.body ~= "" then

@@ -13,7 +13,8 @@
 --                             "Name: value" lines, and each lowercased name to its values
 --                             joined with ", " in order; each redacted whole
 --   shown.stdout(resp, form)  the command's standard output for `form`:
---                               "json"     {"status", "headers", "body"} on one line
+--                               "json"     {"status", "headers", "body"} on one line (a
+--                                          JSON body as it came when it holds no secret)
 --                               "include"  "HTTP 200", the header lines, a blank line,
 --                                          then the body
 --                               "body"     the body
@@ -51,32 +52,104 @@ function M.headers(list)
   return { lines = lines, map = map }
 end
 
--- A decoded JSON value with every secret hidden before it is encoded again: strings and
--- keys redacted, and a number whose encoding spells a secret shown as "[redacted]" (the
--- output stays JSON; 7351986.4e1 would be encoded as the digits of a key 73519864).
+-- A number's spellings as JSON writers write it: cjson's 14 digits, 17 digits, and an
+-- integral one's digits.
+local function number_spellings(v, encode)
+  local i = math.tointeger(v)
+  return encode(v), ("%.17g"):format(v), i and tostring(i) or ""
+end
+
+-- A decoded JSON value with every secret hidden before it is encoded again, and whether
+-- anything was: strings and keys redacted, and a number one of whose spellings is a
+-- secret shown as "[redacted]" (the output stays JSON; 7351986.4e1 is the number
+-- 73519864, the digits of a key).
 local function hide(v, encode)
-  local t = type(v)
-  if t == "string" then return log.redact(v) end
-  if t == "number" then
-    local s = encode(v)
-    return log.redact(s) == s and v or "[redacted]"
+  local changed = false
+  local function walk(x)
+    local t = type(x)
+    if t == "string" then
+      local r = log.redact(x)
+      changed = changed or r ~= x
+      return r
+    end
+    if t == "number" then
+      for _, s in ipairs({ number_spellings(x, encode) }) do
+        if log.redact(s) ~= s then
+          changed = true
+          return "[redacted]"
+        end
+      end
+      return x
+    end
+    if t ~= "table" then return x end
+    local out = {}
+    for k, y in pairs(x) do
+      out[type(k) == "string" and walk(k) or k] = walk(y)
+    end
+    return setmetatable(out, getmetatable(x))
   end
-  if t ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do
-    out[type(k) == "string" and log.redact(k) or k] = hide(x, encode)
+  local hidden = walk(v)
+  return hidden, changed
+end
+
+-- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil
+-- when a string in it does not end. Linear: each search starts where the last ended.
+local function minified(s)
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local j = s:find('[ \t\r\n"]', i)
+    if not j then
+      out[#out + 1] = s:sub(i)
+      break
+    end
+    out[#out + 1] = s:sub(i, j - 1)
+    if s:byte(j) == 34 then
+      -- a string runs to the first quote that no backslash escapes
+      local k = j + 1
+      while true do
+        local q = s:find('["\\]', k)
+        if not q then return nil end
+        if s:byte(q) == 92 then
+          k = q + 2
+        else
+          out[#out + 1] = s:sub(j, q)
+          i = q + 1
+          break
+        end
+      end
+    else
+      i = s:find("[^ \t\r\n]", j) or n + 1
+    end
   end
-  return setmetatable(out, getmetatable(v))
+  return table.concat(out)
+end
+
+-- A map of strings as a JSON object, its keys in order (the same output each time).
+local function sorted_object(map, encode)
+  local names, out = {}, {}
+  for k in pairs(map) do names[#names + 1] = k end
+  table.sort(names)
+  for i, k in ipairs(names) do out[i] = encode(k) .. ":" .. encode(map[k]) end
+  return "{" .. table.concat(out, ",") .. "}"
 end
 
 function M.stdout(resp, form)
   if form == "json" then
     local cjson = require("cjson")
-    local body = resp.json
+    local body, body_text = resp.json, nil
     if body == nil then body = resp.body end
-    local doc = { status = resp.status, headers = M.headers(resp.header_list).map, body = hide(body, cjson.encode) }
+    local hidden, changed = hide(body, cjson.encode)
+    -- a JSON body that spells no secret, as text or as values, goes out as it came (its
+    -- blanks dropped): cjson would write its numbers again to 14 digits and its keys in
+    -- any order; one that does is written again with every secret hidden
+    if resp.json ~= nil and not changed then
+      body_text = minified(resp.body)
+      if body_text and log.redact(body_text) ~= body_text then body_text = nil end
+    end
+    local line = ('{"status":%d,"headers":%s,"body":%s}'):format(resp.status,
+      sorted_object(M.headers(resp.header_list).map, cjson.encode), body_text or cjson.encode(hidden))
     -- the whole line redacted again and escaped, as every line connrt prints (log.out)
-    return log.shown_line(cjson.encode(doc)) .. "\n"
+    return log.shown_line(line) .. "\n"
   end
   local body = log.redact(resp.body)
   if form ~= "include" then return body end

@@ -299,7 +299,7 @@ function M.request(req)
   for _, hv in ipairs(req.headers or {}) do lines[#lines + 1] = hv[1] .. ": " .. hv[2] end
   local body = req.body
   if req.json ~= nil then
-    body = require("cjson").encode(req.json)
+    body = req.json_text or require("cjson").encode(req.json)
     lines[#lines + 1] = "Connrt-Json: 1"
   end
   if body then lines[#lines + 1] = "Content-Length: " .. #body end

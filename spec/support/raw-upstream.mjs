@@ -42,6 +42,9 @@ const ANSWERS = {
     + "Content-Length: 17\r\n\r\n{\"a\":\"p\u00e4ssw\u00f6rd1\"}",
   deep: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n"
     + "[".repeat(1000) + "]".repeat(1000),
+  // numbers beyond what cjson writes again (14 digits)
+  precise: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 53\r\n\r\n"
+    + "{\"id\": 12345678901234567890,\n \"f\": 3.141592653589793}",
   // a name with a space before its colon: a lenient client would take the body as chunked
   spacename: "HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
   // lines a client takes though they break the rules: a name with a space, control
