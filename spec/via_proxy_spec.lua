@@ -264,9 +264,11 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
         assert.equal(0, sent.code, sent.stderr)
         local log = api.log()
         assert.equal(text, log[#log].body)
-        local res = run({ "request", "keyed", "POST", "/keyed/me", "--json-body", '{"a":0x41}' }, socket or nil)
-        assert.equal(2, res.code, res.stderr)
-        assert.matches("--json-body: not valid JSON", res.stderr, 1, true)
+        for _, bad in ipairs({ '{"a":0x41}', '[1.]', '{"a":-.5}', '{"a":012}', '["a\tb"]', '{"a":NaN}' }) do
+          local res = run({ "request", "keyed", "POST", "/keyed/me", "--json-body", bad }, socket or nil)
+          assert.equal(2, res.code, bad .. ": " .. res.stderr)
+          assert.matches("--json-body: not valid JSON", res.stderr, 1, true)
+        end
         local dir = h.tmpdir()
         os.execute(("cd %s && CONNRT_HOME=%s %s %s request keyed /keyed/me >/dev/full 2>%s/err; echo $? >%s/rc"):format(
           h.shell_quote(h.ROOT), h.shell_quote(home), socket and ("CONNRT_PROXY=" .. h.shell_quote(socket)) or "",
@@ -361,7 +363,8 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       stop()
       assert.equal(0, res.code, res.stderr)
       assert.equal(48 * 1024 * 1024, #res.stdout)
-      assert.is_true(res.max_rss_kb < 40 * 1024, tostring(res.max_rss_kb))
+      -- (AddressSanitizer keeps freed memory in quarantine: its peak says nothing there)
+      if not os.getenv("ASAN_OPTIONS") then assert.is_true(res.max_rss_kb < 40 * 1024, tostring(res.max_rss_kb)) end
     end)
 
     it("cut short: fewer bytes than its Content-Length is a network error, never part of a token", function()

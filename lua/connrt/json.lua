@@ -2,8 +2,11 @@
 -- (each keeps its own), made once when connrt's first module loads (log.lua requires
 -- this), and the reading of a JSON body a caller gives.
 --
---   json.body(text)  the value of a JSON body a caller gives (`connrt request
---                    --json-body`, the proxy's Connrt-Json), or nil and why not
+--   json.body(text)      the value of a JSON body a caller gives (`connrt request
+--                        --json-body`, the proxy's Connrt-Json), or nil and why not
+--   json.minified(text [, number_ok])  JSON text without its blanks, or nil when it
+--                        is not JSON as RFC 8259 writes it (or a number fails number_ok)
+--   json.number_value(t) a JSON number's exact value in plain decimal digits
 --
 -- Written: a number JSON cannot spell (1e999, read as infinity) is written null, as
 -- JavaScript's JSON.stringify writes it; and a document read at the decoder's depth
@@ -21,6 +24,82 @@ end
 
 local strict
 
+-- True for a number as JSON writes one (RFC 8259 6): not 0x41, 012, 1., -.5 or +1.
+local function json_number(t)
+  local rest = t:match("^%-?(.*)$")
+  local r = rest:match("^0(.*)$") or rest:match("^[1-9]%d*(.*)$")
+  if not r then return false end
+  r = r:match("^%.%d+(.*)$") or r
+  r = r:match("^[eE][+-]?%d+(.*)$") or r
+  return r == ""
+end
+
+-- The tokens between strings: structure, true, false, null and numbers, nothing else;
+-- each number also passes `number_ok` when one is given.
+local function plain_part(part, number_ok)
+  for tok in part:gmatch("[^%[%]{}:,]+") do
+    if tok ~= "true" and tok ~= "false" and tok ~= "null" then
+      if not json_number(tok) or (number_ok and not number_ok(tok)) then return false end
+    end
+  end
+  return true
+end
+
+--- The exact value of JSON number `t` in plain decimal digits ("7351986.4e1" is
+-- "73519864", "-1.50e-2" is "-0.015"), or nil when that would take more than 400
+-- characters. No rounding: what a reader with decimal or big-integer numbers gets.
+function M.number_value(t)
+  local sign, int, frac, exp = t:match("^(%-?)(%d+)%.?(%d*)[eE]?([-+]?%d*)$")
+  if not int then return nil end
+  local digits = (int .. frac):gsub("^0+", "")
+  local e = (tonumber(exp) or 0) - #frac
+  local trailing = #digits - #(digits:gsub("0+$", ""))
+  digits, e = digits:sub(1, #digits - trailing), e + trailing
+  if digits == "" then return "0" end
+  if e >= 0 then
+    if #digits + e > 400 then return nil end
+    return sign .. digits .. ("0"):rep(e)
+  end
+  if -e > 400 then return nil end
+  if -e < #digits then return sign .. digits:sub(1, #digits + e) .. "." .. digits:sub(#digits + e + 1) end
+  return sign .. "0." .. ("0"):rep(-e - #digits) .. digits
+end
+
+--- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil
+-- when it is not JSON as RFC 8259 writes it: cjson also reads NaN, 0x10, 1., -.5 and
+-- control characters inside strings; or when a number fails `number_ok(token)`, when
+-- given. Linear: each search starts where the last ended.
+function M.minified(s, number_ok)
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local j = s:find('[ \t\r\n"]', i)
+    local part = s:sub(i, (j or n + 1) - 1)
+    if not plain_part(part, number_ok) then return nil end
+    out[#out + 1] = part
+    if not j then break end
+    if s:byte(j) == 34 then
+      -- a string runs to the first quote that no backslash escapes
+      local k = j + 1
+      while true do
+        local q = s:find('["\\]', k)
+        if not q then return nil end
+        if s:byte(q) == 92 then
+          k = q + 2
+        else
+          local str = s:sub(j, q)
+          if str:find("[%z\1-\31]") then return nil end
+          out[#out + 1] = str
+          i = q + 1
+          break
+        end
+      end
+    else
+      i = s:find("[^ \t\r\n]", j) or n + 1
+    end
+  end
+  return table.concat(out)
+end
+
 local function finite(x)
   if type(x) == "number" then return x == x and x ~= math.huge and x ~= -math.huge end
   if type(x) ~= "table" then return true end
@@ -36,7 +115,7 @@ function M.body(text)
     strict.decode_invalid_numbers(false)
   end
   local v = strict.decode(text)
-  if v == nil then return nil, "not valid JSON" end
+  if v == nil or not M.minified(text) then return nil, "not valid JSON" end
   if not finite(v) then return nil, "a number too large for JSON (1e999 and the like)" end
   return v
 end

@@ -95,6 +95,27 @@ local function pct(s, form)
   end))
 end
 
+-- `s` and the forms a server that confuses Latin-1 and UTF-8 turns it into, when it has
+-- bytes beyond ASCII: valid UTF-8 read as Latin-1 and written as UTF-8 again (double
+-- encoded: "pÃ¤ss"; escaped \u00c3\u00a4 by a JSON writer) and, when each character fits
+-- in a byte, written in Latin-1 ("p\xe4ss"; %E4 percent-encoded); bytes that are not
+-- UTF-8 (a Latin-1 secret) written as UTF-8. The other spellings are built from each.
+local function charset_forms(s)
+  if not s:find("[\128-\255]") then return { s } end
+  local forms = { s }
+  local widened = s:gsub("[\128-\255]", function(c) return utf8.char(c:byte()) end)
+  forms[#forms + 1] = widened
+  if utf8.len(s) then
+    local bytes, fits = {}, true
+    for _, cp in utf8.codes(s) do
+      if cp > 255 then fits = false break end
+      bytes[#bytes + 1] = string.char(cp)
+    end
+    if fits then forms[#forms + 1] = table.concat(bytes) end
+  end
+  return forms
+end
+
 local function build_spellings()
   local list, seen = {}, {}
   local function add(v)
@@ -104,7 +125,11 @@ local function build_spellings()
     add(v)
     add((v:gsub("[+/]", TO_URL))) -- the URL-safe alphabet
   end
-  for s in pairs(secrets) do
+  local all = {}
+  for secret in pairs(secrets) do
+    for _, s in ipairs(charset_forms(secret)) do all[#all + 1] = s end
+  end
+  for _, s in ipairs(all) do
     add(s)
     local forms, p, f = { s }, pct(s), pct(s, true)
     if p ~= s then forms[#forms + 1] = p end

@@ -645,6 +645,7 @@ function Worker:forward(req, ref, rest)
   -- `connrt request --json-body` through the proxy: the body is JSON for
   -- Connection:request to merge the connector's body parameters into, as it does there
   local body, json, json_text = req.body, nil, nil
+  if req.h["connrt-json"] and req.h["connrt-json"] ~= "1" then errors.raise("usage", "Connrt-Json: expected 1") end
   if req.h["connrt-json"] then
     local why
     json, why = require("connrt.json").body(body or "")

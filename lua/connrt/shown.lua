@@ -92,38 +92,6 @@ local function hide(v, encode)
   return hidden, changed
 end
 
--- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil
--- when a string in it does not end. Linear: each search starts where the last ended.
-local function minified(s)
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local j = s:find('[ \t\r\n"]', i)
-    if not j then
-      out[#out + 1] = s:sub(i)
-      break
-    end
-    out[#out + 1] = s:sub(i, j - 1)
-    if s:byte(j) == 34 then
-      -- a string runs to the first quote that no backslash escapes
-      local k = j + 1
-      while true do
-        local q = s:find('["\\]', k)
-        if not q then return nil end
-        if s:byte(q) == 92 then
-          k = q + 2
-        else
-          out[#out + 1] = s:sub(j, q)
-          i = q + 1
-          break
-        end
-      end
-    else
-      i = s:find("[^ \t\r\n]", j) or n + 1
-    end
-  end
-  return table.concat(out)
-end
-
 -- A map of strings as a JSON object, its keys in order (the same output each time).
 local function sorted_object(map, encode)
   local names, out = {}, {}
@@ -142,8 +110,15 @@ function M.stdout(resp, form)
     -- a JSON body that spells no secret, as text or as values, goes out as it came (its
     -- blanks dropped): cjson would write its numbers again to 14 digits and its keys in
     -- any order; one that does is written again with every secret hidden
+    -- (each number of the text itself is checked at its exact value too: cjson keeps one
+    -- value of a key given twice, and a double holds 17 digits, so what it read may not
+    -- show every number as the text spells it)
     if resp.json ~= nil and not changed then
-      body_text = minified(resp.body)
+      local json = require("connrt.json")
+      body_text = json.minified(resp.body, function(tok)
+        local v = json.number_value(tok)
+        return v == nil or log.redact(v) == v
+      end)
       if body_text and log.redact(body_text) ~= body_text then body_text = nil end
     end
     local line = ('{"status":%d,"headers":%s,"body":%s}'):format(resp.status,

@@ -99,7 +99,12 @@ end
 
 local function u_escape_char(c)
   local cp = utf8.codepoint(c)
-  if M.invisible(cp) then return ("\\u%04x"):format(cp) end
+  if not M.invisible(cp) then return nil end
+  if cp <= 0xFFFF then return ("\\u%04x"):format(cp) end
+  -- beyond the BMP (the tag characters): a surrogate pair, as JSON spells one, so a
+  -- line that is JSON stays the same text to a JSON reader
+  local v = cp - 0x10000
+  return ("\\u%04x\\u%04x"):format(0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF))
 end
 
 --- `s` with every character M.invisible names made visible as \uHHHH, as does every

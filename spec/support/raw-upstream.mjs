@@ -42,6 +42,16 @@ const ANSWERS = {
     + "Content-Length: 17\r\n\r\n{\"a\":\"p\u00e4ssw\u00f6rd1\"}",
   deep: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n"
     + "[".repeat(1000) + "]".repeat(1000),
+  // "pässwörd1" as a server that mixes up Latin-1 and UTF-8 writes it: its UTF-8 bytes
+  // read as Latin-1 and written again (JSON-escaped in the body, raw in a header), and in
+  // Latin-1 percent-encoded
+  dblenc: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Echo: p\u00c3\u00a4ssw\u00c3\u00b6rd1\r\n"
+    + "Content-Length: 39\r\n\r\n{\"a\":\"p\\u00c3\\u00a4ssw\\u00c3\\u00b6rd1\"}",
+  pctlatin: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\nk=p%E4ssw%F6rd1 end",
+  // the third connection's key as a number under a key given twice (cjson keeps the last)
+  numdup: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 23\r\n\r\n{\"a\":7351986.4e1,\"a\":0}",
+  // what cjson reads but JSON is not
+  nanbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"a\":NaN,\"b\":0x10}",
   // numbers beyond what cjson writes again (14 digits)
   precise: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 53\r\n\r\n"
     + "{\"id\": 12345678901234567890,\n \"f\": 3.141592653589793}",
