@@ -29,6 +29,22 @@ local RUNS = {
 }
 
 local CASES = {
+  -- connrt request --json: a provider's JSON body read as it came (json.lua, shown.lua)
+  { "a JSON number of a megabyte of zeros between two ones, and of digits", [[
+    local json = require("connrt.json")
+    assert(json.number_value("1" .. ("0"):rep(MB) .. "1") == nil)
+    assert(json.number_value("1." .. ("0"):rep(MB) .. "1e5") == nil)
+    assert(json.minified("[1" .. ("0"):rep(MB) .. "1]"))
+    assert(json.minified("[" .. ("1,"):rep(MB // 2) .. "1]", function(t) return json.number_value(t) ~= nil end))
+  ]] },
+  { "a JSON text of runs of backslashes, quotes and blanks", [[
+    local json = require("connrt.json")
+    -- (its tokens are checked; their structure is cjson's, which has read the text)
+    for _, run in ipairs({ { '"' .. ("\\\\"):rep(MB // 2) .. '"', true }, { ("[ "):rep(MB // 2), true },
+        { '"' .. ("\\\""):rep(MB // 2), false }, { ('"a", '):rep(MB // 5), true } }) do
+      assert((json.minified(run[1]) ~= nil) == run[2])
+    end
+  ]] },
   -- the token endpoint: an HTML page instead of a token (title_of)
   { "token endpoint: <title> and a megabyte of spaces, never closed", TOKEN .. [[
     assert(not answer("text/html", "<html><title>" .. (" "):rep(MB)):find("page title", 1, true))

@@ -264,7 +264,7 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
         assert.equal(0, sent.code, sent.stderr)
         local log = api.log()
         assert.equal(text, log[#log].body)
-        for _, bad in ipairs({ '{"a":0x41}', '[1.]', '{"a":-.5}', '{"a":012}', '["a\tb"]', '{"a":NaN}' }) do
+        for _, bad in ipairs({ '{"a":0x41}', '[1.]', '{"a":-.5}', '{"a":012}', '["a\tb"]', '{"a":NaN}', '["\255"]' }) do
           local res = run({ "request", "keyed", "POST", "/keyed/me", "--json-body", bad }, socket or nil)
           assert.equal(2, res.code, bad .. ": " .. res.stderr)
           assert.matches("--json-body: not valid JSON", res.stderr, 1, true)
@@ -278,6 +278,17 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
         assert.equal("1\n", rc, err)
         assert.matches("cannot write to standard output", err, 1, true)
       end
+    end)
+
+    it("the proxy's own controls given twice are refused, nothing sent", function()
+      local before = #api.log()
+      for _, name in ipairs({ "Connrt-Json", "Connrt-Cli" }) do
+        local code, body = proxies.curl(p, "/keyed/keyed/me", { args = { "-X", "POST", "-d", "{}", "-H", name .. ": 1",
+          "-H", name .. ": x" } })
+        assert.equal(400, code, body)
+        assert.matches(name .. " given 2 times", body, 1, true)
+      end
+      assert.equal(before, #api.log())
     end)
 
     it("takes the proxy's own errors with their kind and reason", function()

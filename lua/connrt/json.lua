@@ -48,14 +48,17 @@ end
 --- The exact value of JSON number `t` in plain decimal digits ("7351986.4e1" is
 -- "73519864", "-1.50e-2" is "-0.015"), or nil when that would take more than 400
 -- characters. No rounding: what a reader with decimal or big-integer numbers gets.
+-- Linear in the length of `t`.
 function M.number_value(t)
   local sign, int, frac, exp = t:match("^(%-?)(%d+)%.?(%d*)[eE]?([-+]?%d*)$")
   if not int then return nil end
   local digits = (int .. frac):gsub("^0+", "")
   local e = (tonumber(exp) or 0) - #frac
-  local trailing = #digits - #(digits:gsub("0+$", ""))
-  digits, e = digits:sub(1, #digits - trailing), e + trailing
-  if digits == "" then return "0" end
+  -- trailing zeros dropped: the last digit that is not one, found from the end (".*" runs
+  -- to the end once and steps back; an unanchored "0+$" is tried at every position)
+  local last = digits:match(".*()[1-9]")
+  if not last then return "0" end
+  digits, e = digits:sub(1, last), e + (#digits - last)
   if e >= 0 then
     if #digits + e > 400 then return nil end
     return sign .. digits .. ("0"):rep(e)
@@ -67,9 +70,10 @@ end
 
 --- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil
 -- when it is not JSON as RFC 8259 writes it: cjson also reads NaN, 0x10, 1., -.5 and
--- control characters inside strings; or when a number fails `number_ok(token)`, when
--- given. Linear: each search starts where the last ended.
-function M.minified(s, number_ok)
+-- control characters inside strings; or when a number token fails `number_ok(token)`
+-- or a string token (quotes included) fails `string_ok(token)`, when given. Linear: each
+-- search starts where the last ended.
+function M.minified(s, number_ok, string_ok)
   local out, i, n = {}, 1, #s
   while i <= n do
     local j = s:find('[ \t\r\n"]', i)
@@ -87,7 +91,7 @@ function M.minified(s, number_ok)
           k = q + 2
         else
           local str = s:sub(j, q)
-          if str:find("[%z\1-\31]") then return nil end
+          if str:find("[%z\1-\31]") or (string_ok and not string_ok(str)) then return nil end
           out[#out + 1] = str
           i = q + 1
           break
@@ -115,7 +119,8 @@ function M.body(text)
     strict.decode_invalid_numbers(false)
   end
   local v = strict.decode(text)
-  if v == nil or not M.minified(text) then return nil, "not valid JSON" end
+  -- and in UTF-8, as RFC 8259 8.1 asks (utf8.len refuses surrogates, as CESU-8 writes)
+  if v == nil or not M.minified(text) or not utf8.len(text) then return nil, "not valid JSON" end
   if not finite(v) then return nil, "a number too large for JSON (1e999 and the like)" end
   return v
 end

@@ -96,22 +96,34 @@ local function pct(s, form)
 end
 
 -- `s` and the forms a server that confuses Latin-1 and UTF-8 turns it into, when it has
--- bytes beyond ASCII: valid UTF-8 read as Latin-1 and written as UTF-8 again (double
--- encoded: "pÃ¤ss"; escaped \u00c3\u00a4 by a JSON writer) and, when each character fits
--- in a byte, written in Latin-1 ("p\xe4ss"; %E4 percent-encoded); bytes that are not
--- UTF-8 (a Latin-1 secret) written as UTF-8. The other spellings are built from each.
+-- bytes beyond ASCII: its bytes read as Latin-1 or as Windows-1252 and written as UTF-8
+-- (UTF-8 double encoded: "pÃ¤ss", escaped \u00c3\u00a4 by a JSON writer, "GroÃŸ"; a
+-- Latin-1 secret in UTF-8) and, when each character fits in a byte, written in Latin-1
+-- ("p\xe4ss"; %E4 percent-encoded). The other spellings are built from each.
+-- Windows-1252's characters for the bytes 0x80-0x9F (what most servers that "read
+-- Latin-1" use, as WHATWG's "latin1" does); the five it leaves undefined stay C1 codes.
+local CP1252 = { [0x80] = 0x20AC, [0x82] = 0x201A, [0x83] = 0x0192, [0x84] = 0x201E, [0x85] = 0x2026,
+  [0x86] = 0x2020, [0x87] = 0x2021, [0x88] = 0x02C6, [0x89] = 0x2030, [0x8A] = 0x0160, [0x8B] = 0x2039,
+  [0x8C] = 0x0152, [0x8E] = 0x017D, [0x91] = 0x2018, [0x92] = 0x2019, [0x93] = 0x201C, [0x94] = 0x201D,
+  [0x95] = 0x2022, [0x96] = 0x2013, [0x97] = 0x2014, [0x98] = 0x02DC, [0x99] = 0x2122, [0x9A] = 0x0161,
+  [0x9B] = 0x203A, [0x9C] = 0x0153, [0x9E] = 0x017E, [0x9F] = 0x0178 }
+
 local function charset_forms(s)
   if not s:find("[\128-\255]") then return { s } end
-  local forms = { s }
-  local widened = s:gsub("[\128-\255]", function(c) return utf8.char(c:byte()) end)
-  forms[#forms + 1] = widened
+  local forms, seen = { s }, { [s] = true }
+  -- a form shorter than a secret may be (4 bytes) would hide ordinary text
+  local function add(f)
+    if #f >= 4 and not seen[f] then seen[f] = true; forms[#forms + 1] = f end
+  end
+  add((s:gsub("[\128-\255]", function(c) return utf8.char(c:byte()) end)))
+  add((s:gsub("[\128-\255]", function(c) return utf8.char(CP1252[c:byte()] or c:byte()) end)))
   if utf8.len(s) then
     local bytes, fits = {}, true
     for _, cp in utf8.codes(s) do
       if cp > 255 then fits = false break end
       bytes[#bytes + 1] = string.char(cp)
     end
-    if fits then forms[#forms + 1] = table.concat(bytes) end
+    if fits then add(table.concat(bytes)) end
   end
   return forms
 end

@@ -621,10 +621,14 @@ function Worker:forward(req, ref, rest)
     return json_error(503, "needs_reconnect", ("connection %s needs reconnecting: run `connrt run %s` again for this "
       .. "account"):format(conn:id(), path), { connection = conn:id(), reconnect = "connrt run " .. path })
   end
+  -- the proxy's own controls are given once: with two, which one is read would decide
+  local given = {}
+  for _, n in ipairs(req.names) do given[n] = (given[n] or 0) + 1 end
+  for _, name in ipairs({ "Connrt-Target", "Connrt-Json", "Connrt-Cli" }) do
+    local times = given[name:lower()] or 0
+    if times > 1 then errors.raise("usage", "%s given %d times: give one", name, times) end
+  end
   local target = req.h["connrt-target"]
-  local targets = 0
-  for _, n in ipairs(req.names) do if n == "connrt-target" then targets = targets + 1 end end
-  if targets > 1 then errors.raise("usage", "Connrt-Target given %d times: give one", targets) end
   if target then
     if rest ~= "" and rest ~= "/" then
       errors.raise("usage", "give the URL either in Connrt-Target or in the path after /%s/, not both", ref)

@@ -52,11 +52,21 @@ function M.headers(list)
   return { lines = lines, map = map }
 end
 
--- A number's spellings as JSON writers write it: cjson's 14 digits, 17 digits, and an
--- integral one's digits.
+-- A number's spellings as JSON writers write it: cjson's 14 digits, those that read back
+-- as it (15 to 17 digits), each also in plain digits (as JavaScript writes 7.3519864e19:
+-- 73519864000000000000), and an integral one's exact digits, however large.
 local function number_spellings(v, encode)
-  local i = math.tointeger(v)
-  return encode(v), ("%.17g"):format(v), i and tostring(i) or ""
+  local finite = v == v and v ~= math.huge and v ~= -math.huge
+  local out = { encode(v) }
+  if not finite then return out end
+  local number_value = require("connrt.json").number_value
+  for _, digits in ipairs({ 15, 16, 17 }) do
+    local g = ("%." .. digits .. "g"):format(v)
+    out[#out + 1] = g
+    out[#out + 1] = number_value(g) or ""
+  end
+  if v == math.floor(v) then out[#out + 1] = ("%.0f"):format(v) end
+  return out
 end
 
 -- A decoded JSON value with every secret hidden before it is encoded again, and whether
@@ -73,7 +83,7 @@ local function hide(v, encode)
       return r
     end
     if t == "number" then
-      for _, s in ipairs({ number_spellings(x, encode) }) do
+      for _, s in ipairs(number_spellings(x, encode)) do
         if log.redact(s) ~= s then
           changed = true
           return "[redacted]"
@@ -115,9 +125,15 @@ function M.stdout(resp, form)
     -- show every number as the text spells it)
     if resp.json ~= nil and not changed then
       local json = require("connrt.json")
+      -- and each string of the text decoded (a value cjson dropped, of a key given twice,
+      -- is checked as the values it kept are: JSON inside a string, one level further)
+      local decode = require("cjson.safe").decode
       body_text = json.minified(resp.body, function(tok)
         local v = json.number_value(tok)
-        return v == nil or log.redact(v) == v
+        return v ~= nil and log.redact(v) == v
+      end, function(str)
+        local v = decode(str)
+        return type(v) == "string" and log.redact(v) == v
       end)
       if body_text and log.redact(body_text) ~= body_text then body_text = nil end
     end

@@ -50,6 +50,15 @@ const ANSWERS = {
   pctlatin: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\nk=p%E4ssw%F6rd1 end",
   // the third connection's key as a number under a key given twice (cjson keeps the last)
   numdup: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 23\r\n\r\n{\"a\":7351986.4e1,\"a\":0}",
+  // the third key as a number past 2^63 (a reader of doubles gets 73519864000000000000),
+  // the first key in JSON inside a JSON string under a key given twice (cjson keeps the
+  // last), and the fifth ("Großgeheim1") as a server that reads UTF-8 as Windows-1252
+  // writes it again in UTF-8
+  bignum: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n[73519863999999999999.9]",
+  dupjson: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 52\r\n\r\n"
+    + "{\"a\":\"{\\\"k\\\":\\\"\\\\u0072awup-k3y-0123456789\\\"}\",\"a\":1}",
+  cp1252: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n\r\n"
+    + "k=Gro\u00c3\u0083\u00c5\u00b8geheim1 end",
   // what cjson reads but JSON is not
   nanbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"a\":NaN,\"b\":0x10}",
   // numbers beyond what cjson writes again (14 digits)
