@@ -153,9 +153,9 @@ describe("an upstream's folded first header line after earlier answers #integrat
         assert.equal(direct.stdout, via.stdout)
       end
       if case[1] == "infnum" then
-        local body = require("cjson").decode(via.stdout).body
-        assert.equal(require("cjson").null, body.a)
-        assert.equal(1, body.b)
+        local shown = require("cjson").decode(via.stdout).body
+        assert.equal(require("cjson").null, shown.a)
+        assert.equal(1, shown.b)
       end
       assert.is_nil((direct.stdout .. via.stdout):find("\27", 1, true), case[1])
     end
