@@ -39,6 +39,10 @@ describe("an upstream's folded first header line after earlier answers #integrat
     h.write(tmp .. "/num.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "rawnum"')))
     res = h.connrt({ "run", tmp .. "/num.lua", "--field", "api_key=73519864" }, { env = { CONNRT_HOME = home } })
     assert.equal(0, res.code, res.stderr)
+    -- and a sixth, whose key has a character Windows-1252 has a byte for, Latin-1 none
+    h.write(tmp .. "/euro.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "raweuro"')))
+    res = h.connrt({ "run", tmp .. "/euro.lua", "--field", "api_key=€uro1234" }, { env = { CONNRT_HOME = home } })
+    assert.equal(0, res.code, res.stderr)
     -- and a fifth, whose key has a character Windows-1252 and Latin-1 read apart
     h.write(tmp .. "/cp.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "rawcp"')))
     res = h.connrt({ "run", tmp .. "/cp.lua", "--field", "api_key=Großgeheim1" }, { env = { CONNRT_HOME = home } })
@@ -110,7 +114,8 @@ describe("an upstream's folded first header line after earlier answers #integrat
         { "latin1", 0, "--json", "rawlatin" }, { "deep", 0, "--json" }, { "precise", 0, "--json" },
         { "dblenc", 0, "--json", "rawlatin" }, { "dblenc", 0, "-i", "rawlatin" }, { "pctlatin", 0, "-i", "rawlatin" },
         { "numdup", 0, "--json", "rawnum" }, { "nanbody", 0, "--json" }, { "bignum", 0, "--json", "rawnum" },
-        { "dupjson", 0, "--json" }, { "cp1252", 0, "-i", "rawcp" } }) do
+        { "dupjson", 0, "--json" }, { "cp1252", 0, "-i", "rawcp" }, { "bigexp", 0, "--json" },
+        { "dupnum", 0, "--json", "rawnum" }, { "euro", 0, "-i", "raweuro" } }) do
       local args = { "request", case[4] or "rawup", case[3], "/api/" .. case[1] }
       local direct = h.connrt(args, { env = { CONNRT_HOME = home } })
       local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket } })
@@ -131,13 +136,15 @@ describe("an upstream's folded first header line after earlier answers #integrat
       assert.is_nil((direct.stdout .. via.stdout):find("ssw\\u00f6rd1", 1, true), case[1] .. " " .. case[3])
       assert.is_nil((direct.stderr .. via.stderr):find("traceback", 1, true), case[1] .. " " .. case[3])
       if not ({ odd = true, infnum = true, crvalue = true, deep = true, precise = true, nanbody = true,
-          numdup = true, dupjson = true })[case[1]] then
+          numdup = true, dupjson = true, bigexp = true, dupnum = true })[case[1]] then
         assert.matches("[redacted]", direct.stdout, 1, true)
       end
       -- a number whose exact value takes more than 400 digits (1e999) is not checked: the
       -- body is written again, the number as null, never a traceback
       -- the non-ASCII key in any of its mixed-up spellings ("ssw" is in each, and nowhere
       -- else in these answers)
+      assert.is_nil((direct.stdout .. via.stdout):find("73519863.9999999999999", 1, true), case[1])
+      if case[4] == "raweuro" then assert.is_nil((direct.stdout .. via.stdout):find("uro1234", 1, true), case[1]) end
       if case[4] == "rawcp" then assert.is_nil((direct.stdout .. via.stdout):find("geheim", 1, true), case[1]) end
       if case[4] == "rawlatin" then assert.is_nil((direct.stdout .. via.stdout):find("ssw", 1, true), case[1]) end
       assert.is_nil((direct.stdout .. via.stdout):find("7351986.4e1", 1, true), case[1])

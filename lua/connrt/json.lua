@@ -51,7 +51,9 @@ end
 -- Linear in the length of `t`.
 function M.number_value(t)
   local sign, int, frac, exp = t:match("^(%-?)(%d+)%.?(%d*)[eE]?([-+]?%d*)$")
-  if not int then return nil end
+  -- an exponent of more than six digits is past what is written out here (and past what
+  -- an integer holds: 1e9223372036854775807 would wrap)
+  if not int or #exp > 7 then return nil end
   local digits = (int .. frac):gsub("^0+", "")
   local e = (tonumber(exp) or 0) - #frac
   -- trailing zeros dropped: the last digit that is not one, found from the end (".*" runs

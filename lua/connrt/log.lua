@@ -107,6 +107,8 @@ local CP1252 = { [0x80] = 0x20AC, [0x82] = 0x201A, [0x83] = 0x0192, [0x84] = 0x2
   [0x8C] = 0x0152, [0x8E] = 0x017D, [0x91] = 0x2018, [0x92] = 0x2019, [0x93] = 0x201C, [0x94] = 0x201D,
   [0x95] = 0x2022, [0x96] = 0x2013, [0x97] = 0x2014, [0x98] = 0x02DC, [0x99] = 0x2122, [0x9A] = 0x0161,
   [0x9B] = 0x203A, [0x9C] = 0x0153, [0x9E] = 0x017E, [0x9F] = 0x0178 }
+local CP1252_BYTE = {}
+for b, cp in pairs(CP1252) do CP1252_BYTE[cp] = b end
 
 local function charset_forms(s)
   if not s:find("[\128-\255]") then return { s } end
@@ -118,12 +120,17 @@ local function charset_forms(s)
   add((s:gsub("[\128-\255]", function(c) return utf8.char(c:byte()) end)))
   add((s:gsub("[\128-\255]", function(c) return utf8.char(CP1252[c:byte()] or c:byte()) end)))
   if utf8.len(s) then
-    local bytes, fits = {}, true
-    for _, cp in utf8.codes(s) do
-      if cp > 255 then fits = false break end
-      bytes[#bytes + 1] = string.char(cp)
+    -- in Latin-1, and in Windows-1252 (which has 0x80-0x9F for characters such as the
+    -- euro sign), when each character has a byte there
+    for _, table_of in ipairs({ {}, CP1252_BYTE }) do
+      local bytes, fits = {}, true
+      for _, cp in utf8.codes(s) do
+        local b = table_of[cp] or (cp <= 255 and not (table_of == CP1252_BYTE and cp >= 0x80 and cp <= 0x9F) and cp)
+        if not b then fits = false break end
+        bytes[#bytes + 1] = string.char(b)
+      end
+      if fits then add(table.concat(bytes)) end
     end
-    if fits then add(table.concat(bytes)) end
   end
   return forms
 end

@@ -128,9 +128,14 @@ function M.stdout(resp, form)
       -- and each string of the text decoded (a value cjson dropped, of a key given twice,
       -- is checked as the values it kept are: JSON inside a string, one level further)
       local decode = require("cjson.safe").decode
+      -- (a number as a reader of doubles gets it too: that of a key given twice as well)
       body_text = json.minified(resp.body, function(tok)
         local v = json.number_value(tok)
-        return v ~= nil and log.redact(v) == v
+        if v == nil or log.redact(v) ~= v then return false end
+        for _, s in ipairs(number_spellings(tonumber(tok), cjson.encode)) do
+          if log.redact(s) ~= s then return false end
+        end
+        return true
       end, function(str)
         local v = decode(str)
         return type(v) == "string" and log.redact(v) == v

@@ -59,6 +59,12 @@ const ANSWERS = {
     + "{\"a\":\"{\\\"k\\\":\\\"\\\\u0072awup-k3y-0123456789\\\"}\",\"a\":1}",
   cp1252: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n\r\n"
     + "k=Gro\u00c3\u0083\u00c5\u00b8geheim1 end",
+  // an exponent past what an integer holds, the third key as a double under a key given
+  // twice, and the sixth ("€uro1234") in Windows-1252 bytes (0x80 is the euro sign)
+  bigexp: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"a\":1e9223372036854775807}",
+  dupnum: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 34\r\n\r\n"
+    + "{\"a\":73519863.9999999999999,\"a\":1}",
+  euro: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nk=\u0080uro1234 end",
   // what cjson reads but JSON is not
   nanbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"a\":NaN,\"b\":0x10}",
   // numbers beyond what cjson writes again (14 digits)
