@@ -7,7 +7,9 @@
 -- (via_proxy.lua). The command's process knows no secret, so it must transform nothing
 -- after the redactor ran: decoding and encoding again, or lowercasing, can each bring a
 -- secret back (a number written 7351986.4e1 encoded as the secret's digits, a name
--- lowercased into the secret). One source for both paths, so their output is the same.
+-- lowercased into the secret). One source for both paths, so their output is the same
+-- (but for the order of the keys of a JSON body written again, which lua-cjson takes
+-- from Lua's table order, and for the secrets of other connections a proxy worker knows).
 --
 --   shown.headers(list)       {lines, map} of an answer's header lines ({name, value}):
 --                             "Name: value" lines, and each lowercased name to its values
