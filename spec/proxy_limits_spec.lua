@@ -43,10 +43,24 @@ end
 -- caps a new descriptor's number, not how many are open, so it is set just above the
 -- free-th unused number (a runner may have left the worker descriptors far above).
 local function limit_leaving(worker, free)
-  local l = io.popen(("ls /proc/%d/fd"):format(worker))
+  -- the descriptors once they hold still: a connection a client just closed may not be
+  -- closed by the worker yet (a busy machine), and one that closes after the count
+  -- would leave a number below the limit free
+  local function listing()
+    local l = io.popen(("ls /proc/%d/fd"):format(worker))
+    local text = l:read("a")
+    l:close()
+    return text
+  end
+  local text = listing()
+  for _ = 1, 50 do
+    require("connrt.sys").sleep(0.2)
+    local again = listing()
+    if again == text then break end
+    text = again
+  end
   local used = {}
-  for n in l:read("a"):gmatch("%d+") do used[tonumber(n)] = true end
-  l:close()
+  for n in text:gmatch("%d+") do used[tonumber(n)] = true end
   local fd = -1
   while free > 0 do
     fd = fd + 1
