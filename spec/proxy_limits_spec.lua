@@ -14,17 +14,10 @@ local h = require("support.helpers")
 local proxy = require("support.proxy")
 local sys = require("connrt.sys")
 
--- A proxy with one worker, serving (its first answer given, and that client's connection
--- closed: the same descriptors twice), and the worker's pid.
-local function serving(home, socket, extra)
-  local args = { "--socket", socket, "--workers", "1" }
-  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
-  local p = proxy.start(home, args)
-  local q = io.popen("pgrep -P " .. p.pid)
-  local worker = tonumber(q:read("a"))
-  q:close()
-  assert(worker, "the proxy's worker")
-  assert.equal(200, (proxy.curl(p, "/_connrt/metrics")))
+-- The listing of the worker's descriptors once it holds still (read every 0.2 s until
+-- two readings agree): a connection a client just closed may not be closed by the
+-- worker yet on a busy machine.
+local function settled_fds(worker)
   local function listing()
     local l = io.popen(("ls /proc/%d/fd"):format(worker))
     local text = l:read("a")
@@ -36,6 +29,21 @@ local function serving(home, socket, extra)
     sys.sleep(0.2)
     before, now = now, listing()
   end
+  return now
+end
+
+-- A proxy with one worker, serving (its first answer given, and that client's connection
+-- closed: the same descriptors twice), and the worker's pid.
+local function serving(home, socket, extra)
+  local args = { "--socket", socket, "--workers", "1" }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  local p = proxy.start(home, args)
+  local q = io.popen("pgrep -P " .. p.pid)
+  local worker = tonumber(q:read("a"))
+  q:close()
+  assert(worker, "the proxy's worker")
+  assert.equal(200, (proxy.curl(p, "/_connrt/metrics")))
+  settled_fds(worker)
   return p, worker
 end
 
@@ -46,19 +54,7 @@ local function limit_leaving(worker, free)
   -- the descriptors once they hold still: a connection a client just closed may not be
   -- closed by the worker yet (a busy machine), and one that closes after the count
   -- would leave a number below the limit free
-  local function listing()
-    local l = io.popen(("ls /proc/%d/fd"):format(worker))
-    local text = l:read("a")
-    l:close()
-    return text
-  end
-  local text = listing()
-  for _ = 1, 50 do
-    require("connrt.sys").sleep(0.2)
-    local again = listing()
-    if again == text then break end
-    text = again
-  end
+  local text = settled_fds(worker)
   local used = {}
   for n in text:gmatch("%d+") do used[tonumber(n)] = true end
   local fd = -1

@@ -29,28 +29,20 @@ describe("an upstream's folded first header line after earlier answers #integrat
     }]]):format(base))
     local res = h.connrt({ "run", keyed, "--field", "api_key=rawup-k3y-0123456789" }, { env = { CONNRT_HOME = home } })
     assert.equal(0, res.code, res.stderr)
-    -- a second connection, whose key holds ": " and ", " (which an upstream can split
-    -- across a header's name and value, or across two lines of one name)
-    h.write(tmp .. "/split.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "rawsplit"')))
-    res = h.connrt({ "run", tmp .. "/split.lua", "--field", "api_key=k3y: s3cr3t, 0123456789abc" },
-      { env = { CONNRT_HOME = home } })
-    assert.equal(0, res.code, res.stderr)
-    -- and a third, whose key is digits (which a JSON number can spell)
-    h.write(tmp .. "/num.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "rawnum"')))
-    res = h.connrt({ "run", tmp .. "/num.lua", "--field", "api_key=73519864" }, { env = { CONNRT_HOME = home } })
-    assert.equal(0, res.code, res.stderr)
-    -- and a sixth, whose key has a character Windows-1252 has a byte for, Latin-1 none
-    h.write(tmp .. "/euro.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "raweuro"')))
-    res = h.connrt({ "run", tmp .. "/euro.lua", "--field", "api_key=€uro1234" }, { env = { CONNRT_HOME = home } })
-    assert.equal(0, res.code, res.stderr)
-    -- and a fifth, whose key has a character Windows-1252 and Latin-1 read apart
-    h.write(tmp .. "/cp.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "rawcp"')))
-    res = h.connrt({ "run", tmp .. "/cp.lua", "--field", "api_key=Großgeheim1" }, { env = { CONNRT_HOME = home } })
-    assert.equal(0, res.code, res.stderr)
-    -- and a fourth, whose key is not ASCII
-    h.write(tmp .. "/latin.lua", (h.read(keyed):gsub('id = "rawup"', 'id = "rawlatin"')))
-    res = h.connrt({ "run", tmp .. "/latin.lua", "--field", "api_key=pässwörd1" }, { env = { CONNRT_HOME = home } })
-    assert.equal(0, res.code, res.stderr)
+    -- more connections of the same connector under other ids, each with a key of a kind
+    -- an upstream can spell back in a way of its own
+    for _, c in ipairs({
+      { "rawsplit", "k3y: s3cr3t, 0123456789abc" }, -- split across a header's name and value, or two lines
+      { "rawnum", "73519864" },                     -- digits, which a JSON number can spell
+      { "rawlatin", "pässwörd1" },                  -- not ASCII
+      { "rawcp", "Großgeheim1" },                   -- a character Windows-1252 and Latin-1 read apart
+      { "raweuro", "€uro1234" },                    -- one Windows-1252 has a byte for, Latin-1 none
+    }) do
+      local path = ("%s/%s.lua"):format(tmp, c[1])
+      h.write(path, (h.read(keyed):gsub('id = "rawup"', ('id = "%s"'):format(c[1]))))
+      res = h.connrt({ "run", path, "--field", "api_key=" .. c[2] }, { env = { CONNRT_HOME = home } })
+      assert.equal(0, res.code, c[1] .. ": " .. res.stderr)
+    end
   end)
 
   teardown(function()
