@@ -389,11 +389,13 @@ function commands.request(argv)
   -- (nor with --verbose, whose trace of the exchange only the direct path makes)
   -- what is printed on standard output (shown.lua), after the status line
   local form = o.json and "json" or (o.include or o.i) and "include" or "body"
+  -- --json-body as written, sent so when nothing joins it
+  local json_text = json and o["json-body"]
   local function status_line(status, url) log.err("%d %s", status, url) end
   -- (through the proxy, the URL and the output as it rendered them, the output written as
   -- it comes: this process does not know the secrets)
   local resp = retries == 0 and not log.verbose and os.getenv("CONNRT_PROXY") and require("connrt.via_proxy").request({ ref = ref,
-    method = method, url = target, headers = hlist, body = body, json = json, json_text = json and o["json-body"],
+    method = method, url = target, headers = hlist, body = body, json = json, json_text = json_text,
     form = form, on_status = status_line,
     write = log.write })
   if not resp then
@@ -404,7 +406,7 @@ function commands.request(argv)
     require("connrt.modules").prefetch("connrt.lmdb", "connrt.crypto", "connrt.http")
     local conn, st = open_connection(ref)
     resp = conn:request({ method = method, url = target, headers = hlist, body = body, json = json,
-      json_text = json and o["json-body"], retries = retries, max_wait = max_wait,
+      json_text = json_text, retries = retries, max_wait = max_wait,
       on_wait = function(s, why) log.err("connrt: waiting %.1fs before retrying (%s)", s, why) end })
     st:close()
     status_line(resp.status, target)

@@ -71,37 +71,24 @@ local function number_spellings(v, encode)
   return out
 end
 
--- A decoded JSON value with every secret hidden before it is encoded again, and whether
--- anything was: strings and keys redacted, and a number one of whose spellings is a
--- secret shown as "[redacted]" (the output stays JSON; 7351986.4e1 is the number
--- 73519864, the digits of a key).
-local function hide(v, encode)
-  local changed = false
-  local function walk(x)
-    local t = type(x)
-    if t == "string" then
-      local r = log.redact(x)
-      changed = changed or r ~= x
-      return r
+-- A decoded JSON value with every secret hidden before it is encoded again: strings and
+-- keys redacted, and a number one of whose spellings is a secret shown as "[redacted]"
+-- (the output stays JSON; 7351986.4e1 is the number 73519864, the digits of a key).
+local function hide(x, encode)
+  local t = type(x)
+  if t == "string" then return log.redact(x) end
+  if t == "number" then
+    for _, s in ipairs(number_spellings(x, encode)) do
+      if log.redact(s) ~= s then return "[redacted]" end
     end
-    if t == "number" then
-      for _, s in ipairs(number_spellings(x, encode)) do
-        if log.redact(s) ~= s then
-          changed = true
-          return "[redacted]"
-        end
-      end
-      return x
-    end
-    if t ~= "table" then return x end
-    local out = {}
-    for k, y in pairs(x) do
-      out[type(k) == "string" and walk(k) or k] = walk(y)
-    end
-    return setmetatable(out, getmetatable(x))
+    return x
   end
-  local hidden = walk(v)
-  return hidden, changed
+  if t ~= "table" then return x end
+  local out = {}
+  for k, y in pairs(x) do
+    out[type(k) == "string" and hide(k, encode) or k] = hide(y, encode)
+  end
+  return setmetatable(out, getmetatable(x))
 end
 
 -- A map of strings as a JSON object, its keys in order (the same output each time).
@@ -118,19 +105,17 @@ function M.stdout(resp, form)
     local cjson = require("cjson")
     local body, body_text = resp.json, nil
     if body == nil then body = resp.body end
-    local hidden, changed = hide(body, cjson.encode)
-    -- a JSON body that spells no secret, as text or as values, goes out as it came (its
-    -- blanks dropped): cjson would write its numbers again to 14 digits and its keys in
-    -- any order; one that does is written again with every secret hidden
-    -- (each number of the text itself is checked at its exact value too: cjson keeps one
-    -- value of a key given twice, and a double holds 17 digits, so what it read may not
-    -- show every number as the text spells it)
-    if resp.json ~= nil and not changed then
+    -- a JSON body that spells no secret goes out as it came (its blanks dropped): cjson
+    -- would write its numbers again to 14 digits and its keys in any order; one that does
+    -- is written again with every secret hidden. Every value cjson read comes from a
+    -- token of the text, and each token is checked, so what it read spells none either:
+    -- each string decoded (a value cjson dropped, of a key given twice, too: JSON inside a
+    -- string, one level further), each number at its exact value and as a reader of
+    -- doubles gets it (cjson keeps one value of a key given twice, and a double holds 17
+    -- digits, so what it read may not show every number as the text spells it)
+    if resp.json ~= nil then
       local json = require("connrt.json")
-      -- and each string of the text decoded (a value cjson dropped, of a key given twice,
-      -- is checked as the values it kept are: JSON inside a string, one level further)
       local decode = require("cjson.safe").decode
-      -- (a number as a reader of doubles gets it too: that of a key given twice as well)
       body_text = json.minified(resp.body, function(tok)
         local v = json.number_value(tok)
         if v == nil or log.redact(v) ~= v then return false end
@@ -145,7 +130,7 @@ function M.stdout(resp, form)
       if body_text and log.redact(body_text) ~= body_text then body_text = nil end
     end
     local line = ('{"status":%d,"headers":%s,"body":%s}'):format(resp.status,
-      sorted_object(M.headers(resp.header_list).map, cjson.encode), body_text or cjson.encode(hidden))
+      sorted_object(M.headers(resp.header_list).map, cjson.encode), body_text or cjson.encode(hide(body, cjson.encode)))
     -- the whole line redacted again and escaped, as every line connrt prints (log.out)
     return log.shown_line(line) .. "\n"
   end
