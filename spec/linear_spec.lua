@@ -37,6 +37,17 @@ local CASES = {
     assert(json.minified("[1" .. ("0"):rep(MB) .. "1]"))
     assert(json.minified("[" .. ("1,"):rep(MB // 2) .. "1]", function(t) return json.number_value(t) ~= nil end))
   ]] },
+  { "connrt request --json: a body whose every token spells a secret", [[
+    local log = require("connrt.log")
+    log.secret("73519864")
+    -- each number and string is written again, hidden; the rest as it came
+    local body = "[" .. ('7351986.4e1,"a73519864b",12,'):rep(MB // 30) .. "1]"
+    local out = require("connrt.shown").stdout({ status = 200, header_list = {}, body = body,
+      json = require("cjson").decode(body) }, "json")
+    local head = '{"status":200,"headers":{},"body":["[redacted]","a[redacted]b",12,"[redacted]","a[redacted]b",12,'
+    assert(out:sub(1, #head) == head, out:sub(1, #head))
+    assert(not out:find("73519864", 1, true))
+  ]] },
   { "a JSON text of runs of backslashes, quotes and blanks", [[
     local json = require("connrt.json")
     -- (its tokens are checked; their structure is cjson's, which has read the text)

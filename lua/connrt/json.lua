@@ -4,8 +4,9 @@
 --
 --   json.body(text)      the value of a JSON body a caller gives (`connrt request
 --                        --json-body`, the proxy's Connrt-Json), or nil and why not
---   json.minified(text [, number_ok])  JSON text without its blanks, or nil when it
---                        is not JSON as RFC 8259 writes it (or a number fails number_ok)
+--   json.minified(text [, number_ok [, string_ok]])  JSON text without its blanks, or
+--                        nil when it is not JSON as RFC 8259 writes it (or a token fails
+--                        its check); a check may give a token to write in its place
 --   json.number_value(t) a JSON number's exact value in plain decimal digits
 --
 -- Written: a number JSON cannot spell (1e999, read as infinity) is written null, as
@@ -35,14 +36,22 @@ local function json_number(t)
 end
 
 -- The tokens between strings: structure, true, false, null and numbers, nothing else;
--- each number also passes `number_ok` when one is given.
+-- each number also passes `number_ok` when one is given (which may give the token to
+-- write in its place). Returns the part as written, or nil.
 local function plain_part(part, number_ok)
-  for tok in part:gmatch("[^%[%]{}:,]+") do
-    if tok ~= "true" and tok ~= "false" and tok ~= "null" then
-      if not json_number(tok) or (number_ok and not number_ok(tok)) then return false end
+  local bad = false
+  local out = part:gsub("[^%[%]{}:,]+", function(tok)
+    if tok == "true" or tok == "false" or tok == "null" then return nil end
+    if not json_number(tok) then bad = true return nil end
+    if number_ok then
+      local ok = number_ok(tok)
+      if type(ok) == "string" then return ok end
+      if not ok then bad = true end
     end
-  end
-  return true
+    return nil
+  end)
+  if bad then return nil end
+  return out
 end
 
 --- The exact value of JSON number `t` in plain decimal digits ("7351986.4e1" is
@@ -73,14 +82,16 @@ end
 --- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil
 -- when it is not JSON as RFC 8259 writes it: cjson also reads NaN, 0x10, 1., -.5 and
 -- control characters inside strings; or when a number token fails `number_ok(token)`
--- or a string token (quotes included) fails `string_ok(token)`, when given. Linear: each
--- search starts where the last ended.
+-- or a string token (quotes included) fails `string_ok(token)`, when given. Either may
+-- instead return a string: the token written in its place (JSON the caller made), so
+-- everything else stays as the text has it (key order, a key given twice, every digit).
+-- Linear: each search starts where the last ended.
 function M.minified(s, number_ok, string_ok)
   local out, i, n = {}, 1, #s
   while i <= n do
     local j = s:find('[ \t\r\n"]', i)
-    local part = s:sub(i, (j or n + 1) - 1)
-    if not plain_part(part, number_ok) then return nil end
+    local part = plain_part(s:sub(i, (j or n + 1) - 1), number_ok)
+    if not part then return nil end
     out[#out + 1] = part
     if not j then break end
     if s:byte(j) == 34 then
@@ -93,8 +104,10 @@ function M.minified(s, number_ok, string_ok)
           k = q + 2
         else
           local str = s:sub(j, q)
-          if str:find("[%z\1-\31]") or (string_ok and not string_ok(str)) then return nil end
-          out[#out + 1] = str
+          if str:find("[%z\1-\31]") then return nil end
+          local ok = not string_ok or string_ok(str)
+          if not ok then return nil end
+          out[#out + 1] = type(ok) == "string" and ok or str
           i = q + 1
           break
         end

@@ -8,15 +8,17 @@
 -- after the redactor ran: decoding and encoding again, or lowercasing, can each bring a
 -- secret back (a number written 7351986.4e1 encoded as the secret's digits, a name
 -- lowercased into the secret). One source for both paths, so their output is the same
--- (but for the order of the keys of a JSON body written again, which lua-cjson takes
--- from Lua's table order, and for the secrets of other connections a proxy worker knows).
+-- (but for the secrets of other connections a proxy worker knows, and for the order of
+-- the keys of a body written again from cjson's reading, which follows Lua's tables:
+-- only a body that is not RFC 8259 JSON, or that spells a secret across its tokens).
 --
 --   shown.headers(list)       {lines, map} of an answer's header lines ({name, value}):
 --                             "Name: value" lines, and each lowercased name to its values
 --                             joined with ", " in order; each redacted whole
 --   shown.stdout(resp, form)  the command's standard output for `form`:
 --                               "json"     {"status", "headers", "body"} on one line (a
---                                          JSON body as it came when it holds no secret)
+--                                          JSON body as it came, each token that spells
+--                                          a secret hidden)
 --                               "include"  "HTTP 200", the header lines, a blank line,
 --                                          then the body
 --                               "body"     the body
@@ -105,27 +107,31 @@ function M.stdout(resp, form)
     local cjson = require("cjson")
     local body, body_text = resp.json, nil
     if body == nil then body = resp.body end
-    -- a JSON body that spells no secret goes out as it came (its blanks dropped): cjson
-    -- would write its numbers again to 14 digits and its keys in any order; one that does
-    -- is written again with every secret hidden. Every value cjson read comes from a
-    -- token of the text, and each token is checked, so what it read spells none either:
-    -- each string decoded (a value cjson dropped, of a key given twice, too: JSON inside a
-    -- string, one level further), each number at its exact value and as a reader of
-    -- doubles gets it (cjson keeps one value of a key given twice, and a double holds 17
-    -- digits, so what it read may not show every number as the text spells it)
+    -- a JSON body goes out as it came, its blanks dropped and each token that spells a
+    -- secret written again hidden: a number one of whose spellings is a secret as the
+    -- string "[redacted]", a string as itself redacted (JSON inside a string, one level
+    -- further, too). cjson would write every number again to 14 digits, the keys in any
+    -- order and only the last value of a key given twice, so each token is checked as
+    -- the text spells it: each number at its exact value and as a reader of doubles gets
+    -- it (a double holds 17 digits). A body that is not JSON as RFC 8259 writes it, holds
+    -- a number too long to write out, or still spells a secret across its tokens is
+    -- written again from cjson's reading, with every secret hidden (hide).
     if resp.json ~= nil then
       local json = require("connrt.json")
       local decode = require("cjson.safe").decode
       body_text = json.minified(resp.body, function(tok)
         local v = json.number_value(tok)
-        if v == nil or log.redact(v) ~= v then return false end
+        if v == nil then return false end
+        if log.redact(v) ~= v then return '"[redacted]"' end
         for _, s in ipairs(number_spellings(tonumber(tok), cjson.encode)) do
-          if log.redact(s) ~= s then return false end
+          if log.redact(s) ~= s then return '"[redacted]"' end
         end
         return true
       end, function(str)
         local v = decode(str)
-        return type(v) == "string" and log.redact(v) == v
+        if type(v) ~= "string" then return false end
+        local hidden = log.redact(v)
+        return hidden == v or cjson.encode(hidden)
       end)
       if body_text and log.redact(body_text) ~= body_text then body_text = nil end
     end

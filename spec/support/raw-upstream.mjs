@@ -65,6 +65,10 @@ const ANSWERS = {
   dupnum: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 34\r\n\r\n"
     + "{\"a\":73519863.9999999999999,\"a\":1}",
   euro: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nk=\u0080uro1234 end",
+  // the third key in a body that is otherwise shown as it came: as a number, inside a
+  // string, beside a number past a double's digits and a key given twice
+  keepall: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 81\r\n\r\n"
+    + "{\"z\":1,\"k\":\"x\",\"big\":12345678901234567890,\"n\":7351986.4e1,\"k\":2,\"s\":\"a73519864b\"}",
   // what cjson reads but JSON is not
   nanbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"a\":NaN,\"b\":0x10}",
   // numbers beyond what cjson writes again (14 digits)
