@@ -85,10 +85,12 @@ local function json_out(v)
 end
 
 -- With --json, the line every failure ends its standard error with:
--- {"error": {"kind", "reason", "message"}}, the message redacted.
+-- {"error": {"kind", "reason", "message"}}, the message redacted; its keys always in
+-- that order (cjson would take Lua's table order, which differs from run to run).
 local function json_error(kind, reason, message)
   if M.json then
-    log.err("%s", cjson.encode({ error = { kind = kind, reason = reason, message = log.redact(message or "") } }))
+    log.err('{"error":{"kind":%s,"reason":%s,"message":%s}}', cjson.encode(kind), cjson.encode(reason),
+      cjson.encode(log.redact(message or "")))
   end
 end
 

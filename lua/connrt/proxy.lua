@@ -165,9 +165,12 @@ local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, prov
 
 -- An answer of the proxy's own (never the upstream's): a JSON error, and its kind in a
 -- Connrt-Error header, which `connrt request` through CONNRT_PROXY turns into connrt's
--- exit status.
+-- exit status. The message is shown as every line connrt prints (log.shown_line:
+-- redacted, escaped, redacted again), here where the secrets are known: the command
+-- prints it knowing none, and its escaping would spell an upstream's Latin-1 echo of a
+-- key as the \u00e4 escapes a JSON reader takes back to the key.
 local function json_error(status, kind, message, extra)
-  local doc = { error = kind, message = log.redact(message) }
+  local doc = { error = kind, message = log.shown_line(message) }
   for k, v in pairs(extra or {}) do doc[k] = v end
   return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end

@@ -69,6 +69,10 @@ const ANSWERS = {
   // string, beside a number past a double's digits and a key given twice
   keepall: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 81\r\n\r\n"
     + "{\"z\":1,\"k\":\"x\",\"big\":12345678901234567890,\"n\":7351986.4e1,\"k\":2,\"s\":\"a73519864b\"}",
+  // a redirect to a URL that is not allowed, whose path holds the fourth key with its
+  // first non-ASCII letter in Latin-1 and the second in UTF-8: quoted in the refusal
+  redirlatin: "HTTP/1.1 302 Found\r\nLocation: http://evil.example/a/p\u00e4ssw\u00c3\u00b6rd1\r\n"
+    + "Content-Length: 0\r\n\r\n",
   // what cjson reads but JSON is not
   nanbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"a\":NaN,\"b\":0x10}",
   // numbers beyond what cjson writes again (14 digits)
