@@ -123,6 +123,20 @@ describe("log.redact hides every spelling", function()
     assert.equal(2, log.tail_cut(s))
   end)
 
+  it("clip: a text cut for a message never ends in part of a secret, in any spelling", function()
+    -- the cut one byte before a secret's end, and inside its percent-encoded spelling
+    for _, spelled in ipairs({ SECRET, pct(SECRET), json_u(SECRET) }) do
+      local s = ("x"):rep(300 - #spelled + 1) .. spelled .. " tail"
+      local cut = log.clip(s, 300)
+      assert.equal(("x"):rep(300 - #spelled + 1), cut)
+      assert.equal(cut, log.redact(cut))
+    end
+    -- a text that begins with one keeps it whole, to be redacted; a short one is as it is
+    assert.equal(SECRET, log.clip(SECRET .. ("y"):rep(50), 5))
+    assert.equal("short", log.clip("short", 300))
+    assert.equal(("z"):rep(300), log.clip(("z"):rep(1000), 300))
+  end)
+
   it("safe_cut: never inside a secret, and always past the start (secrets back to back)", function()
     local s = ("x"):rep(10) .. SECRET .. ("y"):rep(10)
     local at = log.safe_cut(s, 15)

@@ -174,6 +174,52 @@ describe("secrets never leak #integration", function()
     assert.is_true(seen >= 3)
   end)
 
+  it("never cuts an echoed key one byte short where connrt shortens a provider's text", function()
+    -- the cut falls one byte before the key's end: the part kept must not show the key
+    -- less its last byte, which the redactor would not know
+    local start = API_KEY:sub(1, -2)
+    local function padded(limit, head) return ("x"):rep(limit - #head - #API_KEY + 1) end
+    local q = require("connrt.url").form_encode
+    local cut_env = env({ CONNRT_HOME = tmp .. "/cut" })
+    local path = tmp .. "/cut.lua"
+    h.write(path, h.keyed_connector(api.base))
+    local res = h.connrt({ "run", path, "--field", "api_key=" .. API_KEY }, { env = cut_env })
+    assert.equal(0, res.code, res.stderr)
+    -- the --verbose trace of a body (2000 bytes)
+    res = h.connrt({ "-v", "request", "keyed", "GET", "/repeat?" .. q({ type = "text/plain",
+      head = padded(2000, ""), unit = API_KEY, n = "1", tail = " and more" }) }, { env = cut_env })
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("... (", res.stderr, 1, true)
+    assert.is_nil(res.stderr:find(start, 1, true), res.stderr)
+    -- a test API's error (300 bytes), and a page's title (80) where it answered HTML
+    for _, test in ipairs({
+        "/repeat?" .. q({ status = "400", type = "application/json", head = '{"error":"' .. padded(300, ""),
+          unit = API_KEY, n = "1", tail = ' and more"}' }),
+        "/repeat?" .. q({ type = "text/html", head = "<html><title>" .. padded(80, ""), unit = API_KEY, n = "1",
+          tail = " and more</title>" }) }) do
+      h.write(path, (h.keyed_connector(api.base):gsub('test = "/keyed/me"', function() return ("test = %q"):format(test) end)))
+      res = h.connrt({ "run", path, "--field", "api_key=" .. API_KEY }, { env = cut_env })
+      assert.equal(5, res.code, res.stderr)
+      assert.matches("xxxx", res.stderr, 1, true)
+      assert.is_nil(res.stderr:find(start, 1, true), res.stderr)
+    end
+    -- a hook's error message (the sandbox's bound was 1024 bytes, one short of the key)
+    h.write(path, (h.keyed_connector(api.base):gsub("request = {", function()
+      return ([[hooks = { expired = function(resp)
+        local k = resp.body:match('"x%%-api%%-key":"([^"]*)"')
+        if k then error(("x"):rep(%d) .. k, 0) end
+        return false
+      end },
+    request = {]]):format(1024 - #API_KEY)
+    end)))
+    res = h.connrt({ "update", "keyed", path }, { env = cut_env })
+    assert.equal(0, res.code, res.stderr)
+    res = h.connrt({ "request", "keyed", "/echo" }, { env = cut_env })
+    assert.equal(3, res.code, res.stderr)
+    assert.matches("hooks.expired failed: xxxx", res.stderr, 1, true)
+    assert.is_nil(res.stderr:find(start, 1, true), res.stderr)
+  end)
+
   it("keeps the trace off unless asked, and CONNRT_VERBOSE=1 asks", function()
     local res = h.connrt({ "request", "keyed", "/echo" }, { env = env() })
     assert.equal(0, res.code, res.stderr)

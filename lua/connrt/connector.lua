@@ -33,6 +33,8 @@ M.LIMITS = {
 }
 -- The most of a response body a hook is given (`truncated = true` says it was cut).
 M.HOOK_BODY_MAX = 1024 * 1024
+-- How much of a hook's error message is shown (the sandbox keeps up to 16 KB of it).
+local HOOK_MSG_MAX = 1024
 
 -- A problem of the connector at `path`: its message is "PATH: detail", and the error
 -- keeps the detail, so M.problems lists it without reading the message.
@@ -642,7 +644,8 @@ function M.call_hook(c, name, ...)
   if not res[1] then
     local msg, reason, runtime_err = res[2], res[3], res[4]
     if reason == "runtime" and runtime_err ~= nil then error(runtime_err, 0) end
-    errors.fail("connector", "hook_failed", "%s: hooks.%s failed: %s", c.path, name, tostring(msg))
+    -- (cut here, where the secrets are known: never inside one an answer it quotes holds)
+    errors.fail("connector", "hook_failed", "%s: hooks.%s failed: %s", c.path, name, log.clip(tostring(msg), HOOK_MSG_MAX))
   end
   return table.unpack(res, 2, res.n)
 end
@@ -652,7 +655,7 @@ end
 function M.hook_response(resp)
   local body = resp.body or ""
   if #body > M.HOOK_BODY_MAX then
-    return { status = resp.status, headers = resp.header, body = body:sub(1, M.HOOK_BODY_MAX), truncated = true }
+    return { status = resp.status, headers = resp.header, body = log.clip(body, M.HOOK_BODY_MAX), truncated = true }
   end
   return { status = resp.status, headers = resp.header, body = body }
 end

@@ -13,6 +13,7 @@
 local cjson = require("cjson.safe")
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local log = require("connrt.log")
 local origins = require("connrt.origins")
 local request = require("connrt.request")
 local text = require("connrt.text")
@@ -80,7 +81,7 @@ function M.fetch(issuer)
       if doc.issuer ~= issuer then
         errors.raise("provider", "%s names the issuer %s, not %s, the issuer it was fetched for (RFC 8414 3.3: a server "
           .. "speaks only for itself); nothing was stored", what,
-          type(doc.issuer) == "string" and text.escape_controls(doc.issuer:sub(1, 200)) or "(none)", issuer)
+          type(doc.issuer) == "string" and text.escape_controls(log.clip(doc.issuer, 200)) or "(none)", issuer)
       end
       local md = { issuer = issuer, url = target }
       -- RFC 9207 2.4: a server that says it sends iss on the callback must be held to it

@@ -65,7 +65,7 @@ end
 -- (cjson's null, a light userdata, is "null").
 function M.shown(v)
   if v == nil or type(v) == "userdata" then return "null" end
-  if type(v) == "string" then return ("%q"):format(v:sub(1, 80)) end
+  if type(v) == "string" then return ("%q"):format(require("connrt.log").clip(v, 80)) end
   if type(v) == "table" then return "an object or array" end
   return M.value(v)
 end

@@ -316,6 +316,23 @@ local function build()
   breaks.span = longest * ENCODED
   -- the longest secret that holds a newline, encoded as a spelling may be (M.line_cut)
   breaks.encoded = breaks.longest * ENCODED
+  breaks.within = {}
+end
+
+--- True when a spelling of a registered secret is made of the characters of Lua class
+-- `class` alone ("%d.eE+%- "): only then can M.redact find one in a text made of them (a
+-- text without '%' or '\\' has no view but itself and itself with '+' read as ' ').
+function M.spelled_within(class)
+  build()
+  local known = breaks.within[class]
+  if known == nil then
+    known = false
+    for _, sp in ipairs(spellings) do
+      if not sp:find("[^" .. class .. "]") then known = true break end
+    end
+    breaks.within[class] = known
+  end
+  return known
 end
 
 -- Where the known secrets are in `s`, in any spelling: merged ranges {a, b}, in order.
@@ -359,6 +376,15 @@ function M.shown_line(line)
   return M.redact(text.escape_controls(M.redact(line)))
 end
 
+--- True when M.redact would hide something in `s`: the same search, without the ranges
+-- (a text without '%', '+' or '\\' is its only view).
+function M.holds(s)
+  if not next(secrets) then return false end
+  build()
+  if not s:find("[%%+\\]") then return #find_all(s, spellings) > 0 end
+  return #ranges(s) > 0
+end
+
 --- Returns `text` with every spelling of every registered secret replaced by
 -- "[redacted]"; a secret inside a longer one, or overlapping it, is hidden with it.
 function M.redact(s)
@@ -392,6 +418,16 @@ function M.safe_cut(s, at)
     end
   end
   return at
+end
+
+--- `s` cut to about `n` bytes for a message (a provider's text shown in part), never
+-- inside a spelling of a registered secret that `s` holds whole (M.safe_cut): an echoed
+-- token cut one byte short would be text the redactor no longer knows. The cut goes
+-- before the secret (after it, when `s` begins with it); `s` itself when it is no
+-- longer than `n`. Looks at the first n bytes and one spelling's most beyond them.
+function M.clip(s, n)
+  if #s <= n then return s end
+  return s:sub(1, M.safe_cut(s:sub(1, n + M.span()), n))
 end
 
 --- The most bytes one spelling of a registered secret can take in a text (0 when there

@@ -124,7 +124,7 @@ end
 
 local function title_of(body)
   local t = require("connrt.text").html_title(body)
-  return t and (" (page title: " .. t:sub(1, 80) .. ")") or ""
+  return t and (" (page title: " .. log.clip(t, 80) .. ")") or ""
 end
 
 --- Parses a token endpoint's body: JSON, or form-encoded when the provider says so.

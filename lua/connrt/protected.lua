@@ -12,6 +12,7 @@
 -- connector; --print-connector prints it, for an author to start from.
 local discovery = require("connrt.discovery")
 local errors = require("connrt.errors")
+local log = require("connrt.log")
 local text = require("connrt.text")
 local url = require("connrt.url")
 
@@ -55,7 +56,7 @@ local function fetch_metadata(target, resource_url)
   local covered = url.check_secure(resource, "resource") and url.allowed(resource_url, { resource })
   if not covered then
     errors.raise("provider", "%s is for the resource %s, which does not cover %s, the URL it was found for (RFC 9728 "
-      .. "3.3); nothing was stored", what, text.escape_controls(resource:sub(1, 200)), resource_url)
+      .. "3.3); nothing was stored", what, text.escape_controls(log.clip(resource, 200)), resource_url)
   end
   local servers = doc.authorization_servers
   if type(servers) ~= "table" or type(servers[1]) ~= "string" then

@@ -102,7 +102,7 @@ local function register(c, md, endpoint, redirect_uri)
   if resp.status < 200 or resp.status > 299 then
     local detail = type(answer) == "table" and request.error_detail(resp.body)
     local desc = type(answer) == "table" and type(answer.error_description) == "string"
-      and answer.error_description:sub(1, 300)
+      and log.clip(answer.error_description, 300)
     errors.raise("provider", "%s answered %d%s%s; nothing was stored (register connrt there yourself, with the redirect "
       .. "URL of `connrt redirect-url`, and pass --client-id)", where, resp.status, detail and (": " .. detail) or "",
       desc and desc ~= detail and (": " .. desc) or "")

@@ -69,7 +69,7 @@ local function hide_body(body, ctype)
   else
     text = body
   end
-  if #text > TRACE_BODY_MAX then text = text:sub(1, TRACE_BODY_MAX) .. ("... (%d bytes)"):format(#body) end
+  if #text > TRACE_BODY_MAX then text = log.clip(text, TRACE_BODY_MAX) .. ("... (%d bytes)"):format(#body) end
   return text
 end
 
@@ -107,7 +107,7 @@ local function shape_body(body, ctype)
   else
     return ("(%d bytes of %s, not shown: a token endpoint's answer)"):format(#body, ctype or "no content type")
   end
-  if #text > TRACE_BODY_MAX then text = text:sub(1, TRACE_BODY_MAX) .. ("... (%d bytes)"):format(#body) end
+  if #text > TRACE_BODY_MAX then text = log.clip(text, TRACE_BODY_MAX) .. ("... (%d bytes)"):format(#body) end
   return text
 end
 
@@ -396,7 +396,7 @@ function M.error_detail(body)
   local e = doc.error or doc.message or doc.error_description
   if type(e) == "table" then e = e.message or e.code end
   if e == nil or e == cjson.null or type(e) == "table" then return nil end
-  return tostring(e):sub(1, 300)
+  return log.clip(tostring(e), 300)
 end
 
 --- Joins `u` to the first of `allowed` (when relative) and checks it against all of

@@ -33,6 +33,7 @@ local cjson = require("cjson")
 local crypto = require("connrt.lazy")("connrt.crypto") -- `list` needs no OpenSSL
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local log = require("connrt.log")
 local origins = require("connrt.origins")
 local sys = require("connrt.sys")
 
@@ -725,7 +726,7 @@ function Store:mark(id, patch, fence)
     local rec = decode_record(v, id)
     for k, x in pairs(patch) do
       -- a provider's error text, kept to show: cut, so it cannot grow the record
-      if type(x) == "string" and #x > limits.LAST_ERROR_BYTES then x = x:sub(1, limits.LAST_ERROR_BYTES) .. "..." end
+      if type(x) == "string" and #x > limits.LAST_ERROR_BYTES then x = log.clip(x, limits.LAST_ERROR_BYTES) .. "..." end
       rec[k] = x
     end
     txn:put("connections", id, cjson.encode(rec))

@@ -83,7 +83,7 @@
 #define PAT_MAXDEPTH    200           /* nested matcher calls: "pattern too complex" */
 #define RUNTIME_STEPS   10000000LL    /* steps of one sandbox.find in the runtime */
 #define COPY_MAXDEPTH   100           /* nesting of a copied value */
-#define MSG_MAX         1024
+#define MSG_MAX         16384         /* an error message's bytes (the runtime cuts it to show: log.clip) */
 #define MAX_STRING      ((lua_Unsigned)1 << 40) /* far above any box's memory */
 
 #define DEFAULT_MEMORY       ((size_t)64 * 1024 * 1024)

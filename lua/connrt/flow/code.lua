@@ -41,7 +41,7 @@ function M.callback_values(c, q)
   if v == nil and why ~= nil then
     -- the hook's way to say the sign-in came back without what the provider should send
     -- (QuickBooks' realmId): the connect failed, before the code is exchanged
-    errors.raise("connect", "%s: hooks.callback: %s; nothing was saved", c.path, tostring(why):sub(1, 500))
+    errors.raise("connect", "%s: hooks.callback: %s; nothing was saved", c.path, log.clip(tostring(why), 500))
   end
   if v == nil then return {} end
   local out = {}
@@ -66,7 +66,7 @@ function M.callback_fields(ctx, q)
           local ok, why = connector.check_field_value(f, v)
           if not ok then
             errors.raise("connect", "the callback's %s names %s for field %s: %s; nothing was sent or saved", param,
-              tostring(v):sub(1, 200), k, why:sub(1, 500))
+              log.clip(tostring(v), 200), k, log.clip(why, 500))
           end
         end
       end

@@ -7,6 +7,7 @@ local connector = require("connrt.connector")
 local errors = require("connrt.errors")
 local format = require("connrt.format")
 local limits = require("connrt.limits")
+local log = require("connrt.log")
 local request = require("connrt.request")
 local template = require("connrt.template")
 local text = require("connrt.text")
@@ -90,7 +91,7 @@ function M.call(c, scope, allowed, client_secret)
     -- a web page (a login wall, a portal) where an API answer was expected
     local title = text.html_title(resp.body)
     errors.fail("provider", "bad_answer", "%s answered %d with %s, not JSON%s; the connection was not saved", what, resp.status,
-      ctype:match("^[^;]*"), title and (" (page title: " .. title:sub(1, 80) .. ")") or "")
+      ctype:match("^[^;]*"), title and (" (page title: " .. log.clip(title, 80) .. ")") or "")
   end
   return body
 end
