@@ -39,19 +39,23 @@ end
 -- each number also passes `number_ok` when one is given (which may give the token to
 -- write in its place). Returns the part as written, or nil.
 local function plain_part(part, number_ok)
-  local bad = false
-  local out = part:gsub("[^%[%]{}:,]+", function(tok)
-    if tok == "true" or tok == "false" or tok == "null" then return nil end
-    if not json_number(tok) then bad = true return nil end
-    if number_ok then
-      local ok = number_ok(tok)
-      if type(ok) == "string" then return ok end
-      if not ok then bad = true end
+  local out, last = {}, 1
+  -- (a loop, not gsub: a check may yield, and gsub is a C call nothing yields across)
+  for a, tok, b in part:gmatch("()([^%[%]{}:,]+)()") do
+    if tok ~= "true" and tok ~= "false" and tok ~= "null" then
+      if not json_number(tok) then return nil end
+      local ok = not number_ok or number_ok(tok)
+      if not ok then return nil end
+      if type(ok) == "string" then
+        out[#out + 1] = part:sub(last, a - 1)
+        out[#out + 1] = ok
+        last = b
+      end
     end
-    return nil
-  end)
-  if bad then return nil end
-  return out
+  end
+  if last == 1 then return part end
+  out[#out + 1] = part:sub(last)
+  return table.concat(out)
 end
 
 --- The exact value of JSON number `t` in plain decimal digits ("7351986.4e1" is

@@ -56,6 +56,11 @@ function M.headers(list)
   return { lines = lines, map = map }
 end
 
+-- What a number's spellings are made of (number_spellings, and '+' read as ' '), and
+-- how many tokens of a body are checked between two turns of a proxy worker's others.
+local NUMBER_CHARS = "%d.eE+%- "
+local PAUSE_EVERY = 4096
+
 -- A number's spellings as JSON writers write it: cjson's 14 digits, those that read back
 -- as it (15 to 17 digits), each also in plain digits (as JavaScript writes 7.3519864e19:
 -- 73519864000000000000), and an integral one's exact digits, however large.
@@ -116,22 +121,47 @@ function M.stdout(resp, form)
     -- it (a double holds 17 digits). A body that is not JSON as RFC 8259 writes it, holds
     -- a number too long to write out, or still spells a secret across its tokens is
     -- written again from cjson's reading, with every secret hidden (hide).
+    -- (A number is looked at only when a secret has a spelling a number can hold. The
+    -- strings, only when the text holds a backslash, or a secret somewhere: without a
+    -- backslash each string is its text, and the redactor's views of a text (percent,
+    -- '+') decode each part of it as they would decode that part alone, so a search of
+    -- the whole text finds what a search of each string would. Every PAUSE_EVERY tokens,
+    -- a proxy worker's other requests get their turn: sys.sleep(0) yields there, and
+    -- does nothing anywhere else; a secret registered meanwhile is another connection's.)
     if resp.json ~= nil then
       local json = require("connrt.json")
       local decode = require("cjson.safe").decode
+      local numeric = log.spelled_within(NUMBER_CHARS)
+      local strings_clean = not resp.body:find("\\", 1, true) and not log.holds(resp.body)
+      local sleep, tokens = require("connrt.sys").sleep, 0
+      local function turn()
+        tokens = tokens + 1
+        if tokens % PAUSE_EVERY == 0 then
+          sleep(0)
+          -- (another request may have opened a connection meanwhile)
+          numeric = log.spelled_within(NUMBER_CHARS)
+        end
+      end
       body_text = json.minified(resp.body, function(tok)
+        turn()
         local v = json.number_value(tok)
         if v == nil then return false end
-        if log.redact(v) ~= v then return '"[redacted]"' end
+        if not numeric then return true end
+        if log.holds(v) then return '"[redacted]"' end
+        local seen = { [v] = true }
         for _, s in ipairs(number_spellings(tonumber(tok), cjson.encode)) do
-          if log.redact(s) ~= s then return '"[redacted]"' end
+          if not seen[s] then
+            if log.holds(s) then return '"[redacted]"' end
+            seen[s] = true
+          end
         end
         return true
       end, function(str)
+        turn()
+        if strings_clean then return true end
         local v = decode(str)
         if type(v) ~= "string" then return false end
-        local hidden = log.redact(v)
-        return hidden == v or cjson.encode(hidden)
+        return not log.holds(v) or cjson.encode(log.redact(v))
       end)
       if body_text and log.redact(body_text) ~= body_text then body_text = nil end
     end
