@@ -220,6 +220,38 @@ describe("secrets never leak #integration", function()
     assert.is_nil(res.stderr:find(start, 1, true), res.stderr)
   end)
 
+  it("keeps no secret in what it stores in clear: a name that echoes one is redacted, a unique id refused", function()
+    -- the test API is /echo, which answers with the headers it got (the key among them),
+    -- and the connector names the account with it: the key is in no file connrt keeps
+    local store_env = env({ CONNRT_HOME = tmp .. "/clear" })
+    local path = tmp .. "/clear.lua"
+    local function with_test(name, unique_id)
+      h.write(path, (h.keyed_connector(api.base):gsub('test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}"',
+        function() return ('test = "/echo", name = %q, unique_id = %q'):format(name, unique_id) end)))
+    end
+    with_test("n {{headers.x-api-key}}", "{{method}}")
+    local res = h.connrt({ "run", path, "--field", "api_key=" .. API_KEY }, { env = store_env })
+    assert.equal(0, res.code, res.stderr)
+    local out = res.stdout .. res.stderr
+    for _, args in ipairs({ { "list" }, { "list", "--json" }, { "show", "keyed" }, { "show", "keyed", "--json" } }) do
+      res = h.connrt(args, { env = store_env })
+      assert.equal(0, res.code, res.stderr)
+      out = out .. res.stdout .. res.stderr
+    end
+    assert.matches("n [redacted]", out, 1, true)
+    assert.is_nil(out:find(API_KEY:sub(2), 1, true), out)
+    assert.is_nil(h.store_bytes(tmp .. "/clear"):find(API_KEY:sub(2), 1, true))
+    -- the key in the unique id: refused, nothing saved (the connection is the first one)
+    with_test("n2", "u2-{{headers.x-api-key}}")
+    res = h.connrt({ "run", path, "--field", "api_key=" .. API_KEY, "--replace" }, { env = store_env })
+    assert.equal(5, res.code, res.stderr)
+    assert.matches("unique_id", res.stderr, 1, true)
+    assert.is_nil((res.stdout .. res.stderr):find(API_KEY, 1, true))
+    res = h.connrt({ "list", "--json" }, { env = store_env })
+    assert.is_nil(res.stdout:find("n2", 1, true), res.stdout)
+    assert.is_nil(h.store_bytes(tmp .. "/clear"):find(API_KEY:sub(2), 1, true))
+  end)
+
   it("keeps the trace off unless asked, and CONNRT_VERBOSE=1 asks", function()
     local res = h.connrt({ "request", "keyed", "/echo" }, { env = env() })
     assert.equal(0, res.code, res.stderr)

@@ -147,6 +147,12 @@ describe("values kept from a token response #integration", function()
           local d = connrt.json.decode(r.body)
           return { access_token = d.access_token, values = { api_base = d.api_base, region = d.access_token } }
         end },]], "value region carries the access token", 5 },
+      { "hooks.token_response, a declared value that is the access token percent-encoded", [[hooks = {
+        token_response = function(r)
+          local d = connrt.json.decode(r.body)
+          local enc = d.access_token:gsub(".", function(ch) return ("%%%02X"):format(ch:byte()) end)
+          return { access_token = d.access_token, values = { api_base = d.api_base, region = enc } }
+        end },]], "value region carries a secret (in some spelling), and it would be kept in clear", 5 },
     }
     for _, case in ipairs(CASES) do
       it(case[1] .. ": the connect fails and nothing is saved", function()

@@ -420,6 +420,14 @@ function M.safe_cut(s, at)
   return at
 end
 
+--- True when `s`, as connrt prints it (its control characters and broken UTF-8
+-- escaped), spells a registered secret: text kept in clear (a connection's name, its
+-- unique id, kept values) is printed later by commands that know no secret (`connrt
+-- list`), so it must hold none, in no spelling its printing makes either.
+function M.shows_secret(s)
+  return M.holds(s) or M.holds(text.escape_controls(s))
+end
+
 --- `s` cut to about `n` bytes for a message (a provider's text shown in part), never
 -- inside a spelling of a registered secret that `s` holds whole (M.safe_cut): an echoed
 -- token cut one byte short would be text the redactor no longer knows. The cut goes

@@ -227,6 +227,11 @@ local function no_token_inside(tok, where, what, v)
         k:gsub("_", " "))
     end
   end
+  -- (and any spelling of a secret the redactor knows: the answer's were learned first)
+  if log.shows_secret(v) then
+    errors.raise("provider", "%s: %s carries a secret (in some spelling), and it would be kept in clear; nothing was "
+      .. "stored", where, what)
+  end
 end
 
 --- Checks a token table (from the default parser or a hook) and fills expires_at. `c`

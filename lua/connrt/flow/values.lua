@@ -4,6 +4,7 @@
 -- connection.
 local errors = require("connrt.errors")
 local limits = require("connrt.limits")
+local log = require("connrt.log")
 local oauth = require("connrt.oauth")
 
 local M = {}
@@ -59,6 +60,11 @@ function M.check_no_secret(ctx, token, values, from)
         errors.raise("connector", "%s: %s returned the value %s, which carries a secret of the connection; values are "
           .. "kept in clear, so nothing was saved", ctx.c.path, from[k], k)
       end
+    end
+    -- and in any spelling the redactor knows of any secret this connect handled
+    if type(v) == "string" and log.shows_secret(v) then
+      errors.raise(from[k] and "connector" or "provider", "%s: %s value %s carries a secret of the connection (in "
+        .. "some spelling); values are kept in clear, so nothing was saved", ctx.c.path, from[k] or "the token's", k)
     end
   end
 end
