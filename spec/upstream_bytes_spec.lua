@@ -37,6 +37,7 @@ describe("an upstream's folded first header line after earlier answers #integrat
       { "rawlatin", "pässwörd1" },                  -- not ASCII
       { "rawcp", "Großgeheim1" },                   -- a character Windows-1252 and Latin-1 read apart
       { "raweuro", "€uro1234" },                    -- one Windows-1252 has a byte for, Latin-1 none
+      { "rawcomma", "1234,5678" },                  -- JSON punctuation: spelled across two values
     }) do
       local path = ("%s/%s.lua"):format(tmp, c[1])
       h.write(path, (h.read(keyed):gsub('id = "rawup"', ('id = "%s"'):format(c[1]))))
@@ -108,7 +109,8 @@ describe("an upstream's folded first header line after earlier answers #integrat
         { "numdup", 0, "--json", "rawnum" }, { "nanbody", 0, "--json" }, { "bignum", 0, "--json", "rawnum" },
         { "dupjson", 0, "--json" }, { "cp1252", 0, "-i", "rawcp" }, { "bigexp", 0, "--json" },
         { "dupnum", 0, "--json", "rawnum" }, { "euro", 0, "-i", "raweuro" }, { "keepall", 0, "--json", "rawnum" },
-        { "redirlatin", 7, "--json", "rawlatin" }, { "redirlatin", 7, "-i", "rawlatin" } }) do
+        { "redirlatin", 7, "--json", "rawlatin" }, { "redirlatin", 7, "-i", "rawlatin" },
+        { "numstr", 0, "--json", "rawnum" }, { "commanum", 0, "--json", "rawcomma" } }) do
       local args = { "request", case[4] or "rawup", case[3], "/api/" .. case[1] }
       local direct = h.connrt(args, { env = { CONNRT_HOME = home } })
       local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket } })
@@ -129,7 +131,7 @@ describe("an upstream's folded first header line after earlier answers #integrat
       assert.is_nil((direct.stdout .. via.stdout):find("ssw\\u00f6rd1", 1, true), case[1] .. " " .. case[3])
       assert.is_nil((direct.stderr .. via.stderr):find("traceback", 1, true), case[1] .. " " .. case[3])
       if not ({ odd = true, infnum = true, crvalue = true, deep = true, precise = true, nanbody = true,
-          numdup = true, dupjson = true, bigexp = true, dupnum = true, redirlatin = true })[case[1]] then
+          numdup = true, dupjson = true, bigexp = true, dupnum = true, redirlatin = true, numstr = true, commanum = true })[case[1]] then
         assert.matches("[redacted]", direct.stdout, 1, true)
       end
       -- a number whose exact value takes more than 400 digits (1e999) is not checked: the
@@ -153,6 +155,16 @@ describe("an upstream's folded first header line after earlier answers #integrat
       -- a body without a secret keeps its numbers as written, and its keys in order
       if case[1] == "precise" then
         assert.matches('"body":{"id":12345678901234567890,"f":3.141592653589793}}', via.stdout, 1, true)
+        assert.equal(direct.stdout, via.stdout)
+      end
+      -- a number spelled in a string, alone or in JSON inside it, is one too
+      if case[1] == "numstr" then
+        assert.matches('"body":{"as_string":"[redacted]","nested":"[redacted]","plain":"x 1"}}', via.stdout, 1, true)
+        assert.equal(direct.stdout, via.stdout)
+      end
+      -- a secret spelled across two values: the body hidden whole, the line still JSON
+      if case[1] == "commanum" then
+        assert.matches('"body":"[redacted]"}', via.stdout, 1, true)
         assert.equal(direct.stdout, via.stdout)
       end
       -- one that holds a secret too: only the tokens that spell it are written again

@@ -10,7 +10,7 @@
 -- lowercased into the secret). One source for both paths, so their output is the same
 -- (but for the secrets of other connections a proxy worker knows, and for the order of
 -- the keys of a body written again from cjson's reading, which follows Lua's tables:
--- only a body that is not RFC 8259 JSON, or that spells a secret across its tokens).
+-- only a body that is not RFC 8259 JSON).
 --
 --   shown.headers(list)       {lines, map} of an answer's header lines ({name, value}):
 --                             "Name: value" lines, and each lowercased name to its values
@@ -78,22 +78,79 @@ local function number_spellings(v, encode)
   return out
 end
 
+-- The checks of one JSON body, for --json (M.stdout): which of its numbers and strings
+-- spell a secret. A number is looked at only when a secret has a spelling a number can
+-- hold (a secret of digits); the strings only when the text holds a backslash or a
+-- secret somewhere: without a backslash each string is its text, and the redactor's views
+-- of a text (percent, '+') decode each part of it as they would decode that part alone,
+-- so a search of the whole text finds what a search of each string would. Every
+-- PAUSE_EVERY values, a proxy worker's other requests get their turn: sys.sleep(0) yields
+-- there, and does nothing anywhere else; a secret registered meanwhile is another
+-- connection's (the request's own were known before it was sent).
+local function checks(text, encode)
+  local json = require("connrt.json")
+  local numeric = log.spelled_within(NUMBER_CHARS)
+  local strings_clean = not text:find("\\", 1, true) and not log.holds(text)
+  local sleep, values = require("connrt.sys").sleep, 0
+  local c = {}
+  function c.turn()
+    values = values + 1
+    if values % PAUSE_EVERY == 0 then
+      sleep(0)
+      numeric = log.spelled_within(NUMBER_CHARS)
+    end
+  end
+  -- number `x` (its exact value `exact` in plain digits, when the text's spelling is
+  -- known) spells a secret: at that value, or in a spelling a JSON writer gives it
+  function c.number(x, exact)
+    if not numeric then return false end
+    if exact and log.holds(exact) then return true end
+    local seen = {}
+    for _, sp in ipairs(number_spellings(x, encode)) do
+      if not seen[sp] then
+        if log.holds(sp) then return true end
+        seen[sp] = true
+      end
+    end
+    return false
+  end
+  -- string `v` (decoded) spells a secret: in the redactor's views, or as a number (a
+  -- reader's float("7351986.4e1")), or as one in the JSON it holds (one level)
+  function c.string(v)
+    if not strings_clean and log.holds(v) then return true end
+    if not numeric or not v:find("^%s*[-%d%[{]") then return false end
+    -- a string that is a JSON number, or JSON (its blanks around it dropped): each of
+    -- its numbers checked as a number token is
+    local spelled = false
+    json.minified(v:match("^%s*(.-)%s*$"), function(tok)
+      local exact = json.number_value(tok)
+      if exact and c.number(tonumber(tok), exact) then spelled = true end
+      return true
+    end)
+    return spelled
+  end
+  return c
+end
+
 -- A decoded JSON value with every secret hidden before it is encoded again: strings and
 -- keys redacted, and a number one of whose spellings is a secret shown as "[redacted]"
 -- (the output stays JSON; 7351986.4e1 is the number 73519864, the digits of a key).
-local function hide(x, encode)
+local function hide(x, c)
   local t = type(x)
-  if t == "string" then return log.redact(x) end
+  if t == "string" then
+    c.turn()
+    if not c.string(x) then return x end
+    local hidden = log.redact(x)
+    return hidden ~= x and hidden or "[redacted]"
+  end
   if t == "number" then
-    for _, s in ipairs(number_spellings(x, encode)) do
-      if log.redact(s) ~= s then return "[redacted]" end
-    end
-    return x
+    c.turn()
+    return c.number(x) and "[redacted]" or x
   end
   if t ~= "table" then return x end
   local out = {}
   for k, y in pairs(x) do
-    out[type(k) == "string" and hide(k, encode) or k] = hide(y, encode)
+    out[type(k) == "string" and hide(k, c) or k] = hide(y, c)
   end
   return setmetatable(out, getmetatable(x))
 end
@@ -114,59 +171,37 @@ function M.stdout(resp, form)
     if body == nil then body = resp.body end
     -- a JSON body goes out as it came, its blanks dropped and each token that spells a
     -- secret written again hidden: a number one of whose spellings is a secret as the
-    -- string "[redacted]", a string as itself redacted (JSON inside a string, one level
-    -- further, too). cjson would write every number again to 14 digits, the keys in any
-    -- order and only the last value of a key given twice, so each token is checked as
-    -- the text spells it: each number at its exact value and as a reader of doubles gets
-    -- it (a double holds 17 digits). A body that is not JSON as RFC 8259 writes it, holds
-    -- a number too long to write out, or still spells a secret across its tokens is
-    -- written again from cjson's reading, with every secret hidden (hide).
-    -- (A number is looked at only when a secret has a spelling a number can hold. The
-    -- strings, only when the text holds a backslash, or a secret somewhere: without a
-    -- backslash each string is its text, and the redactor's views of a text (percent,
-    -- '+') decode each part of it as they would decode that part alone, so a search of
-    -- the whole text finds what a search of each string would. Every PAUSE_EVERY tokens,
-    -- a proxy worker's other requests get their turn: sys.sleep(0) yields there, and
-    -- does nothing anywhere else; a secret registered meanwhile is another connection's.)
+    -- string "[redacted]", a string as itself redacted (or as "[redacted]" when it spells
+    -- a secret as a number, or as JSON inside it). cjson would write every number again
+    -- to 14 digits, the keys in any order and only the last value of a key given twice, so
+    -- each token is checked as the text spells it: each number at its exact value and as
+    -- a reader of doubles gets it (a double holds 17 digits). A body that is not JSON as
+    -- RFC 8259 writes it, or holds a number too long to write out, is written again from
+    -- cjson's reading, with every secret hidden (hide); one that still spells a secret
+    -- across its values (a secret "1,2" in [1,2]) is shown as "[redacted]" whole, so the
+    -- line stays JSON.
+    local c = checks(resp.body or "", cjson.encode)
     if resp.json ~= nil then
       local json = require("connrt.json")
       local decode = require("cjson.safe").decode
-      local numeric = log.spelled_within(NUMBER_CHARS)
-      local strings_clean = not resp.body:find("\\", 1, true) and not log.holds(resp.body)
-      local sleep, tokens = require("connrt.sys").sleep, 0
-      local function turn()
-        tokens = tokens + 1
-        if tokens % PAUSE_EVERY == 0 then
-          sleep(0)
-          -- (another request may have opened a connection meanwhile)
-          numeric = log.spelled_within(NUMBER_CHARS)
-        end
-      end
       body_text = json.minified(resp.body, function(tok)
-        turn()
-        local v = json.number_value(tok)
-        if v == nil then return false end
-        if not numeric then return true end
-        if log.holds(v) then return '"[redacted]"' end
-        local seen = { [v] = true }
-        for _, s in ipairs(number_spellings(tonumber(tok), cjson.encode)) do
-          if not seen[s] then
-            if log.holds(s) then return '"[redacted]"' end
-            seen[s] = true
-          end
-        end
-        return true
+        c.turn()
+        local exact = json.number_value(tok)
+        if exact == nil then return false end
+        return not c.number(tonumber(tok), exact) or '"[redacted]"'
       end, function(str)
-        turn()
-        if strings_clean then return true end
+        c.turn()
         local v = decode(str)
         if type(v) ~= "string" then return false end
-        return not log.holds(v) or cjson.encode(log.redact(v))
+        if not c.string(v) then return true end
+        local hidden = log.redact(v)
+        return cjson.encode(hidden ~= v and hidden or "[redacted]")
       end)
-      if body_text and log.redact(body_text) ~= body_text then body_text = nil end
     end
+    body_text = body_text or cjson.encode(hide(body, c))
+    if log.shows_secret(body_text) then body_text = '"[redacted]"' end
     local line = ('{"status":%d,"headers":%s,"body":%s}'):format(resp.status,
-      sorted_object(M.headers(resp.header_list).map, cjson.encode), body_text or cjson.encode(hide(body, cjson.encode)))
+      sorted_object(M.headers(resp.header_list).map, cjson.encode), body_text)
     -- the whole line redacted again and escaped, as every line connrt prints (log.out)
     return log.shown_line(line) .. "\n"
   end

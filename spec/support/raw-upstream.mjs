@@ -73,6 +73,11 @@ const ANSWERS = {
   // first non-ASCII letter in Latin-1 and the second in UTF-8: quoted in the refusal
   redirlatin: "HTTP/1.1 302 Found\r\nLocation: http://evil.example/a/p\u00e4ssw\u00c3\u00b6rd1\r\n"
     + "Content-Length: 0\r\n\r\n",
+  // the third key as a number inside a string, alone and in JSON there; the seventh
+  // ("1234,5678") spelled across two values
+  numstr: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 74\r\n\r\n"
+    + "{\"as_string\":\"7351986.4e1\",\"nested\":\"{\\\"pin\\\":7351986.4e1}\",\"plain\":\"x 1\"}",
+  commanum: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"pin\":[1234,5678]}",
   // what cjson reads but JSON is not
   nanbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"a\":NaN,\"b\":0x10}",
   // numbers beyond what cjson writes again (14 digits)
