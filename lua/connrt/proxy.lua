@@ -165,12 +165,17 @@ local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, prov
 
 -- An answer of the proxy's own (never the upstream's): a JSON error, and its kind in a
 -- Connrt-Error header, which `connrt request` through CONNRT_PROXY turns into connrt's
--- exit status. The message is shown as every line connrt prints (log.shown_line:
--- redacted, escaped, redacted again), here where the secrets are known: the command
--- prints it knowing none, and its escaping would spell an upstream's Latin-1 echo of a
--- key as the \u00e4 escapes a JSON reader takes back to the key.
+-- exit status. The message is redacted here, where the secrets are known; the command
+-- prints it knowing none, escaping its control characters and broken UTF-8 (in its
+-- --json error line, of the message as JSON writes it), which could spell an upstream's
+-- Latin-1 echo of a key as the \u00e4 escapes a JSON reader takes back to the key. So
+-- when those escapes would spell a secret, the message goes already shown
+-- (log.shown_line: redacted, escaped, redacted again); otherwise as redacted, and the
+-- command prints what the direct path prints.
 local function json_error(status, kind, message, extra)
-  local doc = { error = kind, message = log.shown_line(message) }
+  local shown = log.redact(message)
+  if log.shows_secret(shown) or log.shows_secret(cjson.encode(shown)) then shown = log.shown_line(message) end
+  local doc = { error = kind, message = shown }
   for k, v in pairs(extra or {}) do doc[k] = v end
   return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end

@@ -73,6 +73,8 @@ const ANSWERS = {
   // first non-ASCII letter in Latin-1 and the second in UTF-8: quoted in the refusal
   redirlatin: "HTTP/1.1 302 Found\r\nLocation: http://evil.example/a/p\u00e4ssw\u00c3\u00b6rd1\r\n"
     + "Content-Length: 0\r\n\r\n",
+  // a refused redirect whose URL holds a Latin-1 byte and no key: quoted alike on both paths
+  redirbyte: "HTTP/1.1 302 Found\r\nLocation: http://evil.example/a/\u00e4b\r\nContent-Length: 0\r\n\r\n",
   // the third key as a number inside a string, alone and in JSON there; the seventh
   // ("1234,5678") spelled across two values
   numstr: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 74\r\n\r\n"
