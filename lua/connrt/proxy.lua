@@ -173,9 +173,9 @@ local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, prov
 -- (log.shown_line: redacted, escaped, redacted again); otherwise as redacted, and the
 -- command prints what the direct path prints.
 local function json_error(status, kind, message, extra)
-  local shown = log.redact(message)
-  if log.shows_secret(shown) or log.shows_secret(cjson.encode(shown)) then shown = log.shown_line(message) end
-  local doc = { error = kind, message = shown }
+  local text = log.redact(message)
+  if log.shows_secret(text) or log.shows_secret(cjson.encode(text)) then text = log.shown_line(message) end
+  local doc = { error = kind, message = text }
   for k, v in pairs(extra or {}) do doc[k] = v end
   return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end
