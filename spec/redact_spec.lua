@@ -128,13 +128,25 @@ describe("log.redact hides every spelling", function()
     for _, spelled in ipairs({ SECRET, pct(SECRET), json_u(SECRET) }) do
       local s = ("x"):rep(300 - #spelled + 1) .. spelled .. " tail"
       local cut = log.clip(s, 300)
-      assert.equal(("x"):rep(300 - #spelled + 1), cut)
+      -- the x's, then at most the whole "[redacted]" in the secret's place
+      assert.equal(("x"):rep(300 - #spelled + 1), (cut:gsub("%[redacted%].*$", "")))
+      assert.is_true(#cut <= 300)
+      assert.is_nil(cut:find(spelled:sub(1, 6), 1, true), cut)
       assert.equal(cut, log.redact(cut))
     end
-    -- a text that begins with one keeps it whole, to be redacted; a short one is as it is
-    assert.equal(SECRET, log.clip(SECRET .. ("y"):rep(50), 5))
+    -- the secrets hidden before the cut, which never falls inside a "[redacted]"; a short
+    -- text is as it is (printing redacts it)
+    assert.equal("", log.clip(SECRET .. ("y"):rep(50), 5))
+    assert.equal("[redacted]yy", log.clip(SECRET .. ("y"):rep(50), 12))
     assert.equal("short", log.clip("short", 300))
     assert.equal(("z"):rep(300), log.clip(("z"):rep(1000), 300))
+    -- a non-ASCII secret echoed half in Latin-1, a spelling only once escaped for printing,
+    -- cut one byte short of its end
+    log.secret("p\u{e4}ssw\u{f6}rd-\u{20ac}x")
+    local mixed = "p\xe4ssw\u{f6}rd-\u{20ac}x"
+    local cut = log.clip(("x"):rep(300 - #mixed + 1) .. mixed .. " tail", 300)
+    assert.is_nil(cut:find("ssw", 1, true), cut)
+    assert.is_false(log.shows_secret(cut))
   end)
 
   it("safe_cut: never inside a secret, and always past the start (secrets back to back)", function()

@@ -655,7 +655,7 @@ end
 function M.hook_response(resp)
   local body = resp.body or ""
   if #body > M.HOOK_BODY_MAX then
-    return { status = resp.status, headers = resp.header, body = log.clip(body, M.HOOK_BODY_MAX), truncated = true }
+    return { status = resp.status, headers = resp.header, body = log.cut(body, M.HOOK_BODY_MAX), truncated = true }
   end
   return { status = resp.status, headers = resp.header, body = body }
 end

@@ -50,7 +50,9 @@ function M.secret(value)
     -- a value read from a file may carry newlines around it that a program strips before
     -- it prints the value (and a leading one would make every line a possible first line
     -- of the secret, see M.line_cut)
-    local core = value:match("^[\r\n]*(.-)[\r\n]*$")
+    -- (found from each end: "(.-)[\r\n]*$" is quadratic in a run of inner newlines)
+    local first, last = value:find("[^\r\n]"), value:match(".*()[^\r\n]")
+    local core = first and value:sub(first, last) or ""
     if core ~= value then M.secret(core) end
   end
   return value
@@ -424,16 +426,66 @@ end
 -- escaped), spells a registered secret: text kept in clear (a connection's name, its
 -- unique id, kept values) is printed later by commands that know no secret (`connrt
 -- list`), so it must hold none, in no spelling its printing makes either.
+-- (Also as JSON writes it, `/` as `\/`: the --json lines, `connrt list --json`.)
 function M.shows_secret(s)
-  return M.holds(s) or M.holds(text.escape_controls(s))
+  if M.holds(s) then return true end
+  local json = require("cjson").encode(s)
+  return M.holds(text.escape_controls(s)) or M.holds(json) or M.holds(text.escape_controls(json))
 end
 
---- `s` cut to about `n` bytes for a message (a provider's text shown in part), never
--- inside a spelling of a registered secret that `s` holds whole (M.safe_cut): an echoed
--- token cut one byte short would be text the redactor no longer knows. The cut goes
--- before the secret (after it, when `s` begins with it); `s` itself when it is no
--- longer than `n`. Looks at the first n bytes and one spelling's most beyond them.
+--- True when value `v` (a string, or a number in any of its spellings) spells a secret as
+-- M.shows_secret says: a value kept in clear is printed as JSON, a number as digits.
+function M.value_shows_secret(v)
+  if type(v) == "string" then return M.shows_secret(v) end
+  if math.type(v) == nil then return false end
+  for _, sp in ipairs(require("connrt.json").number_spellings(v)) do
+    if M.holds(sp) then return true end
+  end
+  return false
+end
+
+--- `s` as text kept or handed on to be printed by a process that knows no secret (a
+-- connection's name or last_error, `connrt list`; a proxy's error, which `connrt
+-- request` prints): redacted when that shows no secret (M.shows_secret) in any way it
+-- may be printed; else as connrt prints it (M.shown_line: its escapes too are redacted)
+-- when that shows none; else "[redacted]" whole.
+function M.kept(s)
+  local t = M.redact(s)
+  if not M.shows_secret(t) then return t end
+  t = M.shown_line(s)
+  if not M.shows_secret(t) then return t end
+  return "[redacted]"
+end
+
+--- `s` cut to about `n` bytes for a message (a provider's text shown in part): `s` as it
+-- is when it is no longer than `n`; else the start of its kept form (M.kept), cut after
+-- its secrets were hidden, so an echoed token is never cut one byte short into text the
+-- redactor no longer knows, and not inside a "[redacted]" or a UTF-8 character. Looks at
+-- the first n bytes and one spelling's most beyond them.
 function M.clip(s, n)
+  if #s <= n then return s end
+  local t = M.kept(s:sub(1, n + M.span()))
+  if #t <= n then return t end
+  local cut = n
+  -- not inside a "[redacted]" that runs past the cut
+  local from = math.max(1, n - 9)
+  local at = t:find("[redacted]", from, true)
+  while at and at <= n do
+    if at + 9 > n then cut = at - 1 break end
+    at = t:find("[redacted]", at + 1, true)
+  end
+  -- nor inside a UTF-8 character (a continuation byte after the cut)
+  for _ = 1, 3 do
+    local b = t:byte(cut + 1)
+    if cut > 0 and b and b >= 0x80 and b < 0xC0 then cut = cut - 1 end
+  end
+  return t:sub(1, cut)
+end
+
+--- `s` cut to about `n` bytes as it is (a hook's part of a large body, which the hook
+-- reads unredacted), never inside a spelling of a registered secret that it holds whole
+-- (M.safe_cut): the cut goes before the secret (after it, when `s` begins with it).
+function M.cut(s, n)
   if #s <= n then return s end
   return s:sub(1, M.safe_cut(s:sub(1, n + M.span()), n))
 end

@@ -168,14 +168,12 @@ local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, prov
 -- exit status. The message is redacted here, where the secrets are known; the command
 -- prints it knowing none, escaping its control characters and broken UTF-8 (in its
 -- --json error line, of the message as JSON writes it), which could spell an upstream's
--- Latin-1 echo of a key as the \u00e4 escapes a JSON reader takes back to the key. So
--- when those escapes would spell a secret, the message goes already shown
--- (log.shown_line: redacted, escaped, redacted again); otherwise as redacted, and the
--- command prints what the direct path prints.
+-- Latin-1 echo of a key as the \u00e4 escapes a JSON reader takes back to the key, or
+-- (JSON writes "/" as "\/") spell a key that holds "\/". So the message goes in its
+-- kept form (log.kept): redacted, as the direct path prints it, when no way of printing
+-- it shows a secret; else already shown (escaped and redacted), else "[redacted]".
 local function json_error(status, kind, message, extra)
-  local text = log.redact(message)
-  if log.shows_secret(text) or log.shows_secret(cjson.encode(text)) then text = log.shown_line(message) end
-  local doc = { error = kind, message = text }
+  local doc = { error = kind, message = log.kept(message) }
   for k, v in pairs(extra or {}) do doc[k] = v end
   return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end

@@ -20,7 +20,7 @@ function M.render(c, scope)
   -- name that spells one (a test API that echoes a key) is kept as connrt would show it,
   -- redacted; a unique id that does fails the connect (redacted, two accounts could
   -- become one)
-  if log.shows_secret(name) then name = log.shown_line(name) end
+  name = log.kept(name)
   if log.shows_secret(unique_id) then
     errors.fail("provider", "bad_answer", "%s: unique_id rendered from the test API's answer carries a secret of the "
       .. "connection, and it would be kept in clear; nothing was saved", c.path)
