@@ -450,6 +450,11 @@ describe("discovery, registration and protected resources (integration) #integra
         .. "/as/no-client-id/register answered without a client_id", 'registration = "dynamic",', {})
     end)
 
+    it("a registration answer whose client_id is its client_secret (kept and shown in clear)", function()
+      refused("id-is-secret", 5, "client registration at " .. server.resource .. "/as/id-is-secret/register registered a "
+        .. "client whose client_id carries its client_secret", 'registration = "dynamic",', {})
+    end)
+
     it("a server without a registration endpoint, for a connector that registers", function()
       refused("no-registration", 2, "does not offer dynamic client registration", 'registration = "dynamic",', {})
     end)

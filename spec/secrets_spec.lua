@@ -250,6 +250,35 @@ describe("secrets never leak #integration", function()
     res = h.connrt({ "list", "--json" }, { env = store_env })
     assert.is_nil(res.stdout:find("n2", 1, true), res.stdout)
     assert.is_nil(h.store_bytes(tmp .. "/clear"):find(API_KEY:sub(2), 1, true))
+    -- a refused request's error, kept as last_error: a key holding "\/", which the
+    -- upstream quotes JSON-decoded ("/"), is the key again once JSON writes it (list --json)
+    local slashed = "pa\\/ssw0rd-X1"
+    h.write(path, (h.keyed_connector(api.base):gsub('test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",',
+      'test = "/echo", name = "slash", unique_id = "slash", hooks = { expired = function(r) return r.status == 403 end },')
+      :gsub('id = "keyed"', 'id = "slashy"')))
+    res = h.connrt({ "run", path, "--field", "api_key=" .. slashed }, { env = store_env })
+    assert.equal(0, res.code, res.stderr)
+    res = h.connrt({ "request", "slashy", "/repeat?status=403&type=application/json&head="
+      .. require("connrt.url").encode('{"error":"pa/ssw0rd-X1"}') }, { env = store_env })
+    assert.equal(5, res.code, res.stderr)
+    assert.matches("needing reconnection", res.stderr, 1, true)
+    out = ""
+    for _, args in ipairs({ { "list", "--json" }, { "show", "slashy", "--json" }, { "show", "slashy" } }) do
+      res = h.connrt(args, { env = store_env })
+      out = out .. res.stdout .. res.stderr
+    end
+    assert.matches("last_error", out, 1, true)
+    assert.is_nil(out:find(slashed, 1, true), out)
+    -- a value a lookup keeps that is a key of digits as a number (kept as JSON writes it)
+    h.write(path, (h.keyed_connector(api.base):gsub('test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",',
+      'test = "/echo", name = "digits", unique_id = "digits", values = { "tenant" }, hooks = { lookup = function(a) '
+      .. 'return { tenant = tonumber(a.get("/echo").json.headers["x-api-key"]) / 10 * 10 } end },')
+      :gsub('id = "keyed"', 'id = "digits"')))
+    res = h.connrt({ "run", path, "--field", "api_key=73519864" }, { env = store_env })
+    assert.equal(3, res.code, res.stderr)
+    assert.matches("value tenant carries a secret", res.stderr, 1, true)
+    res = h.connrt({ "list", "--json" }, { env = store_env })
+    assert.is_nil(res.stdout:find("digits", 1, true), res.stdout)
   end)
 
   it("keeps the trace off unless asked, and CONNRT_VERBOSE=1 asks", function()

@@ -62,6 +62,7 @@ local function register(c, fields, reg_url, redirect_uri, scope)
   end
   local id = answer_string(answer, "client_id", true, where)
   local secret = log.secret(answer_string(answer, "client_secret", false, where))
+  require("connrt.registration").check_client_id(id, where)
   log.err("Registered connrt as client %s at %s", id, reg_url)
   return { client_id = id, client_secret = secret }
 end

@@ -8,6 +8,7 @@
 --                        nil when it is not JSON as RFC 8259 writes it (or a token fails
 --                        its check); a check may give a token to write in its place
 --   json.number_value(t) a JSON number's exact value in plain decimal digits
+--   json.number_spellings(v)  the ways a number is written (cjson's, 15-17 digits, exact)
 --
 -- Written: a number JSON cannot spell (1e999, read as infinity) is written null, as
 -- JavaScript's JSON.stringify writes it; and a document read at the decoder's depth
@@ -81,6 +82,22 @@ function M.number_value(t)
   if -e > 400 then return nil end
   if -e < #digits then return sign .. digits:sub(1, #digits + e) .. "." .. digits:sub(#digits + e + 1) end
   return sign .. "0." .. ("0"):rep(-e - #digits) .. digits
+end
+
+--- A number's spellings as JSON writers and readers write it: cjson's 14 digits, those
+-- that read back as it (15 to 17 digits), each also in plain digits (as JavaScript
+-- writes 7.3519864e19: 73519864000000000000), and an integral one's exact digits,
+-- however large. A secret of digits kept or shown as a number is one of these.
+function M.number_spellings(v)
+  local out = { require("cjson").encode(v) }
+  if v ~= v or v == math.huge or v == -math.huge then return out end
+  for _, digits in ipairs({ 15, 16, 17 }) do
+    local g = ("%." .. digits .. "g"):format(v)
+    out[#out + 1] = g
+    out[#out + 1] = M.number_value(g) or ""
+  end
+  if v == math.floor(v) then out[#out + 1] = ("%.0f"):format(v) end
+  return out
 end
 
 --- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil

@@ -219,6 +219,10 @@ end
 
 -- Raises a provider error when a text kept in clear carries one of the token's secrets.
 local function no_token_inside(tok, where, what, v)
+  if type(v) == "number" and log.value_shows_secret(v) then
+    errors.raise("provider", "%s: %s carries a secret (in some spelling), and it would be kept in clear; nothing was "
+      .. "stored", where, what)
+  end
   if type(v) ~= "string" then return end
   for _, k in ipairs({ "access_token", "refresh_token", "id_token" }) do
     local s = tok[k]

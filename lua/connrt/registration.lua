@@ -53,6 +53,15 @@ local function pick_method(c, md)
     table.concat(md.token_endpoint_auth_methods_supported, ", "), c.auth ~= "client_credentials" and ", none" or "")
 end
 
+--- Raises a provider error when a registered client's id carries its secret (or another
+-- secret connrt handled) in any spelling: the id is kept and shown in clear.
+function M.check_client_id(id, where)
+  if log.shows_secret(id) then
+    errors.raise("provider", "%s registered a client whose client_id carries its client_secret (or another secret); "
+      .. "the id is kept and shown in clear, so nothing was stored", where)
+  end
+end
+
 --- A string of a registration's answer (RFC 7591 here, Mastodon's apps API in
 -- app_registration.lua): present (when `required`; `missing` says what its absence
 -- means), a non-empty string, within what connrt keeps, one line. Returns it or nil.
@@ -112,6 +121,7 @@ local function register(c, md, endpoint, redirect_uri)
   end
   local id = M.answer_string(answer, "client_id", true, where)
   local secret = log.secret(M.answer_string(answer, "client_secret", false, where))
+  M.check_client_id(id, where)
   local granted = M.answer_string(answer, "token_endpoint_auth_method", false, where) or method
   if not METHOD_AUTH[granted] then
     errors.raise("provider", "%s registered the client with token_endpoint_auth_method %s, which connrt cannot use; "

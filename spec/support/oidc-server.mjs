@@ -36,7 +36,8 @@
 //                 RFC 8414's well-known URL: wrong-issuer, http-endpoint (off loopback),
 //                 other-host (the token endpoint on another loopback host), oversized
 //                 (2 MiB), slow (a byte a second, without end), invalid-json, no-client-id (a registration that answers without
-//                 one), no-registration (no registration endpoint), no-iss (its metadata says
+//                 one), id-is-secret (a registration whose client_id is its client_secret),
+//                 no-registration (no registration endpoint), no-iss (its metadata says
 //                 authorization_response_iss_parameter_supported, its /auth redirects back
 //                 without iss)
 // Accounts: any login signs in; `john` and `jane` have profile claims, others have none.
@@ -222,6 +223,10 @@ async function resourceServer(issuer, state) {
       back.searchParams.set('state', q.get('state') || '');
       res.writeHead(302, { location: back.toString() });
       return res.end();
+    }
+    if (req.method === 'POST' && path === '/as/id-is-secret/register') {
+      // a registration answer whose client_id is its client_secret
+      return json(res, 201, { client_id: 'cs-Reg1sterSecret77', client_secret: 'cs-Reg1sterSecret77', redirect_uris: [] });
     }
     if (req.method === 'POST' && /^\/as\/[a-z-]+\/register$/.test(path)) {
       // the no-client-id server: a registration answer without the client_id
