@@ -47,8 +47,11 @@ return {
       if u.status ~= 200 or type(p) ~= "table" then
         return nil, "GET /users/" .. tostring(id) .. " answered " .. u.status
       end
+      -- (trimmed from each end: "^%s*(.-)%s*$" is quadratic in a run of inner blanks)
       local full = table.concat({ type(p.first_name) == "string" and p.first_name or "",
-        type(p.last_name) == "string" and p.last_name or "" }, " "):match("^%s*(.-)%s*$")
+        type(p.last_name) == "string" and p.last_name or "" }, " ")
+      local first = full:find("%S")
+      full = first and full:match("^.*%S", first) or ""
       if full == "" then full = "Etsy user " .. tostring(math.tointeger(id) or id) end
       return { user_name = full }
     end,

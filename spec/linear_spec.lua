@@ -48,6 +48,19 @@ local CASES = {
     assert(out:sub(1, #head) == head, out:sub(1, #head))
     assert(not out:find("73519864", 1, true))
   ]] },
+  { "connrt request --json, a secret of digits: a string of a digit, blanks and a letter, and of numbers", [[
+    local log = require("connrt.log")
+    log.secret("73519864")
+    local shown = require("connrt.shown")
+    for _, body in ipairs({ '{"a":"1' .. (" "):rep(MB) .. 'x"}', '{"a":"[' .. ("1,"):rep(MB // 2) .. '1]"}',
+        '{"a":"' .. ("+1_0 "):rep(MB // 5) .. '"}' }) do
+      local out = shown.stdout({ status = 200, header_list = {}, body = body, json = require("cjson").decode(body) }, "json")
+      assert(out:find('"body":{"a":', 1, true), out:sub(1, 200))
+    end
+  ]] },
+  { "a secret of a megabyte of newlines between two letters", [[
+    require("connrt.log").secret("a" .. ("\n"):rep(MB) .. "b")
+  ]] },
   { "a JSON text of runs of backslashes, quotes and blanks", [[
     local json = require("connrt.json")
     -- (its tokens are checked; their structure is cjson's, which has read the text)

@@ -61,21 +61,29 @@ end
 local NUMBER_CHARS = "%d.eE+%- "
 local PAUSE_EVERY = 4096
 
--- A number's spellings as JSON writers write it: cjson's 14 digits, those that read back
--- as it (15 to 17 digits), each also in plain digits (as JavaScript writes 7.3519864e19:
--- 73519864000000000000), and an integral one's exact digits, however large.
-local function number_spellings(v, encode)
-  local finite = v == v and v ~= math.huge and v ~= -math.huge
-  local out = { encode(v) }
-  if not finite then return out end
-  local number_value = require("connrt.json").number_value
-  for _, digits in ipairs({ 15, 16, 17 }) do
-    local g = ("%." .. digits .. "g"):format(v)
-    out[#out + 1] = g
-    out[#out + 1] = number_value(g) or ""
+-- `r` as a number a common reader takes it for (Python's float() and int(), JavaScript's
+-- Number(): a leading "+", "_" between digits, leading zeros, ".5", hex), and its exact
+-- value in plain digits; nil when it is none. Anchored patterns only: linear in `r`.
+local function number_like(r)
+  local s = r:gsub("^%+", "", 1)
+  if s:find("_", 1, true) then
+    if s:find("__", 1, true) or s:find("^%-?_") or s:find("_$") then return nil end
+    s = s:gsub("_", "")
   end
-  if v == math.floor(v) then out[#out + 1] = ("%.0f"):format(v) end
-  return out
+  local sign, hex = s:match("^(%-?)0[xX](%x+)$")
+  if hex then
+    if #hex > 15 then return nil end
+    local v = tonumber(hex, 16) * (sign == "-" and -1 or 1)
+    return v, ("%d"):format(v)
+  end
+  if not (s:find("^%-?%d+%.?%d*$") or s:find("^%-?%d*%.%d+$") or s:find("^%-?%d+%.?%d*[eE][-+]?%d+$")
+      or s:find("^%-?%d*%.%d+[eE][-+]?%d+$")) then
+    return nil
+  end
+  s = s:gsub("^(%-?)%.", "%10.", 1)
+  local x = tonumber(s)
+  if not x then return nil end
+  return x, require("connrt.json").number_value(s)
 end
 
 -- The checks of one JSON body, for --json (M.stdout): which of its numbers and strings
@@ -87,47 +95,61 @@ end
 -- PAUSE_EVERY values, a proxy worker's other requests get their turn: sys.sleep(0) yields
 -- there, and does nothing anywhere else; a secret registered meanwhile is another
 -- connection's (the request's own were known before it was sent).
-local function checks(text, encode)
+local function checks(text)
   local json = require("connrt.json")
   local numeric = log.spelled_within(NUMBER_CHARS)
   local strings_clean = not text:find("\\", 1, true) and not log.holds(text)
   local sleep, values = require("connrt.sys").sleep, 0
+  -- what was found of each exact value and each run of a string already looked at (a
+  -- body repeats its numbers), forgotten when the secrets may have changed
+  local known, runs_known = {}, {}
   local c = {}
   function c.turn()
     values = values + 1
     if values % PAUSE_EVERY == 0 then
       sleep(0)
       numeric = log.spelled_within(NUMBER_CHARS)
+      known, runs_known = {}, {}
     end
   end
   -- number `x` (its exact value `exact` in plain digits, when the text's spelling is
   -- known) spells a secret: at that value, or in a spelling a JSON writer gives it
   function c.number(x, exact)
     if not numeric then return false end
-    if exact and log.holds(exact) then return true end
-    local seen = {}
-    for _, sp in ipairs(number_spellings(x, encode)) do
-      if not seen[sp] then
-        if log.holds(sp) then return true end
-        seen[sp] = true
+    local key = exact or ("%.17g"):format(x)
+    if known[key] ~= nil then return known[key] end
+    local found = exact ~= nil and log.holds(exact)
+    if not found then
+      local seen = {}
+      for _, sp in ipairs(json.number_spellings(x)) do
+        if not seen[sp] then
+          if log.holds(sp) then found = true break end
+          seen[sp] = true
+        end
+      end
+    end
+    known[key] = found
+    return found
+  end
+  -- string `v` (decoded) spells a secret: in the redactor's views, or, in any run of it
+  -- a reader may take for a number (the whole string, a number in JSON inside it, or in
+  -- a sentence), as a number does
+  function c.string(v)
+    if not strings_clean and log.holds(v) then return true end
+    if not numeric then return false end
+    for _, runs in ipairs({ "[%w._+-]+", "[%w._]+" }) do
+      for run in v:gmatch(runs) do
+        c.turn()
+        local hit = runs_known[run]
+        if hit == nil then
+          local x, exact = number_like(run)
+          hit = x ~= nil and c.number(x, exact)
+          runs_known[run] = hit
+        end
+        if hit then return true end
       end
     end
     return false
-  end
-  -- string `v` (decoded) spells a secret: in the redactor's views, or as a number (a
-  -- reader's float("7351986.4e1")), or as one in the JSON it holds (one level)
-  function c.string(v)
-    if not strings_clean and log.holds(v) then return true end
-    if not numeric or not v:find("^%s*[-%d%[{]") then return false end
-    -- a string that is a JSON number, or JSON (its blanks around it dropped): each of
-    -- its numbers checked as a number token is
-    local spelled = false
-    json.minified(v:match("^%s*(.-)%s*$"), function(tok)
-      local exact = json.number_value(tok)
-      if exact and c.number(tonumber(tok), exact) then spelled = true end
-      return true
-    end)
-    return spelled
   end
   return c
 end
@@ -180,7 +202,7 @@ function M.stdout(resp, form)
     -- cjson's reading, with every secret hidden (hide); one that still spells a secret
     -- across its values (a secret "1,2" in [1,2]) is shown as "[redacted]" whole, so the
     -- line stays JSON.
-    local c = checks(resp.body or "", cjson.encode)
+    local c = checks(resp.body or "")
     if resp.json ~= nil then
       local json = require("connrt.json")
       local decode = require("cjson.safe").decode

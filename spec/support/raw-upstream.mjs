@@ -75,10 +75,13 @@ const ANSWERS = {
     + "Content-Length: 0\r\n\r\n",
   // a refused redirect whose URL holds a Latin-1 byte and no key: quoted alike on both paths
   redirbyte: "HTTP/1.1 302 Found\r\nLocation: http://evil.example/a/\u00e4b\r\nContent-Length: 0\r\n\r\n",
-  // the third key as a number inside a string, alone and in JSON there; the seventh
+  // a refused redirect quoting the eighth key JSON-decoded ("pa/ssw0rd-X1" for "pa\/ssw0rd-X1")
+  redirslash: "HTTP/1.1 302 Found\r\nLocation: http://evil.example/a/pa/ssw0rd-X1\r\nContent-Length: 0\r\n\r\n",
+  // the third key as a number inside a string, alone, in JSON there and as readers
+  // take a number (a "+", "_" between digits, hex, in a sentence); the seventh
   // ("1234,5678") spelled across two values
-  numstr: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 74\r\n\r\n"
-    + "{\"as_string\":\"7351986.4e1\",\"nested\":\"{\\\"pin\\\":7351986.4e1}\",\"plain\":\"x 1\"}",
+  numstr: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 174\r\n\r\n"
+    + "{\"as_string\":\"7351986.4e1\",\"nested\":\"{\\\"pin\\\":7351986.4e1}\",\"plain\":\"x 1\",\"plus\":\"+7351986.4e1\",\"under\":\"7_351_986.4e1\",\"deep\":\"[\\\"0x461D2F8\\\"]\",\"said\":\"pin 7351986.4e+1 ok\"}",
   commanum: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"pin\":[1234,5678]}",
   // what cjson reads but JSON is not
   nanbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"a\":NaN,\"b\":0x10}",
