@@ -140,6 +140,15 @@ describe("log.redact hides every spelling", function()
     assert.equal("[redacted]yy", log.clip(SECRET .. ("y"):rep(50), 12))
     assert.equal("short", log.clip("short", 300))
     assert.equal(("z"):rep(300), log.clip(("z"):rep(1000), 300))
+    -- long spellings hidden before the cut make the kept text shorter than the text: a
+    -- secret further on must not end up cut inside the first n bytes of it
+    local long = json_u(pct(pct(pct(SECRET))))
+    local text = (long .. " "):rep(80) .. ("x"):rep(37) .. SECRET .. " end"
+    for n = 100, #text - 4, 13 do
+      local c = log.clip(text, n)
+      assert.is_nil(c:find(SECRET:sub(1, 5), 1, true), n .. ": " .. c)
+      assert.is_true(#c <= n)
+    end
     -- a non-ASCII secret echoed half in Latin-1, a spelling only once escaped for printing,
     -- cut one byte short of its end
     log.secret("p\u{e4}ssw\u{f6}rd-\u{20ac}x")
@@ -348,5 +357,25 @@ describe("log.redact is linear in the text #integration", function()
       assert(#out == 7000000)
     ]], 17 * 1024 * 1024)
     assert.is_true(res.ok, res.why)
+  end)
+end)
+
+describe("a record's text kept in clear (flow/record.lua check_clear)", function()
+  it("refuses one a provider made equal to a secret: a token that is the name, a URL holding the secret", function()
+    package.loaded["connrt.log"], package.loaded["connrt.flow.record"] = nil, nil
+    local log = require("connrt.log")
+    local record = require("connrt.flow.record")
+    log.secret("Alice Example Longname")
+    log.secret("cs-Reg1sterSecret88")
+    for _, rec in ipairs({ { name = "Alice Example Longname" }, { client_id = "Alice Example Longname" },
+        { urls = { token_url = "https://as.example/tok2?k=cs-Reg1sterSecret88" } },
+        { values = { n = 1, region = "cs-Reg1sterSecret88" } } }) do
+      local ok, err = pcall(record.check_clear, rec, "token endpoint")
+      assert.is_false(ok)
+      assert.equal("provider", err.kind)
+      assert.matches("would show a secret of it in clear", err.message, 1, true)
+    end
+    assert.is_true((pcall(record.check_clear, { name = "Alice", urls = { token_url = "https://as.example/t" } }, "x")))
+    package.loaded["connrt.log"], package.loaded["connrt.flow.record"] = nil, nil
   end)
 end)

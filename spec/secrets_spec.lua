@@ -279,6 +279,27 @@ describe("secrets never leak #integration", function()
     assert.matches("value tenant carries a secret", res.stderr, 1, true)
     res = h.connrt({ "list", "--json" }, { env = store_env })
     assert.is_nil(res.stdout:find("digits", 1, true), res.stdout)
+    -- and as a string a reader takes for that number
+    h.write(path, (h.read(path):gsub("tonumber%(.-%) / 10 %* 10", '"7351986.4e1"')))
+    res = h.connrt({ "run", path, "--field", "api_key=73519864" }, { env = store_env })
+    assert.equal(3, res.code, res.stderr)
+    assert.matches("value tenant carries a secret", res.stderr, 1, true)
+    -- a name that is a key with "?" once `connrt list` prints it as a table cell (each
+    -- unprintable character a "?"): kept redacted
+    h.write(path, (h.keyed_connector(api.base):gsub('test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",',
+      function()
+        return ('test = %q, name = "{{name}}", unique_id = "q",'):format("/repeat?type=application/json&head="
+          .. require("connrt.url").encode('{"name":"Wh0\\u0001Kn0wsIt!"}'))
+      end):gsub('id = "keyed"', 'id = "qmark"')))
+    res = h.connrt({ "run", path, "--field", "api_key=Wh0?Kn0wsIt!" }, { env = store_env })
+    assert.equal(0, res.code, res.stderr)
+    out = ""
+    for _, args in ipairs({ { "list" }, { "list", "--json" }, { "show", "qmark" } }) do
+      res = h.connrt(args, { env = store_env })
+      out = out .. res.stdout .. res.stderr
+    end
+    assert.is_nil(out:find("Wh0?Kn0wsIt!", 1, true), out)
+    assert.matches("Wh0\\u0001Kn0wsIt!", out, 1, true)
   end)
 
   it("keeps the trace off unless asked, and CONNRT_VERBOSE=1 asks", function()

@@ -169,7 +169,8 @@ describe("an upstream's folded first header line after earlier answers #integrat
       -- a number spelled in a string, alone or in JSON inside it, is one too
       if case[1] == "numstr" then
         assert.matches('"body":{"as_string":"[redacted]","nested":"[redacted]","plain":"x 1","plus":"[redacted]",'
-          .. '"under":"[redacted]","deep":"[redacted]","said":"[redacted]"}}', via.stdout, 1, true)
+          .. '"under":"[redacted]","deep":"[redacted]","said":"[redacted]","zhex":"[redacted]","stop":"[redacted]",'
+          .. '"bin":"[redacted]","oct":"[redacted]","tail":"[redacted]"}}', via.stdout, 1, true)
         assert.equal(direct.stdout, via.stdout)
       end
       -- a secret spelled across two values: the body hidden whole, the line still JSON

@@ -257,6 +257,8 @@ function Connection:refresh(seen)
         end
         -- written only if the lease is still ours (no one took it over while we were
         -- away at the provider): else the newer tokens stay and are read below
+        -- (the new tokens may be text the record keeps in clear: then they are not kept)
+        require("connrt.flow.record").check_clear(self.rec, where)
         local sok, res, secrets = pcall(self.st.save_tokens, self.st, self.rec.id, tok, where, fence)
         if not sok then
           if errors.is(res) and res.reason == "fenced" then fenced = true return end

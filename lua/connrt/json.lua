@@ -9,6 +9,7 @@
 --                        its check); a check may give a token to write in its place
 --   json.number_value(t) a JSON number's exact value in plain decimal digits
 --   json.number_spellings(v)  the ways a number is written (cjson's, 15-17 digits, exact)
+--   json.reader_number(r) a run of text as a number readers take it for, or nil
 --
 -- Written: a number JSON cannot spell (1e999, read as infinity) is written null, as
 -- JavaScript's JSON.stringify writes it; and a document read at the decoder's depth
@@ -98,6 +99,48 @@ function M.number_spellings(v)
   end
   if v == math.floor(v) then out[#out + 1] = ("%.0f"):format(v) end
   return out
+end
+
+-- A decimal number at the start of a text, as parseFloat and strtod read one.
+local DECIMAL_STARTS = { "^%-?%d+%.?%d*[eE][-+]?%d+", "^%-?%d*%.%d+[eE][-+]?%d+", "^%-?%d+%.?%d*", "^%-?%.%d+" }
+local RADIX = { x = 16, X = 16, b = 2, B = 2, o = 8, O = 8 }
+
+--- Run `r` (letters, digits, ".", "_", "+", "-") as a number a common reader takes it
+-- for, and its exact value in plain digits; nil when it is none. The readers: JSON, and
+-- what Python's float() and int(s, 0), JavaScript's Number(), parseFloat() and
+-- parseInt(), and C's strtod() accept in ASCII: a leading "+", "_" between digits,
+-- leading zeros, ".5", a trailing ".", a number followed by letters, hex (with leading
+-- zeros, and hex floats' "p" exponent), binary and octal. Not digits of other scripts
+-- (Python reads "٧٣"), nor words. Anchored patterns only: linear in `r`.
+function M.reader_number(r)
+  local s = r:gsub("^%+", "", 1)
+  if s:find("_", 1, true) then s = s:gsub("(%w)_(%w)", "%1%2"):gsub("(%w)_(%w)", "%1%2") end
+  local sign, base, digits = s:match("^(%-?)0([xXbBoO])(%x+)")
+  if base then
+    digits = digits:gsub("^0+", "")
+    local radix = RADIX[base]
+    if radix ~= 16 then digits = digits:match("^[0-" .. (radix - 1) .. "]*") end
+    if digits == "" then digits = "0" end
+    local bits = radix == 16 and 4 or radix == 8 and 3 or 1
+    if #digits * bits > 52 then return nil end
+    local v = tonumber(digits, radix)
+    if not v then return nil end
+    -- a hex float's binary exponent (0x1.8p3, strtod and Lua)
+    local p = radix == 16 and s:match("^%-?0[xX]%x+[pP]([-+]?%d+)")
+    if p and #p < 5 then v = v * 2.0 ^ tonumber(p) end
+    if sign == "-" then v = -v end
+    if v ~= math.floor(v) or math.abs(v) >= 2 ^ 53 then return v, nil end
+    return v, ("%.0f"):format(v)
+  end
+  for _, pat in ipairs(DECIMAL_STARTS) do
+    local t = s:match(pat)
+    if t and t:find("%d") then
+      t = t:gsub("%.$", ""):gsub("^(%-?)%.", "%10.", 1)
+      local x = tonumber(t)
+      if x then return x, M.number_value(t) end
+    end
+  end
+  return nil
 end
 
 --- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil

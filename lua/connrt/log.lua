@@ -427,16 +427,35 @@ end
 -- unique id, kept values) is printed later by commands that know no secret (`connrt
 -- list`), so it must hold none, in no spelling its printing makes either.
 -- (Also as JSON writes it, `/` as `\/`: the --json lines, `connrt list --json`.)
+-- (And as a table cell of `connrt list`, each unprintable character a "?": format.clean.)
 function M.shows_secret(s)
   if M.holds(s) then return true end
   local json = require("cjson").encode(s)
   return M.holds(text.escape_controls(s)) or M.holds(json) or M.holds(text.escape_controls(json))
+    or M.holds(require("connrt.format").clean(s))
+end
+
+-- What a number's spellings are made of (json.number_spellings, and '+' read as ' ').
+M.NUMBER_CHARS = "%d.eE+%- "
+
+--- True when a run of `s` that a reader takes for a number (json.reader_number) is a
+-- secret of digits in one of its spellings.
+function M.number_in_text(s)
+  if not M.spelled_within(M.NUMBER_CHARS) then return false end
+  local json = require("connrt.json")
+  for _, runs in ipairs({ "[%w._+-]+", "[%w._]+" }) do
+    for run in s:gmatch(runs) do
+      local x, exact = json.reader_number(run)
+      if x and (exact and M.holds(exact) or M.value_shows_secret(x)) then return true end
+    end
+  end
+  return false
 end
 
 --- True when value `v` (a string, or a number in any of its spellings) spells a secret as
 -- M.shows_secret says: a value kept in clear is printed as JSON, a number as digits.
 function M.value_shows_secret(v)
-  if type(v) == "string" then return M.shows_secret(v) end
+  if type(v) == "string" then return M.shows_secret(v) or M.number_in_text(v) end
   if math.type(v) == nil then return false end
   for _, sp in ipairs(require("connrt.json").number_spellings(v)) do
     if M.holds(sp) then return true end
@@ -447,24 +466,26 @@ end
 --- `s` as text kept or handed on to be printed by a process that knows no secret (a
 -- connection's name or last_error, `connrt list`; a proxy's error, which `connrt
 -- request` prints): redacted when that shows no secret (M.shows_secret) in any way it
--- may be printed; else as connrt prints it (M.shown_line: its escapes too are redacted)
--- when that shows none; else "[redacted]" whole.
+-- may be printed, nor a secret of digits as a number a reader takes from it
+-- (M.number_in_text); else as connrt prints it (M.shown_line: its escapes too are
+-- redacted) when that shows none; else "[redacted]" whole.
 function M.kept(s)
   local t = M.redact(s)
-  if not M.shows_secret(t) then return t end
+  if not M.shows_secret(t) and not M.number_in_text(t) then return t end
   t = M.shown_line(s)
-  if not M.shows_secret(t) then return t end
+  if not M.shows_secret(t) and not M.number_in_text(t) then return t end
   return "[redacted]"
 end
 
 --- `s` cut to about `n` bytes for a message (a provider's text shown in part): `s` as it
 -- is when it is no longer than `n`; else the start of its kept form (M.kept), cut after
 -- its secrets were hidden, so an echoed token is never cut one byte short into text the
--- redactor no longer knows, and not inside a "[redacted]" or a UTF-8 character. Looks at
--- the first n bytes and one spelling's most beyond them.
+-- redactor no longer knows, and not inside a "[redacted]" or a UTF-8 character.
 function M.clip(s, n)
   if #s <= n then return s end
-  local t = M.kept(s:sub(1, n + M.span()))
+  -- (all of it: a secret the cut would split may begin anywhere in the first n bytes of
+  -- the kept form, which its hidden spellings make shorter than the text)
+  local t = M.kept(s)
   if #t <= n then return t end
   local cut = n
   -- not inside a "[redacted]" that runs past the cut

@@ -56,35 +56,10 @@ function M.headers(list)
   return { lines = lines, map = map }
 end
 
--- What a number's spellings are made of (number_spellings, and '+' read as ' '), and
--- how many tokens of a body are checked between two turns of a proxy worker's others.
-local NUMBER_CHARS = "%d.eE+%- "
+-- What a number's spellings are made of (log.NUMBER_CHARS), and how many tokens of a
+-- body are checked between two turns of a proxy worker's others.
+local NUMBER_CHARS = log.NUMBER_CHARS
 local PAUSE_EVERY = 4096
-
--- `r` as a number a common reader takes it for (Python's float() and int(), JavaScript's
--- Number(): a leading "+", "_" between digits, leading zeros, ".5", hex), and its exact
--- value in plain digits; nil when it is none. Anchored patterns only: linear in `r`.
-local function number_like(r)
-  local s = r:gsub("^%+", "", 1)
-  if s:find("_", 1, true) then
-    if s:find("__", 1, true) or s:find("^%-?_") or s:find("_$") then return nil end
-    s = s:gsub("_", "")
-  end
-  local sign, hex = s:match("^(%-?)0[xX](%x+)$")
-  if hex then
-    if #hex > 15 then return nil end
-    local v = tonumber(hex, 16) * (sign == "-" and -1 or 1)
-    return v, ("%d"):format(v)
-  end
-  if not (s:find("^%-?%d+%.?%d*$") or s:find("^%-?%d*%.%d+$") or s:find("^%-?%d+%.?%d*[eE][-+]?%d+$")
-      or s:find("^%-?%d*%.%d+[eE][-+]?%d+$")) then
-    return nil
-  end
-  s = s:gsub("^(%-?)%.", "%10.", 1)
-  local x = tonumber(s)
-  if not x then return nil end
-  return x, require("connrt.json").number_value(s)
-end
 
 -- The checks of one JSON body, for --json (M.stdout): which of its numbers and strings
 -- spell a secret. A number is looked at only when a secret has a spelling a number can
@@ -142,7 +117,7 @@ local function checks(text)
         c.turn()
         local hit = runs_known[run]
         if hit == nil then
-          local x, exact = number_like(run)
+          local x, exact = json.reader_number(run)
           hit = x ~= nil and c.number(x, exact)
           runs_known[run] = hit
         end

@@ -78,10 +78,11 @@ const ANSWERS = {
   // a refused redirect quoting the eighth key JSON-decoded ("pa/ssw0rd-X1" for "pa\/ssw0rd-X1")
   redirslash: "HTTP/1.1 302 Found\r\nLocation: http://evil.example/a/pa/ssw0rd-X1\r\nContent-Length: 0\r\n\r\n",
   // the third key as a number inside a string, alone, in JSON there and as readers
-  // take a number (a "+", "_" between digits, hex, in a sentence); the seventh
+  // take a number (a "+", "_" between digits, hex with leading zeros, binary, octal, in a
+  // sentence, followed by letters); the seventh
   // ("1234,5678") spelled across two values
-  numstr: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 174\r\n\r\n"
-    + "{\"as_string\":\"7351986.4e1\",\"nested\":\"{\\\"pin\\\":7351986.4e1}\",\"plain\":\"x 1\",\"plus\":\"+7351986.4e1\",\"under\":\"7_351_986.4e1\",\"deep\":\"[\\\"0x461D2F8\\\"]\",\"said\":\"pin 7351986.4e+1 ok\"}",
+  numstr: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 324\r\n\r\n"
+    + "{\"as_string\":\"7351986.4e1\",\"nested\":\"{\\\"pin\\\":7351986.4e1}\",\"plain\":\"x 1\",\"plus\":\"+7351986.4e1\",\"under\":\"7_351_986.4e1\",\"deep\":\"[\\\"0x461D2F8\\\"]\",\"said\":\"pin 7351986.4e+1 ok\",\"zhex\":\"0x0000000000000000461d2f8\",\"stop\":\"The PIN is 7351986.4e1.\",\"bin\":\"0b100011000011101001011111000\",\"oct\":\"0o430351370\",\"tail\":\"7351986.4e1abc\"}",
   commanum: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"pin\":[1234,5678]}",
   // what cjson reads but JSON is not
   nanbody: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{\"a\":NaN,\"b\":0x10}",

@@ -64,6 +64,7 @@ function M.run(ctx, token, extras)
   local me = test_api.call(c, scope(), ctx.allowed, ctx.client_secret)
   local name, unique_id = naming.render(c, scope(me))
   local rec, secrets, client = record.build(ctx, token, values, name, unique_id)
+  record.check_clear(rec, c.path)
   local id, updated = ctx.st:save(rec, secrets, c.source, client,
     token and ("token endpoint " .. tostring(ctx.urls.token_url)) or c.path, { replace = ctx.opts.replace })
   rec.id = id

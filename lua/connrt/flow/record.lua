@@ -2,6 +2,8 @@
 -- id, plain fields, kept values, URLs, the token's metadata), the secrets sealed beside
 -- it (tokens, client secret, secret fields) and the client to remember. The one place
 -- that says which part of a connect goes where.
+local errors = require("connrt.errors")
+local log = require("connrt.log")
 local origins = require("connrt.origins")
 local sys = require("connrt.sys")
 
@@ -15,6 +17,27 @@ local function union(a, b)
   end
   table.sort(out)
   return out
+end
+
+-- What a record keeps in clear that a provider or a hook may have chosen.
+local CLEAR = { "name", "unique_id", "client_id", "urls", "allowed_urls", "fields", "values", "scope", "token_type",
+  "discovery", "resource" }
+
+--- Raises a provider error when text record `rec` keeps in clear shows a secret this
+-- process knows (log.value_shows_secret): commands that know no secret (`connrt list`)
+-- print it. A provider may choose a token equal to such text (an access token that is
+-- the client id, a refreshed token that is the account's name), or a secret that a URL
+-- it gave holds. `where` names the connect or the refresh.
+function M.check_clear(rec, where)
+  local function walk(v, path, depth)
+    if type(v) == "table" and depth < 8 then
+      for k, x in pairs(v) do walk(x, path .. "." .. tostring(k), depth + 1) end
+    elseif (type(v) == "string" or type(v) == "number") and log.value_shows_secret(v) then
+      errors.raise("provider", "%s: the connection's %s would show a secret of it in clear; nothing was saved", where,
+        path)
+    end
+  end
+  for _, k in ipairs(CLEAR) do walk(rec[k], k, 0) end
 end
 
 --- The record, its secrets and the client to remember (nil for field connections) of
