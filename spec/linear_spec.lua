@@ -58,6 +58,19 @@ local CASES = {
       assert(out:find('"body":{"a":', 1, true), out:sub(1, 200))
     end
   ]] },
+  { "a secret of digits: a megabyte of digits as a reader's number, kept, and cut", [[
+    local log = require("connrt.log")
+    log.secret("73519864")
+    local json = require("connrt.json")
+    assert(json.reader_number(("1"):rep(MB)) == nil)
+    assert(json.reader_number(("1"):rep(MB) .. "x") == nil)
+    assert(json.reader_number("0x" .. ("1"):rep(MB)) == nil)
+    assert(log.kept(("1"):rep(MB)) == ("1"):rep(MB))
+    local out = require("connrt.shown").stdout({ status = 200, header_list = {}, body = '{"a":"' .. ("1"):rep(MB) .. '"}',
+      json = { a = ("1"):rep(MB) } }, "json")
+    assert(out:find('"body":{"a":"111', 1, true))
+    assert(#log.clip(("x"):rep(4 * MB), 2000) == 2000)
+  ]] },
   { "a secret of a megabyte of newlines between two letters", [[
     require("connrt.log").secret("a" .. ("\n"):rep(MB) .. "b")
   ]] },

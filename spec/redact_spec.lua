@@ -379,3 +379,36 @@ describe("a record's text kept in clear (flow/record.lua check_clear)", function
     package.loaded["connrt.log"], package.loaded["connrt.flow.record"] = nil, nil
   end)
 end)
+
+describe("numbers as readers take them (json.reader_number, log.value_shows_secret)", function()
+  it("reads the ASCII forms of JSON, Python, JavaScript and C readers", function()
+    local json = require("connrt.json")
+    for _, case in ipairs({ { "7351986.4e1", 73519864 }, { "+7_351_986.4e1", 73519864 }, { "0x461D2F8", 73519864 },
+        { "0x0000000000000000461d2f8", 73519864 }, { "0x8C3A5F.0p3", 73519864 }, { "0x.461D2F8p28", 73519864 },
+        { "0x8C3A5Fp00003", 73519864 }, { "0b100011000011101001011111000", 73519864 }, { "0o430351370", 73519864 },
+        { "0x122310E854B0CC", 5105105105105100 }, { "7351986.4e1abc", 73519864 }, { "7351986.4e1.", 73519864 },
+        { "0073519864", 73519864 }, { ".5", 0.5 } }) do
+      local x = json.reader_number(case[1])
+      assert.equal(case[2], x, case[1])
+    end
+    assert.is_nil(json.reader_number("abc"))
+    assert.is_nil(json.reader_number("e5"))
+  end)
+
+  it("refuses a kept value for a secret of 8 bytes or more only, and not for a rounding no reader prints", function()
+    package.loaded["connrt.log"] = nil
+    local log = require("connrt.log")
+    log.secret("73519864")
+    log.secret("9999")
+    assert.is_true(log.value_shows_secret("read 0x461D2F8", true))
+    assert.is_true(log.value_shows_secret(7351986.4e1, true))
+    -- a 4-byte PIN in an id, and 19.99's 17-digit rounding (19.989999999999998)
+    assert.is_false(log.value_shows_secret("175928847299999063", true))
+    assert.is_false(log.value_shows_secret("Pro plan 19.99 EUR"))
+    assert.is_false(log.value_shows_secret(19.99))
+    -- a cut that would leave a secret's spelling (0x461D2F80 cut after 0x461D2F8)
+    local cut = log.clip(("a"):rep(20) .. " 0x461D2F80 " .. ("b"):rep(100), 29)
+    assert.is_false(log.number_in_text(cut), cut)
+    package.loaded["connrt.log"] = nil
+  end)
+end)

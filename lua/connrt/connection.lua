@@ -258,7 +258,9 @@ function Connection:refresh(seen)
         -- written only if the lease is still ours (no one took it over while we were
         -- away at the provider): else the newer tokens stay and are read below
         -- (the new tokens may be text the record keeps in clear: then they are not kept)
-        require("connrt.flow.record").check_clear(self.rec, where)
+        -- (and its scope and token type, which save_tokens writes)
+        require("connrt.flow.record").check_clear(setmetatable({ scope = tok.scope or self.rec.scope,
+          token_type = tok.token_type or self.rec.token_type }, { __index = self.rec }), where)
         local sok, res, secrets = pcall(self.st.save_tokens, self.st, self.rec.id, tok, where, fence)
         if not sok then
           if errors.is(res) and res.reason == "fenced" then fenced = true return end

@@ -85,62 +85,90 @@ function M.number_value(t)
   return sign .. "0." .. ("0"):rep(-e - #digits) .. digits
 end
 
---- A number's spellings as JSON writers and readers write it: cjson's 14 digits, those
--- that read back as it (15 to 17 digits), each also in plain digits (as JavaScript
--- writes 7.3519864e19: 73519864000000000000), and an integral one's exact digits,
--- however large. A secret of digits kept or shown as a number is one of these.
+--- A number's spellings as JSON writers and readers write it: cjson's 14 digits, the
+-- shortest that reads back as it (as Python's repr and JavaScript write it, 15 to 17
+-- digits), that also in plain digits (JavaScript's 73519864000000000000 for 7.3519864e19),
+-- and an integral one's exact digits, however large. A secret of digits kept or shown
+-- as a number is one of these. (Not every 17-digit rounding: 19.99 would be
+-- 19.989999999999998, which no reader prints, and would hide a PIN 9999.)
 function M.number_spellings(v)
   local out = { require("cjson").encode(v) }
   if v ~= v or v == math.huge or v == -math.huge then return out end
   for _, digits in ipairs({ 15, 16, 17 }) do
     local g = ("%." .. digits .. "g"):format(v)
-    out[#out + 1] = g
-    out[#out + 1] = M.number_value(g) or ""
+    if tonumber(g) == v or digits == 17 then
+      out[#out + 1] = g
+      out[#out + 1] = M.number_value(g) or ""
+      break
+    end
   end
   if v == math.floor(v) then out[#out + 1] = ("%.0f"):format(v) end
   return out
 end
 
--- A decimal number at the start of a text, as parseFloat and strtod read one.
-local DECIMAL_STARTS = { "^%-?%d+%.?%d*[eE][-+]?%d+", "^%-?%d*%.%d+[eE][-+]?%d+", "^%-?%d+%.?%d*", "^%-?%.%d+" }
+-- The end of the digits (of `class`) at `i` in `s`, and how many there were: one anchored
+-- search, which never backtracks.
+local function digits_at(s, i, class)
+  local _, e = s:find("^" .. class .. "*", i)
+  return e, e - i + 1
+end
+
+-- The number a reader reads at the start of `b` (no sign): digits, a "." and digits,
+-- and an exponent (`exp`: "[eE]" or, in hex, "[pP]"), each scanned once; nil without a
+-- digit. Linear: no pattern here can backtrack over a run of digits.
+local function number_start(b, class, exp)
+  local e, n = digits_at(b, 1, class)
+  local i = e + 1
+  if b:byte(i) == 46 then
+    local e2, n2 = digits_at(b, i + 1, class)
+    n, i = n + n2, e2 + 1
+  end
+  if n == 0 then return nil end
+  local _, e3 = b:find("^" .. exp .. "[-+]?%d+", i)
+  return b:sub(1, (e3 or i - 1))
+end
+
 local RADIX = { x = 16, X = 16, b = 2, B = 2, o = 8, O = 8 }
+local RADIX_DIGIT = { [16] = "%x", [2] = "[01]", [8] = "[0-7]" }
 
 --- Run `r` (letters, digits, ".", "_", "+", "-") as a number a common reader takes it
--- for, and its exact value in plain digits; nil when it is none. The readers: JSON, and
--- what Python's float() and int(s, 0), JavaScript's Number(), parseFloat() and
--- parseInt(), and C's strtod() accept in ASCII: a leading "+", "_" between digits,
--- leading zeros, ".5", a trailing ".", a number followed by letters, hex (with leading
--- zeros, and hex floats' "p" exponent), binary and octal. Not digits of other scripts
--- (Python reads "٧٣"), nor words. Anchored patterns only: linear in `r`.
+-- for, and its exact value in plain digits (nil when that is not known); nil when it is
+-- none. The readers: JSON, and what Python's float() and int(s, 0), JavaScript's
+-- Number(), parseFloat() and parseInt(), and C's strtod() accept in ASCII: a leading
+-- "+", "_" between digits, leading zeros, ".5", a trailing ".", a number followed by
+-- letters, hex (hex floats too), binary and octal up to 63 bits. Not digits of other
+-- scripts (Python reads "٧٣"), nor words. Linear in `r`: leading zeros are dropped, a
+-- number of more than 400 digits is none, and the scans never backtrack.
 function M.reader_number(r)
   local s = r:gsub("^%+", "", 1)
   if s:find("_", 1, true) then s = s:gsub("(%w)_(%w)", "%1%2"):gsub("(%w)_(%w)", "%1%2") end
-  local sign, base, digits = s:match("^(%-?)0([xXbBoO])(%x+)")
-  if base then
-    digits = digits:gsub("^0+", "")
-    local radix = RADIX[base]
-    if radix ~= 16 then digits = digits:match("^[0-" .. (radix - 1) .. "]*") end
-    if digits == "" then digits = "0" end
-    local bits = radix == 16 and 4 or radix == 8 and 3 or 1
-    if #digits * bits > 52 then return nil end
-    local v = tonumber(digits, radix)
-    if not v then return nil end
-    -- a hex float's binary exponent (0x1.8p3, strtod and Lua)
-    local p = radix == 16 and s:match("^%-?0[xX]%x+[pP]([-+]?%d+)")
-    if p and #p < 5 then v = v * 2.0 ^ tonumber(p) end
-    if sign == "-" then v = -v end
-    if v ~= math.floor(v) or math.abs(v) >= 2 ^ 53 then return v, nil end
-    return v, ("%.0f"):format(v)
-  end
-  for _, pat in ipairs(DECIMAL_STARTS) do
-    local t = s:match(pat)
-    if t and t:find("%d") then
-      t = t:gsub("%.$", ""):gsub("^(%-?)%.", "%10.", 1)
-      local x = tonumber(t)
-      if x then return x, M.number_value(t) end
+  local sign = s:byte(1) == 45 and "-" or ""
+  local b = sign == "-" and s:sub(2) or s
+  local rc = b:match("^0([xXbBoO])")
+  if rc then
+    local radix = RADIX[rc]
+    local rest = b:sub(3):gsub("^0+", "")
+    if rest == "" or not rest:find("^" .. RADIX_DIGIT[radix]) and rest:byte(1) ~= 46 then rest = "0" .. rest end
+    local t = number_start(rest:sub(1, 401), RADIX_DIGIT[radix], radix == 16 and "[pP]" or "%z")
+    if not t or #t > 400 then return nil end
+    if radix == 16 and t:find("[.pP]") then
+      local x = tonumber(sign .. "0x" .. t)
+      if not x then return nil end
+      return x, (x == math.floor(x) and math.abs(x) < 2 ^ 63) and ("%.0f"):format(x) or nil
     end
+    if #t * (radix == 16 and 4 or radix == 8 and 3 or 1) > 63 then return nil end
+    local v = tonumber(t, radix)
+    if not v then return nil end
+    if sign == "-" then v = -v end
+    return v, ("%d"):format(v)
   end
-  return nil
+  b = b:gsub("^0+(%d)", "%1")
+  local t = number_start(b:sub(1, 401), "%d", "[eE]")
+  if not t or #t > 400 then return nil end
+  t = sign .. t:gsub("%.$", ""):gsub("^%.", "0.")
+  local x = tonumber(t)
+  if not x then return nil end
+  return x, M.number_value(t)
 end
 
 --- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil

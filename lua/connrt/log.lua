@@ -137,7 +137,7 @@ local function charset_forms(s)
   return forms
 end
 
-local function build_spellings()
+local function build_spellings(min)
   local list, seen = {}, {}
   local function add(v)
     if not seen[v] then seen[v] = true; list[#list + 1] = v end
@@ -148,7 +148,9 @@ local function build_spellings()
   end
   local all = {}
   for secret in pairs(secrets) do
-    for _, s in ipairs(charset_forms(secret)) do all[#all + 1] = s end
+    if #secret >= (min or 0) then
+      for _, s in ipairs(charset_forms(secret)) do all[#all + 1] = s end
+    end
   end
   for _, s in ipairs(all) do
     add(s)
@@ -255,6 +257,8 @@ end
 -- parameter of another URL (a redirect_uri, a `next=`) is encoded once more, so a secret
 -- in it comes as %252B, and once more again inside a third.
 local PERCENT_LAYERS = 3
+-- The length of a secret that text kept in clear is refused for (M.holds's `strong`).
+local STRONG = 8
 -- How many times longer than a value its spelling in a text can be: each byte
 -- percent-encoded PERCENT_LAYERS times over (three bytes for one each time), each of
 -- those JSON-escaped (\u00XX: six).
@@ -311,6 +315,10 @@ end
 local function build()
   if spellings then return end
   spellings, breaks = build_spellings(), build_breaks()
+  -- the spellings of the secrets of 8 bytes or more: what text kept in clear is refused
+  -- for (a 4-digit PIN is in one id of a thousand; redacting it there is cheap, failing a
+  -- connect for it is not)
+  breaks.strong = build_spellings(STRONG)
   local longest = 0
   for _, sp in ipairs(spellings) do
     if #sp > longest then longest = #sp end
@@ -338,15 +346,17 @@ function M.spelled_within(class)
 end
 
 -- Where the known secrets are in `s`, in any spelling: merged ranges {a, b}, in order.
-local function ranges(s)
+-- (`list`: other spellings to look for, breaks.strong.)
+local function ranges(s, list)
   if not next(secrets) then return {} end
   build()
+  list = list or spellings
   -- hits as start << 28 | length - 1 (a hit spans far less than 256 MB): sorting the
   -- numbers sorts by start without a comparison function
   local hits = {}
   for _, view in ipairs(views(s)) do
     local t, maps = view[1], view[2]
-    local found = find_all(t, spellings) -- a1, b1, a2, b2, ...
+    local found = find_all(t, list) -- a1, b1, a2, b2, ...
     for k = 1, #found, 2 do
       local a, b = found[k], found[k + 1]
       if maps then
@@ -380,11 +390,14 @@ end
 
 --- True when M.redact would hide something in `s`: the same search, without the ranges
 -- (a text without '%', '+' or '\\' is its only view).
-function M.holds(s)
+-- With `strong`, only of the secrets of 8 bytes or more (breaks.strong).
+function M.holds(s, strong)
   if not next(secrets) then return false end
   build()
-  if not s:find("[%%+\\]") then return #find_all(s, spellings) > 0 end
-  return #ranges(s) > 0
+  local list = strong and breaks.strong or spellings
+  if #list == 0 then return false end
+  if not s:find("[%%+\\]") then return #find_all(s, list) > 0 end
+  return #ranges(s, list) > 0
 end
 
 --- Returns `text` with every spelling of every registered secret replaced by
@@ -428,11 +441,11 @@ end
 -- list`), so it must hold none, in no spelling its printing makes either.
 -- (Also as JSON writes it, `/` as `\/`: the --json lines, `connrt list --json`.)
 -- (And as a table cell of `connrt list`, each unprintable character a "?": format.clean.)
-function M.shows_secret(s)
-  if M.holds(s) then return true end
+function M.shows_secret(s, strong)
+  if M.holds(s, strong) then return true end
   local json = require("cjson").encode(s)
-  return M.holds(text.escape_controls(s)) or M.holds(json) or M.holds(text.escape_controls(json))
-    or M.holds(require("connrt.format").clean(s))
+  return M.holds(text.escape_controls(s), strong) or M.holds(json, strong)
+    or M.holds(text.escape_controls(json), strong) or M.holds(require("connrt.format").clean(s), strong)
 end
 
 -- What a number's spellings are made of (json.number_spellings, and '+' read as ' ').
@@ -440,13 +453,13 @@ M.NUMBER_CHARS = "%d.eE+%- "
 
 --- True when a run of `s` that a reader takes for a number (json.reader_number) is a
 -- secret of digits in one of its spellings.
-function M.number_in_text(s)
+function M.number_in_text(s, strong)
   if not M.spelled_within(M.NUMBER_CHARS) then return false end
   local json = require("connrt.json")
   for _, runs in ipairs({ "[%w._+-]+", "[%w._]+" }) do
     for run in s:gmatch(runs) do
       local x, exact = json.reader_number(run)
-      if x and (exact and M.holds(exact) or M.value_shows_secret(x)) then return true end
+      if x and (exact and M.holds(exact, strong) or M.value_shows_secret(x, strong)) then return true end
     end
   end
   return false
@@ -454,11 +467,13 @@ end
 
 --- True when value `v` (a string, or a number in any of its spellings) spells a secret as
 -- M.shows_secret says: a value kept in clear is printed as JSON, a number as digits.
-function M.value_shows_secret(v)
-  if type(v) == "string" then return M.shows_secret(v) or M.number_in_text(v) end
+-- (`strong`: of the secrets of 8 bytes or more only, for text a connect or a refresh is
+-- refused for, M.holds.)
+function M.value_shows_secret(v, strong)
+  if type(v) == "string" then return M.shows_secret(v, strong) or M.number_in_text(v, strong) end
   if math.type(v) == nil then return false end
   for _, sp in ipairs(require("connrt.json").number_spellings(v)) do
-    if M.holds(sp) then return true end
+    if M.holds(sp, strong) then return true end
   end
   return false
 end
@@ -483,9 +498,16 @@ end
 -- redactor no longer knows, and not inside a "[redacted]" or a UTF-8 character.
 function M.clip(s, n)
   if #s <= n then return s end
-  -- (all of it: a secret the cut would split may begin anywhere in the first n bytes of
-  -- the kept form, which its hidden spellings make shorter than the text)
-  local t = M.kept(s)
+  -- the kept form of a start of `s` long enough that a secret it ends in the middle of
+  -- (whose spelling the redactor cannot know there) lies past the cut: hidden spellings
+  -- make the kept form shorter than the text, so the start doubles until its kept form
+  -- reaches that far (escapes: up to six bytes a byte), or is all of `s`
+  local need, w, t = n + 6 * M.span(), n + M.span()
+  while true do
+    t = M.kept(s:sub(1, w))
+    if #t >= need or w >= #s then break end
+    w = w * 2
+  end
   if #t <= n then return t end
   local cut = n
   -- not inside a "[redacted]" that runs past the cut
@@ -500,7 +522,10 @@ function M.clip(s, n)
     local b = t:byte(cut + 1)
     if cut > 0 and b and b >= 0x80 and b < 0xC0 then cut = cut - 1 end
   end
-  return t:sub(1, cut)
+  -- and what the cut leaves must show none either (0x461D2F80 cut to 0x461D2F8)
+  local out = t:sub(1, cut)
+  if M.shows_secret(out) or M.number_in_text(out) then return "[redacted]" end
+  return out
 end
 
 --- `s` cut to about `n` bytes as it is (a hook's part of a large body, which the hook

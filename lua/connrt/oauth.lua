@@ -219,7 +219,7 @@ end
 
 -- Raises a provider error when a text kept in clear carries one of the token's secrets.
 local function no_token_inside(tok, where, what, v)
-  if type(v) == "number" and log.value_shows_secret(v) then
+  if type(v) == "number" and log.value_shows_secret(v, true) then
     errors.raise("provider", "%s: %s carries a secret (in some spelling), and it would be kept in clear; nothing was "
       .. "stored", where, what)
   end
@@ -232,7 +232,7 @@ local function no_token_inside(tok, where, what, v)
     end
   end
   -- (and any spelling of a secret the redactor knows: the answer's were learned first)
-  if log.shows_secret(v) then
+  if log.value_shows_secret(v, true) then
     errors.raise("provider", "%s: %s carries a secret (in some spelling), and it would be kept in clear; nothing was "
       .. "stored", where, what)
   end

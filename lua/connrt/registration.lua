@@ -56,7 +56,7 @@ end
 --- Raises a provider error when a registered client's id carries its secret (or another
 -- secret connrt handled) in any spelling: the id is kept and shown in clear.
 function M.check_client_id(id, where)
-  if log.shows_secret(id) then
+  if log.value_shows_secret(id, true) then
     errors.raise("provider", "%s registered a client whose client_id carries its client_secret (or another secret); "
       .. "the id is kept and shown in clear, so nothing was stored", where)
   end

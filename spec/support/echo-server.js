@@ -33,9 +33,10 @@
 //                    that order and with the names' case as given (_nodate: without Date)
 //   /gzip            a gzip-encoded text body (Content-Encoding: gzip)
 //   /early-hints     a 103 Early Hints (with a Link header) before the final 200
-//   /repeat?status=N&type=T&head=H&unit=U&n=N&tail=X
+//   /repeat?status=N&type=T&head=H&unit=U&n=N&tail=X[&hex]
 //                    answers N (default 200) with Content-Type T and the body H, U
-//                    repeated N times, X: adversarial answers of any size (linear_spec)
+//                    repeated N times, X: adversarial answers of any size (linear_spec);
+//                    with hex, H, U and X are given in hex
 //   /exit            answers, then exits
 import http from 'node:http';
 import https from 'node:https';
@@ -168,8 +169,14 @@ const server = (tls ? (h) => https.createServer(tls, h) : (h) => http.createServ
       const gz = zlib.gzipSync(Buffer.from('hello, compressed world\n'.repeat(100)));
       send(res, 200, gz, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' });
     } else if (path === '/repeat') {
-      const q = (k, d) => url.searchParams.get(k) ?? d;
-      const body = q('head', '') + q('unit', '').repeat(Number(q('n', '0'))) + q('tail', '');
+      // (&hex: head, unit and tail given in hex, so a URL that carries a token answer
+      // does not carry the token in a spelling connrt knows: it keeps URLs in clear)
+      const raw = (k, d) => url.searchParams.get(k) ?? d;
+      const q = url.searchParams.has('hex')
+        ? (k, d) => (['head', 'unit', 'tail'].includes(k) ? Buffer.from(raw(k, ''), 'hex').toString('latin1') : raw(k, d))
+        : raw;
+      const body = Buffer.from(q('head', '') + q('unit', '').repeat(Number(q('n', '0'))) + q('tail', ''),
+        url.searchParams.has('hex') ? 'latin1' : 'utf8');
       send(res, Number(q('status', '200')), body, { 'Content-Type': q('type', 'text/plain') });
     } else if (path === '/early-hints') {
       res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });

@@ -32,7 +32,7 @@ function M.check_clear(rec, where)
   local function walk(v, path, depth)
     if type(v) == "table" and depth < 8 then
       for k, x in pairs(v) do walk(x, path .. "." .. tostring(k), depth + 1) end
-    elseif (type(v) == "string" or type(v) == "number") and log.value_shows_secret(v) then
+    elseif (type(v) == "string" or type(v) == "number") and log.value_shows_secret(v, true) then
       errors.raise("provider", "%s: the connection's %s would show a secret of it in clear; nothing was saved", where,
         path)
     end

@@ -62,7 +62,7 @@ function M.check_no_secret(ctx, token, values, from)
       end
     end
     -- and in any spelling the redactor knows of any secret this connect handled
-    if log.value_shows_secret(v) then
+    if log.value_shows_secret(v, true) then
       errors.raise(from[k] and "connector" or "provider", "%s: %s value %s carries a secret of the connection (in "
         .. "some spelling); values are kept in clear, so nothing was saved", ctx.c.path, from[k] or "the token's", k)
     end
