@@ -70,6 +70,8 @@ local CASES = {
       json = { a = ("1"):rep(MB) } }, "json")
     assert(out:find('"body":{"a":"111', 1, true))
     assert(#log.clip(("x"):rep(4 * MB), 2000) == 2000)
+    -- a text that shows a secret however it is kept: its first start that does says so
+    assert(log.clip("x-7351986.4e1 " .. ("1 "):rep(MB), 2000) == "[redacted]")
   ]] },
   { "a secret of a megabyte of newlines between two letters", [[
     require("connrt.log").secret("a" .. ("\n"):rep(MB) .. "b")

@@ -387,6 +387,7 @@ describe("numbers as readers take them (json.reader_number, log.value_shows_secr
         { "0x0000000000000000461d2f8", 73519864 }, { "0x8C3A5F.0p3", 73519864 }, { "0x.461D2F8p28", 73519864 },
         { "0x8C3A5Fp00003", 73519864 }, { "0b100011000011101001011111000", 73519864 }, { "0o430351370", 73519864 },
         { "0x122310E854B0CC", 5105105105105100 }, { "7351986.4e1abc", 73519864 }, { "7351986.4e1.", 73519864 },
+        { "0x112210F47DE98115", 1234567890123456789 }, { "7351.9864" .. ("0"):rep(400) .. "e4", 73519864 },
         { "0073519864", 73519864 }, { ".5", 0.5 } }) do
       local x = json.reader_number(case[1])
       assert.equal(case[2], x, case[1])
@@ -402,8 +403,15 @@ describe("numbers as readers take them (json.reader_number, log.value_shows_secr
     log.secret("9999")
     assert.is_true(log.value_shows_secret("read 0x461D2F8", true))
     assert.is_true(log.value_shows_secret(7351986.4e1, true))
-    -- a 4-byte PIN in an id, and 19.99's 17-digit rounding (19.989999999999998)
+    -- a 4-byte PIN in an id, and 19.99's 17-digit rounding (19.989999999999998); a
+    -- shorter secret is refused as a whole word, or a number's whole value
     assert.is_false(log.value_shows_secret("175928847299999063", true))
+    log.secret("735198")
+    assert.is_true(log.value_shows_secret("735198", true))
+    assert.is_true(log.value_shows_secret("t-735198", true))
+    assert.is_true(log.value_shows_secret(735198, true))
+    assert.is_true(log.value_shows_secret("0x000B37DE", true))
+    assert.is_false(log.value_shows_secret("1735198", true))
     assert.is_false(log.value_shows_secret("Pro plan 19.99 EUR"))
     assert.is_false(log.value_shows_secret(19.99))
     -- a cut that would leave a secret's spelling (0x461D2F80 cut after 0x461D2F8)

@@ -156,15 +156,27 @@ function M.reader_number(r)
       if not x then return nil end
       return x, (x == math.floor(x) and math.abs(x) < 2 ^ 63) and ("%.0f"):format(x) or nil
     end
-    if #t * (radix == 16 and 4 or radix == 8 and 3 or 1) > 63 then return nil end
+    local bits = #t * (radix == 16 and 4 or radix == 8 and 3 or 1)
+    if bits > 66 then return nil end
     local v = tonumber(t, radix)
     if not v then return nil end
-    if sign == "-" then v = -v end
-    return v, ("%d"):format(v)
+    -- up to 64 bits, unsigned (an integer past 2^63 wraps negative): its digits as those
+    -- of q * 10 + r, each exact
+    local q = (v >> 1) // 5
+    local exact = q > 0 and ("%d%d"):format(q, v - q * 10) or ("%d"):format(v - q * 10)
+    if bits > 64 and #("%x"):format(v) < #t:gsub("^0+", "") then return nil end
+    local x = v < 0 and (v + 0.0) + 2.0 ^ 64 or v
+    if sign == "-" then x, exact = -x, "-" .. exact end
+    return x, exact
   end
   b = b:gsub("^0+(%d)", "%1")
-  local t = number_start(b:sub(1, 401), "%d", "[eE]")
-  if not t or #t > 400 then return nil end
+  local t = number_start(b, "%d", "[eE]")
+  if not t then return nil end
+  -- zeros that end a fraction change nothing (7351986.4000...0)
+  local mantissa, exponent = t:match("^([^eE]*)(.*)$")
+  if mantissa:find(".", 1, true) then mantissa = mantissa:sub(1, mantissa:match(".*()[^0]")) end
+  t = mantissa .. exponent
+  if #t > 400 then return nil end
   t = sign .. t:gsub("%.$", ""):gsub("^%.", "0.")
   local x = tonumber(t)
   if not x then return nil end

@@ -459,7 +459,9 @@ function M.number_in_text(s, strong)
   for _, runs in ipairs({ "[%w._+-]+", "[%w._]+" }) do
     for run in s:gmatch(runs) do
       local x, exact = json.reader_number(run)
-      if x and (exact and M.holds(exact, strong) or M.value_shows_secret(x, strong)) then return true end
+      if x and (exact and (M.holds(exact, strong) or (strong and secrets[exact])) or M.value_shows_secret(x, strong)) then
+        return true
+      end
     end
   end
   return false
@@ -467,13 +469,32 @@ end
 
 --- True when value `v` (a string, or a number in any of its spellings) spells a secret as
 -- M.shows_secret says: a value kept in clear is printed as JSON, a number as digits.
--- (`strong`: of the secrets of 8 bytes or more only, for text a connect or a refresh is
--- refused for, M.holds.)
+-- True when a word of `s` (a run between blanks and punctuation, or of letters and
+-- digits) is a registered secret shorter than STRONG bytes: a PIN kept as an account id
+-- or in "t-735198", where a search inside words would find one in every long id.
+local function short_word(s)
+  local any = false
+  for secret in pairs(secrets) do
+    if #secret < STRONG then any = true break end
+  end
+  if not any then return false end
+  for _, words in ipairs({ "[^%s\"',;:/?&=()%[%]{}<>]+", "[%w]+" }) do
+    for w in s:gmatch(words) do
+      if #w < STRONG and secrets[w] then return true end
+    end
+  end
+  return false
+end
+
+-- (`strong`: of the secrets of 8 bytes or more in any spelling, and the shorter ones as
+-- whole words (short_word), for text a connect or a refresh is refused for, M.holds.)
 function M.value_shows_secret(v, strong)
-  if type(v) == "string" then return M.shows_secret(v, strong) or M.number_in_text(v, strong) end
+  if type(v) == "string" then
+    return M.shows_secret(v, strong) or M.number_in_text(v, strong) or (strong and short_word(v)) or false
+  end
   if math.type(v) == nil then return false end
   for _, sp in ipairs(require("connrt.json").number_spellings(v)) do
-    if M.holds(sp, strong) then return true end
+    if M.holds(sp, strong) or (strong and short_word(sp)) then return true end
   end
   return false
 end
@@ -505,6 +526,8 @@ function M.clip(s, n)
   local need, w, t = n + 6 * M.span(), n + M.span()
   while true do
     t = M.kept(s:sub(1, w))
+    -- (a start that shows a secret however it is kept: so does all of it)
+    if t == "[redacted]" then return t end
     if #t >= need or w >= #s then break end
     w = w * 2
   end

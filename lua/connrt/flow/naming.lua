@@ -20,7 +20,6 @@ function M.render(c, scope)
   -- name that spells one (a test API that echoes a key) is kept as connrt would show it,
   -- redacted; a unique id that does fails the connect (redacted, two accounts could
   -- become one)
-  name = log.kept(name)
   if #unique_id <= limits.UNIQUE_ID_BYTES and log.value_shows_secret(unique_id, true) then
     errors.fail("provider", "bad_answer", "%s: unique_id rendered from the test API's answer carries a secret of the "
       .. "connection, and it would be kept in clear; nothing was saved", c.path)
@@ -31,7 +30,8 @@ function M.render(c, scope)
         .. "keeps; nothing was saved", c.path, p[1], #p[2], p[3])
     end
   end
-  return name, unique_id
+  -- (kept once it is known to be small)
+  return log.kept(name), unique_id
 end
 
 return M
