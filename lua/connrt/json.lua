@@ -8,8 +8,11 @@
 --                        nil when it is not JSON as RFC 8259 writes it (or a token fails
 --                        its check); a check may give a token to write in its place
 --   json.number_value(t) a JSON number's exact value in plain decimal digits
---   json.number_spellings(v)  the ways a number is written (cjson's, 15-17 digits, exact)
+--   json.number_spellings(v)  the ways a number is written (cjson's, the shortest that
+--                        reads back, an integer's digits)
 --   json.reader_number(r) a run of text as a number readers take it for, or nil
+--   json.any_number_run(s, fn)  whether fn(run) is true for a run of `s` a reader may
+--                        take for a number
 --
 -- Written: a number JSON cannot spell (1e999, read as infinity) is written null, as
 -- JavaScript's JSON.stringify writes it; and a document read at the decoder's depth
@@ -136,7 +139,7 @@ local RADIX_DIGIT = { [16] = "%x", [2] = "[01]", [8] = "[0-7]" }
 -- none. The readers: JSON, and what Python's float() and int(s, 0), JavaScript's
 -- Number(), parseFloat() and parseInt(), and C's strtod() accept in ASCII: a leading
 -- "+", "_" between digits, leading zeros, ".5", a trailing ".", a number followed by
--- letters, hex (hex floats too), binary and octal up to 63 bits. Not digits of other
+-- letters, hex (hex floats too), binary and octal up to 64 bits. Not digits of other
 -- scripts (Python reads "٧٣"), nor words. Linear in `r`: leading zeros are dropped, a
 -- number of more than 400 digits is none, and the scans never backtrack.
 function M.reader_number(r)
@@ -156,15 +159,19 @@ function M.reader_number(r)
       if not x then return nil end
       return x, (x == math.floor(x) and math.abs(x) < 2 ^ 63) and ("%.0f"):format(x) or nil
     end
-    local bits = #t * (radix == 16 and 4 or radix == 8 and 3 or 1)
-    if bits > 66 then return nil end
+    -- the bits it needs: its first digit's, and each further digit's (t has no leading
+    -- zero but for "0" itself)
+    local per, lead = radix == 16 and 4 or radix == 8 and 3 or 1, tonumber(t:sub(1, 1), radix)
+    if not lead then return nil end
+    local bits = (#t - 1) * per
+    while lead > 0 do bits, lead = bits + 1, lead >> 1 end
+    if bits > 64 then return nil end
     local v = tonumber(t, radix)
     if not v then return nil end
     -- up to 64 bits, unsigned (an integer past 2^63 wraps negative): its digits as those
     -- of q * 10 + r, each exact
     local q = (v >> 1) // 5
     local exact = q > 0 and ("%d%d"):format(q, v - q * 10) or ("%d"):format(v - q * 10)
-    if bits > 64 and #("%x"):format(v) < #t:gsub("^0+", "") then return nil end
     local x = v < 0 and (v + 0.0) + 2.0 ^ 64 or v
     if sign == "-" then x, exact = -x, "-" .. exact end
     return x, exact
@@ -181,6 +188,21 @@ function M.reader_number(r)
   local x = tonumber(t)
   if not x then return nil end
   return x, M.number_value(t)
+end
+
+-- The runs of a text a reader may take for a number: with its sign and exponent signs,
+-- and without them (the 7351986.4e1 in "x-7351986.4e1-y").
+local NUMBER_RUNS = { "[%w._+-]+", "[%w._]+" }
+
+--- True when fn(run) is true for a run of `s` that a reader may take for a number
+-- (json.reader_number reads it); each run is handed over once per kind of run.
+function M.any_number_run(s, fn)
+  for _, runs in ipairs(NUMBER_RUNS) do
+    for run in s:gmatch(runs) do
+      if fn(run) then return true end
+    end
+  end
+  return false
 end
 
 --- JSON text `s` (which cjson has read) without the blanks between its tokens, or nil

@@ -319,6 +319,9 @@ local function build()
   -- for (a 4-digit PIN is in one id of a thousand; redacting it there is cheap, failing a
   -- connect for it is not)
   breaks.strong = build_spellings(STRONG)
+  for secret in pairs(secrets) do
+    if #secret < STRONG then breaks.short = true end
+  end
   local longest = 0
   for _, sp in ipairs(spellings) do
     if #sp > longest then longest = #sp end
@@ -456,15 +459,10 @@ M.NUMBER_CHARS = "%d.eE+%- "
 function M.number_in_text(s, strong)
   if not M.spelled_within(M.NUMBER_CHARS) then return false end
   local json = require("connrt.json")
-  for _, runs in ipairs({ "[%w._+-]+", "[%w._]+" }) do
-    for run in s:gmatch(runs) do
-      local x, exact = json.reader_number(run)
-      if x and (exact and (M.holds(exact, strong) or (strong and secrets[exact])) or M.value_shows_secret(x, strong)) then
-        return true
-      end
-    end
-  end
-  return false
+  return json.any_number_run(s, function(run)
+    local x, exact = json.reader_number(run)
+    return x and (exact and (M.holds(exact, strong) or (strong and secrets[exact])) or M.value_shows_secret(x, strong))
+  end)
 end
 
 --- True when value `v` (a string, or a number in any of its spellings) spells a secret as
@@ -473,11 +471,9 @@ end
 -- digits) is a registered secret shorter than STRONG bytes: a PIN kept as an account id
 -- or in "t-735198", where a search inside words would find one in every long id.
 local function short_word(s)
-  local any = false
-  for secret in pairs(secrets) do
-    if #secret < STRONG then any = true break end
-  end
-  if not any then return false end
+  if not next(secrets) then return false end
+  build()
+  if not breaks.short then return false end
   for _, words in ipairs({ "[^%s\"',;:/?&=()%[%]{}<>]+", "[%w]+" }) do
     for w in s:gmatch(words) do
       if #w < STRONG and secrets[w] then return true end
@@ -505,11 +501,16 @@ end
 -- may be printed, nor a secret of digits as a number a reader takes from it
 -- (M.number_in_text); else as connrt prints it (M.shown_line: its escapes too are
 -- redacted) when that shows none; else "[redacted]" whole.
+-- Whether text shows a secret as kept text may (M.kept, M.clip).
+local function kept_shows(t)
+  return M.shows_secret(t) or M.number_in_text(t)
+end
+
 function M.kept(s)
   local t = M.redact(s)
-  if not M.shows_secret(t) and not M.number_in_text(t) then return t end
+  if not kept_shows(t) then return t end
   t = M.shown_line(s)
-  if not M.shows_secret(t) and not M.number_in_text(t) then return t end
+  if not kept_shows(t) then return t end
   return "[redacted]"
 end
 
@@ -547,7 +548,7 @@ function M.clip(s, n)
   end
   -- and what the cut leaves must show none either (0x461D2F80 cut to 0x461D2F8)
   local out = t:sub(1, cut)
-  if M.shows_secret(out) or M.number_in_text(out) then return "[redacted]" end
+  if kept_shows(out) then return "[redacted]" end
   return out
 end
 

@@ -219,19 +219,17 @@ end
 
 -- Raises a provider error when a text kept in clear carries one of the token's secrets.
 local function no_token_inside(tok, where, what, v)
-  if type(v) == "number" and log.value_shows_secret(v, true) then
-    errors.raise("provider", "%s: %s carries a secret (in some spelling), and it would be kept in clear; nothing was "
-      .. "stored", where, what)
-  end
-  if type(v) ~= "string" then return end
-  for _, k in ipairs({ "access_token", "refresh_token", "id_token" }) do
-    local s = tok[k]
-    if s and #s >= 8 and v:find(s, 1, true) then
-      errors.raise("provider", "%s: %s carries the %s, and it would be kept in clear; nothing was stored", where, what,
-        k:gsub("_", " "))
+  if type(v) == "string" then
+    for _, k in ipairs({ "access_token", "refresh_token", "id_token" }) do
+      local s = tok[k]
+      if s and #s >= 8 and v:find(s, 1, true) then
+        errors.raise("provider", "%s: %s carries the %s, and it would be kept in clear; nothing was stored", where,
+          what, k:gsub("_", " "))
+      end
     end
   end
-  -- (and any spelling of a secret the redactor knows: the answer's were learned first)
+  -- (and any spelling of a secret the redactor knows, a number's too: the answer's were
+  -- learned first)
   if log.value_shows_secret(v, true) then
     errors.raise("provider", "%s: %s carries a secret (in some spelling), and it would be kept in clear; nothing was "
       .. "stored", where, what)

@@ -92,19 +92,8 @@ local function checks(text)
   function c.number(x, exact)
     if not numeric then return false end
     local key = exact or ("%.17g"):format(x)
-    if known[key] ~= nil then return known[key] end
-    local found = exact ~= nil and log.holds(exact)
-    if not found then
-      local seen = {}
-      for _, sp in ipairs(json.number_spellings(x)) do
-        if not seen[sp] then
-          if log.holds(sp) then found = true break end
-          seen[sp] = true
-        end
-      end
-    end
-    known[key] = found
-    return found
+    if known[key] == nil then known[key] = (exact ~= nil and log.holds(exact)) or log.value_shows_secret(x) end
+    return known[key]
   end
   -- string `v` (decoded) spells a secret: in the redactor's views, or, in any run of it
   -- a reader may take for a number (the whole string, a number in JSON inside it, or in
@@ -112,21 +101,23 @@ local function checks(text)
   function c.string(v)
     if not strings_clean and log.holds(v) then return true end
     if not numeric then return false end
-    for _, runs in ipairs({ "[%w._+-]+", "[%w._]+" }) do
-      for run in v:gmatch(runs) do
-        c.turn()
-        local hit = runs_known[run]
-        if hit == nil then
-          local x, exact = json.reader_number(run)
-          hit = x ~= nil and c.number(x, exact)
-          runs_known[run] = hit
-        end
-        if hit then return true end
+    return json.any_number_run(v, function(run)
+      c.turn()
+      if runs_known[run] == nil then
+        local x, exact = json.reader_number(run)
+        runs_known[run] = x ~= nil and c.number(x, exact)
       end
-    end
-    return false
+      return runs_known[run]
+    end)
   end
   return c
+end
+
+-- String `v`, which spells a secret (checks' c.string), redacted; "[redacted]" when
+-- the redactor finds nothing to hide in it (it spells the secret as a number).
+local function hidden_string(v)
+  local hidden = log.redact(v)
+  return hidden ~= v and hidden or "[redacted]"
 end
 
 -- A decoded JSON value with every secret hidden before it is encoded again: strings and
@@ -137,8 +128,7 @@ local function hide(x, c)
   if t == "string" then
     c.turn()
     if not c.string(x) then return x end
-    local hidden = log.redact(x)
-    return hidden ~= x and hidden or "[redacted]"
+    return hidden_string(x)
   end
   if t == "number" then
     c.turn()
@@ -191,8 +181,7 @@ function M.stdout(resp, form)
         local v = decode(str)
         if type(v) ~= "string" then return false end
         if not c.string(v) then return true end
-        local hidden = log.redact(v)
-        return cjson.encode(hidden ~= v and hidden or "[redacted]")
+        return cjson.encode(hidden_string(v))
       end)
     end
     body_text = body_text or cjson.encode(hide(body, c))
