@@ -9,6 +9,7 @@ local cjson = require("cjson")
 local h = require("support.helpers")
 local limits = require("connrt.limits")
 local prov = require("support.provider")
+local proxies = require("support.proxy")
 
 describe("the decoded size of a JSON answer #integration", function()
   local p, tmp, home, id
@@ -21,6 +22,7 @@ describe("the decoded size of a JSON answer #integration", function()
     home, id = prov.connect(p, path)
   end)
   teardown(function()
+    proxies.stop_all()
     p.stop()
     h.rmdir(home)
     h.rmdir(tmp)
@@ -42,6 +44,22 @@ describe("the decoded size of a JSON answer #integration", function()
     assert.equal("", res.stdout)
     -- decoded, it took over 1 GB; the answer itself is 30 MB
     assert.is_true(res.max_rss_kb < 400 * 1024, res.max_rss_kb .. " KB")
+  end)
+
+  it("through CONNRT_PROXY: the same status line, error and exit status as the direct path", function()
+    -- the proxy renders --json's output where the secrets are known; when it cannot, the
+    -- command still prints the upstream's status line before the error, as it does direct
+    p.mode({ api = "bigjson", count = 2 * 1000 * 1000 })
+    local direct = request({ "--json" })
+    assert.equal(5, direct.code, direct.stderr)
+    local px = proxies.start(home, { "--socket", tmp .. "/proxy.sock", "--workers", "1" })
+    local via = h.connrt({ "request", id, p.origin .. "/api/items", "--json" },
+      { env = { CONNRT_HOME = home, CONNRT_PROXY = tmp .. "/proxy.sock" }, timeout = 120 })
+    px.stop()
+    assert.matches("^200 " .. p.origin:gsub("%p", "%%%0") .. "/api/items\n", direct.stderr)
+    assert.equal(direct.code, via.code, via.stderr)
+    assert.equal(direct.stderr, via.stderr)
+    assert.equal("", via.stdout)
   end)
 
   it("prints the same answer as it is without --json", function()

@@ -670,11 +670,14 @@ end
 -- Reports a failure on standard error and returns its exit status: the message (and a
 -- pipeline script's traceback lines), or for anything that is not an error object (a
 -- bug) the message and its traceback, one line each. With --json, the last line is
--- {"error": {"kind", "reason", "message"}}, the message redacted like the lines above.
+-- {"error": {"kind", "reason", "message"}}, the message kept like the lines above.
 local function fail(e)
   local kind, reason, message
   if errors.is(e) then
-    kind, reason, message = e.kind, e.reason, e.message
+    -- in its kept form (log.kept), as connrt proxy hands a message to `connrt request`
+    -- through CONNRT_PROXY: both paths print the same line, and a message that shows a
+    -- secret in one of the ways it is printed (its --json line) is hidden in all of them
+    kind, reason, message = e.kind, e.reason, log.kept(e.message)
     log.err("connrt: %s", message)
     for _, line in ipairs(e.lines or {}) do log.err("%s", line) end
   else

@@ -197,8 +197,15 @@ local function failure(err, answered)
     return status, headers, body
   end
   if errors.is(err) then
-    return json_error(err.reason == "timeout" and 504 or STATUS[err.kind] or 502, err.kind, err.message,
-      { reason = err.reason })
+    local status, headers, body = json_error(err.reason == "timeout" and 504 or STATUS[err.kind] or 502, err.kind,
+      err.message, { reason = err.reason })
+    -- an upstream's answer connrt request could not print (forward): its status and URL,
+    -- which the command prints before the error, as the direct path does
+    if err.shown then
+      headers[#headers + 1] = { "Connrt-Shown-Status", tostring(err.shown.status) }
+      headers[#headers + 1] = { "Connrt-Shown-Url", err.shown.url }
+    end
+    return status, headers, body
   end
   log.err("connrt proxy: internal error: %s", tostring(err))
   return json_error(500, "internal", "internal error in the proxy")
@@ -676,8 +683,15 @@ function Worker:forward(req, ref, rest)
   -- redacted (an answer with neither this nor Connrt-Error is the HTTP parser's, written
   -- before anything was sent: via_proxy.lua)
   if form then
-    return resp.status, { { "Connrt-Shown", form }, { "Connrt-Shown-Url", log.redact(target) } },
-      shown.stdout(resp, form), conn:id(), resp.stream
+    local shown_url = log.redact(target)
+    local ok, out = pcall(shown.stdout, resp, form)
+    if not ok then
+      -- the direct path prints the status line before this failure (a body too large to
+      -- decode for --json): the error answer says the status it had (failure)
+      if errors.is(out) then out.shown = { status = resp.status, url = shown_url } end
+      error(out, 0)
+    end
+    return resp.status, { { "Connrt-Shown", form }, { "Connrt-Shown-Url", shown_url } }, out, conn:id(), resp.stream
   end
   local out, rlist, rnames = {}, resp.header_list, {}
   -- a name with whitespace before its colon is trimmed (RFC 9112 5.1: a proxy removes it),

@@ -322,7 +322,13 @@ function M.request(req)
     return req.write, limits.ANSWER_BODY * require("connrt.shown").MAX_GROWTH
   end)
   if not resp then notice(path, why) return nil end
-  if resp.headers["connrt-error"] then raise_from(path, resp) end
+  if resp.headers["connrt-error"] then
+    -- an upstream answered, and the proxy could not render its answer for this form (a
+    -- body too large to decode for --json): its status line first, as the direct path
+    local status = tonumber((resp.headers["connrt-shown-status"] or ""):match("^[1-9]%d%d$"))
+    if status then req.on_status(status, M.shown_url(req.url, resp.headers["connrt-shown-url"]) or req.url) end
+    raise_from(path, resp)
+  end
   if not resp.headers["connrt-shown"] then
     -- the proxy's HTTP parser answered (a body over its --max-body, a head it refuses)
     -- before its handler ran: nothing went upstream, and the direct path gives the answer
