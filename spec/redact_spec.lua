@@ -380,6 +380,25 @@ describe("a record's text kept in clear (flow/record.lua check_clear)", function
   end)
 end)
 
+describe("an error message as every path prints it (errors.kept_message)", function()
+  it("is redacted when no way of printing it shows a secret, else its reason stands in", function()
+    package.loaded["connrt.log"] = nil
+    local log = require("connrt.log")
+    local errors = require("connrt.errors")
+    log.secret("pa\\/ssw0rd-X1")
+    -- redacted where it is spelled as it is
+    assert.equal("refused: [redacted]", errors.kept_message("refused_url", "refused: pa\\/ssw0rd-X1"))
+    -- spelled only as JSON writes it ("/" as "\/"): hidden whole, what refused_url means kept
+    local m = errors.kept_message("refused_url", "redirected to https://evil.example/pa/ssw0rd-X1")
+    assert.equal("[redacted] (refused_url: " .. errors.reason_says.refused_url, m:sub(1, #"[redacted] (refused_url: "
+      + #errors.reason_says.refused_url))
+    assert.is_nil(m:find("ssw0rd", 1, true))
+    -- a message with no secret in it is as it was
+    assert.equal("no such connection: x", errors.kept_message("no_connection", "no such connection: x"))
+    package.loaded["connrt.log"] = nil
+  end)
+end)
+
 describe("numbers as readers take them (json.reader_number, log.value_shows_secret)", function()
   it("reads the ASCII forms of JSON, Python, JavaScript and C readers", function()
     local json = require("connrt.json")

@@ -674,10 +674,10 @@ end
 local function fail(e)
   local kind, reason, message
   if errors.is(e) then
-    -- in its kept form (log.kept), as connrt proxy hands a message to `connrt request`
-    -- through CONNRT_PROXY: both paths print the same line, and a message that shows a
-    -- secret in one of the ways it is printed (its --json line) is hidden in all of them
-    kind, reason, message = e.kind, e.reason, log.kept(e.message)
+    -- in its kept form (errors.kept_message), as connrt proxy hands a message to `connrt
+    -- request` through CONNRT_PROXY: both paths print the same line, and a message that
+    -- shows a secret in one of the ways it is printed (its --json line) is hidden in all
+    kind, reason, message = e.kind, e.reason, errors.kept_message(e.reason, e.message)
     log.err("connrt: %s", message)
     for _, line in ipairs(e.lines or {}) do log.err("%s", line) end
   else

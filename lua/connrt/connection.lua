@@ -216,7 +216,8 @@ function Connection:refresh_grant()
     if errors.is(tok) and tok.reason == "invalid_grant" then
       -- fenced during a refresh: the lease may have gone to a process that rotated the
       -- refresh token this one just had refused; then its tokens stand, not this mark
-      self.st:mark(rec.id, { needs_reconnect = true, last_error = log.kept(tok.message) }, rawget(self, "_fence"))
+      self.st:mark(rec.id, { needs_reconnect = true, last_error = errors.kept_message("needs_reconnect", tok.message) },
+        rawget(self, "_fence"))
       errors.fail("provider", "needs_reconnect", "%s; connection %s needs reconnecting: run `%s` again for this account",
         tok.message, rec.id, again(rec))
     end
@@ -478,7 +479,7 @@ function Connection:refused(resp, what, by_hook, refreshed)
   local why = by_hook and "hooks.expired" or ("refresh_on: " .. resp.status)
   local msg = ("%s: token expired (%s) and cannot be refreshed: connect again with %s"):format(answered,
     why, again(rec))
-  self.st:mark(rec.id, { needs_reconnect = true, last_error = log.kept(msg) })
+  self.st:mark(rec.id, { needs_reconnect = true, last_error = errors.kept_message("needs_reconnect", msg) })
   errors.fail("provider", "needs_reconnect", "%s; connection %s is marked as needing reconnection", msg, rec.id)
 end
 

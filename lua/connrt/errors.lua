@@ -112,10 +112,12 @@ M.reasons = {
 
 M.exit_codes = {}  -- kind -> exit code
 M.reason_kind = {} -- reason -> kind
+M.reason_says = {} -- reason -> what it means
 M.default_reason = {} -- kind -> its general reason
 for _, k in ipairs(M.kinds) do M.exit_codes[k.name] = k.code end
 for _, r in ipairs(M.reasons) do
   M.reason_kind[r[1]] = r[2]
+  M.reason_says[r[1]] = r[3]
   M.default_reason[r[2]] = M.default_reason[r[2]] or r[1]
 end
 
@@ -182,6 +184,19 @@ end
 function M.wrap(e, prefix)
   if M.is(e) then error(make(e.kind, e.reason, prefix .. e.message, e.lines), 0) end
   error(e, 0)
+end
+
+--- The message of a failure of `reason` as connrt prints it, keeps it (a connection's
+-- last_error) or hands it to a process that knows no secret (connrt proxy's JSON error,
+-- which `connrt request` prints): its kept form (log.kept), the same text on every path.
+-- When every way of printing it shows a secret (a provider's text it quotes spells one
+-- as JSON writes it), what the reason means stands in for it, so a person still learns
+-- what went wrong.
+function M.kept_message(reason, message)
+  local kept = require("connrt.log").kept(message)
+  if kept ~= "[redacted]" then return kept end
+  return ("[redacted] (%s: %s; the message itself is hidden, as a way of printing it shows a secret)"):format(
+    reason, M.reason_says[reason] or "see docs/errors.md")
 end
 
 --- Re-raises `e` (one of ours) with another message, keeping its kind and reason; with

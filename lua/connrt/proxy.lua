@@ -170,10 +170,12 @@ local STATUS = { refused = 403, notfound = 404, usage = 400, network = 502, prov
 -- --json error line, of the message as JSON writes it), which could spell an upstream's
 -- Latin-1 echo of a key as the \u00e4 escapes a JSON reader takes back to the key, or
 -- (JSON writes "/" as "\/") spell a key that holds "\/". So the message goes in its
--- kept form (log.kept): redacted, as the direct path prints it, when no way of printing
--- it shows a secret; else already shown (escaped and redacted), else "[redacted]".
+-- kept form (errors.kept_message, as the direct path prints it): redacted when no way of
+-- printing it shows a secret; else already shown (escaped and redacted); else what its
+-- reason means.
 local function json_error(status, kind, message, extra)
-  local doc = { error = kind, message = log.kept(message) }
+  local reason = (extra or {}).reason or errors.default_reason[kind]
+  local doc = { error = kind, message = errors.kept_message(reason, message) }
   for k, v in pairs(extra or {}) do doc[k] = v end
   return status, { { "Content-Type", "application/json" }, { "Connrt-Error", kind } }, cjson.encode(doc) .. "\n"
 end
