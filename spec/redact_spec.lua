@@ -438,4 +438,47 @@ describe("numbers as readers take them (json.reader_number, log.value_shows_secr
     assert.is_false(log.number_in_text(cut), cut)
     package.loaded["connrt.log"] = nil
   end)
+
+  it("spells a number's shortest form as Python's repr writes it, at powers of two and subnormal ones too", function()
+    -- Python (a real reader, not a table of ours) writes each double: every power of two
+    -- (where the gap below is half the gap above, and the correctly rounded 16 digits of
+    -- 2^-24 do not read back), every subnormal power, and random doubles
+    local h = require("support.helpers")
+    local json = require("connrt.json")
+    local file = h.tmpdir() .. "/numbers"
+    assert.is_true(os.execute(("python3 -c %s > %s"):format(h.shell_quote([[
+import random, struct, math
+random.seed(17)
+vals = [2.0 ** e for e in range(-1074, 1024)]
+while len(vals) < 8000:
+    v = struct.unpack('<d', struct.pack('<Q', random.getrandbits(64)))[0]
+    if math.isfinite(v) and v != 0:
+        vals.append(v)
+vals += [random.getrandbits(40) * 5e-324 for _ in range(1000)]
+for v in vals:
+    print(v.hex(), repr(v))
+]]), file)))
+    -- the same number whatever the exponent's and the zeros' spelling: its digits and
+    -- where the point is
+    local function norm(t)
+      local sign, a, b, e = t:match("^(%-?)(%d+)%.?(%d*)[eE]?([-+]?%d*)$")
+      local d = (a .. b):gsub("0+$", "")
+      local z = #d:match("^0*")
+      return sign .. d:sub(z + 1) .. "e" .. (#a - z + (tonumber(e) or 0))
+    end
+    local n = 0
+    for line in io.lines(file) do
+      local hex, repr = line:match("^(%S+) (%S+)$")
+      assert.equal(norm(repr), norm(json.number_spellings(tonumber(hex))[2]), line)
+      n = n + 1
+    end
+    assert.is_true(n >= 9000)
+    h.rmdir(file:match("^(.*)/"))
+    -- a PIN spelled only by 2^-24's shortest form (5.960464477539063e-08)
+    package.loaded["connrt.log"] = nil
+    local log = require("connrt.log")
+    log.secret("77539063")
+    assert.is_true(log.value_shows_secret(2 ^ -24, true))
+    package.loaded["connrt.log"] = nil
+  end)
 end)

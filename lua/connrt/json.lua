@@ -88,23 +88,48 @@ function M.number_value(t)
   return sign .. "0." .. ("0"):rep(-e - #digits) .. digits
 end
 
+-- The shortest spelling of `v` (finite, not 0) that reads back as it, of `from` digits
+-- or more: the correctly rounded one at each length (%.Ng, which drops trailing zeros),
+-- else a neighbour of it in its last digit that reads back. (The shortest spelling is
+-- the nearest to `v` of those that read back, which need not be the correctly rounded
+-- one: at a power of two the gap below is half the gap above, so 2^-24 is
+-- 5.960464477539063e-08 in JavaScript and Python, where %.16g gives ...062, which does
+-- not read back.) Any 15-digit spelling of a normal number reads back only if it is the
+-- correctly rounded one, so such a number starts at 15; a subnormal one, whose precision
+-- is lower, at 1 (5e-324).
+local function shortest(v, from)
+  for digits = from, 17 do
+    local g = ("%." .. digits .. "g"):format(v)
+    if tonumber(g) == v then return g end
+    -- (a neighbour of a normal number's 15 digits never reads back: see above)
+    local sign, lead, frac, exp
+    if digits > 15 or from < 15 then
+      sign, lead, frac, exp = ("%." .. (digits - 1) .. "e"):format(v):match("^(%-?)(%d)%.?(%d*)e([-+]%d+)$")
+    end
+    local m = lead and math.tointeger(tonumber(lead .. frac))
+    for _, d in ipairs({ -1, 1 }) do
+      local n = m and tostring(m + d)
+      if n and #n == digits then
+        local t = ("%s%s%s%se%s"):format(sign, n:sub(1, 1), digits > 1 and "." or "", n:sub(2), exp)
+        if tonumber(t) == v then return t end
+      end
+    end
+  end
+  return ("%.17g"):format(v)
+end
+
 --- A number's spellings as JSON writers and readers write it: cjson's 14 digits, the
--- shortest that reads back as it (as Python's repr and JavaScript write it, 15 to 17
--- digits), that also in plain digits (JavaScript's 73519864000000000000 for 7.3519864e19),
--- and an integral one's exact digits, however large. A secret of digits kept or shown
--- as a number is one of these. (Not every 17-digit rounding: 19.99 would be
--- 19.989999999999998, which no reader prints, and would hide a PIN 9999.)
+-- shortest that reads back as it (as Python's repr and JavaScript write it, 1 to 17
+-- digits: shortest above), that also in plain digits (JavaScript's 73519864000000000000
+-- for 7.3519864e19), and an integral one's exact digits, however large. A secret of
+-- digits kept or shown as a number is one of these. (Not every 17-digit rounding: 19.99
+-- would be 19.989999999999998, which no reader prints, and would hide a PIN 9999.)
 function M.number_spellings(v)
   local out = { require("cjson").encode(v) }
   if v ~= v or v == math.huge or v == -math.huge then return out end
-  for _, digits in ipairs({ 15, 16, 17 }) do
-    local g = ("%." .. digits .. "g"):format(v)
-    if tonumber(g) == v or digits == 17 then
-      out[#out + 1] = g
-      out[#out + 1] = M.number_value(g) or ""
-      break
-    end
-  end
+  local g = v == 0 and "0" or shortest(v, math.abs(v) < 2.2250738585072014e-308 and 1 or 15)
+  out[#out + 1] = g
+  out[#out + 1] = M.number_value(g) or ""
   if v == math.floor(v) then out[#out + 1] = ("%.0f"):format(v) end
   return out
 end
