@@ -421,6 +421,9 @@ describe("numbers as readers take them (json.reader_number, log.value_shows_secr
     log.secret("73519864")
     log.secret("9999")
     assert.is_true(log.value_shows_secret("read 0x461D2F8", true))
+    -- C's strtol(s, NULL, 0) reads a leading zero as octal
+    assert.is_true(log.value_shows_secret("0430351370", true))
+    assert.is_true(log.number_in_text("id 0430351370 here"))
     assert.is_true(log.value_shows_secret(7351986.4e1, true))
     -- a 4-byte PIN in an id, and 19.99's 17-digit rounding (19.989999999999998); a
     -- shorter secret is refused as a whole word, or a number's whole value

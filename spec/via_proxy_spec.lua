@@ -446,4 +446,97 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       assert.equal("tok-1234\n", res.stdout)
     end)
   end)
+
+  describe("takes only calls that are its own to make, as the direct path would make them (review 20)", function()
+    -- (the echo server's answer names the port its client sent from: not compared)
+    local function same(args, via_env, what)
+      local direct = h.connrt(args, { env = via_env, timeout = 60 })
+      local env = { CONNRT_PROXY = p.info.socket }
+      for k, v in pairs(via_env) do env[k] = v end
+      local via = h.connrt(args, { env = env, timeout = 60 })
+      no_traceback(via)
+      assert.equal(direct.code, via.code, what .. ": " .. via.stderr .. " / direct: " .. direct.stderr)
+      direct.stdout, via.stdout = direct.stdout:gsub(',"port":%d+', ""), via.stdout:gsub(',"port":%d+', "")
+      assert.equal(direct.stdout, via.stdout, what)
+      return direct, via
+    end
+
+    it("for another store or key than the command's it goes direct, with a notice", function()
+      local empty = h.tmpdir()
+      local key = h.read(home .. "/key"):match("^(%x+)")
+      local wrong = ("0"):rep(64)
+      for _, case in ipairs({
+          { "--store", { "--store", empty, "request", "keyed", "/keyed/me" }, { CONNRT_HOME = home } },
+          { "CONNRT_HOME", { "request", "keyed", "/keyed/me" }, { CONNRT_HOME = empty } },
+          { "CONNRT_STORE", { "token", "keyed" }, { CONNRT_HOME = home, CONNRT_STORE = empty } },
+          { "a wrong CONNRT_KEY", { "request", "keyed", "/keyed/me" }, { CONNRT_HOME = home, CONNRT_KEY = wrong } },
+          { "a CONNRT_KEY that is no key", { "token", "keyed" }, { CONNRT_HOME = home, CONNRT_KEY = "zz" } },
+          { "the right key as CONNRT_KEY, the proxy on its key file", { "request", "keyed", "/keyed/me" },
+            { CONNRT_HOME = home, CONNRT_KEY = key } } }) do
+        local direct, via = same(case[2], case[3], case[1])
+        assert.matches("going direct", via.stderr, 1, true)
+        assert.is_nil(direct.stderr:find("going direct", 1, true))
+      end
+      h.rmdir(empty)
+      -- a proxy that has its key from CONNRT_KEY serves a command with that key, in hex or
+      -- in base64, and refuses one with another
+      local sock = tmp .. "/keyed-env.sock"
+      local q = proxies.start(home, { "--socket", sock, "--workers", "1" }, { CONNRT_KEY = key })
+      local b64 = require("connrt.crypto").b64encode(require("connrt.crypto").unhex(key))
+      for _, k in ipairs({ key, b64 }) do
+        local res = h.connrt({ "request", "keyed", "/keyed/me" }, { env = { CONNRT_HOME = home, CONNRT_KEY = k,
+          CONNRT_PROXY = sock } })
+        assert.equal(0, res.code, res.stderr)
+        assert.is_nil(res.stderr:find("going direct", 1, true), res.stderr)
+      end
+      local res = h.connrt({ "request", "keyed", "/keyed/me" }, { env = { CONNRT_HOME = home, CONNRT_PROXY = sock } })
+      assert.equal(0, res.code, res.stderr)
+      assert.matches("(other_store); going direct", res.stderr, 1, true)
+      q.stop()
+    end)
+
+    it("a connection marked as needing reconnection, or one it does not serve: the direct path's answer", function()
+      local path = tmp .. "/marked.lua"
+      h.write(path, (h.keyed_connector(api.base):gsub('id = "keyed"', 'id = "marked"')
+        :gsub('test = "/keyed/me", name = "{{name}}", unique_id = "{{id}}",', 'test = "/echo", name = "marked", '
+          .. 'unique_id = "marked", hooks = { expired = function(r) return r.status == 403 end },')))
+      local env = { CONNRT_HOME = home }
+      local res = h.connrt({ "run", path, "--field", "api_key=" .. API_KEY }, { env = env })
+      assert.equal(0, res.code, res.stderr)
+      -- the hook calls the key expired: a key cannot be refreshed, so the connection is
+      -- marked as needing reconnection, and the key still works
+      res = h.connrt({ "request", "marked", "/repeat?status=403" }, { env = env })
+      assert.equal(5, res.code, res.stderr)
+      local direct = same({ "request", "marked", "/keyed/me" }, env, "marked")
+      assert.equal(0, direct.code, direct.stderr)
+      -- a proxy that serves only `keyed`
+      local sock = tmp .. "/only-keyed.sock"
+      local q = proxies.start(home, { "--socket", sock, "--workers", "1", "--connection", "keyed" })
+      for _, args in ipairs({ { "request", "marked", "/keyed/me" }, { "token", "marked" } }) do
+        local d = h.connrt(args, { env = env })
+        local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = sock } })
+        assert.equal(d.code, via.code, via.stderr)
+        assert.equal(d.stdout, via.stdout)
+        assert.matches("(not_served); going direct", via.stderr, 1, true)
+      end
+      q.stop()
+    end)
+
+    it("waits for an upstream as long as the direct path does, whatever the proxy's --timeout", function()
+      local sock = tmp .. "/short.sock"
+      local q = proxies.start(home, { "--socket", sock, "--workers", "1", "--timeout", "1" })
+      local res = h.connrt({ "request", "keyed", "/slow" }, { env = { CONNRT_HOME = home, CONNRT_PROXY = sock } })
+      q.stop()
+      assert.equal(0, res.code, res.stderr)
+      assert.equal("slow\n", res.stdout)
+    end)
+
+    it("sends the headers the direct path sends: one named close, a value with blanks at its ends", function()
+      for _, hdr in ipairs({ "close: 1", "X-T: a  ", "X-T:  a", "X-T: a\t" }) do
+        local direct = same({ "request", "keyed", "/echo", "-H", hdr }, { CONNRT_HOME = home }, hdr)
+        assert.equal(0, direct.code, direct.stderr)
+        assert.matches(hdr:match("^[^:]+"):lower(), direct.stdout:lower(), 1, true)
+      end
+    end)
+  end)
 end)

@@ -59,6 +59,8 @@ M.reasons = {
   { "already_connected", "usage", "the account is connected already through another connector" },
   { "bad_limit", "usage", "CONNRT_CONNECTOR_MEMORY or CONNRT_CONNECTOR_CPU is out of range, or too small for a "
     .. "connector to start" },
+  { "other_store", "usage", "`connrt proxy` serves another store or key than the command asking it would open "
+    .. "(`connrt request` and `connrt token` through CONNRT_PROXY then go direct)" },
 
   { "invalid_connector", "connector", "the connector script is invalid, or a template names a missing value" },
   { "hook_failed", "connector", "a connector hook raised an error or ran out of time or memory" },
@@ -105,6 +107,8 @@ M.reasons = {
   { "fenced", "store", "the refresh lease was taken over while this process refreshed: its tokens were not written" },
 
   { "no_connection", "notfound", "no such connection, or no store yet" },
+  { "not_served", "notfound", "`connrt proxy` serves only its --connection list, and not this one (`connrt request` and "
+    .. "`connrt token` through CONNRT_PROXY go direct)" },
 
   { "internal", "internal", "a bug in connrt" },
   { "out_of_memory", "memory", "out of memory" },

@@ -220,11 +220,15 @@ end
 local NUMBER_RUNS = { "[%w._+-]+", "[%w._]+" }
 
 --- True when fn(run) is true for a run of `s` that a reader may take for a number
--- (json.reader_number reads it); each run is handed over once per kind of run.
+-- (json.reader_number reads it); each run is handed over once per kind of run, and a run
+-- of octal digits after a leading zero once more as C's strtol(s, NULL, 0) and
+-- JavaScript's legacy literals read it, in octal ("0430351370" as "0o430351370").
 function M.any_number_run(s, fn)
   for _, runs in ipairs(NUMBER_RUNS) do
     for run in s:gmatch(runs) do
       if fn(run) then return true end
+      local sign, octal = run:match("^([+-]?)0([0-7]+)$")
+      if octal and fn(sign .. "0o" .. octal) then return true end
     end
   end
   return false

@@ -382,7 +382,7 @@ function Worker:lookup(ref)
   local at = st:snapshot() -- before the reads of find: they see this write or later ones
   local rec = st:find(ref)
   if self.cfg.served and not self.cfg.served[rec.id] then
-    errors.raise("notfound", "connection %s is not served by this proxy (--connection)", rec.id)
+    errors.fail("notfound", "not_served", "connection %s is not served by this proxy (--connection)", rec.id)
   end
   -- the record found is the one opened (never a second lookup of the name, which a write
   -- in between could answer with another connection)
@@ -631,7 +631,8 @@ end
 -- Sends one request through a connection; returns status, headers, body.
 function Worker:forward(req, ref, rest)
   local conn = self:connection(ref)
-  if conn.rec.needs_reconnect then
+  -- (`connrt request` sends it as it does without the proxy, with the token it has)
+  if conn.rec.needs_reconnect and not req.h["connrt-cli"] then
     local path = conn.rec.connector_path or conn.rec.connector
     return json_error(503, "needs_reconnect", ("connection %s needs reconnecting: run `connrt run %s` again for this "
       .. "account"):format(conn:id(), path), { connection = conn:id(), reconnect = "connrt run " .. path })
@@ -676,8 +677,10 @@ function Worker:forward(req, ref, rest)
   -- which answers are final)
   local form = req.h["connrt-cli"]
   if form and not shown.FORMS[form] then errors.raise("usage", "Connrt-Cli: expected json, include or body") end
+  -- (`connrt request`'s own timeout, as without the proxy; the proxy's --timeout for the rest)
   local resp = conn:request({ method = req.method, url = target, headers = headers, body = body, json = json,
-    json_text = json_text, timeout = self.cfg.upstream_timeout, stream = not form, stream_max = self.cfg.max_response,
+    json_text = json_text, timeout = not form and self.cfg.upstream_timeout or nil, stream = not form,
+    stream_max = self.cfg.max_response,
     abortable = true, progress = req.progress })
   -- for `connrt request`: the command's standard output as the direct path writes it,
   -- redacted (shown.lua: the command knows no secret and transforms nothing), marked as
@@ -782,6 +785,9 @@ function Worker:handle(req)
     headers[#headers + 1] = { "Connection", "close" }
   elseif self.cfg.key and not same(h["connrt-key"], self.cfg.key) then
     status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
+  elseif h["connrt-store"] and h["connrt-store"] ~= self.cfg.selection then
+    status, headers, body = json_error(400, "usage", "this proxy serves another store or key than the command's "
+      .. "(--store, CONNRT_STORE, CONNRT_HOME, CONNRT_KEY, CONNRT_KEY_FILE)", { reason = "other_store" })
   elseif req.target:sub(1, 1) ~= "/" then
     -- absolute-form (GET http://host/ HTTP/1.1): this is not a forward proxy
     status, headers, body = json_error(400, "usage", "the request target must be a path: /CONNECTION/PATH")
@@ -908,6 +914,9 @@ function M.run(opts)
   -- again before the fork (LMDB is opened once per process, by the workers)
   local store = require("connrt.store")
   local st = store.open(nil, { existing = "no connections to serve" })
+  -- the store and key it serves, which `connrt request` and `connrt token` through
+  -- CONNRT_PROXY say they would use (Connrt-Store): one of another goes direct
+  cfg.selection = store.selection() or false
   local ok, err = pcall(function()
     if opts.connections and #opts.connections > 0 then
       cfg.served = {}

@@ -99,6 +99,46 @@ local function decode_key(text, where)
   return raw
 end
 
+--- Which store and key this process would open, as text that names no secret, read from
+-- the options and the environment without opening anything: a directory's real path, a
+-- PostgreSQL URL's scheme, host and database (sys.pg_url_where) with the PG* variables
+-- that can choose a server, and the key file's real path or a fingerprint of CONNRT_KEY
+-- (SHA-256 of the decoded key, as store keys are fingerprinted nowhere else). nil when
+-- it cannot be told (a directory or key file that does not exist, a CONNRT_KEY that is
+-- not a key): the store would not open as it is. `connrt request` and `connrt token`
+-- hand a call to a running proxy only when this is the proxy's own (via_proxy.lua), and
+-- send it percent-encoded, as it is returned (a header's value: a path holds any byte).
+function M.selection()
+  local where, parts = M.where(), {}
+  local home
+  if M.is_url(where) then
+    local scheme, host, db = sys.pg_url_where(where)
+    if not scheme then return nil end
+    parts[1] = ("postgres %s://%s/%s"):format(scheme, host, db)
+    for _, name in ipairs({ "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGSERVICEFILE" }) do
+      local v = os.getenv(name)
+      if v and v ~= "" then parts[#parts + 1] = name .. "=" .. v end
+    end
+    home = M.default_home()
+  else
+    home = sys.realpath(where)
+    if not home then return nil end
+    parts[1] = "lmdb " .. home
+  end
+  local env, file = os.getenv("CONNRT_KEY"), os.getenv("CONNRT_KEY_FILE")
+  if (not file or file == "") and env and env ~= "" then
+    local ok, raw = pcall(decode_key, env, "CONNRT_KEY")
+    if not ok then return nil end
+    parts[#parts + 1] = "key " .. crypto.hex(crypto.sha256("connrt store key\0" .. raw))
+  else
+    local path = sys.realpath((file and file ~= "") and file or home .. "/key")
+    if not path then return nil end
+    parts[#parts + 1] = "key file " .. path
+  end
+  -- (percent-encoded: a header's value, and a path may hold any byte)
+  return require("connrt.url").encode(table.concat(parts, "; "))
+end
+
 -- The sealing key: CONNRT_KEY, else the key file (CONNRT_KEY_FILE or HOME/key), which is
 -- created 0600 with a fresh random key on first use.
 local function load_key(home, sealed_before, where, key_file)

@@ -203,6 +203,30 @@ local function notice(path, why)
   log.err("connrt: CONNRT_PROXY=%s: %s; going direct", path, why)
 end
 
+-- The proxy's refusals of a call that is not its to make, before it sent anything: a
+-- connection it does not serve (its --connection list), or another store or key than
+-- this command's (Connrt-Store). The command goes direct, as without the proxy.
+local NOT_OURS = { not_served = true, other_store = true }
+
+-- The reason of such a refusal in `resp` (the proxy's JSON error), or nil.
+local function not_ours(resp)
+  if not resp.headers["connrt-error"] then return nil end
+  local doc = require("cjson.safe").decode(resp.body)
+  if type(doc) == "table" and NOT_OURS[doc.reason] then return doc.reason end
+end
+
+-- The Connrt-Store header naming the store and key this command would open
+-- (store.selection), or nil after a notice when they cannot be told (the direct path
+-- then says what is wrong with them).
+local function store_header(path)
+  local selection = require("connrt.store").selection()
+  if not selection then
+    notice(path, "the store or key this command would open cannot be found to compare with the proxy's")
+    return nil
+  end
+  return "Connrt-Store: " .. selection
+end
+
 -- True for a connection reference the proxy can be asked for as it is: one path segment
 -- of the characters the proxy routes on, not a dot segment (which a path resolver would
 -- take as one) and not the proxy's own /_connrt/. Any other goes the direct path, which
@@ -232,12 +256,16 @@ end
 
 -- True for headers that reach the upstream through the proxy as the direct path would
 -- send them: each one header line (connrt.text header_problem), none of the names above.
+-- Nor a header named `close`, which the request's own `Connection: close` makes
+-- hop-by-hop to the proxy, nor a value with blanks at either end, which the proxy's HTTP
+-- parser trims (RFC 9110 5.5) and the direct path sends as given.
 local function proxiable_headers(headers)
   for _, hv in ipairs(headers or {}) do
     local name, value = hv[1], hv[2]
     if txt.header_problem(name, value) then return false end
     local lower = name:lower()
-    if txt.PROXY_DROPPED[lower] or lower:sub(1, 6) == "connrt" then return false end
+    if txt.PROXY_DROPPED[lower] or lower:sub(1, 6) == "connrt" or lower == "close" then return false end
+    if tostring(value):find("^[ \t]") or tostring(value):find("[ \t]$") then return false end
   end
   return true
 end
@@ -282,7 +310,9 @@ function M.request(req)
   if not proxiable_ref(req.ref) or type(u) ~= "string" or not proxiable_url(u) or not proxiable_headers(req.headers) then
     return nil
   end
-  local lines = {}
+  local store = store_header(path)
+  if not store then return nil end
+  local lines = { store }
   local target
   -- absolute as url.join tells it, which the direct path uses
   if u:match("^%a[%w+.-]*://") then
@@ -322,6 +352,10 @@ function M.request(req)
     return req.write, limits.ANSWER_BODY * require("connrt.shown").MAX_GROWTH
   end)
   if not resp then notice(path, why) return nil end
+  if not_ours(resp) then
+    notice(path, ("the proxy does not serve this call (%s)"):format(not_ours(resp)))
+    return nil
+  end
   if resp.headers["connrt-error"] then
     -- an upstream answered, and the proxy could not render its answer for this form (a
     -- body too large to decode for --json): its status line first, as the direct path
@@ -344,9 +378,15 @@ function M.token(ref)
   local path = socket_path()
   if not path then return nil end
   if not proxiable_ref(ref) then return nil end
-  local resp, why = M.exchange(path, ("GET /_connrt/token/%s HTTP/1.1\r\nHost: connrt-proxy\r\nConnection: close"):format(ref),
-    nil, limits.TOKEN_BODY)
+  local store = store_header(path)
+  if not store then return nil end
+  local resp, why = M.exchange(path, ("GET /_connrt/token/%s HTTP/1.1\r\nHost: connrt-proxy\r\nConnection: close\r\n%s")
+    :format(ref, store), nil, limits.TOKEN_BODY)
   if not resp then notice(path, why) return nil end
+  if not_ours(resp) then
+    notice(path, ("the proxy does not serve this call (%s)"):format(not_ours(resp)))
+    return nil
+  end
   if resp.headers["connrt-error"] or resp.status ~= 200 then raise_from(path, resp) end
   -- a token as the direct path takes one from a token endpoint (oauth.lua): one line of
   -- printable text, within TOKEN_BYTES; never whatever bytes a peer sends
