@@ -114,7 +114,8 @@ M.COMMANDS = {
     { "--max-body", arg = "BYTES", text = "the largest request body (default 10 MiB; more answers 413)" },
     { "--max-response", arg = "BYTES", text = "the largest streamed response body (default 1 GiB; more cuts the "
       .. "connection)" },
-    { "--timeout", arg = "SECONDS", text = "how long an upstream may take (default 60)" },
+    { "--timeout", arg = "SECONDS", text = "how long an upstream may take (default 60; `connrt request` through "
+      .. "CONNRT_PROXY waits as long as it does direct)" },
     { "--idle", arg = "SECONDS", text = "how long a client may stay silent, or take to send a whole request from "
       .. "its first byte (default 60)" },
     { "--refresh-ahead", arg = "SECONDS", text = "refresh a token this long before the refresh margin (default a "
