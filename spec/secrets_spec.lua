@@ -474,8 +474,9 @@ end)
 -- listener that never answers keeps a connrt waiting on the store.
 describe("a PostgreSQL store URL's password, whatever its characters and position #integration", function()
   local sys = require("connrt.sys")
+  -- (libpq ends the user part at the first '@' or '/': a raw '?' or '#' is the password's)
   local PASSWORDS = { "Ab/cDeFgSECRET1", "Ab@cDeFgSECRET2", "Ab+c/DeFg=SECRET3", "Ab:cD+eF=gSECRET4",
-    "A:b@c/d+e=SECRET5" }
+    "A:b@c/d+e=SECRET5", "Ab?cDeFgSECRET7", "Ab#cD?eFgSECRET8" }
   local KEY = ("e2"):rep(32)
   local silent, tmp, api, home, port
 
@@ -551,7 +552,7 @@ describe("a PostgreSQL store URL's password, whatever its characters and positio
     end
   end)
 
-  it("leaves the argv with raw '/', '@', ':', '+' or '=' in it, as a value and in --opt=URL", function()
+  it("leaves the argv with raw '/', '@', ':', '+', '=', '?' or '#' in it, as a value and in --opt=URL", function()
     for _, pw in ipairs(PASSWORDS) do
       local text, err = argv_of({ "script", tmp .. "/hold.lua", url(pw), "--to=" .. url(pw, "?sslmode=disable") })
       assert.is_string(text, "connrt ended before its argv was read: " .. err)

@@ -310,7 +310,8 @@ static int is_secret_env(const char *entry) {
 /* The secrets of a postgres:// or postgresql:// URL, by connrt's one rule (shared by argv
  * hiding, the children's CONNRT_STORE and store_pg.lua's names and redaction, through
  * pg_userinfo_end and sys.pg_url_secrets / sys.pg_url_where): the user part is everything
- * between "://" and the LAST '@' before the first '?' or '#' (when there is such an '@'),
+ * between "://" and the LAST '@' before the first '?' or '#' (when there is such an '@';
+ * else the last '@' before the first '/': a password may hold a raw '?' or '#'),
  * and all of it after its first ':' is the password, raw '/', '@', ':', '+' or '=' included
  * (libpq's own parser stops the user part at the first '@' or '/', so a generated password
  * with a raw '/' would leave pieces of it elsewhere); then each parameter (after the first
@@ -353,6 +354,12 @@ static size_t pg_scheme_end(const char *s) {
 
 static size_t pg_userinfo_end(const char *s, size_t start) {
   size_t stop = start + strcspn(s + start, "?#"), at = 0;
+  for (size_t i = start; i < stop; i++)
+    if (s[i] == '@') at = i;
+  if (at) return at;
+  /* none before the first '?' or '#': those may be in the password (libpq ends the user
+   * part at the first '@' or '/' only), so the last '@' before the first '/' */
+  stop = start + strcspn(s + start, "/");
   for (size_t i = start; i < stop; i++)
     if (s[i] == '@') at = i;
   return at;
