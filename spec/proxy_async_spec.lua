@@ -96,6 +96,33 @@ describe("connrt proxy, one worker, many requests in flight #integration", funct
     return p.err()
   end
 
+  it("sends nothing upstream for a client that left before its request went out (a stopped worker)", function()
+    -- a command that gave up while the worker could not take its request (stopped, busy):
+    -- the request waits in the socket, its client gone; the worker then finds it
+    local p = start_proxy({ "--socket", tmp .. "/stopped.sock" })
+    assert.is_true(os.execute("kill -STOP " .. p.worker))
+    local script = tmp .. "/gone-before.py"
+    h.write(script, [[
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"POST /keyed/echo?marker=gone-before HTTP/1.1\r\nHost: proxy\r\nContent-Length: 4\r\n\r\nbody")
+s.close()
+]])
+    local ok = os.execute(("python3 %s %s"):format(h.shell_quote(script), h.shell_quote(p.info.socket)))
+    assert.is_true(os.execute("kill -CONT " .. p.worker))
+    assert.is_true(ok)
+    assert.matches("POST /keyed/echo 502 [%d.]+ms cut: the client went away",
+      err_with(p, "POST /keyed/echo 502 [%d.]+ms cut: the client went away"))
+    -- the worker goes on, and a client that stays is answered
+    local st, body = proxies.curl(p, "/keyed/echo?marker=stayed")
+    assert.equal(200, st, body)
+    local seen = cjson.encode(api.log())
+    assert.matches("marker=stayed", seen, 1, true)
+    assert.is_nil(seen:find("gone-before", 1, true), "the request of a client that had left was sent upstream")
+    p.stop()
+  end)
+
   it("serves other requests while one waits for a slow upstream: on a keep-alive connection, a new one and 50 more",
     function()
       local p = start_proxy({ "--socket", tmp .. "/a.sock" })

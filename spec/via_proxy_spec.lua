@@ -471,6 +471,8 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
           { "CONNRT_STORE", { "token", "keyed" }, { CONNRT_HOME = home, CONNRT_STORE = empty } },
           { "a wrong CONNRT_KEY", { "request", "keyed", "/keyed/me" }, { CONNRT_HOME = home, CONNRT_KEY = wrong } },
           { "a CONNRT_KEY that is no key", { "token", "keyed" }, { CONNRT_HOME = home, CONNRT_KEY = "zz" } },
+          { "a wrong CONNRT_KEY beside the right CONNRT_KEY_FILE", { "request", "keyed", "/keyed/me" },
+            { CONNRT_HOME = home, CONNRT_KEY = wrong, CONNRT_KEY_FILE = home .. "/key" } },
           { "the right key as CONNRT_KEY, the proxy on its key file", { "request", "keyed", "/keyed/me" },
             { CONNRT_HOME = home, CONNRT_KEY = key } } }) do
         local direct, via = same(case[2], case[3], case[1])
@@ -493,6 +495,62 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       assert.equal(0, res.code, res.stderr)
       assert.matches("(other_store); going direct", res.stderr, 1, true)
       q.stop()
+    end)
+
+    it("names each store and key apart, one store however it is spelled, and no secret (store.selection)", function()
+      local script = tmp .. "/selection.lua"
+      h.write(script, 'io.write(tostring(require("connrt.store").selection()))')
+      local dir = h.tmpdir()
+      os.execute(("mkdir -p %s/a %s/b && ln -s a %s/link && echo k >%s/a/key && echo k >%s/b/key"):format(dir, dir, dir, dir,
+        dir))
+      local KEY_A, KEY_B = ("ab"):rep(32), ("cd"):rep(32)
+      local b64 = require("connrt.crypto").b64encode(require("connrt.crypto").unhex(KEY_A))
+      local PG = "postgres://u:Pg-S3cretPass@db.example/connrt?sslmode=require"
+      local function selection(env)
+        local res = h.connrt({ "script", script }, { env = env })
+        assert.equal(0, res.code, res.stderr)
+        assert.is_nil(res.stdout:find("S3cret", 1, true), res.stdout)
+        assert.is_nil(res.stdout:lower():find(KEY_A, 1, true), res.stdout)
+        return res.stdout
+      end
+      -- each of these opens another store, or with another key or role: all differ
+      local apart = {
+        { CONNRT_HOME = dir .. "/a" }, { CONNRT_HOME = dir .. "/b" }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY = KEY_A },
+        { CONNRT_HOME = dir .. "/a", CONNRT_KEY = KEY_B }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY_FILE = dir .. "/b/key" },
+        { CONNRT_STORE = PG, CONNRT_KEY = KEY_A }, { CONNRT_STORE = PG:gsub("S3cret", "S3cret2"), CONNRT_KEY = KEY_A },
+        { CONNRT_STORE = PG:gsub("u:", "v:"), CONNRT_KEY = KEY_A },
+        { CONNRT_STORE = PG .. "&options=-c%20search_path%3Dother", CONNRT_KEY = KEY_A },
+        { CONNRT_STORE = PG, CONNRT_KEY = KEY_A, PGUSER = "other" },
+        { CONNRT_STORE = PG, CONNRT_KEY = KEY_A, PGOPTIONS = "-c search_path=other" },
+        { CONNRT_STORE = PG, CONNRT_KEY = KEY_A, PGPASSWORD = "Pg-S3cretOther" },
+        { CONNRT_STORE = "postgresql://u@/connrt?host=/run/a", CONNRT_KEY = KEY_A },
+        { CONNRT_STORE = "postgresql://u@/connrt?host=/run/b", CONNRT_KEY = KEY_A },
+        { CONNRT_STORE = "postgresql://u:Pg-S3cret?Pass@db.example/connrt", CONNRT_KEY = KEY_A },
+      }
+      local seen = {}
+      for i, env in ipairs(apart) do
+        local sel = selection(env)
+        assert.is_true(sel ~= "nil", i .. ": " .. sel)
+        assert.is_nil(seen[sel], ("%d and %s: %s"):format(i, tostring(seen[sel]), sel))
+        seen[sel] = i
+      end
+      -- each of these is the same store and key: all agree (CONNRT_KEY is the key even
+      -- where CONNRT_KEY_FILE is set, as the store takes it)
+      for _, group in ipairs({
+          { { CONNRT_HOME = dir .. "/a" }, { CONNRT_HOME = dir .. "/link" }, { CONNRT_HOME = dir .. "/a/" },
+            { CONNRT_HOME = dir .. "/b/../a/." }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY_FILE = dir .. "/link/key" },
+            { CONNRT_STORE = dir .. "/a" } },
+          { { CONNRT_HOME = dir .. "/a", CONNRT_KEY = KEY_A }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY = b64 },
+            { CONNRT_HOME = dir .. "/a", CONNRT_KEY = KEY_A:upper(), CONNRT_KEY_FILE = dir .. "/b/key" } } }) do
+        local first = selection(group[1])
+        for i = 2, #group do assert.equal(first, selection(group[i]), i) end
+      end
+      -- none that cannot be told: a store or key file that does not exist, a key that is none
+      for _, env in ipairs({ { CONNRT_HOME = dir .. "/none" }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY = "zz" },
+          { CONNRT_HOME = dir .. "/a", CONNRT_KEY_FILE = dir .. "/none" } }) do
+        assert.equal("nil", selection(env))
+      end
+      h.rmdir(dir)
     end)
 
     it("a connection marked as needing reconnection, or one it does not serve: the direct path's answer", function()
@@ -529,6 +587,24 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       q.stop()
       assert.equal(0, res.code, res.stderr)
       assert.equal("slow\n", res.stdout)
+    end)
+
+    it("sends an empty body as the direct path does, declared (Content-Length: 0)", function()
+      for _, method in ipairs({ "PUT", "PATCH", "DELETE", "POST" }) do
+        local direct = same({ "request", "keyed", method, "/echo", "-d", "" }, { CONNRT_HOME = home }, method)
+        assert.equal(0, direct.code, direct.stderr)
+        assert.matches('"content-length":"0"', direct.stdout, 1, true)
+      end
+    end)
+
+    it("takes Connrt-Cli on its unix socket only: a TCP client keeps to the proxy's limits", function()
+      local q = proxies.start(home, { "--listen", "127.0.0.1:0", "--workers", "1" })
+      local before = #api.log()
+      local st, body = proxies.curl(q, "/keyed/echo", { headers = { "Connrt-Cli: body" } })
+      q.stop()
+      assert.equal(400, st, body)
+      assert.matches("Connrt-Cli is for `connrt request` through the proxy's unix socket", body, 1, true)
+      assert.equal(before, #api.log())
     end)
 
     it("sends the headers the direct path sends: one named close, a value with blanks at its ends", function()

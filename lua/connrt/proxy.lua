@@ -630,6 +630,13 @@ end
 
 -- Sends one request through a connection; returns status, headers, body.
 function Worker:forward(req, ref, rest)
+  -- Connrt-Cli asks for what `connrt request` does without the proxy (its timeout, its
+  -- answer held whole, a connection that needs reconnecting still used): only on the unix
+  -- socket, whose clients may run `connrt request` themselves; a TCP client keeps to the
+  -- proxy's own limits
+  if req.h["connrt-cli"] and not req.unix then
+    errors.raise("usage", "Connrt-Cli is for `connrt request` through the proxy's unix socket (CONNRT_PROXY)")
+  end
   local conn = self:connection(ref)
   -- (`connrt request` sends it as it does without the proxy, with the token it has)
   if conn.rec.needs_reconnect and not req.h["connrt-cli"] then
@@ -659,12 +666,15 @@ function Worker:forward(req, ref, rest)
     local n = names[i]
     if not DROP_REQUEST[n] and not hop[n] and not own(n) then headers[#headers + 1] = h end
   end
+  -- an empty body that was declared is sent declared (Content-Length: 0), as the direct
+  -- path sends `-d ''`
+  local body, json, json_text = req.body, nil, nil
+  if body == nil and (req.h["content-length"] or req.h["transfer-encoding"]) then body = "" end
   -- a body sent without a Content-Type goes on without one: libcurl would call it a form
   -- (a blank value stops libcurl adding its own and is not sent)
-  if req.body and not req.h["content-type"] then headers[#headers + 1] = { "Content-Type", "" } end
+  if body and not req.h["content-type"] then headers[#headers + 1] = { "Content-Type", "" } end
   -- `connrt request --json-body` through the proxy: the body is JSON for
   -- Connection:request to merge the connector's body parameters into, as it does there
-  local body, json, json_text = req.body, nil, nil
   if req.h["connrt-json"] and req.h["connrt-json"] ~= "1" then errors.raise("usage", "Connrt-Json: expected 1") end
   if req.h["connrt-json"] then
     local why

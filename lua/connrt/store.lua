@@ -100,24 +100,33 @@ local function decode_key(text, where)
 end
 
 --- Which store and key this process would open, as text that names no secret, read from
--- the options and the environment without opening anything: a directory's real path, a
--- PostgreSQL URL's scheme, host and database (sys.pg_url_where) with the PG* variables
--- that can choose a server, and the key file's real path or a fingerprint of CONNRT_KEY
--- (SHA-256 of the decoded key, as store keys are fingerprinted nowhere else). nil when
--- it cannot be told (a directory or key file that does not exist, a CONNRT_KEY that is
--- not a key): the store would not open as it is. `connrt request` and `connrt token`
--- hand a call to a running proxy only when this is the proxy's own (via_proxy.lua), and
--- send it percent-encoded, as it is returned (a header's value: a path holds any byte).
+-- the options and the environment without opening anything: a directory's real path, or
+-- a PostgreSQL URL without its secrets (sys.pg_url_secrets: its user, host, database and
+-- parameters) with the libpq variables that choose a server, a role or a schema, and a
+-- fingerprint of its passwords (the URL's and PGPASSWORD); and, as load_key chooses,
+-- a fingerprint of CONNRT_KEY or the key file's real path. Fingerprints are SHA-256 of
+-- the decoded key, or of the passwords, under a label. nil when it cannot be told (a
+-- directory or key file that does not exist, a CONNRT_KEY that is not a key): the store
+-- would not open as it is. `connrt request` and `connrt token` hand a call to a running
+-- proxy only when this is the proxy's own (via_proxy.lua), and send it percent-encoded,
+-- as it is returned (a header's value: a path holds any byte). What the files hold is
+-- not compared: a store directory or key file replaced under a running proxy (not by
+-- `connrt rekey`) is still served as the proxy opened it.
 function M.selection()
   local where, parts = M.where(), {}
   local home
+  local function fingerprint(label, text) return crypto.hex(crypto.sha256("connrt " .. label .. "\0" .. text)) end
   if M.is_url(where) then
-    local scheme, host, db = sys.pg_url_where(where)
-    if not scheme then return nil end
-    parts[1] = ("postgres %s://%s/%s"):format(scheme, host, db)
-    for _, name in ipairs({ "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGSERVICEFILE" }) do
+    local bare, secrets = sys.pg_url_secrets(where)
+    parts[1] = "postgres " .. bare
+    for _, name in ipairs({ "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGOPTIONS", "PGSERVICE",
+        "PGSERVICEFILE", "PGSYSCONFDIR", "PGTARGETSESSIONATTRS", "PGPASSFILE" }) do
       local v = os.getenv(name)
       if v and v ~= "" then parts[#parts + 1] = name .. "=" .. v end
+    end
+    local pw = os.getenv("PGPASSWORD")
+    if #secrets > 0 or (pw and pw ~= "") then
+      parts[#parts + 1] = "passwords " .. fingerprint("store passwords", table.concat(secrets, "\0") .. "\0" .. (pw or ""))
     end
     home = M.default_home()
   else
@@ -125,11 +134,12 @@ function M.selection()
     if not home then return nil end
     parts[1] = "lmdb " .. home
   end
+  -- (load_key: CONNRT_KEY, then CONNRT_KEY_FILE, then the key file in the home)
   local env, file = os.getenv("CONNRT_KEY"), os.getenv("CONNRT_KEY_FILE")
-  if (not file or file == "") and env and env ~= "" then
+  if env and env ~= "" then
     local ok, raw = pcall(decode_key, env, "CONNRT_KEY")
     if not ok then return nil end
-    parts[#parts + 1] = "key " .. crypto.hex(crypto.sha256("connrt store key\0" .. raw))
+    parts[#parts + 1] = "key " .. fingerprint("store key", raw)
   else
     local path = sys.realpath((file and file ~= "") and file or home .. "/key")
     if not path then return nil end

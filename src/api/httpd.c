@@ -938,7 +938,18 @@ static int loop_start(connrt_loop *l, lua_State *L, connrt_xfer *x) {
    * it), so no transfer collected later meets a task that is gone */
   if (t->x && t->x != x) t->x->task = NULL;
   t->x = x;
-  if (x->abortable) watch_start(t);
+  if (x->abortable) {
+    /* a client that left before its request goes out (a command that gave up while this
+     * worker was stopped or busy, its request still in the socket's buffer) has nothing
+     * sent for it: the transfer fails at once, as one stopped by the watch does */
+    struct evhttp_connection *evcon = t && t->req ? evhttp_request_get_connection(t->req) : NULL;
+    if (evcon && client_gone(evcon)) {
+      xfer_stop(s, x, CURLE_ABORTED_BY_CALLBACK);
+      schedule(t, WAKE_VALUE, CURLE_ABORTED_BY_CALLBACK);
+      return 0;
+    }
+    watch_start(t);
+  }
   return (int)curl_multi_add_handle(s->multi, x->easy);
 }
 
