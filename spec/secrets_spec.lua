@@ -516,7 +516,7 @@ describe("a PostgreSQL store URL's password, whatever its characters and positio
       .. "echo $! >%s/pid; wait $!; echo $? >%s/rc) >/dev/null 2>&1 &")
       :format(h.shell_quote(h.ROOT), h.shell_quote(home), KEY, h.CONNRT, table.concat(quoted, " "),
         dir, dir, dir, dir, dir))
-    for _ = 1, 100 do
+    for _ = 1, 400 do
       if h.read(dir .. "/pid") then break end
       sys.sleep(0.05)
     end
@@ -566,18 +566,45 @@ describe("a PostgreSQL store URL's password, whatever its characters and positio
     for _, pw in ipairs(PASSWORDS) do
       local res = h.connrt({ "--store", url(pw, "?connect_timeout=2"), "list" }, { env = { CONNRT_KEY = KEY },
         timeout = 60 })
-      local where = ("the PostgreSQL store postgres://127.0.0.1:%d/connrt:"):format(port)
+      -- (a raw '?' or '#' before the '@': connrt's rule finds no user part, and names no
+      -- host, where the password's start stands)
+      local where = pw:find("[?#]") and "the PostgreSQL store postgres://(host not shown: libpq reads the URL otherwise):"
+        or ("the PostgreSQL store postgres://127.0.0.1:%d/connrt:"):format(port)
       assert.matches(where, res.stderr, 1, true)
       assert.is_nil(res.stderr:find("SECRET", 1, true), res.stderr)
-      if pw:find("[/@]") then
-        -- libpq would read pieces of it as host, port or database: refused before
+      if pw:find("[/@?#]") then
+        -- libpq would read pieces of it as host, port or database, or read it otherwise
+        -- than connrt: refused before
         assert.equal(2, res.code, res.stderr)
-        assert.matches("raw '/' or '@'", res.stderr, 1, true)
+        assert.matches("raw '/', '@', '?' or '#'", res.stderr, 1, true)
       else
         assert.equal(8, res.code, res.stderr) -- reached the listener, which never answered
       end
     end
   end)
+
+  it("is hidden however the URL is read: as connrt, as libpq, and as a password with raw '@', '?' or '#' was meant",
+    function()
+      -- URLs whose user part libpq reads otherwise than connrt's rule (review 22): each
+      -- reading's password is hidden, and the store refuses them before libpq reads them
+      for _, u in ipairs({
+          ("postgres://127.0.0.1:%d?application_name=x@127.0.0.1:%d/z&password=SECRETnine"):format(port, port),
+          ("postgres://connrt:Kq7vLongSECRETten?x/y@127.0.0.1:%d/connrt"):format(port),
+          ("postgres://connrt:Xy7@LmnSECRET?Qrs9@127.0.0.1:%d/connrt"):format(port),
+          ("postgres://db.internal:%d?sslmode=disable&password=p@SECRETss"):format(port),
+          "postgres://?password=x@SECRETy&host=/tmp" }) do
+        local bare = sys.pg_url_secrets(u)
+        assert.is_nil(bare:find("SECRET", 1, true), u .. " -> " .. bare)
+        local res = h.connrt({ "--store", u, "list" }, { env = { CONNRT_KEY = KEY }, timeout = 60 })
+        assert.equal(2, res.code, u .. ": " .. res.stderr)
+        assert.is_nil(res.stderr:find("SECRET", 1, true), res.stderr)
+        assert.matches("raw '/', '@', '?' or '#'", res.stderr, 1, true)
+        local text, err = argv_of({ "script", tmp .. "/hold.lua", u })
+        assert.is_string(text, "connrt ended before its argv was read: " .. err)
+        assert.is_nil(text:find("SECRET", 1, true), u .. ": " .. text:gsub("%z", " "))
+        assert.equal(1, warnings(err), err)
+      end
+    end)
 
   it("is not in a child's CONNRT_STORE", function()
     for _, pw in ipairs(PASSWORDS) do
