@@ -26,6 +26,8 @@ local RUNS = {
   '(" "):rep(MB)', '("%"):rep(MB)', '("="):rep(MB)', '("&"):rep(MB)', '("+"):rep(MB)', '("/"):rep(MB)',
   '("%2"):rep(MB // 2)', '("a=%&"):rep(MB // 4)', '("a"):rep(MB)', '("<"):rep(MB)', '("\\\\"):rep(MB)',
   '("\\\\u"):rep(MB // 2)', '("\\27[2J"):rep(MB // 4)', '("\\r\\n"):rep(MB // 2)',
+  -- JSON escapes percent-encoded, once and twice over ("%5Cu00", "%255C%5Cu")
+  '("%5Cu00"):rep(MB // 6)', '("%255C%5Cu"):rep(MB // 10)',
 }
 
 local CASES = {

@@ -50,6 +50,19 @@ describe("log.redact hides every spelling", function()
     log.secret(SECRET)
   end)
 
+  it("JSON escapes percent-encoded (JSON in a URL's query, PHP's urlencode(json_encode(...)))", function()
+    for _, t in ipairs({ pct(json_u(SECRET)), pct(json_u(SECRET, true), true), pct(pct(json_u(SECRET))),
+        pct(pct(pct(json_u(SECRET)))), "q=" .. pct('{"k":"' .. json_u(SECRET) .. '"}'),
+        (pct(json_u(SECRET)):gsub("%%20", "+")) }) do
+      local shown = log.redact("a " .. t .. " b")
+      assert.matches("[redacted]", shown, 1, true)
+      assert.is_false(log.shows_secret(shown), shown)
+      assert.is_true(log.shows_secret(t), t)
+    end
+    -- a text of percent-encoded backslashes alone stays as it is
+    assert.equal("%5C%5C %5Cn %5Cu00", log.redact("%5C%5C %5Cn %5Cu00"))
+  end)
+
   it("span: the longest spelling, percent-encoded three times over and JSON-escaped, fits in it", function()
     local worst = json_u(pct(pct(pct(SECRET))))
     assert.equal("[redacted]", log.redact(worst))

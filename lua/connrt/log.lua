@@ -14,8 +14,10 @@
 -- Spellings. A secret is found in the text as it is and in four decodings of the text:
 -- percent-decoded (%2B and %2b alike, whatever an encoder left unencoded; up to three
 -- times over, %25252B), form-decoded ('+' for a space, then percent), JSON-unescaped (\/, \", \uXXXX of any character,
--- surrogate pairs) and JSON-unescaped then percent- or form-decoded (a form body quoted
--- in a JSON error); a hit in a decoding hides the escapes it came from. Base64 hides a
+-- surrogate pairs), JSON-unescaped then percent- or form-decoded (a form body quoted
+-- in a JSON error), and percent- or form-decoded then JSON-unescaped (JSON in a URL's
+-- query, PHP's urlencode(json_encode(...))); a hit in a decoding hides the escapes it
+-- came from. Base64 hides a
 -- secret inside a longer text (HTTP Basic's base64(id ":" secret)) at one of three byte
 -- alignments: for each, the characters that depend on the secret's bytes alone (its
 -- "core") are registered, in the standard and the URL-safe alphabet, for the secret
@@ -274,11 +276,26 @@ local function views(s)
     out[#out + 1] = { t, maps }
     return t, maps
   end
+  -- `t` JSON-unescaped (\uD83D\uDE00 pairs, then each escape), as a view of its own; the
+  -- view and its maps, or nil when nothing was unescaped
+  local function unescaped(t, parent_maps)
+    local maps = { table.unpack(parent_maps) }
+    local t1, map1 = decode(t, "()\\u([dD][89aAbB]%x%x)\\u([dD][c-fC-F]%x%x)", json_pair)
+    if t1 then maps[#maps + 1] = map1 else t1 = t end
+    local t2, map2 = decode(t1, "()\\(.)(%x?%x?%x?%x?)", json_escape)
+    if t2 then maps[#maps + 1] = map2; t1 = t2 end
+    if #maps == #parent_maps then return nil end
+    out[#out + 1] = { t1, maps }
+    return t1, maps
+  end
   -- `t` percent-decoded, and that decoded again while escapes remain (each layer is one
-  -- linear pass and one search more, and happens only where the last one left a '%')
+  -- linear pass and one search more, and happens only where the last one left a '%'); a
+  -- layer that holds a backslash JSON-unescaped too (JSON carried in a URL's query, PHP's
+  -- urlencode(json_encode(...)): "%5Cu002d")
   local function percent_layers(t, maps, layer)
     while layer <= PERCENT_LAYERS and t and t:find("%", 1, true) do
       t, maps = with(maps, percent(t))
+      if t and t:find("\\", 1, true) then unescaped(t, maps) end
       layer = layer + 1
     end
   end
@@ -290,6 +307,7 @@ local function views(s)
       local t, map = percent(spaced)
       if t then
         local t1, maps1 = with(maps, t, map)
+        if t1:find("\\", 1, true) then unescaped(t1, maps1) end
         percent_layers(t1, maps1, 2)
       else
         out[#out + 1] = { spaced, maps }
@@ -298,15 +316,8 @@ local function views(s)
   end
   plus_and_percent(s, {})
   if s:find("\\", 1, true) then
-    local maps = {}
-    local t, map = decode(s, "()\\u([dD][89aAbB]%x%x)\\u([dD][c-fC-F]%x%x)", json_pair)
-    if t then maps[1] = map else t = s end
-    local t2, map2 = decode(t, "()\\(.)(%x?%x?%x?%x?)", json_escape)
-    if t2 then maps[#maps + 1] = map2; t = t2 end
-    if #maps > 0 then
-      out[#out + 1] = { t, maps }
-      plus_and_percent(t, maps)
-    end
+    local t, maps = unescaped(s, {})
+    if t then plus_and_percent(t, maps) end
   end
   return out
 end
