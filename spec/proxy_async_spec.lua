@@ -114,12 +114,37 @@ s.close()
     assert.is_true(ok)
     assert.matches("POST /keyed/echo 502 [%d.]+ms cut: the client went away",
       err_with(p, "POST /keyed/echo 502 [%d.]+ms cut: the client went away"))
+    -- a client that shuts down only its sending side and reads on is told why, as what
+    -- it is (reason client_left), not as an upstream that gave no answer
+    local half = tmp .. "/half-close.py"
+    h.write(half, [[
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"GET /keyed/echo?marker=half-closed HTTP/1.0\r\n\r\n")
+s.shutdown(socket.SHUT_WR)
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode())
+]])
+    local f = io.popen(("python3 %s %s"):format(h.shell_quote(half), h.shell_quote(p.info.socket)))
+    local answer = f:read("a")
+    f:close()
+    assert.matches("^HTTP/1%.%d 502", answer)
+    local doc = cjson.decode(answer:match("\r\n\r\n(.*)$"))
+    assert.equal("client_left", doc.reason, answer)
+    assert.matches("not sent, or stopped: the client closed its side of the connection", doc.message, 1, true)
     -- the worker goes on, and a client that stays is answered
     local st, body = proxies.curl(p, "/keyed/echo?marker=stayed")
     assert.equal(200, st, body)
     local seen = cjson.encode(api.log())
     assert.matches("marker=stayed", seen, 1, true)
     assert.is_nil(seen:find("gone-before", 1, true), "the request of a client that had left was sent upstream")
+    assert.is_nil(seen:find("half-closed", 1, true), "the request of a client that had shut down was sent upstream")
     p.stop()
   end)
 

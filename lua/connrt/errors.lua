@@ -86,6 +86,8 @@ M.reasons = {
   { "too_big", "provider", "the answer, or what the connection would keep of it, is larger than connrt takes" },
 
   { "transport", "network", "the exchange failed for another reason (the message says which)" },
+  { "client_left", "network", "`connrt proxy`: the request's client closed its side of the connection (or shut down "
+    .. "its sending side) before the answer came, so the request was not sent upstream or was stopped" },
   { "unreachable", "network", "the server cannot be reached: connection refused, or its name does not resolve" },
   { "timeout", "network", "no answer within the timeout" },
   { "tls", "network", "the TLS handshake or the server's certificate failed" },

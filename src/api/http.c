@@ -19,7 +19,8 @@
  * Transport failures are answers, not errors: request() returns nil, message, code with
  * code one of "connect", "timeout", "tls", "resolve", "protocol", "too_big" (the answer
  * was larger than max_body), "refused" (the URL is under none of req.allowed; nothing was
- * sent), "other" (request.lua turns each into a reason of lua/connrt/errors.lua). Wrong
+ * sent), "client_left" (connrt proxy's loop stopped it: its client had gone), "other"
+ * (request.lua turns each into a reason of lua/connrt/errors.lua). Wrong
  * arguments are programmer errors and raise.
  *
  * On a server's loop (`connrt proxy`, src/api/httpd.c): a request made from one of the
@@ -275,6 +276,8 @@ static const char *error_code(CURLcode rc) {
   switch (rc) {
   case CURLE_COULDNT_CONNECT:
     return "connect";
+  case CURLE_ABORTED_BY_CALLBACK: /* only connrt proxy's loop stops a transfer so */
+    return "client_left";
   case CURLE_OPERATION_TIMEDOUT:
     return "timeout";
   case CURLE_COULDNT_RESOLVE_HOST:
