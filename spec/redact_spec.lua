@@ -401,11 +401,15 @@ describe("an error message as every path prints it (errors.kept_message)", funct
     log.secret("pa\\/ssw0rd-X1")
     -- redacted where it is spelled as it is
     assert.equal("refused: [redacted]", errors.kept_message("refused_url", "refused: pa\\/ssw0rd-X1"))
-    -- spelled only as JSON writes it ("/" as "\/"): hidden whole, what refused_url means kept
-    local m = errors.kept_message("refused_url", "redirected to https://evil.example/pa/ssw0rd-X1")
+    -- spelled only as JSON writes it ("/" as "\/"): that word hidden, the rest kept
+    assert.equal("redirected to [redacted] (refused)",
+      errors.kept_message("refused_url", "redirected to https://evil.example/pa/ssw0rd-X1 (refused)"))
+    -- spelled so across words: hidden whole, what refused_url means kept
+    log.secret("ab\\/cd ef-S3cret")
+    local m = errors.kept_message("refused_url", "redirected to https://evil.example/ab/cd ef-S3cret")
     assert.equal("[redacted] (refused_url: " .. errors.reason_says.refused_url, m:sub(1, #"[redacted] (refused_url: "
       + #errors.reason_says.refused_url))
-    assert.is_nil(m:find("ssw0rd", 1, true))
+    assert.is_nil(m:find("S3cret", 1, true))
     -- a message with no secret in it is as it was
     assert.equal("no such connection: x", errors.kept_message("no_connection", "no such connection: x"))
     package.loaded["connrt.log"] = nil

@@ -511,7 +511,8 @@ end
 -- request` prints): redacted when that shows no secret (M.shows_secret) in any way it
 -- may be printed, nor a secret of digits as a number a reader takes from it
 -- (M.number_in_text); else as connrt prints it (M.shown_line: its escapes too are
--- redacted) when that shows none; else "[redacted]" whole.
+-- redacted) when that shows none; else that with each word that shows one hidden, when
+-- the rest shows none; else "[redacted]" whole.
 -- Whether text shows a secret as kept text may (M.kept, M.clip).
 local function kept_shows(t)
   return M.shows_secret(t) or M.number_in_text(t)
@@ -522,6 +523,11 @@ function M.kept(s)
   if not kept_shows(t) then return t end
   t = M.shown_line(s)
   if not kept_shows(t) then return t end
+  -- each blank-separated word of that which shows a secret hidden, so the rest of a
+  -- message stays (a provider's text quoted in it); whole when it still shows one
+  -- (spelled across words)
+  local words = t:gsub("%S+", function(w) if kept_shows(w) then return "[redacted]" end end)
+  if not kept_shows(words) then return words end
   return "[redacted]"
 end
 
