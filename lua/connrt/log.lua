@@ -512,11 +512,13 @@ end
 -- may be printed, nor a secret of digits as a number a reader takes from it
 -- (M.number_in_text); else as connrt prints it (M.shown_line: its escapes too are
 -- redacted) when that shows none; else that with each word that shows one hidden, when
--- the rest shows none; else "[redacted]" whole.
+-- the rest shows none and it has at most KEPT_WORDS words; else "[redacted]" whole.
 -- Whether text shows a secret as kept text may (M.kept, M.clip).
 local function kept_shows(t)
   return M.shows_secret(t) or M.number_in_text(t)
 end
+
+local KEPT_WORDS = 64
 
 function M.kept(s)
   local t = M.redact(s)
@@ -525,7 +527,10 @@ function M.kept(s)
   if not kept_shows(t) then return t end
   -- each blank-separated word of that which shows a secret hidden, so the rest of a
   -- message stays (a provider's text quoted in it); whole when it still shows one
-  -- (spelled across words)
+  -- (spelled across words), or when it has more than KEPT_WORDS words (each word is one
+  -- search for every spelling: a message has a few dozen, a provider's body thousands)
+  local _, n = t:gsub("%S+", "")
+  if n > KEPT_WORDS then return "[redacted]" end
   local words = t:gsub("%S+", function(w) if kept_shows(w) then return "[redacted]" end end)
   if not kept_shows(words) then return words end
   return "[redacted]"
