@@ -58,16 +58,15 @@ local MIGRATION_LOCK = 7307216801
 
 --- The store as messages name it: scheme, host part and database only, never the user,
 -- password or parameters ("postgres://127.0.0.1:5432/connrt"), found by the one rule of
--- src/api/sys.c (sys.pg_url_where: the user part ends at the last '@' before the first
--- '?' or '#', so a raw '/' or '@' in a password is never taken for the host or
--- database; a URL libpq reads otherwise has neither named); host and port from PGHOST
--- and PGPORT when the URL leaves them out.
+-- src/api/sys.c (sys.pg_url_where: only a plain URL, which reads one way, has its host
+-- and database named); host and port from PGHOST and PGPORT when the URL leaves them
+-- out.
 function M.describe(url)
-  local scheme, authority, db, _, hidden = sys.pg_url_where(url)
+  local scheme, authority, db, misread = sys.pg_url_where(url)
   if not scheme then return "postgres://" end
-  -- (where libpq reads a longer user part, its host and database may hold pieces of a
-  -- password)
-  if hidden then return scheme .. "://(host not shown: libpq reads the URL otherwise)" end
+  -- (a URL that is not plain may be read several ways: its host part may hold a
+  -- password's pieces)
+  if misread then return scheme .. "://(host not shown: the URL is not plain)" end
   if authority == "" then
     authority = (os.getenv("PGHOST") or "localhost") .. (os.getenv("PGPORT") and (":" .. os.getenv("PGPORT")) or "")
   end
@@ -141,9 +140,10 @@ local function connect(url)
   know_secrets(url)
   if select(4, sys.pg_url_where(url)) then
     -- libpq would read pieces of the password as host, port or database, and name them
-    errors.fail("usage", "bad_argument", "the PostgreSQL store %s: the password in the URL has a raw '/', '@', "
-      .. "'?' or '#', which libpq reads otherwise: percent-encode it (%%2F, %%40, %%3F, %%23), or give it in "
-      .. "PGPASSWORD or ~/.pgpass", M.describe(url))
+    errors.fail("usage", "bad_argument", "the PostgreSQL store %s: the URL can be read more than one way (a raw "
+      .. "'/', '@', '?' or '#' in its user, password or database, a port that is not a number, a parameter without "
+      .. "'='): percent-encode those characters (%%2F, %%40, %%3F, %%23), or give the password in PGPASSWORD or "
+      .. "~/.pgpass", M.describe(url))
   end
   if spare[url] then
     local s = spare[url]

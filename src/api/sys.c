@@ -309,18 +309,21 @@ static int is_secret_env(const char *entry) {
 
 /* The secrets of a postgres:// or postgresql:// URL, by connrt's one rule (shared by argv
  * hiding, the children's CONNRT_STORE and store_pg.lua's names and redaction, through
- * pg_userinfo_end and sys.pg_url_secrets / sys.pg_url_where): the user part is everything
- * between "://" and the LAST '@' before the first '?' or '#' (when there is such an '@'),
- * and all of it after its first ':' is the password, raw '/', '@', ':', '+' or '=' included
- * (libpq's own parser stops the user part at the first '@' or '/', so a generated password
- * with a raw '/' would leave pieces of it elsewhere); then each parameter (after the first
- * '?' past the user part, pairs joined by '&', the name percent-decoded) whose name is one
- * of the options PQconndefaults() shows as secret, password and sslpassword; and where
- * libpq's own parser ends the user part at another '@' (pg_libpq_userinfo_end), or the
- * last '@' before the path is another (pg_last_at_before_path), the same again as each
- * of those reads the URL, so every reading's secrets are found. Calls fn for
- * each: `from`..`to` is what to remove (the ':' and password; the whole parameter with
- * its '&'), `value`..`end` the value. Returns 0 when s is not such a URL. */
+ * sys.pg_url_secrets / sys.pg_url_where). A URL is read only when it is plain (pg_plain):
+ *   scheme://[user[:password]@]hosts[/database][?name=value[&name=value]...][#fragment]
+ * where the user, password, hosts and database hold no raw '@', '/', '?' or '#', every
+ * host's port is a number, every parameter has a name without '@' and an '=', and the
+ * fragment holds no '@', and no '@' comes before the first '/' but the user part's
+ * (libpq's own parser ends a user part there). Such a URL has one reading, libpq's among them: the password is
+ * all of the user part after its first ':', and the secret parameters are those whose
+ * name (percent-decoded) is one of the options PQconndefaults() shows as secret, password
+ * and sslpassword. Any other URL may be read several ways (libpq ends the user part at
+ * the first '@' or '/', a person who wrote a raw '?' or '/' into a password meant another
+ * '@'), and every way hides a password somewhere else: all of it after "://" is taken for
+ * secret, and the store refuses it (sys.pg_url_where's misread) before libpq reads it.
+ * Calls fn for each: `from`..`to` is what to remove (the ':' and password; the whole
+ * parameter with its '&'; all after "://"), `value`..`end` the value. Returns 0 when s is
+ * not such a URL. */
 typedef void (*pg_secret_fn)(void *ud, size_t from, size_t to, size_t value, size_t end);
 
 static int hexval(unsigned char c) {
@@ -346,43 +349,15 @@ static int pg_param_is_secret(const char *k, size_t n) {
   return strcmp(name, "password") == 0 || strcmp(name, "sslpassword") == 0;
 }
 
-/* Where the scheme's "://" ends (0: not a postgres URL), and the '@' that ends the user
- * part by the rule above (0: none). */
+/* Where the scheme's "://" ends (0: not a postgres URL). */
 static size_t pg_scheme_end(const char *s) {
   if (strncmp(s, "postgresql://", 13) == 0) return 13;
   if (strncmp(s, "postgres://", 11) == 0) return 11;
   return 0;
 }
 
-static size_t pg_userinfo_end(const char *s, size_t start) {
-  size_t stop = start + strcspn(s + start, "?#"), at = 0;
-  for (size_t i = start; i < stop; i++)
-    if (s[i] == '@') at = i;
-  return at;
-}
-
-/* The '@' that ends the user part as libpq's own parser reads it (0: none): the first
- * '@' before any '/', a raw '?' or '#' before it included (libpq takes those for the
- * password's). Where it differs from connrt's rule, the URL is read two ways: the secrets
- * of both readings are hidden, and the store refuses it (sys.pg_url_where's misread). */
-static size_t pg_libpq_userinfo_end(const char *s, size_t start) {
-  size_t i = start + strcspn(s + start, "@/");
-  return s[i] == '@' ? i : 0;
-}
-
-/* The last '@' before the first '/' (0: none): where a user part with a raw '@', '?' or
- * '#' in its password would end ("u:a@b?c@host/db", which libpq cannot read as meant). */
-static size_t pg_last_at_before_path(const char *s, size_t start) {
-  size_t stop = start + strcspn(s + start, "/"), at = 0;
-  for (size_t i = start; i < stop; i++)
-    if (s[i] == '@') at = i;
-  return at;
-}
-
 /* True when the host part s[0..n) is one libpq can read: comma-separated hosts, each
- * host[:port] or [v6 address][:port], every port all digits. A password with a raw '?'
- * or '#' before its '@' and a '/' after it ("u:pa?s/s@h/db") leaves connrt's rule no '@'
- * to end the user part at, and puts "u:pa" where the host is: no port. */
+ * host[:port] or [v6 address][:port], every port all digits. */
 static int pg_hosts_ok(const char *s, size_t n) {
   for (size_t i = 0; i <= n;) {
     size_t len = 0, k = 0;
@@ -405,55 +380,77 @@ static int pg_hosts_ok(const char *s, size_t n) {
   return 1;
 }
 
-/* Whether the host part connrt's rule names for s (user part ending at `at`) is readable. */
-static int pg_host_part_ok(const char *s, size_t start, size_t at) {
-  size_t h = at ? at + 1 : start;
-  return pg_hosts_ok(s + h, strcspn(s + h, "/?#"));
+/* The secret parameters a plain URL may have at most (more: not plain). */
+#define PG_SECRET_PARAMS 8
+
+/* True when s (whose "://" ends at start) is plain, by the grammar above; then *at is the
+ * '@' that ends its user part (0: none) and *hosts, *hn its host part. */
+static int pg_plain(const char *s, size_t start, size_t *at, size_t *hosts, size_t *hn) {
+  size_t i = start + strcspn(s + start, "@/?#");
+  *at = 0;
+  if (s[i] == '@') {
+    *at = i;
+    i++;
+  } else {
+    /* libpq ends a user part at the first '@' before any '/', a '?' or '#' before it
+     * included: without one of ours, there must be none of libpq's */
+    i = start;
+    if (s[start + strcspn(s + start, "@/")] == '@') return 0;
+  }
+  *hosts = i;
+  *hn = strcspn(s + i, "@/?#");
+  i += *hn;
+  if (s[i] == '@' || !pg_hosts_ok(s + *hosts, *hn)) return 0;
+  if (s[i] == '/') {
+    i++;
+    i += strcspn(s + i, "@/?#");
+    if (s[i] == '@' || s[i] == '/') return 0;
+  }
+  if (s[i] == '?') {
+    int secret = 0;
+    i++;
+    while (s[i] && s[i] != '#') {
+      size_t len = strcspn(s + i, "&#");
+      const char *eq = memchr(s + i, '=', len);
+      if (len) {
+        if (!eq || memchr(s + i, '@', (size_t)(eq - (s + i)))) return 0;
+        if (pg_param_is_secret(s + i, (size_t)(eq - (s + i))) && ++secret > PG_SECRET_PARAMS) return 0;
+      }
+      i += len + (s[i + len] == '&');
+    }
+  }
+  return s[i] != '#' || strchr(s + i, '@') == NULL;
 }
 
-/* The password of the user part that ends at `p`, and the secret parameters of the query
- * after it, read so. */
-static void pg_reading_secrets(const char *s, size_t start, size_t p, pg_secret_fn fn, void *ud) {
-  size_t after_user = start;
-  if (p) {
-    const char *colon = memchr(s + start, ':', p - start);
-    if (colon) fn(ud, (size_t)(colon - s), p, (size_t)(colon - s) + 1, p);
-    after_user = p + 1;
+static int pg_url_secrets(const char *s, pg_secret_fn fn, void *ud) {
+  size_t start = pg_scheme_end(s);
+  if (!start) return 0;
+  size_t at, hosts, hn, end = strlen(s);
+  if (!pg_plain(s, start, &at, &hosts, &hn)) {
+    if (end > start) fn(ud, start, end, start, end);
+    return 1;
   }
-  const char *q = strchr(s + after_user, '?');
-  if (!q) return;
+  if (at) {
+    const char *colon = memchr(s + start, ':', at - start);
+    if (colon) fn(ud, (size_t)(colon - s), at, (size_t)(colon - s) + 1, at);
+  }
+  const char *q = memchr(s + hosts, '?', end - hosts);
+  if (!q) return 1;
   size_t i = (size_t)(q - s) + 1;
-  while (s[i]) {
-    size_t len = strcspn(s + i, "&");
+  while (s[i] && s[i] != '#') {
+    size_t len = strcspn(s + i, "&#");
     size_t next = i + len + (s[i + len] == '&');
     const char *eq = memchr(s + i, '=', len);
     if (eq && pg_param_is_secret(s + i, (size_t)(eq - (s + i))))
       fn(ud, i, next, (size_t)(eq - s) + 1, i + len);
     i = next;
   }
-}
-
-static int pg_url_secrets(const char *s, pg_secret_fn fn, void *ud) {
-  size_t start = pg_scheme_end(s);
-  if (!start) return 0;
-  size_t p = pg_userinfo_end(s, start), lp = pg_libpq_userinfo_end(s, start);
-  size_t last = pg_last_at_before_path(s, start);
-  pg_reading_secrets(s, start, p, fn, ud);
-  /* read as libpq reads it too, and as a password with raw '@', '?' or '#' was meant,
-   * where those differ: their passwords and parameters */
-  if (lp != p) pg_reading_secrets(s, start, lp, fn, ud);
-  if (last != p && last != lp) pg_reading_secrets(s, start, last, fn, ud);
-  /* no host there, but a password's piece: the user part up to the last '@' of all */
-  if (!pg_host_part_ok(s, start, p)) {
-    const char *any = strrchr(s + start, '@');
-    size_t e = any ? (size_t)(any - s) : 0;
-    if (e && e != p && e != lp && e != last) pg_reading_secrets(s, start, e, fn, ud);
-  }
   return 1;
 }
 
-/* The spans pg_url_secrets found, in order (a URL has few; more are ignored). */
-#define PG_SPANS 16
+/* The spans pg_url_secrets found, in order: a plain URL's password and secret parameters,
+ * or all of another URL after "://". */
+#define PG_SPANS (1 + PG_SECRET_PARAMS)
 typedef struct { size_t n, from[PG_SPANS], to[PG_SPANS], value[PG_SPANS], end[PG_SPANS]; } pg_spans;
 
 static void pg_span_add(void *ud, size_t from, size_t to, size_t value, size_t end) {
@@ -480,25 +477,16 @@ int connrt_hide_pg_password(char *s) {
   return count;
 }
 
-/* [-0, +1] `url` without its secrets (pg_url_secrets): pushes it. The spans of a URL read
- * two ways may overlap or come out of order: each removal starts where the text kept so
- * far ends. */
+/* [-0, +1] `url` without its secrets (pg_url_secrets): pushes it. */
 static void push_pg_url_without_secrets(lua_State *L, const char *url) {
   pg_spans sp = { 0 };
   pg_url_secrets(url, pg_span_add, &sp);
-  /* in order of where they start (few: insertion sort) */
-  for (size_t i = 1; i < sp.n; i++)
-    for (size_t j = i; j > 0 && sp.from[j - 1] > sp.from[j]; j--) {
-      size_t f = sp.from[j], t = sp.to[j];
-      sp.from[j] = sp.from[j - 1]; sp.to[j] = sp.to[j - 1];
-      sp.from[j - 1] = f; sp.to[j - 1] = t;
-    }
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   size_t at = 0;
   for (size_t i = 0; i < sp.n; i++) {
-    if (sp.from[i] > at) luaL_addlstring(&b, url + at, sp.from[i] - at);
-    if (sp.to[i] > at) at = sp.to[i];
+    luaL_addlstring(&b, url + at, sp.from[i] - at);
+    at = sp.to[i];
   }
   luaL_addstring(&b, url + at);
   luaL_pushresult(&b);
@@ -527,19 +515,13 @@ static int sys_pg_url_secrets(lua_State *L) {
   return 2;
 }
 
-/* sys.pg_url_where(url) -> scheme, host, database, misread, hidden: what a message may name of a
- * postgres:// URL, by the rule of pg_url_secrets: the host part (host, port, several
- * comma-separated, "" when left out) after the user part up to the first '/', '?' or '#',
- * and the database (percent-encoded as written, "" when left out) up to the first '?' or
- * '#'; misread is true when the user part has a password and a raw '/' or '@' in it,
- * which libpq's parser would take for the end of the user part (so it would read pieces
- * of the password as host, port or database), or when libpq's parser ends the user part
- * at another '@' (pg_libpq_userinfo_end: a raw '?' or '#' before it), or a raw '@'
- * follows the user part before the first '/' (pg_last_at_before_path), or what stands
- * where the host is is none libpq reads (pg_hosts_ok: a port that is not a number); hidden is true
- * when such a user part runs past connrt's, so the host and database named may hold
- * pieces of a password: a message names neither then. nil for anything else. Never any
- * of the user part, password or parameters. */
+/* sys.pg_url_where(url) -> scheme, host, database, misread: what a message may name of a
+ * postgres:// URL, by the rule of pg_url_secrets: of a plain URL, the host part (host,
+ * port, several comma-separated, "" when left out) and the database (percent-encoded as
+ * written, "" when left out), misread false; of any other, "" and "", misread true (it
+ * may be read several ways, and its host part may hold a password's pieces: the store
+ * refuses it, and a message names neither). nil for anything else. Never any of the user
+ * part, password or parameters. */
 static int sys_pg_url_where(lua_State *L) {
   const char *url = luaL_checkstring(L, 1);
   size_t start = pg_scheme_end(url);
@@ -547,10 +529,15 @@ static int sys_pg_url_where(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  size_t at = pg_userinfo_end(url, start);
-  size_t h = at ? at + 1 : start;
-  size_t hn = strcspn(url + h, "/?#");
+  size_t at, h, hn;
+  int plain = pg_plain(url, start, &at, &h, &hn);
   lua_pushlstring(L, url, start - 3);
+  if (!plain) {
+    lua_pushliteral(L, "");
+    lua_pushliteral(L, "");
+    lua_pushboolean(L, 1);
+    return 4;
+  }
   lua_pushlstring(L, url + h, hn);
   size_t d = h + hn;
   if (url[d] == '/') {
@@ -559,16 +546,8 @@ static int sys_pg_url_where(lua_State *L) {
   } else {
     lua_pushliteral(L, "");
   }
-  size_t n = at ? at - start : 0, lp = pg_libpq_userinfo_end(url, start);
-  size_t last = pg_last_at_before_path(url, start);
-  int hosts_ok = pg_host_part_ok(url, start, at);
-  lua_pushboolean(L, (n && memchr(url + start, ':', n)
-                         && (memchr(url + start, '/', n) || memchr(url + start, '@', n)))
-                     || lp != at || last != at || !hosts_ok);
-  /* another reading's user part runs past connrt's, or no host is where the host should
-   * be: what is named there may be a password's */
-  lua_pushboolean(L, last > at || !hosts_ok);
-  return 5;
+  lua_pushboolean(L, 0);
+  return 4;
 }
 
 /* The environment entry as a child gets it: a postgres CONNRT_STORE without its password
