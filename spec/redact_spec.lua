@@ -438,6 +438,9 @@ describe("numbers as readers take them (json.reader_number, log.value_shows_secr
     log.secret("73519864")
     log.secret("9999")
     assert.is_true(log.value_shows_secret("read 0x461D2F8", true))
+    -- a number percent-encoded, as a URL's query carries it
+    assert.is_true(log.number_in_text("id=7351986.4e%2B1"))
+    assert.equal("[redacted]", log.kept("id=7351986.4e%252B1"))
     -- C's strtol(s, NULL, 0) reads a leading zero as octal
     assert.is_true(log.value_shows_secret("0430351370", true))
     assert.is_true(log.number_in_text("id 0430351370 here"))

@@ -470,10 +470,20 @@ M.NUMBER_CHARS = "%d.eE+%- "
 function M.number_in_text(s, strong)
   if not M.spelled_within(M.NUMBER_CHARS) then return false end
   local json = require("connrt.json")
-  return json.any_number_run(s, function(run)
+  local function found(run)
     local x, exact = json.reader_number(run)
     return x and (exact and (M.holds(exact, strong) or (strong and secrets[exact])) or M.value_shows_secret(x, strong))
-  end)
+  end
+  if json.any_number_run(s, found) then return true end
+  -- and in the text percent-decoded, as a reader of a URL's query gets it (1.2345678e%2B7)
+  local t = s
+  for _ = 1, PERCENT_LAYERS do
+    if not t:find("%", 1, true) then break end
+    t = percent(t)
+    if not t then break end
+    if json.any_number_run(t, found) then return true end
+  end
+  return false
 end
 
 --- True when value `v` (a string, or a number in any of its spellings) spells a secret as
