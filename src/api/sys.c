@@ -310,10 +310,11 @@ static int is_secret_env(const char *entry) {
 /* The secrets of a postgres:// or postgresql:// URL, by connrt's one rule (shared by argv
  * hiding, the children's CONNRT_STORE and store_pg.lua's names and redaction, through
  * sys.pg_url_secrets / sys.pg_url_where). A URL is read only when it is plain (pg_plain):
- *   scheme://[user[:password]@]hosts[/database][?name=value[&name=value]...][#fragment]
- * where the user, password, hosts and database hold no raw '@', '/', '?' or '#', every
- * host's port is a number, every parameter has a name without '@' and an '=', and the
- * fragment holds no '@', and no '@' comes before the first '/' but the user part's
+ *   scheme://[user[:password]@]hosts[/database][?name=value[&name=value]...]
+ * with no '#' anywhere (libpq has no fragment: it is part of whatever it stands in),
+ * where the user, password, hosts and database hold no raw '@', '/' or '?', every host's
+ * port is a number, every parameter has a name without '@' and an '=', at most
+ * PG_SECRET_PARAMS of them secret, and no '@' comes before the first '/' but the user part's
  * (libpq's own parser ends a user part there). Such a URL has one reading, libpq's among them: the password is
  * all of the user part after its first ':', and the secret parameters are those whose
  * name (percent-decoded) is one of the options PQconndefaults() shows as secret, password
@@ -386,7 +387,9 @@ static int pg_hosts_ok(const char *s, size_t n) {
 /* True when s (whose "://" ends at start) is plain, by the grammar above; then *at is the
  * '@' that ends its user part (0: none) and *hosts, *hn its host part. */
 static int pg_plain(const char *s, size_t start, size_t *at, size_t *hosts, size_t *hn) {
-  size_t i = start + strcspn(s + start, "@/?#");
+  /* libpq has no fragment: a '#' is part of whatever it stands in */
+  if (strchr(s + start, '#')) return 0;
+  size_t i = start + strcspn(s + start, "@/?");
   *at = 0;
   if (s[i] == '@') {
     *at = i;
@@ -398,19 +401,19 @@ static int pg_plain(const char *s, size_t start, size_t *at, size_t *hosts, size
     if (s[start + strcspn(s + start, "@/")] == '@') return 0;
   }
   *hosts = i;
-  *hn = strcspn(s + i, "@/?#");
+  *hn = strcspn(s + i, "@/?");
   i += *hn;
   if (s[i] == '@' || !pg_hosts_ok(s + *hosts, *hn)) return 0;
   if (s[i] == '/') {
     i++;
-    i += strcspn(s + i, "@/?#");
+    i += strcspn(s + i, "@/?");
     if (s[i] == '@' || s[i] == '/') return 0;
   }
   if (s[i] == '?') {
     int secret = 0;
     i++;
-    while (s[i] && s[i] != '#') {
-      size_t len = strcspn(s + i, "&#");
+    while (s[i]) {
+      size_t len = strcspn(s + i, "&");
       const char *eq = memchr(s + i, '=', len);
       if (len) {
         if (!eq || memchr(s + i, '@', (size_t)(eq - (s + i)))) return 0;
@@ -419,7 +422,7 @@ static int pg_plain(const char *s, size_t start, size_t *at, size_t *hosts, size
       i += len + (s[i + len] == '&');
     }
   }
-  return s[i] != '#' || strchr(s + i, '@') == NULL;
+  return 1;
 }
 
 static int pg_url_secrets(const char *s, pg_secret_fn fn, void *ud) {
@@ -434,11 +437,12 @@ static int pg_url_secrets(const char *s, pg_secret_fn fn, void *ud) {
     const char *colon = memchr(s + start, ':', at - start);
     if (colon) fn(ud, (size_t)(colon - s), at, (size_t)(colon - s) + 1, at);
   }
+  /* the same '?' and pairs pg_plain counted, so no more than PG_SPANS spans */
   const char *q = memchr(s + hosts, '?', end - hosts);
   if (!q) return 1;
   size_t i = (size_t)(q - s) + 1;
-  while (s[i] && s[i] != '#') {
-    size_t len = strcspn(s + i, "&#");
+  while (s[i]) {
+    size_t len = strcspn(s + i, "&");
     size_t next = i + len + (s[i + len] == '&');
     const char *eq = memchr(s + i, '=', len);
     if (eq && pg_param_is_secret(s + i, (size_t)(eq - (s + i))))
