@@ -626,12 +626,31 @@ describe("a PostgreSQL store URL's password, whatever its characters and positio
         { "postgres://u:p%40wSECRET@[::1]:5432,h2:5433/db?host=/run/pg&sslpassword=sSECRET",
           { "p%40wSECRET", "sSECRET" } },
         { "postgresql:///db?host=/tmp&user=a@b&password=qSECRET", { "qSECRET" } },
-        { "postgres://%2Fvar%2Frun%2Fpg/db", {} } }) do
+        { "postgres://%2Fvar%2Frun%2Fpg/db", {} },
+        { "postgres://u:pwSECRET@/db&", { "pwSECRET" }, "postgres://u@/db&" },
+        { "postgres://h/db?password=sSECRET&application_name=x?", { "sSECRET" }, "postgres://h/db?application_name=x?" },
+        { "postgres://h/db?a=1&oauth_client_secret=oSECRET", { "oSECRET" }, "postgres://h/db?a=1" } }) do
       local bare, secrets = sys.pg_url_secrets(case[1])
       assert.same(case[2], secrets, case[1])
       assert.is_nil(bare:find("SECRET", 1, true), bare)
+      -- (what stays is the URL's own: a '&' or '?' ending its database or a value)
+      if case[3] then assert.equal(case[3], bare) end
       assert.is_false(select(4, sys.pg_url_where(case[1])), case[1])
     end
+    -- a URL after other text (a blank in front) is no directory's name: refused, not shown
+    for _, args in ipairs({ { { "--store", " postgres://u:S3cretX@127.0.0.1/db", "list" }, {} },
+        { { "list" }, { CONNRT_STORE = "x postgres://u:S3cretX@127.0.0.1/db" } } }) do
+      local env = { CONNRT_KEY = KEY }
+      for k, v in pairs(args[2]) do env[k] = v end
+      local res = h.connrt(args[1], { env = env })
+      assert.equal(2, res.code, res.stderr)
+      assert.matches("must start with postgres:// or postgresql://", res.stderr, 1, true)
+      assert.is_nil(res.stderr:find("S3cret", 1, true), res.stderr)
+    end
+    local res = h.connrt({ "--store", home, "exec", "keyed", "--", "env" },
+      { env = { CONNRT_KEY = KEY, CONNRT_STORE = " postgres://u:S3cretX@127.0.0.1/db" } })
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("\nCONNRT_STORE= postgres://u@127.0.0.1/db\n", "\n" .. res.stdout, 1, true)
   end)
 
   it("is not in a child's CONNRT_STORE", function()

@@ -71,11 +71,22 @@ function M.is_url(where)
   return type(where) == "string" and (where:match("^postgres://") or where:match("^postgresql://")) ~= nil
 end
 
+-- A store value that holds a postgres:// URL after other text (a blank in front of it)
+-- would be taken for a directory and named as one, its password with it: refused, the
+-- value not shown.
+local function checked(where, from)
+  if not M.is_url(where) and (where:find("postgres://", 1, true) or where:find("postgresql://", 1, true)) then
+    errors.raise("usage", "%s: a PostgreSQL store's URL must start with postgres:// or postgresql:// (the value has "
+      .. "other text before it; not shown, as it may hold a password)", from)
+  end
+  return where
+end
+
 --- The store to use: --store, else CONNRT_STORE, else the directory M.default_home().
 function M.where()
-  if M.chosen and M.chosen ~= "" then return M.chosen end
+  if M.chosen and M.chosen ~= "" then return checked(M.chosen, "--store") end
   local env = os.getenv("CONNRT_STORE")
-  if env and env ~= "" then return env end
+  if env and env ~= "" then return checked(env, "CONNRT_STORE") end
   return M.default_home()
 end
 

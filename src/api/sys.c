@@ -334,7 +334,7 @@ static int hexval(unsigned char c) {
 }
 
 static int pg_param_is_secret(const char *k, size_t n) {
-  char name[16];
+  char name[32];
   size_t m = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)k[i];
@@ -347,7 +347,9 @@ static int pg_param_is_secret(const char *k, size_t n) {
     name[m++] = (char)c;
   }
   name[m] = 0;
-  return strcmp(name, "password") == 0 || strcmp(name, "sslpassword") == 0;
+  /* (libpq 18's oauth_client_secret too, where a newer libpq is built against) */
+  return strcmp(name, "password") == 0 || strcmp(name, "sslpassword") == 0
+         || strcmp(name, "oauth_client_secret") == 0;
 }
 
 /* Where the scheme's "://" ends (0: not a postgres URL). */
@@ -494,10 +496,13 @@ static void push_pg_url_without_secrets(lua_State *L, const char *url) {
   }
   luaL_addstring(&b, url + at);
   luaL_pushresult(&b);
-  /* a removed last parameter leaves its '&' or the '?' of an empty query */
-  size_t n;
+  /* a removed last parameter leaves the '&' or '?' in front of it (only that one: a '&'
+   * or '?' that ends a database name or a value is the URL's own) */
+  size_t n, last = sp.n ? sp.n - 1 : 0;
   const char *r = lua_tolstring(L, -1, &n);
-  if (sp.n && n && (r[n - 1] == '&' || r[n - 1] == '?')) {
+  if (sp.n && sp.to[last] == strlen(url) && sp.from[last] > 0
+      && (url[sp.from[last] - 1] == '&' || url[sp.from[last] - 1] == '?') && n
+      && r[n - 1] == url[sp.from[last] - 1]) {
     lua_pushlstring(L, r, n - 1);
     lua_remove(L, -2);
   }
@@ -560,9 +565,14 @@ static int sys_pg_url_where(lua_State *L) {
 static char *child_entry(lua_State *L, char *entry, int anchor) {
   static const char name[] = "CONNRT_STORE=";
   if (strncmp(entry, name, sizeof name - 1) != 0) return entry;
+  /* the URL wherever it starts in the value (the store refuses one after other text, but
+   * a child's copy must not show its password either) */
+  const char *v = entry + sizeof name - 1, *u = strstr(v, "postgres");
+  if (!u) u = v;
   lua_pushstring(L, name);
-  push_pg_url_without_secrets(L, entry + sizeof name - 1);
-  lua_concat(L, 2);
+  lua_pushlstring(L, v, (size_t)(u - v));
+  push_pg_url_without_secrets(L, u);
+  lua_concat(L, 3);
   char *r = (char *)lua_tostring(L, -1);
   lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
   return r;
@@ -756,6 +766,7 @@ static char **push_argv(lua_State *L, int idx) {
  * whose tokens are that environment. The program gets the descriptors connrt was
  * started with, none connrt opened (fds_from_3). The caller flushes its output first. */
 static int sys_exec(lua_State *L) {
+  lua_settop(L, 2); /* an environment left out is nil at 2, not what push_argv pushes */
   char **argv = push_argv(L, 1);
   char **env = push_exec_env(L, 2);
   fds_from_3(0, 1); /* close-on-exec: still open if the exec fails */
