@@ -629,7 +629,9 @@ describe("a PostgreSQL store URL's password, whatever its characters and positio
         { "postgres://%2Fvar%2Frun%2Fpg/db", {} },
         { "postgres://u:pwSECRET@/db&", { "pwSECRET" }, "postgres://u@/db&" },
         { "postgres://h/db?password=sSECRET&application_name=x?", { "sSECRET" }, "postgres://h/db?application_name=x?" },
-        { "postgres://h/db?a=1&oauth_client_secret=oSECRET", { "oSECRET" }, "postgres://h/db?a=1" } }) do
+        { "postgres://h/db?a=1&oauth_client_secret=oSECRET", { "oSECRET" }, "postgres://h/db?a=1" },
+        -- (a name libpq refuses, but a password it holds)
+        { "postgres://h/db?PASSWORD=pSECRET&a=1", { "pSECRET" }, "postgres://h/db?a=1" } }) do
       local bare, secrets = sys.pg_url_secrets(case[1])
       assert.same(case[2], secrets, case[1])
       assert.is_nil(bare:find("SECRET", 1, true), bare)

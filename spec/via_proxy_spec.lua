@@ -480,6 +480,20 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
         assert.is_nil(direct.stderr:find("going direct", 1, true))
       end
       h.rmdir(empty)
+      -- a key file or store directory open to others: the direct path refuses it (and the
+      -- command goes there), whatever the proxy opened before
+      -- (the mode put back before any check, so a failure leaves the store as it was)
+      for _, case in ipairs({ { home .. "/key", "0644", "0600" }, { home, "0755", "0700" } }) do
+        assert.is_true(os.execute(("chmod %s %s"):format(case[2], h.shell_quote(case[1]))))
+        local args = { "request", "keyed", "/keyed/me" }
+        local direct = h.connrt(args, { env = { CONNRT_HOME = home }, timeout = 60 })
+        local via = h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_PROXY = p.info.socket }, timeout = 60 })
+        assert.is_true(os.execute(("chmod %s %s"):format(case[3], h.shell_quote(case[1]))))
+        assert.equal(8, direct.code, direct.stderr)
+        assert.equal(direct.code, via.code, via.stderr)
+        assert.equal(direct.stdout, via.stdout)
+        assert.matches("going direct", via.stderr, 1, true)
+      end
       -- a proxy that has its key from CONNRT_KEY serves a command with that key, in hex or
       -- in base64, and refuses one with another
       local sock = tmp .. "/keyed-env.sock"
@@ -501,8 +515,8 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       local script = tmp .. "/selection.lua"
       h.write(script, 'io.write(tostring(require("connrt.store").selection()))')
       local dir = h.tmpdir()
-      os.execute(("mkdir -p %s/a %s/b && ln -s a %s/link && echo k >%s/a/key && echo k >%s/b/key"):format(dir, dir, dir, dir,
-        dir))
+      os.execute(("mkdir -p %s/a %s/b && ln -s a %s/link && echo k >%s/a/key && echo k >%s/b/key && chmod 700 %s/a %s/b "
+        .. "&& chmod 600 %s/a/key %s/b/key"):format(dir, dir, dir, dir, dir, dir, dir, dir, dir))
       local KEY_A, KEY_B = ("ab"):rep(32), ("cd"):rep(32)
       local b64 = require("connrt.crypto").b64encode(require("connrt.crypto").unhex(KEY_A))
       local PG = "postgres://u:Pg-S3cretPass@db.example/connrt?sslmode=require"

@@ -184,9 +184,8 @@ function M.send(req, what)
       end
       if code == "client_left" then
         -- (connrt proxy's loop: the client whose request this is has gone)
-        errors.fail("network", "client_left", "%s: %s %s: not sent, or stopped: the client closed its side of the "
-          .. "connection (connrt proxy takes a client that shut down its sending side for gone, as nginx does)", what,
-          method, url.without_query(current))
+        errors.fail("network", "client_left", "%s: not sent, or stopped: the client closed its side of the connection "
+          .. "(connrt proxy takes a client that shut down its sending side for gone, as nginx does)", what)
       end
       errors.fail("network", TRANSPORT_REASON[code] or "transport", "%s: no answer from %s %s: %s", what, method,
         url.without_query(current), why)

@@ -143,6 +143,12 @@ function M.selection()
   else
     home = sys.realpath(where)
     if not home then return nil end
+    -- (a directory or file open to its group or others: the direct path refuses it, or
+    -- narrows it with a notice)
+    for _, path in ipairs({ home, home .. "/data.mdb", home .. "/lock.mdb" }) do
+      local mode = sys.mode(path)
+      if mode and mode & GROUP_OTHER ~= 0 then return nil end
+    end
     parts[1] = "lmdb " .. home
   end
   -- (load_key: CONNRT_KEY, then CONNRT_KEY_FILE, then the key file in the home)
@@ -153,7 +159,8 @@ function M.selection()
     parts[#parts + 1] = "key " .. fingerprint("store key", raw)
   else
     local path = sys.realpath((file and file ~= "") and file or home .. "/key")
-    if not path then return nil end
+    local mode = path and sys.mode(path)
+    if not path or (mode and mode & GROUP_OTHER ~= 0) then return nil end
     parts[#parts + 1] = "key file " .. path
   end
   -- (percent-encoded: a header's value, and a path may hold any byte)

@@ -221,7 +221,8 @@ end
 local function store_header(path)
   local selection = require("connrt.store").selection()
   if not selection then
-    notice(path, "the store or key this command would open cannot be found to compare with the proxy's")
+    notice(path, "the store or key this command would open cannot be compared with the proxy's (missing, or open to "
+      .. "its group or others)")
     return nil
   end
   return "Connrt-Store: " .. selection

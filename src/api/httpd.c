@@ -371,6 +371,16 @@ static int client_gone(struct evhttp_connection *evcon) {
   return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+/* True when the client has closed its connection whole or reset it (POLLHUP, POLLERR),
+ * not only shut down its sending side. */
+static int client_closed(struct evhttp_connection *evcon) {
+  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+  if (fd < 0) return 0;
+  struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
+
 /* Calls a handler's done(why) (registry reference ref, which it drops): why is nil when
  * the whole answer went, else why it did not. Only from the loop's callbacks, never while
  * Lua runs; done only counts and logs. */
@@ -939,11 +949,14 @@ static int loop_start(connrt_loop *l, lua_State *L, connrt_xfer *x) {
   if (t->x && t->x != x) t->x->task = NULL;
   t->x = x;
   if (x->abortable) {
-    /* a client that left before its request goes out (a command that gave up while this
-     * worker was stopped or busy, its request still in the socket's buffer) has nothing
-     * sent for it: the transfer fails at once, as one stopped by the watch does */
+    /* a client that closed its connection before its request goes out (a command that
+     * gave up while this worker was stopped or busy, its request still in the socket's
+     * buffer) has nothing sent for it: the transfer fails at once, as one stopped by the
+     * watch does. Only a whole close (POLLHUP: a unix socket's peer gone) or a reset: a
+     * client that shut down only its sending side may be reading yet, and is served as
+     * before (its answer is logged as cut, as README says) */
     struct evhttp_connection *evcon = t && t->req ? evhttp_request_get_connection(t->req) : NULL;
-    if (evcon && client_gone(evcon)) {
+    if (evcon && client_closed(evcon)) {
       xfer_stop(s, x, CURLE_ABORTED_BY_CALLBACK);
       schedule(t, WAKE_VALUE, CURLE_ABORTED_BY_CALLBACK);
       return 0;

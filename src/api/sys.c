@@ -18,6 +18,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -348,8 +349,9 @@ static int pg_param_is_secret(const char *k, size_t n) {
   }
   name[m] = 0;
   /* (libpq 18's oauth_client_secret too, where a newer libpq is built against) */
-  return strcmp(name, "password") == 0 || strcmp(name, "sslpassword") == 0
-         || strcmp(name, "oauth_client_secret") == 0;
+  /* (in any case: libpq refuses "PASSWORD", but what it holds is a password still) */
+  return strcasecmp(name, "password") == 0 || strcasecmp(name, "sslpassword") == 0
+         || strcasecmp(name, "oauth_client_secret") == 0;
 }
 
 /* Where the scheme's "://" ends (0: not a postgres URL). */
