@@ -356,6 +356,16 @@ typedef struct {
 
 #define CLIENT_LEFT "the client went away"
 
+/* What poll() says now of the client's socket, asked for POLLRDHUP (0: nothing, or no
+ * socket): client_gone and client_closed read what they count as gone from it. */
+static short client_hangup(struct evhttp_connection *evcon) {
+  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+  if (fd < 0) return 0;
+  struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+  return poll(&p, 1, 0) == 1 ? p.revents : 0;
+}
+
 /* True when the client has closed its side of the connection, or reset it, while its
  * request was handled: evhttp does not read a connection whose request is being
  * answered, and on TCP the kernel takes an answer to a client that has left without an
@@ -364,21 +374,12 @@ typedef struct {
  * read those bytes; it takes nothing. As with nginx, a client that shut down only its
  * sending side counts as gone. */
 static int client_gone(struct evhttp_connection *evcon) {
-  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-  if (fd < 0) return 0;
-  struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-  return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  return (client_hangup(evcon) & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
-
 /* True when the client has closed its connection whole or reset it (POLLHUP, POLLERR),
  * not only shut down its sending side. */
 static int client_closed(struct evhttp_connection *evcon) {
-  struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-  if (fd < 0) return 0;
-  struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-  return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
+  return (client_hangup(evcon) & (POLLHUP | POLLERR)) != 0;
 }
 
 /* Calls a handler's done(why) (registry reference ref, which it drops): why is nil when
