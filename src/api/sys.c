@@ -569,7 +569,8 @@ static char *child_entry(lua_State *L, char *entry, int anchor) {
   if (strncmp(entry, name, sizeof name - 1) != 0) return entry;
   /* the URL wherever it starts in the value (the store refuses one after other text, but
    * a child's copy must not show its password either) */
-  const char *v = entry + sizeof name - 1, *u = strstr(v, "postgres");
+  const char *v = entry + sizeof name - 1, *u = v;
+  while ((u = strstr(u, "postgres")) != NULL && !pg_scheme_end(u)) u++;
   if (!u) u = v;
   lua_pushstring(L, name);
   lua_pushlstring(L, v, (size_t)(u - v));
