@@ -53,6 +53,11 @@ local UNBOUND = { sealed = true, needs_reconnect = true, last_error = true }
 -- Permission bits for the file's group and others (0077: Lua has no octal literals).
 local GROUP_OTHER = 63
 local function octal(mode) return ("%04o"):format(mode) end
+-- The mode of `path` when its group or others may use it, else nil.
+local function open_to_others(path)
+  local mode = sys.mode(path)
+  if mode and mode & GROUP_OTHER ~= 0 then return mode end
+end
 
 --- The store's directory: CONNRT_HOME, else $XDG_DATA_HOME/connrt, else ~/.local/share/connrt.
 function M.default_home()
@@ -146,8 +151,7 @@ function M.selection()
     -- (a directory or file open to its group or others: the direct path refuses it, or
     -- narrows it with a notice)
     for _, path in ipairs({ home, home .. "/data.mdb", home .. "/lock.mdb" }) do
-      local mode = sys.mode(path)
-      if mode and mode & GROUP_OTHER ~= 0 then return nil end
+      if open_to_others(path) then return nil end
     end
     parts[1] = "lmdb " .. home
   end
@@ -159,8 +163,7 @@ function M.selection()
     parts[#parts + 1] = "key " .. fingerprint("store key", raw)
   else
     local path = sys.realpath((file and file ~= "") and file or home .. "/key")
-    local mode = path and sys.mode(path)
-    if not path or (mode and mode & GROUP_OTHER ~= 0) then return nil end
+    if not path or open_to_others(path) then return nil end
     parts[#parts + 1] = "key file " .. path
   end
   -- (percent-encoded: a header's value, and a path may hold any byte)
@@ -195,8 +198,8 @@ local function load_key(home, sealed_before, where, key_file)
   if not text then errors.fail("store", "io", "key file %s is not a file that can be read", path) end
   -- refused, not repaired: whoever could read it may hold the key already, which only
   -- the owner can judge (and answer with connrt rekey)
-  local mode = sys.mode(path)
-  if mode and mode & GROUP_OTHER ~= 0 then
+  local mode = open_to_others(path)
+  if mode then
     errors.fail("store", "unsafe_mode", "key file %s has mode %s: its group or others may read or change the key; chmod 600 %s "
       .. "(and connrt rekey if someone else may have read it)", path, octal(mode), path)
   end
@@ -209,8 +212,8 @@ local function pending_key(path)
   local f = path and io.open(path .. ".new", "rb")
   if not f then return nil end
   -- refused as the key file itself would be (load_key): whoever could read it may hold it
-  local mode = sys.mode(path .. ".new")
-  if mode and mode & GROUP_OTHER ~= 0 then
+  local mode = open_to_others(path .. ".new")
+  if mode then
     f:close()
     errors.fail("store", "unsafe_mode", "key file %s.new (an interrupted rekey's new key) has mode %s: its group or "
       .. "others may read or change the key; chmod 600 %s.new (and connrt rekey if someone else may have read it)",

@@ -208,11 +208,13 @@ end
 -- this command's (Connrt-Store). The command goes direct, as without the proxy.
 local NOT_OURS = { not_served = true, other_store = true }
 
--- The reason of such a refusal in `resp` (the proxy's JSON error), or nil.
-local function not_ours(resp)
-  if not resp.headers["connrt-error"] then return nil end
+-- True, after a notice, when `resp` (the proxy's answer) is such a refusal.
+local function not_ours(path, resp)
+  if not resp.headers["connrt-error"] then return false end
   local doc = require("cjson.safe").decode(resp.body)
-  if type(doc) == "table" and NOT_OURS[doc.reason] then return doc.reason end
+  if type(doc) ~= "table" or not NOT_OURS[doc.reason] then return false end
+  notice(path, ("the proxy does not serve this call (%s)"):format(doc.reason))
+  return true
 end
 
 -- The Connrt-Store header naming the store and key this command would open
@@ -353,10 +355,7 @@ function M.request(req)
     return req.write, limits.ANSWER_BODY * require("connrt.shown").MAX_GROWTH
   end)
   if not resp then notice(path, why) return nil end
-  if not_ours(resp) then
-    notice(path, ("the proxy does not serve this call (%s)"):format(not_ours(resp)))
-    return nil
-  end
+  if not_ours(path, resp) then return nil end
   if resp.headers["connrt-error"] then
     -- an upstream answered, and the proxy could not render its answer for this form (a
     -- body too large to decode for --json): its status line first, as the direct path
@@ -384,10 +383,7 @@ function M.token(ref)
   local resp, why = M.exchange(path, ("GET /_connrt/token/%s HTTP/1.1\r\nHost: connrt-proxy\r\nConnection: close\r\n%s")
     :format(ref, store), nil, limits.TOKEN_BODY)
   if not resp then notice(path, why) return nil end
-  if not_ours(resp) then
-    notice(path, ("the proxy does not serve this call (%s)"):format(not_ours(resp)))
-    return nil
-  end
+  if not_ours(path, resp) then return nil end
   if resp.headers["connrt-error"] or resp.status ~= 200 then raise_from(path, resp) end
   -- a token as the direct path takes one from a token endpoint (oauth.lua): one line of
   -- printable text, within TOKEN_BYTES; never whatever bytes a peer sends
