@@ -441,6 +441,12 @@ describe("numbers as readers take them (json.reader_number, log.value_shows_secr
     -- a number percent-encoded, as a URL's query carries it
     assert.is_true(log.number_in_text("id=7351986.4e%2B1"))
     assert.equal("[redacted]", log.kept("id=7351986.4e%252B1"))
+    -- and so --json hides it in a string of a body
+    package.loaded["connrt.shown"] = nil
+    local out = require("connrt.shown").stdout({ status = 200, header_list = {}, body = '{"a":"id=7351986.4e%2B1"}',
+      json = { a = "id=7351986.4e%2B1" } }, "json")
+    assert.is_nil(out:find("7351986", 1, true), out)
+    package.loaded["connrt.shown"] = nil
     -- C's strtol(s, NULL, 0) reads a leading zero as octal
     assert.is_true(log.value_shows_secret("0430351370", true))
     assert.is_true(log.number_in_text("id 0430351370 here"))

@@ -470,24 +470,28 @@ M.NUMBER_CHARS = "%d.eE+%- "
 function M.number_in_text(s, strong)
   if not M.spelled_within(M.NUMBER_CHARS) then return false end
   local json = require("connrt.json")
-  local function found(run)
+  return M.any_number_run(s, function(run)
     local x, exact = json.reader_number(run)
     return x and (exact and (M.holds(exact, strong) or (strong and secrets[exact])) or M.value_shows_secret(x, strong))
-  end
-  if json.any_number_run(s, found) then return true end
-  -- and in the text percent-decoded, as a reader of a URL's query gets it (1.2345678e%2B7)
+  end)
+end
+
+--- True when fn(run) is true for a run a reader may take for a number (json.any_number_run)
+-- of `s` as it is, or percent-decoded (up to PERCENT_LAYERS times), as a reader of a
+-- URL's query gets it (1.2345678e%2B7): for M.number_in_text and shown.lua's checks.
+function M.any_number_run(s, fn)
+  local json = require("connrt.json")
+  if json.any_number_run(s, fn) then return true end
   local t = s
   for _ = 1, PERCENT_LAYERS do
-    if not t:find("%", 1, true) then break end
+    if not t:find("%", 1, true) then return false end
     t = percent(t)
-    if not t then break end
-    if json.any_number_run(t, found) then return true end
+    if not t then return false end
+    if json.any_number_run(t, fn) then return true end
   end
   return false
 end
 
---- True when value `v` (a string, or a number in any of its spellings) spells a secret as
--- M.shows_secret says: a value kept in clear is printed as JSON, a number as digits.
 -- True when a word of `s` (a run between blanks and punctuation, or of letters and
 -- digits) is a registered secret shorter than STRONG bytes: a PIN kept as an account id
 -- or in "t-735198", where a search inside words would find one in every long id.
@@ -503,6 +507,8 @@ local function short_word(s)
   return false
 end
 
+--- True when value `v` (a string, or a number in any of its spellings) spells a secret as
+-- M.shows_secret says: a value kept in clear is printed as JSON, a number as digits.
 -- (`strong`: of the secrets of 8 bytes or more in any spelling, and the shorter ones as
 -- whole words (short_word), for text a connect or a refresh is refused for, M.holds.)
 function M.value_shows_secret(v, strong)
@@ -516,6 +522,15 @@ function M.value_shows_secret(v, strong)
   return false
 end
 
+-- Whether text shows a secret as kept text may (M.kept, M.clip): in a way it may be
+-- printed (M.shows_secret), or as a number a reader takes from it (M.number_in_text).
+local function kept_shows(t)
+  return M.shows_secret(t) or M.number_in_text(t)
+end
+
+-- The words a text may have for M.kept to hide them one by one.
+local KEPT_WORDS = 64
+
 --- `s` as text kept or handed on to be printed by a process that knows no secret (a
 -- connection's name or last_error, `connrt list`; a proxy's error, which `connrt
 -- request` prints): redacted when that shows no secret (M.shows_secret) in any way it
@@ -523,13 +538,6 @@ end
 -- (M.number_in_text); else as connrt prints it (M.shown_line: its escapes too are
 -- redacted) when that shows none; else that with each word that shows one hidden, when
 -- the rest shows none and it has at most KEPT_WORDS words; else "[redacted]" whole.
--- Whether text shows a secret as kept text may (M.kept, M.clip).
-local function kept_shows(t)
-  return M.shows_secret(t) or M.number_in_text(t)
-end
-
-local KEPT_WORDS = 64
-
 function M.kept(s)
   local t = M.redact(s)
   if not kept_shows(t) then return t end

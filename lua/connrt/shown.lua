@@ -97,11 +97,11 @@ local function checks(text)
   end
   -- string `v` (decoded) spells a secret: in the redactor's views, or, in any run of it
   -- a reader may take for a number (the whole string, a number in JSON inside it, or in
-  -- a sentence), as a number does
+  -- a sentence; as it is or percent-decoded: log.any_number_run), as a number does
   function c.string(v)
     if not strings_clean and log.holds(v) then return true end
     if not numeric then return false end
-    return json.any_number_run(v, function(run)
+    return log.any_number_run(v, function(run)
       c.turn()
       if runs_known[run] == nil then
         local x, exact = json.reader_number(run)
