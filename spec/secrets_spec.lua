@@ -653,6 +653,11 @@ describe("a PostgreSQL store URL's password, whatever its characters and positio
       { env = { CONNRT_KEY = KEY, CONNRT_STORE = " postgres://u:S3cretX@127.0.0.1/db" } })
     assert.equal(0, res.code, res.stderr)
     assert.matches("\nCONNRT_STORE= postgres://u@127.0.0.1/db\n", "\n" .. res.stdout, 1, true)
+    -- (the URL, not the first "postgres" of the value)
+    res = h.connrt({ "--store", home, "exec", "keyed", "--", "env" },
+      { env = { CONNRT_KEY = KEY, CONNRT_STORE = "/srv/postgres-data postgres://u:S3cretX@127.0.0.1/db" } })
+    assert.equal(0, res.code, res.stderr)
+    assert.matches("\nCONNRT_STORE=/srv/postgres-data postgres://u@127.0.0.1/db\n", "\n" .. res.stdout, 1, true)
   end)
 
   it("is not in a child's CONNRT_STORE", function()
