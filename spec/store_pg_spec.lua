@@ -179,6 +179,17 @@ describe("a PostgreSQL store #integration #postgres", function()
       -- by id, and by the connector's id while it has one connection
       assert.same({ 200, "john" }, { sub_via("/" .. id .. "/me") })
       assert.same({ 200, "john" }, { sub_via("/pg-oidc/me") })
+      -- `connrt token` through CONNRT_PROXY, from this host and from another with the same
+      -- URL and key: the store and key the proxy holds (Store:selection), served
+      for _, e in ipairs({ env, other }) do
+        local direct = run({ "token", id }, e)
+        local ve = { CONNRT_PROXY = p.info.socket }
+        for k, v in pairs(e) do ve[k] = v end
+        local via = run({ "token", id }, ve)
+        assert.equal(0, via.code, via.stderr)
+        assert.equal(direct.stdout, via.stdout)
+        assert.is_nil(via.stderr:find("going direct", 1, true), via.stderr)
+      end
       -- another host refreshes: the proxy sends the tokens it saved
       local res = run({ "refresh", id }, other)
       assert.equal(0, res.code, res.stderr)

@@ -472,14 +472,19 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
           { "a wrong CONNRT_KEY", { "request", "keyed", "/keyed/me" }, { CONNRT_HOME = home, CONNRT_KEY = wrong } },
           { "a CONNRT_KEY that is no key", { "token", "keyed" }, { CONNRT_HOME = home, CONNRT_KEY = "zz" } },
           { "a wrong CONNRT_KEY beside the right CONNRT_KEY_FILE", { "request", "keyed", "/keyed/me" },
-            { CONNRT_HOME = home, CONNRT_KEY = wrong, CONNRT_KEY_FILE = home .. "/key" } },
-          { "the right key as CONNRT_KEY, the proxy on its key file", { "request", "keyed", "/keyed/me" },
-            { CONNRT_HOME = home, CONNRT_KEY = key } } }) do
+            { CONNRT_HOME = home, CONNRT_KEY = wrong, CONNRT_KEY_FILE = home .. "/key" } } }) do
         local direct, via = same(case[2], case[3], case[1])
         assert.matches("going direct", via.stderr, 1, true)
         assert.is_nil(direct.stderr:find("going direct", 1, true))
       end
       h.rmdir(empty)
+      -- the key the proxy holds, given as CONNRT_KEY: the same key, served
+      local served = run({ "request", "keyed", "/keyed/me" }, p.info.socket)
+      local same_key = h.connrt({ "request", "keyed", "/keyed/me" }, { env = { CONNRT_HOME = home, CONNRT_KEY = key,
+        CONNRT_PROXY = p.info.socket } })
+      assert.equal(0, same_key.code, same_key.stderr)
+      assert.equal(served.stdout, same_key.stdout)
+      assert.is_nil(same_key.stderr:find("going direct", 1, true), same_key.stderr)
       -- a key file or store directory open to others: the direct path refuses it (and the
       -- command goes there), whatever the proxy opened before
       -- (the mode put back before any check, so a failure leaves the store as it was)
@@ -505,19 +510,100 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
         assert.equal(0, res.code, res.stderr)
         assert.is_nil(res.stderr:find("going direct", 1, true), res.stderr)
       end
+      -- a command on the key file, which holds that key: the same key, served too
       local res = h.connrt({ "request", "keyed", "/keyed/me" }, { env = { CONNRT_HOME = home, CONNRT_PROXY = sock } })
       assert.equal(0, res.code, res.stderr)
-      assert.matches("(other_store); going direct", res.stderr, 1, true)
+      assert.is_nil(res.stderr:find("going direct", 1, true), res.stderr)
       q.stop()
+    end)
+
+    it("compares what the store and key files hold, not only where they are: one replaced under it goes direct", function()
+      local args = { "request", "keyed", "/keyed/me" }
+      -- (the two runs only: checked by `agree` once the files are put back, so a failure
+      -- leaves the store as it was)
+      local function both()
+        return h.connrt(args, { env = { CONNRT_HOME = home }, timeout = 60 }), run(args, p.info.socket)
+      end
+      local function agree(what, direct, via)
+        assert.equal(direct.code, via.code, what .. ": " .. via.stderr)
+        assert.equal(direct.stdout, via.stdout, what)
+      end
+      local direct, via = both()
+      agree("as started", direct, via)
+      assert.equal(0, via.code, via.stderr)
+      assert.is_nil(via.stderr:find("going direct", 1, true), via.stderr)
+      -- the key file rewritten in place with the key it held (its times and inode changed):
+      -- the same key, served
+      local key_text = h.read(home .. "/key")
+      h.write(home .. "/key", key_text)
+      direct, via = both()
+      agree("the same key written again", direct, via)
+      assert.is_nil(via.stderr:find("going direct", 1, true), via.stderr)
+      -- the key file replaced by another key, not by `connrt rekey`: the direct path cannot
+      -- open the store with it (exit 8), and the command says so too, not what the
+      -- proxy's old key opens (put back before any check)
+      local aside = tmp .. "/key-aside"
+      assert.is_true(os.rename(home .. "/key", aside))
+      h.write(home .. "/key", ("1f"):rep(32) .. "\n")
+      os.execute("chmod 600 " .. h.shell_quote(home .. "/key"))
+      direct, via = both()
+      assert.is_true(os.rename(aside, home .. "/key"))
+      agree("another key in the key file", direct, via)
+      assert.equal(8, direct.code, direct.stderr)
+      assert.matches("(other_store); going direct", via.stderr, 1, true)
+      -- the store directory replaced by a copy in which the connection was deleted: the
+      -- command goes to the copy, as the direct path does (put back before any check)
+      local copy, old = tmp .. "/home-copy", tmp .. "/home-old"
+      assert.is_true(os.execute(("cp -a %s %s"):format(h.shell_quote(home), h.shell_quote(copy))))
+      local del = h.connrt({ "delete", "keyed" }, { env = { CONNRT_HOME = copy } })
+      assert.equal(0, del.code, del.stderr)
+      assert.is_true(os.rename(home, old))
+      assert.is_true(os.rename(copy, home))
+      direct, via = both()
+      assert.is_true(os.rename(home, copy))
+      assert.is_true(os.rename(old, home))
+      h.rmdir(copy)
+      agree("the store directory replaced", direct, via)
+      assert.not_equal(0, direct.code)
+      assert.matches("(other_store); going direct", via.stderr, 1, true)
+      -- put back: served again, by the proxy
+      direct, via = both()
+      agree("put back", direct, via)
+      assert.equal(0, via.code, via.stderr)
+      assert.is_nil(via.stderr:find("going direct", 1, true), via.stderr)
+    end)
+
+    it("takes up a `connrt rekey` for the command too: served with the new key, not sent direct", function()
+      local rhome = h.tmpdir()
+      local path = tmp .. "/keyed-rekey.lua"
+      h.write(path, h.keyed_connector(api.base))
+      local res = h.connrt({ "run", path, "--field", "api_key=" .. API_KEY }, { env = { CONNRT_HOME = rhome } })
+      assert.equal(0, res.code, res.stderr)
+      local sock = tmp .. "/rekey.sock"
+      local q = proxies.start(rhome, { "--socket", sock, "--workers", "1" })
+      local env = { CONNRT_HOME = rhome, CONNRT_PROXY = sock }
+      res = h.connrt({ "request", "keyed", "/keyed/me" }, { env = env })
+      assert.equal(0, res.code, res.stderr)
+      res = h.connrt({ "rekey" }, { env = { CONNRT_HOME = rhome, CONNRT_NEW_KEY = ("5e"):rep(32) } })
+      assert.equal(0, res.code, res.stderr)
+      for _ = 1, 2 do
+        res = h.connrt({ "request", "keyed", "/keyed/me" }, { env = env })
+        assert.equal(0, res.code, res.stderr)
+        assert.is_nil(res.stderr:find("going direct", 1, true), res.stderr)
+      end
+      assert.equal(0, q.stop())
+      h.rmdir(rhome)
     end)
 
     it("names each store and key apart, one store however it is spelled, and no secret (store.selection)", function()
       local script = tmp .. "/selection.lua"
       h.write(script, 'io.write(tostring(require("connrt.store").selection()))')
       local dir = h.tmpdir()
-      os.execute(("mkdir -p %s/a %s/b && ln -s a %s/link && echo k >%s/a/key && echo k >%s/b/key && chmod 700 %s/a %s/b "
-        .. "&& chmod 600 %s/a/key %s/b/key"):format(dir, dir, dir, dir, dir, dir, dir, dir, dir))
-      local KEY_A, KEY_B = ("ab"):rep(32), ("cd"):rep(32)
+      -- (a store directory is told by its data file, a key file by the key it holds)
+      local KEY_A, KEY_B, KEY_C, KEY_D = ("ab"):rep(32), ("cd"):rep(32), ("12"):rep(32), ("34"):rep(32)
+      os.execute(("mkdir -p %s/a %s/b && ln -s a %s/link && echo %s >%s/a/key && echo %s >%s/b/key && touch %s/a/data.mdb "
+        .. "%s/b/data.mdb && chmod 700 %s/a %s/b && chmod 600 %s/a/key %s/b/key %s/a/data.mdb %s/b/data.mdb"):format(dir,
+        dir, dir, KEY_C, dir, KEY_D, dir, dir, dir, dir, dir, dir, dir, dir, dir))
       local b64 = require("connrt.crypto").b64encode(require("connrt.crypto").unhex(KEY_A))
       local PG = "postgres://u:Pg-S3cretPass@db.example/connrt?sslmode=require"
       local function selection(env)
@@ -555,13 +641,28 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
             { CONNRT_HOME = dir .. "/b/../a/." }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY_FILE = dir .. "/link/key" },
             { CONNRT_STORE = dir .. "/a" } },
           { { CONNRT_HOME = dir .. "/a", CONNRT_KEY = KEY_A }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY = b64 },
-            { CONNRT_HOME = dir .. "/a", CONNRT_KEY = KEY_A:upper(), CONNRT_KEY_FILE = dir .. "/b/key" } } }) do
+            { CONNRT_HOME = dir .. "/a", CONNRT_KEY = KEY_A:upper(), CONNRT_KEY_FILE = dir .. "/b/key" } },
+          -- a key is the key whether it comes from CONNRT_KEY or a key file
+          { { CONNRT_HOME = dir .. "/a", CONNRT_KEY_FILE = dir .. "/b/key" }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY = KEY_D } },
+        }) do
         local first = selection(group[1])
         for i = 2, #group do assert.equal(first, selection(group[i]), i) end
       end
-      -- none that cannot be told: a store or key file that does not exist, a key that is none
+      -- a directory replaced by another (its data file is another file), a key file
+      -- rewritten with another key: another selection
+      local before_a = selection({ CONNRT_HOME = dir .. "/a" })
+      assert.is_true(os.execute(("cp -a %s/a %s/a2 && mv %s/a %s/a1 && mv %s/a2 %s/a"):format(dir, dir, dir, dir, dir, dir)))
+      local replaced = selection({ CONNRT_HOME = dir .. "/a" })
+      assert.not_equal(before_a, replaced)
+      h.write(dir .. "/a/key", KEY_A .. "\n")
+      assert.not_equal(replaced, selection({ CONNRT_HOME = dir .. "/a" }))
+      -- none that cannot be told: a store, data file or key file that does not exist, a
+      -- key that is none
+      h.write(dir .. "/b/bad-key", "k\n")
+      os.execute(("chmod 600 %s/b/bad-key && mkdir -m 700 %s/empty"):format(dir, dir))
       for _, env in ipairs({ { CONNRT_HOME = dir .. "/none" }, { CONNRT_HOME = dir .. "/a", CONNRT_KEY = "zz" },
-          { CONNRT_HOME = dir .. "/a", CONNRT_KEY_FILE = dir .. "/none" } }) do
+          { CONNRT_HOME = dir .. "/a", CONNRT_KEY_FILE = dir .. "/none" },
+          { CONNRT_HOME = dir .. "/a", CONNRT_KEY_FILE = dir .. "/b/bad-key" }, { CONNRT_HOME = dir .. "/empty" } }) do
         assert.equal("nil", selection(env))
       end
       h.rmdir(dir)

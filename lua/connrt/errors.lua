@@ -59,8 +59,8 @@ M.reasons = {
   { "already_connected", "usage", "the account is connected already through another connector" },
   { "bad_limit", "usage", "CONNRT_CONNECTOR_MEMORY or CONNRT_CONNECTOR_CPU is out of range, or too small for a "
     .. "connector to start" },
-  { "other_store", "usage", "`connrt proxy` serves another store or key than the command asking it would open "
-    .. "(`connrt request` and `connrt token` through CONNRT_PROXY then go direct)" },
+  { "other_store", "usage", "`connrt proxy` serves another store or key than the command asking it would open, "
+    .. "or the files it opened were replaced since (`connrt request` and `connrt token` through CONNRT_PROXY then go direct)" },
 
   { "invalid_connector", "connector", "the connector script is invalid, or a template names a missing value" },
   { "hook_failed", "connector", "a connector hook raised an error or ran out of time or memory" },

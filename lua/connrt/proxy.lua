@@ -354,6 +354,21 @@ function Worker:after_rekey(fn, ...)
   error(err, 0)
 end
 
+-- True when `selection` (a command's Connrt-Store: store.selection) names the store and
+-- key this worker holds open (Store:selection): the same directory and data file, or
+-- PostgreSQL URL and variables, and the same key. When the key differs, a `connrt rekey`
+-- since this worker read its key is taken up first (Store:reload_key: only a key that
+-- opens the store is). Anything else (a key file or store directory replaced by other
+-- means, another store chosen) is not this worker's: the command goes direct, to what it
+-- names.
+function Worker:holds(selection)
+  local ok, mine = pcall(function() return self:store():selection() end)
+  if ok and mine == selection then return true end
+  if not (ok and mine) then return false end
+  local rok, replaced = pcall(self.st.reload_key, self.st)
+  return rok and replaced and self.st:selection() == selection or false
+end
+
 function Worker:lookup(ref)
   local st = self:store()
   local cached = self.conns[ref]
@@ -795,9 +810,10 @@ function Worker:handle(req)
     headers[#headers + 1] = { "Connection", "close" }
   elseif self.cfg.key and not same(h["connrt-key"], self.cfg.key) then
     status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
-  elseif h["connrt-store"] and h["connrt-store"] ~= self.cfg.selection then
+  elseif h["connrt-store"] and not self:holds(h["connrt-store"]) then
     status, headers, body = json_error(400, "usage", "this proxy serves another store or key than the command's "
-      .. "(--store, CONNRT_STORE, CONNRT_HOME, CONNRT_KEY, CONNRT_KEY_FILE)", { reason = "other_store" })
+      .. "(--store, CONNRT_STORE, CONNRT_HOME, CONNRT_KEY, CONNRT_KEY_FILE; or its files were replaced since it "
+      .. "opened them)", { reason = "other_store" })
   elseif req.target:sub(1, 1) ~= "/" then
     -- absolute-form (GET http://host/ HTTP/1.1): this is not a forward proxy
     status, headers, body = json_error(400, "usage", "the request target must be a path: /CONNECTION/PATH")
@@ -924,9 +940,6 @@ function M.run(opts)
   -- again before the fork (LMDB is opened once per process, by the workers)
   local store = require("connrt.store")
   local st = store.open(nil, { existing = "no connections to serve" })
-  -- the store and key it serves, which `connrt request` and `connrt token` through
-  -- CONNRT_PROXY say they would use (Connrt-Store): one of another goes direct
-  cfg.selection = store.selection() or false
   local ok, err = pcall(function()
     if opts.connections and #opts.connections > 0 then
       cfg.served = {}

@@ -115,35 +115,49 @@ local function decode_key(text, where)
   return raw
 end
 
+local function fingerprint(label, text) return crypto.hex(crypto.sha256("connrt " .. label .. "\0" .. text)) end
+
+-- What names a PostgreSQL store in a selection: the URL without its secrets
+-- (sys.pg_url_secrets: its user, host, database and parameters), the libpq variables that
+-- choose a server, a role or a schema, and a fingerprint of its passwords (the URL's and
+-- PGPASSWORD).
+local function pg_parts(url)
+  local bare, secrets = sys.pg_url_secrets(url)
+  local parts = { "postgres " .. bare }
+  for _, name in ipairs({ "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGOPTIONS", "PGSERVICE",
+      "PGSERVICEFILE", "PGSYSCONFDIR", "PGTARGETSESSIONATTRS", "PGPASSFILE" }) do
+    local v = os.getenv(name)
+    if v and v ~= "" then parts[#parts + 1] = name .. "=" .. v end
+  end
+  local pw = os.getenv("PGPASSWORD")
+  if #secrets > 0 or (pw and pw ~= "") then
+    parts[#parts + 1] = "passwords " .. fingerprint("store passwords", table.concat(secrets, "\0") .. "\0" .. (pw or ""))
+  end
+  return parts
+end
+
+-- A selection's text: the store's parts and a fingerprint of the key, percent-encoded (a
+-- header's value, and a path may hold any byte).
+local function selection_text(parts, key)
+  parts[#parts + 1] = "key " .. fingerprint("store key", key)
+  return require("connrt.url").encode(table.concat(parts, "; "))
+end
+
 --- Which store and key this process would open, as text that names no secret, read from
--- the options and the environment without opening anything: a directory's real path, or
--- a PostgreSQL URL without its secrets (sys.pg_url_secrets: its user, host, database and
--- parameters) with the libpq variables that choose a server, a role or a schema, and a
--- fingerprint of its passwords (the URL's and PGPASSWORD); and, as load_key chooses,
--- a fingerprint of CONNRT_KEY or the key file's real path. Fingerprints are SHA-256 of
--- the decoded key, or of the passwords, under a label. nil when it cannot be told (a
--- directory or key file that does not exist, a CONNRT_KEY that is not a key): the store
--- would not open as it is. `connrt request` and `connrt token` hand a call to a running
--- proxy only when this is the proxy's own (via_proxy.lua), and send it percent-encoded,
--- as it is returned (a header's value: a path holds any byte). What the files hold is
--- not compared: a store directory or key file replaced under a running proxy (not by
--- `connrt rekey`) is still served as the proxy opened it.
+-- the options and the environment without opening the store: a directory's real path and
+-- the identity of the data file it holds now (sys.file_id: a directory replaced by another
+-- is another store), or a PostgreSQL URL without its secrets with the libpq variables
+-- and a fingerprint of its passwords (pg_parts); and a fingerprint (SHA-256 under a label)
+-- of the key load_key would take: CONNRT_KEY's, or the key file's content. nil when it
+-- cannot be told (a directory, data file or key file that does not exist, a key that is
+-- not one, a mode open to group or others): the store would not open as it is. `connrt
+-- request` and `connrt token` hand a call to a running proxy only when this is the text
+-- of what the proxy holds open (Store:selection; via_proxy.lua).
 function M.selection()
-  local where, parts = M.where(), {}
-  local home
-  local function fingerprint(label, text) return crypto.hex(crypto.sha256("connrt " .. label .. "\0" .. text)) end
+  local where = M.where()
+  local parts, home
   if M.is_url(where) then
-    local bare, secrets = sys.pg_url_secrets(where)
-    parts[1] = "postgres " .. bare
-    for _, name in ipairs({ "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGOPTIONS", "PGSERVICE",
-        "PGSERVICEFILE", "PGSYSCONFDIR", "PGTARGETSESSIONATTRS", "PGPASSFILE" }) do
-      local v = os.getenv(name)
-      if v and v ~= "" then parts[#parts + 1] = name .. "=" .. v end
-    end
-    local pw = os.getenv("PGPASSWORD")
-    if #secrets > 0 or (pw and pw ~= "") then
-      parts[#parts + 1] = "passwords " .. fingerprint("store passwords", table.concat(secrets, "\0") .. "\0" .. (pw or ""))
-    end
+    parts = pg_parts(where)
     home = M.default_home()
   else
     home = sys.realpath(where)
@@ -153,21 +167,26 @@ function M.selection()
     for _, path in ipairs({ home, home .. "/data.mdb", home .. "/lock.mdb" }) do
       if open_to_others(path) then return nil end
     end
-    parts[1] = "lmdb " .. home
+    local id = sys.file_id(home .. "/data.mdb")
+    if not id then return nil end
+    parts = { "lmdb " .. home .. " " .. id }
   end
   -- (load_key: CONNRT_KEY, then CONNRT_KEY_FILE, then the key file in the home)
   local env, file = os.getenv("CONNRT_KEY"), os.getenv("CONNRT_KEY_FILE")
+  local ok, raw
   if env and env ~= "" then
-    local ok, raw = pcall(decode_key, env, "CONNRT_KEY")
-    if not ok then return nil end
-    parts[#parts + 1] = "key " .. fingerprint("store key", raw)
+    ok, raw = pcall(decode_key, env, "CONNRT_KEY")
   else
     local path = sys.realpath((file and file ~= "") and file or home .. "/key")
     if not path or open_to_others(path) then return nil end
-    parts[#parts + 1] = "key file " .. path
+    local f = io.open(path, "rb")
+    local text = f and f:read("a")
+    if f then f:close() end
+    if not text then return nil end
+    ok, raw = pcall(decode_key, text, "key file")
   end
-  -- (percent-encoded: a header's value, and a path may hold any byte)
-  return require("connrt.url").encode(table.concat(parts, "; "))
+  if not ok then return nil end
+  return selection_text(parts, raw)
 end
 
 -- The sealing key: CONNRT_KEY, else the key file (CONNRT_KEY_FILE or HOME/key), which is
@@ -313,6 +332,25 @@ end
 
 function Store:close()
   if self.b then self.b:close(); self.b = nil end
+end
+
+--- The text M.selection gives in a process that would open what this handle holds open:
+-- its directory's real path and the identity of the data file it has open (not the one
+-- the path names now), or its PostgreSQL URL and the libpq variables, and the key it holds
+-- (after a Store:reload_key, the new one). nil when it cannot be told. A command's
+-- Connrt-Store equals this only when the command, going direct, would open the same
+-- data with the same key (connrt proxy).
+function Store:selection()
+  if not (self.key and self.b) then return nil end
+  local parts
+  if self.b.kind == "postgres" then
+    parts = pg_parts(self.b.url)
+  else
+    local home, id = sys.realpath(self.b.where), self.b.env and self.b.env:file_id()
+    if not (home and id) then return nil end
+    parts = { "lmdb " .. home .. " " .. id }
+  end
+  return selection_text(parts, self.key)
 end
 
 --- The key file the store's key came from, or nil when it came from CONNRT_KEY.

@@ -352,6 +352,22 @@ static int env_gc(lua_State *L) {
 }
 
 /* env:path() -> the directory */
+/* env:file_id() -> "DEV:INO" of the data file this environment holds open (fstat of
+ * its descriptor) | nil: compared with sys.file_id of the path, it says whether the path
+ * still names the file that was opened (a store directory replaced under a running
+ * `connrt proxy` does not). */
+static int env_file_id(lua_State *L) {
+  Env *e = check_env(L);
+  int fd;
+  struct stat st;
+  if (mdb_env_get_fd(e->env, &fd) != 0 || fstat(fd, &st) == -1) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushfstring(L, "%I:%I", (lua_Integer)st.st_dev, (lua_Integer)st.st_ino);
+  return 1;
+}
+
 static int env_path_m(lua_State *L) {
   luaL_checkudata(L, 1, ENV_MT);
   env_path(L, 1);
@@ -535,6 +551,7 @@ static const luaL_Reg env_methods[] = {
   { "last_txnid", env_last_txnid },
   { "close", env_close },
   { "path", env_path_m },
+  { "file_id", env_file_id },
   { NULL, NULL }
 };
 

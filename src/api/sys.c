@@ -235,6 +235,20 @@ static int sys_mode(lua_State *L) {
   return 1;
 }
 
+/* sys.file_id(path) -> "DEV:INO" of the file path names now | nil, err: the same text
+ * as an LMDB environment's env:file_id() for the file it holds open. */
+static int sys_file_id(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) == -1) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot stat %s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushfstring(L, "%I:%I", (lua_Integer)st.st_dev, (lua_Integer)st.st_ino);
+  return 1;
+}
+
 /* sys.realpath(path) -> absolute path with no symbolic link, "." or ".." | nil, err:
  * what a connection remembers as its connector's file, so that a later `connrt update`
  * does not depend on the directory it runs in. */
@@ -1219,6 +1233,7 @@ static const luaL_Reg sys_funcs[] = {
   { "chmod", sys_chmod },
   { "mode", sys_mode },
   { "realpath", sys_realpath },
+  { "file_id", sys_file_id },
   { "write_private", sys_write_private },
   { "readline_noecho", sys_readline_noecho },
   { "spawn_detached", sys_spawn_detached },
