@@ -595,6 +595,37 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       h.rmdir(rhome)
     end)
 
+    it("a store rekeyed under the CONNRT_KEY the proxy and the command share: the direct path's error", function()
+      local rhome = h.tmpdir()
+      local path = tmp .. "/keyed-rekey-env.lua"
+      h.write(path, h.keyed_connector(api.base))
+      local old_key = ("3c"):rep(32)
+      local env = { CONNRT_HOME = rhome, CONNRT_KEY = old_key }
+      local res = h.connrt({ "run", path, "--field", "api_key=" .. API_KEY }, { env = env })
+      assert.equal(0, res.code, res.stderr)
+      local sock = tmp .. "/rekey-env.sock"
+      local q = proxies.start(rhome, { "--socket", sock, "--workers", "1" }, { CONNRT_KEY = old_key })
+      local via_env = { CONNRT_HOME = rhome, CONNRT_KEY = old_key, CONNRT_PROXY = sock }
+      res = h.connrt({ "request", "keyed", "/keyed/me" }, { env = via_env })
+      assert.equal(0, res.code, res.stderr)
+      assert.is_nil(res.stderr:find("going direct", 1, true), res.stderr)
+      res = h.connrt({ "rekey" }, { env = { CONNRT_HOME = rhome, CONNRT_KEY = old_key, CONNRT_NEW_KEY = ("4d"):rep(32) } })
+      assert.equal(0, res.code, res.stderr)
+      -- the old key opens the store no more, through the proxy or not: exit 8 and the
+      -- direct path's message, after the notice
+      for _, args in ipairs({ { "request", "keyed", "/keyed/me" }, { "token", "keyed" } }) do
+        local direct = h.connrt(args, { env = env })
+        local via = h.connrt(args, { env = via_env })
+        assert.equal(8, direct.code, direct.stderr)
+        assert.equal(direct.code, via.code, via.stderr)
+        assert.equal(direct.stdout, via.stdout)
+        assert.matches("(other_store); going direct", via.stderr, 1, true)
+        assert.equal(direct.stderr, (via.stderr:gsub("^connrt: CONNRT_PROXY=[^\n]*going direct\n", "")))
+      end
+      assert.equal(0, q.stop())
+      h.rmdir(rhome)
+    end)
+
     it("names each store and key apart, one store however it is spelled, and no secret (store.selection)", function()
       local script = tmp .. "/selection.lua"
       h.write(script, 'io.write(tostring(require("connrt.store").selection()))')

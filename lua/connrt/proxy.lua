@@ -213,6 +213,23 @@ local function failure(err, answered)
   return json_error(500, "internal", "internal error in the proxy")
 end
 
+-- The answer to a command (Connrt-Store) whose store or key is not the one this worker
+-- holds open (Worker:holds): it goes direct, to what it names.
+local function other_store()
+  return json_error(400, "usage", "this proxy serves another store or key than the command's (--store, "
+    .. "CONNRT_STORE, CONNRT_HOME, CONNRT_KEY, CONNRT_KEY_FILE; or its files were replaced since it opened them)",
+    { reason = "other_store" })
+end
+
+-- True when `err`, a failure of a command's call (Connrt-Store), says the key this
+-- worker holds no longer opens its store (rekeyed under the CONNRT_KEY it started with:
+-- Store:reload_key). That key is the command's (Worker:holds), so the command cannot open
+-- the store with it either, and sends nothing: it goes direct (other_store) and says so
+-- as it does without the proxy.
+local function no_longer_opens(h, err)
+  return h["connrt-store"] ~= nil and errors.is(err) and err.kind == "store" and err.reason == "wrong_key"
+end
+
 local NONE = {}
 
 -- The names the Connection header(s) list as hop-by-hop too: names[i] is the i-th
@@ -811,9 +828,7 @@ function Worker:handle(req)
   elseif self.cfg.key and not same(h["connrt-key"], self.cfg.key) then
     status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
   elseif h["connrt-store"] and not self:holds(h["connrt-store"]) then
-    status, headers, body = json_error(400, "usage", "this proxy serves another store or key than the command's "
-      .. "(--store, CONNRT_STORE, CONNRT_HOME, CONNRT_KEY, CONNRT_KEY_FILE; or its files were replaced since it "
-      .. "opened them)", { reason = "other_store" })
+    status, headers, body = other_store()
   elseif req.target:sub(1, 1) ~= "/" then
     -- absolute-form (GET http://host/ HTTP/1.1): this is not a forward proxy
     status, headers, body = json_error(400, "usage", "the request target must be a path: /CONNECTION/PATH")
@@ -832,6 +847,8 @@ function Worker:handle(req)
     end)
     if ok then
       status, headers, body = 200, { { "Content-Type", "text/plain" } }, tok .. "\n"
+    elseif no_longer_opens(h, tok) then
+      status, headers, body = other_store()
     else
       status, headers, body = failure(tok)
     end
@@ -853,6 +870,8 @@ function Worker:handle(req)
       local ok, a, b, c, d, e = pcall(self.forward, self, req, ref, rest)
       if ok then
         status, headers, body, conn_id, stream = a, b, c, d, e
+      elseif no_longer_opens(h, a) then
+        status, headers, body = other_store()
       else
         status, headers, body = failure(a, req.progress.answered)
       end
