@@ -484,6 +484,43 @@ time.sleep(1)
       assert.is_nil(p.err():find(key, 1, true))
     end)
 
+    it("replaces no file it did not create: an existing --key-file is refused, one put in its place is kept", function()
+      -- a --key-file that names an existing file (here a copy of the store's key): exit 2,
+      -- the file as it was
+      local existing = tmp .. "/existing.key"
+      local store_key = h.read(home .. "/key")
+      h.write(existing, store_key)
+      local res = h.connrt({ "proxy", "--listen", "127.0.0.1:0", "--key-file", existing }, { env = { CONNRT_HOME = home },
+        timeout = 30 })
+      assert.equal(2, res.code, res.stderr)
+      assert.matches("the key file " .. existing .. " exists", res.stderr, 1, true)
+      assert.equal(store_key, h.read(existing))
+      -- the store's own key file named as --key-file: refused, untouched
+      res = h.connrt({ "proxy", "--listen", "127.0.0.1:0", "--key-file", home .. "/key" }, { env = { CONNRT_HOME = home },
+        timeout = 30 })
+      assert.equal(2, res.code, res.stderr)
+      assert.equal(store_key, h.read(home .. "/key"))
+      -- a file put in place of the proxy's key file while it runs is not removed at stop;
+      -- its own is
+      local q = start_proxy({ "--listen", "127.0.0.1:0", "--key-file", tmp .. "/own.key", "--workers", "1" })
+      assert.equal(0, q.stop())
+      assert.is_nil(h.read(tmp .. "/own.key"))
+      q = start_proxy({ "--listen", "127.0.0.1:0", "--key-file", tmp .. "/own.key", "--workers", "1" })
+      h.write(tmp .. "/other.key", "not the proxy's\n")
+      assert.is_true(os.rename(tmp .. "/other.key", tmp .. "/own.key"))
+      assert.equal(0, q.stop())
+      assert.equal("not the proxy's\n", h.read(tmp .. "/own.key"))
+      os.remove(tmp .. "/own.key")
+      -- the default file (proxy.key in the store's directory) left by a proxy that was
+      -- killed: replaced
+      h.write(home .. "/proxy.key", ("0"):rep(64) .. "\n")
+      q = start_proxy({ "--listen", "127.0.0.1:0", "--workers", "1" })
+      assert.equal(home .. "/proxy.key", q.info.key_file)
+      assert.not_equal(("0"):rep(64) .. "\n", h.read(home .. "/proxy.key"))
+      assert.equal(0, q.stop())
+      assert.is_nil(h.read(home .. "/proxy.key"))
+    end)
+
     it("answers 401 without the key, forwarding nothing", function()
       local before = #api.log()
       for _, extra in ipairs({ "", "-H 'Connrt-Key: " .. ("0"):rep(64) .. "'", "-H 'Connrt-Key: short'" }) do

@@ -249,7 +249,7 @@ local COMMANDS = {
         .. "a 401 (the request is then retried once), sharing the store's lease with every other connrt.",
       "It listens on a unix socket (mode 0600; default $XDG_RUNTIME_DIR/connrt-proxy.sock, else proxy.sock in "
         .. "the store's directory) or, with --listen, on TCP, where every request must carry the proxy's key in a "
-        .. "Connrt-Key header (401 otherwise): a fresh random key, written 0600 to --key-file, never printed. It "
+        .. "Connrt-Key header (401 otherwise): a fresh random key, written 0600 to --key-file (a file that exists is refused), never printed. It "
         .. "prints one JSON line when it listens ({\"socket\"} or {\"listen\", \"key_file\"}). GET /_connrt/health "
         .. "and /_connrt/metrics (Prometheus) report on it. A client silent for --idle seconds, or whose request "
         .. "has not come whole --idle seconds after its first byte, is closed. SIGTERM stops accepting and "

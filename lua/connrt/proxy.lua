@@ -980,10 +980,21 @@ function M.run(opts)
     where = (host:find(":", 1, true) and ("[%s]:%d") or "%s:%d"):format(host, actual)
     local key = require("connrt.crypto").hex(require("connrt.crypto").random(32))
     local key_file = opts.key_file or (store.default_home() .. "/proxy.key")
-    os.remove(key_file)
+    if sys.file_id(key_file) then
+      -- a file the proxy did not create is never replaced: a --key-file that names one (a
+      -- store's key, anything else) is refused; the default file is a proxy's own from
+      -- before (one killed by SIGKILL leaves it), replaced, unless it is the store's key
+      local store_key = os.getenv("CONNRT_KEY_FILE")
+      store_key = sys.realpath((store_key and store_key ~= "") and store_key or store.default_home() .. "/key")
+      if opts.key_file or (store_key and sys.realpath(key_file) == store_key) then
+        errors.raise("usage", "the key file %s exists: the proxy writes its key to a new file and replaces no file it "
+          .. "did not create (remove it first if it is an old proxy's key)", key_file)
+      end
+      os.remove(key_file)
+    end
     local written, werr = sys.write_private(key_file, key .. "\n")
     if not written then errors.raise("failed", "%s", werr) end
-    cfg.key, cfg.key_file = key, key_file
+    cfg.key, cfg.key_file, cfg.key_file_id = key, key_file, sys.file_id(key_file)
     ready = { listen = where, key_file = key_file }
   else
     local path = opts.socket or M.default_socket()
@@ -1040,7 +1051,13 @@ function M.run(opts)
     end
   end
   if cfg.unix then os.remove(where) end
-  if cfg.key_file then os.remove(cfg.key_file) end
+  -- the key file, if it is still the one written at start (never a file put in its place)
+  if cfg.key_file and sys.file_id(cfg.key_file) == cfg.key_file_id then
+    local f = io.open(cfg.key_file, "rb")
+    local text = f and f:read("a")
+    if f then f:close() end
+    if text == cfg.key .. "\n" then os.remove(cfg.key_file) end
+  end
   log.err("connrt proxy: stopped")
   return 0
 end
