@@ -481,6 +481,21 @@ time.sleep(1)
       assert.equal(tmp .. "/proxy.key", p.info.key_file)
       assert.equal(384, sys.mode(p.info.key_file))
       assert.equal(64, #key)
+      -- nor logs it: a client that puts it in a path (as a connection's name or in the
+      -- rest of the path), with the key or without it
+      for _, path in ipairs({ "/keyed/echo/" .. key, "/" .. key .. "/x" }) do
+        for _, extra in ipairs({ "-H 'Connrt-Key: " .. key .. "'", "" }) do
+          local f = io.popen(("curl -s -o /dev/null %s http://%s%s"):format(extra, p.info.listen, path))
+          f:read("a")
+          f:close()
+        end
+      end
+      for _ = 1, 100 do
+        if select(2, p.err():gsub("\n", "")) >= 4 then break end
+        sys.sleep(0.05)
+      end
+      assert.matches("GET /keyed/echo/[redacted] 404", p.err(), 1, true)
+      assert.matches("GET /[redacted]/x 401", p.err(), 1, true)
       assert.is_nil(p.err():find(key, 1, true))
     end)
 

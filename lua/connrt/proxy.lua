@@ -978,7 +978,9 @@ function M.run(opts)
     if not got then errors.raise("failed", "%s", actual) end
     fd = got
     where = (host:find(":", 1, true) and ("[%s]:%d") or "%s:%d"):format(host, actual)
-    local key = require("connrt.crypto").hex(require("connrt.crypto").random(32))
+    -- a secret like any other: a client that puts it in a path or a header it should not
+    -- finds it hidden in the proxy's log lines and answers
+    local key = log.secret(require("connrt.crypto").hex(require("connrt.crypto").random(32)))
     local key_file = opts.key_file or (store.default_home() .. "/proxy.key")
     if sys.file_id(key_file) then
       -- a file the proxy did not create is never replaced: a --key-file that names one (a
