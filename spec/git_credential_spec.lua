@@ -230,6 +230,13 @@ describe("connrt git-credential and credential-process (integration) #integratio
       { "protocol=http", "host=" .. a, "path=api/%2E%2E/other" },
       { "protocol=http", "host=" .. a, "path=api/x\\..\\other" },
       { "protocol=http", "host=" .. a, "path=api/a b" },
+      -- a "." or ".." segment: in the URL git sends it may be %2e%2e or %2F..%2F, which
+      -- the server need not read as the decoded path the check reads (review 27)
+      { "protocol=http", "host=" .. a, "path=other/../api/repo.git" },
+      { "protocol=http", "host=" .. a, "path=api/../api/repo.git" },
+      { "protocol=http", "host=" .. a, "path=api/./repo.git" },
+      { "protocol=http", "host=" .. a, "path=api/repo.git/.." },
+      { "protocol=http", "host=" .. a, "path=.." },
     }
     for _, lines in ipairs(bad) do
       local input = table.concat(lines, "\n") .. "\n\n"
@@ -241,6 +248,19 @@ describe("connrt git-credential and credential-process (integration) #integratio
         assert.matches("nothing was handed out\n$", res.stderr)
       end
     end
+    -- real git, asking with the path (credential.useHttpPath), at remote URLs whose path
+    -- is under the allowed URL only once git has decoded it: git is told to quit, and
+    -- the server gets no token
+    local before = #git.log()
+    for i, remote in ipairs({ "/other/%2e%2e/api/repo.git", "/other%2F..%2Fapi/repo.git", "/other/.%2E/api/repo.git" }) do
+      local ok, out = run_git(tmp, { "-c", "credential.useHttpPath=true", "ls-remote", git.base .. remote },
+        "--connection narrow2", { CONNRT_HOME = narrow_home, GIT_TERMINAL_PROMPT = "0" })
+      assert.is_false(ok, remote)
+      assert.matches("has a '.' or '..' segment", out, 1, true)
+      assert.matches("told us to quit", out, 1, true)
+      assert.is_true(#git.log() > before, i)
+    end
+    for i = before + 1, #git.log() do assert.equal(cjson.null, git.log()[i].user) end
     h.rmdir(narrow_home)
   end)
 

@@ -90,6 +90,16 @@ local function target(req)
     errors.raise("usage", "git-credential: path %q holds a character connrt does not take in a path (?, #, %%, \\, "
       .. "a blank, a control or non-ASCII character); nothing was handed out", log.redact(path))
   end
+  -- and a "." or ".." segment may have been %2E%2E, or ".." between %2F, in the URL git
+  -- sends, which no server need read as the check reads the decoded one (a parent
+  -- directory): it is refused too, whatever it resolves to
+  for seg in (path .. "/"):gmatch("([^/]*)/") do
+    if seg == "." or seg == ".." then
+      errors.raise("usage", "git-credential: path %q has a '.' or '..' segment, which git gives decoded: in the URL it "
+        .. "sends it may be %%2E%%2E or %%2F..%%2F, which a server need not read as a parent directory; nothing was "
+        .. "handed out", log.redact(path))
+    end
+  end
   return ("%s://%s/%s"):format(protocol, host, path)
 end
 
