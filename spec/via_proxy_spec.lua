@@ -517,6 +517,37 @@ describe("connrt request and token through CONNRT_PROXY #integration", function(
       q.stop()
     end)
 
+    it("for other settings in the command's environment than the proxy's it goes direct (review 27)", function()
+      local args = { "request", "keyed", "/keyed/me" }
+      for _, case in ipairs({
+          -- another CA bundle: the command's trust, not the proxy's
+          { "CONNRT_CA_BUNDLE", "/nonexistent/ca.pem" },
+          -- a sandbox limit the direct path refuses (exit 2)
+          { "CONNRT_CONNECTOR_CPU", "999999" },
+          -- libcurl's proxy variable: the direct path sends through it (here nothing listens)
+          { "http_proxy", "http://127.0.0.1:9" },
+          { "CONNRT_REFRESH_MARGIN", "30" },
+          -- a libpq variable, listed by prefix
+          { "PGSSLMODE", "verify-full" } }) do
+        local direct, via = same(args, { CONNRT_HOME = home, [case[1]] = case[2] }, case[1])
+        assert.matches("(other_settings); going direct", via.stderr, 1, true)
+        assert.is_nil(direct.stderr:find("going direct", 1, true))
+      end
+      -- (the cases can fail: two of them are the direct path's errors)
+      assert.equal(2, h.connrt(args, { env = { CONNRT_HOME = home, CONNRT_CONNECTOR_CPU = "999999" } }).code)
+      assert.equal(6, h.connrt(args, { env = { CONNRT_HOME = home, http_proxy = "http://127.0.0.1:9" } }).code)
+      -- the proxy's own settings, and an empty variable as an unset one: served
+      local q = proxies.start(home, { "--socket", tmp .. "/settings.sock", "--workers", "1" },
+        { CONNRT_REFRESH_MARGIN = "30", PGSSLMODE = "verify-full" })
+      for _, env in ipairs({ { CONNRT_REFRESH_MARGIN = "30", PGSSLMODE = "verify-full", http_proxy = "" } }) do
+        env.CONNRT_HOME, env.CONNRT_PROXY = home, q.info.socket
+        local res = h.connrt(args, { env = env })
+        assert.equal(0, res.code, res.stderr)
+        assert.is_nil(res.stderr:find("going direct", 1, true), res.stderr)
+      end
+      assert.equal(0, q.stop())
+    end)
+
     it("compares what the store and key files hold, not only where they are: one replaced under it goes direct", function()
       local args = { "request", "keyed", "/keyed/me" }
       -- (the two runs only: checked by `agree` once the files are put back, so a failure

@@ -59,6 +59,9 @@ M.reasons = {
   { "already_connected", "usage", "the account is connected already through another connector" },
   { "bad_limit", "usage", "CONNRT_CONNECTOR_MEMORY or CONNRT_CONNECTOR_CPU is out of range, or too small for a "
     .. "connector to start" },
+  { "other_settings", "usage", "`connrt proxy` runs with other settings in its environment than the command asking "
+    .. "(CONNRT_CA_BUNDLE, proxy variables, sandbox limits, refresh timing, PG* variables: `connrt request` and "
+    .. "`connrt token` through CONNRT_PROXY then go direct)" },
   { "other_store", "usage", "`connrt proxy` serves another store or key than the command asking it would open, "
     .. "or the files it opened were replaced since (`connrt request` and `connrt token` through CONNRT_PROXY then go direct)" },
 

@@ -52,6 +52,8 @@ local ENVIRONMENT = {
   { "CONNRT_LUA_DIR", "where the runtime's Lua layer is (default: set at build time)" },
   { "CONNRT_PROXY", "the unix socket of a running connrt proxy: connrt request and connrt token hand their call "
     .. "to it (without --retries); a socket that cannot be reached is a notice, and they go direct" },
+  { "http_proxy, https_proxy, all_proxy, no_proxy", "libcurl's, honoured as curl honours them: an HTTP proxy you set "
+    .. "sees a plain http:// request whole, its credentials included" },
   { "NO_COLOR", "when set, connrt prints no colours" },
 }
 

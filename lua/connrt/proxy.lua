@@ -829,6 +829,10 @@ function Worker:handle(req)
     status, headers, body = json_error(401, "unauthorized", "this proxy needs its key in a Connrt-Key header")
   elseif h["connrt-store"] and not self:holds(h["connrt-store"]) then
     status, headers, body = other_store()
+  elseif h["connrt-settings"] and h["connrt-settings"] ~= self.cfg.settings then
+    status, headers, body = json_error(400, "usage", "this proxy runs with other settings than the command's (its "
+      .. "environment: CONNRT_CA_BUNDLE, proxy variables, sandbox limits, refresh timing, PG* variables)",
+      { reason = "other_settings" })
   elseif req.target:sub(1, 1) ~= "/" then
     -- absolute-form (GET http://host/ HTTP/1.1): this is not a forward proxy
     status, headers, body = json_error(400, "usage", "the request target must be a path: /CONNECTION/PATH")
@@ -959,6 +963,8 @@ function M.run(opts)
   -- again before the fork (LMDB is opened once per process, by the workers)
   local store = require("connrt.store")
   local st = store.open(nil, { existing = "no connections to serve" })
+  -- the settings a command through CONNRT_PROXY must share with it (Connrt-Settings)
+  cfg.settings = require("connrt.via_proxy").settings()
   local ok, err = pcall(function()
     if opts.connections and #opts.connections > 0 then
       cfg.served = {}

@@ -204,9 +204,36 @@ local function notice(path, why)
 end
 
 -- The proxy's refusals of a call that is not its to make, before it sent anything: a
--- connection it does not serve (its --connection list), or another store or key than
--- this command's (Connrt-Store). The command goes direct, as without the proxy.
-local NOT_OURS = { not_served = true, other_store = true }
+-- connection it does not serve (its --connection list), another store or key than this
+-- command's (Connrt-Store), or other settings (Connrt-Settings). The command goes
+-- direct, as without the proxy.
+local NOT_OURS = { not_served = true, other_store = true, other_settings = true }
+
+-- The environment variables besides the store's and key's (store.selection) that change
+-- how a call is made: TLS trust, libcurl's proxy variables, the connector sandbox's
+-- limits, refresh timing, the store's waits and where connrt's Lua code is; and every
+-- libpq variable (PG*: a PostgreSQL store's TLS, timeouts and connection). A command
+-- hands its call to a proxy only when the proxy runs with the same ones (M.settings).
+M.SETTINGS = { "CONNRT_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "http_proxy", "https_proxy", "HTTPS_PROXY",
+  "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY", "CONNRT_CONNECTOR_MEMORY", "CONNRT_CONNECTOR_CPU",
+  "CONNRT_REFRESH_MARGIN", "CONNRT_LEASE_TTL", "CONNRT_LOCK_TIMEOUT", "CONNRT_LUA_DIR", "CONNRT_MOD_DIR" }
+
+--- A fingerprint (SHA-256, hex) of this process's M.SETTINGS and PG* variables, those
+-- set and not empty, by name: equal in two processes that make a call the same way.
+-- (A fingerprint, not the values: a proxy variable or PGPASSWORD may hold a password.)
+function M.settings()
+  local parts = {}
+  for _, name in ipairs(M.SETTINGS) do
+    local v = os.getenv(name)
+    if v and v ~= "" then parts[#parts + 1] = name .. "=" .. v end
+  end
+  for _, entry in ipairs(sys.environ_with("PG")) do
+    if not entry:match("^[^=]*=$") then parts[#parts + 1] = entry end
+  end
+  table.sort(parts)
+  local crypto = require("connrt.crypto")
+  return crypto.hex(crypto.sha256("connrt settings\0" .. table.concat(parts, "\0")))
+end
 
 -- True, after a notice, when `resp` (the proxy's answer) is such a refusal.
 local function not_ours(path, resp)
@@ -218,8 +245,9 @@ local function not_ours(path, resp)
 end
 
 -- The Connrt-Store header naming the store and key this command would open
--- (store.selection), or nil after a notice when they cannot be told (the direct path
--- then says what is wrong with them).
+-- (store.selection), and the Connrt-Settings header (M.settings); or nil after a notice
+-- when the store and key cannot be told (the direct path then says what is wrong with
+-- them).
 local function store_header(path)
   local selection = require("connrt.store").selection()
   if not selection then
@@ -227,7 +255,7 @@ local function store_header(path)
       .. "its group or others)")
     return nil
   end
-  return "Connrt-Store: " .. selection
+  return "Connrt-Store: " .. selection .. "\r\nConnrt-Settings: " .. M.settings()
 end
 
 -- True for a connection reference the proxy can be asked for as it is: one path segment

@@ -249,6 +249,22 @@ static int sys_file_id(lua_State *L) {
   return 1;
 }
 
+/* sys.environ_with(prefix) -> array of "NAME=value": the environment's entries whose
+ * name starts with prefix, in the order of the environment (Lua has no way to list it). */
+static int sys_environ_with(lua_State *L) {
+  size_t plen;
+  const char *prefix = luaL_checklstring(L, 1, &plen);
+  lua_newtable(L);
+  lua_Integer n = 0;
+  for (char **e = environ; e && *e; e++) {
+    if (strncmp(*e, prefix, plen) == 0 && strchr(*e, '=')) {
+      lua_pushstring(L, *e);
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+  return 1;
+}
+
 /* sys.realpath(path) -> absolute path with no symbolic link, "." or ".." | nil, err:
  * what a connection remembers as its connector's file, so that a later `connrt update`
  * does not depend on the directory it runs in. */
@@ -1234,6 +1250,7 @@ static const luaL_Reg sys_funcs[] = {
   { "mode", sys_mode },
   { "realpath", sys_realpath },
   { "file_id", sys_file_id },
+  { "environ_with", sys_environ_with },
   { "write_private", sys_write_private },
   { "readline_noecho", sys_readline_noecho },
   { "spawn_detached", sys_spawn_detached },
