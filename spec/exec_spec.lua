@@ -275,12 +275,20 @@ describe("connrt exec (integration) #integration", function()
       -- percent-encoded, base64 (as HTTP Basic carries it) and JSON-escaped
       'printf "enc: %s\\n" "$(printf %s "$K" | od -An -tx1 | tr -d " \\n" | sed "s/\\(..\\)/%\\1/g")"',
       'printf "b64: %s\\n" "$(printf "user:%s" "$K" | base64 -w0)"',
+      -- as a terminal shows it: a colour (grep --color) or a struck-over character inside
+      'printf "colour: %s\n" "$(printf %s "$K" | sed "s/^\\(....\\)/\\1\\x1b[01;31m\\x1b[K/")"',
+      'printf "overstrike: %s\n" "$(printf %s "$K" | sed "s/^\\(....\\)/\\1X\\x08/")"',
       'printf "partial: %s" "$K" >&2',
     }, "; ")
     local res = exec({ "machine", "--env", "K=keyed", "--mask", "--", "sh", "-c", script })
     assert.equal(0, res.code, res.stderr)
     local all = res.stdout .. res.stderr
     assert.is_nil(all:find(API_KEY, 1, true), all)
+    -- (what a terminal shows of it)
+    local shown = all:gsub("\27%[[0-?]*[ -/]*[@-~]", ""):gsub(".\b", "")
+    assert.is_nil(shown:find(API_KEY, 1, true), shown)
+    assert.matches("colour: [redacted]\n", res.stdout, 1, true)
+    assert.matches("overstrike: [redacted]\n", res.stdout, 1, true)
     assert.matches("out: [redacted]\n", res.stdout, 1, true)
     assert.matches("token: [redacted] and more\n", res.stdout, 1, true)
     assert.matches("enc: [redacted]\n", res.stdout, 1, true)
@@ -291,6 +299,8 @@ describe("connrt exec (integration) #integration", function()
     -- without --mask the same program prints them (the test can fail)
     res = exec({ "machine", "--env", "K=keyed", "--", "sh", "-c", script })
     assert.truthy(res.stdout:find(API_KEY, 1, true))
+    assert.truthy(res.stdout:find("colour: " .. API_KEY:sub(1, 4) .. "\27[01;31m\27[K" .. API_KEY:sub(5), 1, true))
+    assert.truthy(res.stdout:find("overstrike: " .. API_KEY:sub(1, 4) .. "X\b" .. API_KEY:sub(5), 1, true))
   end)
 
   it("--mask reads a line of megabytes without a newline or a blank in linear time, and masks it", function()

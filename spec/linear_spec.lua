@@ -190,6 +190,16 @@ local CASES = {
     log.redact(("\\ud83d"):rep(MB // 6))
     log.redact(("s3cr%2Bt"):rep(MB // 8))
     log.redact(("s3cr+t\\/"):rep(MB // 8))
+    -- what a terminal does not show (the terminal view): unfinished sequences and
+    -- overstrikes, and a run of UTF-8 continuation bytes with no backspace after it
+    log.redact(("\27["):rep(MB // 2))
+    log.redact(("\27[0;"):rep(MB // 4))
+    log.redact(("\27]8;;"):rep(MB // 5))
+    log.redact("\27]" .. ("x"):rep(MB))
+    log.redact(("x\b"):rep(MB // 2))
+    log.redact(("\b"):rep(MB))
+    log.redact("\27a" .. ("\128"):rep(MB))
+    log.redact(("s3cr\27[1m+t"):rep(MB // 10))
   ]], 20 },
 }
 

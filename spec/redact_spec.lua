@@ -312,6 +312,20 @@ describe("log.redact hides every spelling", function()
     assert.equal("x [redacted] z", log.redact("x abcdefgh-longer-still z"))
   end)
 
+  it("as a terminal shows it: escape sequences and overstrikes inside a secret (review 27)", function()
+    log.secret("S3cr3tK3yValue_abc123")
+    -- grep --color, an OSC 8 hyperlink ended by BEL or by ESC \, a backspace overstrike,
+    -- and a character of several bytes struck over
+    assert.equal("key=[redacted] end", log.redact("key=S3cr3tK3y\27[01;31m\27[KValue\27[m\27[K_abc123 end"))
+    assert.equal("a \27]8;;http://x\7[redacted] b", log.redact("a \27]8;;http://x\7S3cr3tK3y\27]8;;\27\\Value_abc123 b"))
+    assert.equal("a [redacted] b", log.redact("a S3cr3tK3y\27]8;;\7Value_abc123 b"))
+    assert.equal("[redacted]", log.redact("S3cr3tK3yX\bValue_abc123"))
+    assert.equal("([redacted])", log.redact("(S3cr3tK3y\195\164\bValue_abc123)"))
+    -- text around them, and escapes without a secret, as they were
+    assert.equal("\27[1mbold\27[0m S3cr3tK3y\27[1m_not", log.redact("\27[1mbold\27[0m S3cr3tK3y\27[1m_not"))
+    assert.equal("\27[31mred\27[0m [redacted]\27[0m", log.redact("\27[31mred\27[0m S3cr3tK\27[4m3yValue_abc123\27[0m"))
+  end)
+
   it("leaves text without secrets, or without a registered one, as it is", function()
     assert.equal("nothing %2B here \\u0041 +", log.redact("nothing %2B here \\u0041 +"))
     assert.equal("", log.redact(""))

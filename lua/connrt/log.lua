@@ -266,6 +266,15 @@ local STRONG = 8
 -- those JSON-escaped (\u00XX: six).
 local ENCODED = math.tointeger(3 ^ PERCENT_LAYERS) * 6
 
+-- What a terminal does not show of a text, each a pattern for decode whose one capture
+-- is all of it: a CSI sequence (ESC [ parameters, intermediates, final byte: colours,
+-- erasing), an OSC one (ESC ] ... ended by BEL or ESC \), and a character (one UTF-8
+-- sequence) a backspace follows, which the next one strikes over. Each is linear: a
+-- match attempt scans a run of bytes none of which can start the next attempt.
+local TERMINAL = { "()(\27%[[0-?]*[ -/]*[@-~])", "()(\27%][^\7\27]*\7)", "()(\27%][^\7\27]*\27\\)",
+  "()([%z\1-\127\194-\244][\128-\191]*\b)" }
+local function removed(m) return "", #m end
+
 -- The decoded views of `s` worth searching: each {text, maps (innermost first)}.
 local function views(s)
   local out = { { s } }
@@ -318,6 +327,19 @@ local function views(s)
   if s:find("\\", 1, true) then
     local t, maps = unescaped(s, {})
     if t then plus_and_percent(t, maps) end
+  end
+  -- `s` as a terminal shows it: without the escape sequences (colours, OSC hyperlinks) and
+  -- the characters a backspace strikes over (grep --color, man's bold) that a program put
+  -- inside a secret
+  if s:find("[\27\b]") then
+    local t, maps = s, {}
+    for _, pattern in ipairs(TERMINAL) do
+      if t:find("[\27\b]") then
+        local d, map = decode(t, pattern, removed)
+        if d then t, maps = d, { table.unpack(maps) }; maps[#maps + 1] = map end
+      end
+    end
+    if #maps > 0 then out[#out + 1] = { t, maps } end
   end
   return out
 end
