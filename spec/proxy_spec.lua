@@ -631,6 +631,17 @@ console.log(r.status, doc.url, doc.body);
       p.stop()
     end)
 
+    it("never refreshes a token just refreshed again, however far ahead --refresh-ahead says (review 27)", function()
+      -- a 6 s token and --refresh-ahead far beyond its lifetime: refreshed once it is half
+      -- gone (margin included), not on every tick
+      local before = grants()
+      local p = proxy_in(thome, { "--socket", tmp .. "/t4.sock", "--workers", "1", "--refresh-ahead", "7200" })
+      sys.sleep(4.5)
+      local n = grants() - before
+      p.stop()
+      assert.is_true(n <= 2, n .. " refreshes in 4.5 s")
+    end)
+
     it("shares one refresh with 20 CLI processes on an expired connection", function()
       sys.sleep(6.3) -- the token expired, and no proxy refreshed it in the background
       -- refreshed only once expired (margin 0, nothing ahead): one refresh is the whole story

@@ -119,7 +119,7 @@ M.COMMANDS = {
     { "--idle", arg = "SECONDS", text = "how long a client may stay silent, or take to send a whole request from "
       .. "its first byte (default 60)" },
     { "--refresh-ahead", arg = "SECONDS", text = "refresh a token this long before the refresh margin (default a "
-      .. "quarter of its lifetime, at most 60)" },
+      .. "quarter of its lifetime, at most 60; never more than half its lifetime before expiry, margin included)" },
   },
 }
 

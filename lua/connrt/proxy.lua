@@ -586,7 +586,8 @@ end
 
 -- Background refresh (worker 1, every second): a token that enters the request path's
 -- refresh margin within the next quarter of its lifetime (at most a minute; or
--- --refresh-ahead seconds) is refreshed now, through the lease like any refresh.
+-- --refresh-ahead seconds, at most half its lifetime before expiry with the margin) is
+-- refreshed now, through the lease like any refresh.
 function Worker:refresh_ahead()
   local ok, recs = pcall(self.served_records, self)
   if not ok then return end
@@ -595,7 +596,11 @@ function Worker:refresh_ahead()
     if rec.expires_at and not rec.needs_reconnect and (rec.has_refresh_token or rec.auth == "client_credentials") then
       local margin = connection.margin(rec)
       local issued = rec.issued_at or rec.refreshed_at or rec.updated_at or os.time()
-      local ahead = self.cfg.refresh_ahead or math.min(60, math.max(0, (rec.expires_at - issued) / 4))
+      local lifetime = math.max(0, rec.expires_at - issued)
+      -- --refresh-ahead, never so far ahead that a token just refreshed is due again
+      -- (at most half its lifetime before expiry, the margin included)
+      local ahead = self.cfg.refresh_ahead and math.min(self.cfg.refresh_ahead, math.max(0, lifetime / 2 - margin))
+        or math.min(60, lifetime / 4)
       if rec.expires_at - os.time() <= margin + ahead then
         local got, conn = pcall(self.connection, self, rec.id)
         if got then
