@@ -1252,6 +1252,13 @@ while not os.path.exists(%q):
       local res = h.connrt({ "proxy", "--listen", "nowhere" }, { env = { CONNRT_HOME = home }, timeout = 10 })
       assert.equal(2, res.code)
       assert.matches("--listen nowhere: expected HOST:PORT", res.stderr, 1, true)
+      -- an address of the right shape that is none: a usage error too (review 27)
+      for _, v in ipairs({ "999.1.1.1:8700", "[::1::2]:8700", "1.2.3:8700" }) do
+        res = h.connrt({ "proxy", "--listen", v }, { env = { CONNRT_HOME = home }, timeout = 10 })
+        assert.equal(2, res.code, v .. ": " .. res.stderr)
+        assert.matches("--listen " .. v .. ": ", res.stderr, 1, true)
+        assert.matches("is not an IP address", res.stderr, 1, true)
+      end
       res = h.connrt({ "proxy", "--workers", "0" }, { env = { CONNRT_HOME = home }, timeout = 10 })
       assert.equal(2, res.code)
       local before = h.snapshot(home)

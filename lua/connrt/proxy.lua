@@ -985,8 +985,8 @@ function M.run(opts)
   local fd, where, ready
   if opts.listen then
     local host, port = parse_listen(opts.listen)
-    local got, actual = httpd.listen_tcp(host, port)
-    if not got then errors.raise("failed", "%s", actual) end
+    local got, actual, kind = httpd.listen_tcp(host, port)
+    if not got then errors.raise(kind or "failed", "%s%s", kind and ("--listen " .. opts.listen .. ": ") or "", actual) end
     fd = got
     where = (host:find(":", 1, true) and ("[%s]:%d") or "%s:%d"):format(host, actual)
     -- a secret like any other: a client that puts it in a path or a header it should not

@@ -120,8 +120,9 @@ fail:
   return 2;
 }
 
-/* httpd.listen_tcp(host, port) -> fd, port | nil, message. host: an IPv4 or IPv6
- * address literal; port 0 picks a free one. */
+/* httpd.listen_tcp(host, port) -> fd, port | nil, message, "usage" when host is not an
+ * address (the caller's mistake, not the system's). host: an IPv4 or IPv6 address
+ * literal; port 0 picks a free one. */
 static int httpd_listen_tcp(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
@@ -142,7 +143,8 @@ static int httpd_listen_tcp(lua_State *L) {
   } else {
     lua_pushnil(L);
     lua_pushfstring(L, "%s is not an IP address", host);
-    return 2;
+    lua_pushliteral(L, "usage");
+    return 3;
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   int one = 1;
