@@ -143,6 +143,15 @@ local CASES = {
     assert(u:sub(-3) == "a/b", u:sub(-10))
     url.join("https://x.test/a" .. ("/"):rep(MB), "/b")
   ]], 2 },
+  { "url.allowed: paths of runs of encodings a server might decode once more (review 27)", [[
+    local url = require("connrt.url")
+    local allowed = { "https://x.test/v1" }
+    for _, path in ipairs({ ("%25"):rep(MB // 3), "%" .. ("2525"):rep(MB // 4), ("%2525"):rep(MB // 5),
+        ("%EF%BC"):rep(MB // 6), ("\226\128"):rep(MB // 2), ("%E0"):rep(MB // 3), ("a%"):rep(MB // 2) }) do
+      url.allowed("https://x.test/v1/" .. path, allowed)
+    end
+    assert(url.allowed("https://x.test/v1/" .. ("%25"):rep(MB // 3) .. "ok", allowed))
+  ]], 2 },
   { "allowed_urls rendered with a provider's instance_url of a megabyte of slashes", [[
     local connector = require("connrt.connector")
     local c = connector.load(CONNECTOR)

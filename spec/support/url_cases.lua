@@ -21,6 +21,8 @@ local OK = {
   -- path parameters on a segment that is a name (matrix params, jsessionid)
   "https://{api}{port}/v1/a;b=1/me", "https://{api}{port}/v1/..x;y/me",
   "https://{api}{port}/v1/me;jsessionid=1", "https://{api}{port}/v1/...;x",
+  -- percent-encoded text that decodes to no separator: UTF-8, a literal '%', a blank
+  "https://{api}{port}/v1/caf%C3%A9", "https://{api}{port}/v1/100%25off", "https://{api}{port}/v1/a%20b",
 }
 
 local REFUSED = {
@@ -50,6 +52,21 @@ local REFUSED = {
   "https://{api}{port}/v1/..%3b/admin",
   "https://{api}{port}/v1/.;x/me",
   "http://{loop}/a/..;/b",
+  -- what a server that decodes once more, or normalizes what it decoded, reads as a dot
+  -- segment or a separator: double encoding, IIS's %u, overlong UTF-8, characters NFKC
+  -- makes '.' or '/', an encoded NUL or tab after ".." (review 27)
+  "https://{api}{port}/v1/%252e%252e/admin",
+  "https://{api}{port}/v1/%25252e%25252e/admin",
+  "https://{api}{port}/v1%252fadmin",
+  "https://{api}{port}/v1/%u002e%u002e/admin",
+  "https://{api}{port}/v1/%C0%AE%C0%AE/admin",
+  "https://{api}{port}/v1/%E0%80%AE%E0%80%AE/admin",
+  "https://{api}{port}/v1/%EF%BC%8E%EF%BC%8E/admin",
+  "https://{api}{port}/v1/%e2%80%a5/admin",
+  "https://{api}{port}/v1/..%EF%BC%8Fadmin",
+  "https://{api}{port}/v1/..%00/admin",
+  "https://{api}{port}/v1/..%09/admin",
+  "https://{api}{port}/v1/x%",
 }
 
 --- The example hosts spec/url_spec.lua uses.

@@ -222,6 +222,75 @@ static const char *bad_separator(const char *p, size_t n) {
   return NULL;
 }
 
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = (char)(c | 0x20);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* True when the '%' at d[i] (a text decoded once) starts an encoded '/', '\' or '.',
+ * itself encoded any number of times over (%2E, %252E, %25252E). Each '%' reads only
+ * the run of "25" after it, which holds no '%', so a scan over d stays linear. */
+static int encoded_separator(const unsigned char *d, size_t m, size_t i) {
+  size_t j = i + 1;
+  while (j + 1 < m && d[j] == '2' && d[j + 1] == '5') j += 2;
+  if (j + 1 >= m) return 0;
+  unsigned char a = d[j], b = (unsigned char)(d[j + 1] | 0x20);
+  return (a == '2' && (b == 'e' || b == 'f')) || (a == '5' && b == 'c');
+}
+
+/* Characters a server that normalizes text (Unicode NFKC) reads as '.', "..", '/', '' or
+ * '%' (ONE DOT LEADER, FULLWIDTH FULL STOP, FULLWIDTH SOLIDUS, ...), in UTF-8: such a
+ * server may see a dot segment or a separator where we see a name. */
+static const unsigned char LOOKALIKES[][3] = {
+  { 0xe2, 0x80, 0xa4 }, { 0xe2, 0x80, 0xa5 }, { 0xe2, 0x80, 0xa6 }, { 0xe2, 0x84, 0x80 }, { 0xe2, 0x84, 0x81 },
+  { 0xe2, 0x84, 0x85 }, { 0xe2, 0x84, 0x86 }, { 0xef, 0xb8, 0x99 }, { 0xef, 0xb8, 0xb0 }, { 0xef, 0xb9, 0x92 },
+  { 0xef, 0xb9, 0xa8 }, { 0xef, 0xb9, 0xaa }, { 0xef, 0xbc, 0x85 }, { 0xef, 0xbc, 0x8e }, { 0xef, 0xbc, 0x8f },
+  { 0xef, 0xbc, 0xbc },
+};
+
+/* What a server that decodes the path once more than it should, or normalizes what it
+ * decoded, could read as a separator or a dot segment where we read a name (the class of
+ * bad_separator, one decoding further): a '%' that starts no %XX (IIS's %u002e), a
+ * double-encoded '/', '\' or '.' (%252E), an encoded control character (..%00 cut at the
+ * NUL, ..%09 trimmed), an overlong UTF-8 form (%C0%AE) and the characters of LOOKALIKES,
+ * raw or encoded. NULL when there is none. Linear: one pass to decode, one to look. */
+static const char *decodes_to_separator(const char *p, size_t n) {
+  unsigned char *d = malloc(n + 1);
+  if (!d) return "out of memory";
+  size_t m = 0;
+  const char *why = NULL;
+  for (size_t i = 0; i < n && !why; i++) {
+    if (p[i] != '%') {
+      d[m++] = (unsigned char)p[i];
+    } else if (i + 2 < n && hex_value(p[i + 1]) >= 0 && hex_value(p[i + 2]) >= 0) {
+      d[m++] = (unsigned char)(hex_value(p[i + 1]) * 16 + hex_value(p[i + 2]));
+      i += 2;
+    } else {
+      why = "the path has a '%' that starts no percent-encoding (%XX)";
+    }
+  }
+  for (size_t i = 0; i < m && !why; i++) {
+    unsigned char c = d[i], c1 = i + 1 < m ? d[i + 1] : 0;
+    if (c < 0x20 || c == 0x7f) why = "the path has a control character (encoded)";
+    else if (c == '%' && encoded_separator(d, m, i))
+      why = "the path has a double-encoded '/', '\\' or '.' (%252F, %255C, %252E)";
+    else if (c == 0xc0 || c == 0xc1 || (c == 0xe0 && c1 >= 0x80 && c1 <= 0x9f) || (c == 0xf0 && c1 >= 0x80 && c1 <= 0x8f))
+      why = "the path has an overlong UTF-8 form (such as %C0%AE for '.')";
+    else if (c == 0xe2 || c == 0xef) {
+      for (size_t k = 0; k < sizeof LOOKALIKES / sizeof LOOKALIKES[0] && i + 2 < m; k++) {
+        if (memcmp(d + i, LOOKALIKES[k], 3) == 0) {
+          why = "the path has a character a server may read as '.', '/', '\\' or '%' (such as a fullwidth full stop)";
+          break;
+        }
+      }
+    }
+  }
+  free(d);
+  return why;
+}
+
 /* A segment that is "." or ".." once its ";params" are cut ("..;", "..;x=1", "..%3B"):
  * Tomcat, Jetty and Spring strip path parameters before resolving dot segments, so such
  * a segment climbs there while it is a name to us. NULL when there is none. (An encoded
@@ -253,6 +322,7 @@ const char *connrt_url_allowed(const char *url, size_t n, const char *const *lis
   if (u.has_userinfo) return "the URL carries userinfo";
   why = bad_separator(u.path, u.path_len);
   if (!why) why = dot_with_params(u.path, u.path_len);
+  if (!why) why = decodes_to_separator(u.path, u.path_len);
   if (why) return why;
   char *buf = malloc(u.path_len + 2);
   if (!buf) return "out of memory";
