@@ -1156,6 +1156,21 @@ while not os.path.exists(%q):
       assert.equal(0, traced_via.code, traced_via.stderr)
       assert.matches("\n> GET ", "\n" .. traced_via.stderr)
       assert.equal(select(2, traced.stderr:gsub("\n", "")), select(2, traced_via.stderr:gsub("\n", "")))
+      -- and so does `connrt -v token` (a refresh's trace is the direct path's): the proxy
+      -- is not asked
+      local function asked() return select(2, p.err():gsub("/_connrt/token/", "")) end
+      local asked_before = asked()
+      local _, token_via = both({ "-v", "token", "machine" })
+      assert.equal(0, token_via.code, token_via.stderr)
+      sys.sleep(0.3) -- (a line the proxy would write once its answer is out)
+      assert.equal(asked_before, asked())
+      local _, token_plain = both({ "token", "machine" })
+      assert.equal(0, token_plain.code, token_plain.stderr)
+      for _ = 1, 50 do
+        if asked() > asked_before then break end
+        sys.sleep(0.05)
+      end
+      assert.equal(asked_before + 1, asked()) -- (the check can fail)
       -- -d is a form either way, and a Content-Type given wins either way
       for _, extra in ipairs({ {}, { "-H", "Content-Type: text/plain" } }) do
         local args = { "request", "keyed", "POST", "/echo", "-d", "a=1", "--json" }

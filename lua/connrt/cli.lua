@@ -443,9 +443,10 @@ local token_direct = with_connection("token", function(conn)
   log.raw(conn:token() .. "\n")
 end)
 
--- through a running proxy when CONNRT_PROXY names one (via_proxy.lua)
+-- through a running proxy when CONNRT_PROXY names one (via_proxy.lua); not with
+-- --verbose, whose trace of a refresh only the direct path makes
 function commands.token(argv)
-  if os.getenv("CONNRT_PROXY") and #argv == 1 and not argv[1]:match("^%-") then
+  if os.getenv("CONNRT_PROXY") and not log.verbose and #argv == 1 and not argv[1]:match("^%-") then
     local tok = require("connrt.via_proxy").token(argv[1])
     if tok then log.raw(tok .. "\n") return 0 end
   end
